@@ -1,0 +1,342 @@
+// vmstate descriptors: a declarative description of a device's state, in the spirit of QEMU's VMStateDescription.
+//
+// A descriptor is data. From it this module computes a fixed binary layout, and `StateRecord` gives typed
+// accessors over that layout inside a SharedArrayBuffer. The same record is therefore the device's live state (seen
+// by every vCPU thread and the main thread) and exactly what a checkpoint copies. Subsection fields live in the same
+// record; a subsection only decides what a checkpoint writes.
+
+export type IntType = 'u8' | 'u16' | 'u32' | 'u64' | 'i8' | 'i16' | 'i32' | 'i64';
+export type ScalarType = IntType | 'bool';
+
+type BigType = 'u64' | 'i64';
+export type ScalarValue<T extends ScalarType> = T extends BigType ? bigint : T extends 'bool' ? boolean : number;
+
+export type TypedArrayOf<T extends IntType> = T extends 'u8' ? Uint8Array
+  : T extends 'u16' ? Uint16Array
+  : T extends 'u32' ? Uint32Array
+  : T extends 'u64' ? BigUint64Array
+  : T extends 'i8' ? Int8Array
+  : T extends 'i16' ? Int16Array
+  : T extends 'i32' ? Int32Array
+  : BigInt64Array;
+
+interface FieldBase<N extends string> {
+  readonly name: N;
+  /** The descriptor version that introduced this field; loading an older stream leaves it at its reset value. */
+  readonly since?: number;
+}
+
+export interface ScalarField<N extends string = string, T extends ScalarType = ScalarType> extends FieldBase<N> {
+  readonly kind: 'scalar';
+  readonly type: T;
+}
+
+/** A fixed array of integers, or a variable one: `lengthField` names the scalar that holds how many are in use. */
+export interface ArrayField<N extends string = string, T extends IntType = IntType> extends FieldBase<N> {
+  readonly kind: 'array';
+  readonly type: T;
+  readonly length: number;
+  readonly lengthField?: string;
+}
+
+export interface StructField<N extends string = string, D extends Descriptor = Descriptor> extends FieldBase<N> {
+  readonly kind: 'struct';
+  readonly descriptor: D;
+}
+
+export interface StructArrayField<N extends string = string, D extends Descriptor = Descriptor> extends FieldBase<N> {
+  readonly kind: 'structArray';
+  readonly descriptor: D;
+  readonly length: number;
+  readonly lengthField?: string;
+}
+
+export type Field = ScalarField | ArrayField | StructField | StructArrayField;
+
+export interface Descriptor<F extends readonly Field[] = readonly Field[], S extends readonly Subsection[] = readonly Subsection[]> {
+  readonly name: string;
+  readonly version: number;
+  /** The oldest stream version this descriptor can still load. */
+  readonly minVersion?: number;
+  readonly fields: F;
+  /** Optional parts written only when `needed` says so (QEMU subsections). Their fields share the record. */
+  readonly subsections?: S;
+}
+
+export interface Subsection<F extends readonly Field[] = readonly Field[]> {
+  readonly name: string;
+  readonly version: number;
+  readonly minVersion?: number;
+  readonly fields: F;
+  readonly needed: (state: any) => boolean;
+}
+
+// ---- field constructors -------------------------------------------------------------------------------------
+
+type Opts = { since?: number };
+const scalar = <T extends ScalarType>(type: T) => <N extends string>(name: N, opts: Opts = {}): ScalarField<N, T> =>
+  ({ kind: 'scalar', name, type, ...opts });
+
+export const u8 = scalar('u8');
+export const u16 = scalar('u16');
+export const u32 = scalar('u32');
+export const u64 = scalar('u64');
+export const i8 = scalar('i8');
+export const i16 = scalar('i16');
+export const i32 = scalar('i32');
+export const i64 = scalar('i64');
+export const bool = scalar('bool');
+
+/** `array('regs', 'u32', 16)` — a fixed array; with `{ lengthField: 'count' }` only `count` entries are saved. */
+export function array<N extends string, T extends IntType>(
+  name: N, type: T, length: number, opts: Opts & { lengthField?: string } = {},
+): ArrayField<N, T> {
+  return { kind: 'array', name, type, length, ...opts };
+}
+
+/** A byte buffer of at most `max` bytes whose used length lives in `lengthField`. */
+export function bytes<N extends string>(name: N, max: number, opts: Opts & { lengthField?: string } = {}): ArrayField<N, 'u8'> {
+  return array(name, 'u8', max, opts);
+}
+
+export function struct<N extends string, D extends Descriptor>(name: N, descriptor: D, opts: Opts = {}): StructField<N, D> {
+  return { kind: 'struct', name, descriptor, ...opts };
+}
+
+export function structArray<N extends string, D extends Descriptor>(
+  name: N, descriptor: D, length: number, opts: Opts & { lengthField?: string } = {},
+): StructArrayField<N, D> {
+  return { kind: 'structArray', name, descriptor, length, ...opts };
+}
+
+// ---- the state type a descriptor describes ------------------------------------------------------------------
+
+type ValueOf<F> = F extends ScalarField<string, infer T> ? ScalarValue<T>
+  : F extends ArrayField<string, infer T> ? TypedArrayOf<T>
+  : F extends StructField<string, infer D> ? StateOf<D>
+  : F extends StructArrayField<string, infer D> ? readonly StateOf<D>[]
+  : never;
+
+type FieldsState<F extends readonly Field[]> = { -readonly [K in F[number] as K['name']]: ValueOf<K> };
+type SubsectionsState<S> = S extends readonly Subsection[]
+  ? UnionToIntersection<{ [I in keyof S]: S[I] extends Subsection<infer F> ? FieldsState<F> : never }[number]>
+  : unknown;
+type UnionToIntersection<U> = (U extends unknown ? (x: U) => void : never) extends (x: infer I) => void ? I : never;
+
+/** The live state a descriptor describes: scalars as numbers/bigints/booleans, arrays as typed-array views. */
+export type StateOf<D> = D extends Descriptor<infer F, infer S>
+  ? FieldsState<F> & (unknown extends SubsectionsState<S> ? unknown : SubsectionsState<S>) & RecordInternals
+  : never;
+
+export interface RecordInternals {
+  readonly $layout: Layout;
+  readonly $buffer: SharedArrayBuffer | ArrayBuffer;
+  readonly $offset: number;
+}
+
+// ---- layout ---------------------------------------------------------------------------------------------------
+
+const scalarSize: Record<ScalarType, number> = { u8: 1, i8: 1, bool: 1, u16: 2, i16: 2, u32: 4, i32: 4, u64: 8, i64: 8 };
+
+export interface PlacedField {
+  readonly field: Field;
+  readonly offset: number;
+  readonly size: number;
+  /** For nested structs: the nested layout. */
+  readonly layout?: Layout;
+  /** For struct arrays: the stride between elements. */
+  readonly stride?: number;
+}
+
+export interface Layout {
+  readonly descriptor: Descriptor;
+  readonly size: number;
+  readonly align: number;
+  /** Main fields, in order. */
+  readonly fields: readonly PlacedField[];
+  /** Each subsection's fields, in order. */
+  readonly subsections: readonly { readonly subsection: Subsection; readonly fields: readonly PlacedField[] }[];
+  readonly byName: ReadonlyMap<string, PlacedField>;
+}
+
+const layouts = new WeakMap<Descriptor, Layout>();
+
+const alignUp = (n: number, a: number) => Math.ceil(n / a) * a;
+
+/** The fixed layout of a descriptor: every field at its natural alignment, record size a multiple of 8. */
+export function layoutOf(descriptor: Descriptor): Layout {
+  const cached = layouts.get(descriptor);
+  if (cached) return cached;
+  let offset = 0;
+  let align = 1;
+  const byName = new Map<string, PlacedField>();
+  const place = (fields: readonly Field[]): PlacedField[] => fields.map(field => {
+    if (byName.has(field.name)) throw new Error(`vmstate ${descriptor.name}: duplicate field '${field.name}'`);
+    let size: number; let a: number; let nested: Layout | undefined; let stride: number | undefined;
+    switch (field.kind) {
+      case 'scalar': size = a = scalarSize[field.type]; break;
+      case 'array':
+        a = scalarSize[field.type]; size = a * checkedLength(descriptor, field); break;
+      case 'struct':
+        nested = layoutOf(field.descriptor); a = nested.align; size = nested.size; break;
+      case 'structArray':
+        nested = layoutOf(field.descriptor); a = nested.align; stride = nested.size;
+        size = stride * checkedLength(descriptor, field); break;
+    }
+    offset = alignUp(offset, a);
+    align = Math.max(align, a);
+    const placed: PlacedField = { field, offset, size, layout: nested, stride };
+    byName.set(field.name, placed);
+    offset += size;
+    return placed;
+  });
+  const fields = place(descriptor.fields);
+  const subsections = (descriptor.subsections ?? []).map(subsection => ({ subsection, fields: place(subsection.fields) }));
+  for (const placed of byName.values()) checkLengthField(descriptor, placed.field, byName);
+  const layout: Layout = { descriptor, size: alignUp(Math.max(offset, 1), 8), align: Math.max(align, 8), fields, subsections, byName };
+  layouts.set(descriptor, layout);
+  return layout;
+}
+
+function checkedLength(d: Descriptor, f: ArrayField | StructArrayField): number {
+  if (!Number.isInteger(f.length) || f.length < 0) throw new Error(`vmstate ${d.name}: field '${f.name}' has bad length ${f.length}`);
+  return f.length;
+}
+
+function checkLengthField(d: Descriptor, f: Field, byName: Map<string, PlacedField>): void {
+  if ((f.kind !== 'array' && f.kind !== 'structArray') || f.lengthField === undefined) return;
+  const lf = byName.get(f.lengthField);
+  if (!lf || lf.field.kind !== 'scalar' || lf.field.type === 'bool' || lf.field.type === 'u64' || lf.field.type === 'i64') {
+    throw new Error(`vmstate ${d.name}: length field '${f.lengthField}' of '${f.name}' must be a u8/u16/u32 scalar`);
+  }
+}
+
+// ---- records: typed accessors over a buffer -------------------------------------------------------------------
+
+interface Views {
+  u8: Uint8Array; i8: Int8Array; u16: Uint16Array; i16: Int16Array;
+  u32: Uint32Array; i32: Int32Array; u64: BigUint64Array; i64: BigInt64Array;
+}
+
+const viewCache = new WeakMap<ArrayBufferLike, Views>();
+function viewsOf(buffer: ArrayBufferLike): Views {
+  let v = viewCache.get(buffer);
+  if (!v) {
+    const n8 = Math.floor(buffer.byteLength / 8) * 8;
+    v = {
+      u8: new Uint8Array(buffer), i8: new Int8Array(buffer),
+      u16: new Uint16Array(buffer, 0, Math.floor(buffer.byteLength / 2)), i16: new Int16Array(buffer, 0, Math.floor(buffer.byteLength / 2)),
+      u32: new Uint32Array(buffer, 0, Math.floor(buffer.byteLength / 4)), i32: new Int32Array(buffer, 0, Math.floor(buffer.byteLength / 4)),
+      u64: new BigUint64Array(buffer, 0, n8 / 8), i64: new BigInt64Array(buffer, 0, n8 / 8),
+    };
+    viewCache.set(buffer, v);
+  }
+  return v;
+}
+
+const typedArrayCtor = {
+  u8: Uint8Array, i8: Int8Array, u16: Uint16Array, i16: Int16Array,
+  u32: Uint32Array, i32: Int32Array, u64: BigUint64Array, i64: BigInt64Array,
+} as const;
+
+const prototypes = new WeakMap<Layout, object>();
+
+/** A prototype whose accessors read and write the layout's fields; instances carry only buffer and base offset. */
+function prototypeFor(layout: Layout): object {
+  let proto = prototypes.get(layout);
+  if (proto) return proto;
+  proto = {};
+  for (const placed of layout.byName.values()) {
+    const { field, offset } = placed;
+    if (field.kind === 'scalar') {
+      const type = field.type;
+      const shift = Math.log2(scalarSize[type]);
+      const views = type === 'bool' ? 'u8' : type;
+      Object.defineProperty(proto, field.name, type === 'bool'
+        ? {
+            get(this: RecordImpl) { return this.$v.u8[this.$offset + offset] !== 0; },
+            set(this: RecordImpl, value: boolean) { this.$v.u8[this.$offset + offset] = value ? 1 : 0; },
+          }
+        : {
+            get(this: RecordImpl) { return this.$v[views][(this.$offset + offset) >> shift]; },
+            set(this: RecordImpl, value: number | bigint) { (this.$v[views] as any)[(this.$offset + offset) >> shift] = value; },
+          });
+    }
+    // Arrays and nested records are created per instance (see makeRecord): they are views, not values.
+  }
+  prototypes.set(layout, proto);
+  return proto;
+}
+
+interface RecordImpl extends RecordInternals { $v: Views }
+
+/** A record over `buffer` at `offset` (which must be 8-byte aligned and leave room for the layout's size). */
+export function makeRecord<D extends Descriptor>(descriptor: D, buffer: SharedArrayBuffer | ArrayBuffer, offset = 0): StateOf<D> {
+  const layout = layoutOf(descriptor);
+  if (offset % 8 !== 0 || offset < 0 || offset + layout.size > buffer.byteLength) {
+    throw new RangeError(`vmstate ${descriptor.name}: record of ${layout.size} bytes does not fit at offset ${offset} of ${buffer.byteLength}`);
+  }
+  const record = Object.create(prototypeFor(layout)) as RecordImpl & Record<string, unknown>;
+  Object.defineProperties(record, {
+    $layout: { value: layout },
+    $buffer: { value: buffer },
+    $offset: { value: offset },
+    $v: { value: viewsOf(buffer) },
+  });
+  for (const placed of layout.byName.values()) {
+    const { field } = placed;
+    const at = offset + placed.offset;
+    let value: unknown;
+    if (field.kind === 'array') value = new (typedArrayCtor[field.type] as any)(buffer, at, field.length);
+    else if (field.kind === 'struct') value = makeRecord(field.descriptor, buffer, at);
+    else if (field.kind === 'structArray') {
+      value = Object.freeze(Array.from({ length: field.length }, (_, i) => makeRecord(field.descriptor, buffer, at + i * placed.stride!)));
+    } else continue;
+    Object.defineProperty(record, field.name, { value, enumerable: true });
+  }
+  return record as unknown as StateOf<D>;
+}
+
+/** A record in a fresh buffer of its own (tests, and state that is not shared between threads). */
+export function newRecord<D extends Descriptor>(descriptor: D, shared = true): StateOf<D> {
+  const size = layoutOf(descriptor).size;
+  return makeRecord(descriptor, shared ? new SharedArrayBuffer(size) : new ArrayBuffer(size));
+}
+
+/** Zero every byte of a record (the starting point of a device's power-on reset). */
+export function clearRecord(record: RecordInternals): void {
+  viewsOf(record.$buffer).u8.fill(0, record.$offset, record.$offset + record.$layout.size);
+}
+
+/** The record's bytes (a view, not a copy). */
+export function recordBytes(record: RecordInternals): Uint8Array {
+  return new Uint8Array(record.$buffer, record.$offset, record.$layout.size);
+}
+
+/**
+ * The arena: one SharedArrayBuffer that holds every device's record, so a single transfer to each vCPU thread
+ * shares the whole machine's device state. Records are placed in allocation order at 8-byte alignment.
+ */
+export class StateArena {
+  readonly buffer: SharedArrayBuffer;
+  private used = 0;
+
+  constructor(bytes: number | SharedArrayBuffer) {
+    this.buffer = typeof bytes === 'number' ? new SharedArrayBuffer(bytes) : bytes;
+  }
+
+  /** Reserve room for a descriptor's record and return its offset. */
+  allocate(descriptor: Descriptor): number {
+    const size = layoutOf(descriptor).size;
+    const offset = alignUp(this.used, 8);
+    if (offset + size > this.buffer.byteLength) {
+      throw new RangeError(`state arena full: ${descriptor.name} needs ${size} bytes at ${offset} of ${this.buffer.byteLength}`);
+    }
+    this.used = offset + size;
+    return offset;
+  }
+
+  record<D extends Descriptor>(descriptor: D, offset: number): StateOf<D> {
+    return makeRecord(descriptor, this.buffer, offset);
+  }
+}

@@ -1,0 +1,224 @@
+// The FFI binding of libc: the only module that loads koffi. Every wrapper checks the return value, reads errno
+// at once (any later call may clobber it) and throws a SysError naming the call and its argument.
+import { createRequire } from 'node:module';
+import { SysError, Errno } from './errno.js';
+
+const require = createRequire(import.meta.url);
+// koffi is CommonJS; loading it through require keeps start-up cheap and works the same in worker threads.
+const koffi = require('koffi') as typeof import('koffi');
+
+const libc = koffi.load('libc.so.6');
+
+/** A raw pointer: koffi represents addresses as bigint. */
+export type Pointer = bigint;
+/** Anything koffi can pass as `void *`: memory we own in JS, or a raw address. */
+export type Memory = ArrayBufferView | ArrayBuffer | Pointer | null;
+
+// Fixed-arity declarations: the variadic forms work too, but are slower through koffi.
+const c = {
+  open: libc.func('int open(const char *path, int flags, int mode)'),
+  close: libc.func('int close(int fd)'),
+  ioctlValue: libc.func('int ioctl(int fd, unsigned long request, unsigned long arg)'),
+  ioctlPointer: libc.func('int ioctl(int fd, unsigned long request, void *arg)'),
+  mmap: libc.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)'),
+  munmap: libc.func('int munmap(void *addr, size_t length)'),
+  madvise: libc.func('int madvise(void *addr, size_t length, int advice)'),
+  memfdCreate: libc.func('int memfd_create(const char *name, unsigned int flags)'),
+  ftruncate: libc.func('int ftruncate(int fd, int64_t length)'),
+  fallocate: libc.func('int fallocate(int fd, int mode, int64_t offset, int64_t length)'),
+  eventfd: libc.func('int eventfd(unsigned int initval, int flags)'),
+  read: libc.func('intptr_t read(int fd, void *buf, size_t count)'),
+  write: libc.func('intptr_t write(int fd, const void *buf, size_t count)'),
+  fcntl: libc.func('int fcntl(int fd, int cmd, long arg)'),
+  getpid: libc.func('int getpid(void)'),
+  gettid: libc.func('int gettid(void)'),
+  tgkill: libc.func('int tgkill(int tgid, int tid, int sig)'),
+  clockGettime: libc.func('int clock_gettime(int clockid, _Out_ int64_t *ts)'),
+};
+
+function check(call: string, argument: () => string, result: number): number {
+  if (result < 0) {
+    const errno = koffi.errno();
+    throw new SysError(call, argument(), errno);
+  }
+  return result;
+}
+
+export const O_RDONLY = 0o0;
+export const O_WRONLY = 0o1;
+export const O_RDWR = 0o2;
+export const O_CREAT = 0o100;
+export const O_EXCL = 0o200;
+export const O_TRUNC = 0o1000;
+export const O_NONBLOCK = 0o4000;
+export const O_CLOEXEC = 0o2000000;
+
+export const PROT_NONE = 0;
+export const PROT_READ = 1;
+export const PROT_WRITE = 2;
+export const MAP_SHARED = 0x01;
+export const MAP_PRIVATE = 0x02;
+export const MAP_FIXED = 0x10;
+export const MAP_ANONYMOUS = 0x20;
+export const MAP_NORESERVE = 0x4000;
+export const MAP_POPULATE = 0x8000;
+export const MAP_HUGETLB = 0x40000;
+export const MAP_SHARED_VALIDATE = 0x03;
+export const MAP_SYNC = 0x80000;
+export const MAP_FAILED = 0xffffffffffffffffn;
+
+export const MADV_DONTFORK = 10;
+export const MADV_MERGEABLE = 12;
+export const MADV_HUGEPAGE = 14;
+
+export const MFD_CLOEXEC = 0x0001;
+export const MFD_ALLOW_SEALING = 0x0002;
+export const MFD_HUGETLB = 0x0004;
+
+export const EFD_CLOEXEC = 0o2000000;
+export const EFD_NONBLOCK = 0o4000;
+
+export const F_GETFD = 1;
+export const F_SETFD = 2;
+export const F_GETFL = 3;
+export const F_SETFL = 4;
+export const FD_CLOEXEC = 1;
+
+export const SIGUSR2 = 12;
+
+export function open(path: string, flags: number, mode = 0o600): number {
+  return check('open', () => path, c.open(path, flags, mode) as number);
+}
+
+export function close(fd: number): void {
+  check('close', () => String(fd), c.close(fd) as number);
+}
+
+/** ioctl with an integer argument (or none). Returns the non-negative result. */
+export function ioctl(fd: number, request: number, arg: number | bigint = 0, name?: string): number {
+  const result = c.ioctlValue(fd, request, arg) as number;
+  if (result < 0) {
+    const errno = koffi.errno();
+    throw new SysError('ioctl', `${fd}, ${name ?? hex(request)}`, errno);
+  }
+  return result;
+}
+
+/** ioctl whose argument points at memory (a struct we own, or a raw address). */
+export function ioctlPtr(fd: number, request: number, arg: Memory, name?: string): number {
+  const result = c.ioctlPointer(fd, request, arg) as number;
+  if (result < 0) {
+    const errno = koffi.errno();
+    throw new SysError('ioctl', `${fd}, ${name ?? hex(request)}`, errno);
+  }
+  return result;
+}
+
+/**
+ * ioctl that reports EINTR/EAGAIN-style failures as a negative errno instead of throwing: the vCPU loop's KVM_RUN
+ * gets EINTR on every kick, which is not an error.
+ */
+export function ioctlRaw(fd: number, request: number, arg: number | bigint = 0): number {
+  const result = c.ioctlValue(fd, request, arg) as number;
+  return result < 0 ? -koffi.errno() : result;
+}
+
+export function mmap(addr: Pointer | null, length: number, prot: number, flags: number, fd: number, offset = 0): Pointer {
+  const result = c.mmap(addr, length, prot, flags, fd, offset) as Pointer | null;
+  if (result === null || result === MAP_FAILED) {
+    const errno = koffi.errno();
+    throw new SysError('mmap', `length ${length}, fd ${fd}, offset ${offset}`, errno);
+  }
+  return result;
+}
+
+export function munmap(addr: Pointer, length: number): void {
+  check('munmap', () => `0x${addr.toString(16)}, ${length}`, c.munmap(addr, length) as number);
+}
+
+export function madvise(addr: Pointer, length: number, advice: number): void {
+  check('madvise', () => `0x${addr.toString(16)}, ${length}, ${advice}`, c.madvise(addr, length, advice) as number);
+}
+
+export function memfdCreate(name: string, flags: number): number {
+  return check('memfd_create', () => name, c.memfdCreate(name, flags) as number);
+}
+
+export function ftruncate(fd: number, length: number): void {
+  check('ftruncate', () => `${fd}, ${length}`, c.ftruncate(fd, length) as number);
+}
+
+export function fallocate(fd: number, mode: number, offset: number, length: number): void {
+  check('fallocate', () => `${fd}, ${offset}, ${length}`, c.fallocate(fd, mode, offset, length) as number);
+}
+
+export function eventfd(initval: number, flags: number): number {
+  return check('eventfd', () => `${initval}, ${flags}`, c.eventfd(initval, flags) as number);
+}
+
+/** read(2) into a buffer we own; returns bytes read, or -errno for EAGAIN/EINTR so pollers can tell "nothing yet". */
+export function read(fd: number, buffer: ArrayBufferView, length = buffer.byteLength): number {
+  if (length > buffer.byteLength) throw new RangeError(`read: length ${length} exceeds buffer ${buffer.byteLength}`);
+  const result = Number(c.read(fd, buffer, length));
+  if (result < 0) {
+    const errno = koffi.errno();
+    if (errno === Errno.EAGAIN || errno === Errno.EINTR) return -errno;
+    throw new SysError('read', `${fd}, ${length}`, errno);
+  }
+  return result;
+}
+
+/** write(2) from a buffer we own; returns bytes written, or -errno for EAGAIN/EINTR. */
+export function write(fd: number, buffer: ArrayBufferView, length = buffer.byteLength): number {
+  if (length > buffer.byteLength) throw new RangeError(`write: length ${length} exceeds buffer ${buffer.byteLength}`);
+  const result = Number(c.write(fd, buffer, length));
+  if (result < 0) {
+    const errno = koffi.errno();
+    if (errno === Errno.EAGAIN || errno === Errno.EINTR) return -errno;
+    throw new SysError('write', `${fd}, ${length}`, errno);
+  }
+  return result;
+}
+
+export function fcntl(fd: number, cmd: number, arg = 0): number {
+  return check('fcntl', () => `${fd}, ${cmd}, ${arg}`, c.fcntl(fd, cmd, arg) as number);
+}
+
+export function getpid(): number {
+  return c.getpid() as number;
+}
+
+export function gettid(): number {
+  return c.gettid() as number;
+}
+
+export function tgkill(tgid: number, tid: number, signal: number): void {
+  check('tgkill', () => `${tgid}, ${tid}, ${signal}`, c.tgkill(tgid, tid, signal) as number);
+}
+
+/**
+ * A zero-copy ArrayBuffer over mapped memory. Creating one costs ~25 µs per MiB, so create it once per mapping,
+ * and drop every view before the mapping is unmapped: touching a view after munmap kills the process.
+ */
+export function view(address: Pointer, length: number): ArrayBuffer {
+  return koffi.view(address, length);
+}
+
+/** Address of the memory behind a JS buffer (for structs that embed pointers to other structs). */
+export function addressOf(buffer: ArrayBufferView | ArrayBuffer): Pointer {
+  return koffi.address(buffer);
+}
+
+export const CLOCK_REALTIME = 0;
+export const CLOCK_MONOTONIC = 1;
+
+const timespec = new BigInt64Array(2);
+/** clock_gettime(2) in nanoseconds: CLOCK_REALTIME for wall-clock stamps, CLOCK_MONOTONIC for intervals. */
+export function clockNs(clock: number = CLOCK_MONOTONIC): bigint {
+  check('clock_gettime', () => String(clock), c.clockGettime(clock, timespec) as number);
+  return timespec[0] * 1_000_000_000n + timespec[1];
+}
+
+function hex(n: number): string {
+  return `0x${n.toString(16)}`;
+}
