@@ -1,0 +1,67 @@
+// The stdio backend: guest output to fd 1, input from stdin. On a terminal, stdin goes to raw mode (keys reach the
+// guest unprocessed — Ctrl-C too) and QEMU's Ctrl-a escape applies (escape.ts); the terminal is restored on
+// close(), and on process exit if close() was never called. Only one backend may own stdio at a time.
+import type { Readable } from 'node:stream';
+import { BackendBase, type CharBackendOptions } from './base.js';
+import { EscapeFilter, ESCAPE_HELP } from './escape.js';
+
+const STDOUT_FD = 1;
+let owner: StdioBackend | null = null;
+
+export class StdioBackend extends BackendBase {
+  private readonly stdin: Readable & { isTTY?: boolean; setRawMode?: (on: boolean) => unknown; ref?: () => void; unref?: () => void };
+  private readonly rawTerminal: boolean;
+  private readonly onData: (chunk: Uint8Array) => void;
+  private readonly onError: (error: Error) => void;
+  private readonly restoreOnExit = () => this.restoreTerminal();
+
+  constructor(options: CharBackendOptions) {
+    super({ kind: 'stdio' }, 'stdio', options);
+    if (owner !== null) throw new Error('stdio is already used by another character device');
+    owner = this;
+    this.replaceOutputFd(STDOUT_FD, false);
+    this.stdin = process.stdin;
+    this.rawTerminal = this.stdin.isTTY === true && typeof this.stdin.setRawMode === 'function';
+    let escape: EscapeFilter | null = null;
+    if (this.rawTerminal) {
+      this.stdin.setRawMode!(true);
+      process.on('exit', this.restoreOnExit);
+      const quit = options.onQuit ?? (() => { this.restoreTerminal(); process.kill(process.pid, 'SIGTERM'); });
+      escape = new EscapeFilter({ quit, help: () => this.out.write(Buffer.from(ESCAPE_HELP)) });
+    }
+    this.onData = chunk => this.pump.push(escape === null ? chunk : escape.filter(chunk));
+    // A closed or unreadable stdin just means no input.
+    this.onError = error => this.log(`stdin: ${error.message}`);
+    this.stdin.on('data', this.onData);
+    this.stdin.on('error', this.onError);
+    this.stdin.ref?.();
+    this.stdin.resume();
+  }
+
+  get isRawTerminal(): boolean {
+    return this.rawTerminal;
+  }
+
+  protected override pauseInput(): void {
+    this.stdin.pause();
+  }
+
+  protected override resumeInput(): void {
+    if (!this.closed) this.stdin.resume();
+  }
+
+  protected shutdown(): void {
+    this.stdin.off('data', this.onData);
+    this.stdin.off('error', this.onError);
+    this.stdin.pause();
+    this.stdin.unref?.(); // a paused pipe or terminal still holds the event loop open until unref'd
+    this.restoreTerminal();
+    process.off('exit', this.restoreOnExit);
+    this.replaceOutputFd(-1, false); // fd 1 belongs to the process
+    if (owner === this) owner = null;
+  }
+
+  private restoreTerminal(): void {
+    if (this.rawTerminal) this.stdin.setRawMode!(false);
+  }
+}
