@@ -1,0 +1,114 @@
+// The complete KVM state of one vCPU, read and applied in the orders KVM needs. The orders follow Firecracker's
+// save_state/restore_state (src/vmm/src/vstate/vcpu/x86_64.rs), whose comments record the kernel's rules. QEMU's
+// kvm_arch_put_registers keeps the same REGS-before-EVENTS, TSC-rate-before-MSRs and LAPIC-before-TSC-deadline
+// rules but sets the MP state after the events rather than first. Call both with the vCPU outside KVM_RUN and,
+// for events, with the other vCPUs stopped too.
+import * as K from './constants.js';
+import type { Vcpu } from './vcpu.js';
+import type { VcpuState, VcpuEvents } from './types.js';
+
+/** A restored TSC frequency within this tolerance of the host's needs no scaling (QEMU/Firecracker: 250 ppm). */
+const TSC_KHZ_TOLERANCE = 250e-6;
+
+/** KVM refused part of a vCPU state. */
+export class VcpuStateError extends Error {
+  constructor(vcpuId: number, detail: string) {
+    super(`vcpu ${vcpuId}: ${detail}`);
+    this.name = 'VcpuStateError';
+  }
+}
+
+const hex = (n: number) => `0x${n.toString(16)}`;
+
+export function saveVcpuState(v: Vcpu): VcpuState {
+  const f = v.features;
+  // KVM_GET_MP_STATE runs kvm_apic_accept_events(), which can change LAPIC and vCPU state (a pending INIT/SIPI
+  // is processed): read it first so everything read after it is consistent with it.
+  const mpState = f.mpState ? v.getMpState() : K.KVM_MP_STATE_RUNNABLE;
+  const regs = v.getRegs();
+  const sregs = v.getSregs();
+  const fpu = v.getFpu();
+  const xsave = f.xsaveSize > 0 ? v.getXsave() : null;
+  const xcrs = f.xcrs ? v.getXcrs() : null;
+  const debugregs = f.debugregs ? v.getDebugRegs() : null;
+  // KVM_GET_LAPIC may itself update LAPIC state (e.g. sync pending PIR bits) before returning it.
+  const lapic = v.tryGetLapic();
+  const tscKhz = f.getTscKhz ? v.getTscKhz() : null;
+  const cpuid = v.getCpuid2();
+  const { readable } = v.readableMsrs();
+  const msrs = v.getMsrs(readable);
+  if (msrs.length !== readable.length) {
+    throw new VcpuStateError(v.id, `MSR ${hex(readable[msrs.length])} could be read before but not now`);
+  }
+  // Events last: the other GETs may change what is pending (and SREGS also carries a pending interrupt).
+  const events = f.vcpuEvents ? v.getVcpuEvents() : null;
+  return { cpuid, tscKhz, mpState, regs, sregs, fpu, xsave, xcrs, debugregs, lapic, msrs, events };
+}
+
+export function restoreVcpuState(v: Vcpu, s: VcpuState): void {
+  const f = v.features;
+
+  // 1. CPUID first: it decides which MSRs and XSAVE components exist, and KVM rejects a different CPUID once the
+  //    vCPU has run (Linux ≥ 5.16), so it can only go on a fresh vCPU (or repeat the same table).
+  if (s.cpuid.length > 0) v.setCpuid2(s.cpuid);
+
+  // 2. TSC frequency before anything that holds TSC values (the TSC MSR, the TSC deadline): those are
+  //    interpreted at the guest's rate.
+  if (s.tscKhz !== null && f.getTscKhz) {
+    const current = v.getTscKhz();
+    if (Math.abs(current - s.tscKhz) > Math.round(s.tscKhz * TSC_KHZ_TOLERANCE)) {
+      if (!f.tscControl) {
+        throw new VcpuStateError(v.id, `guest TSC runs at ${s.tscKhz} kHz, this host at ${current} kHz, and KVM cannot scale it`);
+      }
+      v.setTscKhz(s.tscKhz);
+    }
+  }
+
+  // 3. MP state early: some SET ioctls depend on whether the vCPU is the BSP/halted/waiting for SIPI.
+  if (f.mpState) v.setMpState(s.mpState);
+
+  // 4. General registers. KVM_SET_REGS clears a pending exception, so it must precede KVM_SET_VCPU_EVENTS.
+  v.setRegs(s.regs);
+
+  // 5. Special registers: also restores the APIC base MSR, which KVM_SET_LAPIC needs in place (6).
+  v.setSregs(s.sregs);
+
+  // 6. FPU/SSE/AVX state. The XSAVE area contains the legacy FXSAVE image kvm_fpu describes, so with XSAVE the
+  //    FPU is set through it alone; KVM_SET_FPU is the fallback for KVM without KVM_CAP_XSAVE.
+  if (s.xsave && f.xsaveSize > 0) v.setXsave(s.xsave);
+  else v.setFpu(s.fpu);
+  if (s.xcrs && f.xcrs) v.setXcrs(s.xcrs);
+
+  if (s.debugregs && f.debugregs) v.setDebugRegs(s.debugregs);
+
+  // 7. LAPIC after SREGS (APIC base) and before the MSRs: the TSC-deadline MSR restores only into a LAPIC
+  //    already in TSC-deadline mode.
+  if (s.lapic) {
+    if (v.tryGetLapic() === null) throw new VcpuStateError(v.id, 'state has a LAPIC but this VM has no in-kernel irqchip');
+    v.setLapic(s.lapic);
+  }
+
+  // 8. MSRs. KVM stops at the first MSR it refuses; note it and carry on with the rest so one bad MSR names
+  //    itself instead of silently dropping everything after it.
+  const refused: number[] = [];
+  let rest = s.msrs;
+  while (rest.length > 0) {
+    const n = v.setMsrs(rest);
+    if (n === rest.length) break;
+    refused.push(rest[n].index);
+    rest = rest.slice(n + 1);
+  }
+  if (refused.length > 0) throw new VcpuStateError(v.id, `KVM refused MSR${refused.length > 1 ? 's' : ''} ${refused.map(hex).join(', ')}`);
+
+  // 9. Events last: restores the pending/injected exception, interrupt, NMI and SMI that the steps above
+  //    (SET_REGS above all) cleared or disturbed.
+  if (s.events && f.vcpuEvents) v.setVcpuEvents(eventsForSet(s.events));
+}
+
+/**
+ * KVM_GET_VCPU_EVENTS marks in `flags` which optional parts it filled; for KVM_SET_VCPU_EVENTS the NMI-pending
+ * and SIPI-vector parts are applied only when flagged, so a full restore adds those two flags.
+ */
+export function eventsForSet(e: VcpuEvents): VcpuEvents {
+  return { ...e, flags: e.flags | K.KVM_VCPUEVENT_VALID_NMI_PENDING | K.KVM_VCPUEVENT_VALID_SIPI_VECTOR };
+}
