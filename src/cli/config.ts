@@ -1,0 +1,174 @@
+// From `tsvmm run` flags to a MachineConfig: the meaning of each QEMU-spelled option, with one clear line for
+// every mistake (UsageError), before anything is created.
+import { parseQemuOpts, QemuOptsError, type QemuOpts } from './qemu-opts.js';
+import { UsageError, type RunArgs } from './args.js';
+import { parseMemoryOptions } from '../memory/config.js';
+import { parseCharSpec, charSpecFromChardev, CharSpecError, type CharSpec } from '../chardev/index.js';
+import { MAX_VCPUS, type BootConfig, type DebugconConfig, type MachineConfig } from '../machine/config.js';
+import type { CpuMode } from '../boot/cpu-modes.js';
+import type { CpuidPolicy } from '../../kvm/cpuid.js';
+
+/** tsvmm's isa-debug-exit defaults: the port every test-guest suite uses (QEMU's own default is 0x501/2). */
+export const DEBUG_EXIT_DEFAULT = { iobase: 0xf4, iosize: 4 };
+const DEBUGCON_DEFAULT_IOBASE = 0xe9;
+
+const CPU_MODELS: Record<string, CpuidPolicy> = { host: 'host', max: 'host', 'pvm-safe': 'pvm-safe' };
+const MACHINE_TYPES = new Set(['pc', 'pc-i440fx', 'tsvmm']);
+
+function wrap<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof QemuOptsError || e instanceof CharSpecError) throw new UsageError(e.message);
+    throw e;
+  }
+}
+
+function parseSmp(text: string | undefined): number {
+  if (text === undefined) return 1;
+  const opts = parseQemuOpts(text, { option: '-smp', impliedKey: 'cpus' });
+  opts.checkKnown(['cpus', 'maxcpus', 'sockets', 'dies', 'cores', 'threads']);
+  const topology = ['sockets', 'dies', 'cores', 'threads'].filter(k => opts.has(k)).reduce((n, k) => n * opts.uint(k), 1);
+  const cpus = opts.has('cpus') ? opts.uint('cpus') : topology;
+  if (cpus < 1 || cpus > MAX_VCPUS) throw new UsageError(`-smp: ${cpus} vCPUs is outside 1..${MAX_VCPUS}`);
+  if (opts.has('maxcpus') && opts.uint('maxcpus') !== cpus) {
+    throw new UsageError('-smp: maxcpus different from cpus needs CPU hotplug, which tsvmm does not have');
+  }
+  return cpus;
+}
+
+function parseMachine(values: readonly string[]): void {
+  for (const text of values) {
+    const opts = parseQemuOpts(text, { option: '-machine', impliedKey: 'type' });
+    opts.checkKnown(['type', 'memory-backend', 'accel', 'kernel-irqchip']);
+    const type = opts.implied;
+    if (type !== undefined && !MACHINE_TYPES.has(type)) throw new UsageError(`-machine: type '${type}' is not supported (tsvmm emulates a PC: use pc)`);
+    if (opts.has('accel') && opts.string('accel') !== 'kvm') throw new UsageError(`-machine: accel=${opts.string('accel')}: only kvm is supported`);
+    if (opts.has('kernel-irqchip') && !opts.bool('kernel-irqchip', true)) {
+      throw new UsageError('-machine: kernel-irqchip=off is not supported (tsvmm uses the in-kernel irqchip)');
+    }
+  }
+}
+
+function number(opts: QemuOpts, key: string, fallback?: number): number | undefined {
+  if (!opts.has(key)) return fallback;
+  const text = opts.string(key);
+  const value = Number(text);
+  if (!/^(0x[0-9a-f]+|\d+)$/i.test(text) || !Number.isSafeInteger(value)) {
+    throw new UsageError(`${opts.label}: ${key}=${text} is not a number`);
+  }
+  return value;
+}
+
+interface Devices { debugExit: MachineConfig['debugExit']; debugcon: DebugconConfig[]; loader: BootConfig | null }
+
+function parseDevices(args: RunArgs, chardevs: Map<string, CharSpec>): Devices {
+  const out: Devices = { debugExit: null, debugcon: [], loader: null };
+  const used = new Set<string>();
+  const chardev = (opts: QemuOpts): CharSpec => {
+    const id = opts.string('chardev');
+    const spec = chardevs.get(id);
+    if (!spec) throw new UsageError(`${opts.label}: chardev '${id}' is not defined (add -chardev …,id=${id})`);
+    if (used.has(id)) throw new UsageError(`${opts.label}: chardev '${id}' is already used by another device`);
+    used.add(id);
+    return spec;
+  };
+  for (const text of args.device) {
+    const opts = parseQemuOpts(text, { option: '-device', impliedKey: 'driver' });
+    switch (opts.implied) {
+      case 'isa-debug-exit': {
+        opts.checkKnown(['driver', 'iobase', 'iosize']);
+        if (out.debugExit) throw new UsageError('-device isa-debug-exit: given more than once');
+        const iobase = number(opts, 'iobase', DEBUG_EXIT_DEFAULT.iobase)!;
+        const iosize = number(opts, 'iosize', DEBUG_EXIT_DEFAULT.iosize)!;
+        if (![1, 2, 4].includes(iosize)) throw new UsageError(`-device isa-debug-exit: iosize=${iosize} must be 1, 2 or 4`);
+        if (iobase < 0 || iobase + iosize > 0x10000) throw new UsageError(`-device isa-debug-exit: iobase=0x${iobase.toString(16)} is outside the I/O space`);
+        out.debugExit = { iobase, iosize };
+        break;
+      }
+      case 'isa-debugcon': {
+        opts.checkKnown(['driver', 'iobase', 'chardev', 'timestamps']);
+        const iobase = number(opts, 'iobase', DEBUGCON_DEFAULT_IOBASE)!;
+        if (iobase < 0 || iobase >= 0x10000) throw new UsageError(`-device isa-debugcon: iobase=0x${iobase.toString(16)} is outside the I/O space`);
+        out.debugcon.push({ output: chardev(opts), iobase, timestamps: opts.bool('timestamps', false) });
+        break;
+      }
+      case 'loader': {
+        opts.checkKnown(['driver', 'file', 'addr', 'entry', 'mode', 'cpu-num', 'force-raw']);
+        if (out.loader) throw new UsageError('-device loader: only one loader image is supported');
+        if (!opts.has('file') || !opts.has('addr')) throw new UsageError('-device loader: needs file=PATH and addr=ADDRESS');
+        if ((number(opts, 'cpu-num', 0) ?? 0) !== 0) throw new UsageError('-device loader: only cpu-num=0 (the boot vCPU) can be started');
+        const mode = opts.string('mode', 'real');
+        if (mode !== 'real' && mode !== 'protected' && mode !== 'long') throw new UsageError(`-device loader: mode=${mode} must be real, protected or long`);
+        out.loader = { kind: 'flat', path: opts.string('file'), loadAddress: number(opts, 'addr')!, entry: number(opts, 'entry'), mode: mode as CpuMode };
+        break;
+      }
+      case undefined:
+        throw new UsageError(`-device '${text}': no driver name`);
+      default:
+        throw new UsageError(`-device ${opts.implied}: unknown device (tsvmm has isa-debug-exit, isa-debugcon, loader)`);
+    }
+  }
+  const unused = [...chardevs.keys()].filter(id => !used.has(id));
+  if (unused.length) throw new UsageError(`-chardev ${unused[0]}: defined but no device uses it`);
+  return out;
+}
+
+function parseChardevs(values: readonly string[]): Map<string, CharSpec> {
+  const map = new Map<string, CharSpec>();
+  for (const text of values) {
+    const opts = parseQemuOpts(text, { option: '-chardev', impliedKey: 'backend' });
+    const backend = opts.implied;
+    if (!backend) throw new UsageError(`-chardev '${text}': no backend (stdio, file, socket, pipe, null)`);
+    if (!opts.has('id')) throw new UsageError(`-chardev ${backend}: needs id=NAME`);
+    const id = opts.string('id');
+    if (map.has(id)) throw new UsageError(`-chardev: id '${id}' is defined twice`);
+    const rest = Object.fromEntries(opts.entries().filter(([k]) => k !== 'backend' && k !== 'id'));
+    map.set(id, charSpecFromChardev(backend, rest));
+  }
+  return map;
+}
+
+/** Everything `tsvmm run` was told, checked, as a machine configuration. */
+export function machineConfigFromArgs(args: RunArgs, extra: { demoKernel?: string } = {}): MachineConfig {
+  return wrap(() => {
+    parseMachine(args.machine);
+    const memory = parseMemoryOptions({ m: args.m, object: args.objects, machine: args.machine, memPath: args.memPath, memPrealloc: args.memPrealloc });
+    const cpuModel = CPU_MODELS[args.cpu ?? 'host'];
+    if (!cpuModel) throw new UsageError(`-cpu ${args.cpu}: unknown model (tsvmm has host, max and pvm-safe)`);
+    const chardevs = parseChardevs(args.chardev);
+    const devices = parseDevices(args, chardevs);
+
+    let boot: BootConfig | null = devices.loader;
+    const kernel = args.kernel ?? extra.demoKernel;
+    if (kernel !== undefined) {
+      if (boot) throw new UsageError('-kernel and -device loader cannot both start the guest');
+      boot = { kind: 'kernel', path: kernel, initrd: args.initrd, append: args.append ?? '' };
+    } else if (args.initrd !== undefined || args.append !== undefined) {
+      throw new UsageError(`${args.initrd !== undefined ? '-initrd' : '-append'} needs -kernel`);
+    }
+
+    const serial = (args.serial.length ? args.serial : ['stdio']).map(parseCharSpec);
+    if (serial.length > 4) throw new UsageError('-serial: at most 4 serial ports (COM1-COM4)');
+    const debugcon = [...args.debugcon.map(text => ({ output: parseCharSpec(text), iobase: DEBUGCON_DEFAULT_IOBASE, timestamps: false })), ...devices.debugcon];
+    const ports = new Set<number>();
+    for (const d of debugcon) {
+      if (ports.has(d.iobase)) throw new UsageError(`isa-debugcon: two devices at port 0x${d.iobase.toString(16)}`);
+      ports.add(d.iobase);
+    }
+
+    return {
+      name: args.name ?? 'tsvmm',
+      memory,
+      cpus: parseSmp(args.smp),
+      cpuModel,
+      boot,
+      serial,
+      debugcon,
+      debugExit: devices.debugExit,
+      noReboot: args.noReboot,
+      timeoutMs: args.timeoutSeconds === undefined ? null : Math.round(args.timeoutSeconds * 1000),
+      startPaused: args.startPaused,
+    };
+  });
+}

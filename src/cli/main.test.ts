@@ -1,0 +1,98 @@
+// tsvmm run, as a user sees it: exit statuses, serial output, failure reports and clear one-line errors. Each test
+// boots a tiny flat guest under the real /dev/kvm.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { existsSync } from 'node:fs';
+import { testIf } from '../../test/support/skip.js';
+import { assembleFlat } from '../../test/support/asm.js';
+import { runTsvmm } from '../../test/support/tsvmm.js';
+import { kvmMissing } from '../../kvm/test-guest.js';
+import { ExitStatus } from '../machine/exit-status.js';
+
+const noKvm = kvmMissing();
+const pvm = existsSync('/sys/module/kvm_pvm');
+
+/** Real-mode code at 0x1000 that prints `text` on COM1 (no LSR polling needed: our UART sends at once). */
+const print = (text: string) => [...text].map(c => `  mov $${c.charCodeAt(0)}, %al\n  out %al, %dx`).join('\n');
+const realMode = (body: string) => assembleFlat(`.code16\n  mov $0x3f8, %dx\n${body}\n`);
+const loader = (path: string, mode = 'real') => ['-device', `loader,file=${path},addr=0x1000,mode=${mode}`];
+const base = ['-m', '16M', '-device', 'isa-debug-exit'];
+
+testIf(test, noKvm, 'cli: the guest\'s debug-exit value v becomes exit status (v << 1) | 1, and its serial output reaches stdout', async () => {
+  const guest = realMode(`${print('ok\n')}\n  mov $0xf4, %dx\n  mov $0x21, %al\n  out %al, %dx\n  hlt`);
+  const r = await runTsvmm([...base, ...loader(guest)]);
+  assert.is(r.stdout, 'ok\n');
+  assert.is(r.status, (0x21 << 1) | 1);
+});
+
+testIf(test, noKvm, 'cli: --timeout ends a guest that never finishes with status 124 and says so', async () => {
+  const guest = realMode('  cli\n  hlt');
+  const r = await runTsvmm([...base, ...loader(guest), '--timeout', '0.5']);
+  assert.is(r.status, ExitStatus.timeout);
+  assert.match(r.stderr, /timeout: the guest did not finish within 0.5 s/);
+});
+
+// A triple fault: with an empty IDT, #UD cannot be delivered (→ #GP → #DF → shutdown). Protected mode, because
+// KVM's real-mode emulation on some hosts ignores the IDT limit.
+const tripleFault = assembleFlat(`.code32\n  mov $0x3f8, %dx\n${print('boot\n')}\n  lidt empty\n  ud2\nempty: .word 0\n  .long 0\n`);
+
+testIf(test, noKvm, 'cli: a triple fault with -no-reboot ends tsvmm with status 118 and a report naming RIP and mode', async () => {
+  const r = await runTsvmm([...base, ...loader(tripleFault, 'protected'), '-no-reboot']);
+  assert.is(r.status, ExitStatus.tripleFault);
+  assert.match(r.stderr, /triple fault/);
+  assert.match(r.stderr, /RIP 0x[0-9a-f]+ .*protected mode \(32-bit\)/);
+  assert.match(r.stderr, /instruction bytes at RIP: 0f 0b/);
+  assert.match(r.stderr, /instruction bytes at RIP: /);
+});
+
+testIf(test, noKvm, 'cli: without -no-reboot a triple fault resets the machine and the guest boots again', async () => {
+  const r = await runTsvmm([...base, ...loader(tripleFault, 'protected'), '--timeout', '1.5']);
+  assert.ok(r.stdout.split('boot\n').length - 1 >= 2, `expected at least two boots, got ${JSON.stringify(r.stdout)}`);
+  assert.match(r.stderr, /guest reset \(triple fault\)/);
+  assert.is(r.status, ExitStatus.timeout);
+});
+
+testIf(test, noKvm, 'cli: an i8042 reset (0xFE to port 0x64) with -no-reboot ends tsvmm with status 0', async () => {
+  const guest = realMode(`${print('bye\n')}\n  mov $0xfe, %al\n  out %al, $0x64\n  cli\n  hlt`);
+  const r = await runTsvmm([...base, ...loader(guest), '-no-reboot']);
+  assert.is(r.stdout, 'bye\n');
+  assert.is(r.status, 0);
+});
+
+testIf(test, noKvm === null && pvm ? null : 'needs a PVM host, where KVM\'s emulator rejects int3 in long mode',
+  'cli: an emulation failure ends tsvmm with status 120 and shows the instruction bytes at RIP', async () => {
+    const guest = assembleFlat('.code64\n  int3\n');
+    const r = await runTsvmm([...base, ...loader(guest, 'long')]);
+    assert.is(r.status, ExitStatus.kvmInternalError);
+    assert.match(r.stderr, /KVM internal error .*emulation failure/);
+    assert.match(r.stderr, /long mode \(64-bit\)/);
+    assert.match(r.stderr, /instruction bytes at RIP: cc/);
+  });
+
+test('cli: an unknown option is refused with status 2 and one line naming it', async () => {
+  const r = await runTsvmm(['run', '-frobnicate']);
+  assert.is(r.status, ExitStatus.usage);
+  assert.is(r.stderr, "tsvmm: unknown option '-frobnicate' (see tsvmm run --help)\n");
+});
+
+test('cli: an unknown device is refused with status 2 and the list of devices', async () => {
+  const r = await runTsvmm(['run', '-device', 'e1000']);
+  assert.is(r.status, ExitStatus.usage);
+  assert.match(r.stderr, /-device e1000: unknown device \(tsvmm has isa-debug-exit, isa-debugcon, loader\)/);
+});
+
+test('cli: a missing kernel file is one clear line and status 4', async () => {
+  const r = await runTsvmm(['run', '-kernel', '/nonexistent/kernel']);
+  assert.is(r.status, ExitStatus.setupFailed);
+  assert.is(r.stderr, "tsvmm: kernel '/nonexistent/kernel': no such file\n");
+});
+
+test('cli: a missing /dev/kvm is one clear line and status 4', async () => {
+  const guest = assembleFlat('.code16\n  hlt\n');
+  const r = await runTsvmm([...base, ...loader(guest)], { env: { TSVMM_KVM_DEVICE: '/nonexistent/kvm' } });
+  assert.is(r.status, ExitStatus.setupFailed);
+  assert.is(r.stderr.trim().split('\n').length, 1);
+  assert.match(r.stderr, /\/nonexistent\/kvm/);
+});
+
+test.run();

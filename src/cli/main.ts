@@ -1,0 +1,75 @@
+#!/usr/bin/env node
+// tsvmm's command line: `tsvmm run [QEMU-style options]` (or the options alone, as with qemu-system-x86_64).
+import { readFileSync } from 'node:fs';
+import { parseRunArgs, runUsage, UsageError } from './args.js';
+import { machineConfigFromArgs } from './config.js';
+import { ExitStatus } from '../machine/exit-status.js';
+
+const USAGE = `usage: tsvmm run [options]      boot a guest (see tsvmm run --help)
+       tsvmm --version
+
+Exit status: the guest's isa-debug-exit verdict ((value << 1) | 1), 0 on a clean power-off (or reset with
+-no-reboot), ${ExitStatus.usage} bad usage, ${ExitStatus.setupFailed} setup failed (/dev/kvm, RAM, image), ${ExitStatus.tripleFault} triple fault,
+${ExitStatus.kvmInternalError} KVM internal/emulation error, ${ExitStatus.failEntry} VM entry failure, ${ExitStatus.timeout} --timeout expired, ${ExitStatus.internalError} tsvmm internal error.`;
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return `tsvmm ${pkg.version}`;
+}
+
+function fail(status: number, message: string): never {
+  process.stderr.write(`tsvmm: ${message}\n`);
+  process.exit(status);
+}
+
+async function run(argv: string[]): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h') || argv.includes('-help')) {
+    process.stdout.write(`${runUsage()}\n`);
+    return 0;
+  }
+  const args = parseRunArgs(argv);
+  let demoKernel: string | undefined;
+  if (args.demo) {
+    if (args.kernel) throw new UsageError('--demo boots its own guest: drop -kernel');
+    const { buildGuest } = await import('../../examples/guests/build.js');
+    demoKernel = (await buildGuest('hello')).path;
+    if (args.device.every(d => !d.startsWith('isa-debug-exit'))) args.device.push('isa-debug-exit');
+  }
+  const config = machineConfigFromArgs(args, { demoKernel });
+  const { Machine } = await import('../machine/machine.js');
+  // TSVMM_KVM_DEVICE points tsvmm at another KVM device node (tests use it to check the missing-/dev/kvm error).
+  const machine = await Machine.create(config, { kvmPath: process.env.TSVMM_KVM_DEVICE });
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.on(signal, () => {
+      process.stderr.write(`tsvmm: terminating on signal ${signal}\n`);
+      void machine.finish(128 + ({ SIGHUP: 1, SIGINT: 2, SIGTERM: 15 } as const)[signal]);
+    });
+  }
+  machine.start();
+  return machine.finished;
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  try {
+    if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
+      process.stdout.write(`${USAGE}\n`);
+      process.exit(command === undefined ? ExitStatus.usage : 0);
+    }
+    if (command === '--version' || command === '-version') {
+      process.stdout.write(`${version()}\n`);
+      process.exit(0);
+    }
+    const status = command === 'run' ? await run(rest) : command.startsWith('-') ? await run(argv) : fail(ExitStatus.usage, `unknown command '${command}'\n${USAGE}`);
+    process.exit(status);
+  } catch (e) {
+    if (e instanceof UsageError) fail(ExitStatus.usage, e.message);
+    const err = e as Error;
+    // Everything that stops the VM from being set up — /dev/kvm, RAM backend, guest image — is one clear line.
+    const setupErrors = ['KvmUnavailableError', 'RamBackendError', 'BootError', 'SysError', 'MultibootError', 'FlatLoadError', 'GuestBuildError'];
+    if (setupErrors.includes(err?.name)) fail(ExitStatus.setupFailed, err.message);
+    fail(ExitStatus.internalError, `internal error: ${err?.stack ?? String(e)}`);
+  }
+}
+
+await main(process.argv.slice(2));

@@ -1,0 +1,31 @@
+// A machine's configuration: everything needed to build it, as plain data (the CLI produces it; a checkpoint will
+// record it).
+import type { MemoryConfig } from '../memory/config.js';
+import type { CharSpec } from '../chardev/index.js';
+import type { CpuMode } from '../boot/cpu-modes.js';
+import type { CpuidPolicy } from '../../kvm/cpuid.js';
+
+export type BootConfig =
+  /** `-kernel` (multiboot v1), with `-initrd` modules and `-append`. */
+  | { kind: 'kernel'; path: string; initrd?: string; append: string }
+  /** `-device loader,file=…,addr=…[,entry=…][,mode=…]`: a flat binary started in the given CPU mode. */
+  | { kind: 'flat'; path: string; loadAddress: number; entry?: number; mode: CpuMode };
+
+export interface DebugconConfig { output: CharSpec; iobase: number; timestamps: boolean }
+
+export interface MachineConfig {
+  name: string;
+  memory: MemoryConfig;
+  cpus: number;
+  cpuModel: CpuidPolicy;
+  boot: BootConfig | null;
+  /** COM1..COM4 in order; `none` leaves a port out. */
+  serial: CharSpec[];
+  debugcon: DebugconConfig[];
+  debugExit: { iobase: number; iosize: number } | null;
+  noReboot: boolean;
+  timeoutMs: number | null;
+  startPaused: boolean;
+}
+
+export const MAX_VCPUS = 255;

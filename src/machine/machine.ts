@@ -1,0 +1,398 @@
+// The machine: assembles a VM from a MachineConfig (KVM VM, RAM, in-kernel irqchip and PIT, vCPUs, devices, the
+// guest image), runs one worker thread per vCPU, and is the main thread's side of everything that is not a vCPU
+// exit: host input, device timers, the timeout, and the VM's life cycle (pause, resume, reset, end).
+import { Worker } from 'node:worker_threads';
+import { Kvm } from '../../kvm/kvm.js';
+import type { Vm } from '../../kvm/vm.js';
+import type { Vcpu } from '../../kvm/vcpu.js';
+import { cpuidFor } from '../../kvm/cpuid.js';
+import { KVM_PIT_SPEAKER_DUMMY, KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, KVM_IRQCHIP_IOAPIC } from '../../kvm/constants.js';
+import type { IrqchipState, PitState2, VcpuState } from '../../kvm/types.js';
+import { getpid, tgkill, SIGUSR2 } from '../sys/libc.js';
+import { createGuestRam, type MachineRam } from '../memory/config.js';
+import { openCharBackend, type CharBackend } from '../chardev/index.js';
+import type { CharSpec } from '../chardev/index.js';
+import type { CharOut, MachineControl } from '../bus/types.js';
+import { MachineLock } from '../sync/lock.js';
+import { VcpuControl } from '../vcpu/control.js';
+import type { VcpuEvent, VcpuThreadInit } from '../vcpu/messages.js';
+import { planDevices, instantiate, type DeviceSpec, type MachineDevice, type DeviceEntry } from './device-table.js';
+import { irqLines } from './irq-lines.js';
+import { hostClock } from './clock.js';
+import { Doorbell } from './doorbell.js';
+import { readBootImages, loadBoot, type LoadedImages } from './boot.js';
+import { buildFwCfg } from './fw-cfg-content.js';
+import { ExitStatus } from './exit-status.js';
+import type { MachineConfig } from './config.js';
+import type { StateArena } from '../../cpr/vmstate.js';
+
+/** KVM's real-mode helpers for VMX hosts, placed where QEMU puts them: just below the BIOS at 4 GiB. */
+const IDENTITY_MAP_ADDR = 0xfeffc000;
+const TSS_ADDR = 0xfeffd000;
+
+/** COM1..COM4: base port and IRQ, as on every PC. */
+const COM_PORTS = [[0x3f8, 4], [0x2f8, 3], [0x3e8, 4], [0x2e8, 3]] as const;
+
+export type RunState = 'created' | 'running' | 'paused' | 'shutdown';
+
+export interface MachineOptions {
+  /** One-line notices (guest reset, timeout…). Default: stderr. */
+  log?: (line: string) => void;
+  /** Path of /dev/kvm (tests point it elsewhere to check the error). */
+  kvmPath?: string;
+}
+
+/** Power-on state of the in-kernel chips and vCPUs, to return to on a reset. */
+interface PowerOnState {
+  vcpus: VcpuState[];
+  irqchips: IrqchipState[];
+  pit: PitState2;
+}
+
+export class Machine {
+  readonly config: MachineConfig;
+  readonly lock = new MachineLock();
+  readonly doorbell = new Doorbell();
+  private readonly log: (line: string) => void;
+  private state: RunState = 'created';
+  private readonly workers: Worker[] = [];
+  private readonly workersExited: Promise<void>[] = [];
+  private devices: MachineDevice[] = [];
+  private finishing = false;
+  private resolveFinished!: (status: number) => void;
+  /** Resolves with tsvmm's exit status once the machine has ended and every resource is released. */
+  readonly finished: Promise<number> = new Promise(resolve => { this.resolveFinished = resolve; });
+  private timers: NodeJS.Timeout[] = [];
+  private timerPoll: NodeJS.Timeout | null = null;
+  private resetting = false;
+
+  private constructor(
+    config: MachineConfig,
+    options: MachineOptions,
+    private readonly kvm: Kvm,
+    private readonly vm: Vm,
+    private readonly ram: MachineRam,
+    private readonly vcpus: Vcpu[],
+    readonly control: VcpuControl,
+    private readonly arena: StateArena,
+    private readonly entries: DeviceEntry[],
+    private readonly chardevs: Map<string, CharBackend>,
+    private readonly images: LoadedImages | null,
+    private readonly powerOn: PowerOnState,
+  ) {
+    this.config = config;
+    this.log = options.log ?? (line => process.stderr.write(`tsvmm: ${line}\n`));
+  }
+
+  /** Builds the whole VM. Throws KvmUnavailableError, RamBackendError, BootError… with one clear line each. */
+  static async create(config: MachineConfig, options: MachineOptions = {}): Promise<Machine> {
+    const cleanup: Array<() => void> = [];
+    try {
+      const kvm = Kvm.open(options.kvmPath);
+      cleanup.push(() => kvm.close());
+      const vm = kvm.createVm();
+      cleanup.push(() => vm.close());
+      vm.setIdentityMapAddr(IDENTITY_MAP_ADDR);
+      vm.setTssAddr(TSS_ADDR);
+      vm.createIrqchip();
+      vm.createPit2(KVM_PIT_SPEAKER_DUMMY);
+
+      const ram = createGuestRam(config.memory);
+      cleanup.push(() => ram.close());
+      ram.regions.forEach((r, slot) => vm.setUserMemoryRegion({ slot, guestPhysAddr: r.gpa, memorySize: r.size, userspaceAddr: r.hostAddress }));
+
+      const supported = kvm.supportedCpuid();
+      const vcpus: Vcpu[] = [];
+      for (let id = 0; id < config.cpus; id++) {
+        const vcpu = vm.createVcpu(id);
+        vcpu.setCpuid2(cpuidFor(supported, { policy: config.cpuModel, vcpuId: id, vcpuCount: config.cpus }));
+        vcpus.push(vcpu);
+      }
+
+      // Character backends first: a unix socket server may wait for its client (QEMU's `server` without wait=off).
+      const chardevs = new Map<string, CharBackend>();
+      cleanup.push(() => { for (const c of chardevs.values()) void c.close(); });
+      const openChardev = async (id: string, spec: CharSpec) => { chardevs.set(id, await openCharBackend(spec)); return id; };
+
+      const specs: DeviceSpec[] = [];
+      for (let i = 0; i < config.serial.length && i < COM_PORTS.length; i++) {
+        if (config.serial[i].kind === 'none') continue;
+        const [base, irq] = COM_PORTS[i];
+        specs.push({ kind: 'serial', id: `serial${i}`, base, irq, output: await openChardev(`serial${i}`, config.serial[i]) });
+      }
+      for (const [i, d] of config.debugcon.entries()) {
+        specs.push({ kind: 'debugcon', id: `debugcon${i}`, base: d.iobase, output: await openChardev(`debugcon${i}`, d.output), timestamps: d.timestamps });
+      }
+      if (config.debugExit) specs.push({ kind: 'debug-exit', id: 'debug-exit', base: config.debugExit.iobase, size: config.debugExit.iosize });
+      const below4G = ram.regions.filter(r => r.gpa < 2 ** 32).reduce((n, r) => n + r.size, 0);
+      specs.push({ kind: 'rtc', id: 'rtc', memory: { ramBelow4G: below4G, ramAbove4G: config.memory.size - below4G, cpus: config.cpus } });
+      specs.push({ kind: 'i8042', id: 'i8042' });
+      specs.push({ kind: 'fw-cfg', id: 'fw-cfg', content: buildFwCfg(config) });
+      const { arena, entries } = planDevices(specs);
+
+      const images = config.boot ? readBootImages(config.boot) : null;
+      const powerOn: PowerOnState = {
+        vcpus: vcpus.map(v => v.getState()),
+        irqchips: [KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, KVM_IRQCHIP_IOAPIC].map(chip => vm.getIrqchip(chip)),
+        pit: vm.getPit2(),
+      };
+      const control = new VcpuControl(config.cpus);
+      const machine = new Machine(config, options, kvm, vm, ram, vcpus, control, arena, entries, chardevs, images, powerOn);
+      machine.devices = entries.map(e => instantiate(e, arena, machine.deviceEnvironment()));
+      machine.resetDevicesAndBoot('power-on');
+      return machine;
+    } catch (e) {
+      for (const undo of cleanup.reverse()) {
+        try { undo(); } catch { /* the original error matters more */ }
+      }
+      throw e;
+    }
+  }
+
+  get runState(): RunState {
+    return this.state;
+  }
+
+  get guestMemory(): MachineRam['ram'] {
+    return this.ram.ram;
+  }
+
+  /** The main thread's face of the machine for its own device instances. */
+  private deviceEnvironment() {
+    const outputs = new Map<string, CharOut>();
+    const machine: MachineControl = {
+      exit: (status, reason) => queueMicrotask(() => this.onEvent({ type: 'exit', vcpu: -1, status, reason })),
+      reset: reason => queueMicrotask(() => this.onEvent({ type: 'reset', vcpu: -1, reason })),
+      powerOff: reason => queueMicrotask(() => this.onEvent({ type: 'power-off', vcpu: -1, reason })),
+    };
+    return {
+      irq: irqLines(this.vm.fd),
+      machine,
+      clock: hostClock,
+      memory: this.ram.ram,
+      output: (id: string) => {
+        let out = outputs.get(id);
+        if (!out) outputs.set(id, out = this.chardevs.get(id)!.out);
+        return out;
+      },
+      timersChanged: () => this.doorbell.ring(Doorbell.TIMERS),
+    };
+  }
+
+  /**
+   * Devices to their power-on state (or, for a guest reset, what survives a reset), the guest image loaded, the
+   * boot vCPU pointed at it. vCPUs must be parked.
+   */
+  private resetDevicesAndBoot(kind: 'power-on' | 'system'): void {
+    this.lock.with(() => {
+      for (const d of this.devices) {
+        if (kind === 'system' && d.systemReset) d.systemReset();
+        else d.reset();
+        d.restored();
+      }
+    });
+    this.loadGuest();
+  }
+
+  private loadGuest(): void {
+    if (!this.config.boot || !this.images) return;
+    const boot = loadBoot(this.config.boot, this.images, this.ram.ram, this.ram.regions);
+    const bsp = this.vcpus[0];
+    bsp.setSregs({ ...bsp.getSregs(), ...boot.sregs });
+    bsp.setRegs({ ...bsp.getRegs(), ...boot.regs });
+  }
+
+  // ---- life cycle ---------------------------------------------------------------------------------------------
+
+  /** Starts the vCPU threads (running, or parked when `paused`) and the main thread's services. */
+  start({ paused = this.config.startPaused }: { paused?: boolean } = {}): void {
+    if (this.state !== 'created') throw new Error(`machine already ${this.state}`);
+    // Without a handler the kick signal would kill the process; with one, it only interrupts KVM_RUN.
+    process.on('SIGUSR2', ignoreKick);
+    if (paused) this.control.requestPause();
+    this.state = paused ? 'paused' : 'running';
+    const features = this.vm.vcpuFeatures();
+    const outputs = Object.fromEntries([...this.chardevs].map(([id, c]) => [id, c.transferable()]));
+    for (const vcpu of this.vcpus) {
+      const init: VcpuThreadInit = {
+        vcpuId: vcpu.id, vcpuFd: vcpu.fd, vcpuCount: this.vcpus.length, mmapSize: vcpu.mmapSize, features,
+        vmFd: this.vm.fd, ram: this.ram.regions.map(r => ({ gpa: r.gpa, size: r.size, hostAddress: r.hostAddress })),
+        arena: this.arena.buffer, devices: this.entries, outputs,
+        lock: this.lock.buffer, control: this.control.buffer, doorbell: this.doorbell.buffer,
+      };
+      const worker = new Worker(new URL('../vcpu/worker.js', import.meta.url), { workerData: init });
+      worker.on('message', (event: VcpuEvent) => this.onEvent(event));
+      worker.on('error', error => this.fail(ExitStatus.internalError, `vCPU ${vcpu.id} thread crashed: ${error.stack ?? error}`));
+      this.workersExited.push(new Promise(resolve => worker.once('exit', () => resolve())));
+      this.workers.push(worker);
+    }
+    this.connectInput();
+    void this.serviceDoorbell();
+    this.scheduleTimers();
+    if (this.config.timeoutMs !== null) {
+      const seconds = this.config.timeoutMs / 1000;
+      this.timers.push(setTimeout(() => {
+        this.log(`timeout: the guest did not finish within ${seconds} s`);
+        void this.finish(ExitStatus.timeout);
+      }, this.config.timeoutMs));
+    }
+  }
+
+  /** Parks every vCPU (kicking any that sit in KVM_RUN) and resolves once all are parked. */
+  async pause(): Promise<void> {
+    if (this.state !== 'running') return;
+    this.control.requestPause();
+    this.kickAll();
+    if (!(await this.control.waitAllParked(5000))) throw new Error('vCPUs did not stop within 5 s');
+    this.state = 'paused';
+  }
+
+  resume(): void {
+    if (this.state !== 'paused') return;
+    this.state = 'running';
+    this.control.resume();
+  }
+
+  /** Wakes every vCPU out of KVM_RUN: immediate_exit makes the next entry return, the signal ends the current one. */
+  private kickAll(): void {
+    const pid = getpid();
+    for (const vcpu of this.vcpus) {
+      vcpu.run.immediateExit = 1;
+      const tid = this.control.tid(vcpu.id);
+      if (tid > 0) {
+        try { tgkill(pid, tid, SIGUSR2); } catch { /* the thread has already gone */ }
+      }
+    }
+  }
+
+  /** A guest-requested (or QMP) reset: back to power-on state and boot again, like pressing the reset button. */
+  async reset(reason: string): Promise<void> {
+    if (this.finishing || this.resetting) return;
+    this.resetting = true;
+    try {
+      const wasRunning = this.state === 'running';
+      this.control.requestPause();
+      this.kickAll();
+      if (!(await this.control.waitAllParked(5000))) throw new Error('vCPUs did not stop for the reset');
+      this.log(`guest reset (${reason})`);
+      for (const chip of this.powerOn.irqchips) this.vm.setIrqchip(chip);
+      this.vm.setPit2(this.powerOn.pit);
+      this.vcpus.forEach((v, i) => v.setState(this.powerOn.vcpus[i]));
+      this.resetDevicesAndBoot('system');
+      if (wasRunning) this.control.resume();
+      else this.state = 'paused';
+    } finally {
+      this.resetting = false;
+    }
+  }
+
+  private onEvent(event: VcpuEvent): void {
+    if (this.finishing) return;
+    switch (event.type) {
+      case 'exit':
+        void this.finish(event.status & 0xff);
+        break;
+      case 'power-off':
+        void this.finish(ExitStatus.ok);
+        break;
+      case 'reset':
+        if (this.config.noReboot) void this.finish(ExitStatus.ok);
+        else void this.reset(event.reason).catch(e => this.fail(ExitStatus.internalError, `reset failed: ${e.stack ?? e}`));
+        break;
+      case 'failure':
+        if (event.kind === 'triple-fault' && !this.config.noReboot) {
+          this.log(event.report.replace(/^tsvmm: /, ''));
+          void this.reset('triple fault').catch(e => this.fail(ExitStatus.internalError, `reset failed: ${e.stack ?? e}`));
+          break;
+        }
+        this.fail(failureStatus[event.kind], event.report.replace(/^tsvmm: /, ''));
+        break;
+    }
+  }
+
+  private fail(status: number, message: string): void {
+    if (this.finishing) return;
+    this.log(message);
+    void this.finish(status);
+  }
+
+  /**
+   * Ends the machine: stop every vCPU thread, release guest RAM views and KVM fds, flush output. Resolves
+   * `finished` with `status`. Safe to call more than once (the first status wins).
+   */
+  async finish(status: number): Promise<number> {
+    if (this.finishing) return this.finished;
+    this.finishing = true;
+    for (const t of this.timers) clearTimeout(t);
+    if (this.timerPoll) clearTimeout(this.timerPoll);
+    this.control.requestStop();
+    this.kickAll();
+    const stuck = await Promise.race([
+      Promise.all(this.workersExited).then(() => false),
+      new Promise<boolean>(resolve => setTimeout(() => resolve(true), 5000).unref()),
+    ]);
+    if (stuck) {
+      // A worker that does not leave KVM_RUN would hang process exit; report and let the caller exit hard.
+      this.log('vCPU threads did not stop within 5 s');
+    } else {
+      this.release();
+    }
+    for (const c of this.chardevs.values()) await c.close();
+    process.off('SIGUSR2', ignoreKick);
+    this.state = 'shutdown';
+    this.resolveFinished(status);
+    return status;
+  }
+
+  private release(): void {
+    for (const v of this.vcpus) v.close();
+    this.ram.close();
+    this.vm.close();
+    this.kvm.close();
+  }
+
+  // ---- main-thread services -----------------------------------------------------------------------------------
+
+  /** COM1's backend feeds the guest; input is taken only as far as the UART's FIFO has room. */
+  private connectInput(): void {
+    const serial = this.devices.find(d => d.spec.kind === 'serial');
+    if (!serial?.receive) return;
+    const backend = this.chardevs.get(serial.spec.id)!;
+    backend.setInputHandler(bytes => this.lock.with(() => serial.receive!(bytes)));
+  }
+
+  private async serviceDoorbell(): Promise<void> {
+    while (!this.finishing) {
+      const bits = await this.doorbell.wait();
+      if (this.finishing) return;
+      if (bits & Doorbell.TIMERS) this.scheduleTimers();
+    }
+  }
+
+  /** Runs what is due on every device with timers and sleeps until the earliest next deadline. */
+  private scheduleTimers(): void {
+    if (this.finishing) return;
+    if (this.timerPoll) clearTimeout(this.timerPoll);
+    this.timerPoll = null;
+    let next: number | null = null;
+    this.lock.with(() => {
+      for (const d of this.devices) {
+        const ms = d.pollTimers?.() ?? null;
+        if (ms !== null && (next === null || ms < next)) next = ms;
+      }
+    });
+    if (next !== null) this.timerPoll = setTimeout(() => this.scheduleTimers(), Math.max(0, Math.ceil(next)));
+  }
+}
+
+function ignoreKick(): void {
+  // The signal exists only to interrupt KVM_RUN in a vCPU thread.
+}
+
+const failureStatus: Record<Extract<VcpuEvent, { type: 'failure' }>['kind'], number> = {
+  'internal-error': ExitStatus.kvmInternalError,
+  'fail-entry': ExitStatus.failEntry,
+  'triple-fault': ExitStatus.tripleFault,
+  'unexpected-exit': ExitStatus.kvmInternalError,
+  'vmm-error': ExitStatus.internalError,
+};

@@ -1,0 +1,30 @@
+// What a vCPU thread tells the main thread. These are rare events (the hot path never posts): the machine ends,
+// resets or fails. The vCPU that posts one has already asked every vCPU to park, so the guest stops at once.
+import type { CharOutTransfer } from '../chardev/index.js';
+import type { DeviceEntry } from '../machine/device-table.js';
+import type { RamRegion } from '../memory/guest-ram.js';
+import type { VcpuFeatures } from '../../kvm/vcpu.js';
+
+export type VcpuEvent =
+  | { type: 'exit'; vcpu: number; status: number; reason: string }
+  | { type: 'reset'; vcpu: number; reason: string }
+  | { type: 'power-off'; vcpu: number; reason: string }
+  /** KVM refused to go on (internal error, failed entry, triple fault with no reset possible): report and end. */
+  | { type: 'failure'; vcpu: number; kind: 'internal-error' | 'fail-entry' | 'triple-fault' | 'unexpected-exit' | 'vmm-error'; report: string };
+
+/** Everything a vCPU thread needs to build its side of the machine: plain data and SharedArrayBuffers. */
+export interface VcpuThreadInit {
+  vcpuId: number;
+  vcpuFd: number;
+  vcpuCount: number;
+  mmapSize: number;
+  features: VcpuFeatures;
+  vmFd: number;
+  ram: readonly RamRegion[];
+  arena: SharedArrayBuffer;
+  devices: readonly DeviceEntry[];
+  outputs: Readonly<Record<string, CharOutTransfer>>;
+  lock: SharedArrayBuffer;
+  control: SharedArrayBuffer;
+  doorbell: SharedArrayBuffer;
+}

@@ -1,0 +1,131 @@
+// A vCPU thread: builds this thread's view of the machine (RAM, devices over the shared state arena, buses), runs
+// the KVM_RUN loop, and reports how it ended. One per vCPU; started by src/machine/machine.ts.
+import { parentPort, workerData } from 'node:worker_threads';
+import { gettid } from '../sys/libc.js';
+import { Vcpu } from '../../kvm/vcpu.js';
+import { exitReasonName } from '../../kvm/run.js';
+import * as K from '../../kvm/constants.js';
+import { StateArena } from '../../cpr/vmstate.js';
+import { GuestRam } from '../memory/guest-ram.js';
+import { PioBus, MmioBus } from '../bus/bus.js';
+import { MachineLock } from '../sync/lock.js';
+import { openCharOut } from '../chardev/index.js';
+import { instantiate } from '../machine/device-table.js';
+import { irqLines } from '../machine/irq-lines.js';
+import { hostClock } from '../machine/clock.js';
+import { Doorbell } from '../machine/doorbell.js';
+import { errnoName } from '../sys/errno.js';
+import { VcpuControl } from './control.js';
+import { runLoop, type LoopEnd } from './loop.js';
+import { formatFailure } from './failure.js';
+import type { VcpuEvent, VcpuThreadInit } from './messages.js';
+import type { CharOut, MachineControl } from '../bus/types.js';
+
+const init = workerData as VcpuThreadInit;
+const post = (event: VcpuEvent) => parentPort!.postMessage(event);
+
+const control = new VcpuControl(init.vcpuCount, init.control);
+const lock = new MachineLock(init.lock);
+const doorbell = new Doorbell(init.doorbell);
+const ram = new GuestRam(init.ram);
+const vcpu = Vcpu.attach(init.vcpuFd, init.vcpuId, init.mmapSize, init.features);
+const id = init.vcpuId;
+
+// A device's request to end or reset the machine: park every vCPU at its next exit (this one right after the
+// current handler returns), then tell the main thread, which kicks the others and does the work.
+const machine: MachineControl = {
+  exit(status, reason) { control.requestPause(); post({ type: 'exit', vcpu: id, status, reason }); },
+  reset(reason) { control.requestPause(); post({ type: 'reset', vcpu: id, reason }); },
+  powerOff(reason) { control.requestPause(); post({ type: 'power-off', vcpu: id, reason }); },
+};
+
+const outputs = new Map<string, CharOut>();
+const arena = new StateArena(init.arena);
+const env = {
+  irq: irqLines(init.vmFd),
+  machine,
+  clock: hostClock,
+  memory: ram,
+  output(name: string): CharOut {
+    let out = outputs.get(name);
+    if (!out) {
+      const transfer = init.outputs[name];
+      if (!transfer) throw new Error(`vCPU ${id}: no output '${name}'`);
+      outputs.set(name, out = openCharOut(transfer));
+    }
+    return out;
+  },
+  timersChanged: () => doorbell.ring(Doorbell.TIMERS),
+};
+const pio = new PioBus();
+const mmio = new MmioBus();
+for (const entry of init.devices) {
+  for (const region of instantiate(entry, arena, env).regions) (region.space === 'pio' ? pio : mmio).add(region);
+}
+
+/** Registers for a report, if the vCPU still answers. */
+function report(title: string, details: string[] = []): string {
+  let regs = null;
+  let sregs = null;
+  try { regs = vcpu.getRegs(); sregs = vcpu.getSregs(); } catch { /* reported as unreadable */ }
+  return formatFailure(title, details, regs, sregs, ram);
+}
+
+const who = `vCPU ${id}`;
+
+/** Turns how the loop ended into an event for the main thread; every event first asks all vCPUs to park. */
+function eventFor(end: Exclude<LoopEnd, { kind: 'stopped' }>): VcpuEvent {
+  control.requestPause();
+  switch (end.kind) {
+    case 'shutdown':
+      // A triple fault. The main thread resets the machine, or ends it when -no-reboot says so.
+      return { type: 'failure', vcpu: id, kind: 'triple-fault', report: report(`${who}: triple fault (KVM_EXIT_SHUTDOWN): the guest hit an exception it could not handle`) };
+    case 'system-event':
+      if (end.type === K.KVM_SYSTEM_EVENT_RESET) return { type: 'reset', vcpu: id, reason: 'system event: reset' };
+      if (end.type === K.KVM_SYSTEM_EVENT_SHUTDOWN) return { type: 'power-off', vcpu: id, reason: 'system event: shutdown' };
+      return { type: 'failure', vcpu: id, kind: 'unexpected-exit', report: report(`${who}: unexpected system event type ${end.type}`) };
+    case 'failed': {
+      const run = vcpu.run;
+      const details: string[] = [];
+      let title: string;
+      if (end.exit === 'internal-error') {
+        const sub = run.internal.suberror;
+        title = `${who}: KVM internal error (KVM_EXIT_INTERNAL_ERROR, suberror ${sub}: ${INTERNAL_ERRORS[sub] ?? 'unknown'})`;
+        const data = run.internal.data;
+        if (data.length) details.push(`data: ${data.map(d => `0x${d.toString(16)}`).join(' ')}`);
+      } else if (end.exit === 'fail-entry') {
+        title = `${who}: VM entry failed (KVM_EXIT_FAIL_ENTRY, hardware reason 0x${run.failEntry.hardwareEntryFailureReason.toString(16)}, cpu ${run.failEntry.cpu})`;
+      } else {
+        title = `${who}: unexpected exit ${exitReasonName(end.reason)} (${end.reason})`;
+      }
+      return { type: 'failure', vcpu: id, kind: end.exit, report: report(title, details) };
+    }
+    case 'run-error':
+      return { type: 'failure', vcpu: id, kind: 'vmm-error', report: report(`${who}: KVM_RUN failed: ${errnoName(end.errno)} (errno ${end.errno})`) };
+    case 'device-error': {
+      const e = end.error as Error;
+      return { type: 'failure', vcpu: id, kind: 'vmm-error', report: report(`${who}: a device model failed: ${e?.stack ?? String(e)}`) };
+    }
+  }
+}
+
+const INTERNAL_ERRORS: Record<number, string> = {
+  [K.KVM_INTERNAL_ERROR_EMULATION]: 'emulation failure: KVM could not emulate the instruction',
+  [K.KVM_INTERNAL_ERROR_SIMUL_EX]: 'exception while delivering an exception',
+  [K.KVM_INTERNAL_ERROR_DELIVERY_EV]: 'unexpected exit while delivering an event',
+  [K.KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON]: 'unexpected hardware exit reason',
+};
+
+control.announce(id, gettid());
+// Run until the machine stops. After an event the loop parks at once; the main thread either ends the machine or
+// (after a reset) resumes us, and the loop goes on running the guest.
+for (;;) {
+  const end = runLoop({ vcpu, control, lock, pio, mmio });
+  if (end.kind === 'stopped') break;
+  post(eventFor(end));
+}
+
+control.exited(id);
+for (const out of outputs.values()) (out as { close?: () => void }).close?.();
+ram.release();
+vcpu.close();
