@@ -46,7 +46,13 @@ async function run(argv: string[]): Promise<number> {
     });
   }
   machine.start();
-  return machine.finished;
+  const status = await machine.finished;
+  if (args.demo) {
+    // The demo guest reports success the QEMU way (isa-debug-exit 0 → status 1); as a command, the demo succeeds.
+    process.stderr.write(`tsvmm: demo guest ${status === 1 ? 'passed' : 'failed'} (guest exit status ${status})\n`);
+    return status === 1 ? 0 : status;
+  }
+  return status;
 }
 
 async function main(argv: string[]): Promise<void> {
