@@ -1,0 +1,86 @@
+// The machine's life cycle under the real /dev/kvm: pausing stops the guest (even one blocked in `hlt`), resuming
+// continues it, host input reaches the guest's UART, and ending the machine releases every vCPU thread.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { testIf } from '../../test/support/skip.js';
+import { assembleFlat } from '../../test/support/asm.js';
+import { runTsvmm } from '../../test/support/tsvmm.js';
+import { kvmMissing } from '../../kvm/test-guest.js';
+import { buildGuest, toolchainUnavailable, COUNTER_STATE_ADDR } from '../../examples/guests/build.js';
+import { Machine } from './machine.js';
+import { parseRunArgs } from '../cli/args.js';
+import { machineConfigFromArgs } from '../cli/config.js';
+
+const skip = kvmMissing() ?? await toolchainUnavailable();
+const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
+
+async function counterMachine(): Promise<Machine> {
+  const guest = await buildGuest('counter');
+  const config = machineConfigFromArgs(parseRunArgs(['-m', '16M', '-kernel', guest.path, '-serial', 'null', '-smp', '2']));
+  return Machine.create(config, { log: () => {} });
+}
+
+testIf(test, skip, 'machine: pause parks every vCPU (the counter stops), resume lets the guest go on', async () => {
+  const machine = await counterMachine();
+  machine.start();
+  const ram = machine.guestMemory;
+  const count = () => ram.readU64(COUNTER_STATE_ADDR);
+  try {
+    await sleep(300);
+    const running = count();
+    assert.ok(running > 0n, 'the counter guest ticks');
+    await machine.pause();
+    assert.is(machine.runState, 'paused');
+    const paused = count();
+    await sleep(200);
+    assert.is(count(), paused, 'no tick while paused');
+    machine.resume();
+    await sleep(200);
+    assert.ok(count() > paused, 'ticks again after resume');
+  } finally {
+    assert.is(await machine.finish(0), 0);
+  }
+  assert.is(machine.runState, 'shutdown');
+});
+
+testIf(test, skip, 'machine: a machine started with -S does not run until resumed', async () => {
+  const machine = await counterMachine();
+  machine.start({ paused: true });
+  try {
+    await sleep(200);
+    assert.is(machine.guestMemory.readU64(COUNTER_STATE_ADDR), 0n);
+    machine.resume();
+    await sleep(300);
+    assert.ok(machine.guestMemory.readU64(COUNTER_STATE_ADDR) > 0n);
+  } finally {
+    await machine.finish(0);
+  }
+});
+
+// A real-mode echo loop on COM1: wait for LSR.DR, read RBR, write it back, stop after a newline.
+const echo = assembleFlat(`.code16
+  mov $0x3f8, %dx
+next:
+  add $5, %dx
+wait:
+  in %dx, %al
+  test $1, %al
+  jz wait
+  sub $5, %dx
+  in %dx, %al
+  out %al, %dx
+  cmp $10, %al
+  jne next
+  mov $0xf4, %dx
+  mov $0, %al
+  out %al, %dx
+`);
+
+testIf(test, kvmMissing(), 'machine: host input on stdin reaches the guest through COM1 (bounded FIFO, nothing lost)', async () => {
+  const line = 'the quick brown fox jumps over the lazy dog, twice over to overflow a 16-byte FIFO\n';
+  const r = await runTsvmm(['run', '-m', '16M', '-device', `loader,file=${echo},addr=0x1000`, '-device', 'isa-debug-exit', '--timeout', '20'], { input: line });
+  assert.is(r.stdout, line);
+  assert.is(r.status, 1);
+});
+
+test.run();
