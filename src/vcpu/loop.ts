@@ -32,16 +32,17 @@ export function runLoop(ctx: LoopContext): LoopEnd {
   const io = run.io;
   const mm = run.mmio;
   for (;;) {
-    if (control.interrupted) {
-      if (!control.park(vcpu.id)) return { kind: 'stopped' };
-      run.immediateExit = 0;
-      continue;
-    }
+    // A pause or stop request: enter KVM_RUN once more with immediate_exit set. KVM first finishes the instruction
+    // whose exit we handled last (an IN stores its result, RIP moves past an OUT; KVM API doc, "immediate_exit")
+    // and then returns EINTR without running the guest, so a parked vCPU's state is complete for any reader.
+    if (control.interrupted) run.immediateExit = 1;
     const result = vcpu.runRaw();
     if (result < 0) {
-      // EINTR: a kick (immediate_exit or the signal) — look at the control block again. EAGAIN: try again.
-      if (result === -Errno.EINTR || result === -Errno.EAGAIN) { run.immediateExit = 0; continue; }
-      return { kind: 'run-error', errno: -result };
+      // EINTR: a kick (immediate_exit or the signal); EAGAIN: try again.
+      if (result !== -Errno.EINTR && result !== -Errno.EAGAIN) return { kind: 'run-error', errno: -result };
+      run.immediateExit = 0;
+      if (control.interrupted && !control.park(vcpu.id)) return { kind: 'stopped' };
+      continue;
     }
     switch (run.exitReason) {
       case K.KVM_EXIT_IO: {
