@@ -59,7 +59,7 @@ const FLAGS: Record<string, FlagSpec> = {
   'no-shutdown': { kind: 'flag', key: 'noShutdown', help: 'stop instead of exiting when the guest powers off' },
   'S': { kind: 'flag', key: 'startPaused', help: 'do not start the vCPUs (QMP `cont` starts them)' },
   'timeout': { kind: 'value', key: 'timeoutSeconds', arg: 'SECONDS', help: 'end the VM after SECONDS (status 124)' },
-  'demo': { kind: 'flag', key: 'demo', help: 'build and boot the hello demo guest' },
+  'demo': { kind: 'flag', key: 'demo', help: 'build and boot the hello demo guest (status 0 when it passes)' },
   'name': { kind: 'value', key: 'name', arg: 'NAME', help: 'a name for the VM (shown by QMP)' },
   'enable-kvm': { kind: 'flag', key: null, help: 'accepted: tsvmm always uses KVM' },
   'accel': { kind: 'value', key: null, arg: 'kvm', help: 'accepted when kvm' },
