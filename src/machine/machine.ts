@@ -1,6 +1,10 @@
-// The machine: assembles a VM from a MachineConfig (KVM VM, RAM, in-kernel irqchip and PIT, vCPUs, devices, the
-// guest image), runs one worker thread per vCPU, and is the main thread's side of everything that is not a vCPU
-// exit: host input, device timers, the timeout, and the VM's life cycle (pause, resume, reset, end).
+// The machine: assembles a VM from a MachineConfig (KVM VM, RAM, in-kernel irqchip and PIT, vCPUs, devices), runs
+// one worker thread per vCPU, and is the main thread's side of everything that is not a vCPU exit: host input,
+// device timers, the timeout, and the VM's life cycle (run states and events in QEMU's names, so QMP can report
+// them as QEMU does).
+//
+// The guest image is loaded when the VM first runs, not when it is created — as firmware loads it at boot — so a
+// VM created to receive a checkpoint (-S / -incoming) never has its restored RAM overwritten by the image.
 import { Worker } from 'node:worker_threads';
 import { Kvm } from '../../kvm/kvm.js';
 import type { Vm } from '../../kvm/vm.js';
@@ -33,13 +37,32 @@ const TSS_ADDR = 0xfeffd000;
 /** COM1..COM4: base port and IRQ, as on every PC. */
 const COM_PORTS = [[0x3f8, 4], [0x2f8, 3], [0x3e8, 4], [0x2e8, 3]] as const;
 
-export type RunState = 'created' | 'running' | 'paused' | 'shutdown';
+/** QEMU's run states (QMP query-status `status`). */
+export type RunState =
+  | 'prelaunch'       // created, vCPUs never ran (-S)
+  | 'running'
+  | 'paused'          // stopped by the host (QMP stop)
+  | 'inmigrate'       // waiting for incoming state (-incoming)
+  | 'finish-migrate'  // stopping to save state
+  | 'postmigrate'     // state saved; the VM must not run again here
+  | 'shutdown'        // the guest powered off (with -no-shutdown), or the machine ended
+  | 'internal-error'; // KVM could not run the guest
+
+/** QMP events the machine raises: name and QEMU's data. */
+export type MachineEvent =
+  | { event: 'STOP' }
+  | { event: 'RESUME' }
+  | { event: 'RESET'; data: { guest: boolean; reason: string } }
+  | { event: 'SHUTDOWN'; data: { guest: boolean; reason: string } }
+  | { event: 'POWERDOWN' };
 
 export interface MachineOptions {
   /** One-line notices (guest reset, timeout…). Default: stderr. */
   log?: (line: string) => void;
   /** Path of /dev/kvm (tests point it elsewhere to check the error). */
   kvmPath?: string;
+  /** Guest RAM already mapped (cpr-transfer hands over the old process's RAM); default: map what config says. */
+  ram?: MachineRam;
 }
 
 /** Power-on state of the in-kernel chips and vCPUs, to return to on a reset. */
@@ -49,12 +72,24 @@ interface PowerOnState {
   pit: PitState2;
 }
 
+/** What checkpoint/restart needs to reach inside the machine (cpr/ only). */
+export interface MachineParts {
+  readonly config: MachineConfig;
+  readonly vm: Vm;
+  readonly vcpus: readonly Vcpu[];
+  readonly ram: MachineRam;
+  readonly arena: StateArena;
+  readonly entries: readonly DeviceEntry[];
+  readonly devices: readonly MachineDevice[];
+  readonly lock: MachineLock;
+}
+
 export class Machine {
   readonly config: MachineConfig;
   readonly lock = new MachineLock();
   readonly doorbell = new Doorbell();
   private readonly log: (line: string) => void;
-  private state: RunState = 'created';
+  private state: RunState = 'prelaunch';
   private readonly workers: Worker[] = [];
   private readonly workersExited: Promise<void>[] = [];
   private devices: MachineDevice[] = [];
@@ -65,6 +100,12 @@ export class Machine {
   private timers: NodeJS.Timeout[] = [];
   private timerPoll: NodeJS.Timeout | null = null;
   private resetting = false;
+  private servicesStarted = false;
+  /** True once the guest has been booted or restored: the image must not be loaded (again) on the next run. */
+  private guestReady = false;
+  private readonly listeners = new Set<(e: MachineEvent) => void>();
+  /** What ended the machine, for QMP and the CLI. */
+  private exitStatus: number | null = null;
 
   private constructor(
     config: MachineConfig,
@@ -84,7 +125,10 @@ export class Machine {
     this.log = options.log ?? (line => process.stderr.write(`tsvmm: ${line}\n`));
   }
 
-  /** Builds the whole VM. Throws KvmUnavailableError, RamBackendError, BootError… with one clear line each. */
+  /**
+   * Builds the whole VM with every vCPU thread started and parked. Throws KvmUnavailableError, RamBackendError,
+   * BootError… with one clear line each.
+   */
   static async create(config: MachineConfig, options: MachineOptions = {}): Promise<Machine> {
     const cleanup: Array<() => void> = [];
     try {
@@ -97,7 +141,7 @@ export class Machine {
       vm.createIrqchip();
       vm.createPit2(KVM_PIT_SPEAKER_DUMMY);
 
-      const ram = createGuestRam(config.memory);
+      const ram = options.ram ?? createGuestRam(config.memory);
       cleanup.push(() => ram.close());
       ram.regions.forEach((r, slot) => vm.setUserMemoryRegion({ slot, guestPhysAddr: r.gpa, memorySize: r.size, userspaceAddr: r.hostAddress }));
 
@@ -139,7 +183,8 @@ export class Machine {
       const control = new VcpuControl(config.cpus);
       const machine = new Machine(config, options, kvm, vm, ram, vcpus, control, arena, entries, chardevs, images, powerOn);
       machine.devices = entries.map(e => instantiate(e, arena, machine.deviceEnvironment()));
-      machine.resetDevicesAndBoot('power-on');
+      machine.resetDevices('power-on');
+      machine.spawnWorkers();
       return machine;
     } catch (e) {
       for (const undo of cleanup.reverse()) {
@@ -153,17 +198,41 @@ export class Machine {
     return this.state;
   }
 
+  get running(): boolean {
+    return this.state === 'running';
+  }
+
   get guestMemory(): MachineRam['ram'] {
     return this.ram.ram;
+  }
+
+  /** The vCPU threads' ids (QMP query-cpus-fast `thread-id`), 0 until a thread has started. */
+  vcpuThreadIds(): number[] {
+    return this.vcpus.map(v => this.control.tid(v.id));
+  }
+
+  /** For checkpoint/restart: the parts it saves and restores. */
+  parts(): MachineParts {
+    return { config: this.config, vm: this.vm, vcpus: this.vcpus, ram: this.ram, arena: this.arena, entries: this.entries, devices: this.devices, lock: this.lock };
+  }
+
+  /** Listen to QMP-visible events (STOP, RESUME, RESET, SHUTDOWN, POWERDOWN). */
+  onEvent(listener: (e: MachineEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private emit(e: MachineEvent): void {
+    for (const l of this.listeners) l(e);
   }
 
   /** The main thread's face of the machine for its own device instances. */
   private deviceEnvironment() {
     const outputs = new Map<string, CharOut>();
     const machine: MachineControl = {
-      exit: (status, reason) => queueMicrotask(() => this.onEvent({ type: 'exit', vcpu: -1, status, reason })),
-      reset: reason => queueMicrotask(() => this.onEvent({ type: 'reset', vcpu: -1, reason })),
-      powerOff: reason => queueMicrotask(() => this.onEvent({ type: 'power-off', vcpu: -1, reason })),
+      exit: (status, reason) => queueMicrotask(() => this.onVcpuEvent({ type: 'exit', vcpu: -1, status, reason })),
+      reset: reason => queueMicrotask(() => this.onVcpuEvent({ type: 'reset', vcpu: -1, reason })),
+      powerOff: reason => queueMicrotask(() => this.onVcpuEvent({ type: 'power-off', vcpu: -1, reason })),
     };
     return {
       irq: irqLines(this.vm.fd),
@@ -179,11 +248,8 @@ export class Machine {
     };
   }
 
-  /**
-   * Devices to their power-on state (or, for a guest reset, what survives a reset), the guest image loaded, the
-   * boot vCPU pointed at it. vCPUs must be parked.
-   */
-  private resetDevicesAndBoot(kind: 'power-on' | 'system'): void {
+  /** Devices to their power-on state, or for a guest reset to what survives one. vCPUs must be parked. */
+  private resetDevices(kind: 'power-on' | 'system'): void {
     this.lock.with(() => {
       for (const d of this.devices) {
         if (kind === 'system' && d.systemReset) d.systemReset();
@@ -191,10 +257,11 @@ export class Machine {
         d.restored();
       }
     });
-    this.loadGuest();
   }
 
-  private loadGuest(): void {
+  /** Writes the guest image into RAM and points the boot vCPU at it. vCPUs must be parked. */
+  private bootGuest(): void {
+    this.guestReady = true;
     if (!this.config.boot || !this.images) return;
     const boot = loadBoot(this.config.boot, this.images, this.ram.ram, this.ram.regions);
     const bsp = this.vcpus[0];
@@ -202,15 +269,21 @@ export class Machine {
     bsp.setRegs({ ...bsp.getRegs(), ...boot.regs });
   }
 
+  /**
+   * Marks the guest as restored from a checkpoint (cpr/): its RAM and vCPUs hold a running guest, so the image is not
+   * loaded when the vCPUs next run.
+   */
+  markRestored(): void {
+    this.guestReady = true;
+  }
+
   // ---- life cycle ---------------------------------------------------------------------------------------------
 
-  /** Starts the vCPU threads (running, or parked when `paused`) and the main thread's services. */
-  start({ paused = this.config.startPaused }: { paused?: boolean } = {}): void {
-    if (this.state !== 'created') throw new Error(`machine already ${this.state}`);
+  /** One worker per vCPU, started parked: their start-up (module loading) overlaps the rest of the set-up. */
+  private spawnWorkers(): void {
     // Without a handler the kick signal would kill the process; with one, it only interrupts KVM_RUN.
     process.on('SIGUSR2', ignoreKick);
-    if (paused) this.control.requestPause();
-    this.state = paused ? 'paused' : 'running';
+    this.control.requestPause();
     const features = this.vm.vcpuFeatures();
     const outputs = Object.fromEntries([...this.chardevs].map(([id, c]) => [id, c.transferable()]));
     for (const vcpu of this.vcpus) {
@@ -221,11 +294,20 @@ export class Machine {
         lock: this.lock.buffer, control: this.control.buffer, doorbell: this.doorbell.buffer,
       };
       const worker = new Worker(new URL('../vcpu/worker.js', import.meta.url), { workerData: init });
-      worker.on('message', (event: VcpuEvent) => this.onEvent(event));
+      worker.on('message', (event: VcpuEvent) => this.onVcpuEvent(event));
       worker.on('error', error => this.fail(ExitStatus.internalError, `vCPU ${vcpu.id} thread crashed: ${error.stack ?? error}`));
       this.workersExited.push(new Promise(resolve => worker.once('exit', () => resolve())));
       this.workers.push(worker);
     }
+  }
+
+  /**
+   * Starts the main thread's services (input, timers, --timeout) and, unless `paused` (-S), runs the guest.
+   * `state` says what a paused machine reports: prelaunch (-S) or inmigrate (-incoming).
+   */
+  start({ paused = this.config.startPaused, state = 'prelaunch' as RunState } = {}): void {
+    if (this.servicesStarted) throw new Error('machine already started');
+    this.servicesStarted = true;
     this.connectInput();
     void this.serviceDoorbell();
     this.scheduleTimers();
@@ -236,21 +318,38 @@ export class Machine {
         void this.finish(ExitStatus.timeout);
       }, this.config.timeoutMs));
     }
+    this.state = state;
+    if (!paused) this.resume();
   }
 
   /** Parks every vCPU (kicking any that sit in KVM_RUN) and resolves once all are parked. */
-  async pause(): Promise<void> {
-    if (this.state !== 'running') return;
+  async pause(next: RunState = 'paused'): Promise<void> {
+    if (this.state !== 'running') {
+      if (this.state === 'paused' || this.state === 'prelaunch' || this.state === 'postmigrate' || this.state === 'finish-migrate') {
+        if (next !== 'paused') this.state = next;
+      }
+      return;
+    }
     this.control.requestPause();
     this.kickAll();
     if (!(await this.control.waitAllParked(5000))) throw new Error('vCPUs did not stop within 5 s');
-    this.state = 'paused';
+    this.state = next;
+    this.emit({ event: 'STOP' });
   }
 
+  /** Runs the guest (booting it first if it has neither booted nor been restored). */
   resume(): void {
-    if (this.state !== 'paused') return;
+    if (this.state === 'running' || this.finishing) return;
+    if (!this.guestReady) this.bootGuest();
     this.state = 'running';
     this.control.resume();
+    this.emit({ event: 'RESUME' });
+  }
+
+  /** Sets the state a parked machine reports (cpr: inmigrate → paused after a load that stays paused). */
+  setPausedState(state: RunState): void {
+    if (this.state === 'running') throw new Error('machine is running');
+    this.state = state;
   }
 
   /** Wakes every vCPU out of KVM_RUN: immediate_exit makes the next entry return, the signal ends the current one. */
@@ -266,37 +365,48 @@ export class Machine {
   }
 
   /** A guest-requested (or QMP) reset: back to power-on state and boot again, like pressing the reset button. */
-  async reset(reason: string): Promise<void> {
+  async reset(reason: string, guest = true): Promise<void> {
     if (this.finishing || this.resetting) return;
     this.resetting = true;
     try {
       const wasRunning = this.state === 'running';
-      this.control.requestPause();
-      this.kickAll();
-      if (!(await this.control.waitAllParked(5000))) throw new Error('vCPUs did not stop for the reset');
-      this.log(`guest reset (${reason})`);
+      if (wasRunning) {
+        this.control.requestPause();
+        this.kickAll();
+        if (!(await this.control.waitAllParked(5000))) throw new Error('vCPUs did not stop for the reset');
+      }
+      if (guest) this.log(`guest reset (${reason})`);
       for (const chip of this.powerOn.irqchips) this.vm.setIrqchip(chip);
       this.vm.setPit2(this.powerOn.pit);
       this.vcpus.forEach((v, i) => v.setState(this.powerOn.vcpus[i]));
-      this.resetDevicesAndBoot('system');
-      if (wasRunning) this.control.resume();
-      else this.state = 'paused';
+      this.resetDevices('system');
+      this.guestReady = false;
+      this.emit({ event: 'RESET', data: { guest, reason: guest ? 'guest-reset' : 'host-qmp-system-reset' } });
+      if (wasRunning) {
+        this.bootGuest();
+        this.control.resume();
+      }
     } finally {
       this.resetting = false;
     }
   }
 
-  private onEvent(event: VcpuEvent): void {
+  /** QMP system_powerdown: the ACPI power button. Without ACPI (yet) the guest cannot see it; the event is sent. */
+  powerdown(): void {
+    this.emit({ event: 'POWERDOWN' });
+  }
+
+  private onVcpuEvent(event: VcpuEvent): void {
     if (this.finishing) return;
     switch (event.type) {
       case 'exit':
-        void this.finish(event.status & 0xff);
+        this.end(event.status & 0xff, 'guest-shutdown');
         break;
       case 'power-off':
-        void this.finish(ExitStatus.ok);
+        this.end(ExitStatus.ok, 'guest-shutdown');
         break;
       case 'reset':
-        if (this.config.noReboot) void this.finish(ExitStatus.ok);
+        if (this.config.noReboot) this.end(ExitStatus.ok, 'guest-reset');
         else void this.reset(event.reason).catch(e => this.fail(ExitStatus.internalError, `reset failed: ${e.stack ?? e}`));
         break;
       case 'failure':
@@ -305,9 +415,15 @@ export class Machine {
           void this.reset('triple fault').catch(e => this.fail(ExitStatus.internalError, `reset failed: ${e.stack ?? e}`));
           break;
         }
+        this.state = 'internal-error';
         this.fail(failureStatus[event.kind], event.report.replace(/^tsvmm: /, ''));
         break;
     }
+  }
+
+  private end(status: number, reason: string): void {
+    this.emit({ event: 'SHUTDOWN', data: { guest: true, reason } });
+    void this.finish(status);
   }
 
   private fail(status: number, message: string): void {
@@ -323,6 +439,7 @@ export class Machine {
   async finish(status: number): Promise<number> {
     if (this.finishing) return this.finished;
     this.finishing = true;
+    this.exitStatus = status;
     for (const t of this.timers) clearTimeout(t);
     if (this.timerPoll) clearTimeout(this.timerPoll);
     this.control.requestStop();
@@ -339,9 +456,13 @@ export class Machine {
     }
     for (const c of this.chardevs.values()) await c.close();
     process.off('SIGUSR2', ignoreKick);
-    this.state = 'shutdown';
+    if (this.state !== 'internal-error') this.state = 'shutdown';
     this.resolveFinished(status);
     return status;
+  }
+
+  get ended(): boolean {
+    return this.finishing;
   }
 
   private release(): void {
@@ -370,8 +491,8 @@ export class Machine {
   }
 
   /** Runs what is due on every device with timers and sleeps until the earliest next deadline. */
-  private scheduleTimers(): void {
-    if (this.finishing) return;
+  scheduleTimers(): void {
+    if (this.finishing || !this.servicesStarted) return;
     if (this.timerPoll) clearTimeout(this.timerPoll);
     this.timerPoll = null;
     let next: number | null = null;

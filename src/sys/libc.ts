@@ -222,3 +222,67 @@ export function clockNs(clock: number = CLOCK_MONOTONIC): bigint {
 function hex(n: number): string {
   return `0x${n.toString(16)}`;
 }
+
+// ---- sockets and poll (src/sys/socket.ts builds on these) -------------------------------------------------------
+// Raw bindings: each returns the call's result, or -errno on failure, and never throws. On a non-blocking socket
+// EAGAIN, EINTR and EINPROGRESS are expected outcomes, not errors; src/sys/socket.ts decides which ones are and
+// throws SysError for the rest. Structures (sockaddr_un, msghdr, pollfd, …) are laid out by socket.ts and passed
+// as memory we own.
+const s = {
+  socket: libc.func('int socket(int domain, int type, int protocol)'),
+  socketpair: libc.func('int socketpair(int domain, int type, int protocol, void *sv)'),
+  bind: libc.func('int bind(int fd, const void *addr, unsigned int len)'),
+  listen: libc.func('int listen(int fd, int backlog)'),
+  accept4: libc.func('int accept4(int fd, void *addr, void *addrlen, int flags)'),
+  connect: libc.func('int connect(int fd, const void *addr, unsigned int len)'),
+  shutdown: libc.func('int shutdown(int fd, int how)'),
+  sendmsg: libc.func('intptr_t sendmsg(int fd, const void *msg, int flags)'),
+  recvmsg: libc.func('intptr_t recvmsg(int fd, void *msg, int flags)'),
+  getsockopt: libc.func('int getsockopt(int fd, int level, int name, void *value, void *length)'),
+  poll: libc.func('int poll(void *fds, unsigned long nfds, int timeout)'),
+  umask: libc.func('unsigned int umask(unsigned int mask)'),
+};
+
+function raw(result: number | bigint): number {
+  const n = Number(result);
+  return n < 0 ? -koffi.errno() : n;
+}
+
+/** socket(2), socketpair(2), bind, listen, accept4, connect, shutdown, sendmsg, recvmsg, getsockopt, poll: -errno on failure. */
+export const socketCalls = {
+  socket: (domain: number, type: number, protocol: number): number => raw(s.socket(domain, type, protocol)),
+  /** `sv` receives the two fds (an Int32Array of length 2). */
+  socketpair: (domain: number, type: number, protocol: number, sv: Int32Array): number =>
+    raw(s.socketpair(domain, type, protocol, sv)),
+  bind: (fd: number, addr: Memory, length: number): number => raw(s.bind(fd, addr, length)),
+  listen: (fd: number, backlog: number): number => raw(s.listen(fd, backlog)),
+  accept4: (fd: number, flags: number): number => raw(s.accept4(fd, null, null, flags)),
+  connect: (fd: number, addr: Memory, length: number): number => raw(s.connect(fd, addr, length)),
+  shutdown: (fd: number, how: number): number => raw(s.shutdown(fd, how)),
+  /** `msg` is a struct msghdr whose embedded pointers must stay valid for the call (see socket.ts). */
+  sendmsg: (fd: number, msg: Memory, flags: number): number => raw(s.sendmsg(fd, msg, flags)),
+  /** The kernel writes msg_controllen and msg_flags back into `msg`: pass memory we own, never a copy. */
+  recvmsg: (fd: number, msg: Memory, flags: number): number => raw(s.recvmsg(fd, msg, flags)),
+  /** `length` is a socklen_t in/out (a Uint32Array of length 1). */
+  getsockopt: (fd: number, level: number, name: number, value: Memory, length: Uint32Array): number =>
+    raw(s.getsockopt(fd, level, name, value, length)),
+  /** `fds` is an array of struct pollfd; revents are written back into it. */
+  poll: (fds: Memory, count: number, timeoutMs: number): number => raw(s.poll(fds, count, timeoutMs)),
+  /**
+   * poll(2) on one of libuv's thread-pool threads (koffi's async call): the event loop keeps running while it
+   * waits. The pool is shared with fs and crypto work (4 threads by default), so a caller that may wait long
+   * should include a wake-up fd (an eventfd) in `fds` to end the wait early. Resolves to the count or -errno.
+   */
+  pollAsync: (fds: Memory, count: number, timeoutMs: number): Promise<number> =>
+    new Promise((resolve, reject) => {
+      s.poll.async(fds, count, timeoutMs, (err: unknown, result: number) => {
+        if (err) reject(err);
+        else resolve(result < 0 ? -koffi.errno() : result);
+      });
+    }),
+};
+
+/** umask(2): sets the process-wide file mode creation mask and returns the previous one (never fails). */
+export function umask(mask: number): number {
+  return s.umask(mask) as number;
+}
