@@ -14,7 +14,7 @@ const run = promisify(execFile);
 
 export type GuestName =
   | 'hello' | 'exit-code' | 'smp' | 'timer' | 'rtc' | 'counter' | 'fwcfg'
-  | 'realmode-hello' | 'longmode-hello' | 'outloop' | 'lm-shim';
+  | 'realmode-hello' | 'longmode-hello' | 'outloop' | 'lm-shim' | 'smp-counter';
 
 export interface BuiltGuest {
   name: GuestName;
@@ -43,6 +43,7 @@ export const GUESTS: Readonly<Record<GuestName, GuestSpec>> = {
   counter: { kind: 'multiboot', sources: ['counter.c'] },
   fwcfg: { kind: 'multiboot', sources: ['fwcfg.c'], aout: true },
   'lm-shim': { kind: 'multiboot', sources: ['lm-shim.c', 'lm-shim-64.S'] },
+  'smp-counter': { kind: 'multiboot', sources: ['smp-counter.c', 'smp-trampoline.S'] },
   'realmode-hello': { kind: 'flat', source: 'realmode-hello.S', arch: 'i386', loadAddress: 0x7c00, mode: 'real' },
   'longmode-hello': { kind: 'flat', source: 'longmode-hello.S', arch: 'x86_64', loadAddress: 0x200000, mode: 'long' },
   outloop: { kind: 'flat', source: 'outloop.S', arch: 'i386', loadAddress: 0x7c00, mode: 'real' },
@@ -55,6 +56,61 @@ export const COUNTER_TICKS_ADDR = 0x101000;
 /** The counter guest's state page: ticks u64 @0, limit u64 @8, since_print u32 @16, magic "CNTR" u32 @20. */
 export const COUNTER_STATE_ADDR = 0x101000;
 export const COUNTER_MAGIC = 0x52544e43;
+
+/**
+ * The smp-counter guest's state page (its `.state` section, guest-physical): magic "SMPC" u32 @0, cpus u32 @4,
+ * limit u32 @8 (0 = forever), running u32 @12, LAPIC timer count per tick u32 @16, BSP APIC id u32 @20,
+ * BSP ticks since its last line u32 @24, then u64 ticks[16] @32 indexed by APIC id.
+ */
+export const SMP_COUNTER_STATE_ADDR = 0x101000;
+export const SMP_COUNTER_MAGIC = 0x43504d53;
+export const SMP_COUNTER_MAX_CPUS = 16;
+export const SMP_COUNTER_TICKS_OFFSET = 0x20;
+const SMP_COUNTER_STATE_SIZE = SMP_COUNTER_TICKS_OFFSET + 8 * SMP_COUNTER_MAX_CPUS;
+
+export interface SmpCounterState {
+  cpus: number;
+  /** ticks=N from the command line; 0 = runs until killed. */
+  limit: number;
+  /** CPUs whose LAPIC timer has been started. */
+  running: number;
+  /** LAPIC timer initial count (divide by 16) for one ~1 ms tick. */
+  timerCount: number;
+  bspApicId: number;
+  /** ticks[i]: ticks counted by the CPU with APIC id i, for i < cpus. */
+  ticks: bigint[];
+}
+
+/**
+ * Decodes smp-counter's state page from `bytes`, where the page starts at byte `offset` (by default its guest-physical
+ * address, so a whole RAM file or a view of low RAM from address 0 works as is; pass 0 for a copy of the page).
+ * Throws if the bytes are too short, the magic is missing (not smp-counter, or not started yet) or `cpus` is bad.
+ */
+export function decodeSmpCounterState(bytes: Uint8Array, offset = SMP_COUNTER_STATE_ADDR): SmpCounterState {
+  if (!Number.isSafeInteger(offset) || offset < 0 || offset + SMP_COUNTER_STATE_SIZE > bytes.length) {
+    throw new RangeError(`smp-counter state at 0x${offset.toString(16)} (${SMP_COUNTER_STATE_SIZE} bytes) is outside ${bytes.length} bytes`);
+  }
+  const dv = new DataView(bytes.buffer, bytes.byteOffset + offset, SMP_COUNTER_STATE_SIZE);
+  const magic = dv.getUint32(0, true);
+  if (magic !== SMP_COUNTER_MAGIC) {
+    throw new Error(`no smp-counter state at 0x${offset.toString(16)}: magic 0x${magic.toString(16)}, want 0x${SMP_COUNTER_MAGIC.toString(16)} ("SMPC")`);
+  }
+  const cpus = dv.getUint32(4, true);
+  if (cpus < 1 || cpus > SMP_COUNTER_MAX_CPUS) throw new Error(`smp-counter state says ${cpus} cpus (1..${SMP_COUNTER_MAX_CPUS})`);
+  const ticks: bigint[] = [];
+  for (let i = 0; i < cpus; i++) ticks.push(dv.getBigUint64(SMP_COUNTER_TICKS_OFFSET + 8 * i, true));
+  return {
+    cpus, limit: dv.getUint32(8, true), running: dv.getUint32(12, true), timerCount: dv.getUint32(16, true),
+    bspApicId: dv.getUint32(20, true), ticks,
+  };
+}
+
+/** The tick counters of APIC ids 0..cpus-1; throws (as decodeSmpCounterState) or if the guest counts other than `cpus`. */
+export function readSmpCounters(bytes: Uint8Array | Buffer, cpus: number, offset = SMP_COUNTER_STATE_ADDR): bigint[] {
+  const state = decodeSmpCounterState(bytes, offset);
+  if (state.cpus !== cpus) throw new Error(`smp-counter counts ${state.cpus} cpus, expected ${cpus}`);
+  return state.ticks;
+}
 
 /** Byte offsets of outloop's patchable parameters. */
 export const OUTLOOP_MAGIC_OFFSET = 4;

@@ -3,9 +3,10 @@
 // whose instruction emulator is the one tsvmm's guests run in, so host-rule violations (iret, int n) fail here too.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { readFileSync, rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { testIf } from '../../test/support/skip.js';
-import { buildGuest, patchOutloop, toolchainUnavailable, writeGuestVariant } from './build.js';
+import { buildGuest, patchOutloop, readSmpCounters, toolchainUnavailable, writeGuestVariant } from './build.js';
 import { debugExitStatus, qemuAccel, qemuUnavailable, runQemu, type QemuRun } from './qemu-runner.js';
 
 const reason = qemuUnavailable() ?? await toolchainUnavailable();
@@ -106,6 +107,31 @@ it('outloop runs its loop and exits; patched parameters change the port, value a
   const r = await runQemu({ bootDisk: await writeGuestVariant('outloop-37-e9', patched), debugcon: true });
   expectExit(r, 0);
   assert.is(r.debugcon.toString('latin1'), 'x'.repeat(37));
+});
+
+it('smp-counter: every one of 4 CPUs counts its own LAPIC timer ticks in RAM; ticks=200 exits once all reach 200', async () => {
+  const g = await buildGuest('smp-counter');
+  const ramFile = `/dev/shm/tsvmm-test-qemu-smp-counter-${process.pid}`;
+  try {
+    const r = await runQemu({
+      kernel: g.path, smp: 4, append: 'ticks=200',
+      extraArgs: ['-object', `memory-backend-file,id=ram0,size=64M,mem-path=${ramFile},share=on`, '-machine', 'memory-backend=ram0'],
+    });
+    expectExit(r, 0);
+    assert.match(r.serial, /^smp-counter: state at 0x00101000, 4 cpus, limit 200, lapic count \d+\n/m);
+    assert.match(r.serial, /^smp-counter: 4 cpus counting\n/m);
+    assert.match(r.serial, /^smp-counter: 100 \d+ \d+ \d+\n/m);
+    const done = /^smp-counter: done (\d+) (\d+) (\d+) (\d+)\n/m.exec(r.serial);
+    assert.ok(done, r.serial);
+    const printed = done!.slice(1).map(BigInt);
+    const counters = readSmpCounters(readFileSync(ramFile), 4);
+    for (let cpu = 0; cpu < 4; cpu++) {
+      assert.ok(printed[cpu] >= 200n, `cpu ${cpu} printed ${printed[cpu]}`);
+      assert.ok(counters[cpu] >= printed[cpu], `cpu ${cpu}: RAM ${counters[cpu]} < printed ${printed[cpu]}`);
+    }
+  } finally {
+    rmSync(ramFile, { force: true });
+  }
 });
 
 test.run();

@@ -6,7 +6,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import { testIf } from '../../test/support/skip.js';
 import { runTsvmm } from '../../test/support/tsvmm.js';
 import { kvmMissing } from '../../kvm/test-guest.js';
-import { buildGuest, toolchainUnavailable, COUNTER_STATE_ADDR, type GuestName } from './build.js';
+import { buildGuest, readSmpCounters, toolchainUnavailable, COUNTER_STATE_ADDR, type GuestName } from './build.js';
 
 const skip = kvmMissing() ?? await toolchainUnavailable();
 const exitDevice = ['-device', 'isa-debug-exit'];
@@ -97,6 +97,30 @@ testIf(test, skip, 'guests: outloop finishes its out loop and exits', async () =
   const r = await boot('outloop');
   assert.is(r.stdout, 'outloop: done\n');
   assert.is(r.status, PASSED);
+});
+
+testIf(test, skip, 'guests: smp-counter keeps all 4 vCPUs taking LAPIC timer ticks; every counter in the RAM file reaches ticks=200', async () => {
+  const ramFile = `/dev/shm/tsvmm-test-smp-counter-${process.pid}`;
+  try {
+    const r = await boot('smp-counter', [
+      '-smp', '4', '-append', 'ticks=200',
+      '-object', `memory-backend-file,id=ram0,size=64M,mem-path=${ramFile},share=on`, '-machine', 'memory-backend=ram0',
+    ]);
+    assert.match(r.stdout, /^smp-counter: state at 0x00101000, 4 cpus, limit 200, lapic count \d+$/m);
+    assert.match(r.stdout, /^smp-counter: 4 cpus counting$/m);
+    assert.match(r.stdout, /^smp-counter: 100 \d+ \d+ \d+$/m);
+    const done = /^smp-counter: done (\d+) (\d+) (\d+) (\d+)$/m.exec(r.stdout);
+    assert.ok(done, r.stdout);
+    assert.is(r.status, PASSED);
+    const printed = done!.slice(1).map(BigInt);
+    const counters = readSmpCounters(readFileSync(ramFile), 4);
+    for (let cpu = 0; cpu < 4; cpu++) {
+      assert.ok(printed[cpu] >= 200n, `cpu ${cpu} printed ${printed[cpu]}`);
+      assert.ok(counters[cpu] >= printed[cpu], `cpu ${cpu}: RAM ${counters[cpu]} < printed ${printed[cpu]}`);
+    }
+  } finally {
+    rmSync(ramFile, { force: true });
+  }
 });
 
 test.run();

@@ -25,6 +25,8 @@ export interface RunArgs {
   debugcon: string[];
   chardev: string[];
   device: string[];
+  qmp: string[];
+  incoming: string[];
   noReboot: boolean;
   noShutdown: boolean;
   startPaused: boolean;
@@ -55,6 +57,8 @@ const FLAGS: Record<string, FlagSpec> = {
   'debugcon': { kind: 'list', key: 'debugcon', arg: 'DEV', help: 'isa-debugcon on port 0xe9 to DEV (as -serial)' },
   'chardev': { kind: 'list', key: 'chardev', arg: 'OPTS', help: 'backend,id=ID[,path=…] for -device …,chardev=ID' },
   'device': { kind: 'list', key: 'device', arg: 'DRIVER', help: 'isa-debug-exit[,iobase=,iosize=] | isa-debugcon,chardev=ID' },
+  'qmp': { kind: 'list', key: 'qmp', arg: 'DEV', help: 'QMP monitor: unix:PATH,server=on,wait=off (socket mode 0600)' },
+  'incoming': { kind: 'list', key: 'incoming', arg: 'URI', help: 'receive a checkpoint: defer | file:PATH | a cpr channel (JSON)' },
   'no-reboot': { kind: 'flag', key: 'noReboot', help: 'a guest reset ends tsvmm (status 0) instead of rebooting' },
   'no-shutdown': { kind: 'flag', key: 'noShutdown', help: 'stop instead of exiting when the guest powers off' },
   'S': { kind: 'flag', key: 'startPaused', help: 'do not start the vCPUs (QMP `cont` starts them)' },
@@ -72,7 +76,7 @@ const FLAGS: Record<string, FlagSpec> = {
 
 export function emptyArgs(): RunArgs {
   return {
-    machine: [], objects: [], memPrealloc: false, serial: [], debugcon: [], chardev: [], device: [],
+    machine: [], objects: [], memPrealloc: false, serial: [], debugcon: [], chardev: [], device: [], qmp: [], incoming: [],
     noReboot: false, noShutdown: false, startPaused: false, demo: false, ignored: [],
   };
 }

@@ -160,6 +160,12 @@ void idt_init(void) {
     __asm__ volatile("lidt %0" :: "m"(idtr));
 }
 
+void idt_load(void) { __asm__ volatile("lidt %0" :: "m"(idtr)); }
+
+void idt_set_gate(unsigned vector, void (*handler)(void)) {
+    if (vector < 256) idt[vector] = gate((uint32_t)handler);
+}
+
 /* ---- 8259 PICs ---- */
 #define PIC1_CMD 0x20
 #define PIC1_DATA 0x21
@@ -199,6 +205,42 @@ void lapic_enable_virtual_wire(void) {
     mmio_write32(LAPIC_BASE + LAPIC_SVR, SVR_ENABLE | SPURIOUS_VECTOR);
     mmio_write32(LAPIC_BASE + LAPIC_LVT0, LVT_EXTINT);
 }
+
+#define LAPIC_EOI        0x0b0  /* end of interrupt: write 0 */
+#define LAPIC_ICR_LOW    0x300  /* interrupt command, low word (writing it sends) */
+#define LAPIC_ICR_HIGH   0x310  /* interrupt command, high word: destination in bits 31:24 */
+#define ICR_BUSY         0x1000 /* delivery status: send pending */
+#define LAPIC_LVT_TIMER  0x320  /* local vector table: timer */
+#define LAPIC_TIMER_INIT 0x380  /* timer initial count (writing it starts the timer) */
+#define LAPIC_TIMER_CUR  0x390  /* timer current count */
+#define LAPIC_TIMER_DIV  0x3e0  /* timer divide configuration */
+#define TIMER_DIV_16     0x3    /* divide the bus clock by 16 */
+#define LVT_MASKED       0x10000
+#define LVT_TIMER_PERIODIC 0x20000 /* timer mode bits 18:17 = 01 */
+
+void lapic_enable(void) { mmio_write32(LAPIC_BASE + LAPIC_SVR, SVR_ENABLE | SPURIOUS_VECTOR); }
+
+void lapic_eoi(void) { mmio_write32(LAPIC_BASE + LAPIC_EOI, 0); }
+
+void lapic_send_ipi(uint32_t icr) {
+    mmio_write32(LAPIC_BASE + LAPIC_ICR_HIGH, 0);
+    mmio_write32(LAPIC_BASE + LAPIC_ICR_LOW, icr);
+    for (unsigned i = 0; i < 100000 && (mmio_read32(LAPIC_BASE + LAPIC_ICR_LOW) & ICR_BUSY); i++) { }
+}
+
+void lapic_timer_periodic(uint8_t vector, uint32_t count) {
+    mmio_write32(LAPIC_BASE + LAPIC_TIMER_DIV, TIMER_DIV_16);
+    mmio_write32(LAPIC_BASE + LAPIC_LVT_TIMER, LVT_TIMER_PERIODIC | vector);
+    mmio_write32(LAPIC_BASE + LAPIC_TIMER_INIT, count);
+}
+
+void lapic_timer_oneshot_masked(uint32_t count) {
+    mmio_write32(LAPIC_BASE + LAPIC_TIMER_DIV, TIMER_DIV_16);
+    mmio_write32(LAPIC_BASE + LAPIC_LVT_TIMER, LVT_MASKED);
+    mmio_write32(LAPIC_BASE + LAPIC_TIMER_INIT, count);
+}
+
+uint32_t lapic_timer_current(void) { return mmio_read32(LAPIC_BASE + LAPIC_TIMER_CUR); }
 
 /* ---- 8254 PIT ---- */
 #define PIT_CH0 0x40

@@ -67,6 +67,17 @@ void pit_stop(void);
 void delay_us(uint32_t us);
 void guest_idle(void) __attribute__((noreturn));           /* sti; hlt forever, with a fresh stack */
 
+/* Per-CPU interrupt set-up (APs start with no IDT and a software-disabled LAPIC). */
+void idt_load(void);                                       /* lidt the shared IDT on this CPU (after idt_init) */
+void idt_set_gate(unsigned vector, void (*handler)(void)); /* 32-bit interrupt gate for `vector`, all CPUs */
+void lapic_enable(void);                                   /* SVR enable, spurious vector 0xff; LVTs untouched */
+void lapic_eoi(void);
+void lapic_send_ipi(uint32_t icr);                         /* ICR high = 0, ICR low = icr; waits for delivery */
+/* LAPIC timer, divide by 16: periodic at `count` (0 stops it); one-shot masked + current count for calibration. */
+void lapic_timer_periodic(uint8_t vector, uint32_t count);
+void lapic_timer_oneshot_masked(uint32_t count);
+uint32_t lapic_timer_current(void);
+
 /* Provided by each guest. */
 void main(void);
 /* Optional (weak defaults): IRQ and exception handlers. on_irq must send the EOI. */
