@@ -240,7 +240,6 @@ const s = {
   recvmsg: libc.func('intptr_t recvmsg(int fd, void *msg, int flags)'),
   getsockopt: libc.func('int getsockopt(int fd, int level, int name, void *value, void *length)'),
   poll: libc.func('int poll(void *fds, unsigned long nfds, int timeout)'),
-  umask: libc.func('unsigned int umask(unsigned int mask)'),
 };
 
 function raw(result: number | bigint): number {
@@ -281,8 +280,3 @@ export const socketCalls = {
       });
     }),
 };
-
-/** umask(2): sets the process-wide file mode creation mask and returns the previous one (never fails). */
-export function umask(mask: number): number {
-  return s.umask(mask) as number;
-}
