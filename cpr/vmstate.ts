@@ -53,22 +53,38 @@ export interface StructArrayField<N extends string = string, D extends Descripto
 
 export type Field = ScalarField | ArrayField | StructField | StructArrayField;
 
-export interface Descriptor<F extends readonly Field[] = readonly Field[], S extends readonly Subsection[] = readonly Subsection[]> {
+/**
+ * Pure state fix-ups around a checkpoint (QEMU's pre_save / post_load). They see only the record: side effects on
+ * the outside world (re-raising an interrupt line, re-arming a host timer) belong in the device's `restored()`.
+ */
+export interface Hooks<S = any> {
+  /** Runs on the live record just before it is encoded (e.g. fold a derived value into a saved field). */
+  readonly preSave?: (state: S) => void;
+  /** Runs after a stream was fully validated and copied into the record; `streamVersion` is what wrote it. */
+  readonly postLoad?: (state: S, streamVersion: number) => void;
+}
+
+export interface Descriptor<F extends readonly Field[] = readonly Field[], S extends readonly Subsection[] = readonly Subsection[]> extends Hooks {
   readonly name: string;
   readonly version: number;
-  /** The oldest stream version this descriptor can still load. */
+  /** The oldest stream version this descriptor can still load (1 when absent: `since` keeps older streams readable). */
   readonly minVersion?: number;
   readonly fields: F;
   /** Optional parts written only when `needed` says so (QEMU subsections). Their fields share the record. */
   readonly subsections?: S;
 }
 
-export interface Subsection<F extends readonly Field[] = readonly Field[]> {
+export interface Subsection<F extends readonly Field[] = readonly Field[]> extends Hooks {
   readonly name: string;
   readonly version: number;
   readonly minVersion?: number;
   readonly fields: F;
   readonly needed: (state: any) => boolean;
+}
+
+/** A descriptor, a stream or a value that vmstate cannot accept; the message names the descriptor and the field. */
+export class VmstateError extends Error {
+  override readonly name = 'VmstateError';
 }
 
 // ---- field constructors -------------------------------------------------------------------------------------
@@ -109,6 +125,21 @@ export function structArray<N extends string, D extends Descriptor>(
   return { kind: 'structArray', name, descriptor, length, ...opts };
 }
 
+/**
+ * A UTF-8 string of at most `max` bytes: `fields: [..., ...str('path', 4096)]` declares the bytes `path` and their
+ * length `pathLength` (u32, placed first so a stream carries the length before the bytes). Read and write it with
+ * `getString` / `setString`.
+ */
+export function str<N extends string>(name: N, max: number, opts: Opts = {}): readonly [ScalarField<`${N}Length`, 'u32'>, ArrayField<N, 'u8'>] {
+  const lengthField = `${name}Length` as const;
+  return [u32(lengthField, opts), bytes(name, max, { ...opts, lengthField })] as const;
+}
+
+/** The descriptor with typed hooks: `withHooks(fields, { postLoad(s, v) { … } })` (inline hooks cannot name StateOf). */
+export function withHooks<D extends Descriptor>(descriptor: D, hooks: Hooks<StateOf<D>>): D {
+  return { ...descriptor, ...hooks };
+}
+
 // ---- the state type a descriptor describes ------------------------------------------------------------------
 
 type ValueOf<F> = F extends ScalarField<string, infer T> ? ScalarValue<T>
@@ -118,8 +149,11 @@ type ValueOf<F> = F extends ScalarField<string, infer T> ? ScalarValue<T>
   : never;
 
 type FieldsState<F extends readonly Field[]> = { -readonly [K in F[number] as K['name']]: ValueOf<K> };
+// A descriptor without `subsections` infers the constraint `readonly Subsection[]` (not a tuple): it adds nothing,
+// rather than an index signature that would let any property name through.
 type SubsectionsState<S> = S extends readonly Subsection[]
-  ? UnionToIntersection<{ [I in keyof S]: S[I] extends Subsection<infer F> ? FieldsState<F> : never }[number]>
+  ? number extends S['length'] ? unknown
+  : UnionToIntersection<{ [I in keyof S]: S[I] extends Subsection<infer F> ? FieldsState<F> : never }[number]>
   : unknown;
 type UnionToIntersection<U> = (U extends unknown ? (x: U) => void : never) extends (x: infer I) => void ? I : never;
 
@@ -136,7 +170,8 @@ export interface RecordInternals {
 
 // ---- layout ---------------------------------------------------------------------------------------------------
 
-const scalarSize: Record<ScalarType, number> = { u8: 1, i8: 1, bool: 1, u16: 2, i16: 2, u32: 4, i32: 4, u64: 8, i64: 8 };
+/** Bytes per scalar, in the record and in the stream alike. */
+export const scalarSize: Record<ScalarType, number> = { u8: 1, i8: 1, bool: 1, u16: 2, i16: 2, u32: 4, i32: 4, u64: 8, i64: 8 };
 
 export interface PlacedField {
   readonly field: Field;
@@ -338,5 +373,50 @@ export class StateArena {
 
   record<D extends Descriptor>(descriptor: D, offset: number): StateOf<D> {
     return makeRecord(descriptor, this.buffer, offset);
+  }
+}
+
+// ---- strings ---------------------------------------------------------------------------------------------------
+
+/** The names of a record's `str()` fields: byte arrays with a `<name>Length` companion. */
+export type StringFieldName<R> = {
+  [K in keyof R & string]: string extends K ? never : R[K] extends Uint8Array ? (`${K}Length` extends keyof R ? K : never) : never
+}[keyof R & string];
+
+function stringField(record: RecordInternals, name: string): { bytes: Uint8Array; lengthField: string; max: number } {
+  const placed = record.$layout.byName.get(name);
+  const field = placed?.field;
+  if (!field || field.kind !== 'array' || field.type !== 'u8' || field.lengthField === undefined) {
+    throw new VmstateError(`vmstate ${record.$layout.descriptor.name}: '${name}' is not a string field (declare it with str())`);
+  }
+  return { bytes: (record as unknown as Record<string, Uint8Array>)[name], lengthField: field.lengthField, max: field.length };
+}
+
+const utf8Encoder = new TextEncoder();
+const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
+
+/** Store `value` as UTF-8; throws when it does not fit. Unused bytes are zeroed so equal strings give equal records. */
+export function setString<R extends RecordInternals>(record: R, name: StringFieldName<R>, value: string): void {
+  const { bytes: target, lengthField, max } = stringField(record, name);
+  const encoded = utf8Encoder.encode(value);
+  if (encoded.length > max) {
+    throw new VmstateError(`vmstate ${record.$layout.descriptor.name}: field '${name}': string of ${encoded.length} bytes exceeds its capacity of ${max}`);
+  }
+  target.set(encoded);
+  target.fill(0, encoded.length);
+  (record as unknown as Record<string, number>)[lengthField] = encoded.length;
+}
+
+/** The stored string; throws if its length field is out of range or the bytes are not UTF-8 (a corrupt record). */
+export function getString<R extends RecordInternals>(record: R, name: StringFieldName<R>): string {
+  const { bytes: source, lengthField, max } = stringField(record, name);
+  const length = (record as unknown as Record<string, number>)[lengthField];
+  if (!Number.isInteger(length) || length < 0 || length > max) {
+    throw new VmstateError(`vmstate ${record.$layout.descriptor.name}: field '${name}': length ${length} exceeds its capacity of ${max}`);
+  }
+  try {
+    return utf8Decoder.decode(source.slice(0, length)); // slice: TextDecoder refuses views of shared memory
+  } catch {
+    throw new VmstateError(`vmstate ${record.$layout.descriptor.name}: field '${name}': not valid UTF-8`);
   }
 }
