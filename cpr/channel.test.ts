@@ -101,7 +101,8 @@ async function runPeer(path: string): Promise<void> {
 
 // ---- the test side: the "old" process ---------------------------------------------------------------------------
 
-const dir = mkdtempSync(join(tmpdir(), 'tsvmm-cpr-channel-'));
+// The peer child runs this module too: only the test side makes (and removes) the scratch directory.
+const dir = process.argv[2] === 'peer' ? '' : mkdtempSync(join(tmpdir(), 'tsvmm-cpr-channel-'));
 test.after(() => rmSync(dir, { recursive: true, force: true }));
 
 interface Peer { child: ChildProcess; channel: CprChannel; exited: Promise<number | null> }
