@@ -68,6 +68,9 @@ const descriptors: Record<DeviceSpec['kind'], Descriptor> = {
   'fw-cfg': fwCfgState,
 };
 
+/** Every device descriptor tsvmm has (checkpoint dumps decode device sections with these). */
+export const deviceDescriptors: readonly Descriptor[] = Object.values(descriptors);
+
 export function descriptorOf(spec: DeviceSpec): Descriptor {
   return descriptors[spec.kind];
 }
