@@ -127,9 +127,9 @@ export function processStartMarks(createdUs: number): PhaseClock {
 /**
  * Loads a checkpoint into a machine that has not run yet (-S or -incoming): verifies the whole file and every
  * section against this machine before touching anything, restores, and resumes the guest if it was running when
- * saved. A refused file is left untouched and the machine stays as it was.
+ * saved (unless `stayPaused`: QEMU's -S after an incoming migration). A refused file is left untouched and the machine stays as it was.
  */
-export function loadFromFile(machine: Machine, path: string, clock = new PhaseClock('new')): LoadReport {
+export function loadFromFile(machine: Machine, path: string, clock = new PhaseClock('new'), { stayPaused = false } = {}): LoadReport {
   if (machine.runState !== 'prelaunch' && machine.runState !== 'inmigrate') {
     throw new CprError(`cpr-load needs a VM that has not run yet (start tsvmm with -S or -incoming defer); this one is ${machine.runState}`);
   }
@@ -161,7 +161,7 @@ export function loadFromFile(machine: Machine, path: string, clock = new PhaseCl
   }
   prepared.commit(clock);
   machine.markRestored();
-  if (prepared.runState === 'running') clock.time('resume', () => machine.resume());
+  if (prepared.runState === 'running' && !stayPaused) clock.time('resume', () => machine.resume());
   else machine.setPausedState('paused');
   return { path, runState: prepared.runState, ramLoaded: checkpoint.ram !== undefined, marks: [...oldMarks, ...clock.marks] };
 }

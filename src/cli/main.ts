@@ -6,6 +6,7 @@ import { machineConfigFromArgs } from './config.js';
 import { ExitStatus } from '../machine/exit-status.js';
 
 const USAGE = `usage: tsvmm run [options]      boot a guest (see tsvmm run --help)
+       tsvmm vmstate dump FILE  print a checkpoint file as JSON
        tsvmm --version
 
 Exit status: the guest's isa-debug-exit verdict ((value << 1) | 1), 0 on a clean power-off (or reset with
@@ -36,23 +37,61 @@ async function run(argv: string[]): Promise<number> {
     if (args.device.every(d => !d.startsWith('isa-debug-exit'))) args.device.push('isa-debug-exit');
   }
   const config = machineConfigFromArgs(args, { demoKernel });
+  const incoming = parseIncoming(args.incoming);
   const { Machine } = await import('../machine/machine.js');
   // TSVMM_KVM_DEVICE points tsvmm at another KVM device node (tests use it to check the missing-/dev/kvm error).
   const machine = await Machine.create(config, { kvmPath: process.env.TSVMM_KVM_DEVICE });
+  const { startQmp, startClockAfterCreate } = await import('./control.js');
+  const startClock = startClockAfterCreate();
+  const control = await startQmp(machine, args.qmp, { startPaused: args.startPaused, startClock, version: version() });
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.on(signal, () => {
       process.stderr.write(`tsvmm: terminating on signal ${signal}\n`);
-      void machine.finish(128 + ({ SIGHUP: 1, SIGINT: 2, SIGTERM: 15 } as const)[signal]);
+      void machine.finish(128 + ({ SIGHUP: 1, SIGINT: 2, SIGTERM: 15 } as const)[signal], { event: { guest: false, reason: 'host-signal' } });
     });
   }
-  machine.start();
+  if (incoming === null) {
+    machine.start();
+  } else {
+    machine.start({ paused: true, state: 'inmigrate' });
+    if (incoming.kind === 'file') {
+      try {
+        control.migration.incomingFromFile(incoming.path, startClock, args.startPaused);
+      } catch (e) {
+        await machine.finish(ExitStatus.setupFailed);
+        await control.close();
+        throw e;
+      }
+    }
+  }
   const status = await machine.finished;
+  await control.close();
   if (args.demo) {
     // The demo guest reports success the QEMU way (isa-debug-exit 0 → status 1); as a command, the demo succeeds.
     process.stderr.write(`tsvmm: demo guest ${status === 1 ? 'passed' : 'failed'} (guest exit status ${status})\n`);
     return status === 1 ? 0 : status;
   }
   return status;
+}
+
+type Incoming = { kind: 'defer' } | { kind: 'file'; path: string };
+
+/** `-incoming defer` (wait for migrate-incoming / cpr-load) or `-incoming file:PATH` (load at start-up). */
+function parseIncoming(values: readonly string[]): Incoming | null {
+  if (values.length === 0) return null;
+  if (values.length > 1) throw new UsageError('-incoming: give it once (defer or file:PATH)');
+  const value = values[0];
+  if (value === 'defer') return { kind: 'defer' };
+  if (value.startsWith('file:') && value.length > 5) return { kind: 'file', path: value.slice(5) };
+  throw new UsageError(`-incoming ${value}: use defer or file:PATH`);
+}
+
+async function vmstate(argv: string[]): Promise<number> {
+  if (argv[0] !== 'dump' || argv.length !== 2) throw new UsageError('usage: tsvmm vmstate dump FILE');
+  const { vmstateDump } = await import('./vmstate-dump.js');
+  const { descriptorFor } = await import('../../cpr/registry.js');
+  process.stdout.write(`${vmstateDump(argv[1], descriptorFor)}\n`);
+  return 0;
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -66,13 +105,17 @@ async function main(argv: string[]): Promise<void> {
       process.stdout.write(`${version()}\n`);
       process.exit(0);
     }
-    const status = command === 'run' ? await run(rest) : command.startsWith('-') ? await run(argv) : fail(ExitStatus.usage, `unknown command '${command}'\n${USAGE}`);
+    const status = command === 'run' ? await run(rest)
+      : command === 'vmstate' ? await vmstate(rest)
+      : command.startsWith('-') ? await run(argv)
+      : fail(ExitStatus.usage, `unknown command '${command}'\n${USAGE}`);
     process.exit(status);
   } catch (e) {
     if (e instanceof UsageError) fail(ExitStatus.usage, e.message);
     const err = e as Error;
     // Everything that stops the VM from being set up — /dev/kvm, RAM backend, guest image — is one clear line.
-    const setupErrors = ['KvmUnavailableError', 'RamBackendError', 'BootError', 'SysError', 'MultibootError', 'FlatLoadError', 'GuestBuildError'];
+    const setupErrors = ['KvmUnavailableError', 'RamBackendError', 'BootError', 'SysError', 'MultibootError', 'FlatLoadError',
+      'GuestBuildError', 'CheckpointError', 'CprError', 'QmpSpecError', 'VmstateError'];
     if (setupErrors.includes(err?.name)) fail(ExitStatus.setupFailed, err.message);
     fail(ExitStatus.internalError, `internal error: ${err?.stack ?? String(e)}`);
   }

@@ -422,8 +422,7 @@ export class Machine {
   }
 
   private end(status: number, reason: string): void {
-    this.emit({ event: 'SHUTDOWN', data: { guest: true, reason } });
-    void this.finish(status);
+    void this.finish(status, { event: { guest: true, reason } });
   }
 
   private fail(status: number, message: string): void {
@@ -436,8 +435,9 @@ export class Machine {
    * Ends the machine: stop every vCPU thread, release guest RAM views and KVM fds, flush output. Resolves
    * `finished` with `status`. Safe to call more than once (the first status wins).
    */
-  async finish(status: number): Promise<number> {
+  async finish(status: number, { event }: { event?: { guest: boolean; reason: string } } = {}): Promise<number> {
     if (this.finishing) return this.finished;
+    if (event) this.emit({ event: 'SHUTDOWN', data: event });
     this.finishing = true;
     this.exitStatus = status;
     for (const t of this.timers) clearTimeout(t);

@@ -1,0 +1,53 @@
+// The control plane of a running tsvmm: its QMP servers (each -qmp), the migration controller behind the CPR
+// commands, and the forwarding of machine events to every QMP client.
+import { clockNs, CLOCK_REALTIME } from '../sys/libc.js';
+import { QmpServer } from '../qmp/server.js';
+import { machineCommands } from '../qmp/machine-commands.js';
+import { MigrationController } from '../../cpr/migration.js';
+import { processStartMarks } from '../../cpr/reboot.js';
+import { nowUs, type PhaseClock } from '../../cpr/timings.js';
+import type { Machine } from '../machine/machine.js';
+
+export interface Control {
+  readonly migration: MigrationController;
+  close(): Promise<void>;
+}
+
+/** The new process's first marks: from Node's start to now (the machine has just been created). */
+export function startClockAfterCreate(): PhaseClock {
+  return processStartMarks(nowUs());
+}
+
+export async function startQmp(machine: Machine, specs: readonly string[], o: { startPaused: boolean; startClock: PhaseClock; version: string }): Promise<Control> {
+  const servers: QmpServer[] = [];
+  const migration = new MigrationController(machine, status => { for (const s of servers) s.emit('MIGRATION', { status }); });
+  const { commands, extraCommands } = machineCommands({ machine, migration, startClock: () => o.startClock, startPaused: o.startPaused });
+  machine.onEvent(e => {
+    for (const s of servers) {
+      if ('data' in e) s.emit(e.event, e.data as never);
+      else s.emit(e.event);
+    }
+  });
+  try {
+    for (const spec of specs) {
+      servers.push(await QmpServer.listen(spec, {
+        version: o.version.replace(/^tsvmm /, ''),
+        commands, extraCommands,
+        realtimeNs: () => clockNs(CLOCK_REALTIME),
+        log: line => process.stderr.write(`tsvmm: qmp: ${line}\n`),
+      }));
+    }
+    // `-qmp …,server` without wait=off: as QEMU, wait for the first client before the guest starts.
+    for (const s of servers) if (s.wait) await s.firstClient;
+  } catch (e) {
+    for (const s of servers) await s.close();
+    await machine.finish(0);
+    throw e;
+  }
+  return {
+    migration,
+    async close() {
+      for (const s of servers) await s.close();
+    },
+  };
+}

@@ -1,0 +1,143 @@
+// The machine's QMP commands: run state, reset/power, CPU and VM queries, and checkpoint/restart in both spellings
+// (the seed's cpr-save/cpr-load and QEMU's migrate-set-parameters mode=cpr-reboot + migrate file:). Thin: the work
+// is in src/machine and cpr/.
+import { QmpError, defineCommand, type QmpHandlers, type ExtraCommand } from './server.js';
+import type { RunState as QmpRunState, MigrationCapabilityStatus, MigrationParameters } from './schema.js';
+import type { Machine, RunState } from '../machine/machine.js';
+import { MigrationController, fileUriPath } from '../../cpr/migration.js';
+import { CprError } from '../../cpr/reboot.js';
+import { CheckpointError } from '../../cpr/file.js';
+import { formatTimings, pauseUs, type PhaseMark } from '../../cpr/timings.js';
+import type { PhaseClock } from '../../cpr/timings.js';
+import { ExitStatus } from '../machine/exit-status.js';
+
+export interface MachineCommandsOptions {
+  machine: Machine;
+  migration: MigrationController;
+  /** The new process's start-up marks, for the phases of an incoming load. */
+  startClock: () => PhaseClock;
+  /** Started with -S: an incoming migration leaves the guest paused, as QEMU does. */
+  startPaused: boolean;
+  /** Transfer-mode handlers (cpr/transfer.ts), when available. */
+  transfer?: {
+    outgoing(cprChannelPath: string): Promise<void>;
+  };
+}
+
+/** A CPR refusal or a bad checkpoint is the client's problem: a GenericError with the one-line reason. */
+async function asQmp<T>(fn: () => T | Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    if (e instanceof CprError || e instanceof CheckpointError) throw new QmpError('GenericError', e.message);
+    throw e;
+  }
+}
+
+const RUN_STATE: Record<RunState, QmpRunState> = {
+  prelaunch: 'prelaunch', running: 'running', paused: 'paused', inmigrate: 'inmigrate',
+  'finish-migrate': 'finish-migrate', postmigrate: 'postmigrate', shutdown: 'shutdown', 'internal-error': 'internal-error',
+};
+
+export function machineCommands(o: MachineCommandsOptions): { commands: QmpHandlers; extraCommands: Record<string, ExtraCommand> } {
+  const { machine, migration } = o;
+  const checkMode = (mode: string) => {
+    if (mode !== 'reboot') throw new QmpError('GenericError', `cpr mode '${mode}' is not supported: use 'reboot' (or migrate with mode cpr-transfer)`);
+  };
+  const commands: QmpHandlers = {
+    'query-status': () => ({ running: machine.running, status: RUN_STATE[machine.runState] }),
+    stop: async () => { await machine.pause(); },
+    cont: () => {
+      switch (machine.runState) {
+        case 'inmigrate': throw new QmpError('GenericError', 'Guest can not be started: the incoming migration has not completed');
+        case 'postmigrate':
+          throw new QmpError('GenericError', 'the VM state was saved for a restart elsewhere; resuming it here would run the same guest twice');
+        case 'shutdown': case 'internal-error':
+          throw new QmpError('GenericError', `the VM cannot run: it is in state ${machine.runState}`);
+        default: machine.resume();
+      }
+    },
+    quit: (_args, ctx) => ctx.afterReply(() => { void machine.finish(ExitStatus.ok, { event: { guest: false, reason: 'host-qmp-quit' } }); }),
+    system_reset: async () => { await machine.reset('QMP system_reset', false); },
+    system_powerdown: () => { machine.powerdown(); },
+    system_wakeup: () => {
+      throw new QmpError('GenericError', 'Unable to wake up: guest is not in suspended state');
+    },
+    'query-cpus-fast': () => machine.vcpuThreadIds().map((tid, i) => ({
+      'cpu-index': i, 'qom-path': `/machine/unattached/device[${i}]`, 'thread-id': tid,
+      props: { 'socket-id': 0, 'core-id': i, 'thread-id': 0 }, target: 'x86_64' as const,
+    })),
+    'query-name': () => (machine.config.name ? { name: machine.config.name } : {}),
+    'query-kvm': () => ({ enabled: true, present: true }),
+
+    // ---- the seed's spelling --------------------------------------------------------------------------------
+    'cpr-save': ({ filename, mode }) => asQmp(async () => {
+      checkMode(mode);
+      await migration.startOutgoing(filename, 'skip-shared');
+    }),
+    'cpr-load': ({ filename, mode }) => asQmp(() => {
+      checkMode(mode);
+      migration.incomingFromFile(filename, o.startClock(), false);
+    }),
+
+    // ---- QEMU's spelling ------------------------------------------------------------------------------------
+    'migrate-set-parameters': params => {
+      if (migration.active) throw new QmpError('GenericError', 'parameters cannot be changed while a migration is in progress');
+      for (const [key, value] of Object.entries(params)) {
+        if (key === 'mode') migration.mode = value as typeof migration.mode;
+        else migration.parameters[key] = value;
+      }
+    },
+    'migrate-set-capabilities': ({ capabilities }) => {
+      if (migration.active) throw new QmpError('GenericError', 'capabilities cannot be changed while a migration is in progress');
+      for (const c of capabilities) migration.capabilities.set(c.capability, c.state);
+    },
+    'query-migrate-parameters': () => ({ ...migration.parameters, mode: migration.mode }) as MigrationParameters,
+    'query-migrate-capabilities': () => [...migration.capabilities].map(([capability, state]) => ({ capability, state }) as MigrationCapabilityStatus),
+    migrate: ({ uri, channels }) => asQmp(() => {
+      if ((uri === undefined) === (channels === undefined)) throw new CprError('migrate needs exactly one of uri and channels');
+      if (migration.mode === 'cpr-transfer') {
+        const cpr = channels?.find(c => c['channel-type'] === 'cpr');
+        if (!cpr || cpr.addr.transport !== 'socket' || cpr.addr.type !== 'unix') {
+          throw new CprError('mode cpr-transfer needs a cpr channel on a unix socket: channels: [{"channel-type": "main", …}, {"channel-type": "cpr", "addr": {"transport": "socket", "type": "unix", "path": …}}]');
+        }
+        if (!o.transfer) throw new CprError('cpr-transfer is not available in this tsvmm');
+        const path = (cpr.addr as { path: string }).path;
+        void o.transfer.outgoing(path).catch(() => { /* reported through query-migrate */ });
+        return;
+      }
+      let target = uri;
+      if (channels) {
+        const main = channels.find(c => c['channel-type'] === 'main');
+        if (!main || main.addr.transport !== 'file') throw new CprError('migrate: the main channel must be a file address ({"transport": "file", "filename": …})');
+        target = `file:${(main.addr as { filename: string }).filename}`;
+      }
+      const path = fileUriPath(target!);
+      // Like QEMU, migrate returns at once; the outcome is in query-migrate and the MIGRATION events.
+      void migration.startOutgoing(path).catch(() => { /* reported through query-migrate */ });
+    }),
+    'migrate-incoming': ({ uri, channels }) => asQmp(() => {
+      if (machine.runState !== 'inmigrate') throw new CprError("'-incoming' was not specified on the command line");
+      if ((uri === undefined) === (channels === undefined)) throw new CprError('migrate-incoming needs exactly one of uri and channels');
+      let target = uri;
+      if (channels) {
+        const main = channels.find(c => c['channel-type'] === 'main');
+        if (!main || main.addr.transport !== 'file') throw new CprError('migrate-incoming: the main channel must be a file address');
+        target = `file:${(main.addr as { filename: string }).filename}`;
+      }
+      migration.incomingFromFile(fileUriPath(target!), o.startClock(), o.startPaused);
+    }),
+    migrate_cancel: () => { /* saves and loads here are not cancellable half-way; nothing to do when none runs */ },
+    'query-migrate': () => migration.report(),
+  };
+
+  const extraCommands = {
+    /** tsvmm: the phase timings of the last checkpoint/restart, as marks and as a table. */
+    'x-query-cpr-timings': defineCommand({}, () => cprTimings(migration.marks)),
+  };
+  return { commands, extraCommands };
+}
+
+export function cprTimings(marks: readonly PhaseMark[]): { marks: readonly PhaseMark[]; 'pause-us': number | null; table: string } {
+  return { marks, 'pause-us': pauseUs(marks), table: formatTimings(marks) };
+}
