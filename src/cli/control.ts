@@ -5,6 +5,7 @@ import { QmpServer } from '../qmp/server.js';
 import { machineCommands } from '../qmp/machine-commands.js';
 import { MigrationController } from '../../cpr/migration.js';
 import { processStartMarks } from '../../cpr/reboot.js';
+import { transferOut, checkTransferable } from '../../cpr/transfer.js';
 import { nowUs, type PhaseClock } from '../../cpr/timings.js';
 import type { Machine } from '../machine/machine.js';
 
@@ -21,7 +22,10 @@ export function startClockAfterCreate(): PhaseClock {
 export async function startQmp(machine: Machine, specs: readonly string[], o: { startPaused: boolean; startClock: PhaseClock; version: string }): Promise<Control> {
   const servers: QmpServer[] = [];
   const migration = new MigrationController(machine, status => { for (const s of servers) s.emit('MIGRATION', { status }); });
-  const { commands, extraCommands } = machineCommands({ machine, migration, startClock: () => o.startClock, startPaused: o.startPaused });
+  const { commands, extraCommands } = machineCommands({
+    machine, migration, startClock: () => o.startClock, startPaused: o.startPaused,
+    transfer: { check: () => checkTransferable(machine, migration), outgoing: path => transferOut(machine, path, migration) },
+  });
   machine.onEvent(e => {
     for (const s of servers) {
       if ('data' in e) s.emit(e.event, e.data as never);

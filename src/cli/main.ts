@@ -39,10 +39,17 @@ async function run(argv: string[]): Promise<number> {
   const config = machineConfigFromArgs(args, { demoKernel });
   const incoming = parseIncoming(args.incoming);
   const { Machine } = await import('../machine/machine.js');
-  // TSVMM_KVM_DEVICE points tsvmm at another KVM device node (tests use it to check the missing-/dev/kvm error).
-  const machine = await Machine.create(config, { kvmPath: process.env.TSVMM_KVM_DEVICE });
   const { startQmp, startClockAfterCreate } = await import('./control.js');
-  const startClock = startClockAfterCreate();
+  // cpr-transfer: the old tsvmm hands over its RAM first; this VM is built around it.
+  let transfer: import('../../cpr/transfer.js').IncomingTransfer | null = null;
+  const earlyClock = startClockAfterCreate();
+  if (incoming?.cprChannel) {
+    const { transferIn } = await import('../../cpr/transfer.js');
+    transfer = await transferIn(incoming.cprChannel, earlyClock);
+  }
+  // TSVMM_KVM_DEVICE points tsvmm at another KVM device node (tests use it to check the missing-/dev/kvm error).
+  const machine = await Machine.create(config, { kvmPath: process.env.TSVMM_KVM_DEVICE, ram: transfer?.ram });
+  const startClock = transfer ? earlyClock : startClockAfterCreate();
   const control = await startQmp(machine, args.qmp, { startPaused: args.startPaused, startClock, version: version() });
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.on(signal, () => {
@@ -54,14 +61,18 @@ async function run(argv: string[]): Promise<number> {
     machine.start();
   } else {
     machine.start({ paused: true, state: 'inmigrate' });
-    if (incoming.kind === 'file') {
-      try {
-        control.migration.incomingFromFile(incoming.path, startClock, args.startPaused);
-      } catch (e) {
-        await machine.finish(ExitStatus.setupFailed);
-        await control.close();
-        throw e;
+    try {
+      if (transfer) {
+        control.migration.beginTransfer();
+        const marks = await transfer.complete(machine, args.startPaused);
+        control.migration.recordTransfer(marks, true);
+      } else if (incoming.file) {
+        control.migration.incomingFromFile(incoming.file, startClock, args.startPaused);
       }
+    } catch (e) {
+      await machine.finish(ExitStatus.setupFailed);
+      await control.close();
+      throw e;
     }
   }
   const status = await machine.finished;
@@ -74,16 +85,40 @@ async function run(argv: string[]): Promise<number> {
   return status;
 }
 
-type Incoming = { kind: 'defer' } | { kind: 'file'; path: string };
+/** What -incoming asked for: wait (defer), a checkpoint file to load, and/or a cpr-transfer channel to listen on. */
+interface Incoming { file?: string; cprChannel?: string }
 
-/** `-incoming defer` (wait for migrate-incoming / cpr-load) or `-incoming file:PATH` (load at start-up). */
+/**
+ * `-incoming defer`, `-incoming file:PATH`, and QEMU 10's cpr channel
+ * `-incoming '{"channel-type": "cpr", "addr": {"transport": "socket", "type": "unix", "path": "cpr.sock"}}'`
+ * (given beside the main channel, which may be defer).
+ */
 function parseIncoming(values: readonly string[]): Incoming | null {
   if (values.length === 0) return null;
-  if (values.length > 1) throw new UsageError('-incoming: give it once (defer or file:PATH)');
-  const value = values[0];
-  if (value === 'defer') return { kind: 'defer' };
-  if (value.startsWith('file:') && value.length > 5) return { kind: 'file', path: value.slice(5) };
-  throw new UsageError(`-incoming ${value}: use defer or file:PATH`);
+  const out: Incoming = {};
+  let main = 0;
+  for (const value of values) {
+    if (value.trimStart().startsWith('{')) {
+      let channel: { 'channel-type'?: unknown; addr?: { transport?: unknown; type?: unknown; path?: unknown } };
+      try { channel = JSON.parse(value); } catch { throw new UsageError(`-incoming: '${value}' is not valid JSON`); }
+      const addr = channel.addr;
+      if (channel['channel-type'] !== 'cpr' || addr?.transport !== 'socket' || addr.type !== 'unix' || typeof addr.path !== 'string' || addr.path === '') {
+        throw new UsageError('-incoming: a JSON channel must be {"channel-type": "cpr", "addr": {"transport": "socket", "type": "unix", "path": PATH}}');
+      }
+      if (out.cprChannel !== undefined) throw new UsageError('-incoming: only one cpr channel');
+      out.cprChannel = addr.path;
+    } else if (value === 'defer') {
+      main++;
+    } else if (value.startsWith('file:') && value.length > 5) {
+      main++;
+      out.file = value.slice(5);
+    } else {
+      throw new UsageError(`-incoming ${value}: use defer, file:PATH or a cpr channel (JSON)`);
+    }
+  }
+  if (main > 1) throw new UsageError('-incoming: only one main channel (defer or file:PATH)');
+  if (out.file !== undefined && out.cprChannel !== undefined) throw new UsageError('-incoming: with a cpr channel the state comes over the channel; use defer as the main channel');
+  return out;
 }
 
 async function vmstate(argv: string[]): Promise<number> {

@@ -20,6 +20,8 @@ export interface MachineCommandsOptions {
   startPaused: boolean;
   /** Transfer-mode handlers (cpr/transfer.ts), when available. */
   transfer?: {
+    /** Throws at once when the VM cannot be handed over. */
+    check(): void;
     outgoing(cprChannelPath: string): Promise<void>;
   };
 }
@@ -103,6 +105,7 @@ export function machineCommands(o: MachineCommandsOptions): { commands: QmpHandl
         }
         if (!o.transfer) throw new CprError('cpr-transfer is not available in this tsvmm');
         const path = (cpr.addr as { path: string }).path;
+        o.transfer.check();
         void o.transfer.outgoing(path).catch(() => { /* reported through query-migrate */ });
         return;
       }

@@ -1,0 +1,149 @@
+// CPR transfer mode (QEMU's mode "cpr-transfer" with its `cpr` channel). The new tsvmm is started first, listening
+// on the cpr channel (a 0600 unix socket). The old one, on `migrate`:
+//   1. sends its RAM descriptor (memfd or file fd, SCM_RIGHTS) and backend record while the guest still runs;
+//   2. the new process maps that RAM, builds its whole VM around it (vCPU threads parked, code paths warmed) and
+//      answers `ready` — all of this outside the guest's pause;
+//   3. the old process stops its vCPUs, captures the state and sends it; the new one checks everything, restores
+//      and resumes the guest, and answers `resumed` with its phase marks.
+// The guest's pause is therefore steps 3 only: no process start-up, no RAM mapping, no file I/O.
+import type { Machine } from '../src/machine/machine.js';
+import type { MachineRam } from '../src/memory/config.js';
+import { openGuestRamFromRecord } from '../src/memory/config.js';
+import type { BackendRecord } from '../src/memory/backend.js';
+import { close as closeFd } from '../src/sys/libc.js';
+import { CprChannel } from './channel.js';
+import { captureSections, prepareRestore, SnapshotScratch } from './snapshot.js';
+import { encodeSections, decodeSections } from './sections-codec.js';
+import { CprError } from './reboot.js';
+import { PhaseClock, nowUs, type PhaseMark } from './timings.js';
+import type { MigrationController } from './migration.js';
+
+const PROTOCOL = 1;
+/** How long each side waits for the other's next step (the new process builds its VM in between). */
+const STEP_TIMEOUT_MS = 60_000;
+
+// ---- old process -------------------------------------------------------------------------------------------
+
+/**
+ * Hands the running guest to the tsvmm listening on `channelPath`. Resolves when the new process has resumed the
+ * guest (the VM here is then `postmigrate`); on any failure before the state was sent, the guest runs on here.
+ */
+/** Throws a CprError when this machine cannot be handed over (checked before `migrate` returns). */
+export function checkTransferable(machine: Machine, migration: MigrationController): void {
+  const backend = machine.parts().ram.backend;
+  if (backend.fd < 0 || !backend.record().share) {
+    throw new CprError(`cpr-transfer hands guest RAM over as a file descriptor: use -object memory-backend-memfd,share=on or memory-backend-file,share=on (this VM's RAM is ${backend.kind}${backend.record().share ? '' : ', private'})`);
+  }
+  if (machine.runState === 'postmigrate') throw new CprError('the VM state was already handed over');
+  if (migration.active) throw new CprError('a migration is already in progress');
+}
+
+export async function transferOut(machine: Machine, channelPath: string, migration: MigrationController, scratch = new SnapshotScratch()): Promise<void> {
+  checkTransferable(machine, migration);
+  const parts = machine.parts();
+  const backend = parts.ram.backend;
+  migration.beginTransfer();
+  const clock = new PhaseClock('old');
+  let channel: CprChannel | null = null;
+  let stateSent = false;
+  const wasRunning = machine.runState === 'running';
+  try {
+    channel = clock.time('connect', () => CprChannel.connect(channelPath));
+    clock.time('send-ram', () => channel!.send({ type: 'ram', header: { protocol: PROTOCOL, record: backend.record() }, fds: [backend.fd] }));
+    const ready = await channel.receive(STEP_TIMEOUT_MS);
+    if (ready.type !== 'ready') throw new CprError(`the new tsvmm answered '${ready.type}' instead of ready: ${JSON.stringify(ready.header)}`);
+
+    // The pause starts here.
+    const runState = wasRunning ? 'running' : 'paused';
+    await clock.timeAsync('stop-vcpus', () => machine.pause('finish-migrate'));
+    const sections = captureSections(parts, runState, scratch, clock);
+    const payload = clock.time('encode', () => encodeSections(sections));
+    clock.time('send-state', () => channel!.send({ type: 'state', header: { marks: clock.marks }, payload }));
+    stateSent = true;
+    const done = await channel.receive(STEP_TIMEOUT_MS);
+    const newMarks = (done.header as { marks?: PhaseMark[] } | undefined)?.marks ?? [];
+    if (done.type !== 'resumed') throw new CprError(`the new tsvmm could not restore the guest: ${(done.header as { error?: string } | undefined)?.error ?? done.type}`);
+    machine.setPausedState('postmigrate');
+    migration.recordTransfer([...clock.marks, ...newMarks], true);
+  } catch (e) {
+    const message = (e as Error).message;
+    // The new process did not take the guest (it said so, or it never got the state): the guest goes on here. If
+    // the state was sent and the answer was lost, the guest may be running there: keep it stopped here.
+    const state = machine.runState as string;
+    if (state === 'finish-migrate' && (!stateSent || message.includes('could not restore'))) {
+      machine.setPausedState('paused');
+      if (wasRunning) machine.resume();
+    }
+    migration.recordTransfer(clock.marks, false, message);
+    throw e instanceof CprError ? e : new CprError(`cpr-transfer failed: ${message}`);
+  } finally {
+    channel?.close();
+  }
+}
+
+// ---- new process -------------------------------------------------------------------------------------------
+
+export interface IncomingTransfer {
+  /** The old process's RAM, mapped here. */
+  readonly ram: MachineRam;
+  /** Finish the transfer once the machine exists: answer ready, receive the state, restore, resume. */
+  complete(machine: Machine, stayPaused: boolean): Promise<PhaseMark[]>;
+}
+
+/**
+ * Waits on the cpr channel for the old tsvmm and maps the RAM it hands over. The caller then creates its machine
+ * around `ram` and calls `complete`.
+ */
+export async function transferIn(channelPath: string, clock: PhaseClock, timeoutMs = 24 * 3600_000): Promise<IncomingTransfer> {
+  const channel = await CprChannel.listen(channelPath, { timeoutMs });
+  let ram: MachineRam;
+  try {
+    const first = await channel.receive(STEP_TIMEOUT_MS);
+    const header = first.header as { protocol?: number; record?: BackendRecord } | undefined;
+    if (first.type !== 'ram' || header?.protocol !== PROTOCOL || !header.record || first.fds.length !== 1) {
+      for (const fd of first.fds) closeFd(fd);
+      throw new CprError(`cpr channel: expected the RAM hand-over (protocol ${PROTOCOL}), got '${first.type}'`);
+    }
+    ram = clock.time('map-ram', () => openGuestRamFromRecord(header.record!, { fd: first.fds[0] }));
+  } catch (e) {
+    channel.close();
+    throw e;
+  }
+  return {
+    ram,
+    async complete(machine, stayPaused) {
+      try {
+        const parts = machine.parts();
+        warmUp(machine);
+        channel.send({ type: 'ready' });
+        const state = await channel.receive(STEP_TIMEOUT_MS);
+        if (state.type !== 'state' || !state.payload) throw new CprError(`cpr channel: expected the guest state, got '${state.type}'`);
+        const oldMarks = (state.header as { marks?: PhaseMark[] } | undefined)?.marks ?? [];
+        clock.mark('state-received', nowUs());
+        const sections = clock.time('decode', () => decodeSections(state.payload!));
+        const prepared = clock.time('check-state', () => prepareRestore(parts, sections));
+        prepared.commit(clock);
+        machine.markRestored();
+        if (prepared.runState === 'running' && !stayPaused) clock.time('resume', () => machine.resume());
+        else machine.setPausedState('paused');
+        channel.send({ type: 'resumed', header: { marks: clock.marks } });
+        return [...oldMarks, ...clock.marks];
+      } catch (e) {
+        try { channel.send({ type: 'failed', header: { error: (e as Error).message } }); } catch { /* the old process is gone */ }
+        throw e;
+      } finally {
+        channel.close();
+      }
+    },
+  };
+}
+
+/**
+ * Runs the restore code paths once on this machine's own power-on state, so the JIT has compiled them before the
+ * pause: a cold first restore costs several milliseconds more than a warm one.
+ */
+function warmUp(machine: Machine): void {
+  const parts = machine.parts();
+  const sections = captureSections(parts, 'paused', new SnapshotScratch(), new PhaseClock('new'));
+  prepareRestore(parts, decodeSections(encodeSections(sections)));
+}
