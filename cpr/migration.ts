@@ -4,7 +4,7 @@
 import type { Machine } from '../src/machine/machine.js';
 import { CheckpointError } from './file.js';
 import { saveToFile, loadFromFile, CprError, type RamPolicy } from './reboot.js';
-import { SnapshotScratch } from './snapshot.js';
+import { SnapshotScratch, warmUpRestore } from './snapshot.js';
 import { PhaseClock, nowUs, pauseUs, type PhaseMark } from './timings.js';
 
 export type MigMode = 'normal' | 'cpr-reboot' | 'cpr-transfer';
@@ -41,7 +41,7 @@ export class MigrationController {
   private bytes = 0;
   /** Phase marks of the last save or load (both processes' for a load). */
   marks: PhaseMark[] = [];
-  private readonly scratch = new SnapshotScratch();
+  readonly scratch = new SnapshotScratch();
 
   constructor(
     private readonly machine: Machine,
@@ -95,7 +95,7 @@ export class MigrationController {
     this.set('setup');
     this.set('active');
     try {
-      const report = loadFromFile(this.machine, path, clock, { stayPaused });
+      const report = loadFromFile(this.machine, path, clock, { stayPaused, scratch: this.scratch });
       this.marks = report.marks;
       this.endedUs = nowUs();
       this.set('completed');
@@ -105,6 +105,14 @@ export class MigrationController {
       this.set('failed');
       throw e;
     }
+  }
+
+  /**
+   * In a VM that waits for incoming state (-S / -incoming): run the restore path once on its own power-on state so
+   * the real load later runs compiled code.
+   */
+  warmUpIncoming(clock: PhaseClock): void {
+    clock.time('warm-up', () => warmUpRestore(this.machine.parts(), this.scratch, new PhaseClock('new')));
   }
 
   /** Records a finished transfer-mode migration (cpr/transfer.ts runs it). */

@@ -5,7 +5,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Machine, MachineParts } from '../src/machine/machine.js';
 import { writeCheckpoint, readCheckpoint, openRam, jsonSection, parseJsonSection, CheckpointError, type RamSource, type WriteTimings } from './file.js';
-import { captureSections, prepareRestore, SnapshotScratch, type SavedRunState } from './snapshot.js';
+import { captureSections, prepareRestore, warmUpCapture, SnapshotScratch, type SavedRunState } from './snapshot.js';
 import { PhaseClock, type PhaseMark } from './timings.js';
 
 /** A CPR request that cannot be carried out; the message is one line for the QMP client. */
@@ -92,6 +92,7 @@ export async function saveToFile(machine: Machine, path: string, policy: RamPoli
   if (machine.runState === 'postmigrate') throw new CprError('the VM state was already saved; it cannot be saved again from this process');
   const runState: SavedRunState = machine.runState === 'running' ? 'running' : 'paused';
   const clock = new PhaseClock('old');
+  clock.time('warm-up', () => warmUpCapture(parts, scratch, machine.powerOnStates()));
   await clock.timeAsync('stop-vcpus', () => machine.pause('finish-migrate'));
   try {
     const sections = captureSections(parts, runState, scratch, clock);
@@ -129,13 +130,13 @@ export function processStartMarks(createdUs: number): PhaseClock {
  * section against this machine before touching anything, restores, and resumes the guest if it was running when
  * saved (unless `stayPaused`: QEMU's -S after an incoming migration). A refused file is left untouched and the machine stays as it was.
  */
-export function loadFromFile(machine: Machine, path: string, clock = new PhaseClock('new'), { stayPaused = false } = {}): LoadReport {
+export function loadFromFile(machine: Machine, path: string, clock = new PhaseClock('new'), { stayPaused = false, scratch = new SnapshotScratch() } = {}): LoadReport {
   if (machine.runState !== 'prelaunch' && machine.runState !== 'inmigrate') {
     throw new CprError(`cpr-load needs a VM that has not run yet (start tsvmm with -S or -incoming defer); this one is ${machine.runState}`);
   }
   const parts = machine.parts();
   const checkpoint = clock.time('read-verify', () => readCheckpoint(path));
-  const prepared = clock.time('check-state', () => prepareRestore(parts, checkpoint.sections));
+  const prepared = clock.time('check-state', () => prepareRestore(parts, checkpoint.sections, scratch));
   if (!checkpoint.ram && !parts.ram.backend.shared) {
     throw new CheckpointError(`checkpoint ${path} has no RAM section, and this VM's RAM (${parts.ram.backend.kind}) does not hold the guest's memory: use the same persistent shared memory backend as the saving VM`);
   }

@@ -12,7 +12,7 @@ import { openGuestRamFromRecord } from '../src/memory/config.js';
 import type { BackendRecord } from '../src/memory/backend.js';
 import { close as closeFd } from '../src/sys/libc.js';
 import { CprChannel } from './channel.js';
-import { captureSections, prepareRestore, SnapshotScratch } from './snapshot.js';
+import { captureSections, prepareRestore, warmUpCapture, warmUpRestore, SnapshotScratch } from './snapshot.js';
 import { encodeSections, decodeSections } from './sections-codec.js';
 import { CprError } from './reboot.js';
 import { PhaseClock, nowUs, type PhaseMark } from './timings.js';
@@ -44,6 +44,7 @@ export async function transferOut(machine: Machine, channelPath: string, migrati
   const backend = parts.ram.backend;
   migration.beginTransfer();
   const clock = new PhaseClock('old');
+  clock.time('warm-up', () => warmUpCapture(parts, scratch, machine.powerOnStates()));
   let channel: CprChannel | null = null;
   let stateSent = false;
   const wasRunning = machine.runState === 'running';
@@ -114,14 +115,15 @@ export async function transferIn(channelPath: string, clock: PhaseClock, timeout
     async complete(machine, stayPaused) {
       try {
         const parts = machine.parts();
-        warmUp(machine);
+        const scratch = new SnapshotScratch();
+        clock.time('warm-up', () => warmUpRestore(parts, scratch, new PhaseClock('new')));
         channel.send({ type: 'ready' });
         const state = await channel.receive(STEP_TIMEOUT_MS);
         if (state.type !== 'state' || !state.payload) throw new CprError(`cpr channel: expected the guest state, got '${state.type}'`);
         const oldMarks = (state.header as { marks?: PhaseMark[] } | undefined)?.marks ?? [];
         clock.mark('state-received', nowUs());
         const sections = clock.time('decode', () => decodeSections(state.payload!));
-        const prepared = clock.time('check-state', () => prepareRestore(parts, sections));
+        const prepared = clock.time('check-state', () => prepareRestore(parts, sections, scratch));
         prepared.commit(clock);
         machine.markRestored();
         if (prepared.runState === 'running' && !stayPaused) clock.time('resume', () => machine.resume());
@@ -136,14 +138,4 @@ export async function transferIn(channelPath: string, clock: PhaseClock, timeout
       }
     },
   };
-}
-
-/**
- * Runs the restore code paths once on this machine's own power-on state, so the JIT has compiled them before the
- * pause: a cold first restore costs several milliseconds more than a warm one.
- */
-function warmUp(machine: Machine): void {
-  const parts = machine.parts();
-  const sections = captureSections(parts, 'paused', new SnapshotScratch(), new PhaseClock('new'));
-  prepareRestore(parts, decodeSections(encodeSections(sections)));
 }

@@ -57,9 +57,14 @@ async function run(argv: string[]): Promise<number> {
       void machine.finish(128 + ({ SIGHUP: 1, SIGINT: 2, SIGTERM: 15 } as const)[signal], { event: { guest: false, reason: 'host-signal' } });
     });
   }
+  // A VM that waits for a checkpoint (-S for cpr-load, -incoming defer) runs the restore path once now, on its own
+  // power-on state, so the real restore runs compiled code inside the guest's pause.
+  const waitsForState = (incoming === null && args.startPaused) || (incoming !== null && incoming.file === undefined && !transfer);
   if (incoming === null) {
     machine.start();
+    if (waitsForState) control.migration.warmUpIncoming(startClock);
   } else {
+    if (waitsForState) control.migration.warmUpIncoming(startClock);
     machine.start({ paused: true, state: 'inmigrate' });
     try {
       if (transfer) {

@@ -211,6 +211,11 @@ export class Machine {
     return this.vcpus.map(v => this.control.tid(v.id));
   }
 
+  /** The power-on state of the in-kernel chips and vCPUs (cpr/ warms its encoders with it while the guest runs). */
+  powerOnStates(): { vcpus: readonly VcpuState[]; irqchips: readonly IrqchipState[]; pit: PitState2 } {
+    return this.powerOn;
+  }
+
   /** For checkpoint/restart: the parts it saves and restores. */
   parts(): MachineParts {
     return { config: this.config, vm: this.vm, vcpus: this.vcpus, ram: this.ram, arena: this.arena, entries: this.entries, devices: this.devices, lock: this.lock };
