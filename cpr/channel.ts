@@ -360,14 +360,15 @@ export class CprChannel {
 
   /**
    * The next message, blocking this thread up to `timeoutMs`: for the pause window. Spins (non-blocking reads) for
-   * spinMicros before it sleeps in poll(2).
+   * `spinMicros` (default: the channel's spinMicros) before it sleeps in poll(2): waking a sleeping thread costs
+   * up to a millisecond on some hosts, more than a whole cpr-transfer pause should.
    */
-  receiveSync(timeoutMs: number): ReceivedMessage {
+  receiveSync(timeoutMs: number, spinMicros?: number): ReceivedMessage {
     this.checkUsable();
     if (this.waiting) throw new Error('cpr channel: receive() is already waiting on this channel');
     const start = nowMs();
     const deadline = start + timeoutMs;
-    const spinUntil = start + Math.min(this.spinMs, timeoutMs);
+    const spinUntil = start + Math.min(spinMicros === undefined ? this.spinMs : spinMicros / 1000, timeoutMs);
     for (;;) {
       const message = this.pump();
       if (message) return message;

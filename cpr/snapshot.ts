@@ -66,12 +66,7 @@ function deviceInstances(devices: readonly MachineDevice[]): { device: MachineDe
 /** Every section of a parked machine's state: config, devices, vCPUs, in-kernel chips, clock, run state. */
 export function captureSections(parts: MachineParts, runState: SavedRunState, scratch: SnapshotScratch, clock: PhaseClock): Section[] {
   const sections: Section[] = [];
-  clock.time('collect-config', () => {
-    if (scratch.configSection?.config !== parts.config) {
-      scratch.configSection = { config: parts.config, section: section('config', machineConfigDescriptor, machineConfigToRecord(parts.config, parts.ram.backend.record(), scratch.config)) };
-    }
-    sections.push(scratch.configSection.section);
-  });
+  clock.time('collect-config', () => sections.push(configSection(parts, scratch)));
   clock.time('collect-devices', () => {
     parts.lock.with(() => {
       for (const { device, instance } of deviceInstances(parts.devices)) sections.push(section('device', device.descriptor, device.state, instance));
@@ -96,6 +91,26 @@ export function captureSections(parts: MachineParts, runState: SavedRunState, sc
   return sections;
 }
 
+/** Refuses (CheckpointError) a saved configuration this machine does not match, naming the difference. */
+export function checkConfigSection(parts: MachineParts, configSection: Section, scratch = new SnapshotScratch()): void {
+  try {
+    prepareDecode(machineConfigDescriptor, configSection.payload, configSection.version, scratch.config)();
+  } catch (e) {
+    throw new CheckpointError(`section config '${configSection.name}': ${(e as Error).message}`);
+  }
+  const saved = recordToMachineConfig(scratch.config);
+  const difference = describeConfigDifference(saved, { config: parts.config, ram: parts.ram.backend.record() });
+  if (difference) throw new CheckpointError(`checkpoint does not fit this VM: ${difference}`);
+}
+
+/** The encoded config section of this machine (cached in `scratch`). */
+export function configSection(parts: MachineParts, scratch: SnapshotScratch): Section {
+  if (scratch.configSection?.config !== parts.config) {
+    scratch.configSection = { config: parts.config, section: section('config', machineConfigDescriptor, machineConfigToRecord(parts.config, parts.ram.backend.record(), scratch.config)) };
+  }
+  return scratch.configSection.section;
+}
+
 /** A checked restore, ready to apply: `commit()` changes the machine and cannot fail on bad input any more. */
 export interface PreparedRestore {
   readonly runState: SavedRunState;
@@ -107,9 +122,9 @@ export interface PreparedRestore {
  * CheckpointError (one line) naming the first problem: a different configuration, a missing or unknown section,
  * a version out of range, a malformed stream.
  */
-export function prepareRestore(parts: MachineParts, sections: readonly Section[], scratch = new SnapshotScratch()): PreparedRestore {
+export function prepareRestore(parts: MachineParts, sections: readonly Section[], scratch = new SnapshotScratch(), { configChecked = false } = {}): PreparedRestore {
   try {
-    return checkSections(parts, sections, scratch);
+    return checkSections(parts, sections, scratch, configChecked);
   } catch (e) {
     // Converters report impossible values (a count beyond capacity, an unknown chip id) as RangeErrors.
     if (e instanceof CheckpointError) throw e;
@@ -117,7 +132,7 @@ export function prepareRestore(parts: MachineParts, sections: readonly Section[]
   }
 }
 
-function checkSections(parts: MachineParts, sections: readonly Section[], scratch: SnapshotScratch): PreparedRestore {
+function checkSections(parts: MachineParts, sections: readonly Section[], scratch: SnapshotScratch, configChecked: boolean): PreparedRestore {
   const used = new Set<Section>();
   const take = (kind: Exclude<SectionKind, 'ram'>, name: string, instance = 0): Section => {
     const found = sections.find(s => s.kind === kind && s.name === name && s.instance === instance);
@@ -133,12 +148,10 @@ function checkSections(parts: MachineParts, sections: readonly Section[], scratc
     }
   };
 
-  // The configuration first: a restore into a different machine is refused with the difference named.
-  const configRecord = scratch.config;
-  decode(machineConfigDescriptor, take('config', machineConfigDescriptor.name), configRecord)();
-  const saved = recordToMachineConfig(configRecord);
-  const difference = describeConfigDifference(saved, { config: parts.config, ram: parts.ram.backend.record() });
-  if (difference) throw new CheckpointError(`checkpoint does not fit this VM: ${difference}`);
+  // The configuration first: a restore into a different machine is refused with the difference named. (cpr-transfer
+  // checks it before the pause, with checkConfigSection, and says so.)
+  const configSection = take('config', machineConfigDescriptor.name);
+  if (!configChecked) checkConfigSection(parts, configSection, scratch);
 
   // Devices decode straight into their records, but only when committed.
   const deviceCommits = deviceInstances(parts.devices).map(({ device, instance }) =>
@@ -215,9 +228,7 @@ export interface WarmStates { vcpus: readonly VcpuState[]; irqchips: readonly Ir
  * encoding its power-on state, and caches the encoded config section.
  */
 export function warmUpCapture(parts: MachineParts, scratch: SnapshotScratch, warm: WarmStates): void {
-  if (scratch.configSection?.config !== parts.config) {
-    scratch.configSection = { config: parts.config, section: section('config', machineConfigDescriptor, machineConfigToRecord(parts.config, parts.ram.backend.record(), scratch.config)) };
-  }
+  configSection(parts, scratch);
   warm.vcpus.forEach((state, i) => { if (i < parts.vcpus.length) encodeRecord(vcpuStateDescriptor, vcpuStateToRecord(state, scratch.vcpu(i))); });
   for (const chip of warm.irqchips) {
     if ('pic' in chip) encodeRecord(picStateDescriptor, picStateToRecord(chip.chipId, chip.pic, scratch.pic(chip.chipId)));

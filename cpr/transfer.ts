@@ -11,14 +11,26 @@ import type { MachineRam } from '../src/memory/config.js';
 import { openGuestRamFromRecord } from '../src/memory/config.js';
 import type { BackendRecord } from '../src/memory/backend.js';
 import { close as closeFd } from '../src/sys/libc.js';
+import { collectGarbage } from '../src/sys/gc.js';
 import { CprChannel } from './channel.js';
-import { captureSections, prepareRestore, warmUpCapture, warmUpRestore, SnapshotScratch } from './snapshot.js';
+import { captureSections, prepareRestore, warmUpCapture, warmUpRestore, checkConfigSection, configSection, SnapshotScratch } from './snapshot.js';
 import { encodeSections, decodeSections } from './sections-codec.js';
 import { CprError } from './reboot.js';
 import { PhaseClock, nowUs, type PhaseMark } from './timings.js';
 import type { MigrationController } from './migration.js';
 
 const PROTOCOL = 1;
+/**
+ * Rounds of the capture/restore code run before the pause. One round only gets it interpreted; V8 optimizes code
+ * that has run a few dozen times, and the pause then costs a third as much (measured: ~10 ms cold vs ~3 ms).
+ */
+const WARM_UP_ROUNDS = 40;
+/**
+ * How long the new process spins for the state before it sleeps in poll. Measured on the 2-core host: spinning
+ * through the old process's whole stop-and-capture (50 ms) made the pause longer (7-8 ms: the spinner takes a core
+ * the old process needs), not spinning at all 6-7 ms, a short spin ~5 ms.
+ */
+const STATE_SPIN_MICROS = Number(process.env.TSVMM_CPR_SPIN_US ?? 200);
 /** How long each side waits for the other's next step (the new process builds its VM in between). */
 const STEP_TIMEOUT_MS = 60_000;
 
@@ -44,24 +56,30 @@ export async function transferOut(machine: Machine, channelPath: string, migrati
   const backend = parts.ram.backend;
   migration.beginTransfer();
   const clock = new PhaseClock('old');
-  clock.time('warm-up', () => warmUpCapture(parts, scratch, machine.powerOnStates()));
+  clock.time('warm-up', () => { for (let i = 0; i < WARM_UP_ROUNDS; i++) warmUpCapture(parts, scratch, machine.powerOnStates()); });
   let channel: CprChannel | null = null;
   let stateSent = false;
   const wasRunning = machine.runState === 'running';
   try {
     channel = clock.time('connect', () => CprChannel.connect(channelPath));
-    clock.time('send-ram', () => channel!.send({ type: 'ram', header: { protocol: PROTOCOL, record: backend.record() }, fds: [backend.fd] }));
+    // The RAM and the configuration go first, while the guest runs: the new tsvmm maps the RAM and checks that its
+    // VM matches before anyone stops anything.
+    clock.time('send-ram', () => channel!.send({
+      type: 'ram', header: { protocol: PROTOCOL, record: backend.record() }, fds: [backend.fd],
+      payload: encodeSections([configSection(parts, scratch)]),
+    }));
     const ready = await channel.receive(STEP_TIMEOUT_MS);
-    if (ready.type !== 'ready') throw new CprError(`the new tsvmm answered '${ready.type}' instead of ready: ${JSON.stringify(ready.header)}`);
+    if (ready.type !== 'ready') throw new CprError(`the new tsvmm refused the hand-over: ${(ready.header as { error?: string } | undefined)?.error ?? ready.type}`);
 
+    clock.time('gc', collectGarbage);
     // The pause starts here.
     const runState = wasRunning ? 'running' : 'paused';
-    await clock.timeAsync('stop-vcpus', () => machine.pause('finish-migrate'));
+    await clock.timeAsync('stop-vcpus', () => machine.pause('finish-migrate', { sync: true }));
     const sections = captureSections(parts, runState, scratch, clock);
     const payload = clock.time('encode', () => encodeSections(sections));
     clock.time('send-state', () => channel!.send({ type: 'state', header: { marks: clock.marks }, payload }));
     stateSent = true;
-    const done = await channel.receive(STEP_TIMEOUT_MS);
+    const done = channel.receiveSync(STEP_TIMEOUT_MS);
     const newMarks = (done.header as { marks?: PhaseMark[] } | undefined)?.marks ?? [];
     if (done.type !== 'resumed') throw new CprError(`the new tsvmm could not restore the guest: ${(done.header as { error?: string } | undefined)?.error ?? done.type}`);
     machine.setPausedState('postmigrate');
@@ -98,6 +116,7 @@ export interface IncomingTransfer {
 export async function transferIn(channelPath: string, clock: PhaseClock, timeoutMs = 24 * 3600_000): Promise<IncomingTransfer> {
   const channel = await CprChannel.listen(channelPath, { timeoutMs });
   let ram: MachineRam;
+  let config: Uint8Array;
   try {
     const first = await channel.receive(STEP_TIMEOUT_MS);
     const header = first.header as { protocol?: number; record?: BackendRecord } | undefined;
@@ -105,6 +124,7 @@ export async function transferIn(channelPath: string, clock: PhaseClock, timeout
       for (const fd of first.fds) closeFd(fd);
       throw new CprError(`cpr channel: expected the RAM hand-over (protocol ${PROTOCOL}), got '${first.type}'`);
     }
+    config = first.payload ?? new Uint8Array(0);
     ram = clock.time('map-ram', () => openGuestRamFromRecord(header.record!, { fd: first.fds[0] }));
   } catch (e) {
     channel.close();
@@ -116,14 +136,22 @@ export async function transferIn(channelPath: string, clock: PhaseClock, timeout
       try {
         const parts = machine.parts();
         const scratch = new SnapshotScratch();
-        clock.time('warm-up', () => warmUpRestore(parts, scratch, new PhaseClock('new')));
+        clock.time('check-config', () => {
+          const [saved] = decodeSections(config);
+          if (!saved || saved.kind !== 'config') throw new CprError('cpr channel: the hand-over carries no configuration');
+          checkConfigSection(parts, saved, scratch);
+        });
+        clock.time('warm-up', () => { for (let i = 0; i < WARM_UP_ROUNDS; i++) warmUpRestore(parts, scratch, new PhaseClock('new')); });
+        clock.time('gc', collectGarbage);
         channel.send({ type: 'ready' });
-        const state = await channel.receive(STEP_TIMEOUT_MS);
+        // Blocking, spinning first: the state follows within a few milliseconds, nothing else should run before it is
+        // applied, and a sleeping thread's wake-up would add to the guest's pause.
+        const state = channel.receiveSync(STEP_TIMEOUT_MS, STATE_SPIN_MICROS);
         if (state.type !== 'state' || !state.payload) throw new CprError(`cpr channel: expected the guest state, got '${state.type}'`);
         const oldMarks = (state.header as { marks?: PhaseMark[] } | undefined)?.marks ?? [];
         clock.mark('state-received', nowUs());
         const sections = clock.time('decode', () => decodeSections(state.payload!));
-        const prepared = clock.time('check-state', () => prepareRestore(parts, sections, scratch));
+        const prepared = clock.time('check-state', () => prepareRestore(parts, sections, scratch, { configChecked: true }));
         prepared.commit(clock);
         machine.markRestored();
         if (prepared.runState === 'running' && !stayPaused) clock.time('resume', () => machine.resume());
