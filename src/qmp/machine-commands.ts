@@ -1,6 +1,7 @@
 // The machine's QMP commands: run state, reset/power, CPU and VM queries, and checkpoint/restart in both spellings
 // (the seed's cpr-save/cpr-load and QEMU's migrate-set-parameters mode=cpr-reboot + migrate file:). Thin: the work
 // is in src/machine and cpr/.
+import { openSync, writeSync, closeSync } from 'node:fs';
 import { QmpError, defineCommand, type QmpHandlers, type ExtraCommand } from './server.js';
 import type { RunState as QmpRunState, MigrationCapabilityStatus, MigrationParameters } from './schema.js';
 import type { Machine, RunState } from '../machine/machine.js';
@@ -71,6 +72,21 @@ export function machineCommands(o: MachineCommandsOptions): { commands: QmpHandl
     })),
     'query-name': () => (machine.config.name ? { name: machine.config.name } : {}),
     'query-kvm': () => ({ enabled: true, present: true }),
+    // QEMU's pmemsave: guest-physical memory to a file (tests hash guest RAM with it). Only RAM can be read.
+    pmemsave: ({ val, size, filename }) => {
+      const gpa = Number(val);
+      const length = Number(size);
+      if (!Number.isSafeInteger(gpa) || !Number.isSafeInteger(length) || !machine.guestMemory.contains(gpa, length)) {
+        throw new QmpError('GenericError', `Invalid addr 0x${BigInt(val).toString(16)}/size ${size} specified: not inside one RAM region`);
+      }
+      const fd = openSync(filename, 'w', 0o600);
+      try {
+        const chunk = 16 << 20;
+        for (let at = 0; at < length; at += chunk) writeSync(fd, machine.guestMemory.slice(gpa + at, Math.min(chunk, length - at)));
+      } finally {
+        closeSync(fd);
+      }
+    },
 
     // ---- the seed's spelling --------------------------------------------------------------------------------
     'cpr-save': ({ filename, mode }) => asQmp(async () => {

@@ -187,6 +187,7 @@ export const QMP_COMMANDS = {
   'query-cpus-fast': {},
   'query-name': {},
   'query-kvm': {},
+  pmemsave: { args: { val: Q.uint64, size: Q.uint64, filename: Q.str } },
   // CPR, the seed's spelling
   'cpr-save': { args: { filename: Q.str, mode: Q.str } },
   'cpr-load': { args: { filename: Q.str, mode: Q.str } },
@@ -226,6 +227,7 @@ export interface QmpCommandReturns {
   'query-cpus-fast': CpuInfoFast[];
   'query-name': NameInfo;
   'query-kvm': KvmInfo;
+  pmemsave: void;
   'cpr-save': void;
   'cpr-load': void;
   'migrate-set-parameters': void;

@@ -1,0 +1,56 @@
+// A tsvmm process under test with a QMP socket: start it, talk to it, wait for it to end.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { cliPath } from './tsvmm.js';
+import { QmpClient } from './qmp-client.js';
+
+export interface VmProcess {
+  readonly child: ChildProcess;
+  readonly qmpPath: string;
+  qmp: QmpClient;
+  stdout: string;
+  stderr: string;
+  /** Resolves with the exit status (null when killed by a signal). */
+  readonly exited: Promise<number | null>;
+  /** Kills the process if it still runs and removes its scratch directory. */
+  dispose(): Promise<void>;
+}
+
+/** A scratch directory for one test's sockets and files, removed by the caller. */
+export function scratchDir(prefix = 'tsvmm-test-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** Starts `tsvmm run ARGS -qmp unix:DIR/NAME.qmp,server=on,wait=off` and connects a QMP client once it listens. */
+export async function startVm(args: string[], o: { dir: string; name: string; connect?: boolean; timeoutMs?: number }): Promise<VmProcess> {
+  const qmpPath = join(o.dir, `${o.name}.qmp`);
+  const child = spawn(process.execPath, [cliPath, 'run', ...args, '-qmp', `unix:${qmpPath},server=on,wait=off`], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const vm = { child, qmpPath, stdout: '', stderr: '' } as VmProcess & { qmp: QmpClient };
+  child.stdout!.on('data', d => { vm.stdout += d; });
+  child.stderr!.on('data', d => { vm.stderr += d; });
+  const exited = new Promise<number | null>(resolve => child.on('exit', code => resolve(code)));
+  Object.assign(vm, {
+    exited,
+    async dispose() {
+      vm.qmp?.close();
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+    },
+  });
+  if (o.connect !== false) {
+    const deadline = Date.now() + (o.timeoutMs ?? 20_000);
+    while (!existsSync(qmpPath)) {
+      if (child.exitCode !== null) throw new Error(`tsvmm exited with ${child.exitCode} before its QMP socket appeared:\n${vm.stderr}`);
+      if (Date.now() > deadline) throw new Error(`tsvmm's QMP socket ${qmpPath} did not appear:\n${vm.stderr}`);
+      await new Promise(r => setTimeout(r, 20));
+    }
+    vm.qmp = await QmpClient.connect(qmpPath);
+  }
+  return vm;
+}
+
+export function removeDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+}
