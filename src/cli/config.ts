@@ -2,9 +2,10 @@
 // every mistake (UsageError), before anything is created.
 import { parseQemuOpts, QemuOptsError, type QemuOpts } from './qemu-opts.js';
 import { UsageError, type RunArgs } from './args.js';
+import { parseSmp } from './smp.js';
 import { parseMemoryOptions } from '../memory/config.js';
 import { parseCharSpec, charSpecFromChardev, CharSpecError, type CharSpec } from '../chardev/index.js';
-import { MAX_VCPUS, type BootConfig, type DebugconConfig, type MachineConfig } from '../machine/config.js';
+import { type BootConfig, type DebugconConfig, type MachineConfig } from '../machine/config.js';
 import type { CpuMode } from '../boot/cpu-modes.js';
 import type { CpuidPolicy } from '../../kvm/cpuid.js';
 
@@ -22,19 +23,6 @@ function wrap<T>(fn: () => T): T {
     if (e instanceof QemuOptsError || e instanceof CharSpecError) throw new UsageError(e.message);
     throw e;
   }
-}
-
-function parseSmp(text: string | undefined): number {
-  if (text === undefined) return 1;
-  const opts = parseQemuOpts(text, { option: '-smp', impliedKey: 'cpus' });
-  opts.checkKnown(['cpus', 'maxcpus', 'sockets', 'dies', 'cores', 'threads']);
-  const topology = ['sockets', 'dies', 'cores', 'threads'].filter(k => opts.has(k)).reduce((n, k) => n * opts.uint(k), 1);
-  const cpus = opts.has('cpus') ? opts.uint('cpus') : topology;
-  if (cpus < 1 || cpus > MAX_VCPUS) throw new UsageError(`-smp: ${cpus} vCPUs is outside 1..${MAX_VCPUS}`);
-  if (opts.has('maxcpus') && opts.uint('maxcpus') !== cpus) {
-    throw new UsageError('-smp: maxcpus different from cpus needs CPU hotplug, which tsvmm does not have');
-  }
-  return cpus;
 }
 
 function parseMachine(values: readonly string[]): void {

@@ -5,7 +5,8 @@
 //
 // The guest image is loaded when the VM first runs, not when it is created — as firmware loads it at boot — so a
 // VM created to receive a checkpoint (-S / -incoming) never has its restored RAM overwritten by the image.
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { takeVcpuThread } from '../vcpu/threads.js';
 import { Kvm } from '../../kvm/kvm.js';
 import type { Vm } from '../../kvm/vm.js';
 import type { Vcpu } from '../../kvm/vcpu.js';
@@ -298,7 +299,8 @@ export class Machine {
         arena: this.arena.buffer, devices: this.entries, outputs,
         lock: this.lock.buffer, control: this.control.buffer, doorbell: this.doorbell.buffer,
       };
-      const worker = new Worker(new URL('../vcpu/worker.js', import.meta.url), { workerData: init });
+      const worker = takeVcpuThread();
+      worker.postMessage(init);
       worker.on('message', (event: VcpuEvent) => this.onVcpuEvent(event));
       worker.on('error', error => this.fail(ExitStatus.internalError, `vCPU ${vcpu.id} thread crashed: ${error.stack ?? error}`));
       this.workersExited.push(new Promise(resolve => worker.once('exit', () => resolve())));

@@ -1,5 +1,5 @@
 // A vCPU thread: builds this thread's view of the machine (RAM, devices over the shared state arena, buses), runs
-// the KVM_RUN loop, and reports how it ended. One per vCPU; started by src/machine/machine.ts.
+// the KVM_RUN loop, and reports how it ended. One per vCPU; started by src/vcpu/threads.ts.
 import { parentPort, workerData } from 'node:worker_threads';
 import { gettid } from '../sys/libc.js';
 import { Vcpu } from '../../kvm/vcpu.js';
@@ -21,7 +21,11 @@ import { formatFailure } from './failure.js';
 import type { VcpuEvent, VcpuThreadInit } from './messages.js';
 import type { CharOut, MachineControl } from '../bus/types.js';
 
-const init = workerData as VcpuThreadInit;
+// Started early (before the VM exists, so this thread's start-up overlaps the main thread's set-up), the thread
+// receives its init message when the machine is ready; started late, it gets it as workerData.
+const init: VcpuThreadInit = (workerData as VcpuThreadInit | null) ?? await new Promise<VcpuThreadInit>(resolve => {
+  parentPort!.once('message', (message: VcpuThreadInit) => resolve(message));
+});
 const post = (event: VcpuEvent) => parentPort!.postMessage(event);
 
 const control = new VcpuControl(init.vcpuCount, init.control);
