@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import net from 'node:net';
-import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -185,6 +185,53 @@ test('chardev unix: a stale socket file is replaced; any other file is refused',
     assert.match((error as Error).message, /not a socket/);
   }
   assert.ok(statSync(file).isFile());
+});
+
+test('chardev unix: a backend closing after a successor took over its path leaves the successor\'s socket alone', async () => {
+  // Checkpoint/restart starts the new tsvmm with the same -serial unix:PATH,server while the old one still runs.
+  const path = socketPath();
+  const old = await openCharBackend(`unix:${path},server,wait=off`, quiet);
+  const successor = await openCharBackend(`unix:${path},server,wait=off`, quiet);
+  let client: Awaited<ReturnType<typeof connect>> | null = null;
+  try {
+    const successorSocket = statSync(path);
+    await old.close();
+    assert.ok(existsSync(path), "the old backend's close left the path in place");
+    const stat = statSync(path);
+    assert.ok(stat.isSocket(), 'the path still holds a socket');
+    assert.is(stat.ino, successorSocket.ino, "it is the successor's socket");
+    assert.is(stat.mode & 0o777, 0o600);
+    client = await connect(path);
+    await until('the successor to have a client', () => successor.connected);
+    successor.out.write(text('still here'));
+    await until('output from the successor', () => client!.received() === 'still here');
+  } finally {
+    client?.socket.destroy();
+    await old.close();
+    await successor.close();
+  }
+  assert.is(existsSync(path), false, 'the successor removes its own socket on close');
+});
+
+test('chardev unix: no socket file is reachable under a wider mode, even briefly', async () => {
+  // The socket is bound in a private 0700 directory and renamed onto PATH once it is 0600: nothing else appears
+  // in the socket's directory under its own name, and PATH's first appearance is already 0600.
+  const path = socketPath();
+  const seen: number[] = [];
+  let watching = true;
+  const watch = (async () => {
+    while (watching) {
+      try { seen.push(statSync(path).mode & 0o777); } catch { /* not there yet */ }
+      await new Promise(resolve => setImmediate(resolve));
+    }
+  })();
+  const backend = await openCharBackend(`unix:${path},server,wait=off`, quiet);
+  watching = false;
+  await watch;
+  seen.push(statSync(path).mode & 0o777);
+  assert.ok(seen.every(mode => mode === 0o600), `modes seen: ${seen.map(m => m.toString(8))}`);
+  await backend.close();
+  assert.equal(readdirSync(dir).filter(name => name.startsWith('.')), [], 'no private directory is left behind');
 });
 
 test('chardev unix: without server, tsvmm connects as a client', async () => {

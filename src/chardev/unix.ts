@@ -1,8 +1,11 @@
-// Unix-socket backends. Server (`unix:PATH,server`): tsvmm creates the socket with mode 0600 (umask 0177 around
-// bind, then chmod), serves one client at a time (another connection is closed at once; Node's maxConnections),
-// drops output while nobody is connected, and removes the socket file on close. A stale socket file at PATH is
-// replaced, as QEMU does; any other kind of file there is an error. Client (`unix:PATH`): connects once at open;
-// after the peer leaves, output is dropped.
+// Unix-socket backends. Server (`unix:PATH,server`): tsvmm creates the socket file the way the QMP server does
+// (src/qmp/socket-file.ts: bound in a private 0700 directory, chmod 0600, renamed onto PATH), serves one client at a
+// time (another connection is closed at once; Node's maxConnections), drops output while nobody is connected, and
+// on close removes PATH only if it is still its own socket. A socket already at PATH is replaced, as QEMU does; any
+// other kind of file there is an error. Binding elsewhere matters for checkpoint/restart: the new tsvmm starts with
+// the same `-serial unix:PATH,server` while the old one still runs, and libuv's close of a listening socket unlinks
+// whatever is at the path it was bound to — with a direct bind, the old process would delete the new one's socket.
+// Client (`unix:PATH`): connects once at open; after the peer leaves, output is dropped.
 //
 // Output from any thread: the socket is Node's (the main thread reads it), and writers use a duplicate of its fd
 // (fcntl F_DUPFD_CLOEXEC on `socket._handle.fd`, which Node exposes for pipe handles on Linux). Owning a duplicate
@@ -10,14 +13,12 @@
 // when a client connects and is swapped out and closed (after in-flight writes finish) when it leaves. The fd is
 // non-blocking (it shares Node's file description), so writers handle EAGAIN — see char-out.ts.
 import net from 'node:net';
-import { isMainThread } from 'node:worker_threads';
-import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import { fcntl } from '../sys/libc.js';
+import { listenSocketFile, type SocketFile } from '../qmp/socket-file.js';
 import { BackendBase, type CharBackendOptions } from './base.js';
 import type { CharSpec } from './spec.js';
 
 const F_DUPFD_CLOEXEC = 1030; // <fcntl.h>: F_LINUX_SPECIFIC_BASE + 6
-const SOCKET_MODE = 0o600;
 
 type UnixSpec = Extract<CharSpec, { kind: 'unix' }>;
 
@@ -73,7 +74,7 @@ export class UnixServerBackend extends UnixBackend {
   private readonly server = net.createServer();
   private readonly firstClient: Promise<void>;
   private resolveFirstClient!: () => void;
-  private createdSocketFile = false;
+  private socketFile: SocketFile | null = null;
 
   private constructor(private readonly unix: UnixSpec, options: CharBackendOptions) {
     super(unix, options);
@@ -102,20 +103,11 @@ export class UnixServerBackend extends UnixBackend {
   }
 
   private async listen(): Promise<void> {
-    const path = this.unix.path;
-    removeStaleSocket(path);
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      // bind(2) runs synchronously inside listen(): the umask makes the socket file 0600 from its first moment.
-      const oldMask = isMainThread ? process.umask(0o177) : -1;
-      try {
-        this.server.listen(path, () => { this.server.off('error', reject); resolve(); });
-      } finally {
-        if (oldMask >= 0) process.umask(oldMask);
-      }
-    });
-    this.createdSocketFile = true;
-    chmodSync(path, SOCKET_MODE);
+    try {
+      this.socketFile = await listenSocketFile(this.unix.path, this.server, this.log);
+    } catch (error) {
+      throw new Error(`unix:${(error as Error).message}`);
+    }
     this.server.on('error', error => this.log(`${this.label}: ${error.message}`));
   }
 
@@ -123,14 +115,9 @@ export class UnixServerBackend extends UnixBackend {
     this.client?.destroy();
     this.replaceOutputFd(-1);
     this.resolveFirstClient(); // an open() still waiting for its first client returns (closed)
-    if (this.server.listening) await new Promise<void>(resolve => this.server.close(() => resolve()));
-    if (this.createdSocketFile) {
-      try {
-        removeStaleSocket(this.unix.path);
-      } catch (error) {
-        this.log((error as Error).message); // someone replaced our socket file: leave theirs alone
-      }
-    }
+    // Stops listening; PATH is removed only while it is still our socket (a successor's is left alone).
+    if (this.socketFile) await this.socketFile.close();
+    else if (this.server.listening) await new Promise<void>(resolve => this.server.close(() => resolve()));
   }
 }
 
@@ -153,16 +140,4 @@ export class UnixClientBackend extends UnixBackend {
     this.client?.destroy();
     this.replaceOutputFd(-1);
   }
-}
-
-/** Remove a socket file left at `path` (by us or an earlier run); refuse to touch anything else. */
-function removeStaleSocket(path: string): void {
-  let stat;
-  try {
-    stat = lstatSync(path);
-  } catch {
-    return; // nothing there
-  }
-  if (!stat.isSocket()) throw new Error(`unix:${path}: exists and is not a socket; refusing to replace it`);
-  unlinkSync(path);
 }

@@ -1,8 +1,11 @@
 #!/usr/bin/env node
 // tsvmm's command line: `tsvmm run [QEMU-style options]` (or the options alone, as with qemu-system-x86_64).
-import { readFileSync } from 'node:fs';
+import { readFileSync, existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseRunArgs, runUsage, UsageError } from './args.js';
 import { ExitStatus } from '../machine/exit-status.js';
+import { startupMark, reportStartup } from './startup-trace.js';
 // Everything else is imported when needed: start-up time is part of a checkpoint/restart's pause.
 
 const USAGE = `usage: tsvmm run [options]      boot a guest (see tsvmm run --help)
@@ -13,9 +16,16 @@ Exit status: the guest's isa-debug-exit verdict ((value << 1) | 1), 0 on a clean
 -no-reboot), ${ExitStatus.usage} bad usage, ${ExitStatus.setupFailed} setup failed (/dev/kvm, RAM, image), ${ExitStatus.tripleFault} triple fault,
 ${ExitStatus.kvmInternalError} KVM internal/emulation error, ${ExitStatus.failEntry} VM entry failure, ${ExitStatus.timeout} --timeout expired, ${ExitStatus.internalError} tsvmm internal error.`;
 
+/** tsvmm's version from its package.json, found above this file (dist/src/cli/main.js or the bundle dist/tsvmm.mjs). */
 function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
-  return `tsvmm ${pkg.version}`;
+  for (let dir = dirname(fileURLToPath(import.meta.url)); ; dir = dirname(dir)) {
+    const path = join(dir, 'package.json');
+    if (existsSync(path)) {
+      const pkg = JSON.parse(readFileSync(path, 'utf8')) as { name?: string; version: string };
+      if (pkg.name === 'tsvmm') return `tsvmm ${pkg.version}`;
+    }
+    if (dirname(dir) === dir) return 'tsvmm (unknown version)';
+  }
 }
 
 function fail(status: number, message: string): never {
@@ -28,10 +38,12 @@ async function run(argv: string[]): Promise<number> {
     process.stdout.write(`${runUsage()}\n`);
     return 0;
   }
+  startupMark('main');
   const args = parseRunArgs(argv);
   // The vCPU threads boot (~20 ms each, plus their modules) while this thread loads the rest of tsvmm.
   const [{ parseSmp }, { prestartVcpuThreads }] = await Promise.all([import('./smp.js'), import('../vcpu/threads.js')]);
   prestartVcpuThreads(parseSmp(args.smp));
+  startupMark('threads-started');
   const { machineConfigFromArgs } = await import('./config.js');
   let demoKernel: string | undefined;
   if (args.demo) {
@@ -41,6 +53,7 @@ async function run(argv: string[]): Promise<number> {
     if (args.device.every(d => !d.startsWith('isa-debug-exit'))) args.device.push('isa-debug-exit');
   }
   const config = machineConfigFromArgs(args, { demoKernel });
+  startupMark('configured');
   const incoming = parseIncoming(args.incoming);
   const { Machine } = await import('../machine/machine.js');
   const { startQmp, startClockAfterCreate } = await import('./control.js');
@@ -52,8 +65,10 @@ async function run(argv: string[]): Promise<number> {
     transfer = await transferIn(incoming.cprChannel, earlyClock);
   }
   // TSVMM_KVM_DEVICE points tsvmm at another KVM device node (tests use it to check the missing-/dev/kvm error).
+  startupMark('modules-loaded');
   const machine = await Machine.create(config, { kvmPath: process.env.TSVMM_KVM_DEVICE, ram: transfer?.ram });
   const startClock = transfer ? earlyClock : startClockAfterCreate();
+  startupMark('machine-created');
   const control = await startQmp(machine, args.qmp, { startPaused: args.startPaused, startClock, version: version() });
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.on(signal, () => {
@@ -84,6 +99,8 @@ async function run(argv: string[]): Promise<number> {
       throw e;
     }
   }
+  startupMark('running');
+  reportStartup();
   const status = await machine.finished;
   await control.close();
   if (args.demo) {

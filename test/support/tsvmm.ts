@@ -4,7 +4,8 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { repoRoot } from './cc.js';
 
-export const cliPath = join(repoRoot, 'dist', 'src', 'cli', 'main.js');
+/** The bundled command users run (npm's bin), built by `npm run build`. */
+export const cliPath = join(repoRoot, 'dist', 'tsvmm.mjs');
 
 export interface RunResult {
   status: number | null;
