@@ -2,7 +2,7 @@
 // tsvmm's command line: `tsvmm run [QEMU-style options]` (or the options alone, as with qemu-system-x86_64).
 import { readFileSync, existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseRunArgs, runUsage, UsageError } from './args.js';
 import { ExitStatus } from '../machine/exit-status.js';
 import { startupMark, reportStartup } from './startup-trace.js';
@@ -182,4 +182,10 @@ async function main(argv: string[]): Promise<void> {
   }
 }
 
-await main(process.argv.slice(2));
+/** The command line's entry (the bundle's launcher calls it). */
+export function runMain(): Promise<void> {
+  return main(process.argv.slice(2));
+}
+
+// Run directly (node dist/src/cli/main.js …) rather than through the bundle's launcher.
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await runMain();

@@ -6,7 +6,7 @@
 // The guest image is loaded when the VM first runs, not when it is created — as firmware loads it at boot — so a
 // VM created to receive a checkpoint (-S / -incoming) never has its restored RAM overwritten by the image.
 import type { Worker } from 'node:worker_threads';
-import { takeVcpuThread } from '../vcpu/threads.js';
+import { takeVcpuThread, discardVcpuThreads } from '../vcpu/threads.js';
 import { Kvm } from '../../kvm/kvm.js';
 import type { Vm } from '../../kvm/vm.js';
 import type { Vcpu } from '../../kvm/vcpu.js';
@@ -306,6 +306,8 @@ export class Machine {
       this.workersExited.push(new Promise(resolve => worker.once('exit', () => resolve())));
       this.workers.push(worker);
     }
+    // Threads started for a vCPU count guessed too high are not needed.
+    void discardVcpuThreads();
   }
 
   /**

@@ -12,6 +12,11 @@ export function setVcpuWorkerUrl(url: URL): void {
 
 const started: Worker[] = [];
 
+/** Threads the launcher started before tsvmm's code was even loaded (dist/tsvmm.mjs). */
+export function adoptVcpuThreads(threads: readonly Worker[]): void {
+  started.push(...threads);
+}
+
 /** Starts `count` vCPU threads now; Machine.create adopts them instead of starting its own. */
 export function prestartVcpuThreads(count: number): void {
   while (started.length < count) started.push(new Worker(workerUrl, { workerData: null }));
