@@ -188,4 +188,5 @@ export function runMain(): Promise<void> {
 }
 
 // Run directly (node dist/src/cli/main.js …) rather than through the bundle's launcher.
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await runMain();
+// (In the bundle every module shares the bundle's URL, hence the file-name check.)
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href && import.meta.url.endsWith('/cli/main.js')) await runMain();
