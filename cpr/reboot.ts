@@ -93,7 +93,7 @@ export async function saveToFile(machine: Machine, path: string, policy: RamPoli
   const runState: SavedRunState = machine.runState === 'running' ? 'running' : 'paused';
   const clock = new PhaseClock('old');
   clock.time('warm-up', () => warmUpCapture(parts, scratch, machine.powerOnStates()));
-  await clock.timeAsync('stop-vcpus', () => machine.pause('finish-migrate'));
+  await clock.timeAsync('stop-vcpus', () => machine.pause('finish-migrate', { sync: true, capture: true }));
   try {
     const sections = captureSections(parts, runState, scratch, clock);
     const write = clock.time('write', () => writeCheckpoint(path, {

@@ -73,7 +73,11 @@ export function captureSections(parts: MachineParts, runState: SavedRunState, sc
     });
   });
   clock.time('collect-vcpus', () => {
-    parts.vcpus.forEach((vcpu, i) => sections.push(section('vcpu', vcpuStateDescriptor, vcpuStateToRecord(vcpu.getState(), scratch.vcpu(i)), i)));
+    // Each vCPU thread saved its own state while parking when the pause asked it to (in parallel); read the rest.
+    parts.vcpus.forEach((vcpu, i) => {
+      const record = parts.capturedVcpuState(i) ?? vcpuStateToRecord(vcpu.getState(), scratch.vcpu(i));
+      sections.push(section('vcpu', vcpuStateDescriptor, record, i));
+    });
   });
   clock.time('collect-kvm', () => {
     const vm = parts.vm;

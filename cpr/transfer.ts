@@ -74,7 +74,7 @@ export async function transferOut(machine: Machine, channelPath: string, migrati
     clock.time('gc', collectGarbage);
     // The pause starts here.
     const runState = wasRunning ? 'running' : 'paused';
-    await clock.timeAsync('stop-vcpus', () => machine.pause('finish-migrate', { sync: true }));
+    await clock.timeAsync('stop-vcpus', () => machine.pause('finish-migrate', { sync: true, capture: true }));
     const sections = captureSections(parts, runState, scratch, clock);
     const payload = clock.time('encode', () => encodeSections(sections));
     clock.time('send-state', () => channel!.send({ type: 'state', header: { marks: clock.marks }, payload }));

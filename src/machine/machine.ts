@@ -29,7 +29,8 @@ import { readBootImages, loadBoot, type LoadedImages } from './boot.js';
 import { buildFwCfg } from './fw-cfg-content.js';
 import { ExitStatus } from './exit-status.js';
 import type { MachineConfig } from './config.js';
-import type { StateArena } from '../../cpr/vmstate.js';
+import { newRecord, type StateArena } from '../../cpr/vmstate.js';
+import { vcpuStateDescriptor, type VcpuRecord } from '../../cpr/machine-state/vcpu.js';
 
 /** KVM's real-mode helpers for VMX hosts, placed where QEMU puts them: just below the BIOS at 4 GiB. */
 const IDENTITY_MAP_ADDR = 0xfeffc000;
@@ -83,6 +84,8 @@ export interface MachineParts {
   readonly entries: readonly DeviceEntry[];
   readonly devices: readonly MachineDevice[];
   readonly lock: MachineLock;
+  /** vCPU i's state as its thread saved it during the last pause({ capture: true }), or null. */
+  capturedVcpuState(i: number): VcpuRecord | null;
 }
 
 export class Machine {
@@ -105,6 +108,9 @@ export class Machine {
   /** True once the guest has been booted or restored: the image must not be loaded (again) on the next run. */
   private guestReady = false;
   private readonly listeners = new Set<(e: MachineEvent) => void>();
+  /** Each vCPU's own saved state (see pause({ capture })), in memory its thread shares. */
+  private readonly vcpuRecords: VcpuRecord[];
+  private captureRequest = 0;
   /** What ended the machine, for QMP and the CLI. */
   private exitStatus: number | null = null;
 
@@ -124,6 +130,7 @@ export class Machine {
   ) {
     this.config = config;
     this.log = options.log ?? (line => process.stderr.write(`tsvmm: ${line}\n`));
+    this.vcpuRecords = vcpus.map(() => newRecord(vcpuStateDescriptor, true) as VcpuRecord);
   }
 
   /**
@@ -219,7 +226,10 @@ export class Machine {
 
   /** For checkpoint/restart: the parts it saves and restores. */
   parts(): MachineParts {
-    return { config: this.config, vm: this.vm, vcpus: this.vcpus, ram: this.ram, arena: this.arena, entries: this.entries, devices: this.devices, lock: this.lock };
+    return {
+      config: this.config, vm: this.vm, vcpus: this.vcpus, ram: this.ram, arena: this.arena, entries: this.entries,
+      devices: this.devices, lock: this.lock, capturedVcpuState: i => this.capturedVcpuState(i),
+    };
   }
 
   /** Listen to QMP-visible events (STOP, RESUME, RESET, SHUTDOWN, POWERDOWN). */
@@ -298,6 +308,7 @@ export class Machine {
         vmFd: this.vm.fd, ram: this.ram.regions.map(r => ({ gpa: r.gpa, size: r.size, hostAddress: r.hostAddress })),
         arena: this.arena.buffer, devices: this.entries, outputs,
         lock: this.lock.buffer, control: this.control.buffer, doorbell: this.doorbell.buffer,
+        stateRecord: this.vcpuRecords[vcpu.id].$buffer as SharedArrayBuffer,
       };
       const worker = takeVcpuThread();
       worker.postMessage(init);
@@ -332,13 +343,23 @@ export class Machine {
   }
 
   /** Parks every vCPU (kicking any that sit in KVM_RUN) and resolves once all are parked. */
-  async pause(next: RunState = 'paused', { sync = false }: { sync?: boolean } = {}): Promise<void> {
+  /**
+   * The state vCPU `i` saved itself while parking for the last pause({ capture: true }), or null (it was already
+   * parked, or reading failed): then read it with getState().
+   */
+  capturedVcpuState(i: number): VcpuRecord | null {
+    return this.captureRequest !== 0 && this.control.capturedFor(i, this.captureRequest) ? this.vcpuRecords[i] : null;
+  }
+
+  async pause(next: RunState = 'paused', { sync = false, capture = false }: { sync?: boolean; capture?: boolean } = {}): Promise<void> {
     if (this.state !== 'running') {
+      this.captureRequest = 0; // the vCPUs are parked already: whoever wants their state reads it
       if (this.state === 'paused' || this.state === 'prelaunch' || this.state === 'postmigrate' || this.state === 'finish-migrate') {
         if (next !== 'paused') this.state = next;
       }
       return;
     }
+    this.captureRequest = capture ? this.control.requestCapture() : 0;
     this.control.requestPause();
     this.kickAll();
     // `sync` blocks this thread until the vCPUs park (~0.1-0.3 ms): a checkpoint inside the guest's pause must not
@@ -354,6 +375,7 @@ export class Machine {
     if (this.state === 'running' || this.finishing) return;
     if (!this.guestReady) this.bootGuest();
     this.state = 'running';
+    this.captureRequest = 0;
     this.control.resume();
     // The event goes out after the caller's work (a restore timing its resume must not time QMP writes).
     queueMicrotask(() => this.emit({ event: 'RESUME' }));

@@ -8,11 +8,13 @@ const PAUSE = 0;     // 1 while the main thread wants every vCPU parked
 const STOP = 1;      // 1 once the machine is ending: vCPU threads leave their loop
 const PARKED = 2;    // how many vCPUs are parked (or have left their loop)
 const GENERATION = 3; // bumped on every resume, so a parked vCPU knows it may go on
+const CAPTURE = 4;    // bumped when the main thread wants each vCPU to save its own state as it parks
 const GLOBAL_WORDS = 8;
 
 /** Per-vCPU words. */
 const TID = 0;
 const STATE = 1;
+const CAPTURED = 2;   // the CAPTURE generation this vCPU last saved its state for (negative: it failed)
 const PER_VCPU_WORDS = 4;
 
 export const enum VcpuRunState { Starting = 0, Running = 1, Parked = 2, Exited = 3 }
@@ -64,6 +66,18 @@ export class VcpuControl {
     return !this.stopping;
   }
 
+  /** True if the main thread asked for this vCPU's state and it has not been saved for that request yet. */
+  captureWanted(vcpu: number): boolean {
+    const want = Atomics.load(this.words, CAPTURE);
+    return want !== 0 && Math.abs(Atomics.load(this.words, this.at(vcpu, CAPTURED))) !== want;
+  }
+
+  /** The vCPU thread saved its state (or failed to) for the current capture request. */
+  captured(vcpu: number, ok: boolean): void {
+    const want = Atomics.load(this.words, CAPTURE);
+    Atomics.store(this.words, this.at(vcpu, CAPTURED), ok ? want : -want);
+  }
+
   /** The vCPU thread has left its loop for good. */
   exited(vcpu: number): void {
     this.setState(vcpu, VcpuRunState.Exited);
@@ -84,6 +98,19 @@ export class VcpuControl {
   private setState(vcpu: number, state: VcpuRunState): void {
     Atomics.store(this.words, this.at(vcpu, STATE), state);
     Atomics.notify(this.words, this.at(vcpu, STATE));
+  }
+
+  /**
+   * Asks every vCPU to save its own state as it parks (in parallel, on the thread the vCPU last ran on) and
+   * returns the request's number for capturedFor().
+   */
+  requestCapture(): number {
+    return Atomics.add(this.words, CAPTURE, 1) + 1;
+  }
+
+  /** True if vCPU `vcpu` saved its state for capture request `request`. */
+  capturedFor(vcpu: number, request: number): boolean {
+    return Atomics.load(this.words, this.at(vcpu, CAPTURED)) === request;
   }
 
   requestPause(): void {

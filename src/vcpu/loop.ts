@@ -15,6 +15,8 @@ export interface LoopContext {
   lock: MachineLock;
   pio: PioBus;
   mmio: MmioBus;
+  /** Runs when the vCPU is about to park with its state complete (saves it if the main thread asked). */
+  beforePark?: () => void;
 }
 
 /** Why the loop stopped of its own accord (anything else — a pause or stop request — is handled inside). */
@@ -41,7 +43,10 @@ export function runLoop(ctx: LoopContext): LoopEnd {
       // EINTR: a kick (immediate_exit or the signal); EAGAIN: try again.
       if (result !== -Errno.EINTR && result !== -Errno.EAGAIN) return { kind: 'run-error', errno: -result };
       run.immediateExit = 0;
-      if (control.interrupted && !control.park(vcpu.id)) return { kind: 'stopped' };
+      if (control.interrupted) {
+        ctx.beforePark?.();
+        if (!control.park(vcpu.id)) return { kind: 'stopped' };
+      }
       continue;
     }
     switch (run.exitReason) {

@@ -27,4 +27,6 @@ export interface VcpuThreadInit {
   lock: SharedArrayBuffer;
   control: SharedArrayBuffer;
   doorbell: SharedArrayBuffer;
+  /** Where this vCPU saves its own state on a capture request (a vcpuStateDescriptor record). */
+  stateRecord: SharedArrayBuffer;
 }

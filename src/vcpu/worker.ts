@@ -18,6 +18,8 @@ import { errnoName } from '../sys/errno.js';
 import { VcpuControl } from './control.js';
 import { runLoop, type LoopEnd } from './loop.js';
 import { formatFailure } from './failure.js';
+import { makeRecord } from '../../cpr/vmstate.js';
+import { vcpuStateDescriptor, vcpuStateToRecord, type VcpuRecord } from '../../cpr/machine-state/vcpu.js';
 import type { VcpuEvent, VcpuThreadInit } from './messages.js';
 import type { CharOut, MachineControl } from '../bus/types.js';
 
@@ -120,11 +122,23 @@ const INTERNAL_ERRORS: Record<number, string> = {
   [K.KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON]: 'unexpected hardware exit reason',
 };
 
+// A checkpoint asks each vCPU to save its own state as it parks: in parallel, on the thread it last ran on.
+const stateRecord = makeRecord(vcpuStateDescriptor, init.stateRecord) as VcpuRecord;
+const beforePark = () => {
+  if (!control.captureWanted(id)) return;
+  try {
+    vcpuStateToRecord(vcpu.getState(), stateRecord);
+    control.captured(id, true);
+  } catch {
+    control.captured(id, false); // the main thread reads the state itself instead
+  }
+};
+
 control.announce(id, gettid());
 // Run until the machine stops. After an event the loop parks at once; the main thread either ends the machine or
 // (after a reset) resumes us, and the loop goes on running the guest.
 for (;;) {
-  const end = runLoop({ vcpu, control, lock, pio, mmio });
+  const end = runLoop({ vcpu, control, lock, pio, mmio, beforePark });
   if (end.kind === 'stopped') break;
   post(eventFor(end));
 }
