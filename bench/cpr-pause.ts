@@ -10,13 +10,14 @@
 // Environment (for `npm run bench`): TSVMM_BENCH_CPR_RUNS (default 5), TSVMM_BENCH_CPR_SIZES (default
 // 512M,4G,16G), TSVMM_BENCH_CPR_TOUCHED (default all), TSVMM_BENCH_CPR_CLI.
 import { existsSync, statSync, writeFileSync } from 'node:fs';
-import { loadavg } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { buildGuest } from '../examples/guests/build.js';
 import { repoRoot } from '../test/support/cc.js';
 import { envInt } from './lib/env.js';
 import { benchOutputDir, removeScratch, scratchDir, writeResult } from './lib/output.js';
-import { Cleanup, SHM_DIR, shmRefusal } from './cpr-pause/cleanup.js';
+import { Cleanup, SHM_DIR } from './cpr-pause/cleanup.js';
+import { cpuShare, cpuTimes, shmRefusal } from './cpr-pause/host.js';
 import { FLOWS, runFlow, type FlowId, type RunRecord, type RunSetup } from './cpr-pause/flows.js';
 import { group, groupTable, growthTable, summaryTable, touchedTable, SIZE_BYTES, type GroupResult } from './cpr-pause/report.js';
 import { pausePlot } from './cpr-pause/svg.js';
@@ -85,9 +86,11 @@ async function main(): Promise<void> {
   const counter = await buildGuest('counter');
   log(`tsvmm: ${o.cli}; ${o.runs} runs per flow, sizes ${o.sizes.join(' ')}, old RAM touched at ${o.touched.join(' ') || 'none'}; checkpoint files in ${o.stateDir}`);
   const loadBefore = loadavg();
+  if (loadBefore[0] > 0.5) log(`the host is busy (1-minute load ${loadBefore[0].toFixed(2)} on ${cpus().length} cores): expect noisy numbers`);
   const records: RunRecord[] = [];
   const failures: string[] = [];
   const skipped: string[] = [];
+  const hostCpu = new Map<string, { busyPercent: number; stealPercent: number }>();
   for (const size of o.sizes) {
     for (const touched of [false, true]) {
       if (touched && !o.touched.includes(size)) continue;
@@ -105,6 +108,7 @@ async function main(): Promise<void> {
         warmTicks: 300, afterTicks: 100,
       };
       if (touched) log(`${size}: the first old process preallocates ${size} in ${ramPath} (slow the first time; later runs reuse the populated file)`);
+      const cpuAtStart = cpuTimes();
       try {
         // Rounds interleave the flows, so a slow stretch of the shared host hits all of them alike.
         for (let round = 0; round < o.runs; round++) {
@@ -124,6 +128,7 @@ async function main(): Promise<void> {
           }
         }
       } finally {
+        hostCpu.set(`${size}/${touched}`, cpuShare(cpuAtStart, cpuTimes()));
         cleanup.removeFile(ramPath);
         cleanup.removeFile(statePath);
       }
@@ -135,7 +140,7 @@ async function main(): Promise<void> {
     for (const touched of [false, true]) {
       for (const flow of o.flows) {
         const runs = records.filter(r => r.flow === flow && r.size === size && r.touched === touched);
-        if (runs.length) groups.push(group(runs));
+        if (runs.length) groups.push({ ...group(runs), host: hostCpu.get(`${size}/${touched}`) });
       }
     }
   }

@@ -95,7 +95,7 @@ export interface RunRecord {
   /** The old log's last and the new log's first stamps (µs), for looking at the edges of the pause. */
   oldTail: number[];
   newHead: number[];
-  /** The guest's counter after the new VM quit, and what the logs say it should be (every tick logs one byte). */
+  /** The guest's tick counter in RAM after the new VM quit (every tick also logs one byte, so it should equal oldTicks + newTicks). */
   counter: number;
 }
 
@@ -182,7 +182,9 @@ export async function runFlow(flow: FlowId, s: RunSetup): Promise<RunRecord> {
       const migrate = oq.send('migrate', { uri: `file:${state}` });
       ev['ctl.save-sent'] = migrate.sentUs;
       await migrate.reply;
-      ev['ctl.save-done'] = (await oq.waitEvent('MIGRATION', 60_000, e => e.data?.status === 'completed' || e.data?.status === 'failed')).atUs;
+      const saved = await oq.waitEvent('MIGRATION', 60_000, e => e.data?.status === 'completed' || e.data?.status === 'failed');
+      ev['ctl.save-done'] = saved.atUs;
+      if (saved.data?.status !== 'completed') throw new Error(`migrate (cpr-reboot) failed: ${JSON.stringify(await oq.execute('query-migrate'))}`);
       const load = nq.send('migrate-incoming', { uri: `file:${state}` });
       ev['ctl.load-sent'] = load.sentUs;
       const migrateInfo = oq.send('query-migrate');

@@ -38,6 +38,11 @@ export interface GroupResult {
   meetsTarget: boolean | null;
   /** The same for the pause minus the tick interval (the guest's loss beyond its normal tick spacing). */
   meetsTargetLessTick: boolean | null;
+  /**
+   * The host while this size and RAM state ran: CPU busy share of all cores (this bench's own VMMs included, about
+   * 15-25% on 2 cores) and the share the hypervisor stole. Much more means other work skewed the numbers.
+   */
+  host?: { busyPercent: number; stealPercent: number };
   /** Every run's timeline and raw record. */
   samples: Array<{ timeline: Timeline; run: RunRecord }>;
 }
@@ -98,7 +103,7 @@ function row(label: string, s: Stat | null, extra: Cell = null): Cell[] {
 export function groupTable(g: GroupResult): string {
   const info = FLOWS.find(f => f.id === g.flow)!;
   const title = `${info.title}\n${g.size}, ${ramState(g.touched)}, ${g.runs} runs; QEMU ${g.qemuMs ?? '-'} ms, target ${info.target}`
-    + `${g.targetMs !== null ? ` (${round(g.targetMs)} ms)` : ''}`;
+    + `${g.targetMs !== null ? ` (${round(g.targetMs)} ms)` : ''}${g.host ? `; host CPU ${g.host.busyPercent}% busy, ${g.host.stealPercent}% stolen` : ''}`;
   const rows: Cell[][] = [
     row('pause: last old tick → first new tick (raw)', g.pause, g.qemuMs),
     row(`pause − median tick interval (${g.tickIntervalMs} ms)`, g.pauseMinusTick, g.targetMs === null ? null : round(g.targetMs)),
