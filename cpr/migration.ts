@@ -3,8 +3,10 @@
 // MIGRATION events. Both command spellings end up in cpr/reboot.ts (and, for mode cpr-transfer, cpr/transfer.ts).
 import type { Machine } from '../src/machine/machine.js';
 import { CheckpointError } from './file.js';
-import { saveToFile, loadFromFile, CprError, type RamPolicy } from './reboot.js';
-import { SnapshotScratch, warmUpRestore } from './snapshot.js';
+import { saveToFile, loadFromFile, warmUpFileIo, CprError, type RamPolicy } from './reboot.js';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SnapshotScratch, warmUpRestore, captureSections, WARM_UP_ROUNDS } from './snapshot.js';
 import { PhaseClock, nowUs, pauseUs, type PhaseMark } from './timings.js';
 
 export type MigMode = 'normal' | 'cpr-reboot' | 'cpr-transfer';
@@ -108,11 +110,20 @@ export class MigrationController {
   }
 
   /**
-   * In a VM that waits for incoming state (-S / -incoming): run the restore path once on its own power-on state so
-   * the real load later runs compiled code.
+   * In a VM that waits for incoming state (-S / -incoming defer): run the restore path on its own power-on state
+   * until V8 has compiled it, so the real load later runs fast code. Round by round, yielding in between, and it
+   * stops as soon as a load begins: a load that arrives early must not wait for the warm-up.
    */
-  warmUpIncoming(clock: PhaseClock): void {
-    clock.time('warm-up', () => warmUpRestore(this.machine.parts(), this.scratch, new PhaseClock('new')));
+  async warmUpIncoming(clock: PhaseClock): Promise<void> {
+    const parts = this.machine.parts();
+    const startUs = nowUs();
+    const stillWaiting = () => !this.active && this.status === 'none' && (this.machine.runState === 'inmigrate' || this.machine.runState === 'prelaunch');
+    for (let i = 0; i < WARM_UP_ROUNDS && stillWaiting(); i++) {
+      warmUpRestore(parts, this.scratch, new PhaseClock('new'));
+      await new Promise(resolve => setImmediate(resolve));
+    }
+    if (stillWaiting()) warmUpFileIo(join(tmpdir(), `tsvmm-warm-up-${process.pid}.cpr`), captureSections(parts, 'paused', this.scratch, new PhaseClock('new')));
+    clock.mark('warm-up', startUs, nowUs());
   }
 
   /** Records a finished transfer-mode migration (cpr/transfer.ts runs it). */

@@ -13,18 +13,13 @@ import type { BackendRecord } from '../src/memory/backend.js';
 import { close as closeFd } from '../src/sys/libc.js';
 import { collectGarbage } from '../src/sys/gc.js';
 import { CprChannel } from './channel.js';
-import { captureSections, prepareRestore, warmUpCapture, warmUpRestore, checkConfigSection, configSection, SnapshotScratch } from './snapshot.js';
+import { captureSections, prepareRestore, warmUpCapture, warmUpRestore, checkConfigSection, configSection, SnapshotScratch, WARM_UP_ROUNDS } from './snapshot.js';
 import { encodeSections, decodeSections } from './sections-codec.js';
 import { CprError } from './reboot.js';
 import { PhaseClock, nowUs, type PhaseMark } from './timings.js';
 import type { MigrationController } from './migration.js';
 
 const PROTOCOL = 1;
-/**
- * Rounds of the capture/restore code run before the pause. One round only gets it interpreted; V8 optimizes code
- * that has run a few dozen times, and the pause then costs a third as much (measured: ~10 ms cold vs ~3 ms).
- */
-const WARM_UP_ROUNDS = 40;
 /**
  * How long the new process spins for the state before it sleeps in poll. Measured on the 2-core host: spinning
  * through the old process's whole stop-and-capture (50 ms) made the pause longer (7-8 ms: the spinner takes a core

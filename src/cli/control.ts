@@ -19,7 +19,15 @@ export function startClockAfterCreate(): PhaseClock {
   return processStartMarks(nowUs());
 }
 
-export async function startQmp(machine: Machine, specs: readonly string[], o: { startPaused: boolean; startClock: PhaseClock; version: string }): Promise<Control> {
+export interface StartQmpOptions {
+  startPaused: boolean;
+  startClock: PhaseClock;
+  version: string;
+  /** Runs before the QMP sockets open (-incoming file: loads here: a restore must not wait for socket set-up). */
+  beforeListen?: (migration: MigrationController) => void;
+}
+
+export async function startQmp(machine: Machine, specs: readonly string[], o: StartQmpOptions): Promise<Control> {
   const servers: QmpServer[] = [];
   const migration = new MigrationController(machine, status => { for (const s of servers) s.emit('MIGRATION', { status }); });
   const { commands, extraCommands } = machineCommands({
@@ -33,6 +41,7 @@ export async function startQmp(machine: Machine, specs: readonly string[], o: { 
     }
   });
   try {
+    o.beforeListen?.(migration);
     for (const spec of specs) {
       servers.push(await QmpServer.listen(spec, {
         version: o.version.replace(/^tsvmm /, ''),

@@ -66,10 +66,18 @@ async function run(argv: string[]): Promise<number> {
   }
   // TSVMM_KVM_DEVICE points tsvmm at another KVM device node (tests use it to check the missing-/dev/kvm error).
   startupMark('modules-loaded');
-  const machine = await Machine.create(config, { kvmPath: process.env.TSVMM_KVM_DEVICE, ram: transfer?.ram });
+  const machine = await Machine.create(config, { kvmPath: process.env.TSVMM_KVM_DEVICE, ram: transfer?.ram, yieldCpuWhenEnding: true });
   const startClock = transfer ? earlyClock : startClockAfterCreate();
   startupMark('machine-created');
-  const control = await startQmp(machine, args.qmp, { startPaused: args.startPaused, startClock, version: version() });
+  const loadFile = incoming?.file !== undefined && !transfer ? incoming.file : null;
+  const control = await startQmp(machine, args.qmp, {
+    startPaused: args.startPaused, startClock, version: version(),
+    // -incoming file: the restore goes first; QMP opens once the guest runs again.
+    beforeListen: loadFile === null ? undefined : migration => {
+      machine.start({ paused: true, state: 'inmigrate' });
+      migration.incomingFromFile(loadFile, startClock, args.startPaused);
+    },
+  });
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.on(signal, () => {
       process.stderr.write(`tsvmm: terminating on signal ${signal}\n`);
@@ -81,17 +89,15 @@ async function run(argv: string[]): Promise<number> {
   const waitsForState = (incoming === null && args.startPaused) || (incoming !== null && incoming.file === undefined && !transfer);
   if (incoming === null) {
     machine.start();
-    if (waitsForState) control.migration.warmUpIncoming(startClock);
+    if (waitsForState) void control.migration.warmUpIncoming(startClock);
   } else {
-    if (waitsForState) control.migration.warmUpIncoming(startClock);
-    machine.start({ paused: true, state: 'inmigrate' });
+    if (waitsForState) void control.migration.warmUpIncoming(startClock);
+    if (loadFile === null) machine.start({ paused: true, state: 'inmigrate' });
     try {
       if (transfer) {
         control.migration.beginTransfer();
         const marks = await transfer.complete(machine, args.startPaused);
         control.migration.recordTransfer(marks, true);
-      } else if (incoming.file) {
-        control.migration.incomingFromFile(incoming.file, startClock, args.startPaused);
       }
     } catch (e) {
       await machine.finish(ExitStatus.setupFailed);

@@ -29,4 +29,6 @@ export interface VcpuThreadInit {
   doorbell: SharedArrayBuffer;
   /** Where this vCPU saves its own state on a capture request (a vcpuStateDescriptor record). */
   stateRecord: SharedArrayBuffer;
+  /** Warm the capture path at start-up (the machine captures in vCPU threads only with several vCPUs). */
+  warmCapture: boolean;
 }
