@@ -16,6 +16,7 @@ import {
 } from './machine-state/index.js';
 import type { PhaseClock } from './timings.js';
 import type { VcpuState, IrqchipState, PitState2 } from '../kvm/types.js';
+import { warmVcpuStateDecoders } from '../kvm/vcpu-state.js';
 
 /** What the guest was doing when its state was saved: a restore brings it back to the same. */
 export type SavedRunState = 'running' | 'paused' | 'suspended';
@@ -251,10 +252,14 @@ export function warmUpCapture(parts: MachineParts, scratch: SnapshotScratch, war
   warm.vcpus.forEach((state, i) => {
     if (i < parts.vcpus.length) sections.push(section('vcpu', vcpuStateDescriptor, vcpuStateToRecord(state, scratch.vcpu(i)), i));
   });
-  for (const chip of warm.irqchips) {
-    if ('pic' in chip) sections.push(section('kvm', picStateDescriptor, picStateToRecord(chip.chipId, chip.pic, scratch.pic(chip.chipId)), chip.chipId));
-    else sections.push(section('kvm', ioapicStateDescriptor, ioapicStateToRecord(chip.ioapic, scratch.ioapic)));
+  warmVcpuStateDecoders();
+  // The VM-wide chips can be read while the guest runs: warm the real reads.
+  for (const chip of [KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, KVM_IRQCHIP_IOAPIC] as const) {
+    const state = parts.vm.getIrqchip(chip);
+    if ('pic' in state) sections.push(section('kvm', picStateDescriptor, picStateToRecord(chip as 0 | 1, state.pic, scratch.pic(chip)), chip));
+    else sections.push(section('kvm', ioapicStateDescriptor, ioapicStateToRecord(state.ioapic, scratch.ioapic)));
   }
-  sections.push(section('kvm', pitStateDescriptor, pitStateToRecord(warm.pit, scratch.pit)));
+  sections.push(section('kvm', pitStateDescriptor, pitStateToRecord(parts.vm.getPit2(), scratch.pit)));
+  encodeRecord(clockDescriptor, clockToRecord(parts.vm.getClock(), scratch.clock));
   return sections;
 }

@@ -5,6 +5,8 @@
 // for events, with the other vCPUs stopped too.
 import * as K from './constants.js';
 import type { Vcpu } from './vcpu.js';
+import { sizeOf } from './structs.js';
+import { decodeRegs, decodeSregs, decodeFpu, decodeXcrs, decodeVcpuEvents, decodeMpState, decodeDebugRegs, decodeMsrs, decodeCpuid2 } from './codec-vcpu.js';
 import type { VcpuState, VcpuEvents } from './types.js';
 
 /** A restored TSC frequency within this tolerance of the host's needs no scaling (QEMU/Firecracker: 250 ppm). */
@@ -111,4 +113,21 @@ export function restoreVcpuState(v: Vcpu, s: VcpuState): void {
  */
 export function eventsForSet(e: VcpuEvents): VcpuEvents {
   return { ...e, flags: e.flags | K.KVM_VCPUEVENT_VALID_NMI_PENDING | K.KVM_VCPUEVENT_VALID_SIPI_VECTOR };
+}
+
+/**
+ * Runs the decoders of saveVcpuState on zeroed buffers: a checkpoint reads vCPU state only once the guest is
+ * stopped, so this is the only way to have that code compiled before the pause (a vCPU's ioctls cannot be issued
+ * while it runs).
+ */
+export function warmVcpuStateDecoders(): void {
+  decodeRegs(new Uint8Array(sizeOf('kvm_regs')));
+  decodeSregs(new Uint8Array(sizeOf('kvm_sregs')));
+  decodeFpu(new Uint8Array(sizeOf('kvm_fpu')));
+  decodeXcrs(new Uint8Array(sizeOf('kvm_xcrs')));
+  decodeVcpuEvents(new Uint8Array(sizeOf('kvm_vcpu_events')));
+  decodeMpState(new Uint8Array(sizeOf('kvm_mp_state')));
+  decodeDebugRegs(new Uint8Array(sizeOf('kvm_debugregs')));
+  decodeMsrs(new Uint8Array(sizeOf('kvm_msrs')), 0);
+  decodeCpuid2(new Uint8Array(sizeOf('kvm_cpuid2')));
 }
