@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { testIf } from '../test/support/skip.js';
 import { startVm, scratchDir, removeDir, type VmProcess } from '../test/support/vm-process.js';
 import { QmpClientError } from '../test/support/qmp-client.js';
+import { runTsvmm } from '../test/support/tsvmm.js';
 import { kvmMissing } from '../kvm/test-guest.js';
 import { buildGuest, toolchainUnavailable, COUNTER_STATE_ADDR, readSmpCounters } from '../examples/guests/build.js';
 
@@ -84,6 +85,17 @@ testIf(test, skip, 'cpr reboot: cpr-save, quit, a new tsvmm -S, cpr-load — the
     assert.ok(timings.marks.some((m: { phase: string; process: string }) => m.phase === 'stop-vcpus' && m.process === 'old'));
     assert.ok(timings.marks.some((m: { phase: string; process: string }) => m.phase === 'resume' && m.process === 'new'));
     assert.type(timings['pause-us'], 'number');
+    // The same table from the command line, and the checkpoint as JSON.
+    const table = await runTsvmm(['cpr-timings', next.qmpPath]);
+    assert.is(table.status, 0, table.stderr);
+    assert.match(table.stdout, /old +stop-vcpus/);
+    assert.match(table.stdout, /guest pause \(old stop-vcpus → new resume\): [0-9.]+ ms/);
+    const dump = await runTsvmm(['vmstate', 'dump', join(dir, 'vm.cpr')]);
+    assert.is(dump.status, 0, dump.stderr);
+    const json = JSON.stringify(JSON.parse(dump.stdout));
+    for (const name of ['machine-config', 'serial-16550a', 'mc146818rtc', 'kvm-vcpu', 'kvm-ioapic', 'kvm-pit2', 'kvmclock']) {
+      assert.ok(json.includes(`"${name}"`), `dump names section ${name}`);
+    }
     await quit(next);
   } finally {
     for (const vm of vms) await vm.dispose();

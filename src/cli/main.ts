@@ -10,6 +10,7 @@ import { startupMark, reportStartup } from './startup-trace.js';
 
 const USAGE = `usage: tsvmm run [options]      boot a guest (see tsvmm run --help)
        tsvmm vmstate dump FILE  print a checkpoint file as JSON
+       tsvmm cpr-timings QMP    print the phases of a running tsvmm's last checkpoint/restart
        tsvmm --version
 
 Exit status: the guest's isa-debug-exit verdict ((value << 1) | 1), 0 on a clean power-off (or reset with
@@ -153,6 +154,15 @@ function parseIncoming(values: readonly string[]): Incoming | null {
   return out;
 }
 
+/** `tsvmm cpr-timings QMP-SOCKET`: the last checkpoint/restart's phases of a running tsvmm, as a table. */
+async function cprTimings(argv: string[]): Promise<number> {
+  if (argv.length !== 1) throw new UsageError('usage: tsvmm cpr-timings QMP-SOCKET');
+  const { queryQmp } = await import('../qmp/query.js');
+  const result = await queryQmp(argv[0], 'x-query-cpr-timings') as { table: string };
+  process.stdout.write(`${result.table}\n`);
+  return 0;
+}
+
 async function vmstate(argv: string[]): Promise<number> {
   if (argv[0] !== 'dump' || argv.length !== 2) throw new UsageError('usage: tsvmm vmstate dump FILE');
   const { vmstateDump } = await import('./vmstate-dump.js');
@@ -174,6 +184,7 @@ async function main(argv: string[]): Promise<void> {
     }
     const status = command === 'run' ? await run(rest)
       : command === 'vmstate' ? await vmstate(rest)
+      : command === 'cpr-timings' ? await cprTimings(rest)
       : command.startsWith('-') ? await run(argv)
       : fail(ExitStatus.usage, `unknown command '${command}'\n${USAGE}`);
     process.exit(status);
@@ -182,7 +193,7 @@ async function main(argv: string[]): Promise<void> {
     const err = e as Error;
     // Everything that stops the VM from being set up — /dev/kvm, RAM backend, guest image — is one clear line.
     const setupErrors = ['KvmUnavailableError', 'RamBackendError', 'BootError', 'SysError', 'MultibootError', 'FlatLoadError',
-      'GuestBuildError', 'CheckpointError', 'CprError', 'QmpSpecError', 'VmstateError'];
+      'GuestBuildError', 'CheckpointError', 'CprError', 'QmpSpecError', 'VmstateError', 'QmpQueryError'];
     if (setupErrors.includes(err?.name)) fail(ExitStatus.setupFailed, err.message);
     fail(ExitStatus.internalError, `internal error: ${err?.stack ?? String(e)}`);
   }
