@@ -1,4 +1,5 @@
-// Bundles tsvmm into dist/tsvmm.mjs (the command) and dist/tsvmm-vcpu.mjs (a vCPU thread). Run by `npm run build`
+// Bundles tsvmm: dist/tsvmm.mjs (the command) loads dist/tsvmm-main.cjs, and dist/tsvmm-vcpu.mjs (a vCPU thread)
+// loads dist/tsvmm-vcpu.cjs, both through V8's code cache (src/cli/code-cache.ts). Run by `npm run build`
 // after tsc has type-checked everything. koffi stays external: it is a native addon loaded from node_modules.
 import { build } from 'esbuild';
 import { dirname, join } from 'node:path';
@@ -19,7 +20,17 @@ const common = {
   banner: { js: "import { createRequire as __tsvmmCreateRequire } from 'node:module'; const require = __tsvmmCreateRequire(import.meta.url);" },
 };
 
+/** CommonJS bundles (vm.Script and its code cache need a script): import.meta.url becomes the bundle's own URL. */
+const cjs = {
+  ...common,
+  format: 'cjs' as const,
+  banner: { js: "var __tsvmm_module_url = require('node:url').pathToFileURL(__filename).href;" },
+  define: { 'import.meta.url': '__tsvmm_module_url' },
+};
+
 await Promise.all([
-  build({ ...common, entryPoints: [join(root, 'src/cli/bundle-entry.ts')], outfile: join(root, 'dist/tsvmm.mjs') }),
-  build({ ...common, entryPoints: [join(root, 'src/vcpu/worker.ts')], outfile: join(root, 'dist/tsvmm-vcpu.mjs') }),
+  build({ ...common, entryPoints: [join(root, 'src/cli/code-cache-loader.ts')], outfile: join(root, 'dist/tsvmm.mjs'), banner: {} }),
+  build({ ...cjs, entryPoints: [join(root, 'src/cli/bundle-entry.ts')], outfile: join(root, 'dist/tsvmm-main.cjs') }),
+  build({ ...common, entryPoints: [join(root, 'src/vcpu/thread-loader.ts')], outfile: join(root, 'dist/tsvmm-vcpu.mjs'), banner: {} }),
+  build({ ...cjs, entryPoints: [join(root, 'src/vcpu/worker.ts')], outfile: join(root, 'dist/tsvmm-vcpu.cjs') }),
 ]);

@@ -108,6 +108,9 @@ async function run(argv: string[]): Promise<number> {
   }
   startupMark('running');
   reportStartup();
+  // The bundle's loader keeps V8's compiled code for the next start (see src/cli/code-cache-loader.ts); taken now,
+  // it holds everything start-up and a restore compiled.
+  setImmediate(() => (globalThis as { __tsvmmSaveCodeCache?: () => void }).__tsvmmSaveCodeCache?.());
   const status = await machine.finished;
   await control.close();
   if (args.demo) {
@@ -206,4 +209,4 @@ export function runMain(): Promise<void> {
 
 // Run directly (node dist/src/cli/main.js …) rather than through the bundle's launcher.
 // (In the bundle every module shares the bundle's URL, hence the file-name check.)
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href && import.meta.url.endsWith('/cli/main.js')) await runMain();
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href && import.meta.url.endsWith('/cli/main.js')) void runMain();

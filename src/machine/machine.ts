@@ -316,8 +316,9 @@ export class Machine {
         stateRecord: this.vcpuRecords[vcpu.id].$buffer as SharedArrayBuffer,
         warmCapture: this.vcpus.length > 1,
       };
-      const worker = takeVcpuThread();
-      worker.postMessage(init);
+      const thread = takeVcpuThread();
+      thread.start(init);
+      const worker = thread.worker;
       worker.on('message', (event: VcpuEvent) => this.onVcpuEvent(event));
       worker.on('error', error => this.fail(ExitStatus.internalError, `vCPU ${vcpu.id} thread crashed: ${error.stack ?? error}`));
       this.workersExited.push(new Promise(resolve => worker.once('exit', () => resolve())));

@@ -1,6 +1,7 @@
 // A vCPU thread: builds this thread's view of the machine (RAM, devices over the shared state arena, buses), runs
 // the KVM_RUN loop, and reports how it ended. One per vCPU; started by src/vcpu/threads.ts.
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort, workerData, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
+import type { VcpuThreadData } from './threads.js';
 import { gettid } from '../sys/libc.js';
 import { Vcpu } from '../../kvm/vcpu.js';
 import { exitReasonName } from '../../kvm/run.js';
@@ -24,10 +25,16 @@ import type { VcpuEvent, VcpuThreadInit } from './messages.js';
 import type { CharOut, MachineControl } from '../bus/types.js';
 
 // Started early (before the VM exists, so this thread's start-up overlaps the main thread's set-up), the thread
-// receives its init message when the machine is ready; started late, it gets it as workerData.
-const init: VcpuThreadInit = (workerData as VcpuThreadInit | null) ?? await new Promise<VcpuThreadInit>(resolve => {
-  parentPort!.once('message', (message: VcpuThreadInit) => resolve(message));
-});
+// waits here, blocking, for its init message (src/vcpu/threads.ts).
+function receiveInit(): VcpuThreadInit {
+  const word = new Int32Array((workerData as VcpuThreadData).signal);
+  for (;;) {
+    const received = receiveMessageOnPort(parentPort as unknown as MessagePort);
+    if (received) return received.message as VcpuThreadInit;
+    Atomics.wait(word, 0, 0);
+  }
+}
+const init = receiveInit();
 const post = (event: VcpuEvent) => parentPort!.postMessage(event);
 
 const control = new VcpuControl(init.vcpuCount, init.control);
@@ -150,6 +157,8 @@ for (;;) {
 }
 
 control.exited(id);
+// A bundled thread keeps V8's compiled code for the next start (src/vcpu/thread-loader.ts).
+(globalThis as { __tsvmmSaveCodeCache?: () => void }).__tsvmmSaveCodeCache?.();
 for (const out of outputs.values()) (out as { close?: () => void }).close?.();
 ram.release();
 vcpu.close();
