@@ -324,12 +324,41 @@ export function makeRecord<D extends Descriptor>(descriptor: D, buffer: SharedAr
     let value: unknown;
     if (field.kind === 'array') value = new (typedArrayCtor[field.type] as any)(buffer, at, field.length);
     else if (field.kind === 'struct') value = makeRecord(field.descriptor, buffer, at);
-    else if (field.kind === 'structArray') {
-      value = Object.freeze(Array.from({ length: field.length }, (_, i) => makeRecord(field.descriptor, buffer, at + i * placed.stride!)));
-    } else continue;
+    else if (field.kind === 'structArray') value = recordList(placed, buffer, at);
+    else continue;
     Object.defineProperty(record, field.name, { value, enumerable: true });
   }
   return record as unknown as StateOf<D>;
+}
+
+/**
+ * A struct array's elements, made on first access: a vCPU record has 784 element slots (CPUID entries, MSRs,
+ * XCRs) of which a few dozen are used, and building them all took ~1 ms per record — inside a restore's pause.
+ * Index access, `length`, iteration and Array methods work as on an array; elements are read-only slots.
+ */
+const listPrototypes = new WeakMap<PlacedField, object>();
+interface RecordList { $items: unknown[]; $buffer: SharedArrayBuffer | ArrayBuffer; $at: number }
+function recordList(placed: PlacedField, buffer: SharedArrayBuffer | ArrayBuffer, at: number): unknown {
+  let proto = listPrototypes.get(placed);
+  if (!proto) {
+    const field = placed.field as StructArrayField;
+    const stride = placed.stride!;
+    // Array.prototype's methods are generic: iteration, map, forEach… work over the index getters.
+    const made: object = Object.create(Array.prototype, { length: { value: field.length } });
+    for (let i = 0; i < field.length; i++) {
+      Object.defineProperty(made, i, {
+        enumerable: true,
+        get(this: RecordList) { return this.$items[i] ??= makeRecord(field.descriptor, this.$buffer, this.$at + i * stride); },
+      });
+    }
+    listPrototypes.set(placed, made);
+    proto = made;
+  }
+  const list = Object.create(proto) as RecordList;
+  list.$items = [];
+  list.$buffer = buffer;
+  list.$at = at;
+  return list;
 }
 
 /** A record in a fresh buffer of its own (tests, and state that is not shared between threads). */
