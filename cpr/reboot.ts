@@ -108,7 +108,7 @@ export async function saveToFile(machine: Machine, path: string, policy: RamPoli
   const parts = machine.parts();
   const withRam = ramGoesInFile(parts, policy);
   if (machine.runState === 'postmigrate') throw new CprError('the VM state was already saved; it cannot be saved again from this process');
-  const runState: SavedRunState = machine.runState === 'running' ? 'running' : 'paused';
+  const runState: SavedRunState = machine.runState === 'running' ? 'running' : machine.runState === 'suspended' ? 'suspended' : 'paused';
   const clock = new PhaseClock('old');
   clock.time('warm-up', () => {
     let sections: Section[] = [];
@@ -126,7 +126,7 @@ export async function saveToFile(machine: Machine, path: string, policy: RamPoli
     machine.setPausedState('postmigrate');
     return { path, bytes: write.bytes, ramWritten: withRam, runState, marks: clock.marks, write: write.timings };
   } catch (e) {
-    machine.setPausedState('paused');
+    machine.setPausedState(runState === 'suspended' ? 'suspended' : 'paused');
     if (runState === 'running') machine.resume();
     throw e;
   }
@@ -185,6 +185,6 @@ export function loadFromFile(machine: Machine, path: string, clock = new PhaseCl
   prepared.commit(clock);
   machine.markRestored();
   if (prepared.runState === 'running' && !stayPaused) clock.time('resume', () => machine.resume());
-  else machine.setPausedState('paused');
+  else machine.setPausedState(prepared.runState === 'suspended' ? 'suspended' : 'paused');
   return { path, runState: prepared.runState, ramLoaded: checkpoint.ram !== undefined, marks: [...oldMarks, ...clock.marks] };
 }

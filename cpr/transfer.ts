@@ -68,7 +68,7 @@ export async function transferOut(machine: Machine, channelPath: string, migrati
 
     clock.time('gc', collectGarbage);
     // The pause starts here.
-    const runState = wasRunning ? 'running' : 'paused';
+    const runState = wasRunning ? 'running' : machine.runState === 'suspended' ? 'suspended' : 'paused';
     await clock.timeAsync('stop-vcpus', () => machine.pause('finish-migrate', { sync: true, capture: true }));
     const sections = captureSections(parts, runState, scratch, clock);
     const payload = clock.time('encode', () => encodeSections(sections));
@@ -150,7 +150,7 @@ export async function transferIn(channelPath: string, clock: PhaseClock, timeout
         prepared.commit(clock);
         machine.markRestored();
         if (prepared.runState === 'running' && !stayPaused) clock.time('resume', () => machine.resume());
-        else machine.setPausedState('paused');
+        else machine.setPausedState(prepared.runState === 'suspended' ? 'suspended' : 'paused');
         channel.send({ type: 'resumed', header: { marks: clock.marks } });
         return [...oldMarks, ...clock.marks];
       } catch (e) {

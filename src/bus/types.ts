@@ -41,6 +41,8 @@ export interface MachineControl {
   reset(reason: string): void;
   /** A guest-requested power-off (ACPI S5). */
   powerOff(reason: string): void;
+  /** A guest-requested suspend to RAM (ACPI S3): the VM stops, RAM kept, until a wake-up (QMP system_wakeup). */
+  suspend(reason: string): void;
 }
 
 /** A byte sink for a device's output (serial TX, debugcon). Writes never throw; an absent reader drops bytes. */

@@ -48,6 +48,7 @@ export type RunState =
   | 'inmigrate'       // waiting for incoming state (-incoming)
   | 'finish-migrate'  // stopping to save state
   | 'postmigrate'     // state saved; the VM must not run again here
+  | 'suspended'       // the guest suspended to RAM (ACPI S3) until a wake-up
   | 'shutdown'        // the guest powered off (with -no-shutdown), or the machine ended
   | 'internal-error'; // KVM could not run the guest
 
@@ -57,7 +58,9 @@ export type MachineEvent =
   | { event: 'RESUME' }
   | { event: 'RESET'; data: { guest: boolean; reason: string } }
   | { event: 'SHUTDOWN'; data: { guest: boolean; reason: string } }
-  | { event: 'POWERDOWN' };
+  | { event: 'POWERDOWN' }
+  | { event: 'SUSPEND' }
+  | { event: 'WAKEUP' };
 
 export interface MachineOptions {
   /** One-line notices (guest reset, timeout…). Default: stderr. */
@@ -254,6 +257,7 @@ export class Machine {
       exit: (status, reason) => queueMicrotask(() => this.onVcpuEvent({ type: 'exit', vcpu: -1, status, reason })),
       reset: reason => queueMicrotask(() => this.onVcpuEvent({ type: 'reset', vcpu: -1, reason })),
       powerOff: reason => queueMicrotask(() => this.onVcpuEvent({ type: 'power-off', vcpu: -1, reason })),
+      suspend: reason => queueMicrotask(() => this.onVcpuEvent({ type: 'suspend', vcpu: -1, reason })),
     };
     return {
       irq: irqLines(this.vm.fd),
@@ -435,6 +439,56 @@ export class Machine {
     }
   }
 
+  /**
+   * The guest entered ACPI S3: every vCPU stops, RAM and device state stay, the VM reports `suspended` until
+   * wakeup(). (The vCPU that wrote SLP_EN has already asked every vCPU to park.)
+   */
+  async suspend(): Promise<void> {
+    if (this.finishing) return;
+    if (this.state === 'running') {
+      this.control.requestPause();
+      this.kickAll();
+      if (!(await this.control.waitAllParked(5000))) throw new Error('vCPUs did not stop for the suspend');
+    }
+    this.state = 'suspended';
+    this.emit({ event: 'SUSPEND' });
+  }
+
+  /**
+   * Wakes a suspended guest as firmware does on an S3 resume: the platform is reset (in-kernel chips and vCPUs to
+   * power-on, devices as after a reset; RAM untouched) and the boot vCPU starts in real mode at the waking vector
+   * the guest left in its FACS — found by `wakingVector` (null: no vector, so the guest boots again).
+   */
+  wakeup(wakingVector: (() => number | null) | null = this.wakingVectorSource): void {
+    if (this.state !== 'suspended') throw new Error('guest is not in suspended state');
+    for (const chip of this.powerOn.irqchips) this.vm.setIrqchip(chip);
+    this.vm.setPit2(this.powerOn.pit);
+    this.vcpus.forEach((v, i) => v.setState(this.powerOn.vcpus[i]));
+    this.resetDevices('system');
+    const vector = wakingVector?.() ?? null;
+    if (vector !== null && vector > 0 && vector < 0x100000) {
+      // ACPI: the waking vector is entered in real mode with CS = vector >> 4, IP = vector & 0xF.
+      const bsp = this.vcpus[0];
+      const sregs = bsp.getSregs();
+      const selector = vector >>> 4;
+      bsp.setSregs({ ...sregs, cs: { ...sregs.cs, selector, base: BigInt(selector << 4) } });
+      bsp.setRegs({ ...bsp.getRegs(), rip: BigInt(vector & 0xf) });
+      this.guestReady = true;
+    } else {
+      this.guestReady = false; // no vector: boot the guest again
+    }
+    this.state = 'paused';
+    this.emit({ event: 'WAKEUP' });
+    this.resume();
+  }
+
+  /** Where the guest's S3 waking vector is read from (the ACPI FACS), set by the machine's platform set-up. */
+  private wakingVectorSource: (() => number | null) | null = null;
+
+  setWakingVectorSource(source: () => number | null): void {
+    this.wakingVectorSource = source;
+  }
+
   /** QMP system_powerdown: the ACPI power button. Without ACPI (yet) the guest cannot see it; the event is sent. */
   powerdown(): void {
     this.emit({ event: 'POWERDOWN' });
@@ -448,6 +502,9 @@ export class Machine {
         break;
       case 'power-off':
         this.end(ExitStatus.ok, 'guest-shutdown');
+        break;
+      case 'suspend':
+        void this.suspend().catch(e => this.fail(ExitStatus.internalError, `suspend failed: ${e.stack ?? e}`));
         break;
       case 'reset':
         if (this.config.noReboot) this.end(ExitStatus.ok, 'guest-reset');

@@ -38,7 +38,7 @@ async function asQmp<T>(fn: () => T | Promise<T>): Promise<T> {
 }
 
 const RUN_STATE: Record<RunState, QmpRunState> = {
-  prelaunch: 'prelaunch', running: 'running', paused: 'paused', inmigrate: 'inmigrate',
+  suspended: 'suspended', prelaunch: 'prelaunch', running: 'running', paused: 'paused', inmigrate: 'inmigrate',
   'finish-migrate': 'finish-migrate', postmigrate: 'postmigrate', shutdown: 'shutdown', 'internal-error': 'internal-error',
 };
 
@@ -55,6 +55,7 @@ export function machineCommands(o: MachineCommandsOptions): { commands: QmpHandl
         case 'inmigrate': throw new QmpError('GenericError', 'Guest can not be started: the incoming migration has not completed');
         case 'postmigrate':
           throw new QmpError('GenericError', 'the VM state was saved for a restart elsewhere; resuming it here would run the same guest twice');
+        case 'suspended': throw new QmpError('GenericError', 'the guest is suspended: use system_wakeup');
         case 'shutdown': case 'internal-error':
           throw new QmpError('GenericError', `the VM cannot run: it is in state ${machine.runState}`);
         default: machine.resume();
@@ -64,7 +65,8 @@ export function machineCommands(o: MachineCommandsOptions): { commands: QmpHandl
     system_reset: async () => { await machine.reset('QMP system_reset', false); },
     system_powerdown: () => { machine.powerdown(); },
     system_wakeup: () => {
-      throw new QmpError('GenericError', 'Unable to wake up: guest is not in suspended state');
+      if (machine.runState !== 'suspended') throw new QmpError('GenericError', 'Unable to wake up: guest is not in suspended state');
+      machine.wakeup();
     },
     'query-cpus-fast': () => machine.vcpuThreadIds().map((tid, i) => ({
       'cpu-index': i, 'qom-path': `/machine/unattached/device[${i}]`, 'thread-id': tid,

@@ -9,6 +9,7 @@ export type VcpuEvent =
   | { type: 'exit'; vcpu: number; status: number; reason: string }
   | { type: 'reset'; vcpu: number; reason: string }
   | { type: 'power-off'; vcpu: number; reason: string }
+  | { type: 'suspend'; vcpu: number; reason: string }
   /** KVM refused to go on (internal error, failed entry, triple fault with no reset possible): report and end. */
   | { type: 'failure'; vcpu: number; kind: 'internal-error' | 'fail-entry' | 'triple-fault' | 'unexpected-exit' | 'vmm-error'; report: string };
 

@@ -50,6 +50,7 @@ const machine: MachineControl = {
   exit(status, reason) { control.requestPause(); post({ type: 'exit', vcpu: id, status, reason }); },
   reset(reason) { control.requestPause(); post({ type: 'reset', vcpu: id, reason }); },
   powerOff(reason) { control.requestPause(); post({ type: 'power-off', vcpu: id, reason }); },
+  suspend(reason) { control.requestPause(); post({ type: 'suspend', vcpu: id, reason }); },
 };
 
 const outputs = new Map<string, CharOut>();

@@ -1,0 +1,94 @@
+// The seam between the virtio-pci transport (devices/virtio/pci-transport.ts: capabilities, feature negotiation,
+// status, queue configuration, MSI-X) and the virtio device back ends (blk, net, console, rng). A back end knows
+// nothing of PCI: it sees its queues, guest memory and a way to interrupt the driver.
+//
+// Threads: a back end runs on whichever thread the machine chooses (the I/O thread for queue notifications and
+// host-side events, a vCPU thread for config-space accesses), always under the machine lock. Like every device,
+// its mutable state lives in a vmstate record (see cpr/vmstate.ts); host resources (an image file's fd, a tap fd)
+// are configuration, re-opened by a new process.
+import type { GuestMemory } from '../../src/memory/guest-memory.js';
+
+/** Virtio device types (virtio 1.x, 5 "Device Types"). */
+export const VIRTIO_ID_NET = 1;
+export const VIRTIO_ID_BLOCK = 2;
+export const VIRTIO_ID_CONSOLE = 3;
+export const VIRTIO_ID_RNG = 4;
+
+/** Feature bits the transport owns (virtio 1.x, 6 "Reserved Feature Bits"). */
+export const VIRTIO_F_RING_INDIRECT_DESC = 28n;
+export const VIRTIO_F_RING_EVENT_IDX = 29n;
+export const VIRTIO_F_VERSION_1 = 32n;
+
+/** A guest-physical byte range of a descriptor, already checked to lie inside guest RAM. */
+export interface GuestBuffer {
+  readonly gpa: number;
+  readonly length: number;
+}
+
+/**
+ * One available descriptor chain, validated (every address and length inside RAM, no loops, indirect tables well
+ * formed, readable buffers before writable ones). `head` identifies it when it is returned with push().
+ */
+export interface DescriptorChain {
+  readonly head: number;
+  /** Driver → device buffers, in order. */
+  readonly readable: readonly GuestBuffer[];
+  /** Device → driver buffers, in order. */
+  readonly writable: readonly GuestBuffer[];
+  readonly readableBytes: number;
+  readonly writableBytes: number;
+}
+
+/** A split virtqueue as a back end uses it. */
+export interface VirtQueue {
+  readonly index: number;
+  readonly size: number;
+  /**
+   * The next available chain, or null when the driver has made none available. A malformed chain throws a
+   * VirtqueueError; the transport then marks the device as needing reset (DEVICE_NEEDS_RESET) and the VMM goes on.
+   */
+  pop(): DescriptorChain | null;
+  /** Returns a chain to the driver with the number of bytes written into its writable buffers. */
+  push(chain: DescriptorChain, written: number): void;
+  /** After pushes: whether the driver wants an interrupt now (VIRTQ_AVAIL_F_NO_INTERRUPT / EVENT_IDX used_event). */
+  needsInterrupt(): boolean;
+  /** Reads the chain's readable bytes from `offset` into a new array (bounded by `max`). */
+  readFrom(chain: DescriptorChain, offset: number, max: number): Uint8Array;
+  /** Writes into the chain's writable buffers from `offset`; returns how many bytes fit. */
+  writeTo(chain: DescriptorChain, offset: number, bytes: Uint8Array): number;
+}
+
+/** What the transport gives a back end once the driver has set DRIVER_OK. */
+export interface VirtioContext {
+  readonly memory: GuestMemory;
+  /** Features both sides agreed on (device-specific and transport bits). */
+  readonly features: bigint;
+  queue(index: number): VirtQueue;
+  /** Interrupt the driver for queue `index` (its MSI-X vector, or INTx with ISR bit 0). */
+  interrupt(index: number): void;
+  /** The device configuration changed (ISR bit 1 / the config MSI-X vector). */
+  configChanged(): void;
+  /** Something the guest did cannot be handled: set DEVICE_NEEDS_RESET and stop using the queues. */
+  fail(reason: string): void;
+}
+
+/** A virtio device back end. */
+export interface VirtioBackend {
+  readonly deviceType: number;
+  /** How many virtqueues and the largest size each may have. */
+  readonly queueMaxSizes: readonly number[];
+  /** Device-specific feature bits offered (the transport adds VERSION_1, RING_INDIRECT_DESC, RING_EVENT_IDX). */
+  readonly deviceFeatures: bigint;
+  /** Bytes of device-specific configuration space. */
+  readonly configSize: number;
+  readConfig(offset: number, size: 1 | 2 | 4): number;
+  writeConfig(offset: number, size: 1 | 2 | 4, value: number): void;
+  /** The driver set DRIVER_OK (or the state was restored with it set): start using the queues. */
+  activate(context: VirtioContext): void;
+  /** Device reset (status written 0, or machine reset): forget queues, return to power-on state. */
+  reset(): void;
+  /** The driver notified queue `index`: process what it made available. */
+  notify(index: number): void;
+  /** Main thread: host-side input may be pending (a tap fd or stdin became readable). Optional. */
+  pollHost?(): void;
+}
