@@ -9,6 +9,7 @@ class FakeMachine implements MachineControl {
   exit(status: number, reason: string): void { this.exits.push({ status, reason }); }
   reset(): void { throw new Error('unexpected reset'); }
   powerOff(): void { throw new Error('unexpected power-off'); }
+  suspend(): void { throw new Error('unexpected suspend'); }
 }
 
 function setup() {

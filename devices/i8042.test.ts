@@ -20,6 +20,7 @@ class RecordingMachine implements MachineControl {
   exit(): void { throw new Error('unexpected exit'); }
   reset(reason: string): void { this.resets.push(reason); }
   powerOff(): void { throw new Error('unexpected power-off'); }
+  suspend(): void { throw new Error('unexpected suspend'); }
 }
 
 function machine() {

@@ -23,7 +23,7 @@ function typical(): SavedMachineConfig {
       debugExit: { iobase: 0xf4, iosize: 4 },
       noReboot: false,
       timeoutMs: null,
-      startPaused: false,
+      startPaused: false, virtio: [], acpi: true,
     },
     ram: { kind: 'file', size, offset: 0, share: true, hugetlb: false, hugetlbSize: 0, path: '/dev/shm/a', fd: 12 },
   };

@@ -103,7 +103,16 @@ export function configDifferences(saved: SavedMachineConfig, current: SavedMachi
     blocking.push(`device list differs: checkpoint has ${exitText(a.debugExit)}, this VM has ${exitText(b.debugExit)}`);
   }
 
+  // The PCI devices: the same kinds in the same slots (device state sections follow the same order).
+  const virtioText = (c: typeof a) => c.virtio.map((v, i) => `${v.kind}${v.kind === 'blk' && v.readOnly ? ' (read-only)' : ''} in slot ${i}`).join(', ') || 'no virtio devices';
+  if (virtioText(a) !== virtioText(b)) blocking.push(`virtio devices differ: checkpoint has ${virtioText(a)}, this VM has ${virtioText(b)}`);
+  differs(blocking, 'ACPI', a.acpi ? 'on' : 'off', b.acpi ? 'on' : 'off');
+
   // Informative.
+  for (const [i, v] of a.virtio.entries()) {
+    const w = b.virtio[i];
+    if (w && w.kind === v.kind && canonical(v) !== canonical(w)) informative.push(`virtio device ${i} options differ: checkpoint ${canonical(v)}, this VM ${canonical(w)}`);
+  }
   if (canonical(a.boot) !== canonical(b.boot)) {
     informative.push(`boot configuration differs (not used by a restore): checkpoint ${canonical(a.boot)}, this VM ${canonical(b.boot)}`);
   }

@@ -1,6 +1,6 @@
 // Test support for the config tests: a seeded generator of machine configurations and RAM backend records that
 // covers every kind, every optional property present and absent, and awkward strings. Not used outside tests.
-import type { MachineConfig, BootConfig } from '../../src/machine/config.js';
+import type { VirtioDeviceConfig, MachineConfig, BootConfig } from '../../src/machine/config.js';
 import type { BackendSpec } from '../../src/memory/backends.js';
 import type { BackendRecord } from '../../src/memory/backend.js';
 import type { CharSpec } from '../../src/chardev/spec.js';
@@ -88,6 +88,16 @@ export function randomRamRecord(r: Random, size: number): BackendRecord {
   };
 }
 
+function randomVirtio(r: Random, i: number): VirtioDeviceConfig {
+  const id = `dev${i}-${randomText(r, 2)}`;
+  switch (r.pick(['blk', 'net', 'rng', 'console'] as const)) {
+    case 'blk': return { kind: 'blk', id, path: `/images/${randomText(r, 3)}.img`, readOnly: r.chance(), serial: r.chance() ? null : `S${r.int(0, 99999)}` };
+    case 'net': return { kind: 'net', id, ifname: `tap${r.int(0, 99)}`, mac: `52:54:00:12:34:${r.int(0, 255).toString(16).padStart(2, '0')}` };
+    case 'rng': return { kind: 'rng', id };
+    case 'console': return { kind: 'console', id, output: randomCharSpec(r) };
+  }
+}
+
 export function randomSaved(r: Random): SavedMachineConfig {
   const size = r.int(1, 2 ** 23) * 8192;   // up to 64 GiB, QEMU's 8 KiB granularity
   const ports = new Set<number>();
@@ -109,6 +119,8 @@ export function randomSaved(r: Random): SavedMachineConfig {
     noReboot: r.chance(),
     timeoutMs: r.chance() ? null : r.int(0, 2 ** 40),
     startPaused: r.chance(),
+    acpi: r.chance(),
+    virtio: Array.from({ length: r.int(0, 4) }, (_, i) => randomVirtio(r, i)),
   };
   return { config, ram: randomRamRecord(r, size) };
 }

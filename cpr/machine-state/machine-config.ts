@@ -12,7 +12,7 @@
 import {
   u8, u16, u32, u64, i32, bool, str, struct, structArray, newRecord, clearRecord, type Descriptor, type StateOf, type StringFieldName,
 } from '../vmstate.js';
-import type { MachineConfig, BootConfig, DebugconConfig } from '../../src/machine/config.js';
+import type { MachineConfig, BootConfig, DebugconConfig, VirtioDeviceConfig } from '../../src/machine/config.js';
 import type { MemoryConfig } from '../../src/memory/config.js';
 import type { BackendSpec } from '../../src/memory/backends.js';
 import type { BackendRecord, BackendKind } from '../../src/memory/backend.js';
@@ -31,6 +31,8 @@ const CMDLINE_MAX = 16 * 1024;
 export const MAX_SERIAL = 4;
 /** isa-debugcon devices a record holds. */
 export const MAX_DEBUGCON = 16;
+/** Most virtio-pci devices a configuration may have. */
+export const MAX_VIRTIO = 32;
 
 export const BACKEND_KINDS: readonly BackendKind[] = ['anon', 'memfd', 'file', 'devdax'];
 export const CPU_MODELS: readonly CpuidPolicy[] = ['host', 'pvm-safe'];
@@ -88,6 +90,17 @@ export const debugExitConfigDescriptor = {
   fields: [bool('present'), u16('iobase'), u8('iosize')],
 } as const satisfies Descriptor;
 
+/** A virtio-pci device (VirtioDeviceConfig): which fields matter depends on `kind`. */
+export const virtioDeviceConfigDescriptor = {
+  name: 'virtio-device-config', version: 1, minVersion: 1, subsections: [],
+  fields: [
+    ...str('kind', WORD_MAX), ...str('id', NAME_MAX),
+    ...str('path', PATH_MAX), bool('readOnly'), bool('hasSerial'), ...str('serial', NAME_MAX),   // blk
+    ...str('ifname', NAME_MAX), ...str('mac', WORD_MAX),                                         // net
+    struct('output', charSpecDescriptor),                                                       // console
+  ],
+} as const satisfies Descriptor;
+
 /** BackendRecord: what a new process needs to map the same RAM again. */
 export const ramBackendRecordDescriptor = {
   name: 'ram-backend', version: 1, minVersion: 1, subsections: [],
@@ -114,6 +127,8 @@ export const machineConfigDescriptor = {
     bool('hasTimeout'), u64('timeoutMs'),
     bool('startPaused'),
     struct('ramBackend', ramBackendRecordDescriptor),
+    bool('acpi'),
+    u32('virtioCount'), structArray('virtio', virtioDeviceConfigDescriptor, MAX_VIRTIO, { lengthField: 'virtioCount' }),
   ],
 } as const satisfies Descriptor;
 
@@ -125,6 +140,7 @@ type BootRecord = StateOf<typeof bootConfigDescriptor>;
 type DebugconRecord = StateOf<typeof debugconConfigDescriptor>;
 type DebugExitRecord = StateOf<typeof debugExitConfigDescriptor>;
 type RamBackendRecord = StateOf<typeof ramBackendRecordDescriptor>;
+type VirtioRecord = StateOf<typeof virtioDeviceConfigDescriptor>;
 
 /** What the CONFIG section holds: the configuration and the RAM it mapped. */
 export interface SavedMachineConfig {
@@ -183,7 +199,39 @@ export function machineConfigToRecord(config: MachineConfig, ram: BackendRecord,
   if (config.timeoutMs !== null) r.timeoutMs = toU64(config.timeoutMs, 'config timeoutMs');
   r.startPaused = flag(config.startPaused, 'config startPaused');
   ramBackendToRecord(ram, r.ramBackend);
+  r.acpi = flag(config.acpi, 'config acpi');
+  if (config.virtio.length > MAX_VIRTIO) throw new RangeError(`config virtio: ${config.virtio.length} devices, at most ${MAX_VIRTIO}`);
+  r.virtioCount = config.virtio.length;
+  config.virtio.forEach((v, i) => virtioToRecord(v, r.virtio[i], `config virtio[${i}]`));
   return r;
+}
+
+const VIRTIO_KINDS = ['blk', 'net', 'rng', 'console'] as const;
+
+function virtioToRecord(v: VirtioDeviceConfig, r: VirtioRecord, what: string): void {
+  setText(r, 'kind', oneOf(v.kind, VIRTIO_KINDS, `${what} kind`), `${what} kind`);
+  setText(r, 'id', v.id, `${what} id`);
+  switch (v.kind) {
+    case 'blk':
+      setText(r, 'path', v.path, `${what} path`);
+      r.readOnly = flag(v.readOnly, `${what} readOnly`);
+      if ((r.hasSerial = v.serial !== null)) setText(r, 'serial', v.serial!, `${what} serial`);
+      break;
+    case 'net': setText(r, 'ifname', v.ifname, `${what} ifname`); setText(r, 'mac', v.mac, `${what} mac`); break;
+    case 'console': charSpecToRecord(v.output, r.output, `${what} output`); break;
+    case 'rng': break;
+  }
+}
+
+function recordToVirtio(r: VirtioRecord, what: string): VirtioDeviceConfig {
+  const kind = oneOf(getText(r, 'kind', `${what} kind`), VIRTIO_KINDS, `${what} kind`);
+  const id = getText(r, 'id', `${what} id`);
+  switch (kind) {
+    case 'blk': return { kind, id, path: getText(r, 'path', `${what} path`), readOnly: r.readOnly, serial: r.hasSerial ? getText(r, 'serial', `${what} serial`) : null };
+    case 'net': return { kind, id, ifname: getText(r, 'ifname', `${what} ifname`), mac: getText(r, 'mac', `${what} mac`) };
+    case 'console': return { kind, id, output: recordToCharSpec(r.output, `${what} output`) };
+    case 'rng': return { kind, id };
+  }
 }
 
 function charSpecToRecord(s: CharSpec, r: CharSpecRecord, what: string): void {
@@ -283,6 +331,8 @@ export function recordToMachineConfig(r: MachineConfigRecord): SavedMachineConfi
     noReboot: r.noReboot,
     timeoutMs: r.hasTimeout ? fromU64(r.timeoutMs, 'config record timeoutMs') : null,
     startPaused: r.startPaused,
+    acpi: r.acpi,
+    virtio: r.virtio.slice(0, checkedCount(r.virtioCount, MAX_VIRTIO, 'config record virtio')).map((v, i) => recordToVirtio(v, `config record virtio[${i}]`)),
   };
   return { config, ram: recordToRamBackend(r.ramBackend) };
 }

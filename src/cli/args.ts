@@ -24,6 +24,8 @@ export interface RunArgs {
   serial: string[];
   debugcon: string[];
   chardev: string[];
+  drive: string[];
+  netdev: string[];
   device: string[];
   qmp: string[];
   incoming: string[];
@@ -55,8 +57,10 @@ const FLAGS: Record<string, FlagSpec> = {
   'append': { kind: 'value', key: 'append', arg: 'CMDLINE', help: 'kernel command line' },
   'serial': { kind: 'list', key: 'serial', arg: 'DEV', help: 'stdio | file:PATH | unix:PATH[,server,wait=off] | null | none' },
   'debugcon': { kind: 'list', key: 'debugcon', arg: 'DEV', help: 'isa-debugcon on port 0xe9 to DEV (as -serial)' },
+  'drive': { kind: 'list', key: 'drive', arg: 'OPTS', help: 'file=PATH,if=none,id=ID,format=raw[,readonly=on] (or if=virtio)' },
+  'netdev': { kind: 'list', key: 'netdev', arg: 'OPTS', help: 'tap,id=ID,ifname=NAME,script=no,downscript=no' },
   'chardev': { kind: 'list', key: 'chardev', arg: 'OPTS', help: 'backend,id=ID[,path=…] for -device …,chardev=ID' },
-  'device': { kind: 'list', key: 'device', arg: 'DRIVER', help: 'isa-debug-exit[,iobase=,iosize=] | isa-debugcon,chardev=ID' },
+  'device': { kind: 'list', key: 'device', arg: 'DRIVER', help: 'isa-debug-exit | isa-debugcon | loader | virtio-blk-pci | virtio-net-pci | virtio-rng-pci | virtconsole' },
   'qmp': { kind: 'list', key: 'qmp', arg: 'DEV', help: 'QMP monitor: unix:PATH,server=on,wait=off (socket mode 0600)' },
   'incoming': { kind: 'list', key: 'incoming', arg: 'URI', help: 'receive a checkpoint: defer | file:PATH | a cpr channel (JSON)' },
   'no-reboot': { kind: 'flag', key: 'noReboot', help: 'a guest reset ends tsvmm (status 0) instead of rebooting' },
@@ -76,7 +80,7 @@ const FLAGS: Record<string, FlagSpec> = {
 
 export function emptyArgs(): RunArgs {
   return {
-    machine: [], objects: [], memPrealloc: false, serial: [], debugcon: [], chardev: [], device: [], qmp: [], incoming: [],
+    machine: [], objects: [], memPrealloc: false, serial: [], debugcon: [], chardev: [], drive: [], netdev: [], device: [], qmp: [], incoming: [],
     noReboot: false, noShutdown: false, startPaused: false, demo: false, ignored: [],
   };
 }

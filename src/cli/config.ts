@@ -5,7 +5,7 @@ import { UsageError, type RunArgs } from './args.js';
 import { parseSmp } from './smp.js';
 import { parseMemoryOptions } from '../memory/config.js';
 import { parseCharSpec, charSpecFromChardev, CharSpecError, type CharSpec } from '../chardev/index.js';
-import { type BootConfig, type DebugconConfig, type MachineConfig } from '../machine/config.js';
+import { type VirtioDeviceConfig, type BootConfig, type DebugconConfig, type MachineConfig } from '../machine/config.js';
 import type { CpuMode } from '../boot/cpu-modes.js';
 import type { CpuidPolicy } from '../../kvm/cpuid.js';
 
@@ -28,7 +28,7 @@ function wrap<T>(fn: () => T): T {
 function parseMachine(values: readonly string[]): void {
   for (const text of values) {
     const opts = parseQemuOpts(text, { option: '-machine', impliedKey: 'type' });
-    opts.checkKnown(['type', 'memory-backend', 'accel', 'kernel-irqchip']);
+    opts.checkKnown(['type', 'memory-backend', 'accel', 'kernel-irqchip', 'acpi']);
     const type = opts.implied;
     if (type !== undefined && !MACHINE_TYPES.has(type)) throw new UsageError(`-machine: type '${type}' is not supported (tsvmm emulates a PC: use pc)`);
     if (opts.has('accel') && opts.string('accel') !== 'kvm') throw new UsageError(`-machine: accel=${opts.string('accel')}: only kvm is supported`);
@@ -36,6 +36,16 @@ function parseMachine(values: readonly string[]): void {
       throw new UsageError('-machine: kernel-irqchip=off is not supported (tsvmm uses the in-kernel irqchip)');
     }
   }
+}
+
+/** -machine acpi=on|off (on unless turned off). */
+function acpiWanted(values: readonly string[]): boolean {
+  let acpi = true;
+  for (const text of values) {
+    const opts = parseQemuOpts(text, { option: '-machine', impliedKey: 'type' });
+    if (opts.has('acpi')) acpi = opts.bool('acpi', true);
+  }
+  return acpi;
 }
 
 function number(opts: QemuOpts, key: string, fallback?: number): number | undefined {
@@ -48,10 +58,68 @@ function number(opts: QemuOpts, key: string, fallback?: number): number | undefi
   return value;
 }
 
-interface Devices { debugExit: MachineConfig['debugExit']; debugcon: DebugconConfig[]; loader: BootConfig | null }
+interface Devices { debugExit: MachineConfig['debugExit']; debugcon: DebugconConfig[]; loader: BootConfig | null; virtio: VirtioDeviceConfig[] }
+
+interface Drive { path: string; readOnly: boolean; used: boolean }
+interface Netdev { ifname: string; used: boolean }
+
+/** `-drive file=…,if=none,id=…,format=raw[,readonly=on]`; if=virtio drives become virtio-blk devices directly. */
+function parseDrives(values: readonly string[]): { drives: Map<string, Drive>; implicit: VirtioDeviceConfig[] } {
+  const drives = new Map<string, Drive>();
+  const implicit: VirtioDeviceConfig[] = [];
+  values.forEach((text, n) => {
+    const opts = parseQemuOpts(text, { option: '-drive', impliedKey: 'file' });
+    opts.checkKnown(['file', 'if', 'id', 'format', 'readonly', 'cache', 'aio', 'discard', 'media']);
+    if (!opts.has('file')) throw new UsageError(`-drive '${text}': needs file=PATH`);
+    const format = opts.string('format', 'raw');
+    if (format !== 'raw') throw new UsageError(`-drive: format=${format} is not supported (tsvmm reads raw images)`);
+    const iface = opts.string('if', 'none');
+    const drive = { path: opts.string('file'), readOnly: opts.bool('readonly', false), used: false };
+    if (iface === 'virtio') {
+      implicit.push({ kind: 'blk', id: opts.string('id', `virtio-disk${n}`), path: drive.path, readOnly: drive.readOnly, serial: null });
+    } else if (iface === 'none') {
+      if (!opts.has('id')) throw new UsageError(`-drive ${drive.path}: if=none needs id=NAME (for -device virtio-blk-pci,drive=NAME)`);
+      const id = opts.string('id');
+      if (drives.has(id)) throw new UsageError(`-drive: id '${id}' is defined twice`);
+      drives.set(id, drive);
+    } else {
+      throw new UsageError(`-drive: if=${iface} is not supported (use if=none with -device virtio-blk-pci, or if=virtio)`);
+    }
+  });
+  return { drives, implicit };
+}
+
+/** `-netdev tap,id=…,ifname=…[,script=no,downscript=no]`. */
+function parseNetdevs(values: readonly string[]): Map<string, Netdev> {
+  const map = new Map<string, Netdev>();
+  for (const text of values) {
+    const opts = parseQemuOpts(text, { option: '-netdev', impliedKey: 'type' });
+    if (opts.implied !== 'tap') throw new UsageError(`-netdev ${opts.implied ?? text}: only tap is supported`);
+    opts.checkKnown(['type', 'id', 'ifname', 'script', 'downscript', 'vhost', 'queues']);
+    if (!opts.has('id') || !opts.has('ifname')) throw new UsageError('-netdev tap: needs id=NAME and ifname=TAP');
+    for (const key of ['script', 'downscript']) {
+      if (opts.has(key) && opts.string(key) !== 'no') throw new UsageError(`-netdev tap: ${key}= is not supported (use ${key}=no and set the tap up yourself)`);
+    }
+    if (opts.has('vhost') && opts.bool('vhost', false)) throw new UsageError('-netdev tap: vhost=on is not supported');
+    const id = opts.string('id');
+    if (map.has(id)) throw new UsageError(`-netdev: id '${id}' is defined twice`);
+    map.set(id, { ifname: opts.string('ifname'), used: false });
+  }
+  return map;
+}
+
+const MAC = /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i;
 
 function parseDevices(args: RunArgs, chardevs: Map<string, CharSpec>): Devices {
-  const out: Devices = { debugExit: null, debugcon: [], loader: null };
+  const { drives, implicit } = parseDrives(args.drive);
+  const netdevs = parseNetdevs(args.netdev);
+  const out: Devices = { debugExit: null, debugcon: [], loader: null, virtio: [...implicit] };
+  const virtioId = (opts: QemuOpts, kind: string) => opts.string('id', `${kind}${out.virtio.length}`);
+  // Accepted for QEMU compatibility: tsvmm's virtio devices are modern-only and PCI placement is automatic.
+  const pciCompat = ['driver', 'id', 'disable-legacy', 'disable-modern', 'addr', 'bus', 'vectors', 'romfile'];
+  const checkModern = (opts: QemuOpts) => {
+    if (opts.has('disable-modern') && opts.bool('disable-modern', false)) throw new UsageError(`${opts.label}: disable-modern=on: tsvmm's virtio devices are modern (virtio 1.x) only`);
+  };
   const used = new Set<string>();
   const chardev = (opts: QemuOpts): CharSpec => {
     const id = opts.string('chardev');
@@ -91,14 +159,58 @@ function parseDevices(args: RunArgs, chardevs: Map<string, CharSpec>): Devices {
         out.loader = { kind: 'flat', path: opts.string('file'), loadAddress: number(opts, 'addr')!, entry: number(opts, 'entry'), mode: mode as CpuMode };
         break;
       }
+      case 'virtio-blk-pci': {
+        opts.checkKnown([...pciCompat, 'drive', 'serial', 'num-queues', 'queue-size']);
+        checkModern(opts);
+        const name = opts.string('drive', '');
+        const drive = drives.get(name);
+        if (!drive) throw new UsageError(`-device virtio-blk-pci: drive '${name}' is not defined (add -drive file=…,if=none,id=${name || 'NAME'},format=raw)`);
+        if (drive.used) throw new UsageError(`-device virtio-blk-pci: drive '${name}' is already used`);
+        drive.used = true;
+        const serial = opts.has('serial') ? opts.string('serial') : null;
+        if (serial !== null && serial.length > 20) throw new UsageError('-device virtio-blk-pci: serial is longer than 20 characters');
+        out.virtio.push({ kind: 'blk', id: virtioId(opts, 'virtio-blk'), path: drive.path, readOnly: drive.readOnly, serial });
+        break;
+      }
+      case 'virtio-net-pci': {
+        opts.checkKnown([...pciCompat, 'netdev', 'mac', 'mq']);
+        checkModern(opts);
+        const name = opts.string('netdev', '');
+        const netdev = netdevs.get(name);
+        if (!netdev) throw new UsageError(`-device virtio-net-pci: netdev '${name}' is not defined (add -netdev tap,id=${name || 'NAME'},ifname=TAP,script=no,downscript=no)`);
+        if (netdev.used) throw new UsageError(`-device virtio-net-pci: netdev '${name}' is already used`);
+        netdev.used = true;
+        // QEMU's default MACs start 52:54:00:12:34:56 and count up.
+        const mac = opts.string('mac', `52:54:00:12:34:${(0x56 + out.virtio.filter(v => v.kind === 'net').length).toString(16).padStart(2, '0')}`);
+        if (!MAC.test(mac)) throw new UsageError(`-device virtio-net-pci: mac=${mac} is not a MAC address`);
+        out.virtio.push({ kind: 'net', id: virtioId(opts, 'virtio-net'), ifname: netdev.ifname, mac: mac.toLowerCase() });
+        break;
+      }
+      case 'virtio-rng-pci':
+        opts.checkKnown([...pciCompat, 'rng', 'max-bytes', 'period']);
+        checkModern(opts);
+        out.virtio.push({ kind: 'rng', id: virtioId(opts, 'virtio-rng') });
+        break;
+      case 'virtio-serial-pci':
+        // QEMU's container for virtconsole ports: tsvmm's virtconsole is a device of its own.
+        opts.checkKnown([...pciCompat, 'max_ports']);
+        break;
+      case 'virtconsole':
+        opts.checkKnown(['driver', 'id', 'chardev', 'name', 'nr', 'bus']);
+        out.virtio.push({ kind: 'console', id: virtioId(opts, 'virtio-console'), output: chardev(opts) });
+        break;
       case undefined:
         throw new UsageError(`-device '${text}': no driver name`);
       default:
-        throw new UsageError(`-device ${opts.implied}: unknown device (tsvmm has isa-debug-exit, isa-debugcon, loader)`);
+        throw new UsageError(`-device ${opts.implied}: unknown device (tsvmm has isa-debug-exit, isa-debugcon, loader, virtio-blk-pci, virtio-net-pci, virtio-rng-pci, virtconsole)`);
     }
   }
   const unused = [...chardevs.keys()].filter(id => !used.has(id));
   if (unused.length) throw new UsageError(`-chardev ${unused[0]}: defined but no device uses it`);
+  const unusedDrive = [...drives].find(([, d]) => !d.used);
+  if (unusedDrive) throw new UsageError(`-drive ${unusedDrive[0]}: defined but no device uses it`);
+  const unusedNet = [...netdevs].find(([, n]) => !n.used);
+  if (unusedNet) throw new UsageError(`-netdev ${unusedNet[0]}: defined but no device uses it`);
   return out;
 }
 
@@ -154,6 +266,8 @@ export function machineConfigFromArgs(args: RunArgs, extra: { demoKernel?: strin
       serial,
       debugcon,
       debugExit: devices.debugExit,
+      virtio: devices.virtio,
+      acpi: acpiWanted(args.machine),
       noReboot: args.noReboot,
       timeoutMs: args.timeoutSeconds === undefined ? null : Math.round(args.timeoutSeconds * 1000),
       startPaused: args.startPaused,

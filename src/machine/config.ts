@@ -13,6 +13,13 @@ export type BootConfig =
 
 export interface DebugconConfig { output: CharSpec; iobase: number; timestamps: boolean }
 
+/** A virtio-pci device (`-device virtio-*-pci` with its `-drive`/`-netdev`/`-chardev`). */
+export type VirtioDeviceConfig =
+  | { kind: 'blk'; id: string; path: string; readOnly: boolean; serial: string | null }
+  | { kind: 'net'; id: string; ifname: string; mac: string }
+  | { kind: 'rng'; id: string }
+  | { kind: 'console'; id: string; output: CharSpec };
+
 export interface MachineConfig {
   name: string;
   memory: MemoryConfig;
@@ -23,6 +30,10 @@ export interface MachineConfig {
   serial: CharSpec[];
   debugcon: DebugconConfig[];
   debugExit: { iobase: number; iosize: number } | null;
+  /** virtio-pci devices in PCI slot order. */
+  virtio: VirtioDeviceConfig[];
+  /** ACPI tables and the ACPI power-management block (-machine acpi=on|off; on by default). */
+  acpi: boolean;
   noReboot: boolean;
   timeoutMs: number | null;
   startPaused: boolean;

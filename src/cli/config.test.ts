@@ -1,0 +1,43 @@
+// The meaning of tsvmm run's options: what a QEMU user types becomes the machine they expect, and every mistake is
+// one line naming the option.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { parseRunArgs, UsageError } from './args.js';
+import { machineConfigFromArgs } from './config.js';
+
+const config = (...argv: string[]) => machineConfigFromArgs(parseRunArgs(argv));
+
+test('config: virtio devices take their back ends from -drive, -netdev and -chardev, in command-line order', () => {
+  const c = config(
+    '-drive', 'file=/img/a.raw,if=none,id=d0,format=raw,readonly=on', '-device', 'virtio-blk-pci,drive=d0,serial=disk-a',
+    '-netdev', 'tap,id=n0,ifname=tap7,script=no,downscript=no', '-device', 'virtio-net-pci,netdev=n0,mac=52:54:00:AA:BB:CC',
+    '-device', 'virtio-rng-pci,disable-legacy=on',
+    '-chardev', 'file,id=c0,path=/tmp/hvc0', '-device', 'virtio-serial-pci', '-device', 'virtconsole,chardev=c0',
+  );
+  assert.equal(c.virtio.map(v => v.kind), ['blk', 'net', 'rng', 'console']);
+  assert.equal(c.virtio[0], { kind: 'blk', id: 'virtio-blk0', path: '/img/a.raw', readOnly: true, serial: 'disk-a' });
+  assert.equal(c.virtio[1], { kind: 'net', id: 'virtio-net1', ifname: 'tap7', mac: '52:54:00:aa:bb:cc' });
+  assert.equal(c.virtio[3], { kind: 'console', id: 'virtio-console3', output: { kind: 'file', path: '/tmp/hvc0', append: false } });
+  assert.is(c.acpi, true);
+});
+
+test('config: -drive if=virtio is a virtio-blk device of its own', () => {
+  assert.equal(config('-drive', 'file=x.img,if=virtio,format=raw').virtio, [{ kind: 'blk', id: 'virtio-disk0', path: 'x.img', readOnly: false, serial: null }]);
+});
+
+test('config: mistakes in virtio options are one line naming them', () => {
+  const refused = (argv: string[], pattern: RegExp) => assert.throws(() => config(...argv), (e: Error) => e instanceof UsageError && pattern.test(e.message));
+  refused(['-device', 'virtio-blk-pci,drive=missing'], /drive 'missing' is not defined/);
+  refused(['-drive', 'file=a,if=none,id=d0,format=qcow2'], /format=qcow2 is not supported/);
+  refused(['-drive', 'file=a,if=none,id=d0'], /-drive d0: defined but no device uses it/);
+  refused(['-netdev', 'user,id=n0'], /only tap is supported/);
+  refused(['-netdev', 'tap,id=n0,ifname=t0,script=/etc/qemu-ifup', '-device', 'virtio-net-pci,netdev=n0'], /script= is not supported/);
+  refused(['-netdev', 'tap,id=n0,ifname=t0', '-device', 'virtio-net-pci,netdev=n0,mac=nonsense'], /mac=nonsense is not a MAC address/);
+  refused(['-device', 'virtio-rng-pci,disable-modern=on'], /modern \(virtio 1.x\) only/);
+});
+
+test('config: -machine acpi=off turns ACPI off', () => {
+  assert.is(config('-machine', 'pc,acpi=off').acpi, false);
+});
+
+test.run();
