@@ -11,6 +11,7 @@ import { startupMark, reportStartup } from './startup-trace.js';
 const USAGE = `usage: tsvmm run [options]      boot a guest (see tsvmm run --help)
        tsvmm vmstate dump FILE  print a checkpoint file as JSON
        tsvmm cpr-timings QMP    print the phases of a running tsvmm's last checkpoint/restart
+       tsvmm initramfs -o FILE  build a busybox initramfs (see tsvmm initramfs --help)
        tsvmm --version
 
 Exit status: the guest's isa-debug-exit verdict ((value << 1) | 1), 0 on a clean power-off (or reset with
@@ -188,6 +189,7 @@ async function main(argv: string[]): Promise<void> {
     const status = command === 'run' ? await run(rest)
       : command === 'vmstate' ? await vmstate(rest)
       : command === 'cpr-timings' ? await cprTimings(rest)
+      : command === 'initramfs' ? (await import('../images/initramfs-cli.js')).initramfsMain(rest)
       : command.startsWith('-') ? await run(argv)
       : fail(ExitStatus.usage, `unknown command '${command}'\n${USAGE}`);
     process.exit(status);
