@@ -14,7 +14,7 @@ const run = promisify(execFile);
 
 export type GuestName =
   | 'hello' | 'exit-code' | 'smp' | 'timer' | 'rtc' | 'counter' | 'fwcfg'
-  | 'realmode-hello' | 'longmode-hello' | 'outloop' | 'lm-shim' | 'smp-counter';
+  | 'realmode-hello' | 'longmode-hello' | 'outloop' | 'lm-shim' | 'smp-counter' | 'virtio-probe';
 
 export interface BuiltGuest {
   name: GuestName;
@@ -29,7 +29,8 @@ export interface BuiltGuest {
   mode?: CpuMode;
 }
 
-interface MultibootSpec { kind: 'multiboot'; sources: string[]; aout?: boolean }
+/** `headers`: extra headers the sources include (hashed for the cache, not compiled). */
+interface MultibootSpec { kind: 'multiboot'; sources: string[]; aout?: boolean; headers?: string[] }
 interface FlatSpec { kind: 'flat'; source: string; arch: 'i386' | 'x86_64'; loadAddress: number; mode: CpuMode }
 type GuestSpec = MultibootSpec | FlatSpec;
 
@@ -44,6 +45,11 @@ export const GUESTS: Readonly<Record<GuestName, GuestSpec>> = {
   fwcfg: { kind: 'multiboot', sources: ['fwcfg.c'], aout: true },
   'lm-shim': { kind: 'multiboot', sources: ['lm-shim.c', 'lm-shim-64.S'] },
   'smp-counter': { kind: 'multiboot', sources: ['smp-counter.c', 'smp-trampoline.S'] },
+  'virtio-probe': {
+    kind: 'multiboot',
+    sources: ['virtio-probe.c', 'lib/pci.c', 'lib/virtio.c', 'lib/irq-wait.c', 'lib/irq-wait.S'],
+    headers: ['lib/pci.h', 'lib/virtio.h', 'lib/irq-wait.h'],
+  },
   'realmode-hello': { kind: 'flat', source: 'realmode-hello.S', arch: 'i386', loadAddress: 0x7c00, mode: 'real' },
   'longmode-hello': { kind: 'flat', source: 'longmode-hello.S', arch: 'x86_64', loadAddress: 0x200000, mode: 'long' },
   outloop: { kind: 'flat', source: 'outloop.S', arch: 'i386', loadAddress: 0x7c00, mode: 'real' },
@@ -230,7 +236,7 @@ export async function buildGuest(name: GuestName): Promise<BuiltGuest> {
   const versions = await checkTools();
   const root = repoRoot();
   const srcDir = join(root, 'examples', 'guests');
-  const inputs = spec.kind === 'multiboot' ? [...LIB_INPUTS, ...spec.sources] : [spec.source];
+  const inputs = spec.kind === 'multiboot' ? [...LIB_INPUTS, ...spec.sources, ...(spec.headers ?? [])] : [spec.source];
   const hash = createHash('sha256');
   hash.update(JSON.stringify({ name, spec, CFLAGS, LDFLAGS, versions }));
   for (const input of inputs) {

@@ -3,6 +3,7 @@
 // loaders do the full validation (so a damaged multiboot image is reported by the multiboot loader, precisely).
 import { elfIdent, ELFCLASS32, ELFCLASS64 } from './elf.js';
 import { findMultibootHeader, MultibootError } from './multiboot.js';
+import { findPvhEntry } from './linux/elf-kernel.js';
 
 /** Offset of the Linux boot protocol's "HdrS" signature in a bzImage. */
 export const LINUX_HDRS_OFFSET = 0x202;
@@ -19,10 +20,15 @@ export interface DetectedKernel {
   description: string;
 }
 
-const LOADABLE: Record<KernelKind, boolean> = { multiboot: true, flat: true, bzimage: false, elf64: false, elf32: false };
+// bzImage and ELF64 go to the Linux loaders (src/boot/linux/); an ELF32 only when it has a PVH entry note.
+const LOADABLE: Record<KernelKind, boolean> = { multiboot: true, flat: true, bzimage: true, elf64: true, elf32: false };
 
-function kind(k: KernelKind, description: string): DetectedKernel {
-  return { kind: k, loadable: LOADABLE[k], description };
+function kind(k: KernelKind, description: string, loadable = LOADABLE[k]): DetectedKernel {
+  return { kind: k, loadable, description };
+}
+
+function pvhText(pvh: number | null): string {
+  return pvh === null ? '' : `, PVH entry 0x${pvh.toString(16)}`;
 }
 
 /** Decides the format of a `-kernel` image. Never throws. */
@@ -42,10 +48,13 @@ export function detectKernelFormat(image: Uint8Array): DetectedKernel {
     multibootProblem = e.message;
   }
   const ident = elfIdent(image);
-  if (ident?.elfClass === ELFCLASS64) return kind('elf64', `64-bit ELF (e_machine ${ident.machine})`);
+  if (ident?.elfClass === ELFCLASS64) return kind('elf64', `64-bit ELF (e_machine ${ident.machine}${pvhText(findPvhEntry(image))})`);
   // A multiboot magic that is not part of a valid header (findMultibootHeader threw): most likely a damaged
   // multiboot kernel, ELF32 or not. Say so, and let the multiboot loader give the exact reason.
   if (multibootProblem !== null) return kind('multiboot', `damaged multiboot kernel? ${multibootProblem}`);
-  if (ident?.elfClass === ELFCLASS32) return kind('elf32', `32-bit ELF without a multiboot header (e_machine ${ident.machine})`);
+  if (ident?.elfClass === ELFCLASS32) {
+    const pvh = findPvhEntry(image);
+    return kind('elf32', `32-bit ELF without a multiboot header (e_machine ${ident.machine}${pvh === null ? ', no PVH note' : pvhText(pvh)})`, pvh !== null);
+  }
   return kind('flat', `flat binary (${image.length} bytes, no recognised header)`);
 }
