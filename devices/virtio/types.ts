@@ -44,13 +44,27 @@ export interface VirtQueue {
   readonly index: number;
   readonly size: number;
   /**
-   * The next available chain, or null when the driver has made none available. A malformed chain throws a
-   * VirtqueueError; the transport then marks the device as needing reset (DEVICE_NEEDS_RESET) and the VMM goes on.
+   * The next available chain, or null when the driver has made none available (or the queue is not enabled). A
+   * malformed chain throws a VirtqueueError (devices/virtio/queue.ts); back ends catch it and call
+   * `context.fail(error.message)` (see serveQueue), so the device is marked DEVICE_NEEDS_RESET and the VMM goes on.
+   * With EVENT_IDX, pop() also publishes avail_event (a null result re-arms the driver's kick).
    */
   pop(): DescriptorChain | null;
-  /** Returns a chain to the driver with the number of bytes written into its writable buffers. */
+  /**
+   * Gives the last `count` popped chains back unused (they are not pushed; the next pop() returns them again).
+   * For a back end that took buffers it then could not fill (virtio-net: no frame waiting, or a merged frame that
+   * did not fit).
+   */
+  rewind(count: number): void;
+  /**
+   * Returns a chain to the driver with the number of bytes written into its writable buffers (clamped to
+   * 0..writableBytes). The used element is written before the used index.
+   */
   push(chain: DescriptorChain, written: number): void;
-  /** After pushes: whether the driver wants an interrupt now (VIRTQ_AVAIL_F_NO_INTERRUPT / EVENT_IDX used_event). */
+  /**
+   * After one or more pushes: whether the driver wants an interrupt now (VIRTQ_AVAIL_F_NO_INTERRUPT without
+   * EVENT_IDX, the used_event rule with it). False when nothing was pushed since the last call.
+   */
   needsInterrupt(): boolean;
   /** Reads the chain's readable bytes from `offset` into a new array (bounded by `max`). */
   readFrom(chain: DescriptorChain, offset: number, max: number): Uint8Array;
@@ -83,12 +97,44 @@ export interface VirtioBackend {
   readonly configSize: number;
   readConfig(offset: number, size: 1 | 2 | 4): number;
   writeConfig(offset: number, size: 1 | 2 | 4, value: number): void;
-  /** The driver set DRIVER_OK (or the state was restored with it set): start using the queues. */
+  /**
+   * The driver set DRIVER_OK (or the state was restored with it set): start using the queues. Called on every
+   * instance that will serve the device (one per thread) and again after a restore, so it only keeps the context
+   * and never changes guest-visible or recorded state.
+   */
   activate(context: VirtioContext): void;
-  /** Device reset (status written 0, or machine reset): forget queues, return to power-on state. */
+  /**
+   * Device reset (status written 0, or machine reset): forget the context, return the back end's own record to
+   * power-on state. The transport resets the queue records (resetVirtqueueState).
+   */
   reset(): void;
-  /** The driver notified queue `index`: process what it made available. */
+  /**
+   * The driver notified queue `index`: process what it made available. Never throws for anything the guest did: a
+   * malformed request fails that request (a status byte) or the device (`context.fail`).
+   */
   notify(index: number): void;
-  /** Main thread: host-side input may be pending (a tap fd or stdin became readable). Optional. */
-  pollHost?(): void;
+  /**
+   * A host fd whose readability means host-side input for the device (virtio-net: the tap). The machine watches it
+   * and calls pollHost(). Optional.
+   */
+  readonly hostFd?: number;
+  /**
+   * Main thread: host-side input may be pending (the hostFd became readable). Returns whether the device can take
+   * more now; false means the driver has no room (no receive buffers) — the machine may stop watching hostFd until
+   * the next notify() of the device, so a level-triggered fd does not spin. Optional.
+   */
+  pollHost?(): boolean;
+}
+
+/**
+ * A little-endian read of `size` bytes at `offset` from a device configuration image (the layout of the device's
+ * virtio_*_config struct). Bytes beyond the image read as 0, so any driver access is answered and none throws.
+ */
+export function readConfigImage(image: Uint8Array, offset: number, size: 1 | 2 | 4): number {
+  let value = 0;
+  for (let i = size - 1; i >= 0; i--) {
+    const at = offset + i;
+    value = value * 256 + (at >= 0 && at < image.length ? image[at] : 0);
+  }
+  return value;
 }
