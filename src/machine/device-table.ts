@@ -12,6 +12,7 @@ import { Debugcon, debugconState, resetDebugcon, DEBUGCON_IO_LENGTH } from '../.
 import { DebugExit, debugExitState, resetDebugExit } from '../../devices/debug-exit.js';
 import { Rtc, rtcState, resetRtc, RTC_PORT_BASE, RTC_IRQ, type RtcMemoryConfig } from '../../devices/rtc.js';
 import { I8042, i8042State, resetI8042, I8042_KBD_IRQ, I8042_AUX_IRQ } from '../../devices/i8042.js';
+import { AcpiPm, acpiPmState, resetAcpiPm } from '../../devices/acpi-pm.js';
 import { FwCfg, fwCfgState, resetFwCfg, FW_CFG_IO_BASE, FW_CFG_IO_LENGTH, type FwCfgBlob } from '../../devices/fw-cfg.js';
 
 /** What each kind of device needs to be built; all plain data (it crosses to worker threads). */
@@ -21,7 +22,8 @@ export type DeviceSpec =
   | { kind: 'debug-exit'; id: string; base: number; size: number }
   | { kind: 'rtc'; id: string; memory: RtcMemoryConfig }
   | { kind: 'i8042'; id: string }
-  | { kind: 'fw-cfg'; id: string; content: FwCfgBlob };
+  | { kind: 'fw-cfg'; id: string; content: FwCfgBlob }
+  | { kind: 'acpi-pm'; id: string; base: number; sciIrq: number };
 
 export interface DeviceEntry {
   readonly spec: DeviceSpec;
@@ -57,6 +59,10 @@ export interface MachineDevice {
   pollTimers?(): number | null;
   /** Main thread: host input; returns how many bytes were taken. */
   receive?(bytes: Uint8Array): number;
+  /** ACPI: the power button was pressed (QMP system_powerdown); false if the guest has not enabled it. */
+  powerButton?(): boolean;
+  /** ACPI: the machine is waking the guest from S3. */
+  wake?(reason: 'user' | 'powerButton'): void;
 }
 
 const descriptors: Record<DeviceSpec['kind'], Descriptor> = {
@@ -66,6 +72,7 @@ const descriptors: Record<DeviceSpec['kind'], Descriptor> = {
   'rtc': rtcState,
   'i8042': i8042State,
   'fw-cfg': fwCfgState,
+  'acpi-pm': acpiPmState,
 };
 
 /** Every device descriptor tsvmm has (checkpoint dumps decode device sections with these). */
@@ -140,6 +147,15 @@ export function instantiate(entry: DeviceEntry, arena: StateArena, env: DeviceEn
       return {
         spec, descriptor, state, regions: dev.regions(),
         reset: () => resetI8042(state), restored: () => dev.restored(),
+      };
+    }
+    case 'acpi-pm': {
+      const state = arena.record(acpiPmState, entry.stateOffset);
+      const dev = new AcpiPm(state, { sci: env.irq(spec.sciIrq), clock: env.clock, sleep: env.machine, onScheduleChange: () => env.timersChanged() });
+      return {
+        spec, descriptor, state, regions: dev.regions(spec.base),
+        reset: () => resetAcpiPm(state, env.clock), restored: () => dev.restored(), pollTimers: () => dev.pollTimers(),
+        powerButton: () => dev.powerButton(), wake: reason => dev.wake(reason),
       };
     }
     case 'fw-cfg': {

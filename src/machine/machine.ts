@@ -12,6 +12,7 @@ import { Kvm } from '../../kvm/kvm.js';
 import type { Vm } from '../../kvm/vm.js';
 import type { Vcpu } from '../../kvm/vcpu.js';
 import { cpuidFor } from '../../kvm/cpuid.js';
+import { readWakingVector } from '../boot/acpi/facs.js';
 import { KVM_PIT_SPEAKER_DUMMY, KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, KVM_IRQCHIP_IOAPIC } from '../../kvm/constants.js';
 import type { IrqchipState, PitState2, VcpuState } from '../../kvm/types.js';
 import { getpid, tgkill, SIGUSR2 } from '../sys/libc.js';
@@ -27,6 +28,7 @@ import { irqLines } from './irq-lines.js';
 import { hostClock } from './clock.js';
 import { Doorbell } from './doorbell.js';
 import { readBootImages, loadBoot, type LoadedImages } from './boot.js';
+import { planPlatform, writePlatformTables, COM_PORTS, type Platform } from './platform.js';
 import { buildFwCfg } from './fw-cfg-content.js';
 import { ExitStatus } from './exit-status.js';
 import type { MachineConfig } from './config.js';
@@ -37,8 +39,6 @@ import { vcpuStateDescriptor, type VcpuRecord } from '../../cpr/machine-state/vc
 const IDENTITY_MAP_ADDR = 0xfeffc000;
 const TSS_ADDR = 0xfeffd000;
 
-/** COM1..COM4: base port and IRQ, as on every PC. */
-const COM_PORTS = [[0x3f8, 4], [0x2f8, 3], [0x3e8, 4], [0x2e8, 3]] as const;
 
 /** QEMU's run states (QMP query-status `status`). */
 export type RunState =
@@ -117,6 +117,8 @@ export class Machine {
   /** Each vCPU's own saved state (see pause({ capture })), in memory its thread shares. */
   private readonly vcpuRecords: VcpuRecord[];
   private captureRequest = 0;
+  /** The e820 map, MP/ACPI tables and PM block the guest is told about (set up in create()). */
+  private platform!: Platform;
   private readonly yieldWhenEnding: boolean;
   /** What ended the machine, for QMP and the CLI. */
   private exitStatus: number | null = null;
@@ -188,6 +190,8 @@ export class Machine {
       specs.push({ kind: 'rtc', id: 'rtc', memory: { ramBelow4G: below4G, ramAbove4G: config.memory.size - below4G, cpus: config.cpus } });
       specs.push({ kind: 'i8042', id: 'i8042' });
       specs.push({ kind: 'fw-cfg', id: 'fw-cfg', content: buildFwCfg(config) });
+      const platform = planPlatform(config, ram.regions);
+      if (platform.pm) specs.push({ kind: 'acpi-pm', id: 'acpi-pm', base: platform.pm.base, sciIrq: platform.pm.sciIrq });
       const { arena, entries } = planDevices(specs);
 
       const images = config.boot ? readBootImages(config.boot) : null;
@@ -198,6 +202,7 @@ export class Machine {
       };
       const control = new VcpuControl(config.cpus);
       const machine = new Machine(config, options, kvm, vm, ram, vcpus, control, arena, entries, chardevs, images, powerOn);
+      machine.platform = platform;
       machine.devices = entries.map(e => instantiate(e, arena, machine.deviceEnvironment()));
       machine.resetDevices('power-on');
       machine.spawnWorkers();
@@ -287,8 +292,10 @@ export class Machine {
   /** Writes the guest image into RAM and points the boot vCPU at it. vCPUs must be parked. */
   private bootGuest(): void {
     this.guestReady = true;
+    // The MP and ACPI tables, as firmware leaves them: written at every boot (a guest may reuse the memory).
+    writePlatformTables(this.platform, this.ram.ram);
     if (!this.config.boot || !this.images) return;
-    const boot = loadBoot(this.config.boot, this.images, this.ram.ram, this.ram.regions);
+    const boot = loadBoot(this.config.boot, this.images, this.ram.ram, this.platform);
     const bsp = this.vcpus[0];
     bsp.setSregs({ ...bsp.getSregs(), ...boot.sregs });
     bsp.setRegs({ ...bsp.getRegs(), ...boot.regs });
@@ -459,39 +466,40 @@ export class Machine {
    * power-on, devices as after a reset; RAM untouched) and the boot vCPU starts in real mode at the waking vector
    * the guest left in its FACS — found by `wakingVector` (null: no vector, so the guest boots again).
    */
-  wakeup(wakingVector: (() => number | null) | null = this.wakingVectorSource): void {
+  wakeup(reason: 'user' | 'powerButton' = 'user'): void {
     if (this.state !== 'suspended') throw new Error('guest is not in suspended state');
     for (const chip of this.powerOn.irqchips) this.vm.setIrqchip(chip);
     this.vm.setPit2(this.powerOn.pit);
     this.vcpus.forEach((v, i) => v.setState(this.powerOn.vcpus[i]));
     this.resetDevices('system');
-    const vector = wakingVector?.() ?? null;
-    if (vector !== null && vector > 0 && vector < 0x100000) {
-      // ACPI: the waking vector is entered in real mode with CS = vector >> 4, IP = vector & 0xF.
+    const pm = this.devices.find(d => d.wake);
+    this.lock.with(() => pm?.wake?.(reason));
+    const vector = this.platform.facsAddress === null ? null : readWakingVector(this.ram.ram, this.platform.facsAddress);
+    if (vector?.kind === 'real') {
+      // As firmware does on an S3 resume: the boot CPU enters the waking vector in real mode, CS:IP from the FACS.
       const bsp = this.vcpus[0];
       const sregs = bsp.getSregs();
-      const selector = vector >>> 4;
-      bsp.setSregs({ ...sregs, cs: { ...sregs.cs, selector, base: BigInt(selector << 4) } });
-      bsp.setRegs({ ...bsp.getRegs(), rip: BigInt(vector & 0xf) });
+      bsp.setSregs({ ...sregs, cs: { ...sregs.cs, selector: vector.cs, base: BigInt(vector.cs << 4) } });
+      bsp.setRegs({ ...bsp.getRegs(), rip: BigInt(vector.ip) });
       this.guestReady = true;
     } else {
-      this.guestReady = false; // no vector: boot the guest again
+      if (vector && vector.kind !== 'none') this.log(`S3 resume: ${vector.kind === 'invalid' ? vector.reason : `a ${vector.kind} waking vector is not supported`}; booting again`);
+      this.guestReady = false; // no usable waking vector: the guest boots again
     }
     this.state = 'paused';
     this.emit({ event: 'WAKEUP' });
     this.resume();
   }
 
-  /** Where the guest's S3 waking vector is read from (the ACPI FACS), set by the machine's platform set-up. */
-  private wakingVectorSource: (() => number | null) | null = null;
-
-  setWakingVectorSource(source: () => number | null): void {
-    this.wakingVectorSource = source;
-  }
-
-  /** QMP system_powerdown: the ACPI power button. Without ACPI (yet) the guest cannot see it; the event is sent. */
+  /**
+   * QMP system_powerdown: press the ACPI power button (a suspended guest wakes up first, as hardware does). Without
+   * ACPI, or before the guest enabled the button, nothing reaches the guest; the event is sent either way.
+   */
   powerdown(): void {
     this.emit({ event: 'POWERDOWN' });
+    if (this.state === 'suspended') { this.wakeup('powerButton'); return; }
+    const pm = this.devices.find(d => d.powerButton);
+    this.lock.with(() => pm?.powerButton?.());
   }
 
   private onVcpuEvent(event: VcpuEvent): void {

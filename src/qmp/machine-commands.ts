@@ -66,7 +66,7 @@ export function machineCommands(o: MachineCommandsOptions): { commands: QmpHandl
     system_powerdown: () => { machine.powerdown(); },
     system_wakeup: () => {
       if (machine.runState !== 'suspended') throw new QmpError('GenericError', 'Unable to wake up: guest is not in suspended state');
-      machine.wakeup();
+      machine.wakeup('user');
     },
     'query-cpus-fast': () => machine.vcpuThreadIds().map((tid, i) => ({
       'cpu-index': i, 'qom-path': `/machine/unattached/device[${i}]`, 'thread-id': tid,
