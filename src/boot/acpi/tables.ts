@@ -254,7 +254,9 @@ export function buildFadt(c: FadtConfig): Uint8Array {
   }
   v.setUint32(FADT_OFF_FLAGS, flags >>> 0, true);
   v.setUint8(FADT_OFF_MINOR_REVISION, FADT_MINOR_REVISION);
-  v.setBigUint64(FADT_OFF_X_FIRMWARE_CTRL, BigInt(c.facs), true);
+  // ACPI 6: FIRMWARE_CTRL and X_FIRMWARE_CTRL are exclusive (one must be zero); the FACS is below 4 GiB, so the
+  // 32-bit pointer alone, as QEMU does (with both, Linux lists the FACS twice).
+  v.setBigUint64(FADT_OFF_X_FIRMWARE_CTRL, 0n, true);
   v.setBigUint64(FADT_OFF_X_DSDT, BigInt(c.dsdt), true);
   gas(v, FADT_OFF_X_PM1A_EVT_BLK, c.pm.pm1aEvt, PM1_EVT_LENGTH);
   gas(v, FADT_OFF_X_PM1A_CNT_BLK, c.pm.pm1aCnt, PM1_CNT_LENGTH);
