@@ -1,0 +1,77 @@
+// The I/O thread: builds its own view of the machine over the shared arena — like a vCPU thread (src/vcpu/worker.ts)
+// — and runs the epoll loop over the devices' watches: queue-notification eventfds, host fds the back ends read,
+// and the control eventfd. Handlers run under the machine lock.
+import { parentPort, workerData } from 'node:worker_threads';
+import { gettid } from '../sys/libc.js';
+import { StateArena } from '../../cpr/vmstate.js';
+import { GuestRam } from '../memory/guest-ram.js';
+import { MachineLock } from '../sync/lock.js';
+import { openCharOut } from '../chardev/index.js';
+import { instantiate, type MachineDevice } from '../machine/device-table.js';
+import { irqLines } from '../machine/irq-lines.js';
+import { hostClock } from '../machine/clock.js';
+import { Doorbell } from '../machine/doorbell.js';
+import { MsiRouter } from '../machine/msi-router.js';
+import { IoEventRegistry } from '../machine/ioevent-registry.js';
+import { pciBusFor } from '../machine/pci-devices.js';
+import type { CharOut, MachineControl } from '../bus/types.js';
+import type { IoWatch } from '../bus/pci-types.js';
+import { IoThreadControl } from './control.js';
+import { runIoLoop } from './loop.js';
+import type { IoThreadEvent, IoThreadInit } from './messages.js';
+
+const init = workerData as IoThreadInit;
+const post = (event: IoThreadEvent) => parentPort!.postMessage(event);
+
+const control = new IoThreadControl(init.controlFd, init.control);
+const lock = new MachineLock(init.lock);
+const doorbell = new Doorbell(init.doorbell);
+const ram = new GuestRam(init.ram);
+const arena = new StateArena(init.arena);
+const outputs = new Map<string, CharOut>();
+
+const machine: MachineControl = {
+  exit(status, reason) { post({ type: 'exit', vcpu: -1, status, reason }); },
+  reset(reason) { post({ type: 'reset', vcpu: -1, reason }); },
+  powerOff(reason) { post({ type: 'power-off', vcpu: -1, reason }); },
+  suspend(reason) { post({ type: 'suspend', vcpu: -1, reason }); },
+};
+
+const irq = irqLines(init.vmFd);
+const env = {
+  irq,
+  machine,
+  clock: hostClock,
+  memory: ram,
+  output(name: string): CharOut {
+    let out = outputs.get(name);
+    if (!out) {
+      const transfer = init.outputs[name];
+      if (!transfer) throw new Error(`I/O thread: no output '${name}'`);
+      outputs.set(name, out = openCharOut(transfer));
+    }
+    return out;
+  },
+  timersChanged: () => doorbell.ring(Doorbell.TIMERS),
+  pci: pciBusFor(init.devices, arena, irq),
+  msi: init.msi ? MsiRouter.attach(init.msi) : null,
+  ioEvents: init.ioEvents ? IoEventRegistry.attach(init.ioEvents) : null,
+};
+
+/** The I/O work a device asks for (MachineDevice.ioWatches, optional). */
+const watchesOf = (d: MachineDevice): readonly IoWatch[] => (d as MachineDevice & { ioWatches?: () => readonly IoWatch[] }).ioWatches?.() ?? [];
+
+const watches: IoWatch[] = [];
+for (const entry of init.devices) watches.push(...watchesOf(instantiate(entry, arena, env)));
+
+control.announce(gettid());
+try {
+  runIoLoop({
+    control, lock, watches,
+    onError: (watch, error) => post({ type: 'failure', vcpu: -1, kind: 'vmm-error', report: `I/O thread: ${watch.name} failed: ${(error as Error)?.stack ?? error}` }),
+  });
+} finally {
+  for (const out of outputs.values()) (out as { close?: () => void }).close?.();
+  ram.release();
+  control.exited();
+}
