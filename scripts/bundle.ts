@@ -1,6 +1,6 @@
 // Bundles tsvmm: dist/tsvmm.mjs (the command) loads dist/tsvmm-main.cjs, and dist/tsvmm-vcpu.mjs (a vCPU thread)
-// loads dist/tsvmm-vcpu.cjs, both through V8's code cache (src/cli/code-cache.ts). Run by `npm run build`
-// after tsc has type-checked everything. koffi stays external: it is a native addon loaded from node_modules.
+// loads dist/tsvmm-vcpu.cjs, both through V8's code cache (src/cli/code-cache.ts); dist/tsvmm-io.mjs is the I/O
+// thread. Run by `npm run build` after tsc has type-checked everything. koffi stays external: it is a native addon loaded from node_modules.
 import { build } from 'esbuild';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,4 +33,6 @@ await Promise.all([
   build({ ...cjs, entryPoints: [join(root, 'src/cli/bundle-entry.ts')], outfile: join(root, 'dist/tsvmm-main.cjs') }),
   build({ ...common, entryPoints: [join(root, 'src/vcpu/thread-loader.ts')], outfile: join(root, 'dist/tsvmm-vcpu.mjs'), banner: {} }),
   build({ ...cjs, entryPoints: [join(root, 'src/vcpu/worker.ts')], outfile: join(root, 'dist/tsvmm-vcpu.cjs') }),
+  // The I/O thread starts once per machine with virtio devices, off the start-up path: no code cache.
+  build({ ...common, entryPoints: [join(root, 'src/io/worker.ts')], outfile: join(root, 'dist/tsvmm-io.mjs') }),
 ]);

@@ -23,7 +23,7 @@ function typical(): SavedMachineConfig {
       debugExit: { iobase: 0xf4, iosize: 4 },
       noReboot: false,
       timeoutMs: null,
-      startPaused: false, virtio: [], acpi: true,
+      startPaused: false, virtio: [], acpi: true, pvpanic: null,
     },
     ram: { kind: 'file', size, offset: 0, share: true, hugetlb: false, hugetlbSize: 0, path: '/dev/shm/a', fd: 12 },
   };
@@ -78,6 +78,8 @@ test('config difference: the device set and its ports are named (serial, debugco
     'device list differs: checkpoint has isa-debug-exit at port 0xf4 (size 4), this VM has no isa-debug-exit');
   assert.is(differenceAfter(s => { s.config.debugExit = { iobase: 0x501, iosize: 2 }; }),
     'device list differs: checkpoint has isa-debug-exit at port 0xf4 (size 4), this VM has isa-debug-exit at port 0x501 (size 2)');
+  assert.is(differenceAfter(s => { s.config.pvpanic = { ioport: 0x505 }; }),
+    'device list differs: checkpoint has no pvpanic, this VM has pvpanic at port 0x505');
 });
 
 test('config difference: `none` leaves a COM port out, so it equals having no entry', () => {
@@ -131,6 +133,7 @@ function mustMatch(s: SavedMachineConfig): string {
     c.serial.flatMap((spec, i) => (i < 4 && spec.kind !== 'none' ? [i] : [])),
     c.debugcon.map(d => d.iobase).sort((x, y) => x - y),
     c.debugExit && [c.debugExit.iobase, c.debugExit.iosize],
+    c.pvpanic && c.pvpanic.ioport,
   ]);
 }
 
@@ -150,6 +153,7 @@ function mutate(base: SavedMachineConfig, seed: number): SavedMachineConfig {
     () => { s.config.debugcon = clone(other.config.debugcon); },
     () => { s.config.debugcon = s.config.debugcon.map(d => ({ ...d, timestamps: !d.timestamps })).reverse(); },
     () => { s.config.debugExit = clone(other.config.debugExit); },
+    () => { s.config.pvpanic = clone(other.config.pvpanic); },
     () => { s.config.boot = clone(other.config.boot); s.config.name = other.config.name; },
     () => { s.config.noReboot = other.config.noReboot; s.config.timeoutMs = other.config.timeoutMs; s.config.startPaused = other.config.startPaused; },
   ];

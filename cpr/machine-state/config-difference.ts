@@ -103,6 +103,11 @@ export function configDifferences(saved: SavedMachineConfig, current: SavedMachi
     blocking.push(`device list differs: checkpoint has ${exitText(a.debugExit)}, this VM has ${exitText(b.debugExit)}`);
   }
 
+  const pvpanicText = (p: typeof a.pvpanic) => (p ? `pvpanic at port ${hex(p.ioport)}` : 'no pvpanic');
+  if (pvpanicText(a.pvpanic) !== pvpanicText(b.pvpanic)) {
+    blocking.push(`device list differs: checkpoint has ${pvpanicText(a.pvpanic)}, this VM has ${pvpanicText(b.pvpanic)}`);
+  }
+
   // The PCI devices: the same kinds in the same slots (device state sections follow the same order).
   const virtioText = (c: typeof a) => c.virtio.map((v, i) => `${v.kind}${v.kind === 'blk' && v.readOnly ? ' (read-only)' : ''} in slot ${i}`).join(', ') || 'no virtio devices';
   if (virtioText(a) !== virtioText(b)) blocking.push(`virtio devices differ: checkpoint has ${virtioText(a)}, this VM has ${virtioText(b)}`);

@@ -121,6 +121,7 @@ export function randomSaved(r: Random): SavedMachineConfig {
     startPaused: r.chance(),
     acpi: r.chance(),
     virtio: Array.from({ length: r.int(0, 4) }, (_, i) => randomVirtio(r, i)),
+    pvpanic: r.chance() ? null : { ioport: r.int(0, 0xffff) },
   };
   return { config, ram: randomRamRecord(r, size) };
 }

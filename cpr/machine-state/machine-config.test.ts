@@ -27,7 +27,7 @@ function typical(): SavedMachineConfig {
       debugExit: { iobase: 0xf4, iosize: 4 },
       noReboot: true,
       timeoutMs: null,
-      startPaused: false, virtio: [], acpi: true,
+      startPaused: false, virtio: [], acpi: true, pvpanic: null,
     },
     ram: { kind: 'file', size, offset: 0, share: true, hugetlb: false, hugetlbSize: 0, path: '/dev/shm/vm0', fd: 17 },
   };
@@ -115,7 +115,7 @@ test('machine config: a corrupt record is refused with the field named, never re
 
 test('machine config: the descriptor names every part of the configuration', () => {
   const layout = layoutOf(machineConfigDescriptor);
-  for (const name of ['name', 'memory', 'cpus', 'cpuModel', 'boot', 'serial', 'debugcon', 'debugExit', 'noReboot', 'timeoutMs', 'startPaused', 'ramBackend']) {
+  for (const name of ['name', 'memory', 'cpus', 'cpuModel', 'boot', 'serial', 'debugcon', 'debugExit', 'noReboot', 'timeoutMs', 'startPaused', 'ramBackend', 'pvpanic']) {
     assert.ok(layout.byName.has(name), name);
   }
   const ram = layout.byName.get('ramBackend')!.layout!;

@@ -90,6 +90,12 @@ export const debugExitConfigDescriptor = {
   fields: [bool('present'), u16('iobase'), u8('iosize')],
 } as const satisfies Descriptor;
 
+/** QEMU's pvpanic ISA device (-device pvpanic) or none. */
+export const pvpanicConfigDescriptor = {
+  name: 'pvpanic-config', version: 1, minVersion: 1, subsections: [],
+  fields: [bool('present'), u16('ioport')],
+} as const satisfies Descriptor;
+
 /** A virtio-pci device (VirtioDeviceConfig): which fields matter depends on `kind`. */
 export const virtioDeviceConfigDescriptor = {
   name: 'virtio-device-config', version: 1, minVersion: 1, subsections: [],
@@ -129,6 +135,7 @@ export const machineConfigDescriptor = {
     struct('ramBackend', ramBackendRecordDescriptor),
     bool('acpi'),
     u32('virtioCount'), structArray('virtio', virtioDeviceConfigDescriptor, MAX_VIRTIO, { lengthField: 'virtioCount' }),
+    struct('pvpanic', pvpanicConfigDescriptor),
   ],
 } as const satisfies Descriptor;
 
@@ -203,6 +210,8 @@ export function machineConfigToRecord(config: MachineConfig, ram: BackendRecord,
   if (config.virtio.length > MAX_VIRTIO) throw new RangeError(`config virtio: ${config.virtio.length} devices, at most ${MAX_VIRTIO}`);
   r.virtioCount = config.virtio.length;
   config.virtio.forEach((v, i) => virtioToRecord(v, r.virtio[i], `config virtio[${i}]`));
+  r.pvpanic.present = config.pvpanic !== null;
+  if (config.pvpanic !== null) r.pvpanic.ioport = int(config.pvpanic.ioport, 0xffff, 'config pvpanic ioport');
   return r;
 }
 
@@ -333,6 +342,7 @@ export function recordToMachineConfig(r: MachineConfigRecord): SavedMachineConfi
     startPaused: r.startPaused,
     acpi: r.acpi,
     virtio: r.virtio.slice(0, checkedCount(r.virtioCount, MAX_VIRTIO, 'config record virtio')).map((v, i) => recordToVirtio(v, `config record virtio[${i}]`)),
+    pvpanic: r.pvpanic.present ? { ioport: r.pvpanic.ioport } : null,
   };
   return { config, ram: recordToRamBackend(r.ramBackend) };
 }

@@ -13,7 +13,7 @@ import type { CpuMode } from '../../src/boot/cpu-modes.js';
 const run = promisify(execFile);
 
 export type GuestName =
-  | 'hello' | 'exit-code' | 'smp' | 'timer' | 'rtc' | 'counter' | 'fwcfg'
+  | 'hello' | 'exit-code' | 'smp' | 'timer' | 'rtc' | 'counter' | 'fwcfg' | 'panic'
   | 'realmode-hello' | 'longmode-hello' | 'outloop' | 'lm-shim' | 'smp-counter' | 'virtio-probe';
 
 export interface BuiltGuest {
@@ -43,6 +43,7 @@ export const GUESTS: Readonly<Record<GuestName, GuestSpec>> = {
   rtc: { kind: 'multiboot', sources: ['rtc.c'] },
   counter: { kind: 'multiboot', sources: ['counter.c'] },
   fwcfg: { kind: 'multiboot', sources: ['fwcfg.c'], aout: true },
+  panic: { kind: 'multiboot', sources: ['panic.c'] },
   'lm-shim': { kind: 'multiboot', sources: ['lm-shim.c', 'lm-shim-64.S'] },
   'smp-counter': { kind: 'multiboot', sources: ['smp-counter.c', 'smp-trampoline.S'] },
   'virtio-probe': {

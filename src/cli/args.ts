@@ -60,7 +60,7 @@ const FLAGS: Record<string, FlagSpec> = {
   'drive': { kind: 'list', key: 'drive', arg: 'OPTS', help: 'file=PATH,if=none,id=ID,format=raw[,readonly=on] (or if=virtio)' },
   'netdev': { kind: 'list', key: 'netdev', arg: 'OPTS', help: 'tap,id=ID,ifname=NAME,script=no,downscript=no' },
   'chardev': { kind: 'list', key: 'chardev', arg: 'OPTS', help: 'backend,id=ID[,path=…] for -device …,chardev=ID' },
-  'device': { kind: 'list', key: 'device', arg: 'DRIVER', help: 'isa-debug-exit | isa-debugcon | loader | virtio-blk-pci | virtio-net-pci | virtio-rng-pci | virtconsole' },
+  'device': { kind: 'list', key: 'device', arg: 'DRIVER', help: 'isa-debug-exit | isa-debugcon | pvpanic | loader | virtio-blk-pci | virtio-net-pci | virtio-rng-pci | virtconsole' },
   'qmp': { kind: 'list', key: 'qmp', arg: 'DEV', help: 'QMP monitor: unix:PATH,server=on,wait=off (socket mode 0600)' },
   'incoming': { kind: 'list', key: 'incoming', arg: 'URI', help: 'receive a checkpoint: defer | file:PATH | a cpr channel (JSON)' },
   'no-reboot': { kind: 'flag', key: 'noReboot', help: 'a guest reset ends tsvmm (status 0) instead of rebooting' },

@@ -2,7 +2,9 @@
 // cache: one file loads several times faster than ~140 modules, and start-up sits inside a checkpoint/restart's
 // pause. The vCPU threads run their own bundle beside it.
 import { setVcpuWorkerUrl } from '../vcpu/threads.js';
+import { setIoWorkerUrl } from '../io/thread.js';
 import { runMain } from './main.js';
 
 setVcpuWorkerUrl(new URL('./tsvmm-vcpu.mjs', import.meta.url));
+setIoWorkerUrl(new URL('./tsvmm-io.mjs', import.meta.url));
 void runMain();

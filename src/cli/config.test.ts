@@ -40,4 +40,15 @@ test('config: -machine acpi=off turns ACPI off', () => {
   assert.is(config('-machine', 'pc,acpi=off').acpi, false);
 });
 
+test('config: -device pvpanic adds QEMU\'s pvpanic at port 0x505 (ioport= moves it); it is off by default', () => {
+  assert.is(config().pvpanic, null);
+  assert.equal(config('-device', 'pvpanic').pvpanic, { ioport: 0x505 });
+  assert.equal(config('-device', 'pvpanic,ioport=0x506').pvpanic, { ioport: 0x506 });
+  const refused = (argv: string[], pattern: RegExp) => assert.throws(() => config(...argv), (e: Error) => e instanceof UsageError && pattern.test(e.message));
+  refused(['-device', 'pvpanic', '-device', 'pvpanic'], /pvpanic: given more than once/);
+  refused(['-device', 'pvpanic,ioport=0x10000'], /ioport=0x10000 is outside the I\/O space/);
+  refused(['-device', 'pvpanic,ioport=port'], /ioport=port is not a number/);
+  refused(['-device', 'pvpanic,events=1'], /events/);
+});
+
 test.run();

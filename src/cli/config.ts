@@ -8,6 +8,7 @@ import { parseCharSpec, charSpecFromChardev, CharSpecError, type CharSpec } from
 import { type VirtioDeviceConfig, type BootConfig, type DebugconConfig, type MachineConfig } from '../machine/config.js';
 import type { CpuMode } from '../boot/cpu-modes.js';
 import type { CpuidPolicy } from '../../kvm/cpuid.js';
+import { PVPANIC_DEFAULT_IOPORT } from '../../devices/pvpanic.js';
 
 /** tsvmm's isa-debug-exit defaults: the port every test-guest suite uses (QEMU's own default is 0x501/2). */
 export const DEBUG_EXIT_DEFAULT = { iobase: 0xf4, iosize: 4 };
@@ -58,7 +59,7 @@ function number(opts: QemuOpts, key: string, fallback?: number): number | undefi
   return value;
 }
 
-interface Devices { debugExit: MachineConfig['debugExit']; debugcon: DebugconConfig[]; loader: BootConfig | null; virtio: VirtioDeviceConfig[] }
+interface Devices { debugExit: MachineConfig['debugExit']; pvpanic: MachineConfig['pvpanic']; debugcon: DebugconConfig[]; loader: BootConfig | null; virtio: VirtioDeviceConfig[] }
 
 interface Drive { path: string; readOnly: boolean; used: boolean }
 interface Netdev { ifname: string; used: boolean }
@@ -113,7 +114,7 @@ const MAC = /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i;
 function parseDevices(args: RunArgs, chardevs: Map<string, CharSpec>): Devices {
   const { drives, implicit } = parseDrives(args.drive);
   const netdevs = parseNetdevs(args.netdev);
-  const out: Devices = { debugExit: null, debugcon: [], loader: null, virtio: [...implicit] };
+  const out: Devices = { debugExit: null, pvpanic: null, debugcon: [], loader: null, virtio: [...implicit] };
   const virtioId = (opts: QemuOpts, kind: string) => opts.string('id', `${kind}${out.virtio.length}`);
   // Accepted for QEMU compatibility: tsvmm's virtio devices are modern-only and PCI placement is automatic.
   const pciCompat = ['driver', 'id', 'disable-legacy', 'disable-modern', 'addr', 'bus', 'vectors', 'romfile'];
@@ -140,6 +141,14 @@ function parseDevices(args: RunArgs, chardevs: Map<string, CharSpec>): Devices {
         if (![1, 2, 4].includes(iosize)) throw new UsageError(`-device isa-debug-exit: iosize=${iosize} must be 1, 2 or 4`);
         if (iobase < 0 || iobase + iosize > 0x10000) throw new UsageError(`-device isa-debug-exit: iobase=0x${iobase.toString(16)} is outside the I/O space`);
         out.debugExit = { iobase, iosize };
+        break;
+      }
+      case 'pvpanic': {
+        opts.checkKnown(['driver', 'id', 'ioport']);
+        if (out.pvpanic) throw new UsageError('-device pvpanic: given more than once');
+        const ioport = number(opts, 'ioport', PVPANIC_DEFAULT_IOPORT)!;
+        if (ioport >= 0x10000) throw new UsageError(`-device pvpanic: ioport=0x${ioport.toString(16)} is outside the I/O space`);
+        out.pvpanic = { ioport };
         break;
       }
       case 'isa-debugcon': {
@@ -202,7 +211,7 @@ function parseDevices(args: RunArgs, chardevs: Map<string, CharSpec>): Devices {
       case undefined:
         throw new UsageError(`-device '${text}': no driver name`);
       default:
-        throw new UsageError(`-device ${opts.implied}: unknown device (tsvmm has isa-debug-exit, isa-debugcon, loader, virtio-blk-pci, virtio-net-pci, virtio-rng-pci, virtconsole)`);
+        throw new UsageError(`-device ${opts.implied}: unknown device (tsvmm has isa-debug-exit, isa-debugcon, pvpanic, loader, virtio-blk-pci, virtio-net-pci, virtio-rng-pci, virtconsole)`);
     }
   }
   const unused = [...chardevs.keys()].filter(id => !used.has(id));
@@ -266,6 +275,7 @@ export function machineConfigFromArgs(args: RunArgs, extra: { demoKernel?: strin
       serial,
       debugcon,
       debugExit: devices.debugExit,
+      pvpanic: devices.pvpanic,
       virtio: devices.virtio,
       acpi: acpiWanted(args.machine),
       noReboot: args.noReboot,

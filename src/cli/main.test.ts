@@ -78,7 +78,7 @@ test('cli: an unknown option is refused with status 2 and one line naming it', a
 test('cli: an unknown device is refused with status 2 and the list of devices', async () => {
   const r = await runTsvmm(['run', '-device', 'e1000']);
   assert.is(r.status, ExitStatus.usage);
-  assert.match(r.stderr, /-device e1000: unknown device \(tsvmm has isa-debug-exit, isa-debugcon, loader, virtio-blk-pci, virtio-net-pci, virtio-rng-pci, virtconsole\)/);
+  assert.match(r.stderr, /-device e1000: unknown device \(tsvmm has isa-debug-exit, isa-debugcon, pvpanic, loader, virtio-blk-pci, virtio-net-pci, virtio-rng-pci, virtconsole\)/);
 });
 
 test('cli: a missing kernel file is one clear line and status 4', async () => {

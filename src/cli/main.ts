@@ -198,7 +198,7 @@ async function main(argv: string[]): Promise<void> {
     const err = e as Error;
     // Everything that stops the VM from being set up — /dev/kvm, RAM backend, guest image — is one clear line.
     const setupErrors = ['KvmUnavailableError', 'RamBackendError', 'BootError', 'SysError', 'MultibootError', 'FlatLoadError',
-      'GuestBuildError', 'CheckpointError', 'CprError', 'QmpSpecError', 'VmstateError', 'QmpQueryError'];
+      'GuestBuildError', 'DeviceSetupError', 'LinuxBootError', 'ElfError', 'CheckpointError', 'CprError', 'QmpSpecError', 'VmstateError', 'QmpQueryError'];
     if (setupErrors.includes(err?.name)) fail(ExitStatus.setupFailed, err.message);
     fail(ExitStatus.internalError, `internal error: ${err?.stack ?? String(e)}`);
   }

@@ -56,6 +56,7 @@ const env = {
   pci: pciBusFor(init.devices, arena, irq),
   msi: init.msi ? MsiRouter.attach(init.msi) : null,
   ioEvents: init.ioEvents ? IoEventRegistry.attach(init.ioEvents) : null,
+  log: (line: string) => process.stderr.write(`tsvmm: ${line}\n`),
 };
 
 /** The I/O work a device asks for (MachineDevice.ioWatches, optional). */

@@ -30,6 +30,8 @@ export interface MachineConfig {
   serial: CharSpec[];
   debugcon: DebugconConfig[];
   debugExit: { iobase: number; iosize: number } | null;
+  /** QEMU's pvpanic ISA device (-device pvpanic[,ioport=N]; off unless asked for): a guest panic ends with 126. */
+  pvpanic: { ioport: number } | null;
   /** virtio-pci devices in PCI slot order. */
   virtio: VirtioDeviceConfig[];
   /** ACPI tables and the ACPI power-management block (-machine acpi=on|off; on by default). */

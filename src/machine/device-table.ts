@@ -14,6 +14,14 @@ import { Rtc, rtcState, resetRtc, RTC_PORT_BASE, RTC_IRQ, type RtcMemoryConfig }
 import { I8042, i8042State, resetI8042, I8042_KBD_IRQ, I8042_AUX_IRQ } from '../../devices/i8042.js';
 import { AcpiPm, acpiPmState, resetAcpiPm } from '../../devices/acpi-pm.js';
 import { FwCfg, fwCfgState, resetFwCfg, FW_CFG_IO_BASE, FW_CFG_IO_LENGTH, type FwCfgBlob } from '../../devices/fw-cfg.js';
+import { Pvpanic, pvpanicState, resetPvpanic, PVPANIC_IO_LENGTH } from '../../devices/pvpanic.js';
+import { pciHostState } from '../../devices/pci/host-bridge.js';
+import type { PciBus } from '../../devices/pci/bus.js';
+import type { IoWatch } from '../bus/pci-types.js';
+import { pciHostDevice, virtioPciDevice, type PciHostSpec } from './pci-devices.js';
+import { virtioPciDescriptors, virtioRecord, createVirtioBackend, type VirtioPciSpec } from './virtio-devices.js';
+import type { MsiRouter } from './msi-router.js';
+import type { IoEventRegistry } from './ioevent-registry.js';
 
 /** What each kind of device needs to be built; all plain data (it crosses to worker threads). */
 export type DeviceSpec =
@@ -23,7 +31,10 @@ export type DeviceSpec =
   | { kind: 'rtc'; id: string; memory: RtcMemoryConfig }
   | { kind: 'i8042'; id: string }
   | { kind: 'fw-cfg'; id: string; content: FwCfgBlob }
-  | { kind: 'acpi-pm'; id: string; base: number; sciIrq: number };
+  | { kind: 'acpi-pm'; id: string; base: number; sciIrq: number }
+  | { kind: 'pvpanic'; id: string; port: number }
+  | PciHostSpec
+  | VirtioPciSpec;
 
 export interface DeviceEntry {
   readonly spec: DeviceSpec;
@@ -41,6 +52,12 @@ export interface DeviceEnvironment {
   output(id: string): CharOut;
   /** A device's time-driven work changed: the main thread should poll timers again soon. */
   timersChanged(): void;
+  /** This thread's PCI bus (src/machine/pci-devices.ts pciBusFor), its MSI router and ioeventfd registry. */
+  pci?: PciBus | null;
+  msi?: MsiRouter | null;
+  ioEvents?: IoEventRegistry | null;
+  /** One-line notices (a device the guest broke). */
+  log?: (line: string) => void;
 }
 
 /** A live device in one thread, behind one uniform face. */
@@ -63,9 +80,11 @@ export interface MachineDevice {
   powerButton?(): boolean;
   /** ACPI: the machine is waking the guest from S3. */
   wake?(reason: 'user' | 'powerButton'): void;
+  /** I/O thread: the fds this device's work waits on (queue notifications, a tap). */
+  ioWatches?(): readonly IoWatch[];
 }
 
-const descriptors: Record<DeviceSpec['kind'], Descriptor> = {
+const descriptors: Record<Exclude<DeviceSpec['kind'], 'virtio-pci'>, Descriptor> = {
   'serial': serialState,
   'debugcon': debugconState,
   'debug-exit': debugExitState,
@@ -73,13 +92,21 @@ const descriptors: Record<DeviceSpec['kind'], Descriptor> = {
   'i8042': i8042State,
   'fw-cfg': fwCfgState,
   'acpi-pm': acpiPmState,
+  'pvpanic': pvpanicState,
+  'pci-host': pciHostState,
 };
 
 /** Every device descriptor tsvmm has (checkpoint dumps decode device sections with these). */
-export const deviceDescriptors: readonly Descriptor[] = Object.values(descriptors);
+export const deviceDescriptors: readonly Descriptor[] = [...Object.values(descriptors), ...Object.values(virtioPciDescriptors)];
 
 export function descriptorOf(spec: DeviceSpec): Descriptor {
-  return descriptors[spec.kind];
+  return spec.kind === 'virtio-pci' ? virtioPciDescriptors[spec.backend.type] : descriptors[spec.kind];
+}
+
+/** What a thread must have to build PCI devices. */
+function pciEnvironment(env: DeviceEnvironment, kind: string) {
+  if (!env.pci || !env.msi || !env.ioEvents) throw new Error(`${kind}: this thread has no PCI bus, MSI router or ioeventfd registry`);
+  return { pci: env.pci, msi: env.msi, ioEvents: env.ioEvents, memory: env.memory, log: env.log };
 }
 
 /** Places every device's record in a new arena sized to fit them all. */
@@ -156,6 +183,30 @@ export function instantiate(entry: DeviceEntry, arena: StateArena, env: DeviceEn
         spec, descriptor, state, regions: dev.regions(spec.base),
         reset: () => resetAcpiPm(state, env.clock), restored: () => dev.restored(), pollTimers: () => dev.pollTimers(),
         powerButton: () => dev.powerButton(), wake: reason => dev.wake(reason),
+      };
+    }
+    case 'pci-host': {
+      const state = arena.record(pciHostState, entry.stateOffset);
+      const { pci } = pciEnvironment(env, spec.id);
+      const dev = pciHostDevice(spec, state, pci, env.machine);
+      return { spec, descriptor, state, regions: dev.regions, reset: dev.reset, restored: dev.restored };
+    }
+    case 'virtio-pci': {
+      const record = virtioRecord(spec, arena, entry.stateOffset);
+      const built = createVirtioBackend(spec.id, spec.backend, record.device, id => env.output(id));
+      const dev = virtioPciDevice(spec.id, spec.placement, record.transport, built.backend, pciEnvironment(env, spec.id));
+      return {
+        spec, descriptor, state: record, regions: dev.regions,
+        reset: () => { built.resetState(); dev.reset(); }, restored: dev.restored,
+        ioWatches: () => [...dev.ioWatches(), ...(built.watches ?? [])],
+      };
+    }
+    case 'pvpanic': {
+      const state = arena.record(pvpanicState, entry.stateOffset);
+      const dev = new Pvpanic(state, env.machine, env.log);
+      return {
+        spec, descriptor, state, regions: [pio(spec.id, spec.port, PVPANIC_IO_LENGTH, dev)],
+        reset: () => resetPvpanic(state), restored: () => dev.restored(),
       };
     }
     case 'fw-cfg': {

@@ -13,6 +13,7 @@ import { kvmMissing } from '../../kvm/test-guest.js';
 import { e820FromRam, E820_RAM } from '../boot/e820.js';
 import { x86RamLayout } from '../memory/x86-layout.js';
 import { ExitStatus } from './exit-status.js';
+import { defaultPciHostConfig, ecamRange } from './pci-plan.js';
 
 const pvm = existsSync('/sys/module/kvm_pvm');
 const found = debianKernel();
@@ -21,10 +22,12 @@ const skip = kvmMissing() ?? (pvm ? null : 'this host has VMX/SVM: the full Linu
 const RAM = 512 << 20;
 const CMDLINE = 'console=ttyS0 earlyprintk=serial,ttyS0 noxsave nokaslr tsvmm.test=partial-boot';
 
-/** The e820 lines Linux prints for our map. With the PVH entry the kernel itself marks 0xa0000-0xfffff reserved,
- * so the reserved pieces below 1 MiB merge into one. */
+/** The e820 lines Linux prints for our map (RAM and the PCI host's ECAM window). With the PVH entry the kernel itself
+ * marks 0xa0000-0xfffff reserved, so the reserved pieces below 1 MiB merge into one. */
 function expectedE820(): string[] {
-  const map = e820FromRam(x86RamLayout(RAM).map(r => ({ start: r.gpa, size: r.size })));
+  const ram = x86RamLayout(RAM).map(r => ({ start: r.gpa, size: r.size }));
+  const ecam = ecamRange(defaultPciHostConfig(RAM))!;
+  const map = e820FromRam(ram, [{ start: ecam.base, size: ecam.size }]);
   const merged: { start: number; end: number; usable: boolean }[] = [];
   for (const e of map) {
     let start = e.addr;
@@ -49,7 +52,7 @@ testIf(test, skip, 'linux (slow): a Debian kernel sees our e820 map, command lin
   assert.match(out, new RegExp(`Command line: ${CMDLINE}`));
   const printed = [...out.matchAll(/BIOS-e820: \[mem [^\]]+\] \w+/g)].map(m => m[0]);
   assert.equal(printed, expectedE820());
-  for (const table of ['RSDP 0x00000000000F0000', 'XSDT', 'FACP', 'DSDT', 'FACS', 'APIC']) assert.match(out, new RegExp(`ACPI: ${table}`));
+  for (const table of ['RSDP 0x00000000000F0000', 'XSDT', 'FACP', 'DSDT', 'FACS', 'APIC', 'MCFG']) assert.match(out, new RegExp(`ACPI: ${table}`));
   assert.match(out, /ACPI: PM-Timer IO Port: 0x608/);
   assert.match(out, /IOAPIC\[0\]: apic_id 0, version \d+, address 0xfec00000, GSI 0-23/);
   assert.match(out, /smpboot: Allowing 2 CPUs, 0 hotplug CPUs/);

@@ -6,6 +6,7 @@
 // The guest image is loaded when the VM first runs, not when it is created — as firmware loads it at boot — so a
 // VM created to receive a checkpoint (-S / -incoming) never has its restored RAM overwritten by the image.
 import type { Worker } from 'node:worker_threads';
+import { closeSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { takeVcpuThread, discardVcpuThreads } from '../vcpu/threads.js';
 import { Kvm } from '../../kvm/kvm.js';
@@ -33,6 +34,13 @@ import { buildFwCfg } from './fw-cfg-content.js';
 import { ExitStatus } from './exit-status.js';
 import type { MachineConfig } from './config.js';
 import { newRecord, type StateArena } from '../../cpr/vmstate.js';
+import { defaultPciHostConfig, ecamRange } from './pci-plan.js';
+import { pciBusFor } from './pci-devices.js';
+import { MsiRouter } from './msi-router.js';
+import { IoEventRegistry } from './ioevent-registry.js';
+import { planVirtioDevices, type ConsoleInput } from './virtio-plan.js';
+import { IoThread } from '../io/thread.js';
+import type { IoThreadEvent } from '../io/messages.js';
 import { vcpuStateDescriptor, type VcpuRecord } from '../../cpr/machine-state/vcpu.js';
 
 /** KVM's real-mode helpers for VMX hosts, placed where QEMU puts them: just below the BIOS at 4 GiB. */
@@ -122,6 +130,15 @@ export class Machine {
   private readonly yieldWhenEnding: boolean;
   /** What ended the machine, for QMP and the CLI. */
   private exitStatus: number | null = null;
+  /** MSI vectors (GSI routes + irqfds) and queue-notification eventfds of the PCI devices. */
+  private msi!: MsiRouter;
+  private ioEvents!: IoEventRegistry;
+  /** Host fds the devices use (disk images, taps), closed when the machine ends. */
+  private hostFds: number[] = [];
+  /** virtio consoles' host input, carried to the I/O thread. */
+  private consoleInputs: ConsoleInput[] = [];
+  /** The thread that serves queue notifications and host fds, when a device has such work. */
+  private ioThread: IoThread | null = null;
 
   private constructor(
     config: MachineConfig,
@@ -190,8 +207,24 @@ export class Machine {
       specs.push({ kind: 'rtc', id: 'rtc', memory: { ramBelow4G: below4G, ramAbove4G: config.memory.size - below4G, cpus: config.cpus } });
       specs.push({ kind: 'i8042', id: 'i8042' });
       specs.push({ kind: 'fw-cfg', id: 'fw-cfg', content: buildFwCfg(config) });
-      const platform = planPlatform(config, ram.regions);
+
+      // The PCI host bridge (always, as on a PC) and the virtio functions behind it.
+      const ramEnd = Math.max(...ram.regions.map(r => r.gpa + r.size));
+      const pciHost = defaultPciHostConfig(ramEnd);
+      const msi = MsiRouter.create(vm.fd);
+      cleanup.push(() => msi.close());
+      const ioEvents = IoEventRegistry.create(vm.fd);
+      cleanup.push(() => ioEvents.close());
+      specs.push({ kind: 'pci-host', id: 'pci-host', config: pciHost });
+      const virtio = await planVirtioDevices(config.virtio, { msi, ioEvents, windows: pciHost.windows, openChardev });
+      cleanup.push(() => { for (const fd of virtio.fds) closeSync(fd); for (const i of virtio.inputs) i.ring.close(); });
+      specs.push(...virtio.specs);
+      const ecam = ecamRange(pciHost);
+      const platform = planPlatform(config, ram.regions, {
+        windows: pciHost.windows, intx: pciHost.intx, ecam: ecam ? { base: ecam.base, endBus: ecam.endBus } : undefined,
+      });
       if (platform.pm) specs.push({ kind: 'acpi-pm', id: 'acpi-pm', base: platform.pm.base, sciIrq: platform.pm.sciIrq });
+      if (config.pvpanic) specs.push({ kind: 'pvpanic', id: 'pvpanic', port: config.pvpanic.ioport });
       const { arena, entries } = planDevices(specs);
 
       const images = config.boot ? readBootImages(config.boot) : null;
@@ -203,9 +236,15 @@ export class Machine {
       const control = new VcpuControl(config.cpus);
       const machine = new Machine(config, options, kvm, vm, ram, vcpus, control, arena, entries, chardevs, images, powerOn);
       machine.platform = platform;
-      machine.devices = entries.map(e => instantiate(e, arena, machine.deviceEnvironment()));
+      machine.msi = msi;
+      machine.ioEvents = ioEvents;
+      machine.hostFds = virtio.fds;
+      machine.consoleInputs = virtio.inputs;
+      const env = machine.deviceEnvironment();
+      machine.devices = entries.map(e => instantiate(e, arena, env));
       machine.resetDevices('power-on');
       machine.spawnWorkers();
+      if (machine.devices.some(d => d.ioWatches)) machine.spawnIoThread();
       return machine;
     } catch (e) {
       for (const undo of cleanup.reverse()) {
@@ -264,8 +303,9 @@ export class Machine {
       powerOff: reason => queueMicrotask(() => this.onVcpuEvent({ type: 'power-off', vcpu: -1, reason })),
       suspend: reason => queueMicrotask(() => this.onVcpuEvent({ type: 'suspend', vcpu: -1, reason })),
     };
+    const irq = irqLines(this.vm.fd);
     return {
-      irq: irqLines(this.vm.fd),
+      irq,
       machine,
       clock: hostClock,
       memory: this.ram.ram,
@@ -275,6 +315,10 @@ export class Machine {
         return out;
       },
       timersChanged: () => this.doorbell.ring(Doorbell.TIMERS),
+      pci: pciBusFor(this.entries, this.arena, irq),
+      msi: this.msi,
+      ioEvents: this.ioEvents,
+      log: this.log,
     };
   }
 
@@ -326,6 +370,7 @@ export class Machine {
         lock: this.lock.buffer, control: this.control.buffer, doorbell: this.doorbell.buffer,
         stateRecord: this.vcpuRecords[vcpu.id].$buffer as SharedArrayBuffer,
         warmCapture: this.vcpus.length > 1,
+        msi: this.msi.init, ioEvents: this.ioEvents.init,
       };
       const thread = takeVcpuThread();
       thread.start(init);
@@ -337,6 +382,23 @@ export class Machine {
     }
     // Threads started for a vCPU count guessed too high are not needed.
     void discardVcpuThreads();
+  }
+
+  /**
+   * The I/O thread, started parked like the vCPUs: it runs while they run (a checkpoint saves device state with
+   * both parked).
+   */
+  private spawnIoThread(): void {
+    const outputs = Object.fromEntries([...this.chardevs].map(([id, c]) => [id, c.transferable()]));
+    this.ioThread = IoThread.start({
+      vmFd: this.vm.fd, ram: this.ram.regions.map(r => ({ gpa: r.gpa, size: r.size, hostAddress: r.hostAddress })),
+      arena: this.arena.buffer, devices: this.entries, outputs, lock: this.lock.buffer, doorbell: this.doorbell.buffer,
+      msi: this.msi.init, ioEvents: this.ioEvents.init,
+    }, {
+      paused: true,
+      onEvent: (event: IoThreadEvent) => this.onVcpuEvent(event),
+      onCrash: error => this.fail(ExitStatus.internalError, `I/O thread crashed: ${error.stack ?? error}`),
+    });
   }
 
   /**
@@ -386,6 +448,8 @@ export class Machine {
     // wait for an event-loop turn.
     const parked = sync ? this.control.waitAllParkedSync(5000) : await this.control.waitAllParked(5000);
     if (!parked) throw new Error('vCPUs did not stop within 5 s');
+    if (sync) this.ioThread?.pauseSync();
+    else await this.ioThread?.pause();
     this.state = next;
     this.emit({ event: 'STOP' });
   }
@@ -397,6 +461,7 @@ export class Machine {
     this.state = 'running';
     this.captureRequest = 0;
     this.control.resume();
+    this.ioThread?.resume();
     // The event goes out after the caller's work (a restore timing its resume must not time QMP writes).
     queueMicrotask(() => this.emit({ event: 'RESUME' }));
   }
@@ -429,6 +494,7 @@ export class Machine {
         this.control.requestPause();
         this.kickAll();
         if (!(await this.control.waitAllParked(5000))) throw new Error('vCPUs did not stop for the reset');
+        await this.ioThread?.pause();
       }
       if (guest) this.log(`guest reset (${reason})`);
       for (const chip of this.powerOn.irqchips) this.vm.setIrqchip(chip);
@@ -440,6 +506,7 @@ export class Machine {
       if (wasRunning) {
         this.bootGuest();
         this.control.resume();
+        this.ioThread?.resume();
       }
     } finally {
       this.resetting = false;
@@ -502,11 +569,13 @@ export class Machine {
     this.lock.with(() => pm?.powerButton?.());
   }
 
-  private onVcpuEvent(event: VcpuEvent): void {
+  private onVcpuEvent(event: VcpuEvent | IoThreadEvent): void {
     if (this.finishing) return;
     switch (event.type) {
       case 'exit':
-        this.end(event.status & 0xff, 'guest-shutdown');
+        // pvpanic's status (126) is even, so no isa-debug-exit write can give it: say why the guest ended.
+        if (event.status === ExitStatus.guestPanic) this.log(event.reason);
+        this.end(event.status & 0xff, event.status === ExitStatus.guestPanic ? 'guest-panic' : 'guest-shutdown');
         break;
       case 'power-off':
         this.end(ExitStatus.ok, 'guest-shutdown');
@@ -554,6 +623,7 @@ export class Machine {
     if (this.timerPoll) clearTimeout(this.timerPoll);
     this.control.requestStop();
     this.kickAll();
+    const ioStopped = this.ioThread?.stop() ?? Promise.resolve(true);
     const stuck = await Promise.race([
       Promise.all(this.workersExited).then(() => false),
       new Promise<boolean>(resolve => setTimeout(() => resolve(true), 5000).unref()),
@@ -562,6 +632,7 @@ export class Machine {
       // A worker that does not leave KVM_RUN would hang process exit; report and let the caller exit hard.
       this.log('vCPU threads did not stop within 5 s');
     } else {
+      await ioStopped;
       this.release();
     }
     for (const c of this.chardevs.values()) await c.close();
@@ -587,6 +658,10 @@ export class Machine {
   }
 
   private release(): void {
+    this.msi.close();
+    this.ioEvents.close();
+    for (const fd of this.hostFds) closeSync(fd);
+    for (const input of this.consoleInputs) input.ring.close();
     for (const v of this.vcpus) v.close();
     this.ram.close();
     this.vm.close();
@@ -595,8 +670,12 @@ export class Machine {
 
   // ---- main-thread services -----------------------------------------------------------------------------------
 
-  /** COM1's backend feeds the guest; input is taken only as far as the UART's FIFO has room. */
+  /**
+   * COM1's backend feeds the guest; input is taken only as far as the UART's FIFO has room. A virtio console's
+   * backend feeds its ring to the I/O thread, as far as the ring has room.
+   */
   private connectInput(): void {
+    for (const input of this.consoleInputs) this.chardevs.get(input.chardev)?.setInputHandler(bytes => input.ring.write(bytes));
     const serial = this.devices.find(d => d.spec.kind === 'serial');
     if (!serial?.receive) return;
     const backend = this.chardevs.get(serial.spec.id)!;

@@ -48,6 +48,7 @@ export function planPlatform(config: MachineConfig, ram: readonly { gpa: number;
     cpus: config.cpus, ram: regions, pm: acpiPmPorts(ACPI_PM_DEFAULT_BASE), sciIrq: ACPI_SCI_DEFAULT_IRQ,
     pci: pci ? { windows: pci.windows, intx: pci.intx } : undefined, ecam: pci?.ecam,
     serial, rtc: true, i8042: true, placement: BIOS_AREA_LAYOUT,
+    pvpanic: config.pvpanic ? { port: config.pvpanic.ioport } : undefined,
   });
   blobs.push(...acpi.blobs);
   // The tables sit in 0xF0000-0xFFFFF, which e820FromRam already reports reserved.

@@ -4,6 +4,8 @@ import type { CharOutTransfer } from '../chardev/index.js';
 import type { DeviceEntry } from '../machine/device-table.js';
 import type { RamRegion } from '../memory/guest-ram.js';
 import type { VcpuFeatures } from '../../kvm/vcpu.js';
+import type { MsiRouterInit } from '../machine/msi-router.js';
+import type { IoEventRegistryInit } from '../machine/ioevent-registry.js';
 
 export type VcpuEvent =
   | { type: 'exit'; vcpu: number; status: number; reason: string }
@@ -32,4 +34,7 @@ export interface VcpuThreadInit {
   stateRecord: SharedArrayBuffer;
   /** Warm the capture path at start-up (the machine captures in vCPU threads only with several vCPUs). */
   warmCapture: boolean;
+  /** The PCI devices' MSI router and ioeventfd registry, to attach to (config writes program routes, move BARs). */
+  msi: MsiRouterInit;
+  ioEvents: IoEventRegistryInit;
 }

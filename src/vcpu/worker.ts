@@ -15,6 +15,9 @@ import { instantiate } from '../machine/device-table.js';
 import { irqLines } from '../machine/irq-lines.js';
 import { hostClock } from '../machine/clock.js';
 import { Doorbell } from '../machine/doorbell.js';
+import { MsiRouter } from '../machine/msi-router.js';
+import { IoEventRegistry } from '../machine/ioevent-registry.js';
+import { pciBusFor } from '../machine/pci-devices.js';
 import { errnoName } from '../sys/errno.js';
 import { VcpuControl } from './control.js';
 import { runLoop, type LoopEnd } from './loop.js';
@@ -55,8 +58,9 @@ const machine: MachineControl = {
 
 const outputs = new Map<string, CharOut>();
 const arena = new StateArena(init.arena);
+const irq = irqLines(init.vmFd);
 const env = {
-  irq: irqLines(init.vmFd),
+  irq,
   machine,
   clock: hostClock,
   memory: ram,
@@ -70,6 +74,10 @@ const env = {
     return out;
   },
   timersChanged: () => doorbell.ring(Doorbell.TIMERS),
+  pci: pciBusFor(init.devices, arena, irq),
+  msi: MsiRouter.attach(init.msi),
+  ioEvents: IoEventRegistry.attach(init.ioEvents),
+  log: (line: string) => process.stderr.write(`tsvmm: ${line}\n`),
 };
 const pio = new PioBus();
 const mmio = new MmioBus();

@@ -5,6 +5,8 @@
 //               0xCF8-0xCFF config ports, the I/O windows, the 32-bit window below the IOAPIC and the 64-bit window
 //               above RAM; _PRT routes every slot's INTx pins straight to IOAPIC GSIs (platform.ts: intxGsi)
 //   \_SB.COMn   16550 UARTs (PNP0501), \_SB.RTC_ (PNP0B00), \_SB.KBD_ / \_SB.MOU_ (PNP0303 / PNP0F13)
+//   \_SB.PEVT   QEMU's pvpanic (QEMU0001, devices/pvpanic.ts), only with -device pvpanic: _HID, _CRS, _STA as
+//               QEMU 7.2 writes them (its PEOR region and RDPT/WRPT methods are left out: no driver uses them)
 //   \_SB.SYSR   motherboard resources (PNP0C02): the ECAM window and the ACPI PM ports, so the OS keeps them out
 //               of its allocations and trusts the MCFG's ECAM
 //   \_S3_ \_S5_ {SLP_TYP, SLP_TYP, 0, 0} for the PM block (devices/acpi-pm.ts)
@@ -18,6 +20,7 @@ import {
 import { DEFAULT_INTX_ROUTING, checkCpus, checkIsaIrq, checkIntxRouting, intxGsi, ioWindows, type AddressWindow, type IntxRouting, type IsaSerialPort, type PciHost } from './platform.js';
 import { SLP_TYP_S3, SLP_TYP_S5 } from '../../../devices/acpi-pm.js';
 import { RTC_IRQ, RTC_PORT_BASE } from '../../../devices/rtc.js';
+import { PVPANIC_IO_LENGTH } from '../../../devices/pvpanic.js';
 import { I8042_AUX_IRQ, I8042_COMMAND_PORT, I8042_DATA_PORT, I8042_KBD_IRQ } from '../../../devices/i8042.js';
 
 /** PCI configuration mechanism #1: address port 0xCF8, data ports 0xCFC-0xCFF. */
@@ -42,6 +45,8 @@ export interface DsdtConfig {
   readonly ecam?: AddressWindow;
   /** I/O ports the platform decodes itself (the ACPI PM registers): reserved through the same device. */
   readonly reservedIo?: readonly AddressWindow[];
+  /** QEMU's pvpanic ISA device at this I/O port (absent: no PEVT). */
+  readonly pvpanic?: { readonly port: number };
 }
 
 /** The DSDT's definition block body (the AML after the table header). */
@@ -54,6 +59,7 @@ export function dsdtAml(config: DsdtConfig): Uint8Array {
   config.serial.forEach((port, i) => sb.push(serialPort(i + 1, port)));
   if (config.rtc) sb.push(rtc());
   if (config.i8042) sb.push(...i8042());
+  if (config.pvpanic) sb.push(pvpanic(config.pvpanic.port));
   const reserved = motherboardResources(config);
   if (reserved) sb.push(reserved);
   return termList([
@@ -87,6 +93,15 @@ function serialPort(n: number, port: IsaSerialPort): Aml<'object'> {
     name('_UID', integer(n)),
     staPresent(),
     name('_CRS', resourceTemplate([io({ min: port.base, length: UART_IO_LENGTH }), irqNoFlags([port.irq])])),
+  ]);
+}
+
+/** Device(PEVT): QEMU's pvpanic, one byte at `port`; _STA 0x0F as QEMU's (present, enabled, shown, functioning). */
+function pvpanic(port: number): Aml<'object'> {
+  return device('PEVT', [
+    name('_HID', string('QEMU0001')),
+    name('_CRS', resourceTemplate([io({ min: port, length: PVPANIC_IO_LENGTH })])),
+    name('_STA', integer(STA_PRESENT)),
   ]);
 }
 

@@ -385,4 +385,32 @@ testIf(test, acpica, 'acpi: a machine without PCI has no PCI0 and no MCFG, and s
   }
 });
 
+testIf(test, acpica, 'acpi: with pvpanic the DSDT has PEVT (QEMU0001, one byte at its port, _STA 0x0F) as QEMU 7.2 does; without, none', () => {
+  const dir = new AcpicaDir();
+  try {
+    const without = disassembleAll(buildAcpiTables(config()), dir).DSDT;
+    assert.not.ok(without.includes('QEMU0001'));
+    assert.not.ok(without.includes('PEVT'));
+
+    const t = buildAcpiTables(config({ pvpanic: { port: 0x505 } }));
+    const d = disassembleAll(t, dir).DSDT;
+    assert.ok(d.includes('Device (PEVT)'), d);
+    assert.ok(d.includes('Name (_HID, "QEMU0001")'), 'PEVT _HID');
+    assert.match(d, /Device \(PEVT\)[\s\S]*?IO \(Decode16,\s*0x0505,\s*\/\/ Range Minimum\s*0x0505,\s*\/\/ Range Maximum\s*0x01,\s*\/\/ Alignment\s*0x01,/);
+    assert.match(d, /Device \(PEVT\)[\s\S]*?Name \(_STA, 0x0F\)/);
+    // The same AML back from iasl (bar the header's compiler id and End Tag checksums, as above).
+    const c = dir.compile('dsdt', d);
+    assert.is(c.status, 0, c.output);
+    assert.is(new Uint8Array(c.aml!).length, blob(t, 'DSDT').bytes.length);
+    // And ACPICA evaluates it as the guest's OS would.
+    const r = dir.acpiexec([dir.write('dsdt.dat', blob(t, 'DSDT').bytes)], ['Resources \\_SB.PEVT', 'Evaluate \\_SB.PEVT._STA', 'Evaluate \\_SB.PEVT._HID']);
+    const flat = r.output.replace(/\s+/g, ' ');
+    assert.ok(flat.includes('Address Minimum : 0505 Address Maximum : 0505'), r.output);
+    assert.match(flat, /Evaluating \\_SB.PEVT._STA .*?\[Integer\] = 000000000000000F/);
+    assert.match(flat, /Evaluating \\_SB.PEVT._HID .*?\[String\] .*?"QEMU0001"/);
+  } finally {
+    dir.dispose();
+  }
+});
+
 test.run();

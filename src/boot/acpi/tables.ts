@@ -331,6 +331,8 @@ export interface AcpiConfig {
   readonly rtc?: boolean;
   /** The i8042 at 0x60/0x64 (also the reset register). */
   readonly i8042: boolean;
+  /** QEMU's pvpanic ISA device at this port (-device pvpanic): described as \_SB.PEVT (QEMU0001). */
+  readonly pvpanic?: { readonly port: number };
   /** Where the tables go; see BIOS_AREA_LAYOUT. */
   readonly placement: { readonly rsdp: AddressWindow; readonly tables: AddressWindow };
   /** More complete tables (header and checksum included, e.g. from acpiTable) to list in the RSDT/XSDT. */
@@ -438,7 +440,7 @@ export function buildAcpiTables(c: AcpiConfig): AcpiTables {
   const facs = place('FACS', buildFacs(), FACS_ALIGN);
   const ecam = c.ecam ? ecamWindow(c.ecam) : undefined;
   const dsdt = place('DSDT', buildDsdt({
-    cpus: c.cpus, serial: c.serial, rtc: c.rtc ?? true, i8042: c.i8042,
+    cpus: c.cpus, serial: c.serial, rtc: c.rtc ?? true, i8042: c.i8042, pvpanic: c.pvpanic,
     pci: c.pci && { ...c.pci, endBus: c.pci.endBus ?? c.ecam?.endBus },
     ecam,
     reservedIo: [

@@ -1,0 +1,67 @@
+// The panic guest under tsvmm (real /dev/kvm) and, for reference, under QEMU: with `-device pvpanic` a guest's
+// PANICKED write ends tsvmm with status 126 and a one-line notice; without the device the write goes nowhere and the
+// guest ends through isa-debug-exit with its own code.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { testIf } from '../../test/support/skip.js';
+import { runTsvmm } from '../../test/support/tsvmm.js';
+import { kvmMissing } from '../../kvm/test-guest.js';
+import { ExitStatus } from '../../src/machine/exit-status.js';
+import { buildGuest, toolchainUnavailable } from './build.js';
+import { debugExitStatus, qemuUnavailable, runQemu } from './qemu-runner.js';
+
+const toolchain = await toolchainUnavailable();
+const skip = kvmMissing() ?? toolchain;
+const skipQemu = qemuUnavailable() ?? toolchain;
+
+/** The guest's isa-debug-exit value when the PANICKED write did not end the VM (panic.c EXIT_STILL_RUNNING). */
+const STILL_RUNNING = 0x22;
+
+async function boot(args: string[]) {
+  const guest = await buildGuest('panic');
+  return runTsvmm(['run', '-m', '64M', '-device', 'isa-debug-exit', '-kernel', guest.path, '--timeout', '30', ...args]);
+}
+
+testIf(test, skip, 'panic guest: with -device pvpanic, the PANICKED write ends tsvmm with 126 and a "guest panicked" notice', async () => {
+  const r = await boot(['-device', 'pvpanic']);
+  const context = `stdout:\n${r.stdout}\nstderr:\n${r.stderr}`;
+  assert.is(r.status, ExitStatus.guestPanic, context);
+  assert.is(r.status, 126);
+  assert.match(r.stdout, /panic: port 0x00000505 offers events 0x00000003\n/, context);
+  assert.match(r.stdout, /panic: reporting a panic\n/);
+  assert.not.match(r.stdout, /still running/, context);
+  const notices = r.stderr.split('\n').filter(l => /guest panicked/.test(l));
+  assert.is(notices.length, 1, context);
+  assert.match(notices[0], /^tsvmm: guest panicked \(pvpanic/);
+});
+
+testIf(test, skip, 'panic guest: without -device pvpanic the port floats high, the write is ignored and the guest exits with its own code', async () => {
+  const r = await boot([]);
+  const context = `stdout:\n${r.stdout}\nstderr:\n${r.stderr}`;
+  assert.is(r.status, debugExitStatus(STILL_RUNNING), context);
+  assert.match(r.stdout, /panic: port 0x00000505 offers events 0x000000ff\n/, context);
+  assert.match(r.stdout, /panic: still running after the PANICKED write\n/);
+  assert.not.match(r.stderr, /guest panicked/);
+});
+
+testIf(test, skip, 'panic guest: -device pvpanic,ioport=0x506 moves the port (and it works with -machine acpi=off: the device is ISA)', async () => {
+  const moved = await boot(['-device', 'pvpanic,ioport=0x506', '-append', 'port=0x506', '-machine', 'acpi=off']);
+  assert.is(moved.status, 126, `stdout:\n${moved.stdout}\nstderr:\n${moved.stderr}`);
+  assert.match(moved.stdout, /port 0x00000506 offers events 0x00000003/);
+  // The default port is then free: the guest's write there goes nowhere.
+  const stale = await boot(['-device', 'pvpanic,ioport=0x506']);
+  assert.is(stale.status, debugExitStatus(STILL_RUNNING), stale.stdout);
+});
+
+testIf(test, skipQemu, 'panic guest: QEMU agrees (events 0x03; -action panic=exit-failure exits 1; no device: the guest\'s own code)', async () => {
+  const guest = await buildGuest('panic');
+  const panicked = await runQemu({ kernel: guest.path, extraArgs: ['-device', 'pvpanic', '-action', 'panic=exit-failure'] });
+  assert.is(panicked.status, 1, `serial:\n${panicked.serial}\nstderr:\n${panicked.stderr}`);
+  assert.match(panicked.serial, /panic: port 0x00000505 offers events 0x00000003\n/);
+  assert.not.match(panicked.serial, /still running/);
+  const absent = await runQemu({ kernel: guest.path });
+  assert.is(absent.status, debugExitStatus(STILL_RUNNING), absent.serial);
+  assert.match(absent.serial, /offers events 0x000000ff/);
+});
+
+test.run();

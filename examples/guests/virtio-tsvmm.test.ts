@@ -1,0 +1,141 @@
+// The virtio-probe guest under tsvmm, judged against QEMU: the same image with the same devices and options runs
+// under both VMMs in one test, each run must pass the probe's own checks (virtio-probe-host.ts), and the per-device
+// result lines must read the same. QEMU's device models are the reference; what legitimately differs (PCI slots,
+// BAR addresses, the feature bits each VMM offers, interrupt counts) is left out by comparableLines.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { testIf } from '../../test/support/skip.js';
+import { buildGuest, repoRoot, toolchainUnavailable } from './build.js';
+import { debugExitStatus, qemuUnavailable } from './qemu-runner.js';
+import {
+  blkPatternMismatch, comparableLines, createTapNamespace, runVirtioProbe, tapUnavailable, virtioProbeProblems,
+  VIRTIO_PROBE_EXIT, type VirtioProbeOptions, type VirtioProbeRun,
+} from './virtio-probe-host.js';
+
+const toolchain = await toolchainUnavailable();
+const withQemu = toolchain ?? qemuUnavailable();
+const withQemuAndTap = withQemu ?? tapUnavailable();
+
+const DISK_SECTORS = 2048;                 // 1 MiB
+const SERIAL = 'VPROBE-0001';
+const FILL = 0xee;                         // what the image holds before the guest writes
+
+function makeDisk(tag: string): string {
+  const dir = join(repoRoot(), 'build', 'virtio-probe');
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, `tsvmm-${tag}-${process.pid}.img`);
+  writeFileSync(path, Buffer.alloc(DISK_SECTORS * 512, FILL));
+  return path;
+}
+
+async function probe(vmm: 'qemu' | 'tsvmm', opts: Omit<VirtioProbeOptions, 'kernel' | 'socketDir'>): Promise<VirtioProbeRun> {
+  const guest = await buildGuest('virtio-probe');
+  const socketDir = mkdtempSync(join(tmpdir(), 'vp-'));
+  try {
+    return await runVirtioProbe(vmm, { ...opts, kernel: guest.path, socketDir, timeoutMs: 60_000 });
+  } finally {
+    rmSync(socketDir, { recursive: true, force: true });
+  }
+}
+
+const context = (r: VirtioProbeRun) => `\n$ ${r.argv.join(' ')}\nCOM1:\n${r.serial}\nstderr:\n${r.stderr}`;
+
+function expectStatus(r: VirtioProbeRun, value: number): void {
+  assert.not.ok(r.timedOut, `timed out after ${r.ms} ms${context(r)}`);
+  assert.is(r.status, debugExitStatus(value), `exit status${context(r)}`);
+}
+
+/** Runs all four devices under `vmm` with its own disk and tap, and checks the host side saw the guest's work. */
+async function allDevices(vmm: 'qemu' | 'tsvmm'): Promise<{ run: VirtioProbeRun; hostMac: string }> {
+  const disk = makeDisk(vmm);
+  const tap = createTapNamespace();
+  try {
+    const run = await probe(vmm, { devices: ['blk', 'rng', 'console', 'net'], disk, serial: SERIAL, tap, consoleInput: 'ping from host' });
+    assert.equal(virtioProbeProblems(run.serial, {
+      devices: ['blk', 'rng', 'console', 'net'], capacitySectors: DISK_SECTORS, serial: SERIAL,
+      consoleInput: 'ping from host', hostMac: tap.hostMac,
+    }), [], `${vmm}${context(run)}`);
+    expectStatus(run, VIRTIO_PROBE_EXIT.ok);
+    assert.is(run.console, 'virtio-console: hello\n', `${vmm}: what the console socket received`);
+    const { rxPackets, txPackets } = tap.stats();
+    assert.ok(rxPackets >= 1, `${vmm}: the tap received ${rxPackets} frames from the guest`);
+    assert.ok(txPackets >= 1, `${vmm}: the tap sent ${txPackets} frames to the guest`);
+    const image = readFileSync(disk);
+    assert.is(blkPatternMismatch(image), null, `${vmm}: the pattern in the image file`);
+    assert.ok(image.subarray(0, 512).every(b => b === FILL), `${vmm}: sector 0 untouched`);
+    assert.ok(image.subarray(9 * 512).every(b => b === FILL), `${vmm}: sectors after the pattern untouched`);
+    return { run, hostMac: tap.hostMac };
+  } finally {
+    tap.close();
+    rmSync(disk, { force: true });
+  }
+}
+
+testIf(test, withQemuAndTap, 'virtio under tsvmm: blk, rng, console and net give the same results as under QEMU, with MSI-X', async () => {
+  const qemu = await allDevices('qemu');
+  const tsvmm = await allDevices('tsvmm');
+  assert.equal(comparableLines(tsvmm.run.serial), comparableLines(qemu.run.serial), `tsvmm${context(tsvmm.run)}\nqemu${context(qemu.run)}`);
+  // Every queue interrupt came through MSI-X (the probe counts each vector's interrupts).
+  assert.match(tsvmm.run.serial, /^virtio-blk: msi-x q0 vector 0x[0-9a-f]+ [1-9]\d* irqs/m);
+  assert.match(tsvmm.run.serial, /^virtio-net: msi-x q0 vector 0x[0-9a-f]+ [1-9]\d* irqs/m);
+});
+
+testIf(test, withQemu, 'virtio under tsvmm: a read-only disk refuses writes as QEMU\'s does, and the image is unchanged', async () => {
+  const results: string[][] = [];
+  for (const vmm of ['qemu', 'tsvmm'] as const) {
+    const disk = makeDisk(`ro-${vmm}`);
+    try {
+      const r = await probe(vmm, { devices: ['blk', 'rng'], disk, readOnlyDisk: true });
+      assert.ok(r.serial.includes('virtio-blk: FAILED: the device is read-only\n'), `${vmm}${context(r)}`);
+      assert.ok(r.serial.includes('virtio-rng: ok\n'), `${vmm}${context(r)}`);
+      expectStatus(r, VIRTIO_PROBE_EXIT.blk);
+      assert.ok(readFileSync(disk).every(b => b === FILL), `${vmm}: the read-only image is unchanged`);
+      results.push(r.serial.split('\n').filter(l => /FAILED|virtio-rng: ok/.test(l)));
+    } finally {
+      rmSync(disk, { force: true });
+    }
+  }
+  assert.equal(results[1], results[0]);
+});
+
+testIf(test, toolchain, 'virtio under tsvmm: ECAM at the MCFG address agrees with type-1, and BARs the guest moves keep working', async () => {
+  const disk = makeDisk('reassign');
+  try {
+    // tsvmm's ECAM is at 0xe0000000 (its MCFG says so); the guest moves every virtio BAR into 0xd0000000+, so
+    // the notification ioeventfds and the MSI-X table follow the BARs.
+    const r = await probe('tsvmm', {
+      devices: ['blk', 'rng'], disk, serial: SERIAL,
+      append: 'ecam=0xe0000000 reassign=1 mmio=0xd0000000 mmio_size=0x1000000',
+    });
+    assert.equal(virtioProbeProblems(r.serial, { devices: ['blk', 'rng'], capacitySectors: DISK_SECTORS, serial: SERIAL, ecam: true }), [], context(r));
+    expectStatus(r, VIRTIO_PROBE_EXIT.ok);
+    const bars = [...r.serial.matchAll(/bar(\d) 0x([0-9a-f]{8}) \((\d+) KiB/g)];
+    assert.ok(bars.length >= 4, `BAR lines${context(r)}`);
+    for (const [, , addr] of bars) {
+      const a = parseInt(addr, 16);
+      assert.ok(a >= 0xd0000000 && a < 0xd1000000, `BAR at 0x${addr} is outside the window${context(r)}`);
+    }
+    assert.is(blkPatternMismatch(readFileSync(disk)), null);
+  } finally {
+    rmSync(disk, { force: true });
+  }
+});
+
+testIf(test, toolchain, 'virtio under tsvmm: a missing device is reported by the guest; a console without input says so', async () => {
+  const r = await probe('tsvmm', { devices: ['rng', 'console'], want: ['rng', 'console', 'net'] });
+  assert.equal(virtioProbeProblems(r.serial, { devices: ['rng', 'console'], consoleInput: null, exitValue: VIRTIO_PROBE_EXIT.wantedMissing }), [], context(r));
+  expectStatus(r, VIRTIO_PROBE_EXIT.wantedMissing);
+  assert.is(r.console, 'virtio-console: hello\n');
+});
+
+testIf(test, toolchain, 'virtio under tsvmm: a drive image that does not exist is one clear line and status 4', async () => {
+  const r = await probe('tsvmm', { devices: ['blk'], disk: join(tmpdir(), `no-such-image-${process.pid}.img`) });
+  assert.is(r.status, 4, context(r));
+  assert.match(r.stderr, /cannot open drive image '.*no-such-image-\d+\.img': ENOENT/);
+  assert.is(r.serial, '');
+});
+
+test.run();

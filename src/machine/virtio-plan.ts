@@ -1,0 +1,117 @@
+// Planning a machine's virtio-pci devices (main thread, once, before any other thread starts): the host resources
+// each back end needs opened (the disk image, the tap, the console's chardev), a PCI slot, MSI vectors with their
+// irqfds, notification eventfds, and BAR addresses as firmware would assign them. The result is device-table data.
+import { openSync, closeSync, fstatSync, constants as fsConstants } from 'node:fs';
+import type { VirtioDeviceConfig } from './config.js';
+import type { CharSpec } from '../chardev/index.js';
+import type { PciWindows } from '../../devices/pci/bus.js';
+import { VIRTIO_PCI_MSIX_BAR, VIRTIO_PCI_MODERN_BAR } from '../../devices/virtio/pci-transport.js';
+import { openTap } from '../sys/tun.js';
+import { ByteRing } from '../io/byte-ring.js';
+import { allocateBars, VIRTIO_PCI_BAR_REQUESTS } from './pci-plan.js';
+import { VIRTIO_QUEUE_COUNTS, type VirtioBackendSpec, type VirtioPciSpec } from './virtio-devices.js';
+import type { MsiRouter } from './msi-router.js';
+import type { IoEventRegistry } from './ioevent-registry.js';
+
+/** A device the machine cannot set up (an image that does not open, a tap that cannot be created): one clear line. */
+export class DeviceSetupError extends Error {
+  override readonly name = 'DeviceSetupError';
+}
+
+/** Slot 0 is the host bridge; virtio functions follow in command-line order. */
+export const FIRST_VIRTIO_SLOT = 1;
+/** Bus 0 has 32 slots. */
+const PCI_SLOTS = 32;
+
+export interface VirtioPlanContext {
+  readonly msi: MsiRouter;
+  readonly ioEvents: IoEventRegistry;
+  readonly windows: PciWindows;
+  /** Opens a chardev for a virtio console (its id in the machine's chardev table). */
+  openChardev(id: string, spec: CharSpec): Promise<string>;
+}
+
+/** A virtio console's host input: the chardev whose bytes go into the ring the I/O thread drains. */
+export interface ConsoleInput {
+  readonly chardev: string;
+  readonly ring: ByteRing;
+}
+
+export interface VirtioPlan {
+  readonly specs: VirtioPciSpec[];
+  /** Host fds the machine owns from now on (closed when it ends). */
+  readonly fds: number[];
+  readonly inputs: ConsoleInput[];
+}
+
+function openImage(c: Extract<VirtioDeviceConfig, { kind: 'blk' }>): { fd: number; size: number } {
+  let fd: number;
+  try {
+    // (libuv opens with O_CLOEXEC: a cpr-exec'd tsvmm reopens the image itself.)
+    fd = openSync(c.path, (c.readOnly ? fsConstants.O_RDONLY : fsConstants.O_RDWR));
+  } catch (e) {
+    throw new DeviceSetupError(`${c.id}: cannot open drive image '${c.path}'${c.readOnly ? ' read-only' : ''}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  const st = fstatSync(fd);
+  if (!st.isFile()) {
+    closeSync(fd);
+    throw new DeviceSetupError(`${c.id}: drive image '${c.path}' is not a regular file (block devices are not supported yet)`);
+  }
+  return { fd, size: st.size };
+}
+
+function openBackend(c: VirtioDeviceConfig, fds: number[], rings: ConsoleInput[], ctx: VirtioPlanContext): Promise<VirtioBackendSpec> | VirtioBackendSpec {
+  switch (c.kind) {
+    case 'blk': {
+      const { fd, size } = openImage(c);
+      fds.push(fd);
+      return { type: 'blk', fd, readOnly: c.readOnly, serial: c.serial, sizeBytes: size };
+    }
+    case 'net': {
+      let fd: number;
+      try {
+        fd = openTap(c.ifname).fd;
+      } catch (e) {
+        throw new DeviceSetupError(`${c.id}: cannot open tap '${c.ifname}': ${(e as Error).message}`);
+      }
+      fds.push(fd);
+      return { type: 'net', fd, mac: c.mac };
+    }
+    case 'rng':
+      return { type: 'rng' };
+    case 'console':
+      return ctx.openChardev(c.id, c.output).then(output => {
+        const ring = ByteRing.create();
+        rings.push({ chardev: output, ring });
+        return { type: 'console', output, input: ring.init } as const;
+      });
+  }
+}
+
+export async function planVirtioDevices(configs: readonly VirtioDeviceConfig[], ctx: VirtioPlanContext): Promise<VirtioPlan> {
+  if (FIRST_VIRTIO_SLOT + configs.length > PCI_SLOTS) throw new DeviceSetupError(`${configs.length} virtio devices: bus 0 has room for ${PCI_SLOTS - FIRST_VIRTIO_SLOT}`);
+  const fds: number[] = [];
+  const inputs: ConsoleInput[] = [];
+  try {
+    const bars = allocateBars(configs.map(() => VIRTIO_PCI_BAR_REQUESTS), ctx.windows);
+    const specs: VirtioPciSpec[] = [];
+    for (const [i, c] of configs.entries()) {
+      const backend = await openBackend(c, fds, inputs, ctx);
+      const queues = VIRTIO_QUEUE_COUNTS[backend.type];
+      specs.push({
+        kind: 'virtio-pci', id: c.id, backend,
+        placement: {
+          slot: FIRST_VIRTIO_SLOT + i,
+          msi: ctx.msi.allocate(queues + 1),
+          notify: ctx.ioEvents.allocate(queues),
+          bars: { msix: bars[i].get(VIRTIO_PCI_MSIX_BAR)!, modern: bars[i].get(VIRTIO_PCI_MODERN_BAR)! },
+        },
+      });
+    }
+    return { specs, fds, inputs };
+  } catch (e) {
+    for (const fd of fds) closeSync(fd);
+    for (const input of inputs) input.ring.close();
+    throw e;
+  }
+}
