@@ -14,7 +14,7 @@ const run = promisify(execFile);
 
 export type GuestName =
   | 'hello' | 'exit-code' | 'smp' | 'timer' | 'rtc' | 'counter' | 'fwcfg' | 'panic'
-  | 'realmode-hello' | 'longmode-hello' | 'outloop' | 'lm-shim' | 'smp-counter' | 'virtio-probe';
+  | 'realmode-hello' | 'longmode-hello' | 'outloop' | 'lm-shim' | 'smp-counter' | 'virtio-probe' | 's3';
 
 export interface BuiltGuest {
   name: GuestName;
@@ -54,6 +54,7 @@ export const GUESTS: Readonly<Record<GuestName, GuestSpec>> = {
   'realmode-hello': { kind: 'flat', source: 'realmode-hello.S', arch: 'i386', loadAddress: 0x7c00, mode: 'real' },
   'longmode-hello': { kind: 'flat', source: 'longmode-hello.S', arch: 'x86_64', loadAddress: 0x200000, mode: 'long' },
   outloop: { kind: 'flat', source: 'outloop.S', arch: 'i386', loadAddress: 0x7c00, mode: 'real' },
+  s3: { kind: 'flat', source: 's3.S', arch: 'i386', loadAddress: 0x7c00, mode: 'real' },
 };
 
 export const GUEST_NAMES = Object.keys(GUESTS) as GuestName[];

@@ -454,8 +454,11 @@ export class Machine {
     this.emit({ event: 'STOP' });
   }
 
-  /** Runs the guest (booting it first if it has neither booted nor been restored). */
-  resume(): void {
+  /**
+   * Runs the guest (booting it first if it has neither booted nor been restored). `announce`: send RESUME (a wake
+   * from S3 sends only WAKEUP, as QEMU does: the VM was never stopped by the host).
+   */
+  resume({ announce = true }: { announce?: boolean } = {}): void {
     if (this.state === 'running' || this.finishing) return;
     if (!this.guestReady) this.bootGuest();
     this.state = 'running';
@@ -463,7 +466,7 @@ export class Machine {
     this.control.resume();
     this.ioThread?.resume();
     // The event goes out after the caller's work (a restore timing its resume must not time QMP writes).
-    queueMicrotask(() => this.emit({ event: 'RESUME' }));
+    if (announce) queueMicrotask(() => this.emit({ event: 'RESUME' }));
   }
 
   /** Sets the state a parked machine reports (cpr: inmigrate → paused after a load that stays paused). */
@@ -490,6 +493,8 @@ export class Machine {
     this.resetting = true;
     try {
       const wasRunning = this.state === 'running';
+      // A suspended guest is parked already; a reset ends the suspend (the next boot is a fresh one).
+      const wasSuspended = this.state === 'suspended';
       if (wasRunning) {
         this.control.requestPause();
         this.kickAll();
@@ -503,8 +508,9 @@ export class Machine {
       this.resetDevices('system');
       this.guestReady = false;
       this.emit({ event: 'RESET', data: { guest, reason: guest ? 'guest-reset' : 'host-qmp-system-reset' } });
-      if (wasRunning) {
+      if (wasRunning || wasSuspended) {
         this.bootGuest();
+        this.state = 'running';
         this.control.resume();
         this.ioThread?.resume();
       }
@@ -555,7 +561,7 @@ export class Machine {
     }
     this.state = 'paused';
     this.emit({ event: 'WAKEUP' });
-    this.resume();
+    this.resume({ announce: false });
   }
 
   /**
