@@ -6,15 +6,10 @@ import { gettid } from '../sys/libc.js';
 import { StateArena } from '../../cpr/vmstate.js';
 import { GuestRam } from '../memory/guest-ram.js';
 import { MachineLock } from '../sync/lock.js';
-import { openCharOut } from '../chardev/index.js';
 import { instantiate, type MachineDevice } from '../machine/device-table.js';
-import { irqLines } from '../machine/irq-lines.js';
-import { hostClock } from '../machine/clock.js';
 import { Doorbell } from '../machine/doorbell.js';
-import { MsiRouter } from '../machine/msi-router.js';
-import { IoEventRegistry } from '../machine/ioevent-registry.js';
-import { pciBusFor } from '../machine/pci-devices.js';
-import type { CharOut, MachineControl } from '../bus/types.js';
+import type { MachineControl } from '../bus/types.js';
+import { threadDeviceEnvironment } from '../machine/thread-environment.js';
 import type { IoWatch } from '../bus/pci-types.js';
 import { IoThreadControl } from './control.js';
 import { runIoLoop } from './loop.js';
@@ -28,7 +23,6 @@ const lock = new MachineLock(init.lock);
 const doorbell = new Doorbell(init.doorbell);
 const ram = new GuestRam(init.ram);
 const arena = new StateArena(init.arena);
-const outputs = new Map<string, CharOut>();
 
 const machine: MachineControl = {
   exit(status, reason) { post({ type: 'exit', vcpu: -1, status, reason }); },
@@ -37,27 +31,7 @@ const machine: MachineControl = {
   suspend(reason) { post({ type: 'suspend', vcpu: -1, reason }); },
 };
 
-const irq = irqLines(init.vmFd);
-const env = {
-  irq,
-  machine,
-  clock: hostClock,
-  memory: ram,
-  output(name: string): CharOut {
-    let out = outputs.get(name);
-    if (!out) {
-      const transfer = init.outputs[name];
-      if (!transfer) throw new Error(`I/O thread: no output '${name}'`);
-      outputs.set(name, out = openCharOut(transfer));
-    }
-    return out;
-  },
-  timersChanged: () => doorbell.ring(Doorbell.TIMERS),
-  pci: pciBusFor(init.devices, arena, irq),
-  msi: init.msi ? MsiRouter.attach(init.msi) : null,
-  ioEvents: init.ioEvents ? IoEventRegistry.attach(init.ioEvents) : null,
-  log: (line: string) => process.stderr.write(`tsvmm: ${line}\n`),
-};
+const { env, closeOutputs } = threadDeviceEnvironment(init, { who: 'I/O thread', arena, memory: ram, doorbell, machine });
 
 /** The I/O work a device asks for (MachineDevice.ioWatches, optional). */
 const watchesOf = (d: MachineDevice): readonly IoWatch[] => (d as MachineDevice & { ioWatches?: () => readonly IoWatch[] }).ioWatches?.() ?? [];
@@ -72,7 +46,7 @@ try {
     onError: (watch, error) => post({ type: 'failure', vcpu: -1, kind: 'vmm-error', report: `I/O thread: ${watch.name} failed: ${(error as Error)?.stack ?? error}` }),
   });
 } finally {
-  for (const out of outputs.values()) (out as { close?: () => void }).close?.();
+  closeOutputs();
   ram.release();
   control.exited();
 }

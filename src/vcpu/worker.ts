@@ -10,14 +10,8 @@ import { StateArena } from '../../cpr/vmstate.js';
 import { GuestRam } from '../memory/guest-ram.js';
 import { PioBus, MmioBus } from '../bus/bus.js';
 import { MachineLock } from '../sync/lock.js';
-import { openCharOut } from '../chardev/index.js';
 import { instantiate } from '../machine/device-table.js';
-import { irqLines } from '../machine/irq-lines.js';
-import { hostClock } from '../machine/clock.js';
 import { Doorbell } from '../machine/doorbell.js';
-import { MsiRouter } from '../machine/msi-router.js';
-import { IoEventRegistry } from '../machine/ioevent-registry.js';
-import { pciBusFor } from '../machine/pci-devices.js';
 import { errnoName } from '../sys/errno.js';
 import { VcpuControl } from './control.js';
 import { runLoop, type LoopEnd } from './loop.js';
@@ -25,7 +19,8 @@ import { formatFailure } from './failure.js';
 import { makeRecord } from '../../cpr/vmstate.js';
 import { vcpuStateDescriptor, vcpuStateToRecord, type VcpuRecord } from '../../cpr/machine-state/vcpu.js';
 import type { VcpuEvent, VcpuThreadInit } from './messages.js';
-import type { CharOut, MachineControl } from '../bus/types.js';
+import type { MachineControl } from '../bus/types.js';
+import { threadDeviceEnvironment } from '../machine/thread-environment.js';
 
 // Started early (before the VM exists, so this thread's start-up overlaps the main thread's set-up), the thread
 // waits here, blocking, for its init message (src/vcpu/threads.ts).
@@ -56,29 +51,8 @@ const machine: MachineControl = {
   suspend(reason) { control.requestPause(); post({ type: 'suspend', vcpu: id, reason }); },
 };
 
-const outputs = new Map<string, CharOut>();
 const arena = new StateArena(init.arena);
-const irq = irqLines(init.vmFd);
-const env = {
-  irq,
-  machine,
-  clock: hostClock,
-  memory: ram,
-  output(name: string): CharOut {
-    let out = outputs.get(name);
-    if (!out) {
-      const transfer = init.outputs[name];
-      if (!transfer) throw new Error(`vCPU ${id}: no output '${name}'`);
-      outputs.set(name, out = openCharOut(transfer));
-    }
-    return out;
-  },
-  timersChanged: () => doorbell.ring(Doorbell.TIMERS),
-  pci: pciBusFor(init.devices, arena, irq),
-  msi: MsiRouter.attach(init.msi),
-  ioEvents: IoEventRegistry.attach(init.ioEvents),
-  log: (line: string) => process.stderr.write(`tsvmm: ${line}\n`),
-};
+const { env, closeOutputs } = threadDeviceEnvironment(init, { who: `vCPU ${id}`, arena, memory: ram, doorbell, machine });
 const pio = new PioBus();
 const mmio = new MmioBus();
 for (const entry of init.devices) {
@@ -168,6 +142,6 @@ for (;;) {
 control.exited(id);
 // A bundled thread keeps V8's compiled code for the next start (src/vcpu/thread-loader.ts).
 (globalThis as { __tsvmmSaveCodeCache?: () => void }).__tsvmmSaveCodeCache?.();
-for (const out of outputs.values()) (out as { close?: () => void }).close?.();
+closeOutputs();
 ram.release();
 vcpu.close();
