@@ -14,7 +14,8 @@ const run = promisify(execFile);
 
 export type GuestName =
   | 'hello' | 'exit-code' | 'smp' | 'timer' | 'rtc' | 'counter' | 'fwcfg' | 'panic'
-  | 'realmode-hello' | 'longmode-hello' | 'outloop' | 'lm-shim' | 'smp-counter' | 'virtio-probe' | 's3';
+  | 'realmode-hello' | 'longmode-hello' | 'outloop' | 'lm-shim' | 'smp-counter' | 'virtio-probe'
+  | 'virtio-blk-bench' | 's3';
 
 export interface BuiltGuest {
   name: GuestName;
@@ -49,6 +50,11 @@ export const GUESTS: Readonly<Record<GuestName, GuestSpec>> = {
   'virtio-probe': {
     kind: 'multiboot',
     sources: ['virtio-probe.c', 'lib/pci.c', 'lib/virtio.c', 'lib/irq-wait.c', 'lib/irq-wait.S'],
+    headers: ['lib/pci.h', 'lib/virtio.h', 'lib/irq-wait.h'],
+  },
+  'virtio-blk-bench': {
+    kind: 'multiboot',
+    sources: ['virtio-blk-bench.c', 'lib/pci.c', 'lib/virtio.c', 'lib/irq-wait.c', 'lib/irq-wait.S'],
     headers: ['lib/pci.h', 'lib/virtio.h', 'lib/irq-wait.h'],
   },
   'realmode-hello': { kind: 'flat', source: 'realmode-hello.S', arch: 'i386', loadAddress: 0x7c00, mode: 'real' },
