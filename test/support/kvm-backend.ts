@@ -1,0 +1,18 @@
+// Which KVM this host has, for tests and benchmarks that depend on it. With the PVM backend (no VMX/SVM) guest code
+// runs in KVM's instruction emulator, which stops a stock Linux before user space (/work/shared/host.md); with
+// VMX/SVM the same kernel boots normally. The kvm_pvm module is the tell, as everywhere else in the tree.
+import { existsSync } from 'node:fs';
+
+/** True when this host's KVM is the PVM backend (the kvm_pvm module is loaded). */
+export function kvmIsPvm(): boolean {
+  return existsSync('/sys/module/kvm_pvm');
+}
+
+/** The one-line reason a test that needs Linux user space skips with on a PVM host. */
+export const PVM_NO_USER_SPACE =
+  'KVM here is PVM (no VMX/SVM): a stock kernel cannot reach user space; the full boot runs on VMX/SVM hosts';
+
+/** Null when a stock Linux guest can reach user space under KVM here, else why not (one line). */
+export function linuxUserSpaceUnreachable(): string | null {
+  return kvmIsPvm() ? PVM_NO_USER_SPACE : null;
+}
