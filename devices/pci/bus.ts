@@ -90,6 +90,9 @@ export class PciBus {
     if (this.slots[slot]) throw new Error(`PCI slot ${slot} is taken by ${this.slots[slot]!.fn.name}, cannot attach ${fn.name}`);
     const pin = fn.config.interruptPin;
     const attached: Attached = { fn, slot, gsi: pin ? intxGsi(slot, pin, this.intxRouting) : null };
+    // As firmware leaves it: INTERRUPT_LINE names the IOAPIC pin the function's INTx# drives (a guest without
+    // ACPI's _PRT, or a simple one, takes it from there). Part of the power-on image, so a reset restores it.
+    if (attached.gsi !== null) fn.config.setImage(R.PCI_INTERRUPT_LINE, 1, attached.gsi);
     this.slots[slot] = attached;
     this.seenGeneration = -1;
     return {

@@ -359,6 +359,18 @@ test('pci: INTx — functions sharing a GSI are OR-ed, INTX_DISABLE silences one
   assert.is(r.irqs.sets.length, sets, 'no ioctl when the level does not change');
 });
 
+test('pci: INTERRUPT_LINE comes out of reset naming the GSI the function drives, as firmware leaves it', () => {
+  const r = rig(3);
+  const other = new TestFunction('other', newRecord(fnState), new FakeMsi(8));
+  r.bus.attach(6, other);
+  other.reset();
+  assert.is(r.bus.configRead(0, 6, 0, R.PCI_INTERRUPT_LINE, 1), intxGsi(6, 1));
+  r.bus.configWrite(0, 6, 0, R.PCI_INTERRUPT_LINE, 1, 0x0b);
+  assert.is(r.bus.configRead(0, 6, 0, R.PCI_INTERRUPT_LINE, 1), 0x0b, 'software may overwrite it');
+  other.reset();
+  assert.is(r.bus.configRead(0, 6, 0, R.PCI_INTERRUPT_LINE, 1), intxGsi(6, 1), 'a reset restores it');
+});
+
 test('pci: two functions on one GSI keep it high until both lower their pins', () => {
   const irqs = new FakeIrqLines();
   const host = newRecord(pciHostState);
