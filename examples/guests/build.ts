@@ -15,7 +15,7 @@ const run = promisify(execFile);
 export type GuestName =
   | 'hello' | 'exit-code' | 'smp' | 'timer' | 'rtc' | 'counter' | 'fwcfg' | 'panic'
   | 'realmode-hello' | 'longmode-hello' | 'outloop' | 'lm-shim' | 'smp-counter' | 'virtio-probe'
-  | 'virtio-blk-bench' | 's3';
+  | 'virtio-blk-bench' | 's3' | 'virtio-intx';
 
 export interface BuiltGuest {
   name: GuestName;
@@ -55,6 +55,11 @@ export const GUESTS: Readonly<Record<GuestName, GuestSpec>> = {
   'virtio-blk-bench': {
     kind: 'multiboot',
     sources: ['virtio-blk-bench.c', 'lib/pci.c', 'lib/virtio.c', 'lib/irq-wait.c', 'lib/irq-wait.S'],
+    headers: ['lib/pci.h', 'lib/virtio.h', 'lib/irq-wait.h'],
+  },
+  'virtio-intx': {
+    kind: 'multiboot',
+    sources: ['virtio-intx.c', 'lib/pci.c', 'lib/virtio.c', 'lib/irq-wait.c', 'lib/irq-wait.S'],
     headers: ['lib/pci.h', 'lib/virtio.h', 'lib/irq-wait.h'],
   },
   'realmode-hello': { kind: 'flat', source: 'realmode-hello.S', arch: 'i386', loadAddress: 0x7c00, mode: 'real' },
