@@ -4,7 +4,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createHash } from 'node:crypto';
-import { readFileSync, writeFileSync, rmSync, existsSync } from 'node:fs';
+import { readFileSync, writeFileSync, rmSync, existsSync, readdirSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { testIf } from '../test/support/skip.js';
 import { startVm, scratchDir, removeDir, type VmProcess } from '../test/support/vm-process.js';
@@ -12,6 +12,7 @@ import { QmpClientError } from '../test/support/qmp-client.js';
 import { runTsvmm } from '../test/support/tsvmm.js';
 import { kvmMissing } from '../kvm/test-guest.js';
 import { buildGuest, toolchainUnavailable, COUNTER_STATE_ADDR, readSmpCounters } from '../examples/guests/build.js';
+import { createTapNamespace, tapUnavailable } from '../examples/guests/virtio-probe-host.js';
 
 const skip = kvmMissing() ?? await toolchainUnavailable() ?? (existsSync('/dev/shm') ? null : 'no /dev/shm on this host');
 const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
@@ -52,6 +53,10 @@ async function counterArgs(dir: string, ram: 'shm' | 'private' | 'memfd', extra:
 }
 
 const shmFile = (dir: string) => join('/dev/shm', `${dir.split('/').pop()}-ram`);
+/** How many of a process's fds are /dev/net/tun. */
+const tunFds = (pid: number) => readdirSync(`/proc/${pid}/fd`).filter(fd => {
+  try { return readlinkSync(`/proc/${pid}/fd/${fd}`) === '/dev/net/tun'; } catch { return false; }
+}).length;
 const counterIn = (ram: Uint8Array) => Buffer.from(ram.buffer, ram.byteOffset, ram.byteLength).readBigUInt64LE(COUNTER_STATE_ADDR);
 
 testIf(test, skip, 'cpr reboot: cpr-save, quit, a new tsvmm -S, cpr-load — the counter goes on from where it was, RAM untouched in between, serial and timers go on', async () => {
@@ -215,6 +220,48 @@ testIf(test, skip, 'cpr-transfer: the new tsvmm waits on a cpr channel, takes th
     await quit(next);
   } finally {
     for (const vm of vms) await vm.dispose();
+    removeDir(dir);
+  }
+});
+
+testIf(test, skip ?? tapUnavailable(), 'cpr-transfer with virtio-net: the old tsvmm hands its tap over (a tap takes one owner), the new one runs the guest with it', async () => {
+  const dir = scratchDir();
+  const vms: VmProcess[] = [];
+  const tap = createTapNamespace();
+  try {
+    const guest = await buildGuest('counter');
+    const args = ['-m', RAM, '-kernel', guest.path, '-serial', 'null',
+      '-object', `memory-backend-memfd,id=ram0,size=${RAM},share=on`, '-machine', 'memory-backend=ram0',
+      '-netdev', `tap,id=n0,ifname=${tap.tap},script=no,downscript=no`, '-device', 'virtio-net-pci,netdev=n0'];
+    const channel = join(dir, 'cpr.sock');
+    const old = await startVm(args, { dir, name: 'old', netns: tap.ns });
+    vms.push(old);
+    const next = await startVm([...args, '-incoming', 'defer', '-incoming',
+      JSON.stringify({ 'channel-type': 'cpr', addr: { transport: 'socket', type: 'unix', path: channel } })], { dir, name: 'new', connect: false, netns: tap.ns });
+    vms.push(next);
+    for (let i = 0; !existsSync(channel); i++) { assert.ok(i < 500, `the cpr channel appears:\n${next.stderr}`); await sleep(20); }
+    await old.qmp.execute('migrate-set-parameters', { mode: 'cpr-transfer' });
+    await old.qmp.execute('migrate', { channels: [
+      { 'channel-type': 'main', addr: { transport: 'socket', type: 'unix', path: join(dir, 'main.sock') } },
+      { 'channel-type': 'cpr', addr: { transport: 'socket', type: 'unix', path: channel } },
+    ] });
+    await old.qmp.waitEvent('MIGRATION', 20_000, e => e.data?.status === 'completed' || e.data?.status === 'failed');
+    const info = await old.qmp.execute('query-migrate');
+    assert.is(info.status, 'completed', `${JSON.stringify(info)}\nnew:\n${next.stderr}`);
+    for (let i = 0; !existsSync(next.qmpPath); i++) { assert.ok(i < 500); await sleep(20); }
+    const { QmpClient } = await import('../test/support/qmp-client.js');
+    next.qmp = await QmpClient.connect(next.qmpPath);
+    assert.is((await next.qmp.execute('query-status')).status, 'running');
+    const counted = counterIn(await guestRam(next, dir));
+    await sleep(300);
+    assert.ok(counterIn(await guestRam(next, dir)) > counted, 'the guest runs on in the new tsvmm');
+    // The new tsvmm holds the tap (the same queue the old one had attached): /dev/net/tun among its fds.
+    assert.ok(tunFds(next.child.pid!) >= 1, 'the new tsvmm has the tap open');
+    await quit(old);
+    await quit(next);
+  } finally {
+    for (const vm of vms) await vm.dispose();
+    tap.close();
     removeDir(dir);
   }
 });

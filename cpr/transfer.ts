@@ -59,8 +59,11 @@ export async function transferOut(machine: Machine, channelPath: string, migrati
     channel = clock.time('connect', () => CprChannel.connect(channelPath));
     // The RAM and the configuration go first, while the guest runs: the new tsvmm maps the RAM and checks that its
     // VM matches before anyone stops anything.
+    // A tap can be attached by one fd only: the new process gets this one's (the guest's frames keep flowing to
+    // whichever process runs the guest).
     clock.time('send-ram', () => channel!.send({
-      type: 'ram', header: { protocol: PROTOCOL, record: backend.record() }, fds: [backend.fd],
+      type: 'ram', header: { protocol: PROTOCOL, record: backend.record(), taps: parts.taps.map(t => t.ifname) },
+      fds: [backend.fd, ...parts.taps.map(t => t.fd)],
       payload: encodeSections([configSection(parts, scratch)]),
     }));
     const ready = await channel.receive(STEP_TIMEOUT_MS);
@@ -100,6 +103,8 @@ export async function transferOut(machine: Machine, channelPath: string, migrati
 export interface IncomingTransfer {
   /** The old process's RAM, mapped here. */
   readonly ram: MachineRam;
+  /** The old process's taps, by interface name (the new machine takes them over). */
+  readonly taps: ReadonlyMap<string, number>;
   /** Finish the transfer once the machine exists: answer ready, receive the state, restore, resume. */
   complete(machine: Machine, stayPaused: boolean): Promise<PhaseMark[]>;
 }
@@ -112,21 +117,30 @@ export async function transferIn(channelPath: string, clock: PhaseClock, timeout
   const channel = await CprChannel.listen(channelPath, { timeoutMs });
   let ram: MachineRam;
   let config: Uint8Array;
+  const taps = new Map<string, number>();
   try {
     const first = await channel.receive(STEP_TIMEOUT_MS);
-    const header = first.header as { protocol?: number; record?: BackendRecord } | undefined;
-    if (first.type !== 'ram' || header?.protocol !== PROTOCOL || !header.record || first.fds.length !== 1) {
+    const header = first.header as { protocol?: number; record?: BackendRecord; taps?: unknown } | undefined;
+    const tapNames = Array.isArray(header?.taps) && header.taps.every(t => typeof t === 'string') ? header.taps as string[] : null;
+    if (first.type !== 'ram' || header?.protocol !== PROTOCOL || !header.record || !tapNames || first.fds.length !== 1 + tapNames.length) {
       for (const fd of first.fds) closeFd(fd);
       throw new CprError(`cpr channel: expected the RAM hand-over (protocol ${PROTOCOL}), got '${first.type}'`);
     }
+    tapNames.forEach((name, i) => taps.set(name, first.fds[1 + i]));
     config = first.payload ?? new Uint8Array(0);
-    ram = clock.time('map-ram', () => openGuestRamFromRecord(header.record!, { fd: first.fds[0] }));
+    try {
+      ram = clock.time('map-ram', () => openGuestRamFromRecord(header.record!, { fd: first.fds[0] }));
+    } catch (e) {
+      for (const fd of taps.values()) closeFd(fd);
+      throw e;
+    }
   } catch (e) {
     channel.close();
     throw e;
   }
   return {
     ram,
+    taps,
     async complete(machine, stayPaused) {
       try {
         const parts = machine.parts();

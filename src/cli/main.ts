@@ -68,7 +68,7 @@ async function run(argv: string[]): Promise<number> {
   }
   // TSVMM_KVM_DEVICE points tsvmm at another KVM device node (tests use it to check the missing-/dev/kvm error).
   startupMark('modules-loaded');
-  const machine = await Machine.create(config, { kvmPath: process.env.TSVMM_KVM_DEVICE, ram: transfer?.ram, yieldCpuWhenEnding: true });
+  const machine = await Machine.create(config, { kvmPath: process.env.TSVMM_KVM_DEVICE, ram: transfer?.ram, taps: transfer?.taps, yieldCpuWhenEnding: true });
   const startClock = transfer ? earlyClock : startClockAfterCreate();
   startupMark('machine-created');
   const loadFile = incoming?.file !== undefined && !transfer ? incoming.file : null;

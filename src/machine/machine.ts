@@ -79,6 +79,8 @@ export interface MachineOptions {
   ram?: MachineRam;
   /** Drop this process's threads to the lowest priority once the machine ends (the CLI: the process ends too). */
   yieldCpuWhenEnding?: boolean;
+  /** Taps already open, by interface name (cpr-transfer hands the old process's over); the machine owns them. */
+  taps?: ReadonlyMap<string, number>;
 }
 
 /** Power-on state of the in-kernel chips and vCPUs, to return to on a reset. */
@@ -100,6 +102,8 @@ export interface MachineParts {
   readonly lock: MachineLock;
   /** vCPU i's state as its thread saved it during the last pause({ capture: true }), or null. */
   capturedVcpuState(i: number): VcpuRecord | null;
+  /** The virtio-net devices' taps, by interface name (cpr-transfer hands them to the new process). */
+  readonly taps: readonly { ifname: string; fd: number }[];
 }
 
 export class Machine {
@@ -135,6 +139,7 @@ export class Machine {
   private ioEvents!: IoEventRegistry;
   /** Host fds the devices use (disk images, taps), closed when the machine ends. */
   private hostFds: number[] = [];
+  private taps: { ifname: string; fd: number }[] = [];
   /** virtio consoles' host input, carried to the I/O thread. */
   private consoleInputs: ConsoleInput[] = [];
   /** The thread that serves queue notifications and host fds, when a device has such work. */
@@ -216,8 +221,10 @@ export class Machine {
       const ioEvents = IoEventRegistry.create(vm.fd);
       cleanup.push(() => ioEvents.close());
       specs.push({ kind: 'pci-host', id: 'pci-host', config: pciHost });
-      const virtio = await planVirtioDevices(config.virtio, { msi, ioEvents, windows: pciHost.windows, openChardev });
+      const virtio = await planVirtioDevices(config.virtio, { msi, ioEvents, windows: pciHost.windows, openChardev, taps: options.taps });
       cleanup.push(() => { for (const fd of virtio.fds) closeSync(fd); for (const i of virtio.inputs) i.ring.close(); });
+      // Taps handed over that no device here uses (a configuration that differs; the restore will say so).
+      for (const fd of options.taps?.values() ?? []) if (!virtio.fds.includes(fd)) closeSync(fd);
       specs.push(...virtio.specs);
       const ecam = ecamRange(pciHost);
       const platform = planPlatform(config, ram.regions, {
@@ -239,6 +246,7 @@ export class Machine {
       machine.msi = msi;
       machine.ioEvents = ioEvents;
       machine.hostFds = virtio.fds;
+      machine.taps = virtio.taps;
       machine.consoleInputs = virtio.inputs;
       const env = machine.deviceEnvironment();
       machine.devices = entries.map(e => instantiate(e, arena, env));
@@ -280,7 +288,7 @@ export class Machine {
   parts(): MachineParts {
     return {
       config: this.config, vm: this.vm, vcpus: this.vcpus, ram: this.ram, arena: this.arena, entries: this.entries,
-      devices: this.devices, lock: this.lock, capturedVcpuState: i => this.capturedVcpuState(i),
+      devices: this.devices, lock: this.lock, capturedVcpuState: i => this.capturedVcpuState(i), taps: this.taps,
     };
   }
 

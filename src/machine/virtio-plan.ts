@@ -29,6 +29,11 @@ export interface VirtioPlanContext {
   readonly windows: PciWindows;
   /** Opens a chardev for a virtio console (its id in the machine's chardev table). */
   openChardev(id: string, spec: CharSpec): Promise<string>;
+  /**
+   * Taps already open, by interface name (cpr-transfer: the old tsvmm hands its tap fds over, since a tap cannot be
+   * attached twice). The plan takes ownership of the ones it uses.
+   */
+  readonly taps?: ReadonlyMap<string, number>;
 }
 
 /** A virtio console's host input: the chardev whose bytes go into the ring the I/O thread drains. */
@@ -42,6 +47,8 @@ export interface VirtioPlan {
   /** Host fds the machine owns from now on (closed when it ends). */
   readonly fds: number[];
   readonly inputs: ConsoleInput[];
+  /** The taps among `fds`, by interface name (what a cpr-transfer hands over). */
+  readonly taps: { ifname: string; fd: number }[];
 }
 
 function openImage(c: Extract<VirtioDeviceConfig, { kind: 'blk' }>): { fd: number; size: number } {
@@ -60,7 +67,7 @@ function openImage(c: Extract<VirtioDeviceConfig, { kind: 'blk' }>): { fd: numbe
   return { fd, size: st.size };
 }
 
-function openBackend(c: VirtioDeviceConfig, fds: number[], rings: ConsoleInput[], ctx: VirtioPlanContext): Promise<VirtioBackendSpec> | VirtioBackendSpec {
+function openBackend(c: VirtioDeviceConfig, fds: number[], rings: ConsoleInput[], taps: VirtioPlan['taps'], ctx: VirtioPlanContext): Promise<VirtioBackendSpec> | VirtioBackendSpec {
   switch (c.kind) {
     case 'blk': {
       const { fd, size } = openImage(c);
@@ -68,13 +75,16 @@ function openBackend(c: VirtioDeviceConfig, fds: number[], rings: ConsoleInput[]
       return { type: 'blk', fd, readOnly: c.readOnly, serial: c.serial, sizeBytes: size };
     }
     case 'net': {
-      let fd: number;
-      try {
-        fd = openTap(c.ifname).fd;
-      } catch (e) {
-        throw new DeviceSetupError(`${c.id}: cannot open tap '${c.ifname}': ${(e as Error).message}`);
+      let fd = ctx.taps?.get(c.ifname);
+      if (fd === undefined) {
+        try {
+          fd = openTap(c.ifname).fd;
+        } catch (e) {
+          throw new DeviceSetupError(`${c.id}: cannot open tap '${c.ifname}': ${(e as Error).message}`);
+        }
       }
       fds.push(fd);
+      taps.push({ ifname: c.ifname, fd });
       return { type: 'net', fd, mac: c.mac };
     }
     case 'rng':
@@ -92,11 +102,12 @@ export async function planVirtioDevices(configs: readonly VirtioDeviceConfig[], 
   if (FIRST_VIRTIO_SLOT + configs.length > PCI_SLOTS) throw new DeviceSetupError(`${configs.length} virtio devices: bus 0 has room for ${PCI_SLOTS - FIRST_VIRTIO_SLOT}`);
   const fds: number[] = [];
   const inputs: ConsoleInput[] = [];
+  const taps: VirtioPlan['taps'] = [];
   try {
     const bars = allocateBars(configs.map(() => VIRTIO_PCI_BAR_REQUESTS), ctx.windows);
     const specs: VirtioPciSpec[] = [];
     for (const [i, c] of configs.entries()) {
-      const backend = await openBackend(c, fds, inputs, ctx);
+      const backend = await openBackend(c, fds, inputs, taps, ctx);
       const queues = VIRTIO_QUEUE_COUNTS[backend.type];
       specs.push({
         kind: 'virtio-pci', id: c.id, backend,
@@ -108,7 +119,7 @@ export async function planVirtioDevices(configs: readonly VirtioDeviceConfig[], 
         },
       });
     }
-    return { specs, fds, inputs };
+    return { specs, fds, inputs, taps };
   } catch (e) {
     for (const fd of fds) closeSync(fd);
     for (const input of inputs) input.ring.close();

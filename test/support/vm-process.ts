@@ -24,9 +24,12 @@ export function scratchDir(prefix = 'tsvmm-test-'): string {
 }
 
 /** Starts `tsvmm run ARGS -qmp unix:DIR/NAME.qmp,server=on,wait=off` and connects a QMP client once it listens. */
-export async function startVm(args: string[], o: { dir: string; name: string; connect?: boolean; timeoutMs?: number }): Promise<VmProcess> {
+export async function startVm(args: string[], o: { dir: string; name: string; connect?: boolean; timeoutMs?: number; netns?: string }): Promise<VmProcess> {
   const qmpPath = join(o.dir, `${o.name}.qmp`);
-  const child = spawn(process.execPath, [cliPath, 'run', ...args, '-qmp', `unix:${qmpPath},server=on,wait=off`], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const argv = [process.execPath, cliPath, 'run', ...args, '-qmp', `unix:${qmpPath},server=on,wait=off`];
+  // In a network namespace (a test's tap lives there): `ip netns exec` execs tsvmm, so the child is tsvmm itself.
+  if (o.netns) argv.unshift('ip', 'netns', 'exec', o.netns);
+  const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
   const vm = { child, qmpPath, stdout: '', stderr: '' } as VmProcess & { qmp: QmpClient };
   child.stdout!.on('data', d => { vm.stdout += d; });
   child.stderr!.on('data', d => { vm.stderr += d; });
