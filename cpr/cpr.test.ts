@@ -180,6 +180,32 @@ testIf(test, skip, "cpr reboot in QEMU's spelling: mode cpr-reboot + x-ignore-sh
   }
 });
 
+/** A new tsvmm waiting for a cpr-transfer of `args`' VM on a channel in `dir` (started; QMP not connected yet). */
+async function startTransferTarget(args: string[], dir: string, netns?: string): Promise<{ next: VmProcess; channel: string }> {
+  const channel = join(dir, 'cpr.sock');
+  const next = await startVm([...args, '-incoming', 'defer', '-incoming',
+    JSON.stringify({ 'channel-type': 'cpr', addr: { transport: 'socket', type: 'unix', path: channel } })], { dir, name: 'new', connect: false, netns });
+  for (let i = 0; !existsSync(channel); i++) { assert.ok(i < 500, `the cpr channel appears:\n${next.stderr}`); await sleep(20); }
+  return { next, channel };
+}
+
+/** QMP migrate in cpr-transfer mode from `old` to `next`; checks it completed and connects QMP to `next`. */
+async function transfer(old: VmProcess, next: VmProcess, channel: string, dir: string): Promise<void> {
+  await old.qmp.execute('migrate-set-parameters', { mode: 'cpr-transfer' });
+  await old.qmp.execute('migrate', { channels: [
+    { 'channel-type': 'main', addr: { transport: 'socket', type: 'unix', path: join(dir, 'main.sock') } },
+    { 'channel-type': 'cpr', addr: { transport: 'socket', type: 'unix', path: channel } },
+  ] });
+  await old.qmp.waitEvent('MIGRATION', 20_000, e => e.data?.status === 'completed' || e.data?.status === 'failed');
+  const info = await old.qmp.execute('query-migrate');
+  assert.is(info.status, 'completed', `${JSON.stringify(info)}\nnew:\n${next.stderr}`);
+  assert.is((await old.qmp.execute('query-status')).status, 'postmigrate');
+  for (let i = 0; !existsSync(next.qmpPath); i++) { assert.ok(i < 500); await sleep(20); }
+  const { QmpClient } = await import('../test/support/qmp-client.js');
+  next.qmp = await QmpClient.connect(next.qmpPath);
+  assert.is((await next.qmp.execute('query-status')).status, 'running');
+}
+
 testIf(test, skip, 'cpr-transfer: the new tsvmm waits on a cpr channel, takes the memfd RAM while the guest runs, and resumes it after a short pause', async () => {
   const dir = scratchDir();
   const vms: VmProcess[] = [];
@@ -187,28 +213,13 @@ testIf(test, skip, 'cpr-transfer: the new tsvmm waits on a cpr channel, takes th
     const guest = await buildGuest('smp-counter');
     const args = ['-m', RAM, '-smp', '2', '-kernel', guest.path, '-serial', 'null',
       '-object', `memory-backend-memfd,id=ram0,size=${RAM},share=on`, '-machine', 'memory-backend=ram0'];
-    const channel = join(dir, 'cpr.sock');
     const old = await startVm(args, { dir, name: 'old' });
     vms.push(old);
-    const next = await startVm([...args, '-incoming', 'defer', '-incoming',
-      JSON.stringify({ 'channel-type': 'cpr', addr: { transport: 'socket', type: 'unix', path: channel } })], { dir, name: 'new', connect: false });
+    const { next, channel } = await startTransferTarget(args, dir);
     vms.push(next);
-    for (let i = 0; !existsSync(channel); i++) { assert.ok(i < 500, 'the cpr channel appears'); await sleep(20); }
     await sleep(300);
     const ramBefore = await guestRam(old, dir);
-    await old.qmp.execute('migrate-set-parameters', { mode: 'cpr-transfer' });
-    await old.qmp.execute('migrate', { channels: [
-      { 'channel-type': 'main', addr: { transport: 'socket', type: 'unix', path: join(dir, 'main.sock') } },
-      { 'channel-type': 'cpr', addr: { transport: 'socket', type: 'unix', path: channel } },
-    ] });
-    await old.qmp.waitEvent('MIGRATION', 20_000, e => e.data?.status === 'completed' || e.data?.status === 'failed');
-    const info = await old.qmp.execute('query-migrate');
-    assert.is(info.status, 'completed', JSON.stringify(info));
-    assert.is((await old.qmp.execute('query-status')).status, 'postmigrate');
-    for (let i = 0; !existsSync(next.qmpPath); i++) { assert.ok(i < 500); await sleep(20); }
-    const { QmpClient } = await import('../test/support/qmp-client.js');
-    next.qmp = await QmpClient.connect(next.qmpPath);
-    assert.is((await next.qmp.execute('query-status')).status, 'running');
+    await transfer(old, next, channel, dir);
     const startTicks = readSmpCounters(await guestRam(next, dir), 2);
     assert.ok(startTicks.every((t, i) => t >= readSmpCounters(ramBefore, 2)[i]), 'the counts carried over');
     await sleep(300);
@@ -233,25 +244,11 @@ testIf(test, skip ?? tapUnavailable(), 'cpr-transfer with virtio-net: the old ts
     const args = ['-m', RAM, '-kernel', guest.path, '-serial', 'null',
       '-object', `memory-backend-memfd,id=ram0,size=${RAM},share=on`, '-machine', 'memory-backend=ram0',
       '-netdev', `tap,id=n0,ifname=${tap.tap},script=no,downscript=no`, '-device', 'virtio-net-pci,netdev=n0'];
-    const channel = join(dir, 'cpr.sock');
     const old = await startVm(args, { dir, name: 'old', netns: tap.ns });
     vms.push(old);
-    const next = await startVm([...args, '-incoming', 'defer', '-incoming',
-      JSON.stringify({ 'channel-type': 'cpr', addr: { transport: 'socket', type: 'unix', path: channel } })], { dir, name: 'new', connect: false, netns: tap.ns });
+    const { next, channel } = await startTransferTarget(args, dir, tap.ns);
     vms.push(next);
-    for (let i = 0; !existsSync(channel); i++) { assert.ok(i < 500, `the cpr channel appears:\n${next.stderr}`); await sleep(20); }
-    await old.qmp.execute('migrate-set-parameters', { mode: 'cpr-transfer' });
-    await old.qmp.execute('migrate', { channels: [
-      { 'channel-type': 'main', addr: { transport: 'socket', type: 'unix', path: join(dir, 'main.sock') } },
-      { 'channel-type': 'cpr', addr: { transport: 'socket', type: 'unix', path: channel } },
-    ] });
-    await old.qmp.waitEvent('MIGRATION', 20_000, e => e.data?.status === 'completed' || e.data?.status === 'failed');
-    const info = await old.qmp.execute('query-migrate');
-    assert.is(info.status, 'completed', `${JSON.stringify(info)}\nnew:\n${next.stderr}`);
-    for (let i = 0; !existsSync(next.qmpPath); i++) { assert.ok(i < 500); await sleep(20); }
-    const { QmpClient } = await import('../test/support/qmp-client.js');
-    next.qmp = await QmpClient.connect(next.qmpPath);
-    assert.is((await next.qmp.execute('query-status')).status, 'running');
+    await transfer(old, next, channel, dir);
     const counted = counterIn(await guestRam(next, dir));
     await sleep(300);
     assert.ok(counterIn(await guestRam(next, dir)) > counted, 'the guest runs on in the new tsvmm');
