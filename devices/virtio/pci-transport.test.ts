@@ -242,6 +242,16 @@ function setupQueue(m: Machine, q: number, size: number, vector: number | null):
 const text = (s: string) => new TextEncoder().encode(s);
 const str = (m: Machine, gpa: number, n: number) => new TextDecoder().decode(m.memory.read(gpa, n));
 
+/** The usual driver start: features negotiated, MSI-X on, queue 0 (size 8) on vector 1, DRIVER_OK, activated. */
+function startWithOneQueue(m: Machine) {
+  negotiate(m);
+  setupMsix(m);
+  const q0 = setupQueue(m, 0, 8, 1);
+  m.addStatus(V.VIRTIO_CONFIG_S_DRIVER_OK);
+  m.runIo();
+  return q0;
+}
+
 test('virtio-pci: identity, capabilities and BARs are what virtio_pci_modern probes for', () => {
   const m = new Machine();
   assert.is(m.cfgRead(P.PCI_VENDOR_ID, 2), 0x1af4);
@@ -331,11 +341,7 @@ test('virtio-pci: without MSI-X the interrupt is INTx with ISR bit 0; reading th
 
 test('virtio-pci: a notification that exits (no ioeventfd bound) still reaches the back end through the eventfd', () => {
   const m = new Machine();
-  negotiate(m);
-  setupMsix(m);
-  const q0 = setupQueue(m, 0, 8, 1);
-  m.addStatus(V.VIRTIO_CONFIG_S_DRIVER_OK);
-  m.runIo();
+  const q0 = startWithOneQueue(m);
   m.notify.bindings.clear(); // as if KVM had refused the binding
   const c = q0.add([{ data: text('ab') }, { length: 2, write: true }]);
   m.kick(0);
@@ -405,11 +411,7 @@ test('virtio-pci: a queue size that is not a power of two, or rings outside RAM,
 
 test('virtio-pci: a malformed chain fails the device (NEEDS_RESET + config interrupt); a reset brings it back', () => {
   const m = new Machine();
-  negotiate(m);
-  setupMsix(m);
-  const q0 = setupQueue(m, 0, 8, 1);
-  m.addStatus(V.VIRTIO_CONFIG_S_DRIVER_OK);
-  m.runIo();
+  const q0 = startWithOneQueue(m);
   q0.add([{ gpa: (4 << 20) - 2, length: 64 }]); // a buffer running off the end of RAM
   m.kick(0);
   m.runIo();
@@ -429,11 +431,7 @@ test('virtio-pci: a malformed chain fails the device (NEEDS_RESET + config inter
   assert.is(m.common(V.VIRTIO_PCI_COMMON_Q_ENABLE, 2), 0, 'queues disabled by the reset');
   assert.is(m.common(V.VIRTIO_PCI_COMMON_Q_SIZE, 2), 16, 'size back to the maximum');
   assert.is(m.common(V.VIRTIO_PCI_COMMON_MSIX, 2), V.VIRTIO_MSI_NO_VECTOR);
-  negotiate(m);
-  setupMsix(m);
-  const again = setupQueue(m, 0, 8, 1);
-  m.addStatus(V.VIRTIO_CONFIG_S_DRIVER_OK);
-  m.runIo();
+  const again = startWithOneQueue(m);
   const c = again.add([{ data: text('ok') }, { length: 2, write: true }]);
   m.kick(0);
   m.runIo();
@@ -479,11 +477,7 @@ test('virtio-pci: moving BAR 4 moves the notification ioeventfds; disabling memo
 
 test('virtio-pci: a checkpoint restored into a new process resumes a running device where it was', () => {
   const m = new Machine();
-  negotiate(m);
-  setupMsix(m);
-  const q0 = setupQueue(m, 0, 8, 1);
-  m.addStatus(V.VIRTIO_CONFIG_S_DRIVER_OK);
-  m.runIo();
+  const q0 = startWithOneQueue(m);
   const first = q0.add([{ data: text('one') }, { length: 3, write: true }]);
   m.kick(0);
   m.runIo();
