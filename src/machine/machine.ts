@@ -41,6 +41,8 @@ import { IoEventRegistry } from './ioevent-registry.js';
 import { planVirtioDevices, type ConsoleInput } from './virtio-plan.js';
 import { IoThread } from '../io/thread.js';
 import type { IoThreadEvent } from '../io/messages.js';
+import type { PciBus } from '../../devices/pci/bus.js';
+import { queryPci, type PciInfo } from '../qmp/pci-query.js';
 import { vcpuStateDescriptor, type VcpuRecord } from '../../cpr/machine-state/vcpu.js';
 
 /** KVM's real-mode helpers for VMX hosts, placed where QEMU puts them: just below the BIOS at 4 GiB. */
@@ -144,6 +146,8 @@ export class Machine {
   private consoleInputs: ConsoleInput[] = [];
   /** The thread that serves queue notifications and host fds, when a device has such work. */
   private ioThread: IoThread | null = null;
+  /** The main thread's view of PCI bus 0 (QMP query-pci reads it). */
+  private pciBus: PciBus | null = null;
 
   private constructor(
     config: MachineConfig,
@@ -279,6 +283,12 @@ export class Machine {
     return this.vcpus.map(v => this.control.tid(v.id));
   }
 
+  /** QMP query-pci: bus 0 as the guest sees it now. */
+  pciInfo(): PciInfo[] {
+    const bus = this.pciBus;
+    return bus ? this.lock.with(() => queryPci(bus)) : [];
+  }
+
   /** The power-on state of the in-kernel chips and vCPUs (cpr/ warms its encoders with it while the guest runs). */
   powerOnStates(): { vcpus: readonly VcpuState[]; irqchips: readonly IrqchipState[]; pit: PitState2 } {
     return this.powerOn;
@@ -312,6 +322,7 @@ export class Machine {
       suspend: reason => queueMicrotask(() => this.onVcpuEvent({ type: 'suspend', vcpu: -1, reason })),
     };
     const irq = irqLines(this.vm.fd);
+    this.pciBus = pciBusFor(this.entries, this.arena, irq);
     return {
       irq,
       machine,
@@ -323,7 +334,7 @@ export class Machine {
         return out;
       },
       timersChanged: () => this.doorbell.ring(Doorbell.TIMERS),
-      pci: pciBusFor(this.entries, this.arena, irq),
+      pci: this.pciBus,
       msi: this.msi,
       ioEvents: this.ioEvents,
       log: this.log,

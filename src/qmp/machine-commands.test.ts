@@ -6,7 +6,7 @@
 // power itself off while a client watches.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { testIf } from '../../test/support/skip.js';
 import { startVm, scratchDir, removeDir, type VmProcess } from '../../test/support/vm-process.js';
@@ -14,6 +14,7 @@ import { QmpClient, QmpClientError, type QmpEvent } from '../../test/support/qmp
 import { repoRoot } from '../../test/support/cc.js';
 import { kvmMissing } from '../../kvm/test-guest.js';
 import { buildGuest, toolchainUnavailable, COUNTER_STATE_ADDR } from '../../examples/guests/build.js';
+import type { PciInfo } from './pci-query.js';
 
 const skip = kvmMissing() ?? await toolchainUnavailable();
 const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
@@ -220,6 +221,39 @@ testIf(test, skip, 'qmp machine: a guest debug-exit while a client is connected 
     const shutdown = await vm.qmp.waitEvent('SHUTDOWN', 10_000);
     assert.equal(shutdown.data, { guest: true, reason: 'guest-shutdown' });
     assert.is(await vm.exited, 1, `the counter's debug-exit 0 is status (0 << 1) | 1:\n${vm.stderr}`);
+  } finally {
+    await vm.dispose();
+  }
+});
+
+testIf(test, skip, 'qmp machine: query-pci lists the host bridge and each virtio function with its ids, class, INTx line and where its BARs decode', async () => {
+  const guest = await buildGuest('counter');
+  const disk = join(dir, 'disk.img');
+  writeFileSync(disk, Buffer.alloc(1 << 20));
+  const vm = await startVm(['-m', '32M', '-kernel', guest.path, '-serial', 'null', '-S',
+    '-drive', `file=${disk},if=none,id=d0,format=raw`, '-device', 'virtio-blk-pci,drive=d0', '-device', 'virtio-rng-pci'],
+    { dir, name: 'pci' });
+  try {
+    const [bus0] = await vm.qmp.execute('query-pci') as PciInfo[];
+    assert.is(bus0.bus, 0);
+    const [host, blk, rng] = bus0.devices;
+    assert.equal([host.slot, blk.slot, rng.slot], [0, 1, 2]);
+    assert.equal(host.class_info, { class: 0x0600, desc: 'Host bridge' });
+    assert.equal(host.regions, []);
+    assert.equal(blk.id, { vendor: 0x1af4, device: 0x1042, subsystem: 0x1100, 'subsystem-vendor': 0x1af4 });
+    assert.equal(rng.id.device, 0x1044);
+    assert.equal(blk.class_info, { class: 0x0100, desc: 'SCSI controller' });
+    // INTA# of slot 1 drives GSI 17, of slot 2 GSI 18 (16 + (slot + pin - 1) % 8), as INTERRUPT_LINE says.
+    assert.equal([blk.irq_pin, blk.irq, rng.irq], [1, 17, 18]);
+    // As firmware would have placed them: the MSI-X BAR (1) and the 64-bit virtio BAR (4), decoding in the PCI hole.
+    for (const dev of [blk, rng]) {
+      const bars = dev.regions.map(r => r.bar);
+      assert.equal(bars, [1, 4]);
+      const [msix, modern] = dev.regions;
+      assert.equal({ ...msix, address: 0 }, { bar: 1, type: 'memory', address: 0, size: 0x1000, prefetch: false, mem_type_64: false });
+      assert.equal({ ...modern, address: 0 }, { bar: 4, type: 'memory', address: 0, size: 0x4000, prefetch: true, mem_type_64: true });
+      for (const r of dev.regions) assert.ok(r.address >= 0xc0000000 && r.address + r.size <= 0xe0000000 && r.address % r.size === 0, `BAR ${r.bar} at ${r.address.toString(16)}`);
+    }
   } finally {
     await vm.dispose();
   }

@@ -74,6 +74,7 @@ export function machineCommands(o: MachineCommandsOptions): { commands: QmpHandl
     })),
     'query-name': () => (machine.config.name ? { name: machine.config.name } : {}),
     'query-kvm': () => ({ enabled: true, present: true }),
+    'query-pci': () => machine.pciInfo(),
     // QEMU's pmemsave: guest-physical memory to a file (tests hash guest RAM with it). Only RAM can be read.
     pmemsave: ({ val, size, filename }) => {
       const gpa = Number(val);

@@ -8,6 +8,7 @@
 // no-op or refuse it with a clear error.
 
 import { Q, type Infer, type InferMembers, type Members } from './qapi.js';
+import type { PciInfo } from './pci-query.js';
 
 // ---- shared types --------------------------------------------------------------------------------------------
 
@@ -31,6 +32,8 @@ export interface CommandInfo { name: string }
 export interface StatusInfo { running: boolean; status: RunState }
 export interface NameInfo { name?: string }
 export interface KvmInfo { enabled: boolean; present: boolean }
+/** PciInfo (pci.json): query-pci's answer, one element per bus. */
+export type { PciInfo };
 
 /** CpuInstanceProperties (machine.json): where a CPU sits in the topology. */
 export interface CpuInstanceProperties {
@@ -187,6 +190,7 @@ export const QMP_COMMANDS = {
   'query-cpus-fast': {},
   'query-name': {},
   'query-kvm': {},
+  'query-pci': {},
   pmemsave: { args: { val: Q.uint64, size: Q.uint64, filename: Q.str } },
   // CPR, the seed's spelling
   'cpr-save': { args: { filename: Q.str, mode: Q.str } },
@@ -227,6 +231,7 @@ export interface QmpCommandReturns {
   'query-cpus-fast': CpuInfoFast[];
   'query-name': NameInfo;
   'query-kvm': KvmInfo;
+  'query-pci': PciInfo[];
   pmemsave: void;
   'cpr-save': void;
   'cpr-load': void;
