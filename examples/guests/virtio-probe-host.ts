@@ -22,6 +22,7 @@ export const VIRTIO_PROBE_EXIT = {
   rng: 0x22,
   console: 0x23,
   net: 0x24,
+  rounds: 0x25,
   exception: 0x3f,
 } as const;
 
@@ -52,6 +53,24 @@ export function blkPatternMismatch(image: Uint8Array): string | null {
       const got = image[s * SECTOR_BYTES + k];
       const want = blkPatternByte(s, k);
       if (got !== want) return `sector ${s} byte ${k}: 0x${got.toString(16)}, expected 0x${want.toString(16)}`;
+    }
+  }
+  return null;
+}
+
+/** With `rounds=N`, round K (1-based) writes one pattern sector: BLK_ROUNDS_FIRST_SECTOR + K - 1. */
+export const BLK_ROUNDS_FIRST_SECTOR = 16;
+
+/** Null if `image` holds the pattern in the sectors of rounds 1..`rounds`, else where it first differs. */
+export function blkRoundsMismatch(image: Uint8Array, rounds: number): string | null {
+  const end = (BLK_ROUNDS_FIRST_SECTOR + rounds) * SECTOR_BYTES;
+  if (image.length < end) return `image is ${image.length} bytes, shorter than the last round's sector's end (${end})`;
+  for (let r = 1; r <= rounds; r++) {
+    const s = BLK_ROUNDS_FIRST_SECTOR + r - 1;
+    for (let k = 0; k < SECTOR_BYTES; k++) {
+      const got = image[s * SECTOR_BYTES + k];
+      const want = blkPatternByte(s, k);
+      if (got !== want) return `round ${r}'s sector ${s} byte ${k}: 0x${got.toString(16)}, expected 0x${want.toString(16)}`;
     }
   }
   return null;
@@ -92,6 +111,8 @@ export interface VirtioProbeExpect {
   ecam?: boolean;
   /** Expected exit value (default 0 = every test passed). */
   exitValue?: number;
+  /** rounds=N was given: `virtio-probe: round K ok` for K = 1..N, each once and in order, then `N rounds ok`. */
+  rounds?: number;
 }
 
 const hex = (v: number, digits: number) => v.toString(16).padStart(digits, '0');
@@ -136,6 +157,12 @@ export function virtioProbeProblems(out: string, expect: VirtioProbeExpect): str
     } else {
       needRe(/^virtio-net: rx ethertype 0x0806 len \d+ sum 0x[0-9a-f]{4}$/, 'the ARP reply frame');
     }
+  }
+  if (expect.rounds) {
+    const done = lines.flatMap(l => /^virtio-probe: round (\d+) ok$/.exec(l)?.[1] ?? []).map(Number);
+    const want = Array.from({ length: expect.rounds }, (_, i) => i + 1);
+    if (done.join(',') !== want.join(',')) problems.push(`rounds reported ${done.join(',') || 'none'}, expected ${want.join(',')}`);
+    need(`virtio-probe: ${expect.rounds} rounds ok`);
   }
   if (exitValue === VIRTIO_PROBE_EXIT.ok) {
     for (const l of lines) if (/FAILED|exception/.test(l)) problems.push(`failure reported: ${l}`);
@@ -254,6 +281,10 @@ export interface VirtioProbeOptions {
   consoleInput?: string;
   /** A short directory for the console socket (unix socket paths are limited to 107 bytes). */
   socketDir: string;
+  /** rounds=N: after the tests, N more rounds on blk and rng, devices kept as they are (0 or absent: none). */
+  rounds?: number;
+  /** round_delay_ms=MS: the guest halts this long after each round (its default: 100). */
+  roundDelayMs?: number;
   /** QEMU only: more options (e.g. a device with a huge BAR that pushes 64-bit BARs above 4 GiB). */
   qemuArgs?: string[];
   /** tsvmm only: the bundled CLI (default: dist/tsvmm.mjs relative to the working directory). */
@@ -279,6 +310,8 @@ export interface VirtioProbeRun {
 export function virtioProbeCmdline(o: VirtioProbeOptions): string {
   const words = [`want=${(o.want ?? o.devices).join(',')}`];
   if (o.devices.includes('console')) words.push(`console_wait=${o.consoleInput ? 3000 : 0}`);
+  if (o.rounds) words.push(`rounds=${o.rounds}`);
+  if (o.roundDelayMs !== undefined) words.push(`round_delay_ms=${o.roundDelayMs}`);
   if (o.append) words.push(o.append);
   return words.join(' ');
 }
@@ -310,11 +343,16 @@ export function virtioProbeDeviceArgs(o: VirtioProbeOptions): string[] {
   return args;
 }
 
+/** The VMM options both VMMs take alike: RAM, COM1 on stdout, isa-debug-exit, the guest and its devices. */
+export function virtioProbeCommonArgs(o: VirtioProbeOptions): string[] {
+  return ['-m', '64M', '-no-reboot', '-serial', 'stdio', '-device', 'isa-debug-exit,iobase=0xf4,iosize=4',
+    '-kernel', o.kernel, '-append', virtioProbeCmdline(o), ...virtioProbeDeviceArgs(o)];
+}
+
 /** The whole command for `vmm` (program first), wrapped in `ip netns exec` when a tap is used. */
 export function virtioProbeCommand(vmm: 'qemu' | 'tsvmm', o: VirtioProbeOptions): string[] {
   const timeoutS = Math.ceil((o.timeoutMs ?? 30_000) / 1000);
-  const common = ['-m', '64M', '-no-reboot', '-serial', 'stdio', '-device', 'isa-debug-exit,iobase=0xf4,iosize=4',
-    '-kernel', o.kernel, '-append', virtioProbeCmdline(o), ...virtioProbeDeviceArgs(o)];
+  const common = virtioProbeCommonArgs(o);
   const argv = vmm === 'qemu'
     ? [QEMU_BINARY, '-accel', qemuAccel(), '-M', o.machine ?? 'pc', '-nodefaults', '-display', 'none', ...common, ...(o.qemuArgs ?? [])]
     : [process.execPath, o.tsvmmCli ?? 'dist/tsvmm.mjs', 'run', ...common, '--timeout', String(timeoutS)];

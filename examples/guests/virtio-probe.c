@@ -8,7 +8,13 @@
  *   mmio=0x… mmio_size=0x…    window for BARs we place (default 0xc0000000, up to 0xfec00000)
  *   reassign=1                place every virtio memory BAR ourselves, even the assigned ones
  *   console_wait=MS           how long to wait for console input (default 1000; 0 = do not wait)
- *   net_wait=MS               how long to wait for the ARP reply (default 2000) */
+ *   net_wait=MS               how long to wait for the ARP reply (default 2000)
+ *   rounds=N                  after the tests, keep blk and rng set up (queues, DRIVER_OK, MSI-X) and run N more
+ *                             rounds on them: blk writes sector ROUND_FIRST_SECTOR + K - 1, reads it back and compares,
+ *                             rng fills 64 bytes; each request must raise its queue's MSI-X vector. Prints
+ *                             `virtio-probe: round K ok` per round (default 0: no rounds, devices reset as before)
+ *   round_delay_ms=MS         halt this long (on the 10 ms LAPIC tick) after each round (default 100), so a host can
+ *                             checkpoint the VM between (or during) rounds */
 #include "runtime.h"
 #include "pci.h"
 #include "virtio.h"
@@ -22,6 +28,7 @@
 #define EXIT_RNG 0x22
 #define EXIT_CONSOLE 0x23
 #define EXIT_NET 0x24
+#define EXIT_ROUNDS 0x25                     /* rounds= asked for, but neither blk nor rng is there to use */
 
 #define DEFAULT_MMIO_BASE 0xc0000000u        /* the PCI hole of QEMU's pc with < 3 GiB RAM, and of tsvmm */
 #define MMIO_LIMIT        0xfec00000u        /* IOAPIC, HPET, LAPIC and the BIOS above */
@@ -30,6 +37,11 @@
 
 static struct pci_function functions[PCI_MAX_FOUND];
 static unsigned first_failure;
+/* rounds= (0: the default single pass). When set, blk and rng stay set up after their tests for the rounds. */
+static uint32_t rounds;
+static struct virtio_dev *round_blk_dev, *round_rng_dev;
+static struct virtq *round_blk_q, *round_rng_q;
+static uint64_t round_blk_capacity;
 
 static void failed(unsigned code) { if (!first_failure) first_failure = code; }
 
@@ -181,6 +193,7 @@ static int test_blk(struct pci_function *f) {
     }
     if (!check_interrupts("blk", &q, 1)) return -1;
     print("virtio-blk: capacity %llu, write/read ok, flush ok, id %s, oob ioerr\n", capacity, blk_id[0] ? blk_id : "(none)");
+    if (rounds) { round_blk_dev = &d; round_blk_q = &q; round_blk_capacity = capacity; return 0; }   /* kept for the rounds */
     virtio_reset(&d);
     return 0;
 }
@@ -219,6 +232,7 @@ static int test_rng(struct pci_function *f) {
     if (!differ) { print("virtio-rng: FAILED: two requests returned the same 64 bytes\n"); return -1; }
     if (!check_interrupts("rng", &q, 1)) return -1;
     print("virtio-rng: ok\n");
+    if (rounds) { round_rng_dev = &d; round_rng_q = &q; return 0; }   /* kept for the rounds */
     virtio_reset(&d);
     return 0;
 }
@@ -410,12 +424,114 @@ static int test_net(struct pci_function *f) {
     return 0;
 }
 
+/* ---- rounds=N: more work on the devices as they are (queues, DRIVER_OK, MSI-X unchanged since the tests) ---- */
+#define ROUND_FIRST_SECTOR 16                /* round K writes sector 16 + K - 1 (clear of the pattern's 1-8) */
+#define DEFAULT_ROUND_DELAY_MS 100
+
+static uint8_t round_out[SECTOR], round_in[SECTOR];
+static uint8_t round_rng[2][RNG_BYTES];      /* this round's bytes and the previous round's, alternately */
+
+/* EVENT_IDX: ask for an interrupt on the very next completion before the device can see the request. vq_wait arms
+ * used_event too, but only after the kick, and a device faster than us may complete before that: no interrupt. */
+static void arm_used_event(struct virtq *q) {
+    if (virtio_has(q->dev, VIRTIO_F_RING_EVENT_IDX)) q->avail[2 + q->size] = q->last_used;
+}
+
+/* Halts (interrupts on) until `ms` have passed on the 10 ms tick. */
+static void halt_ms(uint32_t ms) {
+    if (!ms) return;
+    uint32_t deadline = irq_deadline(ms);
+    while (!irq_expired(deadline)) irq_wait();
+}
+
+/* The round's requests all asked for an interrupt: its vector must have fired since `before`. Two completions may
+ * share one delivery (the second MSI finds the first still pending in the LAPIC), so at least one is required. */
+static int round_interrupted(struct virtq *q, uint32_t before, const char *name, uint32_t k) {
+    uint32_t deadline = irq_deadline(REQUEST_MS);
+    while (vq_interrupts(q) == before && !irq_expired(deadline)) irq_wait();
+    if (vq_interrupts(q) != before) return 0;
+    print("virtio-%s: FAILED: round %u completed without an MSI-X interrupt on vector 0x", name, k);
+    print_hex(q->vector, 2);
+    print("\n");
+    return -1;
+}
+
+static int blk_round(struct virtq *q, uint32_t k) {
+    uint32_t sector = ROUND_FIRST_SECTOR + k - 1;
+    for (uint32_t i = 0; i < SECTOR; i++) round_out[i] = pattern_byte(sector, i);
+    uint32_t before = vq_interrupts(q);
+    arm_used_event(q);
+    int st = blk_request(q, VIRTIO_BLK_T_OUT, sector, round_out, SECTOR, 1, 0);   /* indirect, as the test's write */
+    if (st != VIRTIO_BLK_S_OK) { if (st >= 0) print("virtio-blk: FAILED: round %u write status %u\n", k, st); return -1; }
+    memset(round_in, 0, sizeof round_in);
+    arm_used_event(q);
+    st = blk_request(q, VIRTIO_BLK_T_IN, sector, round_in, SECTOR, 0, 0);
+    if (st != VIRTIO_BLK_S_OK) { if (st >= 0) print("virtio-blk: FAILED: round %u read status %u\n", k, st); return -1; }
+    for (uint32_t i = 0; i < SECTOR; i++) {
+        if (round_in[i] != round_out[i]) {
+            print("virtio-blk: FAILED: round %u read back 0x%x at byte %u of sector %u, wrote 0x%x\n", k, round_in[i], i, sector, round_out[i]);
+            return -1;
+        }
+    }
+    return round_interrupted(q, before, "blk", k);
+}
+
+static int rng_round(struct virtq *q, uint32_t k) {
+    uint8_t *buf = round_rng[k & 1];
+    const uint8_t *prev = round_rng[(k & 1) ^ 1];
+    uint32_t before = vq_interrupts(q);
+    uint32_t got = 0;
+    for (unsigned tries = 0; got < RNG_BYTES && tries < 8; tries++) {
+        struct vq_buf b = { buf + got, RNG_BYTES - got };
+        arm_used_event(q);
+        int head = vq_add(q, &b, 0, 1, 0);
+        if (head < 0) { print("virtio-rng: FAILED: round %u: queue full\n", k); return -1; }
+        vq_kick(q);
+        uint32_t len = 0;
+        if (vq_wait(q, REQUEST_MS, &len) != head) { print("virtio-rng: FAILED: round %u: no entropy within %u ms\n", k, REQUEST_MS); return -1; }
+        if (len > RNG_BYTES - got) { print("virtio-rng: FAILED: round %u: device wrote %u bytes into a %u-byte buffer\n", k, len, RNG_BYTES - got); return -1; }
+        got += len;
+    }
+    if (got < RNG_BYTES) { print("virtio-rng: FAILED: round %u: only %u of %u bytes\n", k, got, RNG_BYTES); return -1; }
+    int nonzero = 0, differ = k == 1;        /* round 1 has nothing before it to differ from */
+    for (unsigned i = 0; i < RNG_BYTES; i++) { nonzero |= buf[i]; differ |= buf[i] ^ prev[i]; }
+    if (!nonzero) { print("virtio-rng: FAILED: round %u: 64 zero bytes\n", k); return -1; }
+    if (!differ) { print("virtio-rng: FAILED: round %u returned the same 64 bytes as round %u\n", k, k - 1); return -1; }
+    return round_interrupted(q, before, "rng", k);
+}
+
+static void run_rounds(void) {
+    if (!round_blk_q && !round_rng_q) {
+        print("virtio-probe: FAILED: rounds=%u needs a working virtio-blk or virtio-rng\n", rounds);
+        failed(EXIT_ROUNDS);
+        return;
+    }
+    if (round_blk_q && round_blk_capacity < ROUND_FIRST_SECTOR + rounds) {
+        print("virtio-blk: FAILED: capacity %llu sectors is too small for %u rounds\n", round_blk_capacity, rounds);
+        failed(EXIT_BLK);
+        return;
+    }
+    uint32_t delay = cmdline_uint("round_delay_ms=", DEFAULT_ROUND_DELAY_MS);
+    for (uint32_t k = 1; k <= rounds; k++) {
+        if (round_blk_q && blk_round(round_blk_q, k)) { failed(EXIT_BLK); return; }
+        if (round_rng_q && rng_round(round_rng_q, k)) { failed(EXIT_RNG); return; }
+        print("virtio-probe: round %u ok\n", k);
+        halt_ms(delay);
+    }
+    if (round_blk_q) check_interrupts("blk", round_blk_q, 1);
+    if (round_rng_q) check_interrupts("rng", round_rng_q, 1);
+    print("virtio-probe: %u rounds ok\n", rounds);
+    if (round_blk_dev) virtio_reset(round_blk_dev);
+    if (round_rng_dev) virtio_reset(round_rng_dev);
+}
+
 /* ---- main ---- */
 struct found_device { struct pci_function *f; unsigned type; };
 
 void main(void) {
     print("virtio-probe: start\n");
     uint32_t ecam = cmdline_uint("ecam=", 0);
+    rounds = cmdline_uint("rounds=", 0);
     unsigned n = pci_scan_bus0(functions, PCI_MAX_FOUND);
     if (n > PCI_MAX_FOUND) n = PCI_MAX_FOUND;
     print("pci: %u functions on bus 0\n", n);
@@ -486,6 +602,8 @@ void main(void) {
         }
         done[type] = 1;
     }
+
+    if (rounds) run_rounds();
 
     static const struct { const char *name; unsigned type; } wants[] = {
         { "blk", VIRTIO_ID_BLOCK }, { "rng", VIRTIO_ID_RNG }, { "console", VIRTIO_ID_CONSOLE }, { "net", VIRTIO_ID_NET },
