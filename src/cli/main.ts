@@ -194,6 +194,8 @@ async function main(argv: string[]): Promise<void> {
       : fail(ExitStatus.usage, `unknown command '${command}'\n${USAGE}`);
     process.exit(status);
   } catch (e) {
+    // vCPU threads started ahead may still be loading koffi: exiting under them would abort the process.
+    await (await import('../vcpu/threads.js')).discardVcpuThreads();
     if (e instanceof UsageError) fail(ExitStatus.usage, e.message);
     const err = e as Error;
     // Everything that stops the VM from being set up — /dev/kvm, RAM backend, guest image — is one clear line.

@@ -7,10 +7,15 @@
 import { Worker } from 'node:worker_threads';
 import type { VcpuThreadInit } from './messages.js';
 
-/** What a vCPU thread gets at spawn: a word the main thread raises once the init message is posted. */
+/**
+ * What a vCPU thread gets at spawn: word 0 the main thread raises once the init message is posted; word 1 the
+ * thread raises once its code (koffi included) is loaded and it waits for the init.
+ */
 export interface VcpuThreadData {
   readonly signal: SharedArrayBuffer;
 }
+export const SIGNAL_INIT_POSTED = 0;
+export const SIGNAL_LOADED = 1;
 
 /** Where the vCPU thread's code is; a bundled tsvmm sets this to its own loader. */
 let workerUrl: URL = new URL('./worker.js', import.meta.url);
@@ -21,7 +26,7 @@ export function setVcpuWorkerUrl(url: URL): void {
 
 export class VcpuThread {
   readonly worker: Worker;
-  private readonly signal = new SharedArrayBuffer(4);
+  private readonly signal = new SharedArrayBuffer(8);
 
   constructor() {
     this.worker = new Worker(workerUrl, { workerData: { signal: this.signal } satisfies VcpuThreadData });
@@ -31,8 +36,19 @@ export class VcpuThread {
   start(init: VcpuThreadInit): void {
     this.worker.postMessage(init);
     const word = new Int32Array(this.signal);
-    Atomics.store(word, 0, 1);
-    Atomics.notify(word, 0);
+    Atomics.store(word, SIGNAL_INIT_POSTED, 1);
+    Atomics.notify(word, SIGNAL_INIT_POSTED);
+  }
+
+  /**
+   * Resolves once the thread has loaded its code (or after `timeoutMs`). Ending a thread while a native addon is
+   * still initialising in it aborts the whole process, so a thread is ended only after this.
+   */
+  async loaded(timeoutMs = 5000): Promise<void> {
+    const word = new Int32Array(this.signal);
+    if (Atomics.load(word, SIGNAL_LOADED) !== 0) return;
+    const wait = Atomics.waitAsync(word, SIGNAL_LOADED, 0, timeoutMs);
+    if (wait.async) await wait.value;
   }
 }
 
@@ -50,5 +66,8 @@ export function takeVcpuThread(): VcpuThread {
 
 /** Ends pre-started threads nobody took (e.g. -smp was guessed too high). */
 export async function discardVcpuThreads(): Promise<void> {
-  await Promise.all(started.splice(0).map(t => t.worker.terminate()));
+  await Promise.all(started.splice(0).map(async t => {
+    await t.loaded();
+    await t.worker.terminate();
+  }));
 }

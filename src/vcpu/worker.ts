@@ -1,7 +1,7 @@
 // A vCPU thread: builds this thread's view of the machine (RAM, devices over the shared state arena, buses), runs
 // the KVM_RUN loop, and reports how it ended. One per vCPU; started by src/vcpu/threads.ts.
 import { parentPort, workerData, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
-import type { VcpuThreadData } from './threads.js';
+import { SIGNAL_INIT_POSTED, SIGNAL_LOADED, type VcpuThreadData } from './threads.js';
 import { gettid } from '../sys/libc.js';
 import { Vcpu } from '../../kvm/vcpu.js';
 import { exitReasonName } from '../../kvm/run.js';
@@ -26,10 +26,13 @@ import { threadDeviceEnvironment } from '../machine/thread-environment.js';
 // waits here, blocking, for its init message (src/vcpu/threads.ts).
 function receiveInit(): VcpuThreadInit {
   const word = new Int32Array((workerData as VcpuThreadData).signal);
+  // Every module (koffi's native code included) is loaded by now: the thread may be ended safely.
+  Atomics.store(word, SIGNAL_LOADED, 1);
+  Atomics.notify(word, SIGNAL_LOADED);
   for (;;) {
     const received = receiveMessageOnPort(parentPort as unknown as MessagePort);
     if (received) return received.message as VcpuThreadInit;
-    Atomics.wait(word, 0, 0);
+    Atomics.wait(word, SIGNAL_INIT_POSTED, 0);
   }
 }
 const init = receiveInit();
