@@ -17,7 +17,9 @@ export class BootError extends Error {
   }
 }
 
-function readImage(what: string, path: string): Uint8Array {
+function readImage(what: string, path: string, prefetched?: ReadonlyMap<string, Uint8Array>): Uint8Array {
+  const ready = prefetched?.get(path);
+  if (ready) return ready;
   try {
     return readFileSync(path);
   } catch (e) {
@@ -31,13 +33,13 @@ export interface LoadedImages {
   readonly modules: readonly { bytes: Uint8Array; cmdline: string }[];
 }
 
-export function readBootImages(boot: BootConfig): LoadedImages {
+export function readBootImages(boot: BootConfig, prefetched?: ReadonlyMap<string, Uint8Array>): LoadedImages {
   if (boot.kind === 'flat') return { kernel: readImage('loader file', boot.path), modules: [] };
-  const kernel = readImage('kernel', boot.path);
+  const kernel = readImage('kernel', boot.path, prefetched);
   const detected = detectKernelFormat(kernel);
   if (isLinux(detected)) {
     // Linux: -initrd is one file (no module list); -append is the command line as it is.
-    const modules = boot.initrd === undefined ? [] : [{ bytes: readImage('initrd', boot.initrd), cmdline: '' }];
+    const modules = boot.initrd === undefined ? [] : [{ bytes: readImage('initrd', boot.initrd, prefetched), cmdline: '' }];
     return { kernel, modules };
   }
   if (detected.kind !== 'multiboot') {
