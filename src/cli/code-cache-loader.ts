@@ -2,8 +2,5 @@
 // stored once the guest runs (src/cli/main.ts calls globalThis.__tsvmmSaveCodeCache then).
 import { fileURLToPath } from 'node:url';
 import { runCachedScript } from './code-cache.js';
-import { prefetchBootImages } from '../boot/prefetch.js';
 
-// The kernel and initrd are read on the thread pool while the main bundle loads (src/boot/prefetch.ts).
-prefetchBootImages(process.argv.slice(2));
 runCachedScript(fileURLToPath(new URL('./tsvmm-main.cjs', import.meta.url)));

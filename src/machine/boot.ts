@@ -17,9 +17,7 @@ export class BootError extends Error {
   }
 }
 
-function readImage(what: string, path: string, prefetched?: ReadonlyMap<string, Uint8Array>): Uint8Array {
-  const ready = prefetched?.get(path);
-  if (ready) return ready;
+function readImage(what: string, path: string): Uint8Array {
   try {
     return readFileSync(path);
   } catch (e) {
@@ -33,13 +31,13 @@ export interface LoadedImages {
   readonly modules: readonly { bytes: Uint8Array; cmdline: string }[];
 }
 
-export function readBootImages(boot: BootConfig, prefetched?: ReadonlyMap<string, Uint8Array>): LoadedImages {
+export function readBootImages(boot: BootConfig): LoadedImages {
   if (boot.kind === 'flat') return { kernel: readImage('loader file', boot.path), modules: [] };
-  const kernel = readImage('kernel', boot.path, prefetched);
+  const kernel = readImage('kernel', boot.path);
   const detected = detectKernelFormat(kernel);
   if (isLinux(detected)) {
     // Linux: -initrd is one file (no module list); -append is the command line as it is.
-    const modules = boot.initrd === undefined ? [] : [{ bytes: readImage('initrd', boot.initrd, prefetched), cmdline: '' }];
+    const modules = boot.initrd === undefined ? [] : [{ bytes: readImage('initrd', boot.initrd), cmdline: '' }];
     return { kernel, modules };
   }
   if (detected.kind !== 'multiboot') {

@@ -29,7 +29,6 @@ import { irqLines } from './irq-lines.js';
 import { hostClock } from './clock.js';
 import { Doorbell } from './doorbell.js';
 import { readBootImages, loadBoot, type LoadedImages } from './boot.js';
-import { takePrefetchedImages } from '../boot/prefetch.js';
 import { planPlatform, writePlatformTables, COM_PORTS, type Platform } from './platform.js';
 import { buildFwCfg } from './fw-cfg-content.js';
 import { ExitStatus } from './exit-status.js';
@@ -239,7 +238,7 @@ export class Machine {
       if (config.pvpanic) specs.push({ kind: 'pvpanic', id: 'pvpanic', port: config.pvpanic.ioport });
       const { arena, entries } = planDevices(specs);
 
-      const images = config.boot ? readBootImages(config.boot, await takePrefetchedImages()) : null;
+      const images = config.boot ? readBootImages(config.boot) : null;
       const powerOn: PowerOnState = {
         vcpus: vcpus.map(v => v.getState()),
         irqchips: [KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, KVM_IRQCHIP_IOAPIC].map(chip => vm.getIrqchip(chip)),
