@@ -182,6 +182,20 @@ export function comparableLines(out: string): string[] {
   return out.replace(/\r/g, '').split('\n').filter(l => keep.test(l));
 }
 
+/**
+ * With `reassign=1 mmio=BASE mmio_size=SIZE` the guest places every virtio BAR itself: what is wrong with the BAR
+ * lines it printed (fewer than `atLeast`, or one outside [base, base + size)). Empty when all is well.
+ */
+export function barsOutsideWindow(out: string, base: number, size: number, atLeast = 4): string[] {
+  const bars = [...out.matchAll(/bar(\d) 0x([0-9a-f]{8}) \((\d+) KiB/g)];
+  const problems = bars.length >= atLeast ? [] : [`${bars.length} BAR lines, expected at least ${atLeast}`];
+  for (const [, index, addr] of bars) {
+    const a = parseInt(addr, 16);
+    if (a < base || a >= base + size) problems.push(`BAR ${index} at 0x${addr} is outside 0x${base.toString(16)}+0x${size.toString(16)}`);
+  }
+  return problems;
+}
+
 // ---- A network namespace with a tap: the host end of virtio-net ----
 
 export interface TapNamespace {
