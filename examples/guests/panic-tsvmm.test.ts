@@ -5,6 +5,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { testIf } from '../../test/support/skip.js';
 import { runTsvmm } from '../../test/support/tsvmm.js';
+import { startVm, scratchDir, removeDir } from '../../test/support/vm-process.js';
 import { kvmMissing } from '../../kvm/test-guest.js';
 import { ExitStatus } from '../../src/machine/exit-status.js';
 import { buildGuest, toolchainUnavailable } from './build.js';
@@ -33,6 +34,24 @@ testIf(test, skip, 'panic guest: with -device pvpanic, the PANICKED write ends t
   const notices = r.stderr.split('\n').filter(l => /guest panicked/.test(l));
   assert.is(notices.length, 1, context);
   assert.match(notices[0], /^tsvmm: guest panicked \(pvpanic/);
+});
+
+testIf(test, skip, 'panic guest: a QMP client hears GUEST_PANICKED {action: poweroff}, then SHUTDOWN {guest: true, reason: guest-panic}, as from QEMU with panic=exit-failure', async () => {
+  const guest = await buildGuest('panic');
+  const dir = scratchDir();
+  // -S: the client is connected before the guest runs.
+  const vm = await startVm(['-m', '64M', '-device', 'isa-debug-exit', '-device', 'pvpanic', '-kernel', guest.path, '-serial', 'null', '-S'], { dir, name: 'panic' });
+  try {
+    await vm.qmp.execute('cont');
+    const panicked = await vm.qmp.waitEvent('GUEST_PANICKED', 10_000);
+    assert.equal(panicked.data, { action: 'poweroff' });
+    const shutdown = await vm.qmp.waitEvent('SHUTDOWN', 10_000);
+    assert.equal(shutdown.data, { guest: true, reason: 'guest-panic' });
+    assert.is(await vm.exited, 126, vm.stderr);
+  } finally {
+    await vm.dispose();
+    removeDir(dir);
+  }
 });
 
 testIf(test, skip, 'panic guest: without -device pvpanic the port floats high, the write is ignored and the guest exits with its own code', async () => {

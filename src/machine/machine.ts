@@ -70,7 +70,8 @@ export type MachineEvent =
   | { event: 'SHUTDOWN'; data: { guest: boolean; reason: string } }
   | { event: 'POWERDOWN' }
   | { event: 'SUSPEND' }
-  | { event: 'WAKEUP' };
+  | { event: 'WAKEUP' }
+  | { event: 'GUEST_PANICKED'; data: { action: 'poweroff' } };
 
 export interface MachineOptions {
   /** One-line notices (guest reset, timeout…). Default: stderr. */
@@ -598,8 +599,12 @@ export class Machine {
     if (this.finishing) return;
     switch (event.type) {
       case 'exit':
-        // pvpanic's status (126) is even, so no isa-debug-exit write can give it: say why the guest ended.
-        if (event.status === ExitStatus.guestPanic) this.log(event.reason);
+        // pvpanic's status (126) is even, so no isa-debug-exit write can give it: say why the guest ended. QMP
+        // hears what QEMU's `-action panic=exit-failure` sends: GUEST_PANICKED (poweroff), then SHUTDOWN.
+        if (event.status === ExitStatus.guestPanic) {
+          this.log(event.reason);
+          this.emit({ event: 'GUEST_PANICKED', data: { action: 'poweroff' } });
+        }
         this.end(event.status & 0xff, event.status === ExitStatus.guestPanic ? 'guest-panic' : 'guest-shutdown');
         break;
       case 'power-off':
