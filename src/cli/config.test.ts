@@ -28,6 +28,7 @@ test('config: -drive if=virtio is a virtio-blk device of its own', () => {
 test('config: mistakes in virtio options are one line naming them', () => {
   const refused = (argv: string[], pattern: RegExp) => assert.throws(() => config(...argv), (e: Error) => e instanceof UsageError && pattern.test(e.message));
   refused(['-device', 'virtio-blk-pci,drive=missing'], /drive 'missing' is not defined/);
+  refused(['-device', 'virtio-blk-pci'], /parameter 'drive' is missing/);
   refused(['-drive', 'file=a,if=none,id=d0,format=qcow2'], /format=qcow2 is not supported/);
   refused(['-drive', 'file=a,if=none,id=d0'], /-drive d0: defined but no device uses it/);
   refused(['-netdev', 'user,id=n0'], /only tap is supported/);

@@ -171,9 +171,10 @@ function parseDevices(args: RunArgs, chardevs: Map<string, CharSpec>): Devices {
       case 'virtio-blk-pci': {
         opts.checkKnown([...pciCompat, 'drive', 'serial', 'num-queues', 'queue-size']);
         checkModern(opts);
-        const name = opts.string('drive', '');
+        if (!opts.has('drive')) throw new UsageError("-device virtio-blk-pci: parameter 'drive' is missing (add -drive file=…,if=none,id=NAME,format=raw and drive=NAME)");
+        const name = opts.string('drive');
         const drive = drives.get(name);
-        if (!drive) throw new UsageError(`-device virtio-blk-pci: drive '${name}' is not defined (add -drive file=…,if=none,id=${name || 'NAME'},format=raw)`);
+        if (!drive) throw new UsageError(`-device virtio-blk-pci: drive '${name}' is not defined (add -drive file=…,if=none,id=${name},format=raw)`);
         if (drive.used) throw new UsageError(`-device virtio-blk-pci: drive '${name}' is already used`);
         drive.used = true;
         const serial = opts.has('serial') ? opts.string('serial') : null;
