@@ -4,7 +4,8 @@
 // BAR addresses, the feature bits each VMM offers, interrupt counts) is left out by comparableLines.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { testIf } from '../../test/support/skip.js';
@@ -124,6 +125,25 @@ testIf(test, toolchain, 'virtio under tsvmm: a missing device is reported by the
   assert.equal(virtioProbeProblems(r.serial, { devices: ['rng', 'console'], consoleInput: null, exitValue: VIRTIO_PROBE_EXIT.wantedMissing }), [], context(r));
   expectStatus(r, VIRTIO_PROBE_EXIT.wantedMissing);
   assert.is(r.console, 'virtio-console: hello\n');
+});
+
+const noLoop = existsSync('/dev/loop-control') && spawnSync('losetup', ['--find']).status === 0 ? null : 'no free loop device (or no losetup) on this host';
+
+testIf(test, toolchain ?? noLoop, 'virtio under tsvmm: a block device (a loop device) is a disk too: its size comes from the device, writes land in it', async () => {
+  const backing = makeDisk('loop');
+  const loop = execFileSync('losetup', ['--find', '--show', backing], { encoding: 'utf8' }).trim();
+  try {
+    const r = await probe('tsvmm', { devices: ['blk'], disk: loop, serial: SERIAL });
+    assert.equal(virtioProbeProblems(r.serial, { devices: ['blk'], capacitySectors: DISK_SECTORS, serial: SERIAL }), [], context(r));
+    expectStatus(r, VIRTIO_PROBE_EXIT.ok);
+  } finally {
+    spawnSync('losetup', ['-d', loop]);
+  }
+  try {
+    assert.is(blkPatternMismatch(readFileSync(backing)), null, 'the pattern reached the loop device\'s backing file');
+  } finally {
+    rmSync(backing, { force: true });
+  }
 });
 
 testIf(test, toolchain, 'virtio under tsvmm: a drive image that does not exist is one clear line and status 4', async () => {

@@ -7,6 +7,7 @@ import type { CharSpec } from '../chardev/index.js';
 import type { PciWindows } from '../../devices/pci/bus.js';
 import { VIRTIO_PCI_MSIX_BAR, VIRTIO_PCI_MODERN_BAR } from '../../devices/virtio/pci-transport.js';
 import { openTap } from '../sys/tun.js';
+import { blockDeviceSize } from '../sys/blockdev.js';
 import { ByteRing } from '../io/byte-ring.js';
 import { allocateBars, VIRTIO_PCI_BAR_REQUESTS } from './pci-plan.js';
 import { VIRTIO_QUEUE_COUNTS, type VirtioBackendSpec, type VirtioPciSpec } from './virtio-devices.js';
@@ -60,9 +61,11 @@ function openImage(c: Extract<VirtioDeviceConfig, { kind: 'blk' }>): { fd: numbe
     throw new DeviceSetupError(`${c.id}: cannot open drive image '${c.path}'${c.readOnly ? ' read-only' : ''}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
   const st = fstatSync(fd);
+  // A block device (a loop device, a partition) has its size behind an ioctl, not in st_size.
+  if (st.isBlockDevice()) return { fd, size: blockDeviceSize(fd) };
   if (!st.isFile()) {
     closeSync(fd);
-    throw new DeviceSetupError(`${c.id}: drive image '${c.path}' is not a regular file (block devices are not supported yet)`);
+    throw new DeviceSetupError(`${c.id}: drive image '${c.path}' is neither a regular file nor a block device`);
   }
   return { fd, size: st.size };
 }
