@@ -550,6 +550,9 @@ export class Machine {
       this.kickAll();
       if (!(await this.control.waitAllParked(5000))) throw new Error('vCPUs did not stop for the suspend');
     }
+    // Devices are quiet in S3 (no queue work, no DMA into a sleeping guest); a wake-up or reset resumes them, and a
+    // checkpoint of the suspended guest finds nothing running.
+    await this.ioThread?.pause();
     this.state = 'suspended';
     this.emit({ event: 'SUSPEND' });
   }
