@@ -13,6 +13,11 @@ import type { GuestBuffer } from '../types.js';
 export class GuestAllocator {
   constructor(private next: number, private readonly end: number) {}
 
+  /** Bytes still free (at the given alignment, roughly). */
+  get room(): number {
+    return Math.max(0, this.end - this.next);
+  }
+
   alloc(bytes: number, align = 16): number {
     const at = Math.ceil(this.next / align) * align;
     if (at + bytes > this.end) throw new Error(`test allocator: no room for ${bytes} bytes`);
