@@ -28,7 +28,7 @@ import { planDevices, instantiate, type DeviceSpec, type MachineDevice, type Dev
 import { irqLines } from './irq-lines.js';
 import { hostClock } from './clock.js';
 import { Doorbell } from './doorbell.js';
-import { readBootImages, loadBoot, type LoadedImages } from './boot.js';
+import { readBootImages, loadBoot, closeBootImages, type LoadedImages } from './boot.js';
 import { planPlatform, writePlatformTables, COM_PORTS, type Platform } from './platform.js';
 import { buildFwCfg } from './fw-cfg-content.js';
 import { ExitStatus } from './exit-status.js';
@@ -240,6 +240,7 @@ export class Machine {
       const { arena, entries } = planDevices(specs);
 
       const images = config.boot ? readBootImages(config.boot) : null;
+      cleanup.push(() => closeBootImages(images));
       const powerOn: PowerOnState = {
         vcpus: vcpus.map(v => v.getState()),
         irqchips: [KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, KVM_IRQCHIP_IOAPIC].map(chip => vm.getIrqchip(chip)),
@@ -691,6 +692,7 @@ export class Machine {
   }
 
   private release(): void {
+    closeBootImages(this.images);
     this.msi.close();
     this.ioEvents.close();
     for (const fd of this.hostFds) closeSync(fd);

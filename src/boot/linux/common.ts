@@ -24,6 +24,11 @@ export interface LinuxBootOptions {
   reserved?: readonly NamedRange[];
   /** ELF kernels only: which entry to use. Default: 'pvh' when the kernel has a PVH note, else '64bit'. */
   entry?: LinuxEntry;
+  /**
+   * ELF kernels only: reads `into.length` bytes of the kernel file at `offset` (straight into guest RAM). With it the
+   * image needs to hold only the ELF headers and notes: the PT_LOAD contents come from here.
+   */
+  readSegment?: (offset: number, into: Uint8Array) => void;
 }
 
 export interface LinuxBoot {

@@ -25,9 +25,10 @@ import { buildZeroPage } from './zero-page.js';
 /** The boot page tables identity-map the first 4 GiB: a 64-bit-entry kernel must lie below that. */
 const IDENTITY_MAPPED_END = 2 ** 32;
 
-function writeSegments(mem: GuestMemory, image: Uint8Array, elf: KernelElf): void {
+function writeSegments(mem: GuestMemory, image: Uint8Array, elf: KernelElf, readSegment?: LinuxBootOptions['readSegment']): void {
   for (const s of elf.segments) {
-    if (s.filesz) mem.write(s.paddr, image.subarray(s.offset, s.offset + s.filesz));
+    if (s.filesz && readSegment) readSegment(s.offset, mem.slice(s.paddr, s.filesz));
+    else if (s.filesz) mem.write(s.paddr, image.subarray(s.offset, s.offset + s.filesz));
     if (s.memsz > s.filesz) mem.fill(s.paddr + s.filesz, s.memsz - s.filesz, 0);
   }
 }
@@ -54,7 +55,7 @@ export function loadVmlinux(mem: GuestMemory, image: Uint8Array, options: LinuxB
       cmdlinePaddr: plan.cmdline.start, modlistPaddr: PVH_MODLIST_ADDR, modules,
       memmapPaddr: PVH_MEMMAP_ADDR, memoryMap: plan.map, rsdpPaddr: options.acpiRsdpAddr ?? 0,
     });
-    writeSegments(mem, image, elf);
+    writeSegments(mem, image, elf, options.readSegment);
     mem.fill(PVH_BOOT_DATA.start, PVH_BOOT_DATA.end - PVH_BOOT_DATA.start, 0);
     mem.write(PVH_START_INFO_ADDR, bytes.startInfo);
     mem.write(PVH_MODLIST_ADDR, bytes.modlist);
@@ -91,7 +92,7 @@ export function loadVmlinux(mem: GuestMemory, image: Uint8Array, options: LinuxB
     e820: plan.map,
     acpiRsdpAddr: options.acpiRsdpAddr,
   });
-  writeSegments(mem, image, elf);
+  writeSegments(mem, image, elf, options.readSegment);
   mem.write(ZERO_PAGE_ADDR, zeroPage);
   writeCmdlineAndInitrd(mem, plan, options.initrd);
   return {
