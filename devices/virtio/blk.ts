@@ -16,7 +16,7 @@
 // (context.fail via serveQueue). Sectors are checked against the capacity with 64-bit arithmetic.
 import { fdatasyncSync, fstatSync, readSync, writeSync } from 'node:fs';
 import { fallocate } from '../../src/sys/libc.js';
-import { forEachSegment, serveQueue, VirtqueueError } from './queue.js';
+import { forEachSegment, serveQueue, QueueAbandoned, VirtqueueError } from './queue.js';
 import {
   VIRTIO_ID_BLOCK, readConfigImage,
   type DescriptorChain, type VirtQueue, type VirtioBackend, type VirtioContext,
@@ -194,9 +194,9 @@ export class VirtioBlk implements VirtioBackend {
       const type = header.getUint32(0, true);
       const sector = header.getBigUint64(8, true);
       switch (type) {
-        case VIRTIO_BLK_T_IN: dataWritten = this.read(context, chain, sector, statusAt); break;
-        case VIRTIO_BLK_T_OUT: this.write(context, chain, sector); break;
-        case VIRTIO_BLK_T_FLUSH: this.flush(); break;
+        case VIRTIO_BLK_T_IN: dataWritten = this.hostIo(context, () => this.read(context, chain, sector, statusAt)); break;
+        case VIRTIO_BLK_T_OUT: this.hostIo(context, () => this.write(context, chain, sector)); break;
+        case VIRTIO_BLK_T_FLUSH: this.hostIo(context, () => this.flush()); break;
         case VIRTIO_BLK_T_GET_ID: dataWritten = queue.writeTo(chain, 0, this.id.subarray(0, Math.min(VIRTIO_BLK_ID_BYTES, statusAt))); break;
         case VIRTIO_BLK_T_DISCARD:
         case VIRTIO_BLK_T_WRITE_ZEROES: this.discardOrZero(context, chain, queue, type); break;
@@ -215,6 +215,17 @@ export class VirtioBlk implements VirtioBackend {
     }
     queue.writeTo(chain, statusAt, Uint8Array.of(status));
     return dataWritten + 1;
+  }
+
+  /**
+   * Runs a request's file I/O with the machine lock released (a flush can take milliseconds on a real disk, and
+   * vCPUs must not wait for it); `io` touches only guest RAM and the image fd. If the driver reset the device
+   * meanwhile, the request is dropped.
+   */
+  private hostIo<T>(context: VirtioContext, io: () => T): T {
+    let result: T | undefined;
+    if (!context.outsideLock(() => { result = io(); })) throw new QueueAbandoned('virtio-blk request queue');
+    return result as T;
   }
 
   /** The byte offset of [sector, sector + bytes/512) after checking it lies within the capacity. */

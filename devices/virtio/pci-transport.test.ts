@@ -13,6 +13,7 @@ import { FakeIoEvents, FakeIrqLines, FakeMsi } from '../pci/testing/fakes.js';
 import { serveQueue } from './queue.js';
 import { CheckedMemory } from './testing/checked-memory.js';
 import { DriverQueue, GuestAllocator } from './testing/driver.js';
+import { QueueAbandoned } from './queue.js';
 import { readConfigImage, VIRTIO_F_RING_EVENT_IDX, VIRTIO_F_VERSION_1, VIRTIO_ID_RNG, type VirtioBackend, type VirtioContext } from './types.js';
 import * as V from './pci-transport.js';
 
@@ -31,6 +32,8 @@ class EchoBackend implements VirtioBackend {
   readonly deviceFeatures = 1n << FEATURE_ECHO_UPPER;
   readonly configSize = 8;
   activations = 0;
+  /** Runs as each request's "host I/O", outside the machine lock (as virtio-blk's file I/O does). */
+  duringIo: (() => void) | null = null;
   private context: VirtioContext | null = null;
 
   constructor(private readonly state: StateOf<typeof echoState>) {}
@@ -62,6 +65,7 @@ class EchoBackend implements VirtioBackend {
     if (!context) return;
     const upper = (context.features & (1n << FEATURE_ECHO_UPPER)) !== 0n;
     serveQueue(context, index, (chain, queue) => {
+      if (!context.outsideLock(() => this.duringIo?.())) throw new QueueAbandoned('echo');
       let data = queue.readFrom(chain, 0, chain.readableBytes);
       if (upper) data = data.map(b => (b >= 0x61 && b <= 0x7a ? b - 32 : b));
       this.state.echoed++;
@@ -88,6 +92,8 @@ class Machine {
   readonly hostState = newRecord(pciHostState);
   readonly vcpu: Thread;
   readonly io: Thread;
+  /** The machine lock as the I/O thread's transport sees it: held while runIo() runs a watch. */
+  readonly ioLock = { held: false, events: [] as string[], lock() { this.held = true; this.events.push('lock'); }, unlock() { this.held = false; this.events.push('unlock'); } };
   readonly record: V.VirtioPciRecord;
   readonly echo: StateOf<typeof echoState>;
 
@@ -97,7 +103,7 @@ class Machine {
     this.echo = echo;
     this.memory = memory;
     this.vcpu = this.thread();
-    this.io = this.thread();
+    this.io = this.thread(this.ioLock);
     if (reset) {
       this.vcpu.host.reset();
       this.vcpu.transport.reset();
@@ -106,12 +112,12 @@ class Machine {
     }
   }
 
-  private thread(): Thread {
+  private thread(ioLock?: { lock(): void; unlock(): void }): Thread {
     const bus = new PciBus(this.hostState, WINDOWS, this.irqs.line);
     const host = new PciHostBridge(this.hostState, { windows: WINDOWS, ecam: { base: ECAM, buses: 1 } }, bus);
     const backend = new EchoBackend(this.echo);
     const transport = new V.VirtioPciTransport(this.record, backend, {
-      pci: bus, slot: SLOT, memory: this.memory, msi: this.msi, notify: this.notify, bars: BARS, name: 'echo', log: l => this.log.push(l),
+      pci: bus, slot: SLOT, memory: this.memory, msi: this.msi, notify: this.notify, bars: BARS, name: 'echo', log: l => this.log.push(l), ioLock,
     });
     const pio = new PioBus();
     const mmio = new MmioBus();
@@ -156,7 +162,14 @@ class Machine {
   // ---- what the I/O thread does ----
   runIo(): void {
     const watches = this.io.transport.ioWatches();
-    for (const slot of this.notify.take()) watches[slot].ready();
+    for (const slot of this.notify.take()) {
+      this.ioLock.held = true; // as the I/O loop runs every watch
+      try {
+        watches[slot].ready();
+      } finally {
+        this.ioLock.held = false;
+      }
+    }
   }
 }
 
@@ -437,6 +450,37 @@ test('virtio-pci: a malformed chain fails the device (NEEDS_RESET + config inter
   m.runIo();
   assert.equal(again.takeUsed(), [{ id: c.head, len: 2 }]);
   assert.is(m.io.backend.activations, 2);
+  assert.equal(m.memory.violations, []);
+});
+
+test('virtio-pci: a request\'s host I/O runs with the machine lock released; one whose device is reset meanwhile is dropped', () => {
+  const m = new Machine();
+  const q0 = startWithOneQueue(m);
+  let heldDuringIo: boolean | null = null;
+  m.io.backend.duringIo = () => { heldDuringIo = m.ioLock.held; };
+  m.ioLock.events.length = 0;
+  const a = q0.add([{ data: text('one') }, { length: 3, write: true }]);
+  m.kick(0);
+  m.runIo();
+  assert.is(heldDuringIo, false, 'the lock was released around the I/O');
+  assert.equal(m.ioLock.events, ['unlock', 'lock']);
+  assert.equal(q0.takeUsed(), [{ id: a.head, len: 3 }]);
+
+  // A vCPU resets the device while the request's I/O runs: the request is not pushed, nothing breaks.
+  m.io.backend.duringIo = () => m.setCommon(V.VIRTIO_PCI_COMMON_STATUS, 1, 0);
+  q0.add([{ data: text('two') }, { length: 3, write: true }]);
+  m.kick(0);
+  m.runIo();
+  assert.equal(q0.takeUsed(), [], 'the abandoned request was not completed');
+  assert.is(m.status(), 0);
+  assert.equal(m.log, []);
+  // The driver starts over and the device works.
+  m.io.backend.duringIo = null;
+  const again = startWithOneQueue(m);
+  const c = again.add([{ data: text('ok') }, { length: 2, write: true }]);
+  m.kick(0);
+  m.runIo();
+  assert.equal(again.takeUsed(), [{ id: c.head, len: 2 }]);
   assert.equal(m.memory.violations, []);
 });
 

@@ -168,6 +168,11 @@ export interface VirtioPciOptions {
   readonly bars?: { readonly msix: number; readonly modern: number };
   /** For messages ("virtio-net-pci@03"). */
   readonly name?: string;
+  /**
+   * The machine lock, in the thread that runs queue work (the I/O thread), which holds it while a back end runs:
+   * VirtioContext.outsideLock releases it around slow host I/O. Elsewhere absent (the I/O runs with the lock held).
+   */
+  readonly ioLock?: { lock(): void; unlock(): void };
   /** One-line notices (a device that needs a reset, and why). */
   readonly log?: (line: string) => void;
 }
@@ -246,8 +251,32 @@ export class VirtioPciTransport implements PciFunction {
       interrupt: index => this.interruptQueue(index),
       configChanged: () => this.configChanged(),
       fail: reason => this.needsReset(reason),
+      outsideLock: io => this.outsideLock(io),
     };
     this.slot = options.pci.attach(options.slot, this);
+  }
+
+  /** VirtioContext.outsideLock: `io` with the machine lock released; false if the device was reset meanwhile. */
+  private outsideLock(io: () => void): boolean {
+    const lock = this.options.ioLock;
+    if (!lock) {
+      io();
+      return true;
+    }
+    const activation = this.state.activation;
+    let failure: { error: unknown } | null = null;
+    lock.unlock();
+    try {
+      io();
+    } catch (error) {
+      failure = { error };
+    } finally {
+      lock.lock();
+    }
+    // A reset, a failure or a restore bumps `activation`: the queues this request came from are gone.
+    if (this.state.activation !== activation || !this.state.active) return false;
+    if (failure) throw failure.error;
+    return true;
   }
 
   /** A virtio vendor capability pointing at `length` bytes at `offset` of BAR 4. */

@@ -400,6 +400,14 @@ export function forEachSegment(
   return at;
 }
 
+/** Thrown by a back end whose device was reset while a request's host I/O ran outside the lock: drop the request. */
+export class QueueAbandoned extends Error {
+  constructor(what: string) {
+    super(`${what}: the device was reset during the request`);
+    this.name = 'QueueAbandoned';
+  }
+}
+
 /**
  * Serves every chain available on queue `index`: `handle(chain)` returns the bytes written into the chain (the
  * used length). Interrupts the driver once at the end if it wants one. A VirtqueueError (a malformed chain) marks
@@ -414,6 +422,8 @@ export function serveQueue(context: VirtioContext, index: number, handle: (chain
       pushed++;
     }
   } catch (e) {
+    // The device was reset under a request (QueueAbandoned): its queues are gone, nothing more is pushed.
+    if (e instanceof QueueAbandoned) return false;
     if (!(e instanceof VirtqueueError)) throw e;
     context.fail(e.message); // the driver must reset the device: no interrupt for what was pushed before
     return false;

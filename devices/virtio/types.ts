@@ -84,6 +84,13 @@ export interface VirtioContext {
   configChanged(): void;
   /** Something the guest did cannot be handled: set DEVICE_NEEDS_RESET and stop using the queues. */
   fail(reason: string): void;
+  /**
+   * Runs slow host I/O (a disk read, write or flush) with the machine lock released, so vCPUs are not held up by
+   * it. `io` may touch only guest RAM and the back end's own host fd: no queue, no record writes. Returns false
+   * when the device was reset or deactivated meanwhile: the request must then be dropped, not pushed (throw
+   * QueueAbandoned). An exception from `io` is rethrown once the lock is held again (unless the device went away).
+   */
+  outsideLock(io: () => void): boolean;
 }
 
 /** A virtio device back end. */

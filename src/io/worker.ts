@@ -31,7 +31,7 @@ const machine: MachineControl = {
   suspend(reason) { post({ type: 'suspend', vcpu: -1, reason }); },
 };
 
-const { env, closeOutputs } = threadDeviceEnvironment(init, { who: 'I/O thread', arena, memory: ram, doorbell, machine });
+const { env, closeOutputs } = threadDeviceEnvironment(init, { who: 'I/O thread', arena, memory: ram, doorbell, machine, ioLock: lock });
 
 /** The I/O work a device asks for (MachineDevice.ioWatches, optional). */
 const watchesOf = (d: MachineDevice): readonly IoWatch[] => (d as MachineDevice & { ioWatches?: () => readonly IoWatch[] }).ioWatches?.() ?? [];

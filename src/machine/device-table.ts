@@ -58,6 +58,8 @@ export interface DeviceEnvironment {
   ioEvents?: IoEventRegistry | null;
   /** One-line notices (a device the guest broke). */
   log?: (line: string) => void;
+  /** The I/O thread only: the machine lock it holds while devices run, for host I/O done without it. */
+  ioLock?: { lock(): void; unlock(): void };
 }
 
 /** A live device in one thread, behind one uniform face. */
@@ -106,7 +108,7 @@ export function descriptorOf(spec: DeviceSpec): Descriptor {
 /** What a thread must have to build PCI devices. */
 function pciEnvironment(env: DeviceEnvironment, kind: string) {
   if (!env.pci || !env.msi || !env.ioEvents) throw new Error(`${kind}: this thread has no PCI bus, MSI router or ioeventfd registry`);
-  return { pci: env.pci, msi: env.msi, ioEvents: env.ioEvents, memory: env.memory, log: env.log };
+  return { pci: env.pci, msi: env.msi, ioEvents: env.ioEvents, memory: env.memory, log: env.log, ioLock: env.ioLock };
 }
 
 /** Places every device's record in a new arena sized to fit them all. */

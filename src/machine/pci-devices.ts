@@ -59,6 +59,7 @@ export interface VirtioPciEnvironment {
   readonly msi: MsiRouter;
   readonly ioEvents: IoEventRegistry;
   readonly log?: (line: string) => void;
+  readonly ioLock?: { lock(): void; unlock(): void };
 }
 
 /**
@@ -72,7 +73,7 @@ export function virtioPciDevice(
   const transport = new VirtioPciTransport(state, backend, {
     pci: env.pci, slot: placement.slot, memory: env.memory,
     msi: env.msi.vectors(placement.msi), notify: env.ioEvents.slots(placement.notify),
-    bars: placement.bars, name: id, log: env.log,
+    bars: placement.bars, name: id, log: env.log, ioLock: env.ioLock,
   });
   return {
     transport,

@@ -23,7 +23,8 @@ export interface ThreadEnvironmentInit {
 
 /** `who` names the thread in errors ("vCPU 1", "I/O thread"). Close the returned outputs when the thread ends. */
 export function threadDeviceEnvironment(
-  init: ThreadEnvironmentInit, parts: { who: string; arena: StateArena; memory: GuestMemory; doorbell: Doorbell; machine: MachineControl },
+  init: ThreadEnvironmentInit,
+  parts: { who: string; arena: StateArena; memory: GuestMemory; doorbell: Doorbell; machine: MachineControl; ioLock?: DeviceEnvironment['ioLock'] },
 ): { env: DeviceEnvironment; closeOutputs(): void } {
   const outputs = new Map<string, CharOut>();
   const irq = irqLines(init.vmFd);
@@ -46,6 +47,7 @@ export function threadDeviceEnvironment(
     msi: init.msi ? MsiRouter.attach(init.msi) : null,
     ioEvents: init.ioEvents ? IoEventRegistry.attach(init.ioEvents) : null,
     log: line => process.stderr.write(`tsvmm: ${line}\n`),
+    ioLock: parts.ioLock,
   };
   return { env, closeOutputs: () => { for (const out of outputs.values()) (out as { close?: () => void }).close?.(); } };
 }

@@ -88,6 +88,17 @@ export class FakeTransport implements VirtioContext {
   fail(reason: string): void {
     this.failures.push(reason);
   }
+
+  /** Host I/O the back ends ran through outsideLock, and a hook a test uses to act while it "runs unlocked". */
+  outsideLockCalls = 0;
+  duringOutsideLock: (() => boolean) | null = null;
+
+  outsideLock(io: () => void): boolean {
+    this.outsideLockCalls++;
+    io();
+    // The hook plays another thread resetting the device meanwhile: false = the device went away.
+    return this.duringOutsideLock?.() ?? true;
+  }
 }
 
 /** Little-endian config-space reads as a driver does them (`size` bytes at `offset`). */
