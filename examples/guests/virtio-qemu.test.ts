@@ -3,57 +3,28 @@
 // expectations live in virtio-probe-host.ts so that tsvmm's run of the same guest is judged by the same checks.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync, rmSync } from 'node:fs';
 import { testIf } from '../../test/support/skip.js';
-import { buildGuest, repoRoot, toolchainUnavailable } from './build.js';
-import { debugExitStatus, qemuAccel, qemuUnavailable } from './qemu-runner.js';
+import { toolchainUnavailable } from './build.js';
+import { qemuAccel, qemuUnavailable } from './qemu-runner.js';
 import {
-  barsOutsideWindow, blkPatternMismatch, comparableLines, createTapNamespace, runVirtioProbe, tapUnavailable, virtioProbeProblems,
-  VIRTIO_PROBE_EXIT, type VirtioProbeOptions, type VirtioProbeRun,
+  barsOutsideWindow, blkPatternMismatch, comparableLines, createTapNamespace, tapUnavailable, virtioProbeProblems,
+  VIRTIO_PROBE_EXIT,
 } from './virtio-probe-host.js';
+import { DISK_SECTORS, FILL, SERIAL, context, expectStatus, makeDisk, probe } from './virtio-probe-testing.js';
 
 const base = qemuUnavailable() ?? await toolchainUnavailable();
 const withTap = base ?? tapUnavailable();
 const accel = qemuAccel();
+const probeQemu = (opts: Parameters<typeof probe>[1]) => probe('qemu', opts, 30_000);
 const name = (s: string) => `virtio-probe (qemu ${accel}): ${s}`;
 
-const DISK_SECTORS = 2048;                 // 1 MiB
-const SERIAL = 'VPROBE-0001';
-const FILL = 0xee;                         // what the image holds before the guest writes
-
-/** A fresh 1 MiB raw image in build/virtio-probe/, filled with FILL so a read that skipped the write shows. */
-function makeDisk(tag: string): string {
-  const dir = join(repoRoot(), 'build', 'virtio-probe');
-  mkdirSync(dir, { recursive: true });
-  const path = join(dir, `${tag}-${process.pid}.img`);
-  writeFileSync(path, Buffer.alloc(DISK_SECTORS * 512, FILL));
-  return path;
-}
-
-async function probe(opts: Omit<VirtioProbeOptions, 'kernel' | 'socketDir'>): Promise<VirtioProbeRun> {
-  const guest = await buildGuest('virtio-probe');
-  const socketDir = mkdtempSync(join(tmpdir(), 'vp-'));
-  try {
-    return await runVirtioProbe('qemu', { ...opts, kernel: guest.path, socketDir, timeoutMs: 30_000 });
-  } finally {
-    rmSync(socketDir, { recursive: true, force: true });
-  }
-}
-
-const context = (r: VirtioProbeRun) => `\n$ ${r.argv.join(' ')}\nCOM1:\n${r.serial}\nstderr:\n${r.stderr}`;
-
-function expectStatus(r: VirtioProbeRun, value: number): void {
-  assert.not.ok(r.timedOut, `timed out after ${r.ms} ms${context(r)}`);
-  assert.is(r.status, debugExitStatus(value), `exit status${context(r)}`);
-}
 
 testIf(test, withTap, name('blk, rng, console and net on -M pc: every request completes with MSI-X interrupts'), async () => {
   const disk = makeDisk('pc');
   const tap = createTapNamespace();
   try {
-    const r = await probe({ devices: ['blk', 'rng', 'console', 'net'], disk, serial: SERIAL, tap, consoleInput: 'ping from host' });
+    const r = await probeQemu({ devices: ['blk', 'rng', 'console', 'net'], disk, serial: SERIAL, tap, consoleInput: 'ping from host' });
     assert.equal(virtioProbeProblems(r.serial, {
       devices: ['blk', 'rng', 'console', 'net'], capacitySectors: DISK_SECTORS, serial: SERIAL,
       consoleInput: 'ping from host', hostMac: tap.hostMac,
@@ -89,7 +60,7 @@ testIf(test, withTap, name('blk, rng, console and net on -M pc: every request co
 testIf(test, base, name('q35: type-1 and ECAM agree, and BARs the guest places itself in its window work'), async () => {
   const disk = makeDisk('q35');
   try {
-    const r = await probe({
+    const r = await probeQemu({
       machine: 'q35', devices: ['blk', 'rng'], disk, serial: SERIAL,
       // QEMU's q35 firmware puts ECAM (MCFG) at 0xb0000000; the guest moves every virtio BAR into 0xd0000000+.
       append: 'ecam=0xb0000000 reassign=1 mmio=0xd0000000 mmio_size=0x1000000',
@@ -105,14 +76,14 @@ testIf(test, base, name('q35: type-1 and ECAM agree, and BARs the guest places i
 
 testIf(test, base, name('a 64-bit BAR the firmware left above 4 GiB is moved below it, and the device works there'), async () => {
   // A 2 GiB ivshmem BAR does not fit in pc's 32-bit PCI window, so SeaBIOS puts the 64-bit BARs above 4 GiB.
-  const r = await probe({ devices: ['rng'], qemuArgs: ['-object', 'memory-backend-ram,id=vpbig,size=2G', '-device', 'ivshmem-plain,memdev=vpbig'] });
+  const r = await probeQemu({ devices: ['rng'], qemuArgs: ['-object', 'memory-backend-ram,id=vpbig,size=2G', '-device', 'ivshmem-plain,memdev=vpbig'] });
   assert.equal(virtioProbeProblems(r.serial, { devices: ['rng'] }), [], context(r));
   expectStatus(r, VIRTIO_PROBE_EXIT.ok);
   assert.match(r.serial, /^virtio: 00:[0-9a-f]{2}\.0 rng, .*bar4 0x[0-9a-f]{8} \(16 KiB, 64-bit, moved below 4 GiB\)$/m, context(r));
 });
 
 testIf(test, base, name('a wanted device that is missing ends the guest with 0x10; console without input says so'), async () => {
-  const r = await probe({ devices: ['rng', 'console'], want: ['rng', 'console', 'net'] });
+  const r = await probeQemu({ devices: ['rng', 'console'], want: ['rng', 'console', 'net'] });
   assert.equal(virtioProbeProblems(r.serial, { devices: ['rng', 'console'], consoleInput: null, exitValue: VIRTIO_PROBE_EXIT.wantedMissing }), [], context(r));
   assert.ok(r.serial.includes('virtio-probe: FAILED: wanted virtio-net, but there is none\n'), context(r));
   expectStatus(r, VIRTIO_PROBE_EXIT.wantedMissing);
@@ -122,7 +93,7 @@ testIf(test, base, name('a wanted device that is missing ends the guest with 0x1
 testIf(test, base, name('a read-only disk fails the blk test with its own exit value (0x21), the others still pass'), async () => {
   const disk = makeDisk('ro');
   try {
-    const r = await probe({ devices: ['blk', 'rng'], disk, readOnlyDisk: true });
+    const r = await probeQemu({ devices: ['blk', 'rng'], disk, readOnlyDisk: true });
     assert.ok(r.serial.includes('virtio-blk: FAILED: the device is read-only\n'), context(r));
     assert.ok(r.serial.includes('virtio-rng: ok\n'), context(r));
     assert.ok(r.serial.includes('virtio-probe: FAILED (exit 0x21)\n'), context(r));

@@ -4,50 +4,23 @@
 // BAR addresses, the feature bits each VMM offers, interrupt counts) is left out by comparableLines.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { testIf } from '../../test/support/skip.js';
-import { buildGuest, repoRoot, toolchainUnavailable } from './build.js';
-import { debugExitStatus, qemuUnavailable } from './qemu-runner.js';
+import { toolchainUnavailable } from './build.js';
+import { qemuUnavailable } from './qemu-runner.js';
 import {
-  barsOutsideWindow, blkPatternMismatch, comparableLines, createTapNamespace, runVirtioProbe, tapUnavailable, virtioProbeProblems,
-  VIRTIO_PROBE_EXIT, type VirtioProbeOptions, type VirtioProbeRun,
+  barsOutsideWindow, blkPatternMismatch, comparableLines, createTapNamespace, tapUnavailable, virtioProbeProblems,
+  VIRTIO_PROBE_EXIT, type VirtioProbeRun,
 } from './virtio-probe-host.js';
+import { DISK_SECTORS, FILL, SERIAL, context, expectStatus, makeDisk, probe } from './virtio-probe-testing.js';
 
 const toolchain = await toolchainUnavailable();
 const withQemu = toolchain ?? qemuUnavailable();
 const withQemuAndTap = withQemu ?? tapUnavailable();
 
-const DISK_SECTORS = 2048;                 // 1 MiB
-const SERIAL = 'VPROBE-0001';
-const FILL = 0xee;                         // what the image holds before the guest writes
-
-function makeDisk(tag: string): string {
-  const dir = join(repoRoot(), 'build', 'virtio-probe');
-  mkdirSync(dir, { recursive: true });
-  const path = join(dir, `tsvmm-${tag}-${process.pid}.img`);
-  writeFileSync(path, Buffer.alloc(DISK_SECTORS * 512, FILL));
-  return path;
-}
-
-async function probe(vmm: 'qemu' | 'tsvmm', opts: Omit<VirtioProbeOptions, 'kernel' | 'socketDir'>): Promise<VirtioProbeRun> {
-  const guest = await buildGuest('virtio-probe');
-  const socketDir = mkdtempSync(join(tmpdir(), 'vp-'));
-  try {
-    return await runVirtioProbe(vmm, { ...opts, kernel: guest.path, socketDir, timeoutMs: 60_000 });
-  } finally {
-    rmSync(socketDir, { recursive: true, force: true });
-  }
-}
-
-const context = (r: VirtioProbeRun) => `\n$ ${r.argv.join(' ')}\nCOM1:\n${r.serial}\nstderr:\n${r.stderr}`;
-
-function expectStatus(r: VirtioProbeRun, value: number): void {
-  assert.not.ok(r.timedOut, `timed out after ${r.ms} ms${context(r)}`);
-  assert.is(r.status, debugExitStatus(value), `exit status${context(r)}`);
-}
 
 /** Runs all four devices under `vmm` with its own disk and tap, and checks the host side saw the guest's work. */
 async function allDevices(vmm: 'qemu' | 'tsvmm'): Promise<{ run: VirtioProbeRun; hostMac: string }> {
