@@ -40,6 +40,8 @@ export interface BlkCase {
   vmm: Vmm;
   /** QEMU's -drive cache= mode; tsvmm always goes through the page cache (pread/pwrite on a plain fd). */
   cache?: 'writeback' | 'none';
+  /** false: `ioeventfd=off`, every queue kick exits to the VMM (how much the in-kernel notification saves). */
+  ioeventfd?: boolean;
 }
 
 /** One COM1 line: when its first byte and its newline arrived (process.hrtime, ns). */
@@ -130,7 +132,8 @@ export function phaseTimings(lines: readonly StampedLine[]): PhaseResult[] {
 export function blkCommand(c: BlkCase, o: { kernel: string; disk: string; append: string; tsvmmCli: string }): string[] {
   const drive = `file=${o.disk},if=none,id=d0,format=raw${c.cache ? `,cache=${c.cache}` : ''}`;
   const common = ['-m', RAM, '-no-reboot', '-serial', 'stdio', '-device', 'isa-debug-exit,iobase=0xf4,iosize=4',
-    '-kernel', o.kernel, '-append', o.append, '-drive', drive, '-device', 'virtio-blk-pci,drive=d0,disable-legacy=on'];
+    '-kernel', o.kernel, '-append', o.append, '-drive', drive,
+    '-device', `virtio-blk-pci,drive=d0,disable-legacy=on${c.ioeventfd === false ? ',ioeventfd=off' : ''}`];
   return c.vmm === 'qemu'
     ? [QEMU_BINARY, '-accel', qemuAccel(), '-M', 'pc', '-nodefaults', '-display', 'none', ...common]
     : [process.execPath, o.tsvmmCli, 'run', ...common, '--timeout', String(RUN_TIMEOUT_S)];
@@ -254,6 +257,7 @@ export async function benchBlk(): Promise<void> {
       { label: 'QEMU cache=none', vmm: 'qemu', cache: 'none' },
     ] as BlkCase[]),
     { label: 'tsvmm', vmm: 'tsvmm' },
+    { label: 'tsvmm ioeventfd=off', vmm: 'tsvmm', ioeventfd: false },
   ];
   let measured: Measured;
   try {

@@ -96,9 +96,11 @@ class Machine {
   readonly ioLock = { held: false, events: [] as string[], lock() { this.held = true; this.events.push('lock'); }, unlock() { this.held = false; this.events.push('unlock'); } };
   readonly record: V.VirtioPciRecord;
   readonly echo: StateOf<typeof echoState>;
+  private readonly ioeventfd: boolean;
 
   /** A machine at power-on, or (reset: false) one over existing records and RAM, as a restarted tsvmm has them. */
-  constructor({ record = newRecord(V.virtioPciState), echo = newRecord(echoState), memory = new CheckedMemory(4 << 20), reset = true } = {}) {
+  constructor({ record = newRecord(V.virtioPciState), echo = newRecord(echoState), memory = new CheckedMemory(4 << 20), reset = true, ioeventfd = true } = {}) {
+    this.ioeventfd = ioeventfd;
     this.record = record;
     this.echo = echo;
     this.memory = memory;
@@ -118,6 +120,7 @@ class Machine {
     const backend = new EchoBackend(this.echo);
     const transport = new V.VirtioPciTransport(this.record, backend, {
       pci: bus, slot: SLOT, memory: this.memory, msi: this.msi, notify: this.notify, bars: BARS, name: 'echo', log: l => this.log.push(l), ioLock,
+      ioeventfd: this.ioeventfd,
     });
     const pio = new PioBus();
     const mmio = new MmioBus();
@@ -506,6 +509,16 @@ test('virtio-pci: odd widths and offsets in the common config are merged per reg
   assert.is(m.read(V.VIRTIO_PCI_ISR_OFFSET, 1), 0);
   m.write(V.VIRTIO_PCI_DEVICE_OFFSET + 6, 4, 1); // runs past the device config: ignored
   assert.is(m.status(), 0);
+});
+
+test('virtio-pci: with ioeventfd=off no notification is bound; every kick exits to the notify region and still arrives', () => {
+  const m = new Machine({ ioeventfd: false });
+  const q0 = startWithOneQueue(m);
+  assert.is(m.notify.bindings.size, 0, 'nothing bound in the kernel');
+  const a = q0.add([{ data: text('hi') }, { length: 2, write: true }]);
+  m.kick(0); // no binding: the write goes to the BAR handler, which signals the eventfd
+  m.runIo();
+  assert.equal(q0.takeUsed(), [{ id: a.head, len: 2 }]);
 });
 
 test('virtio-pci: moving BAR 4 moves the notification ioeventfds; disabling memory decoding unbinds them', () => {

@@ -173,6 +173,11 @@ export interface VirtioPciOptions {
    * VirtioContext.outsideLock releases it around slow host I/O. Elsewhere absent (the I/O runs with the lock held).
    */
   readonly ioLock?: { lock(): void; unlock(): void };
+  /**
+   * False (QEMU's ioeventfd=off): queue notifications are never bound to eventfds in the kernel; every one exits to
+   * the notify region's handler, which signals the same eventfd. Default true.
+   */
+  readonly ioeventfd?: boolean;
   /** One-line notices (a device that needs a reset, and why). */
   readonly log?: (line: string) => void;
 }
@@ -308,7 +313,7 @@ export class VirtioPciTransport implements PciFunction {
 
   /** The notification addresses follow BAR 4: one ioeventfd per queue at notify + q * multiplier. */
   barsMapped(bars: readonly (MappedBar | null)[]): void {
-    const modern = bars[VIRTIO_PCI_MODERN_BAR];
+    const modern = this.options.ioeventfd === false ? null : bars[VIRTIO_PCI_MODERN_BAR];
     for (let q = 0; q < this.numQueues; q++) {
       if (modern) {
         this.options.notify.bind(q, { address: modern.address + VIRTIO_PCI_NOTIFY_OFFSET + q * VIRTIO_PCI_NOTIFY_MULTIPLIER, length: 2 });

@@ -284,6 +284,8 @@ export interface VirtioProbeOptions {
   append?: string;
   /** Raw disk image for blk. */
   disk?: string;
+  /** Appended to every virtio -device option list (e.g. ',ioeventfd=off'): both VMMs take QEMU's spelling. */
+  deviceOptions?: string;
   readOnlyDisk?: boolean;
   /** blk serial. */
   serial?: string;
@@ -338,10 +340,10 @@ export function virtioProbeDeviceArgs(o: VirtioProbeOptions): string[] {
       case 'blk':
         if (!o.disk) throw new Error('virtio-probe: blk needs a disk image');
         args.push('-drive', `file=${o.disk},if=none,id=vpdisk,format=raw${o.readOnlyDisk ? ',readonly=on' : ''}`,
-          '-device', `virtio-blk-pci,disable-legacy=on,drive=vpdisk${o.serial ? `,serial=${o.serial}` : ''}`);
+          '-device', `virtio-blk-pci,disable-legacy=on,drive=vpdisk${o.serial ? `,serial=${o.serial}` : ''}${o.deviceOptions ?? ''}`);
         break;
       case 'rng':
-        args.push('-device', 'virtio-rng-pci,disable-legacy=on');
+        args.push('-device', `virtio-rng-pci,disable-legacy=on${o.deviceOptions ?? ''}`);
         break;
       case 'console':
         args.push('-chardev', `socket,id=vpcon,path=${join(o.socketDir, 'console.sock')},server=on,wait=on`,
@@ -350,7 +352,7 @@ export function virtioProbeDeviceArgs(o: VirtioProbeOptions): string[] {
       case 'net':
         if (!o.tap) throw new Error('virtio-probe: net needs a tap namespace');
         args.push('-netdev', `tap,id=vpnet,ifname=${o.tap.tap},script=no,downscript=no`,
-          '-device', `virtio-net-pci,disable-legacy=on,netdev=vpnet,mac=${o.mac ?? DEFAULT_GUEST_MAC}`);
+          '-device', `virtio-net-pci,disable-legacy=on,netdev=vpnet,mac=${o.mac ?? DEFAULT_GUEST_MAC}${o.deviceOptions ?? ''}`);
         break;
     }
   }

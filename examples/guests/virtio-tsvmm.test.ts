@@ -75,6 +75,23 @@ testIf(test, withQemu, 'virtio under tsvmm: a read-only disk refuses writes as Q
   assert.equal(results[1], results[0]);
 });
 
+testIf(test, withQemu, 'virtio under tsvmm: with ioeventfd=off every kick exits to the VMM, and blk and rng still give QEMU\'s results', async () => {
+  const lines: string[][] = [];
+  for (const vmm of ['qemu', 'tsvmm'] as const) {
+    const disk = makeDisk(`noioeventfd-${vmm}`);
+    try {
+      const r = await probe(vmm, { devices: ['blk', 'rng'], disk, serial: SERIAL, deviceOptions: ',ioeventfd=off' });
+      assert.equal(virtioProbeProblems(r.serial, { devices: ['blk', 'rng'], capacitySectors: DISK_SECTORS, serial: SERIAL }), [], `${vmm}${context(r)}`);
+      expectStatus(r, VIRTIO_PROBE_EXIT.ok);
+      assert.is(blkPatternMismatch(readFileSync(disk)), null);
+      lines.push(comparableLines(r.serial));
+    } finally {
+      rmSync(disk, { force: true });
+    }
+  }
+  assert.equal(lines[1], lines[0]);
+});
+
 testIf(test, toolchain, 'virtio under tsvmm: ECAM at the MCFG address agrees with type-1, and BARs the guest moves keep working', async () => {
   const disk = makeDisk('reassign');
   try {

@@ -21,6 +21,11 @@ test('config: virtio devices take their back ends from -drive, -netdev and -char
   assert.is(c.acpi, true);
 });
 
+test('config: ioeventfd=off (QEMU\'s spelling) is kept per device; on is the default and is not recorded', () => {
+  const c = config('-device', 'virtio-rng-pci,ioeventfd=off', '-device', 'virtio-rng-pci,ioeventfd=on', '-device', 'virtio-rng-pci');
+  assert.equal(c.virtio.map(v => v.ioeventfd), [false, undefined, undefined]);
+});
+
 test('config: -drive if=virtio is a virtio-blk device of its own', () => {
   assert.equal(config('-drive', 'file=x.img,if=virtio,format=raw').virtio, [{ kind: 'blk', id: 'virtio-disk0', path: 'x.img', readOnly: false, serial: null }]);
 });

@@ -117,7 +117,9 @@ function parseDevices(args: RunArgs, chardevs: Map<string, CharSpec>): Devices {
   const out: Devices = { debugExit: null, pvpanic: null, debugcon: [], loader: null, virtio: [...implicit] };
   const virtioId = (opts: QemuOpts, kind: string) => opts.string('id', `${kind}${out.virtio.length}`);
   // Accepted for QEMU compatibility: tsvmm's virtio devices are modern-only and PCI placement is automatic.
-  const pciCompat = ['driver', 'id', 'disable-legacy', 'disable-modern', 'addr', 'bus', 'vectors', 'romfile'];
+  const pciCompat = ['driver', 'id', 'disable-legacy', 'disable-modern', 'addr', 'bus', 'vectors', 'romfile', 'ioeventfd'];
+  // QEMU's ioeventfd=off: notifications exit to the VMM (kept only when off, the default being on).
+  const notifications = (opts: QemuOpts) => (opts.bool('ioeventfd', true) ? {} : { ioeventfd: false as const });
   const checkModern = (opts: QemuOpts) => {
     if (opts.has('disable-modern') && opts.bool('disable-modern', false)) throw new UsageError(`${opts.label}: disable-modern=on: tsvmm's virtio devices are modern (virtio 1.x) only`);
   };
@@ -179,7 +181,7 @@ function parseDevices(args: RunArgs, chardevs: Map<string, CharSpec>): Devices {
         drive.used = true;
         const serial = opts.has('serial') ? opts.string('serial') : null;
         if (serial !== null && serial.length > 20) throw new UsageError('-device virtio-blk-pci: serial is longer than 20 characters');
-        out.virtio.push({ kind: 'blk', id: virtioId(opts, 'virtio-blk'), path: drive.path, readOnly: drive.readOnly, serial });
+        out.virtio.push({ kind: 'blk', id: virtioId(opts, 'virtio-blk'), path: drive.path, readOnly: drive.readOnly, serial, ...notifications(opts) });
         break;
       }
       case 'virtio-net-pci': {
@@ -193,13 +195,13 @@ function parseDevices(args: RunArgs, chardevs: Map<string, CharSpec>): Devices {
         // QEMU's default MACs start 52:54:00:12:34:56 and count up.
         const mac = opts.string('mac', `52:54:00:12:34:${(0x56 + out.virtio.filter(v => v.kind === 'net').length).toString(16).padStart(2, '0')}`);
         if (!MAC.test(mac)) throw new UsageError(`-device virtio-net-pci: mac=${mac} is not a MAC address`);
-        out.virtio.push({ kind: 'net', id: virtioId(opts, 'virtio-net'), ifname: netdev.ifname, mac: mac.toLowerCase() });
+        out.virtio.push({ kind: 'net', id: virtioId(opts, 'virtio-net'), ifname: netdev.ifname, mac: mac.toLowerCase(), ...notifications(opts) });
         break;
       }
       case 'virtio-rng-pci':
         opts.checkKnown([...pciCompat, 'rng', 'max-bytes', 'period']);
         checkModern(opts);
-        out.virtio.push({ kind: 'rng', id: virtioId(opts, 'virtio-rng') });
+        out.virtio.push({ kind: 'rng', id: virtioId(opts, 'virtio-rng'), ...notifications(opts) });
         break;
       case 'virtio-serial-pci':
         // QEMU's container for virtconsole ports: tsvmm's virtconsole is a device of its own.

@@ -14,11 +14,18 @@ export type BootConfig =
 export interface DebugconConfig { output: CharSpec; iobase: number; timestamps: boolean }
 
 /** A virtio-pci device (`-device virtio-*-pci` with its `-drive`/`-netdev`/`-chardev`). */
-export type VirtioDeviceConfig =
+export type VirtioDeviceConfig = (
   | { kind: 'blk'; id: string; path: string; readOnly: boolean; serial: string | null }
   | { kind: 'net'; id: string; ifname: string; mac: string }
   | { kind: 'rng'; id: string }
-  | { kind: 'console'; id: string; output: CharSpec };
+  | { kind: 'console'; id: string; output: CharSpec }
+) & {
+  /**
+   * QEMU's `ioeventfd=off`: queue notifications exit to tsvmm instead of signalling an eventfd in the kernel (for
+   * comparison and debugging; host-side only, so checkpoints do not record it). Absent: on.
+   */
+  ioeventfd?: false;
+};
 
 export interface MachineConfig {
   name: string;

@@ -26,6 +26,8 @@ export interface VirtioPciPlacement {
   readonly msi: MsiBlock;
   readonly notify: IoEventBlock;
   readonly bars: { readonly msix: number; readonly modern: number };
+  /** False: never bind the notification ioeventfds (QEMU's ioeventfd=off). */
+  readonly ioeventfd: boolean;
 }
 
 interface EntryLike {
@@ -73,7 +75,7 @@ export function virtioPciDevice(
   const transport = new VirtioPciTransport(state, backend, {
     pci: env.pci, slot: placement.slot, memory: env.memory,
     msi: env.msi.vectors(placement.msi), notify: env.ioEvents.slots(placement.notify),
-    bars: placement.bars, name: id, log: env.log, ioLock: env.ioLock,
+    bars: placement.bars, name: id, log: env.log, ioLock: env.ioLock, ioeventfd: placement.ioeventfd,
   });
   return {
     transport,

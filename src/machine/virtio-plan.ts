@@ -119,6 +119,7 @@ export async function planVirtioDevices(configs: readonly VirtioDeviceConfig[], 
           msi: ctx.msi.allocate(queues + 1),
           notify: ctx.ioEvents.allocate(queues),
           bars: { msix: bars[i].get(VIRTIO_PCI_MSIX_BAR)!, modern: bars[i].get(VIRTIO_PCI_MODERN_BAR)! },
+          ioeventfd: c.ioeventfd !== false,
         },
       });
     }
