@@ -46,8 +46,11 @@ test('config: -machine acpi=off turns ACPI off', () => {
   assert.is(config('-machine', 'pc,acpi=off').acpi, false);
 });
 
-test('config: -device pvpanic adds QEMU\'s pvpanic at port 0x505 (ioport= moves it); it is off by default', () => {
-  assert.is(config().pvpanic, null);
+test('config: pvpanic sits at QEMU\'s port 0x505 when ACPI is on (so a guest panic has its own status); -device pvpanic,ioport= moves it, -machine pvpanic=off removes it', () => {
+  assert.equal(config().pvpanic, { ioport: 0x505 });
+  assert.is(config('-machine', 'pvpanic=off').pvpanic, null);
+  assert.is(config('-machine', 'acpi=off').pvpanic, null, 'without ACPI no guest OS would find it');
+  assert.equal(config('-machine', 'acpi=off', '-device', 'pvpanic').pvpanic, { ioport: 0x505 }, 'asked for: there');
   assert.equal(config('-device', 'pvpanic').pvpanic, { ioport: 0x505 });
   assert.equal(config('-device', 'pvpanic,ioport=0x506').pvpanic, { ioport: 0x506 });
   const refused = (argv: string[], pattern: RegExp) => assert.throws(() => config(...argv), (e: Error) => e instanceof UsageError && pattern.test(e.message));

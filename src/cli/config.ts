@@ -29,7 +29,7 @@ function wrap<T>(fn: () => T): T {
 function parseMachine(values: readonly string[]): void {
   for (const text of values) {
     const opts = parseQemuOpts(text, { option: '-machine', impliedKey: 'type' });
-    opts.checkKnown(['type', 'memory-backend', 'accel', 'kernel-irqchip', 'acpi']);
+    opts.checkKnown(['type', 'memory-backend', 'accel', 'kernel-irqchip', 'acpi', 'pvpanic']);
     const type = opts.implied;
     if (type !== undefined && !MACHINE_TYPES.has(type)) throw new UsageError(`-machine: type '${type}' is not supported (tsvmm emulates a PC: use pc)`);
     if (opts.has('accel') && opts.string('accel') !== 'kvm') throw new UsageError(`-machine: accel=${opts.string('accel')}: only kvm is supported`);
@@ -39,14 +39,23 @@ function parseMachine(values: readonly string[]): void {
   }
 }
 
-/** -machine acpi=on|off (on unless turned off). */
-function acpiWanted(values: readonly string[]): boolean {
-  let acpi = true;
+/** A -machine switch that is on unless turned off (acpi=, pvpanic=). */
+function machineSwitch(values: readonly string[], key: string): boolean {
+  let on = true;
   for (const text of values) {
     const opts = parseQemuOpts(text, { option: '-machine', impliedKey: 'type' });
-    if (opts.has('acpi')) acpi = opts.bool('acpi', true);
+    if (opts.has(key)) on = opts.bool(key, true);
   }
-  return acpi;
+  return on;
+}
+
+/**
+ * The pvpanic device: where -device pvpanic puts it; otherwise, with ACPI, at QEMU's port by default (so a Linux
+ * guest with `panic=-1` and its pvpanic driver ends tsvmm with a distinct status), unless -machine pvpanic=off.
+ */
+function pvpanicDevice(explicit: MachineConfig['pvpanic'], acpi: boolean, wanted: boolean): MachineConfig['pvpanic'] {
+  if (explicit) return explicit;
+  return acpi && wanted ? { ioport: PVPANIC_DEFAULT_IOPORT } : null;
 }
 
 function number(opts: QemuOpts, key: string, fallback?: number): number | undefined {
@@ -278,9 +287,9 @@ export function machineConfigFromArgs(args: RunArgs, extra: { demoKernel?: strin
       serial,
       debugcon,
       debugExit: devices.debugExit,
-      pvpanic: devices.pvpanic,
+      pvpanic: pvpanicDevice(devices.pvpanic, machineSwitch(args.machine, 'acpi'), machineSwitch(args.machine, 'pvpanic')),
       virtio: devices.virtio,
-      acpi: acpiWanted(args.machine),
+      acpi: machineSwitch(args.machine, 'acpi'),
       noReboot: args.noReboot,
       timeoutMs: args.timeoutSeconds === undefined ? null : Math.round(args.timeoutSeconds * 1000),
       startPaused: args.startPaused,
