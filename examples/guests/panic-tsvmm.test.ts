@@ -5,7 +5,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { testIf } from '../../test/support/skip.js';
 import { runTsvmm } from '../../test/support/tsvmm.js';
-import { startVm, scratchDir, removeDir } from '../../test/support/vm-process.js';
+import { startVm, scratchDir, removeDir, type VmProcess } from '../../test/support/vm-process.js';
+import { QmpClientError } from '../../test/support/qmp-client.js';
 import { kvmMissing } from '../../kvm/test-guest.js';
 import { ExitStatus } from '../../src/machine/exit-status.js';
 import { buildGuest, toolchainUnavailable } from './build.js';
@@ -51,6 +52,74 @@ testIf(test, skip, 'panic guest: a QMP client hears GUEST_PANICKED {action: powe
   } finally {
     await vm.dispose();
     removeDir(dir);
+  }
+});
+
+/** The panic guest under QMP, started paused so the client sees every event. */
+async function panicVm(args: string[]): Promise<{ vm: VmProcess; dir: string }> {
+  const guest = await buildGuest('panic');
+  const dir = scratchDir();
+  const vm = await startVm(['-m', '64M', '-device', 'isa-debug-exit', '-kernel', guest.path, '-serial', 'null', '-S', ...args], { dir, name: 'panic' });
+  await vm.qmp.execute('cont');
+  return { vm, dir };
+}
+
+testIf(test, skip, 'panic guest: -action panic=pause stops the VM in guest-panicked; cont needs a reset first, after which it boots again', async () => {
+  const { vm, dir } = await panicVm(['-action', 'panic=pause']);
+  try {
+    assert.equal((await vm.qmp.waitEvent('GUEST_PANICKED', 10_000)).data, { action: 'pause' });
+    await vm.qmp.waitEvent('STOP', 10_000);
+    assert.equal(await vm.qmp.execute('query-status'), { running: false, status: 'guest-panicked' });
+    const refused = await vm.qmp.execute('cont').catch(e => e);
+    assert.instance(refused, QmpClientError);
+    assert.is(refused.desc, 'Resetting the Virtual Machine is required');
+    await vm.qmp.execute('system_reset');
+    assert.is((await vm.qmp.execute('query-status')).status, 'prelaunch');
+    await vm.qmp.execute('cont');
+    // It boots again and panics again: a second GUEST_PANICKED.
+    const panics = () => vm.qmp.events.filter(e => e.event === 'GUEST_PANICKED');
+    await vm.qmp.waitEvent('GUEST_PANICKED', 10_000, e => panics().indexOf(e) === 1);
+    assert.equal(panics()[1].data, { action: 'pause' });
+    await vm.qmp.execute('quit');
+    assert.is(await vm.exited, 0);
+  } finally {
+    await vm.dispose();
+    removeDir(dir);
+  }
+});
+
+testIf(test, skip, 'panic guest: -action panic=none only reports it (GUEST_PANICKED run) and the guest goes on to its own exit', async () => {
+  const { vm, dir } = await panicVm(['-action', 'panic=none']);
+  try {
+    assert.equal((await vm.qmp.waitEvent('GUEST_PANICKED', 10_000)).data, { action: 'run' });
+    assert.is(await vm.exited, debugExitStatus(STILL_RUNNING), vm.stderr);
+  } finally {
+    await vm.dispose();
+    removeDir(dir);
+  }
+});
+
+testIf(test, skip, 'panic guest: -action panic=shutdown powers off (status 0); with -no-shutdown the VM stops in shutdown instead', async () => {
+  const plain = await panicVm(['-action', 'panic=shutdown']);
+  try {
+    assert.equal((await plain.vm.qmp.waitEvent('GUEST_PANICKED', 10_000)).data, { action: 'poweroff' });
+    assert.equal((await plain.vm.qmp.waitEvent('SHUTDOWN', 10_000)).data, { guest: true, reason: 'guest-panic' });
+    assert.is(await plain.vm.exited, 0);
+  } finally {
+    await plain.vm.dispose();
+    removeDir(plain.dir);
+  }
+  const kept = await panicVm(['-action', 'panic=shutdown', '-no-shutdown']);
+  try {
+    assert.equal((await kept.vm.qmp.waitEvent('SHUTDOWN', 10_000)).data, { guest: true, reason: 'guest-panic' });
+    await kept.vm.qmp.waitEvent('STOP', 10_000);
+    assert.equal(await kept.vm.qmp.execute('query-status'), { running: false, status: 'shutdown' });
+    assert.is(kept.vm.child.exitCode, null, 'tsvmm is still there');
+    await kept.vm.qmp.execute('quit');
+    assert.is(await kept.vm.exited, 0);
+  } finally {
+    await kept.vm.dispose();
+    removeDir(kept.dir);
   }
 });
 

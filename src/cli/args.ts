@@ -31,6 +31,8 @@ export interface RunArgs {
   incoming: string[];
   noReboot: boolean;
   noShutdown: boolean;
+  /** -action (QEMU's): what guest reboots, power-offs and panics do. */
+  action: string[];
   startPaused: boolean;
   timeoutSeconds?: number;
   demo: boolean;
@@ -65,6 +67,7 @@ const FLAGS: Record<string, FlagSpec> = {
   'incoming': { kind: 'list', key: 'incoming', arg: 'URI', help: 'receive a checkpoint: defer | file:PATH | a cpr channel (JSON)' },
   'no-reboot': { kind: 'flag', key: 'noReboot', help: 'a guest reset ends tsvmm (status 0) instead of rebooting' },
   'no-shutdown': { kind: 'flag', key: 'noShutdown', help: 'stop instead of exiting when the guest powers off' },
+  'action': { kind: 'list', key: 'action', arg: 'OPTS', help: 'reboot=reset|shutdown, shutdown=poweroff|pause, panic=exit-failure|shutdown|pause|none' },
   'S': { kind: 'flag', key: 'startPaused', help: 'do not start the vCPUs (QMP `cont` starts them)' },
   'timeout': { kind: 'value', key: 'timeoutSeconds', arg: 'SECONDS', help: 'end the VM after SECONDS (status 124)' },
   'demo': { kind: 'flag', key: 'demo', help: 'build and boot the hello demo guest (status 0 when it passes)' },
@@ -80,7 +83,7 @@ const FLAGS: Record<string, FlagSpec> = {
 
 export function emptyArgs(): RunArgs {
   return {
-    machine: [], objects: [], memPrealloc: false, serial: [], debugcon: [], chardev: [], drive: [], netdev: [], device: [], qmp: [], incoming: [],
+    machine: [], objects: [], memPrealloc: false, serial: [], debugcon: [], chardev: [], drive: [], netdev: [], device: [], qmp: [], incoming: [], action: [],
     noReboot: false, noShutdown: false, startPaused: false, demo: false, ignored: [],
   };
 }

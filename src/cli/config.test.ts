@@ -60,4 +60,16 @@ test('config: pvpanic sits at QEMU\'s port 0x505 when ACPI is on (so a guest pan
   refused(['-device', 'pvpanic,events=1'], /events/);
 });
 
+test('config: -action (QEMU\'s) sets what reboots, power-offs and panics do; -no-reboot and -no-shutdown are its shorthands', () => {
+  const d = config();
+  assert.equal([d.noReboot, d.noShutdown, d.panicAction], [false, false, 'exit-failure']);
+  assert.equal([config('-no-reboot').noReboot, config('-no-shutdown').noShutdown], [true, true]);
+  const a = config('-action', 'reboot=shutdown,shutdown=pause', '-action', 'panic=pause');
+  assert.equal([a.noReboot, a.noShutdown, a.panicAction], [true, true, 'pause']);
+  assert.is(config('-no-reboot', '-action', 'reboot=reset').noReboot, false, 'the later option wins');
+  const refused = (argv: string[], pattern: RegExp) => assert.throws(() => config(...argv), (e: Error) => e instanceof UsageError && pattern.test(e.message));
+  refused(['-action', 'panic=explode'], /-action: panic=explode must be one of exit-failure, shutdown, pause, none/);
+  refused(['-action', 'watchdog=reset'], /watchdog/);
+});
+
 test.run();

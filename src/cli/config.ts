@@ -5,7 +5,7 @@ import { UsageError, type RunArgs } from './args.js';
 import { parseSmp } from './smp.js';
 import { parseMemoryOptions } from '../memory/config.js';
 import { parseCharSpec, charSpecFromChardev, CharSpecError, type CharSpec } from '../chardev/index.js';
-import { type VirtioDeviceConfig, type BootConfig, type DebugconConfig, type MachineConfig } from '../machine/config.js';
+import { type VirtioDeviceConfig, type BootConfig, type DebugconConfig, type MachineConfig, type PanicAction } from '../machine/config.js';
 import type { CpuMode } from '../boot/cpu-modes.js';
 import type { CpuidPolicy } from '../../kvm/cpuid.js';
 import { PVPANIC_DEFAULT_IOPORT } from '../../devices/pvpanic.js';
@@ -56,6 +56,27 @@ function machineSwitch(values: readonly string[], key: string): boolean {
 function pvpanicDevice(explicit: MachineConfig['pvpanic'], acpi: boolean, wanted: boolean): MachineConfig['pvpanic'] {
   if (explicit) return explicit;
   return acpi && wanted ? { ioport: PVPANIC_DEFAULT_IOPORT } : null;
+}
+
+/** QEMU's -action: reboot=reset|shutdown, shutdown=poweroff|pause, panic=…; later options win, as in QEMU. */
+function parseActions(values: readonly string[], args: RunArgs): { noReboot: boolean; noShutdown: boolean; panicAction: PanicAction } {
+  const out = { noReboot: args.noReboot, noShutdown: args.noShutdown, panicAction: 'exit-failure' as PanicAction };
+  const choose = <T extends string>(opts: QemuOpts, key: string, allowed: readonly T[]): T | undefined => {
+    if (!opts.has(key)) return undefined;
+    const value = opts.string(key);
+    if (!(allowed as readonly string[]).includes(value)) throw new UsageError(`-action: ${key}=${value} must be one of ${allowed.join(', ')}`);
+    return value as T;
+  };
+  for (const text of values) {
+    const opts = parseQemuOpts(text, { option: '-action' });
+    opts.checkKnown(['reboot', 'shutdown', 'panic']);
+    const reboot = choose(opts, 'reboot', ['reset', 'shutdown'] as const);
+    if (reboot) out.noReboot = reboot === 'shutdown';
+    const shutdown = choose(opts, 'shutdown', ['poweroff', 'pause'] as const);
+    if (shutdown) out.noShutdown = shutdown === 'pause';
+    out.panicAction = choose(opts, 'panic', ['exit-failure', 'shutdown', 'pause', 'none'] as const) ?? out.panicAction;
+  }
+  return out;
 }
 
 function number(opts: QemuOpts, key: string, fallback?: number): number | undefined {
@@ -290,7 +311,7 @@ export function machineConfigFromArgs(args: RunArgs, extra: { demoKernel?: strin
       pvpanic: pvpanicDevice(devices.pvpanic, machineSwitch(args.machine, 'acpi'), machineSwitch(args.machine, 'pvpanic')),
       virtio: devices.virtio,
       acpi: machineSwitch(args.machine, 'acpi'),
-      noReboot: args.noReboot,
+      ...parseActions(args.action, args),
       timeoutMs: args.timeoutSeconds === undefined ? null : Math.round(args.timeoutSeconds * 1000),
       startPaused: args.startPaused,
     };

@@ -37,15 +37,29 @@ export interface MachineConfig {
   serial: CharSpec[];
   debugcon: DebugconConfig[];
   debugExit: { iobase: number; iosize: number } | null;
-  /** QEMU's pvpanic ISA device (-device pvpanic[,ioport=N]; off unless asked for): a guest panic ends with 126. */
+  /** QEMU's pvpanic ISA device (at 0x505 by default with ACPI; -device pvpanic[,ioport=N]; -machine pvpanic=off). */
   pvpanic: { ioport: number } | null;
   /** virtio-pci devices in PCI slot order. */
   virtio: VirtioDeviceConfig[];
   /** ACPI tables and the ACPI power-management block (-machine acpi=on|off; on by default). */
   acpi: boolean;
   noReboot: boolean;
+  /**
+   * -no-shutdown / -action shutdown=pause: a guest power-off stops the VM (run state `shutdown`) instead of ending
+   * tsvmm; QMP `system_reset` then `cont` boot it again. Host policy: checkpoints do not record it. Default false.
+   */
+  noShutdown?: boolean;
+  /** -action panic=…: what a guest panic (pvpanic) does. Default 'exit-failure' (tsvmm ends with 126). */
+  panicAction?: PanicAction;
   timeoutMs: number | null;
   startPaused: boolean;
 }
+
+/**
+ * QEMU's -action panic= values: end tsvmm with 126 ('exit-failure'; QEMU exits 1), power off as the guest would
+ * ('shutdown': status 0, or stopped with -no-shutdown), stop the VM ('pause': run state `guest-panicked`), or only
+ * report it ('none').
+ */
+export type PanicAction = 'exit-failure' | 'shutdown' | 'pause' | 'none';
 
 export const MAX_VCPUS = 255;

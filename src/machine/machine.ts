@@ -60,6 +60,7 @@ export type RunState =
   | 'postmigrate'     // state saved; the VM must not run again here
   | 'suspended'       // the guest suspended to RAM (ACPI S3) until a wake-up
   | 'shutdown'        // the guest powered off (with -no-shutdown), or the machine ended
+  | 'guest-panicked'  // the guest panicked, with -action panic=pause
   | 'internal-error'; // KVM could not run the guest
 
 /** QMP events the machine raises: name and QEMU's data. */
@@ -71,7 +72,7 @@ export type MachineEvent =
   | { event: 'POWERDOWN' }
   | { event: 'SUSPEND' }
   | { event: 'WAKEUP' }
-  | { event: 'GUEST_PANICKED'; data: { action: 'poweroff' } };
+  | { event: 'GUEST_PANICKED'; data: { action: 'poweroff' | 'pause' | 'run' } };
 
 export interface MachineOptions {
   /** One-line notices (guest reset, timeout…). Default: stderr. */
@@ -516,6 +517,9 @@ export class Machine {
       const wasRunning = this.state === 'running';
       // A suspended guest is parked already; a reset ends the suspend (the next boot is a fresh one).
       const wasSuspended = this.state === 'suspended';
+      // A guest stopped by its power-off (-no-shutdown) or panic (panic=pause) comes out of a reset in prelaunch, as
+      // in QEMU: `cont` boots it.
+      const wasStopped = this.state === 'shutdown' || this.state === 'guest-panicked';
       if (wasRunning) {
         this.control.requestPause();
         this.kickAll();
@@ -534,6 +538,8 @@ export class Machine {
         this.state = 'running';
         this.control.resume();
         this.ioThread?.resume();
+      } else if (wasStopped) {
+        this.state = 'prelaunch';
       }
     } finally {
       this.resetting = false;
@@ -603,16 +609,12 @@ export class Machine {
     if (this.finishing) return;
     switch (event.type) {
       case 'exit':
-        // pvpanic's status (126) is even, so no isa-debug-exit write can give it: say why the guest ended. QMP
-        // hears what QEMU's `-action panic=exit-failure` sends: GUEST_PANICKED (poweroff), then SHUTDOWN.
-        if (event.status === ExitStatus.guestPanic) {
-          this.log(event.reason);
-          this.emit({ event: 'GUEST_PANICKED', data: { action: 'poweroff' } });
-        }
-        this.end(event.status & 0xff, event.status === ExitStatus.guestPanic ? 'guest-panic' : 'guest-shutdown');
+        // pvpanic's status (126) is even, so no isa-debug-exit write can give it: it is the guest panicking.
+        if (event.status === ExitStatus.guestPanic) this.guestPanicked(event.reason);
+        else this.end(event.status & 0xff, 'guest-shutdown');
         break;
       case 'power-off':
-        this.end(ExitStatus.ok, 'guest-shutdown');
+        this.guestShutdown('guest-shutdown', ExitStatus.ok);
         break;
       case 'suspend':
         void this.suspend().catch(e => this.fail(ExitStatus.internalError, `suspend failed: ${e.stack ?? e}`));
@@ -635,6 +637,56 @@ export class Machine {
 
   private end(status: number, reason: string): void {
     void this.finish(status, { event: { guest: true, reason } });
+  }
+
+  /**
+   * The guest powered off (or panicked with -action panic=shutdown): tsvmm ends with `status`, or with -no-shutdown
+   * the VM stops in run state `shutdown` (SHUTDOWN, then STOP, as QEMU sends them) until QMP resets or quits it.
+   */
+  private guestShutdown(reason: 'guest-shutdown' | 'guest-panic', status: number): void {
+    if (!this.config.noShutdown) {
+      this.end(status, reason);
+      return;
+    }
+    this.emit({ event: 'SHUTDOWN', data: { guest: true, reason } });
+    void this.stopGuest('shutdown').catch(e => this.fail(ExitStatus.internalError, `stopping after the guest's shutdown failed: ${e.stack ?? e}`));
+  }
+
+  /**
+   * The guest reported a panic (pvpanic): one notice, QMP's GUEST_PANICKED, then what -action panic= says — end with
+   * 126 (default; QEMU's exit-failure exits 1), power off, stop in `guest-panicked`, or nothing.
+   */
+  private guestPanicked(notice: string): void {
+    this.log(notice);
+    switch (this.config.panicAction ?? 'exit-failure') {
+      case 'exit-failure':
+        this.emit({ event: 'GUEST_PANICKED', data: { action: 'poweroff' } });
+        this.end(ExitStatus.guestPanic, 'guest-panic');
+        break;
+      case 'shutdown':
+        this.emit({ event: 'GUEST_PANICKED', data: { action: 'poweroff' } });
+        this.guestShutdown('guest-panic', ExitStatus.ok);
+        break;
+      case 'pause':
+        this.emit({ event: 'GUEST_PANICKED', data: { action: 'pause' } });
+        void this.stopGuest('guest-panicked').catch(e => this.fail(ExitStatus.internalError, `stopping the panicked guest failed: ${e.stack ?? e}`));
+        break;
+      case 'none':
+        this.emit({ event: 'GUEST_PANICKED', data: { action: 'run' } });
+        // The vCPU that reported it asked every vCPU to park: let them go on.
+        if (this.state === 'running') this.control.resume();
+        break;
+    }
+  }
+
+  /** Parks the vCPUs (the reporting vCPU already asked them to) and the I/O thread; the VM reports `next`. */
+  private async stopGuest(next: RunState): Promise<void> {
+    this.control.requestPause();
+    this.kickAll();
+    if (!(await this.control.waitAllParked(5000))) throw new Error('vCPUs did not stop');
+    await this.ioThread?.pause();
+    this.state = next;
+    this.emit({ event: 'STOP' });
   }
 
   private fail(status: number, message: string): void {

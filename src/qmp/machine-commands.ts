@@ -40,6 +40,7 @@ async function asQmp<T>(fn: () => T | Promise<T>): Promise<T> {
 const RUN_STATE: Record<RunState, QmpRunState> = {
   suspended: 'suspended', prelaunch: 'prelaunch', running: 'running', paused: 'paused', inmigrate: 'inmigrate',
   'finish-migrate': 'finish-migrate', postmigrate: 'postmigrate', shutdown: 'shutdown', 'internal-error': 'internal-error',
+  'guest-panicked': 'guest-panicked',
 };
 
 export function machineCommands(o: MachineCommandsOptions): { commands: QmpHandlers; extraCommands: Record<string, ExtraCommand> } {
@@ -56,7 +57,10 @@ export function machineCommands(o: MachineCommandsOptions): { commands: QmpHandl
         case 'postmigrate':
           throw new QmpError('GenericError', 'the VM state was saved for a restart elsewhere; resuming it here would run the same guest twice');
         case 'suspended': throw new QmpError('GenericError', 'the guest is suspended: use system_wakeup');
-        case 'shutdown': case 'internal-error':
+        case 'shutdown': case 'guest-panicked':
+          // QEMU's words: the guest must be reset before it can run again.
+          throw new QmpError('GenericError', 'Resetting the Virtual Machine is required');
+        case 'internal-error':
           throw new QmpError('GenericError', `the VM cannot run: it is in state ${machine.runState}`);
         default: machine.resume();
       }
