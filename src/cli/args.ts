@@ -49,7 +49,7 @@ const FLAGS: Record<string, FlagSpec> = {
   'm': { kind: 'value', key: 'm', arg: 'SIZE', help: 'guest RAM, e.g. 512M (plain number: MiB), or size=…' },
   'smp': { kind: 'value', key: 'smp', arg: 'N', help: 'number of vCPUs: N or cpus=N[,maxcpus=N]' },
   'cpu': { kind: 'value', key: 'cpu', arg: 'MODEL', help: 'host (default) or pvm-safe (hide CX16/XSAVE for emulated guests)' },
-  'machine': { kind: 'list', key: 'machine', arg: 'OPTS', help: 'machine options, e.g. memory-backend=ram0' },
+  'machine': { kind: 'list', key: 'machine', arg: 'OPTS', help: 'pc[,memory-backend=ID][,acpi=on|off][,pvpanic=on|off]' },
   'M': { kind: 'list', key: 'machine', arg: 'OPTS', help: 'same as -machine' },
   'object': { kind: 'list', key: 'objects', arg: 'OPTS', help: 'memory-backend-{ram,file,memfd},id=…,size=…' },
   'mem-path': { kind: 'value', key: 'memPath', arg: 'PATH', help: 'back guest RAM with a file under PATH' },
