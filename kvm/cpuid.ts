@@ -1,7 +1,7 @@
 // CPUID policy: turns KVM_GET_SUPPORTED_CPUID into the table one vCPU runs with. Every vCPU gets its topology
 // (initial APIC id, logical processor count, x2APIC topology leaves), the hypervisor bit and KVM's signature leaf.
-// The `pvm-safe` policy also hides what KVM's instruction emulator cannot execute on a PVM host (see
-// /work/shared/host.md): CMPXCHG16B, and XSAVE with everything whose state lives in XSAVE areas (AVX and later
+// The `pvm-safe` policy also hides what KVM's instruction emulator cannot execute on a PVM host (see docs/linux.md,
+// "On this host (PVM)"): CMPXCHG16B, and XSAVE with everything whose state lives in XSAVE areas (AVX and later
 // vector extensions, MPX, PKU, CET, AMX, Intel PT), so a guest never takes those paths.
 //
 // Measured on the PVM host: after KVM_SET_CPUID2 the PVM backend puts the host's XSAVE family back into the

@@ -2,8 +2,8 @@
 // which mounts /proc and /sys, loads the virtio modules, reads and writes the virtio-blk disk, pings the host over
 // virtio-net and a tap, and powers off; tsvmm must exit 0 with every step on ttyS0 (test/support/full-boot-guest.ts
 // has the init and the expectations). That needs VMX/SVM: on a PVM host a stock kernel cannot reach user space
-// (/work/shared/host.md), so there the tsvmm boots skip with one line and linux-partial-boot.test.ts covers the
-// kernel's early boot. What can run anywhere does: the image is built and checked, the same guest runs under QEMU
+// (docs/linux.md, "On this host (PVM)"), so there the tsvmm boots skip with one line and
+// linux-partial-boot.test.ts covers the kernel's early boot. What can run anywhere does: the image is built and checked, the same guest runs under QEMU
 // (the reference; TCG on a PVM host) with the same devices and tap, and tsvmm takes the full command line and
 // builds that machine.
 import { test } from 'uvu';

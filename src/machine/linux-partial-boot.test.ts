@@ -1,8 +1,8 @@
 // A stock Debian kernel under tsvmm on a PVM host (slow: ~30 s). KVM's emulator cannot take Linux to user space
-// here (it dies on int3 in the alternatives self-test, /work/shared/host.md), so this checks what a correct VMM
-// makes the kernel print before that wall — our e820 map, our command line, our ACPI tables, the CPU count, a
-// working serial console — and that tsvmm then reports the emulation failure cleanly. On a VMX/SVM host the full
-// boot test (linux-full-boot.test.ts) runs instead.
+// here (it dies on int3 in the alternatives self-test; docs/linux.md, "On this host (PVM)"), so this checks what a
+// correct VMM makes the kernel print before that wall — our e820 map, our command line, our ACPI tables, the CPU
+// count, a working serial console — and that tsvmm then reports the emulation failure cleanly. On a VMX/SVM host the
+// full boot test (linux-full-boot.test.ts) runs instead.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { existsSync } from 'node:fs';

@@ -1,6 +1,6 @@
 // Which KVM this host has, for tests and benchmarks that depend on it. With the PVM backend (no VMX/SVM) guest code
-// runs in KVM's instruction emulator, which stops a stock Linux before user space (/work/shared/host.md); with
-// VMX/SVM the same kernel boots normally. The kvm_pvm module is the tell, as everywhere else in the tree.
+// runs in KVM's instruction emulator, which stops a stock Linux before user space (docs/linux.md, "On this host
+// (PVM)"); with VMX/SVM the same kernel boots normally. The kvm_pvm module is the tell, as everywhere else in the tree.
 import { existsSync } from 'node:fs';
 
 /** True when this host's KVM is the PVM backend (the kvm_pvm module is loaded). */
