@@ -299,6 +299,7 @@ export function machineConfigFromArgs(args: RunArgs, extra: { demoKernel?: strin
       ports.add(d.iobase);
     }
 
+    const acpi = machineSwitch(args.machine, 'acpi');
     return {
       name: args.name ?? 'tsvmm',
       memory,
@@ -308,9 +309,9 @@ export function machineConfigFromArgs(args: RunArgs, extra: { demoKernel?: strin
       serial,
       debugcon,
       debugExit: devices.debugExit,
-      pvpanic: pvpanicDevice(devices.pvpanic, machineSwitch(args.machine, 'acpi'), machineSwitch(args.machine, 'pvpanic')),
+      pvpanic: pvpanicDevice(devices.pvpanic, acpi, machineSwitch(args.machine, 'pvpanic')),
       virtio: devices.virtio,
-      acpi: machineSwitch(args.machine, 'acpi'),
+      acpi,
       ...parseActions(args.action, args),
       timeoutMs: args.timeoutSeconds === undefined ? null : Math.round(args.timeoutSeconds * 1000),
       startPaused: args.startPaused,

@@ -497,6 +497,14 @@ export class Machine {
     this.state = state;
   }
 
+  /** Parks every vCPU (kicking those in KVM_RUN), then the I/O thread: no device code runs until they resume. */
+  private async parkEverything(why: string): Promise<void> {
+    this.control.requestPause();
+    this.kickAll();
+    if (!(await this.control.waitAllParked(5000))) throw new Error(`vCPUs did not stop ${why}`);
+    await this.ioThread?.pause();
+  }
+
   /** Wakes every vCPU out of KVM_RUN: immediate_exit makes the next entry return, the signal ends the current one. */
   private kickAll(): void {
     const pid = getpid();
@@ -520,12 +528,7 @@ export class Machine {
       // A guest stopped by its power-off (-no-shutdown) or panic (panic=pause) comes out of a reset in prelaunch, as
       // in QEMU: `cont` boots it.
       const wasStopped = this.state === 'shutdown' || this.state === 'guest-panicked';
-      if (wasRunning) {
-        this.control.requestPause();
-        this.kickAll();
-        if (!(await this.control.waitAllParked(5000))) throw new Error('vCPUs did not stop for the reset');
-        await this.ioThread?.pause();
-      }
+      if (wasRunning) await this.parkEverything('for the reset');
       if (guest) this.log(`guest reset (${reason})`);
       for (const chip of this.powerOn.irqchips) this.vm.setIrqchip(chip);
       this.vm.setPit2(this.powerOn.pit);
@@ -552,14 +555,10 @@ export class Machine {
    */
   async suspend(): Promise<void> {
     if (this.finishing) return;
-    if (this.state === 'running') {
-      this.control.requestPause();
-      this.kickAll();
-      if (!(await this.control.waitAllParked(5000))) throw new Error('vCPUs did not stop for the suspend');
-    }
     // Devices are quiet in S3 (no queue work, no DMA into a sleeping guest); a wake-up or reset resumes them, and a
     // checkpoint of the suspended guest finds nothing running.
-    await this.ioThread?.pause();
+    if (this.state === 'running') await this.parkEverything('for the suspend');
+    else await this.ioThread?.pause();
     this.state = 'suspended';
     this.emit({ event: 'SUSPEND' });
   }
@@ -681,10 +680,7 @@ export class Machine {
 
   /** Parks the vCPUs (the reporting vCPU already asked them to) and the I/O thread; the VM reports `next`. */
   private async stopGuest(next: RunState): Promise<void> {
-    this.control.requestPause();
-    this.kickAll();
-    if (!(await this.control.waitAllParked(5000))) throw new Error('vCPUs did not stop');
-    await this.ioThread?.pause();
+    await this.parkEverything(`to stop in ${next}`);
     this.state = next;
     this.emit({ event: 'STOP' });
   }
