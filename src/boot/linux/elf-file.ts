@@ -12,7 +12,7 @@ const SHT_NOTE = 7;
 /** Reads [offset, offset + length) of `fd` into the same range of `into`, as far as both reach. */
 function readRange(fd: number, into: Uint8Array, offset: number, length: number): void {
   if (!Number.isSafeInteger(offset) || offset < 0 || offset >= into.length) return;
-  const end = Math.min(into.length, offset + Math.max(0, Math.min(length, into.length)));
+  const end = Math.min(into.length, offset + Math.max(0, length));
   for (let at = offset; at < end;) {
     const n = readSync(fd, into, at, end - at, at);
     if (n === 0) return; // the file is shorter than it said: the parser reports what is missing
