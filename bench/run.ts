@@ -1,10 +1,10 @@
 // `npm run bench`: every benchmark in sequence, each in its own process (so one bench's JIT, heap and koffi state
 // cannot colour the next one's numbers). Each prints its tables and writes build/bench/<name>.json.
-//   node dist/bench/run.js [name…]      names: exits, startup, cpr-pause, blk, boot (default: all)
+//   node dist/bench/run.js [name…]      names: exits, startup, cpr-pause, cpr-parts, blk, boot (default: all)
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-const BENCHES = ['exits', 'startup', 'cpr-pause', 'blk', 'boot'] as const;
+const BENCHES = ['exits', 'startup', 'cpr-pause', 'cpr-parts', 'blk', 'boot'] as const;
 
 const wanted = process.argv.slice(2);
 for (const name of wanted) {
