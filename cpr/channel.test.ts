@@ -189,37 +189,38 @@ test('channel: a payload much larger than the socket buffer crosses to the other
   }
 });
 
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
-}
-
-test('channel: round trip with 1 fd + 4 KiB and with 64 KiB between two processes fits the 2 ms pause budget', async () => {
+// How long these round trips take (against the 2 ms pause budget) is a figure of bench/cpr-parts, not a test: a
+// test must pass on a slow or loaded machine. Here, the same round trips must come back exact.
+test('channel: round trips with 1 fd + 4 KiB and with 64 KiB between two processes come back exact, with the blocking receive of the pause window', async () => {
   const peer = await startPeer();
   const memfd = memfdWithPattern(4096, 7);
   try {
-    const results: string[] = [];
     for (const [label, size, fds, reply] of [
       ['1 fd + 4 KiB, echoed (fd + 4 KiB back)', 4096, [memfd], 'echo'],
       ['1 fd + 4 KiB, acked', 4096, [memfd], 'ack'],
       ['64 KiB, echoed', 65536, [], 'echo'],
       ['64 KiB, acked', 65536, [], 'ack'],
     ] as const) {
-      const payload = new Uint8Array(size).fill(0xa5);
-      const samples: number[] = [];
-      for (let i = 0; i < 300; i++) {
-        const t0 = process.hrtime.bigint();
+      for (let i = 0; i < 20; i++) {
+        const payload = randomBytes(size);
         peer.channel.send({ type: reply, header: { i }, payload, fds: [...fds] });
-        const back = peer.channel.receiveSync(5000);    // the pause window: blocking receive, no thread hop
-        const us = Number(process.hrtime.bigint() - t0) / 1000;
-        closeAll(back.fds);
-        if (i >= 20) samples.push(us);                  // after warm-up (JIT, page faults)
+        const back = peer.channel.receiveSync(10_000);    // the pause window: blocking receive, no thread hop
+        try {
+          assert.is(back.type, reply, label);
+          if (reply === 'ack') {
+            assert.is(back.payload.length, 0, label);
+            assert.is(back.fds.length, 0, label);
+            continue;
+          }
+          assert.equal(back.header, { i }, label);
+          assert.ok(Buffer.compare(back.payload, payload) === 0, `${label}: round ${i} payload came back changed`);
+          assert.is(back.fds.length, fds.length, label);
+          if (fds.length) assert.is(patternMismatches(back.fds[0], 4096, 7), 0, `${label}: the fd that came back maps the same memfd`);
+        } finally {
+          closeAll(back.fds);
+        }
       }
-      samples.sort((a, b) => a - b);
-      const p50 = percentile(samples, 0.5), p99 = percentile(samples, 0.99);
-      results.push(`${label}: p50 ${p50.toFixed(0)} µs, p99 ${p99.toFixed(0)} µs`);
-      assert.ok(p50 < 2000, `${label}: median ${p50.toFixed(0)} µs exceeds the 2 ms budget`);
     }
-    console.log(`measure: round trip between two processes — ${results.join('; ')}`);
   } finally {
     libc.close(memfd);
     await stopPeer(peer);
@@ -257,8 +258,9 @@ test('channel: waiting for the peer keeps the event loop running; a timeout says
   assert.instance(error, CprChannelError);
   assert.is((error as CprChannelError).code, 'timeout');
   assert.match((error as Error).message, /nobody connected to .*wait\.sock within 150 ms/);
-  assert.ok(performance.now() - t0 >= 140);
-  assert.ok(ticks >= 10, `timers ran while waiting (${ticks})`);
+  assert.ok(performance.now() - t0 >= 140, 'the wait lasted its timeout');
+  // Blocking the event loop for the wait would leave no tick at all; how many fit in 150 ms depends on the machine.
+  assert.ok(ticks > 0, `timers ran while waiting (${ticks})`);
   assert.not.ok(existsSync(path));
   assert.is(openFds(), before);
 });
@@ -270,7 +272,8 @@ test('channel: close() ends a waiting accept() and a waiting receive() at once',
   setTimeout(() => listener.close(), 20);
   const t0 = performance.now();
   assert.is((await errorOf(pending)).code, 'closed');
-  assert.ok(performance.now() - t0 < 1000);
+  // Only a hang guard: close() woke the wait (~20 ms), it did not run on to its 60 s timeout.
+  assert.ok(performance.now() - t0 < 30_000, 'close() woke the waiting accept()');
 
   const [a, b] = socketPair({ nonBlocking: true });
   const channel = CprChannel.fromFd(b);
