@@ -1,13 +1,14 @@
 // The vCPU descriptor: a real vCPU's state survives state → record → state exactly, a fresh VM's vCPU given the
 // round-tripped state carries on where the old one stopped, edge values and full arrays round-trip, bad sizes and
-// corrupt counts are refused, and the time one conversion takes (part of the cpr-transfer pause) is reported.
+// corrupt counts are refused. How long one conversion takes (part of the cpr-transfer pause) is a figure of
+// bench/cpr-parts, not a test: a test must pass on a slow or loaded machine.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { testIf } from '../../test/support/skip.js';
 import { kvmMissing, RealModeGuest } from '../../kvm/test-guest.js';
 import { Errno } from '../../src/sys/errno.js';
 import * as K from '../../kvm/ioctls.js';
-import { newRecord, recordBytes, layoutOf } from '../vmstate.js';
+import { recordBytes, layoutOf } from '../vmstate.js';
 import type { VcpuState } from '../../kvm/types.js';
 import {
   vcpuStateDescriptor, vcpuStateToRecord, recordToVcpuState, MAX_CPUID_ENTRIES, MAX_MSRS, MAX_XCRS, MAX_XSAVE_BYTES,
@@ -218,40 +219,6 @@ test('vcpu record: every field of the descriptor is named and the layout fits on
   assert.ok(sregs.byName.get('cs')!.layout!.byName.has('selector'), 'segments are nested records');
   assert.ok(layout.byName.get('events')!.layout!.byName.get('exception')!.layout!.byName.has('errorCode'));
   assert.ok(layout.size < 64 * 1024, `record of ${layout.size} bytes`);
-});
-
-// ---- performance: part of the pause ---------------------------------------------------------------------------
-
-function medianMicros(runs: number, fn: () => void): number {
-  const times: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const t0 = process.hrtime.bigint();
-    fn();
-    times.push(Number(process.hrtime.bigint() - t0) / 1000);
-  }
-  times.sort((x, y) => x - y);
-  return times[Math.floor(times.length / 2)];
-}
-
-testIf(test, noKvm, 'vcpu record: converting one real vCPU state takes well under the 2 ms cpr-transfer pause budget', () => {
-  const g = new RealModeGuest(COUNTER_LOOP, { irqchip: true });
-  try {
-    nextCount(g);
-    completePendingIo(g);
-    const state = g.vcpu.getState();
-    const record = newRecord(vcpuStateDescriptor);
-    for (let i = 0; i < 200; i++) recordToVcpuState(vcpuStateToRecord(state, record));   // warm up
-    const getState = medianMicros(200, () => g.vcpu.getState());
-    const intoReused = medianMicros(1000, () => vcpuStateToRecord(state, record));
-    const intoFresh = medianMicros(200, () => vcpuStateToRecord(state));
-    const back = medianMicros(1000, () => recordToVcpuState(record));
-    const sizes = `${state.cpuid.length} CPUID entries, ${state.msrs.length} MSRs, ${state.xsave?.length ?? 0}-byte XSAVE`;
-    console.log(`PERF vcpu state (${sizes}), median of runs: getState ${getState.toFixed(1)} µs; state → reused record ${intoReused.toFixed(1)} µs; state → fresh record ${intoFresh.toFixed(1)} µs; record → state ${back.toFixed(1)} µs`);
-    assert.ok(intoReused < 500, `state → record took ${intoReused} µs`);
-    assert.ok(back < 500, `record → state took ${back} µs`);
-  } finally {
-    g.close();
-  }
 });
 
 test.run();
