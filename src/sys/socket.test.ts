@@ -247,27 +247,24 @@ test('socket: pollAsync waits on a pool thread — timers keep firing — and wa
     const [revents] = await pollAsync([{ fd: b, events: POLLIN }], 5000);
     const waited = performance.now() - t0;
     clearInterval(timer);
-    assert.is(revents & POLLIN, POLLIN);
-    assert.ok(waited >= 90 && waited < 2000, `woke after ${waited.toFixed(1)} ms`);
-    assert.ok(ticks >= 5, `the event loop ran while waiting (${ticks} ticks)`);
+    assert.is(revents & POLLIN, POLLIN);             // woken by the data, not by its 5 s timeout
+    assert.ok(waited >= 90, `waited for the data (woke after ${waited.toFixed(1)} ms)`);
+    // Waiting on this thread would leave no tick at all; how many fit in the wait depends on the machine.
+    assert.ok(ticks > 0, `the event loop ran while waiting (${ticks} ticks)`);
   } finally {
     closeAll([a, b]);
   }
 });
 
-test('socket: measured cost of a wait — poll(2) inline vs on the pool thread', async () => {
+// What each kind of wait costs (inline against on the pool thread) is a figure of bench/cpr-parts, not a test.
+test('socket: a ready fd is reported readable by poll(2) inline and on the pool thread, call after call', async () => {
   const [a, b] = socketPair();
   try {
-    sendWithFds(a, [new Uint8Array(1)]);                   // always readable: measures the call, not a wait
-    const n = 500;
-    let t0 = performance.now();
-    for (let i = 0; i < n; i++) pollSync([{ fd: b, events: POLLIN }], 1000);
-    const syncUs = (performance.now() - t0) / n * 1000;
-    t0 = performance.now();
-    for (let i = 0; i < n; i++) await pollAsync([{ fd: b, events: POLLIN }], 1000);
-    const asyncUs = (performance.now() - t0) / n * 1000;
-    console.log(`measure: poll ready fd — sync ${syncUs.toFixed(1)} µs, async (pool thread) ${asyncUs.toFixed(1)} µs per call`);
-    assert.ok(syncUs < asyncUs, 'the thread hop costs more than the call');
+    sendWithFds(a, [new Uint8Array(1)]);                   // always readable
+    for (let i = 0; i < 50; i++) {
+      assert.equal(pollSync([{ fd: b, events: POLLIN }], 1000), [POLLIN]);
+      assert.equal(await pollAsync([{ fd: b, events: POLLIN }], 1000), [POLLIN]);
+    }
   } finally {
     closeAll([a, b]);
   }
