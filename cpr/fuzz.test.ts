@@ -11,8 +11,10 @@ import { writeCheckpoint, readCheckpoint, readRam, jsonSection, parseJsonSection
 import { Rng, runSeed, forEachCase, randomDescriptor, fillRandom } from './testing/random-vmstate.js';
 import { withFixedChecksum, sectionSpans, concat, type SectionSpan } from './testing/checkpoint-bytes.js';
 
+// A fixed number of cases from a fixed seed: the same mutants on every machine, however slow (~3 s here natively).
+// VMSTATE_SEED=<n> runs another set.
 const CASES = 12_000;
-const TIME_BUDGET_MS = 20_000;
+const SEED = 0x0c0ffee5;
 
 // ---- a realistic checkpoint ---------------------------------------------------------------------------------------
 
@@ -160,7 +162,7 @@ test(`fuzz: ${CASES} mutated checkpoints are each refused with a clear error or 
     const started = Date.now();
     let slowest = 0;
     let peakArrayBuffers = 0;
-    forEachCase(runSeed(), CASES, (rng, index) => {
+    forEachCase(runSeed(SEED), CASES, (rng, index) => {
       const m = mutate(rng, base, spans);
       writeFileSync(path, m.bytes);
       const t0 = performance.now();
@@ -184,7 +186,6 @@ test(`fuzz: ${CASES} mutated checkpoints are each refused with a clear error or 
       stats.set(m.kind, s);
       outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
       if (index % 64 === 0) peakArrayBuffers = Math.max(peakArrayBuffers, process.memoryUsage().arrayBuffers);
-      if (Date.now() - started > TIME_BUDGET_MS) assert.unreachable(`fuzz exceeded ${TIME_BUDGET_MS} ms at case ${index}`);
     });
     const ms = Date.now() - started;
     console.log(`     ${CASES} cases in ${ms} ms, slowest load ${slowest.toFixed(1)} ms, peak arrayBuffers ${(peakArrayBuffers / 2 ** 20).toFixed(1)} MiB`);

@@ -31,10 +31,11 @@ export class Rng {
   bytes(n: number): Uint8Array { const b = new Uint8Array(n); for (let i = 0; i < n; i++) b[i] = this.u32() & 0xff; return b; }
 }
 
-/** The run's seed: VMSTATE_SEED when set (to replay a failure), else a fresh one. */
-export function runSeed(): number {
+/** The run's seed: VMSTATE_SEED when set (to replay a failure or try another), else `fixed`, else a fresh one. */
+export function runSeed(fixed?: number): number {
   const fromEnv = process.env.VMSTATE_SEED;
-  return fromEnv !== undefined ? Number(fromEnv) >>> 0 : (Math.random() * 2 ** 32) >>> 0;
+  if (fromEnv !== undefined) return Number(fromEnv) >>> 0;
+  return fixed !== undefined ? fixed >>> 0 : (Math.random() * 2 ** 32) >>> 0;
 }
 
 /** Runs `cases` numbered cases; a failure names the seed and case so that it can be replayed. */

@@ -5,11 +5,11 @@
 // out lies inside RAM, and every case ends (all loops are bounded by the queue's own validation).
 //
 // A share of the cases are well-formed, built by the test driver; for those, pop() must return exactly the buffers
-// that were added. Seeded: TSVMM_FUZZ_SEED=<n> replays a run, TSVMM_FUZZ_CASES=<n> changes its length,
-// TSVMM_FUZZ_STATS=1 prints how often each kind of refusal was reached.
+// that were added. A fixed number of cases from a fixed seed, so every machine, however slow, runs the same cases
+// (~2 s here natively); TSVMM_FUZZ_SEED=<n> runs (or replays) another seed, TSVMM_FUZZ_CASES=<n> changes the
+// length, TSVMM_FUZZ_STATS=1 prints how often each kind of refusal was reached.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { randomInt } from 'node:crypto';
 import { newRecord } from '../../cpr/vmstate.js';
 import {
   SplitQueue, VirtqueueError, virtqueueStateDescriptor, resetVirtqueueState, MAX_CHAIN_BYTES,
@@ -19,7 +19,7 @@ import { VIRTIO_F_RING_EVENT_IDX, VIRTIO_F_RING_INDIRECT_DESC } from './types.js
 import { CheckedMemory } from './testing/checked-memory.js';
 import { DriverQueue, GuestAllocator } from './testing/driver.js';
 
-const SEED = Number(process.env.TSVMM_FUZZ_SEED ?? randomInt(2 ** 31));
+const SEED = Number(process.env.TSVMM_FUZZ_SEED ?? 0x5eed_0a11);
 const CASES = Number(process.env.TSVMM_FUZZ_CASES ?? 12_000);
 
 // Two RAM regions with a hole between them: buffers may straddle the hole or run off the end.
@@ -235,7 +235,6 @@ test(`virtqueue fuzz: ${CASES} random rings and tables — only VirtqueueError, 
   // The hostile generator must actually reach both outcomes, or it tests nothing.
   assert.ok(outcome.chains > CASES / 10, `too few chains served (${outcome.chains}), seed ${SEED}`);
   assert.ok(outcome.errors > CASES / 10, `too few refusals (${outcome.errors}), seed ${SEED}`);
-  assert.ok(ms < 15_000, `fuzz took ${ms} ms`);
 });
 
 test('virtqueue fuzz: a descriptor table of NEXT loops over the whole queue ends with a VirtqueueError', () => {
