@@ -50,7 +50,6 @@ testIf(test, withTap, name('blk, rng, console and net on -M pc: every request co
       `virtio-net: arp reply 10.0.2.2 is-at ${tap.hostMac}`,
       'virtio-probe: all ok',
     ]);
-    assert.ok(r.ms < 15_000, `took ${r.ms} ms`);
   } finally {
     tap.close();
     rmSync(disk, { force: true });
