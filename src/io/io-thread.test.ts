@@ -111,9 +111,8 @@ if (!isMainThread) {
     });
     await until('running', () => io.state === IoThreadState.Running, 10_000);
     await sleep(20);
-    const started = Date.now();
-    assert.ok(await io.stop(5000));
-    assert.ok(Date.now() - started < 1000, 'stopped promptly');
+    // The thread sleeps in epoll_wait(-1): unless stop() wakes it, it never stops, and stop() says false after 5 s.
+    assert.ok(await io.stop(5000), 'stop() woke the thread');
   });
 
   test.run();
