@@ -19,16 +19,22 @@ const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
 const sha = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
 const RAM = '64M';
 
-/** Waits until `read()` reaches at least `value`. */
-async function until(read: () => bigint, value: bigint, timeoutMs = 20_000): Promise<bigint> {
+/**
+ * Waits until `read()` reaches at least `value`. A guest that must make progress is given until it does, not a
+ * fixed sleep: how far it gets in a given time depends on the machine. `timeoutMs` only guards against a hang.
+ */
+async function until(read: () => bigint | Promise<bigint>, value: bigint, what = 'value', timeoutMs = 20_000): Promise<bigint> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const v = read();
+    const v = await read();
     if (v >= value) return v;
-    if (Date.now() > deadline) throw new Error(`value stayed at ${v}, wanted ${value}`);
+    if (Date.now() > deadline) throw new Error(`${what} stayed at ${v}, wanted ${value}`);
     await sleep(20);
   }
 }
+
+/** Guest RAM up to the end of the counter guests' state page (counter and smp-counter both keep it at 0x101000). */
+const STATE_PAGE_END = COUNTER_STATE_ADDR + 0x1000;
 
 /** Guest RAM of a VM as bytes, through QMP pmemsave (works for any backend). */
 async function guestRam(vm: VmProcess, dir: string, size = 64 << 20): Promise<Buffer> {
@@ -116,7 +122,7 @@ testIf(test, skip, 'cpr reboot: RAM that is not shared goes into the checkpoint;
     const args = await counterArgs(dir, 'private', ['-serial', 'null']);
     const old = await startVm(args, { dir, name: 'old' });
     vms.push(old);
-    await sleep(400);
+    await until(async () => counterIn(await guestRam(old, dir, STATE_PAGE_END)), 1n, 'the counter before the stop');
     await old.qmp.execute('stop');
     await old.qmp.waitEvent('STOP');
     const before = await guestRam(old, dir);
@@ -132,8 +138,7 @@ testIf(test, skip, 'cpr reboot: RAM that is not shared goes into the checkpoint;
     assert.is(sha(restored), sha(before), 'guest RAM is identical after the restore');
     await next.qmp.execute('cont');
     await next.qmp.waitEvent('RESUME');
-    await sleep(300);
-    assert.ok(counterIn(await guestRam(next, dir)) > counterIn(before), 'the guest counts on after cont');
+    await until(async () => counterIn(await guestRam(next, dir, STATE_PAGE_END)), counterIn(before) + 1n, 'the counter after cont');
     await quit(next);
   } finally {
     for (const vm of vms) await vm.dispose();
@@ -222,9 +227,11 @@ testIf(test, skip, 'cpr-transfer: the new tsvmm waits on a cpr channel, takes th
     await transfer(old, next, channel, dir);
     const startTicks = readSmpCounters(await guestRam(next, dir), 2);
     assert.ok(startTicks.every((t, i) => t >= readSmpCounters(ramBefore, 2)[i]), 'the counts carried over');
-    await sleep(300);
-    const later = readSmpCounters(await guestRam(next, dir), 2);
-    assert.ok(later.every((t, i) => t > startTicks[i]), `every vCPU counts on: ${startTicks} → ${later}`);
+    // Every vCPU counts on: the smaller of the two counts' progress reaches 1.
+    await until(async () => {
+      const later = readSmpCounters(await guestRam(next, dir, STATE_PAGE_END), 2);
+      return later.map((t, i) => t - startTicks[i]).reduce((a, b) => (a < b ? a : b));
+    }, 1n, `the least progress of the vCPUs' counts after ${startTicks}`);
     const timings = await next.qmp.execute('x-query-cpr-timings');
     assert.type(timings['pause-us'], 'number');
     await quit(old);
@@ -250,8 +257,7 @@ testIf(test, skip ?? tapUnavailable(), 'cpr-transfer with virtio-net: the old ts
     vms.push(next);
     await transfer(old, next, channel, dir);
     const counted = counterIn(await guestRam(next, dir));
-    await sleep(300);
-    assert.ok(counterIn(await guestRam(next, dir)) > counted, 'the guest runs on in the new tsvmm');
+    await until(async () => counterIn(await guestRam(next, dir, STATE_PAGE_END)), counted + 1n, 'the counter in the new tsvmm');
     // The new tsvmm holds the tap (the same queue the old one had attached): /dev/net/tun among its fds.
     assert.ok(tunFds(next.child.pid!) >= 1, 'the new tsvmm has the tap open');
     await quit(old);
