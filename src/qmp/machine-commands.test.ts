@@ -124,7 +124,8 @@ testIf(test, skip, 'qmp machine: system_reset sends RESET {guest: false, reason:
   const reset = await eventAfter(vm.qmp, mark, 'RESET');
   assert.equal(reset.data, { guest: false, reason: 'host-qmp-system-reset' });
   const after = await ticks(vm);
-  assert.ok(after < before / 2n, `the count starts again: ${before} before the reset, ${after} just after`);
+  // A count that went on could only be >= before; how far a restarted one has got by now depends on the machine.
+  assert.ok(after < before, `the count starts again: ${before} before the reset, ${after} just after`);
   for (let i = 0; startupLines() < 2; i++) {
     assert.ok(i < 250, 'the guest prints its start-up line again');
     await sleep(20);
