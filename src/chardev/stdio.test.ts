@@ -37,7 +37,7 @@ function run(command: string, args: string[], input: (write: (s: string) => void
   proc.stdout.on('data', d => { out += d; });
   proc.stderr.on('data', d => { err += d; });
   const done = new Promise<number | null>(resolve => proc.on('close', resolve));
-  const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+  const timer = setTimeout(() => proc.kill('SIGKILL'), 60_000);   // a hang guard: the child takes ~0.5 s here
   return input(s => proc.stdin.write(s), () => out).then(async () => {
     const code = await done;
     clearTimeout(timer);
@@ -45,7 +45,7 @@ function run(command: string, args: string[], input: (write: (s: string) => void
   });
 }
 
-async function until(what: string, check: () => boolean, ms = 8000): Promise<void> {
+async function until(what: string, check: () => boolean, ms = 30_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!check()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
