@@ -21,7 +21,7 @@ function openError(path: string): KvmUnavailableError {
 
 test('kvm: a missing device is one line that says so and suggests loading the module', () => {
   const e = openError('/nonexistent/kvm');
-  assert.is(e.message, 'tsvmm: /nonexistent/kvm: no such device — is the kvm module loaded?');
+  assert.is(e.message, '/nonexistent/kvm: no such device — is the kvm module loaded?');
   assert.is(e.reason, 'missing');
   assert.is(e.errno, Errno.ENOENT);
   assert.is(e.name, 'KvmUnavailableError');
@@ -30,17 +30,17 @@ test('kvm: a missing device is one line that says so and suggests loading the mo
 test('kvm: a file that is not a KVM device is refused with the failing request named', () => {
   const e = openError('/dev/null');
   assert.is(e.reason, 'not-kvm');
-  assert.is(e.message, 'tsvmm: /dev/null: not a KVM device (KVM_GET_API_VERSION failed: ENOTTY)');
+  assert.is(e.message, '/dev/null: not a KVM device (KVM_GET_API_VERSION failed: ENOTTY)');
 });
 
 test('kvm: permission and unsupported-kernel failures read as one actionable line', () => {
   // Root opens anything, so these paths are checked through the errno → message mapping Kvm.open uses.
   const denied = openFailure('/dev/kvm', Errno.EACCES);
   assert.is(denied.reason, 'permission');
-  assert.match(denied.message, /^tsvmm: \/dev\/kvm: permission denied — /);
+  assert.match(denied.message, /^\/dev\/kvm: permission denied — /);
   const nodev = openFailure('/dev/kvm', Errno.ENXIO);
   assert.is(nodev.reason, 'unsupported');
-  assert.match(nodev.message, /^tsvmm: \/dev\/kvm: no KVM support/);
+  assert.match(nodev.message, /^\/dev\/kvm: no KVM support/);
   assert.match(openFailure('/dev/kvm', Errno.EIO).message, /cannot open: EIO$/);
   for (const e of [denied, nodev]) assert.not.match(e.message, /\n/);
 });

@@ -18,7 +18,7 @@ export class KvmUnavailableError extends Error {
   readonly errno: number | null;
 
   constructor(path: string, reason: KvmUnavailableReason, detail: string, errno: number | null = null) {
-    super(`tsvmm: ${path}: ${detail}`);
+    super(`${path}: ${detail}`);
     this.name = 'KvmUnavailableError';
     this.path = path;
     this.reason = reason;

@@ -8,15 +8,16 @@ import type { Vm } from './vm.js';
 import type { Vcpu } from './vcpu.js';
 import type { KvmRun } from './run.js';
 import type { CpuidEntry } from './types.js';
+import { KVM_MISSING_PREFIX } from '../test/support/kvm-backend.js';
 
 /** Null when /dev/kvm can be used, otherwise a one-line reason for testIf. */
 export function kvmMissing(): string | null {
-  if (!existsSync('/dev/kvm')) return '/dev/kvm does not exist on this host';
+  if (!existsSync('/dev/kvm')) return `${KVM_MISSING_PREFIX}: /dev/kvm does not exist on this host`;
   try {
     Kvm.open().close();
     return null;
   } catch (e) {
-    if (e instanceof KvmUnavailableError) return e.message;
+    if (e instanceof KvmUnavailableError) return `${KVM_MISSING_PREFIX}: ${e.message}`;
     throw e;
   }
 }

@@ -106,8 +106,7 @@ test('cli: a missing /dev/kvm is one clear line and status 4', async () => {
   const guest = assembleFlat('.code16\n  hlt\n');
   const r = await runTsvmm([...base, ...loader(guest)], { env: { TSVMM_KVM_DEVICE: '/nonexistent/kvm' } });
   assert.is(r.status, ExitStatus.setupFailed);
-  assert.is(r.stderr.trim().split('\n').length, 1);
-  assert.match(r.stderr, /\/nonexistent\/kvm/);
+  assert.is(r.stderr.trim(), 'tsvmm: /nonexistent/kvm: no such device — is the kvm module loaded?');
 });
 
 test.run();

@@ -12,6 +12,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot } from './cc.js';
+import { LockTimeoutError, withDirLock } from './dir-lock.js';
 import { parseSetupHeader } from '../../src/boot/linux/setup-header.js';
 
 export const linuxBuildDir = join(repoRoot, 'build', 'linux');
@@ -165,41 +166,6 @@ function fetchKernel(): DebianKernel {
   }
 }
 
-function sleep(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-}
-
-function pidAlive(pid: number): boolean {
-  try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
-}
-
-/** Takes the fetch lock (a directory holding the owner's pid), breaking it if its owner died. */
-function withLock<T>(fn: () => T): T {
-  const deadline = Date.now() + LOCK_WAIT_MS;
-  for (;;) {
-    try {
-      mkdirSync(LOCK_DIR);
-      writeFileSync(join(LOCK_DIR, 'pid'), String(process.pid));
-      break;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      const owner = Number(readFileSyncOr(join(LOCK_DIR, 'pid'), '0'));
-      if (owner > 0 && !pidAlive(owner)) { rmSync(LOCK_DIR, { recursive: true, force: true }); continue; }
-      if (Date.now() > deadline) throw new Unavailable(`timed out waiting for another process fetching the kernel (${LOCK_DIR})`);
-      sleep(200);
-    }
-  }
-  try {
-    return fn();
-  } finally {
-    rmSync(LOCK_DIR, { recursive: true, force: true });
-  }
-}
-
-function readFileSyncOr(path: string, fallback: string): string {
-  try { return readFileSync(path, 'utf8'); } catch { return fallback; }
-}
-
 let memo: KernelOrReason | null = null;
 
 /**
@@ -212,10 +178,10 @@ export function debianKernel(): KernelOrReason {
   if (cached) return (memo = { kernel: cached, reason: null });
   try {
     mkdirSync(linuxBuildDir, { recursive: true });
-    const kernel = withLock(() => readCache() ?? fetchKernel());
+    const kernel = withDirLock(LOCK_DIR, () => readCache() ?? fetchKernel(), LOCK_WAIT_MS);
     memo = { kernel, reason: null };
   } catch (e) {
-    if (!(e instanceof Unavailable)) throw e;
+    if (!(e instanceof Unavailable || e instanceof LockTimeoutError)) throw e;
     memo = { kernel: null, reason: `no Debian kernel: ${e.message}` };
   }
   return memo;

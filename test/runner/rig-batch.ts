@@ -1,0 +1,86 @@
+// The test files that need KVM, on a host without a usable /dev/kvm: all of them in one boot of the rig
+// (test/rig/), run there by this same runner, whose per-file lines are streamed with a "[rig]" prefix and whose
+// results come back as JSON through the run's share.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { RigSetupError } from '../rig/debian.js';
+import { RIG_SHARE_IN_GUEST, runInRig } from '../rig/machine.js';
+import { describe, type FileResult } from './test-file.js';
+
+/** The whole batch's time limit: well inside CI's 90 minutes, and far above a normal run (~10 min on 2 cores). */
+const RIG_BATCH_TIMEOUT_MS = Number(process.env.TSVMM_RIG_TIMEOUT_S ?? 45 * 60) * 1000;
+const RESULTS_FILE = 'results.json';
+
+export interface RigBatch {
+  results: FileResult[];
+  /** From the start to the first line of the runner inside (fetching, QEMU start, the kernel boot, node's start). */
+  bootMs: number;
+  ms: number;
+}
+
+/** Lines of a stream, however it is chunked. */
+function lineSplitter(onLine: (line: string) => void): { push(chunk: Buffer): void; end(): void } {
+  let pending = '';
+  return {
+    push(chunk) {
+      pending += chunk.toString();
+      const lines = pending.split('\n');
+      pending = lines.pop()!;
+      for (const line of lines) onLine(line);
+    },
+    end() {
+      if (pending) onLine(pending);
+      pending = '';
+    },
+  };
+}
+
+/**
+ * Runs `files` (paths relative to dist/) inside the rig. Returns null with a one-line reason when the rig cannot be
+ * set up here. A file without a result (the machine died or timed out first) counts as one failure saying so.
+ */
+export async function runFilesInRig(
+  distRoot: string, files: string[], print: (line: string) => void,
+): Promise<RigBatch | { reason: string }> {
+  const share = mkdtempSync(join(tmpdir(), 'tsvmm-test-rig-'));
+  const started = Date.now();
+  let bootMs = -1;
+  const lines = lineSplitter(line => print(`[rig] ${line}`));
+  try {
+    const result = await runInRig({
+      command: [process.execPath, join(distRoot, 'test', 'run.js'), '--json', `${RIG_SHARE_IN_GUEST}/${RESULTS_FILE}`, '--files', ...files],
+      shareDir: share,
+      timeoutMs: RIG_BATCH_TIMEOUT_MS,
+      output: chunk => {
+        if (bootMs < 0) bootMs = Date.now() - started;
+        lines.push(chunk);
+      },
+      log: line => print(line),
+    });
+    lines.end();
+    let results: FileResult[] = [];
+    try {
+      results = JSON.parse(readFileSync(join(share, RESULTS_FILE), 'utf8')) as FileResult[];
+    } catch { /* none: every file is reported missing below */ }
+    const why = result.timedOut ? `the rig timed out after ${Math.round(result.ms / 1000)} s`
+      : result.died ? 'the rig machine died' : 'the runner inside the rig gave no result';
+    // Failures the runner inside could not report itself are reported here.
+    const failure = (file: string, output: string): void => {
+      const r: FileResult = { file, passed: 0, failed: 1, skipped: 0, skips: [], ms: 0, output };
+      results.push(r);
+      print(describe({ ...r, file: `[rig] ${file}` }));
+    };
+    for (const file of files) {
+      if (!results.some(r => r.file === file)) failure(file, `${why} before this file finished`);
+    }
+    // A kernel warning in the rig (a soft lockup, an RCU stall) is a failure of its own: it hides hangs.
+    if (result.kernelTrouble.length) failure('test/rig (kernel log)', `the rig's kernel reported:\n${result.kernelTrouble.join('\n')}`);
+    return { results, bootMs: Math.max(0, bootMs), ms: Date.now() - started };
+  } catch (e) {
+    if (e instanceof RigSetupError) return { reason: e.message };
+    throw e;
+  } finally {
+    rmSync(share, { recursive: true, force: true });
+  }
+}
