@@ -59,7 +59,8 @@ export interface RigResult {
   qemu: RigQemu;
 }
 
-const DEFAULTS = { cpus: 2, memory: '8G' };
+/** Two vCPUs use both host cores of the development machine; 8G holds two nested guests, /dev/shm and the overlay. */
+const DEFAULTS = { cpus: Number(process.env.TSVMM_RIG_CPUS ?? 2), memory: process.env.TSVMM_RIG_MEMORY ?? '8G' };
 const TROUBLE = /soft lockup|hard LOCKUP|BUG:|Oops|Kernel panic|rcu: INFO|WARNING:|hung_task|Out of memory/;
 
 const shellQuote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
