@@ -7,12 +7,14 @@ import { resolveKernelModules } from '../../src/images/kernel-modules.js';
 import { repoRoot } from '../support/cc.js';
 
 /**
- * Modules /init loads, in this order: virtio transport and console, the host's files (9p) under a writable
+ * Modules /init loads, in this order: virtio transport and console, the host's files (9p, virtiofs or an ext4
+ * image on virtio-blk: transport.ts) under a writable
  * overlay, KVM on the emulated SVM, taps for the network tests, loop devices for the block-device tests, and VFIO
  * for devices passed through.
  */
 export const RIG_MODULES = [
-  'virtio_pci', 'virtio_console', '9pnet_virtio', '9p', 'overlay', 'kvm_amd', 'tun', 'loop', 'vfio_pci', 'vfio_iommu_type1',
+  'virtio_pci', 'virtio_console', '9pnet_virtio', '9p', 'virtiofs', 'virtio_blk', 'crc32c_generic', 'ext4', 'overlay', 'kvm_amd', 'tun', 'loop',
+  'vfio_pci', 'vfio_iommu_type1',
 ] as const;
 
 /** Where /init finds the list of module files to insmod, one archive path per line. */

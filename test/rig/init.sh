@@ -21,7 +21,12 @@ done < /etc/rig-modules
 
 mkdir -p /share /lower /rw /newroot
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 rigshare /share || die "cannot mount the run's share"
-mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,ro,cache=loose hostroot /lower || die "cannot mount the host's root"
+transport=$(cat /share/transport)
+if [ "$transport" = virtiofs ]; then
+  mount -t virtiofs -o ro hostroot /lower || die "cannot mount the host's root (virtiofs)"
+else
+  mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,ro,cache=loose hostroot /lower || die "cannot mount the host's root"
+fi
 mount -t tmpfs -o mode=0755 rig-rw /rw
 mkdir -p /rw/upper /rw/work
 mount -t overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work rig-root /newroot || die "cannot mount the overlay"
@@ -36,6 +41,10 @@ mount -t tmpfs -o mode=1777 tmp /newroot/tmp
 mount -t tmpfs -o mode=0755 run /newroot/run
 mkdir -p /newroot/run/rig
 mount --bind /share /newroot/run/rig
+# The image transport: a private copy of the host's current directory, mounted over it.
+if [ "$transport" = image ]; then
+  mount -t ext4 /dev/vda "/newroot$(cat /share/cwd)" || die "cannot mount the image of the current directory"
+fi
 ip link set lo up
 hostname tsvmm-rig
 

@@ -9,9 +9,11 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { RigSetupError } from './debian.js';
 import { writeRigInitramfs } from './image.js';
 import { rigKernel } from './kernel.js';
 import { rigQemu, type RigQemu } from './qemu.js';
+import { prepareTransport, RIG_TRANSPORTS, type PreparedTransport, type RigTransport } from './transport.js';
 
 /** Emulated PCI devices the rig can hand to vfio-pci inside (QEMU's names), with the ids /init binds. */
 export const VFIO_DEVICES = {
@@ -43,6 +45,8 @@ export interface RigOptions {
   installQemu?: boolean;
   /** A directory to use as the run's share (kept afterwards); default: a private temporary one, removed. */
   shareDir?: string;
+  /** How the host's files get in (transport.ts); default $TSVMM_RIG_TRANSPORT, else 9p. */
+  transport?: RigTransport;
 }
 
 export interface RigResult {
@@ -85,7 +89,7 @@ export function commandScript(command: string[]): string {
 /** QEMU's arguments for a run (everything but the QEMU command itself). */
 export function qemuArgs(o: {
   qemu: Pick<RigQemu, 'tcgThreads' | 'firmwareDirs'>; bzImage: string; initrd: string; shareDir: string; consoleLog: string;
-  cpus: number; memory: string; vfio: VfioDeviceName[]; interactive: boolean; nvmeImage: string;
+  cpus: number; memory: string; vfio: VfioDeviceName[]; interactive: boolean; nvmeImage: string; transportArgs: string[];
 }): string[] {
   const q35 = o.vfio.length > 0;
   const args = [
@@ -94,7 +98,7 @@ export function qemuArgs(o: {
     '-machine', q35 ? 'q35' : 'pc', '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
     '-kernel', o.bzImage, '-initrd', o.initrd,
     '-append', ['console=ttyS0', 'panic=-1', 'quiet', 'loglevel=4', ...(q35 ? ['intel_iommu=on'] : [])].join(' '),
-    '-virtfs', 'local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap',
+    ...o.transportArgs,
     '-virtfs', `local,path=${o.shareDir},mount_tag=rigshare,security_model=none`,
     '-device', 'virtio-serial-pci',
   ];
@@ -134,6 +138,8 @@ export async function runInRig(options: RigOptions): Promise<RigResult> {
   const memory = options.memory ?? DEFAULTS.memory;
   const vfio = [...new Set(options.vfio ?? [])];
   const interactive = options.command === null;
+  const cwd = options.cwd ?? process.cwd();
+  const transportKind = options.transport ?? defaultTransport();
 
   const qemu = rigQemu({ install: options.installQemu ?? true });
   const kernel = rigKernel();
@@ -142,11 +148,13 @@ export async function runInRig(options: RigOptions): Promise<RigResult> {
   const consoleLog = join(runDir, 'console.log');
   const initrd = join(runDir, 'initrd.img');
   const nvmeImage = join(runDir, 'nvme.img');
+  let transport: PreparedTransport | null = null;
   try {
     writeRigInitramfs(initrd, kernel.modulesDir);
     mkdirSync(shareDir, { recursive: true, mode: 0o700 });
     rmSync(join(shareDir, 'status'), { force: true });
-    writeFileSync(join(shareDir, 'env'), envScript(options.env ?? process.env, options.cwd ?? process.cwd()));
+    writeFileSync(join(shareDir, 'env'), envScript(options.env ?? process.env, cwd));
+    writeFileSync(join(shareDir, 'cwd'), cwd);
     writeFileSync(join(shareDir, 'vfio-ids'), vfio.map(n => VFIO_DEVICES[n].id).join('\n'));
     if (interactive) writeFileSync(join(shareDir, 'shell'), '');
     else writeFileSync(join(shareDir, 'command'), commandScript(options.command!));
@@ -154,8 +162,12 @@ export async function runInRig(options: RigOptions): Promise<RigResult> {
       closeSync(openSync(nvmeImage, 'w', 0o600));
       truncateSync(nvmeImage, 64 << 20);
     }
-    const args = qemuArgs({ qemu, bzImage: kernel.bzImage, initrd, shareDir, consoleLog, cpus, memory, vfio, interactive, nvmeImage });
-    log(`rig: ${qemu.why}, ${qemu.tcgThreads}-threaded TCG; kernel ${kernel.release}; ${cpus} CPUs, ${memory}` +
+    transport = prepareTransport(transportKind, { runDir, memory, cwd });
+    writeFileSync(join(shareDir, 'transport'), transport.initMode);
+    const args = qemuArgs({
+      qemu, bzImage: kernel.bzImage, initrd, shareDir, consoleLog, cpus, memory, vfio, interactive, nvmeImage, transportArgs: transport.qemuArgs,
+    });
+    log(`rig: ${qemu.why}, ${qemu.tcgThreads}-threaded TCG; kernel ${kernel.release}; ${cpus} CPUs, ${memory}; host files by ${transportKind}` +
       `${vfio.length ? `; q35 + intel-iommu, vfio: ${vfio.join(', ')}` : ''}`);
 
     const started = Date.now();
@@ -198,6 +210,15 @@ export async function runInRig(options: RigOptions): Promise<RigResult> {
     for (const line of kernelTrouble.slice(0, 20)) log(`rig: kernel: ${line}`);
     return result;
   } finally {
+    transport?.stop();
     rmSync(runDir, { recursive: true, force: true });
   }
+}
+
+function defaultTransport(): RigTransport {
+  const chosen = process.env.TSVMM_RIG_TRANSPORT ?? '9p';
+  if (!(RIG_TRANSPORTS as readonly string[]).includes(chosen)) {
+    throw new RigSetupError(`TSVMM_RIG_TRANSPORT=${chosen}: want one of ${RIG_TRANSPORTS.join(', ')}`);
+  }
+  return chosen as RigTransport;
 }
