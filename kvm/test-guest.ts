@@ -8,7 +8,7 @@ import type { Vm } from './vm.js';
 import type { Vcpu } from './vcpu.js';
 import type { KvmRun } from './run.js';
 import type { CpuidEntry } from './types.js';
-import { KVM_MISSING_PREFIX } from '../test/support/kvm-backend.js';
+import { KVM_MISSING_PREFIX } from '../test/support/rig-provides.js';
 
 /** Null when /dev/kvm can be used, otherwise a one-line reason for testIf. */
 export function kvmMissing(): string | null {

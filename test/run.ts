@@ -1,9 +1,9 @@
 // The test runner behind `npm test`: runs every compiled `*.test.js` in its own process, two at a time, and ends
 // with the line `N passed, N failed` that CI reads.
 //
-// Where /dev/kvm is missing or unusable, a file whose tests skip for that reason (KVM_MISSING_PREFIX) is run again,
-// whole, inside the rig (test/rig/: a QEMU machine whose Linux has a real, SVM-backed /dev/kvm), all such files in
-// one boot; its native result is dropped and the rig's counts instead. Inside the rig this runner runs only the
+// Where /dev/kvm is missing or unusable, a file whose tests skip for that reason (or another the rig can lift, see
+// test/support/rig-provides.ts) is run again, whole, inside the rig (test/rig/: a QEMU machine whose Linux has a
+// real, SVM-backed /dev/kvm and reserved huge pages), all such files in one boot; its native result is dropped and the rig's counts instead. Inside the rig this runner runs only the
 // files it is given and writes their results as JSON for the runner outside.
 //
 // Usage: node dist/test/run.js [filter …]            (a filter is a substring of the test file's path)
@@ -15,7 +15,7 @@ import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { KVM_MISSING_PREFIX } from './support/kvm-backend.js';
+import { rigCanLift } from './support/rig-provides.js';
 import { describe, findTests, runTestFile, type FileResult } from './runner/test-file.js';
 
 const distRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -25,7 +25,7 @@ const fileTimeoutMs = Number(process.env.TSVMM_TEST_TIMEOUT_MS ?? (inRig ? 900_0
 const parallel = Number(process.env.TSVMM_TEST_JOBS ?? Math.max(1, Math.min(2, availableParallelism())));
 
 const seconds = (ms: number): string => (ms < 120_000 ? `${Math.round(ms / 1000)} s` : `${Math.floor(ms / 60_000)} min ${Math.round((ms % 60_000) / 1000)} s`);
-const needsKvm = (r: FileResult): boolean => r.skips.some(s => s.includes(`: ${KVM_MISSING_PREFIX}`));
+const needsRig = (r: FileResult): boolean => r.skips.some(rigCanLift);
 
 /** Runs `files` `parallel` at a time; `onDone` sees each result as it finishes. */
 async function runAll(files: string[], onDone: (r: FileResult) => void): Promise<FileResult[]> {
@@ -57,9 +57,9 @@ async function main(): Promise<void> {
   const useRig = !inRig && process.env.TSVMM_NO_RIG !== '1';
   const forRig: string[] = [];
   const native = await runAll(files, r => {
-    if (useRig && needsKvm(r)) {
+    if (useRig && needsRig(r)) {
       forRig.push(r.file);
-      console.log(`rig  ${r.file.padEnd(48)} needs /dev/kvm: runs in the rig below`);
+      console.log(`rig  ${r.file.padEnd(48)} needs what the rig has (${r.skips.filter(rigCanLift).length} tests skipped): runs in the rig below`);
     } else {
       console.log(describe(r));
     }
@@ -70,7 +70,7 @@ async function main(): Promise<void> {
 
   if (forRig.length) {
     forRig.sort();
-    console.log(`rig: ${forRig.length} files need /dev/kvm, which this host lacks: running them in one boot of the rig (test/rig/README.md)`);
+    console.log(`rig: ${forRig.length} files need /dev/kvm or huge pages, which this host lacks: running them in one boot of the rig (test/rig/README.md)`);
     const { runFilesInRig } = await import('./runner/rig-batch.js');
     const batch = await runFilesInRig(distRoot, forRig, line => console.log(line));
     if ('reason' in batch) {

@@ -46,6 +46,8 @@ if [ "$transport" = image ]; then
   mount -t ext4 /dev/vda "/newroot$(cat /share/cwd)" || die "cannot mount the image of the current directory"
 fi
 ip link set lo up
+# Huge pages for the RAM backend tests (the host may have none reserved): 64 x 2 MiB.
+echo 64 > /proc/sys/vm/nr_hugepages
 hostname tsvmm-rig
 
 # Emulated PCI devices for passthrough: every function whose vendor:device is listed is handed to vfio-pci.

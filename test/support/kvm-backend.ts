@@ -17,8 +17,3 @@ export function linuxUserSpaceUnreachable(): string | null {
   return kvmIsPvm() ? PVM_NO_USER_SPACE : null;
 }
 
-/**
- * Every skip reason for "this host has no usable /dev/kvm" starts with this. The test runner moves a file whose
- * tests skip with it into the rig (test/rig/), where a nested KVM runs them.
- */
-export const KVM_MISSING_PREFIX = 'no usable /dev/kvm';
