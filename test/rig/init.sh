@@ -31,13 +31,13 @@ mount -t tmpfs -o mode=0755 rig-rw /rw
 mkdir -p /rw/upper /rw/work
 mount -t overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work rig-root /newroot || die "cannot mount the overlay"
 
+# /tmp stays the host's, seen through the overlay (a caller may work there); /run and /dev/shm start empty.
 mount -t proc proc /newroot/proc
 mount -t sysfs sysfs /newroot/sys
 mount -t devtmpfs devtmpfs /newroot/dev
 mkdir -p /newroot/dev/pts /newroot/dev/shm
 mount -t devpts -o newinstance,ptmxmode=0666 devpts /newroot/dev/pts
 mount -t tmpfs -o mode=1777 shm /newroot/dev/shm
-mount -t tmpfs -o mode=1777 tmp /newroot/tmp
 mount -t tmpfs -o mode=0755 run /newroot/run
 mkdir -p /newroot/run/rig
 mount --bind /share /newroot/run/rig
@@ -88,7 +88,7 @@ if [ -e /share/shell ]; then
   status=$?
 else
   [ -n "$out" ] || die "no rig.out port: the command's output would be lost"
-  chroot /newroot /bin/sh -c '. /run/rig/env; cd "$RIG_CWD" || exit 1; exec /bin/sh /run/rig/command' \
+  chroot /newroot /bin/sh -c '. /run/rig/env; cd "$RIG_CWD" || { echo "rig: cannot enter $RIG_CWD" >&2; exit 1; }; exec /bin/sh /run/rig/command' \
     < /dev/null > "$out" 2>&1
   status=$?
 fi
