@@ -65,4 +65,16 @@ testIf(test, missing, 'rig: a machine that dies (here a kernel panic) is reporte
   assert.ok(r.log.some(l => l.startsWith("rig: the machine died without the command's status")));
 });
 
+testIf(test, missing, 'rig: --vfio binds the emulated devices to vfio-pci behind intel-iommu, each in its own IOMMU group', async () => {
+  const r = await run({
+    vfio: ['edu', 'nvme'],
+    command: ['echo "$TSVMM_RIG_VFIO_DEVICES"; for b in $TSVMM_RIG_VFIO_DEVICES; do d=/sys/bus/pci/devices/${b%%=*}; ' +
+      'g=$(basename "$(readlink "$d/iommu_group")"); echo "${b%%=*} $(basename "$(readlink "$d/driver")") $(test -c /dev/vfio/$g && echo group-node)"; done'],
+  });
+  assert.is(r.status, 0, r.log.join('\n'));
+  const [bound, ...devices] = r.output.trim().split('\n');
+  assert.match(bound, /^0000:00:[0-9a-f]{2}\.0=1234:11e8 0000:00:[0-9a-f]{2}\.0=1b36:0010$/);
+  assert.equal(devices.map(l => l.split(' ').slice(1).join(' ')), ['vfio-pci group-node', 'vfio-pci group-node']);
+});
+
 test.run();
