@@ -4,7 +4,8 @@ import { makeRecord, newRecord, recordBytes } from '../cpr/vmstate.js';
 import type { HostClock, IrqLine } from '../src/bus/types.js';
 import {
   AcpiPm, acpiPmPorts, acpiPmState, ACPI_PM_IO_LENGTH, PM_TIMER_HZ, PM1_CNT_SCI_EN, PM1_CNT_SLP_EN, PM1_CNT_SLP_TYP_SHIFT,
-  PM1_EN_PWRBTN, PM1_EN_TMR, PM1_STS_PWRBTN, PM1_STS_TMR, PM1_STS_WAK, SLP_TYP_S3, SLP_TYP_S5, type SleepControl,
+  PM1_EN_PWRBTN, PM1_EN_RTC, PM1_EN_TMR, PM1_STS_PWRBTN, PM1_STS_RTC, PM1_STS_TMR, PM1_STS_WAK, SLP_TYP_S3, SLP_TYP_S5,
+  type SleepControl,
 } from './acpi-pm.js';
 
 const STS = 0x00;
@@ -165,6 +166,21 @@ test('acpi-pm: waking sets WAK_STS (and PWRBTN_STS for a button wake); the SCI f
   pm.wake('powerButton');
   assert.is(pm.read(STS, 2), PM1_STS_WAK | PM1_STS_PWRBTN);
   assert.is(sci.level, true);
+});
+
+test('acpi-pm: the RTC alarm may wake the guest only once it set RTC_EN; that wake sets WAK_STS and RTC_STS, and RTC_EN raises the SCI', () => {
+  const { pm, sci } = machine();
+  assert.not.ok(pm.wakeEnabled('rtc'), 'RTC_EN is clear at power-on');
+  pm.write(EN, 2, PM1_EN_RTC);
+  assert.ok(pm.wakeEnabled('rtc'));
+  pm.wake('rtc');
+  assert.is(pm.read(STS, 2), PM1_STS_WAK | PM1_STS_RTC);
+  assert.is(sci.level, true, 'RTC_STS with RTC_EN is an SCI event');
+  pm.write(STS, 2, PM1_STS_WAK | PM1_STS_RTC);
+  assert.is(pm.read(STS, 2), 0);
+  assert.is(sci.level, false);
+  pm.write(EN, 2, 0);
+  assert.not.ok(pm.wakeEnabled('rtc'));
 });
 
 test('acpi-pm: the state is the record: another instance over a copy sees the same registers, restored() re-drives the SCI', () => {

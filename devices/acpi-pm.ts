@@ -46,7 +46,7 @@ export const PM1_STS_BM = 0x0010;        // BM_STS: bus master activity (never s
 export const PM1_STS_GBL = 0x0020;       // GBL_STS: the firmware released the global lock (no SMM: never)
 export const PM1_STS_PWRBTN = 0x0100;    // PWRBTN_STS: the power button was pressed
 export const PM1_STS_SLPBTN = 0x0200;    // SLPBTN_STS: the sleep button was pressed (no sleep button: never)
-export const PM1_STS_RTC = 0x0400;       // RTC_STS: RTC alarm wake (the FADT sets FIX_RTC: never)
+export const PM1_STS_RTC = 0x0400;       // RTC_STS: the RTC alarm woke the system (RTC_EN set)
 export const PM1_STS_PCIEXP_WAKE = 0x4000; // PCIEXP_WAKE_STS (never)
 export const PM1_STS_WAK = 0x8000;       // WAK_STS: the system woke from a sleeping state
 /** Every status bit that exists; all are write-1-to-clear. */
@@ -138,8 +138,11 @@ export interface AcpiPmOptions {
   readonly onScheduleChange?: () => void;
 }
 
-/** Why the machine woke the guest: `powerButton` also sets PWRBTN_STS, as a button press wakes real hardware. */
-export type WakeReason = 'user' | 'powerButton';
+/**
+ * Why the machine woke the guest: `powerButton` also sets PWRBTN_STS, as a button press wakes real hardware; `rtc`
+ * (the RTC alarm, a wake-up event the guest enables with RTC_EN) sets RTC_STS.
+ */
+export type WakeReason = 'user' | 'powerButton' | 'rtc';
 
 type Register = { offset: number; size: number };
 const REGISTERS: readonly Register[] = [
@@ -253,15 +256,24 @@ export class AcpiPm implements IoHandler {
   }
 
   /**
-   * The machine is waking the guest from S3 (QMP system_wakeup, or a power button press while suspended): sets
-   * WAK_STS (and PWRBTN_STS for a button press), as the hardware does on a wake event. Call it before the boot
+   * The machine is waking the guest from S3 (QMP system_wakeup, a power button press while suspended, the RTC
+   * alarm): sets WAK_STS (and PWRBTN_STS for a button press, RTC_STS for the alarm), as the hardware does on a wake
+   * event. Call it before the boot
    * CPU restarts at the waking vector. The other registers keep their values across the sleep (Linux sets
    * SCI_EN again itself after resume).
    */
   wake(reason: WakeReason = 'user'): void {
     this.catchUpTimer();
-    this.state.pm1Sts |= PM1_STS_WAK | (reason === 'powerButton' ? PM1_STS_PWRBTN : 0);
+    this.state.pm1Sts |= PM1_STS_WAK | (reason === 'powerButton' ? PM1_STS_PWRBTN : reason === 'rtc' ? PM1_STS_RTC : 0);
     this.updateSci();
+  }
+
+  /**
+   * Whether a wake-up event from `source` may wake the suspended guest: the RTC alarm only with RTC_EN set in PM1_EN
+   * (ACPI 6.x, 4.8.3.1.2; QEMU enables its RTC wake-up with the same bit).
+   */
+  wakeEnabled(source: 'rtc'): boolean {
+    return source === 'rtc' && (this.state.pm1En & PM1_EN_RTC) !== 0;
   }
 
   /** Power-on state; drives the SCI low. */

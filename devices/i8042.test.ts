@@ -21,6 +21,7 @@ class RecordingMachine implements MachineControl {
   reset(reason: string): void { this.resets.push(reason); }
   powerOff(): void { throw new Error('unexpected power-off'); }
   suspend(): void { throw new Error('unexpected suspend'); }
+  wakeEvent(): void { throw new Error('unexpected wake-up event'); }
 }
 
 function machine() {

@@ -14,6 +14,7 @@ class FakeMachine implements MachineControl {
   reset(): void { throw new Error('unexpected reset'); }
   powerOff(): void { throw new Error('unexpected power-off'); }
   suspend(): void { throw new Error('unexpected suspend'); }
+  wakeEvent(): void { throw new Error('unexpected wake-up event'); }
 }
 
 function setup() {

@@ -38,10 +38,11 @@ function machine(iso = '2024-02-29T13:45:30.250Z', mem = { ramBelow4G: 128 * MiB
   const irq = new RecordingIrq();
   const state = newRecord(rtcState);
   resetRtc(state, mem);
-  const rtc = new Rtc(state, irq, clock);
+  const wakes: bigint[] = [];
+  const rtc = new Rtc(state, irq, clock, { onAlarmWake: () => wakes.push(clock.now) });
   const cmos = (index: number) => { rtc.write(0, 1, index); return rtc.read(1, 1); };
   const setCmos = (index: number, value: number) => { rtc.write(0, 1, index); rtc.write(1, 1, value); };
-  return { clock, irq, state, rtc, cmos, setCmos };
+  return { clock, irq, state, rtc, cmos, setCmos, wakes };
 }
 
 function readTime(cmos: (i: number) => number) {
@@ -133,15 +134,34 @@ test('rtc: holding the divider in reset stops the clock; releasing it starts the
   assert.is(cmos(RTC_SECONDS), 0x31);
 });
 
-test('rtc: UIP reads 1 only in the last 244 µs before an update', () => {
+test('rtc: UIP reads 1 from 244 µs before an update until the update cycle ends 1984 µs after it, and 0 otherwise', () => {
   const { clock, cmos } = machine('2024-02-29T13:45:30.500Z');
   assert.is(cmos(RTC_REG_A) & REG_A_UIP, 0);
-  clock.now = at('2024-02-29T13:45:30.999Z') + 900_000n;   // 100 µs before the update
+  clock.now = at('2024-02-29T13:45:30.999Z') + 700_000n;   // 300 µs before the update: no update for 244 µs
+  assert.is(cmos(RTC_REG_A) & REG_A_UIP, 0);
+  clock.advance(200_000n);                                  // 100 µs before the update
   assert.is(cmos(RTC_REG_A) & REG_A_UIP, REG_A_UIP);
   assert.is(cmos(RTC_SECONDS), 0x30, 'the registers still hold the old second');
-  clock.advance(200_000n);
+  clock.advance(200_000n);                                  // 100 µs into the update cycle
+  assert.is(cmos(RTC_REG_A) & REG_A_UIP, REG_A_UIP);
+  assert.is(cmos(RTC_SECONDS), 0x31, 'the new second is readable at once');
+  clock.advance(1_883_000n);                                // 1983 µs into it
+  assert.is(cmos(RTC_REG_A) & REG_A_UIP, REG_A_UIP);
+  clock.advance(1_000n);
   assert.is(cmos(RTC_REG_A) & REG_A_UIP, 0);
-  assert.is(cmos(RTC_SECONDS), 0x31);
+});
+
+test('rtc: a guest polling register A every millisecond sees UIP rise once per update', () => {
+  const { clock, cmos } = machine('2024-02-29T13:45:30.000Z');
+  let rises = 0;
+  let was = cmos(RTC_REG_A) & REG_A_UIP;
+  for (let ms = 0; ms < 5000; ms++) {
+    clock.advance(MS + 37_000n);                            // 1.037 ms per poll: never in step with the updates
+    const uip = cmos(RTC_REG_A) & REG_A_UIP;
+    if (uip && !was) rises++;
+    was = uip;
+  }
+  assert.is(rises, 5);
 });
 
 test('rtc: flags are set whether or not their interrupt is enabled (the periodic flag at the default 1024 Hz)', () => {
@@ -245,6 +265,25 @@ test('rtc: the alarm interrupt fires when the time reaches the alarm registers',
   assert.is(rtc.pollTimers(), 86_400_000, 'the same alarm comes again tomorrow');
   assert.ok(irq.level);
   assert.is(cmos(RTC_REG_C), REG_C_IRQF | REG_C_AF | REG_C_UF);
+});
+
+test('rtc: every alarm that goes off with AIE set is a wake-up event (ACPI RTC_STS), even if AF is still set; none without AIE', () => {
+  const { clock, rtc, setCmos, wakes } = machine('2024-02-29T13:45:30.250Z');
+  setCmos(RTC_HOURS_ALARM, 0xc0); setCmos(RTC_MINUTES_ALARM, 0xc0); setCmos(RTC_SECONDS_ALARM, 0xc0);
+  clock.advance(1000n * MS);
+  rtc.pollTimers();
+  assert.equal(wakes, [], 'AIE is off: the alarm only sets AF');
+  setCmos(RTC_REG_B, REG_B_24H | REG_B_AIE);
+  assert.is(rtc.pollTimers(), 750);
+  clock.advance(750n * MS);
+  rtc.pollTimers();
+  assert.equal(wakes, [at('2024-02-29T13:45:32Z')]);
+  clock.advance(1000n * MS);                         // register C not read: AF stays set, the next alarm still wakes
+  rtc.pollTimers();
+  assert.is(wakes.length, 2);
+  clock.advance(500n * MS);
+  rtc.pollTimers();
+  assert.is(wakes.length, 2, 'no alarm between two updates');
 });
 
 test('rtc: alarm bytes 0xC0-0xFF are don\'t-care and a 12-hour alarm matches a 12-hour clock', () => {

@@ -77,8 +77,15 @@ const ALARM_DONT_CARE = 0xc0;            // an alarm byte with both top bits set
 const NS_PER_SEC = 1_000_000_000n;
 const SEC_PER_DAY = 86_400;
 const RTC_CLOCK_HZ = 32_768n;            // the oscillator the periodic rate divides
-/** UIP reads as 1 during the last 244 µs before each update (8 cycles of 32.768 kHz), as QEMU models it. */
+/** UIP rises 244 µs before each update (8 cycles of 32.768 kHz): "UIP = 0 means no update for at least 244 µs". */
 const UIP_HOLD_NS = (8n * NS_PER_SEC) / RTC_CLOCK_HZ;
+/**
+ * ... and falls when the update cycle is over, 1984 µs after it began (the MC146818A's update-cycle time with a
+ * 32.768 kHz time base). The registers change at once here, but UIP is held as on the chip: QEMU drops it at the
+ * update (a 244 µs window), which a guest polling register A through slow exits (a nested or loaded host, ~1 ms
+ * per exit) can miss for many seconds; a test waiting for UIP's rising edge then hangs.
+ */
+const UPDATE_CYCLE_NS = 1_984_000n;
 /** The first update after the divider chain leaves reset comes half a second later (data sheet). */
 const DIVIDER_START_PHASE_NS = NS_PER_SEC / 2n;
 
@@ -182,6 +189,12 @@ export interface RtcOptions {
    * `pollTimers` again soon from the main thread. Without it the machine must re-poll after RTC writes itself.
    */
   readonly onScheduleChange?: () => void;
+  /**
+   * The alarm went off with AIE set: a wake-up event (ACPI's RTC_STS, if the guest enabled RTC_EN), as QEMU's RTC
+   * raises one for every alarm while AIE is set. Whether it wakes anything is the machine's business: it matters
+   * only while the VM is suspended, and then only the main thread runs the RTC (from pollTimers).
+   */
+  readonly onAlarmWake?: () => void;
 }
 
 /** The time of day and date as the RTC counts them (all binary, 24-hour). */
@@ -193,6 +206,7 @@ interface RtcTime { sec: number; min: number; hour: number; wday: number; mday: 
  */
 export class Rtc implements IoHandler {
   private readonly onScheduleChange: () => void;
+  private readonly onAlarmWake: () => void;
 
   constructor(
     private readonly state: RtcState,
@@ -201,6 +215,7 @@ export class Rtc implements IoHandler {
     options: RtcOptions = {},
   ) {
     this.onScheduleChange = options.onScheduleChange ?? (() => {});
+    this.onAlarmWake = options.onAlarmWake ?? (() => {});
   }
 
   /** The port window this device claims (0x70-0x71). */
@@ -379,7 +394,9 @@ export class Rtc implements IoHandler {
   }
 
   private updateInProgress(now: bigint): boolean {
-    return this.running() && this.phaseNs(now) >= NS_PER_SEC - UIP_HOLD_NS;
+    if (!this.running()) return false;
+    const phase = this.phaseNs(now);
+    return phase >= NS_PER_SEC - UIP_HOLD_NS || phase < UPDATE_CYCLE_NS;
   }
 
   /** Stop the clock: copy the current time into the clock registers, in the current data mode. */
@@ -508,6 +525,7 @@ export class Rtc implements IoHandler {
       c[RTC_REG_C] |= REG_C_IRQF;
       this.irq.set(true);
     }
+    if ((flags & REG_C_AF) && (c[RTC_REG_B] & REG_B_AIE)) this.onAlarmWake();
   }
 }
 

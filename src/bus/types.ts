@@ -43,7 +43,16 @@ export interface MachineControl {
   powerOff(reason: string): void;
   /** A guest-requested suspend to RAM (ACPI S3): the VM stops, RAM kept, until a wake-up (QMP system_wakeup). */
   suspend(reason: string): void;
+  /**
+   * A device's wake-up event (the RTC alarm): wakes a suspended VM if the guest enabled that event (ACPI PM1_EN
+   * RTC_EN); ignored while the VM runs, as QEMU's qemu_system_wakeup_request does. Only the main thread runs devices
+   * while the VM is suspended, so elsewhere this may do nothing.
+   */
+  wakeEvent(source: WakeEventSource): void;
 }
+
+/** What can wake a suspended machine besides the host (QMP system_wakeup, the power button). */
+export type WakeEventSource = 'rtc';
 
 /** A byte sink for a device's output (serial TX, debugcon). Writes never throw; an absent reader drops bytes. */
 export interface CharOut {

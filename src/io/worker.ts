@@ -29,6 +29,7 @@ const machine: MachineControl = {
   reset(reason) { post({ type: 'reset', vcpu: -1, reason }); },
   powerOff(reason) { post({ type: 'power-off', vcpu: -1, reason }); },
   suspend(reason) { post({ type: 'suspend', vcpu: -1, reason }); },
+  wakeEvent() { /* the I/O thread is parked while the VM is suspended: the main thread sees every wake-up event */ },
 };
 
 const { env, closeOutputs } = threadDeviceEnvironment(init, { who: 'I/O thread', arena, memory: ram, doorbell, machine, ioLock: lock });

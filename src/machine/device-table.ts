@@ -5,14 +5,14 @@
 // instances over the same records. Only immutable configuration differs from nothing: all mutable state is in the
 // arena (see cpr/vmstate.ts), which is what lets any thread handle any exit.
 import { StateArena, layoutOf, type Descriptor, type RecordInternals } from '../../cpr/vmstate.js';
-import type { CharOut, HostClock, IoRegion, IrqLine, MachineControl } from '../bus/types.js';
+import type { CharOut, HostClock, IoRegion, IrqLine, MachineControl, WakeEventSource } from '../bus/types.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import { Serial16550, serialState, resetSerial, SERIAL_IO_LENGTH } from '../../devices/serial.js';
 import { Debugcon, debugconState, resetDebugcon, DEBUGCON_IO_LENGTH } from '../../devices/debugcon.js';
 import { DebugExit, debugExitState, resetDebugExit } from '../../devices/debug-exit.js';
 import { Rtc, rtcState, resetRtc, RTC_PORT_BASE, RTC_IRQ, type RtcMemoryConfig } from '../../devices/rtc.js';
 import { I8042, i8042State, resetI8042, I8042_KBD_IRQ, I8042_AUX_IRQ } from '../../devices/i8042.js';
-import { AcpiPm, acpiPmState, resetAcpiPm } from '../../devices/acpi-pm.js';
+import { AcpiPm, acpiPmState, resetAcpiPm, type WakeReason } from '../../devices/acpi-pm.js';
 import { FwCfg, fwCfgState, resetFwCfg, FW_CFG_IO_BASE, FW_CFG_IO_LENGTH, type FwCfgBlob } from '../../devices/fw-cfg.js';
 import { Pvpanic, pvpanicState, resetPvpanic, PVPANIC_IO_LENGTH } from '../../devices/pvpanic.js';
 import { pciHostState } from '../../devices/pci/host-bridge.js';
@@ -81,7 +81,9 @@ export interface MachineDevice {
   /** ACPI: the power button was pressed (QMP system_powerdown); false if the guest has not enabled it. */
   powerButton?(): boolean;
   /** ACPI: the machine is waking the guest from S3. */
-  wake?(reason: 'user' | 'powerButton'): void;
+  wake?(reason: WakeReason): void;
+  /** ACPI: whether the guest enabled `source` to wake it from S3 (PM1_EN). */
+  wakeEnabled?(source: WakeEventSource): boolean;
   /** I/O thread: the fds this device's work waits on (queue notifications, a tap). */
   ioWatches?(): readonly IoWatch[];
 }
@@ -163,7 +165,9 @@ export function instantiate(entry: DeviceEntry, arena: StateArena, env: DeviceEn
     }
     case 'rtc': {
       const state = arena.record(rtcState, entry.stateOffset);
-      const dev = new Rtc(state, env.irq(RTC_IRQ), env.clock, { onScheduleChange: () => env.timersChanged() });
+      const dev = new Rtc(state, env.irq(RTC_IRQ), env.clock, {
+        onScheduleChange: () => env.timersChanged(), onAlarmWake: () => env.machine.wakeEvent('rtc'),
+      });
       return {
         spec, descriptor, state, regions: dev.regions(RTC_PORT_BASE),
         reset: () => resetRtc(state, spec.memory), systemReset: () => dev.systemReset(), restored: () => dev.restored(),
@@ -184,7 +188,7 @@ export function instantiate(entry: DeviceEntry, arena: StateArena, env: DeviceEn
       return {
         spec, descriptor, state, regions: dev.regions(spec.base),
         reset: () => resetAcpiPm(state, env.clock), restored: () => dev.restored(), pollTimers: () => dev.pollTimers(),
-        powerButton: () => dev.powerButton(), wake: reason => dev.wake(reason),
+        powerButton: () => dev.powerButton(), wake: reason => dev.wake(reason), wakeEnabled: source => dev.wakeEnabled(source),
       };
     }
     case 'pci-host': {

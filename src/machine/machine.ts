@@ -20,7 +20,8 @@ import { getpid, tgkill, SIGUSR2 } from '../sys/libc.js';
 import { createGuestRam, type MachineRam } from '../memory/config.js';
 import { openCharBackend, type CharBackend } from '../chardev/index.js';
 import type { CharSpec } from '../chardev/index.js';
-import type { CharOut, MachineControl } from '../bus/types.js';
+import type { CharOut, MachineControl, WakeEventSource } from '../bus/types.js';
+import type { WakeReason } from '../../devices/acpi-pm.js';
 import { MachineLock } from '../sync/lock.js';
 import { VcpuControl } from '../vcpu/control.js';
 import type { VcpuEvent, VcpuThreadInit } from '../vcpu/messages.js';
@@ -323,6 +324,7 @@ export class Machine {
       reset: reason => queueMicrotask(() => this.onVcpuEvent({ type: 'reset', vcpu: -1, reason })),
       powerOff: reason => queueMicrotask(() => this.onVcpuEvent({ type: 'power-off', vcpu: -1, reason })),
       suspend: reason => queueMicrotask(() => this.onVcpuEvent({ type: 'suspend', vcpu: -1, reason })),
+      wakeEvent: source => queueMicrotask(() => this.onWakeEvent(source)),
     };
     const irq = irqLines(this.vm.fd);
     this.pciBus = pciBusFor(this.entries, this.arena, irq);
@@ -568,7 +570,7 @@ export class Machine {
    * power-on, devices as after a reset; RAM untouched) and the boot vCPU starts in real mode at the waking vector
    * the guest left in its FACS — found by `wakingVector` (null: no vector, so the guest boots again).
    */
-  wakeup(reason: 'user' | 'powerButton' = 'user'): void {
+  wakeup(reason: WakeReason = 'user'): void {
     if (this.state !== 'suspended') throw new Error('guest is not in suspended state');
     for (const chip of this.powerOn.irqchips) this.vm.setIrqchip(chip);
     this.vm.setPit2(this.powerOn.pit);
@@ -591,6 +593,17 @@ export class Machine {
     this.state = 'paused';
     this.emit({ event: 'WAKEUP' });
     this.resume({ announce: false });
+  }
+
+  /**
+   * A device's wake-up event (the RTC alarm): wakes the guest if it is suspended and enabled that event, as firmware
+   * and the chipset do; otherwise nothing happens (QEMU's qemu_system_wakeup_request).
+   */
+  private onWakeEvent(source: WakeEventSource): void {
+    if (this.finishing || this.state !== 'suspended') return;
+    const pm = this.devices.find(d => d.wakeEnabled);
+    if (!this.lock.with(() => pm?.wakeEnabled?.(source) ?? false)) return;
+    this.wakeup(source);
   }
 
   /**

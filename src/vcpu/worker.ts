@@ -52,6 +52,7 @@ const machine: MachineControl = {
   reset(reason) { control.requestPause(); post({ type: 'reset', vcpu: id, reason }); },
   powerOff(reason) { control.requestPause(); post({ type: 'power-off', vcpu: id, reason }); },
   suspend(reason) { control.requestPause(); post({ type: 'suspend', vcpu: id, reason }); },
+  wakeEvent() { /* vCPUs do not run while the VM is suspended: the main thread sees every wake-up event */ },
 };
 
 const arena = new StateArena(init.arena);

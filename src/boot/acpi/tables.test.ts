@@ -253,6 +253,7 @@ testIf(test, acpica, 'acpi: FADT names the PM ports and lengths, SCI 9, no SMI_C
     assert.is(decoded(f, '8042 Present on ports 60/64 (V2)'), '1');
     assert.is(decoded(f, 'Legacy Devices Supported (V2)'), '1');
     assert.is(decoded(f, 'Use APIC Physical Destination Mode (V4)'), '0');
+    assert.is(decoded(f, 'RTC wake not in fixed reg space (V1)'), '0');   // the RTC alarm wakes from S3 (RTC_EN/RTC_STS)
   } finally {
     dir.dispose();
   }

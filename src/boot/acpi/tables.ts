@@ -11,7 +11,8 @@
 // - RESET_REG: the i8042 — SystemIO port 0x64, value 0xFE ("pulse reset line"), which devices/i8042.ts already
 //   turns into MachineControl.reset. Without an i8042 there is no reset register (RESET_REG_SUP clear).
 // - IAPC_BOOT_ARCH: LEGACY_DEVICES (ISA serial/RTC on the LPC-like bus), 8042 when present, VGA Not Present.
-// - Flags: WBINVD, PROC_C1, SLP_BUTTON (no sleep button), FIX_RTC (no RTC wake status in PM1), RTC_S4,
+// - Flags: WBINVD, PROC_C1, SLP_BUTTON (no sleep button), RTC_S4, FIX_RTC clear (the RTC alarm wakes the guest from
+//   S3 through RTC_EN/RTC_STS in PM1, as on QEMU's PIIX4),
 //   TMR_VAL_EXT, USE_PLATFORM_CLOCK, RESET_REG_SUP; FORCE_APIC_PHYSICAL_DESTINATION_MODE above 8 CPUs (QEMU);
 //   HW_REDUCED_ACPI clear (this is a full fixed-hardware platform).
 // - CENTURY = 0x32, the RTC's century byte (as QEMU).
@@ -244,7 +245,7 @@ export function buildFadt(c: FadtConfig): Uint8Array {
   v.setUint16(FADT_OFF_P_LVL3_LAT, C3_NOT_SUPPORTED, true);
   v.setUint8(FADT_OFF_CENTURY, FADT_CENTURY_INDEX);
   v.setUint16(FADT_OFF_IAPC_BOOT_ARCH, BOOT_ARCH_LEGACY_DEVICES | BOOT_ARCH_VGA_NOT_PRESENT | (c.i8042 ? BOOT_ARCH_8042 : 0), true);
-  let flags = FADT_F_WBINVD | FADT_F_PROC_C1 | FADT_F_SLP_BUTTON | FADT_F_FIX_RTC | FADT_F_RTC_S4 | FADT_F_USE_PLATFORM_CLOCK;
+  let flags = FADT_F_WBINVD | FADT_F_PROC_C1 | FADT_F_SLP_BUTTON | FADT_F_RTC_S4 | FADT_F_USE_PLATFORM_CLOCK;
   if (PM_TIMER_32BIT) flags |= FADT_F_TMR_VAL_EXT;
   if (c.cpus > 8) flags |= FADT_F_FORCE_APIC_PHYSICAL_DESTINATION_MODE;
   if (c.i8042) {
