@@ -15,7 +15,7 @@ const run = promisify(execFile);
 export type GuestName =
   | 'hello' | 'exit-code' | 'smp' | 'timer' | 'rtc' | 'counter' | 'fwcfg' | 'panic'
   | 'realmode-hello' | 'longmode-hello' | 'outloop' | 'lm-shim' | 'smp-counter' | 'virtio-probe'
-  | 'virtio-blk-bench' | 's3' | 'virtio-intx';
+  | 'virtio-blk-bench' | 's3' | 'virtio-intx' | 's3-rtc';
 
 export interface BuiltGuest {
   name: GuestName;
@@ -45,6 +45,7 @@ export const GUESTS: Readonly<Record<GuestName, GuestSpec>> = {
   counter: { kind: 'multiboot', sources: ['counter.c'] },
   fwcfg: { kind: 'multiboot', sources: ['fwcfg.c'], aout: true },
   panic: { kind: 'multiboot', sources: ['panic.c'] },
+  's3-rtc': { kind: 'multiboot', sources: ['s3-rtc.c', 's3-rtc-wake.S'] },
   'lm-shim': { kind: 'multiboot', sources: ['lm-shim.c', 'lm-shim-64.S'] },
   'smp-counter': { kind: 'multiboot', sources: ['smp-counter.c', 'smp-trampoline.S'] },
   'virtio-probe': {
