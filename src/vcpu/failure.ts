@@ -37,8 +37,33 @@ export function instructionBytes(mem: GuestMemory, sregs: Sregs, regs: Regs): st
 
 const hex = (v: bigint, width = 16) => `0x${v.toString(16).padStart(width, '0')}`;
 
-/** A multi-line report: a title, then RIP/mode/bytes and a register dump, each line prefixed for stderr. */
-export function formatFailure(title: string, details: string[], regs: Regs | null, sregs: Sregs | null, mem: GuestMemory): string {
+/** The architectural INIT/reset state's CS:IP: f000:fff0 with CS base 0xffff0000, in real mode. */
+const INIT_CS_SELECTOR = 0xf000;
+const INIT_CS_BASE = 0xffff_0000n;
+const INIT_RIP = 0xfff0n;
+
+/**
+ * True when the vCPU holds the INIT state (CS:IP f000:fff0, CS base 0xffff0000, CR0.PE clear). That is what KVM on
+ * AMD SVM leaves behind a KVM_EXIT_SHUTDOWN: the VMCB is undefined after a shutdown intercept, so KVM re-initialises
+ * the vCPU before it returns (arch/x86/kvm/svm/svm.c, shutdown_interception). On VMX (and PVM) the registers still
+ * hold the state at the fault. No guest runs at f000:fff0 here: tsvmm has no BIOS, nothing is mapped there.
+ */
+export function isInitState(regs: Regs, sregs: Sregs): boolean {
+  return regs.rip === INIT_RIP && sregs.cs.selector === INIT_CS_SELECTOR && sregs.cs.base === INIT_CS_BASE
+    && (sregs.cr0 & CR0_PE) === 0n;
+}
+
+/** What a triple-fault report says instead of registers when KVM has already re-initialised the vCPU. */
+const SHUTDOWN_STATE_LOST =
+  'RIP and CPU mode at the fault: unknown — KVM re-initialised the vCPU when it exited for the shutdown (AMD SVM does: '
+  + 'the VMCB is undefined after a shutdown intercept), so its registers now hold the INIT state (CS:IP f000:fff0, real mode)';
+
+/**
+ * A multi-line report: a title, then RIP/mode/bytes and a register dump, each line prefixed for stderr. Without
+ * registers, `unavailable` says why.
+ */
+export function formatFailure(title: string, details: string[], regs: Regs | null, sregs: Sregs | null, mem: GuestMemory,
+  unavailable = '(registers could not be read)'): string {
   const lines = [`tsvmm: ${title}`, ...details.map(d => `  ${d}`)];
   if (regs && sregs) {
     lines.push(`  RIP ${hex(regs.rip)} (CS:IP ${sregs.cs.selector.toString(16).padStart(4, '0')}:${regs.rip.toString(16)}), ${cpuMode(sregs, regs.rflags)}`);
@@ -47,7 +72,17 @@ export function formatFailure(title: string, details: string[], regs: Regs | nul
     lines.push(`  RSI ${hex(regs.rsi)} RDI ${hex(regs.rdi)} RSP ${hex(regs.rsp)} RBP ${hex(regs.rbp)}`);
     lines.push(`  RFLAGS ${hex(regs.rflags, 8)} CR0 ${hex(sregs.cr0, 8)} CR3 ${hex(sregs.cr3, 8)} CR4 ${hex(sregs.cr4, 8)} EFER ${hex(sregs.efer, 4)}`);
   } else {
-    lines.push('  (registers could not be read)');
+    lines.push(`  ${unavailable}`);
   }
   return lines.join('\n');
+}
+
+/**
+ * A triple fault's report (KVM_EXIT_SHUTDOWN): RIP, mode, bytes and registers at the fault where KVM kept them
+ * (VMX, PVM); where it re-initialised the vCPU first (SVM), one line saying the state at the fault is lost rather
+ * than a report of f000:fff0 in real mode.
+ */
+export function formatShutdown(title: string, regs: Regs | null, sregs: Sregs | null, mem: GuestMemory): string {
+  if (regs && sregs && isInitState(regs, sregs)) return formatFailure(title, [], null, null, mem, SHUTDOWN_STATE_LOST);
+  return formatFailure(title, [], regs, sregs, mem);
 }

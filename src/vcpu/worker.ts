@@ -15,10 +15,11 @@ import { Doorbell } from '../machine/doorbell.js';
 import { errnoName } from '../sys/errno.js';
 import { VcpuControl } from './control.js';
 import { runLoop, type LoopEnd } from './loop.js';
-import { formatFailure } from './failure.js';
+import { formatFailure, formatShutdown } from './failure.js';
 import { makeRecord } from '../../cpr/vmstate.js';
 import { vcpuStateDescriptor, vcpuStateToRecord, type VcpuRecord } from '../../cpr/machine-state/vcpu.js';
 import type { VcpuEvent, VcpuThreadInit } from './messages.js';
+import type { Regs, Sregs } from '../../kvm/types.js';
 import type { MachineControl } from '../bus/types.js';
 import { threadDeviceEnvironment } from '../machine/thread-environment.js';
 
@@ -63,12 +64,20 @@ for (const entry of init.devices) {
   for (const region of instantiate(entry, arena, env).regions) (region.space === 'pio' ? pio : mmio).add(region);
 }
 
-/** Registers for a report, if the vCPU still answers. */
+/** The vCPU's registers for a report, if it still answers. */
+function readRegisters(): { regs: Regs | null; sregs: Sregs | null } {
+  try { return { regs: vcpu.getRegs(), sregs: vcpu.getSregs() }; } catch { return { regs: null, sregs: null }; }
+}
+
 function report(title: string, details: string[] = []): string {
-  let regs = null;
-  let sregs = null;
-  try { regs = vcpu.getRegs(); sregs = vcpu.getSregs(); } catch { /* reported as unreadable */ }
+  const { regs, sregs } = readRegisters();
   return formatFailure(title, details, regs, sregs, ram);
+}
+
+/** A triple fault's report: the state at the fault, unless KVM has re-initialised the vCPU on its way out (SVM). */
+function shutdownReport(title: string): string {
+  const { regs, sregs } = readRegisters();
+  return formatShutdown(title, regs, sregs, ram);
 }
 
 const who = `vCPU ${id}`;
@@ -79,7 +88,7 @@ function eventFor(end: Exclude<LoopEnd, { kind: 'stopped' }>): VcpuEvent {
   switch (end.kind) {
     case 'shutdown':
       // A triple fault. The main thread resets the machine, or ends it when -no-reboot says so.
-      return { type: 'failure', vcpu: id, kind: 'triple-fault', report: report(`${who}: triple fault (KVM_EXIT_SHUTDOWN): the guest hit an exception it could not handle`) };
+      return { type: 'failure', vcpu: id, kind: 'triple-fault', report: shutdownReport(`${who}: triple fault (KVM_EXIT_SHUTDOWN): the guest hit an exception it could not handle`) };
     case 'system-event':
       if (end.type === K.KVM_SYSTEM_EVENT_RESET) return { type: 'reset', vcpu: id, reason: 'system event: reset' };
       if (end.type === K.KVM_SYSTEM_EVENT_SHUTDOWN) return { type: 'power-off', vcpu: id, reason: 'system event: shutdown' };

@@ -8,6 +8,14 @@ export function kvmIsPvm(): boolean {
   return existsSync('/sys/module/kvm_pvm');
 }
 
+/**
+ * True when this host's KVM runs guests on AMD SVM (kvm_amd loaded, not PVM). There KVM re-initialises a vCPU
+ * before it reports a shutdown (triple fault), so the registers at the fault are gone.
+ */
+export function kvmIsSvm(): boolean {
+  return existsSync('/sys/module/kvm_amd') && !kvmIsPvm();
+}
+
 /** The one-line reason a test that needs Linux user space skips with on a PVM host. */
 export const PVM_NO_USER_SPACE =
   'KVM here is PVM (no VMX/SVM): a stock kernel cannot reach user space; the full boot runs on VMX/SVM hosts';
