@@ -39,7 +39,7 @@ import { defaultPciHostConfig, ecamRange } from './pci-plan.js';
 import { pciBusFor } from './pci-devices.js';
 import { MsiRouter } from './msi-router.js';
 import { IoEventRegistry } from './ioevent-registry.js';
-import { planVirtioDevices, type ConsoleInput } from './virtio-plan.js';
+import { planVirtioDevices, checkDriveImages, type ConsoleInput } from './virtio-plan.js';
 import { IoThread } from '../io/thread.js';
 import type { IoThreadEvent } from '../io/messages.js';
 import type { PciBus } from '../../devices/pci/bus.js';
@@ -179,6 +179,11 @@ export class Machine {
   static async create(config: MachineConfig, options: MachineOptions = {}): Promise<Machine> {
     const cleanup: Array<() => void> = [];
     try {
+      // The files the command line names come first: a missing kernel or disk image is reported as such, on any host,
+      // before /dev/kvm or RAM is touched.
+      const images = config.boot ? readBootImages(config.boot) : null;
+      cleanup.push(() => closeBootImages(images));
+      checkDriveImages(config.virtio);
       const kvm = Kvm.open(options.kvmPath);
       cleanup.push(() => kvm.close());
       const vm = kvm.createVm();
@@ -241,8 +246,6 @@ export class Machine {
       if (config.pvpanic) specs.push({ kind: 'pvpanic', id: 'pvpanic', port: config.pvpanic.ioport });
       const { arena, entries } = planDevices(specs);
 
-      const images = config.boot ? readBootImages(config.boot) : null;
-      cleanup.push(() => closeBootImages(images));
       const powerOn: PowerOnState = {
         vcpus: vcpus.map(v => v.getState()),
         irqchips: [KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, KVM_IRQCHIP_IOAPIC].map(chip => vm.getIrqchip(chip)),

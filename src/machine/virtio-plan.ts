@@ -70,6 +70,14 @@ function openImage(c: Extract<VirtioDeviceConfig, { kind: 'blk' }>): { fd: numbe
   return { fd, size: st.size };
 }
 
+/**
+ * Opens and closes every disk image, so a missing or unreadable one is reported before anything else is set up (the
+ * plan opens them again for good).
+ */
+export function checkDriveImages(configs: readonly VirtioDeviceConfig[]): void {
+  for (const c of configs) if (c.kind === 'blk') closeSync(openImage(c).fd);
+}
+
 function openBackend(c: VirtioDeviceConfig, fds: number[], rings: ConsoleInput[], taps: VirtioPlan['taps'], ctx: VirtioPlanContext): Promise<VirtioBackendSpec> | VirtioBackendSpec {
   switch (c.kind) {
     case 'blk': {
