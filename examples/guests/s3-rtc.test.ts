@@ -37,7 +37,7 @@ testIf(test, kvmMissing() ?? toolchain, 's3-rtc: under tsvmm the RTC alarm wakes
   const guest = await buildGuest('s3-rtc');
   const dir = scratchDir();
   // -S, then cont once QMP is connected: every event of the run is seen.
-  const vm = await startVm(['-m', '64M', '-S', '-device', 'isa-debug-exit', '-kernel', guest.path, '--timeout', String(HANG_GUARD_S)], { dir, name: 's3-rtc' });
+  const vm = await startVm(['-m', '64M', '-S', '-device', 'isa-debug-exit', '-kernel', guest.path, '--timeout', String(HANG_GUARD_S)], { dir, name: 's3-rtc', timeoutMs: HANG_GUARD_S * 1000 });
   try {
     await vm.qmp.execute('cont');
     const status = await vm.exited;
