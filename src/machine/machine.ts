@@ -606,7 +606,11 @@ export class Machine {
     if (this.finishing || this.state !== 'suspended') return;
     const pm = this.devices.find(d => d.wakeEnabled);
     if (!this.lock.with(() => pm?.wakeEnabled?.(source) ?? false)) return;
-    this.wakeup(source);
+    try {
+      this.wakeup(source);
+    } catch (e) {
+      this.fail(ExitStatus.internalError, `wake-up (${source}) failed: ${(e as Error).stack ?? e}`);
+    }
   }
 
   /**
