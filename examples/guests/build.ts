@@ -15,7 +15,7 @@ const run = promisify(execFile);
 export type GuestName =
   | 'hello' | 'exit-code' | 'smp' | 'timer' | 'rtc' | 'counter' | 'fwcfg' | 'panic'
   | 'realmode-hello' | 'longmode-hello' | 'outloop' | 'lm-shim' | 'smp-counter' | 'virtio-probe'
-  | 'virtio-blk-bench' | 's3' | 'virtio-intx' | 's3-rtc';
+  | 'virtio-blk-bench' | 's3' | 'virtio-intx' | 's3-rtc' | 'realmode-long';
 
 export interface BuiltGuest {
   name: GuestName;
@@ -30,8 +30,11 @@ export interface BuiltGuest {
   mode?: CpuMode;
 }
 
-/** `headers`: extra headers the sources include (hashed for the cache, not compiled). */
-interface MultibootSpec { kind: 'multiboot'; sources: string[]; aout?: boolean; headers?: string[] }
+/**
+ * `headers`: extra headers the sources include (hashed for the cache, not compiled). `bare`: no runtime, no
+ * lib/guest.ld — the sources carry their own multiboot header and are linked at `linkAt` (a guest below 1 MiB).
+ */
+interface MultibootSpec { kind: 'multiboot'; sources: string[]; aout?: boolean; headers?: string[]; bare?: { linkAt: number } }
 interface FlatSpec { kind: 'flat'; source: string; arch: 'i386' | 'x86_64'; loadAddress: number; mode: CpuMode }
 type GuestSpec = MultibootSpec | FlatSpec;
 
@@ -46,6 +49,7 @@ export const GUESTS: Readonly<Record<GuestName, GuestSpec>> = {
   fwcfg: { kind: 'multiboot', sources: ['fwcfg.c'], aout: true },
   panic: { kind: 'multiboot', sources: ['panic.c'] },
   's3-rtc': { kind: 'multiboot', sources: ['s3-rtc.c', 's3-rtc-wake.S'] },
+  'realmode-long': { kind: 'multiboot', sources: ['realmode-long.S'], bare: { linkAt: 0x8000 } },
   'lm-shim': { kind: 'multiboot', sources: ['lm-shim.c', 'lm-shim-64.S'] },
   'smp-counter': { kind: 'multiboot', sources: ['smp-counter.c', 'smp-trampoline.S'] },
   'virtio-probe': {
@@ -250,7 +254,7 @@ export async function buildGuest(name: GuestName): Promise<BuiltGuest> {
   const versions = await checkTools();
   const root = repoRoot();
   const srcDir = join(root, 'examples', 'guests');
-  const inputs = spec.kind === 'multiboot' ? [...LIB_INPUTS, ...spec.sources, ...(spec.headers ?? [])] : [spec.source];
+  const inputs = spec.kind === 'multiboot' ? [...(spec.bare ? [] : LIB_INPUTS), ...spec.sources, ...(spec.headers ?? [])] : [spec.source];
   const hash = createHash('sha256');
   hash.update(JSON.stringify({ name, spec, CFLAGS, LDFLAGS, versions }));
   for (const input of inputs) {
@@ -266,7 +270,16 @@ export async function buildGuest(name: GuestName): Promise<BuiltGuest> {
   const tmp = await mkdtemp(join(outDir, `.tmp-${name}-`));
   try {
     const elf = join(tmp, `${name}.elf`);
-    if (spec.kind === 'multiboot') {
+    if (spec.kind === 'multiboot' && spec.bare) {
+      const objects: string[] = [];
+      for (const src of spec.sources) {
+        const obj = join(tmp, `${src.replace(/[/.]/g, '_')}.o`);
+        await step(name, 'gcc', ['-m32', '-c', join(srcDir, src), '-o', obj]);
+        objects.push(obj);
+      }
+      await step(name, 'ld', ['-m', 'elf_i386', '-nostdlib', '--build-id=none', '-z', 'noexecstack',
+        '-Ttext', `0x${spec.bare.linkAt.toString(16)}`, '-e', 'start', '-o', elf, ...objects]);
+    } else if (spec.kind === 'multiboot') {
       const objects: string[] = [];
       for (const src of [...LIB_SOURCES, ...spec.sources]) {
         const obj = join(tmp, `${src.replace(/[/.]/g, '_')}.o`);

@@ -59,7 +59,9 @@ it('guests: no instruction this host cannot emulate (iret, int n, int3, xsave/xr
   const forbidden = /\s(iret[wdq]?|int3?|int1|into|xsave\w*|xrstor\w*|cmpxchg16b)\s/;
   for (const name of GUEST_NAMES) {
     const g = await buildGuest(name);
-    const arch = g.mode === 'real' ? ['-m', 'i8086'] : [];
+    const spec = GUESTS[name];
+    // A bare multiboot guest below 1 MiB (realmode-long) runs in real mode after a few 32-bit instructions.
+    const arch = g.mode === 'real' || (spec.kind === 'multiboot' && spec.bare) ? ['-m', 'i8086'] : [];
     const { stdout } = await run('objdump', ['-d', ...arch, symbolFile(g)], { maxBuffer: 64 * MiB });
     const bad = stdout.split('\n').filter(l => forbidden.test(`${l} `));
     assert.equal(bad, [], `${name} uses forbidden instructions`);
@@ -67,7 +69,7 @@ it('guests: no instruction this host cannot emulate (iret, int n, int3, xsave/xr
 });
 
 it('guests: multiboot guests load with tsvmm\'s loader at 1 MiB, entering at _start with the info in EBX', async () => {
-  for (const name of GUEST_NAMES.filter(n => GUESTS[n].kind === 'multiboot')) {
+  for (const name of GUEST_NAMES.filter(n => { const s = GUESTS[n]; return s.kind === 'multiboot' && !s.bare; })) {
     const g = await buildGuest(name);
     const image = new Uint8Array(await readFile(g.path));
     assert.is(detectKernelFormat(image).kind, 'multiboot', name);
@@ -81,6 +83,18 @@ it('guests: multiboot guests load with tsvmm\'s loader at 1 MiB, entering at _st
     assert.is(Number(boot.cpu.regs.rbx), boot.infoAddress);
     assert.ok(boot.infoAddress >= boot.kernel.end, `${name}: info after the kernel`);
   }
+});
+
+it('guests: a bare multiboot guest (realmode-long) loads where it is linked, below 1 MiB, entering at start', async () => {
+  const g = await buildGuest('realmode-long');
+  const spec = GUESTS['realmode-long'];
+  if (spec.kind !== 'multiboot' || !spec.bare) throw new Error('realmode-long is a bare multiboot guest');
+  const image = new Uint8Array(await readFile(g.path));
+  const mem = new ArrayGuestMemory([{ start: 0, size: 16 * MiB }]);
+  const boot = loadMultiboot(mem, image, { memoryMap: e820FromRam([{ start: 0, size: 16 * MiB }]), cmdline: 'realmode-long' });
+  const sym = await symbols(g);
+  assert.is(boot.entry, sym.get('start'));
+  assert.ok(boot.kernel.start < spec.bare.linkAt + 0x1000 && boot.kernel.end <= 0x10000, 'inside the first 64 KiB: real mode reaches all of it');
 });
 
 it('guests: the counter\'s state page is at its documented fixed address', async () => {
