@@ -43,7 +43,8 @@ export async function startVm(args: string[], o: { dir: string; name: string; co
     },
   });
   if (o.connect !== false) {
-    const deadline = Date.now() + (o.timeoutMs ?? 20_000);
+    // A hang guard, not a budget: tsvmm starts in 15-35 s inside a loaded rig (TCG), where node alone takes ~4 s.
+    const deadline = Date.now() + (o.timeoutMs ?? 120_000);
     while (!existsSync(qmpPath)) {
       if (child.exitCode !== null) throw new Error(`tsvmm exited with ${child.exitCode} before its QMP socket appeared:\n${vm.stderr}`);
       if (Date.now() > deadline) throw new Error(`tsvmm's QMP socket ${qmpPath} did not appear:\n${vm.stderr}`);
