@@ -50,7 +50,7 @@ export async function startVm(args: string[], o: { dir: string; name: string; co
       if (Date.now() > deadline) throw new Error(`tsvmm's QMP socket ${qmpPath} did not appear:\n${vm.stderr}`);
       await new Promise(r => setTimeout(r, 20));
     }
-    vm.qmp = await QmpClient.connect(qmpPath);
+    vm.qmp = await QmpClient.connect(qmpPath, o.timeoutMs ?? 120_000);
   }
   return vm;
 }
