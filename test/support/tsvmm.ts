@@ -23,7 +23,8 @@ export function runTsvmm(args: string[], options: { timeoutMs?: number; input?: 
     let stderr = '';
     child.stdout.on('data', d => { stdout += d; });
     child.stderr.on('data', d => { stderr += d; });
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 60_000);
+    // A hang guard, not a budget: in a loaded rig (TCG) tsvmm alone may take a minute to start.
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 240_000);
     child.on('error', reject);
     child.on('close', (status, signal) => {
       clearTimeout(timer);
