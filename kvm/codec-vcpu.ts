@@ -223,9 +223,37 @@ export function encodeCpuid2(entries: readonly CpuidEntry[] | number): Uint8Arra
   return bytes;
 }
 
-export function decodeCpuid2(bytes: Uint8Array): CpuidEntry[] {
+/**
+ * A kvm_cpuid2 for KVM_GET_CPUID2 with room for `n` entries, each filled with all-ones bytes. KVM before mid-2023
+ * (Linux 6.1 among them; fixed by "KVM: x86: Update KVM_GET_CPUID2 to return valid entry count") copies the vCPU's
+ * entries but leaves `nent` as the caller passed it, on success and on E2BIG alike, so the count cannot be read from
+ * the reply. KVM never returns an all-ones entry (its `flags` use three bits), so the first entry still all-ones is
+ * the first one it did not write: decodeCpuid2Reply stops there.
+ */
+export function encodeCpuid2Request(n: number): Uint8Array {
+  const bytes = encodeCpuid2(n);
+  bytes.fill(0xff, CPUID2.entries);
+  return bytes;
+}
+
+/** The entries KVM wrote into a buffer from encodeCpuid2Request: up to `nent` and before the first untouched one. */
+export function decodeCpuid2Reply(bytes: Uint8Array): CpuidEntry[] {
+  const room = Math.floor((bytes.byteLength - CPUID2.entries) / CPUID_ENTRY_SIZE);
+  const n = Math.min(dataView(bytes).getUint32(CPUID2.nent, true), room);
+  let written = 0;
+  while (written < n && !allOnes(bytes, CPUID2.entries + written * CPUID_ENTRY_SIZE, CPUID_ENTRY_SIZE)) written++;
+  return decodeCpuid2(bytes, written);
+}
+
+function allOnes(bytes: Uint8Array, at: number, length: number): boolean {
+  for (let i = at; i < at + length; i++) if (bytes[i] !== 0xff) return false;
+  return true;
+}
+
+/** The entries of a kvm_cpuid2: `nent` of them, or the first `count`. */
+export function decodeCpuid2(bytes: Uint8Array, count?: number): CpuidEntry[] {
   const d = dataView(bytes);
-  const n = d.getUint32(CPUID2.nent, true);
+  const n = count ?? d.getUint32(CPUID2.nent, true);
   if (CPUID2.entries + n * CPUID_ENTRY_SIZE > bytes.byteLength) throw new RangeError(`kvm_cpuid2: ${n} entries overrun buffer`);
   const out: CpuidEntry[] = [];
   for (let i = 0; i < n; i++) {

@@ -4,9 +4,14 @@
 // rules but sets the MP state after the events rather than first. Call both with the vCPU outside KVM_RUN and,
 // for events, with the other vCPUs stopped too.
 import * as K from './constants.js';
+import { Errno } from '../src/sys/errno.js';
+import { isErrno } from './fd-ioctl.js';
 import type { Vcpu } from './vcpu.js';
 import { sizeOf } from './structs.js';
-import { decodeRegs, decodeSregs, decodeFpu, decodeXcrs, decodeVcpuEvents, decodeMpState, decodeDebugRegs, decodeMsrs, decodeCpuid2 } from './codec-vcpu.js';
+import {
+  decodeRegs, decodeSregs, decodeFpu, decodeXcrs, decodeVcpuEvents, decodeMpState, decodeDebugRegs, decodeMsrs,
+  decodeCpuid2Reply, encodeCpuid2Request,
+} from './codec-vcpu.js';
 import type { VcpuState, VcpuEvents } from './types.js';
 
 /** A restored TSC frequency within this tolerance of the host's needs no scaling (QEMU/Firecracker: 250 ppm). */
@@ -47,12 +52,29 @@ export function saveVcpuState(v: Vcpu): VcpuState {
   return { cpuid, tscKhz, mpState, regs, sregs, fpu, xsave, xcrs, debugregs, lapic, msrs, events };
 }
 
-export function restoreVcpuState(v: Vcpu, s: VcpuState): void {
+export interface RestoreOptions {
+  /**
+   * Set the state's CPUID table too (the default). Since Linux 5.16 KVM fixes a vCPU's CPUID at its first KVM_RUN
+   * and afterwards accepts only the same table again, so a different table can go only on a vCPU that has not run —
+   * a checkpoint restored into a new VM. A reset passes false: as in QEMU, CPUID is the vCPU's model, set once when
+   * the vCPU is created; a reset puts back the registers, MSRs, LAPIC and events, never the CPUID.
+   */
+  cpuid?: boolean;
+}
+
+export function restoreVcpuState(v: Vcpu, s: VcpuState, { cpuid = true }: RestoreOptions = {}): void {
   const f = v.features;
 
-  // 1. CPUID first: it decides which MSRs and XSAVE components exist, and KVM rejects a different CPUID once the
-  //    vCPU has run (Linux ≥ 5.16), so it can only go on a fresh vCPU (or repeat the same table).
-  if (s.cpuid.length > 0) v.setCpuid2(s.cpuid);
+  // 1. CPUID first: it decides which MSRs and XSAVE components exist.
+  if (cpuid && s.cpuid.length > 0) {
+    try {
+      v.setCpuid2(s.cpuid);
+    } catch (e) {
+      if (!isErrno(e, Errno.EINVAL)) throw e;
+      throw new VcpuStateError(v.id, 'KVM refused the CPUID table of the state (EINVAL): since Linux 5.16 a vCPU '
+        + 'that has run takes only the table it already has');
+    }
+  }
 
   // 2. TSC frequency before anything that holds TSC values (the TSC MSR, the TSC deadline): those are
   //    interpreted at the guest's rate.
@@ -129,5 +151,5 @@ export function warmVcpuStateDecoders(): void {
   decodeMpState(new Uint8Array(sizeOf('kvm_mp_state')));
   decodeDebugRegs(new Uint8Array(sizeOf('kvm_debugregs')));
   decodeMsrs(new Uint8Array(sizeOf('kvm_msrs')), 0);
-  decodeCpuid2(new Uint8Array(sizeOf('kvm_cpuid2')));
+  decodeCpuid2Reply(encodeCpuid2Request(1));
 }

@@ -3,10 +3,12 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Worker } from 'node:worker_threads';
+import { release } from 'node:os';
 import { testIf } from '../test/support/skip.js';
 import { kvmMissing, RealModeGuest } from './test-guest.js';
 import * as K from './ioctls.js';
-import type { VcpuState } from './types.js';
+import type { CpuidEntry, VcpuState } from './types.js';
+import { VcpuStateError } from './vcpu-state.js';
 
 const noKvm = kvmMissing();
 
@@ -258,6 +260,47 @@ testIf(test, noKvm, 'vcpu: every MSR of KVM_GET_MSR_INDEX_LIST is either saved o
     assert.equal([...readable, ...unreadable].sort(), [...g.vcpu.features.msrIndices].sort());
     assert.equal(g.vcpu.getState().msrs.map(e => e.index), readable);
     assert.ok(readable.includes(0x10), 'the TSC is readable');
+  } finally {
+    g.close();
+  }
+});
+
+testIf(test, noKvm, 'vcpu: KVM_GET_CPUID2 gives back exactly the table set, also from a KVM that does not report the count', () => {
+  // Linux 6.1 leaves kvm_cpuid2.nent as passed: the entry count comes from the entries KVM wrote (codec-vcpu.ts).
+  // The values may differ where KVM keeps bits current (OSXSAVE, APIC, the XSAVE sizes of leaf 0xD): compare the
+  // entries by leaf, subleaf and flags.
+  const leaves = (t: CpuidEntry[]) => t.map(e => `${e.function.toString(16)}.${e.index} flags ${e.flags}`);
+  const g = new RealModeGuest([...HLT]);
+  try {
+    const supported = g.kvm.supportedCpuid();
+    assert.equal(leaves(g.vcpu.getCpuid2()), leaves(supported));
+    const fewer = supported.filter(e => e.function < 0x80000000);
+    g.vcpu.setCpuid2(fewer);
+    assert.equal(leaves(g.vcpu.getCpuid2()), leaves(fewer));
+  } finally {
+    g.close();
+  }
+});
+
+/** KVM refuses a different CPUID table after KVM_RUN since Linux 5.16 ("KVM: x86: Forbid KVM_SET_CPUID{,2} after KVM_RUN"). */
+function cpuidFixedAfterRun(): string | null {
+  const [major, minor] = release().split('.').map(Number);
+  return major > 5 || (major === 5 && minor >= 16) ? null : `Linux ${release()} lets a vCPU that has run change its CPUID (fixed from 5.16)`;
+}
+
+testIf(test, noKvm ?? cpuidFixedAfterRun(), 'vcpu: a vCPU that has run keeps its CPUID: a different table is refused by name, a state without CPUID applies', () => {
+  const g = new RealModeGuest([...MOV_DX(0x3f8), ...MOV_AL(0x41), ...OUT_DX_AL, ...HLT], { irqchip: true });
+  try {
+    const powerOn = g.vcpu.getState();
+    assert.is(g.runToExit().exitReason, K.KVM_EXIT_IO);
+    const other = structuredClone(powerOn);
+    other.cpuid = other.cpuid.filter(e => e.function !== 0x40000001);
+    assert.throws(() => g.vcpu.setState(other), (e: Error) => e instanceof VcpuStateError && /CPUID/.test(e.message));
+    // A reset's way: back to the power-on registers, the CPUID table left as it is.
+    g.vcpu.setState(other, { cpuid: false });
+    assert.is(g.vcpu.getRegs().rip, powerOn.regs.rip);
+    assert.equal(g.vcpu.getCpuid2().length, powerOn.cpuid.length);
+    assert.is(g.runToExit().io.value, 0x41, 'the guest runs again from the start');
   } finally {
     g.close();
   }

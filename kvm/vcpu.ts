@@ -9,11 +9,11 @@ import { KvmRun } from './run.js';
 import { sizeOf } from './structs.js';
 import {
   encodeRegs, decodeRegs, encodeSregs, decodeSregs, encodeFpu, decodeFpu, encodeMsrs, decodeMsrs, encodeCpuid2,
-  decodeCpuid2, encodeXcrs, decodeXcrs, encodeVcpuEvents, decodeVcpuEvents, encodeMpState, decodeMpState,
-  encodeDebugRegs, decodeDebugRegs, LAPIC_STATE_SIZE, XSAVE_MIN_SIZE,
+  encodeCpuid2Request, decodeCpuid2Reply, encodeXcrs, decodeXcrs, encodeVcpuEvents, decodeVcpuEvents, encodeMpState,
+  decodeMpState, encodeDebugRegs, decodeDebugRegs, LAPIC_STATE_SIZE, XSAVE_MIN_SIZE,
 } from './codec-vcpu.js';
 import { encodeEnableCap } from './codec-vm.js';
-import { saveVcpuState, restoreVcpuState } from './vcpu-state.js';
+import { saveVcpuState, restoreVcpuState, type RestoreOptions } from './vcpu-state.js';
 // kvm.ts imports vm.ts which imports this file: the cycle is safe because Kvm is used only inside a function.
 import { Kvm } from './kvm.js';
 import type {
@@ -282,12 +282,14 @@ export class Vcpu {
     ioctlBuffer(this.fd, K.KVM_SET_CPUID2, encodeCpuid2(entries));
   }
 
+  /** The vCPU's CPUID table as KVM holds it (with the bits KVM keeps current: OSXSAVE, APIC, leaf 0xD sizes). */
   getCpuid2(): CpuidEntry[] {
     for (let n = CPUID_GET_ENTRIES; ; n *= 2) {
-      const b = encodeCpuid2(n);
+      // Older KVM does not report the entry count: see encodeCpuid2Request.
+      const b = encodeCpuid2Request(n);
       try {
         ioctlBuffer(this.fd, K.KVM_GET_CPUID2, b);
-        return decodeCpuid2(b);
+        return decodeCpuid2Reply(b);
       } catch (e) {
         if (!isErrno(e, Errno.E2BIG) || n >= 16 * CPUID_GET_ENTRIES) throw e;
       }
@@ -337,9 +339,12 @@ export class Vcpu {
     return saveVcpuState(this);
   }
 
-  /** Applies a state from getState in the order KVM needs (see kvm/vcpu-state.ts). */
-  setState(state: VcpuState): void {
-    restoreVcpuState(this, state);
+  /**
+   * Applies a state from getState in the order KVM needs (see kvm/vcpu-state.ts). `{ cpuid: false }` leaves the
+   * CPUID table alone, as a reset must on a vCPU that has run.
+   */
+  setState(state: VcpuState, options?: RestoreOptions): void {
+    restoreVcpuState(this, state, options);
   }
 
   // ---- teardown ---------------------------------------------------------------------------------------------

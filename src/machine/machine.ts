@@ -537,7 +537,9 @@ export class Machine {
       if (guest) this.log(`guest reset (${reason})`);
       for (const chip of this.powerOn.irqchips) this.vm.setIrqchip(chip);
       this.vm.setPit2(this.powerOn.pit);
-      this.vcpus.forEach((v, i) => v.setState(this.powerOn.vcpus[i]));
+      // Registers, MSRs, LAPIC and events back to power-on; the CPUID table stays (set once at creation, as in
+      // QEMU: KVM refuses to change it on a vCPU that has run).
+      this.vcpus.forEach((v, i) => v.setState(this.powerOn.vcpus[i], { cpuid: false }));
       this.resetDevices('system');
       this.guestReady = false;
       this.emit({ event: 'RESET', data: { guest, reason: guest ? 'guest-reset' : 'host-qmp-system-reset' } });
@@ -577,7 +579,7 @@ export class Machine {
     if (this.state !== 'suspended') throw new Error('guest is not in suspended state');
     for (const chip of this.powerOn.irqchips) this.vm.setIrqchip(chip);
     this.vm.setPit2(this.powerOn.pit);
-    this.vcpus.forEach((v, i) => v.setState(this.powerOn.vcpus[i]));
+    this.vcpus.forEach((v, i) => v.setState(this.powerOn.vcpus[i], { cpuid: false }));
     this.resetDevices('system');
     const pm = this.devices.find(d => d.wake);
     this.lock.with(() => pm?.wake?.(reason));
