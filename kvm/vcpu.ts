@@ -40,6 +40,24 @@ export interface VcpuFeatures {
   msrIndices: number[];
 }
 
+/**
+ * Hyper-V's synthetic MSRs (0x40000000-0x4000FFFF, the range the Hyper-V TLFS gives them). KVM_GET_MSR_INDEX_LIST
+ * lists the ones KVM's Hyper-V emulation implements wherever KVM has it (always up to Linux 6.7, with
+ * CONFIG_KVM_HYPERV since), and the host can read them on any vCPU. But a guest reaches them only when its CPUID
+ * presents Hyper-V (leaf 0x40000001 EAX = "Hv#1"), and tsvmm's CPUID presents KVM (kvm/cpuid.ts): for tsvmm's guests
+ * they stay at KVM's defaults, and some of them only count time — HV_X64_MSR_VP_RUNTIME (0x40000010, the vCPU
+ * thread's run time) and HV_X64_MSR_TIME_REF_COUNT (0x40000020, read-only, derived from the VM clock). So a vCPU
+ * state leaves them out, as QEMU saves Hyper-V MSRs only for the hv-* features it was asked to present. Presenting
+ * Hyper-V one day means deciding per MSR, as QEMU does.
+ */
+const HYPERV_MSR_FIRST = 0x40000000;
+const HYPERV_MSR_LAST = 0x4000ffff;
+
+/** Whether a vCPU state carries this MSR of KVM_GET_MSR_INDEX_LIST (all but Hyper-V's, see HYPERV_MSR_FIRST). */
+export function msrSaved(index: number): boolean {
+  return index < HYPERV_MSR_FIRST || index > HYPERV_MSR_LAST;
+}
+
 /** KVM_GET_MSRS/SET_MSRS refuse 256 or more entries per call (MAX_IO_MSRS); stay well below. */
 const MSR_CHUNK = 128;
 /** KVM_GET_CPUID2 fails with E2BIG below the vCPU's entry count; KVM allows at most 256 today. */
@@ -198,14 +216,15 @@ export class Vcpu {
   }
 
   /**
-   * The MSRs of KVM_GET_MSR_INDEX_LIST this vCPU can actually read. Probed once (after CPUID is set, since CPUID
-   * decides which MSRs exist) by reading the whole list and skipping each index KVM stops at.
+   * The MSRs a vCPU state carries: those of KVM_GET_MSR_INDEX_LIST that tsvmm saves (msrSaved) and this vCPU can
+   * actually read. Probed once (after CPUID is set, since CPUID decides which MSRs exist) by reading the whole list
+   * and skipping each index KVM stops at.
    */
   readableMsrs(): { readable: number[]; unreadable: number[] } {
     if (!this.msrProbe) {
       const readable: number[] = [];
       const unreadable: number[] = [];
-      let rest = this.features.msrIndices;
+      let rest = this.features.msrIndices.filter(msrSaved);
       while (rest.length > 0) {
         const got = this.getMsrs(rest);
         readable.push(...got.map(e => e.index));
