@@ -144,6 +144,10 @@ export const KVM_VCPUEVENT_VALID_SMM = 0x08;           // smi.* is valid
 export const KVM_VCPUEVENT_VALID_PAYLOAD = 0x10;       // exception payload (KVM_CAP_EXCEPTION_PAYLOAD)
 export const KVM_VCPUEVENT_VALID_TRIPLE_FAULT = 0x20;  // triple_fault.pending (KVM_CAP_X86_TRIPLE_FAULT_EVENT)
 
+// ---- kvm_vcpu_events.interrupt.shadow -----------------------------------------------------------------------------
+export const KVM_X86_SHADOW_INT_MOV_SS = 0x01;         // interrupts blocked for one instruction after MOV/POP SS
+export const KVM_X86_SHADOW_INT_STI = 0x02;            // interrupts blocked for one instruction after STI
+
 // ---- kvm_cpuid_entry2.flags -------------------------------------------------------------------------------------
 export const KVM_CPUID_FLAG_SIGNIFCANT_INDEX = 1 << 0;  // (sic) the entry is selected by index (ECX) too
 

@@ -6,7 +6,7 @@ import { testIf } from '../../test/support/skip.js';
 import { assembleFlat } from '../../test/support/asm.js';
 import { runTsvmm } from '../../test/support/tsvmm.js';
 import { kvmMissing } from '../../kvm/test-guest.js';
-import { kvmIsPvm, kvmIsSvm } from '../../test/support/kvm-backend.js';
+import { kvmBackend, kvmIsPvm } from '../../test/support/kvm-backend.js';
 import { ExitStatus } from '../machine/exit-status.js';
 
 const noKvm = kvmMissing();
@@ -41,7 +41,7 @@ testIf(test, noKvm, 'cli: a triple fault with -no-reboot ends tsvmm with status 
   assert.is(r.stdout, 'boot\n');
   assert.is(r.status, ExitStatus.tripleFault);
   assert.match(r.stderr, /triple fault \(KVM_EXIT_SHUTDOWN\)/);
-  if (kvmIsSvm()) {
+  if (kvmBackend() === 'svm') {
     // KVM on AMD SVM re-initialises the vCPU before it returns KVM_EXIT_SHUTDOWN: f000:fff0 in real mode is not
     // where the guest was, and the report must not say it was.
     assert.match(r.stderr, /RIP and CPU mode at the fault: unknown — KVM re-initialised the vCPU/);

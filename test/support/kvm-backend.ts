@@ -9,11 +9,16 @@ export function kvmIsPvm(): boolean {
 }
 
 /**
- * True when this host's KVM runs guests on AMD SVM (kvm_amd loaded, not PVM). There KVM re-initialises a vCPU
- * before it reports a shutdown (triple fault), so the registers at the fault are gone.
+ * Which backend this host's KVM uses, from the vendor module loaded (kvm_pvm, kvm_amd, kvm_intel), or null when none
+ * is. For the few tests whose documented KVM behaviour differs between backends (e.g. SVM reports one interrupt
+ * shadow for both kinds; SVM re-initialises a vCPU before it reports a shutdown, so the registers at a triple fault
+ * are gone).
  */
-export function kvmIsSvm(): boolean {
-  return existsSync('/sys/module/kvm_amd') && !kvmIsPvm();
+export function kvmBackend(): 'pvm' | 'svm' | 'vmx' | null {
+  if (kvmIsPvm()) return 'pvm';
+  if (existsSync('/sys/module/kvm_amd')) return 'svm';
+  if (existsSync('/sys/module/kvm_intel')) return 'vmx';
+  return null;
 }
 
 /** The one-line reason a test that needs Linux user space skips with on a PVM host. */
