@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { testIf } from '../test/support/skip.js';
 import { startVm, scratchDir, removeDir, type VmProcess } from '../test/support/vm-process.js';
 import { QmpClientError } from '../test/support/qmp-client.js';
+import { HANG_GUARD_MS, waitFor } from '../test/support/hang-guard.js';
 import { runTsvmm } from '../test/support/tsvmm.js';
 import { kvmMissing } from '../kvm/test-guest.js';
 import { buildGuest, toolchainUnavailable, COUNTER_STATE_ADDR, readSmpCounters } from '../examples/guests/build.js';
@@ -23,7 +24,7 @@ const RAM = '64M';
  * Waits until `read()` reaches at least `value`. A guest that must make progress is given until it does, not a
  * fixed sleep: how far it gets in a given time depends on the machine. `timeoutMs` only guards against a hang.
  */
-async function until(read: () => bigint | Promise<bigint>, value: bigint, what = 'value', timeoutMs = 20_000): Promise<bigint> {
+async function until(read: () => bigint | Promise<bigint>, value: bigint, what = 'value', timeoutMs = HANG_GUARD_MS): Promise<bigint> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await read();
@@ -97,11 +98,11 @@ testIf(test, skip, 'cpr reboot: cpr-save, quit, a new tsvmm -S, cpr-load — the
     assert.ok(timings.marks.some((m: { phase: string; process: string }) => m.phase === 'resume' && m.process === 'new'));
     assert.type(timings['pause-us'], 'number');
     // The same table from the command line, and the checkpoint as JSON.
-    const table = await runTsvmm(['cpr-timings', next.qmpPath]);
+    const table = await runTsvmm(['cpr-timings', next.qmpPath], { timeoutMs: HANG_GUARD_MS });
     assert.is(table.status, 0, table.stderr);
     assert.match(table.stdout, /old +stop-vcpus/);
     assert.match(table.stdout, /guest pause \(old stop-vcpus → new resume\): [0-9.]+ ms/);
-    const dump = await runTsvmm(['vmstate', 'dump', join(dir, 'vm.cpr')]);
+    const dump = await runTsvmm(['vmstate', 'dump', join(dir, 'vm.cpr')], { timeoutMs: HANG_GUARD_MS });
     assert.is(dump.status, 0, dump.stderr);
     const json = JSON.stringify(JSON.parse(dump.stdout));
     for (const name of ['machine-config', 'serial-16550a', 'mc146818rtc', 'kvm-vcpu', 'kvm-ioapic', 'kvm-pit2', 'kvmclock']) {
@@ -162,7 +163,7 @@ testIf(test, skip, "cpr reboot in QEMU's spelling: mode cpr-reboot + x-ignore-sh
     await old.qmp.execute('migrate-set-parameters', { mode: 'cpr-reboot' });
     await old.qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: true }] });
     await old.qmp.execute('migrate', { uri: `file:${join(dir, 'vm.state')}` });
-    await old.qmp.waitEvent('MIGRATION', 10_000, e => e.data?.status === 'completed');
+    await old.qmp.waitEvent('MIGRATION', HANG_GUARD_MS, e => e.data?.status === 'completed');
     const info = await old.qmp.execute('query-migrate');
     assert.is(info.status, 'completed');
     const savedTicks = ticks();
@@ -175,7 +176,7 @@ testIf(test, skip, "cpr reboot in QEMU's spelling: mode cpr-reboot + x-ignore-sh
     await next.qmp.execute('migrate-set-parameters', { mode: 'cpr-reboot' });
     await next.qmp.execute('migrate-incoming', { uri: `file:${join(dir, 'vm.state')}` });
     assert.is((await next.qmp.execute('query-status')).status, 'running');
-    await next.qmp.waitEvent('MIGRATION', 5000, e => e.data?.status === 'completed');
+    await next.qmp.waitEvent('MIGRATION', HANG_GUARD_MS, e => e.data?.status === 'completed');
     await until(() => { const t = ticks(); return t[0] - savedTicks[0] < t[1] - savedTicks[1] ? t[0] - savedTicks[0] : t[1] - savedTicks[1]; }, 100n);
     await quit(next);
   } finally {
@@ -190,7 +191,7 @@ async function startTransferTarget(args: string[], dir: string, netns?: string):
   const channel = join(dir, 'cpr.sock');
   const next = await startVm([...args, '-incoming', 'defer', '-incoming',
     JSON.stringify({ 'channel-type': 'cpr', addr: { transport: 'socket', type: 'unix', path: channel } })], { dir, name: 'new', connect: false, netns });
-  for (let i = 0; !existsSync(channel); i++) { assert.ok(i < 500, `the cpr channel appears:\n${next.stderr}`); await sleep(20); }
+  await waitFor(() => existsSync(channel), 'the cpr channel appears', () => next.stderr);
   return { next, channel };
 }
 
@@ -201,11 +202,11 @@ async function transfer(old: VmProcess, next: VmProcess, channel: string, dir: s
     { 'channel-type': 'main', addr: { transport: 'socket', type: 'unix', path: join(dir, 'main.sock') } },
     { 'channel-type': 'cpr', addr: { transport: 'socket', type: 'unix', path: channel } },
   ] });
-  await old.qmp.waitEvent('MIGRATION', 20_000, e => e.data?.status === 'completed' || e.data?.status === 'failed');
+  await old.qmp.waitEvent('MIGRATION', HANG_GUARD_MS, e => e.data?.status === 'completed' || e.data?.status === 'failed');
   const info = await old.qmp.execute('query-migrate');
   assert.is(info.status, 'completed', `${JSON.stringify(info)}\nnew:\n${next.stderr}`);
   assert.is((await old.qmp.execute('query-status')).status, 'postmigrate');
-  for (let i = 0; !existsSync(next.qmpPath); i++) { assert.ok(i < 500); await sleep(20); }
+  await waitFor(() => existsSync(next.qmpPath), 'the new tsvmm\'s QMP socket appears', () => next.stderr);
   const { QmpClient } = await import('../test/support/qmp-client.js');
   next.qmp = await QmpClient.connect(next.qmpPath);
   assert.is((await next.qmp.execute('query-status')).status, 'running');

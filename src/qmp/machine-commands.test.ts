@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { testIf } from '../../test/support/skip.js';
 import { startVm, scratchDir, removeDir, type VmProcess } from '../../test/support/vm-process.js';
 import { QmpClient, QmpClientError, type QmpEvent } from '../../test/support/qmp-client.js';
+import { HANG_GUARD_MS, waitFor } from '../../test/support/hang-guard.js';
 import { repoRoot } from '../../test/support/cc.js';
 import { kvmMissing } from '../../kvm/test-guest.js';
 import { buildGuest, toolchainUnavailable, COUNTER_STATE_ADDR } from '../../examples/guests/build.js';
@@ -52,7 +53,7 @@ async function ticks(vm: VmProcess): Promise<bigint> {
 }
 
 /** Waits until the tick count reaches `value`; returns it. */
-async function ticksReach(vm: VmProcess, value: bigint, timeoutMs = 10_000): Promise<bigint> {
+async function ticksReach(vm: VmProcess, value: bigint, timeoutMs = HANG_GUARD_MS): Promise<bigint> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const now = await ticks(vm);
@@ -70,7 +71,7 @@ async function refusal(vm: VmProcess, command: string, args?: Record<string, unk
 }
 
 /** Waits for the next `name` event a client receives after `mark` (an index into its events, taken before acting). */
-function eventAfter(client: QmpClient, mark: number, name: string, timeoutMs = 5000): Promise<QmpEvent> {
+function eventAfter(client: QmpClient, mark: number, name: string, timeoutMs = HANG_GUARD_MS): Promise<QmpEvent> {
   return client.waitEvent(name, timeoutMs, e => client.events.indexOf(e) >= mark);
 }
 
@@ -126,10 +127,7 @@ testIf(test, skip, 'qmp machine: system_reset sends RESET {guest: false, reason:
   const after = await ticks(vm);
   // A count that went on could only be >= before; how far a restarted one has got by now depends on the machine.
   assert.ok(after < before, `the count starts again: ${before} before the reset, ${after} just after`);
-  for (let i = 0; startupLines() < 2; i++) {
-    assert.ok(i < 250, 'the guest prints its start-up line again');
-    await sleep(20);
-  }
+  await waitFor(() => startupLines() >= 2, 'the guest prints its start-up line again');
   await ticksReach(vm, after + 50n);
   assert.equal(await vm.qmp.execute('query-status'), { running: true, status: 'running' });
 });
@@ -203,9 +201,9 @@ testIf(test, skip, 'qmp machine: after cpr-save the VM is postmigrate and cont i
 testIf(test, skip, 'qmp machine: quit sends SHUTDOWN {guest: false, reason: host-qmp-quit} to every socket, exits 0 and removes the sockets', async () => {
   const { vm, second } = await sessionVm();
   await vm.qmp.execute('quit');
-  const shutdown = await vm.qmp.waitEvent('SHUTDOWN', 5000);
+  const shutdown = await vm.qmp.waitEvent('SHUTDOWN');
   assert.equal(shutdown.data, { guest: false, reason: 'host-qmp-quit' });
-  assert.equal((await second.waitEvent('SHUTDOWN', 5000)).data, { guest: false, reason: 'host-qmp-quit' });
+  assert.equal((await second.waitEvent('SHUTDOWN')).data, { guest: false, reason: 'host-qmp-quit' });
   assert.is(await vm.exited, 0, `exit status after quit:\n${vm.stderr}`);
   assert.not.ok(existsSync(vm.qmpPath), 'the first QMP socket is removed');
   assert.not.ok(existsSync(secondQmpPath), 'the second QMP socket is removed');
@@ -219,7 +217,7 @@ testIf(test, skip, 'qmp machine: a guest debug-exit while a client is connected 
   try {
     assert.equal(await vm.qmp.execute('query-status'), { running: false, status: 'prelaunch' });
     await vm.qmp.execute('cont');
-    const shutdown = await vm.qmp.waitEvent('SHUTDOWN', 10_000);
+    const shutdown = await vm.qmp.waitEvent('SHUTDOWN');
     assert.equal(shutdown.data, { guest: true, reason: 'guest-shutdown' });
     assert.is(await vm.exited, 1, `the counter's debug-exit 0 is status (0 << 1) | 1:\n${vm.stderr}`);
   } finally {

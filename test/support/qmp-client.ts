@@ -1,6 +1,7 @@
 // A small QMP client for tests that drive a running tsvmm: negotiates capabilities, runs commands (a QMP error
 // becomes a thrown QmpClientError with its class), and keeps every event for later assertions.
 import net from 'node:net';
+import { HANG_GUARD_MS } from './hang-guard.js';
 
 export class QmpClientError extends Error {
   constructor(readonly errorClass: string, readonly desc: string) {
@@ -53,7 +54,7 @@ export class QmpClient {
   }
 
   /** Connects, reads the greeting and negotiates capabilities. */
-  static async connect(path: string, timeoutMs = 10_000): Promise<QmpClient> {
+  static async connect(path: string, timeoutMs = HANG_GUARD_MS): Promise<QmpClient> {
     const socket = net.createConnection(path);
     await new Promise<void>((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject); });
     const client = new QmpClient(socket);
@@ -62,7 +63,7 @@ export class QmpClient {
     return client;
   }
 
-  async execute(command: string, args?: Record<string, unknown>, timeoutMs = 30_000): Promise<any> {
+  async execute(command: string, args?: Record<string, unknown>, timeoutMs = HANG_GUARD_MS): Promise<any> {
     this.socket.write(`${JSON.stringify(args ? { execute: command, arguments: args } : { execute: command })}\n`);
     const reply = await this.until(() => this.replies.shift(), timeoutMs, `reply to ${command}`);
     if ('error' in reply) {
@@ -73,7 +74,7 @@ export class QmpClient {
   }
 
   /** The first event named `name` at or after index `from` (waits for it). */
-  async waitEvent(name: string, timeoutMs = 30_000, match: (e: QmpEvent) => boolean = () => true): Promise<QmpEvent> {
+  async waitEvent(name: string, timeoutMs = HANG_GUARD_MS, match: (e: QmpEvent) => boolean = () => true): Promise<QmpEvent> {
     return this.until(() => this.events.find(e => e.event === name && match(e)), timeoutMs, `event ${name}`);
   }
 

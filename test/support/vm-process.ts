@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cliPath } from './tsvmm.js';
 import { QmpClient } from './qmp-client.js';
+import { HANG_GUARD_MS } from './hang-guard.js';
 
 export interface VmProcess {
   readonly child: ChildProcess;
@@ -43,14 +44,18 @@ export async function startVm(args: string[], o: { dir: string; name: string; co
     },
   });
   if (o.connect !== false) {
-    // A hang guard, not a budget: tsvmm starts in 15-35 s inside a loaded rig (TCG), where node alone takes ~4 s.
-    const deadline = Date.now() + (o.timeoutMs ?? 120_000);
+    // A hang guard, not a budget: tsvmm took 45-51 s to start in a heavily loaded rig (TCG), where node alone took 11-17 s.
+    const deadline = Date.now() + (o.timeoutMs ?? HANG_GUARD_MS);
     while (!existsSync(qmpPath)) {
       if (child.exitCode !== null) throw new Error(`tsvmm exited with ${child.exitCode} before its QMP socket appeared:\n${vm.stderr}`);
-      if (Date.now() > deadline) throw new Error(`tsvmm's QMP socket ${qmpPath} did not appear:\n${vm.stderr}`);
+      if (Date.now() > deadline) {
+        // Not left running: a later start with the same socket path would find this one's socket.
+        child.kill('SIGKILL');
+        throw new Error(`tsvmm's QMP socket ${qmpPath} did not appear:\n${vm.stderr}`);
+      }
       await new Promise(r => setTimeout(r, 20));
     }
-    vm.qmp = await QmpClient.connect(qmpPath, o.timeoutMs ?? 120_000);
+    vm.qmp = await QmpClient.connect(qmpPath, o.timeoutMs ?? HANG_GUARD_MS);
   }
   return vm;
 }
