@@ -4,7 +4,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createHash } from 'node:crypto';
-import { readFileSync, writeFileSync, rmSync, existsSync, readdirSync, readlinkSync } from 'node:fs';
+import { readFileSync, writeFileSync, rmSync, existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { testIf } from '../test/support/skip.js';
 import { startVm, scratchDir, removeDir, type VmProcess } from '../test/support/vm-process.js';
@@ -60,10 +60,16 @@ async function counterArgs(dir: string, ram: 'shm' | 'private' | 'memfd', extra:
 }
 
 const shmFile = (dir: string) => join('/dev/shm', `${dir.split('/').pop()}-ram`);
-/** How many of a process's fds are /dev/net/tun. */
-const tunFds = (pid: number) => readdirSync(`/proc/${pid}/fd`).filter(fd => {
-  try { return readlinkSync(`/proc/${pid}/fd/${fd}`) === '/dev/net/tun'; } catch { return false; }
-}).length;
+/**
+ * How many of a process's fds are /dev/net/tun: the device number, not the link's text, which names the path as the
+ * opener's mount namespace saw it (inside the rig `/newroot/dev/net/tun`).
+ */
+const tunFds = (pid: number) => {
+  const tun = statSync('/dev/net/tun').rdev;
+  return readdirSync(`/proc/${pid}/fd`).filter(fd => {
+    try { return statSync(`/proc/${pid}/fd/${fd}`).rdev === tun; } catch { return false; }
+  }).length;
+};
 const counterIn = (ram: Uint8Array) => Buffer.from(ram.buffer, ram.byteOffset, ram.byteLength).readBigUInt64LE(COUNTER_STATE_ADDR);
 
 testIf(test, skip, 'cpr reboot: cpr-save, quit, a new tsvmm -S, cpr-load — the counter goes on from where it was, RAM untouched in between, serial and timers go on', async () => {
