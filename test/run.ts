@@ -21,7 +21,7 @@ import { describe, findTests, runTestFile, type FileResult } from './runner/test
 const distRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 const inRig = process.env.TSVMM_IN_RIG === '1';
 // Inside the rig Node runs 3-13 times slower and guests run under nested virtualisation.
-const fileTimeoutMs = Number(process.env.TSVMM_TEST_TIMEOUT_MS ?? (inRig ? 900_000 : 300_000));
+const fileTimeoutMs = Number(process.env.TSVMM_TEST_TIMEOUT_MS ?? (inRig ? 1_800_000 : 300_000));
 const parallel = Number(process.env.TSVMM_TEST_JOBS ?? Math.max(1, Math.min(2, availableParallelism())));
 
 const seconds = (ms: number): string => (ms < 120_000 ? `${Math.round(ms / 1000)} s` : `${Math.floor(ms / 60_000)} min ${Math.round((ms % 60_000) / 1000)} s`);

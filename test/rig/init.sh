@@ -1,15 +1,35 @@
 #!/bin/sh
-# /init of the rig's machine (test/rig/README.md). Runs under busybox in the initramfs that test/rig/image.ts builds:
-# loads the modules, puts the host's root (9p, read-only) under a tmpfs overlay so every host path is there and
-# writable without touching the host, binds the run's share at /run/rig, binds the emulated PCI devices it was asked
-# for to vfio-pci, runs the host's command as root in the host's directory, writes its exit status to the share and
-# powers off. Kernel and init messages go to ttyS0 (the console log); the command's output goes to the virtio
-# serial port rig.out, which the host streams. In shell mode the command is an interactive shell on ttyS0.
+# /init of the rig's machine (test/rig/README.md), in two stages.
+# Stage 1 runs under busybox in the initramfs that test/rig/image.ts builds: it loads the modules, puts the host's
+# root (read-only) under a tmpfs overlay so every host path is there and writable without touching the host, binds
+# the run's share at /run/rig, binds the emulated PCI devices it was asked for to vfio-pci, and switches root to the
+# overlay (a real root, not a chroot: paths read through /proc are the ones the host has), running this script
+# again from there. Stage 2 runs under the host's /bin/sh: it runs the host's command as root in the host's
+# directory, writes its exit status to the share and powers off. Kernel and init messages go to ttyS0 (the console
+# log); the command's output goes to the virtio serial port rig.out, which the host streams. In shell mode the
+# command is an interactive shell on ttyS0.
 export PATH=/sbin:/bin:/usr/sbin:/usr/bin
 
 say() { echo "rig-init: $*"; }
+# sysrq, not poweroff: stage 2 has no busybox, and the host's poweroff wants its init system.
+power_off() { sync; echo o > /proc/sysrq-trigger; sleep 60; }
 # Something the rig itself needs failed: say so and power off without a status (the host reports a dead machine).
-die() { say "$*"; poweroff -f; }
+die() { say "$*"; power_off; }
+
+if [ "$1" = stage2 ]; then
+  out=$2
+  if [ -e /run/rig/shell ]; then
+    sh -c '. /run/rig/env; cd "$RIG_CWD"; exec setsid -c sh -c "exec \${SHELL:-/bin/sh} -i"' < /dev/ttyS0 > /dev/ttyS0 2>&1
+    status=$?
+  else
+    sh -c '. /run/rig/env; cd "$RIG_CWD" || { echo "rig: cannot enter $RIG_CWD" >&2; exit 1; }; exec /bin/sh /run/rig/command' \
+      < /dev/null > "$out" 2>&1
+    status=$?
+  fi
+  echo "$status" > /run/rig/status
+  say "command ended with status $status"
+  power_off
+fi
 
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -82,17 +102,6 @@ for _ in 1 2 3 4 5 6 7 8 9 10; do
   sleep 0.2
 done
 
-if [ -e /share/shell ]; then
-  chroot /newroot /bin/sh -c '. /run/rig/env; cd "$RIG_CWD"; exec setsid -c /bin/sh -c "exec \${SHELL:-/bin/sh} -i"' \
-    < /dev/ttyS0 > /dev/ttyS0 2>&1
-  status=$?
-else
-  [ -n "$out" ] || die "no rig.out port: the command's output would be lost"
-  chroot /newroot /bin/sh -c '. /run/rig/env; cd "$RIG_CWD" || { echo "rig: cannot enter $RIG_CWD" >&2; exit 1; }; exec /bin/sh /run/rig/command' \
-    < /dev/null > "$out" 2>&1
-  status=$?
-fi
-echo "$status" > /share/status
-sync
-say "command ended with status $status"
-poweroff -f
+[ -e /share/shell ] || [ -n "$out" ] || die "no rig.out port: the command's output would be lost"
+cp /init /newroot/run/rig-init
+exec switch_root /newroot /bin/sh /run/rig-init stage2 "$out"
