@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { testIf } from '../../test/support/skip.js';
 import { toolchainUnavailable } from './build.js';
 import { qemuUnavailable } from './qemu-runner.js';
+import { kvmMissing } from '../../kvm/test-guest.js';
 import {
   blkPatternMismatch, comparableLines, createTapNamespace, tapUnavailable, virtioProbeProblems,
   VIRTIO_PROBE_EXIT, type VirtioProbeRun,
@@ -18,8 +19,10 @@ import {
 import { DISK_SECTORS, FILL, SERIAL, context, expectMovedBarsWork, expectStatus, makeDisk, probe } from './virtio-probe-testing.js';
 
 const toolchain = await toolchainUnavailable();
-const withQemu = toolchain ?? qemuUnavailable();
-const withQemuAndTap = withQemu ?? tapUnavailable();
+// Every test but the last runs a guest under tsvmm; the missing image is found before /dev/kvm is opened.
+const withTsvmm = toolchain ?? kvmMissing();
+const withBoth = withTsvmm ?? qemuUnavailable();
+const withBothAndTap = withBoth ?? tapUnavailable();
 
 
 /** Runs all four devices under `vmm` with its own disk and tap, and checks the host side saw the guest's work. */
@@ -48,7 +51,7 @@ async function allDevices(vmm: 'qemu' | 'tsvmm'): Promise<{ run: VirtioProbeRun;
   }
 }
 
-testIf(test, withQemuAndTap, 'virtio under tsvmm: blk, rng, console and net give the same results as under QEMU, with MSI-X', async () => {
+testIf(test, withBothAndTap, 'virtio under tsvmm: blk, rng, console and net give the same results as under QEMU, with MSI-X', async () => {
   const qemu = await allDevices('qemu');
   const tsvmm = await allDevices('tsvmm');
   assert.equal(comparableLines(tsvmm.run.serial), comparableLines(qemu.run.serial), `tsvmm${context(tsvmm.run)}\nqemu${context(qemu.run)}`);
@@ -57,7 +60,7 @@ testIf(test, withQemuAndTap, 'virtio under tsvmm: blk, rng, console and net give
   assert.match(tsvmm.run.serial, /^virtio-net: msi-x q0 vector 0x[0-9a-f]+ [1-9]\d* irqs/m);
 });
 
-testIf(test, withQemu, 'virtio under tsvmm: a read-only disk refuses writes as QEMU\'s does, and the image is unchanged', async () => {
+testIf(test, withBoth, 'virtio under tsvmm: a read-only disk refuses writes as QEMU\'s does, and the image is unchanged', async () => {
   const results: string[][] = [];
   for (const vmm of ['qemu', 'tsvmm'] as const) {
     const disk = makeDisk(`ro-${vmm}`);
@@ -75,7 +78,7 @@ testIf(test, withQemu, 'virtio under tsvmm: a read-only disk refuses writes as Q
   assert.equal(results[1], results[0]);
 });
 
-testIf(test, withQemu, 'virtio under tsvmm: with ioeventfd=off every kick exits to the VMM, and blk and rng still give QEMU\'s results', async () => {
+testIf(test, withBoth, 'virtio under tsvmm: with ioeventfd=off every kick exits to the VMM, and blk and rng still give QEMU\'s results', async () => {
   const lines: string[][] = [];
   for (const vmm of ['qemu', 'tsvmm'] as const) {
     const disk = makeDisk(`noioeventfd-${vmm}`);
@@ -92,12 +95,12 @@ testIf(test, withQemu, 'virtio under tsvmm: with ioeventfd=off every kick exits 
   assert.equal(lines[1], lines[0]);
 });
 
-testIf(test, toolchain, 'virtio under tsvmm: ECAM at the MCFG address agrees with type-1, and BARs the guest moves keep working', async () => {
+testIf(test, withTsvmm, 'virtio under tsvmm: ECAM at the MCFG address agrees with type-1, and BARs the guest moves keep working', async () => {
   // tsvmm's ECAM is at 0xe0000000 (its MCFG says so); the notification ioeventfds and the MSI-X table follow the BARs.
   await expectMovedBarsWork('tsvmm', 0xe0000000);
 });
 
-testIf(test, toolchain, 'virtio under tsvmm: a missing device is reported by the guest; a console without input says so', async () => {
+testIf(test, withTsvmm, 'virtio under tsvmm: a missing device is reported by the guest; a console without input says so', async () => {
   const r = await probe('tsvmm', { devices: ['rng', 'console'], want: ['rng', 'console', 'net'] });
   assert.equal(virtioProbeProblems(r.serial, { devices: ['rng', 'console'], consoleInput: null, exitValue: VIRTIO_PROBE_EXIT.wantedMissing }), [], context(r));
   expectStatus(r, VIRTIO_PROBE_EXIT.wantedMissing);
@@ -106,7 +109,7 @@ testIf(test, toolchain, 'virtio under tsvmm: a missing device is reported by the
 
 const noLoop = existsSync('/dev/loop-control') && spawnSync('losetup', ['--find']).status === 0 ? null : 'no free loop device (or no losetup) on this host';
 
-testIf(test, toolchain ?? noLoop, 'virtio under tsvmm: a block device (a loop device) is a disk too: its size comes from the device, writes land in it', async () => {
+testIf(test, withTsvmm ?? noLoop, 'virtio under tsvmm: a block device (a loop device) is a disk too: its size comes from the device, writes land in it', async () => {
   const backing = makeDisk('loop');
   const loop = execFileSync('losetup', ['--find', '--show', backing], { encoding: 'utf8' }).trim();
   try {
