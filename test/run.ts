@@ -2,9 +2,10 @@
 // with the line `N passed, N failed` that CI reads.
 //
 // Where /dev/kvm is missing or unusable, a file whose tests skip for that reason (or another the rig can lift, see
-// test/support/rig-provides.ts) is run again, whole, inside the rig (test/rig/: a QEMU machine whose Linux has a
-// real, SVM-backed /dev/kvm and reserved huge pages), all such files in one boot; its native result is dropped and the rig's counts instead. Inside the rig this runner runs only the
-// files it is given and writes their results as JSON for the runner outside.
+// test/support/rig-provides.ts: KVM that is PVM, no huge pages) is run again, whole, inside the rig (test/rig/: a
+// QEMU machine whose Linux has a real, SVM-backed /dev/kvm and reserved huge pages), all such files in one boot;
+// its native result is dropped and the rig's counts instead. Inside the rig this runner runs only the files it is
+// given and writes their results as JSON for the runner outside.
 //
 // Usage: node dist/test/run.js [filter …]            (a filter is a substring of the test file's path)
 //        node dist/test/run.js --files F… --json OUT  (exactly these files, relative to dist/; results to OUT)
@@ -70,7 +71,7 @@ async function main(): Promise<void> {
 
   if (forRig.length) {
     forRig.sort();
-    console.log(`rig: ${forRig.length} files need /dev/kvm or huge pages, which this host lacks: running them in one boot of the rig (test/rig/README.md)`);
+    console.log(`rig: ${forRig.length} files need what this host lacks (/dev/kvm, VMX/SVM or huge pages): running them in one boot of the rig (test/rig/README.md)`);
     const { runFilesInRig } = await import('./runner/rig-batch.js');
     const batch = await runFilesInRig(distRoot, forRig, line => console.log(line));
     if ('reason' in batch) {

@@ -2,6 +2,7 @@
 // runs in KVM's instruction emulator, which stops a stock Linux before user space (docs/linux.md, "On this host
 // (PVM)"); with VMX/SVM the same kernel boots normally. The kvm_pvm module is the tell, as everywhere else in the tree.
 import { existsSync } from 'node:fs';
+import { NO_VMX_SVM_PREFIX } from './rig-provides.js';
 
 /** True when this host's KVM is the PVM backend (the kvm_pvm module is loaded). */
 export function kvmIsPvm(): boolean {
@@ -23,7 +24,7 @@ export function kvmBackend(): 'pvm' | 'svm' | 'vmx' | null {
 
 /** The one-line reason a test that needs Linux user space skips with on a PVM host. */
 export const PVM_NO_USER_SPACE =
-  'KVM here is PVM (no VMX/SVM): a stock kernel cannot reach user space; the full boot runs on VMX/SVM hosts';
+  `${NO_VMX_SVM_PREFIX} (KVM is PVM): a stock kernel cannot reach user space; the full boot runs on VMX/SVM hosts and in the rig`;
 
 /** Null when a stock Linux guest can reach user space under KVM here, else why not (one line). */
 export function linuxUserSpaceUnreachable(): string | null {
