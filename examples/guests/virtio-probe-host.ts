@@ -301,6 +301,8 @@ export interface VirtioProbeOptions {
   rounds?: number;
   /** round_delay_ms=MS: the guest halts this long after each round (its default: 100). */
   roundDelayMs?: number;
+  /** hold_after=K: after round K the guest waits for a byte on COM1 (the VMM's stdin with -serial stdio). */
+  holdAfter?: number;
   /** QEMU only: more options (e.g. a device with a huge BAR that pushes 64-bit BARs above 4 GiB). */
   qemuArgs?: string[];
   /** tsvmm only: the bundled CLI (default: dist/tsvmm.mjs relative to the working directory). */
@@ -328,6 +330,7 @@ export function virtioProbeCmdline(o: VirtioProbeOptions): string {
   if (o.devices.includes('console')) words.push(`console_wait=${o.consoleInput ? 3000 : 0}`);
   if (o.rounds) words.push(`rounds=${o.rounds}`);
   if (o.roundDelayMs !== undefined) words.push(`round_delay_ms=${o.roundDelayMs}`);
+  if (o.holdAfter) words.push(`hold_after=${o.holdAfter}`);
   if (o.append) words.push(o.append);
   return words.join(' ');
 }

@@ -14,7 +14,10 @@
  *                             rng fills 64 bytes; each request must raise its queue's MSI-X vector. Prints
  *                             `virtio-probe: round K ok` per round (default 0: no rounds, devices reset as before)
  *   round_delay_ms=MS         halt this long (on the 10 ms LAPIC tick) after each round (default 100), so a host can
- *                             checkpoint the VM between (or during) rounds */
+ *                             checkpoint the VM between (or during) rounds
+ *   hold_after=K              after round K, print `virtio-probe: holding after round K` and wait for a byte on
+ *                             COM1 before the next round: a host checkpoints a guest that cannot have finished, and
+ *                             the process it restores into lets it go on (default 0: no hold) */
 #include "runtime.h"
 #include "pci.h"
 #include "virtio.h"
@@ -512,10 +515,16 @@ static void run_rounds(void) {
         return;
     }
     uint32_t delay = cmdline_uint("round_delay_ms=", DEFAULT_ROUND_DELAY_MS);
+    uint32_t hold_after = cmdline_uint("hold_after=", 0);
     for (uint32_t k = 1; k <= rounds; k++) {
         if (round_blk_q && blk_round(round_blk_q, k)) { failed(EXIT_BLK); return; }
         if (round_rng_q && rng_round(round_rng_q, k)) { failed(EXIT_RNG); return; }
         print("virtio-probe: round %u ok\n", k);
+        if (k == hold_after) {
+            print("virtio-probe: holding after round %u\n", k);
+            while (!(inb(COM1 + 5) & 1)) halt_ms(10);     /* LSR.DR: a byte arrived */
+            (void)inb(COM1);
+        }
         halt_ms(delay);
     }
     if (round_blk_q) check_interrupts("blk", round_blk_q, 1);

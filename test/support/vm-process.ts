@@ -24,13 +24,16 @@ export function scratchDir(prefix = 'tsvmm-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
-/** Starts `tsvmm run ARGS -qmp unix:DIR/NAME.qmp,server=on,wait=off` and connects a QMP client once it listens. */
-export async function startVm(args: string[], o: { dir: string; name: string; connect?: boolean; timeoutMs?: number; netns?: string }): Promise<VmProcess> {
+/**
+ * Starts `tsvmm run ARGS -qmp unix:DIR/NAME.qmp,server=on,wait=off` and connects a QMP client once it listens.
+ * With `stdin`, the process's stdin is a pipe (`child.stdin`: what a guest reads with -serial stdio).
+ */
+export async function startVm(args: string[], o: { dir: string; name: string; connect?: boolean; timeoutMs?: number; netns?: string; stdin?: boolean }): Promise<VmProcess> {
   const qmpPath = join(o.dir, `${o.name}.qmp`);
   const argv = [process.execPath, cliPath, 'run', ...args, '-qmp', `unix:${qmpPath},server=on,wait=off`];
   // In a network namespace (a test's tap lives there): `ip netns exec` execs tsvmm, so the child is tsvmm itself.
   if (o.netns) argv.unshift('ip', 'netns', 'exec', o.netns);
-  const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(argv[0], argv.slice(1), { stdio: [o.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
   const vm = { child, qmpPath, stdout: '', stderr: '' } as VmProcess & { qmp: QmpClient };
   child.stdout!.on('data', d => { vm.stdout += d; });
   child.stderr!.on('data', d => { vm.stderr += d; });
