@@ -18,6 +18,7 @@ import { QEMU_BINARY, qemuAccel } from '../examples/guests/qemu-runner.js';
 import { repoRoot } from '../test/support/cc.js';
 import { envInt } from './lib/env.js';
 import { benchOutputDir, removeScratch, scratchDir, writeResult } from './lib/output.js';
+import { benchWhere, rigDefault } from './lib/where.js';
 import { summarize, type Summary } from './lib/stats.js';
 import { formatTable, round, type Cell } from './lib/table.js';
 import { cliPath, GUEST_EXIT_OK } from './lib/tsvmm.js';
@@ -236,7 +237,7 @@ function report(m: Measured, phaseNames: readonly string[], title: string) {
 
 export async function benchBlk(): Promise<void> {
   const COUNT = envInt('TSVMM_BENCH_BLK_COUNT', 2000);
-  const RUNS = envInt('TSVMM_BENCH_BLK_RUNS', 5);
+  const RUNS = envInt('TSVMM_BENCH_BLK_RUNS', rigDefault(5, 3));
   const MIB = envInt('TSVMM_BENCH_BLK_MIB', 16);
   const QD = envInt('TSVMM_BENCH_BLK_QD', 16);
   const bundle = join(repoRoot, 'dist', 'tsvmm.mjs');
@@ -285,5 +286,6 @@ export async function benchBlk(): Promise<void> {
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  process.stdout.write(`${benchWhere().line}\n`);
   await benchBlk();
 }

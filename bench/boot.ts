@@ -18,6 +18,7 @@ import { envInt } from './lib/env.js';
 import { summarize, type Summary } from './lib/stats.js';
 import { formatTable, round, type Cell } from './lib/table.js';
 import { removeScratch, scratchDir, writeResult } from './lib/output.js';
+import { benchWhere, rigDefault } from './lib/where.js';
 import { runWatched, sinceSpawn, type WatchedRun } from './boot/watch.js';
 import { qemuEntry, qemuTraceArgs, tsvmmMarks, writeTimeOriginPreload } from './boot/observe.js';
 
@@ -57,7 +58,7 @@ function failRun(what: string, run: WatchedRun, why: string): never {
 }
 
 export async function benchBoot(): Promise<void> {
-  const RUNS = envInt('TSVMM_BENCH_BOOT_RUNS', 5);
+  const RUNS = envInt('TSVMM_BENCH_BOOT_RUNS', rigDefault(5, 3));
   const dir = scratchDir('boot');
   const t0 = performance.now();
   const log = (line: string) => process.stderr.write(`bench/boot [${((performance.now() - t0) / 1000).toFixed(1)} s]: ${line}\n`);
@@ -251,5 +252,6 @@ export async function benchBoot(): Promise<void> {
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  process.stdout.write(`${benchWhere().line}\n`);
   await benchBoot();
 }

@@ -23,6 +23,7 @@ import {
 import { kvmMissing, RealModeGuest } from '../kvm/test-guest.js';
 import { envInt } from './lib/env.js';
 import { removeScratch, scratchDir, writeResult } from './lib/output.js';
+import { benchWhere } from './lib/where.js';
 import { median } from './lib/stats.js';
 import { formatTable, round, type Cell } from './lib/table.js';
 
@@ -206,6 +207,7 @@ async function pollCosts(polls: number): Promise<PollFigures> {
 // ---- the run -------------------------------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
+  process.stdout.write(`${benchWhere().line}\n`);
   const rounds = envInt('TSVMM_BENCH_PARTS_ROUNDS', 300);
   const runs = envInt('TSVMM_BENCH_PARTS_CONVERSIONS', 1000);
   const polls = envInt('TSVMM_BENCH_PARTS_POLLS', 2000);

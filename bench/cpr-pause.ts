@@ -16,6 +16,7 @@ import { buildGuest } from '../examples/guests/build.js';
 import { repoRoot } from '../test/support/cc.js';
 import { envInt } from './lib/env.js';
 import { benchOutputDir, removeScratch, scratchDir, writeResult } from './lib/output.js';
+import { benchWhere, rigDefault } from './lib/where.js';
 import { Cleanup, SHM_DIR } from './cpr-pause/cleanup.js';
 import { cpuShare, cpuTimes, shmRefusal } from './cpr-pause/host.js';
 import { FLOWS, runFlow, type FlowId, type RunRecord, type RunSetup } from './cpr-pause/flows.js';
@@ -50,8 +51,9 @@ function parseOptions(argv: string[]): Options {
   // The default command is the bundle users run (package.json bin) when it is built, else tsc's output.
   const bundle = join(repoRoot, 'dist', 'tsvmm.mjs');
   const o: Options = {
-    runs: envInt('TSVMM_BENCH_CPR_RUNS', 5),
-    sizes: list(process.env.TSVMM_BENCH_CPR_SIZES || sizesKnown.join(','), sizesKnown, 'size'),
+    runs: envInt('TSVMM_BENCH_CPR_RUNS', rigDefault(5, 3)),
+    // The rig's RAM (16 GiB) holds its own /dev/shm: 16 GiB of guest there does not fit.
+    sizes: list(process.env.TSVMM_BENCH_CPR_SIZES || rigDefault(sizesKnown.join(','), '512M,4G'), sizesKnown, 'size'),
     flows: flowsKnown,
     touched: [],
     cli: process.env.TSVMM_BENCH_CPR_CLI || (existsSync(bundle) ? bundle : join(repoRoot, 'dist', 'src', 'cli', 'main.js')),
@@ -78,6 +80,7 @@ function parseOptions(argv: string[]): Options {
 }
 
 async function main(): Promise<void> {
+  process.stdout.write(`${benchWhere().line}\n`);
   const o = parseOptions(process.argv.slice(2));
   const t0 = performance.now();
   const log = (line: string) => process.stderr.write(`bench/cpr-pause [${((performance.now() - t0) / 1000).toFixed(1)} s]: ${line}\n`);

@@ -10,6 +10,7 @@ import { envInt } from './lib/env.js';
 import { median, summarize, type Summary } from './lib/stats.js';
 import { formatTable, round, type Cell } from './lib/table.js';
 import { removeScratch, scratchDir, writeResult } from './lib/output.js';
+import { benchWhere, rigDefault } from './lib/where.js';
 import { runTimed, expectStatus, type TimedRun } from './lib/spawn.js';
 import { runTsvmm } from './lib/tsvmm.js';
 import { LOAD_ADDRESS, outloopImage, smpOutloopImage, cReference, type CResult } from './exits/guests.js';
@@ -96,9 +97,9 @@ const usPerExit = (rate: number) => round(1e6 / rate);
 const spread = (s: Summary) => `${round(s.min / 1000)}k-${round(s.max / 1000)}k`;
 
 export async function benchExits(): Promise<void> {
-  const N = envInt('TSVMM_BENCH_EXITS', 500_000);
-  const NF = envInt('TSVMM_BENCH_FORWARD_EXITS', 50_000);
-  const RUNS = envInt('TSVMM_BENCH_RUNS', 3);
+  const N = envInt('TSVMM_BENCH_EXITS', rigDefault(500_000, 50_000));
+  const NF = envInt('TSVMM_BENCH_FORWARD_EXITS', rigDefault(50_000, 5_000));
+  const RUNS = envInt('TSVMM_BENCH_RUNS', rigDefault(3, 1));
   const dir = scratchDir('exits');
   const t0 = performance.now();
   const log = (line: string) => process.stderr.write(`bench/exits [${((performance.now() - t0) / 1000).toFixed(1)} s]: ${line}\n`);
@@ -258,5 +259,6 @@ export async function benchExits(): Promise<void> {
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  process.stdout.write(`${benchWhere().line}\n`);
   await benchExits();
 }

@@ -14,6 +14,7 @@ import { envInt } from './lib/env.js';
 import { median, summarize, type Summary } from './lib/stats.js';
 import { formatTable, round, type Cell } from './lib/table.js';
 import { removeScratch, scratchDir, writeResult } from './lib/output.js';
+import { benchWhere, rigDefault } from './lib/where.js';
 import { runTimed, expectStatus, type TimedRun } from './lib/spawn.js';
 import { runTsvmm, GUEST_EXIT_OK } from './lib/tsvmm.js';
 import { firstInstructionKernel, waitingKernel } from './startup/guests.js';
@@ -68,8 +69,8 @@ async function rssOf(command: string, args: string[]): Promise<RssSplit> {
 }
 
 export async function benchStartup(): Promise<void> {
-  const RUNS = envInt('TSVMM_BENCH_STARTUP_RUNS', 10);
-  const QEMU_RUNS = envInt('TSVMM_BENCH_QEMU_RUNS', 5);
+  const RUNS = envInt('TSVMM_BENCH_STARTUP_RUNS', rigDefault(10, 3));
+  const QEMU_RUNS = envInt('TSVMM_BENCH_QEMU_RUNS', rigDefault(5, 3));
   const dir = scratchDir('startup');
   const t0 = performance.now();
   const log = (line: string) => process.stderr.write(`bench/startup [${((performance.now() - t0) / 1000).toFixed(1)} s]: ${line}\n`);
@@ -256,5 +257,6 @@ function medianRss(samples: RssSplit[]): RssSplit {
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  process.stdout.write(`${benchWhere().line}\n`);
   await benchStartup();
 }

@@ -1,29 +1,18 @@
 // `npm start`: boot the demo guest. Under a usable /dev/kvm it runs here; on a host without one (a PVM guest, a
 // cloud VM without nested virtualisation) it runs inside the rig (test/rig/: QEMU with an emulated SVM, whose
 // Linux has a real /dev/kvm), and says so in one line; with neither, one line names the way out.
-import { closeSync, openSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RigSetupError } from '../test/rig/debian.js';
 import { runInRig } from '../test/rig/machine.js';
+import { hostKvmUnusable } from '../test/rig/host-kvm.js';
 
 const cli = join(dirname(fileURLToPath(import.meta.url)), '..', 'tsvmm.mjs');
 const demo = [process.execPath, cli, 'run', '--demo'];
 
-/** Null when /dev/kvm opens for reading and writing, else why not. */
-function kvmUnusable(): string | null {
-  try {
-    closeSync(openSync('/dev/kvm', 'r+'));
-    return null;
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    return code === 'ENOENT' ? 'this host has no /dev/kvm' : `/dev/kvm cannot be opened (${code})`;
-  }
-}
-
 async function main(): Promise<number> {
-  const why = kvmUnusable();
+  const why = hostKvmUnusable();
   if (why === null) return spawnSync(demo[0], demo.slice(1), { stdio: 'inherit' }).status ?? 1;
   process.stderr.write(`tsvmm: ${why}: running the demo inside the rig, a QEMU machine with nested KVM (test/rig/README.md)\n`);
   try {

@@ -98,6 +98,9 @@ async function main(mode: PlacementMode, imagePath: string, loopPort: number): P
     worker.once('message', resolve);
     worker.once('error', reject);
   });
+  // Listened for now: when this thread polls until the worker is done (forward-spin), the worker's message and its
+  // exit arrive in one turn, and a listener added after `await result` would miss the exit.
+  const exited = new Promise(resolve => worker.once('exit', resolve));
   if (mode === 'forward-async') {
     // The event loop stays free between exits: each wait is a promise that the worker's notify resolves.
     for (let seen = 0; ;) {
@@ -120,7 +123,7 @@ async function main(mode: PlacementMode, imagePath: string, loopPort: number): P
     }
   }
   const measured = await result;
-  await new Promise(resolve => worker.once('exit', resolve));
+  await exited;
   vm.close();
   libc.munmap(ram, RAM_SIZE);
   kvm.close();

@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { repoRoot } from '../../test/support/cc.js';
+import { benchWhere } from './where.js';
 
 export const benchOutputDir = join(repoRoot, 'build', 'bench');
 
@@ -21,13 +22,15 @@ export function removeScratch(dir: string): void {
 /** The host facts that change what a number means. */
 export function hostInfo(): Record<string, unknown> {
   const pvm = existsSync('/sys/module/kvm_pvm');
+  const where = benchWhere();
   return {
+    where: where.rig ? 'rig (nested KVM under QEMU TCG: read the ratios, not the times)' : 'native',
     node: process.version,
     kernel: release(),
     cpu: cpus()[0]?.model ?? 'unknown',
     cores: cpus().length,
     memoryGiB: Math.round(totalmem() / 2 ** 30),
-    kvmBackend: pvm ? 'pvm (guest code runs in KVM\'s instruction emulator)' : 'vmx/svm or unknown',
+    kvmBackend: pvm ? 'pvm (guest code runs in KVM\'s instruction emulator)' : where.kvm ?? 'unknown',
   };
 }
 

@@ -3,6 +3,7 @@
 // tsvmm debugcon stamps use, so "spawned at" and "the guest wrote at" can be subtracted.
 import { spawn } from 'node:child_process';
 import { clockNs, CLOCK_REALTIME } from '../../src/sys/libc.js';
+import { rigDefault } from './where.js';
 
 export interface TimedRun {
   status: number | null;
@@ -39,7 +40,8 @@ export function runTimed(command: string, args: readonly string[], options: Time
     const firstStdout = new Promise<void>(r => { gotStdout = r; });
     const spawnNs = realtimeNs();
     const child = spawn(command, [...args], { stdio: ['ignore', 'pipe', 'pipe'], env: options.env ?? process.env });
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 120_000);
+    // A hang guard: inside the rig a run of the exits bench takes minutes (an exit costs ~0.3 ms there).
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? rigDefault(120_000, 900_000));
     child.stdout.on('data', (d: Buffer) => {
       if (firstStdoutNs === null) { firstStdoutNs = realtimeNs(); gotStdout(); }
       stdout += d;
