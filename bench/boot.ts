@@ -18,7 +18,7 @@ import { envInt } from './lib/env.js';
 import { summarize, type Summary } from './lib/stats.js';
 import { formatTable, round, type Cell } from './lib/table.js';
 import { removeScratch, scratchDir, writeResult } from './lib/output.js';
-import { benchWhere, rigDefault } from './lib/where.js';
+import { benchWhere, guardMs, rigDefault } from './lib/where.js';
 import { runWatched, sinceSpawn, type WatchedRun } from './boot/watch.js';
 import { qemuEntry, qemuTraceArgs, tsvmmMarks, writeTimeOriginPreload } from './boot/observe.js';
 
@@ -143,7 +143,7 @@ export async function benchBoot(): Promise<void> {
   // ---- the hello guest -------------------------------------------------------------------------------------------
   const bootHello = async (vmm: Vmm, hello: string): Promise<{ output: number; exit: number; entry?: number }> => {
     const c = vmm === 'tsvmm' ? tsvmm(helloArgs(hello, vmm)) : qemu(helloArgs(hello, vmm));
-    const run = await runWatched(c.command, c.args, { patterns: { hello: new RegExp(HELLO_LINE) }, env: c.env, timeoutMs: 60_000 });
+    const run = await runWatched(c.command, c.args, { patterns: { hello: new RegExp(HELLO_LINE) }, env: c.env, timeoutMs: guardMs(60_000) });
     const seen = run.seen.get('hello');
     if (seen === undefined || run.status !== GUEST_EXIT_OK) failRun(`${vmm} hello`, run, `expected "${HELLO_LINE}" and status ${GUEST_EXIT_OK}`);
     return {

@@ -23,7 +23,7 @@ import {
 import { kvmMissing, RealModeGuest } from '../kvm/test-guest.js';
 import { envInt } from './lib/env.js';
 import { removeScratch, scratchDir, writeResult } from './lib/output.js';
-import { benchWhere } from './lib/where.js';
+import { benchWhere, guardMs } from './lib/where.js';
 import { median } from './lib/stats.js';
 import { formatTable, round, type Cell } from './lib/table.js';
 
@@ -45,12 +45,12 @@ function percentile(sorted: readonly number[], p: number): number {
 async function runPeer(path: string): Promise<void> {
   const listener = CprListener.bind(path);
   process.stdout.write('listening\n');
-  const channel = await listener.accept(60_000);
+  const channel = await listener.accept(guardMs(60_000));
   listener.close();
   for (;;) {
     let m: ReceivedMessage;
     try {
-      m = channel.receiveSync(60_000);
+      m = channel.receiveSync(guardMs(60_000));
     } catch (e) {
       if (e instanceof CprChannelError && e.code === 'closed') break;
       throw e;
@@ -94,7 +94,7 @@ async function channelRoundTrips(rounds: number, dir: string): Promise<ChannelRe
       for (let i = 0; i < WARM_UP_ROUNDS + rounds; i++) {
         const t0 = process.hrtime.bigint();
         channel.send({ type: c.reply, header: { i }, payload, fds: c.withFd ? [memfd] : [] });
-        const back = channel.receiveSync(10_000);    // as in the pause window: a blocking receive, no thread hop
+        const back = channel.receiveSync(guardMs(10_000));    // as in the pause window: a blocking receive, no thread hop
         const us = micros(t0);
         closeAll(back.fds);
         // The bench fails rather than report the time of a round trip that went wrong.

@@ -59,7 +59,8 @@ function parseOptions(argv: string[]): Options {
     cli: process.env.TSVMM_BENCH_CPR_CLI || (existsSync(bundle) ? bundle : join(repoRoot, 'dist', 'src', 'cli', 'main.js')),
     stateDir: SHM_DIR,
   };
-  let touched = process.env.TSVMM_BENCH_CPR_TOUCHED || 'all';
+  // In the rig a run takes ~20 s: the touched-RAM runs are left to native hosts unless asked for.
+  let touched = process.env.TSVMM_BENCH_CPR_TOUCHED || rigDefault('all', 'none');
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = () => argv[++i] ?? usage(`${a} needs a value`);

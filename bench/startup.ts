@@ -14,7 +14,7 @@ import { envInt } from './lib/env.js';
 import { median, summarize, type Summary } from './lib/stats.js';
 import { formatTable, round, type Cell } from './lib/table.js';
 import { removeScratch, scratchDir, writeResult } from './lib/output.js';
-import { benchWhere, rigDefault } from './lib/where.js';
+import { benchWhere, guardMs, rigDefault } from './lib/where.js';
 import { runTimed, expectStatus, type TimedRun } from './lib/spawn.js';
 import { runTsvmm, GUEST_EXIT_OK } from './lib/tsvmm.js';
 import { firstInstructionKernel, waitingKernel } from './startup/guests.js';
@@ -57,7 +57,7 @@ async function rssOf(command: string, args: string[]): Promise<RssSplit> {
   let sample: RssSplit | null = null;
   await runTimed(command, args, {
     whileRunning: async (pid, firstStdout) => {
-      const timeout = sleep(30_000).then(() => { throw new Error(`${command}: the guest wrote nothing within 30 s`); });
+      const timeout = sleep(guardMs(30_000)).then(() => { throw new Error(`${command}: the guest wrote nothing within ${guardMs(30_000) / 1000} s`); });
       await Promise.race([firstStdout, timeout]);
       await sleep(SETTLE_MS);
       sample = sampleRss(pid, RAM_BYTES);

@@ -26,6 +26,7 @@ import type { Cleanup } from './cleanup.js';
 import { readTicks, waitForTicks, medianInterval } from './ticks.js';
 import { Vmm, waitForPath } from './vmm.js';
 import { startupTrace } from './timeline.js';
+import { guardMs } from '../lib/where.js';
 
 export type FlowId = 'reboot-incoming' | 'reboot-cpr-load' | 'reboot-prestarted' | 'transfer';
 
@@ -99,7 +100,7 @@ export interface RunRecord {
   counter: number;
 }
 
-const STARTUP_MS = 30_000;
+const STARTUP_MS = guardMs(30_000);
 /** The new tsvmm prints its start-up marks (src/cli/startup-trace.ts); nothing else changes. */
 const TRACE = { TSVMM_TRACE_STARTUP: '1' };
 /** -mem-prealloc of 16 GiB on tmpfs takes a while the first time (the pages are allocated and zeroed). */
@@ -182,7 +183,7 @@ export async function runFlow(flow: FlowId, s: RunSetup): Promise<RunRecord> {
       const migrate = oq.send('migrate', { uri: `file:${state}` });
       ev['ctl.save-sent'] = migrate.sentUs;
       await migrate.reply;
-      const saved = await oq.waitEvent('MIGRATION', 60_000, e => e.data?.status === 'completed' || e.data?.status === 'failed');
+      const saved = await oq.waitEvent('MIGRATION', guardMs(60_000), e => e.data?.status === 'completed' || e.data?.status === 'failed');
       ev['ctl.save-done'] = saved.atUs;
       if (saved.data?.status !== 'completed') throw new Error(`migrate (cpr-reboot) failed: ${JSON.stringify(await oq.execute('query-migrate'))}`);
       const load = nq.send('migrate-incoming', { uri: `file:${state}` });
@@ -212,7 +213,7 @@ export async function runFlow(flow: FlowId, s: RunSetup): Promise<RunRecord> {
       ] });
       ev['ctl.save-sent'] = migrate.sentUs;
       await migrate.reply;
-      const done = await oq.waitEvent('MIGRATION', 60_000, e => e.data?.status === 'completed' || e.data?.status === 'failed');
+      const done = await oq.waitEvent('MIGRATION', guardMs(60_000), e => e.data?.status === 'completed' || e.data?.status === 'failed');
       ev['ctl.save-done'] = done.atUs;
       if (done.data?.status !== 'completed') throw new Error(`cpr-transfer failed: ${JSON.stringify(await oq.execute('query-migrate'))}`);
       ev['ctl.spawn'] = next.spawnUs;

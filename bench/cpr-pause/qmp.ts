@@ -4,6 +4,7 @@
 // the same axis as the VMMs' phase marks and the guest's debugcon stamps.
 import net from 'node:net';
 import { realtimeUs } from './clock.js';
+import { guardMs } from '../lib/where.js';
 
 export class QmpCommandError extends Error {
   constructor(readonly command: string, readonly errorClass: string, readonly desc: string) {
@@ -78,7 +79,7 @@ export class Qmp {
   }
 
   /** Connects to a listening QMP socket, reads the greeting and negotiates capabilities. */
-  static async connect(path: string, timeoutMs = 10_000): Promise<Qmp> {
+  static async connect(path: string, timeoutMs = guardMs(10_000)): Promise<Qmp> {
     const socket = net.createConnection(path);
     await new Promise<void>((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject); });
     const qmp = new Qmp(socket);

@@ -3,7 +3,7 @@
 // tsvmm debugcon stamps use, so "spawned at" and "the guest wrote at" can be subtracted.
 import { spawn } from 'node:child_process';
 import { clockNs, CLOCK_REALTIME } from '../../src/sys/libc.js';
-import { rigDefault } from './where.js';
+import { guardMs } from './where.js';
 
 export interface TimedRun {
   status: number | null;
@@ -41,7 +41,7 @@ export function runTimed(command: string, args: readonly string[], options: Time
     const spawnNs = realtimeNs();
     const child = spawn(command, [...args], { stdio: ['ignore', 'pipe', 'pipe'], env: options.env ?? process.env });
     // A hang guard: inside the rig a run of the exits bench takes minutes (an exit costs ~0.3 ms there).
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? rigDefault(120_000, 900_000));
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? guardMs(120_000));
     child.stdout.on('data', (d: Buffer) => {
       if (firstStdoutNs === null) { firstStdoutNs = realtimeNs(); gotStdout(); }
       stdout += d;

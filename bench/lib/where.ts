@@ -26,3 +26,8 @@ export function benchWhere(): BenchWhere {
 export function rigDefault<T>(native: T, inRig: T): T {
   return process.env.TSVMM_IN_RIG === '1' ? inRig : native;
 }
+
+/** A hang guard: `ms` natively, ten times that inside the rig (Node starts ~3-13 times slower there, exits cost more). */
+export function guardMs(ms: number): number {
+  return process.env.TSVMM_IN_RIG === '1' ? ms * 10 : ms;
+}
