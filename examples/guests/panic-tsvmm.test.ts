@@ -11,6 +11,7 @@ import { kvmMissing } from '../../kvm/test-guest.js';
 import { ExitStatus } from '../../src/machine/exit-status.js';
 import { buildGuest, toolchainUnavailable } from './build.js';
 import { debugExitStatus, qemuUnavailable, runQemu } from './qemu-runner.js';
+import { HANG_GUARD_MS } from '../../test/support/hang-guard.js';
 
 const toolchain = await toolchainUnavailable();
 const skip = kvmMissing() ?? toolchain;
@@ -44,9 +45,9 @@ testIf(test, skip, 'panic guest: a QMP client hears GUEST_PANICKED {action: powe
   const vm = await startVm(['-m', '64M', '-device', 'isa-debug-exit', '-device', 'pvpanic', '-kernel', guest.path, '-serial', 'null', '-S'], { dir, name: 'panic' });
   try {
     await vm.qmp.execute('cont');
-    const panicked = await vm.qmp.waitEvent('GUEST_PANICKED', 10_000);
+    const panicked = await vm.qmp.waitEvent('GUEST_PANICKED', HANG_GUARD_MS);
     assert.equal(panicked.data, { action: 'poweroff' });
-    const shutdown = await vm.qmp.waitEvent('SHUTDOWN', 10_000);
+    const shutdown = await vm.qmp.waitEvent('SHUTDOWN', HANG_GUARD_MS);
     assert.equal(shutdown.data, { guest: true, reason: 'guest-panic' });
     assert.is(await vm.exited, 126, vm.stderr);
   } finally {
@@ -67,8 +68,8 @@ async function panicVm(args: string[]): Promise<{ vm: VmProcess; dir: string }> 
 testIf(test, skip, 'panic guest: -action panic=pause stops the VM in guest-panicked; cont needs a reset first, after which it boots again', async () => {
   const { vm, dir } = await panicVm(['-action', 'panic=pause']);
   try {
-    assert.equal((await vm.qmp.waitEvent('GUEST_PANICKED', 10_000)).data, { action: 'pause' });
-    await vm.qmp.waitEvent('STOP', 10_000);
+    assert.equal((await vm.qmp.waitEvent('GUEST_PANICKED', HANG_GUARD_MS)).data, { action: 'pause' });
+    await vm.qmp.waitEvent('STOP', HANG_GUARD_MS);
     assert.equal(await vm.qmp.execute('query-status'), { running: false, status: 'guest-panicked' });
     const refused = await vm.qmp.execute('cont').catch(e => e);
     assert.instance(refused, QmpClientError);
@@ -78,7 +79,7 @@ testIf(test, skip, 'panic guest: -action panic=pause stops the VM in guest-panic
     await vm.qmp.execute('cont');
     // It boots again and panics again: a second GUEST_PANICKED.
     const panics = () => vm.qmp.events.filter(e => e.event === 'GUEST_PANICKED');
-    await vm.qmp.waitEvent('GUEST_PANICKED', 10_000, e => panics().indexOf(e) === 1);
+    await vm.qmp.waitEvent('GUEST_PANICKED', HANG_GUARD_MS, e => panics().indexOf(e) === 1);
     assert.equal(panics()[1].data, { action: 'pause' });
     await vm.qmp.execute('quit');
     assert.is(await vm.exited, 0);
@@ -91,7 +92,7 @@ testIf(test, skip, 'panic guest: -action panic=pause stops the VM in guest-panic
 testIf(test, skip, 'panic guest: -action panic=none only reports it (GUEST_PANICKED run) and the guest goes on to its own exit', async () => {
   const { vm, dir } = await panicVm(['-action', 'panic=none']);
   try {
-    assert.equal((await vm.qmp.waitEvent('GUEST_PANICKED', 10_000)).data, { action: 'run' });
+    assert.equal((await vm.qmp.waitEvent('GUEST_PANICKED', HANG_GUARD_MS)).data, { action: 'run' });
     assert.is(await vm.exited, debugExitStatus(STILL_RUNNING), vm.stderr);
   } finally {
     await vm.dispose();
@@ -102,8 +103,8 @@ testIf(test, skip, 'panic guest: -action panic=none only reports it (GUEST_PANIC
 testIf(test, skip, 'panic guest: -action panic=shutdown powers off (status 0); with -no-shutdown the VM stops in shutdown instead', async () => {
   const plain = await panicVm(['-action', 'panic=shutdown']);
   try {
-    assert.equal((await plain.vm.qmp.waitEvent('GUEST_PANICKED', 10_000)).data, { action: 'poweroff' });
-    assert.equal((await plain.vm.qmp.waitEvent('SHUTDOWN', 10_000)).data, { guest: true, reason: 'guest-panic' });
+    assert.equal((await plain.vm.qmp.waitEvent('GUEST_PANICKED', HANG_GUARD_MS)).data, { action: 'poweroff' });
+    assert.equal((await plain.vm.qmp.waitEvent('SHUTDOWN', HANG_GUARD_MS)).data, { guest: true, reason: 'guest-panic' });
     assert.is(await plain.vm.exited, 0);
   } finally {
     await plain.vm.dispose();
@@ -111,8 +112,8 @@ testIf(test, skip, 'panic guest: -action panic=shutdown powers off (status 0); w
   }
   const kept = await panicVm(['-action', 'panic=shutdown', '-no-shutdown']);
   try {
-    assert.equal((await kept.vm.qmp.waitEvent('SHUTDOWN', 10_000)).data, { guest: true, reason: 'guest-panic' });
-    await kept.vm.qmp.waitEvent('STOP', 10_000);
+    assert.equal((await kept.vm.qmp.waitEvent('SHUTDOWN', HANG_GUARD_MS)).data, { guest: true, reason: 'guest-panic' });
+    await kept.vm.qmp.waitEvent('STOP', HANG_GUARD_MS);
     assert.equal(await kept.vm.qmp.execute('query-status'), { running: false, status: 'shutdown' });
     assert.is(kept.vm.child.exitCode, null, 'tsvmm is still there');
     await kept.vm.qmp.execute('quit');

@@ -10,6 +10,7 @@ import { QmpClientError } from '../../test/support/qmp-client.js';
 import { kvmMissing } from '../../kvm/test-guest.js';
 import { ACPI_PM_DEFAULT_BASE, PM1_CNT_OFFSET, PM1_EVT_OFFSET, SLP_TYP_S3 } from '../../devices/acpi-pm.js';
 import { buildGuest, toolchainUnavailable, writeGuestVariant } from './build.js';
+import { HANG_GUARD_MS } from '../../test/support/hang-guard.js';
 
 const skip = kvmMissing() ?? await toolchainUnavailable();
 const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
@@ -48,7 +49,7 @@ async function bootAndSuspend(dir: string, image: string): Promise<VmProcess> {
     '-m', '64M', '-S', '-device', 'isa-debug-exit', '-device', `loader,file=${image},addr=0x7c00,mode=real`, '--timeout', '60',
   ], { dir, name: 's3' });
   await vm.qmp.execute('cont');
-  await vm.qmp.waitEvent('SUSPEND', 30_000);
+  await vm.qmp.waitEvent('SUSPEND', HANG_GUARD_MS);
   assert.match(vm.stdout, TABLES_LINE);
   assert.match(vm.stdout, /^S3: suspending$/m);
   assert.equal(await vm.qmp.execute('query-status'), { running: false, status: 'suspended' });
@@ -58,7 +59,7 @@ async function bootAndSuspend(dir: string, image: string): Promise<VmProcess> {
 /** The exit status, with the guest's output when it is not the expected one. */
 async function expectExit(vm: VmProcess, status: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<'timeout'>(resolve => { timer = setTimeout(() => resolve('timeout'), 30_000); });
+  const timeout = new Promise<'timeout'>(resolve => { timer = setTimeout(() => resolve('timeout'), HANG_GUARD_MS); });
   const code = await Promise.race([vm.exited, timeout]);
   clearTimeout(timer);
   assert.is(code, status, `exit status; stdout:\n${vm.stdout}\nstderr:\n${vm.stderr}`);
@@ -86,7 +87,7 @@ testIf(test, skip, 's3: the guest suspends and stays stopped; system_wakeup resu
       assert.is((e as QmpClientError).errorClass, 'GenericError');
     }
     assert.equal(await vm.qmp.execute('system_wakeup'), {});
-    await vm.qmp.waitEvent('WAKEUP', 10_000);
+    await vm.qmp.waitEvent('WAKEUP', HANG_GUARD_MS);
     await expectExit(vm, EXIT_WOKE);
     assert.match(vm.stdout, /^S3: woke in real mode at the waking vector$/m);
     assert.match(vm.stdout, /^S3: woke, marker intact$/m);
@@ -108,7 +109,7 @@ testIf(test, skip, 's3: system_powerdown while suspended wakes the guest at its 
   try {
     vm = await bootAndSuspend(dir, await s3Image());
     assert.equal(await vm.qmp.execute('system_powerdown'), {});
-    await vm.qmp.waitEvent('WAKEUP', 10_000);
+    await vm.qmp.waitEvent('WAKEUP', HANG_GUARD_MS);
     await expectExit(vm, EXIT_WOKE_PWRBTN);
     assert.match(vm.stdout, /^S3: woke, marker intact$/m);
     assert.match(vm.stdout, /^S3: WAK_STS set$/m);
@@ -128,7 +129,7 @@ testIf(test, skip, 's3: a guest that left the waking vector 0 boots again from t
     vm = await bootAndSuspend(dir, await s3Image(false));
     assert.match(vm.stdout, /^S3: waking vector 0x00000000$/m);
     await vm.qmp.execute('system_wakeup');
-    await vm.qmp.waitEvent('WAKEUP', 10_000);
+    await vm.qmp.waitEvent('WAKEUP', HANG_GUARD_MS);
     await expectExit(vm, EXIT_BOOTED_AGAIN);
     assert.match(vm.stdout, /^S3: booted again from the start, marker 0x00000001$/m);
     assert.not.match(vm.stdout, /S3: woke|FAIL/);

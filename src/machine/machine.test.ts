@@ -5,6 +5,7 @@ import * as assert from 'uvu/assert';
 import { testIf } from '../../test/support/skip.js';
 import { assembleFlat } from '../../test/support/asm.js';
 import { runTsvmm } from '../../test/support/tsvmm.js';
+import { waitFor } from '../../test/support/hang-guard.js';
 import { kvmMissing } from '../../kvm/test-guest.js';
 import { buildGuest, toolchainUnavailable, COUNTER_STATE_ADDR } from '../../examples/guests/build.js';
 import { Machine } from './machine.js';
@@ -27,16 +28,14 @@ testIf(test, skip, 'machine: pause parks every vCPU (the counter stops), resume 
   const count = () => ram.readU64(COUNTER_STATE_ADDR);
   try {
     // The guest's first tick comes after its set-up; on a busy host that can take a while.
-    for (let waited = 0; count() === 0n && waited < 10_000; waited += 50) await sleep(50);
-    assert.ok(count() > 0n, 'the counter guest ticks');
+    await waitFor(() => count() > 0n, 'the counter guest ticks');
     await machine.pause();
     assert.is(machine.runState, 'paused');
     const paused = count();
     await sleep(200);
     assert.is(count(), paused, 'no tick while paused');
     machine.resume();
-    for (let waited = 0; count() === paused && waited < 10_000; waited += 50) await sleep(50);
-    assert.ok(count() > paused, 'ticks again after resume');
+    await waitFor(() => count() > paused, 'ticks again after resume');
   } finally {
     assert.is(await machine.finish(0), 0);
   }
@@ -50,9 +49,8 @@ testIf(test, skip, 'machine: a machine started with -S does not run until resume
     await sleep(200);
     assert.is(machine.guestMemory.readU64(COUNTER_STATE_ADDR), 0n);
     machine.resume();
-    // How soon the first tick comes depends on the machine: wait for it (10 s is only a hang guard).
-    for (let waited = 0; machine.guestMemory.readU64(COUNTER_STATE_ADDR) === 0n && waited < 10_000; waited += 50) await sleep(50);
-    assert.ok(machine.guestMemory.readU64(COUNTER_STATE_ADDR) > 0n, 'the counter guest ticks once resumed');
+    // How soon the first tick comes depends on the machine: wait for it.
+    await waitFor(() => machine.guestMemory.readU64(COUNTER_STATE_ADDR) > 0n, 'the counter guest ticks once resumed');
   } finally {
     await machine.finish(0);
   }
