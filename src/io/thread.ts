@@ -41,6 +41,17 @@ export class IoThread {
     return new IoThread(control, { ...init, control: control.buffer, controlFd: control.wakeFd }, onEvent, onCrash);
   }
 
+  /**
+   * Resolves once a thread started paused has built its devices and parked: from then on a guest's first kick is
+   * served at once. (A Node worker takes seconds to start on a slow machine; a guest that ran meanwhile saw its
+   * first virtio request wait that long.) Throws if the thread does not get there within `timeoutMs`.
+   */
+  async ready(timeoutMs: number): Promise<void> {
+    if (!(await this.control.waitParked(timeoutMs))) {
+      throw new Error(`the I/O thread did not start within ${Math.round(timeoutMs / 1000)} s`);
+    }
+  }
+
   get state(): IoThreadState {
     return this.control.state;
   }

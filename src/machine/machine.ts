@@ -41,6 +41,9 @@ import { MsiRouter } from './msi-router.js';
 import { IoEventRegistry } from './ioevent-registry.js';
 import { planVirtioDevices, checkDriveImages, type ConsoleInput } from './virtio-plan.js';
 import { IoThread } from '../io/thread.js';
+
+/** How long Machine.create waits for the I/O thread to start: far above a loaded nested-KVM machine's seconds. */
+const IO_THREAD_START_GUARD_MS = 300_000;
 import type { IoThreadEvent } from '../io/messages.js';
 import type { PciBus } from '../../devices/pci/bus.js';
 import { queryPci, type PciInfo } from '../qmp/pci-query.js';
@@ -263,7 +266,11 @@ export class Machine {
       machine.devices = entries.map(e => instantiate(e, arena, env));
       machine.resetDevices('power-on');
       machine.spawnWorkers();
-      if (machine.devices.some(d => d.ioWatches)) machine.spawnIoThread();
+      if (machine.devices.some(d => d.ioWatches)) {
+        machine.spawnIoThread();
+        // The guest runs only once its device backends can serve it. A hang guard, not a budget.
+        await machine.ioThread!.ready(IO_THREAD_START_GUARD_MS);
+      }
       return machine;
     } catch (e) {
       for (const undo of cleanup.reverse()) {
