@@ -36,7 +36,7 @@
 #define DEFAULT_MMIO_BASE 0xc0000000u        /* the PCI hole of QEMU's pc with < 3 GiB RAM, and of tsvmm */
 #define MMIO_LIMIT        0xfec00000u        /* IOAPIC, HPET, LAPIC and the BIOS above */
 #define ECAM_SIZE         0x10000000u        /* 256 buses x 1 MiB */
-#define REQUEST_MS 2000                      /* bound on any one request */
+#define REQUEST_MS 20000                     /* bound on any one request: a hang guard far above a loaded nested-KVM host */
 
 static struct pci_function functions[PCI_MAX_FOUND];
 static unsigned first_failure;
