@@ -95,7 +95,16 @@ export function restoreVcpuState(v: Vcpu, s: VcpuState, { cpuid = true }: Restor
   v.setRegs(s.regs);
 
   // 5. Special registers: also restores the APIC base MSR, which KVM_SET_LAPIC needs in place (6).
-  v.setSregs(s.sregs);
+  try {
+    v.setSregs(s.sregs);
+  } catch (e) {
+    if (!isErrno(e, Errno.EINVAL)) throw e;
+    // KVM checks these against each other and against the CPUID set in step 1: name them, so the refusal says why.
+    const r = s.sregs;
+    const big = (n: bigint) => `0x${n.toString(16)}`;
+    throw new VcpuStateError(v.id, `KVM refused the special registers (EINVAL): cr0=${big(r.cr0)} cr3=${big(r.cr3)} `
+      + `cr4=${big(r.cr4)} efer=${big(r.efer)} apic_base=${big(r.apicBase)} cs=${hex(r.cs.selector)} l=${r.cs.l} db=${r.cs.db}`);
+  }
 
   // 6. FPU/SSE/AVX state. The XSAVE area contains the legacy FXSAVE image kvm_fpu describes, so with XSAVE the
   //    FPU is set through it alone; KVM_SET_FPU is the fallback for KVM without KVM_CAP_XSAVE.
