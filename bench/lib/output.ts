@@ -1,5 +1,5 @@
 // Where benchmark results go: <repo>/build/bench/<name>.json, with enough about the host to read them later.
-import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { repoRoot } from '../../test/support/cc.js';
@@ -21,7 +21,6 @@ export function removeScratch(dir: string): void {
 
 /** The host facts that change what a number means. */
 export function hostInfo(): Record<string, unknown> {
-  const pvm = existsSync('/sys/module/kvm_pvm');
   const where = benchWhere();
   return {
     where: where.rig ? 'rig (nested KVM under QEMU TCG: read the ratios, not the times)' : 'native',
@@ -30,7 +29,7 @@ export function hostInfo(): Record<string, unknown> {
     cpu: cpus()[0]?.model ?? 'unknown',
     cores: cpus().length,
     memoryGiB: Math.round(totalmem() / 2 ** 30),
-    kvmBackend: pvm ? 'pvm (guest code runs in KVM\'s instruction emulator)' : where.kvm ?? 'unknown',
+    kvmBackend: where.kvm === 'pvm' ? 'pvm (guest code runs in KVM\'s instruction emulator)' : where.kvm ?? 'unknown',
   };
 }
 

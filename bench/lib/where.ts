@@ -13,8 +13,10 @@ export interface BenchWhere {
   line: string;
 }
 
+const isRig = (): boolean => process.env.TSVMM_IN_RIG === '1';
+
 export function benchWhere(): BenchWhere {
-  const rig = process.env.TSVMM_IN_RIG === '1';
+  const rig = isRig();
   const kvm = kvmBackend();
   const line = rig
     ? `where: [rig] nested KVM (${kvm ?? 'none'}) under QEMU TCG (test/rig/): absolute times are the emulator's; read the ratios, measured side by side in this run`
@@ -24,10 +26,10 @@ export function benchWhere(): BenchWhere {
 
 /** A bench's default for a knob, smaller inside the rig where the same work takes many times longer. */
 export function rigDefault<T>(native: T, inRig: T): T {
-  return process.env.TSVMM_IN_RIG === '1' ? inRig : native;
+  return isRig() ? inRig : native;
 }
 
-/** A hang guard: `ms` natively, ten times that inside the rig (Node starts ~3-13 times slower there, exits cost more). */
+/** A hang guard: `ms` natively, ten times that inside the rig (Node starts many times slower there, exits cost more). */
 export function guardMs(ms: number): number {
-  return process.env.TSVMM_IN_RIG === '1' ? ms * 10 : ms;
+  return isRig() ? ms * 10 : ms;
 }

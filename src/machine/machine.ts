@@ -41,13 +41,13 @@ import { MsiRouter } from './msi-router.js';
 import { IoEventRegistry } from './ioevent-registry.js';
 import { planVirtioDevices, checkDriveImages, type ConsoleInput } from './virtio-plan.js';
 import { IoThread } from '../io/thread.js';
-
-/** How long Machine.create waits for the I/O thread to start: far above a loaded nested-KVM machine's seconds. */
-const IO_THREAD_START_GUARD_MS = 300_000;
 import type { IoThreadEvent } from '../io/messages.js';
 import type { PciBus } from '../../devices/pci/bus.js';
 import { queryPci, type PciInfo } from '../qmp/pci-query.js';
 import { vcpuStateDescriptor, type VcpuRecord } from '../../cpr/machine-state/vcpu.js';
+
+/** How long Machine.create waits for the I/O thread to start: far above a loaded nested-KVM machine's seconds. */
+const IO_THREAD_START_GUARD_MS = 300_000;
 
 /** KVM's real-mode helpers for VMX hosts, placed where QEMU puts them: just below the BIOS at 4 GiB. */
 const IDENTITY_MAP_ADDR = 0xfeffc000;
