@@ -46,11 +46,24 @@ export interface BlkCase {
 }
 
 /** One COM1 line: when its first byte and its newline arrived (process.hrtime, ns). */
-interface StampedLine { text: string; firstNs: bigint; endNs: bigint }
+interface StampedLine {
+  text: string;
+  firstNs: bigint;
+  endNs: bigint;
+}
 
-export interface PhaseResult { name: string; requests: number; seconds: number; iops: number }
+export interface PhaseResult {
+  name: string;
+  requests: number;
+  seconds: number;
+  iops: number;
+}
 
-export interface BlkRun { phases: PhaseResult[]; wallMs: number; header: string }
+export interface BlkRun {
+  phases: PhaseResult[];
+  wallMs: number;
+  header: string;
+}
 
 /** A raw image of `blocks` 4 KiB blocks, block b stamped with b (u32 LE) in its first 4 bytes, as the guest checks. */
 export function writeStampedImage(path: string, blocks: number): void {
@@ -115,7 +128,10 @@ export function phaseTimings(lines: readonly StampedLine[]): PhaseResult[] {
     if (!l.text.startsWith(GUEST_PREFIX)) continue;
     const rest = l.text.slice(GUEST_PREFIX.length);
     const s = /^phase (\S+ qd\d+) start$/.exec(rest);
-    if (s) { start = { name: s[1], endNs: l.endNs }; continue; }
+    if (s) {
+      start = { name: s[1], endNs: l.endNs };
+      continue;
+    }
     const d = /^phase (\S+ qd\d+) done (\d+) requests (\d+) errors$/.exec(rest);
     if (d) {
       if (!start || start.name !== d[1]) throw new Error(`guest: "${rest}" without its start line`);
@@ -130,11 +146,28 @@ export function phaseTimings(lines: readonly StampedLine[]): PhaseResult[] {
 }
 
 /** The command line for one run: the same guest, disk and device options under either VMM. */
-export function blkCommand(c: BlkCase, o: { kernel: string; disk: string; append: string; tsvmmCli: string }): string[] {
+export function blkCommand(
+  c: BlkCase,
+  o: { kernel: string; disk: string; append: string; tsvmmCli: string },
+): string[] {
   const drive = `file=${o.disk},if=none,id=d0,format=raw${c.cache ? `,cache=${c.cache}` : ''}`;
-  const common = ['-m', RAM, '-no-reboot', '-serial', 'stdio', '-device', 'isa-debug-exit,iobase=0xf4,iosize=4',
-    '-kernel', o.kernel, '-append', o.append, '-drive', drive,
-    '-device', `virtio-blk-pci,drive=d0,disable-legacy=on${c.ioeventfd === false ? ',ioeventfd=off' : ''}`];
+  const common = [
+    '-m',
+    RAM,
+    '-no-reboot',
+    '-serial',
+    'stdio',
+    '-device',
+    'isa-debug-exit,iobase=0xf4,iosize=4',
+    '-kernel',
+    o.kernel,
+    '-append',
+    o.append,
+    '-drive',
+    drive,
+    '-device',
+    `virtio-blk-pci,drive=d0,disable-legacy=on${c.ioeventfd === false ? ',ioeventfd=off' : ''}`,
+  ];
   return c.vmm === 'qemu'
     ? [QEMU_BINARY, '-accel', qemuAccel(), '-M', 'pc', '-nodefaults', '-display', 'none', ...common]
     : [process.execPath, o.tsvmmCli, 'run', ...common, '--timeout', String(RUN_TIMEOUT_S)];
@@ -149,23 +182,34 @@ export function runBlk(argv: readonly string[]): Promise<BlkRun> {
     let stderr = '';
     child.stdout.setEncoding('latin1');
     child.stdout.on('data', (d: string) => stamper.push(d, process.hrtime.bigint()));
-    child.stderr.on('data', d => { stderr += d; });
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
     const timer = setTimeout(() => child.kill('SIGKILL'), (RUN_TIMEOUT_S + 30) * 1000);
-    child.on('error', e => { clearTimeout(timer); reject(e); });
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
     child.on('close', (status, signal) => {
       clearTimeout(timer);
       const wallMs = Number(process.hrtime.bigint() - started) / 1e6;
-      const serial = stamper.lines.map(l => l.text).join('\n');
-      const why = (what: string) => new Error(`${argv[0] === process.execPath ? 'tsvmm' : 'qemu'}: ${what}\n` +
-        `command: ${argv.join(' ')}\n--- COM1 ---\n${serial}\n--- stderr ---\n${stderr.trim()}`);
-      if (status !== GUEST_EXIT_OK || !stamper.lines.some(l => l.text === `${GUEST_PREFIX}all ok`)) {
+      const serial = stamper.lines.map((l) => l.text).join('\n');
+      const why = (what: string) =>
+        new Error(
+          `${argv[0] === process.execPath ? 'tsvmm' : 'qemu'}: ${what}\n` +
+            `command: ${argv.join(' ')}\n--- COM1 ---\n${serial}\n--- stderr ---\n${stderr.trim()}`,
+        );
+      if (status !== GUEST_EXIT_OK || !stamper.lines.some((l) => l.text === `${GUEST_PREFIX}all ok`)) {
         reject(why(`exit status ${status ?? signal}, expected ${GUEST_EXIT_OK} and "${GUEST_PREFIX}all ok"`));
         return;
       }
       try {
         const phases = phaseTimings(stamper.lines);
-        if (phases.length !== PHASES.length) throw new Error(`${phases.length} phases timed, expected ${PHASES.length}`);
-        const header = stamper.lines.find(l => l.text.startsWith(`${GUEST_PREFIX}capacity `))?.text.slice(GUEST_PREFIX.length) ?? '';
+        if (phases.length !== PHASES.length)
+          throw new Error(`${phases.length} phases timed, expected ${PHASES.length}`);
+        const header =
+          stamper.lines.find((l) => l.text.startsWith(`${GUEST_PREFIX}capacity `))?.text.slice(GUEST_PREFIX.length) ??
+          '';
         resolve({ phases, wallMs, header });
       } catch (e) {
         reject(why((e as Error).message));
@@ -188,9 +232,15 @@ interface Measured {
 }
 
 /** Runs every case `rounds` times, interleaved (one run of each per round) so drift on a shared host hits all. */
-async function measure(cases: BlkCase[], rounds: number, disk: string, blocks: number,
-                       command: (c: BlkCase) => string[], log: (line: string) => void): Promise<Measured> {
-  const runs = new Map<string, BlkRun[]>(cases.map(c => [c.label, []]));
+async function measure(
+  cases: BlkCase[],
+  rounds: number,
+  disk: string,
+  blocks: number,
+  command: (c: BlkCase) => string[],
+  log: (line: string) => void,
+): Promise<Measured> {
+  const runs = new Map<string, BlkRun[]>(cases.map((c) => [c.label, []]));
   const failures = new Map<string, string>();
   for (let round = 0; round < rounds; round++) {
     for (const c of cases) {
@@ -200,11 +250,13 @@ async function measure(cases: BlkCase[], rounds: number, disk: string, blocks: n
         const bad = firstBadStamp(disk, blocks);
         if (bad !== null) throw new Error(`after the run, block ${bad}'s stamp is wrong (a write went astray)`);
         runs.get(c.label)!.push(r);
-        log(`${c.label} run ${round + 1}/${rounds}: ${r.phases.map(p => `${p.name} ${Math.round(p.iops)}`).join(', ')} IOPS (${(r.wallMs / 1000).toFixed(1)} s)`);
+        log(
+          `${c.label} run ${round + 1}/${rounds}: ${r.phases.map((p) => `${p.name} ${Math.round(p.iops)}`).join(', ')} IOPS (${(r.wallMs / 1000).toFixed(1)} s)`,
+        );
       } catch (e) {
         failures.set(c.label, (e as Error).message);
         log(`${c.label} failed: ${(e as Error).message}`);
-        writeStampedImage(disk, blocks);     // whatever it did, the next case starts from the prepared image
+        writeStampedImage(disk, blocks); // whatever it did, the next case starts from the prepared image
       }
     }
   }
@@ -217,20 +269,31 @@ const RATIO_BASE = 'QEMU writeback';
 function report(m: Measured, phaseNames: readonly string[], title: string) {
   const iops = (label: string, i: number): Summary | null => {
     const rs = m.runs.get(label) ?? [];
-    return rs.length ? summarize(rs.map(r => r.phases[i].iops)) : null;
+    return rs.length ? summarize(rs.map((r) => r.phases[i].iops)) : null;
   };
   const rows: Cell[][] = phaseNames.map((name, i) => {
     const t = iops('tsvmm', i);
     const q = iops(RATIO_BASE, i);
-    return [name, ...m.cases.map(c => iops(c.label, i)?.median ?? null).map(v => (v === null ? null : round(v))),
-      t && q ? round(t.median / q.median) : null, t ? round(1e6 / t.median) : null, q ? round(1e6 / q.median) : null];
+    return [
+      name,
+      ...m.cases.map((c) => iops(c.label, i)?.median ?? null).map((v) => (v === null ? null : round(v))),
+      t && q ? round(t.median / q.median) : null,
+      t ? round(1e6 / t.median) : null,
+      q ? round(1e6 / q.median) : null,
+    ];
   });
-  const header = ['phase (4 KiB)', ...m.cases.map(c => `${c.label} IOPS`), `tsvmm/${RATIO_BASE}`, 'tsvmm µs/req', 'QEMU wb µs/req'];
-  const json = m.cases.map(c => ({
+  const header = [
+    'phase (4 KiB)',
+    ...m.cases.map((c) => `${c.label} IOPS`),
+    `tsvmm/${RATIO_BASE}`,
+    'tsvmm µs/req',
+    'QEMU wb µs/req',
+  ];
+  const json = m.cases.map((c) => ({
     ...c,
     failure: m.failures.get(c.label) ?? null,
     phases: phaseNames.map((name, i) => ({ name, iops: iops(c.label, i) })),
-    wallMs: (m.runs.get(c.label) ?? []).map(r => r.wallMs),
+    wallMs: (m.runs.get(c.label) ?? []).map((r) => r.wallMs),
   }));
   return { table: formatTable(title, header, rows), json };
 }
@@ -256,10 +319,12 @@ export async function benchBlk(): Promise<void> {
   const bundle = join(repoRoot, 'dist', 'tsvmm.mjs');
   const tsvmmCli = process.env.TSVMM_BENCH_BLK_CLI || (existsSync(bundle) ? bundle : cliPath);
   const t0 = performance.now();
-  const log = (line: string) => process.stderr.write(`bench/blk [${((performance.now() - t0) / 1000).toFixed(1)} s]: ${line}\n`);
+  const log = (line: string) =>
+    process.stderr.write(`bench/blk [${((performance.now() - t0) / 1000).toFixed(1)} s]: ${line}\n`);
 
   const guest = await buildGuest('virtio-blk-bench');
-  const imageDir = process.env.TSVMM_BENCH_BLK_DIR || (existsSync(DEFAULT_IMAGE_DIR) ? DEFAULT_IMAGE_DIR : scratchDir('blk'));
+  const imageDir =
+    process.env.TSVMM_BENCH_BLK_DIR || (existsSync(DEFAULT_IMAGE_DIR) ? DEFAULT_IMAGE_DIR : scratchDir('blk'));
   const disk = join(imageDir, `tsvmm-bench-blk-${process.pid}.img`);
   const blocks = MIB * 256;
   const append = `count=${COUNT} qd=${QD}`;
@@ -268,31 +333,48 @@ export async function benchBlk(): Promise<void> {
   const noDirect = noQemu ?? directIoRefused(imageDir);
   if (!noQemu && noDirect) log(`QEMU cache=none column skipped: ${noDirect}`);
   const cases: BlkCase[] = [
-    ...(noQemu ? [] : [{ label: RATIO_BASE, vmm: 'qemu', cache: 'writeback' }] as BlkCase[]),
-    ...(noDirect ? [] : [{ label: 'QEMU cache=none', vmm: 'qemu', cache: 'none' }] as BlkCase[]),
+    ...(noQemu ? [] : ([{ label: RATIO_BASE, vmm: 'qemu', cache: 'writeback' }] as BlkCase[])),
+    ...(noDirect ? [] : ([{ label: 'QEMU cache=none', vmm: 'qemu', cache: 'none' }] as BlkCase[])),
     { label: 'tsvmm', vmm: 'tsvmm' },
     { label: 'tsvmm ioeventfd=off', vmm: 'tsvmm', ioeventfd: false },
   ];
   let measured: Measured;
   try {
     writeStampedImage(disk, blocks);
-    measured = await measure(cases, RUNS, disk, blocks, c => blkCommand(c, { kernel: guest.path, disk, append, tsvmmCli }), log);
+    measured = await measure(
+      cases,
+      RUNS,
+      disk,
+      blocks,
+      (c) => blkCommand(c, { kernel: guest.path, disk, append, tsvmmCli }),
+      log,
+    );
   } finally {
     rmSync(disk, { force: true });
     removeScratch(join(benchOutputDir, 'tmp', `blk-${process.pid}`));
   }
 
-  const first = cases.map(c => measured.runs.get(c.label)![0]).find(r => r);
-  const phaseNames = first ? first.phases.map(p => p.name) : PHASES.map(p => p.replace('qdN', `qd${QD}`));
-  const title = `virtio-blk, ${COUNT} requests per phase, ${MIB} MiB disk in ${imageDir}, median of ${RUNS} runs ` +
+  const first = cases.map((c) => measured.runs.get(c.label)![0]).find((r) => r);
+  const phaseNames = first ? first.phases.map((p) => p.name) : PHASES.map((p) => p.replace('qdN', `qd${QD}`));
+  const title =
+    `virtio-blk, ${COUNT} requests per phase, ${MIB} MiB disk in ${imageDir}, median of ${RUNS} runs ` +
     `(QEMU: ${noQemu ? 'not run' : `-accel ${qemuAccel()}`}; the guest polls, no interrupts)`;
   const { table, json } = report(measured, phaseNames, title);
   process.stdout.write(`${table}\n`);
   if (first) process.stdout.write(`guest: ${first.header}\n`);
-  for (const [label, message] of measured.failures) process.stdout.write(`${label}: FAILED (${message.split('\n')[0]})\n`);
+  for (const [label, message] of measured.failures)
+    process.stdout.write(`${label}: FAILED (${message.split('\n')[0]})\n`);
   const path = writeResult('blk', {
-    requestsPerPhase: COUNT, runs: RUNS, diskMiB: MIB, imageDir, depth: QD, qemuAccel: noQemu ? null : qemuAccel(), tsvmmCli,
-    guest: first?.header ?? null, cases: json, table,
+    requestsPerPhase: COUNT,
+    runs: RUNS,
+    diskMiB: MIB,
+    imageDir,
+    depth: QD,
+    qemuAccel: noQemu ? null : qemuAccel(),
+    tsvmmCli,
+    guest: first?.header ?? null,
+    cases: json,
+    table,
   });
   log(`wrote ${path}`);
   if (measured.failures.size) process.exitCode = 1;

@@ -33,10 +33,22 @@ const HELLO_LINE = 'Hello from tsvmm guest';
 const GUEST_EXIT_OK = 1;
 const BOOT_TIMEOUT_S = 120;
 /** tsvmm's start-up marks, in order (src/cli/main.ts). */
-const TSVMM_MARKS = ['node-origin', 'main', 'threads-started', 'configured', 'modules-loaded', 'machine-created', 'running'] as const;
+const TSVMM_MARKS = [
+  'node-origin',
+  'main',
+  'threads-started',
+  'configured',
+  'modules-loaded',
+  'machine-created',
+  'running',
+] as const;
 
 type Vmm = 'tsvmm' | 'qemu';
-interface Command { command: string; args: string[]; env?: NodeJS.ProcessEnv }
+interface Command {
+  command: string;
+  args: string[];
+  env?: NodeJS.ProcessEnv;
+}
 
 /** One Linux boot's times, ms from spawn (absent: not observed in this kind of run). */
 interface LinuxSample {
@@ -50,26 +62,34 @@ interface LinuxSample {
   marks?: Record<string, number>;
 }
 
-const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function failRun(what: string, run: WatchedRun, why: string): never {
-  throw new Error(`${what}: ${why} (status ${run.status ?? run.signal}${run.timedOut ? ', timed out' : ''})\n` +
-    `--- stdout (first 1500 bytes) ---\n${run.stdout.slice(0, 1500)}\n--- stderr ---\n${run.stderr.slice(-1500)}`);
+  throw new Error(
+    `${what}: ${why} (status ${run.status ?? run.signal}${run.timedOut ? ', timed out' : ''})\n` +
+      `--- stdout (first 1500 bytes) ---\n${run.stdout.slice(0, 1500)}\n--- stderr ---\n${run.stderr.slice(-1500)}`,
+  );
 }
 
 export async function benchBoot(): Promise<void> {
   const RUNS = envInt('TSVMM_BENCH_BOOT_RUNS', rigDefault(5, 3));
   const dir = scratchDir('boot');
   const t0 = performance.now();
-  const log = (line: string) => process.stderr.write(`bench/boot [${((performance.now() - t0) / 1000).toFixed(1)} s]: ${line}\n`);
+  const log = (line: string) =>
+    process.stderr.write(`bench/boot [${((performance.now() - t0) / 1000).toFixed(1)} s]: ${line}\n`);
 
   const kvm = kvmMissing();
   if (kvm) throw new Error(`bench/boot needs KVM: ${kvm}`);
   const pvm = kvmIsPvm();
-  const qemuMissing = qemuUnavailable() ?? (qemuAccel() === 'kvm' ? null : '/dev/kvm is not usable by QEMU (it would run TCG)');
+  const qemuMissing =
+    qemuUnavailable() ?? (qemuAccel() === 'kvm' ? null : '/dev/kvm is not usable by QEMU (it would run TCG)');
   const found = debianKernel();
   const busybox = findBusybox();
-  const initSkipped = pvm ? PVM_NO_USER_SPACE : busybox === null ? 'no static busybox (apt-get install busybox-static) for the initramfs' : null;
+  const initSkipped = pvm
+    ? PVM_NO_USER_SPACE
+    : busybox === null
+      ? 'no static busybox (apt-get install busybox-static) for the initramfs'
+      : null;
   if (qemuMissing) log(`QEMU skipped: ${qemuMissing}`);
   if (found.reason) log(`Linux skipped: ${found.reason}`);
   if (initSkipped) log(`init skipped: ${initSkipped}`);
@@ -87,20 +107,52 @@ export async function benchBoot(): Promise<void> {
 
   const tsvmm = (extra: string[]): Command => ({
     command: process.execPath,
-    args: ['-r', preload, BUNDLE, 'run', '-cpu', pvm ? 'pvm-safe' : 'host', '-serial', 'stdio', '-no-reboot',
-      '--timeout', String(BOOT_TIMEOUT_S), ...extra],
+    args: [
+      '-r',
+      preload,
+      BUNDLE,
+      'run',
+      '-cpu',
+      pvm ? 'pvm-safe' : 'host',
+      '-serial',
+      'stdio',
+      '-no-reboot',
+      '--timeout',
+      String(BOOT_TIMEOUT_S),
+      ...extra,
+    ],
     env: { ...process.env, TSVMM_TRACE_STARTUP: '1' },
   });
   const qemu = (extra: string[]): Command => ({
     command: QEMU_BINARY,
-    args: ['-M', 'microvm', '-accel', 'kvm', '-cpu', pvm ? 'host,-xsave,-cx16' : 'host', '-nodefaults', '-no-user-config',
-      '-display', 'none', '-serial', 'stdio', '-no-reboot', ...extra],
+    args: [
+      '-M',
+      'microvm',
+      '-accel',
+      'kvm',
+      '-cpu',
+      pvm ? 'host,-xsave,-cx16' : 'host',
+      '-nodefaults',
+      '-no-user-config',
+      '-display',
+      'none',
+      '-serial',
+      'stdio',
+      '-no-reboot',
+      ...extra,
+    ],
   });
   const linuxArgs = found.kernel
     ? ['-m', RAM, '-kernel', found.kernel.vmlinux, ...(initrd ? ['-initrd', initrd] : []), '-append', cmdline]
     : [];
-  const helloArgs = (hello: string, vmm: Vmm) =>
-    ['-m', HELLO_RAM, '-device', vmm === 'tsvmm' ? 'isa-debug-exit' : 'isa-debug-exit,iobase=0xf4,iosize=4', '-kernel', hello];
+  const helloArgs = (hello: string, vmm: Vmm) => [
+    '-m',
+    HELLO_RAM,
+    '-device',
+    vmm === 'tsvmm' ? 'isa-debug-exit' : 'isa-debug-exit,iobase=0xf4,iosize=4',
+    '-kernel',
+    hello,
+  ];
 
   // ---- one Linux boot --------------------------------------------------------------------------------------------
   const patterns = { banner: /Linux version [^\n]*\n/, init: new RegExp(INIT_MARKER) };
@@ -111,12 +163,17 @@ export async function benchBoot(): Promise<void> {
     const c = vmm === 'tsvmm' ? tsvmm(linuxArgs) : qemu([...linuxArgs, ...(traced ? qemuTraceArgs(traceLog) : [])]);
     const stopEarly = pvm || traced;
     const run = await runWatched(c.command, c.args, {
-      patterns, env: c.env, timeoutMs: (BOOT_TIMEOUT_S + 30) * 1000,
-      stopAt: stopEarly ? 'banner' : undefined, stopSignal: traced ? 'SIGTERM' : 'SIGKILL',
+      patterns,
+      env: c.env,
+      timeoutMs: (BOOT_TIMEOUT_S + 30) * 1000,
+      stopAt: stopEarly ? 'banner' : undefined,
+      stopSignal: traced ? 'SIGTERM' : 'SIGKILL',
     });
     const banner = run.seen.get('banner');
-    if (run.firstOutputNs === null || banner === undefined) failRun(what, run, 'no "Linux version" line on the serial console');
-    if (!/^\s*(\[[\s\d.]+\] )?Linux version/.test(run.stdout)) failRun(what, run, 'the first output is not the kernel\'s banner');
+    if (run.firstOutputNs === null || banner === undefined)
+      failRun(what, run, 'no "Linux version" line on the serial console');
+    if (!/^\s*(\[[\s\d.]+\] )?Linux version/.test(run.stdout))
+      failRun(what, run, "the first output is not the kernel's banner");
     const sample: LinuxSample = { firstOutput: sinceSpawn(run, run.firstOutputNs), banner: sinceSpawn(run, banner) };
     if (!stopEarly) {
       const init = run.seen.get('init');
@@ -143,11 +200,17 @@ export async function benchBoot(): Promise<void> {
   // ---- the hello guest -------------------------------------------------------------------------------------------
   const bootHello = async (vmm: Vmm, hello: string): Promise<{ output: number; exit: number; entry?: number }> => {
     const c = vmm === 'tsvmm' ? tsvmm(helloArgs(hello, vmm)) : qemu(helloArgs(hello, vmm));
-    const run = await runWatched(c.command, c.args, { patterns: { hello: new RegExp(HELLO_LINE) }, env: c.env, timeoutMs: guardMs(60_000) });
+    const run = await runWatched(c.command, c.args, {
+      patterns: { hello: new RegExp(HELLO_LINE) },
+      env: c.env,
+      timeoutMs: guardMs(60_000),
+    });
     const seen = run.seen.get('hello');
-    if (seen === undefined || run.status !== GUEST_EXIT_OK) failRun(`${vmm} hello`, run, `expected "${HELLO_LINE}" and status ${GUEST_EXIT_OK}`);
+    if (seen === undefined || run.status !== GUEST_EXIT_OK)
+      failRun(`${vmm} hello`, run, `expected "${HELLO_LINE}" and status ${GUEST_EXIT_OK}`);
     return {
-      output: sinceSpawn(run, seen), exit: sinceSpawn(run, run.exitNs),
+      output: sinceSpawn(run, seen),
+      exit: sinceSpawn(run, run.exitNs),
       entry: vmm === 'tsvmm' ? sinceSpawn(run, tsvmmMarks(run.stderr).get('running')!) : undefined,
     };
   };
@@ -175,11 +238,17 @@ export async function benchBoot(): Promise<void> {
   }
 
   // ---- tables ------------------------------------------------------------------------------------------------
-  const sum = (xs: (number | undefined)[]): Summary | null => (xs.length && xs.every(x => x !== undefined) ? summarize(xs as number[]) : null);
+  const sum = (xs: (number | undefined)[]): Summary | null =>
+    xs.length && xs.every((x) => x !== undefined) ? summarize(xs as number[]) : null;
   const cells = (s: Summary | null): Cell[] => (s ? [round(s.median), round(s.min)] : [null, null]);
   const ratio = (a: Summary | null, b: Summary | null): Cell => (a && b ? round(a.median / b.median) : null);
-  const row = (label: string, a: Summary | null, b: Summary | null): Cell[] => [label, ...cells(a), ...cells(b), ratio(a, b)];
-  const pick = (xs: LinuxSample[], k: keyof LinuxSample) => sum(xs.map(x => x[k] as number | undefined));
+  const row = (label: string, a: Summary | null, b: Summary | null): Cell[] => [
+    label,
+    ...cells(a),
+    ...cells(b),
+    ratio(a, b),
+  ];
+  const pick = (xs: LinuxSample[], k: keyof LinuxSample) => sum(xs.map((x) => x[k] as number | undefined));
   const header = ['ms from spawn', 'tsvmm med', 'tsvmm min', 'QEMU med', 'QEMU min', 'tsvmm/QEMU'];
 
   const L = {
@@ -194,51 +263,85 @@ export async function benchBoot(): Promise<void> {
   const out: string[] = [];
   if (found.kernel) {
     const release = found.kernel.release;
-    out.push(formatTable(
-      `boot: Debian ${release} vmlinux (PVH entry), -m ${RAM}, 1 vCPU, initrd ${initrd ? 'yes' : 'no'}; tsvmm vs QEMU -M microvm (-accel kvm), median and min of ${RUNS}\n` +
-      `command line: ${cmdline}`,
-      header, [
-        row('VMM starts the guest (tsvmm: trace "running"; QEMU: 1st KVM_RUN, firmware) *', ...L.handover),
-        row('kernel entry (tsvmm: = running; QEMU: KVM_RUN after fw_cfg kernel_entry) *', ...L.entry),
-        row('first kernel output (first serial byte on stdout)', ...L.firstOutput),
-        row('"Linux version" line complete', ...L.banner),
-        row('  kernel entry -> first output (guest time before its console) *', ...L.entryToOutput),
-        ...(initSkipped ? [[`init marker: skipped (${pvm ? 'PVM: no user space' : 'no busybox'})`, null, null, null, null, null] as Cell[]] : [
-          row(`init marker ("${INIT_MARKER}")`, ...L.init),
-          row('process exit after poweroff -f', ...L.exit),
-        ]),
-      ]));
-    const markRows = TSVMM_MARKS.map(m => {
-      const s = sum(linux.tsvmm.map(x => x.marks?.[m]));
+    out.push(
+      formatTable(
+        `boot: Debian ${release} vmlinux (PVH entry), -m ${RAM}, 1 vCPU, initrd ${initrd ? 'yes' : 'no'}; tsvmm vs QEMU -M microvm (-accel kvm), median and min of ${RUNS}\n` +
+          `command line: ${cmdline}`,
+        header,
+        [
+          row('VMM starts the guest (tsvmm: trace "running"; QEMU: 1st KVM_RUN, firmware) *', ...L.handover),
+          row('kernel entry (tsvmm: = running; QEMU: KVM_RUN after fw_cfg kernel_entry) *', ...L.entry),
+          row('first kernel output (first serial byte on stdout)', ...L.firstOutput),
+          row('"Linux version" line complete', ...L.banner),
+          row('  kernel entry -> first output (guest time before its console) *', ...L.entryToOutput),
+          ...(initSkipped
+            ? [
+                [
+                  `init marker: skipped (${pvm ? 'PVM: no user space' : 'no busybox'})`,
+                  null,
+                  null,
+                  null,
+                  null,
+                  null,
+                ] as Cell[],
+              ]
+            : [row(`init marker ("${INIT_MARKER}")`, ...L.init), row('process exit after poweroff -f', ...L.exit)]),
+        ],
+      ),
+    );
+    const markRows = TSVMM_MARKS.map((m) => {
+      const s = sum(linux.tsvmm.map((x) => x.marks?.[m]));
       return [m, ...cells(s)] as Cell[];
     });
-    out.push(formatTable(`tsvmm start-up marks in the Linux runs (TSVMM_TRACE_STARTUP=1), ms from spawn`, ['mark', 'median', 'min'], markRows));
+    out.push(
+      formatTable(
+        `tsvmm start-up marks in the Linux runs (TSVMM_TRACE_STARTUP=1), ms from spawn`,
+        ['mark', 'median', 'min'],
+        markRows,
+      ),
+    );
   } else {
     out.push(`boot: Linux skipped: ${found.reason}`);
   }
   const H = {
-    entry: sum(helloRuns.tsvmm.map(r => r.entry)),
-    output: [sum(helloRuns.tsvmm.map(r => r.output)), qemuMissing ? null : sum(helloRuns.qemu.map(r => r.output))],
-    exit: [sum(helloRuns.tsvmm.map(r => r.exit)), qemuMissing ? null : sum(helloRuns.qemu.map(r => r.exit))],
+    entry: sum(helloRuns.tsvmm.map((r) => r.entry)),
+    output: [sum(helloRuns.tsvmm.map((r) => r.output)), qemuMissing ? null : sum(helloRuns.qemu.map((r) => r.output))],
+    exit: [sum(helloRuns.tsvmm.map((r) => r.exit)), qemuMissing ? null : sum(helloRuns.qemu.map((r) => r.exit))],
   } as const;
-  out.push(formatTable(`hello guest (multiboot, -m ${HELLO_RAM}): tsvmm vs QEMU -M microvm, median and min of ${RUNS}`, header, [
-    row('VMM starts the guest (tsvmm: trace "running")', H.entry, null),
-    row(`"${HELLO_LINE}" on the serial console`, ...H.output),
-    row('process exit (isa-debug-exit)', ...H.exit),
-  ]));
+  out.push(
+    formatTable(
+      `hello guest (multiboot, -m ${HELLO_RAM}): tsvmm vs QEMU -M microvm, median and min of ${RUNS}`,
+      header,
+      [
+        row('VMM starts the guest (tsvmm: trace "running")', H.entry, null),
+        row(`"${HELLO_LINE}" on the serial console`, ...H.output),
+        row('process exit (isa-debug-exit)', ...H.exit),
+      ],
+    ),
+  );
   const notes = [
-    '* QEMU\'s entry rows come from separate traced runs (trace events to a -D file); its other rows from untraced runs.',
-    ...(pvm ? ['PVM host: every guest instruction runs in KVM\'s emulator, so "entry -> first output" is mostly emulation time.'] : []),
+    "* QEMU's entry rows come from separate traced runs (trace events to a -D file); its other rows from untraced runs.",
+    ...(pvm
+      ? [
+          'PVM host: every guest instruction runs in KVM\'s emulator, so "entry -> first output" is mostly emulation time.',
+        ]
+      : []),
   ];
   const text = `${out.join('\n\n')}\n${notes.join('\n')}`;
   process.stdout.write(`${text}\n`);
 
   const path = writeResult('boot', {
     parameters: {
-      runs: RUNS, ram: RAM, cmdline, kernel: found.kernel ?? `skipped: ${found.reason}`, initrd: initrd !== null,
-      qemu: qemuMissing ? `skipped: ${qemuMissing}` : QEMU_BINARY, init: initSkipped ? `skipped: ${initSkipped}` : 'measured',
+      runs: RUNS,
+      ram: RAM,
+      cmdline,
+      kernel: found.kernel ?? `skipped: ${found.reason}`,
+      initrd: initrd !== null,
+      qemu: qemuMissing ? `skipped: ${qemuMissing}` : QEMU_BINARY,
+      init: initSkipped ? `skipped: ${initSkipped}` : 'measured',
     },
-    linux, hello: helloRuns,
+    linux,
+    hello: helloRuns,
     ratios: {
       firstKernelOutput: ratio(L.firstOutput[0], L.firstOutput[1]),
       kernelEntry: ratio(L.entry[0], L.entry[1]),

@@ -17,7 +17,13 @@ import { closeAll, pollAsync, pollSync, sendWithFds, socketPair, POLLIN } from '
 import { CprChannel, CprChannelError, CprListener, type ReceivedMessage } from '../cpr/channel.js';
 import { newRecord } from '../cpr/vmstate.js';
 import {
-  vcpuStateDescriptor, vcpuStateToRecord, recordToVcpuState, MAX_CPUID_ENTRIES, MAX_MSRS, MAX_XCRS, MAX_XSAVE_BYTES,
+  vcpuStateDescriptor,
+  vcpuStateToRecord,
+  recordToVcpuState,
+  MAX_CPUID_ENTRIES,
+  MAX_MSRS,
+  MAX_XCRS,
+  MAX_XSAVE_BYTES,
   LAPIC_BYTES,
 } from '../cpr/machine-state/vcpu.js';
 import { kvmMissing, RealModeGuest } from '../kvm/test-guest.js';
@@ -64,7 +70,12 @@ async function runPeer(path: string): Promise<void> {
 
 // ---- channel round trips -------------------------------------------------------------------------------------------
 
-interface ChannelCase { label: string; size: number; withFd: boolean; reply: 'echo' | 'ack' }
+interface ChannelCase {
+  label: string;
+  size: number;
+  withFd: boolean;
+  reply: 'echo' | 'ack';
+}
 
 const CHANNEL_CASES: readonly ChannelCase[] = [
   { label: '1 fd + 4 KiB, echoed (fd + 4 KiB back)', size: 4096, withFd: true, reply: 'echo' },
@@ -73,15 +84,26 @@ const CHANNEL_CASES: readonly ChannelCase[] = [
   { label: '64 KiB, acked', size: 65536, withFd: false, reply: 'ack' },
 ];
 
-interface ChannelResult { label: string; rounds: number; p50: number; p99: number; max: number; samples: number[] }
+interface ChannelResult {
+  label: string;
+  rounds: number;
+  p50: number;
+  p99: number;
+  max: number;
+  samples: number[];
+}
 
 async function channelRoundTrips(rounds: number, dir: string): Promise<ChannelResult[]> {
   const path = join(dir, 'peer.sock');
-  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), 'peer', path], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const exited = new Promise<number | null>(resolve => child.on('exit', code => resolve(code)));
+  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), 'peer', path], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   await new Promise<void>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).once('line', line => (line === 'listening' ? resolve() : reject(new Error(`peer said ${line}`))));
-    child.once('exit', code => reject(new Error(`peer exited with ${code} before listening`)));
+    createInterface({ input: child.stdout! }).once('line', (line) =>
+      line === 'listening' ? resolve() : reject(new Error(`peer said ${line}`)),
+    );
+    child.once('exit', (code) => reject(new Error(`peer exited with ${code} before listening`)));
   });
   const channel = CprChannel.connect(path);
   const memfd = libc.memfdCreate('cpr-parts', libc.MFD_CLOEXEC);
@@ -94,19 +116,28 @@ async function channelRoundTrips(rounds: number, dir: string): Promise<ChannelRe
       for (let i = 0; i < WARM_UP_ROUNDS + rounds; i++) {
         const t0 = process.hrtime.bigint();
         channel.send({ type: c.reply, header: { i }, payload, fds: c.withFd ? [memfd] : [] });
-        const back = channel.receiveSync(guardMs(10_000));    // as in the pause window: a blocking receive, no thread hop
+        const back = channel.receiveSync(guardMs(10_000)); // as in the pause window: a blocking receive, no thread hop
         const us = micros(t0);
         closeAll(back.fds);
         // The bench fails rather than report the time of a round trip that went wrong.
         const expectedFds = c.reply === 'echo' && c.withFd ? 1 : 0;
         const expectedBytes = c.reply === 'echo' ? c.size : 0;
         if (back.type !== c.reply || back.fds.length !== expectedFds || back.payload.length !== expectedBytes) {
-          throw new Error(`${c.label}: round ${i} came back as '${back.type}' with ${back.fds.length} fds and ${back.payload.length} bytes`);
+          throw new Error(
+            `${c.label}: round ${i} came back as '${back.type}' with ${back.fds.length} fds and ${back.payload.length} bytes`,
+          );
         }
-        if (i >= WARM_UP_ROUNDS) samples.push(us);    // after warm-up (JIT, page faults)
+        if (i >= WARM_UP_ROUNDS) samples.push(us); // after warm-up (JIT, page faults)
       }
       const sorted = [...samples].sort((a, b) => a - b);
-      results.push({ label: c.label, rounds, p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), max: sorted[sorted.length - 1], samples });
+      results.push({
+        label: c.label,
+        rounds,
+        p50: percentile(sorted, 0.5),
+        p99: percentile(sorted, 0.99),
+        max: sorted[sorted.length - 1],
+        samples,
+      });
       log(`channel ${c.label}: p50 ${percentile(sorted, 0.5).toFixed(0)} µs`);
     }
   } finally {
@@ -133,11 +164,22 @@ function medianMicros(runs: number, fn: () => void): number {
   return median(times);
 }
 
-interface ConversionFigures { source: string; getState: number | null; intoReused: number; intoFresh: number; back: number }
+interface ConversionFigures {
+  source: string;
+  getState: number | null;
+  intoReused: number;
+  intoFresh: number;
+  back: number;
+}
 
-function conversions(state: ReturnType<typeof recordToVcpuState>, runs: number, source: string, getState: (() => void) | null): ConversionFigures {
+function conversions(
+  state: ReturnType<typeof recordToVcpuState>,
+  runs: number,
+  source: string,
+  getState: (() => void) | null,
+): ConversionFigures {
   const record = newRecord(vcpuStateDescriptor);
-  for (let i = 0; i < 200; i++) recordToVcpuState(vcpuStateToRecord(state, record));   // warm up
+  for (let i = 0; i < 200; i++) recordToVcpuState(vcpuStateToRecord(state, record)); // warm up
   return {
     source,
     getState: getState ? medianMicros(Math.max(1, runs / 5), getState) : null,
@@ -170,8 +212,8 @@ function realVcpuConversions(runs: number): ConversionFigures | string {
   if (missing) return missing;
   const g = new RealModeGuest(COUNTER_LOOP, { irqchip: true });
   try {
-    g.runToExit();                          // to the first OUT
-    g.vcpu.run.immediateExit = 1;           // let KVM finish it, as the vCPU loop does before parking
+    g.runToExit(); // to the first OUT
+    g.vcpu.run.immediateExit = 1; // let KVM finish it, as the vCPU loop does before parking
     g.vcpu.runRaw();
     g.vcpu.run.immediateExit = 0;
     const state = g.vcpu.getState();
@@ -184,14 +226,21 @@ function realVcpuConversions(runs: number): ConversionFigures | string {
 
 // ---- poll(2) inline against a pool thread -------------------------------------------------------------------------
 
-interface PollFigures { polls: number; inlineUs: number; poolThreadUs: number }
+interface PollFigures {
+  polls: number;
+  inlineUs: number;
+  poolThreadUs: number;
+}
 
 async function pollCosts(polls: number): Promise<PollFigures> {
   const [a, b] = socketPair();
   try {
-    sendWithFds(a, [new Uint8Array(1)]);    // always readable: measures the call, not a wait
+    sendWithFds(a, [new Uint8Array(1)]); // always readable: measures the call, not a wait
     const ready = [{ fd: b, events: POLLIN }];
-    for (let i = 0; i < 100; i++) { pollSync(ready, 1000); await pollAsync(ready, 1000); }   // warm up
+    for (let i = 0; i < 100; i++) {
+      pollSync(ready, 1000);
+      await pollAsync(ready, 1000);
+    } // warm up
     let t0 = process.hrtime.bigint();
     for (let i = 0; i < polls; i++) pollSync(ready, 1000);
     const inlineUs = micros(t0) / polls;
@@ -219,7 +268,15 @@ async function main(): Promise<void> {
   const channelTable = formatTable(
     `CPR channel round trip between two processes, µs (${rounds} rounds after ${WARM_UP_ROUNDS} unmeasured; blocking receive)`,
     ['case', 'p50', 'p99', 'max', 'budget (whole pause)', 'p50 / budget'],
-    channel.map(c => [c.label, round(c.p50), round(c.p99), round(c.max), PAUSE_BUDGET_US, round(c.p50 / PAUSE_BUDGET_US)]));
+    channel.map((c) => [
+      c.label,
+      round(c.p50),
+      round(c.p99),
+      round(c.max),
+      PAUSE_BUDGET_US,
+      round(c.p50 / PAUSE_BUDGET_US),
+    ]),
+  );
   out.write(`${channelTable}\n\n`);
 
   const real = realVcpuConversions(runs);
@@ -227,24 +284,41 @@ async function main(): Promise<void> {
   const full = conversions(fullCapacityState(), runs, 'every array at capacity', null);
   const columns = [...(typeof real === 'string' ? [] : [real]), full];
   const vcpuRows: Cell[][] = [
-    ['getState (KVM ioctls)', ...columns.map(c => (c.getState === null ? null : round(c.getState))), null, PAUSE_BUDGET_US],
-    ['state → reused record', ...columns.map(c => round(c.intoReused)), CONVERSION_REFERENCE_US, PAUSE_BUDGET_US],
-    ['state → fresh record', ...columns.map(c => round(c.intoFresh)), null, PAUSE_BUDGET_US],
-    ['record → state', ...columns.map(c => round(c.back)), CONVERSION_REFERENCE_US, PAUSE_BUDGET_US],
+    [
+      'getState (KVM ioctls)',
+      ...columns.map((c) => (c.getState === null ? null : round(c.getState))),
+      null,
+      PAUSE_BUDGET_US,
+    ],
+    ['state → reused record', ...columns.map((c) => round(c.intoReused)), CONVERSION_REFERENCE_US, PAUSE_BUDGET_US],
+    ['state → fresh record', ...columns.map((c) => round(c.intoFresh)), null, PAUSE_BUDGET_US],
+    ['record → state', ...columns.map((c) => round(c.back)), CONVERSION_REFERENCE_US, PAUSE_BUDGET_US],
   ];
-  const vcpuTable = formatTable(`One vCPU state ↔ its vmstate record, µs (median of ${runs} conversions; ${runs / 5} for getState and fresh records)`,
-    ['operation', ...columns.map(c => c.source), 'reference', 'budget (whole pause)'], vcpuRows);
+  const vcpuTable = formatTable(
+    `One vCPU state ↔ its vmstate record, µs (median of ${runs} conversions; ${runs / 5} for getState and fresh records)`,
+    ['operation', ...columns.map((c) => c.source), 'reference', 'budget (whole pause)'],
+    vcpuRows,
+  );
   out.write(`${vcpuTable}\n${typeof real === 'string' ? `(real vCPU: skipped, ${real})\n` : ''}\n`);
 
   const poll = await pollCosts(polls);
-  const pollTable = formatTable(`Waiting for a ready fd, µs per call (${polls} calls each)`,
+  const pollTable = formatTable(
+    `Waiting for a ready fd, µs per call (${polls} calls each)`,
     ['poll(2)', 'µs per call', 'vs inline'],
-    [['inline (pollSync, as receiveSync in the pause)', round(poll.inlineUs), 1],
-      ['on a pool thread (pollAsync, as receive())', round(poll.poolThreadUs), round(poll.poolThreadUs / poll.inlineUs)]]);
+    [
+      ['inline (pollSync, as receiveSync in the pause)', round(poll.inlineUs), 1],
+      [
+        'on a pool thread (pollAsync, as receive())',
+        round(poll.poolThreadUs),
+        round(poll.poolThreadUs / poll.inlineUs),
+      ],
+    ],
+  );
   out.write(`${pollTable}\n`);
 
   const path = writeResult('cpr-parts', {
-    pauseBudgetUs: PAUSE_BUDGET_US, conversionReferenceUs: CONVERSION_REFERENCE_US,
+    pauseBudgetUs: PAUSE_BUDGET_US,
+    conversionReferenceUs: CONVERSION_REFERENCE_US,
     channel: { rounds, warmUp: WARM_UP_ROUNDS, cases: channel },
     vcpu: { runs, columns, realSkipped: typeof real === 'string' ? real : null },
     poll,

@@ -20,7 +20,15 @@ import { benchWhere, rigDefault } from './lib/where.js';
 import { Cleanup, SHM_DIR } from './cpr-pause/cleanup.js';
 import { cpuShare, cpuTimes, shmRefusal } from './cpr-pause/host.js';
 import { FLOWS, runFlow, type FlowId, type RunRecord, type RunSetup } from './cpr-pause/flows.js';
-import { group, groupTable, growthTable, summaryTable, touchedTable, SIZE_BYTES, type GroupResult } from './cpr-pause/report.js';
+import {
+  group,
+  groupTable,
+  growthTable,
+  summaryTable,
+  touchedTable,
+  SIZE_BYTES,
+  type GroupResult,
+} from './cpr-pause/report.js';
 import { pausePlot } from './cpr-pause/svg.js';
 import { timeline } from './cpr-pause/timeline.js';
 
@@ -34,20 +42,25 @@ interface Options {
 }
 
 function usage(message: string): never {
-  process.stderr.write(`bench/cpr-pause: ${message}\nusage: node dist/bench/cpr-pause.js [--quick] [--runs N] [--sizes 512M,4G,16G] `
-    + '[--flows reboot-incoming,reboot-cpr-load,reboot-prestarted,transfer] [--touched SIZES|all|none] [--cli PATH] [--state-dir DIR]\n');
+  process.stderr.write(
+    `bench/cpr-pause: ${message}\nusage: node dist/bench/cpr-pause.js [--quick] [--runs N] [--sizes 512M,4G,16G] ` +
+      '[--flows reboot-incoming,reboot-cpr-load,reboot-prestarted,transfer] [--touched SIZES|all|none] [--cli PATH] [--state-dir DIR]\n',
+  );
   process.exit(2);
 }
 
 function list(text: string, known: readonly string[], what: string): string[] {
-  const items = text.split(',').map(s => s.trim()).filter(Boolean);
+  const items = text
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const item of items) if (!known.includes(item)) usage(`unknown ${what} '${item}' (known: ${known.join(', ')})`);
   return items;
 }
 
 function parseOptions(argv: string[]): Options {
   const sizesKnown = Object.keys(SIZE_BYTES);
-  const flowsKnown = FLOWS.map(f => f.id);
+  const flowsKnown = FLOWS.map((f) => f.id);
   // The default command is the bundle users run (package.json bin) when it is built, else tsc's output.
   const bundle = join(repoRoot, 'dist', 'tsvmm.mjs');
   const o: Options = {
@@ -56,7 +69,9 @@ function parseOptions(argv: string[]): Options {
     sizes: list(process.env.TSVMM_BENCH_CPR_SIZES || rigDefault(sizesKnown.join(','), '512M,4G'), sizesKnown, 'size'),
     flows: flowsKnown,
     touched: [],
-    cli: process.env.TSVMM_BENCH_CPR_CLI || (existsSync(bundle) ? bundle : join(repoRoot, 'dist', 'src', 'cli', 'main.js')),
+    cli:
+      process.env.TSVMM_BENCH_CPR_CLI ||
+      (existsSync(bundle) ? bundle : join(repoRoot, 'dist', 'src', 'cli', 'main.js')),
     stateDir: SHM_DIR,
   };
   // In the rig a run takes ~20 s: the touched-RAM runs are left to native hosts unless asked for.
@@ -75,7 +90,12 @@ function parseOptions(argv: string[]): Options {
     else if (a === '--state-dir') o.stateDir = value();
     else usage(`unknown option '${a}'`);
   }
-  o.touched = touched === 'all' ? [...o.sizes] : touched === 'none' ? [] : list(touched, sizesKnown, 'size').filter(s => o.sizes.includes(s));
+  o.touched =
+    touched === 'all'
+      ? [...o.sizes]
+      : touched === 'none'
+        ? []
+        : list(touched, sizesKnown, 'size').filter((s) => o.sizes.includes(s));
   if (!existsSync(o.cli)) usage(`no tsvmm at ${o.cli} (build it: npm run build)`);
   return o;
 }
@@ -84,13 +104,17 @@ async function main(): Promise<void> {
   process.stdout.write(`${benchWhere().line}\n`);
   const o = parseOptions(process.argv.slice(2));
   const t0 = performance.now();
-  const log = (line: string) => process.stderr.write(`bench/cpr-pause [${((performance.now() - t0) / 1000).toFixed(1)} s]: ${line}\n`);
+  const log = (line: string) =>
+    process.stderr.write(`bench/cpr-pause [${((performance.now() - t0) / 1000).toFixed(1)} s]: ${line}\n`);
   const cleanup = new Cleanup();
   const dir = scratchDir('cpr-pause');
   const counter = await buildGuest('counter');
-  log(`tsvmm: ${o.cli}; ${o.runs} runs per flow, sizes ${o.sizes.join(' ')}, old RAM touched at ${o.touched.join(' ') || 'none'}; checkpoint files in ${o.stateDir}`);
+  log(
+    `tsvmm: ${o.cli}; ${o.runs} runs per flow, sizes ${o.sizes.join(' ')}, old RAM touched at ${o.touched.join(' ') || 'none'}; checkpoint files in ${o.stateDir}`,
+  );
   const loadBefore = loadavg();
-  if (loadBefore[0] > 0.5) log(`the host is busy (1-minute load ${loadBefore[0].toFixed(2)} on ${cpus().length} cores): expect noisy numbers`);
+  if (loadBefore[0] > 0.5)
+    log(`the host is busy (1-minute load ${loadBefore[0].toFixed(2)} on ${cpus().length} cores): expect noisy numbers`);
   const records: RunRecord[] = [];
   const failures: string[] = [];
   const skipped: string[] = [];
@@ -106,12 +130,24 @@ async function main(): Promise<void> {
         continue;
       }
       const ramPath = cleanup.shmPath(`ram-${size}${touched ? '-touched' : ''}`);
-      const statePath = o.stateDir === SHM_DIR ? cleanup.shmPath('state') : join(o.stateDir, `tsvmm-cpr-pause-${process.pid}.state`);
+      const statePath =
+        o.stateDir === SHM_DIR ? cleanup.shmPath('state') : join(o.stateDir, `tsvmm-cpr-pause-${process.pid}.state`);
       const setup: RunSetup = {
-        cli: o.cli, dir, statePath, ramPath, sizeLabel: size, touched, counterKernel: counter.path, cleanup,
-        warmTicks: 300, afterTicks: 100,
+        cli: o.cli,
+        dir,
+        statePath,
+        ramPath,
+        sizeLabel: size,
+        touched,
+        counterKernel: counter.path,
+        cleanup,
+        warmTicks: 300,
+        afterTicks: 100,
       };
-      if (touched) log(`${size}: the first old process preallocates ${size} in ${ramPath} (slow the first time; later runs reuse the populated file)`);
+      if (touched)
+        log(
+          `${size}: the first old process preallocates ${size} in ${ramPath} (slow the first time; later runs reuse the populated file)`,
+        );
       const cpuAtStart = cpuTimes();
       try {
         // Rounds interleave the flows, so a slow stretch of the shared host hits all of them alike.
@@ -122,9 +158,14 @@ async function main(): Promise<void> {
               const r = await runFlow(flow, setup);
               const t = timeline(r);
               const lost = r.counter - (r.oldTicks + r.newTicks);
-              if (lost < 0 || lost > 1) throw new Error(`the guest's counter is ${r.counter} but the logs hold ${r.oldTicks} + ${r.newTicks} ticks: state lost or replayed`);
+              if (lost < 0 || lost > 1)
+                throw new Error(
+                  `the guest's counter is ${r.counter} but the logs hold ${r.oldTicks} + ${r.newTicks} ticks: state lost or replayed`,
+                );
               records.push(r);
-              log(`${what}: pause ${(t.rawGapUs / 1000).toFixed(2)} ms (VMMs ${(t.vmmUs / 1000).toFixed(2)}), counter ${r.counter} goes on`);
+              log(
+                `${what}: pause ${(t.rawGapUs / 1000).toFixed(2)} ms (VMMs ${(t.vmmUs / 1000).toFixed(2)}), counter ${r.counter} goes on`,
+              );
             } catch (e) {
               failures.push(`${what}: ${(e as Error).message}`);
               log(`${what}: FAILED: ${(e as Error).message}`);
@@ -143,7 +184,7 @@ async function main(): Promise<void> {
   for (const size of o.sizes) {
     for (const touched of [false, true]) {
       for (const flow of o.flows) {
-        const runs = records.filter(r => r.flow === flow && r.size === size && r.touched === touched);
+        const runs = records.filter((r) => r.flow === flow && r.size === size && r.touched === touched);
         if (runs.length) groups.push({ ...group(runs), host: hostCpu.get(`${size}/${touched}`) });
       }
     }
@@ -156,12 +197,14 @@ async function main(): Promise<void> {
   const cliStat = statSync(o.cli);
   const subtitle = `median and min-max of ${o.runs} runs per point; ${new Date().toISOString().slice(0, 10)}; ${o.cli.endsWith('.mjs') ? 'bundled tsvmm' : 'tsvmm (tsc output)'}`;
   const json = writeResult('cpr-pause', {
-    method: 'pause = first debugcon stamp of the new tsvmm minus the last of the old (counter guest, ~1 ms PIT tick); phases from the VMMs\' x-query-cpr-timings marks, the controller\'s own CLOCK_REALTIME stamps and the new process\'s TSVMM_TRACE_STARTUP marks',
+    method:
+      "pause = first debugcon stamp of the new tsvmm minus the last of the old (counter guest, ~1 ms PIT tick); phases from the VMMs' x-query-cpr-timings marks, the controller's own CLOCK_REALTIME stamps and the new process's TSVMM_TRACE_STARTUP marks",
     options: { ...o, cliModified: cliStat.mtime.toISOString() },
     loadAverage: { before: loadBefore, after: loadavg() },
-    skipped, failures,
-    groups: groups.map(g => ({ ...g, samples: undefined })),
-    runs: groups.map(g => ({ flow: g.flow, size: g.size, touched: g.touched, samples: g.samples })),
+    skipped,
+    failures,
+    groups: groups.map((g) => ({ ...g, samples: undefined })),
+    runs: groups.map((g) => ({ flow: g.flow, size: g.size, touched: g.touched, samples: g.samples })),
   });
   if (groups.length) {
     const svg = join(benchOutputDir, 'cpr-pause.svg');

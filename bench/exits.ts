@@ -39,35 +39,77 @@ interface CliCase {
 
 const CLI_CASES: CliCase[] = [
   {
-    id: 'unclaimed', label: 'unclaimed port 0x80', port: UNCLAIMED_PORT, c: 'ignore', method: 'differential',
+    id: 'unclaimed',
+    label: 'unclaimed port 0x80',
+    port: UNCLAIMED_PORT,
+    c: 'ignore',
+    method: 'differential',
     args: () => ['-serial', 'null'],
   },
   {
-    id: 'debugcon-null', label: 'isa-debugcon 0xe9 -> null', port: DEBUGCON_PORT, c: 'ignore', method: 'differential',
+    id: 'debugcon-null',
+    label: 'isa-debugcon 0xe9 -> null',
+    port: DEBUGCON_PORT,
+    c: 'ignore',
+    method: 'differential',
     args: () => ['-serial', 'null', '-debugcon', 'null'],
   },
   {
-    id: 'debugcon-file', label: 'isa-debugcon 0xe9 -> file', port: DEBUGCON_PORT, c: 'sink', method: 'differential',
-    args: dir => ['-serial', 'null', '-debugcon', `file:${join(dir, 'debugcon.out')}`],
+    id: 'debugcon-file',
+    label: 'isa-debugcon 0xe9 -> file',
+    port: DEBUGCON_PORT,
+    c: 'sink',
+    method: 'differential',
+    args: (dir) => ['-serial', 'null', '-debugcon', `file:${join(dir, 'debugcon.out')}`],
     outputFile: 'debugcon.out',
   },
   {
-    id: 'serial-file', label: '16550 THR 0x3f8 -> file', port: COM1_THR, c: 'sink', method: 'differential',
-    args: dir => ['-serial', `file:${join(dir, 'serial.out')}`],
+    id: 'serial-file',
+    label: '16550 THR 0x3f8 -> file',
+    port: COM1_THR,
+    c: 'sink',
+    method: 'differential',
+    args: (dir) => ['-serial', `file:${join(dir, 'serial.out')}`],
     outputFile: 'serial.out',
   },
   {
-    id: 'debugcon-stamps', label: 'isa-debugcon 0xe9 -> file, timestamps=on', port: DEBUGCON_PORT, c: 'sink', method: 'stamps',
-    args: dir => ['-serial', 'null', '-device', 'isa-debugcon,chardev=stamps,timestamps=on',
-      '-chardev', `file,id=stamps,path=${join(dir, 'stamps.txt')}`],
+    id: 'debugcon-stamps',
+    label: 'isa-debugcon 0xe9 -> file, timestamps=on',
+    port: DEBUGCON_PORT,
+    c: 'sink',
+    method: 'stamps',
+    args: (dir) => [
+      '-serial',
+      'null',
+      '-device',
+      'isa-debugcon,chardev=stamps,timestamps=on',
+      '-chardev',
+      `file,id=stamps,path=${join(dir, 'stamps.txt')}`,
+    ],
   },
 ];
 
 function tsvmmArgs(image: string, extra: string[], smp = 1): string[] {
-  return ['-m', '64M', '-smp', String(smp), '-device', 'isa-debug-exit', '-device', `loader,file=${image},addr=${ADDR}`, ...extra];
+  return [
+    '-m',
+    '64M',
+    '-smp',
+    String(smp),
+    '-device',
+    'isa-debug-exit',
+    '-device',
+    `loader,file=${image},addr=${ADDR}`,
+    ...extra,
+  ];
 }
 
-async function runC(exe: string, image: string, port: number, cpus: number, sink?: string): Promise<{ result: CResult; run: TimedRun }> {
+async function runC(
+  exe: string,
+  image: string,
+  port: number,
+  cpus: number,
+  sink?: string,
+): Promise<{ result: CResult; run: TimedRun }> {
   const args = [image, ADDR, `0x${port.toString(16)}`, String(cpus), ...(sink ? [sink] : [])];
   const run = expectStatus(await runTimed(exe, args), 0, `kvm-exit-loop ${args.join(' ')}`);
   const result = JSON.parse(run.stdout.trim()) as CResult;
@@ -79,8 +121,8 @@ async function runC(exe: string, image: string, port: number, cpus: number, sink
 function cRate(r: CResult, expected: number): number {
   const count = r.cpus.reduce((n, c) => n + c.count, 0);
   if (count < expected) throw new Error(`kvm-exit-loop counted ${count} exits, expected ${expected}`);
-  const first = Math.min(...r.cpus.map(c => c.firstNs));
-  const last = Math.max(...r.cpus.map(c => c.lastNs));
+  const first = Math.min(...r.cpus.map((c) => c.firstNs));
+  const last = Math.max(...r.cpus.map((c) => c.lastNs));
   return (count - r.cpus.length) / ((last - first) / 1e9);
 }
 
@@ -102,12 +144,13 @@ export async function benchExits(): Promise<void> {
   const RUNS = envInt('TSVMM_BENCH_RUNS', rigDefault(3, 1));
   const dir = scratchDir('exits');
   const t0 = performance.now();
-  const log = (line: string) => process.stderr.write(`bench/exits [${((performance.now() - t0) / 1000).toFixed(1)} s]: ${line}\n`);
+  const log = (line: string) =>
+    process.stderr.write(`bench/exits [${((performance.now() - t0) / 1000).toFixed(1)} s]: ${line}\n`);
 
   log(`building guests and the C reference (${N.toLocaleString('en-US')} OUTs per run, ${RUNS} runs per case)`);
   const cExe = cReference();
   const images = new Map<number, { full: string; empty: string }>();
-  for (const port of new Set(CLI_CASES.map(c => c.port))) {
+  for (const port of new Set(CLI_CASES.map((c) => c.port))) {
     images.set(port, { full: await outloopImage(N, port), empty: await outloopImage(0, port) });
   }
   const forwardImage = await outloopImage(NF, DEBUGCON_PORT);
@@ -118,13 +161,15 @@ export async function benchExits(): Promise<void> {
   const cSink = join(dir, 'c-sink.out');
 
   // Samples, filled round by round: every case runs once per round, so slow drift of the host hits all alike.
-  const tsvmmMs = new Map<string, number[]>();     // case id → wall ms of full runs
+  const tsvmmMs = new Map<string, number[]>(); // case id → wall ms of full runs
   const tsvmmBaseMs = new Map<string, number[]>(); // case id → wall ms of 0-iteration runs
   const stampRates: number[] = [];
   const cRates = { ignore: [] as number[], sink: [] as number[], smp1: [] as number[], smp2: [] as number[] };
   const cWall = { full: [] as number[], empty: [] as number[] };
   const placement = new Map<PlacementMode, number[]>();
-  const push = <K>(m: Map<K, number[]>, k: K, v: number) => { m.set(k, [...(m.get(k) ?? []), v]); };
+  const push = <K>(m: Map<K, number[]>, k: K, v: number) => {
+    m.set(k, [...(m.get(k) ?? []), v]);
+  };
 
   const smpCases = [
     { id: 'smp1', smp: 1, images: smp.one },
@@ -178,12 +223,15 @@ export async function benchExits(): Promise<void> {
   /** Differential rate per full run: exits / (wall time - median wall time of the same command with no loop). */
   const differential = (id: string, exits: number) => {
     const base = median(tsvmmBaseMs.get(id)!);
-    return summarize(tsvmmMs.get(id)!.map(ms => exits / ((ms - base) / 1e3)));
+    return summarize(tsvmmMs.get(id)!.map((ms) => exits / ((ms - base) / 1e3)));
   };
 
   const c = {
-    ignore: summarize(cRates.ignore), sink: summarize(cRates.sink), smp1: summarize(cRates.smp1), smp2: summarize(cRates.smp2),
-    differential: summarize(cWall.full.map(ms => N / ((ms - median(cWall.empty)) / 1e3))),
+    ignore: summarize(cRates.ignore),
+    sink: summarize(cRates.sink),
+    smp1: summarize(cRates.smp1),
+    smp2: summarize(cRates.smp2),
+    differential: summarize(cWall.full.map((ms) => N / ((ms - median(cWall.empty)) / 1e3))),
   };
   const cli = new Map<string, Summary>();
   for (const k of CLI_CASES) cli.set(k.id, k.method === 'stamps' ? summarize(stampRates) : differential(k.id, N));
@@ -193,21 +241,46 @@ export async function benchExits(): Promise<void> {
 
   // ---- tables ---------------------------------------------------------------------------------------------------
   const out: string[] = [];
-  const rowsVsC: Cell[][] = CLI_CASES.map(k => {
+  const rowsVsC: Cell[][] = CLI_CASES.map((k) => {
     const t = cli.get(k.id)!;
     const ref = c[k.c];
-    return [`${k.label} (C: ${k.c === 'ignore' ? 'count only' : 'write(2) to a file'})`, fmtRate(t), fmtRate(ref),
-      round(t.median / ref.median), usPerExit(t.median), usPerExit(ref.median), round(1e6 / t.median - 1e6 / ref.median), spread(t)];
+    return [
+      `${k.label} (C: ${k.c === 'ignore' ? 'count only' : 'write(2) to a file'})`,
+      fmtRate(t),
+      fmtRate(ref),
+      round(t.median / ref.median),
+      usPerExit(t.median),
+      usPerExit(ref.median),
+      round(1e6 / t.median - 1e6 / ref.median),
+      spread(t),
+    ];
   });
-  out.push(formatTable(
-    `exits: tsvmm CLI vs C, outloop (real mode at 0x7c00, 1 vCPU, ${N.toLocaleString('en-US')} OUTs), median of ${RUNS}`,
-    ['tsvmm case (C reference)', 'tsvmm exits/s', 'C exits/s', 'tsvmm/C', 'tsvmm us/exit', 'C us/exit', 'added us/exit', 'tsvmm range'],
-    rowsVsC,
-  ));
-  out.push(formatTable('method check: the C reference timed in-process vs by the differential method used for tsvmm',
-    ['C reference, outloop 0x80', 'exits/s', 'range'],
-    [['in-process CLOCK_MONOTONIC, first to last loop exit', fmtRate(c.ignore), spread(c.ignore)],
-     ['differential wall time (N OUTs minus 0 OUTs)', fmtRate(c.differential), spread(c.differential)]]));
+  out.push(
+    formatTable(
+      `exits: tsvmm CLI vs C, outloop (real mode at 0x7c00, 1 vCPU, ${N.toLocaleString('en-US')} OUTs), median of ${RUNS}`,
+      [
+        'tsvmm case (C reference)',
+        'tsvmm exits/s',
+        'C exits/s',
+        'tsvmm/C',
+        'tsvmm us/exit',
+        'C us/exit',
+        'added us/exit',
+        'tsvmm range',
+      ],
+      rowsVsC,
+    ),
+  );
+  out.push(
+    formatTable(
+      'method check: the C reference timed in-process vs by the differential method used for tsvmm',
+      ['C reference, outloop 0x80', 'exits/s', 'range'],
+      [
+        ['in-process CLOCK_MONOTONIC, first to last loop exit', fmtRate(c.ignore), spread(c.ignore)],
+        ['differential wall time (N OUTs minus 0 OUTs)', fmtRate(c.differential), spread(c.differential)],
+      ],
+    ),
+  );
 
   const a = cli.get('debugcon-null')!;
   const placeRows: [string, Summary, number][] = [
@@ -221,33 +294,46 @@ export async function benchExits(): Promise<void> {
     ['(c) tsvmm CLI, 2 vCPUs: per vCPU', smp2, 2],
     ['C reference, 2 vCPUs: aggregate', c.smp2, 1],
   ];
-  out.push(formatTable(
-    `where handlers run: isa-debugcon 0xe9 -> null (${N.toLocaleString('en-US')} OUTs; sleeping forward modes ${NF.toLocaleString('en-US')}), median of ${RUNS}`,
-    ['design', 'exits/s', 'us/exit', 'vs C', 'vs (a) CLI'],
-    placeRows.map(([label, s, per]) => {
-      const rate = s.median / per;
-      return [label, round(rate), usPerExit(rate), round(rate / c.ignore.median), round(rate / a.median)];
-    }),
-  ));
-  out.push(formatTable(
-    `2 vCPUs (smp-outloop, 32-bit, isa-debugcon 0xe9 -> null, ${N.toLocaleString('en-US')} OUTs per vCPU), median of ${RUNS}`,
-    ['vCPUs looping', 'C exits/s', 'tsvmm exits/s', 'tsvmm/C'],
-    [['1', fmtRate(c.smp1), fmtRate(smp1), round(smp1.median / c.smp1.median)],
-     ['2 (aggregate)', fmtRate(c.smp2), fmtRate(smp2), round(smp2.median / c.smp2.median)],
-     ['scaling 2 vs 1', round(c.smp2.median / c.smp1.median), round(smp2.median / smp1.median), null]],
-  ));
+  out.push(
+    formatTable(
+      `where handlers run: isa-debugcon 0xe9 -> null (${N.toLocaleString('en-US')} OUTs; sleeping forward modes ${NF.toLocaleString('en-US')}), median of ${RUNS}`,
+      ['design', 'exits/s', 'us/exit', 'vs C', 'vs (a) CLI'],
+      placeRows.map(([label, s, per]) => {
+        const rate = s.median / per;
+        return [label, round(rate), usPerExit(rate), round(rate / c.ignore.median), round(rate / a.median)];
+      }),
+    ),
+  );
+  out.push(
+    formatTable(
+      `2 vCPUs (smp-outloop, 32-bit, isa-debugcon 0xe9 -> null, ${N.toLocaleString('en-US')} OUTs per vCPU), median of ${RUNS}`,
+      ['vCPUs looping', 'C exits/s', 'tsvmm exits/s', 'tsvmm/C'],
+      [
+        ['1', fmtRate(c.smp1), fmtRate(smp1), round(smp1.median / c.smp1.median)],
+        ['2 (aggregate)', fmtRate(c.smp2), fmtRate(smp2), round(smp2.median / c.smp2.median)],
+        ['scaling 2 vs 1', round(c.smp2.median / c.smp1.median), round(smp2.median / smp1.median), null],
+      ],
+    ),
+  );
   const text = out.join('\n\n');
   process.stdout.write(`${text}\n`);
 
   const path = writeResult('exits', {
-    parameters: { exits: N, forwardExits: NF, runs: RUNS, ramMiB: 64, guest: 'examples/guests/outloop.S (patched), bench/exits/smp-outloop.S' },
+    parameters: {
+      exits: N,
+      forwardExits: NF,
+      runs: RUNS,
+      ramMiB: 64,
+      guest: 'examples/guests/outloop.S (patched), bench/exits/smp-outloop.S',
+    },
     c,
-    tsvmm: Object.fromEntries([...cli].map(([k, v]) =>
-      [k, { ...v, baselineMs: tsvmmBaseMs.get(k) ?? null, runMs: tsvmmMs.get(k) ?? null }])),
+    tsvmm: Object.fromEntries(
+      [...cli].map(([k, v]) => [k, { ...v, baselineMs: tsvmmBaseMs.get(k) ?? null, runMs: tsvmmMs.get(k) ?? null }]),
+    ),
     placement: Object.fromEntries(place),
     smp: { c1: c.smp1, c2: c.smp2, tsvmm1: smp1, tsvmm2: smp2 },
     ratios: {
-      ...Object.fromEntries(CLI_CASES.map(k => [`${k.id}/C`, round(cli.get(k.id)!.median / c[k.c].median)])),
+      ...Object.fromEntries(CLI_CASES.map((k) => [`${k.id}/C`, round(cli.get(k.id)!.median / c[k.c].median)])),
       'forward-async/local-prototype': round(place.get('forward-async')!.median / place.get('local')!.median),
       'smp2/smp1 tsvmm': round(smp2.median / smp1.median),
       'smp2/smp1 C': round(c.smp2.median / c.smp1.median),

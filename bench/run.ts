@@ -34,7 +34,9 @@ function runHere(): number {
 
 /** The same run inside the rig: 2 vCPUs and 16 GiB, so cpr-pause's 4 GiB guests fit on the rig's /dev/shm. */
 async function runInTheRig(why: string): Promise<number> {
-  process.stderr.write(`bench: ${why}: running the benchmarks inside the rig, a QEMU machine with nested KVM (test/rig/README.md); its figures are marked [rig]\n`);
+  process.stderr.write(
+    `bench: ${why}: running the benchmarks inside the rig, a QEMU machine with nested KVM (test/rig/README.md); its figures are marked [rig]\n`,
+  );
   const { runInRig } = await import('../test/rig/machine.js');
   let pending = '';
   const mark = (chunk: Buffer) => {
@@ -45,14 +47,18 @@ async function runInTheRig(why: string): Promise<number> {
   };
   try {
     const r = await runInRig({
-      command: [process.execPath, fileURLToPath(import.meta.url), ...wanted], memory: '16G', output: mark,
+      command: [process.execPath, fileURLToPath(import.meta.url), ...wanted],
+      memory: '16G',
+      output: mark,
     });
     if (pending) process.stdout.write(`[rig] ${pending}\n`);
     if (r.timedOut) return 124;
     return r.status ?? 125;
   } catch (e) {
     if (!(e instanceof RigSetupError)) throw e;
-    process.stderr.write(`bench: no way to run the benchmarks here: load the kvm module on a host with VMX/SVM, or let the rig run them (${e.message})\n`);
+    process.stderr.write(
+      `bench: no way to run the benchmarks here: load the kvm module on a host with VMX/SVM, or let the rig run them (${e.message})\n`,
+    );
     return 4;
   }
 }

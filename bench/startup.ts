@@ -28,7 +28,7 @@ const SETTLE_MS = 500;
 const HELLO_LINE = 'Hello from tsvmm guest';
 
 const ms = (ns: bigint | number) => Number(ns) / 1e6;
-const sleep = (t: number) => new Promise(resolve => setTimeout(resolve, t));
+const sleep = (t: number) => new Promise((resolve) => setTimeout(resolve, t));
 
 function qemuUnavailable(): string | null {
   const r = spawnSync(QEMU, ['--version'], { encoding: 'utf8' });
@@ -57,7 +57,9 @@ async function rssOf(command: string, args: string[]): Promise<RssSplit> {
   let sample: RssSplit | null = null;
   await runTimed(command, args, {
     whileRunning: async (pid, firstStdout) => {
-      const timeout = sleep(guardMs(30_000)).then(() => { throw new Error(`${command}: the guest wrote nothing within ${guardMs(30_000) / 1000} s`); });
+      const timeout = sleep(guardMs(30_000)).then(() => {
+        throw new Error(`${command}: the guest wrote nothing within ${guardMs(30_000) / 1000} s`);
+      });
       await Promise.race([firstStdout, timeout]);
       await sleep(SETTLE_MS);
       sample = sampleRss(pid, RAM_BYTES);
@@ -73,7 +75,8 @@ export async function benchStartup(): Promise<void> {
   const QEMU_RUNS = envInt('TSVMM_BENCH_QEMU_RUNS', rigDefault(5, 3));
   const dir = scratchDir('startup');
   const t0 = performance.now();
-  const log = (line: string) => process.stderr.write(`bench/startup [${((performance.now() - t0) / 1000).toFixed(1)} s]: ${line}\n`);
+  const log = (line: string) =>
+    process.stderr.write(`bench/startup [${((performance.now() - t0) / 1000).toFixed(1)} s]: ${line}\n`);
   const node = process.execPath;
   const dist = join(repoRoot, 'dist');
   const cli = join(dist, 'src', 'cli', 'main.js');
@@ -84,11 +87,22 @@ export async function benchStartup(): Promise<void> {
   const first = firstInstructionKernel();
   const wait = waitingKernel();
   const stamps = join(dir, 'stamps.txt');
-  const stampArgs = ['-serial', 'none', '-device', 'isa-debugcon,chardev=stamps,timestamps=on', '-chardev', `file,id=stamps,path=${stamps}`];
+  const stampArgs = [
+    '-serial',
+    'none',
+    '-device',
+    'isa-debugcon,chardev=stamps,timestamps=on',
+    '-chardev',
+    `file,id=stamps,path=${stamps}`,
+  ];
   const base = ['-m', RAM, '-device', 'isa-debug-exit'];
 
   // ---- node and module loading, each in a fresh process ---------------------------------------------------------
-  const importCmd = (rel: string) => ['--input-type=module', '-e', `await import(${JSON.stringify(pathToFileURL(join(dist, rel)).href)})`];
+  const importCmd = (rel: string) => [
+    '--input-type=module',
+    '-e',
+    `await import(${JSON.stringify(pathToFileURL(join(dist, rel)).href)})`,
+  ];
   const nodeCases: [string, string[]][] = [
     ['node -e 0 (Node start and exit)', ['-e', '0']],
     ['node: import src/sys/libc.js (koffi + libc binding)', importCmd('src/sys/libc.js')],
@@ -99,7 +113,7 @@ export async function benchStartup(): Promise<void> {
   for (const [label, args] of nodeCases) {
     log(label);
     const runs = await repeat(RUNS, async () => expectStatus(await runTimed(node, args), 0, label));
-    nodeTimes.set(label, summarize(runs.map(r => r.ms)));
+    nodeTimes.set(label, summarize(runs.map((r) => r.ms)));
   }
 
   // ---- phases, from the probe (main.ts's path with marks) -------------------------------------------------------
@@ -118,10 +132,17 @@ export async function benchStartup(): Promise<void> {
   const phaseSamples = new Map<string, number[]>(phaseNames.map(([label]) => [label, []]));
   const probeTotals: number[] = [];
   for (let i = 0; i < RUNS; i++) {
-    const run = expectStatus(await runTimed(node, [probe, ...base, '-kernel', first, ...stampArgs]), GUEST_EXIT_OK, 'startup probe');
+    const run = expectStatus(
+      await runTimed(node, [probe, ...base, '-kernel', first, ...stampArgs]),
+      GUEST_EXIT_OK,
+      'startup probe',
+    );
     const marks = JSON.parse(run.stdout.trim().split('\n').pop()!) as Record<string, number>;
     const at: Record<string, number> = {
-      ...marks, spawn: Number(run.spawnNs), exit: Number(run.exitNs), firstInstruction: Number(firstStamp(stamps)),
+      ...marks,
+      spawn: Number(run.spawnNs),
+      exit: Number(run.exitNs),
+      firstInstruction: Number(firstStamp(stamps)),
     };
     for (const [label, from, to] of phaseNames) phaseSamples.get(label)!.push(ms(at[to] - at[from]));
     probeTotals.push(run.ms);
@@ -135,28 +156,38 @@ export async function benchStartup(): Promise<void> {
   });
   log('tsvmm: first instruction (debugcon on stdout)');
   const stdoutArgs = ['-serial', 'none', '-debugcon', 'stdio'];
-  const viaStdout = await repeat(RUNS, async () => firstByte(await runTsvmm([...base, '-kernel', first, ...stdoutArgs])));
+  const viaStdout = await repeat(RUNS, async () =>
+    firstByte(await runTsvmm([...base, '-kernel', first, ...stdoutArgs])),
+  );
   log('tsvmm: hello');
   const helloRuns = await repeat(RUNS, async () => checkHello(await runTsvmm([...base, '-kernel', hello])));
 
   const t = {
-    firstStamped: summarize(stamped.map(s => s.first)),
-    firstExit: summarize(stamped.map(s => s.exit)),
+    firstStamped: summarize(stamped.map((s) => s.first)),
+    firstExit: summarize(stamped.map((s) => s.exit)),
     firstStdout: summarize(viaStdout),
-    hello: summarize(helloRuns.map(r => r.ms)),
+    hello: summarize(helloRuns.map((r) => r.ms)),
   };
 
   // ---- QEMU ---------------------------------------------------------------------------------------------------
   const qemuMissing = qemuUnavailable();
-  let q: { hello: Summary; firstStdout: Summary; firstExit: Summary; firstStdoutNodefaults: Summary; rss: RssSplit } | null = null;
+  let q: {
+    hello: Summary;
+    firstStdout: Summary;
+    firstExit: Summary;
+    firstStdoutNodefaults: Summary;
+    rss: RssSplit;
+  } | null = null;
   const qemuBase = ['-accel', 'kvm', '-M', 'pc', '-m', RAM, '-device', 'isa-debug-exit,iobase=0xf4,iosize=4'];
   const qemuQuiet = ['-display', 'none', '-serial', 'none', '-monitor', 'none', '-debugcon', 'stdio'];
   if (qemuMissing) {
     log(`QEMU skipped: ${qemuMissing}`);
   } else {
     log('QEMU: hello');
-    const qemuRuns = (args: string[]) => repeat(QEMU_RUNS, async () =>
-      expectStatus(await runTimed(QEMU, [...qemuBase, ...args]), GUEST_EXIT_OK, `${QEMU} ${args.join(' ')}`));
+    const qemuRuns = (args: string[]) =>
+      repeat(QEMU_RUNS, async () =>
+        expectStatus(await runTimed(QEMU, [...qemuBase, ...args]), GUEST_EXIT_OK, `${QEMU} ${args.join(' ')}`),
+      );
     const qHello = (await qemuRuns(['-nographic', '-kernel', hello])).map(checkHello);
     log('QEMU: first instruction (debugcon on stdout)');
     const qFirst = await qemuRuns([...qemuQuiet, '-kernel', first]);
@@ -165,9 +196,9 @@ export async function benchStartup(): Promise<void> {
     log('QEMU: memory of an idle guest');
     const qRss = await repeat(3, () => rssOf(QEMU, [...qemuBase, ...qemuQuiet, '-kernel', wait]));
     q = {
-      hello: summarize(qHello.map(r => r.ms)),
+      hello: summarize(qHello.map((r) => r.ms)),
       firstStdout: summarize(qFirst.map(firstByte)),
-      firstExit: summarize(qFirst.map(r => r.ms)),
+      firstExit: summarize(qFirst.map((r) => r.ms)),
       firstStdoutNodefaults: summarize(qFirstNd.map(firstByte)),
       rss: medianRss(qRss),
     };
@@ -177,58 +208,122 @@ export async function benchStartup(): Promise<void> {
   log('tsvmm: memory of an idle guest');
   const tRss = medianRss(await repeat(3, () => rssOf(node, [cli, 'run', ...base, '-kernel', wait, ...stdoutArgs])));
   log('tsvmm -smp 2: memory of an idle guest');
-  const tRss2 = medianRss(await repeat(3, () => rssOf(node, [cli, 'run', ...base, '-smp', '2', '-kernel', wait, ...stdoutArgs])));
+  const tRss2 = medianRss(
+    await repeat(3, () => rssOf(node, [cli, 'run', ...base, '-smp', '2', '-kernel', wait, ...stdoutArgs])),
+  );
   log('node: memory of an idle script');
-  const nodeRss = medianRss(await repeat(3, () => rssOf(node, ['-e', "process.stdout.write('x'); setInterval(() => {}, 1000)"])));
-  for (const [who, r] of [['tsvmm', tRss], ['tsvmm -smp 2', tRss2], ['QEMU', q?.rss]] as const) {
-    if (r && r.guestRamMappings !== 1) throw new Error(`${who}: found ${r.guestRamMappings} mappings of guest RAM size in smaps (expected 1)`);
+  const nodeRss = medianRss(
+    await repeat(3, () => rssOf(node, ['-e', "process.stdout.write('x'); setInterval(() => {}, 1000)"])),
+  );
+  for (const [who, r] of [
+    ['tsvmm', tRss],
+    ['tsvmm -smp 2', tRss2],
+    ['QEMU', q?.rss],
+  ] as const) {
+    if (r && r.guestRamMappings !== 1)
+      throw new Error(`${who}: found ${r.guestRamMappings} mappings of guest RAM size in smaps (expected 1)`);
   }
 
   // ---- tables ---------------------------------------------------------------------------------------------------
   const out: string[] = [];
-  const row = (label: string, s: Summary, qemu?: Summary): Cell[] =>
-    [label, round(s.median), `${round(s.min)}-${round(s.max)}`, qemu ? round(qemu.median) : null, qemu ? round(s.median / qemu.median) : null];
-  out.push(formatTable(`startup: tsvmm${q ? ' vs QEMU' : ''} (-m ${RAM}), ms from spawn, median of ${RUNS} (QEMU: ${QEMU_RUNS})`,
-    ['measure', 'tsvmm ms', 'tsvmm range', 'QEMU ms', 'tsvmm/QEMU'], [
-      row('hello (multiboot -kernel): spawn -> process exit', t.hello, q?.hello),
-      row('first guest instruction, timestamped debugcon', t.firstStamped),
-      row('first guest instruction, debugcon byte on stdout', t.firstStdout, q?.firstStdout),
-      ...(q ? [[' ... QEMU with -nodefaults (no NIC option ROM)', null, null, round(q.firstStdoutNodefaults.median), null] as Cell[]] : []),
-      row('first-instruction guest: spawn -> process exit', t.firstExit, q?.firstExit),
-    ]));
-  out.push(formatTable(`startup phases: tsvmm run path with marks (bench/startup/probe.ts), ms, median of ${RUNS}`,
-    ['phase', 'ms', 'range'],
-    [...phaseNames.map(([label]) => { const s = summarize(phaseSamples.get(label)!); return [label, round(s.median), `${round(s.min)}-${round(s.max)}`] as Cell[]; }),
-     ['total (spawn -> process gone)', round(median(probeTotals)), null]]));
-  out.push(formatTable(`startup pieces, each alone in a fresh process (spawn -> exit), ms, median of ${RUNS}`,
-    ['process', 'ms', 'range'],
-    nodeCases.map(([label]) => { const s = nodeTimes.get(label)!; return [label, round(s.median), `${round(s.min)}-${round(s.max)}`]; })));
+  const row = (label: string, s: Summary, qemu?: Summary): Cell[] => [
+    label,
+    round(s.median),
+    `${round(s.min)}-${round(s.max)}`,
+    qemu ? round(qemu.median) : null,
+    qemu ? round(s.median / qemu.median) : null,
+  ];
+  out.push(
+    formatTable(
+      `startup: tsvmm${q ? ' vs QEMU' : ''} (-m ${RAM}), ms from spawn, median of ${RUNS} (QEMU: ${QEMU_RUNS})`,
+      ['measure', 'tsvmm ms', 'tsvmm range', 'QEMU ms', 'tsvmm/QEMU'],
+      [
+        row('hello (multiboot -kernel): spawn -> process exit', t.hello, q?.hello),
+        row('first guest instruction, timestamped debugcon', t.firstStamped),
+        row('first guest instruction, debugcon byte on stdout', t.firstStdout, q?.firstStdout),
+        ...(q
+          ? [
+              [
+                ' ... QEMU with -nodefaults (no NIC option ROM)',
+                null,
+                null,
+                round(q.firstStdoutNodefaults.median),
+                null,
+              ] as Cell[],
+            ]
+          : []),
+        row('first-instruction guest: spawn -> process exit', t.firstExit, q?.firstExit),
+      ],
+    ),
+  );
+  out.push(
+    formatTable(
+      `startup phases: tsvmm run path with marks (bench/startup/probe.ts), ms, median of ${RUNS}`,
+      ['phase', 'ms', 'range'],
+      [
+        ...phaseNames.map(([label]) => {
+          const s = summarize(phaseSamples.get(label)!);
+          return [label, round(s.median), `${round(s.min)}-${round(s.max)}`] as Cell[];
+        }),
+        ['total (spawn -> process gone)', round(median(probeTotals)), null],
+      ],
+    ),
+  );
+  out.push(
+    formatTable(
+      `startup pieces, each alone in a fresh process (spawn -> exit), ms, median of ${RUNS}`,
+      ['process', 'ms', 'range'],
+      nodeCases.map(([label]) => {
+        const s = nodeTimes.get(label)!;
+        return [label, round(s.median), `${round(s.min)}-${round(s.max)}`];
+      }),
+    ),
+  );
   const mib = (kib: number) => round(kib / 1024);
-  const rssRow = (label: string, r: RssSplit): Cell[] =>
-    [label, mib(r.totalKiB), mib(r.guestRamKiB), mib(r.outsideKiB), mib(r.outsideAnonymousKiB), mib(r.outsideFileKiB)];
-  out.push(formatTable(`memory: resident set of an idle VM (-m ${RAM}), MiB, /proc/PID/smaps ${SETTLE_MS} ms after the guest's first byte, median of 3`,
-    ['process', 'RSS', 'guest RAM', 'outside guest RAM', 'of it anonymous', 'of it file-backed'], [
-      rssRow('tsvmm (1 vCPU worker)', tRss),
-      rssRow('tsvmm -smp 2 (2 vCPU workers)', tRss2),
-      ...(q ? [rssRow('QEMU', q.rss)] : []),
-      rssRow('node, idle script (no VM)', nodeRss),
-    ]));
+  const rssRow = (label: string, r: RssSplit): Cell[] => [
+    label,
+    mib(r.totalKiB),
+    mib(r.guestRamKiB),
+    mib(r.outsideKiB),
+    mib(r.outsideAnonymousKiB),
+    mib(r.outsideFileKiB),
+  ];
+  out.push(
+    formatTable(
+      `memory: resident set of an idle VM (-m ${RAM}), MiB, /proc/PID/smaps ${SETTLE_MS} ms after the guest's first byte, median of 3`,
+      ['process', 'RSS', 'guest RAM', 'outside guest RAM', 'of it anonymous', 'of it file-backed'],
+      [
+        rssRow('tsvmm (1 vCPU worker)', tRss),
+        rssRow('tsvmm -smp 2 (2 vCPU workers)', tRss2),
+        ...(q ? [rssRow('QEMU', q.rss)] : []),
+        rssRow('node, idle script (no VM)', nodeRss),
+      ],
+    ),
+  );
   const text = out.join('\n\n');
   process.stdout.write(`${text}\n`);
 
   const path = writeResult('startup', {
-    parameters: { runs: RUNS, qemuRuns: QEMU_RUNS, ram: RAM, settleMs: SETTLE_MS, qemu: qemuMissing ? `skipped: ${qemuMissing}` : QEMU },
+    parameters: {
+      runs: RUNS,
+      qemuRuns: QEMU_RUNS,
+      ram: RAM,
+      settleMs: SETTLE_MS,
+      qemu: qemuMissing ? `skipped: ${qemuMissing}` : QEMU,
+    },
     tsvmm: { ...t, rss: tRss, rssSmp2: tRss2 },
     phases: Object.fromEntries(phaseNames.map(([label]) => [label, summarize(phaseSamples.get(label)!)])),
     probeTotalMs: summarize(probeTotals),
     pieces: Object.fromEntries(nodeTimes),
     qemu: q,
     nodeIdleRss: nodeRss,
-    ratios: q ? {
-      'hello tsvmm/QEMU': round(t.hello.median / q.hello.median),
-      'first instruction tsvmm/QEMU (stdout)': round(t.firstStdout.median / q.firstStdout.median),
-      'RSS outside guest RAM tsvmm/QEMU': round(tRss.outsideKiB / q.rss.outsideKiB),
-    } : null,
+    ratios: q
+      ? {
+          'hello tsvmm/QEMU': round(t.hello.median / q.hello.median),
+          'first instruction tsvmm/QEMU (stdout)': round(t.firstStdout.median / q.firstStdout.median),
+          'RSS outside guest RAM tsvmm/QEMU': round(tRss.outsideKiB / q.rss.outsideKiB),
+        }
+      : null,
     tables: text,
   });
   removeScratch(dir);
@@ -242,7 +337,8 @@ function firstByte(run: TimedRun): number {
 }
 
 function checkHello(run: TimedRun): TimedRun {
-  if (!run.stdout.includes(HELLO_LINE)) throw new Error(`hello guest: no "${HELLO_LINE}" in its output:\n${run.stdout}${run.stderr}`);
+  if (!run.stdout.includes(HELLO_LINE))
+    throw new Error(`hello guest: no "${HELLO_LINE}" in its output:\n${run.stdout}${run.stderr}`);
   return run;
 }
 
@@ -250,9 +346,12 @@ function checkHello(run: TimedRun): TimedRun {
 function medianRss(samples: RssSplit[]): RssSplit {
   const m = (f: (r: RssSplit) => number) => median(samples.map(f));
   return {
-    totalKiB: m(r => r.totalKiB), guestRamKiB: m(r => r.guestRamKiB), outsideKiB: m(r => r.outsideKiB),
-    outsideAnonymousKiB: m(r => r.outsideAnonymousKiB), outsideFileKiB: m(r => r.outsideFileKiB),
-    guestRamMappings: Math.min(...samples.map(r => r.guestRamMappings)),
+    totalKiB: m((r) => r.totalKiB),
+    guestRamKiB: m((r) => r.guestRamKiB),
+    outsideKiB: m((r) => r.outsideKiB),
+    outsideAnonymousKiB: m((r) => r.outsideAnonymousKiB),
+    outsideFileKiB: m((r) => r.outsideFileKiB),
+    guestRamMappings: Math.min(...samples.map((r) => r.guestRamMappings)),
   };
 }
 

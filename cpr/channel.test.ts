@@ -10,8 +10,23 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import * as libc from '../src/sys/libc.js';
-import { socketPair, sendWithFds, closeAll, socketOption, unixSocket, SOL_SOCKET, SO_SNDBUF } from '../src/sys/socket.js';
-import { CprChannel, CprListener, CprChannelError, FRAME_MAGIC, FRAME_HEAD_BYTES, type ReceivedMessage } from './channel.js';
+import {
+  socketPair,
+  sendWithFds,
+  closeAll,
+  socketOption,
+  unixSocket,
+  SOL_SOCKET,
+  SO_SNDBUF,
+} from '../src/sys/socket.js';
+import {
+  CprChannel,
+  CprListener,
+  CprChannelError,
+  FRAME_MAGIC,
+  FRAME_HEAD_BYTES,
+  type ReceivedMessage,
+} from './channel.js';
 
 const openFds = (): number => readdirSync('/proc/self/fd').length;
 
@@ -28,10 +43,12 @@ function withMapping<T>(fd: number, size: number, use: (words: Uint32Array) => T
   }
 }
 function fillPattern(fd: number, size: number, seed: number): void {
-  withMapping(fd, size, words => { for (let i = 0; i < words.length; i++) words[i] = patternWord(seed, i); });
+  withMapping(fd, size, (words) => {
+    for (let i = 0; i < words.length; i++) words[i] = patternWord(seed, i);
+  });
 }
 function patternMismatches(fd: number, size: number, seed: number): number {
-  return withMapping(fd, size, words => {
+  return withMapping(fd, size, (words) => {
     let bad = 0;
     for (let i = 0; i < words.length; i++) if (words[i] !== patternWord(seed, i)) bad++;
     return bad;
@@ -105,17 +122,23 @@ async function runPeer(path: string): Promise<void> {
 const dir = process.argv[2] === 'peer' ? '' : mkdtempSync(join(tmpdir(), 'tsvmm-cpr-channel-'));
 test.after(() => rmSync(dir, { recursive: true, force: true }));
 
-interface Peer { child: ChildProcess; channel: CprChannel; exited: Promise<number | null> }
+interface Peer {
+  child: ChildProcess;
+  channel: CprChannel;
+  exited: Promise<number | null>;
+}
 let peerCount = 0;
 
 async function startPeer(): Promise<Peer> {
   const path = join(dir, `peer-${peerCount++}.sock`);
-  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), 'peer', path], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const exited = new Promise<number | null>(resolve => child.on('exit', code => resolve(code)));
+  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), 'peer', path], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   const lines = createInterface({ input: child.stdout! });
   await new Promise<void>((resolve, reject) => {
-    lines.once('line', line => (line === 'listening' ? resolve() : reject(new Error(`peer said ${line}`))));
-    child.once('exit', code => reject(new Error(`peer exited with ${code} before listening`)));
+    lines.once('line', (line) => (line === 'listening' ? resolve() : reject(new Error(`peer said ${line}`))));
+    child.once('exit', (code) => reject(new Error(`peer exited with ${code} before listening`)));
   });
   return { child, channel: CprChannel.connect(path), exited };
 }
@@ -134,11 +157,15 @@ test('channel: a memfd sent to another process maps to the same bytes there, and
   const size = 1 << 20;
   const fd = memfdWithPattern(size, 0x1234);
   try {
-    peer.channel.send({ type: 'check-memfds', header: { sizes: [size], seeds: [0x1234], newSeeds: [0xbeef] }, fds: [fd] });
+    peer.channel.send({
+      type: 'check-memfds',
+      header: { sizes: [size], seeds: [0x1234], newSeeds: [0xbeef] },
+      fds: [fd],
+    });
     const reply = await peer.channel.receive(10_000);
     assert.is(reply.type, 'checked');
-    assert.equal(reply.header, { mismatches: [0] }, 'every word of the pattern read through the peer\'s mapping');
-    assert.is(patternMismatches(fd, size, 0xbeef), 0, 'the peer\'s writes through its mapping are in our memfd');
+    assert.equal(reply.header, { mismatches: [0] }, "every word of the pattern read through the peer's mapping");
+    assert.is(patternMismatches(fd, size, 0xbeef), 0, "the peer's writes through its mapping are in our memfd");
   } finally {
     libc.close(fd);
     await stopPeer(peer);
@@ -156,15 +183,19 @@ test('channel: several fds in one message arrive in order, each usable (memfds a
     const order = [2, 0, 1];
     peer.channel.send({
       type: 'check-memfds',
-      header: { sizes: order.map(i => sizes[i]), seeds: order.map(i => seeds[i]), newSeeds: order.map(i => seeds[i] + 100) },
-      fds: order.map(i => memfds[i]),
+      header: {
+        sizes: order.map((i) => sizes[i]),
+        seeds: order.map((i) => seeds[i]),
+        newSeeds: order.map((i) => seeds[i] + 100),
+      },
+      fds: order.map((i) => memfds[i]),
     });
     assert.equal((await peer.channel.receive(10_000)).header, { mismatches: [0, 0, 0] });
     memfds.forEach((fd, i) => assert.is(patternMismatches(fd, sizes[i], seeds[i] + 100), 0));
 
     peer.channel.send({ type: 'signal-eventfd', header: { value: 41 }, fds: [efd] });
     assert.is((await peer.channel.receive(10_000)).type, 'signalled');
-    assert.is(eventfdTake(efd), 41n, 'the peer\'s eventfd write is seen here');
+    assert.is(eventfdTake(efd), 41n, "the peer's eventfd write is seen here");
   } finally {
     closeAll([...memfds, efd]);
     await stopPeer(peer);
@@ -183,7 +214,10 @@ test('channel: a payload much larger than the socket buffer crosses to the other
     const back = await peer.channel.receive(30_000);
     assert.equal(back.header, { note: 'big' });
     assert.is(back.payload.length, payload.length);
-    assert.is(createHash('sha256').update(back.payload).digest('hex'), createHash('sha256').update(payload).digest('hex'));
+    assert.is(
+      createHash('sha256').update(back.payload).digest('hex'),
+      createHash('sha256').update(payload).digest('hex'),
+    );
   } finally {
     await stopPeer(peer);
   }
@@ -204,7 +238,7 @@ test('channel: round trips with 1 fd + 4 KiB and with 64 KiB between two process
       for (let i = 0; i < 20; i++) {
         const payload = randomBytes(size);
         peer.channel.send({ type: reply, header: { i }, payload, fds: [...fds] });
-        const back = peer.channel.receiveSync(10_000);    // the pause window: blocking receive, no thread hop
+        const back = peer.channel.receiveSync(10_000); // the pause window: blocking receive, no thread hop
         try {
           assert.is(back.type, reply, label);
           if (reply === 'ack') {
@@ -215,7 +249,12 @@ test('channel: round trips with 1 fd + 4 KiB and with 64 KiB between two process
           assert.equal(back.header, { i }, label);
           assert.ok(Buffer.compare(back.payload, payload) === 0, `${label}: round ${i} payload came back changed`);
           assert.is(back.fds.length, fds.length, label);
-          if (fds.length) assert.is(patternMismatches(back.fds[0], 4096, 7), 0, `${label}: the fd that came back maps the same memfd`);
+          if (fds.length)
+            assert.is(
+              patternMismatches(back.fds[0], 4096, 7),
+              0,
+              `${label}: the fd that came back maps the same memfd`,
+            );
         } finally {
           closeAll(back.fds);
         }
@@ -234,7 +273,7 @@ test('channel: the listening socket file is 0600, and is removed once the peer h
   const oldMask = process.umask(0);
   let accepted: Promise<CprChannel>;
   try {
-    accepted = CprChannel.listen(path, { timeoutMs: 5000 });   // binds before returning
+    accepted = CprChannel.listen(path, { timeoutMs: 5000 }); // binds before returning
   } finally {
     process.umask(oldMask);
   }
@@ -253,7 +292,10 @@ test('channel: waiting for the peer keeps the event loop running; a timeout says
   let ticks = 0;
   const timer = setInterval(() => ticks++, 5);
   const t0 = performance.now();
-  const error = await CprChannel.listen(path, { timeoutMs: 150 }).then(() => null, (e: unknown) => e);
+  const error = await CprChannel.listen(path, { timeoutMs: 150 }).then(
+    () => null,
+    (e: unknown) => e,
+  );
   clearInterval(timer);
   assert.instance(error, CprChannelError);
   assert.is((error as CprChannelError).code, 'timeout');
@@ -289,7 +331,13 @@ function rawPair(options?: Parameters<typeof CprChannel.fromFd>[1]): { raw: numb
   const [raw, b] = socketPair({ nonBlocking: true });
   return { raw, channel: CprChannel.fromFd(b, options) };
 }
-function frameHead(fields: { magic?: number; typeLength: number; fdCount?: number; headerLength?: number; payloadLength?: number }): Uint8Array {
+function frameHead(fields: {
+  magic?: number;
+  typeLength: number;
+  fdCount?: number;
+  headerLength?: number;
+  payloadLength?: number;
+}): Uint8Array {
   const head = new Uint8Array(FRAME_HEAD_BYTES);
   const v = new DataView(head.buffer);
   v.setUint32(0, fields.magic ?? FRAME_MAGIC, true);
@@ -300,7 +348,10 @@ function frameHead(fields: { magic?: number; typeLength: number; fdCount?: numbe
   return head;
 }
 async function errorOf(promise: Promise<unknown>): Promise<CprChannelError> {
-  const e = await promise.then(() => null, (x: unknown) => x);
+  const e = await promise.then(
+    () => null,
+    (x: unknown) => x,
+  );
   assert.instance(e, CprChannelError, `expected a CprChannelError, got ${String(e)}`);
   return e as CprChannelError;
 }
@@ -333,8 +384,11 @@ test('channel: the peer closing between messages is "closed"; sending to a gone 
 
   const other = rawPair();
   libc.close(other.raw);
-  assert.throws(() => other.channel.send({ type: 'state', payload: new Uint8Array(10) }),
-    (x: CprChannelError) => x.code === 'closed' && /peer closed the channel while message 'state' was being sent/.test(x.message));
+  assert.throws(
+    () => other.channel.send({ type: 'state', payload: new Uint8Array(10) }),
+    (x: CprChannelError) =>
+      x.code === 'closed' && /peer closed the channel while message 'state' was being sent/.test(x.message),
+  );
   other.channel.close();
 });
 
@@ -424,7 +478,10 @@ test('channel: send refuses an over-limit message before sending anything, and t
   const receiver = CprChannel.fromFd(b);
   const efd = libc.eventfd(0, libc.EFD_CLOEXEC);
   try {
-    assert.throws(() => sender.send({ type: 'x', payload: new Uint8Array(101) }), /payload of 'x' is 101 bytes; the limit is 100/);
+    assert.throws(
+      () => sender.send({ type: 'x', payload: new Uint8Array(101) }),
+      /payload of 'x' is 101 bytes; the limit is 100/,
+    );
     assert.throws(() => sender.send({ type: 'x', fds: [efd, efd] }), /carries 2 fds; the limit is 1/);
     assert.throws(() => sender.send({ type: 'x', header: { long: 'header' } }), /header of 'x' is 17 bytes/);
     assert.throws(() => sender.send({ type: 'has space' }), /printable ASCII/);
@@ -432,7 +489,10 @@ test('channel: send refuses an over-limit message before sending anything, and t
     assert.throws(() => sender.send({ type: 'x', fds: [-1] }), /not a file descriptor/);
     sender.send({ type: 'fine', header: [1, 2], payload: new Uint8Array([7]), fds: [efd] });
     const m = await receiver.receive(1000);
-    assert.equal({ type: m.type, header: m.header, payload: [...m.payload], fds: m.fds.length }, { type: 'fine', header: [1, 2], payload: [7], fds: 1 });
+    assert.equal(
+      { type: m.type, header: m.header, payload: [...m.payload], fds: m.fds.length },
+      { type: 'fine', header: [1, 2], payload: [7], fds: 1 },
+    );
     closeAll(m.fds);
   } finally {
     sender.close();
@@ -448,7 +508,12 @@ test('channel: a receive timeout leaves the channel usable, and a message that a
   assert.match(e.message, /no message arrived within 30 ms/);
   const type = Buffer.from('piece');
   const header = Buffer.from(JSON.stringify({ n: 1 }));
-  const frame = Buffer.concat([frameHead({ typeLength: type.length, headerLength: header.length, payloadLength: 3 }), type, header, Buffer.from([1, 2, 3])]);
+  const frame = Buffer.concat([
+    frameHead({ typeLength: type.length, headerLength: header.length, payloadLength: 3 }),
+    type,
+    header,
+    Buffer.from([1, 2, 3]),
+  ]);
   sendWithFds(raw, [frame.subarray(0, 7)]);
   const partial = await receiveError(channel, 30);
   assert.is(partial.code, 'timeout', 'half a head, then nothing');
@@ -456,7 +521,10 @@ test('channel: a receive timeout leaves the channel usable, and a message that a
   setTimeout(() => sendWithFds(raw, [frame.subarray(7, 20)]), 10);
   setTimeout(() => sendWithFds(raw, [frame.subarray(20)]), 40);
   const m = await channel.receive(2000);
-  assert.equal({ type: m.type, header: m.header, payload: [...m.payload] }, { type: 'piece', header: { n: 1 }, payload: [1, 2, 3] });
+  assert.equal(
+    { type: m.type, header: m.header, payload: [...m.payload] },
+    { type: 'piece', header: { n: 1 }, payload: [1, 2, 3] },
+  );
   channel.close();
   libc.close(raw);
 });
@@ -465,7 +533,8 @@ test('channel: a message without header or payload, and many messages back to ba
   const [a, b] = socketPair({ nonBlocking: true });
   const sender = CprChannel.fromFd(a);
   const receiver = CprChannel.fromFd(b);
-  for (let i = 0; i < 50; i++) sender.send(i % 2 ? { type: `m${i}`, header: { i }, payload: new Uint8Array(i) } : { type: `m${i}` });
+  for (let i = 0; i < 50; i++)
+    sender.send(i % 2 ? { type: `m${i}`, header: { i }, payload: new Uint8Array(i) } : { type: `m${i}` });
   for (let i = 0; i < 50; i++) {
     const m = receiver.receiveSync(1000);
     assert.is(m.type, `m${i}`);
@@ -489,7 +558,7 @@ test('channel: no descriptor leaks over listen, connect, fd-carrying messages, e
     assert.is(m.fds.length, 3);
     closeAll(m.fds);
     client.send({ type: 'partial', payload: new Uint8Array(10), fds: [memfd] });
-    client.close();                                   // the server sees the message, then end of stream
+    client.close(); // the server sees the message, then end of stream
     closeAll((await server.receive(1000)).fds);
     assert.is((await receiveError(server)).code, 'closed');
     server.close();

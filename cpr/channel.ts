@@ -18,8 +18,21 @@ import { lstatSync, unlinkSync } from 'node:fs';
 import { close, eventfd, write, EFD_CLOEXEC, EFD_NONBLOCK, clockNs, CLOCK_MONOTONIC } from '../src/sys/libc.js';
 import { SysError, Errno } from '../src/sys/errno.js';
 import {
-  unixSocket, bindUnix, listenSocket, acceptConnection, connectUnix, peerCredentials, sendWithFds, receiveWithFds,
-  pollSync, pollAsync, closeAll, TruncatedMessageError, POLLIN, POLLOUT, SCM_MAX_FD,
+  unixSocket,
+  bindUnix,
+  listenSocket,
+  acceptConnection,
+  connectUnix,
+  peerCredentials,
+  sendWithFds,
+  receiveWithFds,
+  pollSync,
+  pollAsync,
+  closeAll,
+  TruncatedMessageError,
+  POLLIN,
+  POLLOUT,
+  SCM_MAX_FD,
 } from '../src/sys/socket.js';
 
 /** 'CPR1' as a little-endian u32: the frame magic; the digit is the frame format version. */
@@ -73,12 +86,12 @@ export interface ReceivedMessage {
 }
 
 export type ChannelErrorCode =
-  | 'closed'      // the peer closed the channel between messages, or this side closed it
-  | 'truncated'   // the peer closed the channel in the middle of a message
-  | 'timeout'     // nothing (or not all) arrived / could be sent in time; the channel stays usable
-  | 'protocol'    // bad magic, bad type, undecodable header, fds where none belong
-  | 'limit'       // a length or fd count over this side's limits
-  | 'io';         // any other failed system call (the cause holds the SysError)
+  | 'closed' // the peer closed the channel between messages, or this side closed it
+  | 'truncated' // the peer closed the channel in the middle of a message
+  | 'timeout' // nothing (or not all) arrived / could be sent in time; the channel stays usable
+  | 'protocol' // bad magic, bad type, undecodable header, fds where none belong
+  | 'limit' // a length or fd count over this side's limits
+  | 'io'; // any other failed system call (the cause holds the SysError)
 
 export class CprChannelError extends Error {
   readonly code: ChannelErrorCode;
@@ -92,7 +105,8 @@ export class CprChannelError extends Error {
 function resolveLimits(partial: Partial<ChannelLimits> | undefined): ChannelLimits {
   const limits = { ...DEFAULT_LIMITS, ...partial };
   const check = (name: string, value: number, max: number) => {
-    if (!Number.isInteger(value) || value < 0 || value > max) throw new RangeError(`cpr channel: ${name} ${value} not in 0..${max}`);
+    if (!Number.isInteger(value) || value < 0 || value > max)
+      throw new RangeError(`cpr channel: ${name} ${value} not in 0..${max}`);
   };
   check('maxHeaderBytes', limits.maxHeaderBytes, 0xffffffff);
   check('maxPayloadBytes', limits.maxPayloadBytes, 0xffffffff);
@@ -115,7 +129,7 @@ function isPeerGone(e: unknown): boolean {
 class FrameReader {
   private readonly head = new Uint8Array(FRAME_HEAD_BYTES);
   private headFilled = 0;
-  private meta: Uint8Array | null = null;       // type + JSON header
+  private meta: Uint8Array | null = null; // type + JSON header
   private payload: Uint8Array | null = null;
   private bodyFilled = 0;
   private fds: number[] = [];
@@ -138,24 +152,31 @@ class FrameReader {
         if (r.bytes === 0) {
           throw this.headFilled === 0
             ? new CprChannelError('closed', 'the peer closed the channel')
-            : new CprChannelError('truncated', `the peer closed the channel after ${this.headFilled} of ${FRAME_HEAD_BYTES} bytes of a frame head`);
+            : new CprChannelError(
+                'truncated',
+                `the peer closed the channel after ${this.headFilled} of ${FRAME_HEAD_BYTES} bytes of a frame head`,
+              );
         }
         this.fds.push(...r.fds);
         this.headFilled += r.bytes;
         if (this.headFilled === FRAME_HEAD_BYTES) this.startBody();
       }
-      const meta = this.meta!, payload = this.payload!;
+      const meta = this.meta!,
+        payload = this.payload!;
       const bodyLength = meta.byteLength + payload.byteLength;
       while (this.bodyFilled < bodyLength) {
-        const buffers = this.bodyFilled < meta.byteLength
-          ? [meta.subarray(this.bodyFilled), payload]
-          : [payload.subarray(this.bodyFilled - meta.byteLength)];
+        const buffers =
+          this.bodyFilled < meta.byteLength
+            ? [meta.subarray(this.bodyFilled), payload]
+            : [payload.subarray(this.bodyFilled - meta.byteLength)];
         // No room for fds: any fd in the body is a protocol error, and the kernel drops it (MSG_CTRUNC) for us.
         const r = this.receive(fd, buffers, 0, 'body');
         if (r.bytes < 0) return null;
         if (r.bytes === 0) {
-          throw new CprChannelError('truncated',
-            `the peer closed the channel after ${FRAME_HEAD_BYTES + this.bodyFilled} of ${FRAME_HEAD_BYTES + bodyLength} bytes of message '${this.typeOrUnknown()}'`);
+          throw new CprChannelError(
+            'truncated',
+            `the peer closed the channel after ${FRAME_HEAD_BYTES + this.bodyFilled} of ${FRAME_HEAD_BYTES + bodyLength} bytes of message '${this.typeOrUnknown()}'`,
+          );
         }
         this.bodyFilled += r.bytes;
       }
@@ -178,11 +199,19 @@ class FrameReader {
     } catch (e) {
       if (e instanceof TruncatedMessageError) {
         throw part === 'head'
-          ? new CprChannelError('limit', `the peer attached more than ${maxFds} fds to a message (maxFds)`, { cause: e })
-          : new CprChannelError('protocol', `fds arrived inside the body of message '${this.typeOrUnknown()}'`, { cause: e });
+          ? new CprChannelError('limit', `the peer attached more than ${maxFds} fds to a message (maxFds)`, {
+              cause: e,
+            })
+          : new CprChannelError('protocol', `fds arrived inside the body of message '${this.typeOrUnknown()}'`, {
+              cause: e,
+            });
       }
       if (isPeerGone(e)) {
-        throw new CprChannelError(this.inProgress ? 'truncated' : 'closed', `the peer reset the channel (${(e as SysError).code})`, { cause: e });
+        throw new CprChannelError(
+          this.inProgress ? 'truncated' : 'closed',
+          `the peer reset the channel (${(e as SysError).code})`,
+          { cause: e },
+        );
       }
       throw e;
     }
@@ -196,12 +225,30 @@ class FrameReader {
     const fdCount = v.getUint16(6, true);
     const headerLength = v.getUint32(8, true);
     const payloadLength = v.getUint32(12, true);
-    if (magic !== FRAME_MAGIC) throw new CprChannelError('protocol', `bad frame magic 0x${magic.toString(16).padStart(8, '0')} (want 0x${FRAME_MAGIC.toString(16)}: 'CPR1')`);
-    if (typeLength === 0 || typeLength > MAX_TYPE_BYTES) throw new CprChannelError('limit', `message type length ${typeLength} not in 1..${MAX_TYPE_BYTES}`);
-    if (fdCount > this.limits.maxFds) throw new CprChannelError('limit', `message carries ${fdCount} fds; the limit is ${this.limits.maxFds}`);
-    if (headerLength > this.limits.maxHeaderBytes) throw new CprChannelError('limit', `header length ${headerLength} exceeds the limit ${this.limits.maxHeaderBytes}`);
-    if (payloadLength > this.limits.maxPayloadBytes) throw new CprChannelError('limit', `payload length ${payloadLength} exceeds the limit ${this.limits.maxPayloadBytes}`);
-    if (this.fds.length !== fdCount) throw new CprChannelError('protocol', `frame head announces ${fdCount} fds but ${this.fds.length} arrived with it`);
+    if (magic !== FRAME_MAGIC)
+      throw new CprChannelError(
+        'protocol',
+        `bad frame magic 0x${magic.toString(16).padStart(8, '0')} (want 0x${FRAME_MAGIC.toString(16)}: 'CPR1')`,
+      );
+    if (typeLength === 0 || typeLength > MAX_TYPE_BYTES)
+      throw new CprChannelError('limit', `message type length ${typeLength} not in 1..${MAX_TYPE_BYTES}`);
+    if (fdCount > this.limits.maxFds)
+      throw new CprChannelError('limit', `message carries ${fdCount} fds; the limit is ${this.limits.maxFds}`);
+    if (headerLength > this.limits.maxHeaderBytes)
+      throw new CprChannelError(
+        'limit',
+        `header length ${headerLength} exceeds the limit ${this.limits.maxHeaderBytes}`,
+      );
+    if (payloadLength > this.limits.maxPayloadBytes)
+      throw new CprChannelError(
+        'limit',
+        `payload length ${payloadLength} exceeds the limit ${this.limits.maxPayloadBytes}`,
+      );
+    if (this.fds.length !== fdCount)
+      throw new CprChannelError(
+        'protocol',
+        `frame head announces ${fdCount} fds but ${this.fds.length} arrived with it`,
+      );
     this.typeLength = typeLength;
     this.meta = new Uint8Array(typeLength + headerLength);
     this.payload = new Uint8Array(payloadLength);
@@ -216,13 +263,18 @@ class FrameReader {
   private finish(): ReceivedMessage {
     const meta = this.meta!;
     const type = Buffer.from(meta.subarray(0, this.typeLength)).toString('latin1');
-    if (!TYPE_PATTERN.test(type)) throw new CprChannelError('protocol', `message type ${JSON.stringify(type)} is not printable ASCII`);
+    if (!TYPE_PATTERN.test(type))
+      throw new CprChannelError('protocol', `message type ${JSON.stringify(type)} is not printable ASCII`);
     let header: unknown = undefined;
     if (meta.byteLength > this.typeLength) {
       try {
         header = JSON.parse(utf8Strict.decode(meta.subarray(this.typeLength)));
       } catch (e) {
-        throw new CprChannelError('protocol', `the header of message '${type}' is not valid JSON: ${(e as Error).message}`, { cause: e });
+        throw new CprChannelError(
+          'protocol',
+          `the header of message '${type}' is not valid JSON: ${(e as Error).message}`,
+          { cause: e },
+        );
       }
     }
     const message: ReceivedMessage = { type, header, payload: this.payload!, fds: this.fds };
@@ -246,7 +298,7 @@ export class CprChannel {
   private readonly wakeFd: number;
   private fd: number;
   private failure: CprChannelError | null = null;
-  private waiting = false;          // an async receive is parked in poll on a pool thread
+  private waiting = false; // an async receive is parked in poll on a pool thread
   private closeRequested = false;
 
   /** Adopts a connected AF_UNIX stream socket (made non-blocking by the caller; the channel closes it). */
@@ -261,7 +313,8 @@ export class CprChannel {
   static connect(path: string, options: ChannelOptions = {}): CprChannel {
     const fd = unixSocket({ nonBlocking: true });
     try {
-      if (!connectUnix(fd, path)) throw new SysError('connect', `${path}: the listener's backlog is full`, Errno.EAGAIN);
+      if (!connectUnix(fd, path))
+        throw new SysError('connect', `${path}: the listener's backlog is full`, Errno.EAGAIN);
       return new CprChannel(fd, options);
     } catch (e) {
       close(fd);
@@ -311,18 +364,29 @@ export class CprChannel {
     let sent = 0;
     try {
       while (sent < total) {
-        const chunks = sent < head.byteLength ? [head.subarray(sent), payload] : [payload.subarray(sent - head.byteLength)];
+        const chunks =
+          sent < head.byteLength ? [head.subarray(sent), payload] : [payload.subarray(sent - head.byteLength)];
         const r = sendWithFds(this.fd, chunks, sent === 0 ? fds : []);
-        if (r > 0) { sent += r; continue; }
+        if (r > 0) {
+          sent += r;
+          continue;
+        }
         const left = deadline - nowMs();
         if (left <= 0) {
-          throw new CprChannelError('timeout', `sending message '${message.type}' timed out after ${timeoutMs} ms (${sent} of ${total} bytes sent)`);
+          throw new CprChannelError(
+            'timeout',
+            `sending message '${message.type}' timed out after ${timeoutMs} ms (${sent} of ${total} bytes sent)`,
+          );
         }
         pollSync([{ fd: this.fd, events: POLLOUT }], left);
       }
     } catch (e) {
       const error = isPeerGone(e)
-        ? new CprChannelError('closed', `the peer closed the channel while message '${message.type}' was being sent (${sent} of ${total} bytes)`, { cause: e })
+        ? new CprChannelError(
+            'closed',
+            `the peer closed the channel while message '${message.type}' was being sent (${sent} of ${total} bytes)`,
+            { cause: e },
+          )
         : e;
       // Nothing sent yet (a bad fd, a timeout): the stream is still at a frame boundary and the channel stays usable.
       if (sent > 0 || isPeerGone(e)) this.fail(error);
@@ -347,7 +411,13 @@ export class CprChannel {
         if (left <= 0) throw this.timeout(timeoutMs);
         this.waiting = true;
         try {
-          await pollAsync([{ fd: this.fd, events: POLLIN }, { fd: this.wakeFd, events: POLLIN }], left);
+          await pollAsync(
+            [
+              { fd: this.fd, events: POLLIN },
+              { fd: this.wakeFd, events: POLLIN },
+            ],
+            left,
+          );
         } finally {
           this.waiting = false;
         }
@@ -408,32 +478,56 @@ export class CprChannel {
   }
 
   private timeout(timeoutMs: number): CprChannelError {
-    return new CprChannelError('timeout', this.reader.inProgress
-      ? `the rest of a message did not arrive within ${timeoutMs} ms` : `no message arrived within ${timeoutMs} ms`);
+    return new CprChannelError(
+      'timeout',
+      this.reader.inProgress
+        ? `the rest of a message did not arrive within ${timeoutMs} ms`
+        : `no message arrived within ${timeoutMs} ms`,
+    );
   }
 
   /** Marks the channel unusable: the stream is no longer at a known frame boundary. */
   private fail(error: unknown): void {
-    this.failure ??= error instanceof CprChannelError ? error
-      : new CprChannelError('io', error instanceof Error ? error.message : String(error), { cause: error });
+    this.failure ??=
+      error instanceof CprChannelError
+        ? error
+        : new CprChannelError('io', error instanceof Error ? error.message : String(error), { cause: error });
   }
 
   private checkUsable(): void {
     if (this.closed) throw new CprChannelError('closed', 'the channel is closed');
-    if (this.failure) throw new CprChannelError(this.failure.code, `the channel failed earlier: ${this.failure.message}`, { cause: this.failure });
+    if (this.failure)
+      throw new CprChannelError(this.failure.code, `the channel failed earlier: ${this.failure.message}`, {
+        cause: this.failure,
+      });
   }
 
   private encode(message: CprMessage): { head: Uint8Array; payload: Uint8Array; fds: readonly number[] } {
     const type = utf8.encode(message.type);
     if (type.byteLength === 0 || type.byteLength > MAX_TYPE_BYTES || !TYPE_PATTERN.test(message.type)) {
-      throw new CprChannelError('limit', `message type ${JSON.stringify(message.type)} must be 1..${MAX_TYPE_BYTES} printable ASCII characters`);
+      throw new CprChannelError(
+        'limit',
+        `message type ${JSON.stringify(message.type)} must be 1..${MAX_TYPE_BYTES} printable ASCII characters`,
+      );
     }
     const json = message.header === undefined ? new Uint8Array(0) : utf8.encode(JSON.stringify(message.header));
     const payload = message.payload ?? new Uint8Array(0);
     const fds = message.fds ?? [];
-    if (json.byteLength > this.limits.maxHeaderBytes) throw new CprChannelError('limit', `header of '${message.type}' is ${json.byteLength} bytes; the limit is ${this.limits.maxHeaderBytes}`);
-    if (payload.byteLength > this.limits.maxPayloadBytes) throw new CprChannelError('limit', `payload of '${message.type}' is ${payload.byteLength} bytes; the limit is ${this.limits.maxPayloadBytes}`);
-    if (fds.length > this.limits.maxFds) throw new CprChannelError('limit', `'${message.type}' carries ${fds.length} fds; the limit is ${this.limits.maxFds}`);
+    if (json.byteLength > this.limits.maxHeaderBytes)
+      throw new CprChannelError(
+        'limit',
+        `header of '${message.type}' is ${json.byteLength} bytes; the limit is ${this.limits.maxHeaderBytes}`,
+      );
+    if (payload.byteLength > this.limits.maxPayloadBytes)
+      throw new CprChannelError(
+        'limit',
+        `payload of '${message.type}' is ${payload.byteLength} bytes; the limit is ${this.limits.maxPayloadBytes}`,
+      );
+    if (fds.length > this.limits.maxFds)
+      throw new CprChannelError(
+        'limit',
+        `'${message.type}' carries ${fds.length} fds; the limit is ${this.limits.maxFds}`,
+      );
     const head = new Uint8Array(FRAME_HEAD_BYTES + type.byteLength + json.byteLength);
     const v = new DataView(head.buffer);
     v.setUint32(0, FRAME_MAGIC, true);
@@ -461,7 +555,7 @@ export class CprListener {
 
   /** Binds `path` (mode 0600; a stale socket there is replaced, anything else refused) and listens. */
   static bind(path: string, options: ChannelOptions = {}): CprListener {
-    resolveLimits(options.limits);                       // refuse bad limits before creating anything
+    resolveLimits(options.limits); // refuse bad limits before creating anything
     const fd = unixSocket({ nonBlocking: true });
     try {
       bindUnix(fd, path, 0o600);
@@ -483,7 +577,8 @@ export class CprListener {
 
   /** The next connection as a channel, waiting up to `timeoutMs` (Infinity = forever); close() ends the wait. */
   async accept(timeoutMs: number): Promise<CprChannel> {
-    if (this.fd < 0 || this.closeRequested) throw new CprChannelError('closed', `the listener on ${this.path} is closed`);
+    if (this.fd < 0 || this.closeRequested)
+      throw new CprChannelError('closed', `the listener on ${this.path} is closed`);
     if (this.waiting) throw new Error('cpr channel: accept() is already waiting on this listener');
     const deadline = nowMs() + timeoutMs;
     try {
@@ -501,11 +596,18 @@ export class CprListener {
         if (left <= 0) throw new CprChannelError('timeout', `nobody connected to ${this.path} within ${timeoutMs} ms`);
         this.waiting = true;
         try {
-          await pollAsync([{ fd: this.fd, events: POLLIN }, { fd: this.wakeFd, events: POLLIN }], left);
+          await pollAsync(
+            [
+              { fd: this.fd, events: POLLIN },
+              { fd: this.wakeFd, events: POLLIN },
+            ],
+            left,
+          );
         } finally {
           this.waiting = false;
         }
-        if (this.closeRequested) throw new CprChannelError('closed', `the listener on ${this.path} was closed while waiting`);
+        if (this.closeRequested)
+          throw new CprChannelError('closed', `the listener on ${this.path} was closed while waiting`);
       }
     } finally {
       if (this.closeRequested) this.release();
@@ -518,7 +620,9 @@ export class CprListener {
     this.closeRequested = true;
     try {
       if (lstatSync(this.path).ino === this.inode) unlinkSync(this.path);
-    } catch { /* already gone */ }
+    } catch {
+      /* already gone */
+    }
     if (this.waiting) write(this.wakeFd, new BigUint64Array([1n]));
     else this.release();
   }
@@ -529,4 +633,3 @@ export class CprListener {
     this.fd = -1;
   }
 }
-

@@ -24,7 +24,8 @@ export interface MigrationReport {
 
 /** A `file:` URI's path; other transports are refused with the ones we have. */
 export function fileUriPath(uri: string): string {
-  if (!uri.startsWith('file:')) throw new CprError(`migration URI '${uri}' is not supported: use file:PATH (or the cpr channel for cpr-transfer)`);
+  if (!uri.startsWith('file:'))
+    throw new CprError(`migration URI '${uri}' is not supported: use file:PATH (or the cpr channel for cpr-transfer)`);
   const rest = uri.slice('file:'.length);
   if (rest === '') throw new CprError(`migration URI '${uri}' has no path`);
   if (/,offset=/.test(rest)) throw new CprError(`migration URI '${uri}': offset= is not supported`);
@@ -71,22 +72,26 @@ export class MigrationController {
    */
   startOutgoing(path: string, policy: RamPolicy = this.ramPolicy()): Promise<void> {
     if (this.active) throw new CprError('a migration is already in progress');
-    if (this.mode === 'cpr-transfer') throw new CprError('mode cpr-transfer needs migrate with a cpr channel, not a file: URI');
+    if (this.mode === 'cpr-transfer')
+      throw new CprError('mode cpr-transfer needs migrate with a cpr channel, not a file: URI');
     this.startedUs = nowUs();
     this.errorDesc = undefined;
     this.set('setup');
     this.set('active');
-    return saveToFile(this.machine, path, policy, this.scratch).then(report => {
-      this.marks = report.marks;
-      this.bytes = report.bytes;
-      this.endedUs = nowUs();
-      this.set('completed');
-    }, (e: Error) => {
-      this.errorDesc = e.message;
-      this.endedUs = nowUs();
-      this.set('failed');
-      throw e;
-    });
+    return saveToFile(this.machine, path, policy, this.scratch).then(
+      (report) => {
+        this.marks = report.marks;
+        this.bytes = report.bytes;
+        this.endedUs = nowUs();
+        this.set('completed');
+      },
+      (e: Error) => {
+        this.errorDesc = e.message;
+        this.endedUs = nowUs();
+        this.set('failed');
+        throw e;
+      },
+    );
   }
 
   /** Incoming migration from a file: verify, restore, and resume the guest if it was running (unless `stayPaused`). */
@@ -117,12 +122,19 @@ export class MigrationController {
   async warmUpIncoming(clock: PhaseClock): Promise<void> {
     const parts = this.machine.parts();
     const startUs = nowUs();
-    const stillWaiting = () => !this.active && this.status === 'none' && (this.machine.runState === 'inmigrate' || this.machine.runState === 'prelaunch');
+    const stillWaiting = () =>
+      !this.active &&
+      this.status === 'none' &&
+      (this.machine.runState === 'inmigrate' || this.machine.runState === 'prelaunch');
     for (let i = 0; i < WARM_UP_ROUNDS && stillWaiting(); i++) {
       warmUpRestore(parts, this.scratch, new PhaseClock('new'));
-      await new Promise(resolve => setImmediate(resolve));
+      await new Promise((resolve) => setImmediate(resolve));
     }
-    if (stillWaiting()) warmUpFileIo(join(tmpdir(), `tsvmm-warm-up-${process.pid}.cpr`), captureSections(parts, 'paused', this.scratch, new PhaseClock('new')));
+    if (stillWaiting())
+      warmUpFileIo(
+        join(tmpdir(), `tsvmm-warm-up-${process.pid}.cpr`),
+        captureSections(parts, 'paused', this.scratch, new PhaseClock('new')),
+      );
     clock.mark('warm-up', startUs, nowUs());
   }
 
@@ -157,10 +169,10 @@ export class MigrationController {
 
 /** The old process's own view of the pause: from stopping the vCPUs to the state being written. */
 function stopToEnd(marks: readonly PhaseMark[]): number | null {
-  const old = marks.filter(m => m.process === 'old');
-  const stop = old.find(m => m.phase === 'stop-vcpus');
+  const old = marks.filter((m) => m.process === 'old');
+  const stop = old.find((m) => m.phase === 'stop-vcpus');
   if (!stop || old.length === 0) return null;
-  return Math.max(...old.map(m => m.endUs)) - stop.startUs;
+  return Math.max(...old.map((m) => m.endUs)) - stop.startUs;
 }
 
 export { CprError, CheckpointError };

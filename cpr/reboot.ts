@@ -5,8 +5,25 @@
 import { performance } from 'node:perf_hooks';
 import type { Machine, MachineParts } from '../src/machine/machine.js';
 import { rmSync } from 'node:fs';
-import { writeCheckpoint, readCheckpoint, openRam, jsonSection, parseJsonSection, CheckpointError, type RamSource, type WriteTimings, type Section } from './file.js';
-import { captureSections, prepareRestore, warmUpCapture, SnapshotScratch, WARM_UP_ROUNDS, type SavedRunState } from './snapshot.js';
+import {
+  writeCheckpoint,
+  readCheckpoint,
+  openRam,
+  jsonSection,
+  parseJsonSection,
+  CheckpointError,
+  type RamSource,
+  type WriteTimings,
+  type Section,
+} from './file.js';
+import {
+  captureSections,
+  prepareRestore,
+  warmUpCapture,
+  SnapshotScratch,
+  WARM_UP_ROUNDS,
+  type SavedRunState,
+} from './snapshot.js';
 import { PhaseClock, type PhaseMark } from './timings.js';
 
 /** A CPR request that cannot be carried out; the message is one line for the QMP client. */
@@ -29,9 +46,11 @@ export function ramGoesInFile(parts: MachineParts, policy: RamPolicy): boolean {
   if (policy === 'always') return true;
   if (backend.shared) return false;
   if (backend.kind === 'memfd' && backend.record().share) {
-    throw new CprError('guest RAM is a memfd, which does not survive the process in reboot mode: use '
-      + '-object memory-backend-file,mem-path=/dev/shm/…,share=on (RAM stays in place), a private backend (RAM is '
-      + 'written into the checkpoint), or cpr-transfer (the memfd is handed to the new process)');
+    throw new CprError(
+      'guest RAM is a memfd, which does not survive the process in reboot mode: use ' +
+        '-object memory-backend-file,mem-path=/dev/shm/…,share=on (RAM stays in place), a private backend (RAM is ' +
+        'written into the checkpoint), or cpr-transfer (the memfd is handed to the new process)',
+    );
   }
   return true;
 }
@@ -104,11 +123,18 @@ export interface SaveReport {
  * save the guest must not run here again, or the new process would resume a guest that has moved on. On failure
  * the guest runs on (if it was running) and nothing is left at `path`.
  */
-export async function saveToFile(machine: Machine, path: string, policy: RamPolicy, scratch = new SnapshotScratch()): Promise<SaveReport> {
+export async function saveToFile(
+  machine: Machine,
+  path: string,
+  policy: RamPolicy,
+  scratch = new SnapshotScratch(),
+): Promise<SaveReport> {
   const parts = machine.parts();
   const withRam = ramGoesInFile(parts, policy);
-  if (machine.runState === 'postmigrate') throw new CprError('the VM state was already saved; it cannot be saved again from this process');
-  const runState: SavedRunState = machine.runState === 'running' ? 'running' : machine.runState === 'suspended' ? 'suspended' : 'paused';
+  if (machine.runState === 'postmigrate')
+    throw new CprError('the VM state was already saved; it cannot be saved again from this process');
+  const runState: SavedRunState =
+    machine.runState === 'running' ? 'running' : machine.runState === 'suspended' ? 'suspended' : 'paused';
   const clock = new PhaseClock('old');
   clock.time('warm-up', () => {
     let sections: Section[] = [];
@@ -118,11 +144,19 @@ export async function saveToFile(machine: Machine, path: string, policy: RamPoli
   await clock.timeAsync('stop-vcpus', () => machine.pause('finish-migrate', { sync: true, capture: true }));
   try {
     const sections = captureSections(parts, runState, scratch, clock);
-    const write = clock.time('write', () => writeCheckpoint(path, {
-      sections: [...sections, jsonSection('timings', TIMINGS_SECTION, clock.marks)],
-      ram: withRam ? ramSource(parts) : undefined,
-      description: { tsvmm: 'checkpoint', runState, ramInFile: withRam, vcpus: parts.vcpus.length, ramBytes: parts.config.memory.size },
-    }));
+    const write = clock.time('write', () =>
+      writeCheckpoint(path, {
+        sections: [...sections, jsonSection('timings', TIMINGS_SECTION, clock.marks)],
+        ram: withRam ? ramSource(parts) : undefined,
+        description: {
+          tsvmm: 'checkpoint',
+          runState,
+          ramInFile: withRam,
+          vcpus: parts.vcpus.length,
+          ramBytes: parts.config.memory.size,
+        },
+      }),
+    );
     machine.setPausedState('postmigrate');
     return { path, bytes: write.bytes, ramWritten: withRam, runState, marks: clock.marks, write: write.timings };
   } catch (e) {
@@ -152,17 +186,26 @@ export function processStartMarks(createdUs: number): PhaseClock {
  * section against this machine before touching anything, restores, and resumes the guest if it was running when
  * saved (unless `stayPaused`: QEMU's -S after an incoming migration). A refused file is left untouched and the machine stays as it was.
  */
-export function loadFromFile(machine: Machine, path: string, clock = new PhaseClock('new'), { stayPaused = false, scratch = new SnapshotScratch() } = {}): LoadReport {
+export function loadFromFile(
+  machine: Machine,
+  path: string,
+  clock = new PhaseClock('new'),
+  { stayPaused = false, scratch = new SnapshotScratch() } = {},
+): LoadReport {
   if (machine.runState !== 'prelaunch' && machine.runState !== 'inmigrate') {
-    throw new CprError(`cpr-load needs a VM that has not run yet (start tsvmm with -S or -incoming defer); this one is ${machine.runState}`);
+    throw new CprError(
+      `cpr-load needs a VM that has not run yet (start tsvmm with -S or -incoming defer); this one is ${machine.runState}`,
+    );
   }
   const parts = machine.parts();
   const checkpoint = clock.time('read-verify', () => readCheckpoint(path));
   const prepared = clock.time('check-state', () => prepareRestore(parts, checkpoint.sections, scratch));
   if (!checkpoint.ram && !parts.ram.backend.shared) {
-    throw new CheckpointError(`checkpoint ${path} has no RAM section, and this VM's RAM (${parts.ram.backend.kind}) does not hold the guest's memory: use the same persistent shared memory backend as the saving VM`);
+    throw new CheckpointError(
+      `checkpoint ${path} has no RAM section, and this VM's RAM (${parts.ram.backend.kind}) does not hold the guest's memory: use the same persistent shared memory backend as the saving VM`,
+    );
   }
-  const old = checkpoint.sections.find(s => s.kind === 'timings' && s.name === TIMINGS_SECTION);
+  const old = checkpoint.sections.find((s) => s.kind === 'timings' && s.name === TIMINGS_SECTION);
   const oldMarks = old ? (parseJsonSection(old) as PhaseMark[]) : [];
   if (checkpoint.ram) {
     clock.time('load-ram', () => {
@@ -186,5 +229,10 @@ export function loadFromFile(machine: Machine, path: string, clock = new PhaseCl
   machine.markRestored();
   if (prepared.runState === 'running' && !stayPaused) clock.time('resume', () => machine.resume());
   else machine.setPausedState(prepared.runState === 'suspended' ? 'suspended' : 'paused');
-  return { path, runState: prepared.runState, ramLoaded: checkpoint.ram !== undefined, marks: [...oldMarks, ...clock.marks] };
+  return {
+    path,
+    runState: prepared.runState,
+    ramLoaded: checkpoint.ram !== undefined,
+    marks: [...oldMarks, ...clock.marks],
+  };
 }

@@ -3,7 +3,11 @@
 import type { Descriptor } from './vmstate.js';
 import { deviceDescriptors } from '../src/machine/device-table.js';
 import {
-  vcpuStateDescriptor, picStateDescriptor, ioapicStateDescriptor, pitStateDescriptor, clockDescriptor,
+  vcpuStateDescriptor,
+  picStateDescriptor,
+  ioapicStateDescriptor,
+  pitStateDescriptor,
+  clockDescriptor,
   machineConfigDescriptor,
 } from './machine-state/index.js';
 import type { SectionKind } from './file.js';
@@ -20,9 +24,11 @@ export const SECTION = {
 
 const byKind: Record<string, Map<string, Descriptor>> = {
   config: new Map([[machineConfigDescriptor.name, machineConfigDescriptor]]),
-  device: new Map(deviceDescriptors.map(d => [d.name, d])),
+  device: new Map(deviceDescriptors.map((d) => [d.name, d])),
   vcpu: new Map([[vcpuStateDescriptor.name, vcpuStateDescriptor]]),
-  kvm: new Map<string, Descriptor>([picStateDescriptor, ioapicStateDescriptor, pitStateDescriptor, clockDescriptor].map(d => [d.name, d])),
+  kvm: new Map<string, Descriptor>(
+    [picStateDescriptor, ioapicStateDescriptor, pitStateDescriptor, clockDescriptor].map((d) => [d.name, d]),
+  ),
 };
 
 export function descriptorFor(kind: SectionKind | string, name: string): Descriptor | undefined {

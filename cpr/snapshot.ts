@@ -8,11 +8,27 @@ import { encodeRecord, prepareDecode } from './stream.js';
 import { newRecord, makeRecord, u8, type Descriptor, type RecordInternals, type StateOf } from './vmstate.js';
 import { CheckpointError, type Section, type SectionKind } from './file.js';
 import {
-  vcpuStateDescriptor, vcpuStateToRecord, recordToVcpuState, type VcpuRecord,
-  picStateDescriptor, ioapicStateDescriptor, picStateToRecord, ioapicStateToRecord, recordToPicState, recordToIoapicState,
+  vcpuStateDescriptor,
+  vcpuStateToRecord,
+  recordToVcpuState,
+  type VcpuRecord,
+  picStateDescriptor,
+  ioapicStateDescriptor,
+  picStateToRecord,
+  ioapicStateToRecord,
+  recordToPicState,
+  recordToIoapicState,
   type PicRecord,
-  pitStateDescriptor, pitStateToRecord, recordToPitState, clockDescriptor, clockToRecord, recordToClock,
-  machineConfigDescriptor, machineConfigToRecord, recordToMachineConfig, describeConfigDifference,
+  pitStateDescriptor,
+  pitStateToRecord,
+  recordToPitState,
+  clockDescriptor,
+  clockToRecord,
+  recordToClock,
+  machineConfigDescriptor,
+  machineConfigToRecord,
+  recordToMachineConfig,
+  describeConfigDifference,
 } from './machine-state/index.js';
 import type { PhaseClock } from './timings.js';
 import type { VcpuState, IrqchipState, PitState2 } from '../kvm/types.js';
@@ -23,7 +39,13 @@ export type SavedRunState = 'running' | 'paused' | 'suspended';
 const RUN_STATES: readonly SavedRunState[] = ['running', 'paused', 'suspended'];
 
 /** The machine's run state at save time (a kvm-kind section: it belongs to the VM as a whole). */
-export const runStateDescriptor = { name: 'vm-run-state', version: 1, minVersion: 1, fields: [u8('state')], subsections: [] } as const satisfies Descriptor;
+export const runStateDescriptor = {
+  name: 'vm-run-state',
+  version: 1,
+  minVersion: 1,
+  fields: [u8('state')],
+  subsections: [],
+} as const satisfies Descriptor;
 
 /**
  * Records reused across captures and restores: a fresh vCPU record costs ~0.7 ms to build and the cpr-transfer
@@ -43,23 +65,31 @@ export class SnapshotScratch {
   deviceCopies: { descriptor: Descriptor; record: unknown }[] | null = null;
 
   vcpu(i: number): VcpuRecord {
-    return this.vcpus[i] ??= newRecord(vcpuStateDescriptor, false) as VcpuRecord;
+    return (this.vcpus[i] ??= newRecord(vcpuStateDescriptor, false) as VcpuRecord);
   }
 
   pic(i: number): PicRecord {
-    return this.pics[i] ??= newRecord(picStateDescriptor, false);
+    return (this.pics[i] ??= newRecord(picStateDescriptor, false));
   }
 }
 
-const section = (kind: Exclude<SectionKind, 'ram'>, descriptor: Descriptor, record: RecordInternals, instance = 0): Section => ({
-  kind, name: descriptor.name, instance, version: descriptor.version,
+const section = (
+  kind: Exclude<SectionKind, 'ram'>,
+  descriptor: Descriptor,
+  record: RecordInternals,
+  instance = 0,
+): Section => ({
+  kind,
+  name: descriptor.name,
+  instance,
+  version: descriptor.version,
   payload: encodeRecord(descriptor, record as StateOf<Descriptor>),
 });
 
 /** Device instances are numbered per descriptor: the second UART is serial-16550a instance 1. */
 function deviceInstances(devices: readonly MachineDevice[]): { device: MachineDevice; instance: number }[] {
   const seen = new Map<string, number>();
-  return devices.map(device => {
+  return devices.map((device) => {
     const instance = seen.get(device.descriptor.name) ?? 0;
     seen.set(device.descriptor.name, instance + 1);
     return { device, instance };
@@ -67,12 +97,18 @@ function deviceInstances(devices: readonly MachineDevice[]): { device: MachineDe
 }
 
 /** Every section of a parked machine's state: config, devices, vCPUs, in-kernel chips, clock, run state. */
-export function captureSections(parts: MachineParts, runState: SavedRunState, scratch: SnapshotScratch, clock: PhaseClock): Section[] {
+export function captureSections(
+  parts: MachineParts,
+  runState: SavedRunState,
+  scratch: SnapshotScratch,
+  clock: PhaseClock,
+): Section[] {
   const sections: Section[] = [];
   clock.time('collect-config', () => sections.push(configSection(parts, scratch)));
   clock.time('collect-devices', () => {
     parts.lock.with(() => {
-      for (const { device, instance } of deviceInstances(parts.devices)) sections.push(section('device', device.descriptor, device.state, instance));
+      for (const { device, instance } of deviceInstances(parts.devices))
+        sections.push(section('device', device.descriptor, device.state, instance));
     });
   });
   clock.time('collect-vcpus', () => {
@@ -86,10 +122,12 @@ export function captureSections(parts: MachineParts, runState: SavedRunState, sc
     const vm = parts.vm;
     for (const chip of [KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE] as const) {
       const state = vm.getIrqchip(chip);
-      if ('pic' in state) sections.push(section('kvm', picStateDescriptor, picStateToRecord(chip, state.pic, scratch.pic(chip)), chip));
+      if ('pic' in state)
+        sections.push(section('kvm', picStateDescriptor, picStateToRecord(chip, state.pic, scratch.pic(chip)), chip));
     }
     const ioapic = vm.getIrqchip(KVM_IRQCHIP_IOAPIC);
-    if ('ioapic' in ioapic) sections.push(section('kvm', ioapicStateDescriptor, ioapicStateToRecord(ioapic.ioapic, scratch.ioapic)));
+    if ('ioapic' in ioapic)
+      sections.push(section('kvm', ioapicStateDescriptor, ioapicStateToRecord(ioapic.ioapic, scratch.ioapic)));
     sections.push(section('kvm', pitStateDescriptor, pitStateToRecord(vm.getPit2(), scratch.pit)));
     sections.push(section('kvm', clockDescriptor, clockToRecord(vm.getClock(), scratch.clock)));
     scratch.runState.state = RUN_STATES.indexOf(runState);
@@ -113,7 +151,14 @@ export function checkConfigSection(parts: MachineParts, configSection: Section, 
 /** The encoded config section of this machine (cached in `scratch`). */
 export function configSection(parts: MachineParts, scratch: SnapshotScratch): Section {
   if (scratch.configSection?.config !== parts.config) {
-    scratch.configSection = { config: parts.config, section: section('config', machineConfigDescriptor, machineConfigToRecord(parts.config, parts.ram.backend.record(), scratch.config)) };
+    scratch.configSection = {
+      config: parts.config,
+      section: section(
+        'config',
+        machineConfigDescriptor,
+        machineConfigToRecord(parts.config, parts.ram.backend.record(), scratch.config),
+      ),
+    };
   }
   return scratch.configSection.section;
 }
@@ -129,7 +174,12 @@ export interface PreparedRestore {
  * CheckpointError (one line) naming the first problem: a different configuration, a missing or unknown section,
  * a version out of range, a malformed stream.
  */
-export function prepareRestore(parts: MachineParts, sections: readonly Section[], scratch = new SnapshotScratch(), { configChecked = false } = {}): PreparedRestore {
+export function prepareRestore(
+  parts: MachineParts,
+  sections: readonly Section[],
+  scratch = new SnapshotScratch(),
+  { configChecked = false } = {},
+): PreparedRestore {
   try {
     return checkSections(parts, sections, scratch, configChecked);
   } catch (e) {
@@ -139,11 +189,19 @@ export function prepareRestore(parts: MachineParts, sections: readonly Section[]
   }
 }
 
-function checkSections(parts: MachineParts, sections: readonly Section[], scratch: SnapshotScratch, configChecked: boolean): PreparedRestore {
+function checkSections(
+  parts: MachineParts,
+  sections: readonly Section[],
+  scratch: SnapshotScratch,
+  configChecked: boolean,
+): PreparedRestore {
   const used = new Set<Section>();
   const take = (kind: Exclude<SectionKind, 'ram'>, name: string, instance = 0): Section => {
-    const found = sections.find(s => s.kind === kind && s.name === name && s.instance === instance);
-    if (!found) throw new CheckpointError(`checkpoint has no ${kind} section '${name}' instance ${instance}, which this VM needs`);
+    const found = sections.find((s) => s.kind === kind && s.name === name && s.instance === instance);
+    if (!found)
+      throw new CheckpointError(
+        `checkpoint has no ${kind} section '${name}' instance ${instance}, which this VM needs`,
+      );
     used.add(found);
     return found;
   };
@@ -162,16 +220,17 @@ function checkSections(parts: MachineParts, sections: readonly Section[], scratc
 
   // Devices decode straight into their records, but only when committed.
   const deviceCommits = deviceInstances(parts.devices).map(({ device, instance }) =>
-    decode(device.descriptor, take('device', device.descriptor.name, instance), device.state as StateOf<Descriptor>));
+    decode(device.descriptor, take('device', device.descriptor.name, instance), device.state as StateOf<Descriptor>),
+  );
 
   const vcpuRecords = parts.vcpus.map((_, i) => {
     const record = scratch.vcpu(i);
     decode(vcpuStateDescriptor, take('vcpu', vcpuStateDescriptor.name, i), record)();
     return record;
   });
-  const vcpuStates = vcpuRecords.map(r => recordToVcpuState(r));
+  const vcpuStates = vcpuRecords.map((r) => recordToVcpuState(r));
 
-  const picRecords = [0, 1].map(chip => {
+  const picRecords = [0, 1].map((chip) => {
     const record = scratch.pic(chip);
     decode(picStateDescriptor, take('kvm', picStateDescriptor.name, chip), record)();
     return recordToPicState(record);
@@ -188,10 +247,14 @@ function checkSections(parts: MachineParts, sections: readonly Section[], scratc
   const runStateRecord = scratch.runState;
   decode(runStateDescriptor, take('kvm', runStateDescriptor.name), runStateRecord)();
   const runState = RUN_STATES[runStateRecord.state];
-  if (runState === undefined) throw new CheckpointError(`section kvm '${runStateDescriptor.name}': unknown run state ${runStateRecord.state}`);
+  if (runState === undefined)
+    throw new CheckpointError(`section kvm '${runStateDescriptor.name}': unknown run state ${runStateRecord.state}`);
 
-  const unknown = sections.find(s => !used.has(s) && s.kind !== 'timings' && s.kind !== 'description');
-  if (unknown) throw new CheckpointError(`checkpoint has a ${unknown.kind} section '${unknown.name}' instance ${unknown.instance} that this VM has no place for`);
+  const unknown = sections.find((s) => !used.has(s) && s.kind !== 'timings' && s.kind !== 'description');
+  if (unknown)
+    throw new CheckpointError(
+      `checkpoint has a ${unknown.kind} section '${unknown.name}' instance ${unknown.instance} that this VM has no place for`,
+    );
 
   return {
     runState,
@@ -224,7 +287,11 @@ function checkSections(parts: MachineParts, sections: readonly Section[], scratc
  */
 export function warmUpRestore(parts: MachineParts, scratch: SnapshotScratch, clock: PhaseClock): void {
   const sections = captureSections(parts, 'paused', scratch, clock);
-  prepareRestore(parts, sections.map(s => ({ ...s, payload: s.payload.slice() })), scratch).commit(clock);
+  prepareRestore(
+    parts,
+    sections.map((s) => ({ ...s, payload: s.payload.slice() })),
+    scratch,
+  ).commit(clock);
 }
 
 /**
@@ -234,7 +301,11 @@ export function warmUpRestore(parts: MachineParts, scratch: SnapshotScratch, clo
 export const WARM_UP_ROUNDS = 40;
 
 /** What a running VM can offer for warming the capture path without stopping: its power-on state. */
-export interface WarmStates { vcpus: readonly VcpuState[]; irqchips: readonly IrqchipState[]; pit: PitState2 }
+export interface WarmStates {
+  vcpus: readonly VcpuState[];
+  irqchips: readonly IrqchipState[];
+  pit: PitState2;
+}
 
 /**
  * Warms the capture path of a RUNNING VM (whose vCPU state cannot be read without stopping it) by converting and
@@ -243,20 +314,25 @@ export interface WarmStates { vcpus: readonly VcpuState[]; irqchips: readonly Ir
 export function warmUpCapture(parts: MachineParts, scratch: SnapshotScratch, warm: WarmStates): Section[] {
   const sections: Section[] = [configSection(parts, scratch)];
   // Device records are encoded from copies, made without the machine lock: holding it here would stall the guest.
-  scratch.deviceCopies ??= parts.devices.map(d => {
+  scratch.deviceCopies ??= parts.devices.map((d) => {
     const copy = new ArrayBuffer(d.state.$layout.size);
     new Uint8Array(copy).set(new Uint8Array(d.state.$buffer, d.state.$offset, d.state.$layout.size));
     return { descriptor: d.descriptor, record: makeRecord(d.descriptor, copy) };
   });
-  for (const { descriptor, record } of scratch.deviceCopies) sections.push(section('device', descriptor, record as RecordInternals));
+  for (const { descriptor, record } of scratch.deviceCopies)
+    sections.push(section('device', descriptor, record as RecordInternals));
   warm.vcpus.forEach((state, i) => {
-    if (i < parts.vcpus.length) sections.push(section('vcpu', vcpuStateDescriptor, vcpuStateToRecord(state, scratch.vcpu(i)), i));
+    if (i < parts.vcpus.length)
+      sections.push(section('vcpu', vcpuStateDescriptor, vcpuStateToRecord(state, scratch.vcpu(i)), i));
   });
   warmVcpuStateDecoders();
   // The VM-wide chips can be read while the guest runs: warm the real reads.
   for (const chip of [KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, KVM_IRQCHIP_IOAPIC] as const) {
     const state = parts.vm.getIrqchip(chip);
-    if ('pic' in state) sections.push(section('kvm', picStateDescriptor, picStateToRecord(chip as 0 | 1, state.pic, scratch.pic(chip)), chip));
+    if ('pic' in state)
+      sections.push(
+        section('kvm', picStateDescriptor, picStateToRecord(chip as 0 | 1, state.pic, scratch.pic(chip)), chip),
+      );
     else sections.push(section('kvm', ioapicStateDescriptor, ioapicStateToRecord(state.ioapic, scratch.ioapic)));
   }
   sections.push(section('kvm', pitStateDescriptor, pitStateToRecord(parts.vm.getPit2(), scratch.pit)));

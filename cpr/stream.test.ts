@@ -1,12 +1,35 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
-  u8, u16, u32, u64, i64, bool, bytes, array, struct, structArray, newRecord, recordBytes, withHooks, VmstateError,
-  str, setString, getString,
+  u8,
+  u16,
+  u32,
+  u64,
+  i64,
+  bool,
+  bytes,
+  array,
+  struct,
+  structArray,
+  newRecord,
+  recordBytes,
+  withHooks,
+  VmstateError,
+  str,
+  setString,
+  getString,
   type Descriptor,
 } from './vmstate.js';
 import { encodeRecord, decodeInto, decodeToJson, prepareDecode, SUBSECTION_MARKER } from './stream.js';
-import { Rng, runSeed, forEachCase, randomDescriptor, fillRandom, olderVersion, expectedAfterLoad } from './testing/random-vmstate.js';
+import {
+  Rng,
+  runSeed,
+  forEachCase,
+  randomDescriptor,
+  fillRandom,
+  olderVersion,
+  expectedAfterLoad,
+} from './testing/random-vmstate.js';
 
 const seed = runSeed();
 const CASES = 600;
@@ -27,21 +50,25 @@ function assertRefused(fn: () => unknown, pattern: RegExp): void {
 // ---- properties over generated descriptors ------------------------------------------------------------------------
 
 test(`stream: any generated descriptor and values round-trip exactly (${CASES} cases)`, () => {
-  forEachCase(seed, CASES, rng => {
+  forEachCase(seed, CASES, (rng) => {
     const d = randomDescriptor(rng);
     const original = newRecord(d, false);
     fillRandom(rng, original);
     const stream = encodeRecord(d, original);
     const loaded = newRecord(d, false);
     decodeInto(d, stream, d.version, loaded);
-    assert.is(hex(recordBytes(loaded)), hex(recordBytes(expectedAfterLoad(original, d))), 'loaded record = what the stream carries');
+    assert.is(
+      hex(recordBytes(loaded)),
+      hex(recordBytes(expectedAfterLoad(original, d))),
+      'loaded record = what the stream carries',
+    );
     assert.is(hex(encodeRecord(d, loaded)), hex(stream), 'encoding the loaded record gives the same stream');
     JSON.stringify(decodeToJson(d, stream, d.version)); // never throws on a valid stream, and is plain JSON
   });
 });
 
 test(`stream: a stream written by an older version loads with the newer fields at their reset values (${CASES} cases)`, () => {
-  forEachCase(seed ^ 0x5eed, CASES, rng => {
+  forEachCase(seed ^ 0x5eed, CASES, (rng) => {
     const current = randomDescriptor(rng);
     const older = olderVersion(rng, current);
     const saved = newRecord(older, false);
@@ -54,7 +81,7 @@ test(`stream: a stream written by an older version loads with the newer fields a
 });
 
 test(`stream: a corrupted stream is refused with a VmstateError and leaves the record untouched (${CASES} cases)`, () => {
-  forEachCase(seed ^ 0xbad, CASES, rng => {
+  forEachCase(seed ^ 0xbad, CASES, (rng) => {
     const d = randomDescriptor(rng);
     const source = newRecord(d, false);
     fillRandom(rng, source);
@@ -91,12 +118,16 @@ test(`stream: a corrupted stream is refused with a VmstateError and leaves the r
 
 const uartV1 = { name: 'uart', version: 1, fields: [u8('ier'), u8('lcr')] } as const satisfies Descriptor;
 const uartV2 = {
-  name: 'uart', version: 2, minVersion: 1, fields: [u8('ier'), u8('lcr'), u16('divisor', { since: 2 })],
+  name: 'uart',
+  version: 2,
+  minVersion: 1,
+  fields: [u8('ier'), u8('lcr'), u16('divisor', { since: 2 })],
 } as const satisfies Descriptor;
 
 test('stream: a field added in version 2 keeps its reset value when a version 1 stream is loaded', () => {
   const old = newRecord(uartV1);
-  old.ier = 0x0f; old.lcr = 0x03;
+  old.ier = 0x0f;
+  old.lcr = 0x03;
   const loaded = newRecord(uartV2);
   loaded.divisor = 12; // the reset value
   decodeInto(uartV2, encodeRecord(uartV1, old), 1, loaded);
@@ -105,35 +136,58 @@ test('stream: a field added in version 2 keeps its reset value when a version 1 
 
 test('stream: a stream newer than the descriptor is refused naming both versions', () => {
   const r = newRecord(uartV2);
-  assertRefused(() => decodeInto(uartV1, encodeRecord(uartV2, r), 2, newRecord(uartV1)),
-    /vmstate uart: uart stream version 2 is newer than this tsvmm supports \(1\)/);
+  assertRefused(
+    () => decodeInto(uartV1, encodeRecord(uartV2, r), 2, newRecord(uartV1)),
+    /vmstate uart: uart stream version 2 is newer than this tsvmm supports \(1\)/,
+  );
 });
 
 test('stream: a stream older than minVersion is refused naming both versions', () => {
   const strict = { ...uartV2, minVersion: 2 } satisfies Descriptor;
-  assertRefused(() => decodeInto(strict, new Uint8Array(2), 1, newRecord(strict)), /uart stream version 1 is older than the oldest supported \(2\)/);
+  assertRefused(
+    () => decodeInto(strict, new Uint8Array(2), 1, newRecord(strict)),
+    /uart stream version 1 is older than the oldest supported \(2\)/,
+  );
 });
 
 test('stream: a nested struct carries its own version, checked like the top level', () => {
   const innerV1 = { name: 'inner', version: 1, fields: [u32('a')] } as const satisfies Descriptor;
-  const innerV2 = { name: 'inner', version: 2, minVersion: 2, fields: [u32('a'), u32('b', { since: 2 })] } as const satisfies Descriptor;
+  const innerV2 = {
+    name: 'inner',
+    version: 2,
+    minVersion: 2,
+    fields: [u32('a'), u32('b', { since: 2 })],
+  } as const satisfies Descriptor;
   const outerOld = { name: 'outer', version: 1, fields: [struct('child', innerV1)] } as const satisfies Descriptor;
   const outerNew = { name: 'outer', version: 1, fields: [struct('child', innerV2)] } as const satisfies Descriptor;
-  assertRefused(() => decodeInto(outerNew, encodeRecord(outerOld, newRecord(outerOld)), 1, newRecord(outerNew)),
-    /vmstate outer: field 'child': inner stream version 1 is older than the oldest supported \(2\)/);
+  assertRefused(
+    () => decodeInto(outerNew, encodeRecord(outerOld, newRecord(outerOld)), 1, newRecord(outerNew)),
+    /vmstate outer: field 'child': inner stream version 1 is older than the oldest supported \(2\)/,
+  );
 });
 
 // ---- variable arrays, subsections, trailing bytes -------------------------------------------------------------------
 
 const fifo = {
-  name: 'fifo', version: 1,
+  name: 'fifo',
+  version: 1,
   fields: [u8('count'), bytes('data', 8, { lengthField: 'count' }), u64('stamp')],
-  subsections: [{ name: 'fifo/irq', version: 2, minVersion: 1, fields: [bool('pending')], needed: (s: { pending: boolean }) => s.pending }],
+  subsections: [
+    {
+      name: 'fifo/irq',
+      version: 2,
+      minVersion: 1,
+      fields: [bool('pending')],
+      needed: (s: { pending: boolean }) => s.pending,
+    },
+  ],
 } as const satisfies Descriptor;
 
 test('stream: a variable array writes only the used elements', () => {
   const r = newRecord(fifo);
-  r.count = 3; r.data.set([1, 2, 3, 4, 5]); r.stamp = 0x0102030405060708n;
+  r.count = 3;
+  r.data.set([1, 2, 3, 4, 5]);
+  r.stamp = 0x0102030405060708n;
   assert.is(hex(encodeRecord(fifo, r)), '03' + '010203' + '0807060504030201');
 });
 
@@ -143,7 +197,10 @@ test('stream: a length field beyond its capacity is refused on save and on load,
   assertRefused(() => encodeRecord(fifo, r), /field 'data': length field 'count' is 9, outside its capacity of 8/);
   const stream = new Uint8Array(1 + 9 + 8);
   stream[0] = 9;
-  assertRefused(() => decodeInto(fifo, stream, 1, newRecord(fifo)), /vmstate fifo: field 'data': length field 'count' is 9, outside its capacity of 8/);
+  assertRefused(
+    () => decodeInto(fifo, stream, 1, newRecord(fifo)),
+    /vmstate fifo: field 'data': length field 'count' is 9, outside its capacity of 8/,
+  );
 });
 
 test('stream: a subsection is written only when needed, as a block with marker, name, version and length', () => {
@@ -169,8 +226,10 @@ test('stream: a subsection version newer than the descriptor is refused', () => 
   const newer = { ...fifo, subsections: [{ ...fifo.subsections[0], version: 3 }] } as const satisfies Descriptor;
   const r = newRecord(newer);
   r.pending = true;
-  assertRefused(() => decodeInto(fifo, encodeRecord(newer, r), 1, newRecord(fifo)),
-    /field '\{fifo\/irq\}': subsection 'fifo\/irq' stream version 3 is newer than this tsvmm supports \(2\)/);
+  assertRefused(
+    () => decodeInto(fifo, encodeRecord(newer, r), 1, newRecord(fifo)),
+    /field '\{fifo\/irq\}': subsection 'fifo\/irq' stream version 3 is newer than this tsvmm supports \(2\)/,
+  );
 });
 
 test('stream: a repeated subsection, a bool that is not 0/1 and trailing bytes are refused', () => {
@@ -182,18 +241,34 @@ test('stream: a repeated subsection, a bool that is not 0/1 and trailing bytes a
   assertRefused(() => decodeInto(fifo, twice, 1, newRecord(fifo)), /subsection 'fifo\/irq' appears twice/);
   const badBool = s.slice();
   badBool[s.length - 1] = 2;
-  assertRefused(() => decodeInto(fifo, badBool, 1, newRecord(fifo)), /field '\{fifo\/irq\}.pending': bool byte at \d+ is 2/);
-  assertRefused(() => decodeInto(fifo, new Uint8Array([...s, 0]), 1, newRecord(fifo)), /unexpected byte 0x00 at byte \d+ after the fields/);
+  assertRefused(
+    () => decodeInto(fifo, badBool, 1, newRecord(fifo)),
+    /field '\{fifo\/irq\}.pending': bool byte at \d+ is 2/,
+  );
+  assertRefused(
+    () => decodeInto(fifo, new Uint8Array([...s, 0]), 1, newRecord(fifo)),
+    /unexpected byte 0x00 at byte \d+ after the fields/,
+  );
 });
 
 test('stream: a truncated stream is refused naming the field it ends in', () => {
   const s = encodeRecord(fifo, newRecord(fifo));
-  assertRefused(() => decodeInto(fifo, s.subarray(0, 5), 1, newRecord(fifo)), /vmstate fifo: field 'stamp': stream ends at byte 5, 4 bytes short/);
+  assertRefused(
+    () => decodeInto(fifo, s.subarray(0, 5), 1, newRecord(fifo)),
+    /vmstate fifo: field 'stamp': stream ends at byte 5, 4 bytes short/,
+  );
 });
 
 test('stream: a length field must come before its array', () => {
-  const bad = { name: 'bad', version: 1, fields: [bytes('b', 4, { lengthField: 'n' }), u8('n')] } as const satisfies Descriptor;
-  assertRefused(() => encodeRecord(bad, newRecord(bad)), /vmstate bad: field 'b': its length field 'n' must come before it/);
+  const bad = {
+    name: 'bad',
+    version: 1,
+    fields: [bytes('b', 4, { lengthField: 'n' }), u8('n')],
+  } as const satisfies Descriptor;
+  assertRefused(
+    () => encodeRecord(bad, newRecord(bad)),
+    /vmstate bad: field 'b': its length field 'n' must come before it/,
+  );
 });
 
 test('stream: a record of another descriptor is refused', () => {
@@ -216,21 +291,39 @@ test('stream: a str() field carries its length and only the used bytes', () => {
 test('stream: preSave runs before encoding; postLoad runs after the copy, nested first, with the stream version', () => {
   const calls: string[] = [];
   const inner = withHooks({ name: 'inner', version: 3, fields: [u8('v')] } as const satisfies Descriptor, {
-    postLoad: (s, v) => { calls.push(`inner v${v} val=${s.v}`); },
+    postLoad: (s, v) => {
+      calls.push(`inner v${v} val=${s.v}`);
+    },
   });
   const base = {
-    name: 'dev', version: 2, fields: [u32('derived'), u32('live'), structArray('kids', inner, 2)],
-    subsections: [{
-      name: 'dev/extra', version: 5, fields: [u8('extra')], needed: () => true,
-      postLoad: (s: { extra: number }, v: number) => { calls.push(`sub v${v} extra=${s.extra}`); },
-    }],
+    name: 'dev',
+    version: 2,
+    fields: [u32('derived'), u32('live'), structArray('kids', inner, 2)],
+    subsections: [
+      {
+        name: 'dev/extra',
+        version: 5,
+        fields: [u8('extra')],
+        needed: () => true,
+        postLoad: (s: { extra: number }, v: number) => {
+          calls.push(`sub v${v} extra=${s.extra}`);
+        },
+      },
+    ],
   } as const satisfies Descriptor;
   const dev = withHooks(base, {
-    preSave: s => { s.derived = s.live * 2; },
-    postLoad: (s, v) => { calls.push(`dev v${v} derived=${s.derived}`); },
+    preSave: (s) => {
+      s.derived = s.live * 2;
+    },
+    postLoad: (s, v) => {
+      calls.push(`dev v${v} derived=${s.derived}`);
+    },
   });
   const r = newRecord(dev);
-  r.live = 21; r.kids[0].v = 1; r.kids[1].v = 2; r.extra = 9;
+  r.live = 21;
+  r.kids[0].v = 1;
+  r.kids[1].v = 2;
+  r.extra = 9;
   const stream = encodeRecord(dev, r);
   assert.is(r.derived, 42, 'preSave ran on the live record');
   const loaded = newRecord(dev);
@@ -256,22 +349,47 @@ test('stream: prepareDecode validates now and changes the record only when commi
 
 test('stream: decodeToJson shows bigints as numbers when safe, else strings; bytes as hex; subsections by name', () => {
   const d = {
-    name: 'j', version: 1,
-    fields: [u64('small'), u64('huge'), i64('neg'), bool('on'), bytes('raw', 4), array('words', 'u16', 2), struct('inner', uartV1)],
+    name: 'j',
+    version: 1,
+    fields: [
+      u64('small'),
+      u64('huge'),
+      i64('neg'),
+      bool('on'),
+      bytes('raw', 4),
+      array('words', 'u16', 2),
+      struct('inner', uartV1),
+    ],
     subsections: [{ name: 'j/more', version: 1, fields: [u8('more')], needed: () => true }],
   } as const satisfies Descriptor;
   const r = newRecord(d);
-  r.small = 5n; r.huge = (1n << 64n) - 1n; r.neg = -3n; r.on = true; r.raw.set([0xde, 0xad, 0xbe, 0xef]); r.words.set([1, 2]);
-  r.inner.ier = 7; r.more = 1;
+  r.small = 5n;
+  r.huge = (1n << 64n) - 1n;
+  r.neg = -3n;
+  r.on = true;
+  r.raw.set([0xde, 0xad, 0xbe, 0xef]);
+  r.words.set([1, 2]);
+  r.inner.ier = 7;
+  r.more = 1;
   assert.equal(decodeToJson(d, encodeRecord(d, r), 1), {
-    small: 5, huge: '18446744073709551615', neg: -3, on: true, raw: 'deadbeef', words: [1, 2], inner: { ier: 7, lcr: 0 },
+    small: 5,
+    huge: '18446744073709551615',
+    neg: -3,
+    on: true,
+    raw: 'deadbeef',
+    words: [1, 2],
+    inner: { ier: 7, lcr: 0 },
     $subsections: { 'j/more': { $version: 1, more: 1 } },
   });
 });
 
 test(`stream: the generator is deterministic for a seed (this run: ${seed})`, () => {
-  const a = randomDescriptor(new Rng(seed)); const b = randomDescriptor(new Rng(seed));
-  assert.is(JSON.stringify(a, (_k, v) => (typeof v === 'function' ? String(v) : v)), JSON.stringify(b, (_k, v) => (typeof v === 'function' ? String(v) : v)));
+  const a = randomDescriptor(new Rng(seed));
+  const b = randomDescriptor(new Rng(seed));
+  assert.is(
+    JSON.stringify(a, (_k, v) => (typeof v === 'function' ? String(v) : v)),
+    JSON.stringify(b, (_k, v) => (typeof v === 'function' ? String(v) : v)),
+  );
 });
 
 test.run();

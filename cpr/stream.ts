@@ -16,8 +16,16 @@
 // postLoad hooks, deepest first.
 import { endianness } from 'node:os';
 import {
-  layoutOf, makeRecord, scalarSize, VmstateError,
-  type Descriptor, type Layout, type PlacedField, type RecordInternals, type StateOf, type Hooks,
+  layoutOf,
+  makeRecord,
+  scalarSize,
+  VmstateError,
+  type Descriptor,
+  type Layout,
+  type PlacedField,
+  type RecordInternals,
+  type StateOf,
+  type Hooks,
 } from './vmstate.js';
 
 export { VmstateError } from './vmstate.js';
@@ -41,7 +49,9 @@ const checked = new WeakSet<Layout>();
 function checkDescriptor(layout: Layout): void {
   if (checked.has(layout)) return;
   const d = layout.descriptor;
-  const bad = (problem: string): never => { throw new VmstateError(`vmstate ${d.name}: ${problem}`); };
+  const bad = (problem: string): never => {
+    throw new VmstateError(`vmstate ${d.name}: ${problem}`);
+  };
   checkVersions(d.name, d.version, d.minVersion, bad);
   const mainNames = checkFieldList(layout.fields, d.version, new Set(), bad);
   const subNames = new Set<string>();
@@ -57,18 +67,30 @@ function checkDescriptor(layout: Layout): void {
 }
 
 function checkVersions(what: string, version: number, minVersion: number | undefined, bad: (p: string) => never): void {
-  if (!Number.isInteger(version) || version < 1 || version > U32_MAX) bad(`${what}: version ${version} must be an integer ≥ 1`);
+  if (!Number.isInteger(version) || version < 1 || version > U32_MAX)
+    bad(`${what}: version ${version} must be an integer ≥ 1`);
   const min = minVersion ?? 1;
-  if (!Number.isInteger(min) || min < 1 || min > version) bad(`${what}: minVersion ${min} must be within [1, ${version}]`);
+  if (!Number.isInteger(min) || min < 1 || min > version)
+    bad(`${what}: minVersion ${min} must be within [1, ${version}]`);
 }
 
 /** Each field's `since` within the version; a length field must come before its array (the decoder needs it first). */
-function checkFieldList(fields: readonly PlacedField[], version: number, before: ReadonlySet<string>, bad: (p: string) => never): Set<string> {
+function checkFieldList(
+  fields: readonly PlacedField[],
+  version: number,
+  before: ReadonlySet<string>,
+  bad: (p: string) => never,
+): Set<string> {
   const seen = new Set(before);
   for (const { field, layout } of fields) {
     const since = field.since ?? 1;
-    if (!Number.isInteger(since) || since < 1 || since > version) bad(`field '${field.name}': since ${since} is outside [1, ${version}]`);
-    if ((field.kind === 'array' || field.kind === 'structArray') && field.lengthField !== undefined && !seen.has(field.lengthField)) {
+    if (!Number.isInteger(since) || since < 1 || since > version)
+      bad(`field '${field.name}': since ${since} is outside [1, ${version}]`);
+    if (
+      (field.kind === 'array' || field.kind === 'structArray') &&
+      field.lengthField !== undefined &&
+      !seen.has(field.lengthField)
+    ) {
       bad(`field '${field.name}': its length field '${field.lengthField}' must come before it`);
     }
     if (layout) checkDescriptor(layout);
@@ -92,12 +114,19 @@ class Writer {
     this.buf = grown;
   }
 
-  u8(v: number): void { this.ensure(1); this.buf[this.pos++] = v; }
+  u8(v: number): void {
+    this.ensure(1);
+    this.buf[this.pos++] = v;
+  }
 
   u32(v: number): void {
     this.ensure(4);
-    const b = this.buf; const p = this.pos;
-    b[p] = v & 0xff; b[p + 1] = (v >>> 8) & 0xff; b[p + 2] = (v >>> 16) & 0xff; b[p + 3] = v >>> 24;
+    const b = this.buf;
+    const p = this.pos;
+    b[p] = v & 0xff;
+    b[p + 1] = (v >>> 8) & 0xff;
+    b[p + 2] = (v >>> 16) & 0xff;
+    b[p + 3] = v >>> 24;
     this.pos += 4;
   }
 
@@ -109,12 +138,19 @@ class Writer {
   }
 
   /** Room for a u32 written later by `patchU32` (the length of what follows). */
-  reserveU32(): number { const at = this.pos; this.u32(0); return at; }
+  reserveU32(): number {
+    const at = this.pos;
+    this.u32(0);
+    return at;
+  }
 
   patchU32(at: number, v: number): void {
     if (v > U32_MAX) throw new VmstateError(`vmstate: a nested body of ${v} bytes exceeds the 4 GiB stream limit`);
     const b = this.buf;
-    b[at] = v & 0xff; b[at + 1] = (v >>> 8) & 0xff; b[at + 2] = (v >>> 16) & 0xff; b[at + 3] = v >>> 24;
+    b[at] = v & 0xff;
+    b[at + 1] = (v >>> 8) & 0xff;
+    b[at + 2] = (v >>> 16) & 0xff;
+    b[at + 3] = v >>> 24;
   }
 }
 
@@ -123,7 +159,10 @@ type AnyRecord = RecordInternals & Record<string, any>;
 const byteViews = new WeakMap<ArrayBufferLike, Uint8Array>();
 function bytesOf(buffer: ArrayBufferLike): Uint8Array {
   let v = byteViews.get(buffer);
-  if (!v) { v = new Uint8Array(buffer); byteViews.set(buffer, v); }
+  if (!v) {
+    v = new Uint8Array(buffer);
+    byteViews.set(buffer, v);
+  }
   return v;
 }
 
@@ -131,7 +170,9 @@ function bytesOf(buffer: ArrayBufferLike): Uint8Array {
 export function encodeRecord<D extends Descriptor>(descriptor: D, record: StateOf<D>): Uint8Array {
   const rec = record as unknown as AnyRecord;
   if (rec.$layout?.descriptor !== descriptor) {
-    throw new VmstateError(`vmstate ${descriptor.name}: the record given to encodeRecord is not a ${descriptor.name} record`);
+    throw new VmstateError(
+      `vmstate ${descriptor.name}: the record given to encodeRecord is not a ${descriptor.name} record`,
+    );
   }
   checkDescriptor(rec.$layout);
   const w = new Writer();
@@ -194,11 +235,19 @@ function encodeFields(w: Writer, rec: AnyRecord, fields: readonly PlacedField[],
   }
 }
 
-function usedLength(rec: AnyRecord, name: string, capacity: number, lengthField: string | undefined, path: string): number {
+function usedLength(
+  rec: AnyRecord,
+  name: string,
+  capacity: number,
+  lengthField: string | undefined,
+  path: string,
+): number {
   if (lengthField === undefined) return capacity;
   const n = rec[lengthField] as number;
   if (n < 0 || n > capacity) {
-    throw new VmstateError(`vmstate ${path}: field '${name}': length field '${lengthField}' is ${n}, outside its capacity of ${capacity}`);
+    throw new VmstateError(
+      `vmstate ${path}: field '${name}': length field '${lengthField}' is ${n}, outside its capacity of ${capacity}`,
+    );
   }
   return n;
 }
@@ -222,23 +271,38 @@ function fail(ctx: DecodeContext, path: string, problem: string): never {
 }
 
 function need(ctx: DecodeContext, end: number, n: number, path: string): void {
-  if (n > end - ctx.pos) fail(ctx, path, `stream ends at byte ${end}, ${n - (end - ctx.pos)} bytes short (needs ${n} at byte ${ctx.pos})`);
+  if (n > end - ctx.pos)
+    fail(ctx, path, `stream ends at byte ${end}, ${n - (end - ctx.pos)} bytes short (needs ${n} at byte ${ctx.pos})`);
 }
 
 function readU32(ctx: DecodeContext, end: number, path: string): number {
   need(ctx, end, 4, path);
-  const s = ctx.src; const p = ctx.pos;
+  const s = ctx.src;
+  const p = ctx.pos;
   ctx.pos += 4;
   return (s[p] | (s[p + 1] << 8) | (s[p + 2] << 16) | (s[p + 3] << 24)) >>> 0;
 }
 
-function checkVersion(ctx: DecodeContext, path: string, what: string, version: number, min: number | undefined, max: number): void {
-  if (version < (min ?? 1)) fail(ctx, path, `${what} stream version ${version} is older than the oldest supported (${min ?? 1})`);
+function checkVersion(
+  ctx: DecodeContext,
+  path: string,
+  what: string,
+  version: number,
+  min: number | undefined,
+  max: number,
+): void {
+  if (version < (min ?? 1))
+    fail(ctx, path, `${what} stream version ${version} is older than the oldest supported (${min ?? 1})`);
   if (version > max) fail(ctx, path, `${what} stream version ${version} is newer than this tsvmm supports (${max})`);
 }
 
 /** Validates `bytes` as a `streamVersion` stream of `descriptor` and only then loads it into `record`, then postLoad. */
-export function decodeInto<D extends Descriptor>(descriptor: D, bytes: Uint8Array, streamVersion: number, record: StateOf<D>): void {
+export function decodeInto<D extends Descriptor>(
+  descriptor: D,
+  bytes: Uint8Array,
+  streamVersion: number,
+  record: StateOf<D>,
+): void {
   prepareDecode(descriptor, bytes, streamVersion, record)();
 }
 
@@ -247,7 +311,12 @@ export function decodeInto<D extends Descriptor>(descriptor: D, bytes: Uint8Arra
  * validates and decodes into a scratch copy of `record` now (throwing VmstateError), and returns the commit that
  * copies the result into `record` and runs postLoad. `record` must not change in between.
  */
-export function prepareDecode<D extends Descriptor>(descriptor: D, bytes: Uint8Array, streamVersion: number, record: StateOf<D>): () => void {
+export function prepareDecode<D extends Descriptor>(
+  descriptor: D,
+  bytes: Uint8Array,
+  streamVersion: number,
+  record: StateOf<D>,
+): () => void {
   const rec = record as unknown as AnyRecord;
   if (rec.$layout?.descriptor !== descriptor) {
     throw new VmstateError(`vmstate ${descriptor.name}: the record to decode into is not a ${descriptor.name} record`);
@@ -255,7 +324,14 @@ export function prepareDecode<D extends Descriptor>(descriptor: D, bytes: Uint8A
   const live = new Uint8Array(rec.$buffer, rec.$offset, rec.$layout.size);
   const scratch = scratchFor(rec, descriptor);
   scratch.bytes.set(live);
-  const ctx = decodeScratch(descriptor, bytes, streamVersion, scratch.bytes.buffer as ArrayBuffer, undefined, scratch.record);
+  const ctx = decodeScratch(
+    descriptor,
+    bytes,
+    streamVersion,
+    scratch.bytes.buffer as ArrayBuffer,
+    undefined,
+    scratch.record,
+  );
   return () => {
     live.set(scratch.bytes);
     for (const { hooks, steps, version } of ctx.hooks) {
@@ -289,18 +365,39 @@ function scratchFor(rec: AnyRecord, descriptor: Descriptor): { bytes: Uint8Array
   return s;
 }
 
-function decodeScratch(descriptor: Descriptor, bytes: Uint8Array, streamVersion: number, scratch: ArrayBuffer, json?: Json, record?: AnyRecord): DecodeContext {
+function decodeScratch(
+  descriptor: Descriptor,
+  bytes: Uint8Array,
+  streamVersion: number,
+  scratch: ArrayBuffer,
+  json?: Json,
+  record?: AnyRecord,
+): DecodeContext {
   const layout = layoutOf(descriptor);
   checkDescriptor(layout);
   const ctx: DecodeContext = { root: descriptor.name, src: bytes, pos: 0, dst: new Uint8Array(scratch), hooks: [] };
   if (!Number.isInteger(streamVersion)) fail(ctx, '', `stream version ${streamVersion} is not an integer`);
   checkVersion(ctx, '', descriptor.name, streamVersion, descriptor.minVersion, descriptor.version);
-  decodeBody(ctx, record ?? makeRecord(descriptor, scratch) as unknown as AnyRecord, streamVersion, bytes.length, '', [], json);
+  decodeBody(
+    ctx,
+    record ?? (makeRecord(descriptor, scratch) as unknown as AnyRecord),
+    streamVersion,
+    bytes.length,
+    '',
+    [],
+    json,
+  );
   return ctx;
 }
 
 function decodeBody(
-  ctx: DecodeContext, rec: AnyRecord, version: number, end: number, path: string, steps: readonly (string | number)[], json?: Json,
+  ctx: DecodeContext,
+  rec: AnyRecord,
+  version: number,
+  end: number,
+  path: string,
+  steps: readonly (string | number)[],
+  json?: Json,
 ): void {
   const layout = rec.$layout;
   decodeFields(ctx, rec, layout.fields, version, end, path, steps, json);
@@ -309,27 +406,43 @@ function decodeBody(
     const at = ctx.pos;
     const marker = ctx.src[ctx.pos++];
     if (marker !== SUBSECTION_MARKER) {
-      fail(ctx, path, `unexpected byte 0x${marker.toString(16).padStart(2, '0')} at byte ${at} after the fields (expected a subsection or the end)`);
+      fail(
+        ctx,
+        path,
+        `unexpected byte 0x${marker.toString(16).padStart(2, '0')} at byte ${at} after the fields (expected a subsection or the end)`,
+      );
     }
     need(ctx, end, 1, path);
     const nameLength = ctx.src[ctx.pos++];
     need(ctx, end, nameLength, path);
     let name: string;
-    try { name = utf8Decoder.decode(ctx.src.subarray(ctx.pos, ctx.pos + nameLength)); } catch { fail(ctx, path, `subsection name at byte ${ctx.pos} is not valid UTF-8`); }
+    try {
+      name = utf8Decoder.decode(ctx.src.subarray(ctx.pos, ctx.pos + nameLength));
+    } catch {
+      fail(ctx, path, `subsection name at byte ${ctx.pos} is not valid UTF-8`);
+    }
     ctx.pos += nameLength;
-    const entry = layout.subsections.find(s => s.subsection.name === name);
+    const entry = layout.subsections.find((s) => s.subsection.name === name);
     if (!entry) fail(ctx, path, `unknown subsection '${JSON.stringify(name).slice(1, -1)}' at byte ${at}`);
     if (seen.has(name)) fail(ctx, path, `subsection '${name}' appears twice (again at byte ${at})`);
     seen.add(name);
     const subPath = `${path}{${name}}`;
     const subVersion = readU32(ctx, end, subPath);
-    checkVersion(ctx, subPath, `subsection '${name}'`, subVersion, entry.subsection.minVersion, entry.subsection.version);
+    checkVersion(
+      ctx,
+      subPath,
+      `subsection '${name}'`,
+      subVersion,
+      entry.subsection.minVersion,
+      entry.subsection.version,
+    );
     const length = readU32(ctx, end, subPath);
     need(ctx, end, length, subPath);
     const subEnd = ctx.pos + length;
     const subJson: Json | undefined = json ? { $version: subVersion } : undefined;
     decodeFields(ctx, rec, entry.fields, subVersion, subEnd, subPath, steps, subJson);
-    if (ctx.pos !== subEnd) fail(ctx, subPath, `${subEnd - ctx.pos} bytes left over at the end of subsection '${name}'`);
+    if (ctx.pos !== subEnd)
+      fail(ctx, subPath, `${subEnd - ctx.pos} bytes left over at the end of subsection '${name}'`);
     if (json) ((json.$subsections ??= {}) as Json)[name] = subJson;
     if (entry.subsection.postLoad) ctx.hooks.push({ hooks: entry.subsection, steps, version: subVersion });
   }
@@ -337,8 +450,14 @@ function decodeBody(
 }
 
 function decodeFields(
-  ctx: DecodeContext, rec: AnyRecord, fields: readonly PlacedField[], version: number, end: number, path: string,
-  steps: readonly (string | number)[], json?: Json,
+  ctx: DecodeContext,
+  rec: AnyRecord,
+  fields: readonly PlacedField[],
+  version: number,
+  end: number,
+  path: string,
+  steps: readonly (string | number)[],
+  json?: Json,
 ): void {
   for (const placed of fields) {
     const { field } = placed;
@@ -349,7 +468,8 @@ function decodeFields(
       case 'scalar': {
         const size = scalarSize[field.type];
         need(ctx, end, size, fieldPath);
-        if (field.type === 'bool' && ctx.src[ctx.pos] > 1) fail(ctx, fieldPath, `bool byte at ${ctx.pos} is ${ctx.src[ctx.pos]}, not 0 or 1`);
+        if (field.type === 'bool' && ctx.src[ctx.pos] > 1)
+          fail(ctx, fieldPath, `bool byte at ${ctx.pos} is ${ctx.src[ctx.pos]}, not 0 or 1`);
         ctx.dst.set(ctx.src.subarray(ctx.pos, ctx.pos + size), at);
         ctx.pos += size;
         if (json) json[field.name] = jsonScalar(rec[field.name]);
@@ -363,7 +483,10 @@ function decodeFields(
         ctx.pos += size;
         if (json) {
           const values = (rec[field.name] as Uint8Array).subarray(0, n);
-          json[field.name] = field.type === 'u8' ? Buffer.from(values.buffer, values.byteOffset, n).toString('hex') : Array.from(values as ArrayLike<number | bigint>, jsonScalar);
+          json[field.name] =
+            field.type === 'u8'
+              ? Buffer.from(values.buffer, values.byteOffset, n).toString('hex')
+              : Array.from(values as ArrayLike<number | bigint>, jsonScalar);
         }
         break;
       }
@@ -392,10 +515,17 @@ function decodeFields(
 }
 
 /** The element count of a variable array, read from its (already decoded, or reset) length field and checked. */
-function streamLength(ctx: DecodeContext, rec: AnyRecord, lengthField: string | undefined, capacity: number, path: string): number {
+function streamLength(
+  ctx: DecodeContext,
+  rec: AnyRecord,
+  lengthField: string | undefined,
+  capacity: number,
+  path: string,
+): number {
   if (lengthField === undefined) return capacity;
   const n = rec[lengthField] as number;
-  if (n < 0 || n > capacity) fail(ctx, path, `length field '${lengthField}' is ${n}, outside its capacity of ${capacity}`);
+  if (n < 0 || n > capacity)
+    fail(ctx, path, `length field '${lengthField}' is ${n}, outside its capacity of ${capacity}`);
   return n;
 }
 
@@ -406,13 +536,20 @@ function decodeNested(ctx: DecodeContext, descriptor: Descriptor, end: number, p
 }
 
 function decodeNestedBody(
-  ctx: DecodeContext, rec: AnyRecord, version: number, end: number, path: string, steps: readonly (string | number)[], json?: Json,
+  ctx: DecodeContext,
+  rec: AnyRecord,
+  version: number,
+  end: number,
+  path: string,
+  steps: readonly (string | number)[],
+  json?: Json,
 ): void {
   const length = readU32(ctx, end, path);
   need(ctx, end, length, path);
   const bodyEnd = ctx.pos + length;
   decodeBody(ctx, rec, version, bodyEnd, path, steps, json);
-  if (ctx.pos !== bodyEnd) fail(ctx, path, `${bodyEnd - ctx.pos} bytes left over at the end of the nested ${rec.$layout.descriptor.name}`);
+  if (ctx.pos !== bodyEnd)
+    fail(ctx, path, `${bodyEnd - ctx.pos} bytes left over at the end of the nested ${rec.$layout.descriptor.name}`);
 }
 
 /** A JSON-safe scalar: bigints become numbers when exactly representable, else decimal strings. */

@@ -50,8 +50,8 @@ export class PhaseClock {
  * instruction there) to the new one resuming them (its first instruction here). Null if either mark is missing.
  */
 export function pauseUs(marks: readonly PhaseMark[]): number | null {
-  const stop = marks.find(m => m.process === 'old' && m.phase === 'stop-vcpus');
-  const resume = marks.find(m => m.process === 'new' && m.phase === 'resume');
+  const stop = marks.find((m) => m.process === 'old' && m.phase === 'stop-vcpus');
+  const resume = marks.find((m) => m.process === 'new' && m.phase === 'resume');
   return stop && resume ? resume.endUs - stop.startUs : null;
 }
 
@@ -62,7 +62,8 @@ export function formatTimings(marks: readonly PhaseMark[]): string {
   const origin = sorted[0].startUs;
   const ms = (us: number) => (us / 1000).toFixed(3).padStart(10);
   const lines = ['process  phase                      start ms   duration ms'];
-  for (const m of sorted) lines.push(`${m.process.padEnd(8)} ${m.phase.padEnd(24)} ${ms(m.startUs - origin)}   ${ms(m.endUs - m.startUs)}`);
+  for (const m of sorted)
+    lines.push(`${m.process.padEnd(8)} ${m.phase.padEnd(24)} ${ms(m.startUs - origin)}   ${ms(m.endUs - m.startUs)}`);
   const pause = pauseUs(marks);
   if (pause !== null) lines.push(`guest pause (old stop-vcpus → new resume): ${(pause / 1000).toFixed(3)} ms`);
   return lines.join('\n');

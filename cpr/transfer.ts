@@ -13,7 +13,16 @@ import type { BackendRecord } from '../src/memory/backend.js';
 import { close as closeFd } from '../src/sys/libc.js';
 import { collectGarbage } from '../src/sys/gc.js';
 import { CprChannel } from './channel.js';
-import { captureSections, prepareRestore, warmUpCapture, warmUpRestore, checkConfigSection, configSection, SnapshotScratch, WARM_UP_ROUNDS } from './snapshot.js';
+import {
+  captureSections,
+  prepareRestore,
+  warmUpCapture,
+  warmUpRestore,
+  checkConfigSection,
+  configSection,
+  SnapshotScratch,
+  WARM_UP_ROUNDS,
+} from './snapshot.js';
 import { encodeSections, decodeSections } from './sections-codec.js';
 import { CprError } from './reboot.js';
 import { PhaseClock, nowUs, type PhaseMark } from './timings.js';
@@ -39,19 +48,28 @@ const STEP_TIMEOUT_MS = 60_000;
 export function checkTransferable(machine: Machine, migration: MigrationController): void {
   const backend = machine.parts().ram.backend;
   if (backend.fd < 0 || !backend.record().share) {
-    throw new CprError(`cpr-transfer hands guest RAM over as a file descriptor: use -object memory-backend-memfd,share=on or memory-backend-file,share=on (this VM's RAM is ${backend.kind}${backend.record().share ? '' : ', private'})`);
+    throw new CprError(
+      `cpr-transfer hands guest RAM over as a file descriptor: use -object memory-backend-memfd,share=on or memory-backend-file,share=on (this VM's RAM is ${backend.kind}${backend.record().share ? '' : ', private'})`,
+    );
   }
   if (machine.runState === 'postmigrate') throw new CprError('the VM state was already handed over');
   if (migration.active) throw new CprError('a migration is already in progress');
 }
 
-export async function transferOut(machine: Machine, channelPath: string, migration: MigrationController, scratch = new SnapshotScratch()): Promise<void> {
+export async function transferOut(
+  machine: Machine,
+  channelPath: string,
+  migration: MigrationController,
+  scratch = new SnapshotScratch(),
+): Promise<void> {
   checkTransferable(machine, migration);
   const parts = machine.parts();
   const backend = parts.ram.backend;
   migration.beginTransfer();
   const clock = new PhaseClock('old');
-  clock.time('warm-up', () => { for (let i = 0; i < WARM_UP_ROUNDS; i++) warmUpCapture(parts, scratch, machine.powerOnStates()); });
+  clock.time('warm-up', () => {
+    for (let i = 0; i < WARM_UP_ROUNDS; i++) warmUpCapture(parts, scratch, machine.powerOnStates());
+  });
   let channel: CprChannel | null = null;
   let stateSent = false;
   const wasRunning = machine.runState === 'running';
@@ -61,13 +79,19 @@ export async function transferOut(machine: Machine, channelPath: string, migrati
     // VM matches before anyone stops anything.
     // A tap can be attached by one fd only: the new process gets this one's (the guest's frames keep flowing to
     // whichever process runs the guest).
-    clock.time('send-ram', () => channel!.send({
-      type: 'ram', header: { protocol: PROTOCOL, record: backend.record(), taps: parts.taps.map(t => t.ifname) },
-      fds: [backend.fd, ...parts.taps.map(t => t.fd)],
-      payload: encodeSections([configSection(parts, scratch)]),
-    }));
+    clock.time('send-ram', () =>
+      channel!.send({
+        type: 'ram',
+        header: { protocol: PROTOCOL, record: backend.record(), taps: parts.taps.map((t) => t.ifname) },
+        fds: [backend.fd, ...parts.taps.map((t) => t.fd)],
+        payload: encodeSections([configSection(parts, scratch)]),
+      }),
+    );
     const ready = await channel.receive(STEP_TIMEOUT_MS);
-    if (ready.type !== 'ready') throw new CprError(`the new tsvmm refused the hand-over: ${(ready.header as { error?: string } | undefined)?.error ?? ready.type}`);
+    if (ready.type !== 'ready')
+      throw new CprError(
+        `the new tsvmm refused the hand-over: ${(ready.header as { error?: string } | undefined)?.error ?? ready.type}`,
+      );
 
     clock.time('gc', collectGarbage);
     // The pause starts here.
@@ -79,7 +103,10 @@ export async function transferOut(machine: Machine, channelPath: string, migrati
     stateSent = true;
     const done = channel.receiveSync(STEP_TIMEOUT_MS);
     const newMarks = (done.header as { marks?: PhaseMark[] } | undefined)?.marks ?? [];
-    if (done.type !== 'resumed') throw new CprError(`the new tsvmm could not restore the guest: ${(done.header as { error?: string } | undefined)?.error ?? done.type}`);
+    if (done.type !== 'resumed')
+      throw new CprError(
+        `the new tsvmm could not restore the guest: ${(done.header as { error?: string } | undefined)?.error ?? done.type}`,
+      );
     machine.setPausedState('postmigrate');
     migration.recordTransfer([...clock.marks, ...newMarks], true);
   } catch (e) {
@@ -113,7 +140,11 @@ export interface IncomingTransfer {
  * Waits on the cpr channel for the old tsvmm and maps the RAM it hands over. The caller then creates its machine
  * around `ram` and calls `complete`.
  */
-export async function transferIn(channelPath: string, clock: PhaseClock, timeoutMs = 24 * 3600_000): Promise<IncomingTransfer> {
+export async function transferIn(
+  channelPath: string,
+  clock: PhaseClock,
+  timeoutMs = 24 * 3600_000,
+): Promise<IncomingTransfer> {
   const channel = await CprChannel.listen(channelPath, { timeoutMs });
   let ram: MachineRam;
   let config: Uint8Array;
@@ -121,8 +152,15 @@ export async function transferIn(channelPath: string, clock: PhaseClock, timeout
   try {
     const first = await channel.receive(STEP_TIMEOUT_MS);
     const header = first.header as { protocol?: number; record?: BackendRecord; taps?: unknown } | undefined;
-    const tapNames = Array.isArray(header?.taps) && header.taps.every(t => typeof t === 'string') ? header.taps as string[] : null;
-    if (first.type !== 'ram' || header?.protocol !== PROTOCOL || !header.record || !tapNames || first.fds.length !== 1 + tapNames.length) {
+    const tapNames =
+      Array.isArray(header?.taps) && header.taps.every((t) => typeof t === 'string') ? (header.taps as string[]) : null;
+    if (
+      first.type !== 'ram' ||
+      header?.protocol !== PROTOCOL ||
+      !header.record ||
+      !tapNames ||
+      first.fds.length !== 1 + tapNames.length
+    ) {
       for (const fd of first.fds) closeFd(fd);
       throw new CprError(`cpr channel: expected the RAM hand-over (protocol ${PROTOCOL}), got '${first.type}'`);
     }
@@ -147,20 +185,26 @@ export async function transferIn(channelPath: string, clock: PhaseClock, timeout
         const scratch = new SnapshotScratch();
         clock.time('check-config', () => {
           const [saved] = decodeSections(config);
-          if (!saved || saved.kind !== 'config') throw new CprError('cpr channel: the hand-over carries no configuration');
+          if (!saved || saved.kind !== 'config')
+            throw new CprError('cpr channel: the hand-over carries no configuration');
           checkConfigSection(parts, saved, scratch);
         });
-        clock.time('warm-up', () => { for (let i = 0; i < WARM_UP_ROUNDS; i++) warmUpRestore(parts, scratch, new PhaseClock('new')); });
+        clock.time('warm-up', () => {
+          for (let i = 0; i < WARM_UP_ROUNDS; i++) warmUpRestore(parts, scratch, new PhaseClock('new'));
+        });
         clock.time('gc', collectGarbage);
         channel.send({ type: 'ready' });
         // Blocking, spinning first: the state follows within a few milliseconds, nothing else should run before it is
         // applied, and a sleeping thread's wake-up would add to the guest's pause.
         const state = channel.receiveSync(STEP_TIMEOUT_MS, STATE_SPIN_MICROS);
-        if (state.type !== 'state' || !state.payload) throw new CprError(`cpr channel: expected the guest state, got '${state.type}'`);
+        if (state.type !== 'state' || !state.payload)
+          throw new CprError(`cpr channel: expected the guest state, got '${state.type}'`);
         const oldMarks = (state.header as { marks?: PhaseMark[] } | undefined)?.marks ?? [];
         clock.mark('state-received', nowUs());
         const sections = clock.time('decode', () => decodeSections(state.payload!));
-        const prepared = clock.time('check-state', () => prepareRestore(parts, sections, scratch, { configChecked: true }));
+        const prepared = clock.time('check-state', () =>
+          prepareRestore(parts, sections, scratch, { configChecked: true }),
+        );
         prepared.commit(clock);
         machine.markRestored();
         if (prepared.runState === 'running' && !stayPaused) clock.time('resume', () => machine.resume());
@@ -168,7 +212,11 @@ export async function transferIn(channelPath: string, clock: PhaseClock, timeout
         channel.send({ type: 'resumed', header: { marks: clock.marks } });
         return [...oldMarks, ...clock.marks];
       } catch (e) {
-        try { channel.send({ type: 'failed', header: { error: (e as Error).message } }); } catch { /* the old process is gone */ }
+        try {
+          channel.send({ type: 'failed', header: { error: (e as Error).message } });
+        } catch {
+          /* the old process is gone */
+        }
         throw e;
       } finally {
         channel.close();

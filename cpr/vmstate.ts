@@ -11,14 +11,21 @@ export type ScalarType = IntType | 'bool';
 type BigType = 'u64' | 'i64';
 export type ScalarValue<T extends ScalarType> = T extends BigType ? bigint : T extends 'bool' ? boolean : number;
 
-export type TypedArrayOf<T extends IntType> = T extends 'u8' ? Uint8Array
-  : T extends 'u16' ? Uint16Array
-  : T extends 'u32' ? Uint32Array
-  : T extends 'u64' ? BigUint64Array
-  : T extends 'i8' ? Int8Array
-  : T extends 'i16' ? Int16Array
-  : T extends 'i32' ? Int32Array
-  : BigInt64Array;
+export type TypedArrayOf<T extends IntType> = T extends 'u8'
+  ? Uint8Array
+  : T extends 'u16'
+    ? Uint16Array
+    : T extends 'u32'
+      ? Uint32Array
+      : T extends 'u64'
+        ? BigUint64Array
+        : T extends 'i8'
+          ? Int8Array
+          : T extends 'i16'
+            ? Int16Array
+            : T extends 'i32'
+              ? Int32Array
+              : BigInt64Array;
 
 interface FieldBase<N extends string> {
   readonly name: N;
@@ -64,7 +71,10 @@ export interface Hooks<S = any> {
   readonly postLoad?: (state: S, streamVersion: number) => void;
 }
 
-export interface Descriptor<F extends readonly Field[] = readonly Field[], S extends readonly Subsection[] = readonly Subsection[]> extends Hooks {
+export interface Descriptor<
+  F extends readonly Field[] = readonly Field[],
+  S extends readonly Subsection[] = readonly Subsection[],
+> extends Hooks {
   readonly name: string;
   readonly version: number;
   /** The oldest stream version this descriptor can still load (1 when absent: `since` keeps older streams readable). */
@@ -90,8 +100,9 @@ export class VmstateError extends Error {
 // ---- field constructors -------------------------------------------------------------------------------------
 
 type Opts = { since?: number };
-const scalar = <T extends ScalarType>(type: T) => <N extends string>(name: N, opts: Opts = {}): ScalarField<N, T> =>
-  ({ kind: 'scalar', name, type, ...opts });
+const scalar =
+  <T extends ScalarType>(type: T) =>
+  <N extends string>(name: N, opts: Opts = {}): ScalarField<N, T> => ({ kind: 'scalar', name, type, ...opts });
 
 export const u8 = scalar('u8');
 export const u16 = scalar('u16');
@@ -105,22 +116,36 @@ export const bool = scalar('bool');
 
 /** `array('regs', 'u32', 16)` — a fixed array; with `{ lengthField: 'count' }` only `count` entries are saved. */
 export function array<N extends string, T extends IntType>(
-  name: N, type: T, length: number, opts: Opts & { lengthField?: string } = {},
+  name: N,
+  type: T,
+  length: number,
+  opts: Opts & { lengthField?: string } = {},
 ): ArrayField<N, T> {
   return { kind: 'array', name, type, length, ...opts };
 }
 
 /** A byte buffer of at most `max` bytes whose used length lives in `lengthField`. */
-export function bytes<N extends string>(name: N, max: number, opts: Opts & { lengthField?: string } = {}): ArrayField<N, 'u8'> {
+export function bytes<N extends string>(
+  name: N,
+  max: number,
+  opts: Opts & { lengthField?: string } = {},
+): ArrayField<N, 'u8'> {
   return array(name, 'u8', max, opts);
 }
 
-export function struct<N extends string, D extends Descriptor>(name: N, descriptor: D, opts: Opts = {}): StructField<N, D> {
+export function struct<N extends string, D extends Descriptor>(
+  name: N,
+  descriptor: D,
+  opts: Opts = {},
+): StructField<N, D> {
   return { kind: 'struct', name, descriptor, ...opts };
 }
 
 export function structArray<N extends string, D extends Descriptor>(
-  name: N, descriptor: D, length: number, opts: Opts & { lengthField?: string } = {},
+  name: N,
+  descriptor: D,
+  length: number,
+  opts: Opts & { lengthField?: string } = {},
 ): StructArrayField<N, D> {
   return { kind: 'structArray', name, descriptor, length, ...opts };
 }
@@ -130,7 +155,11 @@ export function structArray<N extends string, D extends Descriptor>(
  * length `pathLength` (u32, placed first so a stream carries the length before the bytes). Read and write it with
  * `getString` / `setString`.
  */
-export function str<N extends string>(name: N, max: number, opts: Opts = {}): readonly [ScalarField<`${N}Length`, 'u32'>, ArrayField<N, 'u8'>] {
+export function str<N extends string>(
+  name: N,
+  max: number,
+  opts: Opts = {},
+): readonly [ScalarField<`${N}Length`, 'u32'>, ArrayField<N, 'u8'>] {
   const lengthField = `${name}Length` as const;
   return [u32(lengthField, opts), bytes(name, max, { ...opts, lengthField })] as const;
 }
@@ -142,25 +171,32 @@ export function withHooks<D extends Descriptor>(descriptor: D, hooks: Hooks<Stat
 
 // ---- the state type a descriptor describes ------------------------------------------------------------------
 
-type ValueOf<F> = F extends ScalarField<string, infer T> ? ScalarValue<T>
-  : F extends ArrayField<string, infer T> ? TypedArrayOf<T>
-  : F extends StructField<string, infer D> ? StateOf<D>
-  : F extends StructArrayField<string, infer D> ? readonly StateOf<D>[]
-  : never;
+type ValueOf<F> =
+  F extends ScalarField<string, infer T>
+    ? ScalarValue<T>
+    : F extends ArrayField<string, infer T>
+      ? TypedArrayOf<T>
+      : F extends StructField<string, infer D>
+        ? StateOf<D>
+        : F extends StructArrayField<string, infer D>
+          ? readonly StateOf<D>[]
+          : never;
 
 type FieldsState<F extends readonly Field[]> = { -readonly [K in F[number] as K['name']]: ValueOf<K> };
 // A descriptor without `subsections` infers the constraint `readonly Subsection[]` (not a tuple): it adds nothing,
 // rather than an index signature that would let any property name through.
 type SubsectionsState<S> = S extends readonly Subsection[]
-  ? number extends S['length'] ? unknown
-  : UnionToIntersection<{ [I in keyof S]: S[I] extends Subsection<infer F> ? FieldsState<F> : never }[number]>
+  ? number extends S['length']
+    ? unknown
+    : UnionToIntersection<{ [I in keyof S]: S[I] extends Subsection<infer F> ? FieldsState<F> : never }[number]>
   : unknown;
 type UnionToIntersection<U> = (U extends unknown ? (x: U) => void : never) extends (x: infer I) => void ? I : never;
 
 /** The live state a descriptor describes: scalars as numbers/bigints/booleans, arrays as typed-array views. */
-export type StateOf<D> = D extends Descriptor<infer F, infer S>
-  ? FieldsState<F> & (unknown extends SubsectionsState<S> ? unknown : SubsectionsState<S>) & RecordInternals
-  : never;
+export type StateOf<D> =
+  D extends Descriptor<infer F, infer S>
+    ? FieldsState<F> & (unknown extends SubsectionsState<S> ? unknown : SubsectionsState<S>) & RecordInternals
+    : never;
 
 export interface RecordInternals {
   readonly $layout: Layout;
@@ -171,7 +207,17 @@ export interface RecordInternals {
 // ---- layout ---------------------------------------------------------------------------------------------------
 
 /** Bytes per scalar, in the record and in the stream alike. */
-export const scalarSize: Record<ScalarType, number> = { u8: 1, i8: 1, bool: 1, u16: 2, i16: 2, u32: 4, i32: 4, u64: 8, i64: 8 };
+export const scalarSize: Record<ScalarType, number> = {
+  u8: 1,
+  i8: 1,
+  bool: 1,
+  u16: 2,
+  i16: 2,
+  u32: 4,
+  i32: 4,
+  u64: 8,
+  i64: 8,
+};
 
 export interface PlacedField {
   readonly field: Field;
@@ -205,43 +251,74 @@ export function layoutOf(descriptor: Descriptor): Layout {
   let offset = 0;
   let align = 1;
   const byName = new Map<string, PlacedField>();
-  const place = (fields: readonly Field[]): PlacedField[] => fields.map(field => {
-    if (byName.has(field.name)) throw new Error(`vmstate ${descriptor.name}: duplicate field '${field.name}'`);
-    let size: number; let a: number; let nested: Layout | undefined; let stride: number | undefined;
-    switch (field.kind) {
-      case 'scalar': size = a = scalarSize[field.type]; break;
-      case 'array':
-        a = scalarSize[field.type]; size = a * checkedLength(descriptor, field); break;
-      case 'struct':
-        nested = layoutOf(field.descriptor); a = nested.align; size = nested.size; break;
-      case 'structArray':
-        nested = layoutOf(field.descriptor); a = nested.align; stride = nested.size;
-        size = stride * checkedLength(descriptor, field); break;
-    }
-    offset = alignUp(offset, a);
-    align = Math.max(align, a);
-    const placed: PlacedField = { field, offset, size, layout: nested, stride };
-    byName.set(field.name, placed);
-    offset += size;
-    return placed;
-  });
+  const place = (fields: readonly Field[]): PlacedField[] =>
+    fields.map((field) => {
+      if (byName.has(field.name)) throw new Error(`vmstate ${descriptor.name}: duplicate field '${field.name}'`);
+      let size: number;
+      let a: number;
+      let nested: Layout | undefined;
+      let stride: number | undefined;
+      switch (field.kind) {
+        case 'scalar':
+          size = a = scalarSize[field.type];
+          break;
+        case 'array':
+          a = scalarSize[field.type];
+          size = a * checkedLength(descriptor, field);
+          break;
+        case 'struct':
+          nested = layoutOf(field.descriptor);
+          a = nested.align;
+          size = nested.size;
+          break;
+        case 'structArray':
+          nested = layoutOf(field.descriptor);
+          a = nested.align;
+          stride = nested.size;
+          size = stride * checkedLength(descriptor, field);
+          break;
+      }
+      offset = alignUp(offset, a);
+      align = Math.max(align, a);
+      const placed: PlacedField = { field, offset, size, layout: nested, stride };
+      byName.set(field.name, placed);
+      offset += size;
+      return placed;
+    });
   const fields = place(descriptor.fields);
-  const subsections = (descriptor.subsections ?? []).map(subsection => ({ subsection, fields: place(subsection.fields) }));
+  const subsections = (descriptor.subsections ?? []).map((subsection) => ({
+    subsection,
+    fields: place(subsection.fields),
+  }));
   for (const placed of byName.values()) checkLengthField(descriptor, placed.field, byName);
-  const layout: Layout = { descriptor, size: alignUp(Math.max(offset, 1), 8), align: Math.max(align, 8), fields, subsections, byName };
+  const layout: Layout = {
+    descriptor,
+    size: alignUp(Math.max(offset, 1), 8),
+    align: Math.max(align, 8),
+    fields,
+    subsections,
+    byName,
+  };
   layouts.set(descriptor, layout);
   return layout;
 }
 
 function checkedLength(d: Descriptor, f: ArrayField | StructArrayField): number {
-  if (!Number.isInteger(f.length) || f.length < 0) throw new Error(`vmstate ${d.name}: field '${f.name}' has bad length ${f.length}`);
+  if (!Number.isInteger(f.length) || f.length < 0)
+    throw new Error(`vmstate ${d.name}: field '${f.name}' has bad length ${f.length}`);
   return f.length;
 }
 
 function checkLengthField(d: Descriptor, f: Field, byName: Map<string, PlacedField>): void {
   if ((f.kind !== 'array' && f.kind !== 'structArray') || f.lengthField === undefined) return;
   const lf = byName.get(f.lengthField);
-  if (!lf || lf.field.kind !== 'scalar' || lf.field.type === 'bool' || lf.field.type === 'u64' || lf.field.type === 'i64') {
+  if (
+    !lf ||
+    lf.field.kind !== 'scalar' ||
+    lf.field.type === 'bool' ||
+    lf.field.type === 'u64' ||
+    lf.field.type === 'i64'
+  ) {
     throw new Error(`vmstate ${d.name}: length field '${f.lengthField}' of '${f.name}' must be a u8/u16/u32 scalar`);
   }
 }
@@ -249,8 +326,14 @@ function checkLengthField(d: Descriptor, f: Field, byName: Map<string, PlacedFie
 // ---- records: typed accessors over a buffer -------------------------------------------------------------------
 
 interface Views {
-  u8: Uint8Array; i8: Int8Array; u16: Uint16Array; i16: Int16Array;
-  u32: Uint32Array; i32: Int32Array; u64: BigUint64Array; i64: BigInt64Array;
+  u8: Uint8Array;
+  i8: Int8Array;
+  u16: Uint16Array;
+  i16: Int16Array;
+  u32: Uint32Array;
+  i32: Int32Array;
+  u64: BigUint64Array;
+  i64: BigInt64Array;
 }
 
 const viewCache = new WeakMap<ArrayBufferLike, Views>();
@@ -259,10 +342,14 @@ function viewsOf(buffer: ArrayBufferLike): Views {
   if (!v) {
     const n8 = Math.floor(buffer.byteLength / 8) * 8;
     v = {
-      u8: new Uint8Array(buffer), i8: new Int8Array(buffer),
-      u16: new Uint16Array(buffer, 0, Math.floor(buffer.byteLength / 2)), i16: new Int16Array(buffer, 0, Math.floor(buffer.byteLength / 2)),
-      u32: new Uint32Array(buffer, 0, Math.floor(buffer.byteLength / 4)), i32: new Int32Array(buffer, 0, Math.floor(buffer.byteLength / 4)),
-      u64: new BigUint64Array(buffer, 0, n8 / 8), i64: new BigInt64Array(buffer, 0, n8 / 8),
+      u8: new Uint8Array(buffer),
+      i8: new Int8Array(buffer),
+      u16: new Uint16Array(buffer, 0, Math.floor(buffer.byteLength / 2)),
+      i16: new Int16Array(buffer, 0, Math.floor(buffer.byteLength / 2)),
+      u32: new Uint32Array(buffer, 0, Math.floor(buffer.byteLength / 4)),
+      i32: new Int32Array(buffer, 0, Math.floor(buffer.byteLength / 4)),
+      u64: new BigUint64Array(buffer, 0, n8 / 8),
+      i64: new BigInt64Array(buffer, 0, n8 / 8),
     };
     viewCache.set(buffer, v);
   }
@@ -270,8 +357,14 @@ function viewsOf(buffer: ArrayBufferLike): Views {
 }
 
 const typedArrayCtor = {
-  u8: Uint8Array, i8: Int8Array, u16: Uint16Array, i16: Int16Array,
-  u32: Uint32Array, i32: Int32Array, u64: BigUint64Array, i64: BigInt64Array,
+  u8: Uint8Array,
+  i8: Int8Array,
+  u16: Uint16Array,
+  i16: Int16Array,
+  u32: Uint32Array,
+  i32: Int32Array,
+  u64: BigUint64Array,
+  i64: BigInt64Array,
 } as const;
 
 const prototypes = new WeakMap<Layout, object>();
@@ -287,15 +380,27 @@ function prototypeFor(layout: Layout): object {
       const type = field.type;
       const shift = Math.log2(scalarSize[type]);
       const views = type === 'bool' ? 'u8' : type;
-      Object.defineProperty(proto, field.name, type === 'bool'
-        ? {
-            get(this: RecordImpl) { return this.$v.u8[this.$offset + offset] !== 0; },
-            set(this: RecordImpl, value: boolean) { this.$v.u8[this.$offset + offset] = value ? 1 : 0; },
-          }
-        : {
-            get(this: RecordImpl) { return this.$v[views][(this.$offset + offset) >> shift]; },
-            set(this: RecordImpl, value: number | bigint) { (this.$v[views] as any)[(this.$offset + offset) >> shift] = value; },
-          });
+      Object.defineProperty(
+        proto,
+        field.name,
+        type === 'bool'
+          ? {
+              get(this: RecordImpl) {
+                return this.$v.u8[this.$offset + offset] !== 0;
+              },
+              set(this: RecordImpl, value: boolean) {
+                this.$v.u8[this.$offset + offset] = value ? 1 : 0;
+              },
+            }
+          : {
+              get(this: RecordImpl) {
+                return this.$v[views][(this.$offset + offset) >> shift];
+              },
+              set(this: RecordImpl, value: number | bigint) {
+                (this.$v[views] as any)[(this.$offset + offset) >> shift] = value;
+              },
+            },
+      );
     }
     // Arrays and nested records are created per instance (see makeRecord): they are views, not values.
   }
@@ -303,13 +408,21 @@ function prototypeFor(layout: Layout): object {
   return proto;
 }
 
-interface RecordImpl extends RecordInternals { $v: Views }
+interface RecordImpl extends RecordInternals {
+  $v: Views;
+}
 
 /** A record over `buffer` at `offset` (which must be 8-byte aligned and leave room for the layout's size). */
-export function makeRecord<D extends Descriptor>(descriptor: D, buffer: SharedArrayBuffer | ArrayBuffer, offset = 0): StateOf<D> {
+export function makeRecord<D extends Descriptor>(
+  descriptor: D,
+  buffer: SharedArrayBuffer | ArrayBuffer,
+  offset = 0,
+): StateOf<D> {
   const layout = layoutOf(descriptor);
   if (offset % 8 !== 0 || offset < 0 || offset + layout.size > buffer.byteLength) {
-    throw new RangeError(`vmstate ${descriptor.name}: record of ${layout.size} bytes does not fit at offset ${offset} of ${buffer.byteLength}`);
+    throw new RangeError(
+      `vmstate ${descriptor.name}: record of ${layout.size} bytes does not fit at offset ${offset} of ${buffer.byteLength}`,
+    );
   }
   const record = Object.create(prototypeFor(layout)) as RecordImpl & Record<string, unknown>;
   Object.defineProperties(record, {
@@ -337,7 +450,11 @@ export function makeRecord<D extends Descriptor>(descriptor: D, buffer: SharedAr
  * Index access, `length`, iteration and Array methods work as on an array; elements are read-only slots.
  */
 const listPrototypes = new WeakMap<PlacedField, object>();
-interface RecordList { $items: unknown[]; $buffer: SharedArrayBuffer | ArrayBuffer; $at: number }
+interface RecordList {
+  $items: unknown[];
+  $buffer: SharedArrayBuffer | ArrayBuffer;
+  $at: number;
+}
 function recordList(placed: PlacedField, buffer: SharedArrayBuffer | ArrayBuffer, at: number): unknown {
   let proto = listPrototypes.get(placed);
   if (!proto) {
@@ -348,7 +465,9 @@ function recordList(placed: PlacedField, buffer: SharedArrayBuffer | ArrayBuffer
     for (let i = 0; i < field.length; i++) {
       Object.defineProperty(made, i, {
         enumerable: true,
-        get(this: RecordList) { return this.$items[i] ??= makeRecord(field.descriptor, this.$buffer, this.$at + i * stride); },
+        get(this: RecordList) {
+          return (this.$items[i] ??= makeRecord(field.descriptor, this.$buffer, this.$at + i * stride));
+        },
       });
     }
     listPrototypes.set(placed, made);
@@ -394,7 +513,9 @@ export class StateArena {
     const size = layoutOf(descriptor).size;
     const offset = alignUp(this.used, 8);
     if (offset + size > this.buffer.byteLength) {
-      throw new RangeError(`state arena full: ${descriptor.name} needs ${size} bytes at ${offset} of ${this.buffer.byteLength}`);
+      throw new RangeError(
+        `state arena full: ${descriptor.name} needs ${size} bytes at ${offset} of ${this.buffer.byteLength}`,
+      );
     }
     this.used = offset + size;
     return offset;
@@ -409,16 +530,28 @@ export class StateArena {
 
 /** The names of a record's `str()` fields: byte arrays with a `<name>Length` companion. */
 export type StringFieldName<R> = {
-  [K in keyof R & string]: string extends K ? never : R[K] extends Uint8Array ? (`${K}Length` extends keyof R ? K : never) : never
+  [K in keyof R & string]: string extends K
+    ? never
+    : R[K] extends Uint8Array
+      ? `${K}Length` extends keyof R
+        ? K
+        : never
+      : never;
 }[keyof R & string];
 
 function stringField(record: RecordInternals, name: string): { bytes: Uint8Array; lengthField: string; max: number } {
   const placed = record.$layout.byName.get(name);
   const field = placed?.field;
   if (!field || field.kind !== 'array' || field.type !== 'u8' || field.lengthField === undefined) {
-    throw new VmstateError(`vmstate ${record.$layout.descriptor.name}: '${name}' is not a string field (declare it with str())`);
+    throw new VmstateError(
+      `vmstate ${record.$layout.descriptor.name}: '${name}' is not a string field (declare it with str())`,
+    );
   }
-  return { bytes: (record as unknown as Record<string, Uint8Array>)[name], lengthField: field.lengthField, max: field.length };
+  return {
+    bytes: (record as unknown as Record<string, Uint8Array>)[name],
+    lengthField: field.lengthField,
+    max: field.length,
+  };
 }
 
 const utf8Encoder = new TextEncoder();
@@ -429,7 +562,9 @@ export function setString<R extends RecordInternals>(record: R, name: StringFiel
   const { bytes: target, lengthField, max } = stringField(record, name);
   const encoded = utf8Encoder.encode(value);
   if (encoded.length > max) {
-    throw new VmstateError(`vmstate ${record.$layout.descriptor.name}: field '${name}': string of ${encoded.length} bytes exceeds its capacity of ${max}`);
+    throw new VmstateError(
+      `vmstate ${record.$layout.descriptor.name}: field '${name}': string of ${encoded.length} bytes exceeds its capacity of ${max}`,
+    );
   }
   target.set(encoded);
   target.fill(0, encoded.length);
@@ -441,7 +576,9 @@ export function getString<R extends RecordInternals>(record: R, name: StringFiel
   const { bytes: source, lengthField, max } = stringField(record, name);
   const length = (record as unknown as Record<string, number>)[lengthField];
   if (!Number.isInteger(length) || length < 0 || length > max) {
-    throw new VmstateError(`vmstate ${record.$layout.descriptor.name}: field '${name}': length ${length} exceeds its capacity of ${max}`);
+    throw new VmstateError(
+      `vmstate ${record.$layout.descriptor.name}: field '${name}': length ${length} exceeds its capacity of ${max}`,
+    );
   }
   try {
     return utf8Decoder.decode(source.slice(0, length)); // slice: TextDecoder refuses views of shared memory

@@ -31,50 +31,58 @@ export const ACPI_SCI_DEFAULT_IRQ = 9;
 export const ACPI_PM_IO_LENGTH = 12;
 
 // ---- register offsets and sizes (what the FADT's *_BLK / *_LEN fields describe) ------------------------------
-export const PM1_EVT_OFFSET = 0x00;      // PM1a_EVT_BLK: PM1_STS then PM1_EN
-export const PM1_EVT_LENGTH = 4;         // PM1_EVT_LEN
-export const PM1_CNT_OFFSET = 0x04;      // PM1a_CNT_BLK
-export const PM1_CNT_LENGTH = 2;         // PM1_CNT_LEN
-export const PM_TMR_OFFSET = 0x08;       // PM_TMR_BLK
-export const PM_TMR_LENGTH = 4;          // PM_TMR_LEN
+export const PM1_EVT_OFFSET = 0x00; // PM1a_EVT_BLK: PM1_STS then PM1_EN
+export const PM1_EVT_LENGTH = 4; // PM1_EVT_LEN
+export const PM1_CNT_OFFSET = 0x04; // PM1a_CNT_BLK
+export const PM1_CNT_LENGTH = 2; // PM1_CNT_LEN
+export const PM_TMR_OFFSET = 0x08; // PM_TMR_BLK
+export const PM_TMR_LENGTH = 4; // PM_TMR_LEN
 const PM1_STS_OFFSET = 0x00;
 const PM1_EN_OFFSET = 0x02;
 
 // ---- PM1_STS (ACPI 6.x, 4.8.3.1.1) ----------------------------------------------------------------------------
-export const PM1_STS_TMR = 0x0001;       // TMR_STS: bit 31 of the PM timer changed
-export const PM1_STS_BM = 0x0010;        // BM_STS: bus master activity (never set here)
-export const PM1_STS_GBL = 0x0020;       // GBL_STS: the firmware released the global lock (no SMM: never)
-export const PM1_STS_PWRBTN = 0x0100;    // PWRBTN_STS: the power button was pressed
-export const PM1_STS_SLPBTN = 0x0200;    // SLPBTN_STS: the sleep button was pressed (no sleep button: never)
-export const PM1_STS_RTC = 0x0400;       // RTC_STS: the RTC alarm woke the system (RTC_EN set)
+export const PM1_STS_TMR = 0x0001; // TMR_STS: bit 31 of the PM timer changed
+export const PM1_STS_BM = 0x0010; // BM_STS: bus master activity (never set here)
+export const PM1_STS_GBL = 0x0020; // GBL_STS: the firmware released the global lock (no SMM: never)
+export const PM1_STS_PWRBTN = 0x0100; // PWRBTN_STS: the power button was pressed
+export const PM1_STS_SLPBTN = 0x0200; // SLPBTN_STS: the sleep button was pressed (no sleep button: never)
+export const PM1_STS_RTC = 0x0400; // RTC_STS: the RTC alarm woke the system (RTC_EN set)
 export const PM1_STS_PCIEXP_WAKE = 0x4000; // PCIEXP_WAKE_STS (never)
-export const PM1_STS_WAK = 0x8000;       // WAK_STS: the system woke from a sleeping state
+export const PM1_STS_WAK = 0x8000; // WAK_STS: the system woke from a sleeping state
 /** Every status bit that exists; all are write-1-to-clear. */
-const PM1_STS_W1C = PM1_STS_TMR | PM1_STS_BM | PM1_STS_GBL | PM1_STS_PWRBTN | PM1_STS_SLPBTN | PM1_STS_RTC | PM1_STS_PCIEXP_WAKE | PM1_STS_WAK;
+const PM1_STS_W1C =
+  PM1_STS_TMR |
+  PM1_STS_BM |
+  PM1_STS_GBL |
+  PM1_STS_PWRBTN |
+  PM1_STS_SLPBTN |
+  PM1_STS_RTC |
+  PM1_STS_PCIEXP_WAKE |
+  PM1_STS_WAK;
 
 // ---- PM1_EN (4.8.3.1.2) ---------------------------------------------------------------------------------------
-export const PM1_EN_TMR = 0x0001;        // TMR_EN: TMR_STS raises the SCI
-export const PM1_EN_GBL = 0x0020;        // GBL_EN
-export const PM1_EN_PWRBTN = 0x0100;     // PWRBTN_EN
-export const PM1_EN_SLPBTN = 0x0200;     // SLPBTN_EN
-export const PM1_EN_RTC = 0x0400;        // RTC_EN
+export const PM1_EN_TMR = 0x0001; // TMR_EN: TMR_STS raises the SCI
+export const PM1_EN_GBL = 0x0020; // GBL_EN
+export const PM1_EN_PWRBTN = 0x0100; // PWRBTN_EN
+export const PM1_EN_SLPBTN = 0x0200; // SLPBTN_EN
+export const PM1_EN_RTC = 0x0400; // RTC_EN
 export const PM1_EN_PCIEXP_WAKE_DIS = 0x4000; // PCIEXP_WAKE_DIS (stored only)
 const PM1_EN_WRITABLE = PM1_EN_TMR | PM1_EN_GBL | PM1_EN_PWRBTN | PM1_EN_SLPBTN | PM1_EN_RTC | PM1_EN_PCIEXP_WAKE_DIS;
 /** Status bits that raise the SCI when their enable bit (same position) is set. */
 const SCI_EVENTS = PM1_STS_TMR | PM1_STS_GBL | PM1_STS_PWRBTN | PM1_STS_SLPBTN | PM1_STS_RTC;
 
 // ---- PM1_CNT (4.8.3.2.1) --------------------------------------------------------------------------------------
-export const PM1_CNT_SCI_EN = 0x0001;    // SCI_EN: power-management events raise the SCI (not an SMI)
-export const PM1_CNT_BM_RLD = 0x0002;    // BM_RLD: bus master wakes C3 (stored only)
-export const PM1_CNT_GBL_RLS = 0x0004;   // GBL_RLS: write-only, would raise an SMI for the firmware (no SMM: ignored)
+export const PM1_CNT_SCI_EN = 0x0001; // SCI_EN: power-management events raise the SCI (not an SMI)
+export const PM1_CNT_BM_RLD = 0x0002; // BM_RLD: bus master wakes C3 (stored only)
+export const PM1_CNT_GBL_RLS = 0x0004; // GBL_RLS: write-only, would raise an SMI for the firmware (no SMM: ignored)
 export const PM1_CNT_SLP_TYP_SHIFT = 10; // SLP_TYP: bits 12-10, the sleeping state to enter
 export const PM1_CNT_SLP_TYP_MASK = 0x1c00;
-export const PM1_CNT_SLP_EN = 0x2000;    // SLP_EN: write-only, enter the state SLP_TYP names
+export const PM1_CNT_SLP_EN = 0x2000; // SLP_EN: write-only, enter the state SLP_TYP names
 const PM1_CNT_STORED = PM1_CNT_SCI_EN | PM1_CNT_BM_RLD | PM1_CNT_SLP_TYP_MASK;
 
 /** SLP_TYP values of this block (QEMU's PIIX4 numbering); the DSDT's \_S3_ and \_S5_ packages carry them. */
-export const SLP_TYP_S5 = 0;             // soft off
-export const SLP_TYP_S3 = 1;             // suspend to RAM
+export const SLP_TYP_S5 = 0; // soft off
+export const SLP_TYP_S3 = 1; // suspend to RAM
 
 // ---- PM timer (4.8.3.3) ---------------------------------------------------------------------------------------
 /** The ACPI PM timer runs at 3.579545 MHz (the NTSC colour-burst crystal, 315/88 MHz). */
@@ -90,20 +98,23 @@ const HZ = BigInt(PM_TIMER_HZ);
 
 /** The I/O ports the FADT must name for a block at `base`. */
 export function acpiPmPorts(base: number = ACPI_PM_DEFAULT_BASE): { pm1aEvt: number; pm1aCnt: number; pmTmr: number } {
-  if (!Number.isInteger(base) || base < 0 || base + ACPI_PM_IO_LENGTH > 0x10000) throw new RangeError(`ACPI PM: bad PIO base ${base}`);
+  if (!Number.isInteger(base) || base < 0 || base + ACPI_PM_IO_LENGTH > 0x10000)
+    throw new RangeError(`ACPI PM: bad PIO base ${base}`);
   return { pm1aEvt: base + PM1_EVT_OFFSET, pm1aCnt: base + PM1_CNT_OFFSET, pmTmr: base + PM_TMR_OFFSET };
 }
 
 /** What the PM block remembers. Everything mutable is here: each thread's `AcpiPm` instance is only a view. */
 export const acpiPmState = {
-  name: 'acpi-pm', version: 1, minVersion: 1,
+  name: 'acpi-pm',
+  version: 1,
+  minVersion: 1,
   fields: [
-    u16('pm1Sts'),                // PM1_STS
-    u16('pm1En'),                 // PM1_EN
-    u16('pm1Cnt'),                // PM1_CNT without the write-only bits
-    bool('sciLevel'),             // what the SCI line was last driven to
-    i64('timerBaseNs'),           // CLOCK_MONOTONIC ns at which the PM timer read 0
-    u64('timerCheckedTicks'),     // ticks since timerBaseNs up to which TMR_STS is current
+    u16('pm1Sts'), // PM1_STS
+    u16('pm1En'), // PM1_EN
+    u16('pm1Cnt'), // PM1_CNT without the write-only bits
+    bool('sciLevel'), // what the SCI line was last driven to
+    i64('timerBaseNs'), // CLOCK_MONOTONIC ns at which the PM timer read 0
+    u64('timerCheckedTicks'), // ticks since timerBaseNs up to which TMR_STS is current
   ],
 } as const satisfies Descriptor;
 
@@ -158,7 +169,10 @@ export class AcpiPm implements IoHandler {
   private readonly sleep: SleepControl;
   private readonly onScheduleChange: () => void;
 
-  constructor(readonly state: AcpiPmState, options: AcpiPmOptions) {
+  constructor(
+    readonly state: AcpiPmState,
+    options: AcpiPmOptions,
+  ) {
     this.sci = options.sci;
     this.clock = options.clock;
     this.sleep = options.sleep;
@@ -174,8 +188,8 @@ export class AcpiPm implements IoHandler {
   // ---- guest accesses ---------------------------------------------------------------------------------------
 
   read(offset: number, size: AccessSize): number {
-    const timer = Number(this.catchUpTimer() & PM_TIMER_MASK);  // one clock reading serves every byte
-    this.updateSci();                                // the timer may just have set TMR_STS
+    const timer = Number(this.catchUpTimer() & PM_TIMER_MASK); // one clock reading serves every byte
+    this.updateSci(); // the timer may just have set TMR_STS
     // Any access width at any offset: assemble the bytes of whichever registers the access covers.
     let value = 0;
     for (let i = 0; i < size && i < 4; i++) value += this.readByte(offset + i, timer) * 2 ** (8 * i);
@@ -204,11 +218,19 @@ export class AcpiPm implements IoHandler {
     const s = this.state;
     let reg: number;
     let at: number;
-    if (offset >= PM1_STS_OFFSET && offset < PM1_STS_OFFSET + 2) { reg = s.pm1Sts; at = offset - PM1_STS_OFFSET; }
-    else if (offset >= PM1_EN_OFFSET && offset < PM1_EN_OFFSET + 2) { reg = s.pm1En; at = offset - PM1_EN_OFFSET; }
-    else if (offset >= PM1_CNT_OFFSET && offset < PM1_CNT_OFFSET + 2) { reg = s.pm1Cnt; at = offset - PM1_CNT_OFFSET; }
-    else if (offset >= PM_TMR_OFFSET && offset < PM_TMR_OFFSET + 4) { reg = timer; at = offset - PM_TMR_OFFSET; }
-    else return 0;                                   // the reserved word at 0x06 and anything past the block
+    if (offset >= PM1_STS_OFFSET && offset < PM1_STS_OFFSET + 2) {
+      reg = s.pm1Sts;
+      at = offset - PM1_STS_OFFSET;
+    } else if (offset >= PM1_EN_OFFSET && offset < PM1_EN_OFFSET + 2) {
+      reg = s.pm1En;
+      at = offset - PM1_EN_OFFSET;
+    } else if (offset >= PM1_CNT_OFFSET && offset < PM1_CNT_OFFSET + 2) {
+      reg = s.pm1Cnt;
+      at = offset - PM1_CNT_OFFSET;
+    } else if (offset >= PM_TMR_OFFSET && offset < PM_TMR_OFFSET + 4) {
+      reg = timer;
+      at = offset - PM_TMR_OFFSET;
+    } else return 0; // the reserved word at 0x06 and anything past the block
     return (reg >>> (8 * at)) & 0xff;
   }
 
@@ -216,7 +238,7 @@ export class AcpiPm implements IoHandler {
     const s = this.state;
     switch (offset) {
       case PM1_STS_OFFSET:
-        s.pm1Sts &= ~(bits & mask & PM1_STS_W1C);    // write 1 to clear; writing 0 changes nothing
+        s.pm1Sts &= ~(bits & mask & PM1_STS_W1C); // write 1 to clear; writing 0 changes nothing
         return;
       case PM1_EN_OFFSET: {
         const before = s.pm1En;
@@ -232,7 +254,7 @@ export class AcpiPm implements IoHandler {
         return;
       }
       default:
-        return;                                      // PM_TMR is read-only
+        return; // PM_TMR is read-only
     }
   }
 
@@ -302,7 +324,7 @@ export class AcpiPm implements IoHandler {
     const s = this.state;
     if (!(s.pm1En & PM1_EN_TMR) || !(s.pm1Cnt & PM1_CNT_SCI_EN)) return null;
     const nextTicks = (ticks / PM_TIMER_STS_PERIOD + 1n) * PM_TIMER_STS_PERIOD;
-    const dueNs = ceilDiv(nextTicks * NS_PER_SEC, HZ);   // ns after timerBaseNs when the counter reaches nextTicks
+    const dueNs = ceilDiv(nextTicks * NS_PER_SEC, HZ); // ns after timerBaseNs when the counter reaches nextTicks
     const nowNs = this.clock.monotonicNs() - s.timerBaseNs;
     return Math.max(0, Number(dueNs - nowNs) / 1e6);
   }

@@ -2,15 +2,32 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { newRecord } from '../cpr/vmstate.js';
 import type { MachineControl } from '../src/bus/types.js';
-import { DebugExit, debugExitState, resetDebugExit, debugExitStatus, DEBUG_EXIT_IOBASE, DEBUG_EXIT_IOSIZE } from './debug-exit.js';
+import {
+  DebugExit,
+  debugExitState,
+  resetDebugExit,
+  debugExitStatus,
+  DEBUG_EXIT_IOBASE,
+  DEBUG_EXIT_IOSIZE,
+} from './debug-exit.js';
 
 class FakeMachine implements MachineControl {
   exits: { status: number; reason: string }[] = [];
-  exit(status: number, reason: string): void { this.exits.push({ status, reason }); }
-  reset(): void { throw new Error('unexpected reset'); }
-  powerOff(): void { throw new Error('unexpected power-off'); }
-  suspend(): void { throw new Error('unexpected suspend'); }
-  wakeEvent(): void { throw new Error('unexpected wake-up event'); }
+  exit(status: number, reason: string): void {
+    this.exits.push({ status, reason });
+  }
+  reset(): void {
+    throw new Error('unexpected reset');
+  }
+  powerOff(): void {
+    throw new Error('unexpected power-off');
+  }
+  suspend(): void {
+    throw new Error('unexpected suspend');
+  }
+  wakeEvent(): void {
+    throw new Error('unexpected wake-up event');
+  }
 }
 
 function setup() {
@@ -42,7 +59,10 @@ test('debug-exit: the value is masked to the access size', () => {
   dev.write(0, 2, 0x1234);
   dev.write(0, 4, 0xffffffff);
   dev.write(0, 4, 0);
-  assert.equal(machine.exits.map(e => e.status), [0x1ff, 0x1ffff, 0x2469, 0x1ffffffff, 1]);
+  assert.equal(
+    machine.exits.map((e) => e.status),
+    [0x1ff, 0x1ffff, 0x2469, 0x1ffffffff, 1],
+  );
 });
 
 test('debug-exit: statuses are always odd and computed without 32-bit overflow', () => {

@@ -33,7 +33,10 @@ export function debugExitStatus(value: number, size: AccessSize): number {
 }
 
 export class DebugExit implements IoHandler {
-  constructor(readonly state: DebugExitState, private readonly machine: MachineControl) {}
+  constructor(
+    readonly state: DebugExitState,
+    private readonly machine: MachineControl,
+  ) {}
 
   read(_offset: number, _size: AccessSize): number {
     return 0;
@@ -43,7 +46,10 @@ export class DebugExit implements IoHandler {
     const v = (value & WIDTH_MASK[size]) >>> 0;
     this.state.lastValue = v;
     this.state.lastSize = size;
-    this.machine.exit(v * 2 + 1, `isa-debug-exit: guest wrote 0x${v.toString(16)} (${size} byte${size === 1 ? '' : 's'})`);
+    this.machine.exit(
+      v * 2 + 1,
+      `isa-debug-exit: guest wrote 0x${v.toString(16)} (${size} byte${size === 1 ? '' : 's'})`,
+    );
   }
 
   /** Nothing to re-drive: the port has no interrupt. */

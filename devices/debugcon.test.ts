@@ -6,14 +6,22 @@ import { Debugcon, debugconState, resetDebugcon, DEBUGCON_IOBASE } from './debug
 
 class FakeOut implements CharOut {
   chunks: Uint8Array[] = [];
-  write(bytes: Uint8Array): void { this.chunks.push(bytes.slice()); }
-  get text(): string { return this.chunks.map(c => Buffer.from(c).toString('latin1')).join(''); }
+  write(bytes: Uint8Array): void {
+    this.chunks.push(bytes.slice());
+  }
+  get text(): string {
+    return this.chunks.map((c) => Buffer.from(c).toString('latin1')).join('');
+  }
 }
 
 class FakeClock implements HostClock {
   real = 1_764_000_000_123_456_789n;
-  realtimeNs(): bigint { return this.real; }
-  monotonicNs(): bigint { return 0n; }
+  realtimeNs(): bigint {
+    return this.real;
+  }
+  monotonicNs(): bigint {
+    return 0n;
+  }
 }
 
 function setup(options: { timestamps?: boolean; readback?: number } = {}) {
@@ -54,11 +62,10 @@ test('debugcon: with timestamps each byte becomes "<realtime ns> <hex>\\n"', () 
   dev.write(0, 1, 0x0a);
   clock.real += 1n;
   dev.write(0, 2, 0xff00);
-  assert.is(out.text,
-    '1764000000123456789 4f\n' +
-    '1764000000123458289 0a\n' +
-    '1764000000123458290 00\n' +
-    '1764000000123458290 ff\n');
+  assert.is(
+    out.text,
+    '1764000000123456789 4f\n' + '1764000000123458289 0a\n' + '1764000000123458290 00\n' + '1764000000123458290 ff\n',
+  );
   assert.is(out.chunks.length, 3, 'one write per access');
 });
 

@@ -57,12 +57,15 @@ export class Debugcon implements IoHandler {
   private readonly scratch = new Uint8Array(4 * MAX_LINE);
   private readonly rawViews: Uint8Array[];
 
-  constructor(readonly state: DebugconState, options: DebugconOptions) {
+  constructor(
+    readonly state: DebugconState,
+    options: DebugconOptions,
+  ) {
     this.out = options.out;
     this.readback = (options.readback ?? DEBUGCON_READBACK) & 0xff;
     if (options.timestamps && !options.clock) throw new Error('isa-debugcon: timestamps need a clock');
     this.clock = options.timestamps ? options.clock! : null;
-    this.rawViews = [0, 1, 2, 3, 4].map(n => this.scratch.subarray(0, n));
+    this.rawViews = [0, 1, 2, 3, 4].map((n) => this.scratch.subarray(0, n));
   }
 
   read(_offset: number, size: AccessSize): number {

@@ -4,34 +4,85 @@ import { Worker } from 'node:worker_threads';
 import { makeRecord, newRecord, recordBytes } from '../cpr/vmstate.js';
 import { GuestMemoryError, type GuestMemory } from '../src/memory/guest-memory.js';
 import {
-  FwCfg, FwCfgContent, FwCfgItems, fwCfgState, resetFwCfg, type FwCfgBlob,
-  FW_CFG, FW_CFG_X86, FW_CFG_DMA_CTL_ERROR, FW_CFG_DMA_CTL_READ, FW_CFG_DMA_CTL_SELECT, FW_CFG_DMA_CTL_SKIP,
-  FW_CFG_DMA_CTL_WRITE, FW_CFG_IO_BASE, FW_CFG_IO_LENGTH,
+  FwCfg,
+  FwCfgContent,
+  FwCfgItems,
+  fwCfgState,
+  resetFwCfg,
+  type FwCfgBlob,
+  FW_CFG,
+  FW_CFG_X86,
+  FW_CFG_DMA_CTL_ERROR,
+  FW_CFG_DMA_CTL_READ,
+  FW_CFG_DMA_CTL_SELECT,
+  FW_CFG_DMA_CTL_SKIP,
+  FW_CFG_DMA_CTL_WRITE,
+  FW_CFG_IO_BASE,
+  FW_CFG_IO_LENGTH,
 } from './fw-cfg.js';
 
 /** Guest RAM for tests: one region [0, size) over an ArrayBuffer; anything else throws GuestMemoryError. */
 class TestMemory implements GuestMemory {
   readonly bytes: Uint8Array;
-  constructor(readonly totalSize: number) { this.bytes = new Uint8Array(totalSize); }
+  constructor(readonly totalSize: number) {
+    this.bytes = new Uint8Array(totalSize);
+  }
   contains(gpa: number, length: number): boolean {
-    return Number.isSafeInteger(gpa) && Number.isSafeInteger(length) && gpa >= 0 && length >= 0 && gpa + length <= this.totalSize;
+    return (
+      Number.isSafeInteger(gpa) &&
+      Number.isSafeInteger(length) &&
+      gpa >= 0 &&
+      length >= 0 &&
+      gpa + length <= this.totalSize
+    );
   }
   private check(gpa: number, length: number): void {
     if (!this.contains(gpa, length)) throw new GuestMemoryError(gpa, length);
   }
-  private view(gpa: number, n: number): DataView { this.check(gpa, n); return new DataView(this.bytes.buffer, gpa, n); }
-  readU8(gpa: number) { return this.view(gpa, 1).getUint8(0); }
-  readU16(gpa: number) { return this.view(gpa, 2).getUint16(0, true); }
-  readU32(gpa: number) { return this.view(gpa, 4).getUint32(0, true); }
-  readU64(gpa: number) { return this.view(gpa, 8).getBigUint64(0, true); }
-  writeU8(gpa: number, v: number) { this.view(gpa, 1).setUint8(0, v); }
-  writeU16(gpa: number, v: number) { this.view(gpa, 2).setUint16(0, v, true); }
-  writeU32(gpa: number, v: number) { this.view(gpa, 4).setUint32(0, v, true); }
-  writeU64(gpa: number, v: bigint) { this.view(gpa, 8).setBigUint64(0, v, true); }
-  read(gpa: number, length: number) { this.check(gpa, length); return this.bytes.slice(gpa, gpa + length); }
-  write(gpa: number, data: Uint8Array) { this.check(gpa, data.length); this.bytes.set(data, gpa); }
-  fill(gpa: number, length: number, value: number) { this.check(gpa, length); this.bytes.fill(value, gpa, gpa + length); }
-  slice(gpa: number, length: number) { this.check(gpa, length); return this.bytes.subarray(gpa, gpa + length); }
+  private view(gpa: number, n: number): DataView {
+    this.check(gpa, n);
+    return new DataView(this.bytes.buffer, gpa, n);
+  }
+  readU8(gpa: number) {
+    return this.view(gpa, 1).getUint8(0);
+  }
+  readU16(gpa: number) {
+    return this.view(gpa, 2).getUint16(0, true);
+  }
+  readU32(gpa: number) {
+    return this.view(gpa, 4).getUint32(0, true);
+  }
+  readU64(gpa: number) {
+    return this.view(gpa, 8).getBigUint64(0, true);
+  }
+  writeU8(gpa: number, v: number) {
+    this.view(gpa, 1).setUint8(0, v);
+  }
+  writeU16(gpa: number, v: number) {
+    this.view(gpa, 2).setUint16(0, v, true);
+  }
+  writeU32(gpa: number, v: number) {
+    this.view(gpa, 4).setUint32(0, v, true);
+  }
+  writeU64(gpa: number, v: bigint) {
+    this.view(gpa, 8).setBigUint64(0, v, true);
+  }
+  read(gpa: number, length: number) {
+    this.check(gpa, length);
+    return this.bytes.slice(gpa, gpa + length);
+  }
+  write(gpa: number, data: Uint8Array) {
+    this.check(gpa, data.length);
+    this.bytes.set(data, gpa);
+  }
+  fill(gpa: number, length: number, value: number) {
+    this.check(gpa, length);
+    this.bytes.fill(value, gpa, gpa + length);
+  }
+  slice(gpa: number, length: number) {
+    this.check(gpa, length);
+    return this.bytes.subarray(gpa, gpa + length);
+  }
 }
 
 const RAM = 64 * 1024;
@@ -71,7 +122,10 @@ function machine(blob: FwCfgBlob = content().build()) {
 
 test('fw_cfg: the window is 0x510-0x51B', () => {
   const { dev } = machine();
-  assert.equal(dev.regions().map(r => [r.space, r.base, r.length]), [['pio', FW_CFG_IO_BASE, FW_CFG_IO_LENGTH]]);
+  assert.equal(
+    dev.regions().map((r) => [r.space, r.base, r.length]),
+    [['pio', FW_CFG_IO_BASE, FW_CFG_IO_LENGTH]],
+  );
   assert.is(FW_CFG_IO_BASE, 0x510);
 });
 
@@ -113,8 +167,12 @@ test('fw_cfg: FILE_DIR is a big-endian count and 64-byte entries in name order, 
   select(FW_CFG.FILE_DIR);
   const entry = (size: number, key: number, name: string) => {
     const e = new Array(64).fill(0);
-    e[0] = size >>> 24; e[1] = (size >>> 16) & 0xff; e[2] = (size >>> 8) & 0xff; e[3] = size & 0xff;
-    e[4] = key >> 8; e[5] = key & 0xff;                  // be16 select, be16 reserved = 0
+    e[0] = size >>> 24;
+    e[1] = (size >>> 16) & 0xff;
+    e[2] = (size >>> 8) & 0xff;
+    e[3] = size & 0xff;
+    e[4] = key >> 8;
+    e[5] = key & 0xff; // be16 select, be16 reserved = 0
     for (let i = 0; i < name.length; i++) e[8 + i] = name.charCodeAt(i);
     return e;
   };
@@ -136,7 +194,7 @@ test('fw_cfg: the write-channel bit selects the same item; arch-local items are 
   assert.equal(readBytes(1), [0x51]);
   select(FW_CFG_X86.E820_TABLE);
   assert.equal(readBytes(5), [1, 2, 3, 4, 0]);
-  select(0x0003 | 0x1000);                          // no generic item 0x1003 (0x8003 is arch-local)
+  select(0x0003 | 0x1000); // no generic item 0x1003 (0x8003 is arch-local)
   assert.equal(readBytes(2), [0, 0]);
   select(0x7fff);
   assert.equal(readBytes(1), [0]);
@@ -201,10 +259,13 @@ test('fw_cfg: an FWCfgDmaAccess that is not wholly in RAM fails without throwing
   const { dev, state, memory } = machine();
   memory.bytes.fill(0x11, RAM - 8);
   dev.write(4, 4, 0);
-  assert.not.throws(() => dev.write(8, 4, 0xf8ff0000));      // big-endian 0x0000FFF8: 16 bytes would cross RAM's end
-  assert.equal(Array.from(memory.bytes.subarray(RAM - 8)), [0, 0, 0, FW_CFG_DMA_CTL_ERROR, 0x11, 0x11, 0x11, 0x11],
-    'ERROR lands in the control word, which is in RAM; nothing else is touched');
-  dev.write(4, 4, 0x01000000);                               // high half 1: 4 GiB + ...
+  assert.not.throws(() => dev.write(8, 4, 0xf8ff0000)); // big-endian 0x0000FFF8: 16 bytes would cross RAM's end
+  assert.equal(
+    Array.from(memory.bytes.subarray(RAM - 8)),
+    [0, 0, 0, FW_CFG_DMA_CTL_ERROR, 0x11, 0x11, 0x11, 0x11],
+    'ERROR lands in the control word, which is in RAM; nothing else is touched',
+  );
+  dev.write(4, 4, 0x01000000); // high half 1: 4 GiB + ...
   assert.not.throws(() => dev.write(8, 4, 0));
   assert.is(state.dmaAddrHigh, 0);
   assert.is(state.dmaAddrLow, 0);
@@ -264,7 +325,7 @@ test('fw_cfg: a corrupt content blob is refused', () => {
   const { buffer } = content().build();
   const bad = new SharedArrayBuffer(buffer.byteLength);
   new Uint8Array(bad).set(new Uint8Array(buffer));
-  new DataView(bad).setUint32(16 + 12, 0x7fffffff, true);     // first item's length beyond the blob
+  new DataView(bad).setUint32(16 + 12, 0x7fffffff, true); // first item's length beyond the blob
   assert.throws(() => new FwCfgItems({ buffer: bad }), /outside the blob/);
   assert.throws(() => new FwCfgItems({ buffer: new SharedArrayBuffer(16) }), /magic/);
 });
@@ -272,13 +333,16 @@ test('fw_cfg: a corrupt content blob is refused', () => {
 test('fw_cfg: a worker thread shares the same content buffer and reads the same items', async () => {
   const blob = content().build();
   const url = new URL('./fw-cfg.js', import.meta.url).href;
-  const worker = new Worker(`
+  const worker = new Worker(
+    `
     const { parentPort, workerData } = require('node:worker_threads');
     import(workerData.url).then(({ FwCfgItems }) => {
       const items = new FwCfgItems(workerData.blob);
       parentPort.postMessage({ file: Array.from(items.get(0x21)), shared: workerData.blob.buffer instanceof SharedArrayBuffer });
     });
-  `, { eval: true, workerData: { blob, url } });
+  `,
+    { eval: true, workerData: { blob, url } },
+  );
   const reply = await new Promise<{ file: number[]; shared: boolean }>((resolve, reject) => {
     worker.once('message', resolve);
     worker.once('error', reject);

@@ -10,8 +10,15 @@ import type { AccessSize, IoHandler, IoRegion } from '../src/bus/types.js';
 import { GuestMemoryError, type GuestMemory } from '../src/memory/guest-memory.js';
 import { FwCfgItems, itemKey, type FwCfgBlob } from './fw-cfg/content.js';
 import {
-  FW_CFG, FW_CFG_DMA_ACCESS_SIZE, FW_CFG_DMA_CTL_ERROR, FW_CFG_DMA_CTL_READ, FW_CFG_DMA_CTL_SELECT,
-  FW_CFG_DMA_CTL_SKIP, FW_CFG_DMA_CTL_WRITE, FW_CFG_DMA_SIGNATURE, FW_CFG_INVALID,
+  FW_CFG,
+  FW_CFG_DMA_ACCESS_SIZE,
+  FW_CFG_DMA_CTL_ERROR,
+  FW_CFG_DMA_CTL_READ,
+  FW_CFG_DMA_CTL_SELECT,
+  FW_CFG_DMA_CTL_SKIP,
+  FW_CFG_DMA_CTL_WRITE,
+  FW_CFG_DMA_SIGNATURE,
+  FW_CFG_INVALID,
 } from './fw-cfg/keys.js';
 
 export * from './fw-cfg/keys.js';
@@ -22,21 +29,23 @@ export const FW_CFG_IO_BASE = 0x510;
 export const FW_CFG_IO_LENGTH = 12;
 
 // ---- handler offsets (relative to 0x510) ----------------------------------------------------------------------
-const OFFSET_SELECTOR = 0;               // 16-bit write: select; 8-bit read/write: data (QEMU's "comb" region)
-const OFFSET_DATA = 1;                   // 8-bit data
-const OFFSET_DMA_HIGH = 4;               // 0x514: high 32 bits of the FWCfgDmaAccess address (big-endian)
-const OFFSET_DMA_LOW = 8;                // 0x518: low 32 bits; writing it starts the transfer
+const OFFSET_SELECTOR = 0; // 16-bit write: select; 8-bit read/write: data (QEMU's "comb" region)
+const OFFSET_DATA = 1; // 8-bit data
+const OFFSET_DMA_HIGH = 4; // 0x514: high 32 bits of the FWCfgDmaAccess address (big-endian)
+const OFFSET_DMA_LOW = 8; // 0x518: low 32 bits; writing it starts the transfer
 const DMA_REGISTER_END = 12;
 
 const SIGNATURE_BYTES = new TextEncoder().encode(FW_CFG_DMA_SIGNATURE);
 
 /** What fw_cfg remembers between accesses. */
 export const fwCfgState = {
-  name: 'fw_cfg', version: 1, minVersion: 1,
+  name: 'fw_cfg',
+  version: 1,
+  minVersion: 1,
   fields: [
-    u16('selector'),      // the selected item's key (write-channel bit dropped), or 0xFFFF for none
-    u32('offset'),        // next byte of the selected item
-    u32('dmaAddrHigh'),   // DMA address halves as written (already in host order)
+    u16('selector'), // the selected item's key (write-channel bit dropped), or 0xFFFF for none
+    u32('offset'), // next byte of the selected item
+    u32('dmaAddrHigh'), // DMA address halves as written (already in host order)
     u32('dmaAddrLow'),
   ],
 } as const satisfies Descriptor;
@@ -73,7 +82,7 @@ export class FwCfg implements IoHandler {
 
   read(offset: number, size: AccessSize): number {
     if (offset === OFFSET_SELECTOR || offset === OFFSET_DATA) {
-      return size === 1 ? this.readData() : 0;   // only byte reads are valid there (QEMU)
+      return size === 1 ? this.readData() : 0; // only byte reads are valid there (QEMU)
     }
     if (offset >= OFFSET_DMA_HIGH && offset + size <= DMA_REGISTER_END && this.items.dma) {
       // Reading the DMA register returns "QEMU CFG" in memory order (a big-endian 64-bit signature).
@@ -81,7 +90,7 @@ export class FwCfg implements IoHandler {
       for (let i = 0; i < size; i++) value |= SIGNATURE_BYTES[offset - OFFSET_DMA_HIGH + i] << (8 * i);
       return value >>> 0;
     }
-    return 0xffffffff;                           // nothing there
+    return 0xffffffff; // nothing there
   }
 
   write(offset: number, size: AccessSize, value: number): void {
@@ -90,14 +99,14 @@ export class FwCfg implements IoHandler {
       this.select(value & 0xffff);
       return;
     }
-    if (!this.items.dma || size !== 4) return;   // data-port writes are ignored; the DMA register takes 32-bit halves
+    if (!this.items.dma || size !== 4) return; // data-port writes are ignored; the DMA register takes 32-bit halves
     if (offset === OFFSET_DMA_HIGH) {
       s.dmaAddrHigh = swap32(value);
       s.dmaAddrLow = 0;
     } else if (offset === OFFSET_DMA_LOW) {
       s.dmaAddrLow = swap32(value);
       const address = s.dmaAddrHigh * 0x1_0000_0000 + s.dmaAddrLow;
-      s.dmaAddrHigh = 0;                         // the next transfer starts from a clean address
+      s.dmaAddrHigh = 0; // the next transfer starts from a clean address
       s.dmaAddrLow = 0;
       this.dmaTransfer(address);
     }
@@ -126,7 +135,7 @@ export class FwCfg implements IoHandler {
   private dmaTransfer(at: number): void {
     const mem = this.memory;
     if (!mem.contains(at, FW_CFG_DMA_ACCESS_SIZE)) {
-      this.writeControl(at, FW_CFG_DMA_CTL_ERROR);   // likely unwritable too; then the guest just sees no completion
+      this.writeControl(at, FW_CFG_DMA_CTL_ERROR); // likely unwritable too; then the guest just sees no completion
       return;
     }
     const raw = mem.read(at, FW_CFG_DMA_ACCESS_SIZE);
@@ -159,7 +168,7 @@ export class FwCfg implements IoHandler {
           const from = this.items.offsetOf(slot) + s.offset;
           if (!this.guestWrite(address, this.items.bytes.subarray(from, from + n))) result |= FW_CFG_DMA_CTL_ERROR;
         }
-        if (write) result |= FW_CFG_DMA_CTL_ERROR;   // no item is writable
+        if (write) result |= FW_CFG_DMA_CTL_ERROR; // no item is writable
         s.offset = s.offset + n;
       }
       address += BigInt(n);

@@ -4,17 +4,33 @@ import { newRecord, recordBytes } from '../cpr/vmstate.js';
 import type { MachineControl } from '../src/bus/types.js';
 import { ExitStatus } from '../src/machine/exit-status.js';
 import {
-  Pvpanic, pvpanicState, resetPvpanic, PVPANIC_DEFAULT_IOPORT, PVPANIC_EXIT_STATUS, PVPANIC_PANICKED,
-  PVPANIC_CRASH_LOADED, PVPANIC_SUPPORTED_EVENTS,
+  Pvpanic,
+  pvpanicState,
+  resetPvpanic,
+  PVPANIC_DEFAULT_IOPORT,
+  PVPANIC_EXIT_STATUS,
+  PVPANIC_PANICKED,
+  PVPANIC_CRASH_LOADED,
+  PVPANIC_SUPPORTED_EVENTS,
 } from './pvpanic.js';
 
 class FakeMachine implements MachineControl {
   exits: { status: number; reason: string }[] = [];
-  exit(status: number, reason: string): void { this.exits.push({ status, reason }); }
-  reset(): void { throw new Error('unexpected reset'); }
-  powerOff(): void { throw new Error('unexpected power-off'); }
-  suspend(): void { throw new Error('unexpected suspend'); }
-  wakeEvent(): void { throw new Error('unexpected wake-up event'); }
+  exit(status: number, reason: string): void {
+    this.exits.push({ status, reason });
+  }
+  reset(): void {
+    throw new Error('unexpected reset');
+  }
+  powerOff(): void {
+    throw new Error('unexpected power-off');
+  }
+  suspend(): void {
+    throw new Error('unexpected suspend');
+  }
+  wakeEvent(): void {
+    throw new Error('unexpected wake-up event');
+  }
 }
 
 function setup() {
@@ -22,7 +38,7 @@ function setup() {
   resetPvpanic(state);
   const machine = new FakeMachine();
   const log: string[] = [];
-  return { state, machine, log, dev: new Pvpanic(state, machine, line => log.push(line)) };
+  return { state, machine, log, dev: new Pvpanic(state, machine, (line) => log.push(line)) };
 }
 
 test('pvpanic: QEMU defaults are port 0x505 and events PANICKED (bit 0) | CRASH_LOADED (bit 1)', () => {
@@ -68,7 +84,10 @@ test('pvpanic: writing CRASH_LOADED (2) is only noted: the guest runs on into it
 test('pvpanic: PANICKED wins when both bits are written; unknown bits are ignored', () => {
   const both = setup();
   both.dev.write(0, 1, PVPANIC_PANICKED | PVPANIC_CRASH_LOADED);
-  assert.equal(both.machine.exits.map(e => e.status), [126]);
+  assert.equal(
+    both.machine.exits.map((e) => e.status),
+    [126],
+  );
   assert.not.ok(both.state.crashLoaded);
 
   const unknown = setup();
@@ -79,7 +98,7 @@ test('pvpanic: PANICKED wins when both bits are written; unknown bits are ignore
   assert.is(unknown.state.lastEvent, 0x04);
 
   const highBits = setup();
-  highBits.dev.write(0, 1, 0x101);   // only the port's byte counts
+  highBits.dev.write(0, 1, 0x101); // only the port's byte counts
   assert.is(highBits.machine.exits.length, 1);
   assert.is(highBits.state.lastEvent, 1);
 });
@@ -95,11 +114,11 @@ test('pvpanic: writing 0 does nothing', () => {
 test('pvpanic: reset returns the record to power-on state (all zero)', () => {
   const { dev, state } = setup();
   dev.write(0, 1, PVPANIC_CRASH_LOADED);
-  assert.ok(recordBytes(state).some(b => b !== 0));
+  assert.ok(recordBytes(state).some((b) => b !== 0));
   dev.reset();
   assert.is(state.lastEvent, 0);
   assert.not.ok(state.crashLoaded);
-  assert.ok(recordBytes(state).every(b => b === 0));
+  assert.ok(recordBytes(state).every((b) => b === 0));
   assert.is(dev.read(0, 1), PVPANIC_SUPPORTED_EVENTS, 'still offers its events after a reset');
 });
 

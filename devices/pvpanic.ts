@@ -33,8 +33,8 @@ export const pvpanicState = {
   version: 1,
   minVersion: 1,
   fields: [
-    u8('lastEvent'),       // the last byte written (0: none, or a write of 0)
-    bool('crashLoaded'),   // a CRASH_LOADED event was written: the guest went into its kdump kernel
+    u8('lastEvent'), // the last byte written (0: none, or a write of 0)
+    bool('crashLoaded'), // a CRASH_LOADED event was written: the guest went into its kdump kernel
   ],
 } as const satisfies Descriptor;
 
@@ -46,7 +46,11 @@ export function resetPvpanic(state: PvpanicState): void {
 
 export class Pvpanic implements IoHandler {
   /** `log`: one-line notices (the machine's; a CRASH_LOADED event is reported there, as QEMU's GUEST_CRASHLOADED). */
-  constructor(readonly state: PvpanicState, private readonly machine: MachineControl, private readonly log?: (line: string) => void) {}
+  constructor(
+    readonly state: PvpanicState,
+    private readonly machine: MachineControl,
+    private readonly log?: (line: string) => void,
+  ) {}
 
   read(_offset: number, _size: AccessSize): number {
     return PVPANIC_SUPPORTED_EVENTS;

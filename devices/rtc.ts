@@ -20,10 +20,10 @@ export const RTC_IRQ = 8;
 export const CMOS_SIZE = 128;
 
 // ---- port layout ----------------------------------------------------------------------------------------------
-const PORT_INDEX = 0;              // 0x70: write-only index register; bit 7 masks NMI
-const PORT_DATA = 1;               // 0x71: the selected CMOS byte
-const INDEX_MASK = 0x7f;           // the index selects one of 128 bytes
-const INDEX_NMI_DISABLE = 0x80;    // bit 7 of an index write: NMI disabled while set
+const PORT_INDEX = 0; // 0x70: write-only index register; bit 7 masks NMI
+const PORT_DATA = 1; // 0x71: the selected CMOS byte
+const INDEX_MASK = 0x7f; // the index selects one of 128 bytes
+const INDEX_NMI_DISABLE = 0x80; // bit 7 of an index write: NMI disabled while set
 
 // ---- CMOS register indices ------------------------------------------------------------------------------------
 export const RTC_SECONDS = 0x00;
@@ -32,51 +32,51 @@ export const RTC_MINUTES = 0x02;
 export const RTC_MINUTES_ALARM = 0x03;
 export const RTC_HOURS = 0x04;
 export const RTC_HOURS_ALARM = 0x05;
-export const RTC_DAY_OF_WEEK = 0x06;     // 1 = Sunday
+export const RTC_DAY_OF_WEEK = 0x06; // 1 = Sunday
 export const RTC_DAY_OF_MONTH = 0x07;
 export const RTC_MONTH = 0x08;
-export const RTC_YEAR = 0x09;            // year within the century
+export const RTC_YEAR = 0x09; // year within the century
 export const RTC_REG_A = 0x0a;
 export const RTC_REG_B = 0x0b;
 export const RTC_REG_C = 0x0c;
 export const RTC_REG_D = 0x0d;
 export const CMOS_SHUTDOWN_STATUS = 0x0f; // what the BIOS does after a reset; 0xFE = S3 resume, kept across reset
-export const RTC_CENTURY = 0x32;         // the century byte PC BIOSes and ACPI's FADT.century point at
-const RTC_IBM_PS2_CENTURY = 0x37;        // IBM PS/2 location of the century byte: an alias of 0x32 (as in QEMU)
+export const RTC_CENTURY = 0x32; // the century byte PC BIOSes and ACPI's FADT.century point at
+const RTC_IBM_PS2_CENTURY = 0x37; // IBM PS/2 location of the century byte: an alias of 0x32 (as in QEMU)
 
 // ---- register A: update status and frequency selection --------------------------------------------------------
-export const REG_A_UIP = 0x80;           // update in progress: time registers are about to change (read-only)
-const REG_A_DV_MASK = 0x70;              // divider chain select
-const REG_A_DV_32KHZ = 0x20;             // 32.768 kHz time base: the only one a PC uses; larger values stop the clock
-const REG_A_DV_RESET = 0x60;             // both bits set: divider chain held in reset, no updates, no interrupts
-const REG_A_RS_MASK = 0x0f;              // rate select for the periodic interrupt (0 = none)
+export const REG_A_UIP = 0x80; // update in progress: time registers are about to change (read-only)
+const REG_A_DV_MASK = 0x70; // divider chain select
+const REG_A_DV_32KHZ = 0x20; // 32.768 kHz time base: the only one a PC uses; larger values stop the clock
+const REG_A_DV_RESET = 0x60; // both bits set: divider chain held in reset, no updates, no interrupts
+const REG_A_RS_MASK = 0x0f; // rate select for the periodic interrupt (0 = none)
 
 // ---- register B: control --------------------------------------------------------------------------------------
-export const REG_B_SET = 0x80;           // stop updates so the time can be set
-export const REG_B_PIE = 0x40;           // periodic interrupt enable
-export const REG_B_AIE = 0x20;           // alarm interrupt enable
-export const REG_B_UIE = 0x10;           // update-ended interrupt enable
-export const REG_B_SQWE = 0x08;          // square-wave output enable (no pin on a PC; stored only)
-export const REG_B_DM = 0x04;            // data mode: 1 = binary, 0 = BCD
-export const REG_B_24H = 0x02;           // 1 = 24-hour mode, 0 = 12-hour mode with bit 7 of the hour = PM
-export const REG_B_DSE = 0x01;           // daylight saving enable (stored only, as in QEMU)
+export const REG_B_SET = 0x80; // stop updates so the time can be set
+export const REG_B_PIE = 0x40; // periodic interrupt enable
+export const REG_B_AIE = 0x20; // alarm interrupt enable
+export const REG_B_UIE = 0x10; // update-ended interrupt enable
+export const REG_B_SQWE = 0x08; // square-wave output enable (no pin on a PC; stored only)
+export const REG_B_DM = 0x04; // data mode: 1 = binary, 0 = BCD
+export const REG_B_24H = 0x02; // 1 = 24-hour mode, 0 = 12-hour mode with bit 7 of the hour = PM
+export const REG_B_DSE = 0x01; // daylight saving enable (stored only, as in QEMU)
 
 // ---- register C: interrupt flags, read-only, cleared by reading -----------------------------------------------
-export const REG_C_IRQF = 0x80;          // an enabled flag is set: the IRQ line is asserted
-export const REG_C_PF = 0x40;            // periodic interrupt flag
-export const REG_C_AF = 0x20;            // alarm flag
-export const REG_C_UF = 0x10;            // update-ended flag
+export const REG_C_IRQF = 0x80; // an enabled flag is set: the IRQ line is asserted
+export const REG_C_PF = 0x40; // periodic interrupt flag
+export const REG_C_AF = 0x20; // alarm flag
+export const REG_C_UF = 0x10; // update-ended flag
 const REG_C_FLAGS = REG_C_PF | REG_C_AF | REG_C_UF; // the same bit positions as PIE/AIE/UIE in register B
 
 // ---- register D -----------------------------------------------------------------------------------------------
-export const REG_D_VRT = 0x80;           // valid RAM and time: the battery is good
+export const REG_D_VRT = 0x80; // valid RAM and time: the battery is good
 
-const HOUR_PM = 0x80;                    // 12-hour mode: PM bit in the hours (and hours alarm) register
-const ALARM_DONT_CARE = 0xc0;            // an alarm byte with both top bits set matches every value
+const HOUR_PM = 0x80; // 12-hour mode: PM bit in the hours (and hours alarm) register
+const ALARM_DONT_CARE = 0xc0; // an alarm byte with both top bits set matches every value
 
 const NS_PER_SEC = 1_000_000_000n;
 const SEC_PER_DAY = 86_400;
-const RTC_CLOCK_HZ = 32_768n;            // the oscillator the periodic rate divides
+const RTC_CLOCK_HZ = 32_768n; // the oscillator the periodic rate divides
 /** UIP rises 244 µs before each update (8 cycles of 32.768 kHz): "UIP = 0 means no update for at least 244 µs". */
 const UIP_HOLD_NS = (8n * NS_PER_SEC) / RTC_CLOCK_HZ;
 /**
@@ -90,21 +90,21 @@ const UPDATE_CYCLE_NS = 1_984_000n;
 const DIVIDER_START_PHASE_NS = NS_PER_SEC / 2n;
 
 // ---- QEMU pc machine CMOS layout (pc_cmos_init) ---------------------------------------------------------------
-const CMOS_BASE_MEM_LO = 0x15;           // base memory in KiB (at most 640)
+const CMOS_BASE_MEM_LO = 0x15; // base memory in KiB (at most 640)
 const CMOS_BASE_MEM_HI = 0x16;
-const CMOS_EXT_MEM_LO = 0x17;            // memory above 1 MiB in KiB, capped at 0xFFFF
+const CMOS_EXT_MEM_LO = 0x17; // memory above 1 MiB in KiB, capped at 0xFFFF
 const CMOS_EXT_MEM_HI = 0x18;
-const CMOS_EXT_MEM2_LO = 0x30;           // the same value again (the "actual extended memory" copy)
+const CMOS_EXT_MEM2_LO = 0x30; // the same value again (the "actual extended memory" copy)
 const CMOS_EXT_MEM2_HI = 0x31;
-const CMOS_MEM_ABOVE_16M_LO = 0x34;      // memory between 16 MiB and 4 GiB in 64 KiB units, capped at 0xFFFF
+const CMOS_MEM_ABOVE_16M_LO = 0x34; // memory between 16 MiB and 4 GiB in 64 KiB units, capped at 0xFFFF
 const CMOS_MEM_ABOVE_16M_HI = 0x35;
-const CMOS_MEM_ABOVE_4G_0 = 0x5b;        // memory above 4 GiB in 64 KiB units, 24 bits little-endian
+const CMOS_MEM_ABOVE_4G_0 = 0x5b; // memory above 4 GiB in 64 KiB units, 24 bits little-endian
 const CMOS_MEM_ABOVE_4G_1 = 0x5c;
 const CMOS_MEM_ABOVE_4G_2 = 0x5d;
-const CMOS_CPU_COUNT = 0x5f;             // number of CPUs minus one; 0 when it does not fit in a byte
-const CMOS_CHECKSUM_FIRST = 0x10;        // the standard AT checksum covers 0x10-0x2D ...
+const CMOS_CPU_COUNT = 0x5f; // number of CPUs minus one; 0 when it does not fit in a byte
+const CMOS_CHECKSUM_FIRST = 0x10; // the standard AT checksum covers 0x10-0x2D ...
 const CMOS_CHECKSUM_LAST = 0x2d;
-const CMOS_CHECKSUM_HI = 0x2e;           // ... and is stored big-endian at 0x2E/0x2F
+const CMOS_CHECKSUM_HI = 0x2e; // ... and is stored big-endian at 0x2E/0x2F
 const CMOS_CHECKSUM_LO = 0x2f;
 
 const KiB = 1024;
@@ -112,14 +112,16 @@ const MiB = 1024 * KiB;
 
 /** What the RTC remembers. Everything mutable is here: each thread's `Rtc` instance is only a view. */
 export const rtcState = {
-  name: 'mc146818rtc', version: 1, minVersion: 1,
+  name: 'mc146818rtc',
+  version: 1,
+  minVersion: 1,
   fields: [
-    array('cmos', 'u8', CMOS_SIZE),   // CMOS bytes; clock registers hold the frozen time while the clock is stopped
-    u8('index'),                      // the byte selected through port 0x70
-    bool('nmiDisabled'),              // bit 7 of the last index write
-    bool('eventsPrimed'),             // false until checkedNs has been set from a clock reading
-    i64('offsetNs'),                  // guest RTC time = host CLOCK_REALTIME + offsetNs
-    i64('checkedNs'),                 // guest time up to which PF/UF/AF in register C are current
+    array('cmos', 'u8', CMOS_SIZE), // CMOS bytes; clock registers hold the frozen time while the clock is stopped
+    u8('index'), // the byte selected through port 0x70
+    bool('nmiDisabled'), // bit 7 of the last index write
+    bool('eventsPrimed'), // false until checkedNs has been set from a clock reading
+    i64('offsetNs'), // guest RTC time = host CLOCK_REALTIME + offsetNs
+    i64('checkedNs'), // guest time up to which PF/UF/AF in register C are current
   ],
 } as const satisfies Descriptor;
 
@@ -140,8 +142,13 @@ export interface RtcMemoryConfig {
  */
 export function resetRtc(state: RtcState, config: RtcMemoryConfig): void {
   const { ramBelow4G, ramAbove4G, cpus } = config;
-  for (const [name, v] of [['ramBelow4G', ramBelow4G], ['ramAbove4G', ramAbove4G], ['cpus', cpus]] as const) {
-    if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`resetRtc: ${name} must be a non-negative integer, got ${v}`);
+  for (const [name, v] of [
+    ['ramBelow4G', ramBelow4G],
+    ['ramAbove4G', ramAbove4G],
+    ['cpus', cpus],
+  ] as const) {
+    if (!Number.isSafeInteger(v) || v < 0)
+      throw new RangeError(`resetRtc: ${name} must be a non-negative integer, got ${v}`);
   }
   clearRecord(state);
   const c = state.cmos;
@@ -172,8 +179,8 @@ export function resetRtc(state: RtcState, config: RtcMemoryConfig): void {
 
   state.index = 0;
   state.nmiDisabled = false;
-  state.offsetNs = 0n;         // the guest clock starts at host UTC
-  state.eventsPrimed = false;  // the first access reads the clock and starts event tracking from there
+  state.offsetNs = 0n; // the guest clock starts at host UTC
+  state.eventsPrimed = false; // the first access reads the clock and starts event tracking from there
   state.checkedNs = 0n;
 }
 
@@ -198,7 +205,15 @@ export interface RtcOptions {
 }
 
 /** The time of day and date as the RTC counts them (all binary, 24-hour). */
-interface RtcTime { sec: number; min: number; hour: number; wday: number; mday: number; month: number; year: number }
+interface RtcTime {
+  sec: number;
+  min: number;
+  hour: number;
+  wday: number;
+  mday: number;
+  month: number;
+  year: number;
+}
 
 /**
  * The MC146818 as seen through ports 0x70 (offset 0) and 0x71 (offset 1). One instance per thread, all over the
@@ -249,12 +264,12 @@ export class Rtc implements IoHandler {
     const s = this.state;
     const a = s.cmos[RTC_REG_A];
     const b = s.cmos[RTC_REG_B];
-    if (dividerInReset(a)) return null;    // "holding the dividers in reset prevents interrupts" (data sheet)
+    if (dividerInReset(a)) return null; // "holding the dividers in reset prevents interrupts" (data sheet)
     const g = now + s.offsetNs;
     const candidates: (bigint | null)[] = [];
     if (b & REG_B_PIE) candidates.push(nextPeriodicNs(g, a));
     if (b & REG_B_UIE) candidates.push((floorDiv(g, NS_PER_SEC) + 1n) * NS_PER_SEC);
-    if ((b & REG_B_AIE) && this.running()) {
+    if (b & REG_B_AIE && this.running()) {
       const sec = nextAlarmSecond(floorDiv(g, NS_PER_SEC), this.alarm());
       candidates.push(sec === null ? null : sec * NS_PER_SEC);
     }
@@ -284,7 +299,7 @@ export class Rtc implements IoHandler {
   // ---- guest accesses ---------------------------------------------------------------------------------------
 
   private readByte(offset: number): number {
-    if (offset !== PORT_DATA) return 0xff;   // the index port is write-only; QEMU reads it as 0xFF
+    if (offset !== PORT_DATA) return 0xff; // the index port is write-only; QEMU reads it as 0xFF
     const s = this.state;
     const now = this.clock.realtimeNs();
     this.catchUp(now);
@@ -299,7 +314,7 @@ export class Rtc implements IoHandler {
         return (c[RTC_REG_A] & ~REG_A_UIP) | (this.updateInProgress(now) ? REG_A_UIP : 0);
       case RTC_REG_C: {
         const value = c[RTC_REG_C];
-        c[RTC_REG_C] = 0;                    // reading acknowledges every flag and releases the line
+        c[RTC_REG_C] = 0; // reading acknowledges every flag and releases the line
         this.irq.set(false);
         return value;
       }
@@ -345,7 +360,7 @@ export class Rtc implements IoHandler {
         const phase = this.phaseNs(now);
         const leavingReset = dividerInReset(c[RTC_REG_A]) && !dividerInReset(value);
         if (wasRunning && !clockRuns(value, c[RTC_REG_B])) this.freezeInto(now);
-        c[RTC_REG_A] = value & ~REG_A_UIP;   // UIP is read-only; it is computed on read
+        c[RTC_REG_A] = value & ~REG_A_UIP; // UIP is read-only; it is computed on read
         if (!wasRunning && this.running()) this.startFromRegisters(now, leavingReset ? DIVIDER_START_PHASE_NS : phase);
         this.onScheduleChange();
         return;
@@ -356,7 +371,7 @@ export class Rtc implements IoHandler {
         let b = value;
         if (b & REG_B_SET) {
           if (wasRunning) this.freezeInto(now);
-          b &= ~REG_B_UIE;                   // setting SET clears UIE (data sheet)
+          b &= ~REG_B_UIE; // setting SET clears UIE (data sheet)
         }
         c[RTC_REG_B] = b;
         // Clearing SET restarts the clock from the registers; the second keeps its phase (as in QEMU).
@@ -374,9 +389,9 @@ export class Rtc implements IoHandler {
       }
       case RTC_REG_C:
       case RTC_REG_D:
-        return;                              // read-only
+        return; // read-only
       default:
-        c[index] = value;                    // battery-backed user memory
+        c[index] = value; // battery-backed user memory
     }
   }
 
@@ -411,7 +426,7 @@ export class Rtc implements IoHandler {
     const s = this.state;
     const guestNs = BigInt(this.registersToEpochSeconds()) * NS_PER_SEC + phase;
     s.offsetNs = guestNs - now;
-    s.checkedNs = guestNs;                   // a jump in time is not a run of updates
+    s.checkedNs = guestNs; // a jump in time is not a run of updates
     s.eventsPrimed = true;
   }
 
@@ -434,22 +449,30 @@ export class Rtc implements IoHandler {
 
   private encodeTimeRegister(index: number, t: RtcTime): number {
     switch (index) {
-      case RTC_SECONDS: return this.encode(t.sec);
-      case RTC_MINUTES: return this.encode(t.min);
+      case RTC_SECONDS:
+        return this.encode(t.sec);
+      case RTC_MINUTES:
+        return this.encode(t.min);
       case RTC_HOURS:
         if (this.state.cmos[RTC_REG_B] & REG_B_24H) return this.encode(t.hour);
         return this.encode(t.hour % 12 === 0 ? 12 : t.hour % 12) | (t.hour >= 12 ? HOUR_PM : 0);
-      case RTC_DAY_OF_WEEK: return this.encode(t.wday + 1);
-      case RTC_DAY_OF_MONTH: return this.encode(t.mday);
-      case RTC_MONTH: return this.encode(t.month);
-      case RTC_YEAR: return this.encode(t.year % 100);
-      case RTC_CENTURY: return this.encode(Math.floor(t.year / 100) % 100);
-      default: return 0;
+      case RTC_DAY_OF_WEEK:
+        return this.encode(t.wday + 1);
+      case RTC_DAY_OF_MONTH:
+        return this.encode(t.mday);
+      case RTC_MONTH:
+        return this.encode(t.month);
+      case RTC_YEAR:
+        return this.encode(t.year % 100);
+      case RTC_CENTURY:
+        return this.encode(Math.floor(t.year / 100) % 100);
+      default:
+        return 0;
     }
   }
 
   private encode(v: number): number {
-    return this.state.cmos[RTC_REG_B] & REG_B_DM ? v & 0xff : (Math.floor(v / 10) % 10) << 4 | (v % 10);
+    return this.state.cmos[RTC_REG_B] & REG_B_DM ? v & 0xff : ((Math.floor(v / 10) % 10) << 4) | (v % 10);
   }
 
   private decode(v: number): number {
@@ -482,7 +505,7 @@ export class Rtc implements IoHandler {
   /** Decode, refusing BCD digits above 9 (such an alarm byte can never equal a time register). */
   private strictDecode(v: number): number | null {
     if (this.state.cmos[RTC_REG_B] & REG_B_DM) return v;
-    if ((v & 0x0f) > 9 || (v >> 4) > 9) return null;
+    if ((v & 0x0f) > 9 || v >> 4 > 9) return null;
     return (v >> 4) * 10 + (v & 0x0f);
   }
 
@@ -525,13 +548,22 @@ export class Rtc implements IoHandler {
       c[RTC_REG_C] |= REG_C_IRQF;
       this.irq.set(true);
     }
-    if ((flags & REG_C_AF) && (c[RTC_REG_B] & REG_B_AIE)) this.onAlarmWake();
+    if (flags & REG_C_AF && c[RTC_REG_B] & REG_B_AIE) this.onAlarmWake();
   }
 }
 
 // ---- pure helpers -------------------------------------------------------------------------------------------
 
-const TIME_REGISTERS = [RTC_SECONDS, RTC_MINUTES, RTC_HOURS, RTC_DAY_OF_WEEK, RTC_DAY_OF_MONTH, RTC_MONTH, RTC_YEAR, RTC_CENTURY] as const;
+const TIME_REGISTERS = [
+  RTC_SECONDS,
+  RTC_MINUTES,
+  RTC_HOURS,
+  RTC_DAY_OF_WEEK,
+  RTC_DAY_OF_MONTH,
+  RTC_MONTH,
+  RTC_YEAR,
+  RTC_CENTURY,
+] as const;
 
 const TIME_REGISTER = new Uint8Array(CMOS_SIZE);
 for (const index of TIME_REGISTERS) TIME_REGISTER[index] = 1;
@@ -573,10 +605,14 @@ function nextPeriodicNs(g: bigint, a: number): bigint | null {
   const period = periodTicks(a);
   if (period === 0n) return null;
   const tick = (floorDiv(ticksAt(g), period) + 1n) * period;
-  return -floorDiv(-tick * NS_PER_SEC, RTC_CLOCK_HZ);   // ceil: the first ns whose tick count reaches `tick`
+  return -floorDiv(-tick * NS_PER_SEC, RTC_CLOCK_HZ); // ceil: the first ns whose tick count reaches `tick`
 }
 
-interface Alarm { hour: number; min: number; sec: number }
+interface Alarm {
+  hour: number;
+  min: number;
+  sec: number;
+}
 
 /**
  * The first whole second after `afterSec` (seconds since 1970) whose time of day matches the alarm, or null if
@@ -612,9 +648,13 @@ function timeAt(guestNs: bigint): RtcTime {
   const tod = Number(floorMod(secs, BigInt(SEC_PER_DAY)));
   const [year, month, mday] = civilFromDays(days);
   return {
-    sec: tod % 60, min: Math.floor(tod / 60) % 60, hour: Math.floor(tod / 3600),
-    wday: ((days % 7) + 7 + 4) % 7,          // 1970-01-01 was a Thursday (Sunday = 0)
-    mday, month, year,
+    sec: tod % 60,
+    min: Math.floor(tod / 60) % 60,
+    hour: Math.floor(tod / 3600),
+    wday: ((days % 7) + 7 + 4) % 7, // 1970-01-01 was a Thursday (Sunday = 0)
+    mday,
+    month,
+    year,
   };
 }
 
@@ -643,7 +683,7 @@ function civilFromDays(z: number): [number, number, number] {
 
 function floorDiv(a: bigint, b: bigint): bigint {
   const q = a / b;
-  return (a % b !== 0n) && ((a < 0n) !== (b < 0n)) ? q - 1n : q;
+  return a % b !== 0n && a < 0n !== b < 0n ? q - 1n : q;
 }
 
 function floorMod(a: bigint, b: bigint): bigint {

@@ -3,31 +3,73 @@ import * as assert from 'uvu/assert';
 import { newRecord, makeRecord, recordBytes } from '../cpr/vmstate.js';
 import type { CharOut, HostClock, IrqLine } from '../src/bus/types.js';
 import {
-  Serial16550, serialState, resetSerial, type SerialState,
-  UART_RBR, UART_THR, UART_DLL, UART_DLM, UART_IER, UART_IIR, UART_FCR, UART_LCR, UART_MCR, UART_LSR, UART_MSR, UART_SCR,
-  IER_RDI, IER_THRI, IER_RLSI, IER_MSI, LCR_DLAB, MCR_LOOP, MCR_OUT2, MCR_DTR, MCR_RTS,
-  LSR_DR, LSR_OE, LSR_THRE, LSR_TEMT, FCR_FE, FCR_RFR,
+  Serial16550,
+  serialState,
+  resetSerial,
+  type SerialState,
+  UART_RBR,
+  UART_THR,
+  UART_DLL,
+  UART_DLM,
+  UART_IER,
+  UART_IIR,
+  UART_FCR,
+  UART_LCR,
+  UART_MCR,
+  UART_LSR,
+  UART_MSR,
+  UART_SCR,
+  IER_RDI,
+  IER_THRI,
+  IER_RLSI,
+  IER_MSI,
+  LCR_DLAB,
+  MCR_LOOP,
+  MCR_OUT2,
+  MCR_DTR,
+  MCR_RTS,
+  LSR_DR,
+  LSR_OE,
+  LSR_THRE,
+  LSR_TEMT,
+  FCR_FE,
+  FCR_RFR,
 } from './serial.js';
 
 class FakeIrq implements IrqLine {
   levels: boolean[] = [];
-  get level(): boolean { return this.levels.at(-1) ?? false; }
-  set(level: boolean): void { this.levels.push(level); }
-  pulse(): void { throw new Error('the UART drives a level, it does not pulse'); }
+  get level(): boolean {
+    return this.levels.at(-1) ?? false;
+  }
+  set(level: boolean): void {
+    this.levels.push(level);
+  }
+  pulse(): void {
+    throw new Error('the UART drives a level, it does not pulse');
+  }
 }
 
 class FakeOut implements CharOut {
   bytes: number[] = [];
   writes = 0;
-  write(bytes: Uint8Array): void { this.writes++; this.bytes.push(...bytes); }
-  get text(): string { return String.fromCharCode(...this.bytes); }
+  write(bytes: Uint8Array): void {
+    this.writes++;
+    this.bytes.push(...bytes);
+  }
+  get text(): string {
+    return String.fromCharCode(...this.bytes);
+  }
 }
 
 class FakeClock implements HostClock {
   mono = 1_000_000_000n;
   real = 1_700_000_000_000_000_000n;
-  monotonicNs(): bigint { return this.mono; }
-  realtimeNs(): bigint { return this.real; }
+  monotonicNs(): bigint {
+    return this.mono;
+  }
+  realtimeNs(): bigint {
+    return this.real;
+  }
 }
 
 function setup(options: { out2GatesIrq?: boolean; state?: SerialState } = {}) {
@@ -70,7 +112,7 @@ test('serial: DLAB switches offsets 0 and 1 to the divisor latch', () => {
   wr(UART_LCR, 0x03);
   assert.is(rd(UART_IER), IER_RDI, 'IER survives DLAB');
   assert.is(rd(UART_LCR), 0x03);
-  assert.is(uart.charTimeNs(), Math.round(1e9 / (115200 / 0x201) * 10));
+  assert.is(uart.charTimeNs(), Math.round((1e9 / (115200 / 0x201)) * 10));
 });
 
 test('serial: a THR write is one CharOut write and leaves THRE and TEMT set', () => {
@@ -175,7 +217,10 @@ test('serial: FIFO mode reports 0xC0 in IIR and raises RDI at the trigger level'
 
 test('serial: data below the trigger level raises a character timeout after four character times', () => {
   const { rd, wr, uart, irq, clock } = setup();
-  wr(UART_LCR, LCR_DLAB); wr(UART_DLL, 1); wr(UART_DLM, 0); wr(UART_LCR, 0x03); // 115200 8N1
+  wr(UART_LCR, LCR_DLAB);
+  wr(UART_DLL, 1);
+  wr(UART_DLM, 0);
+  wr(UART_LCR, 0x03); // 115200 8N1
   wr(UART_FCR, FCR_FE | 0xc0); // trigger at 14
   wr(UART_IER, IER_RDI);
   const fourChars = BigInt(4 * uart.charTimeNs());
@@ -248,7 +293,10 @@ test('serial: a full FIFO in loopback sets overrun and keeps its contents', () =
   assert.is(rd(UART_LSR) & (LSR_OE | LSR_DR), LSR_OE | LSR_DR);
   const got: number[] = [];
   while (rd(UART_LSR) & LSR_DR) got.push(rd(UART_RBR));
-  assert.equal(got, Array.from({ length: 16 }, (_, i) => 0x40 + i));
+  assert.equal(
+    got,
+    Array.from({ length: 16 }, (_, i) => 0x40 + i),
+  );
 });
 
 test('serial: the IRQ line follows IER and the pending interrupt', () => {
@@ -305,7 +353,9 @@ test('serial: instances on different threads share one record', () => {
 
 test('serial: a state record restored into a new instance behaves identically', () => {
   const a = setup();
-  a.wr(UART_LCR, LCR_DLAB); a.wr(UART_DLL, 3); a.wr(UART_LCR, 0x1b);
+  a.wr(UART_LCR, LCR_DLAB);
+  a.wr(UART_DLL, 3);
+  a.wr(UART_LCR, 0x1b);
   a.wr(UART_FCR, FCR_FE | 0x80);
   a.wr(UART_IER, IER_RDI | IER_THRI);
   a.wr(UART_MCR, MCR_OUT2 | MCR_RTS);
@@ -322,9 +372,10 @@ test('serial: a state record restored into a new instance behaves identically', 
   const sequence = [UART_IIR, UART_LSR, UART_MSR, UART_LCR, UART_MCR, UART_SCR, UART_IER, UART_IIR];
   for (let i = 0; i < 12; i++) sequence.push(UART_LSR, UART_RBR);
   sequence.push(UART_IIR, UART_IIR, UART_LSR);
-  const readAll = (s: ReturnType<typeof setup>) => sequence.map(reg => s.rd(reg));
+  const readAll = (s: ReturnType<typeof setup>) => sequence.map((reg) => s.rd(reg));
   assert.equal(readAll(b), readAll(a));
-  a.wr(UART_LCR, LCR_DLAB); b.wr(UART_LCR, LCR_DLAB);
+  a.wr(UART_LCR, LCR_DLAB);
+  b.wr(UART_LCR, LCR_DLAB);
   assert.equal([b.rd(UART_DLL), b.rd(UART_DLM)], [a.rd(UART_DLL), a.rd(UART_DLM)]);
 });
 

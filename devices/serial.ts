@@ -178,7 +178,10 @@ export class Serial16550 implements IoHandler {
   /** Scratch for one transmitted byte: a THR write allocates nothing. */
   private readonly txByte = new Uint8Array(1);
 
-  constructor(readonly state: SerialState, options: SerialOptions) {
+  constructor(
+    readonly state: SerialState,
+    options: SerialOptions,
+  ) {
     this.irq = options.irq;
     this.out = options.out;
     this.clock = options.clock;
@@ -196,7 +199,10 @@ export class Serial16550 implements IoHandler {
   }
 
   write(offset: number, size: AccessSize, value: number): void {
-    if (size === 1) { this.writeRegister(offset, value & 0xff); return; }
+    if (size === 1) {
+      this.writeRegister(offset, value & 0xff);
+      return;
+    }
     for (let i = 0; i < Math.min(size, 4); i++) this.writeRegister(offset + i, (value >>> (8 * i)) & 0xff);
   }
 
@@ -381,16 +387,19 @@ export class Serial16550 implements IoHandler {
   private updateModemInputs(): void {
     const s = this.state;
     const mcr = s.mcr;
-    const inputs = mcr & MCR_LOOP
-      ? ((mcr & MCR_DTR) ? MSR_DSR : 0) | ((mcr & MCR_RTS) ? MSR_CTS : 0)
-        | ((mcr & MCR_OUT1) ? MSR_RI : 0) | ((mcr & MCR_OUT2) ? MSR_DCD : 0)
-      : MSR_EXTERNAL;
+    const inputs =
+      mcr & MCR_LOOP
+        ? (mcr & MCR_DTR ? MSR_DSR : 0) |
+          (mcr & MCR_RTS ? MSR_CTS : 0) |
+          (mcr & MCR_OUT1 ? MSR_RI : 0) |
+          (mcr & MCR_OUT2 ? MSR_DCD : 0)
+        : MSR_EXTERNAL;
     const old = s.msr;
     const changed = (old ^ inputs) & MSR_INPUTS;
     if (changed === 0) return;
     let delta = changed >> 4;
     // TERI reports only the trailing edge of RI (1 → 0).
-    if ((delta & MSR_TERI) && (inputs & MSR_RI)) delta &= ~MSR_TERI;
+    if (delta & MSR_TERI && inputs & MSR_RI) delta &= ~MSR_TERI;
     s.msr = inputs | (old & MSR_ANY_DELTA) | delta;
   }
 
@@ -401,14 +410,14 @@ export class Serial16550 implements IoHandler {
     const s = this.state;
     const ier = s.ier;
     if (ier === 0) return IIR_NO_INT;
-    if ((ier & IER_RLSI) && (s.lsr & LSR_INT_ANY)) return IIR_RLSI;
+    if (ier & IER_RLSI && s.lsr & LSR_INT_ANY) return IIR_RLSI;
     if (ier & IER_RDI) {
       // IER.RDI masks the timeout too: not in the datasheet, observed on hardware (QEMU's note).
       if (s.timeoutIPending) return IIR_CTI;
-      if ((s.lsr & LSR_DR) && (!(s.fcr & FCR_FE) || s.rxCount >= this.triggerLevel())) return IIR_RDI;
+      if (s.lsr & LSR_DR && (!(s.fcr & FCR_FE) || s.rxCount >= this.triggerLevel())) return IIR_RDI;
     }
-    if ((ier & IER_THRI) && s.thrIPending) return IIR_THRI;
-    if ((ier & IER_MSI) && (s.msr & MSR_ANY_DELTA)) return IIR_MSI;
+    if (ier & IER_THRI && s.thrIPending) return IIR_THRI;
+    if (ier & IER_MSI && s.msr & MSR_ANY_DELTA) return IIR_MSI;
     return IIR_NO_INT;
   }
 
@@ -458,7 +467,7 @@ export class Serial16550 implements IoHandler {
     const deadline = s.timeoutDeadlineNs;
     if (nowNs < deadline) return deadline;
     s.timeoutArmed = false;
-    if ((s.fcr & FCR_FE) && s.rxCount > 0) {
+    if (s.fcr & FCR_FE && s.rxCount > 0) {
       s.timeoutIPending = true;
       this.updateIrq();
     }

@@ -24,7 +24,12 @@ function exportedNumbers(): Map<string, number> {
 }
 
 /** key → expected value, and the C expression that prints the header's value for it. */
-interface Check { key: string; expected: bigint; c: string; guard?: string }
+interface Check {
+  key: string;
+  expected: bigint;
+  c: string;
+  guard?: string;
+}
 
 function checks(): Check[] {
   const list: Check[] = [];
@@ -39,9 +44,14 @@ function checks(): Check[] {
     for (const [path, f] of Object.entries(layout.fields)) {
       list.push({ key: `offsetof ${layout.name}.${path}`, expected: BigInt(f.offset), c: `offsetof(${t}, ${path})` });
       const member = `((${t} *)0)->${path}`;
-      if (f.length !== 0) list.push({ key: `sizeof ${layout.name}.${path}`, expected: BigInt(f.size), c: `sizeof(${member})` });
+      if (f.length !== 0)
+        list.push({ key: `sizeof ${layout.name}.${path}`, expected: BigInt(f.size), c: `sizeof(${member})` });
       if (f.elementSize !== undefined) {
-        list.push({ key: `sizeof ${layout.name}.${path}[0]`, expected: BigInt(f.elementSize), c: `sizeof(${member}[0])` });
+        list.push({
+          key: `sizeof ${layout.name}.${path}[0]`,
+          expected: BigInt(f.elementSize),
+          c: `sizeof(${member}[0])`,
+        });
       }
     }
   }
@@ -50,8 +60,13 @@ function checks(): Check[] {
 
 function program(list: readonly Check[]): string {
   const lines = [
-    '#include <stddef.h>', '#include <stdio.h>', '#include <string.h>', '#include <linux/kvm.h>', '',
-    '#define P(key, value) printf("%s %llu\\n", key, (unsigned long long)(value))', '',
+    '#include <stddef.h>',
+    '#include <stdio.h>',
+    '#include <string.h>',
+    '#include <linux/kvm.h>',
+    '',
+    '#define P(key, value) printf("%s %llu\\n", key, (unsigned long long)(value))',
+    '',
     'int main(void) {',
   ];
   for (const c of list) {
@@ -79,20 +94,25 @@ function headerValues(list: readonly Check[]): Map<string, string> {
   return out;
 }
 
-testIf(test, noHeader, 'abi: every ioctl number, constant, struct size, alignment and field offset matches <linux/kvm.h>', () => {
-  const list = checks();
-  const values = headerValues(list);
-  const wrong: string[] = [];
-  for (const c of list) {
-    const got = values.get(c.key);
-    if (got === undefined) wrong.push(`${c.key}: not printed`);
-    else if (got === 'MISSING') wrong.push(`${c.key}: not defined by the header`);
-    else if (BigInt(got) !== c.expected) wrong.push(`${c.key}: tsvmm ${c.expected}, header ${got}`);
-  }
-  assert.equal(wrong, [], `mismatches:\n${wrong.join('\n')}`);
-  // A sanity floor so a broken generator cannot pass by checking nothing.
-  assert.ok(list.length > 400, `only ${list.length} checks generated`);
-});
+testIf(
+  test,
+  noHeader,
+  'abi: every ioctl number, constant, struct size, alignment and field offset matches <linux/kvm.h>',
+  () => {
+    const list = checks();
+    const values = headerValues(list);
+    const wrong: string[] = [];
+    for (const c of list) {
+      const got = values.get(c.key);
+      if (got === undefined) wrong.push(`${c.key}: not printed`);
+      else if (got === 'MISSING') wrong.push(`${c.key}: not defined by the header`);
+      else if (BigInt(got) !== c.expected) wrong.push(`${c.key}: tsvmm ${c.expected}, header ${got}`);
+    }
+    assert.equal(wrong, [], `mismatches:\n${wrong.join('\n')}`);
+    // A sanity floor so a broken generator cannot pass by checking nothing.
+    assert.ok(list.length > 400, `only ${list.length} checks generated`);
+  },
+);
 
 testIf(test, noHeader, 'abi: the IOAPIC redirection-entry bitfields sit where IOAPIC_REDIR_FIELDS says', () => {
   const values = headerValues(checks());
@@ -118,21 +138,69 @@ test('abi: ioctl numbers follow the _IO/_IOR/_IOW/_IOWR encoding', () => {
 });
 
 test('abi: the table covers every ioctl tsvmm issues', () => {
-  const names = new Set(IOCTLS.map(d => d.name));
+  const names = new Set(IOCTLS.map((d) => d.name));
   const required = [
-    'KVM_GET_API_VERSION', 'KVM_CREATE_VM', 'KVM_GET_MSR_INDEX_LIST', 'KVM_GET_MSR_FEATURE_INDEX_LIST',
-    'KVM_CHECK_EXTENSION', 'KVM_GET_VCPU_MMAP_SIZE', 'KVM_GET_SUPPORTED_CPUID', 'KVM_CREATE_VCPU',
-    'KVM_SET_USER_MEMORY_REGION', 'KVM_SET_TSS_ADDR', 'KVM_SET_IDENTITY_MAP_ADDR', 'KVM_CREATE_IRQCHIP',
-    'KVM_IRQ_LINE', 'KVM_IRQ_LINE_STATUS', 'KVM_GET_IRQCHIP', 'KVM_SET_IRQCHIP', 'KVM_CREATE_PIT2', 'KVM_GET_PIT2',
-    'KVM_SET_PIT2', 'KVM_GET_CLOCK', 'KVM_SET_CLOCK', 'KVM_SET_GSI_ROUTING', 'KVM_IRQFD', 'KVM_IOEVENTFD',
-    'KVM_SIGNAL_MSI', 'KVM_ENABLE_CAP', 'KVM_RUN', 'KVM_GET_REGS', 'KVM_SET_REGS', 'KVM_GET_SREGS', 'KVM_SET_SREGS',
-    'KVM_GET_FPU', 'KVM_SET_FPU', 'KVM_GET_MSRS', 'KVM_SET_MSRS', 'KVM_SET_CPUID2', 'KVM_GET_CPUID2',
-    'KVM_GET_LAPIC', 'KVM_SET_LAPIC', 'KVM_GET_XSAVE', 'KVM_SET_XSAVE', 'KVM_GET_XSAVE2', 'KVM_GET_XCRS',
-    'KVM_SET_XCRS', 'KVM_GET_VCPU_EVENTS', 'KVM_SET_VCPU_EVENTS', 'KVM_GET_MP_STATE', 'KVM_SET_MP_STATE',
-    'KVM_GET_DEBUGREGS', 'KVM_SET_DEBUGREGS', 'KVM_SET_SIGNAL_MASK', 'KVM_KVMCLOCK_CTRL', 'KVM_GET_TSC_KHZ',
-    'KVM_SET_TSC_KHZ', 'KVM_SET_BOOT_CPU_ID', 'KVM_GET_DIRTY_LOG',
+    'KVM_GET_API_VERSION',
+    'KVM_CREATE_VM',
+    'KVM_GET_MSR_INDEX_LIST',
+    'KVM_GET_MSR_FEATURE_INDEX_LIST',
+    'KVM_CHECK_EXTENSION',
+    'KVM_GET_VCPU_MMAP_SIZE',
+    'KVM_GET_SUPPORTED_CPUID',
+    'KVM_CREATE_VCPU',
+    'KVM_SET_USER_MEMORY_REGION',
+    'KVM_SET_TSS_ADDR',
+    'KVM_SET_IDENTITY_MAP_ADDR',
+    'KVM_CREATE_IRQCHIP',
+    'KVM_IRQ_LINE',
+    'KVM_IRQ_LINE_STATUS',
+    'KVM_GET_IRQCHIP',
+    'KVM_SET_IRQCHIP',
+    'KVM_CREATE_PIT2',
+    'KVM_GET_PIT2',
+    'KVM_SET_PIT2',
+    'KVM_GET_CLOCK',
+    'KVM_SET_CLOCK',
+    'KVM_SET_GSI_ROUTING',
+    'KVM_IRQFD',
+    'KVM_IOEVENTFD',
+    'KVM_SIGNAL_MSI',
+    'KVM_ENABLE_CAP',
+    'KVM_RUN',
+    'KVM_GET_REGS',
+    'KVM_SET_REGS',
+    'KVM_GET_SREGS',
+    'KVM_SET_SREGS',
+    'KVM_GET_FPU',
+    'KVM_SET_FPU',
+    'KVM_GET_MSRS',
+    'KVM_SET_MSRS',
+    'KVM_SET_CPUID2',
+    'KVM_GET_CPUID2',
+    'KVM_GET_LAPIC',
+    'KVM_SET_LAPIC',
+    'KVM_GET_XSAVE',
+    'KVM_SET_XSAVE',
+    'KVM_GET_XSAVE2',
+    'KVM_GET_XCRS',
+    'KVM_SET_XCRS',
+    'KVM_GET_VCPU_EVENTS',
+    'KVM_SET_VCPU_EVENTS',
+    'KVM_GET_MP_STATE',
+    'KVM_SET_MP_STATE',
+    'KVM_GET_DEBUGREGS',
+    'KVM_SET_DEBUGREGS',
+    'KVM_SET_SIGNAL_MASK',
+    'KVM_KVMCLOCK_CTRL',
+    'KVM_GET_TSC_KHZ',
+    'KVM_SET_TSC_KHZ',
+    'KVM_SET_BOOT_CPU_ID',
+    'KVM_GET_DIRTY_LOG',
   ];
-  assert.equal(required.filter(n => !names.has(n)), []);
+  assert.equal(
+    required.filter((n) => !names.has(n)),
+    [],
+  );
 });
 
 test.run();

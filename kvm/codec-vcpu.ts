@@ -1,9 +1,7 @@
 // Encoders and decoders between the plain vCPU shapes of kvm/types.ts and the kernel's binary structs. Offsets
 // come from the layout table (kvm/structs.ts), never from literals, so the abi test covers every one of them.
 import { LAYOUTS, offsetOf, sizeOf, fieldOf } from './structs.js';
-import type {
-  Regs, Segment, DTable, Sregs, Fpu, MsrEntry, CpuidEntry, Xcr, VcpuEvents, DebugRegs,
-} from './types.js';
+import type { Regs, Segment, DTable, Sregs, Fpu, MsrEntry, CpuidEntry, Xcr, VcpuEvents, DebugRegs } from './types.js';
 
 export function dataView(bytes: Uint8Array): DataView {
   return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -17,10 +15,26 @@ function need(bytes: Uint8Array, size: number, what: string): DataView {
 // ---- kvm_regs ---------------------------------------------------------------------------------------------------
 
 const REG_NAMES = [
-  'rax', 'rbx', 'rcx', 'rdx', 'rsi', 'rdi', 'rsp', 'rbp', 'r8', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15',
-  'rip', 'rflags',
+  'rax',
+  'rbx',
+  'rcx',
+  'rdx',
+  'rsi',
+  'rdi',
+  'rsp',
+  'rbp',
+  'r8',
+  'r9',
+  'r10',
+  'r11',
+  'r12',
+  'r13',
+  'r14',
+  'r15',
+  'rip',
+  'rflags',
 ] as const satisfies readonly (keyof Regs)[];
-const REG_OFFSETS = REG_NAMES.map(n => offsetOf('kvm_regs', n));
+const REG_OFFSETS = REG_NAMES.map((n) => offsetOf('kvm_regs', n));
 
 export function encodeRegs(regs: Regs): Uint8Array {
   const bytes = new Uint8Array(sizeOf('kvm_regs'));
@@ -32,18 +46,27 @@ export function encodeRegs(regs: Regs): Uint8Array {
 export function decodeRegs(bytes: Uint8Array): Regs {
   const d = need(bytes, sizeOf('kvm_regs'), 'kvm_regs');
   const regs = {} as Regs;
-  REG_NAMES.forEach((n, i) => { regs[n] = d.getBigUint64(REG_OFFSETS[i], true); });
+  REG_NAMES.forEach((n, i) => {
+    regs[n] = d.getBigUint64(REG_OFFSETS[i], true);
+  });
   return regs;
 }
 
 // ---- kvm_segment, kvm_dtable, kvm_sregs -------------------------------------------------------------------------
 
 const SEG = {
-  base: offsetOf('kvm_segment', 'base'), limit: offsetOf('kvm_segment', 'limit'),
-  selector: offsetOf('kvm_segment', 'selector'), type: offsetOf('kvm_segment', 'type'),
-  present: offsetOf('kvm_segment', 'present'), dpl: offsetOf('kvm_segment', 'dpl'), db: offsetOf('kvm_segment', 'db'),
-  s: offsetOf('kvm_segment', 's'), l: offsetOf('kvm_segment', 'l'), g: offsetOf('kvm_segment', 'g'),
-  avl: offsetOf('kvm_segment', 'avl'), unusable: offsetOf('kvm_segment', 'unusable'),
+  base: offsetOf('kvm_segment', 'base'),
+  limit: offsetOf('kvm_segment', 'limit'),
+  selector: offsetOf('kvm_segment', 'selector'),
+  type: offsetOf('kvm_segment', 'type'),
+  present: offsetOf('kvm_segment', 'present'),
+  dpl: offsetOf('kvm_segment', 'dpl'),
+  db: offsetOf('kvm_segment', 'db'),
+  s: offsetOf('kvm_segment', 's'),
+  l: offsetOf('kvm_segment', 'l'),
+  g: offsetOf('kvm_segment', 'g'),
+  avl: offsetOf('kvm_segment', 'avl'),
+  unusable: offsetOf('kvm_segment', 'unusable'),
 };
 const SEG_FLAGS = ['type', 'present', 'dpl', 'db', 's', 'l', 'g', 'avl', 'unusable'] as const;
 
@@ -78,7 +101,12 @@ function readDTable(d: DataView, at: number): DTable {
 const SREG_SEGMENTS = ['cs', 'ds', 'es', 'fs', 'gs', 'ss', 'tr', 'ldt'] as const;
 const SREG_TABLES = ['gdt', 'idt'] as const;
 const SREG_CONTROL = [
-  ['cr0', 'cr0'], ['cr2', 'cr2'], ['cr3', 'cr3'], ['cr4', 'cr4'], ['cr8', 'cr8'], ['efer', 'efer'],
+  ['cr0', 'cr0'],
+  ['cr2', 'cr2'],
+  ['cr3', 'cr3'],
+  ['cr4', 'cr4'],
+  ['cr8', 'cr8'],
+  ['efer', 'efer'],
   ['apicBase', 'apic_base'],
 ] as const;
 const SREG_BITMAP = offsetOf('kvm_sregs', 'interrupt_bitmap');
@@ -99,17 +127,24 @@ export function decodeSregs(bytes: Uint8Array): Sregs {
   for (const s of SREG_SEGMENTS) sregs[s] = readSegment(d, offsetOf('kvm_sregs', s));
   for (const t of SREG_TABLES) sregs[t] = readDTable(d, offsetOf('kvm_sregs', t));
   for (const [js, c] of SREG_CONTROL) sregs[js] = d.getBigUint64(offsetOf('kvm_sregs', c), true);
-  sregs.interruptBitmap = [0, 1, 2, 3].map(i => d.getBigUint64(SREG_BITMAP + 8 * i, true)) as Sregs['interruptBitmap'];
+  sregs.interruptBitmap = [0, 1, 2, 3].map((i) =>
+    d.getBigUint64(SREG_BITMAP + 8 * i, true),
+  ) as Sregs['interruptBitmap'];
   return sregs;
 }
 
 // ---- kvm_fpu ----------------------------------------------------------------------------------------------------
 
 const FPU = {
-  fpr: fieldOf('kvm_fpu', 'fpr'), xmm: fieldOf('kvm_fpu', 'xmm'),
-  fcw: offsetOf('kvm_fpu', 'fcw'), fsw: offsetOf('kvm_fpu', 'fsw'), ftwx: offsetOf('kvm_fpu', 'ftwx'),
-  lastOpcode: offsetOf('kvm_fpu', 'last_opcode'), lastIp: offsetOf('kvm_fpu', 'last_ip'),
-  lastDp: offsetOf('kvm_fpu', 'last_dp'), mxcsr: offsetOf('kvm_fpu', 'mxcsr'),
+  fpr: fieldOf('kvm_fpu', 'fpr'),
+  xmm: fieldOf('kvm_fpu', 'xmm'),
+  fcw: offsetOf('kvm_fpu', 'fcw'),
+  fsw: offsetOf('kvm_fpu', 'fsw'),
+  ftwx: offsetOf('kvm_fpu', 'ftwx'),
+  lastOpcode: offsetOf('kvm_fpu', 'last_opcode'),
+  lastIp: offsetOf('kvm_fpu', 'last_ip'),
+  lastDp: offsetOf('kvm_fpu', 'last_dp'),
+  mxcsr: offsetOf('kvm_fpu', 'mxcsr'),
 };
 
 export function encodeFpu(fpu: Fpu): Uint8Array {
@@ -151,7 +186,9 @@ function copyInto(target: Uint8Array, at: number, size: number, source: Uint8Arr
 
 const MSRS = { nmsrs: offsetOf('kvm_msrs', 'nmsrs'), entries: offsetOf('kvm_msrs', 'entries') };
 const MSR_ENTRY = {
-  size: sizeOf('kvm_msr_entry'), index: offsetOf('kvm_msr_entry', 'index'), data: offsetOf('kvm_msr_entry', 'data'),
+  size: sizeOf('kvm_msr_entry'),
+  index: offsetOf('kvm_msr_entry', 'index'),
+  data: offsetOf('kvm_msr_entry', 'data'),
 };
 
 /** A kvm_msrs with `entries` (for KVM_SET_MSRS), or with their indices and zero data (for KVM_GET_MSRS). */
@@ -172,7 +209,8 @@ export function encodeMsrs(entries: readonly (MsrEntry | number)[]): Uint8Array 
 export function decodeMsrs(bytes: Uint8Array, count?: number): MsrEntry[] {
   const d = dataView(bytes);
   const n = count ?? d.getUint32(MSRS.nmsrs, true);
-  if (MSRS.entries + n * MSR_ENTRY.size > bytes.byteLength) throw new RangeError(`kvm_msrs: ${n} entries overrun buffer`);
+  if (MSRS.entries + n * MSR_ENTRY.size > bytes.byteLength)
+    throw new RangeError(`kvm_msrs: ${n} entries overrun buffer`);
   const out: MsrEntry[] = [];
   for (let i = 0; i < n; i++) {
     const at = MSRS.entries + i * MSR_ENTRY.size;
@@ -206,7 +244,7 @@ export function decodeMsrList(bytes: Uint8Array): number[] {
 const CPUID2 = { nent: offsetOf('kvm_cpuid2', 'nent'), entries: offsetOf('kvm_cpuid2', 'entries') };
 const CPUID_ENTRY_SIZE = sizeOf('kvm_cpuid_entry2');
 const CPUID_FIELDS = ['function', 'index', 'flags', 'eax', 'ebx', 'ecx', 'edx'] as const;
-const CPUID_OFFSETS = CPUID_FIELDS.map(f => offsetOf('kvm_cpuid_entry2', f));
+const CPUID_OFFSETS = CPUID_FIELDS.map((f) => offsetOf('kvm_cpuid_entry2', f));
 
 /** A kvm_cpuid2 holding `entries`, or an empty one with room for `entries` (a number) for the GET requests. */
 export function encodeCpuid2(entries: readonly CpuidEntry[] | number): Uint8Array {
@@ -254,12 +292,15 @@ function allOnes(bytes: Uint8Array, at: number, length: number): boolean {
 export function decodeCpuid2(bytes: Uint8Array, count?: number): CpuidEntry[] {
   const d = dataView(bytes);
   const n = count ?? d.getUint32(CPUID2.nent, true);
-  if (CPUID2.entries + n * CPUID_ENTRY_SIZE > bytes.byteLength) throw new RangeError(`kvm_cpuid2: ${n} entries overrun buffer`);
+  if (CPUID2.entries + n * CPUID_ENTRY_SIZE > bytes.byteLength)
+    throw new RangeError(`kvm_cpuid2: ${n} entries overrun buffer`);
   const out: CpuidEntry[] = [];
   for (let i = 0; i < n; i++) {
     const at = CPUID2.entries + i * CPUID_ENTRY_SIZE;
     const e = {} as CpuidEntry;
-    CPUID_FIELDS.forEach((f, j) => { e[f] = d.getUint32(at + CPUID_OFFSETS[j], true); });
+    CPUID_FIELDS.forEach((f, j) => {
+      e[f] = d.getUint32(at + CPUID_OFFSETS[j], true);
+    });
     out.push(e);
   }
   return out;
@@ -268,12 +309,16 @@ export function decodeCpuid2(bytes: Uint8Array, count?: number): CpuidEntry[] {
 // ---- kvm_xcrs ---------------------------------------------------------------------------------------------------
 
 const XCRS = {
-  nr: offsetOf('kvm_xcrs', 'nr_xcrs'), flags: offsetOf('kvm_xcrs', 'flags'), xcrs: fieldOf('kvm_xcrs', 'xcrs'),
-  xcr: offsetOf('kvm_xcr', 'xcr'), value: offsetOf('kvm_xcr', 'value'),
+  nr: offsetOf('kvm_xcrs', 'nr_xcrs'),
+  flags: offsetOf('kvm_xcrs', 'flags'),
+  xcrs: fieldOf('kvm_xcrs', 'xcrs'),
+  xcr: offsetOf('kvm_xcr', 'xcr'),
+  value: offsetOf('kvm_xcr', 'value'),
 };
 
 export function encodeXcrs(xcrs: readonly Xcr[]): Uint8Array {
-  if (xcrs.length > (XCRS.xcrs.length ?? 0)) throw new RangeError(`kvm_xcrs: ${xcrs.length} XCRs, at most ${XCRS.xcrs.length}`);
+  if (xcrs.length > (XCRS.xcrs.length ?? 0))
+    throw new RangeError(`kvm_xcrs: ${xcrs.length} XCRs, at most ${XCRS.xcrs.length}`);
   const bytes = new Uint8Array(sizeOf('kvm_xcrs'));
   const d = dataView(bytes);
   d.setUint32(XCRS.nr, xcrs.length, true);
@@ -299,14 +344,23 @@ export function decodeXcrs(bytes: Uint8Array): Xcr[] {
 
 // [shape path, C designator, width in bytes]; `exceptionPayload` is the one u64.
 const EVENT_FIELDS = [
-  ['exception.injected', 'exception.injected', 1], ['exception.nr', 'exception.nr', 1],
-  ['exception.hasErrorCode', 'exception.has_error_code', 1], ['exception.pending', 'exception.pending', 1],
+  ['exception.injected', 'exception.injected', 1],
+  ['exception.nr', 'exception.nr', 1],
+  ['exception.hasErrorCode', 'exception.has_error_code', 1],
+  ['exception.pending', 'exception.pending', 1],
   ['exception.errorCode', 'exception.error_code', 4],
-  ['interrupt.injected', 'interrupt.injected', 1], ['interrupt.nr', 'interrupt.nr', 1],
-  ['interrupt.soft', 'interrupt.soft', 1], ['interrupt.shadow', 'interrupt.shadow', 1],
-  ['nmi.injected', 'nmi.injected', 1], ['nmi.pending', 'nmi.pending', 1], ['nmi.masked', 'nmi.masked', 1],
-  ['sipiVector', 'sipi_vector', 4], ['flags', 'flags', 4],
-  ['smi.smm', 'smi.smm', 1], ['smi.pending', 'smi.pending', 1], ['smi.smmInsideNmi', 'smi.smm_inside_nmi', 1],
+  ['interrupt.injected', 'interrupt.injected', 1],
+  ['interrupt.nr', 'interrupt.nr', 1],
+  ['interrupt.soft', 'interrupt.soft', 1],
+  ['interrupt.shadow', 'interrupt.shadow', 1],
+  ['nmi.injected', 'nmi.injected', 1],
+  ['nmi.pending', 'nmi.pending', 1],
+  ['nmi.masked', 'nmi.masked', 1],
+  ['sipiVector', 'sipi_vector', 4],
+  ['flags', 'flags', 4],
+  ['smi.smm', 'smi.smm', 1],
+  ['smi.pending', 'smi.pending', 1],
+  ['smi.smmInsideNmi', 'smi.smm_inside_nmi', 1],
   ['smi.latchedInit', 'smi.latched_init', 1],
   ['tripleFault.pending', 'triple_fault.pending', 1],
   ['exceptionHasPayload', 'exception_has_payload', 1],
@@ -343,7 +397,7 @@ function getPath(o: object, path: string): number {
 function setPath(o: object, path: string, value: number): void {
   const keys = path.split('.');
   const last = keys.pop()!;
-  (keys.reduce<any>((v, k) => v[k], o))[last] = value;
+  keys.reduce<any>((v, k) => v[k], o)[last] = value;
 }
 
 // ---- kvm_mp_state -----------------------------------------------------------------------------------------------
@@ -361,7 +415,9 @@ export function decodeMpState(bytes: Uint8Array): number {
 // ---- kvm_debugregs ----------------------------------------------------------------------------------------------
 
 const DBG = {
-  db: offsetOf('kvm_debugregs', 'db'), dr6: offsetOf('kvm_debugregs', 'dr6'), dr7: offsetOf('kvm_debugregs', 'dr7'),
+  db: offsetOf('kvm_debugregs', 'db'),
+  dr6: offsetOf('kvm_debugregs', 'dr6'),
+  dr7: offsetOf('kvm_debugregs', 'dr7'),
   flags: offsetOf('kvm_debugregs', 'flags'),
 };
 
@@ -378,7 +434,7 @@ export function encodeDebugRegs(r: DebugRegs): Uint8Array {
 export function decodeDebugRegs(bytes: Uint8Array): DebugRegs {
   const d = need(bytes, sizeOf('kvm_debugregs'), 'kvm_debugregs');
   return {
-    db: [0, 1, 2, 3].map(i => d.getBigUint64(DBG.db + 8 * i, true)) as DebugRegs['db'],
+    db: [0, 1, 2, 3].map((i) => d.getBigUint64(DBG.db + 8 * i, true)) as DebugRegs['db'],
     dr6: d.getBigUint64(DBG.dr6, true),
     dr7: d.getBigUint64(DBG.dr7, true),
     flags: d.getBigUint64(DBG.flags, true),

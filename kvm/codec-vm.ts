@@ -4,8 +4,18 @@ import { LAYOUTS, offsetOf, sizeOf, fieldOf, IOAPIC_NUM_PINS, IOAPIC_REDIR_FIELD
 import { dataView } from './codec-vcpu.js';
 import { KVM_IRQ_ROUTING_IRQCHIP, KVM_IRQ_ROUTING_MSI, KVM_IRQCHIP_IOAPIC } from './constants.js';
 import type {
-  UserMemoryRegion, IrqRoute, Msi, Irqfd, Ioeventfd, EnableCap, IrqchipState, PicState, IoapicState,
-  PitState2, PitChannelState, ClockData,
+  UserMemoryRegion,
+  IrqRoute,
+  Msi,
+  Irqfd,
+  Ioeventfd,
+  EnableCap,
+  IrqchipState,
+  PicState,
+  IoapicState,
+  PitState2,
+  PitChannelState,
+  ClockData,
 } from './types.js';
 
 const u64 = (v: bigint | number): bigint => BigInt.asUintN(64, BigInt(v));
@@ -94,19 +104,29 @@ export function encodeIrqRouting(routes: readonly IrqRoute[]): Uint8Array {
 export function decodeIrqRouting(bytes: Uint8Array): IrqRoute[] {
   const d = dataView(bytes);
   const n = d.getUint32(ROUTING.nr, true);
-  if (ROUTING.entries + n * ROUTE_SIZE > bytes.byteLength) throw new RangeError(`kvm_irq_routing: ${n} entries overrun buffer`);
+  if (ROUTING.entries + n * ROUTE_SIZE > bytes.byteLength)
+    throw new RangeError(`kvm_irq_routing: ${n} entries overrun buffer`);
   return Array.from({ length: n }, (_, i): IrqRoute => {
     const at = ROUTING.entries + i * ROUTE_SIZE;
     const gsi = d.getUint32(at + ro('gsi'), true);
     const type = d.getUint32(at + ro('type'), true);
     if (type === KVM_IRQ_ROUTING_IRQCHIP) {
-      return { gsi, type: 'irqchip', irqchip: d.getUint32(at + ro('u.irqchip.irqchip'), true), pin: d.getUint32(at + ro('u.irqchip.pin'), true) };
+      return {
+        gsi,
+        type: 'irqchip',
+        irqchip: d.getUint32(at + ro('u.irqchip.irqchip'), true),
+        pin: d.getUint32(at + ro('u.irqchip.pin'), true),
+      };
     }
     if (type === KVM_IRQ_ROUTING_MSI) {
       return {
-        gsi, type: 'msi', flags: d.getUint32(at + ro('flags'), true),
-        addressLo: d.getUint32(at + ro('u.msi.address_lo'), true), addressHi: d.getUint32(at + ro('u.msi.address_hi'), true),
-        data: d.getUint32(at + ro('u.msi.data'), true), devid: d.getUint32(at + ro('u.msi.devid'), true),
+        gsi,
+        type: 'msi',
+        flags: d.getUint32(at + ro('flags'), true),
+        addressLo: d.getUint32(at + ro('u.msi.address_lo'), true),
+        addressHi: d.getUint32(at + ro('u.msi.address_hi'), true),
+        data: d.getUint32(at + ro('u.msi.data'), true),
+        devid: d.getUint32(at + ro('u.msi.devid'), true),
       };
     }
     throw new RangeError(`kvm_irq_routing: entry ${i} has unsupported type ${type}`);
@@ -133,7 +153,8 @@ export function encodeEnableCap(c: EnableCap): Uint8Array {
   const d = dataView(bytes);
   const args = fieldOf('kvm_enable_cap', 'args');
   const given = c.args ?? [];
-  if (given.length > (args.length ?? 0)) throw new RangeError(`kvm_enable_cap: ${given.length} args, at most ${args.length}`);
+  if (given.length > (args.length ?? 0))
+    throw new RangeError(`kvm_enable_cap: ${given.length} args, at most ${args.length}`);
   d.setUint32(offsetOf('kvm_enable_cap', 'cap'), c.cap >>> 0, true);
   d.setUint32(offsetOf('kvm_enable_cap', 'flags'), (c.flags ?? 0) >>> 0, true);
   given.forEach((a, i) => d.setBigUint64(args.offset + 8 * i, u64(a), true));
@@ -158,16 +179,29 @@ export function encodeDirtyLog(slot: number, bitmapAddress: bigint): Uint8Array 
 // ---- kvm_irqchip: PIC and IOAPIC views --------------------------------------------------------------------------
 
 const PIC_FIELDS = [
-  ['lastIrr', 'last_irr'], ['irr', 'irr'], ['imr', 'imr'], ['isr', 'isr'], ['priorityAdd', 'priority_add'],
-  ['irqBase', 'irq_base'], ['readRegSelect', 'read_reg_select'], ['poll', 'poll'], ['specialMask', 'special_mask'],
-  ['initState', 'init_state'], ['autoEoi', 'auto_eoi'], ['rotateOnAutoEoi', 'rotate_on_auto_eoi'],
-  ['specialFullyNestedMode', 'special_fully_nested_mode'], ['init4', 'init4'], ['elcr', 'elcr'],
+  ['lastIrr', 'last_irr'],
+  ['irr', 'irr'],
+  ['imr', 'imr'],
+  ['isr', 'isr'],
+  ['priorityAdd', 'priority_add'],
+  ['irqBase', 'irq_base'],
+  ['readRegSelect', 'read_reg_select'],
+  ['poll', 'poll'],
+  ['specialMask', 'special_mask'],
+  ['initState', 'init_state'],
+  ['autoEoi', 'auto_eoi'],
+  ['rotateOnAutoEoi', 'rotate_on_auto_eoi'],
+  ['specialFullyNestedMode', 'special_fully_nested_mode'],
+  ['init4', 'init4'],
+  ['elcr', 'elcr'],
   ['elcrMask', 'elcr_mask'],
 ] as const satisfies readonly (readonly [keyof PicState, string])[];
 const CHIP = offsetOf('kvm_irqchip', 'chip');
 const IOAPIC = {
-  base: offsetOf('kvm_ioapic_state', 'base_address'), ioregsel: offsetOf('kvm_ioapic_state', 'ioregsel'),
-  id: offsetOf('kvm_ioapic_state', 'id'), irr: offsetOf('kvm_ioapic_state', 'irr'),
+  base: offsetOf('kvm_ioapic_state', 'base_address'),
+  ioregsel: offsetOf('kvm_ioapic_state', 'ioregsel'),
+  id: offsetOf('kvm_ioapic_state', 'id'),
+  irr: offsetOf('kvm_ioapic_state', 'irr'),
   redirtbl: offsetOf('kvm_ioapic_state', 'redirtbl'),
 };
 
@@ -183,7 +217,8 @@ export function encodeIrqchip(s: IrqchipState): Uint8Array {
   const d = dataView(bytes);
   if (s.chipId === KVM_IRQCHIP_IOAPIC) {
     const io = s.ioapic;
-    if (io.redirtbl.length !== IOAPIC_NUM_PINS) throw new RangeError(`kvm_ioapic_state: ${io.redirtbl.length} pins, need ${IOAPIC_NUM_PINS}`);
+    if (io.redirtbl.length !== IOAPIC_NUM_PINS)
+      throw new RangeError(`kvm_ioapic_state: ${io.redirtbl.length} pins, need ${IOAPIC_NUM_PINS}`);
     d.setBigUint64(CHIP + IOAPIC.base, u64(io.baseAddress), true);
     d.setUint32(CHIP + IOAPIC.ioregsel, io.ioregsel >>> 0, true);
     d.setUint32(CHIP + IOAPIC.id, io.id >>> 0, true);
@@ -207,7 +242,9 @@ export function decodeIrqchip(bytes: Uint8Array): IrqchipState {
         ioregsel: d.getUint32(CHIP + IOAPIC.ioregsel, true),
         id: d.getUint32(CHIP + IOAPIC.id, true),
         irr: d.getUint32(CHIP + IOAPIC.irr, true),
-        redirtbl: Array.from({ length: IOAPIC_NUM_PINS }, (_, i) => d.getBigUint64(CHIP + IOAPIC.redirtbl + 8 * i, true)),
+        redirtbl: Array.from({ length: IOAPIC_NUM_PINS }, (_, i) =>
+          d.getBigUint64(CHIP + IOAPIC.redirtbl + 8 * i, true),
+        ),
       },
     };
   }
@@ -222,7 +259,10 @@ export type RedirEntry = { -readonly [K in keyof typeof IOAPIC_REDIR_FIELDS]: nu
 
 export function decodeRedirEntry(bits: bigint): RedirEntry {
   const out = {} as RedirEntry;
-  for (const [name, [lo, width]] of Object.entries(IOAPIC_REDIR_FIELDS) as [keyof RedirEntry, readonly [number, number]][]) {
+  for (const [name, [lo, width]] of Object.entries(IOAPIC_REDIR_FIELDS) as [
+    keyof RedirEntry,
+    readonly [number, number],
+  ][]) {
     out[name] = Number((bits >> BigInt(lo)) & ((1n << BigInt(width)) - 1n));
   }
   return out;
@@ -245,10 +285,18 @@ const PIT_CHANNELS = fieldOf('kvm_pit_state2', 'channels');
 const PIT_FLAGS = offsetOf('kvm_pit_state2', 'flags');
 // [shape name, C name, width]; width 8 is the signed count_load_time.
 const PIT_FIELDS = [
-  ['count', 'count', 4], ['latchedCount', 'latched_count', 2], ['countLatched', 'count_latched', 1],
-  ['statusLatched', 'status_latched', 1], ['status', 'status', 1], ['readState', 'read_state', 1],
-  ['writeState', 'write_state', 1], ['writeLatch', 'write_latch', 1], ['rwMode', 'rw_mode', 1], ['mode', 'mode', 1],
-  ['bcd', 'bcd', 1], ['gate', 'gate', 1],
+  ['count', 'count', 4],
+  ['latchedCount', 'latched_count', 2],
+  ['countLatched', 'count_latched', 1],
+  ['statusLatched', 'status_latched', 1],
+  ['status', 'status', 1],
+  ['readState', 'read_state', 1],
+  ['writeState', 'write_state', 1],
+  ['writeLatch', 'write_latch', 1],
+  ['rwMode', 'rw_mode', 1],
+  ['mode', 'mode', 1],
+  ['bcd', 'bcd', 1],
+  ['gate', 'gate', 1],
 ] as const satisfies readonly (readonly [keyof PitChannelState, string, number])[];
 const PIT_LOAD_TIME = offsetOf('kvm_pit_channel_state', 'count_load_time');
 
@@ -272,7 +320,7 @@ export function encodePitState2(s: PitState2): Uint8Array {
 export function decodePitState2(bytes: Uint8Array): PitState2 {
   if (bytes.byteLength < sizeOf('kvm_pit_state2')) throw new RangeError('kvm_pit_state2: short buffer');
   const d = dataView(bytes);
-  const channels = [0, 1, 2].map(i => {
+  const channels = [0, 1, 2].map((i) => {
     const at = PIT_CHANNELS.offset + i * (PIT_CHANNELS.elementSize ?? 0);
     const ch = {} as PitChannelState;
     for (const [js, c, width] of PIT_FIELDS) {
@@ -288,8 +336,10 @@ export function decodePitState2(bytes: Uint8Array): PitState2 {
 // ---- kvm_clock_data ---------------------------------------------------------------------------------------------
 
 const CLOCK = {
-  clock: offsetOf('kvm_clock_data', 'clock'), flags: offsetOf('kvm_clock_data', 'flags'),
-  realtime: offsetOf('kvm_clock_data', 'realtime'), hostTsc: offsetOf('kvm_clock_data', 'host_tsc'),
+  clock: offsetOf('kvm_clock_data', 'clock'),
+  flags: offsetOf('kvm_clock_data', 'flags'),
+  realtime: offsetOf('kvm_clock_data', 'realtime'),
+  hostTsc: offsetOf('kvm_clock_data', 'host_tsc'),
 };
 
 export function encodeClockData(c: Partial<ClockData> & { clock: bigint }): Uint8Array {

@@ -12,8 +12,8 @@ export const KVMIO = 0xae;
 
 // Direction bits as seen from user space (x86 uses the generic encoding).
 const IOC_NONE = 0;
-const IOC_WRITE = 1;   // user space writes the argument (kernel reads)
-const IOC_READ = 2;    // user space reads the argument (kernel writes)
+const IOC_WRITE = 1; // user space writes the argument (kernel reads)
+const IOC_READ = 2; // user space reads the argument (kernel writes)
 
 const IOC_SIZEBITS = 14;
 

@@ -52,7 +52,7 @@ testIf(test, noKvm, 'kvm: /dev/kvm reports API 12, user memory, an mmap size and
     assert.ok(kvm.checkExtension(K.KVM_CAP_USER_MEMORY) > 0);
     assert.ok(kvm.vcpuMmapSize() >= 4096);
     const cpuid = kvm.supportedCpuid();
-    assert.ok(cpuid.some(e => e.function === 0) && cpuid.some(e => e.function === 1));
+    assert.ok(cpuid.some((e) => e.function === 0) && cpuid.some((e) => e.function === 1));
     const msrs = kvm.msrIndexList();
     assert.ok(msrs.includes(0x10), 'IA32_TSC is in the MSR list');
     if (kvm.checkExtension(K.KVM_CAP_GET_MSR_FEATURES) > 0) {

@@ -4,12 +4,27 @@ import * as libc from '../src/sys/libc.js';
 import { Errno, errnoName, SysError } from '../src/sys/errno.js';
 import * as K from './ioctls.js';
 import { ioctlValue, ioctlBuffer, isErrno } from './fd-ioctl.js';
-import { decodeCpuid2, encodeCpuid2, encodeMsrList, decodeMsrList, msrListCount, encodeMsrs, decodeMsrs } from './codec-vcpu.js';
+import {
+  decodeCpuid2,
+  encodeCpuid2,
+  encodeMsrList,
+  decodeMsrList,
+  msrListCount,
+  encodeMsrs,
+  decodeMsrs,
+} from './codec-vcpu.js';
 import { Vm } from './vm.js';
 import type { VcpuFeatures } from './vcpu.js';
 import type { CpuidEntry, MsrEntry } from './types.js';
 
-export type KvmUnavailableReason = 'missing' | 'permission' | 'unsupported' | 'not-kvm' | 'api-version' | 'capability' | 'other';
+export type KvmUnavailableReason =
+  | 'missing'
+  | 'permission'
+  | 'unsupported'
+  | 'not-kvm'
+  | 'api-version'
+  | 'capability'
+  | 'other';
 
 /** /dev/kvm cannot be used. `message` is one line, starting with `tsvmm: <path>:`. */
 export class KvmUnavailableError extends Error {
@@ -33,10 +48,20 @@ export function openFailure(path: string, errno: number): KvmUnavailableError {
       return new KvmUnavailableError(path, 'missing', 'no such device — is the kvm module loaded?', errno);
     case Errno.EACCES:
     case Errno.EPERM:
-      return new KvmUnavailableError(path, 'permission', "permission denied — add the user to the 'kvm' group or run with access to the device", errno);
+      return new KvmUnavailableError(
+        path,
+        'permission',
+        "permission denied — add the user to the 'kvm' group or run with access to the device",
+        errno,
+      );
     case Errno.ENXIO:
     case Errno.ENODEV:
-      return new KvmUnavailableError(path, 'unsupported', 'no KVM support in this kernel (module not loaded, or virtualization disabled in firmware)', errno);
+      return new KvmUnavailableError(
+        path,
+        'unsupported',
+        'no KVM support in this kernel (module not loaded, or virtualization disabled in firmware)',
+        errno,
+      );
     default:
       return new KvmUnavailableError(path, 'other', `cannot open: ${errnoName(errno)}`, errno);
   }
@@ -75,12 +100,21 @@ export class Kvm {
         version = ioctlValue(fd, K.KVM_GET_API_VERSION);
       } catch (e) {
         if (e instanceof SysError) {
-          throw new KvmUnavailableError(path, 'not-kvm', `not a KVM device (KVM_GET_API_VERSION failed: ${e.code})`, e.errno);
+          throw new KvmUnavailableError(
+            path,
+            'not-kvm',
+            `not a KVM device (KVM_GET_API_VERSION failed: ${e.code})`,
+            e.errno,
+          );
         }
         throw e;
       }
       if (version !== K.KVM_API_VERSION) {
-        throw new KvmUnavailableError(path, 'api-version', `KVM API version ${version}, tsvmm needs ${K.KVM_API_VERSION}`);
+        throw new KvmUnavailableError(
+          path,
+          'api-version',
+          `KVM API version ${version}, tsvmm needs ${K.KVM_API_VERSION}`,
+        );
       }
       if (ioctlValue(fd, K.KVM_CHECK_EXTENSION, K.KVM_CAP_USER_MEMORY) <= 0) {
         throw new KvmUnavailableError(path, 'capability', 'KVM lacks KVM_CAP_USER_MEMORY (user-space guest memory)');
@@ -151,7 +185,7 @@ export class Kvm {
 
   /** What a vCPU's state functions can use, as seen from the system fd (a VM may refine it: Vm.vcpuFeatures). */
   vcpuFeatures(): VcpuFeatures {
-    return featuresFrom(cap => this.checkExtension(cap), this.msrIndexList());
+    return featuresFrom((cap) => this.checkExtension(cap), this.msrIndexList());
   }
 
   /** KVM_CREATE_VM (type 0: the default x86 VM). */

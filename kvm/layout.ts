@@ -48,14 +48,17 @@ const scalarSize: Record<Scalar, number> = { u8: 1, char: 1, u16: 2, u32: 4, s32
 
 // ---- declaration helpers ----------------------------------------------------------------------------------------
 
-export const struct = (tag: string | undefined, members: readonly Member[]): AggregateType =>
-  ({ kind: 'struct', tag, members });
+export const struct = (tag: string | undefined, members: readonly Member[]): AggregateType => ({
+  kind: 'struct',
+  tag,
+  members,
+});
 export const union = (members: readonly Member[]): AggregateType => ({ kind: 'union', members });
 export const array = (of: Type, length: number): ArrayType => ({ kind: 'array', of, length });
 /** A flexible array member (`T name[]`): occupies no space, only an offset. */
 export const flex = (of: Type): ArrayType => ({ kind: 'array', of, length: 0 });
 /** Several members of one scalar type, as C's `__u64 rax, rbx, rcx;`. */
-export const each = (type: Type, ...names: string[]): Member[] => names.map(n => [n, type] as const);
+export const each = (type: Type, ...names: string[]): Member[] => names.map((n) => [n, type] as const);
 
 // ---- size and alignment -----------------------------------------------------------------------------------------
 
@@ -105,7 +108,8 @@ function collect(type: AggregateType, base: number, prefix: string, out: Record<
       }
       // Nested aggregates are flattened by designator (`cs.base`); array elements are not (their element type,
       // when it is a struct, has its own entry in the table).
-      if (typeof memberType !== 'string' && memberType.kind !== 'array') collect(memberType, base + at, path + '.', out);
+      if (typeof memberType !== 'string' && memberType.kind !== 'array')
+        collect(memberType, base + at, path + '.', out);
     }
     offset = at + size;
   }

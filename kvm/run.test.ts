@@ -7,7 +7,7 @@ import { offsetOf } from './structs.js';
 import * as K from './constants.js';
 
 const MAP = 3 * 4096;
-const PIO = 4096;   // KVM_PIO_PAGE_OFFSET * page size: where KVM puts the port I/O data
+const PIO = 4096; // KVM_PIO_PAGE_OFFSET * page size: where KVM puts the port I/O data
 
 function page(): { run: KvmRun; d: DataView; b: Uint8Array } {
   const buffer = new ArrayBuffer(MAP);
@@ -42,7 +42,14 @@ test('run: an OUT exit reads port, size, count and the value from the data page'
   assert.is(run.io.count, 1);
   assert.is(run.io.dataOffset, PIO);
   assert.is(run.io.value, 0xbeef);
-  assert.equal(run.decode(), { reason: 'io', direction: 'out', size: 2, port: 0x1f0, count: 1, data: new Uint8Array([0xef, 0xbe]) });
+  assert.equal(run.decode(), {
+    reason: 'io',
+    direction: 'out',
+    size: 2,
+    port: 0x1f0,
+    count: 1,
+    data: new Uint8Array([0xef, 0xbe]),
+  });
 });
 
 test('run: an IN exit stores each element of a string input at its place, truncated to the access size', () => {
@@ -107,7 +114,7 @@ test('run: internal errors, failed entries and system events decode with their d
   d.setUint32(at('exit_reason'), K.KVM_EXIT_SYSTEM_EVENT, true);
   d.setUint32(at('system_event.type'), K.KVM_SYSTEM_EVENT_RESET, true);
   d.setUint32(at('system_event.ndata'), 0, true);
-  d.setBigUint64(at('system_event.data'), 5n, true);   // pre-KVM_CAP_SYSTEM_EVENT_DATA kernels: flags in data[0]
+  d.setBigUint64(at('system_event.data'), 5n, true); // pre-KVM_CAP_SYSTEM_EVENT_DATA kernels: flags in data[0]
   assert.equal(run.decode(), { reason: 'system-event', type: K.KVM_SYSTEM_EVENT_RESET, data: [5n] });
 
   d.setUint32(at('exit_reason'), K.KVM_EXIT_SHUTDOWN, true);
@@ -133,7 +140,9 @@ test('run: after release every accessor throws instead of reading the old mappin
   run.release();
   assert.ok(run.released);
   assert.throws(() => run.exitReason, RangeError);
-  assert.throws(() => { run.immediateExit = 1; }, RangeError);
+  assert.throws(() => {
+    run.immediateExit = 1;
+  }, RangeError);
   assert.throws(() => run.io.value, RangeError);
   assert.throws(() => run.mmio.physAddr, RangeError);
   assert.is(run.mmio.data.byteLength, 0);

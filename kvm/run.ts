@@ -54,7 +54,8 @@ const EMPTY = new ArrayBuffer(0);
 
 /** KVM_EXIT_* number → short name, for messages. */
 const EXIT_NAMES: Record<number, string> = Object.fromEntries(
-  Object.entries(K).filter(([n]) => n.startsWith('KVM_EXIT_') && !n.startsWith('KVM_EXIT_IO_'))
+  Object.entries(K)
+    .filter(([n]) => n.startsWith('KVM_EXIT_') && !n.startsWith('KVM_EXIT_IO_'))
     .map(([n, v]) => [v as number, n.slice('KVM_EXIT_'.length).toLowerCase().replace(/_/g, '-')]),
 );
 
@@ -83,14 +84,24 @@ export type KvmExit =
 export class IoExitView {
   constructor(private readonly run: KvmRun) {}
   /** KVM_EXIT_IO_IN (0) or KVM_EXIT_IO_OUT (1). */
-  get direction(): number { return this.run.view.getUint8(O.ioDirection); }
+  get direction(): number {
+    return this.run.view.getUint8(O.ioDirection);
+  }
   /** Access width in bytes: 1, 2 or 4. */
-  get size(): number { return this.run.view.getUint8(O.ioSize); }
-  get port(): number { return this.run.view.getUint16(O.ioPort, true); }
+  get size(): number {
+    return this.run.view.getUint8(O.ioSize);
+  }
+  get port(): number {
+    return this.run.view.getUint16(O.ioPort, true);
+  }
   /** Number of `size`-byte elements (more than 1 for rep ins/outs). */
-  get count(): number { return this.run.view.getUint32(O.ioCount, true); }
+  get count(): number {
+    return this.run.view.getUint32(O.ioCount, true);
+  }
   /** Offset of the data area from the start of the mapping. */
-  get dataOffset(): number { return Number(this.run.view.getBigUint64(O.ioDataOffset, true)); }
+  get dataOffset(): number {
+    return Number(this.run.view.getBigUint64(O.ioDataOffset, true));
+  }
 
   /** Element `i` of the data area (an OUT's value, or what was stored for an IN), bounds-checked. */
   valueAt(i = 0): number {
@@ -111,8 +122,12 @@ export class IoExitView {
   }
 
   /** The first (usually only) element: `run.io.value` for an OUT, `run.io.value = v` for an IN. */
-  get value(): number { return this.valueAt(0); }
-  set value(v: number) { this.setValueAt(0, v); }
+  get value(): number {
+    return this.valueAt(0);
+  }
+  set value(v: number) {
+    this.setValueAt(0, v);
+  }
 
   /** The whole data area, size × count bytes, as a view into the page (allocates a small view object). */
   get data(): Uint8Array {
@@ -123,7 +138,8 @@ export class IoExitView {
 
   private elementOffset(i: number, size: number): number {
     if (size !== 1 && size !== 2 && size !== 4) throw new RangeError(`kvm_run: io.size ${size} is not 1, 2 or 4`);
-    if (!Number.isInteger(i) || i < 0 || i >= this.count) throw new RangeError(`kvm_run: io element ${i} outside count ${this.count}`);
+    if (!Number.isInteger(i) || i < 0 || i >= this.count)
+      throw new RangeError(`kvm_run: io element ${i} outside count ${this.count}`);
     return this.checkedArea(this.dataOffset + i * size, size);
   }
 
@@ -138,12 +154,20 @@ export class IoExitView {
 /** The mmio exit (KVM_EXIT_MMIO). */
 export class MmioExitView {
   constructor(private readonly run: KvmRun) {}
-  get physAddr(): bigint { return this.run.view.getBigUint64(O.mmioPhysAddr, true); }
+  get physAddr(): bigint {
+    return this.run.view.getBigUint64(O.mmioPhysAddr, true);
+  }
   /** Access width in bytes (1..8). */
-  get len(): number { return this.run.view.getUint32(O.mmioLen, true); }
-  get isWrite(): boolean { return this.run.view.getUint8(O.mmioIsWrite) !== 0; }
+  get len(): number {
+    return this.run.view.getUint32(O.mmioLen, true);
+  }
+  get isWrite(): boolean {
+    return this.run.view.getUint8(O.mmioIsWrite) !== 0;
+  }
   /** The 8-byte data buffer in the page: a write's bytes, or where a read's result goes. Only `len` bytes count. */
-  get data(): Uint8Array { return this.run.mmioData; }
+  get data(): Uint8Array {
+    return this.run.mmioData;
+  }
   /** The access as a little-endian number, for len ≤ 8 (bigint: an 8-byte access does not fit a double). */
   get value(): bigint {
     const len = this.checkedLen();
@@ -155,7 +179,10 @@ export class MmioExitView {
   set value(v: bigint) {
     const len = this.checkedLen();
     const data = this.run.mmioData;
-    for (let i = 0; i < len; i++) { data[i] = Number(v & 0xffn); v >>= 8n; }
+    for (let i = 0; i < len; i++) {
+      data[i] = Number(v & 0xffn);
+      v >>= 8n;
+    }
   }
   private checkedLen(): number {
     const len = this.len;
@@ -167,27 +194,41 @@ export class MmioExitView {
 /** KVM_EXIT_INTERNAL_ERROR. */
 export class InternalErrorView {
   constructor(private readonly run: KvmRun) {}
-  get suberror(): number { return this.run.view.getUint32(O.internalSuberror, true); }
+  get suberror(): number {
+    return this.run.view.getUint32(O.internalSuberror, true);
+  }
   /** Valid words in `data` (KVM_CAP_INTERNAL_ERROR_DATA), clamped to the array. */
-  get ndata(): number { return Math.min(this.run.view.getUint32(O.internalNdata, true), INTERNAL_DATA_MAX); }
+  get ndata(): number {
+    return Math.min(this.run.view.getUint32(O.internalNdata, true), INTERNAL_DATA_MAX);
+  }
   get data(): bigint[] {
-    return Array.from({ length: this.ndata }, (_, i) => this.run.view.getBigUint64(O.internalData.offset + 8 * i, true));
+    return Array.from({ length: this.ndata }, (_, i) =>
+      this.run.view.getBigUint64(O.internalData.offset + 8 * i, true),
+    );
   }
 }
 
 /** KVM_EXIT_FAIL_ENTRY. */
 export class FailEntryView {
   constructor(private readonly run: KvmRun) {}
-  get hardwareEntryFailureReason(): bigint { return this.run.view.getBigUint64(O.failReason, true); }
-  get cpu(): number { return this.run.view.getUint32(O.failCpu, true); }
+  get hardwareEntryFailureReason(): bigint {
+    return this.run.view.getBigUint64(O.failReason, true);
+  }
+  get cpu(): number {
+    return this.run.view.getUint32(O.failCpu, true);
+  }
 }
 
 /** KVM_EXIT_SYSTEM_EVENT. */
 export class SystemEventView {
   constructor(private readonly run: KvmRun) {}
   /** KVM_SYSTEM_EVENT_* */
-  get type(): number { return this.run.view.getUint32(O.sysType, true); }
-  get ndata(): number { return Math.min(this.run.view.getUint32(O.sysNdata, true), SYSTEM_EVENT_DATA_MAX); }
+  get type(): number {
+    return this.run.view.getUint32(O.sysType, true);
+  }
+  get ndata(): number {
+    return Math.min(this.run.view.getUint32(O.sysNdata, true), SYSTEM_EVENT_DATA_MAX);
+  }
   /** data[0..ndata); before KVM_CAP_SYSTEM_EVENT_DATA the kernel left ndata 0 and put flags in data[0]. */
   get data(): bigint[] {
     const n = Math.max(this.ndata, 1);
@@ -213,37 +254,64 @@ export class KvmRun {
 
   /** `mapping`: a zero-copy ArrayBuffer over the vCPU's mmapped area (libc `view(ptr, mmapSize)`). */
   constructor(mapping: ArrayBuffer) {
-    if (mapping.byteLength < O.apicBase + 8) throw new RangeError(`kvm_run: mapping of ${mapping.byteLength} bytes is too small`);
+    if (mapping.byteLength < O.apicBase + 8)
+      throw new RangeError(`kvm_run: mapping of ${mapping.byteLength} bytes is too small`);
     this.size = mapping.byteLength;
     this.view = new DataView(mapping);
     this.bytes = new Uint8Array(mapping);
     this.mmioData = new Uint8Array(mapping, O.mmioData.offset, MMIO_DATA_MAX);
   }
 
-  get exitReason(): number { return this.view.getUint32(O.exitReason, true); }
+  get exitReason(): number {
+    return this.view.getUint32(O.exitReason, true);
+  }
 
   /** Set to 1 to make the next (or a signal-interrupted) KVM_RUN return EINTR at once: the kick protocol. */
-  get immediateExit(): number { return this.view.getUint8(O.immediateExit); }
-  set immediateExit(v: number) { this.view.setUint8(O.immediateExit, v ? 1 : 0); }
+  get immediateExit(): number {
+    return this.view.getUint8(O.immediateExit);
+  }
+  set immediateExit(v: number) {
+    this.view.setUint8(O.immediateExit, v ? 1 : 0);
+  }
 
   /** Ask for KVM_EXIT_IRQ_WINDOW_OPEN when the guest can take an interrupt (user-space irqchip only). */
-  get requestInterruptWindow(): number { return this.view.getUint8(O.requestInterruptWindow); }
-  set requestInterruptWindow(v: number) { this.view.setUint8(O.requestInterruptWindow, v ? 1 : 0); }
+  get requestInterruptWindow(): number {
+    return this.view.getUint8(O.requestInterruptWindow);
+  }
+  set requestInterruptWindow(v: number) {
+    this.view.setUint8(O.requestInterruptWindow, v ? 1 : 0);
+  }
 
-  get readyForInterruptInjection(): number { return this.view.getUint8(O.readyForInterruptInjection); }
-  get ifFlag(): number { return this.view.getUint8(O.ifFlag); }
+  get readyForInterruptInjection(): number {
+    return this.view.getUint8(O.readyForInterruptInjection);
+  }
+  get ifFlag(): number {
+    return this.view.getUint8(O.ifFlag);
+  }
   /** KVM_RUN_X86_SMM and friends. */
-  get flags(): number { return this.view.getUint16(O.flags, true); }
-  get cr8(): bigint { return this.view.getBigUint64(O.cr8, true); }
-  set cr8(v: bigint) { this.view.setBigUint64(O.cr8, BigInt.asUintN(64, v), true); }
-  get apicBase(): bigint { return this.view.getBigUint64(O.apicBase, true); }
+  get flags(): number {
+    return this.view.getUint16(O.flags, true);
+  }
+  get cr8(): bigint {
+    return this.view.getBigUint64(O.cr8, true);
+  }
+  set cr8(v: bigint) {
+    this.view.setBigUint64(O.cr8, BigInt.asUintN(64, v), true);
+  }
+  get apicBase(): bigint {
+    return this.view.getBigUint64(O.apicBase, true);
+  }
 
-  get hardwareExitReason(): bigint { return this.view.getBigUint64(O.hwReason, true); }
+  get hardwareExitReason(): bigint {
+    return this.view.getBigUint64(O.hwReason, true);
+  }
   get exception(): { exception: number; errorCode: number } {
     return { exception: this.view.getUint32(O.exException, true), errorCode: this.view.getUint32(O.exErrorCode, true) };
   }
 
-  get released(): boolean { return this.view.byteLength === 0; }
+  get released(): boolean {
+    return this.view.byteLength === 0;
+  }
 
   /** Drops every view of the mapping; call before munmap. Later accesses throw RangeError. */
   release(): void {
@@ -259,32 +327,57 @@ export class KvmRun {
     switch (reason) {
       case K.KVM_EXIT_IO:
         return {
-          reason: 'io', direction: this.io.direction === K.KVM_EXIT_IO_OUT ? 'out' : 'in', size: this.io.size,
-          port: this.io.port, count: this.io.count, data: this.io.data.slice(),
+          reason: 'io',
+          direction: this.io.direction === K.KVM_EXIT_IO_OUT ? 'out' : 'in',
+          size: this.io.size,
+          port: this.io.port,
+          count: this.io.count,
+          data: this.io.data.slice(),
         };
       case K.KVM_EXIT_MMIO: {
         const len = Math.min(this.mmio.len, MMIO_DATA_MAX);
-        return { reason: 'mmio', physAddr: this.mmio.physAddr, len, isWrite: this.mmio.isWrite, data: this.mmioData.slice(0, len) };
+        return {
+          reason: 'mmio',
+          physAddr: this.mmio.physAddr,
+          len,
+          isWrite: this.mmio.isWrite,
+          data: this.mmioData.slice(0, len),
+        };
       }
-      case K.KVM_EXIT_HLT: return { reason: 'hlt' };
-      case K.KVM_EXIT_SHUTDOWN: return { reason: 'shutdown' };
-      case K.KVM_EXIT_INTR: return { reason: 'intr' };
-      case K.KVM_EXIT_IRQ_WINDOW_OPEN: return { reason: 'irq-window-open' };
-      case K.KVM_EXIT_UNKNOWN: return { reason: 'unknown', hardwareExitReason: this.hardwareExitReason };
-      case K.KVM_EXIT_EXCEPTION: return { reason: 'exception', ...this.exception };
+      case K.KVM_EXIT_HLT:
+        return { reason: 'hlt' };
+      case K.KVM_EXIT_SHUTDOWN:
+        return { reason: 'shutdown' };
+      case K.KVM_EXIT_INTR:
+        return { reason: 'intr' };
+      case K.KVM_EXIT_IRQ_WINDOW_OPEN:
+        return { reason: 'irq-window-open' };
+      case K.KVM_EXIT_UNKNOWN:
+        return { reason: 'unknown', hardwareExitReason: this.hardwareExitReason };
+      case K.KVM_EXIT_EXCEPTION:
+        return { reason: 'exception', ...this.exception };
       case K.KVM_EXIT_DEBUG:
         return {
-          reason: 'debug', exception: d.getUint32(O.debugException, true), pc: d.getBigUint64(O.debugPc, true),
-          dr6: d.getBigUint64(O.debugDr6, true), dr7: d.getBigUint64(O.debugDr7, true),
+          reason: 'debug',
+          exception: d.getUint32(O.debugException, true),
+          pc: d.getBigUint64(O.debugPc, true),
+          dr6: d.getBigUint64(O.debugDr6, true),
+          dr7: d.getBigUint64(O.debugDr7, true),
         };
       case K.KVM_EXIT_HYPERCALL:
         return {
-          reason: 'hypercall', nr: d.getBigUint64(O.hcNr, true),
+          reason: 'hypercall',
+          nr: d.getBigUint64(O.hcNr, true),
           args: Array.from({ length: O.hcArgs.length ?? 0 }, (_, i) => d.getBigUint64(O.hcArgs.offset + 8 * i, true)),
-          ret: d.getBigUint64(O.hcRet, true), longmode: d.getUint32(O.hcLongmode, true),
+          ret: d.getBigUint64(O.hcRet, true),
+          longmode: d.getUint32(O.hcLongmode, true),
         };
       case K.KVM_EXIT_FAIL_ENTRY:
-        return { reason: 'fail-entry', hardwareEntryFailureReason: this.failEntry.hardwareEntryFailureReason, cpu: this.failEntry.cpu };
+        return {
+          reason: 'fail-entry',
+          hardwareEntryFailureReason: this.failEntry.hardwareEntryFailureReason,
+          cpu: this.failEntry.cpu,
+        };
       case K.KVM_EXIT_INTERNAL_ERROR:
         return { reason: 'internal-error', suberror: this.internal.suberror, data: this.internal.data };
       case K.KVM_EXIT_SYSTEM_EVENT:
@@ -298,13 +391,20 @@ export class KvmRun {
   describe(): string {
     const e = this.decode();
     switch (e.reason) {
-      case 'io': return `io ${e.direction} port 0x${e.port.toString(16)} size ${e.size} count ${e.count}`;
-      case 'mmio': return `mmio ${e.isWrite ? 'write' : 'read'} 0x${e.physAddr.toString(16)} len ${e.len}`;
-      case 'internal-error': return `internal error, suberror ${e.suberror}${e.data.length ? ` data [${e.data.map(x => '0x' + x.toString(16)).join(', ')}]` : ''}`;
-      case 'fail-entry': return `entry failed, hardware reason 0x${e.hardwareEntryFailureReason.toString(16)} on cpu ${e.cpu}`;
-      case 'system-event': return `system event ${e.type}`;
-      case 'other': return exitReasonName(e.exitReason);
-      default: return e.reason;
+      case 'io':
+        return `io ${e.direction} port 0x${e.port.toString(16)} size ${e.size} count ${e.count}`;
+      case 'mmio':
+        return `mmio ${e.isWrite ? 'write' : 'read'} 0x${e.physAddr.toString(16)} len ${e.len}`;
+      case 'internal-error':
+        return `internal error, suberror ${e.suberror}${e.data.length ? ` data [${e.data.map((x) => '0x' + x.toString(16)).join(', ')}]` : ''}`;
+      case 'fail-entry':
+        return `entry failed, hardware reason 0x${e.hardwareEntryFailureReason.toString(16)} on cpu ${e.cpu}`;
+      case 'system-event':
+        return `system event ${e.type}`;
+      case 'other':
+        return exitReasonName(e.exitReason);
+      default:
+        return e.reason;
     }
   }
 }

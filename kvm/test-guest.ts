@@ -51,20 +51,36 @@ export class RealModeGuest {
     this.kvm = Kvm.open();
     this.vm = this.kvm.createVm();
     this.ramSize = ramSize;
-    this.ramAddress = libc.mmap(null, ramSize, libc.PROT_READ | libc.PROT_WRITE, libc.MAP_PRIVATE | libc.MAP_ANONYMOUS, -1, 0);
+    this.ramAddress = libc.mmap(
+      null,
+      ramSize,
+      libc.PROT_READ | libc.PROT_WRITE,
+      libc.MAP_PRIVATE | libc.MAP_ANONYMOUS,
+      -1,
+      0,
+    );
     this.ramView = new Uint8Array(libc.view(this.ramAddress, ramSize));
     this.ramView.set(code, entry);
-    this.vm.setUserMemoryRegion({ slot: 0, flags: options.slotFlags ?? 0, guestPhysAddr: 0, memorySize: ramSize, userspaceAddr: this.ramAddress });
+    this.vm.setUserMemoryRegion({
+      slot: 0,
+      flags: options.slotFlags ?? 0,
+      guestPhysAddr: 0,
+      memorySize: ramSize,
+      userspaceAddr: this.ramAddress,
+    });
     if (options.irqchip) this.vm.createIrqchip();
     this.vcpu = this.vm.createVcpu(0);
     const supported = this.kvm.supportedCpuid();
     this.vcpu.setCpuid2(options.cpuid ? options.cpuid(supported) : supported);
     const sregs = this.vcpu.getSregs();
-    for (const seg of [sregs.cs, sregs.ds, sregs.es, sregs.ss]) { seg.base = 0n; seg.selector = 0; }
+    for (const seg of [sregs.cs, sregs.ds, sregs.es, sregs.ss]) {
+      seg.base = 0n;
+      seg.selector = 0;
+    }
     this.vcpu.setSregs(sregs);
     const regs = this.vcpu.getRegs();
     regs.rip = BigInt(entry);
-    regs.rflags = 2n;       // bit 1 is always set
+    regs.rflags = 2n; // bit 1 is always set
     regs.rsp = 0x800n;
     this.vcpu.setRegs(regs);
   }
@@ -85,8 +101,8 @@ export class RealModeGuest {
   }
 
   close(): void {
-    this.vm.close();        // closes the vCPU (views, munmap, fd) first
-    this.ramView = null;    // drop our view of RAM before unmapping it
+    this.vm.close(); // closes the vCPU (views, munmap, fd) first
+    this.ramView = null; // drop our view of RAM before unmapping it
     libc.munmap(this.ramAddress, this.ramSize);
     this.kvm.close();
   }

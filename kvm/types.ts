@@ -4,11 +4,24 @@
 // less, bigints for 64-bit fields, Uint8Arrays for opaque byte areas.
 
 export interface Regs {
-  rax: bigint; rbx: bigint; rcx: bigint; rdx: bigint;
-  rsi: bigint; rdi: bigint; rsp: bigint; rbp: bigint;
-  r8: bigint; r9: bigint; r10: bigint; r11: bigint;
-  r12: bigint; r13: bigint; r14: bigint; r15: bigint;
-  rip: bigint; rflags: bigint;
+  rax: bigint;
+  rbx: bigint;
+  rcx: bigint;
+  rdx: bigint;
+  rsi: bigint;
+  rdi: bigint;
+  rsp: bigint;
+  rbp: bigint;
+  r8: bigint;
+  r9: bigint;
+  r10: bigint;
+  r11: bigint;
+  r12: bigint;
+  r13: bigint;
+  r14: bigint;
+  r15: bigint;
+  rip: bigint;
+  rflags: bigint;
 }
 
 /** struct kvm_segment. `type` is the 4-bit descriptor type; the flags are 0/1. */
@@ -35,10 +48,21 @@ export interface DTable {
 
 /** struct kvm_sregs. */
 export interface Sregs {
-  cs: Segment; ds: Segment; es: Segment; fs: Segment; gs: Segment; ss: Segment;
-  tr: Segment; ldt: Segment;
-  gdt: DTable; idt: DTable;
-  cr0: bigint; cr2: bigint; cr3: bigint; cr4: bigint; cr8: bigint;
+  cs: Segment;
+  ds: Segment;
+  es: Segment;
+  fs: Segment;
+  gs: Segment;
+  ss: Segment;
+  tr: Segment;
+  ldt: Segment;
+  gdt: DTable;
+  idt: DTable;
+  cr0: bigint;
+  cr2: bigint;
+  cr3: bigint;
+  cr4: bigint;
+  cr8: bigint;
   efer: bigint;
   apicBase: bigint;
   /** Pending external interrupt bitmap: 256 bits as four u64 words. */
@@ -108,10 +132,22 @@ export interface DebugRegs {
 
 /** struct kvm_pic_state: one 8259A as KVM models it. */
 export interface PicState {
-  lastIrr: number; irr: number; imr: number; isr: number;
-  priorityAdd: number; irqBase: number; readRegSelect: number; poll: number;
-  specialMask: number; initState: number; autoEoi: number; rotateOnAutoEoi: number;
-  specialFullyNestedMode: number; init4: number; elcr: number; elcrMask: number;
+  lastIrr: number;
+  irr: number;
+  imr: number;
+  isr: number;
+  priorityAdd: number;
+  irqBase: number;
+  readRegSelect: number;
+  poll: number;
+  specialMask: number;
+  initState: number;
+  autoEoi: number;
+  rotateOnAutoEoi: number;
+  specialFullyNestedMode: number;
+  init4: number;
+  elcr: number;
+  elcrMask: number;
 }
 
 /** struct kvm_ioapic_state. Each redirection entry is the raw 64-bit register (see decodeRedirEntry). */
@@ -124,9 +160,7 @@ export interface IoapicState {
 }
 
 /** struct kvm_irqchip, by chip: the two PICs or the IOAPIC. */
-export type IrqchipState =
-  | { chipId: 0 | 1; pic: PicState }
-  | { chipId: 2; ioapic: IoapicState };
+export type IrqchipState = { chipId: 0 | 1; pic: PicState } | { chipId: 2; ioapic: IoapicState };
 
 /** struct kvm_pit_channel_state (one 8254 counter). */
 export interface PitChannelState {

@@ -9,8 +9,16 @@ import { isErrno } from './fd-ioctl.js';
 import type { Vcpu } from './vcpu.js';
 import { sizeOf } from './structs.js';
 import {
-  decodeRegs, decodeSregs, decodeFpu, decodeXcrs, decodeVcpuEvents, decodeMpState, decodeDebugRegs, decodeMsrs,
-  decodeCpuid2Reply, encodeCpuid2Request,
+  decodeRegs,
+  decodeSregs,
+  decodeFpu,
+  decodeXcrs,
+  decodeVcpuEvents,
+  decodeMpState,
+  decodeDebugRegs,
+  decodeMsrs,
+  decodeCpuid2Reply,
+  encodeCpuid2Request,
 } from './codec-vcpu.js';
 import type { VcpuState, VcpuEvents } from './types.js';
 
@@ -71,8 +79,11 @@ export function restoreVcpuState(v: Vcpu, s: VcpuState, { cpuid = true }: Restor
       v.setCpuid2(s.cpuid);
     } catch (e) {
       if (!isErrno(e, Errno.EINVAL)) throw e;
-      throw new VcpuStateError(v.id, 'KVM refused the CPUID table of the state (EINVAL): since Linux 5.16 a vCPU '
-        + 'that has run takes only the table it already has');
+      throw new VcpuStateError(
+        v.id,
+        'KVM refused the CPUID table of the state (EINVAL): since Linux 5.16 a vCPU ' +
+          'that has run takes only the table it already has',
+      );
     }
   }
 
@@ -82,7 +93,10 @@ export function restoreVcpuState(v: Vcpu, s: VcpuState, { cpuid = true }: Restor
     const current = v.getTscKhz();
     if (Math.abs(current - s.tscKhz) > Math.round(s.tscKhz * TSC_KHZ_TOLERANCE)) {
       if (!f.tscControl) {
-        throw new VcpuStateError(v.id, `guest TSC runs at ${s.tscKhz} kHz, this host at ${current} kHz, and KVM cannot scale it`);
+        throw new VcpuStateError(
+          v.id,
+          `guest TSC runs at ${s.tscKhz} kHz, this host at ${current} kHz, and KVM cannot scale it`,
+        );
       }
       v.setTscKhz(s.tscKhz);
     }
@@ -102,8 +116,11 @@ export function restoreVcpuState(v: Vcpu, s: VcpuState, { cpuid = true }: Restor
     // KVM checks these against each other and against the CPUID set in step 1: name them, so the refusal says why.
     const r = s.sregs;
     const big = (n: bigint) => `0x${n.toString(16)}`;
-    throw new VcpuStateError(v.id, `KVM refused the special registers (EINVAL): cr0=${big(r.cr0)} cr3=${big(r.cr3)} `
-      + `cr4=${big(r.cr4)} efer=${big(r.efer)} apic_base=${big(r.apicBase)} cs=${hex(r.cs.selector)} l=${r.cs.l} db=${r.cs.db}`);
+    throw new VcpuStateError(
+      v.id,
+      `KVM refused the special registers (EINVAL): cr0=${big(r.cr0)} cr3=${big(r.cr3)} ` +
+        `cr4=${big(r.cr4)} efer=${big(r.efer)} apic_base=${big(r.apicBase)} cs=${hex(r.cs.selector)} l=${r.cs.l} db=${r.cs.db}`,
+    );
   }
 
   // 6. FPU/SSE/AVX state. The XSAVE area contains the legacy FXSAVE image kvm_fpu describes, so with XSAVE the
@@ -117,7 +134,8 @@ export function restoreVcpuState(v: Vcpu, s: VcpuState, { cpuid = true }: Restor
   // 7. LAPIC after SREGS (APIC base) and before the MSRs: the TSC-deadline MSR restores only into a LAPIC
   //    already in TSC-deadline mode.
   if (s.lapic) {
-    if (v.tryGetLapic() === null) throw new VcpuStateError(v.id, 'state has a LAPIC but this VM has no in-kernel irqchip');
+    if (v.tryGetLapic() === null)
+      throw new VcpuStateError(v.id, 'state has a LAPIC but this VM has no in-kernel irqchip');
     v.setLapic(s.lapic);
   }
 
@@ -131,7 +149,8 @@ export function restoreVcpuState(v: Vcpu, s: VcpuState, { cpuid = true }: Restor
     refused.push(rest[n].index);
     rest = rest.slice(n + 1);
   }
-  if (refused.length > 0) throw new VcpuStateError(v.id, `KVM refused MSR${refused.length > 1 ? 's' : ''} ${refused.map(hex).join(', ')}`);
+  if (refused.length > 0)
+    throw new VcpuStateError(v.id, `KVM refused MSR${refused.length > 1 ? 's' : ''} ${refused.map(hex).join(', ')}`);
 
   // 9. Events last: restores the pending/injected exception, interrupt, NMI and SMI that the steps above
   //    (SET_REGS above all) cleared or disturbed.

@@ -8,16 +8,43 @@ import { ioctlValue, ioctlBuffer, isErrno } from './fd-ioctl.js';
 import { KvmRun } from './run.js';
 import { sizeOf } from './structs.js';
 import {
-  encodeRegs, decodeRegs, encodeSregs, decodeSregs, encodeFpu, decodeFpu, encodeMsrs, decodeMsrs, encodeCpuid2,
-  encodeCpuid2Request, decodeCpuid2Reply, encodeXcrs, decodeXcrs, encodeVcpuEvents, decodeVcpuEvents, encodeMpState,
-  decodeMpState, encodeDebugRegs, decodeDebugRegs, LAPIC_STATE_SIZE, XSAVE_MIN_SIZE,
+  encodeRegs,
+  decodeRegs,
+  encodeSregs,
+  decodeSregs,
+  encodeFpu,
+  decodeFpu,
+  encodeMsrs,
+  decodeMsrs,
+  encodeCpuid2,
+  encodeCpuid2Request,
+  decodeCpuid2Reply,
+  encodeXcrs,
+  decodeXcrs,
+  encodeVcpuEvents,
+  decodeVcpuEvents,
+  encodeMpState,
+  decodeMpState,
+  encodeDebugRegs,
+  decodeDebugRegs,
+  LAPIC_STATE_SIZE,
+  XSAVE_MIN_SIZE,
 } from './codec-vcpu.js';
 import { encodeEnableCap } from './codec-vm.js';
 import { saveVcpuState, restoreVcpuState, type RestoreOptions } from './vcpu-state.js';
 // kvm.ts imports vm.ts which imports this file: the cycle is safe because Kvm is used only inside a function.
 import { Kvm } from './kvm.js';
 import type {
-  Regs, Sregs, Fpu, MsrEntry, CpuidEntry, Xcr, VcpuEvents, DebugRegs, EnableCap, VcpuState,
+  Regs,
+  Sregs,
+  Fpu,
+  MsrEntry,
+  CpuidEntry,
+  Xcr,
+  VcpuEvents,
+  DebugRegs,
+  EnableCap,
+  VcpuState,
 } from './types.js';
 
 /**
@@ -80,7 +107,14 @@ export class Vcpu {
   /** Whether KVM_GET_LAPIC works (an in-kernel LAPIC exists); null until first asked. */
   private lapicPresent: boolean | null = null;
 
-  private constructor(fd: number, id: number, mmapSize: number, features: VcpuFeatures | null, ownsFd: boolean, onClose: (() => void) | null) {
+  private constructor(
+    fd: number,
+    id: number,
+    mmapSize: number,
+    features: VcpuFeatures | null,
+    ownsFd: boolean,
+    onClose: (() => void) | null,
+  ) {
     this.fd = fd;
     this.id = id;
     this.mmapSize = mmapSize;
@@ -169,8 +203,10 @@ export class Vcpu {
       b = new Uint8Array(size);
       b.set(area);
     } else if (area.byteLength > size) {
-      if (area.subarray(size).some(x => x !== 0)) {
-        throw new RangeError(`vcpu ${this.id}: xsave area of ${area.byteLength} bytes holds state beyond this host's ${size}`);
+      if (area.subarray(size).some((x) => x !== 0)) {
+        throw new RangeError(
+          `vcpu ${this.id}: xsave area of ${area.byteLength} bytes holds state beyond this host's ${size}`,
+        );
       }
       b = area.subarray(0, size);
     }
@@ -227,7 +263,7 @@ export class Vcpu {
       let rest = this.features.msrIndices.filter(msrSaved);
       while (rest.length > 0) {
         const got = this.getMsrs(rest);
-        readable.push(...got.map(e => e.index));
+        readable.push(...got.map((e) => e.index));
         if (got.length === rest.length) break;
         unreadable.push(rest[got.length]);
         rest = rest.slice(got.length + 1);
@@ -245,7 +281,8 @@ export class Vcpu {
   }
 
   setLapic(regs: Uint8Array): void {
-    if (regs.byteLength !== LAPIC_STATE_SIZE) throw new RangeError(`vcpu ${this.id}: LAPIC state must be ${LAPIC_STATE_SIZE} bytes`);
+    if (regs.byteLength !== LAPIC_STATE_SIZE)
+      throw new RangeError(`vcpu ${this.id}: LAPIC state must be ${LAPIC_STATE_SIZE} bytes`);
     ioctlBuffer(this.fd, K.KVM_SET_LAPIC, regs);
   }
 

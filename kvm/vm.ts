@@ -4,15 +4,37 @@ import * as libc from '../src/sys/libc.js';
 import * as K from './ioctls.js';
 import { ioctlValue, ioctlBuffer } from './fd-ioctl.js';
 import {
-  encodeUserMemoryRegion, encodeIrqLevel, decodeIrqLevelStatus, encodeIrqRouting, encodeIrqfd, encodeIoeventfd,
-  encodeMsi, encodeClockData, decodeClockData, encodeIrqchipRequest, encodeIrqchip, decodeIrqchip, encodePitConfig,
-  encodePitState2, decodePitState2, encodeEnableCap, encodeDirtyLog,
+  encodeUserMemoryRegion,
+  encodeIrqLevel,
+  decodeIrqLevelStatus,
+  encodeIrqRouting,
+  encodeIrqfd,
+  encodeIoeventfd,
+  encodeMsi,
+  encodeClockData,
+  decodeClockData,
+  encodeIrqchipRequest,
+  encodeIrqchip,
+  decodeIrqchip,
+  encodePitConfig,
+  encodePitState2,
+  decodePitState2,
+  encodeEnableCap,
+  encodeDirtyLog,
 } from './codec-vm.js';
 import { sizeOf } from './structs.js';
 import { featuresFrom, type Kvm } from './kvm.js';
 import { Vcpu, type VcpuFeatures } from './vcpu.js';
 import type {
-  UserMemoryRegion, IrqRoute, Irqfd, Ioeventfd, Msi, ClockData, IrqchipState, PitState2, EnableCap,
+  UserMemoryRegion,
+  IrqRoute,
+  Irqfd,
+  Ioeventfd,
+  Msi,
+  ClockData,
+  IrqchipState,
+  PitState2,
+  EnableCap,
 } from './types.js';
 
 /** Arguments of setUserMemoryRegion; addresses and sizes may be numbers or bigints. */
@@ -49,7 +71,10 @@ export class Vm {
   /** Installs, moves or (memorySize 0) deletes memory slot `slot`. */
   setUserMemoryRegion(r: MemoryRegionArgs): void {
     const region: UserMemoryRegion = {
-      slot: r.slot, flags: r.flags ?? 0, guestPhysAddr: BigInt(r.guestPhysAddr), memorySize: BigInt(r.memorySize),
+      slot: r.slot,
+      flags: r.flags ?? 0,
+      guestPhysAddr: BigInt(r.guestPhysAddr),
+      memorySize: BigInt(r.memorySize),
       userspaceAddr: BigInt(r.userspaceAddr),
     };
     ioctlBuffer(this.fd, K.KVM_SET_USER_MEMORY_REGION, encodeUserMemoryRegion(region));
@@ -167,7 +192,7 @@ export class Vm {
 
   /** What this VM's vCPUs support, as plain data a worker thread can receive (see Vcpu.attach). */
   vcpuFeatures(): VcpuFeatures {
-    return featuresFrom(cap => this.checkExtension(cap), this.kvm.msrIndexList());
+    return featuresFrom((cap) => this.checkExtension(cap), this.kvm.msrIndexList());
   }
 
   /** KVM_CREATE_VCPU plus the kvm_run mapping. The Vcpu owns its fd; closing the VM closes it too. */

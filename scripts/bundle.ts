@@ -17,7 +17,9 @@ const common = {
   logLevel: 'warning' as const,
   // ESM output has no `require`; src/sys/libc.ts loads koffi through createRequire, which needs nothing here, but
   // esbuild's CommonJS shims for bundled CJS code do.
-  banner: { js: "import { createRequire as __tsvmmCreateRequire } from 'node:module'; const require = __tsvmmCreateRequire(import.meta.url);" },
+  banner: {
+    js: "import { createRequire as __tsvmmCreateRequire } from 'node:module'; const require = __tsvmmCreateRequire(import.meta.url);",
+  },
 };
 
 /** CommonJS bundles (vm.Script and its code cache need a script): import.meta.url becomes the bundle's own URL. */
@@ -29,9 +31,19 @@ const cjs = {
 };
 
 await Promise.all([
-  build({ ...common, entryPoints: [join(root, 'src/cli/code-cache-loader.ts')], outfile: join(root, 'dist/tsvmm.mjs'), banner: {} }),
+  build({
+    ...common,
+    entryPoints: [join(root, 'src/cli/code-cache-loader.ts')],
+    outfile: join(root, 'dist/tsvmm.mjs'),
+    banner: {},
+  }),
   build({ ...cjs, entryPoints: [join(root, 'src/cli/bundle-entry.ts')], outfile: join(root, 'dist/tsvmm-main.cjs') }),
-  build({ ...common, entryPoints: [join(root, 'src/vcpu/thread-loader.ts')], outfile: join(root, 'dist/tsvmm-vcpu.mjs'), banner: {} }),
+  build({
+    ...common,
+    entryPoints: [join(root, 'src/vcpu/thread-loader.ts')],
+    outfile: join(root, 'dist/tsvmm-vcpu.mjs'),
+    banner: {},
+  }),
   build({ ...cjs, entryPoints: [join(root, 'src/vcpu/worker.ts')], outfile: join(root, 'dist/tsvmm-vcpu.cjs') }),
   // The I/O thread starts once per machine with virtio devices, off the start-up path: no code cache.
   build({ ...common, entryPoints: [join(root, 'src/io/worker.ts')], outfile: join(root, 'dist/tsvmm-io.mjs') }),

@@ -14,13 +14,17 @@ const demo = [process.execPath, cli, 'run', '--demo'];
 async function main(): Promise<number> {
   const why = hostKvmUnusable();
   if (why === null) return spawnSync(demo[0], demo.slice(1), { stdio: 'inherit' }).status ?? 1;
-  process.stderr.write(`tsvmm: ${why}: running the demo inside the rig, a QEMU machine with nested KVM (test/rig/README.md)\n`);
+  process.stderr.write(
+    `tsvmm: ${why}: running the demo inside the rig, a QEMU machine with nested KVM (test/rig/README.md)\n`,
+  );
   try {
     const r = await runInRig({ command: demo, installQemu: false, memory: '2G' });
-    return r.timedOut ? 124 : r.status ?? 125;
+    return r.timedOut ? 124 : (r.status ?? 125);
   } catch (e) {
     if (!(e instanceof RigSetupError)) throw e;
-    process.stderr.write(`tsvmm: no way to run the demo here: load the kvm module on a host with VMX/SVM, or let the rig run it (${e.message})\n`);
+    process.stderr.write(
+      `tsvmm: no way to run the demo here: load the kvm module on a host with VMX/SVM, or let the rig run it (${e.message})\n`,
+    );
     return 4;
   }
 }

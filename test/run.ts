@@ -25,7 +25,8 @@ const inRig = process.env.TSVMM_IN_RIG === '1';
 const fileTimeoutMs = Number(process.env.TSVMM_TEST_TIMEOUT_MS ?? (inRig ? 1_800_000 : 300_000));
 const parallel = Number(process.env.TSVMM_TEST_JOBS ?? Math.max(1, Math.min(2, availableParallelism())));
 
-const seconds = (ms: number): string => (ms < 120_000 ? `${Math.round(ms / 1000)} s` : `${Math.floor(ms / 60_000)} min ${Math.round((ms % 60_000) / 1000)} s`);
+const seconds = (ms: number): string =>
+  ms < 120_000 ? `${Math.round(ms / 1000)} s` : `${Math.floor(ms / 60_000)} min ${Math.round((ms % 60_000) / 1000)} s`;
 const needsRig = (r: FileResult): boolean => r.skips.some(rigCanLift);
 
 /** Runs `files` `parallel` at a time; `onDone` sees each result as it finishes. */
@@ -45,35 +46,40 @@ async function runAll(files: string[], onDone: (r: FileResult) => void): Promise
 
 async function main(): Promise<void> {
   const { values, positionals } = parseArgs({
-    allowPositionals: true, options: { files: { type: 'boolean' }, json: { type: 'string' } },
+    allowPositionals: true,
+    options: { files: { type: 'boolean' }, json: { type: 'string' } },
   });
   const all = findTests(distRoot);
   const files = values.files
-    ? positionals.map(f => join(distRoot, f))
-    : all.filter(f => positionals.length === 0 || positionals.some(x => f.includes(x)));
+    ? positionals.map((f) => join(distRoot, f))
+    : all.filter((f) => positionals.length === 0 || positionals.some((x) => f.includes(x)));
 
   // Outside, this line's arrival is how long the rig took to boot and start node.
   if (inRig) console.log(`runner: ${files.length} files, ${parallel} at a time`);
   const nativeStarted = Date.now();
   const useRig = !inRig && process.env.TSVMM_NO_RIG !== '1';
   const forRig: string[] = [];
-  const native = await runAll(files, r => {
+  const native = await runAll(files, (r) => {
     if (useRig && needsRig(r)) {
       forRig.push(r.file);
-      console.log(`rig  ${r.file.padEnd(48)} needs what the rig has (${r.skips.filter(rigCanLift).length} tests skipped): runs in the rig below`);
+      console.log(
+        `rig  ${r.file.padEnd(48)} needs what the rig has (${r.skips.filter(rigCanLift).length} tests skipped): runs in the rig below`,
+      );
     } else {
       console.log(describe(r));
     }
   });
   const nativeMs = Date.now() - nativeStarted;
-  let results = native.filter(r => !forRig.includes(r.file));
+  let results = native.filter((r) => !forRig.includes(r.file));
   let timeLine = `time: ${seconds(nativeMs)} for ${results.length} files${inRig ? ' in the rig' : ' natively'}`;
 
   if (forRig.length) {
     forRig.sort();
-    console.log(`rig: ${forRig.length} files need what this host lacks (/dev/kvm, VMX/SVM or huge pages): running them in one boot of the rig (test/rig/README.md)`);
+    console.log(
+      `rig: ${forRig.length} files need what this host lacks (/dev/kvm, VMX/SVM or huge pages): running them in one boot of the rig (test/rig/README.md)`,
+    );
     const { runFilesInRig } = await import('./runner/rig-batch.js');
-    const batch = await runFilesInRig(distRoot, forRig, line => console.log(line));
+    const batch = await runFilesInRig(distRoot, forRig, (line) => console.log(line));
     if ('reason' in batch) {
       console.log(`rig: cannot run here (${batch.reason}); those files' native results stand, their KVM tests skipped`);
       results = native;
@@ -85,7 +91,7 @@ async function main(): Promise<void> {
 
   if (values.json) {
     // Passing files' output is only noise outside: keep it for the ones that failed.
-    writeFileSync(values.json, JSON.stringify(results.map(r => (r.failed ? r : { ...r, output: '' }))));
+    writeFileSync(values.json, JSON.stringify(results.map((r) => (r.failed ? r : { ...r, output: '' }))));
   }
   const passed = results.reduce((a, r) => a + r.passed, 0);
   const failed = results.reduce((a, r) => a + r.failed, 0);

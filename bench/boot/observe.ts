@@ -14,7 +14,7 @@ import { join } from 'node:path';
 /** Writes the preload that prints Node's time origin; returns its path (for `node -r PATH`). */
 export function writeTimeOriginPreload(dir: string): string {
   const path = join(dir, 'time-origin.cjs');
-  writeFileSync(path, "process.stderr.write(`bench-boot: timeOrigin ${performance.timeOrigin}\\n`);\n");
+  writeFileSync(path, 'process.stderr.write(`bench-boot: timeOrigin ${performance.timeOrigin}\\n`);\n');
   return path;
 }
 
@@ -22,7 +22,8 @@ export function writeTimeOriginPreload(dir: string): string {
 export function tsvmmMarks(stderr: string): Map<string, bigint> {
   const origin = /^bench-boot: timeOrigin ([\d.]+)$/m.exec(stderr)?.[1];
   const trace = /^tsvmm: start-up (.*) ms$/m.exec(stderr)?.[1];
-  if (!origin || !trace) throw new Error(`tsvmm printed no ${origin ? 'start-up trace' : 'time origin'}:\n${stderr.slice(0, 2000)}`);
+  if (!origin || !trace)
+    throw new Error(`tsvmm printed no ${origin ? 'start-up trace' : 'time origin'}:\n${stderr.slice(0, 2000)}`);
   const marks = new Map<string, bigint>([['node-origin', BigInt(Math.round(Number(origin) * 1e6))]]);
   for (const item of trace.split(', ')) {
     const m = /^(\S+) ([\d.]+)$/.exec(item);
@@ -34,7 +35,18 @@ export function tsvmmMarks(stderr: string): Map<string, bigint> {
 
 /** QEMU options that log what qemuEntry needs to `logFile`. */
 export function qemuTraceArgs(logFile: string): string[] {
-  return ['-trace', 'kvm_vcpu_ioctl', '-trace', 'fw_cfg_select', '-trace', 'fw_cfg_read', '-msg', 'timestamp=on', '-D', logFile];
+  return [
+    '-trace',
+    'kvm_vcpu_ioctl',
+    '-trace',
+    'fw_cfg_select',
+    '-trace',
+    'fw_cfg_read',
+    '-msg',
+    'timestamp=on',
+    '-D',
+    logFile,
+  ];
 }
 
 /** KVM_RUN: _IO(KVMIO 0xae, 0x80). */
@@ -49,15 +61,20 @@ export interface QemuEntry {
 
 /** Reads the trace log written with qemuTraceArgs. */
 export function qemuEntry(log: string): QemuEntry {
-  const events = log.split('\n').map(line => {
-    const m = /^\d+@(\d+)\.(\d{6}):(\S+) (.*)$/.exec(line);
-    return m ? { ns: BigInt(m[1]) * 1_000_000_000n + BigInt(m[2]) * 1000n, event: m[3], rest: m[4] } : null;
-  }).filter(e => e !== null);
-  const isRun = (e: typeof events[number]) => e.event === 'kvm_vcpu_ioctl' && e.rest.includes(`type ${KVM_RUN_TYPE},`);
+  const events = log
+    .split('\n')
+    .map((line) => {
+      const m = /^\d+@(\d+)\.(\d{6}):(\S+) (.*)$/.exec(line);
+      return m ? { ns: BigInt(m[1]) * 1_000_000_000n + BigInt(m[2]) * 1000n, event: m[3], rest: m[4] } : null;
+    })
+    .filter((e) => e !== null);
+  const isRun = (e: (typeof events)[number]) =>
+    e.event === 'kvm_vcpu_ioctl' && e.rest.includes(`type ${KVM_RUN_TYPE},`);
   const first = events.find(isRun);
-  if (!first) throw new Error(`QEMU's trace log has no KVM_RUN (${events.length} events): is the log trace backend built in?`);
+  if (!first)
+    throw new Error(`QEMU's trace log has no KVM_RUN (${events.length} events): is the log trace backend built in?`);
   let kernelEntryNs: bigint | null = null;
-  const select = events.findIndex(e => e.event === 'fw_cfg_select' && e.rest.includes("'kernel_entry'"));
+  const select = events.findIndex((e) => e.event === 'fw_cfg_select' && e.rest.includes("'kernel_entry'"));
   if (select >= 0) {
     // Its reads (4 one-byte reads of the 32-bit entry point) end the firmware's fw_cfg work: the next selection, if
     // any, is not the firmware's.

@@ -42,8 +42,16 @@ export function runWatched(command: string, args: readonly string[], o: WatchOpt
     const seen = new Map<string, bigint>();
     const spawnNs = realtimeNs();
     const child = spawn(command, [...args], { stdio: ['ignore', 'pipe', 'pipe'], env: o.env ?? process.env });
-    const stop = (signal: NodeJS.Signals) => { if (!stopped) { stopped = true; child.kill(signal); } };
-    const timer = setTimeout(() => { timedOut = true; stop('SIGKILL'); }, o.timeoutMs);
+    const stop = (signal: NodeJS.Signals) => {
+      if (!stopped) {
+        stopped = true;
+        child.kill(signal);
+      }
+    };
+    const timer = setTimeout(() => {
+      timedOut = true;
+      stop('SIGKILL');
+    }, o.timeoutMs);
     child.stdout.setEncoding('latin1');
     child.stdout.on('data', (d: string) => {
       const at = realtimeNs();
@@ -54,10 +62,17 @@ export function runWatched(command: string, args: readonly string[], o: WatchOpt
       }
       if (o.stopAt !== undefined && seen.has(o.stopAt)) stop(o.stopSignal ?? 'SIGKILL');
     });
-    child.stderr.on('data', d => { stderr += d; });
-    child.on('error', e => { clearTimeout(timer); reject(e); });
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
     let exitNs = 0n;
-    child.on('exit', () => { exitNs = realtimeNs(); });
+    child.on('exit', () => {
+      exitNs = realtimeNs();
+    });
     child.on('close', (status, signal) => {
       clearTimeout(timer);
       if (exitNs === 0n) exitNs = realtimeNs();

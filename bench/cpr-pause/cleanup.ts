@@ -38,7 +38,7 @@ export class Cleanup {
 
   /** Kills every tracked VMM that still runs and waits for them. */
   async killAll(): Promise<void> {
-    await Promise.all([...this.vmms].map(v => v.kill()));
+    await Promise.all([...this.vmms].map((v) => v.kill()));
   }
 
   removeFile(path: string): void {

@@ -42,20 +42,32 @@ export interface FlowInfo {
 
 export const FLOWS: readonly FlowInfo[] = [
   {
-    id: 'reboot-incoming', title: 'reboot, documented: cpr-save, quit, new tsvmm -incoming file:',
-    qemuMs: { '512M': 83, '4G': 82, '16G': 108 }, target: 'at least match QEMU (≤ QEMU)', targetMs: q => q ?? null,
+    id: 'reboot-incoming',
+    title: 'reboot, documented: cpr-save, quit, new tsvmm -incoming file:',
+    qemuMs: { '512M': 83, '4G': 82, '16G': 108 },
+    target: 'at least match QEMU (≤ QEMU)',
+    targetMs: (q) => q ?? null,
   },
   {
-    id: 'reboot-cpr-load', title: 'reboot, documented: cpr-save, quit, new tsvmm -S, cpr-load',
-    qemuMs: { '512M': 83, '4G': 82, '16G': 108 }, target: 'at least match QEMU (≤ QEMU)', targetMs: q => q ?? null,
+    id: 'reboot-cpr-load',
+    title: 'reboot, documented: cpr-save, quit, new tsvmm -S, cpr-load',
+    qemuMs: { '512M': 83, '4G': 82, '16G': 108 },
+    target: 'at least match QEMU (≤ QEMU)',
+    targetMs: (q) => q ?? null,
   },
   {
-    id: 'reboot-prestarted', title: 'reboot, new tsvmm started before the save (-incoming defer, migrate / migrate-incoming)',
-    qemuMs: { '512M': 9, '4G': 24, '16G': 26 }, target: '≤ half of QEMU', targetMs: q => (q === undefined ? null : q / 2),
+    id: 'reboot-prestarted',
+    title: 'reboot, new tsvmm started before the save (-incoming defer, migrate / migrate-incoming)',
+    qemuMs: { '512M': 9, '4G': 24, '16G': 26 },
+    target: '≤ half of QEMU',
+    targetMs: (q) => (q === undefined ? null : q / 2),
   },
   {
-    id: 'transfer', title: 'cpr-transfer (new tsvmm started first, cpr channel)',
-    qemuMs: { '512M': 6, '4G': 3, '16G': 12 }, target: '≤ 2 ms median', targetMs: () => 2,
+    id: 'transfer',
+    title: 'cpr-transfer (new tsvmm started first, cpr channel)',
+    qemuMs: { '512M': 6, '4G': 3, '16G': 12 },
+    target: '≤ 2 ms median',
+    targetMs: () => 2,
   },
 ];
 
@@ -108,10 +120,20 @@ const PREALLOC_STARTUP_MS = 300_000;
 
 function machineArgs(s: RunSetup, name: string): string[] {
   return [
-    '-m', s.sizeLabel, '-kernel', s.counterKernel, '-serial', 'null',
-    '-object', `memory-backend-file,id=ram0,size=${s.sizeLabel},mem-path=${s.ramPath},share=on`,
-    '-machine', 'memory-backend=ram0',
-    '-device', 'isa-debugcon,chardev=dc,timestamps=on', '-chardev', `file,id=dc,path=${debugconPath(s, name)}`,
+    '-m',
+    s.sizeLabel,
+    '-kernel',
+    s.counterKernel,
+    '-serial',
+    'null',
+    '-object',
+    `memory-backend-file,id=ram0,size=${s.sizeLabel},mem-path=${s.ramPath},share=on`,
+    '-machine',
+    'memory-backend=ram0',
+    '-device',
+    'isa-debugcon,chardev=dc,timestamps=on',
+    '-chardev',
+    `file,id=dc,path=${debugconPath(s, name)}`,
   ];
 }
 
@@ -160,7 +182,9 @@ export async function runFlow(flow: FlowId, s: RunSetup): Promise<RunRecord> {
       ev['ctl.quit-reply'] = (await quit.reply).atUs;
       // No waiting for the old process to exit: its teardown overlaps the new one's start.
       if (flow === 'reboot-incoming') {
-        next = s.cleanup.track(new Vmm({ name: 'new', dir: s.dir, cli: s.cli, env: TRACE, args: [...base, '-incoming', `file:${state}`] }));
+        next = s.cleanup.track(
+          new Vmm({ name: 'new', dir: s.dir, cli: s.cli, env: TRACE, args: [...base, '-incoming', `file:${state}`] }),
+        );
       } else {
         next = s.cleanup.track(new Vmm({ name: 'new', dir: s.dir, cli: s.cli, env: TRACE, args: [...base, '-S'] }));
         await next.connect(STARTUP_MS);
@@ -172,7 +196,9 @@ export async function runFlow(flow: FlowId, s: RunSetup): Promise<RunRecord> {
       oldQueryMigrate = (await migrateInfo.reply).value;
       oldMarks = (await oldTimings.reply).value.marks;
     } else if (flow === 'reboot-prestarted') {
-      next = s.cleanup.track(new Vmm({ name: 'new', dir: s.dir, cli: s.cli, env: TRACE, args: [...base, '-incoming', 'defer'] }));
+      next = s.cleanup.track(
+        new Vmm({ name: 'new', dir: s.dir, cli: s.cli, env: TRACE, args: [...base, '-incoming', 'defer'] }),
+      );
       old = await startOld(s);
       const nq = await next.connect(STARTUP_MS);
       await nq.execute('migrate-set-parameters', { mode: 'cpr-reboot' });
@@ -183,9 +209,14 @@ export async function runFlow(flow: FlowId, s: RunSetup): Promise<RunRecord> {
       const migrate = oq.send('migrate', { uri: `file:${state}` });
       ev['ctl.save-sent'] = migrate.sentUs;
       await migrate.reply;
-      const saved = await oq.waitEvent('MIGRATION', guardMs(60_000), e => e.data?.status === 'completed' || e.data?.status === 'failed');
+      const saved = await oq.waitEvent(
+        'MIGRATION',
+        guardMs(60_000),
+        (e) => e.data?.status === 'completed' || e.data?.status === 'failed',
+      );
       ev['ctl.save-done'] = saved.atUs;
-      if (saved.data?.status !== 'completed') throw new Error(`migrate (cpr-reboot) failed: ${JSON.stringify(await oq.execute('query-migrate'))}`);
+      if (saved.data?.status !== 'completed')
+        throw new Error(`migrate (cpr-reboot) failed: ${JSON.stringify(await oq.execute('query-migrate'))}`);
       const load = nq.send('migrate-incoming', { uri: `file:${state}` });
       ev['ctl.load-sent'] = load.sentUs;
       const migrateInfo = oq.send('query-migrate');
@@ -199,23 +230,41 @@ export async function runFlow(flow: FlowId, s: RunSetup): Promise<RunRecord> {
       oldMarks = (await oldTimings.reply).value.marks;
     } else {
       const channel = join(s.dir, 'cpr.sock');
-      next = s.cleanup.track(new Vmm({
-        name: 'new', dir: s.dir, cli: s.cli, env: TRACE,
-        args: [...base, '-incoming', 'defer', '-incoming', JSON.stringify({ 'channel-type': 'cpr', addr: { transport: 'socket', type: 'unix', path: channel } })],
-      }));
+      next = s.cleanup.track(
+        new Vmm({
+          name: 'new',
+          dir: s.dir,
+          cli: s.cli,
+          env: TRACE,
+          args: [
+            ...base,
+            '-incoming',
+            'defer',
+            '-incoming',
+            JSON.stringify({ 'channel-type': 'cpr', addr: { transport: 'socket', type: 'unix', path: channel } }),
+          ],
+        }),
+      );
       old = await startOld(s);
       await waitForPath(channel, STARTUP_MS, () => next!.failure());
       const oq = old.qmp!;
       await oq.execute('migrate-set-parameters', { mode: 'cpr-transfer' });
-      const migrate = oq.send('migrate', { channels: [
-        { 'channel-type': 'main', addr: { transport: 'socket', type: 'unix', path: join(s.dir, 'main.sock') } },
-        { 'channel-type': 'cpr', addr: { transport: 'socket', type: 'unix', path: channel } },
-      ] });
+      const migrate = oq.send('migrate', {
+        channels: [
+          { 'channel-type': 'main', addr: { transport: 'socket', type: 'unix', path: join(s.dir, 'main.sock') } },
+          { 'channel-type': 'cpr', addr: { transport: 'socket', type: 'unix', path: channel } },
+        ],
+      });
       ev['ctl.save-sent'] = migrate.sentUs;
       await migrate.reply;
-      const done = await oq.waitEvent('MIGRATION', guardMs(60_000), e => e.data?.status === 'completed' || e.data?.status === 'failed');
+      const done = await oq.waitEvent(
+        'MIGRATION',
+        guardMs(60_000),
+        (e) => e.data?.status === 'completed' || e.data?.status === 'failed',
+      );
       ev['ctl.save-done'] = done.atUs;
-      if (done.data?.status !== 'completed') throw new Error(`cpr-transfer failed: ${JSON.stringify(await oq.execute('query-migrate'))}`);
+      if (done.data?.status !== 'completed')
+        throw new Error(`cpr-transfer failed: ${JSON.stringify(await oq.execute('query-migrate'))}`);
       ev['ctl.spawn'] = next.spawnUs;
     }
 
@@ -223,21 +272,23 @@ export async function runFlow(flow: FlowId, s: RunSetup): Promise<RunRecord> {
     const newLog = debugconPath(s, 'new');
     await waitForTicks(newLog, 1, STARTUP_MS, () => next!.failure());
     await waitForTicks(newLog, s.afterTicks, STARTUP_MS, () => next!.failure());
-    const nq = next.qmp ?? await next.connect(STARTUP_MS);
+    const nq = next.qmp ?? (await next.connect(STARTUP_MS));
     const timings = await nq.execute('x-query-cpr-timings');
     if (oldMarks === null && old.running && old.qmp) {
       try {
         oldQueryMigrate = await old.qmp.execute('query-migrate');
         oldMarks = (await old.qmp.execute('x-query-cpr-timings')).marks;
         await old.qmp.execute('quit');
-      } catch { /* it was already on its way out */ }
+      } catch {
+        /* it was already on its way out */
+      }
     }
     await nq.execute('quit');
     const [oldStatus, newStatus] = await Promise.all([old.exited, next.exited]);
     if (newStatus !== 0) throw new Error(`the new tsvmm exited with ${newStatus}:\n${next.stderr}`);
     if (oldStatus !== 0) throw new Error(`the old tsvmm exited with ${oldStatus}:\n${old.stderr}`);
     if (old.exitUs !== null) ev['old.exit'] = old.exitUs;
-    const origin = (timings.marks as PhaseMark[]).find(m => m.process === 'new' && m.phase === 'process-start');
+    const origin = (timings.marks as PhaseMark[]).find((m) => m.process === 'new' && m.phase === 'process-start');
     if (origin) Object.assign(ev, startupTrace(next.stderr, origin.startUs));
 
     const oldStamps = readTicks(debugconPath(s, 'old'));
@@ -246,11 +297,20 @@ export async function runFlow(flow: FlowId, s: RunSetup): Promise<RunRecord> {
     ev['guest.last-old-tick'] = oldStamps[oldStamps.length - 1];
     ev['guest.first-new-tick'] = newStamps[0];
     return {
-      flow, size: s.sizeLabel, touched: s.touched, events: ev,
-      marks: timings.marks, oldMarks, oldQueryMigrate, vmmPauseUs: timings['pause-us'],
-      oldTickIntervalUs: medianInterval(oldStamps.slice(-500)), newTickIntervalUs: medianInterval(newStamps),
-      oldTicks: oldStamps.length, newTicks: newStamps.length,
-      oldTail: oldStamps.slice(-8), newHead: newStamps.slice(0, 8),
+      flow,
+      size: s.sizeLabel,
+      touched: s.touched,
+      events: ev,
+      marks: timings.marks,
+      oldMarks,
+      oldQueryMigrate,
+      vmmPauseUs: timings['pause-us'],
+      oldTickIntervalUs: medianInterval(oldStamps.slice(-500)),
+      newTickIntervalUs: medianInterval(newStamps),
+      oldTicks: oldStamps.length,
+      newTicks: newStamps.length,
+      oldTail: oldStamps.slice(-8),
+      newHead: newStamps.slice(0, 8),
       counter: readCounter(s.ramPath),
     };
   } finally {

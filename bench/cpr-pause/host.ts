@@ -24,14 +24,20 @@ export function memAvailableBytes(): number {
 export function shmRefusal(bytes: number): string | null {
   const margin = GiB;
   const free = shmFreeBytes();
-  if (free < bytes + margin) return `/dev/shm has ${(free / GiB).toFixed(1)} GiB free, needs ${((bytes + margin) / GiB).toFixed(1)} GiB`;
+  if (free < bytes + margin)
+    return `/dev/shm has ${(free / GiB).toFixed(1)} GiB free, needs ${((bytes + margin) / GiB).toFixed(1)} GiB`;
   const avail = memAvailableBytes();
-  if (avail < bytes + margin) return `the host has ${(avail / GiB).toFixed(1)} GiB available, needs ${((bytes + margin) / GiB).toFixed(1)} GiB`;
+  if (avail < bytes + margin)
+    return `the host has ${(avail / GiB).toFixed(1)} GiB available, needs ${((bytes + margin) / GiB).toFixed(1)} GiB`;
   return null;
 }
 
 /** The host's CPU time so far (all cores, jiffies): everything, idle (incl. iowait), and stolen by the hypervisor. */
-export interface CpuTimes { total: number; idle: number; steal: number }
+export interface CpuTimes {
+  total: number;
+  idle: number;
+  steal: number;
+}
 
 export function cpuTimes(): CpuTimes {
   const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);

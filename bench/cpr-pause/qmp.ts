@@ -7,7 +7,11 @@ import { realtimeUs } from './clock.js';
 import { guardMs } from '../lib/where.js';
 
 export class QmpCommandError extends Error {
-  constructor(readonly command: string, readonly errorClass: string, readonly desc: string) {
+  constructor(
+    readonly command: string,
+    readonly errorClass: string,
+    readonly desc: string,
+  ) {
     super(`${command}: ${errorClass}: ${desc}`);
   }
 }
@@ -50,7 +54,7 @@ export class Qmp {
       for (const w of this.eventWaiters.splice(0)) w();
     };
     socket.on('close', () => closed());
-    socket.on('error', e => closed(e));
+    socket.on('error', (e) => closed(e));
   }
 
   private onData(text: string): void {
@@ -81,11 +85,18 @@ export class Qmp {
   /** Connects to a listening QMP socket, reads the greeting and negotiates capabilities. */
   static async connect(path: string, timeoutMs = guardMs(10_000)): Promise<Qmp> {
     const socket = net.createConnection(path);
-    await new Promise<void>((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject); });
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', resolve);
+      socket.once('error', reject);
+    });
     const qmp = new Qmp(socket);
     await Promise.race([
-      new Promise(resolve => { qmp.greeting = resolve; }),
-      new Promise((_, reject) => setTimeout(() => reject(new Error(`QMP ${path}: no greeting within ${timeoutMs} ms`)), timeoutMs).unref()),
+      new Promise((resolve) => {
+        qmp.greeting = resolve;
+      }),
+      new Promise((_, reject) =>
+        setTimeout(() => reject(new Error(`QMP ${path}: no greeting within ${timeoutMs} ms`)), timeoutMs).unref(),
+      ),
     ]);
     await qmp.execute('qmp_capabilities');
     return qmp;
@@ -100,7 +111,9 @@ export class Qmp {
     const id = this.nextId++;
     const reply = new Promise<QmpReply<T>>((resolve, reject) => this.pending.set(id, { command, resolve, reject }));
     const sentUs = realtimeUs();
-    this.socket.write(`${JSON.stringify(args ? { execute: command, arguments: args, id } : { execute: command, id })}\n`);
+    this.socket.write(
+      `${JSON.stringify(args ? { execute: command, arguments: args, id } : { execute: command, id })}\n`,
+    );
     return { sentUs, reply };
   }
 
@@ -112,14 +125,17 @@ export class Qmp {
   async waitEvent(name: string, timeoutMs: number, match: (e: QmpEvent) => boolean = () => true): Promise<QmpEvent> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const found = this.events.find(e => e.event === name && match(e));
+      const found = this.events.find((e) => e.event === name && match(e));
       if (found) return found;
       if (this.closedError) throw new Error(`waiting for ${name}: ${this.closedError.message}`);
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`no ${name} event within ${timeoutMs} ms`);
-      await new Promise<void>(resolve => {
+      await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, left);
-        this.eventWaiters.push(() => { clearTimeout(t); resolve(); });
+        this.eventWaiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
       });
     }
   }

@@ -38,13 +38,18 @@ function logBytes(path: string): number {
 }
 
 /** Waits until the log holds at least `count` lines (judged by its size); rejects on `failed()` or timeout. */
-export async function waitForTicks(path: string, count: number, timeoutMs: number, failed: () => string | null = () => null): Promise<void> {
+export async function waitForTicks(
+  path: string,
+  count: number,
+  timeoutMs: number,
+  failed: () => string | null = () => null,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (logBytes(path) < count * MIN_LINE + 1) {
     const why = failed();
     if (why) throw new Error(why);
     if (Date.now() > deadline) throw new Error(`${path}: fewer than ${count} guest ticks within ${timeoutMs} ms`);
-    await new Promise(r => setTimeout(r, 5));
+    await new Promise((r) => setTimeout(r, 5));
   }
 }
 

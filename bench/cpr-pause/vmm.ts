@@ -33,13 +33,24 @@ export class Vmm {
     this.qmpPath = join(o.dir, `${o.name}.qmp`);
     const argv = [o.cli, 'run', ...o.args, '-qmp', `unix:${this.qmpPath},server=on,wait=off`];
     this.spawnUs = realtimeUs();
-    this.child = spawn(process.execPath, argv, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...o.env } });
+    this.child = spawn(process.execPath, argv, {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, ...o.env },
+    });
     this.spawnedUs = realtimeUs();
     this.child.stderr!.setEncoding('utf8');
-    this.child.stderr!.on('data', (d: string) => { if (this.stderr.length < 64 * 1024) this.stderr += d; });
-    this.exited = new Promise(resolve => {
-      this.child.on('exit', code => { this.exitUs = realtimeUs(); resolve(code); });
-      this.child.on('error', () => { this.exitUs ??= realtimeUs(); resolve(null); });
+    this.child.stderr!.on('data', (d: string) => {
+      if (this.stderr.length < 64 * 1024) this.stderr += d;
+    });
+    this.exited = new Promise((resolve) => {
+      this.child.on('exit', (code) => {
+        this.exitUs = realtimeUs();
+        resolve(code);
+      });
+      this.child.on('error', () => {
+        this.exitUs ??= realtimeUs();
+        resolve(null);
+      });
     });
   }
 
@@ -63,7 +74,7 @@ export class Vmm {
         return this.qmp;
       } catch (e) {
         if (attempt > 200 || (e as NodeJS.ErrnoException).code !== 'ECONNREFUSED') throw e;
-        await new Promise(r => setTimeout(r, 1));
+        await new Promise((r) => setTimeout(r, 1));
       }
     }
   }
@@ -83,7 +94,9 @@ export class Vmm {
 export function waitForPath(path: string, timeoutMs: number, failed: () => string | null = () => null): Promise<void> {
   return new Promise((resolve, reject) => {
     let done = false;
-    const watcher = watch(dirname(path), (_event, name) => { if (name === basename(path)) check(); });
+    const watcher = watch(dirname(path), (_event, name) => {
+      if (name === basename(path)) check();
+    });
     const poll = setInterval(() => check(), 20);
     const timer = setTimeout(() => finish(new Error(`${path} did not appear within ${timeoutMs} ms`)), timeoutMs);
     function finish(error?: Error): void {

@@ -13,7 +13,8 @@ export const LOAD_ADDRESS = 0x7c00;
 /** The outloop flat binary with `iterations` OUTs to `port`; returns its path under build/guests/. */
 export async function outloopImage(iterations: number, port: number): Promise<string> {
   const built = await buildGuest('outloop');
-  if (built.loadAddress !== LOAD_ADDRESS) throw new Error(`outloop loads at 0x${built.loadAddress?.toString(16)}, expected 0x7c00`);
+  if (built.loadAddress !== LOAD_ADDRESS)
+    throw new Error(`outloop loads at 0x${built.loadAddress?.toString(16)}, expected 0x7c00`);
   return writeGuestVariant('outloop-bench', patchOutloop(readFileSync(built.path), { iterations, port }));
 }
 

@@ -24,13 +24,25 @@ export class Channel {
     this.words = new Int32Array(buffer);
   }
 
-  get request(): number { return Atomics.load(this.words, Channel.REQUEST); }
-  get port(): number { return this.words[Channel.PORT]; }
-  get size(): number { return this.words[Channel.SIZE]; }
+  get request(): number {
+    return Atomics.load(this.words, Channel.REQUEST);
+  }
+  get port(): number {
+    return this.words[Channel.PORT];
+  }
+  get size(): number {
+    return this.words[Channel.SIZE];
+  }
   /** KVM_EXIT_IO_IN (0) or KVM_EXIT_IO_OUT (1). */
-  get direction(): number { return this.words[Channel.DIRECTION]; }
-  get value(): number { return this.words[Channel.VALUE] >>> 0; }
-  set value(v: number) { this.words[Channel.VALUE] = v | 0; }
+  get direction(): number {
+    return this.words[Channel.DIRECTION];
+  }
+  get value(): number {
+    return this.words[Channel.VALUE] >>> 0;
+  }
+  set value(v: number) {
+    this.words[Channel.VALUE] = v | 0;
+  }
 
   /**
    * Worker: post exit number `seq` and wait until the main thread has answered it: asleep in Atomics.wait, or
@@ -44,7 +56,9 @@ export class Channel {
     w[Channel.VALUE] = value | 0;
     Atomics.store(w, Channel.REQUEST, seq);
     if (spin) {
-      while (Atomics.load(w, Channel.RESPONSE) !== seq) { /* poll */ }
+      while (Atomics.load(w, Channel.RESPONSE) !== seq) {
+        /* poll */
+      }
       return w[Channel.VALUE] >>> 0;
     }
     Atomics.notify(w, Channel.REQUEST, 1);

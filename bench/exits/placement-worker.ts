@@ -28,7 +28,10 @@ const spin = init.mode === 'forward-spin';
 // The local mode's device instance: this thread's view of the shared record, as a tsvmm vCPU thread builds it.
 const pio = new PioBus();
 const arena = new StateArena(init.arena);
-const debugcon = new Debugcon(arena.record(debugconState, init.stateOffset), { out: openCharOut(init.output), clock: hostClock });
+const debugcon = new Debugcon(arena.record(debugconState, init.stateOffset), {
+  out: openCharOut(init.output),
+  clock: hostClock,
+});
 pio.add(pioWindow('debugcon', DEBUGCON_PORT, 1, debugcon));
 
 let count = 0;

@@ -48,7 +48,11 @@ const DEBUGCON_PORT = 0xe9;
 /** Runs one prototype run in a fresh process and returns what its worker measured. */
 export async function runPlacement(mode: PlacementMode, image: string, port: number): Promise<PlacementResult> {
   const script = fileURLToPath(import.meta.url);
-  const run = expectStatus(await runTimed(process.execPath, [script, mode, image, String(port)]), 0, `placement prototype (${mode})`);
+  const run = expectStatus(
+    await runTimed(process.execPath, [script, mode, image, String(port)]),
+    0,
+    `placement prototype (${mode})`,
+  );
   return JSON.parse(run.stdout.trim().split('\n').pop()!) as PlacementResult;
 }
 
@@ -61,7 +65,14 @@ async function main(mode: PlacementMode, imagePath: string, loopPort: number): P
   vm.setTssAddr(TSS_ADDR);
   vm.createIrqchip();
   vm.createPit2(KVM_PIT_SPEAKER_DUMMY);
-  const ram = libc.mmap(null, RAM_SIZE, libc.PROT_READ | libc.PROT_WRITE, libc.MAP_PRIVATE | libc.MAP_ANONYMOUS | libc.MAP_NORESERVE, -1, 0);
+  const ram = libc.mmap(
+    null,
+    RAM_SIZE,
+    libc.PROT_READ | libc.PROT_WRITE,
+    libc.MAP_PRIVATE | libc.MAP_ANONYMOUS | libc.MAP_NORESERVE,
+    -1,
+    0,
+  );
   vm.setUserMemoryRegion({ slot: 0, guestPhysAddr: 0, memorySize: RAM_SIZE, userspaceAddr: ram });
   {
     // A view of the first MiB only for loading; dropped at once (nothing touches RAM through JS afterwards).
@@ -80,8 +91,16 @@ async function main(mode: PlacementMode, imagePath: string, loopPort: number): P
   const stateOffset = arena.allocate(debugconState);
   const channel = new Channel();
   const init: PlacementInit = {
-    mode, vcpuFd: vcpu.fd, mmapSize: vcpu.mmapSize, features: vm.vcpuFeatures(), loopPort,
-    arena: arena.buffer, stateOffset, output: backend.transferable(), lock: new MachineLock().buffer, channel: channel.buffer,
+    mode,
+    vcpuFd: vcpu.fd,
+    mmapSize: vcpu.mmapSize,
+    features: vm.vcpuFeatures(),
+    loopPort,
+    arena: arena.buffer,
+    stateOffset,
+    output: backend.transferable(),
+    lock: new MachineLock().buffer,
+    channel: channel.buffer,
   };
 
   // The forward modes' server: the device lives in the main thread, over the same kind of record.
@@ -100,10 +119,10 @@ async function main(mode: PlacementMode, imagePath: string, loopPort: number): P
   });
   // Listened for now: when this thread polls until the worker is done (forward-spin), the worker's message and its
   // exit arrive in one turn, and a listener added after `await result` would miss the exit.
-  const exited = new Promise(resolve => worker.once('exit', resolve));
+  const exited = new Promise((resolve) => worker.once('exit', resolve));
   if (mode === 'forward-async') {
     // The event loop stays free between exits: each wait is a promise that the worker's notify resolves.
-    for (let seen = 0; ;) {
+    for (let seen = 0; ; ) {
       const r = Atomics.waitAsync(channel.words, Channel.REQUEST, seen);
       if (r.async) await r.value;
       seen = channel.request;
@@ -113,9 +132,12 @@ async function main(mode: PlacementMode, imagePath: string, loopPort: number): P
     }
   } else if (mode === 'forward-sync' || mode === 'forward-spin') {
     // This thread blocks (or polls) between exits until the worker says it is finished.
-    for (let seen = 0; ;) {
+    for (let seen = 0; ; ) {
       if (mode === 'forward-sync') Atomics.wait(channel.words, Channel.REQUEST, seen);
-      else while (Atomics.load(channel.words, Channel.REQUEST) === seen) { /* poll */ }
+      else
+        while (Atomics.load(channel.words, Channel.REQUEST) === seen) {
+          /* poll */
+        }
       seen = channel.request;
       if (seen === Channel.STOP) break;
       serve();

@@ -29,7 +29,7 @@ export function hostInfo(): Record<string, unknown> {
     cpu: cpus()[0]?.model ?? 'unknown',
     cores: cpus().length,
     memoryGiB: Math.round(totalmem() / 2 ** 30),
-    kvmBackend: where.kvm === 'pvm' ? 'pvm (guest code runs in KVM\'s instruction emulator)' : where.kvm ?? 'unknown',
+    kvmBackend: where.kvm === 'pvm' ? "pvm (guest code runs in KVM's instruction emulator)" : (where.kvm ?? 'unknown'),
   };
 }
 
@@ -37,6 +37,9 @@ export function hostInfo(): Record<string, unknown> {
 export function writeResult(name: string, result: Record<string, unknown>): string {
   mkdirSync(benchOutputDir, { recursive: true });
   const path = join(benchOutputDir, `${name}.json`);
-  writeFileSync(path, `${JSON.stringify({ bench: name, date: new Date().toISOString(), host: hostInfo(), ...result }, null, 2)}\n`);
+  writeFileSync(
+    path,
+    `${JSON.stringify({ bench: name, date: new Date().toISOString(), host: hostInfo(), ...result }, null, 2)}\n`,
+  );
   return path;
 }

@@ -37,26 +37,41 @@ export function runTimed(command: string, args: readonly string[], options: Time
     let stderr = '';
     let firstStdoutNs: bigint | null = null;
     let gotStdout!: () => void;
-    const firstStdout = new Promise<void>(r => { gotStdout = r; });
+    const firstStdout = new Promise<void>((r) => {
+      gotStdout = r;
+    });
     const spawnNs = realtimeNs();
     const child = spawn(command, [...args], { stdio: ['ignore', 'pipe', 'pipe'], env: options.env ?? process.env });
     // A hang guard: inside the rig a run of the exits bench takes minutes (an exit costs ~0.3 ms there).
     const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? guardMs(120_000));
     child.stdout.on('data', (d: Buffer) => {
-      if (firstStdoutNs === null) { firstStdoutNs = realtimeNs(); gotStdout(); }
+      if (firstStdoutNs === null) {
+        firstStdoutNs = realtimeNs();
+        gotStdout();
+      }
       stdout += d;
     });
-    child.stderr.on('data', (d: Buffer) => { stderr += d; });
-    child.on('error', e => { clearTimeout(timer); reject(e); });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d;
+    });
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
     let exitNs = 0n;
-    child.on('exit', () => { exitNs = realtimeNs(); });
+    child.on('exit', () => {
+      exitNs = realtimeNs();
+    });
     child.on('close', (status, signal) => {
       clearTimeout(timer);
       if (exitNs === 0n) exitNs = realtimeNs();
       resolve({ status, signal, stdout, stderr, spawnNs, exitNs, firstStdoutNs, ms: Number(exitNs - spawnNs) / 1e6 });
     });
     if (options.whileRunning && child.pid !== undefined) {
-      Promise.resolve(options.whileRunning(child.pid, firstStdout)).catch(e => { child.kill('SIGKILL'); reject(e); });
+      Promise.resolve(options.whileRunning(child.pid, firstStdout)).catch((e) => {
+        child.kill('SIGKILL');
+        reject(e);
+      });
     }
   });
 }

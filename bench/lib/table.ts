@@ -14,12 +14,15 @@ function show(cell: Cell): string {
 }
 
 export function formatTable(title: string, header: readonly string[], rows: readonly (readonly Cell[])[]): string {
-  const text = rows.map(r => r.map(show));
-  const widths = header.map((h, i) => Math.max(h.length, ...text.map(r => (r[i] ?? '').length)));
-  const numeric = header.map((_, i) => rows.every(r => r[i] === null || typeof r[i] === 'number'));
+  const text = rows.map((r) => r.map(show));
+  const widths = header.map((h, i) => Math.max(h.length, ...text.map((r) => (r[i] ?? '').length)));
+  const numeric = header.map((_, i) => rows.every((r) => r[i] === null || typeof r[i] === 'number'));
   const line = (cells: readonly string[]) =>
-    cells.map((c, i) => (numeric[i] ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ').trimEnd();
-  return [title, line(header), widths.map(w => '-'.repeat(w)).join('  '), ...text.map(line)].join('\n');
+    cells
+      .map((c, i) => (numeric[i] ? c.padStart(widths[i]) : c.padEnd(widths[i])))
+      .join('  ')
+      .trimEnd();
+  return [title, line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...text.map(line)].join('\n');
 }
 
 /** Rounds for display and JSON: 3 significant digits are all a benchmark on a shared host can promise. */

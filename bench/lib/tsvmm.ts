@@ -9,7 +9,10 @@ export const cliPath = join(repoRoot, 'dist', 'src', 'cli', 'main.js');
 export const GUEST_EXIT_OK = 1;
 
 /** `node dist/src/cli/main.js run ARGS…`, timed; throws unless the guest ended with debug-exit value 0. */
-export async function runTsvmm(args: readonly string[], options: TimedOptions & { expect?: number | null } = {}): Promise<TimedRun> {
+export async function runTsvmm(
+  args: readonly string[],
+  options: TimedOptions & { expect?: number | null } = {},
+): Promise<TimedRun> {
   const run = await runTimed(process.execPath, [cliPath, 'run', ...args], options);
   return options.expect === null ? run : expectStatus(run, options.expect ?? GUEST_EXIT_OK, `tsvmm ${args.join(' ')}`);
 }

@@ -20,7 +20,7 @@ export function benchWhere(): BenchWhere {
   const kvm = kvmBackend();
   const line = rig
     ? `where: [rig] nested KVM (${kvm ?? 'none'}) under QEMU TCG (test/rig/): absolute times are the emulator's; read the ratios, measured side by side in this run`
-    : `where: native, KVM backend ${kvm ?? 'none'}${kvm === 'pvm' ? ' (guest code runs in KVM\'s instruction emulator)' : ''}`;
+    : `where: native, KVM backend ${kvm ?? 'none'}${kvm === 'pvm' ? " (guest code runs in KVM's instruction emulator)" : ''}`;
   return { rig, kvm, line };
 }
 

@@ -49,14 +49,18 @@ export function splitRss(mappings: readonly Mapping[], guestRamBytes: number): R
   const ramKiB = guestRamBytes / 1024;
   const isRam = (m: Mapping) => m.path === '' && m.perms.startsWith('rw') && m.sizeKiB === ramKiB;
   const ram = mappings.filter(isRam);
-  const rest = mappings.filter(m => !isRam(m));
+  const rest = mappings.filter((m) => !isRam(m));
   const sum = (ms: readonly Mapping[], f: (m: Mapping) => number) => ms.reduce((n, m) => n + f(m), 0);
-  const totalKiB = sum(mappings, m => m.rssKiB);
-  const guestRamKiB = sum(ram, m => m.rssKiB);
-  const outsideAnonymousKiB = sum(rest, m => m.anonymousKiB);
+  const totalKiB = sum(mappings, (m) => m.rssKiB);
+  const guestRamKiB = sum(ram, (m) => m.rssKiB);
+  const outsideAnonymousKiB = sum(rest, (m) => m.anonymousKiB);
   return {
-    totalKiB, guestRamKiB, outsideKiB: totalKiB - guestRamKiB, outsideAnonymousKiB,
-    outsideFileKiB: totalKiB - guestRamKiB - outsideAnonymousKiB, guestRamMappings: ram.length,
+    totalKiB,
+    guestRamKiB,
+    outsideKiB: totalKiB - guestRamKiB,
+    outsideAnonymousKiB,
+    outsideFileKiB: totalKiB - guestRamKiB - outsideAnonymousKiB,
+    guestRamMappings: ram.length,
   };
 }
 

@@ -23,19 +23,20 @@ export const MAX_NAME_BYTES = 0xffff;
 /** What a section holds. Codes are part of the format: never renumber, only add. */
 export const SECTION_KINDS = {
   end: 0,
-  config: 1,        // machine configuration incl. the RAM backend record
-  device: 2,        // one device instance's vmstate stream
-  vcpu: 3,          // one vCPU's state
-  kvm: 4,           // in-kernel irqchip (PIC, IOAPIC), PIT, kvmclock
-  ram: 5,           // guest RAM, when it is not on a persistent shared backend
-  timings: 6,       // per-phase timestamps of the save (JSON)
-  description: 7,   // optional human-readable layout (JSON)
+  config: 1, // machine configuration incl. the RAM backend record
+  device: 2, // one device instance's vmstate stream
+  vcpu: 3, // one vCPU's state
+  kvm: 4, // in-kernel irqchip (PIC, IOAPIC), PIT, kvmclock
+  ram: 5, // guest RAM, when it is not on a persistent shared backend
+  timings: 6, // per-phase timestamps of the save (JSON)
+  description: 7, // optional human-readable layout (JSON)
 } as const;
 
 export type SectionKind = Exclude<keyof typeof SECTION_KINDS, 'end'>;
 
 const kindByCode = new Map<number, keyof typeof SECTION_KINDS>(
-  Object.entries(SECTION_KINDS).map(([k, v]) => [v, k as keyof typeof SECTION_KINDS]));
+  Object.entries(SECTION_KINDS).map(([k, v]) => [v, k as keyof typeof SECTION_KINDS]),
+);
 
 export function kindOfCode(code: number): keyof typeof SECTION_KINDS | undefined {
   return kindByCode.get(code);
@@ -52,7 +53,10 @@ export interface Section {
 
 /** Text from a file made safe for a one-line message: control characters escaped, at most 80 characters. */
 export function printable(text: string): string {
-  const escaped = text.replace(/[\x00-\x1f\x7f-\x9f\u2028\u2029]/g, c => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  const escaped = text.replace(
+    /[\x00-\x1f\x7f-\x9f\u2028\u2029]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
   return escaped.length > 80 ? `${escaped.slice(0, 80)}…` : escaped;
 }
 
@@ -62,7 +66,13 @@ export class CheckpointError extends Error {
 }
 
 /** A JSON section (timings, description, or a JSON config). */
-export function jsonSection(kind: Exclude<SectionKind, 'ram'>, name: string, value: unknown, version = 1, instance = 0): Section {
+export function jsonSection(
+  kind: Exclude<SectionKind, 'ram'>,
+  name: string,
+  value: unknown,
+  version = 1,
+  instance = 0,
+): Section {
   return { kind, name, instance, version, payload: new TextEncoder().encode(JSON.stringify(value)) };
 }
 
@@ -71,7 +81,9 @@ export function parseJsonSection(section: Section): unknown {
   try {
     return JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(section.payload));
   } catch (e) {
-    throw new CheckpointError(`section ${section.kind} '${printable(section.name)}' is not valid JSON: ${printable((e as Error).message)}`);
+    throw new CheckpointError(
+      `section ${section.kind} '${printable(section.name)}' is not valid JSON: ${printable((e as Error).message)}`,
+    );
   }
 }
 
@@ -163,7 +175,10 @@ export function crc32Zeros(length: number, value = 0): number {
 
 /** Every byte zero: a memcmp of the chunk against itself shifted by one byte, and the first byte zero. */
 export function isAllZero(chunk: Uint8Array): boolean {
-  return chunk.length === 0 || (chunk[0] === 0 && Buffer.compare(chunk.subarray(0, chunk.length - 1), chunk.subarray(1)) === 0);
+  return (
+    chunk.length === 0 ||
+    (chunk[0] === 0 && Buffer.compare(chunk.subarray(0, chunk.length - 1), chunk.subarray(1)) === 0)
+  );
 }
 
 /** crc32, taking the shortcut for an all-zero chunk. */

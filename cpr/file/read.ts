@@ -4,8 +4,20 @@
 // checksummed and located, for the loader to stream into guest memory with readRam. The file is opened read-only.
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import {
-  CheckpointError, FORMAT_VERSION, HEADER_BYTES, MAGIC, MAX_SECTION_BYTES, MIN_FORMAT_VERSION, SECTION_KINDS,
-  TRAILER_BYTES, crc32, crc32Chunk, kindOfCode, printable, type Section, type SectionKind,
+  CheckpointError,
+  FORMAT_VERSION,
+  HEADER_BYTES,
+  MAGIC,
+  MAX_SECTION_BYTES,
+  MIN_FORMAT_VERSION,
+  SECTION_KINDS,
+  TRAILER_BYTES,
+  crc32,
+  crc32Chunk,
+  kindOfCode,
+  printable,
+  type Section,
+  type SectionKind,
 } from './format.js';
 
 /** Where the RAM section's bytes are in the file. */
@@ -19,7 +31,12 @@ export interface RamLocation {
 }
 
 /** The file that was verified, so readRam can refuse a file that was replaced or changed since. */
-export interface FileIdentity { readonly dev: bigint; readonly ino: bigint; readonly size: bigint; readonly mtimeNs: bigint }
+export interface FileIdentity {
+  readonly dev: bigint;
+  readonly ino: bigint;
+  readonly size: bigint;
+  readonly mtimeNs: bigint;
+}
 
 export interface Checkpoint {
   readonly path: string;
@@ -44,7 +61,10 @@ class Scanner {
   private bufStart = 0;
   private bufEnd = 0;
 
-  constructor(private readonly fd: number, readonly size: number) {
+  constructor(
+    private readonly fd: number,
+    readonly size: number,
+  ) {
     this.buf = new Uint8Array(Math.max(1, Math.min(size, READ_CHUNK)));
   }
 
@@ -53,7 +73,8 @@ class Scanner {
     if (this.pos < this.bufStart || this.pos >= this.bufEnd) {
       const want = Math.min(this.buf.length, this.size - this.pos);
       const got = want > 0 ? readSync(this.fd, this.buf, 0, want, this.pos) : 0;
-      if (got <= 0) throw new CheckpointError(`checkpoint truncated at byte ${this.pos}: the file shrank while it was read`);
+      if (got <= 0)
+        throw new CheckpointError(`checkpoint truncated at byte ${this.pos}: the file shrank while it was read`);
       this.bufStart = this.pos;
       this.bufEnd = this.pos + got;
     }
@@ -62,7 +83,9 @@ class Scanner {
 
   private need(n: number, what: string): void {
     if (n > this.size - this.pos) {
-      throw new CheckpointError(`checkpoint truncated at byte ${this.size}: ${what} at byte ${this.pos} needs ${n} bytes, ${this.size - this.pos} remain`);
+      throw new CheckpointError(
+        `checkpoint truncated at byte ${this.size}: ${what} at byte ${this.pos} needs ${n} bytes, ${this.size - this.pos} remain`,
+      );
     }
   }
 
@@ -70,7 +93,7 @@ class Scanner {
   take(n: number, what: string, checksummed = true): Uint8Array {
     this.need(n, what);
     const out = new Uint8Array(n);
-    for (let done = 0; done < n;) {
+    for (let done = 0; done < n; ) {
       const k = Math.min(this.available(), n - done);
       const from = this.pos - this.bufStart;
       out.set(this.buf.subarray(from, from + k), done);
@@ -100,7 +123,8 @@ export function readCheckpoint(path: string): Checkpoint {
   try {
     const stat = fstatSync(fd, { bigint: true });
     if (!stat.isFile()) throw new CheckpointError(`checkpoint ${path} is not a regular file`);
-    if (stat.size > BigInt(Number.MAX_SAFE_INTEGER)) throw new CheckpointError(`checkpoint ${path} is impossibly large (${stat.size} bytes)`);
+    if (stat.size > BigInt(Number.MAX_SAFE_INTEGER))
+      throw new CheckpointError(`checkpoint ${path} is impossibly large (${stat.size} bytes)`);
     const identity: FileIdentity = { dev: stat.dev, ino: stat.ino, size: stat.size, mtimeNs: stat.mtimeNs };
     const scan = new Scanner(fd, Number(stat.size));
     const formatVersion = readHeader(scan);
@@ -116,39 +140,58 @@ export function readCheckpoint(path: string): Checkpoint {
       if (kind === undefined) throw new CheckpointError(`unknown section kind ${code} at byte ${at}`);
       const nameBytes = scan.take(head.getUint16(1, true), `the name of a ${kind} section`);
       let name: string;
-      try { name = utf8.decode(nameBytes); } catch { throw new CheckpointError(`the name of the ${kind} section at byte ${at} is not valid UTF-8`); }
+      try {
+        name = utf8.decode(nameBytes);
+      } catch {
+        throw new CheckpointError(`the name of the ${kind} section at byte ${at} is not valid UTF-8`);
+      }
       const tail = new DataView(scan.take(16, `the header of ${kind} section '${printable(name)}'`).buffer);
       const instance = tail.getUint32(0, true);
       const version = tail.getUint32(4, true);
       const length64 = tail.getBigUint64(8, true);
       const what = `${kind} section '${printable(name)}' (at byte ${at})`;
       if (kind === 'end') {
-        if (name !== '' || instance !== 0 || version !== 0 || length64 !== 0n) throw new CheckpointError(`malformed end marker at byte ${at}`);
+        if (name !== '' || instance !== 0 || version !== 0 || length64 !== 0n)
+          throw new CheckpointError(`malformed end marker at byte ${at}`);
         break;
       }
       if (length64 > BigInt(scan.size - scan.pos)) {
-        throw new CheckpointError(`checkpoint truncated at byte ${scan.size}: ${what} claims ${length64} bytes, ${scan.size - scan.pos} remain`);
+        throw new CheckpointError(
+          `checkpoint truncated at byte ${scan.size}: ${what} claims ${length64} bytes, ${scan.size - scan.pos} remain`,
+        );
       }
       const length = Number(length64);
       const key = `${kind}\0${name}\0${instance}`;
-      if (seen.has(key) || (kind === 'ram' && ram)) throw new CheckpointError(`duplicate ${kind} section '${printable(name)}' instance ${instance} at byte ${at}`);
+      if (seen.has(key) || (kind === 'ram' && ram))
+        throw new CheckpointError(`duplicate ${kind} section '${printable(name)}' instance ${instance} at byte ${at}`);
       seen.add(key);
       if (kind === 'ram') {
         ram = { name, instance, version, offset: scan.pos, length };
         scan.skip(length, `the payload of ${what}`);
         continue;
       }
-      if (length > MAX_SECTION_BYTES) throw new CheckpointError(`${what}: payload of ${length} bytes exceeds the ${MAX_SECTION_BYTES >> 20} MiB section limit`);
+      if (length > MAX_SECTION_BYTES)
+        throw new CheckpointError(
+          `${what}: payload of ${length} bytes exceeds the ${MAX_SECTION_BYTES >> 20} MiB section limit`,
+        );
       if (kind === 'config') configs++;
       sections.push({ kind, name, instance, version, payload: scan.take(length, `the payload of ${what}`) });
     }
     const computed = scan.crc;
     const stored = new DataView(scan.take(TRAILER_BYTES, 'the checksum', false).buffer).getUint32(0, true);
-    if (scan.pos !== scan.size) throw new CheckpointError(`trailing garbage: ${scan.size - scan.pos} bytes after the checksum at byte ${scan.pos}`);
+    if (scan.pos !== scan.size)
+      throw new CheckpointError(
+        `trailing garbage: ${scan.size - scan.pos} bytes after the checksum at byte ${scan.pos}`,
+      );
     if (stored !== computed) {
-      throw new CheckpointError(`checksum mismatch: the file says ${hex32(stored)}, its contents give ${hex32(computed)}`);
+      throw new CheckpointError(
+        `checksum mismatch: the file says ${hex32(stored)}, its contents give ${hex32(computed)}`,
+      );
     }
-    if (configs !== 1) throw new CheckpointError(configs === 0 ? 'checkpoint has no config section' : `checkpoint has ${configs} config sections`);
+    if (configs !== 1)
+      throw new CheckpointError(
+        configs === 0 ? 'checkpoint has no config section' : `checkpoint has ${configs} config sections`,
+      );
     return { path, formatVersion, fileBytes: scan.size, checksum: computed, sections, ram, identity };
   } finally {
     closeSync(fd);
@@ -159,12 +202,20 @@ function readHeader(scan: Scanner): number {
   const header = scan.take(HEADER_BYTES, 'the header');
   for (let i = 0; i < MAGIC.length; i++) {
     if (header[i] !== MAGIC[i]) {
-      throw new CheckpointError(`bad magic: not a tsvmm checkpoint (starts with ${Buffer.from(header.subarray(0, MAGIC.length)).toString('hex')})`);
+      throw new CheckpointError(
+        `bad magic: not a tsvmm checkpoint (starts with ${Buffer.from(header.subarray(0, MAGIC.length)).toString('hex')})`,
+      );
     }
   }
   const version = new DataView(header.buffer).getUint32(MAGIC.length, true);
-  if (version > FORMAT_VERSION) throw new CheckpointError(`checkpoint format version ${version} is newer than this tsvmm supports (${FORMAT_VERSION})`);
-  if (version < MIN_FORMAT_VERSION) throw new CheckpointError(`checkpoint format version ${version} is older than this tsvmm supports (${MIN_FORMAT_VERSION})`);
+  if (version > FORMAT_VERSION)
+    throw new CheckpointError(
+      `checkpoint format version ${version} is newer than this tsvmm supports (${FORMAT_VERSION})`,
+    );
+  if (version < MIN_FORMAT_VERSION)
+    throw new CheckpointError(
+      `checkpoint format version ${version} is older than this tsvmm supports (${MIN_FORMAT_VERSION})`,
+    );
   return version;
 }
 
@@ -180,8 +231,16 @@ function openForReading(path: string): number {
 }
 
 /** The first section of `kind` (and `name`, `instance` when given). */
-export function findSection(checkpoint: Checkpoint, kind: Exclude<SectionKind, 'ram'>, name?: string, instance?: number): Section | undefined {
-  return checkpoint.sections.find(s => s.kind === kind && (name === undefined || s.name === name) && (instance === undefined || s.instance === instance));
+export function findSection(
+  checkpoint: Checkpoint,
+  kind: Exclude<SectionKind, 'ram'>,
+  name?: string,
+  instance?: number,
+): Section | undefined {
+  return checkpoint.sections.find(
+    (s) =>
+      s.kind === kind && (name === undefined || s.name === name) && (instance === undefined || s.instance === instance),
+  );
 }
 
 /** A reader of the verified RAM section; `close()` it when done. */
@@ -210,18 +269,33 @@ export function openRam(checkpoint: Checkpoint): RamReader {
   return {
     read(offset, length, into) {
       if (!open) throw new CheckpointError('RAM reader is closed');
-      if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > ram.length) {
-        throw new CheckpointError(`RAM read of ${length} bytes at offset ${offset} is outside the ${ram.length}-byte RAM section`);
+      if (
+        !Number.isSafeInteger(offset) ||
+        !Number.isSafeInteger(length) ||
+        offset < 0 ||
+        length < 0 ||
+        offset + length > ram.length
+      ) {
+        throw new CheckpointError(
+          `RAM read of ${length} bytes at offset ${offset} is outside the ${ram.length}-byte RAM section`,
+        );
       }
-      if (into.length < length) throw new CheckpointError(`RAM read of ${length} bytes into a buffer of ${into.length}`);
-      for (let done = 0; done < length;) {
+      if (into.length < length)
+        throw new CheckpointError(`RAM read of ${length} bytes into a buffer of ${into.length}`);
+      for (let done = 0; done < length; ) {
         const got = readSync(fd, into, done, Math.min(length - done, 1 << 30), ram.offset + offset + done);
-        if (got <= 0) throw new CheckpointError(`checkpoint ${checkpoint.path} truncated at byte ${ram.offset + offset + done} while reading RAM`);
+        if (got <= 0)
+          throw new CheckpointError(
+            `checkpoint ${checkpoint.path} truncated at byte ${ram.offset + offset + done} while reading RAM`,
+          );
         done += got;
       }
     },
     close() {
-      if (open) { open = false; closeSync(fd); }
+      if (open) {
+        open = false;
+        closeSync(fd);
+      }
     },
   };
 }
@@ -229,5 +303,9 @@ export function openRam(checkpoint: Checkpoint): RamReader {
 /** One read of RAM bytes [offset, offset + length) into `into` (opens and closes the file; see openRam for many). */
 export function readRam(checkpoint: Checkpoint, offset: number, length: number, into: Uint8Array): void {
   const reader = openRam(checkpoint);
-  try { reader.read(offset, length, into); } finally { reader.close(); }
+  try {
+    reader.read(offset, length, into);
+  } finally {
+    reader.close();
+  }
 }

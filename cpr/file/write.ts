@@ -4,8 +4,19 @@
 import { closeSync, constants, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import {
-  CheckpointError, FORMAT_VERSION, HEADER_BYTES, MAGIC, MAX_NAME_BYTES, MAX_SECTION_BYTES, SECTION_HEADER_BYTES,
-  SECTION_KINDS, TRAILER_BYTES, crc32, crc32Chunk, jsonSection, type Section,
+  CheckpointError,
+  FORMAT_VERSION,
+  HEADER_BYTES,
+  MAGIC,
+  MAX_NAME_BYTES,
+  MAX_SECTION_BYTES,
+  SECTION_HEADER_BYTES,
+  SECTION_KINDS,
+  TRAILER_BYTES,
+  crc32,
+  crc32Chunk,
+  jsonSection,
+  type Section,
 } from './format.js';
 
 /** Guest RAM as the writer sees it: `size` bytes, read in chunks (a view into guest memory is fine). */
@@ -37,7 +48,10 @@ export interface WriteTimings {
   readonly renameNs: number;
 }
 
-export interface WriteResult { readonly bytes: number; readonly timings: WriteTimings }
+export interface WriteResult {
+  readonly bytes: number;
+  readonly timings: WriteTimings;
+}
 
 /** RAM is streamed in chunks of this size: large enough to amortise syscalls, small enough to stay in cache. */
 const RAM_CHUNK = 8 << 20;
@@ -45,22 +59,37 @@ const U32_MAX = 0xffff_ffff;
 const utf8 = new TextEncoder();
 const now = () => process.hrtime.bigint();
 
-interface PlannedSection { readonly code: number; readonly name: Uint8Array; readonly instance: number; readonly version: number; readonly length: number }
+interface PlannedSection {
+  readonly code: number;
+  readonly name: Uint8Array;
+  readonly instance: number;
+  readonly version: number;
+  readonly length: number;
+}
 
 export function writeCheckpoint(path: string, contents: CheckpointContents): WriteResult {
   let t = now();
-  let serializeNs = 0n; let writeNs = 0n; let fsyncNs = 0n;
-  const lap = () => { const n = now(); const d = n - t; t = n; return d; };
+  let serializeNs = 0n;
+  let writeNs = 0n;
+  let fsyncNs = 0n;
+  const lap = () => {
+    const n = now();
+    const d = n - t;
+    t = n;
+    return d;
+  };
 
   const sections = [...contents.sections];
-  if (contents.description !== undefined) sections.push(jsonSection('description', 'description', contents.description));
+  if (contents.description !== undefined)
+    sections.push(jsonSection('description', 'description', contents.description));
   const planned = sections.map(checkSection);
   checkUnique(sections);
   const ram = contents.ram && checkRam(contents.ram);
 
   // Header and every small section in one buffer, so they take one write.
   let prefixBytes = HEADER_BYTES;
-  for (let i = 0; i < sections.length; i++) prefixBytes += SECTION_HEADER_BYTES + planned[i].name.length + planned[i].length;
+  for (let i = 0; i < sections.length; i++)
+    prefixBytes += SECTION_HEADER_BYTES + planned[i].name.length + planned[i].length;
   if (ram) prefixBytes += SECTION_HEADER_BYTES + ram.name.length;
   const prefix = new Uint8Array(prefixBytes);
   const view = new DataView(prefix.buffer);
@@ -76,7 +105,13 @@ export function writeCheckpoint(path: string, contents: CheckpointContents): Wri
   let crc = crc32(prefix);
   const endAndTrailer = new Uint8Array(SECTION_HEADER_BYTES + TRAILER_BYTES);
   const tailView = new DataView(endAndTrailer.buffer);
-  putSectionHeader(endAndTrailer, tailView, 0, { code: SECTION_KINDS.end, name: new Uint8Array(0), instance: 0, version: 0, length: 0 });
+  putSectionHeader(endAndTrailer, tailView, 0, {
+    code: SECTION_KINDS.end,
+    name: new Uint8Array(0),
+    instance: 0,
+    version: 0,
+    length: 0,
+  });
   serializeNs += lap();
 
   const temp = `${path}.tmp-${process.pid}`;
@@ -115,13 +150,33 @@ export function writeCheckpoint(path: string, contents: CheckpointContents): Wri
       syncDirectory(dirname(path));
     } catch (e) {
       // The file is complete and in place; only its durability across a host crash is in doubt.
-      throw new CheckpointError(`checkpoint ${path} written but its directory could not be synced: ${(e as Error).message}`, { cause: e });
+      throw new CheckpointError(
+        `checkpoint ${path} written but its directory could not be synced: ${(e as Error).message}`,
+        { cause: e },
+      );
     }
     const renameNs = lap();
-    return { bytes, timings: { serializeNs: Number(serializeNs), writeNs: Number(writeNs), fsyncNs: Number(fsyncNs), renameNs: Number(renameNs) } };
+    return {
+      bytes,
+      timings: {
+        serializeNs: Number(serializeNs),
+        writeNs: Number(writeNs),
+        fsyncNs: Number(fsyncNs),
+        renameNs: Number(renameNs),
+      },
+    };
   } catch (e) {
-    if (fd !== undefined) try { closeSync(fd); } catch { /* already failing */ }
-    try { removeIfPresent(temp); } catch { /* already failing; the original error says more */ }
+    if (fd !== undefined)
+      try {
+        closeSync(fd);
+      } catch {
+        /* already failing */
+      }
+    try {
+      removeIfPresent(temp);
+    } catch {
+      /* already failing; the original error says more */
+    }
     if (e instanceof CheckpointError) throw e;
     throw new CheckpointError(`cannot write checkpoint ${path}: ${(e as Error).message}`, { cause: e });
   }
@@ -131,16 +186,21 @@ function checkSection(s: Section): PlannedSection {
   const what = `section ${String(s.kind)} '${String(s.name)}'`;
   const code = (SECTION_KINDS as Record<string, number>)[s.kind];
   if (code === undefined || s.kind === ('end' as string) || s.kind === ('ram' as string)) {
-    throw new CheckpointError(`${what}: kind must be one of config, device, vcpu, kvm, timings, description (RAM goes in contents.ram)`);
+    throw new CheckpointError(
+      `${what}: kind must be one of config, device, vcpu, kvm, timings, description (RAM goes in contents.ram)`,
+    );
   }
   if (typeof s.name !== 'string') throw new CheckpointError(`${what}: name must be a string`);
   const name = utf8.encode(s.name);
-  if (name.length > MAX_NAME_BYTES) throw new CheckpointError(`${what}: name of ${name.length} bytes exceeds ${MAX_NAME_BYTES}`);
+  if (name.length > MAX_NAME_BYTES)
+    throw new CheckpointError(`${what}: name of ${name.length} bytes exceeds ${MAX_NAME_BYTES}`);
   checkU32(s.instance, `${what}: instance`);
   checkU32(s.version, `${what}: version`);
   if (!(s.payload instanceof Uint8Array)) throw new CheckpointError(`${what}: payload must be a Uint8Array`);
   if (s.payload.length > MAX_SECTION_BYTES) {
-    throw new CheckpointError(`${what}: payload of ${s.payload.length} bytes exceeds the ${MAX_SECTION_BYTES >> 20} MiB section limit`);
+    throw new CheckpointError(
+      `${what}: payload of ${s.payload.length} bytes exceeds the ${MAX_SECTION_BYTES >> 20} MiB section limit`,
+    );
   }
   return { code, name, instance: s.instance, version: s.version, length: s.payload.length };
 }
@@ -158,9 +218,11 @@ function checkUnique(sections: readonly Section[]): void {
 }
 
 function checkRam(source: RamSource): PlannedSection & { source: RamSource } {
-  if (!Number.isSafeInteger(source.size) || source.size < 0) throw new CheckpointError(`RAM size ${source.size} is not a byte count`);
+  if (!Number.isSafeInteger(source.size) || source.size < 0)
+    throw new CheckpointError(`RAM size ${source.size} is not a byte count`);
   const name = utf8.encode(source.name ?? 'ram');
-  if (name.length > MAX_NAME_BYTES) throw new CheckpointError(`RAM section name of ${name.length} bytes exceeds ${MAX_NAME_BYTES}`);
+  if (name.length > MAX_NAME_BYTES)
+    throw new CheckpointError(`RAM section name of ${name.length} bytes exceeds ${MAX_NAME_BYTES}`);
   const instance = source.instance ?? 0;
   const version = source.version ?? 1;
   checkU32(instance, 'RAM section instance');
@@ -188,25 +250,37 @@ function readRamChunk(source: RamSource, offset: number, length: number): Uint8A
   try {
     chunk = source.read(offset, length);
   } catch (e) {
-    throw new CheckpointError(`RAM read of ${length} bytes at offset ${offset} failed: ${(e as Error).message}`, { cause: e });
+    throw new CheckpointError(`RAM read of ${length} bytes at offset ${offset} failed: ${(e as Error).message}`, {
+      cause: e,
+    });
   }
   if (!(chunk instanceof Uint8Array) || chunk.length !== length) {
-    throw new CheckpointError(`RAM read at offset ${offset} returned ${(chunk as Uint8Array)?.length} bytes, expected ${length}`);
+    throw new CheckpointError(
+      `RAM read at offset ${offset} returned ${(chunk as Uint8Array)?.length} bytes, expected ${length}`,
+    );
   }
   return chunk;
 }
 
 function writeAll(fd: number, data: Uint8Array, position: number): void {
-  for (let done = 0; done < data.length;) {
+  for (let done = 0; done < data.length; ) {
     done += writeSync(fd, data, done, Math.min(data.length - done, 1 << 30), position + done);
   }
 }
 
 function syncDirectory(dir: string): void {
   const fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
-  try { fsyncSync(fd); } finally { closeSync(fd); }
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 function removeIfPresent(path: string): void {
-  try { unlinkSync(path); } catch (e) { if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e; }
+  try {
+    unlinkSync(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
 }

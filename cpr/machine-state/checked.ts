@@ -25,7 +25,7 @@ export function readText(buffer: Uint8Array, length: number, what: string): stri
     throw new RangeError(`${what}: length ${length} is outside its buffer of ${buffer.length} bytes`);
   }
   try {
-    return decoder.decode(buffer.slice(0, length));   // a copy: TextDecoder may refuse views of shared memory
+    return decoder.decode(buffer.slice(0, length)); // a copy: TextDecoder may refuse views of shared memory
   } catch {
     throw new RangeError(`${what}: the ${length} bytes are not valid UTF-8`);
   }
@@ -33,7 +33,8 @@ export function readText(buffer: Uint8Array, length: number, what: string): stri
 
 /** A non-negative safe integer as a u64. */
 export function toU64(value: number, what: string): bigint {
-  if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`${what}: ${value} is not a non-negative integer`);
+  if (!Number.isSafeInteger(value) || value < 0)
+    throw new RangeError(`${what}: ${value} is not a non-negative integer`);
   return BigInt(value);
 }
 

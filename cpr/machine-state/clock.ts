@@ -7,12 +7,15 @@ import { u32, u64, newRecord, clearRecord, type Descriptor, type StateOf } from 
 import type { ClockData } from '../../kvm/types.js';
 
 export const clockDescriptor = {
-  name: 'kvmclock', version: 1, minVersion: 1, subsections: [],
+  name: 'kvmclock',
+  version: 1,
+  minVersion: 1,
+  subsections: [],
   fields: [
-    u64('clock'),     // guest ns
-    u32('flags'),     // KVM_CLOCK_*: which of realtime and hostTsc are valid
-    u64('realtime'),  // host CLOCK_REALTIME ns at the read
-    u64('hostTsc'),   // host TSC at the read
+    u64('clock'), // guest ns
+    u32('flags'), // KVM_CLOCK_*: which of realtime and hostTsc are valid
+    u64('realtime'), // host CLOCK_REALTIME ns at the read
+    u64('hostTsc'), // host TSC at the read
   ],
 } as const satisfies Descriptor;
 
@@ -21,7 +24,10 @@ export type ClockRecord = StateOf<typeof clockDescriptor>;
 export function clockToRecord(s: ClockData, record?: ClockRecord): ClockRecord {
   const r = record ?? newRecord(clockDescriptor);
   if (record) clearRecord(record);
-  r.clock = s.clock; r.flags = s.flags; r.realtime = s.realtime; r.hostTsc = s.hostTsc;
+  r.clock = s.clock;
+  r.flags = s.flags;
+  r.realtime = s.realtime;
+  r.hostTsc = s.hostTsc;
   return r;
 }
 

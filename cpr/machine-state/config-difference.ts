@@ -44,20 +44,23 @@ function describeBackend(b: BackendRecord): string {
 function serialPorts(serial: SavedMachineConfig['config']['serial']): Map<number, string> {
   const ports = new Map<number, string>();
   serial.forEach((spec, i) => {
-    if (i < COM_PORTS.length && spec.kind !== 'none') ports.set(i, `serial COM${i + 1} (port ${hex(COM_PORTS[i].base)})`);
+    if (i < COM_PORTS.length && spec.kind !== 'none')
+      ports.set(i, `serial COM${i + 1} (port ${hex(COM_PORTS[i].base)})`);
   });
   return ports;
 }
 
 function debugconPorts(c: SavedMachineConfig['config']): Map<number, string> {
-  return new Map(c.debugcon.map(d => [d.iobase, `isa-debugcon at port ${hex(d.iobase)}`]));
+  return new Map(c.debugcon.map((d) => [d.iobase, `isa-debugcon at port ${hex(d.iobase)}`]));
 }
 
 /** Devices present on one side only, in the order checkpoint-first then this VM's. */
 function deviceSetDifferences(saved: Map<number, string>, current: Map<number, string>): string[] {
   const out: string[] = [];
-  for (const [key, what] of saved) if (!current.has(key)) out.push(`device list differs: checkpoint has ${what}, this VM does not`);
-  for (const [key, what] of current) if (!saved.has(key)) out.push(`device list differs: this VM has ${what}, the checkpoint does not`);
+  for (const [key, what] of saved)
+    if (!current.has(key)) out.push(`device list differs: checkpoint has ${what}, this VM does not`);
+  for (const [key, what] of current)
+    if (!saved.has(key)) out.push(`device list differs: this VM has ${what}, the checkpoint does not`);
   return out;
 }
 
@@ -68,7 +71,11 @@ const describeOutput = (s: CharSpec) => ('path' in s ? `${s.kind}:${s.path}` : s
 function canonical(value: unknown): string {
   return JSON.stringify(value, (_key, v: unknown) => {
     if (v === null || typeof v !== 'object' || Array.isArray(v)) return v;
-    return Object.fromEntries(Object.entries(v).filter(([, x]) => x !== undefined).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)));
+    return Object.fromEntries(
+      Object.entries(v)
+        .filter(([, x]) => x !== undefined)
+        .sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)),
+    );
   });
 }
 
@@ -76,7 +83,8 @@ function canonical(value: unknown): string {
 export function configDifferences(saved: SavedMachineConfig, current: SavedMachineConfig): ConfigDifference[] {
   const blocking: string[] = [];
   const informative: string[] = [];
-  const a = saved.config; const b = current.config;
+  const a = saved.config;
+  const b = current.config;
   const differs = (list: string[], what: string, x: unknown, y: unknown) => {
     if (x !== y) list.push(`${what} differs: checkpoint ${String(x)}, this VM ${String(y)}`);
   };
@@ -85,9 +93,12 @@ export function configDifferences(saved: SavedMachineConfig, current: SavedMachi
   if (a.memory.size !== b.memory.size) {
     blocking.push(`RAM size differs: checkpoint ${formatBytes(a.memory.size)}, this VM ${formatBytes(b.memory.size)}`);
   } else if (saved.ram.size !== current.ram.size) {
-    blocking.push(`RAM size differs: checkpoint's backend ${formatBytes(saved.ram.size)}, this VM's ${formatBytes(current.ram.size)}`);
+    blocking.push(
+      `RAM size differs: checkpoint's backend ${formatBytes(saved.ram.size)}, this VM's ${formatBytes(current.ram.size)}`,
+    );
   }
-  const ra = saved.ram; const rb = current.ram;
+  const ra = saved.ram;
+  const rb = current.ram;
   if (ra.kind !== rb.kind || ra.path !== rb.path || ra.offset !== rb.offset || ra.share !== rb.share) {
     blocking.push(`RAM backend differs: checkpoint ${describeBackend(ra)}, this VM ${describeBackend(rb)}`);
   }
@@ -98,28 +109,38 @@ export function configDifferences(saved: SavedMachineConfig, current: SavedMachi
   // The guest-visible devices and their ports.
   blocking.push(...deviceSetDifferences(serialPorts(a.serial), serialPorts(b.serial)));
   blocking.push(...deviceSetDifferences(debugconPorts(a), debugconPorts(b)));
-  const exitText = (d: typeof a.debugExit) => (d ? `isa-debug-exit at port ${hex(d.iobase)} (size ${d.iosize})` : 'no isa-debug-exit');
+  const exitText = (d: typeof a.debugExit) =>
+    d ? `isa-debug-exit at port ${hex(d.iobase)} (size ${d.iosize})` : 'no isa-debug-exit';
   if (exitText(a.debugExit) !== exitText(b.debugExit)) {
     blocking.push(`device list differs: checkpoint has ${exitText(a.debugExit)}, this VM has ${exitText(b.debugExit)}`);
   }
 
   const pvpanicText = (p: typeof a.pvpanic) => (p ? `pvpanic at port ${hex(p.ioport)}` : 'no pvpanic');
   if (pvpanicText(a.pvpanic) !== pvpanicText(b.pvpanic)) {
-    blocking.push(`device list differs: checkpoint has ${pvpanicText(a.pvpanic)}, this VM has ${pvpanicText(b.pvpanic)}`);
+    blocking.push(
+      `device list differs: checkpoint has ${pvpanicText(a.pvpanic)}, this VM has ${pvpanicText(b.pvpanic)}`,
+    );
   }
 
   // The PCI devices: the same kinds in the same slots (device state sections follow the same order).
-  const virtioText = (c: typeof a) => c.virtio.map((v, i) => `${v.kind}${v.kind === 'blk' && v.readOnly ? ' (read-only)' : ''} in slot ${i}`).join(', ') || 'no virtio devices';
-  if (virtioText(a) !== virtioText(b)) blocking.push(`virtio devices differ: checkpoint has ${virtioText(a)}, this VM has ${virtioText(b)}`);
+  const virtioText = (c: typeof a) =>
+    c.virtio
+      .map((v, i) => `${v.kind}${v.kind === 'blk' && v.readOnly ? ' (read-only)' : ''} in slot ${i}`)
+      .join(', ') || 'no virtio devices';
+  if (virtioText(a) !== virtioText(b))
+    blocking.push(`virtio devices differ: checkpoint has ${virtioText(a)}, this VM has ${virtioText(b)}`);
   differs(blocking, 'ACPI', a.acpi ? 'on' : 'off', b.acpi ? 'on' : 'off');
 
   // Informative.
   for (const [i, v] of a.virtio.entries()) {
     const w = b.virtio[i];
-    if (w && w.kind === v.kind && canonical(v) !== canonical(w)) informative.push(`virtio device ${i} options differ: checkpoint ${canonical(v)}, this VM ${canonical(w)}`);
+    if (w && w.kind === v.kind && canonical(v) !== canonical(w))
+      informative.push(`virtio device ${i} options differ: checkpoint ${canonical(v)}, this VM ${canonical(w)}`);
   }
   if (canonical(a.boot) !== canonical(b.boot)) {
-    informative.push(`boot configuration differs (not used by a restore): checkpoint ${canonical(a.boot)}, this VM ${canonical(b.boot)}`);
+    informative.push(
+      `boot configuration differs (not used by a restore): checkpoint ${canonical(a.boot)}, this VM ${canonical(b.boot)}`,
+    );
   }
   for (const [i, spec] of a.serial.entries()) {
     const other = b.serial[i];
@@ -130,25 +151,34 @@ export function configDifferences(saved: SavedMachineConfig, current: SavedMachi
     }
   }
   for (const d of a.debugcon) {
-    const other = b.debugcon.find(x => x.iobase === d.iobase);
+    const other = b.debugcon.find((x) => x.iobase === d.iobase);
     if (other && canonical(d) !== canonical(other)) {
       const out = (x: typeof d) => `${describeOutput(x.output)}${x.timestamps ? ' with timestamps' : ''}`;
-      informative.push(`isa-debugcon at port ${hex(d.iobase)} output differs: checkpoint ${out(d)}, this VM ${out(other)}`);
+      informative.push(
+        `isa-debugcon at port ${hex(d.iobase)} output differs: checkpoint ${out(d)}, this VM ${out(other)}`,
+      );
     }
   }
   differs(informative, 'VM name', a.name, b.name);
   differs(informative, 'memory backend id', a.memory.backendId, b.memory.backendId);
   if (canonical(a.memory.backend) !== canonical(b.memory.backend)) {
-    informative.push(`memory backend options differ: checkpoint ${canonical(a.memory.backend)}, this VM ${canonical(b.memory.backend)}`);
+    informative.push(
+      `memory backend options differ: checkpoint ${canonical(a.memory.backend)}, this VM ${canonical(b.memory.backend)}`,
+    );
   }
-  differs(informative, 'RAM huge pages', ra.hugetlb ? `hugetlb ${formatBytes(ra.hugetlbSize)}` : 'none', rb.hugetlb ? `hugetlb ${formatBytes(rb.hugetlbSize)}` : 'none');
+  differs(
+    informative,
+    'RAM huge pages',
+    ra.hugetlb ? `hugetlb ${formatBytes(ra.hugetlbSize)}` : 'none',
+    rb.hugetlb ? `hugetlb ${formatBytes(rb.hugetlbSize)}` : 'none',
+  );
   differs(informative, '-no-reboot', a.noReboot, b.noReboot);
   differs(informative, 'timeout (ms)', a.timeoutMs, b.timeoutMs);
   differs(informative, 'start paused (-S)', a.startPaused, b.startPaused);
 
   return [
-    ...blocking.map(message => ({ message, blocksRestore: true })),
-    ...informative.map(message => ({ message, blocksRestore: false })),
+    ...blocking.map((message) => ({ message, blocksRestore: true })),
+    ...informative.map((message) => ({ message, blocksRestore: false })),
   ];
 }
 
@@ -157,5 +187,5 @@ export function configDifferences(saved: SavedMachineConfig, current: SavedMachi
  * null when the checkpoint fits this VM. Informative differences (configDifferences) never count.
  */
 export function describeConfigDifference(saved: SavedMachineConfig, current: SavedMachineConfig): string | null {
-  return configDifferences(saved, current).find(d => d.blocksRestore)?.message ?? null;
+  return configDifferences(saved, current).find((d) => d.blocksRestore)?.message ?? null;
 }

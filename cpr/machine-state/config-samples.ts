@@ -44,33 +44,74 @@ function withOptional<T extends object>(base: T, extra: Record<string, unknown>)
 
 export function randomCharSpec(r: Random): CharSpec {
   switch (r.pick(['stdio', 'file', 'unix', 'pipe', 'null', 'none'] as const)) {
-    case 'stdio': return { kind: 'stdio' };
-    case 'file': return { kind: 'file', path: path(r), append: r.chance() };
-    case 'unix': { const server = r.chance(); return { kind: 'unix', path: path(r), server, wait: server && r.chance() }; }
-    case 'pipe': return { kind: 'pipe', path: path(r) };
-    case 'null': return { kind: 'null' };
-    case 'none': return { kind: 'none' };
+    case 'stdio':
+      return { kind: 'stdio' };
+    case 'file':
+      return { kind: 'file', path: path(r), append: r.chance() };
+    case 'unix': {
+      const server = r.chance();
+      return { kind: 'unix', path: path(r), server, wait: server && r.chance() };
+    }
+    case 'pipe':
+      return { kind: 'pipe', path: path(r) };
+    case 'null':
+      return { kind: 'null' };
+    case 'none':
+      return { kind: 'none' };
   }
 }
 
 function randomBackendSpec(r: Random, size: number): BackendSpec {
   const bool = () => maybe(r, () => r.chance());
   switch (r.pick(['anon', 'memfd', 'file', 'devdax'] as const)) {
-    case 'anon': return withOptional({ kind: 'anon' as const, size }, { share: bool(), transparentHugePages: bool(), prealloc: bool() });
-    case 'memfd': return withOptional({ kind: 'memfd' as const, size }, { share: bool(), hugetlb: bool(), hugetlbSize: maybe(r, () => 2 ** r.int(21, 30)), seal: bool(), prealloc: bool() });
-    case 'file': return withOptional({ kind: 'file' as const, size, path: path(r) }, { share: bool(), offset: maybe(r, () => r.int(0, 1 << 20) * 4096), prealloc: bool() });
-    case 'devdax': return withOptional({ kind: 'devdax' as const, size, path: `/dev/dax${r.int(0, 9)}.${r.int(0, 9)}` }, { offset: maybe(r, () => r.int(0, 8) * 2 ** 21), prealloc: bool() });
+    case 'anon':
+      return withOptional(
+        { kind: 'anon' as const, size },
+        { share: bool(), transparentHugePages: bool(), prealloc: bool() },
+      );
+    case 'memfd':
+      return withOptional(
+        { kind: 'memfd' as const, size },
+        {
+          share: bool(),
+          hugetlb: bool(),
+          hugetlbSize: maybe(r, () => 2 ** r.int(21, 30)),
+          seal: bool(),
+          prealloc: bool(),
+        },
+      );
+    case 'file':
+      return withOptional(
+        { kind: 'file' as const, size, path: path(r) },
+        { share: bool(), offset: maybe(r, () => r.int(0, 1 << 20) * 4096), prealloc: bool() },
+      );
+    case 'devdax':
+      return withOptional(
+        { kind: 'devdax' as const, size, path: `/dev/dax${r.int(0, 9)}.${r.int(0, 9)}` },
+        { offset: maybe(r, () => r.int(0, 8) * 2 ** 21), prealloc: bool() },
+      );
   }
 }
 
 function randomBoot(r: Random): BootConfig | null {
   switch (r.int(0, 2)) {
-    case 0: return null;
-    case 1: return withOptional({ kind: 'kernel' as const, path: path(r), append: randomText(r, 20) }, { initrd: maybe(r, () => path(r)) });
-    default: return withOptional(
-      { kind: 'flat' as const, path: path(r), loadAddress: r.int(0, 2 ** 40), mode: r.pick(['real', 'protected', 'long'] as const) },
-      { entry: maybe(r, () => r.int(0, Number.MAX_SAFE_INTEGER)) },
-    );
+    case 0:
+      return null;
+    case 1:
+      return withOptional(
+        { kind: 'kernel' as const, path: path(r), append: randomText(r, 20) },
+        { initrd: maybe(r, () => path(r)) },
+      );
+    default:
+      return withOptional(
+        {
+          kind: 'flat' as const,
+          path: path(r),
+          loadAddress: r.int(0, 2 ** 40),
+          mode: r.pick(['real', 'protected', 'long'] as const),
+        },
+        { entry: maybe(r, () => r.int(0, Number.MAX_SAFE_INTEGER)) },
+      );
   }
 }
 
@@ -91,19 +132,35 @@ export function randomRamRecord(r: Random, size: number): BackendRecord {
 function randomVirtio(r: Random, i: number): VirtioDeviceConfig {
   const id = `dev${i}-${randomText(r, 2)}`;
   switch (r.pick(['blk', 'net', 'rng', 'console'] as const)) {
-    case 'blk': return { kind: 'blk', id, path: `/images/${randomText(r, 3)}.img`, readOnly: r.chance(), serial: r.chance() ? null : `S${r.int(0, 99999)}` };
-    case 'net': return { kind: 'net', id, ifname: `tap${r.int(0, 99)}`, mac: `52:54:00:12:34:${r.int(0, 255).toString(16).padStart(2, '0')}` };
-    case 'rng': return { kind: 'rng', id };
-    case 'console': return { kind: 'console', id, output: randomCharSpec(r) };
+    case 'blk':
+      return {
+        kind: 'blk',
+        id,
+        path: `/images/${randomText(r, 3)}.img`,
+        readOnly: r.chance(),
+        serial: r.chance() ? null : `S${r.int(0, 99999)}`,
+      };
+    case 'net':
+      return {
+        kind: 'net',
+        id,
+        ifname: `tap${r.int(0, 99)}`,
+        mac: `52:54:00:12:34:${r.int(0, 255).toString(16).padStart(2, '0')}`,
+      };
+    case 'rng':
+      return { kind: 'rng', id };
+    case 'console':
+      return { kind: 'console', id, output: randomCharSpec(r) };
   }
 }
 
 export function randomSaved(r: Random): SavedMachineConfig {
-  const size = r.int(1, 2 ** 23) * 8192;   // up to 64 GiB, QEMU's 8 KiB granularity
+  const size = r.int(1, 2 ** 23) * 8192; // up to 64 GiB, QEMU's 8 KiB granularity
   const ports = new Set<number>();
   const debugcon = Array.from({ length: r.int(0, 3) }, () => {
     let iobase: number;
-    do iobase = r.int(0, 0xffff); while (ports.has(iobase));
+    do iobase = r.int(0, 0xffff);
+    while (ports.has(iobase));
     ports.add(iobase);
     return { output: randomCharSpec(r), iobase, timestamps: r.chance() };
   });

@@ -3,19 +3,47 @@
 // record. Each comes with converters between the plain data kvm/ and src/ use and a record laid out by the
 // descriptor (cpr/vmstate.ts), which is what the checkpoint stream encodes.
 export {
-  vcpuStateDescriptor, vcpuStateToRecord, recordToVcpuState, type VcpuRecord,
-  cpuidEntryDescriptor, regsDescriptor, segmentDescriptor, dtableDescriptor, sregsDescriptor, fpuDescriptor,
-  xcrDescriptor, debugregsDescriptor, msrEntryDescriptor, eventsDescriptor,
-  MAX_CPUID_ENTRIES, MAX_MSRS, MAX_XCRS, MAX_XSAVE_BYTES, LAPIC_BYTES,
+  vcpuStateDescriptor,
+  vcpuStateToRecord,
+  recordToVcpuState,
+  type VcpuRecord,
+  cpuidEntryDescriptor,
+  regsDescriptor,
+  segmentDescriptor,
+  dtableDescriptor,
+  sregsDescriptor,
+  fpuDescriptor,
+  xcrDescriptor,
+  debugregsDescriptor,
+  msrEntryDescriptor,
+  eventsDescriptor,
+  MAX_CPUID_ENTRIES,
+  MAX_MSRS,
+  MAX_XCRS,
+  MAX_XSAVE_BYTES,
+  LAPIC_BYTES,
 } from './vcpu.js';
 export {
-  picStateDescriptor, ioapicStateDescriptor, picStateToRecord, recordToPicState, ioapicStateToRecord,
-  recordToIoapicState, irqchipStateToRecord, recordToIrqchipState, type PicRecord, type IoapicRecord,
+  picStateDescriptor,
+  ioapicStateDescriptor,
+  picStateToRecord,
+  recordToPicState,
+  ioapicStateToRecord,
+  recordToIoapicState,
+  irqchipStateToRecord,
+  recordToIrqchipState,
+  type PicRecord,
+  type IoapicRecord,
 } from './irqchip.js';
 export { pitStateDescriptor, pitChannelDescriptor, pitStateToRecord, recordToPitState, type PitRecord } from './pit.js';
 export { clockDescriptor, clockToRecord, recordToClock, type ClockRecord } from './clock.js';
 export {
-  machineConfigDescriptor, machineConfigToRecord, recordToMachineConfig, type MachineConfigRecord,
-  type SavedMachineConfig, MAX_SERIAL, MAX_DEBUGCON,
+  machineConfigDescriptor,
+  machineConfigToRecord,
+  recordToMachineConfig,
+  type MachineConfigRecord,
+  type SavedMachineConfig,
+  MAX_SERIAL,
+  MAX_DEBUGCON,
 } from './machine-config.js';
 export { describeConfigDifference, configDifferences, type ConfigDifference } from './config-difference.js';

@@ -11,8 +11,13 @@ import { encodeRedirEntry } from '../../kvm/codec-vm.js';
 import * as K from '../../kvm/ioctls.js';
 import type { IrqchipState, PitState2, ClockData } from '../../kvm/types.js';
 import {
-  picStateToRecord, recordToPicState, ioapicStateToRecord, recordToIoapicState, irqchipStateToRecord,
-  recordToIrqchipState, type PicRecord,
+  picStateToRecord,
+  recordToPicState,
+  ioapicStateToRecord,
+  recordToIoapicState,
+  irqchipStateToRecord,
+  recordToIrqchipState,
+  type PicRecord,
 } from './irqchip.js';
 import { pitStateToRecord, recordToPitState } from './pit.js';
 import { clockToRecord, recordToClock } from './clock.js';
@@ -49,10 +54,13 @@ function programChips(vm: Vm): void {
   io.ioapic.id = 3;
   io.ioapic.ioregsel = 0x10;
   io.ioapic.redirtbl[2] = encodeRedirEntry({ vector: 0x30, mask: 0, dest_id: 0 }, io.ioapic.redirtbl[2]);
-  io.ioapic.redirtbl[9] = encodeRedirEntry({ vector: 0x39, mask: 0, trig_mode: 1, polarity: 1, dest_id: 0xff }, io.ioapic.redirtbl[9]);
+  io.ioapic.redirtbl[9] = encodeRedirEntry(
+    { vector: 0x39, mask: 0, trig_mode: 1, polarity: 1, dest_id: 0xff },
+    io.ioapic.redirtbl[9],
+  );
   vm.setIrqchip(io);
   const pit = vm.getPit2();
-  pit.channels[0] = { ...pit.channels[0], mode: 2, rwMode: 3, count: 1193, gate: 1 };   // 1 kHz rate generator
+  pit.channels[0] = { ...pit.channels[0], mode: 2, rwMode: 3, count: 1193, gate: 1 }; // 1 kHz rate generator
   pit.channels[2] = { ...pit.channels[2], mode: 3, rwMode: 3, count: 0x1234, gate: 0 };
   vm.setPit2(pit);
 }
@@ -62,31 +70,39 @@ function roundTripIrqchip(s: IrqchipState): IrqchipState {
 }
 
 /** KVM stamps each counter with its own time when the PIT is set: compare everything else. */
-const withoutLoadTime = (p: PitState2) => ({ ...p, channels: p.channels.map(c => ({ ...c, countLoadTime: 0n })) });
+const withoutLoadTime = (p: PitState2) => ({ ...p, channels: p.channels.map((c) => ({ ...c, countLoadTime: 0n })) });
 
-testIf(test, noKvm, 'kernel chips: PIC master, PIC slave and IOAPIC round-trip through records and restore into a fresh VM', () => {
-  let saved: IrqchipState[] = [];
-  withVm(vm => {
-    programChips(vm);
-    const states = CHIPS.map(chip => vm.getIrqchip(chip));
-    saved = states.map(roundTripIrqchip);
-    assert.equal(saved, states);
-  });
-  withVm(fresh => {
-    for (const s of saved) fresh.setIrqchip(s);
-    assert.equal(CHIPS.map(chip => fresh.getIrqchip(chip)), saved);
-  });
-});
+testIf(
+  test,
+  noKvm,
+  'kernel chips: PIC master, PIC slave and IOAPIC round-trip through records and restore into a fresh VM',
+  () => {
+    let saved: IrqchipState[] = [];
+    withVm((vm) => {
+      programChips(vm);
+      const states = CHIPS.map((chip) => vm.getIrqchip(chip));
+      saved = states.map(roundTripIrqchip);
+      assert.equal(saved, states);
+    });
+    withVm((fresh) => {
+      for (const s of saved) fresh.setIrqchip(s);
+      assert.equal(
+        CHIPS.map((chip) => fresh.getIrqchip(chip)),
+        saved,
+      );
+    });
+  },
+);
 
 testIf(test, noKvm, 'kernel chips: PIT2 round-trips through a record and restores into a fresh VM', () => {
   let saved: PitState2 | null = null;
-  withVm(vm => {
+  withVm((vm) => {
     programChips(vm);
     const pit = vm.getPit2();
     saved = recordToPitState(pitStateToRecord(pit));
     assert.equal(saved, pit);
   });
-  withVm(fresh => {
+  withVm((fresh) => {
     fresh.setPit2(saved!);
     const back = fresh.getPit2();
     assert.equal(withoutLoadTime(back), withoutLoadTime(saved!));
@@ -96,13 +112,13 @@ testIf(test, noKvm, 'kernel chips: PIT2 round-trips through a record and restore
 
 testIf(test, noKvm, 'kernel chips: kvmclock round-trips through a record and a fresh VM resumes from it', () => {
   let saved: ClockData | null = null;
-  withVm(vm => {
-    vm.setClock({ clock: 123_000_000_000n });   // a guest that has run for two minutes
+  withVm((vm) => {
+    vm.setClock({ clock: 123_000_000_000n }); // a guest that has run for two minutes
     const clock = vm.getClock();
     saved = recordToClock(clockToRecord(clock));
     assert.equal(saved, clock);
   });
-  withVm(fresh => {
+  withVm((fresh) => {
     assert.ok(fresh.getClock().clock < 10_000_000_000n, 'a new VM starts its clock near 0');
     fresh.setClock(saved!);
     const back = fresh.getClock();
@@ -115,18 +131,52 @@ testIf(test, noKvm, 'kernel chips: kvmclock round-trips through a record and a f
 
 test('kernel chips: extreme PIC, IOAPIC, PIT and clock values round-trip exactly', () => {
   const pic = {
-    lastIrr: 255, irr: 255, imr: 0, isr: 255, priorityAdd: 7, irqBase: 0xf8, readRegSelect: 1, poll: 1, specialMask: 1,
-    initState: 3, autoEoi: 1, rotateOnAutoEoi: 1, specialFullyNestedMode: 1, init4: 1, elcr: 0xff, elcrMask: 0xf8,
+    lastIrr: 255,
+    irr: 255,
+    imr: 0,
+    isr: 255,
+    priorityAdd: 7,
+    irqBase: 0xf8,
+    readRegSelect: 1,
+    poll: 1,
+    specialMask: 1,
+    initState: 3,
+    autoEoi: 1,
+    rotateOnAutoEoi: 1,
+    specialFullyNestedMode: 1,
+    init4: 1,
+    elcr: 0xff,
+    elcrMask: 0xf8,
   };
   assert.equal(recordToPicState(picStateToRecord(1, pic)), { chipId: 1, pic });
-  const ioapic = { baseAddress: 0xffff_ffff_ffff_f000n, ioregsel: 0xffff_ffff, id: 0xff, irr: 0xffffff, redirtbl: Array.from({ length: 24 }, (_, i) => (1n << BigInt(i * 2 + 16)) | BigInt(i)) };
+  const ioapic = {
+    baseAddress: 0xffff_ffff_ffff_f000n,
+    ioregsel: 0xffff_ffff,
+    id: 0xff,
+    irr: 0xffffff,
+    redirtbl: Array.from({ length: 24 }, (_, i) => (1n << BigInt(i * 2 + 16)) | BigInt(i)),
+  };
   ioapic.redirtbl[23] = 0xffff_ffff_ffff_ffffn;
   assert.equal(recordToIoapicState(ioapicStateToRecord(ioapic)), ioapic);
   const channel = (count: number, t: bigint) => ({
-    count, latchedCount: 0xffff, countLatched: 1, statusLatched: 1, status: 0xff, readState: 3, writeState: 3,
-    writeLatch: 0xff, rwMode: 3, mode: 255, bcd: 1, gate: 1, countLoadTime: t,
+    count,
+    latchedCount: 0xffff,
+    countLatched: 1,
+    statusLatched: 1,
+    status: 0xff,
+    readState: 3,
+    writeState: 3,
+    writeLatch: 0xff,
+    rwMode: 3,
+    mode: 255,
+    bcd: 1,
+    gate: 1,
+    countLoadTime: t,
   });
-  const pit: PitState2 = { channels: [channel(0x10000, -1n), channel(0, -(1n << 63n)), channel(0xffff_ffff, (1n << 63n) - 1n)], flags: 3 };
+  const pit: PitState2 = {
+    channels: [channel(0x10000, -1n), channel(0, -(1n << 63n)), channel(0xffff_ffff, (1n << 63n) - 1n)],
+    flags: 3,
+  };
   assert.equal(recordToPitState(pitStateToRecord(pit)), pit);
   const clock = { clock: 0xffff_ffff_ffff_ffffn, flags: 0xffff_ffff, realtime: 1n << 62n, hostTsc: 7n };
   assert.equal(recordToClock(clockToRecord(clock)), clock);
@@ -141,8 +191,12 @@ test('kernel chips: the chip id travels in a PIC record and a wrong one is refus
 });
 
 test('kernel chips: an IOAPIC state without 24 pins and a PIT without 3 channels are refused', () => {
-  assert.throws(() => ioapicStateToRecord({ baseAddress: 0n, ioregsel: 0, id: 0, irr: 0, redirtbl: [0n] }), /1 redirection entries/);
-  const ch = recordToPitState(pitStateToRecord({ channels: [zeroChannel(), zeroChannel(), zeroChannel()], flags: 0 })).channels[0];
+  assert.throws(
+    () => ioapicStateToRecord({ baseAddress: 0n, ioregsel: 0, id: 0, irr: 0, redirtbl: [0n] }),
+    /1 redirection entries/,
+  );
+  const ch = recordToPitState(pitStateToRecord({ channels: [zeroChannel(), zeroChannel(), zeroChannel()], flags: 0 }))
+    .channels[0];
   assert.throws(() => pitStateToRecord({ channels: [ch, ch] as any, flags: 0 }), /2 channels/);
 });
 
@@ -155,15 +209,40 @@ test('kernel chips: a reused record is cleared before it is written', () => {
 
 function zeroPic() {
   return {
-    lastIrr: 0, irr: 0, imr: 0, isr: 0, priorityAdd: 0, irqBase: 0, readRegSelect: 0, poll: 0, specialMask: 0,
-    initState: 0, autoEoi: 0, rotateOnAutoEoi: 0, specialFullyNestedMode: 0, init4: 0, elcr: 0, elcrMask: 0,
+    lastIrr: 0,
+    irr: 0,
+    imr: 0,
+    isr: 0,
+    priorityAdd: 0,
+    irqBase: 0,
+    readRegSelect: 0,
+    poll: 0,
+    specialMask: 0,
+    initState: 0,
+    autoEoi: 0,
+    rotateOnAutoEoi: 0,
+    specialFullyNestedMode: 0,
+    init4: 0,
+    elcr: 0,
+    elcrMask: 0,
   };
 }
 
 function zeroChannel() {
   return {
-    count: 0, latchedCount: 0, countLatched: 0, statusLatched: 0, status: 0, readState: 0, writeState: 0,
-    writeLatch: 0, rwMode: 0, mode: 0, bcd: 0, gate: 0, countLoadTime: 0n,
+    count: 0,
+    latchedCount: 0,
+    countLatched: 0,
+    statusLatched: 0,
+    status: 0,
+    readState: 0,
+    writeState: 0,
+    writeLatch: 0,
+    rwMode: 0,
+    mode: 0,
+    bcd: 0,
+    gate: 0,
+    countLoadTime: 0n,
   };
 }
 

@@ -3,14 +3,21 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { newRecord, layoutOf } from '../vmstate.js';
-import { machineConfigDescriptor, machineConfigToRecord, recordToMachineConfig, MAX_SERIAL, type MachineConfigRecord } from './machine-config.js';
+import {
+  machineConfigDescriptor,
+  machineConfigToRecord,
+  recordToMachineConfig,
+  MAX_SERIAL,
+  type MachineConfigRecord,
+} from './machine-config.js';
 import { PATH_MAX } from './checked.js';
 import { rng, randomSaved, clone } from './config-samples.js';
 import type { SavedMachineConfig } from './machine-config.js';
 
 const CASES = 2000;
 
-const roundTrip = (s: SavedMachineConfig, record?: MachineConfigRecord) => recordToMachineConfig(machineConfigToRecord(s.config, s.ram, record));
+const roundTrip = (s: SavedMachineConfig, record?: MachineConfigRecord) =>
+  recordToMachineConfig(machineConfigToRecord(s.config, s.ram, record));
 
 /** A plain config as the CLI would give for `-m 512M -smp 2 -kernel … -serial stdio` with RAM on /dev/shm. */
 function typical(): SavedMachineConfig {
@@ -18,7 +25,11 @@ function typical(): SavedMachineConfig {
   return {
     config: {
       name: 'tsvmm',
-      memory: { size, backend: { kind: 'file', size, path: '/dev/shm/vm0', share: true, offset: 0, prealloc: false }, backendId: 'ram0' },
+      memory: {
+        size,
+        backend: { kind: 'file', size, path: '/dev/shm/vm0', share: true, offset: 0, prealloc: false },
+        backendId: 'ram0',
+      },
       cpus: 2,
       cpuModel: 'pvm-safe',
       boot: { kind: 'kernel', path: '/boot/counter.elf', append: 'console=ttyS0' },
@@ -27,7 +38,10 @@ function typical(): SavedMachineConfig {
       debugExit: { iobase: 0xf4, iosize: 4 },
       noReboot: true,
       timeoutMs: null,
-      startPaused: false, virtio: [], acpi: true, pvpanic: null,
+      startPaused: false,
+      virtio: [],
+      acpi: true,
+      pvpanic: null,
     },
     ram: { kind: 'file', size, offset: 0, share: true, hugetlb: false, hugetlbSize: 0, path: '/dev/shm/vm0', fd: 17 },
   };
@@ -50,7 +64,7 @@ test(`machine config: ${CASES} generated configurations round-trip exactly, into
 
 test('machine config: optional properties keep their absence (no key) and their presence (false, 0, "")', () => {
   const s = typical();
-  s.config.boot = { kind: 'flat', path: '/x', loadAddress: 0, mode: 'real' };   // no entry
+  s.config.boot = { kind: 'flat', path: '/x', loadAddress: 0, mode: 'real' }; // no entry
   s.config.memory.backend = { kind: 'memfd', size: s.config.memory.size, share: false, hugetlbSize: 0 };
   s.config.memory.backendId = '';
   s.config.name = '';
@@ -69,12 +83,15 @@ test('machine config: a key whose value is undefined counts as absent', () => {
 
 test('machine config: strings are UTF-8 up to their limit; a longer one is refused naming the field', () => {
   const s = typical();
-  const longest = '/' + 'é'.repeat((PATH_MAX - 2) / 2) + 'x';   // exactly PATH_MAX bytes of UTF-8
+  const longest = '/' + 'é'.repeat((PATH_MAX - 2) / 2) + 'x'; // exactly PATH_MAX bytes of UTF-8
   assert.is(new TextEncoder().encode(longest).length, PATH_MAX);
   s.ram.path = longest;
   assert.is(roundTrip(s).ram.path, longest);
   s.ram.path = longest + 'x';
-  assert.throws(() => machineConfigToRecord(s.config, s.ram), /RAM backend record path: 4097 bytes of UTF-8 do not fit in 4096/);
+  assert.throws(
+    () => machineConfigToRecord(s.config, s.ram),
+    /RAM backend record path: 4097 bytes of UTF-8 do not fit in 4096/,
+  );
   const t = typical();
   t.config.serial = [{ kind: 'file', path: '😀'.repeat(1025), append: false }];
   assert.throws(() => machineConfigToRecord(t.config, t.ram), /config serial\[0\] path/);
@@ -82,14 +99,54 @@ test('machine config: strings are UTF-8 up to their limit; a longer one is refus
 
 test('machine config: values that do not fit their fields are refused', () => {
   const cases: Array<[(s: SavedMachineConfig) => void, RegExp]> = [
-    [s => { s.config.serial = Array.from({ length: MAX_SERIAL + 1 }, () => ({ kind: 'null' as const })); }, /5 ports, at most 4/],
-    [s => { s.config.debugcon[0].iobase = 0x10000; }, /debugcon\[0\] iobase: 65536/],
-    [s => { s.config.debugExit = { iobase: 0xf4, iosize: 256 }; }, /debugExit iosize: 256/],
-    [s => { s.config.timeoutMs = 1.5; }, /timeoutMs: 1.5/],
-    [s => { s.config.memory.size = -1; }, /memory size: -1/],
-    [s => { s.config.cpuModel = 'max' as any; }, /cpuModel: 'max' is not one of host, pvm-safe/],
-    [s => { s.ram.fd = -2; }, /fd: -2/],
-    [s => { s.config.noReboot = 'yes' as any; }, /noReboot: expected true or false/],
+    [
+      (s) => {
+        s.config.serial = Array.from({ length: MAX_SERIAL + 1 }, () => ({ kind: 'null' as const }));
+      },
+      /5 ports, at most 4/,
+    ],
+    [
+      (s) => {
+        s.config.debugcon[0].iobase = 0x10000;
+      },
+      /debugcon\[0\] iobase: 65536/,
+    ],
+    [
+      (s) => {
+        s.config.debugExit = { iobase: 0xf4, iosize: 256 };
+      },
+      /debugExit iosize: 256/,
+    ],
+    [
+      (s) => {
+        s.config.timeoutMs = 1.5;
+      },
+      /timeoutMs: 1.5/,
+    ],
+    [
+      (s) => {
+        s.config.memory.size = -1;
+      },
+      /memory size: -1/,
+    ],
+    [
+      (s) => {
+        s.config.cpuModel = 'max' as any;
+      },
+      /cpuModel: 'max' is not one of host, pvm-safe/,
+    ],
+    [
+      (s) => {
+        s.ram.fd = -2;
+      },
+      /fd: -2/,
+    ],
+    [
+      (s) => {
+        s.config.noReboot = 'yes' as any;
+      },
+      /noReboot: expected true or false/,
+    ],
   ];
   for (const [edit, message] of cases) {
     const s = typical();
@@ -104,22 +161,75 @@ test('machine config: a corrupt record is refused with the field named, never re
     edit(r);
     return () => recordToMachineConfig(r);
   };
-  assert.throws(corrupt(r => { r.serialCount = 5; }), /serial: count 5 exceeds the capacity of 4/);
-  assert.throws(corrupt(r => { r.debugconCount = 1000; }), /debugcon: count 1000/);
-  assert.throws(corrupt(r => { r.nameLength = 10_000; }), /name: length 10000 is outside its buffer of 256 bytes/);
-  assert.throws(corrupt(r => { r.ramBackend.path[0] = 0xff; }), /RAM backend path: the 12 bytes are not valid UTF-8/);
-  assert.throws(corrupt(r => { r.ramBackend.kind.set(new TextEncoder().encode('nvme')); }), /RAM backend kind: 'nvme' is not one of anon, memfd, file, devdax/);
-  assert.throws(corrupt(r => { r.memory.size = 1n << 60n; }), /memory size: 1152921504606846976 is beyond 2\^53/);
-  assert.throws(corrupt(r => { r.boot.mode.set(new TextEncoder().encode('smm')); r.boot.kind.set(new TextEncoder().encode('flat')); r.boot.kindLength = 4; r.boot.modeLength = 3; }), /boot mode: 'smm'/);
+  assert.throws(
+    corrupt((r) => {
+      r.serialCount = 5;
+    }),
+    /serial: count 5 exceeds the capacity of 4/,
+  );
+  assert.throws(
+    corrupt((r) => {
+      r.debugconCount = 1000;
+    }),
+    /debugcon: count 1000/,
+  );
+  assert.throws(
+    corrupt((r) => {
+      r.nameLength = 10_000;
+    }),
+    /name: length 10000 is outside its buffer of 256 bytes/,
+  );
+  assert.throws(
+    corrupt((r) => {
+      r.ramBackend.path[0] = 0xff;
+    }),
+    /RAM backend path: the 12 bytes are not valid UTF-8/,
+  );
+  assert.throws(
+    corrupt((r) => {
+      r.ramBackend.kind.set(new TextEncoder().encode('nvme'));
+    }),
+    /RAM backend kind: 'nvme' is not one of anon, memfd, file, devdax/,
+  );
+  assert.throws(
+    corrupt((r) => {
+      r.memory.size = 1n << 60n;
+    }),
+    /memory size: 1152921504606846976 is beyond 2\^53/,
+  );
+  assert.throws(
+    corrupt((r) => {
+      r.boot.mode.set(new TextEncoder().encode('smm'));
+      r.boot.kind.set(new TextEncoder().encode('flat'));
+      r.boot.kindLength = 4;
+      r.boot.modeLength = 3;
+    }),
+    /boot mode: 'smm'/,
+  );
 });
 
 test('machine config: the descriptor names every part of the configuration', () => {
   const layout = layoutOf(machineConfigDescriptor);
-  for (const name of ['name', 'memory', 'cpus', 'cpuModel', 'boot', 'serial', 'debugcon', 'debugExit', 'noReboot', 'timeoutMs', 'startPaused', 'ramBackend', 'pvpanic']) {
+  for (const name of [
+    'name',
+    'memory',
+    'cpus',
+    'cpuModel',
+    'boot',
+    'serial',
+    'debugcon',
+    'debugExit',
+    'noReboot',
+    'timeoutMs',
+    'startPaused',
+    'ramBackend',
+    'pvpanic',
+  ]) {
     assert.ok(layout.byName.has(name), name);
   }
   const ram = layout.byName.get('ramBackend')!.layout!;
-  for (const name of ['kind', 'size', 'offset', 'share', 'hugetlb', 'hugetlbSize', 'path', 'fd']) assert.ok(ram.byName.has(name), `ramBackend.${name}`);
+  for (const name of ['kind', 'size', 'offset', 'share', 'hugetlb', 'hugetlbSize', 'path', 'fd'])
+    assert.ok(ram.byName.has(name), `ramBackend.${name}`);
 });
 
 test.run();

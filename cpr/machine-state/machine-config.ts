@@ -10,7 +10,20 @@
 // Every descriptor here says `subsections: []`: without it cpr/vmstate.ts's StateOf gives the record type an index
 // signature, and a misspelt field name would compile.
 import {
-  u8, u16, u32, u64, i32, bool, str, struct, structArray, newRecord, clearRecord, type Descriptor, type StateOf, type StringFieldName,
+  u8,
+  u16,
+  u32,
+  u64,
+  i32,
+  bool,
+  str,
+  struct,
+  structArray,
+  newRecord,
+  clearRecord,
+  type Descriptor,
+  type StateOf,
+  type StringFieldName,
 } from '../vmstate.js';
 import type { MachineConfig, BootConfig, DebugconConfig, VirtioDeviceConfig } from '../../src/machine/config.js';
 import type { MemoryConfig } from '../../src/memory/config.js';
@@ -44,97 +57,162 @@ const CPU_MODES: readonly CpuMode[] = ['real', 'protected', 'long'];
 
 /** A character backend (CharSpec): which fields matter depends on `kind`. */
 export const charSpecDescriptor = {
-  name: 'char-spec', version: 1, minVersion: 1, subsections: [],
+  name: 'char-spec',
+  version: 1,
+  minVersion: 1,
+  subsections: [],
   fields: [...str('kind', WORD_MAX), ...str('path', PATH_MAX), bool('append'), bool('server'), bool('wait')],
 } as const satisfies Descriptor;
 
 /** The RAM backend as configured (BackendSpec); each optional property has a `has…` flag. */
 export const backendSpecDescriptor = {
-  name: 'memory-backend-spec', version: 1, minVersion: 1, subsections: [],
+  name: 'memory-backend-spec',
+  version: 1,
+  minVersion: 1,
+  subsections: [],
   fields: [
-    ...str('kind', WORD_MAX), u64('size'),
-    ...str('path', PATH_MAX),   // file, devdax
-    bool('hasShare'), bool('share'),
-    bool('hasTransparentHugePages'), bool('transparentHugePages'),
-    bool('hasPrealloc'), bool('prealloc'),
-    bool('hasHugetlb'), bool('hugetlb'),
-    bool('hasHugetlbSize'), u64('hugetlbSize'),
-    bool('hasSeal'), bool('seal'),
-    bool('hasOffset'), u64('offset'),
+    ...str('kind', WORD_MAX),
+    u64('size'),
+    ...str('path', PATH_MAX), // file, devdax
+    bool('hasShare'),
+    bool('share'),
+    bool('hasTransparentHugePages'),
+    bool('transparentHugePages'),
+    bool('hasPrealloc'),
+    bool('prealloc'),
+    bool('hasHugetlb'),
+    bool('hugetlb'),
+    bool('hasHugetlbSize'),
+    u64('hugetlbSize'),
+    bool('hasSeal'),
+    bool('seal'),
+    bool('hasOffset'),
+    u64('offset'),
   ],
 } as const satisfies Descriptor;
 
 /** MemoryConfig: RAM size, its backend spec and the -object id that named it. */
 export const memoryConfigDescriptor = {
-  name: 'memory-config', version: 1, minVersion: 1, subsections: [],
-  fields: [u64('size'), struct('backend', backendSpecDescriptor), bool('backendIdPresent'), ...str('backendId', NAME_MAX)],
+  name: 'memory-config',
+  version: 1,
+  minVersion: 1,
+  subsections: [],
+  fields: [
+    u64('size'),
+    struct('backend', backendSpecDescriptor),
+    bool('backendIdPresent'),
+    ...str('backendId', NAME_MAX),
+  ],
 } as const satisfies Descriptor;
 
 /** BootConfig or null: a multiboot kernel or a flat binary. */
 export const bootConfigDescriptor = {
-  name: 'boot-config', version: 1, minVersion: 1, subsections: [],
+  name: 'boot-config',
+  version: 1,
+  minVersion: 1,
+  subsections: [],
   fields: [
-    bool('present'), ...str('kind', WORD_MAX), ...str('path', PATH_MAX),
-    bool('hasInitrd'), ...str('initrd', CMDLINE_MAX), ...str('append', CMDLINE_MAX),   // kernel
-    u64('loadAddress'), bool('hasEntry'), u64('entry'), ...str('mode', WORD_MAX),        // flat
+    bool('present'),
+    ...str('kind', WORD_MAX),
+    ...str('path', PATH_MAX),
+    bool('hasInitrd'),
+    ...str('initrd', CMDLINE_MAX),
+    ...str('append', CMDLINE_MAX), // kernel
+    u64('loadAddress'),
+    bool('hasEntry'),
+    u64('entry'),
+    ...str('mode', WORD_MAX), // flat
   ],
 } as const satisfies Descriptor;
 
 export const debugconConfigDescriptor = {
-  name: 'debugcon-config', version: 1, minVersion: 1, subsections: [],
+  name: 'debugcon-config',
+  version: 1,
+  minVersion: 1,
+  subsections: [],
   fields: [struct('output', charSpecDescriptor), u16('iobase'), bool('timestamps')],
 } as const satisfies Descriptor;
 
 export const debugExitConfigDescriptor = {
-  name: 'debug-exit-config', version: 1, minVersion: 1, subsections: [],
+  name: 'debug-exit-config',
+  version: 1,
+  minVersion: 1,
+  subsections: [],
   fields: [bool('present'), u16('iobase'), u8('iosize')],
 } as const satisfies Descriptor;
 
 /** QEMU's pvpanic ISA device (-device pvpanic) or none. */
 export const pvpanicConfigDescriptor = {
-  name: 'pvpanic-config', version: 1, minVersion: 1, subsections: [],
+  name: 'pvpanic-config',
+  version: 1,
+  minVersion: 1,
+  subsections: [],
   fields: [bool('present'), u16('ioport')],
 } as const satisfies Descriptor;
 
 /** A virtio-pci device (VirtioDeviceConfig): which fields matter depends on `kind`. */
 export const virtioDeviceConfigDescriptor = {
-  name: 'virtio-device-config', version: 1, minVersion: 1, subsections: [],
+  name: 'virtio-device-config',
+  version: 1,
+  minVersion: 1,
+  subsections: [],
   fields: [
-    ...str('kind', WORD_MAX), ...str('id', NAME_MAX),
-    ...str('path', PATH_MAX), bool('readOnly'), bool('hasSerial'), ...str('serial', NAME_MAX),   // blk
-    ...str('ifname', NAME_MAX), ...str('mac', WORD_MAX),                                         // net
-    struct('output', charSpecDescriptor),                                                       // console
+    ...str('kind', WORD_MAX),
+    ...str('id', NAME_MAX),
+    ...str('path', PATH_MAX),
+    bool('readOnly'),
+    bool('hasSerial'),
+    ...str('serial', NAME_MAX), // blk
+    ...str('ifname', NAME_MAX),
+    ...str('mac', WORD_MAX), // net
+    struct('output', charSpecDescriptor), // console
   ],
 } as const satisfies Descriptor;
 
 /** BackendRecord: what a new process needs to map the same RAM again. */
 export const ramBackendRecordDescriptor = {
-  name: 'ram-backend', version: 1, minVersion: 1, subsections: [],
+  name: 'ram-backend',
+  version: 1,
+  minVersion: 1,
+  subsections: [],
   fields: [
-    ...str('kind', WORD_MAX), u64('size'), u64('offset'), bool('share'), bool('hugetlb'), u64('hugetlbSize'),
-    bool('pathPresent'), ...str('path', PATH_MAX),
-    i32('fd'),   // in the process that wrote it; informative
+    ...str('kind', WORD_MAX),
+    u64('size'),
+    u64('offset'),
+    bool('share'),
+    bool('hugetlb'),
+    u64('hugetlbSize'),
+    bool('pathPresent'),
+    ...str('path', PATH_MAX),
+    i32('fd'), // in the process that wrote it; informative
   ],
 } as const satisfies Descriptor;
 
 /** The CONFIG section: the whole MachineConfig and the RAM backend record. */
 export const machineConfigDescriptor = {
-  name: 'machine-config', version: 1, minVersion: 1, subsections: [],
+  name: 'machine-config',
+  version: 1,
+  minVersion: 1,
+  subsections: [],
   fields: [
     ...str('name', NAME_MAX),
     struct('memory', memoryConfigDescriptor),
     u32('cpus'),
     ...str('cpuModel', WORD_MAX),
     struct('boot', bootConfigDescriptor),
-    u32('serialCount'), structArray('serial', charSpecDescriptor, MAX_SERIAL, { lengthField: 'serialCount' }),
-    u32('debugconCount'), structArray('debugcon', debugconConfigDescriptor, MAX_DEBUGCON, { lengthField: 'debugconCount' }),
+    u32('serialCount'),
+    structArray('serial', charSpecDescriptor, MAX_SERIAL, { lengthField: 'serialCount' }),
+    u32('debugconCount'),
+    structArray('debugcon', debugconConfigDescriptor, MAX_DEBUGCON, { lengthField: 'debugconCount' }),
     struct('debugExit', debugExitConfigDescriptor),
     bool('noReboot'),
-    bool('hasTimeout'), u64('timeoutMs'),
+    bool('hasTimeout'),
+    u64('timeoutMs'),
     bool('startPaused'),
     struct('ramBackend', ramBackendRecordDescriptor),
     bool('acpi'),
-    u32('virtioCount'), structArray('virtio', virtioDeviceConfigDescriptor, MAX_VIRTIO, { lengthField: 'virtioCount' }),
+    u32('virtioCount'),
+    structArray('virtio', virtioDeviceConfigDescriptor, MAX_VIRTIO, { lengthField: 'virtioCount' }),
     struct('pvpanic', pvpanicConfigDescriptor),
   ],
 } as const satisfies Descriptor;
@@ -171,7 +249,8 @@ function getText<R extends object>(r: R, name: StringFieldName<R>, what: string)
 
 /** An integer that must fit the field it goes into. */
 function int(value: number, max: number, what: string): number {
-  if (!Number.isInteger(value) || value < 0 || value > max) throw new RangeError(`${what}: ${value} is not an integer in 0..${max}`);
+  if (!Number.isInteger(value) || value < 0 || value > max)
+    throw new RangeError(`${what}: ${value} is not an integer in 0..${max}`);
   return value;
 }
 
@@ -186,7 +265,11 @@ function flag(value: unknown, what: string): boolean {
  * Writes a configuration and its RAM backend record into `record` (a fresh one if none is given). Every string
  * length, count and number range is checked, naming the field that does not fit.
  */
-export function machineConfigToRecord(config: MachineConfig, ram: BackendRecord, record?: MachineConfigRecord): MachineConfigRecord {
+export function machineConfigToRecord(
+  config: MachineConfig,
+  ram: BackendRecord,
+  record?: MachineConfigRecord,
+): MachineConfigRecord {
   const r = record ?? newRecord(machineConfigDescriptor);
   if (record) clearRecord(record);
   setText(r, 'name', config.name, 'config name');
@@ -194,10 +277,12 @@ export function machineConfigToRecord(config: MachineConfig, ram: BackendRecord,
   r.cpus = int(config.cpus, 0xffff_ffff, 'config cpus');
   setText(r, 'cpuModel', oneOf(config.cpuModel, CPU_MODELS, 'config cpuModel'), 'config cpuModel');
   bootToRecord(config.boot, r.boot);
-  if (config.serial.length > MAX_SERIAL) throw new RangeError(`config serial: ${config.serial.length} ports, at most ${MAX_SERIAL}`);
+  if (config.serial.length > MAX_SERIAL)
+    throw new RangeError(`config serial: ${config.serial.length} ports, at most ${MAX_SERIAL}`);
   r.serialCount = config.serial.length;
   config.serial.forEach((spec, i) => charSpecToRecord(spec, r.serial[i], `config serial[${i}]`));
-  if (config.debugcon.length > MAX_DEBUGCON) throw new RangeError(`config debugcon: ${config.debugcon.length} devices, at most ${MAX_DEBUGCON}`);
+  if (config.debugcon.length > MAX_DEBUGCON)
+    throw new RangeError(`config debugcon: ${config.debugcon.length} devices, at most ${MAX_DEBUGCON}`);
   r.debugconCount = config.debugcon.length;
   config.debugcon.forEach((d, i) => debugconToRecord(d, r.debugcon[i], `config debugcon[${i}]`));
   debugExitToRecord(config.debugExit, r.debugExit);
@@ -207,7 +292,8 @@ export function machineConfigToRecord(config: MachineConfig, ram: BackendRecord,
   r.startPaused = flag(config.startPaused, 'config startPaused');
   ramBackendToRecord(ram, r.ramBackend);
   r.acpi = flag(config.acpi, 'config acpi');
-  if (config.virtio.length > MAX_VIRTIO) throw new RangeError(`config virtio: ${config.virtio.length} devices, at most ${MAX_VIRTIO}`);
+  if (config.virtio.length > MAX_VIRTIO)
+    throw new RangeError(`config virtio: ${config.virtio.length} devices, at most ${MAX_VIRTIO}`);
   r.virtioCount = config.virtio.length;
   config.virtio.forEach((v, i) => virtioToRecord(v, r.virtio[i], `config virtio[${i}]`));
   r.pvpanic.present = config.pvpanic !== null;
@@ -226,9 +312,15 @@ function virtioToRecord(v: VirtioDeviceConfig, r: VirtioRecord, what: string): v
       r.readOnly = flag(v.readOnly, `${what} readOnly`);
       if ((r.hasSerial = v.serial !== null)) setText(r, 'serial', v.serial!, `${what} serial`);
       break;
-    case 'net': setText(r, 'ifname', v.ifname, `${what} ifname`); setText(r, 'mac', v.mac, `${what} mac`); break;
-    case 'console': charSpecToRecord(v.output, r.output, `${what} output`); break;
-    case 'rng': break;
+    case 'net':
+      setText(r, 'ifname', v.ifname, `${what} ifname`);
+      setText(r, 'mac', v.mac, `${what} mac`);
+      break;
+    case 'console':
+      charSpecToRecord(v.output, r.output, `${what} output`);
+      break;
+    case 'rng':
+      break;
   }
 }
 
@@ -236,24 +328,40 @@ function recordToVirtio(r: VirtioRecord, what: string): VirtioDeviceConfig {
   const kind = oneOf(getText(r, 'kind', `${what} kind`), VIRTIO_KINDS, `${what} kind`);
   const id = getText(r, 'id', `${what} id`);
   switch (kind) {
-    case 'blk': return { kind, id, path: getText(r, 'path', `${what} path`), readOnly: r.readOnly, serial: r.hasSerial ? getText(r, 'serial', `${what} serial`) : null };
-    case 'net': return { kind, id, ifname: getText(r, 'ifname', `${what} ifname`), mac: getText(r, 'mac', `${what} mac`) };
-    case 'console': return { kind, id, output: recordToCharSpec(r.output, `${what} output`) };
-    case 'rng': return { kind, id };
+    case 'blk':
+      return {
+        kind,
+        id,
+        path: getText(r, 'path', `${what} path`),
+        readOnly: r.readOnly,
+        serial: r.hasSerial ? getText(r, 'serial', `${what} serial`) : null,
+      };
+    case 'net':
+      return { kind, id, ifname: getText(r, 'ifname', `${what} ifname`), mac: getText(r, 'mac', `${what} mac`) };
+    case 'console':
+      return { kind, id, output: recordToCharSpec(r.output, `${what} output`) };
+    case 'rng':
+      return { kind, id };
   }
 }
 
 function charSpecToRecord(s: CharSpec, r: CharSpecRecord, what: string): void {
   setText(r, 'kind', oneOf(s.kind, CHAR_KINDS, `${what} kind`), `${what} kind`);
   switch (s.kind) {
-    case 'file': setText(r, 'path', s.path, `${what} path`); r.append = flag(s.append, `${what} append`); break;
+    case 'file':
+      setText(r, 'path', s.path, `${what} path`);
+      r.append = flag(s.append, `${what} append`);
+      break;
     case 'unix':
       setText(r, 'path', s.path, `${what} path`);
       r.server = flag(s.server, `${what} server`);
       r.wait = flag(s.wait, `${what} wait`);
       break;
-    case 'pipe': setText(r, 'path', s.path, `${what} path`); break;
-    default: break;   // stdio, null, none: the kind is everything
+    case 'pipe':
+      setText(r, 'path', s.path, `${what} path`);
+      break;
+    default:
+      break; // stdio, null, none: the kind is everything
   }
 }
 
@@ -263,9 +371,18 @@ function backendSpecToRecord(s: BackendSpec, r: BackendSpecRecord): void {
   r.size = toU64(s.size, `${what} size`);
   if (s.kind === 'file' || s.kind === 'devdax') setText(r, 'path', s.path, `${what} path`);
   // Each optional property of the spec's kinds: present → flag + value.
-  const o = s as { share?: boolean; transparentHugePages?: boolean; prealloc?: boolean; hugetlb?: boolean; hugetlbSize?: number; seal?: boolean; offset?: number };
+  const o = s as {
+    share?: boolean;
+    transparentHugePages?: boolean;
+    prealloc?: boolean;
+    hugetlb?: boolean;
+    hugetlbSize?: number;
+    seal?: boolean;
+    offset?: number;
+  };
   if ((r.hasShare = o.share !== undefined)) r.share = flag(o.share, `${what} share`);
-  if ((r.hasTransparentHugePages = o.transparentHugePages !== undefined)) r.transparentHugePages = flag(o.transparentHugePages, `${what} transparentHugePages`);
+  if ((r.hasTransparentHugePages = o.transparentHugePages !== undefined))
+    r.transparentHugePages = flag(o.transparentHugePages, `${what} transparentHugePages`);
   if ((r.hasPrealloc = o.prealloc !== undefined)) r.prealloc = flag(o.prealloc, `${what} prealloc`);
   if ((r.hasHugetlb = o.hugetlb !== undefined)) r.hugetlb = flag(o.hugetlb, `${what} hugetlb`);
   if ((r.hasHugetlbSize = o.hugetlbSize !== undefined)) r.hugetlbSize = toU64(o.hugetlbSize!, `${what} hugetlbSize`);
@@ -318,7 +435,8 @@ function ramBackendToRecord(b: BackendRecord, r: RamBackendRecord): void {
   r.hugetlbSize = toU64(b.hugetlbSize, `${what} hugetlbSize`);
   r.pathPresent = b.path !== null;
   if (b.path !== null) setText(r, 'path', b.path, `${what} path`);
-  if (!Number.isInteger(b.fd) || b.fd < -1 || b.fd > 0x7fff_ffff) throw new RangeError(`${what} fd: ${b.fd} is not -1 or an fd number`);
+  if (!Number.isInteger(b.fd) || b.fd < -1 || b.fd > 0x7fff_ffff)
+    throw new RangeError(`${what} fd: ${b.fd} is not -1 or an fd number`);
   r.fd = b.fd;
 }
 
@@ -341,7 +459,9 @@ export function recordToMachineConfig(r: MachineConfigRecord): SavedMachineConfi
     timeoutMs: r.hasTimeout ? fromU64(r.timeoutMs, 'config record timeoutMs') : null,
     startPaused: r.startPaused,
     acpi: r.acpi,
-    virtio: r.virtio.slice(0, checkedCount(r.virtioCount, MAX_VIRTIO, 'config record virtio')).map((v, i) => recordToVirtio(v, `config record virtio[${i}]`)),
+    virtio: r.virtio
+      .slice(0, checkedCount(r.virtioCount, MAX_VIRTIO, 'config record virtio'))
+      .map((v, i) => recordToVirtio(v, `config record virtio[${i}]`)),
     pvpanic: r.pvpanic.present ? { ioport: r.pvpanic.ioport } : null,
   };
   return { config, ram: recordToRamBackend(r.ramBackend) };
@@ -351,10 +471,14 @@ function recordToCharSpec(r: CharSpecRecord, what: string): CharSpec {
   const kind = oneOf(getText(r, 'kind', `${what} kind`), CHAR_KINDS, `${what} kind`);
   const path = () => getText(r, 'path', `${what} path`);
   switch (kind) {
-    case 'file': return { kind, path: path(), append: r.append };
-    case 'unix': return { kind, path: path(), server: r.server, wait: r.wait };
-    case 'pipe': return { kind, path: path() };
-    default: return { kind };
+    case 'file':
+      return { kind, path: path(), append: r.append };
+    case 'unix':
+      return { kind, path: path(), server: r.server, wait: r.wait };
+    case 'pipe':
+      return { kind, path: path() };
+    default:
+      return { kind };
   }
 }
 
@@ -367,12 +491,22 @@ function recordToBackendSpec(r: BackendSpecRecord): BackendSpec {
   const offset = r.hasOffset ? { offset: fromU64(r.offset, `${what} offset`) } : {};
   switch (kind) {
     case 'anon':
-      return { kind, size, ...share, ...(r.hasTransparentHugePages ? { transparentHugePages: r.transparentHugePages } : {}), ...prealloc };
+      return {
+        kind,
+        size,
+        ...share,
+        ...(r.hasTransparentHugePages ? { transparentHugePages: r.transparentHugePages } : {}),
+        ...prealloc,
+      };
     case 'memfd':
       return {
-        kind, size, ...share, ...(r.hasHugetlb ? { hugetlb: r.hugetlb } : {}),
+        kind,
+        size,
+        ...share,
+        ...(r.hasHugetlb ? { hugetlb: r.hugetlb } : {}),
         ...(r.hasHugetlbSize ? { hugetlbSize: fromU64(r.hugetlbSize, `${what} hugetlbSize`) } : {}),
-        ...(r.hasSeal ? { seal: r.seal } : {}), ...prealloc,
+        ...(r.hasSeal ? { seal: r.seal } : {}),
+        ...prealloc,
       };
     case 'file':
       return { kind, size, path: getText(r, 'path', `${what} path`), ...share, ...offset, ...prealloc };
@@ -395,13 +529,15 @@ function recordToBoot(r: BootRecord): BootConfig | null {
   const path = getText(r, 'path', 'config record boot path');
   if (kind === 'kernel') {
     return {
-      kind, path,
+      kind,
+      path,
       ...(r.hasInitrd ? { initrd: getText(r, 'initrd', 'config record boot initrd') } : {}),
       append: getText(r, 'append', 'config record boot append'),
     };
   }
   return {
-    kind, path,
+    kind,
+    path,
     loadAddress: fromU64(r.loadAddress, 'config record boot loadAddress'),
     ...(r.hasEntry ? { entry: fromU64(r.entry, 'config record boot entry') } : {}),
     mode: oneOf(getText(r, 'mode', 'config record boot mode'), CPU_MODES, 'config record boot mode'),

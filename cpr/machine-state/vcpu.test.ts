@@ -11,8 +11,16 @@ import * as K from '../../kvm/ioctls.js';
 import { recordBytes, layoutOf } from '../vmstate.js';
 import type { VcpuState } from '../../kvm/types.js';
 import {
-  vcpuStateDescriptor, vcpuStateToRecord, recordToVcpuState, MAX_CPUID_ENTRIES, MAX_MSRS, MAX_XCRS, MAX_XSAVE_BYTES,
-  LAPIC_BYTES, FPR_BYTES, XMM_BYTES,
+  vcpuStateDescriptor,
+  vcpuStateToRecord,
+  recordToVcpuState,
+  MAX_CPUID_ENTRIES,
+  MAX_MSRS,
+  MAX_XCRS,
+  MAX_XSAVE_BYTES,
+  LAPIC_BYTES,
+  FPR_BYTES,
+  XMM_BYTES,
 } from './vcpu.js';
 
 const noKvm = kvmMissing();
@@ -20,11 +28,18 @@ const noKvm = kvmMissing();
 /** Real-mode loop: ebx counts up and every pass writes it to port 0x80 (one exit per pass). */
 const COUNTER_PORT = 0x80;
 const COUNTER_LOOP = [
-  0xba, COUNTER_PORT, 0x00,   // mov dx, 0x80
-  0x66, 0x43,                 // loop: inc ebx
-  0x66, 0x89, 0xd8,           //       mov eax, ebx
-  0x66, 0xef,                 //       out dx, eax
-  0xeb, 0xf7,                 //       jmp loop
+  0xba,
+  COUNTER_PORT,
+  0x00, // mov dx, 0x80
+  0x66,
+  0x43, // loop: inc ebx
+  0x66,
+  0x89,
+  0xd8, //       mov eax, ebx
+  0x66,
+  0xef, //       out dx, eax
+  0xeb,
+  0xf7, //       jmp loop
 ];
 
 /** Runs to the next port write and returns the value written. */
@@ -52,7 +67,7 @@ function differences(a: unknown, b: unknown, path = ''): string[] {
   }
   if (typeof a === 'object' && a !== null && typeof b === 'object' && b !== null) {
     const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
-    return [...keys].flatMap(k => differences((a as any)[k], (b as any)[k], `${path}.${k}`));
+    return [...keys].flatMap((k) => differences((a as any)[k], (b as any)[k], `${path}.${k}`));
   }
   return a === b ? [] : [`${path}: ${String(a)} vs ${String(b)}`];
 }
@@ -62,7 +77,7 @@ function differences(a: unknown, b: unknown, path = ''): string[] {
  * count for a TSC the host writes: leave it out when comparing two vCPUs. Everything else saved must match exactly
  * (Hyper-V's time counters, which KVM lists too, are not saved: kvm/vcpu.ts msrSaved).
  */
-const withoutTsc = (s: VcpuState): VcpuState => ({ ...s, msrs: s.msrs.filter(e => e.index !== 0x10) });
+const withoutTsc = (s: VcpuState): VcpuState => ({ ...s, msrs: s.msrs.filter((e) => e.index !== 0x10) });
 
 testIf(test, noKvm, 'vcpu record: a real vCPU state (in-kernel irqchip, after running) round-trips exactly', () => {
   const g = new RealModeGuest(COUNTER_LOOP, { irqchip: true });
@@ -79,27 +94,32 @@ testIf(test, noKvm, 'vcpu record: a real vCPU state (in-kernel irqchip, after ru
   }
 });
 
-testIf(test, noKvm, 'vcpu record: a fresh VM given the round-tripped state continues the guest loop where it stopped', () => {
-  const a = new RealModeGuest(COUNTER_LOOP, { irqchip: true });
-  let saved: VcpuState;
-  try {
-    for (let i = 1; i <= 5; i++) assert.is(nextCount(a), i);
-    completePendingIo(a);
-    saved = recordToVcpuState(vcpuStateToRecord(a.vcpu.getState()));
-  } finally {
-    a.close();
-  }
-  const b = new RealModeGuest(COUNTER_LOOP, { irqchip: true });
-  try {
-    assert.is(b.vcpu.getRegs().rbx, 0n, 'the new vCPU starts from its own reset state');
-    b.vcpu.setState(saved);
-    assert.equal(differences(withoutTsc(b.vcpu.getState()), withoutTsc(saved)), []);
-    // The counter lives only in ebx: the guest goes on from 6, not from 1.
-    assert.equal([nextCount(b), nextCount(b), nextCount(b)], [6, 7, 8]);
-  } finally {
-    b.close();
-  }
-});
+testIf(
+  test,
+  noKvm,
+  'vcpu record: a fresh VM given the round-tripped state continues the guest loop where it stopped',
+  () => {
+    const a = new RealModeGuest(COUNTER_LOOP, { irqchip: true });
+    let saved: VcpuState;
+    try {
+      for (let i = 1; i <= 5; i++) assert.is(nextCount(a), i);
+      completePendingIo(a);
+      saved = recordToVcpuState(vcpuStateToRecord(a.vcpu.getState()));
+    } finally {
+      a.close();
+    }
+    const b = new RealModeGuest(COUNTER_LOOP, { irqchip: true });
+    try {
+      assert.is(b.vcpu.getRegs().rbx, 0n, 'the new vCPU starts from its own reset state');
+      b.vcpu.setState(saved);
+      assert.equal(differences(withoutTsc(b.vcpu.getState()), withoutTsc(saved)), []);
+      // The counter lives only in ebx: the guest goes on from 6, not from 1.
+      assert.equal([nextCount(b), nextCount(b), nextCount(b)], [6, 7, 8]);
+    } finally {
+      b.close();
+    }
+  },
+);
 
 // ---- without KVM: edge values, capacities, corrupt records ------------------------------------------------------
 
@@ -108,28 +128,88 @@ const U32_MAX = 0xffff_ffff;
 const bytesOf = (n: number, seed: number) => Uint8Array.from({ length: n }, (_, i) => (i * 131 + seed) & 0xff);
 
 function segment(v: number, base: bigint) {
-  return { base, limit: U32_MAX, selector: 0xffff, type: 15, present: v, dpl: 3, db: v, s: v, l: v, g: v, avl: v, unusable: v };
+  return {
+    base,
+    limit: U32_MAX,
+    selector: 0xffff,
+    type: 15,
+    present: v,
+    dpl: 3,
+    db: v,
+    s: v,
+    l: v,
+    g: v,
+    avl: v,
+    unusable: v,
+  };
 }
 
 /** A state with every field at an extreme and every array full. */
 function fullState(): VcpuState {
   const reg = U64_MAX;
   return {
-    cpuid: Array.from({ length: MAX_CPUID_ENTRIES }, (_, i) => ({ function: U32_MAX - i, index: i, flags: 7, eax: U32_MAX, ebx: 0, ecx: 0x80000000, edx: i })),
+    cpuid: Array.from({ length: MAX_CPUID_ENTRIES }, (_, i) => ({
+      function: U32_MAX - i,
+      index: i,
+      flags: 7,
+      eax: U32_MAX,
+      ebx: 0,
+      ecx: 0x80000000,
+      edx: i,
+    })),
     tscKhz: U32_MAX,
     mpState: 4,
     regs: {
-      rax: reg, rbx: 0n, rcx: 1n, rdx: 1n << 63n, rsi: reg - 1n, rdi: 2n, rsp: 3n, rbp: 4n, r8: 5n, r9: 6n, r10: 7n,
-      r11: 8n, r12: 9n, r13: 10n, r14: 11n, r15: reg, rip: 0xffff_ffff_8000_0000n, rflags: 0x3f7fd7n,
+      rax: reg,
+      rbx: 0n,
+      rcx: 1n,
+      rdx: 1n << 63n,
+      rsi: reg - 1n,
+      rdi: 2n,
+      rsp: 3n,
+      rbp: 4n,
+      r8: 5n,
+      r9: 6n,
+      r10: 7n,
+      r11: 8n,
+      r12: 9n,
+      r13: 10n,
+      r14: 11n,
+      r15: reg,
+      rip: 0xffff_ffff_8000_0000n,
+      rflags: 0x3f7fd7n,
     },
     sregs: {
-      cs: segment(1, reg), ds: segment(0, 0n), es: segment(1, 1n), fs: segment(0, 1n << 47n), gs: segment(1, reg),
-      ss: segment(0, 0n), tr: segment(1, 0x1000n), ldt: segment(0, 0n),
-      gdt: { base: reg, limit: 0xffff }, idt: { base: 0n, limit: 0 },
-      cr0: reg, cr2: 0xdead_beefn, cr3: 1n << 51n, cr4: 0x3fffffn, cr8: 15n, efer: 0xd01n, apicBase: 0xfee00d00n,
+      cs: segment(1, reg),
+      ds: segment(0, 0n),
+      es: segment(1, 1n),
+      fs: segment(0, 1n << 47n),
+      gs: segment(1, reg),
+      ss: segment(0, 0n),
+      tr: segment(1, 0x1000n),
+      ldt: segment(0, 0n),
+      gdt: { base: reg, limit: 0xffff },
+      idt: { base: 0n, limit: 0 },
+      cr0: reg,
+      cr2: 0xdead_beefn,
+      cr3: 1n << 51n,
+      cr4: 0x3fffffn,
+      cr8: 15n,
+      efer: 0xd01n,
+      apicBase: 0xfee00d00n,
       interruptBitmap: [reg, 0n, 1n, 1n << 63n],
     },
-    fpu: { fpr: bytesOf(FPR_BYTES, 1), fcw: 0xffff, fsw: 0x8000, ftwx: 0xff, lastOpcode: 0x7ff, lastIp: reg, lastDp: 1n, xmm: bytesOf(XMM_BYTES, 2), mxcsr: U32_MAX },
+    fpu: {
+      fpr: bytesOf(FPR_BYTES, 1),
+      fcw: 0xffff,
+      fsw: 0x8000,
+      ftwx: 0xff,
+      lastOpcode: 0x7ff,
+      lastIp: reg,
+      lastDp: 1n,
+      xmm: bytesOf(XMM_BYTES, 2),
+      mxcsr: U32_MAX,
+    },
     xsave: bytesOf(MAX_XSAVE_BYTES, 3),
     xcrs: Array.from({ length: MAX_XCRS }, (_, i) => ({ xcr: i, value: reg - BigInt(i) })),
     debugregs: { db: [reg, 1n, 2n, 3n], dr6: 0xffff0ff0n, dr7: 0x400n, flags: reg },
@@ -152,7 +232,17 @@ function fullState(): VcpuState {
 /** A state from a KVM without the optional parts: every nullable part null, empty lists. */
 function bareState(): VcpuState {
   const s = fullState();
-  return { ...s, cpuid: [], tscKhz: null, xsave: null, xcrs: null, debugregs: null, lapic: null, msrs: [], events: null };
+  return {
+    ...s,
+    cpuid: [],
+    tscKhz: null,
+    xsave: null,
+    xcrs: null,
+    debugregs: null,
+    lapic: null,
+    msrs: [],
+    events: null,
+  };
 }
 
 test('vcpu record: full arrays and extreme values round-trip exactly', () => {
@@ -176,7 +266,11 @@ test('vcpu record: absent parts (no XSAVE, XCRs, debug registers, LAPIC, events,
 
 test('vcpu record: a reused record holds only the new state (no entries of the old one past the counts)', () => {
   const r = vcpuStateToRecord(fullState());
-  const small = { ...bareState(), cpuid: [{ function: 1, index: 0, flags: 0, eax: 1, ebx: 2, ecx: 3, edx: 4 }], msrs: [{ index: 0x10, data: 5n }] };
+  const small = {
+    ...bareState(),
+    cpuid: [{ function: 1, index: 0, flags: 0, eax: 1, ebx: 2, ecx: 3, edx: 4 }],
+    msrs: [{ index: 0x10, data: 5n }],
+  };
   assert.is(vcpuStateToRecord(small, r), r);
   assert.equal(recordToVcpuState(r), small);
   const fresh = vcpuStateToRecord(small);
@@ -186,7 +280,9 @@ test('vcpu record: a reused record holds only the new state (no entries of the o
 test('vcpu record: the state shares no memory with the record', () => {
   const r = vcpuStateToRecord(fullState());
   const s = recordToVcpuState(r);
-  s.xsave![0] ^= 0xff; s.lapic![0] ^= 0xff; s.fpu.xmm[0] ^= 0xff;
+  s.xsave![0] ^= 0xff;
+  s.lapic![0] ^= 0xff;
+  s.fpu.xmm[0] ^= 0xff;
   assert.equal(recordToVcpuState(r), fullState());
 });
 
@@ -206,17 +302,60 @@ test('vcpu record: corrupt counts and lengths in a record are refused, not read 
     edit(r);
     return () => recordToVcpuState(r);
   };
-  assert.throws(corrupt(r => { r.cpuidCount = MAX_CPUID_ENTRIES + 1; }), /CPUID entries: count 257/);
-  assert.throws(corrupt(r => { r.msrCount = U32_MAX; }), /MSRs: count 4294967295/);
-  assert.throws(corrupt(r => { r.xsaveLength = MAX_XSAVE_BYTES + 4; }), /XSAVE area: count/);
-  assert.throws(corrupt(r => { r.xsavePresent = false; }), /XSAVE area is marked absent but has length 16384/);
-  assert.throws(corrupt(r => { r.lapicLength = 16; }), /LAPIC page of 16 bytes/);
-  assert.throws(corrupt(r => { r.xcrsCount = MAX_XCRS + 1; }), /XCRs: count 17/);
+  assert.throws(
+    corrupt((r) => {
+      r.cpuidCount = MAX_CPUID_ENTRIES + 1;
+    }),
+    /CPUID entries: count 257/,
+  );
+  assert.throws(
+    corrupt((r) => {
+      r.msrCount = U32_MAX;
+    }),
+    /MSRs: count 4294967295/,
+  );
+  assert.throws(
+    corrupt((r) => {
+      r.xsaveLength = MAX_XSAVE_BYTES + 4;
+    }),
+    /XSAVE area: count/,
+  );
+  assert.throws(
+    corrupt((r) => {
+      r.xsavePresent = false;
+    }),
+    /XSAVE area is marked absent but has length 16384/,
+  );
+  assert.throws(
+    corrupt((r) => {
+      r.lapicLength = 16;
+    }),
+    /LAPIC page of 16 bytes/,
+  );
+  assert.throws(
+    corrupt((r) => {
+      r.xcrsCount = MAX_XCRS + 1;
+    }),
+    /XCRs: count 17/,
+  );
 });
 
 test('vcpu record: every field of the descriptor is named and the layout fits one record', () => {
   const layout = layoutOf(vcpuStateDescriptor);
-  for (const name of ['cpuid', 'tscKhz', 'mpState', 'regs', 'sregs', 'fpu', 'xsave', 'xcrs', 'debugregs', 'lapic', 'msrs', 'events']) {
+  for (const name of [
+    'cpuid',
+    'tscKhz',
+    'mpState',
+    'regs',
+    'sregs',
+    'fpu',
+    'xsave',
+    'xcrs',
+    'debugregs',
+    'lapic',
+    'msrs',
+    'events',
+  ]) {
     assert.ok(layout.byName.has(name), `field ${name}`);
   }
   const sregs = layout.byName.get('sregs')!.layout!;

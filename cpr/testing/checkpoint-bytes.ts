@@ -22,7 +22,11 @@ export interface RawOptions {
   readonly checksum?: number;
 }
 
-export const CONFIG = (payload = new TextEncoder().encode('{"ram":1}')): RawSection => ({ code: SECTION_KINDS.config, name: 'config', payload });
+export const CONFIG = (payload = new TextEncoder().encode('{"ram":1}')): RawSection => ({
+  code: SECTION_KINDS.config,
+  name: 'config',
+  payload,
+});
 
 export function rawSectionBytes(s: RawSection): Uint8Array {
   const name = typeof s.name === 'string' || s.name === undefined ? new TextEncoder().encode(s.name ?? '') : s.name;
@@ -76,7 +80,7 @@ export interface SectionSpan {
 export function sectionSpans(file: Uint8Array): SectionSpan[] {
   const v = new DataView(file.buffer, file.byteOffset, file.byteLength);
   const spans: SectionSpan[] = [];
-  for (let at = 12; ;) {
+  for (let at = 12; ; ) {
     const code = v.getUint8(at);
     const nameLength = v.getUint16(at + 1, true);
     const lengthAt = at + 11 + nameLength;
@@ -91,6 +95,9 @@ export function sectionSpans(file: Uint8Array): SectionSpan[] {
 export function concat(parts: readonly Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
-  for (const p of parts) { out.set(p, at); at += p.length; }
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
   return out;
 }

@@ -2,15 +2,28 @@
 // descriptors (every field kind, nesting, variable arrays, subsections with varying `needed`), random values that
 // respect length fields, older versions of a descriptor, and an independent model of what a stream carries.
 import {
-  layoutOf, newRecord, type Descriptor, type Field, type IntType, type ScalarType, type Subsection, type RecordInternals,
+  layoutOf,
+  newRecord,
+  type Descriptor,
+  type Field,
+  type IntType,
+  type ScalarType,
+  type Subsection,
+  type RecordInternals,
 } from '../vmstate.js';
 
 /** sfc32: small, fast, and good enough for test data; the same seed gives the same sequence everywhere. */
 export class Rng {
-  private a: number; private b: number; private c: number; private d: number;
+  private a: number;
+  private b: number;
+  private c: number;
+  private d: number;
 
   constructor(readonly seed: number) {
-    this.a = 0x9e3779b9; this.b = 0x243f6a88; this.c = 0xb7e15162; this.d = seed >>> 0;
+    this.a = 0x9e3779b9;
+    this.b = 0x243f6a88;
+    this.c = 0xb7e15162;
+    this.d = seed >>> 0;
     for (let i = 0; i < 16; i++) this.u32();
   }
 
@@ -25,10 +38,20 @@ export class Rng {
   }
 
   /** An integer in [lo, hi]. */
-  int(lo: number, hi: number): number { return lo + Math.floor((this.u32() / 2 ** 32) * (hi - lo + 1)); }
-  chance(p: number): boolean { return this.u32() / 2 ** 32 < p; }
-  pick<T>(items: readonly T[]): T { return items[this.int(0, items.length - 1)]; }
-  bytes(n: number): Uint8Array { const b = new Uint8Array(n); for (let i = 0; i < n; i++) b[i] = this.u32() & 0xff; return b; }
+  int(lo: number, hi: number): number {
+    return lo + Math.floor((this.u32() / 2 ** 32) * (hi - lo + 1));
+  }
+  chance(p: number): boolean {
+    return this.u32() / 2 ** 32 < p;
+  }
+  pick<T>(items: readonly T[]): T {
+    return items[this.int(0, items.length - 1)];
+  }
+  bytes(n: number): Uint8Array {
+    const b = new Uint8Array(n);
+    for (let i = 0; i < n; i++) b[i] = this.u32() & 0xff;
+    return b;
+  }
 }
 
 /** The run's seed: VMSTATE_SEED when set (to replay a failure or try another), else `fixed`, else a fresh one. */
@@ -57,7 +80,11 @@ const INT_TYPES: readonly IntType[] = ['u8', 'u16', 'u32', 'u64', 'i8', 'i16', '
 const SCALAR_TYPES: readonly ScalarType[] = [...INT_TYPES, 'bool'];
 const LENGTH_TYPES = ['u8', 'u16', 'u32'] as const;
 
-interface GenState { rng: Rng; names: number; descriptors: number }
+interface GenState {
+  rng: Rng;
+  names: number;
+  descriptors: number;
+}
 
 /** A random descriptor: up to `maxDepth` levels of nesting, subsections included. */
 export function randomDescriptor(rng: Rng, maxDepth = 2): Descriptor {
@@ -75,9 +102,12 @@ function genDescriptor(g: GenState, depth: number): Descriptor {
     const subVersion = rng.int(1, 3);
     const rule = rng.pick(['always', 'never', 'flag', 'not-flag'] as const);
     subsections.push({
-      name: `${name}/sub${i}`, version: subVersion, minVersion: rng.int(1, subVersion),
+      name: `${name}/sub${i}`,
+      version: subVersion,
+      minVersion: rng.int(1, subVersion),
       fields: genFields(g, subVersion, depth),
-      needed: (s: any) => rule === 'always' || (rule === 'flag' && s[flag] === true) || (rule === 'not-flag' && s[flag] === false),
+      needed: (s: any) =>
+        rule === 'always' || (rule === 'flag' && s[flag] === true) || (rule === 'not-flag' && s[flag] === false),
     });
   }
   return { name, version, minVersion: rng.int(1, version), fields, subsections };
@@ -101,12 +131,26 @@ function genFields(g: GenState, version: number, depth: number): Field[] {
       fields.push({ kind: 'scalar', name, type: rng.pick(SCALAR_TYPES), since });
     } else if (roll < 8 || depth === 0) {
       const lf = lengthField();
-      fields.push({ kind: 'array', name, type: rng.pick(INT_TYPES), length: rng.int(0, 12), since, ...(lf ? { lengthField: lf } : {}) });
+      fields.push({
+        kind: 'array',
+        name,
+        type: rng.pick(INT_TYPES),
+        length: rng.int(0, 12),
+        since,
+        ...(lf ? { lengthField: lf } : {}),
+      });
     } else if (roll === 8) {
       fields.push({ kind: 'struct', name, descriptor: genDescriptor(g, depth - 1), since });
     } else {
       const lf = lengthField();
-      fields.push({ kind: 'structArray', name, descriptor: genDescriptor(g, depth - 1), length: rng.int(0, 4), since, ...(lf ? { lengthField: lf } : {}) });
+      fields.push({
+        kind: 'structArray',
+        name,
+        descriptor: genDescriptor(g, depth - 1),
+        length: rng.int(0, 4),
+        since,
+        ...(lf ? { lengthField: lf } : {}),
+      });
     }
   }
   return fields;
@@ -117,13 +161,20 @@ function genFields(g: GenState, version: number, depth: number): Field[] {
 type AnyRecord = RecordInternals & Record<string, any>;
 
 const INT_RANGE: Record<Exclude<IntType, 'u64' | 'i64'>, [number, number]> = {
-  u8: [0, 0xff], u16: [0, 0xffff], u32: [0, 0xffff_ffff], i8: [-0x80, 0x7f], i16: [-0x8000, 0x7fff], i32: [-0x8000_0000, 0x7fff_ffff],
+  u8: [0, 0xff],
+  u16: [0, 0xffff],
+  u32: [0, 0xffff_ffff],
+  i8: [-0x80, 0x7f],
+  i16: [-0x8000, 0x7fff],
+  i32: [-0x8000_0000, 0x7fff_ffff],
 };
 
 export function randomScalar(rng: Rng, type: ScalarType): number | bigint | boolean {
   if (type === 'bool') return rng.chance(0.5);
   if (type === 'u64' || type === 'i64') {
-    const raw = rng.chance(0.2) ? rng.pick([0n, 1n, (1n << 64n) - 1n, 1n << 63n, (1n << 53n) + 1n]) : (BigInt(rng.u32()) << 32n) | BigInt(rng.u32());
+    const raw = rng.chance(0.2)
+      ? rng.pick([0n, 1n, (1n << 64n) - 1n, 1n << 63n, (1n << 53n) + 1n])
+      : (BigInt(rng.u32()) << 32n) | BigInt(rng.u32());
     return type === 'u64' ? BigInt.asUintN(64, raw) : BigInt.asIntN(64, raw);
   }
   const [lo, hi] = INT_RANGE[type];
@@ -152,8 +203,12 @@ export function fillRandom(rng: Rng, record: RecordInternals): void {
         for (let i = 0; i < values.length; i++) (values as any)[i] = randomScalar(rng, field.type);
         break;
       }
-      case 'struct': fillRandom(rng, rec[field.name]); break;
-      case 'structArray': for (const element of rec[field.name] as AnyRecord[]) fillRandom(rng, element); break;
+      case 'struct':
+        fillRandom(rng, rec[field.name]);
+        break;
+      case 'structArray':
+        for (const element of rec[field.name] as AnyRecord[]) fillRandom(rng, element);
+        break;
     }
   }
 }
@@ -166,13 +221,18 @@ export function fillRandom(rng: Rng, record: RecordInternals): void {
  */
 export function olderVersion(rng: Rng, d: Descriptor): Descriptor {
   const version = rng.int(d.minVersion ?? 1, d.version);
-  const keep = (fields: readonly Field[], v: number): Field[] => fields
-    .filter(f => (f.since ?? 1) <= v)
-    .map(f => (f.kind === 'struct' || f.kind === 'structArray' ? { ...f, descriptor: olderVersion(rng, f.descriptor) } : f));
-  const subsections = (d.subsections ?? []).filter(() => rng.chance(0.8)).map(s => {
-    const v = rng.int(s.minVersion ?? 1, s.version);
-    return { ...s, version: v, fields: keep(s.fields, v) };
-  });
+  const keep = (fields: readonly Field[], v: number): Field[] =>
+    fields
+      .filter((f) => (f.since ?? 1) <= v)
+      .map((f) =>
+        f.kind === 'struct' || f.kind === 'structArray' ? { ...f, descriptor: olderVersion(rng, f.descriptor) } : f,
+      );
+  const subsections = (d.subsections ?? [])
+    .filter(() => rng.chance(0.8))
+    .map((s) => {
+      const v = rng.int(s.minVersion ?? 1, s.version);
+      return { ...s, version: v, fields: keep(s.fields, v) };
+    });
   return { ...d, version, fields: keep(d.fields, version), subsections };
 }
 
@@ -189,15 +249,26 @@ export function expectedAfterLoad(from: RecordInternals, into: Descriptor): Reco
 
 function copyCarried(from: AnyRecord, to: AnyRecord): void {
   const layout = from.$layout;
-  const lists = [layout.fields, ...layout.subsections.filter(s => s.subsection.needed(from)).map(s => s.fields)];
+  const lists = [layout.fields, ...layout.subsections.filter((s) => s.subsection.needed(from)).map((s) => s.fields)];
   for (const list of lists) {
     for (const { field } of list) {
-      const n = (field.kind === 'array' || field.kind === 'structArray') && field.lengthField !== undefined ? from[field.lengthField] as number : (field as { length?: number }).length ?? 0;
+      const n =
+        (field.kind === 'array' || field.kind === 'structArray') && field.lengthField !== undefined
+          ? (from[field.lengthField] as number)
+          : ((field as { length?: number }).length ?? 0);
       switch (field.kind) {
-        case 'scalar': to[field.name] = from[field.name]; break;
-        case 'array': for (let i = 0; i < n; i++) to[field.name][i] = from[field.name][i]; break;
-        case 'struct': copyCarried(from[field.name], to[field.name]); break;
-        case 'structArray': for (let i = 0; i < n; i++) copyCarried(from[field.name][i], to[field.name][i]); break;
+        case 'scalar':
+          to[field.name] = from[field.name];
+          break;
+        case 'array':
+          for (let i = 0; i < n; i++) to[field.name][i] = from[field.name][i];
+          break;
+        case 'struct':
+          copyCarried(from[field.name], to[field.name]);
+          break;
+        case 'structArray':
+          for (let i = 0; i < n; i++) copyCarried(from[field.name][i], to[field.name][i]);
+          break;
       }
     }
   }

@@ -7,8 +7,14 @@
 // all little-endian. The blob is plain data ({ buffer }), so it crosses to worker threads through workerData or
 // postMessage without copying; each thread parses the index once into an `FwCfgItems`.
 import {
-  FW_CFG, FW_CFG_ARCH_LOCAL, FW_CFG_ENTRY_MASK, FW_CFG_FILE_ENTRY_SIZE, FW_CFG_ID_DMA, FW_CFG_ID_TRADITIONAL,
-  FW_CFG_MAX_FILE_PATH, FW_CFG_WRITE_CHANNEL,
+  FW_CFG,
+  FW_CFG_ARCH_LOCAL,
+  FW_CFG_ENTRY_MASK,
+  FW_CFG_FILE_ENTRY_SIZE,
+  FW_CFG_ID_DMA,
+  FW_CFG_ID_TRADITIONAL,
+  FW_CFG_MAX_FILE_PATH,
+  FW_CFG_WRITE_CHANNEL,
 } from './keys.js';
 
 /** The built content: one shared buffer (see the layout above). */
@@ -16,7 +22,7 @@ export interface FwCfgBlob {
   readonly buffer: SharedArrayBuffer;
 }
 
-const BLOB_MAGIC = 0x42435746;           // "FWCB" little-endian
+const BLOB_MAGIC = 0x42435746; // "FWCB" little-endian
 const BLOB_VERSION = 1;
 const HEADER_SIZE = 16;
 const INDEX_ENTRY_SIZE = 16;
@@ -47,7 +53,8 @@ export class FwCfgContent {
 
   /** Add an item by key (a copy of `data` is kept). SIGNATURE, ID and FILE_DIR are provided by `build()`. */
   add(key: number, data: Uint8Array): this {
-    if (!Number.isInteger(key) || key < 0 || key > 0xffff) throw new RangeError(`fw_cfg: key ${key} is not a 16-bit selector`);
+    if (!Number.isInteger(key) || key < 0 || key > 0xffff)
+      throw new RangeError(`fw_cfg: key ${key} is not a 16-bit selector`);
     if (key & FW_CFG_WRITE_CHANNEL) throw new RangeError(`fw_cfg: key 0x${key.toString(16)} has the write-channel bit`);
     if (key === FW_CFG.SIGNATURE || key === FW_CFG.ID || key === FW_CFG.FILE_DIR) {
       throw new Error(`fw_cfg: key 0x${key.toString(16)} is filled in by build()`);
@@ -88,7 +95,9 @@ export class FwCfgContent {
   /** A named file (printable ASCII, at most 55 characters). Files get keys from FILE_FIRST in name order. */
   addFile(name: string, data: Uint8Array): this {
     if (name.length === 0 || name.length > FW_CFG_MAX_FILE_PATH - 1 || !/^[\x20-\x7e]+$/.test(name)) {
-      throw new RangeError(`fw_cfg: file name '${name}' must be 1-${FW_CFG_MAX_FILE_PATH - 1} printable ASCII characters`);
+      throw new RangeError(
+        `fw_cfg: file name '${name}' must be 1-${FW_CFG_MAX_FILE_PATH - 1} printable ASCII characters`,
+      );
     }
     if (this.files.has(name)) throw new Error(`fw_cfg: file '${name}' added twice`);
     if (this.files.size >= MAX_FILES) throw new RangeError(`fw_cfg: more than ${MAX_FILES} files`);
@@ -158,12 +167,15 @@ export class FwCfgItems {
 
   constructor(blob: FwCfgBlob) {
     const { buffer } = blob;
-    if (!(buffer instanceof SharedArrayBuffer) || buffer.byteLength < HEADER_SIZE) throw new Error('fw_cfg: not a content blob');
+    if (!(buffer instanceof SharedArrayBuffer) || buffer.byteLength < HEADER_SIZE)
+      throw new Error('fw_cfg: not a content blob');
     const view = new DataView(buffer);
     if (view.getUint32(0, true) !== BLOB_MAGIC) throw new Error('fw_cfg: content blob has a bad magic');
-    if (view.getUint32(4, true) !== BLOB_VERSION) throw new Error(`fw_cfg: content blob version ${view.getUint32(4, true)} is not ${BLOB_VERSION}`);
+    if (view.getUint32(4, true) !== BLOB_VERSION)
+      throw new Error(`fw_cfg: content blob version ${view.getUint32(4, true)} is not ${BLOB_VERSION}`);
     const count = view.getUint32(8, true);
-    if (count > (buffer.byteLength - HEADER_SIZE) / INDEX_ENTRY_SIZE) throw new Error('fw_cfg: content blob index is truncated');
+    if (count > (buffer.byteLength - HEADER_SIZE) / INDEX_ENTRY_SIZE)
+      throw new Error('fw_cfg: content blob index is truncated');
     this.dma = (view.getUint32(12, true) & FLAG_DMA) !== 0;
     this.bytes = new Uint8Array(buffer);
     this.offsets = new Uint32Array(count);
@@ -173,8 +185,10 @@ export class FwCfgItems {
       const key = view.getUint16(at, true);
       const offset = view.getUint32(at + 8, true);
       const length = view.getUint32(at + 12, true);
-      if (offset + length > buffer.byteLength) throw new Error(`fw_cfg: item 0x${key.toString(16)} lies outside the blob`);
-      if (itemKey(key) !== key || this.slot.has(key)) throw new Error(`fw_cfg: bad or repeated key 0x${key.toString(16)}`);
+      if (offset + length > buffer.byteLength)
+        throw new Error(`fw_cfg: item 0x${key.toString(16)} lies outside the blob`);
+      if (itemKey(key) !== key || this.slot.has(key))
+        throw new Error(`fw_cfg: bad or repeated key 0x${key.toString(16)}`);
       this.slot.set(key, i);
       this.offsets[i] = offset;
       this.lengths[i] = length;
@@ -207,9 +221,11 @@ function checkSize(what: string, length: number): void {
 
 function littleEndian(value: number, size: 2 | 4): Uint8Array {
   const max = size === 2 ? 0xffff : MAX_U32;
-  if (!Number.isInteger(value) || value < 0 || value > max) throw new RangeError(`fw_cfg: ${value} does not fit in ${size * 8} bits`);
+  if (!Number.isInteger(value) || value < 0 || value > max)
+    throw new RangeError(`fw_cfg: ${value} does not fit in ${size * 8} bits`);
   const bytes = new Uint8Array(size);
   const view = new DataView(bytes.buffer);
-  if (size === 2) view.setUint16(0, value, true); else view.setUint32(0, value, true);
+  if (size === 2) view.setUint16(0, value, true);
+  else view.setUint32(0, value, true);
   return bytes;
 }

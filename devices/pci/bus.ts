@@ -86,8 +86,10 @@ export class PciBus {
 
   /** Puts `fn` in `slot` (function 0). Every thread attaches the same functions to the same slots. */
   attach(slot: number, fn: PciFunction): PciSlot {
-    if (!Number.isInteger(slot) || slot < 0 || slot >= R.PCI_SLOTS) throw new RangeError(`PCI slot ${slot} is not 0..31`);
-    if (this.slots[slot]) throw new Error(`PCI slot ${slot} is taken by ${this.slots[slot]!.fn.name}, cannot attach ${fn.name}`);
+    if (!Number.isInteger(slot) || slot < 0 || slot >= R.PCI_SLOTS)
+      throw new RangeError(`PCI slot ${slot} is not 0..31`);
+    if (this.slots[slot])
+      throw new Error(`PCI slot ${slot} is taken by ${this.slots[slot]!.fn.name}, cannot attach ${fn.name}`);
     const pin = fn.config.interruptPin;
     const attached: Attached = { fn, slot, gsi: pin ? intxGsi(slot, pin, this.intxRouting) : null };
     // As firmware leaves it: INTERRUPT_LINE names the IOAPIC pin the function's INTx# drives (a guest without
@@ -98,8 +100,11 @@ export class PciBus {
     return {
       slot,
       intx: {
-        set: level => this.setIntx(attached, level),
-        pulse: () => { this.setIntx(attached, true); this.setIntx(attached, false); },
+        set: (level) => this.setIntx(attached, level),
+        pulse: () => {
+          this.setIntx(attached, true);
+          this.setIntx(attached, false);
+        },
       },
       mappedBars: () => this.mappedBars(fn),
       configChanged: () => this.mappingChanged(attached, true),
@@ -113,7 +118,9 @@ export class PciBus {
 
   /** Attached functions with their slot and INTx GSI (for ACPI _PRT and diagnostics). */
   get functions(): readonly { slot: number; name: string; gsi: number | null }[] {
-    return this.slots.filter((a): a is Attached => a !== undefined).map(a => ({ slot: a.slot, name: a.fn.name, gsi: a.gsi }));
+    return this.slots
+      .filter((a): a is Attached => a !== undefined)
+      .map((a) => ({ slot: a.slot, name: a.fn.name, gsi: a.gsi }));
   }
 
   // ---- configuration cycles ---------------------------------------------------------------------------------
@@ -138,10 +145,14 @@ export class PciBus {
     config.write(offset, size, value);
     const barsTouched = touches(offset, size, R.PCI_BASE_ADDRESS_0, 4 * R.PCI_NUM_BARS);
     const commandTouched = touches(offset, size, R.PCI_COMMAND, 2);
-    if (barsTouched || (commandTouched && ((commandBefore ^ config.command) & (R.PCI_COMMAND_IO | R.PCI_COMMAND_MEMORY)))) {
+    if (
+      barsTouched ||
+      (commandTouched && (commandBefore ^ config.command) & (R.PCI_COMMAND_IO | R.PCI_COMMAND_MEMORY))
+    ) {
       this.mappingChanged(t, false);
     }
-    if (commandTouched && ((commandBefore ^ config.command) & R.PCI_COMMAND_INTX_DISABLE) && t.gsi !== null) this.driveGsi(t.gsi, false);
+    if (commandTouched && (commandBefore ^ config.command) & R.PCI_COMMAND_INTX_DISABLE && t.gsi !== null)
+      this.driveGsi(t.gsi, false);
     t.fn.configWritten?.(offset, size);
   }
 
@@ -154,11 +165,19 @@ export class PciBus {
     for (let i = 0; i < R.PCI_NUM_BARS; i++) {
       const layout = fn.config.barLayout(i);
       const address = fn.config.barAddress(i);
-      if (!layout || address === null) { out.push(null); continue; }
+      if (!layout || address === null) {
+        out.push(null);
+        continue;
+      }
       const enabled = layout.kind === 'io' ? command & R.PCI_COMMAND_IO : command & R.PCI_COMMAND_MEMORY;
-      const inside = (w: PciWindow | null | undefined) => !!w && address >= w.base && address + layout.size <= w.base + w.size;
-      const decodes = enabled && address !== 0 && (layout.kind === 'io' ? inside(this.windows.io)
-        : inside(this.windows.mmio32) || (layout.kind === 'mmio64' && inside(this.windows.mmio64)));
+      const inside = (w: PciWindow | null | undefined) =>
+        !!w && address >= w.base && address + layout.size <= w.base + w.size;
+      const decodes =
+        enabled &&
+        address !== 0 &&
+        (layout.kind === 'io'
+          ? inside(this.windows.io)
+          : inside(this.windows.mmio32) || (layout.kind === 'mmio64' && inside(this.windows.mmio64)));
       out.push(decodes ? { index: i, kind: layout.kind, address, size: layout.size } : null);
     }
     return out;
@@ -209,7 +228,10 @@ export class PciBus {
       this.refresh();
       const d = this.find(space === 'io' ? this.io : this.mmio, address);
       if (!d) return;
-      if (address + size > d.end || size === 8) { splitWrite(write, address, size, value); return; }
+      if (address + size > d.end || size === 8) {
+        splitWrite(write, address, size, value);
+        return;
+      }
       d.handler.write(address - d.base, size, value);
     };
     return { read, write };
@@ -224,11 +246,24 @@ export class PciBus {
       write: (offset, size, value) => h.write(w.base + offset, size, value),
     });
     const regions: IoRegion[] = [
-      { name: 'pci-mmio32', space: 'mmio', base: this.windows.mmio32.base, length: this.windows.mmio32.size, handler: at(this.windows.mmio32, mmio) },
-      { name: 'pci-io', space: 'pio', base: this.windows.io.base, length: this.windows.io.size, handler: at(this.windows.io, io) },
+      {
+        name: 'pci-mmio32',
+        space: 'mmio',
+        base: this.windows.mmio32.base,
+        length: this.windows.mmio32.size,
+        handler: at(this.windows.mmio32, mmio),
+      },
+      {
+        name: 'pci-io',
+        space: 'pio',
+        base: this.windows.io.base,
+        length: this.windows.io.size,
+        handler: at(this.windows.io, io),
+      },
     ];
     const w64 = this.windows.mmio64;
-    if (w64) regions.push({ name: 'pci-mmio64', space: 'mmio', base: w64.base, length: w64.size, handler: at(w64, mmio) });
+    if (w64)
+      regions.push({ name: 'pci-mmio64', space: 'mmio', base: w64.base, length: w64.size, handler: at(w64, mmio) });
     return regions;
   }
 
@@ -243,7 +278,7 @@ export class PciBus {
     for (const a of this.slots) {
       if (!a || a.gsi !== gsi) continue;
       const c = a.fn.config;
-      if ((c.u16(R.PCI_STATUS) & R.PCI_STATUS_INTERRUPT) && !(c.command & R.PCI_COMMAND_INTX_DISABLE)) return true;
+      if (c.u16(R.PCI_STATUS) & R.PCI_STATUS_INTERRUPT && !(c.command & R.PCI_COMMAND_INTX_DISABLE)) return true;
     }
     return false;
   }
@@ -271,6 +306,11 @@ function splitRead(read: (a: number, s: AccessSize) => number, at: number, size:
   return value >>> 0;
 }
 
-function splitWrite(write: (a: number, s: AccessSize, v: number) => void, at: number, size: number, value: number): void {
+function splitWrite(
+  write: (a: number, s: AccessSize, v: number) => void,
+  at: number,
+  size: number,
+  value: number,
+): void {
   for (let i = 0; i < Math.min(size, 4); i++) write(at + i, 1, (value >>> (8 * i)) & 0xff);
 }

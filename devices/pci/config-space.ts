@@ -50,7 +50,8 @@ export class PciConfigSpace {
   private nextExtCap = R.PCI_EXT_CAP_START;
 
   constructor(bytes: Uint8Array, identity: PciIdentity, options: PciConfigOptions = {}) {
-    if (bytes.length < R.PCIE_CONFIG_SPACE_SIZE) throw new PciConfigError(`config space record must hold ${R.PCIE_CONFIG_SPACE_SIZE} bytes`);
+    if (bytes.length < R.PCIE_CONFIG_SPACE_SIZE)
+      throw new PciConfigError(`config space record must hold ${R.PCIE_CONFIG_SPACE_SIZE} bytes`);
     this.bytes = bytes;
     this.size = options.size ?? 256;
     const pin = identity.interruptPin ?? 0;
@@ -67,8 +68,16 @@ export class PciConfigSpace {
     this.setImage(R.PCI_SUBSYSTEM_ID, 2, identity.subsystemId ?? 0);
     this.setImage(R.PCI_INTERRUPT_PIN, 1, pin);
     // What software may write in every type 0 header.
-    this.setWritable(R.PCI_COMMAND, 2, R.PCI_COMMAND_IO | R.PCI_COMMAND_MEMORY | R.PCI_COMMAND_MASTER |
-      R.PCI_COMMAND_PARITY | R.PCI_COMMAND_SERR | (pin ? R.PCI_COMMAND_INTX_DISABLE : 0));
+    this.setWritable(
+      R.PCI_COMMAND,
+      2,
+      R.PCI_COMMAND_IO |
+        R.PCI_COMMAND_MEMORY |
+        R.PCI_COMMAND_MASTER |
+        R.PCI_COMMAND_PARITY |
+        R.PCI_COMMAND_SERR |
+        (pin ? R.PCI_COMMAND_INTX_DISABLE : 0),
+    );
     this.setW1C(R.PCI_STATUS, 2, R.PCI_STATUS_W1C);
     this.setWritable(R.PCI_CACHE_LINE_SIZE, 1, 0xff);
     this.setWritable(R.PCI_LATENCY_TIMER, 1, 0xff);
@@ -103,23 +112,27 @@ export class PciConfigSpace {
   defineBar(index: number, layout: PciBarLayout, address = 0): void {
     const { kind, size } = layout;
     const wide = kind === 'mmio64';
-    if (!Number.isInteger(index) || index < 0 || index + (wide ? 1 : 0) >= R.PCI_NUM_BARS) throw new PciConfigError(`BAR ${index} out of range`);
+    if (!Number.isInteger(index) || index < 0 || index + (wide ? 1 : 0) >= R.PCI_NUM_BARS)
+      throw new PciConfigError(`BAR ${index} out of range`);
     if (this.bars[index] || (wide && this.bars[index + 1]) || (index > 0 && this.bars[index - 1]?.kind === 'mmio64')) {
       throw new PciConfigError(`BAR ${index} already defined`);
     }
     const min = kind === 'io' ? 4 : 16;
     const max = kind === 'io' ? 0x10000 : kind === 'mmio32' ? 2 ** 31 : 2 ** 52;
-    if (!isPow2(size) || size < min || size > max) throw new PciConfigError(`BAR ${index}: size ${size} must be a power of two in ${min}..${max}`);
-    if (!Number.isSafeInteger(address) || address < 0 || address % size !== 0) throw new PciConfigError(`BAR ${index}: address 0x${address.toString(16)} not aligned to its size`);
+    if (!isPow2(size) || size < min || size > max)
+      throw new PciConfigError(`BAR ${index}: size ${size} must be a power of two in ${min}..${max}`);
+    if (!Number.isSafeInteger(address) || address < 0 || address % size !== 0)
+      throw new PciConfigError(`BAR ${index}: address 0x${address.toString(16)} not aligned to its size`);
     this.bars[index] = layout;
     const at = R.PCI_BASE_ADDRESS_0 + 4 * index;
-    const lowAddressMask = size >= 2 ** 32 ? 0 : (~(size - 1) >>> 0);
+    const lowAddressMask = size >= 2 ** 32 ? 0 : ~(size - 1) >>> 0;
     if (kind === 'io') {
       this.setImage(at, 4, (address | R.PCI_BASE_ADDRESS_SPACE_IO) >>> 0);
       this.setWritable(at, 4, lowAddressMask & R.PCI_BASE_ADDRESS_IO_MASK);
       return;
     }
-    const flags = (wide ? R.PCI_BASE_ADDRESS_MEM_TYPE_64 : 0) | (layout.prefetchable ? R.PCI_BASE_ADDRESS_MEM_PREFETCH : 0);
+    const flags =
+      (wide ? R.PCI_BASE_ADDRESS_MEM_TYPE_64 : 0) | (layout.prefetchable ? R.PCI_BASE_ADDRESS_MEM_PREFETCH : 0);
     this.setImage(at, 4, ((address % 2 ** 32) | flags) >>> 0);
     this.setWritable(at, 4, lowAddressMask & R.PCI_BASE_ADDRESS_MEM_MASK);
     if (wide) {
@@ -141,7 +154,8 @@ export class PciConfigSpace {
    */
   addCapability(id: number, length: number): number {
     const offset = this.nextCap;
-    if (length < 2 || offset + length > R.PCI_CONFIG_SPACE_SIZE) throw new PciConfigError(`capability 0x${id.toString(16)} of ${length} bytes does not fit`);
+    if (length < 2 || offset + length > R.PCI_CONFIG_SPACE_SIZE)
+      throw new PciConfigError(`capability 0x${id.toString(16)} of ${length} bytes does not fit`);
     this.setImage(offset + R.PCI_CAP_LIST_ID, 1, id);
     this.setImage(offset + R.PCI_CAP_LIST_NEXT, 1, 0);
     if (this.lastCap === 0) {
@@ -157,9 +171,11 @@ export class PciConfigSpace {
 
   /** Appends an extended capability (0x100..0xfff, 4096-byte spaces only); returns its offset. */
   addExtendedCapability(id: number, version: number, length: number): number {
-    if (this.size !== R.PCIE_CONFIG_SPACE_SIZE) throw new PciConfigError('extended capabilities need a 4096-byte config space');
+    if (this.size !== R.PCIE_CONFIG_SPACE_SIZE)
+      throw new PciConfigError('extended capabilities need a 4096-byte config space');
     const offset = this.nextExtCap;
-    if (length < 4 || offset + length > R.PCIE_CONFIG_SPACE_SIZE) throw new PciConfigError(`extended capability 0x${id.toString(16)} does not fit`);
+    if (length < 4 || offset + length > R.PCIE_CONFIG_SPACE_SIZE)
+      throw new PciConfigError(`extended capability 0x${id.toString(16)} does not fit`);
     this.setImage(offset, 4, R.pciExtCapHeader(id, version, 0));
     if (this.lastExtCap !== 0) {
       const prev = this.imageU32(this.lastExtCap);
@@ -171,11 +187,17 @@ export class PciConfigSpace {
   }
 
   private imageU16(offset: number): number {
-    return this.image[offset] | this.image[offset + 1] << 8;
+    return this.image[offset] | (this.image[offset + 1] << 8);
   }
 
   private imageU32(offset: number): number {
-    return (this.image[offset] | this.image[offset + 1] << 8 | this.image[offset + 2] << 16 | this.image[offset + 3] << 24) >>> 0;
+    return (
+      (this.image[offset] |
+        (this.image[offset + 1] << 8) |
+        (this.image[offset + 2] << 16) |
+        (this.image[offset + 3] << 24)) >>>
+      0
+    );
   }
 
   // ---- live state -------------------------------------------------------------------------------------------
@@ -214,11 +236,17 @@ export class PciConfigSpace {
   }
 
   u16(offset: number): number {
-    return this.bytes[offset] | this.bytes[offset + 1] << 8;
+    return this.bytes[offset] | (this.bytes[offset + 1] << 8);
   }
 
   u32(offset: number): number {
-    return (this.bytes[offset] | this.bytes[offset + 1] << 8 | this.bytes[offset + 2] << 16 | this.bytes[offset + 3] << 24) >>> 0;
+    return (
+      (this.bytes[offset] |
+        (this.bytes[offset + 1] << 8) |
+        (this.bytes[offset + 2] << 16) |
+        (this.bytes[offset + 3] << 24)) >>>
+      0
+    );
   }
 
   /** Device-side update of read-only bits (status, capability registers): bypasses the write masks. */

@@ -16,7 +16,9 @@ import * as R from './constants.js';
 
 /** The host bridge's record: the type-1 address latch, the bus's shared words, and 00:00.0's config space. */
 export const pciHostState = {
-  name: 'pci-host', version: 1, minVersion: 1,
+  name: 'pci-host',
+  version: 1,
+  minVersion: 1,
   fields: [
     u32('configAddress'),
     u8('resetControl'),
@@ -50,12 +52,21 @@ export class PciHostBridge implements PciFunction {
     private readonly machine?: MachineControl,
   ) {
     const ecam = settings.ecam;
-    if (ecam && (!Number.isInteger(ecam.buses) || ecam.buses < 1 || ecam.buses > 256 || ecam.base % ecamSize(ecam.buses) !== 0)) {
-      throw new RangeError(`ECAM: ${ecam.buses} buses at 0x${ecam.base.toString(16)} (1..256 buses, base aligned to the window)`);
+    if (
+      ecam &&
+      (!Number.isInteger(ecam.buses) || ecam.buses < 1 || ecam.buses > 256 || ecam.base % ecamSize(ecam.buses) !== 0)
+    ) {
+      throw new RangeError(
+        `ECAM: ${ecam.buses} buses at 0x${ecam.base.toString(16)} (1..256 buses, base aligned to the window)`,
+      );
     }
     this.config = new PciConfigSpace(state.config, {
-      vendorId: R.PCI_VENDOR_ID_REDHAT, deviceId: R.PCI_DEVICE_ID_REDHAT_PCIE_HOST, revision: 0,
-      classCode: R.PCI_CLASS_BRIDGE_HOST, subsystemVendorId: R.PCI_VENDOR_ID_REDHAT, subsystemId: 0x1100,
+      vendorId: R.PCI_VENDOR_ID_REDHAT,
+      deviceId: R.PCI_DEVICE_ID_REDHAT_PCIE_HOST,
+      revision: 0,
+      classCode: R.PCI_CLASS_BRIDGE_HOST,
+      subsystemVendorId: R.PCI_VENDOR_ID_REDHAT,
+      subsystemId: 0x1100,
     });
     bus.attach(0, this);
   }
@@ -118,11 +129,24 @@ export class PciHostBridge implements PciFunction {
   /** The ports, the ECAM window and the BAR windows. */
   regions(): IoRegion[] {
     const regions: IoRegion[] = [
-      { name: 'pci-config-address', space: 'pio', base: R.PCI_CONFIG_ADDRESS_PORT, length: 4, handler: this.addressPort },
+      {
+        name: 'pci-config-address',
+        space: 'pio',
+        base: R.PCI_CONFIG_ADDRESS_PORT,
+        length: 4,
+        handler: this.addressPort,
+      },
       { name: 'pci-config-data', space: 'pio', base: R.PCI_CONFIG_DATA_PORT, length: 4, handler: this.dataPort },
     ];
     const ecam = this.settings.ecam;
-    if (ecam) regions.push({ name: 'pci-ecam', space: 'mmio', base: ecam.base, length: ecamSize(ecam.buses), handler: this.ecamHandler });
+    if (ecam)
+      regions.push({
+        name: 'pci-ecam',
+        space: 'mmio',
+        base: ecam.base,
+        length: ecamSize(ecam.buses),
+        handler: this.ecamHandler,
+      });
     return [...regions, ...this.bus.regions()];
   }
 

@@ -21,10 +21,8 @@ export interface MsixLayout {
 }
 
 /** The record fields MSI-X needs for up to `maxVectors` vectors: table (16 bytes each) and PBA (u64 words). */
-export const msixFields = (maxVectors: number) => [
-  bytes('msixTable', maxVectors * R.PCI_MSIX_ENTRY_SIZE),
-  bytes('msixPba', pbaBytes(maxVectors)),
-] as const;
+export const msixFields = (maxVectors: number) =>
+  [bytes('msixTable', maxVectors * R.PCI_MSIX_ENTRY_SIZE), bytes('msixPba', pbaBytes(maxVectors))] as const;
 
 /** Bytes of a PBA for `vectors` vectors (whole u64 words). */
 export function pbaBytes(vectors: number): number {
@@ -50,9 +48,11 @@ export class MsixCapability {
   ) {
     const n = layout.vectors;
     if (!Number.isInteger(n) || n < 1 || n > R.PCI_MSIX_MAX_VECTORS) throw new PciConfigError(`MSI-X: ${n} vectors`);
-    if (table.length < n * R.PCI_MSIX_ENTRY_SIZE || pba.length < pbaBytes(n)) throw new PciConfigError('MSI-X: record too small for the table');
+    if (table.length < n * R.PCI_MSIX_ENTRY_SIZE || pba.length < pbaBytes(n))
+      throw new PciConfigError('MSI-X: record too small for the table');
     if (sink.count < n) throw new PciConfigError(`MSI-X: ${n} vectors but only ${sink.count} routes`);
-    if ((layout.tableOffset & 7) || (layout.pbaOffset & 7)) throw new PciConfigError('MSI-X: table and PBA offsets must be 8-byte aligned');
+    if (layout.tableOffset & 7 || layout.pbaOffset & 7)
+      throw new PciConfigError('MSI-X: table and PBA offsets must be 8-byte aligned');
     this.vectors = n;
     this.view = new DataView(table.buffer, table.byteOffset, table.byteLength);
     this.offset = config.addCapability(R.PCI_CAP_ID_MSIX, R.PCI_CAP_MSIX_SIZEOF);
@@ -84,7 +84,11 @@ export class MsixCapability {
   }
 
   vectorMasked(v: number): boolean {
-    return (this.view.getUint32(v * R.PCI_MSIX_ENTRY_SIZE + R.PCI_MSIX_ENTRY_VECTOR_CTRL, true) & R.PCI_MSIX_ENTRY_CTRL_MASKBIT) !== 0;
+    return (
+      (this.view.getUint32(v * R.PCI_MSIX_ENTRY_SIZE + R.PCI_MSIX_ENTRY_VECTOR_CTRL, true) &
+        R.PCI_MSIX_ENTRY_CTRL_MASKBIT) !==
+      0
+    );
   }
 
   pending(v: number): boolean {
@@ -181,12 +185,15 @@ export class MsixCapability {
     const { tableBar, tableOffset, pbaBar, pbaOffset } = this.layout;
     return {
       read: (offset, size) => {
-        if (bar === tableBar && offset >= tableOffset && offset < tableOffset + this.tableSize) return this.readTable(offset - tableOffset, size);
-        if (bar === pbaBar && offset >= pbaOffset && offset < pbaOffset + this.pbaSize) return this.readPba(offset - pbaOffset, size);
+        if (bar === tableBar && offset >= tableOffset && offset < tableOffset + this.tableSize)
+          return this.readTable(offset - tableOffset, size);
+        if (bar === pbaBar && offset >= pbaOffset && offset < pbaOffset + this.pbaSize)
+          return this.readPba(offset - pbaOffset, size);
         return 0;
       },
       write: (offset, size, value) => {
-        if (bar === tableBar && offset >= tableOffset && offset < tableOffset + this.tableSize) this.writeTable(offset - tableOffset, size, value);
+        if (bar === tableBar && offset >= tableOffset && offset < tableOffset + this.tableSize)
+          this.writeTable(offset - tableOffset, size, value);
         // The PBA is read-only.
       },
     };

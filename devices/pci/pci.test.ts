@@ -10,7 +10,12 @@ import { MsixCapability, msixFields } from './msix.js';
 import type { MappedBar, PciFunction } from './types.js';
 import * as R from './constants.js';
 import { FakeIrqLines, FakeMsi } from './testing/fakes.js';
-import { allocateBars, pciRoutingTable, VIRTIO_PCI_BAR_REQUESTS, defaultPciHostConfig } from '../../src/machine/pci-plan.js';
+import {
+  allocateBars,
+  pciRoutingTable,
+  VIRTIO_PCI_BAR_REQUESTS,
+  defaultPciHostConfig,
+} from '../../src/machine/pci-plan.js';
 
 const WINDOWS: PciWindows = {
   mmio32: { base: 0xc000_0000, size: 0x2000_0000 },
@@ -20,7 +25,9 @@ const WINDOWS: PciWindows = {
 const ECAM = 0xe000_0000;
 
 const fnState = {
-  name: 'test-fn', version: 1, fields: [bytes('config', 4096), ...msixFields(8)],
+  name: 'test-fn',
+  version: 1,
+  fields: [bytes('config', 4096), ...msixFields(8)],
 } as const satisfies Descriptor;
 type FnRecord = StateOf<typeof fnState>;
 
@@ -32,19 +39,35 @@ class TestFunction implements PciFunction {
   readonly mapped: (MappedBar | null)[][] = [];
   private readonly handlers: IoHandler[] = [];
 
-  constructor(readonly name: string, state: FnRecord, msi: FakeMsi, bars: { b0?: number; b2?: number; b4?: number } = {}) {
-    this.config = new PciConfigSpace(state.config, { vendorId: 0x1234, deviceId: 0x5678, revision: 2, classCode: 0xff0000, interruptPin: 1 },
-      { command: R.PCI_COMMAND_MEMORY | R.PCI_COMMAND_IO });
+  constructor(
+    readonly name: string,
+    state: FnRecord,
+    msi: FakeMsi,
+    bars: { b0?: number; b2?: number; b4?: number } = {},
+  ) {
+    this.config = new PciConfigSpace(
+      state.config,
+      { vendorId: 0x1234, deviceId: 0x5678, revision: 2, classCode: 0xff0000, interruptPin: 1 },
+      { command: R.PCI_COMMAND_MEMORY | R.PCI_COMMAND_IO },
+    );
     this.config.defineBar(0, { kind: 'mmio32', size: 0x1000 }, bars.b0 ?? 0);
     this.config.defineBar(2, { kind: 'mmio64', size: 0x4000, prefetchable: true }, bars.b2 ?? 0);
     this.config.defineBar(4, { kind: 'io', size: 0x20 }, bars.b4 ?? 0);
-    this.msix = new MsixCapability(this.config, { vectors: 8, tableBar: 0, tableOffset: 0, pbaBar: 0, pbaOffset: 0x800 }, state.msixTable, state.msixPba, msi);
+    this.msix = new MsixCapability(
+      this.config,
+      { vectors: 8, tableBar: 0, tableOffset: 0, pbaBar: 0, pbaOffset: 0x800 },
+      state.msixTable,
+      state.msixPba,
+      msi,
+    );
     this.handlers[0] = this.msix.barHandler(0);
     this.handlers[2] = {
-      read: o => this.scratch[o >> 2],
-      write: (o, _s, v) => { this.scratch[o >> 2] = v; },
+      read: (o) => this.scratch[o >> 2],
+      write: (o, _s, v) => {
+        this.scratch[o >> 2] = v;
+      },
     };
-    this.handlers[4] = { read: o => 0xa0 + o, write: () => {} };
+    this.handlers[4] = { read: (o) => 0xa0 + o, write: () => {} };
   }
 
   bar(i: number): IoHandler | undefined {
@@ -97,7 +120,8 @@ function rig(slot = 3, bars = { b0: 0xc000_1000, b2: 0xc000_4000, b4: 0xc040 }):
   return { pio, mmio, bus, fn, fnState: state, hostState, irqs, msi, resets };
 }
 
-const cf8 = (bus: number, dev: number, fn: number, reg: number) => (0x8000_0000 | bus << 16 | dev << 11 | fn << 8 | (reg & 0xfc)) >>> 0;
+const cf8 = (bus: number, dev: number, fn: number, reg: number) =>
+  (0x8000_0000 | (bus << 16) | (dev << 11) | (fn << 8) | (reg & 0xfc)) >>> 0;
 
 function type1Read(r: Rig, dev: number, reg: number, size: 1 | 2 | 4, bus = 0, fn = 0): number {
   r.pio.write(R.PCI_CONFIG_ADDRESS_PORT, 4, cf8(bus, dev, fn, reg));
@@ -109,9 +133,12 @@ function type1Write(r: Rig, dev: number, reg: number, size: 1 | 2 | 4, value: nu
   r.pio.write(R.PCI_CONFIG_DATA_PORT + (reg & 3), size, value);
 }
 
-const ecamAddress = (dev: number, reg: number, bus = 0, fn = 0) => ECAM + (bus << 20 | dev << 15 | fn << 12 | reg);
-const ecamRead = (r: Rig, dev: number, reg: number, size: 1 | 2 | 4) => Number(r.mmio.read(ecamAddress(dev, reg), size));
-const ecamWrite = (r: Rig, dev: number, reg: number, size: 1 | 2 | 4, v: number) => r.mmio.write(ecamAddress(dev, reg), size, v);
+const ecamAddress = (dev: number, reg: number, bus = 0, fn = 0) =>
+  ECAM + ((bus << 20) | (dev << 15) | (fn << 12) | reg);
+const ecamRead = (r: Rig, dev: number, reg: number, size: 1 | 2 | 4) =>
+  Number(r.mmio.read(ecamAddress(dev, reg), size));
+const ecamWrite = (r: Rig, dev: number, reg: number, size: 1 | 2 | 4, v: number) =>
+  r.mmio.write(ecamAddress(dev, reg), size, v);
 
 test('pci: the type-1 mechanism and ECAM read the same bytes at every width and offset', () => {
   const r = rig();
@@ -119,13 +146,21 @@ test('pci: the type-1 mechanism and ECAM read the same bytes at every width and 
     for (let reg = 0; reg < 0x100; reg++) {
       for (const size of [1, 2, 4] as const) {
         if ((reg & 3) + size > 4) continue; // one dword per CONFIG_DATA access
-        assert.is(type1Read(r, dev, reg, size), ecamRead(r, dev, reg, size), `dev ${dev} reg 0x${reg.toString(16)} size ${size}`);
+        assert.is(
+          type1Read(r, dev, reg, size),
+          ecamRead(r, dev, reg, size),
+          `dev ${dev} reg 0x${reg.toString(16)} size ${size}`,
+        );
       }
     }
   }
   assert.is(type1Read(r, 3, R.PCI_VENDOR_ID, 2), 0x1234);
   assert.is(ecamRead(r, 3, R.PCI_DEVICE_ID, 2), 0x5678);
-  assert.is(ecamRead(r, 0, R.PCI_VENDOR_ID, 4), (R.PCI_DEVICE_ID_REDHAT_PCIE_HOST << 16 | R.PCI_VENDOR_ID_REDHAT) >>> 0, 'the host bridge is 00:00.0');
+  assert.is(
+    ecamRead(r, 0, R.PCI_VENDOR_ID, 4),
+    ((R.PCI_DEVICE_ID_REDHAT_PCIE_HOST << 16) | R.PCI_VENDOR_ID_REDHAT) >>> 0,
+    'the host bridge is 00:00.0',
+  );
   // A write through one mechanism is seen through the other.
   type1Write(r, 3, R.PCI_INTERRUPT_LINE, 1, 0x0b);
   assert.is(ecamRead(r, 3, R.PCI_INTERRUPT_LINE, 1), 0x0b);
@@ -156,12 +191,16 @@ test('pci: an empty slot, a non-zero function, another bus or a disabled CONFIG_
 test('pci: BAR sizing — all-ones reads back the size mask and type bits for 32-bit, 64-bit and I/O BARs', () => {
   const r = rig();
   const bar = (i: number) => R.PCI_BASE_ADDRESS_0 + 4 * i;
-  const saved = [0, 2, 3, 4].map(i => ecamRead(r, 3, bar(i), 4));
+  const saved = [0, 2, 3, 4].map((i) => ecamRead(r, 3, bar(i), 4));
   ecamWrite(r, 3, R.PCI_COMMAND, 2, 0); // as Linux does: decoding off while sizing
   for (const i of [0, 1, 2, 3, 4, 5]) ecamWrite(r, 3, bar(i), 4, 0xffffffff);
   assert.is(ecamRead(r, 3, bar(0), 4), 0xfffff000, '4 KiB 32-bit non-prefetchable');
   assert.is(ecamRead(r, 3, bar(1), 4), 0, 'an unused BAR is hard-wired to 0');
-  assert.is(ecamRead(r, 3, bar(2), 4), (0xffffc000 | R.PCI_BASE_ADDRESS_MEM_TYPE_64 | R.PCI_BASE_ADDRESS_MEM_PREFETCH) >>> 0, '16 KiB 64-bit prefetchable');
+  assert.is(
+    ecamRead(r, 3, bar(2), 4),
+    (0xffffc000 | R.PCI_BASE_ADDRESS_MEM_TYPE_64 | R.PCI_BASE_ADDRESS_MEM_PREFETCH) >>> 0,
+    '16 KiB 64-bit prefetchable',
+  );
   assert.is(ecamRead(r, 3, bar(3), 4), 0xffffffff, 'upper half of a 64-bit BAR');
   assert.is(ecamRead(r, 3, bar(4), 4), (0xffffffe0 | R.PCI_BASE_ADDRESS_SPACE_IO) >>> 0, '32-byte I/O');
   assert.is(ecamRead(r, 3, R.PCI_ROM_ADDRESS, 4), 0, 'no expansion ROM');
@@ -222,7 +261,11 @@ test('pci: status error bits are write-1-to-clear; read-only registers and bits 
   const status = ecamRead(r, 3, R.PCI_STATUS, 2);
   assert.ok(status & R.PCI_STATUS_CAP_LIST);
   ecamWrite(r, 3, R.PCI_STATUS, 2, R.PCI_STATUS_REC_MASTER_ABORT);
-  assert.is(ecamRead(r, 3, R.PCI_STATUS, 2), status & ~R.PCI_STATUS_REC_MASTER_ABORT, 'only the bit written as 1 cleared');
+  assert.is(
+    ecamRead(r, 3, R.PCI_STATUS, 2),
+    status & ~R.PCI_STATUS_REC_MASTER_ABORT,
+    'only the bit written as 1 cleared',
+  );
   ecamWrite(r, 3, R.PCI_STATUS, 2, 0);
   assert.is(ecamRead(r, 3, R.PCI_STATUS, 2), status & ~R.PCI_STATUS_REC_MASTER_ABORT, 'writing 0 changes nothing');
   ecamWrite(r, 3, R.PCI_STATUS, 2, 0xffff);
@@ -230,8 +273,15 @@ test('pci: status error bits are write-1-to-clear; read-only registers and bits 
   ecamWrite(r, 3, R.PCI_VENDOR_ID, 4, 0);
   assert.is(ecamRead(r, 3, R.PCI_VENDOR_ID, 2), 0x1234);
   ecamWrite(r, 3, R.PCI_COMMAND, 2, 0xffff);
-  assert.is(ecamRead(r, 3, R.PCI_COMMAND, 2), R.PCI_COMMAND_IO | R.PCI_COMMAND_MEMORY | R.PCI_COMMAND_MASTER |
-    R.PCI_COMMAND_PARITY | R.PCI_COMMAND_SERR | R.PCI_COMMAND_INTX_DISABLE);
+  assert.is(
+    ecamRead(r, 3, R.PCI_COMMAND, 2),
+    R.PCI_COMMAND_IO |
+      R.PCI_COMMAND_MEMORY |
+      R.PCI_COMMAND_MASTER |
+      R.PCI_COMMAND_PARITY |
+      R.PCI_COMMAND_SERR |
+      R.PCI_COMMAND_INTX_DISABLE,
+  );
   ecamWrite(r, 3, R.PCI_INTERRUPT_PIN, 1, 4);
   assert.is(ecamRead(r, 3, R.PCI_INTERRUPT_PIN, 1), 1);
   assert.is(ecamRead(r, 3, 0x100, 4), 0xffffffff, 'a conventional function has no extended space');
@@ -329,7 +379,7 @@ test('msix: table writes are bounded and vector control keeps only the mask bit'
   assert.is(Number(r.mmio.read(0xc000_1000 + 16 * 3 + 12, 4)), 0);
   r.mmio.write(0xc000_1000 + 16 * 8, 4, 0x1234); // one past the last entry
   assert.is(Number(r.mmio.read(0xc000_1000 + 16 * 8, 4)), 0);
-  assert.ok(r.fnState.msixTable.length >= 128 && r.fnState.msixTable.subarray(128).every(b => b === 0));
+  assert.ok(r.fnState.msixTable.length >= 128 && r.fnState.msixTable.subarray(128).every((b) => b === 0));
   // Byte and 64-bit accesses reach the same entry.
   r.mmio.write(0xc000_1000 + 16 * 4, 8, 0x0000_0001_fee0_1000n);
   assert.is(Number(r.mmio.read(0xc000_1000 + 16 * 4 + 4, 4)), 1);
@@ -379,7 +429,8 @@ test('pci: two functions on one GSI keep it high until both lower their pins', (
   const b = new TestFunction('b', newRecord(fnState), new FakeMsi(8));
   const sa = bus.attach(2, a);
   const sb = bus.attach(10, b);
-  a.reset(); b.reset();
+  a.reset();
+  b.reset();
   sa.intx.set(true);
   sb.intx.set(true);
   sa.intx.set(false);
@@ -414,11 +465,14 @@ test('pci plan: BARs are placed aligned inside their windows, 64-bit ones above 
   assert.is(defaultPciHostConfig(2 ** 30).windows.mmio64?.base, 4 * 2 ** 30, 'never below 4 GiB');
   const config = defaultPciHostConfig(6 * 2 ** 30);
   const low = allocateBars([VIRTIO_PCI_BAR_REQUESTS, VIRTIO_PCI_BAR_REQUESTS], config.windows);
-  for (const placed of low) for (const [i, at] of placed) {
-    const size = VIRTIO_PCI_BAR_REQUESTS.find(b => b.index === i)!.size;
-    assert.is(at % size, 0);
-    assert.ok(at >= config.windows.mmio32.base && at + size <= config.windows.mmio32.base + config.windows.mmio32.size);
-  }
+  for (const placed of low)
+    for (const [i, at] of placed) {
+      const size = VIRTIO_PCI_BAR_REQUESTS.find((b) => b.index === i)!.size;
+      assert.is(at % size, 0);
+      assert.ok(
+        at >= config.windows.mmio32.base && at + size <= config.windows.mmio32.base + config.windows.mmio32.size,
+      );
+    }
   assert.not.equal(low[0].get(4), low[1].get(4));
   const high = allocateBars([VIRTIO_PCI_BAR_REQUESTS], config.windows, { place64Above4G: true });
   assert.is(high[0].get(4), config.windows.mmio64!.base);
@@ -429,9 +483,12 @@ test('pci plan: BARs are placed aligned inside their windows, 64-bit ones above 
 test('pci plan: the _PRT table gives each slot and pin the GSI the bus drives', () => {
   const table = pciRoutingTable();
   assert.is(table.length, 128);
-  assert.equal(table.find(e => e.address === 0x0003ffff && e.pin === 0), { address: 0x0003ffff, pin: 0, gsi: 19 });
+  assert.equal(
+    table.find((e) => e.address === 0x0003ffff && e.pin === 0),
+    { address: 0x0003ffff, pin: 0, gsi: 19 },
+  );
   for (const e of table) assert.is(e.gsi, intxGsi(e.address >>> 16, e.pin + 1));
-  assert.ok(table.every(e => e.gsi >= 16 && e.gsi <= 23));
+  assert.ok(table.every((e) => e.gsi >= 16 && e.gsi <= 23));
 });
 
 test.run();

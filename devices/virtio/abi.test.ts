@@ -12,7 +12,9 @@ import * as con from './console.js';
 import * as queue from './queue.js';
 import * as types from './types.js';
 
-const noHeaders = existsSync('/usr/include/linux/virtio_blk.h') ? null : '<linux/virtio_*.h> are not installed (linux-libc-dev)';
+const noHeaders = existsSync('/usr/include/linux/virtio_blk.h')
+  ? null
+  : '<linux/virtio_*.h> are not installed (linux-libc-dev)';
 
 const off = (struct: string, field: string) => `offsetof(struct ${struct}, ${field})`;
 
@@ -38,10 +40,26 @@ const checks: [string, number | bigint, string][] = [
   ['availRingBytes(256)', queue.availRingBytes(256), 'sizeof(struct vring_avail) + 2 * 256 + 2'],
   ['usedRingBytes(256)', queue.usedRingBytes(256), 'sizeof(struct vring_used) + 8 * 256 + 2'],
 
-  ...(['SIZE_MAX', 'SEG_MAX', 'GEOMETRY', 'RO', 'BLK_SIZE', 'FLUSH', 'TOPOLOGY', 'CONFIG_WCE', 'MQ', 'DISCARD', 'WRITE_ZEROES'] as const)
-    .map((f): [string, bigint, string] => [`VIRTIO_BLK_F_${f}`, blk[`VIRTIO_BLK_F_${f}`], `VIRTIO_BLK_F_${f}`]),
-  ...(['IN', 'OUT', 'FLUSH', 'GET_ID', 'DISCARD', 'WRITE_ZEROES'] as const)
-    .map((t): [string, number, string] => [`VIRTIO_BLK_T_${t}`, blk[`VIRTIO_BLK_T_${t}`], `VIRTIO_BLK_T_${t}`]),
+  ...(
+    [
+      'SIZE_MAX',
+      'SEG_MAX',
+      'GEOMETRY',
+      'RO',
+      'BLK_SIZE',
+      'FLUSH',
+      'TOPOLOGY',
+      'CONFIG_WCE',
+      'MQ',
+      'DISCARD',
+      'WRITE_ZEROES',
+    ] as const
+  ).map((f): [string, bigint, string] => [`VIRTIO_BLK_F_${f}`, blk[`VIRTIO_BLK_F_${f}`], `VIRTIO_BLK_F_${f}`]),
+  ...(['IN', 'OUT', 'FLUSH', 'GET_ID', 'DISCARD', 'WRITE_ZEROES'] as const).map((t): [string, number, string] => [
+    `VIRTIO_BLK_T_${t}`,
+    blk[`VIRTIO_BLK_T_${t}`],
+    `VIRTIO_BLK_T_${t}`,
+  ]),
   ['VIRTIO_BLK_S_OK', blk.VIRTIO_BLK_S_OK, 'VIRTIO_BLK_S_OK'],
   ['VIRTIO_BLK_S_IOERR', blk.VIRTIO_BLK_S_IOERR, 'VIRTIO_BLK_S_IOERR'],
   ['VIRTIO_BLK_S_UNSUPP', blk.VIRTIO_BLK_S_UNSUPP, 'VIRTIO_BLK_S_UNSUPP'],
@@ -62,17 +80,30 @@ const checks: [string, number | bigint, string][] = [
   ['BLK_CFG_NUM_QUEUES', blk.BLK_CFG_NUM_QUEUES, off('virtio_blk_config', 'num_queues')],
   ['BLK_CFG_MAX_DISCARD_SECTORS', blk.BLK_CFG_MAX_DISCARD_SECTORS, off('virtio_blk_config', 'max_discard_sectors')],
   ['BLK_CFG_MAX_DISCARD_SEG', blk.BLK_CFG_MAX_DISCARD_SEG, off('virtio_blk_config', 'max_discard_seg')],
-  ['BLK_CFG_DISCARD_SECTOR_ALIGNMENT', blk.BLK_CFG_DISCARD_SECTOR_ALIGNMENT, off('virtio_blk_config', 'discard_sector_alignment')],
-  ['BLK_CFG_MAX_WRITE_ZEROES_SECTORS', blk.BLK_CFG_MAX_WRITE_ZEROES_SECTORS, off('virtio_blk_config', 'max_write_zeroes_sectors')],
+  [
+    'BLK_CFG_DISCARD_SECTOR_ALIGNMENT',
+    blk.BLK_CFG_DISCARD_SECTOR_ALIGNMENT,
+    off('virtio_blk_config', 'discard_sector_alignment'),
+  ],
+  [
+    'BLK_CFG_MAX_WRITE_ZEROES_SECTORS',
+    blk.BLK_CFG_MAX_WRITE_ZEROES_SECTORS,
+    off('virtio_blk_config', 'max_write_zeroes_sectors'),
+  ],
   ['BLK_CFG_MAX_WRITE_ZEROES_SEG', blk.BLK_CFG_MAX_WRITE_ZEROES_SEG, off('virtio_blk_config', 'max_write_zeroes_seg')],
-  ['BLK_CFG_WRITE_ZEROES_MAY_UNMAP', blk.BLK_CFG_WRITE_ZEROES_MAY_UNMAP, off('virtio_blk_config', 'write_zeroes_may_unmap')],
+  [
+    'BLK_CFG_WRITE_ZEROES_MAY_UNMAP',
+    blk.BLK_CFG_WRITE_ZEROES_MAY_UNMAP,
+    off('virtio_blk_config', 'write_zeroes_may_unmap'),
+  ],
   ['VIRTIO_BLK_CONFIG_SIZE', blk.VIRTIO_BLK_CONFIG_SIZE, off('virtio_blk_config', 'unused1') + ' + 3'],
   ['FALLOC_FL_KEEP_SIZE', blk.FALLOC_FL_KEEP_SIZE, 'FALLOC_FL_KEEP_SIZE'],
   ['FALLOC_FL_PUNCH_HOLE', blk.FALLOC_FL_PUNCH_HOLE, 'FALLOC_FL_PUNCH_HOLE'],
   ['FALLOC_FL_ZERO_RANGE', blk.FALLOC_FL_ZERO_RANGE, 'FALLOC_FL_ZERO_RANGE'],
 
-  ...(['CSUM', 'GUEST_CSUM', 'MAC', 'GUEST_TSO4', 'MRG_RXBUF', 'STATUS', 'CTRL_VQ'] as const)
-    .map((f): [string, bigint, string] => [`VIRTIO_NET_F_${f}`, net[`VIRTIO_NET_F_${f}`], `VIRTIO_NET_F_${f}`]),
+  ...(['CSUM', 'GUEST_CSUM', 'MAC', 'GUEST_TSO4', 'MRG_RXBUF', 'STATUS', 'CTRL_VQ'] as const).map(
+    (f): [string, bigint, string] => [`VIRTIO_NET_F_${f}`, net[`VIRTIO_NET_F_${f}`], `VIRTIO_NET_F_${f}`],
+  ),
   ['VIRTIO_NET_S_LINK_UP', net.VIRTIO_NET_S_LINK_UP, 'VIRTIO_NET_S_LINK_UP'],
   ['VIRTIO_NET_HDR_F_NEEDS_CSUM', net.VIRTIO_NET_HDR_F_NEEDS_CSUM, 'VIRTIO_NET_HDR_F_NEEDS_CSUM'],
   ['VIRTIO_NET_HDR_GSO_NONE', net.VIRTIO_NET_HDR_GSO_NONE, 'VIRTIO_NET_HDR_GSO_NONE'],
@@ -96,15 +127,34 @@ const checks: [string, number | bigint, string][] = [
   ['VIRTIO_CONSOLE_CONFIG_SIZE', con.VIRTIO_CONSOLE_CONFIG_SIZE, 'sizeof(struct virtio_console_config)'],
 ];
 
-testIf(test, noHeaders, 'virtio abi: feature bits, request codes, ring flags and config layouts match <linux/virtio_*.h>', () => {
-  const lines = ['#include <stdio.h>', '#include <stddef.h>', '#include <linux/virtio_ids.h>', '#include <linux/virtio_config.h>',
-    '#include <linux/virtio_ring.h>', '#include <linux/virtio_blk.h>', '#include <linux/virtio_net.h>',
-    '#include <linux/virtio_console.h>', '#include <linux/falloc.h>', 'int main(void) {'];
-  checks.forEach(([, , c], i) => lines.push(`  printf("%d %llu\\n", ${i}, (unsigned long long)(${c}));`));
-  lines.push('  return 0;', '}', '');
-  const got = runC(compileC(lines.join('\n'), { name: 'virtio-abi' })).trim().split('\n').map(l => BigInt(l.split(' ')[1]));
-  const wrong = checks.flatMap(([name, v], i) => BigInt(v) === got[i] ? [] : [`${name}: tsvmm ${v}, header ${got[i]}`]);
-  assert.equal(wrong, [], wrong.join('\n'));
-});
+testIf(
+  test,
+  noHeaders,
+  'virtio abi: feature bits, request codes, ring flags and config layouts match <linux/virtio_*.h>',
+  () => {
+    const lines = [
+      '#include <stdio.h>',
+      '#include <stddef.h>',
+      '#include <linux/virtio_ids.h>',
+      '#include <linux/virtio_config.h>',
+      '#include <linux/virtio_ring.h>',
+      '#include <linux/virtio_blk.h>',
+      '#include <linux/virtio_net.h>',
+      '#include <linux/virtio_console.h>',
+      '#include <linux/falloc.h>',
+      'int main(void) {',
+    ];
+    checks.forEach(([, , c], i) => lines.push(`  printf("%d %llu\\n", ${i}, (unsigned long long)(${c}));`));
+    lines.push('  return 0;', '}', '');
+    const got = runC(compileC(lines.join('\n'), { name: 'virtio-abi' }))
+      .trim()
+      .split('\n')
+      .map((l) => BigInt(l.split(' ')[1]));
+    const wrong = checks.flatMap(([name, v], i) =>
+      BigInt(v) === got[i] ? [] : [`${name}: tsvmm ${v}, header ${got[i]}`],
+    );
+    assert.equal(wrong, [], wrong.join('\n'));
+  },
+);
 
 test.run();

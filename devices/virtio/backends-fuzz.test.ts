@@ -24,12 +24,30 @@ const ROUNDS = Number(process.env.TSVMM_FUZZ_CASES ?? 12_000) / 6;
 
 class Rng {
   private s: number;
-  constructor(seed: number) { this.s = (seed >>> 0) || 1; }
-  u32(): number { let x = this.s; x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0; return (this.s = x); }
-  below(n: number): number { return this.u32() % n; }
-  chance(p: number): boolean { return this.u32() / 2 ** 32 < p; }
-  pick<T>(items: readonly T[]): T { return items[this.below(items.length)]; }
-  bytes(n: number): Uint8Array { return Uint8Array.from({ length: n }, () => this.u32() & 0xff); }
+  constructor(seed: number) {
+    this.s = seed >>> 0 || 1;
+  }
+  u32(): number {
+    let x = this.s;
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return (this.s = x);
+  }
+  below(n: number): number {
+    return this.u32() % n;
+  }
+  chance(p: number): boolean {
+    return this.u32() / 2 ** 32 < p;
+  }
+  pick<T>(items: readonly T[]): T {
+    return items[this.below(items.length)];
+  }
+  bytes(n: number): Uint8Array {
+    return Uint8Array.from({ length: n }, () => this.u32() & 0xff);
+  }
 }
 
 /** A random chain whose first readable buffer starts with `head` (a request header), then random buffers. */
@@ -37,17 +55,26 @@ function randomChain(rng: Rng, head: Uint8Array | null): BufferSpec[] {
   const specs: BufferSpec[] = [];
   if (head) specs.push({ data: head.subarray(0, rng.chance(0.9) ? head.length : rng.below(head.length + 1)) });
   const readable = rng.below(3);
-  for (let i = 0; i < readable; i++) specs.push({ data: rng.bytes(rng.pick([1, 16, 100, 512, 1024, rng.below(3000)])) });
+  for (let i = 0; i < readable; i++)
+    specs.push({ data: rng.bytes(rng.pick([1, 16, 100, 512, 1024, rng.below(3000)])) });
   const writable = rng.below(4);
-  for (let i = 0; i < writable; i++) specs.push({ length: rng.pick([1, 1, 20, 512, 513, 1024, 1526, rng.below(4000)]), write: true });
-  return specs.filter(s => (s.data?.length ?? s.length ?? 0) > 0);
+  for (let i = 0; i < writable; i++)
+    specs.push({ length: rng.pick([1, 1, 20, 512, 513, 1024, 1526, rng.below(4000)]), write: true });
+  return specs.filter((s) => (s.data?.length ?? s.length ?? 0) > 0);
 }
 
 /** What one random chain may need at most: 3 readable and 3 writable buffers of < 4 KiB, plus an indirect table. */
 const MIN_ROOM = 32 << 10;
 
 /** Plays `rounds` random requests against a started back end; `poke` exercises its host side. */
-function play(name: string, first: FakeTransport, rng: Rng, rounds: number, header: () => Uint8Array | null, poke: () => void = () => {}): void {
+function play(
+  name: string,
+  first: FakeTransport,
+  rng: Rng,
+  rounds: number,
+  header: () => Uint8Array | null,
+  poke: () => void = () => {},
+): void {
   let t = first;
   let restarts = 0;
   let served = 0;
@@ -113,24 +140,51 @@ test(`virtio back ends fuzz: random requests never throw or reach outside RAM or
     resetVirtioNet(state);
     const net = new VirtioNet(state, { fd: ours, mergeableRxBuffers: mergeable });
     const drain = new Uint8Array(70000);
-    play(`virtio-net${mergeable ? '' : ' (no MRG_RXBUF)'}`, new FakeTransport(net, { ramSize: 1 << 20 }).start(), rng, ROUNDS, () => rng.bytes(12), () => {
-      if (rng.chance(0.5)) write(peer, rng.bytes(12 + rng.below(3000)));
-      net.pollHost();
-      while (read(peer, drain) > 0) { /* the host side drains what the guest sent */ }
-    });
+    play(
+      `virtio-net${mergeable ? '' : ' (no MRG_RXBUF)'}`,
+      new FakeTransport(net, { ramSize: 1 << 20 }).start(),
+      rng,
+      ROUNDS,
+      () => rng.bytes(12),
+      () => {
+        if (rng.chance(0.5)) write(peer, rng.bytes(12 + rng.below(3000)));
+        net.pollHost();
+        while (read(peer, drain) > 0) {
+          /* the host side drains what the guest sent */
+        }
+      },
+    );
     close(ours);
     close(peer);
   }
 
   // virtio-console: random output chains, random host input.
-  const out = { bytes: 0, write(b: Uint8Array) { this.bytes += b.length; } };
+  const out = {
+    bytes: 0,
+    write(b: Uint8Array) {
+      this.bytes += b.length;
+    },
+  };
   const con = new VirtioConsole(newRecord(virtioConsoleState), { out });
-  play('virtio-console', new FakeTransport(con, { ramSize: 1 << 20 }).start(), rng, ROUNDS, () => null, () => {
-    if (rng.chance(0.5)) con.receive(rng.bytes(rng.below(300)));
-  });
+  play(
+    'virtio-console',
+    new FakeTransport(con, { ramSize: 1 << 20 }).start(),
+    rng,
+    ROUNDS,
+    () => null,
+    () => {
+      if (rng.chance(0.5)) con.receive(rng.bytes(rng.below(300)));
+    },
+  );
 
   // virtio-rng.
-  play('virtio-rng', new FakeTransport(new VirtioRng() as VirtioBackend, { ramSize: 1 << 20 }).start(), rng, ROUNDS, () => null);
+  play(
+    'virtio-rng',
+    new FakeTransport(new VirtioRng() as VirtioBackend, { ramSize: 1 << 20 }).start(),
+    rng,
+    ROUNDS,
+    () => null,
+  );
 
   console.log(`virtio back ends fuzz: seed ${SEED}, ${Date.now() - started} ms`);
 });

@@ -1,14 +1,43 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync, fstatSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, ftruncateSync } from 'node:fs';
+import {
+  existsSync,
+  fstatSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+  ftruncateSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  VirtioBlk, SECTOR_SIZE, BLK_SEG_MAX, BLK_MAX_SEGMENTS,
-  VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_DISCARD, VIRTIO_BLK_T_WRITE_ZEROES,
-  VIRTIO_BLK_S_OK, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_UNSUPP, VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP,
-  VIRTIO_BLK_F_RO, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_DISCARD, VIRTIO_BLK_F_WRITE_ZEROES, VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_F_BLK_SIZE,
-  BLK_CFG_CAPACITY, BLK_CFG_SEG_MAX, BLK_CFG_BLK_SIZE, BLK_CFG_MAX_DISCARD_SEG, BLK_CFG_WRITE_ZEROES_MAY_UNMAP,
+  VirtioBlk,
+  SECTOR_SIZE,
+  BLK_SEG_MAX,
+  BLK_MAX_SEGMENTS,
+  VIRTIO_BLK_T_IN,
+  VIRTIO_BLK_T_OUT,
+  VIRTIO_BLK_T_FLUSH,
+  VIRTIO_BLK_T_GET_ID,
+  VIRTIO_BLK_T_DISCARD,
+  VIRTIO_BLK_T_WRITE_ZEROES,
+  VIRTIO_BLK_S_OK,
+  VIRTIO_BLK_S_IOERR,
+  VIRTIO_BLK_S_UNSUPP,
+  VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP,
+  VIRTIO_BLK_F_RO,
+  VIRTIO_BLK_F_FLUSH,
+  VIRTIO_BLK_F_DISCARD,
+  VIRTIO_BLK_F_WRITE_ZEROES,
+  VIRTIO_BLK_F_SEG_MAX,
+  VIRTIO_BLK_F_BLK_SIZE,
+  BLK_CFG_CAPACITY,
+  BLK_CFG_SEG_MAX,
+  BLK_CFG_BLK_SIZE,
+  BLK_CFG_MAX_DISCARD_SEG,
+  BLK_CFG_WRITE_ZEROES_MAY_UNMAP,
 } from './blk.js';
 import { VIRTIO_ID_BLOCK } from './types.js';
 import { FakeTransport } from './testing/transport.js';
@@ -61,7 +90,13 @@ test('virtio-blk: device type, features and config space describe the image', ()
   const { blk } = setup({ sectors: 100 });
   assert.is(blk.deviceType, VIRTIO_ID_BLOCK);
   assert.equal(blk.queueMaxSizes, [256]);
-  for (const f of [VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_DISCARD, VIRTIO_BLK_F_WRITE_ZEROES]) {
+  for (const f of [
+    VIRTIO_BLK_F_SEG_MAX,
+    VIRTIO_BLK_F_BLK_SIZE,
+    VIRTIO_BLK_F_FLUSH,
+    VIRTIO_BLK_F_DISCARD,
+    VIRTIO_BLK_F_WRITE_ZEROES,
+  ]) {
     assert.ok(blk.deviceFeatures & (1n << f), `feature ${f}`);
   }
   assert.not.ok(blk.deviceFeatures & (1n << VIRTIO_BLK_F_RO));
@@ -83,9 +118,22 @@ test('virtio-blk: OUT then IN moves a pattern to and from the right sectors', ()
   assert.is(w.status, VIRTIO_BLK_S_OK);
   assert.is(w.len, 1, 'a write returns only the status byte');
   assert.equal(fileBytes().subarray(5 * 512, 8 * 512), data);
-  assert.ok(fileBytes().subarray(4 * 512, 5 * 512).every(b => b === 4), 'the sector before is untouched');
-  assert.ok(fileBytes().subarray(8 * 512, 9 * 512).every(b => b === 8), 'the sector after is untouched');
-  const r = request(VIRTIO_BLK_T_IN, 5, [{ length: 512, write: true }, { length: 1024, write: true }]);
+  assert.ok(
+    fileBytes()
+      .subarray(4 * 512, 5 * 512)
+      .every((b) => b === 4),
+    'the sector before is untouched',
+  );
+  assert.ok(
+    fileBytes()
+      .subarray(8 * 512, 9 * 512)
+      .every((b) => b === 8),
+    'the sector after is untouched',
+  );
+  const r = request(VIRTIO_BLK_T_IN, 5, [
+    { length: 512, write: true },
+    { length: 1024, write: true },
+  ]);
   assert.is(r.status, VIRTIO_BLK_S_OK);
   assert.is(r.len, 1536 + 1);
   const got = new Uint8Array([...t.memory.read(r.buffers[1].gpa, 512), ...t.memory.read(r.buffers[2].gpa, 1024)]);
@@ -113,11 +161,20 @@ test('virtio-blk: the chain layout is not assumed (split header, data sharing th
   const { send, header, fileBytes, t, q } = setup();
   const data = pattern(512, 9);
   const h = header(VIRTIO_BLK_T_OUT, 2);
-  const w = send([{ data: h.subarray(0, 3) }, { data: new Uint8Array([...h.subarray(3), ...data.subarray(0, 100)]) }, { data: data.subarray(100) }, { length: 1, write: true }]);
+  const w = send([
+    { data: h.subarray(0, 3) },
+    { data: new Uint8Array([...h.subarray(3), ...data.subarray(0, 100)]) },
+    { data: data.subarray(100) },
+    { length: 1, write: true },
+  ]);
   assert.is(w.status, VIRTIO_BLK_S_OK);
   assert.equal(fileBytes().subarray(1024, 1536), data);
   // A read whose last buffer holds both the data tail and the status byte.
-  const added = q.add([{ data: header(VIRTIO_BLK_T_IN, 2) }, { length: 500, write: true }, { length: 13, write: true }]);
+  const added = q.add([
+    { data: header(VIRTIO_BLK_T_IN, 2) },
+    { length: 500, write: true },
+    { length: 13, write: true },
+  ]);
   t.kick(0);
   assert.equal(q.takeUsed()[0].len, 513);
   assert.is(t.memory.readU8(added.buffers[2].gpa + 12), VIRTIO_BLK_S_OK);
@@ -136,8 +193,13 @@ test('virtio-blk: out-of-range and partial-sector transfers fail with IOERR and 
   const { request, fileBytes } = setup({ sectors: 16 });
   const before = fileBytes();
   for (const [type, sector, length] of [
-    [VIRTIO_BLK_T_OUT, 15, 1024], [VIRTIO_BLK_T_OUT, 16, 512], [VIRTIO_BLK_T_OUT, 2n ** 63n, 512],
-    [VIRTIO_BLK_T_OUT, 2n ** 64n - 1n, 512], [VIRTIO_BLK_T_OUT, 0, 100], [VIRTIO_BLK_T_IN, 15, 1024], [VIRTIO_BLK_T_IN, 0, 511],
+    [VIRTIO_BLK_T_OUT, 15, 1024],
+    [VIRTIO_BLK_T_OUT, 16, 512],
+    [VIRTIO_BLK_T_OUT, 2n ** 63n, 512],
+    [VIRTIO_BLK_T_OUT, 2n ** 64n - 1n, 512],
+    [VIRTIO_BLK_T_OUT, 0, 100],
+    [VIRTIO_BLK_T_IN, 15, 1024],
+    [VIRTIO_BLK_T_IN, 0, 511],
   ] as const) {
     const data = type === VIRTIO_BLK_T_OUT ? [{ data: pattern(length, 5) }] : [{ length, write: true }];
     const r = request(type, sector, data);
@@ -145,7 +207,11 @@ test('virtio-blk: out-of-range and partial-sector transfers fail with IOERR and 
     assert.is(r.len, 1);
   }
   assert.equal(fileBytes(), before);
-  assert.is(request(VIRTIO_BLK_T_IN, 15, [{ length: 512, write: true }]).status, VIRTIO_BLK_S_OK, 'the last sector is readable');
+  assert.is(
+    request(VIRTIO_BLK_T_IN, 15, [{ length: 512, write: true }]).status,
+    VIRTIO_BLK_S_OK,
+    'the last sector is readable',
+  );
 });
 
 test('virtio-blk: a read-only device offers RO and refuses writes with IOERR', () => {
@@ -177,7 +243,7 @@ test('virtio-blk: GET_ID returns the serial, NUL-padded to 20 bytes', () => {
   assert.is(r.len, 21);
   const id = t.memory.read(r.buffers[1].gpa, 20);
   assert.is(new TextDecoder().decode(id.subarray(0, 12)), 'tsvmm-disk-0');
-  assert.ok(id.subarray(12).every(b => b === 0));
+  assert.ok(id.subarray(12).every((b) => b === 0));
   const long = setup({ serial: 'abcdefghijklmnopqrstuvwxyz' });
   const r2 = long.request(VIRTIO_BLK_T_GET_ID, 0, [{ length: 20, write: true }]);
   assert.is(new TextDecoder().decode(long.t.memory.read(r2.buffers[1].gpa, 20)), 'abcdefghijklmnopqrst');
@@ -213,31 +279,77 @@ function segments(list: [number, number, number][]): Uint8Array {
 test('virtio-blk: DISCARD punches holes; the unmap flag or too many segments are refused', () => {
   const { request, fileBytes, img } = setup({ sectors: 256 });
   const blocksBefore = fstatSync(img.fd).blocks;
-  const r = request(VIRTIO_BLK_T_DISCARD, 0, [{ data: segments([[64, 64, 0], [160, 32, 0]]) }]);
+  const r = request(VIRTIO_BLK_T_DISCARD, 0, [
+    {
+      data: segments([
+        [64, 64, 0],
+        [160, 32, 0],
+      ]),
+    },
+  ]);
   assert.is(r.status, VIRTIO_BLK_S_OK);
   const after = fileBytes();
-  assert.ok(after.subarray(64 * 512, 128 * 512).every(b => b === 0), 'discarded range reads zero on this file system');
-  assert.ok(after.subarray(63 * 512, 64 * 512).every(b => b === 63));
-  assert.ok(after.subarray(128 * 512, 129 * 512).every(b => b === 128));
+  assert.ok(
+    after.subarray(64 * 512, 128 * 512).every((b) => b === 0),
+    'discarded range reads zero on this file system',
+  );
+  assert.ok(after.subarray(63 * 512, 64 * 512).every((b) => b === 63));
+  assert.ok(after.subarray(128 * 512, 129 * 512).every((b) => b === 128));
   assert.ok(fstatSync(img.fd).blocks < blocksBefore, 'blocks were deallocated');
-  assert.is(request(VIRTIO_BLK_T_DISCARD, 0, [{ data: segments([[0, 8, VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP]]) }]).status, VIRTIO_BLK_S_UNSUPP);
+  assert.is(
+    request(VIRTIO_BLK_T_DISCARD, 0, [{ data: segments([[0, 8, VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP]]) }]).status,
+    VIRTIO_BLK_S_UNSUPP,
+  );
   assert.is(request(VIRTIO_BLK_T_DISCARD, 0, [{ data: segments([[0, 8, 0x80]]) }]).status, VIRTIO_BLK_S_UNSUPP);
   const many = Array.from({ length: BLK_MAX_SEGMENTS + 1 }, (_, i): [number, number, number] => [i * 8, 8, 0]);
   assert.is(request(VIRTIO_BLK_T_DISCARD, 0, [{ data: segments(many) }]).status, VIRTIO_BLK_S_IOERR);
-  assert.is(request(VIRTIO_BLK_T_DISCARD, 0, [{ data: segments([[250, 8, 0]]) }]).status, VIRTIO_BLK_S_IOERR, 'beyond capacity');
-  assert.is(request(VIRTIO_BLK_T_DISCARD, 0, [{ data: new Uint8Array(20) }]).status, VIRTIO_BLK_S_IOERR, 'not whole segments');
+  assert.is(
+    request(VIRTIO_BLK_T_DISCARD, 0, [{ data: segments([[250, 8, 0]]) }]).status,
+    VIRTIO_BLK_S_IOERR,
+    'beyond capacity',
+  );
+  assert.is(
+    request(VIRTIO_BLK_T_DISCARD, 0, [{ data: new Uint8Array(20) }]).status,
+    VIRTIO_BLK_S_IOERR,
+    'not whole segments',
+  );
 });
 
 test('virtio-blk: WRITE_ZEROES zeroes ranges (with and without unmap); an out-of-range segment changes nothing', () => {
   const { request, fileBytes } = setup({ sectors: 64 });
-  assert.is(request(VIRTIO_BLK_T_WRITE_ZEROES, 0, [{ data: segments([[3, 2, 0], [10, 5, VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP]]) }]).status, VIRTIO_BLK_S_OK);
+  assert.is(
+    request(VIRTIO_BLK_T_WRITE_ZEROES, 0, [
+      {
+        data: segments([
+          [3, 2, 0],
+          [10, 5, VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP],
+        ]),
+      },
+    ]).status,
+    VIRTIO_BLK_S_OK,
+  );
   const f = fileBytes();
-  assert.ok(f.subarray(3 * 512, 5 * 512).every(b => b === 0));
-  assert.ok(f.subarray(10 * 512, 15 * 512).every(b => b === 0));
-  assert.ok(f.subarray(5 * 512, 6 * 512).every(b => b === 5));
-  assert.ok(f.subarray(15 * 512, 16 * 512).every(b => b === 15));
-  assert.is(request(VIRTIO_BLK_T_WRITE_ZEROES, 0, [{ data: segments([[20, 1, 0], [63, 2, 0]]) }]).status, VIRTIO_BLK_S_IOERR);
-  assert.ok(fileBytes().subarray(20 * 512, 21 * 512).every(b => b === 20), 'validated before any segment was applied');
+  assert.ok(f.subarray(3 * 512, 5 * 512).every((b) => b === 0));
+  assert.ok(f.subarray(10 * 512, 15 * 512).every((b) => b === 0));
+  assert.ok(f.subarray(5 * 512, 6 * 512).every((b) => b === 5));
+  assert.ok(f.subarray(15 * 512, 16 * 512).every((b) => b === 15));
+  assert.is(
+    request(VIRTIO_BLK_T_WRITE_ZEROES, 0, [
+      {
+        data: segments([
+          [20, 1, 0],
+          [63, 2, 0],
+        ]),
+      },
+    ]).status,
+    VIRTIO_BLK_S_IOERR,
+  );
+  assert.ok(
+    fileBytes()
+      .subarray(20 * 512, 21 * 512)
+      .every((b) => b === 20),
+    'validated before any segment was applied',
+  );
   assert.is(request(VIRTIO_BLK_T_WRITE_ZEROES, 0, [{ data: segments([[0, 1, 2]]) }]).status, VIRTIO_BLK_S_UNSUPP);
 });
 
@@ -254,7 +366,10 @@ test('virtio-blk: capacity rounds the image down to whole sectors; reads past a 
   t.kick(0);
   assert.is(t.memory.readU8(added.buffers[2].gpa), VIRTIO_BLK_S_OK);
   const got = t.memory.read(added.buffers[1].gpa, 1024);
-  assert.ok(got.subarray(100).every(b => b === 0), 'past EOF reads as zero');
+  assert.ok(
+    got.subarray(100).every((b) => b === 0),
+    'past EOF reads as zero',
+  );
 });
 
 test('virtio-blk: many requests in one kick complete in order with one interrupt; nothing happens before activation', () => {
@@ -275,32 +390,45 @@ test('virtio-blk: many requests in one kick complete in order with one interrupt
   assert.equal(t.drivers[0].takeUsed(), [], 'after reset the back end forgets the queues');
 });
 
-testIf(test, existsSync('/dev/shm') ? null : 'no /dev/shm (tmpfs)', 'virtio-blk: WRITE_ZEROES falls back to punching a hole or writing zeroes where ZERO_RANGE is unsupported (tmpfs)', () => {
-  const shm = mkdtempSync('/dev/shm/tsvmm-blk-');
-  try {
-    const path = join(shm, 'disk.img');
-    writeFileSync(path, new Uint8Array(32 * 512).fill(0xaa));
-    const fd = openSync(path, 'r+');
-    const blk = new VirtioBlk({ fd });
-    const t = new FakeTransport(blk).start();
-    const h = new Uint8Array(16);
-    new DataView(h.buffer).setUint32(0, VIRTIO_BLK_T_WRITE_ZEROES, true);
-    const added = t.drivers[0].add([{ data: h }, { data: segments([[1, 2, 0], [8, 4, VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP]]) }, { length: 1, write: true }]);
-    t.kick(0);
-    assert.is(t.memory.readU8(added.buffers[2].gpa), VIRTIO_BLK_S_OK);
-    const f = new Uint8Array(readFileSync(path));
-    assert.ok(f.subarray(512, 3 * 512).every(b => b === 0));
-    assert.ok(f.subarray(8 * 512, 12 * 512).every(b => b === 0));
-    assert.ok(f.subarray(3 * 512, 8 * 512).every(b => b === 0xaa));
-    assert.is(blk.lastError, null);
-  } finally {
-    rmSync(shm, { recursive: true, force: true });
-  }
-});
+testIf(
+  test,
+  existsSync('/dev/shm') ? null : 'no /dev/shm (tmpfs)',
+  'virtio-blk: WRITE_ZEROES falls back to punching a hole or writing zeroes where ZERO_RANGE is unsupported (tmpfs)',
+  () => {
+    const shm = mkdtempSync('/dev/shm/tsvmm-blk-');
+    try {
+      const path = join(shm, 'disk.img');
+      writeFileSync(path, new Uint8Array(32 * 512).fill(0xaa));
+      const fd = openSync(path, 'r+');
+      const blk = new VirtioBlk({ fd });
+      const t = new FakeTransport(blk).start();
+      const h = new Uint8Array(16);
+      new DataView(h.buffer).setUint32(0, VIRTIO_BLK_T_WRITE_ZEROES, true);
+      const added = t.drivers[0].add([
+        { data: h },
+        {
+          data: segments([
+            [1, 2, 0],
+            [8, 4, VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP],
+          ]),
+        },
+        { length: 1, write: true },
+      ]);
+      t.kick(0);
+      assert.is(t.memory.readU8(added.buffers[2].gpa), VIRTIO_BLK_S_OK);
+      const f = new Uint8Array(readFileSync(path));
+      assert.ok(f.subarray(512, 3 * 512).every((b) => b === 0));
+      assert.ok(f.subarray(8 * 512, 12 * 512).every((b) => b === 0));
+      assert.ok(f.subarray(3 * 512, 8 * 512).every((b) => b === 0xaa));
+      assert.is(blk.lastError, null);
+    } finally {
+      rmSync(shm, { recursive: true, force: true });
+    }
+  },
+);
 
 test.after(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
 test.run();
-

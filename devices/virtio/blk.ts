@@ -18,8 +18,12 @@ import { fdatasyncSync, fstatSync, readSync, writeSync } from 'node:fs';
 import { fallocate } from '../../src/sys/libc.js';
 import { forEachSegment, serveQueue, QueueAbandoned, VirtqueueError } from './queue.js';
 import {
-  VIRTIO_ID_BLOCK, readConfigImage,
-  type DescriptorChain, type VirtQueue, type VirtioBackend, type VirtioContext,
+  VIRTIO_ID_BLOCK,
+  readConfigImage,
+  type DescriptorChain,
+  type VirtQueue,
+  type VirtioBackend,
+  type VirtioContext,
 } from './types.js';
 
 // ---- feature bits (5.2.3) ------------------------------------------------------------------------------------
@@ -102,7 +106,12 @@ export interface VirtioBlkOptions {
 
 /** A request the guest got wrong but that can still be answered through its status byte. */
 class RequestError extends Error {
-  constructor(readonly status: number, message: string) { super(message); }
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
 }
 
 export class VirtioBlk implements VirtioBackend {
@@ -129,8 +138,12 @@ export class VirtioBlk implements VirtioBackend {
     this.id.set(new TextEncoder().encode(options.serial ?? '').subarray(0, VIRTIO_BLK_ID_BYTES));
     const discard = !this.readOnly && (options.discard ?? true);
 
-    let features = (1n << VIRTIO_BLK_F_SIZE_MAX) | (1n << VIRTIO_BLK_F_SEG_MAX) | (1n << VIRTIO_BLK_F_BLK_SIZE)
-      | (1n << VIRTIO_BLK_F_FLUSH) | (1n << VIRTIO_BLK_F_TOPOLOGY);
+    let features =
+      (1n << VIRTIO_BLK_F_SIZE_MAX) |
+      (1n << VIRTIO_BLK_F_SEG_MAX) |
+      (1n << VIRTIO_BLK_F_BLK_SIZE) |
+      (1n << VIRTIO_BLK_F_FLUSH) |
+      (1n << VIRTIO_BLK_F_TOPOLOGY);
     if (this.readOnly) features |= 1n << VIRTIO_BLK_F_RO;
     if (discard) features |= (1n << VIRTIO_BLK_F_DISCARD) | (1n << VIRTIO_BLK_F_WRITE_ZEROES);
     this.deviceFeatures = features;
@@ -181,7 +194,10 @@ export class VirtioBlk implements VirtioBackend {
   /** Serves one request; returns the used length (bytes written into the chain: data, then the status byte). */
   private handle(context: VirtioContext, chain: DescriptorChain, queue: VirtQueue): number {
     if (chain.writableBytes < 1) {
-      throw new VirtqueueError(`virtio-blk request queue`, `request at descriptor ${chain.head} has no writable status byte`);
+      throw new VirtqueueError(
+        `virtio-blk request queue`,
+        `request at descriptor ${chain.head} has no writable status byte`,
+      );
     }
     const statusAt = chain.writableBytes - 1;
     let status = VIRTIO_BLK_S_OK;
@@ -194,13 +210,24 @@ export class VirtioBlk implements VirtioBackend {
       const type = header.getUint32(0, true);
       const sector = header.getBigUint64(8, true);
       switch (type) {
-        case VIRTIO_BLK_T_IN: dataWritten = this.hostIo(context, () => this.read(context, chain, sector, statusAt)); break;
-        case VIRTIO_BLK_T_OUT: this.hostIo(context, () => this.write(context, chain, sector)); break;
-        case VIRTIO_BLK_T_FLUSH: this.hostIo(context, () => this.flush()); break;
-        case VIRTIO_BLK_T_GET_ID: dataWritten = queue.writeTo(chain, 0, this.id.subarray(0, Math.min(VIRTIO_BLK_ID_BYTES, statusAt))); break;
+        case VIRTIO_BLK_T_IN:
+          dataWritten = this.hostIo(context, () => this.read(context, chain, sector, statusAt));
+          break;
+        case VIRTIO_BLK_T_OUT:
+          this.hostIo(context, () => this.write(context, chain, sector));
+          break;
+        case VIRTIO_BLK_T_FLUSH:
+          this.hostIo(context, () => this.flush());
+          break;
+        case VIRTIO_BLK_T_GET_ID:
+          dataWritten = queue.writeTo(chain, 0, this.id.subarray(0, Math.min(VIRTIO_BLK_ID_BYTES, statusAt)));
+          break;
         case VIRTIO_BLK_T_DISCARD:
-        case VIRTIO_BLK_T_WRITE_ZEROES: this.discardOrZero(context, chain, queue, type); break;
-        default: throw new RequestError(VIRTIO_BLK_S_UNSUPP, `request type ${type} is not supported`);
+        case VIRTIO_BLK_T_WRITE_ZEROES:
+          this.discardOrZero(context, chain, queue, type);
+          break;
+        default:
+          throw new RequestError(VIRTIO_BLK_S_UNSUPP, `request type ${type} is not supported`);
       }
     } catch (e) {
       if (e instanceof RequestError) {
@@ -224,13 +251,19 @@ export class VirtioBlk implements VirtioBackend {
    */
   private hostIo<T>(context: VirtioContext, io: () => T): T {
     let result: T | undefined;
-    if (!context.outsideLock(() => { result = io(); })) throw new QueueAbandoned('virtio-blk request queue');
+    if (
+      !context.outsideLock(() => {
+        result = io();
+      })
+    )
+      throw new QueueAbandoned('virtio-blk request queue');
     return result as T;
   }
 
   /** The byte offset of [sector, sector + bytes/512) after checking it lies within the capacity. */
   private range(sector: bigint, bytes: number): number {
-    if (bytes % SECTOR_SIZE !== 0) throw new RequestError(VIRTIO_BLK_S_IOERR, `transfer of ${bytes} bytes is not whole sectors`);
+    if (bytes % SECTOR_SIZE !== 0)
+      throw new RequestError(VIRTIO_BLK_S_IOERR, `transfer of ${bytes} bytes is not whole sectors`);
     const end = sector + BigInt(bytes / SECTOR_SIZE);
     if (end > this.capacity) {
       throw new RequestError(VIRTIO_BLK_S_IOERR, `sectors ${sector}..${end} are beyond the capacity ${this.capacity}`);
@@ -246,7 +279,10 @@ export class VirtioBlk implements VirtioBackend {
       let done = 0;
       while (done < n) {
         const got = readSync(this.fd, into, done, n - done, position + at + done);
-        if (got === 0) { into.fill(0, done); break; } // past the end of a file shorter than sizeBytes
+        if (got === 0) {
+          into.fill(0, done);
+          break;
+        } // past the end of a file shorter than sizeBytes
         done += got;
       }
     });
@@ -282,12 +318,18 @@ export class VirtioBlk implements VirtioBackend {
     const discard = type === VIRTIO_BLK_T_DISCARD;
     const feature = discard ? VIRTIO_BLK_F_DISCARD : VIRTIO_BLK_F_WRITE_ZEROES;
     if ((this.deviceFeatures & (1n << feature)) === 0n) {
-      throw new RequestError(this.readOnly ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_UNSUPP, `${discard ? 'discard' : 'write zeroes'} is not offered`);
+      throw new RequestError(
+        this.readOnly ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_UNSUPP,
+        `${discard ? 'discard' : 'write zeroes'} is not offered`,
+      );
     }
     const bytes = chain.readableBytes - VIRTIO_BLK_REQ_HEADER_SIZE;
     const count = bytes / VIRTIO_BLK_SEGMENT_SIZE;
     if (!Number.isInteger(count) || count < 1 || count > BLK_MAX_SEGMENTS) {
-      throw new RequestError(VIRTIO_BLK_S_IOERR, `${bytes} bytes of segments (1..${BLK_MAX_SEGMENTS} of 16 bytes expected)`);
+      throw new RequestError(
+        VIRTIO_BLK_S_IOERR,
+        `${bytes} bytes of segments (1..${BLK_MAX_SEGMENTS} of 16 bytes expected)`,
+      );
     }
     const segments = new DataView(queue.readFrom(chain, VIRTIO_BLK_REQ_HEADER_SIZE, bytes).buffer);
     const maxSectors = discard ? BLK_MAX_DISCARD_SECTORS : BLK_MAX_WRITE_ZEROES_SECTORS;
@@ -300,7 +342,8 @@ export class VirtioBlk implements VirtioBackend {
       if (flags & ~VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP || (discard && flags !== 0)) {
         throw new RequestError(VIRTIO_BLK_S_UNSUPP, `segment flags 0x${flags.toString(16)} are not supported`);
       }
-      if (sectors > maxSectors) throw new RequestError(VIRTIO_BLK_S_IOERR, `segment of ${sectors} sectors exceeds ${maxSectors}`);
+      if (sectors > maxSectors)
+        throw new RequestError(VIRTIO_BLK_S_IOERR, `segment of ${sectors} sectors exceeds ${maxSectors}`);
       const length = sectors * SECTOR_SIZE;
       ranges.push({ position: this.range(sector, length), length, unmap: flags !== 0 });
     }
@@ -333,7 +376,7 @@ export class VirtioBlk implements VirtioBackend {
     }
     if (unmap && this.punchHole(position, length, true)) return;
     const zeroes = new Uint8Array(Math.min(length, ZERO_CHUNK));
-    for (let done = 0; done < length;) {
+    for (let done = 0; done < length; ) {
       done += writeSync(this.fd, zeroes, 0, Math.min(zeroes.length, length - done), position + done);
     }
   }

@@ -3,17 +3,30 @@ import * as assert from 'uvu/assert';
 import { newRecord } from '../../cpr/vmstate.js';
 import type { CharOut } from '../../src/bus/types.js';
 import {
-  VirtioConsole, virtioConsoleState, resetVirtioConsole, CONSOLE_RECEIVEQ, CONSOLE_TRANSMITQ,
-  CONSOLE_CFG_COLS, CONSOLE_CFG_ROWS, CONSOLE_CFG_MAX_NR_PORTS, CONSOLE_CFG_EMERG_WR,
-  VIRTIO_CONSOLE_F_SIZE, VIRTIO_CONSOLE_F_MULTIPORT, VIRTIO_CONSOLE_F_EMERG_WRITE,
+  VirtioConsole,
+  virtioConsoleState,
+  resetVirtioConsole,
+  CONSOLE_RECEIVEQ,
+  CONSOLE_TRANSMITQ,
+  CONSOLE_CFG_COLS,
+  CONSOLE_CFG_ROWS,
+  CONSOLE_CFG_MAX_NR_PORTS,
+  CONSOLE_CFG_EMERG_WR,
+  VIRTIO_CONSOLE_F_SIZE,
+  VIRTIO_CONSOLE_F_MULTIPORT,
+  VIRTIO_CONSOLE_F_EMERG_WRITE,
 } from './console.js';
 import { VIRTIO_ID_CONSOLE } from './types.js';
 import { FakeTransport } from './testing/transport.js';
 
 class Out implements CharOut {
   chunks: Uint8Array[] = [];
-  write(bytes: Uint8Array): void { this.chunks.push(bytes.slice()); }
-  get text(): string { return this.chunks.map(c => new TextDecoder().decode(c)).join(''); }
+  write(bytes: Uint8Array): void {
+    this.chunks.push(bytes.slice());
+  }
+  get text(): string {
+    return this.chunks.map((c) => new TextDecoder().decode(c)).join('');
+  }
 }
 
 const text = (s: string) => new TextEncoder().encode(s);
@@ -23,9 +36,23 @@ function setup(options: { size?: { cols: number; rows: number } } = {}) {
   resetVirtioConsole(state, options.size);
   const out = new Out();
   let inputSpace = 0;
-  const con = new VirtioConsole(state, { out, size: options.size, onInputSpace: () => { inputSpace++; } });
+  const con = new VirtioConsole(state, {
+    out,
+    size: options.size,
+    onInputSpace: () => {
+      inputSpace++;
+    },
+  });
   const t = new FakeTransport(con).start();
-  return { state, out, con, t, rx: t.drivers[CONSOLE_RECEIVEQ], tx: t.drivers[CONSOLE_TRANSMITQ], inputSpace: () => inputSpace };
+  return {
+    state,
+    out,
+    con,
+    t,
+    rx: t.drivers[CONSOLE_RECEIVEQ],
+    tx: t.drivers[CONSOLE_TRANSMITQ],
+    inputSpace: () => inputSpace,
+  };
 }
 
 test('virtio-console: one port, two queues; EMERG_WRITE always, SIZE only with a size, never MULTIPORT', () => {
@@ -49,7 +76,10 @@ test('virtio-console: transmitq bytes go to the CharOut in order, across buffers
   tx.add([{ data: text('\n') }], { indirect: true });
   t.kick(CONSOLE_TRANSMITQ);
   assert.is(out.text, 'hello, world\n');
-  assert.equal(tx.takeUsed().map(e => e.len), [0, 0]);
+  assert.equal(
+    tx.takeUsed().map((e) => e.len),
+    [0, 0],
+  );
   assert.equal(t.takeInterrupts(), [CONSOLE_TRANSMITQ]);
 });
 
@@ -59,7 +89,10 @@ test('virtio-console: receive fills receive buffers and returns how much it took
   const a = rx.add([{ length: 4, write: true }]);
   const b = rx.add([{ length: 3, write: true }]);
   assert.is(con.receive(text('abcdefghij')), 7);
-  assert.equal(rx.takeUsed(), [{ id: a.head, len: 4 }, { id: b.head, len: 3 }]);
+  assert.equal(rx.takeUsed(), [
+    { id: a.head, len: 4 },
+    { id: b.head, len: 3 },
+  ]);
   assert.is(new TextDecoder().decode(t.memory.read(a.buffers[0].gpa, 4)), 'abcd');
   assert.is(new TextDecoder().decode(t.memory.read(b.buffers[0].gpa, 3)), 'efg');
   assert.equal(t.takeInterrupts(), [CONSOLE_RECEIVEQ]);

@@ -70,7 +70,10 @@ export class VirtioConsole implements VirtioBackend {
   private readonly config = new Uint8Array(VIRTIO_CONSOLE_CONFIG_SIZE);
   private context: VirtioContext | null = null;
 
-  constructor(private readonly state: VirtioConsoleState, private readonly options: VirtioConsoleOptions) {
+  constructor(
+    private readonly state: VirtioConsoleState,
+    private readonly options: VirtioConsoleOptions,
+  ) {
     this.deviceFeatures = (1n << VIRTIO_CONSOLE_F_EMERG_WRITE) | (options.size ? 1n << VIRTIO_CONSOLE_F_SIZE : 0n);
   }
 
@@ -142,7 +145,7 @@ export class VirtioConsole implements VirtioBackend {
   private transmit(context: VirtioContext): void {
     const memory = context.memory;
     const out = this.options.out;
-    serveQueue(context, CONSOLE_TRANSMITQ, chain => {
+    serveQueue(context, CONSOLE_TRANSMITQ, (chain) => {
       for (let offset = 0; offset < chain.readableBytes; offset += TX_PIECE) {
         const piece = new Uint8Array(Math.min(TX_PIECE, chain.readableBytes - offset));
         forEachSegment(chain.readable, offset, piece.length, (gpa, n, at) => piece.set(memory.slice(gpa, n), at));

@@ -24,13 +24,20 @@ function prepare(): string | null {
 
 const reason = prepare();
 
-testIf(test, reason, 'virtio-net: an ARP request and a ping through a real tap get the kernel\'s replies back', () => {
+testIf(test, reason, "virtio-net: an ARP request and a ping through a real tap get the kernel's replies back", () => {
   const probe = join(dirname(fileURLToPath(import.meta.url)), 'testing', 'tap-probe.js');
-  const out = execFileSync('ip', ['netns', 'exec', namespace, process.execPath, probe], { encoding: 'utf8', timeout: 30_000 });
+  const out = execFileSync('ip', ['netns', 'exec', namespace, process.execPath, probe], {
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
   const result = JSON.parse(out.trim().split('\n').at(-1)!);
   assert.is(result.tap, 'tsvmm0');
   assert.is(result.vnetHeaderSize, 12, 'the tap carries the virtio 1.x header');
-  assert.equal(result.arpReply, { senderIp: '10.77.0.1', targetIp: '10.77.0.2', targetMac: [0x52, 0x54, 0, 0x12, 0x34, 0x56] });
+  assert.equal(result.arpReply, {
+    senderIp: '10.77.0.1',
+    targetIp: '10.77.0.2',
+    targetMac: [0x52, 0x54, 0, 0x12, 0x34, 0x56],
+  });
   assert.equal(result.echoReply, { from: '10.77.0.1', seq: 1, data: 'tsvmm virtio-net' });
   assert.is(result.txFrames, 2);
   assert.ok(result.rxFrames >= 2);

@@ -4,9 +4,22 @@ import { newRecord, recordBytes } from '../../cpr/vmstate.js';
 import { close, read, write } from '../../src/sys/libc.js';
 import { socketPair, SOCK_SEQPACKET } from '../../src/sys/socket.js';
 import {
-  VirtioNet, virtioNetState, resetVirtioNet, parseMac, completeChecksum, NET_RECEIVEQ, NET_TRANSMITQ, NET_HDR_SIZE,
-  NET_CFG_MAC, NET_CFG_STATUS, VIRTIO_NET_S_LINK_UP, VIRTIO_NET_F_MAC, VIRTIO_NET_F_STATUS, VIRTIO_NET_F_MRG_RXBUF,
-  VIRTIO_NET_HDR_F_NEEDS_CSUM, type VirtioNetState,
+  VirtioNet,
+  virtioNetState,
+  resetVirtioNet,
+  parseMac,
+  completeChecksum,
+  NET_RECEIVEQ,
+  NET_TRANSMITQ,
+  NET_HDR_SIZE,
+  NET_CFG_MAC,
+  NET_CFG_STATUS,
+  VIRTIO_NET_S_LINK_UP,
+  VIRTIO_NET_F_MAC,
+  VIRTIO_NET_F_STATUS,
+  VIRTIO_NET_F_MRG_RXBUF,
+  VIRTIO_NET_HDR_F_NEEDS_CSUM,
+  type VirtioNetState,
 } from './net.js';
 import { VIRTIO_ID_NET } from './types.js';
 import { FakeTransport, readConfigBytes } from './testing/transport.js';
@@ -14,12 +27,19 @@ import { ethernetFrame, ipv4Checksum } from './testing/frames.js';
 
 const fds: number[] = [];
 
-function setup(options: { vnetHeader?: boolean; mergeable?: boolean; withoutFeatures?: bigint; state?: VirtioNetState } = {}) {
+function setup(
+  options: { vnetHeader?: boolean; mergeable?: boolean; withoutFeatures?: bigint; state?: VirtioNetState } = {},
+) {
   const [ours, peer] = socketPair({ type: SOCK_SEQPACKET, nonBlocking: true });
   fds.push(ours, peer);
   const state = options.state ?? newRecord(virtioNetState);
   if (!options.state) resetVirtioNet(state);
-  const net = new VirtioNet(state, { fd: ours, mac: '52:54:00:ab:cd:ef', vnetHeader: options.vnetHeader, mergeableRxBuffers: options.mergeable });
+  const net = new VirtioNet(state, {
+    fd: ours,
+    mac: '52:54:00:ab:cd:ef',
+    vnetHeader: options.vnetHeader,
+    mergeableRxBuffers: options.mergeable,
+  });
   const t = new FakeTransport(net, { withoutFeatures: options.withoutFeatures }).start();
   const rx = t.drivers[NET_RECEIVEQ];
   const tx = t.drivers[NET_TRANSMITQ];
@@ -45,19 +65,26 @@ const header = (fill: Partial<{ flags: number; gsoType: number; csumStart: numbe
 const concat = (...parts: Uint8Array[]) => {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
-  for (const p of parts) { out.set(p, at); at += p.length; }
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
   return out;
 };
-const frame = (length: number, seed = 1) => ethernetFrame({
-  dst: parseMac('52:54:00:ab:cd:ef'), src: parseMac('02:00:00:00:00:01'), type: 0x88b5,
-  payload: Uint8Array.from({ length: length - 14 }, (_, i) => (i * 13 + seed) & 0xff),
-});
+const frame = (length: number, seed = 1) =>
+  ethernetFrame({
+    dst: parseMac('52:54:00:ab:cd:ef'),
+    src: parseMac('02:00:00:00:00:01'),
+    type: 0x88b5,
+    payload: Uint8Array.from({ length: length - 14 }, (_, i) => (i * 13 + seed) & 0xff),
+  });
 
 test('virtio-net: features, MAC and link status in config space', () => {
   const { net } = setup();
   assert.is(net.deviceType, VIRTIO_ID_NET);
   assert.equal(net.queueMaxSizes, [256, 256]);
-  for (const f of [VIRTIO_NET_F_MAC, VIRTIO_NET_F_STATUS, VIRTIO_NET_F_MRG_RXBUF]) assert.ok(net.deviceFeatures & (1n << f));
+  for (const f of [VIRTIO_NET_F_MAC, VIRTIO_NET_F_STATUS, VIRTIO_NET_F_MRG_RXBUF])
+    assert.ok(net.deviceFeatures & (1n << f));
   assert.equal([...readConfigBytes(net, NET_CFG_MAC, 6)], [0x52, 0x54, 0x00, 0xab, 0xcd, 0xef]);
   assert.is(net.readConfig(NET_CFG_STATUS, 2), VIRTIO_NET_S_LINK_UP);
   assert.is(net.readConfig(NET_CFG_MAC, 4), 0xab005452);
@@ -76,7 +103,10 @@ test('virtio-net: a transmitted chain (header + frame, any split) reaches the ho
   assert.equal(hostReceive(), concat(header(), f));
   assert.equal(hostReceive(), concat(header(), frame(60, 2)));
   assert.is(hostReceive(), null);
-  assert.equal(tx.takeUsed().map(e => e.len), [0, 0]);
+  assert.equal(
+    tx.takeUsed().map((e) => e.len),
+    [0, 0],
+  );
   assert.equal(t.takeInterrupts(), [NET_TRANSMITQ]);
   assert.is(state.txFrames, 2n);
 });
@@ -129,16 +159,26 @@ test('virtio-net: with no receive buffers frames stay on the host side until the
   const a = rx.add([{ length: 1526, write: true }]);
   const b = rx.add([{ length: 1526, write: true }]);
   t.kick(NET_RECEIVEQ); // the driver's notification delivers what waits
-  assert.equal(rx.takeUsed(), [{ id: a.head, len: 92 }, { id: b.head, len: 102 }]);
+  assert.equal(rx.takeUsed(), [
+    { id: a.head, len: 92 },
+    { id: b.head, len: 102 },
+  ]);
   assert.equal(t.memory.read(b.buffers[0].gpa + NET_HDR_SIZE, 90), frame(90, 2));
 });
 
 test('virtio-net: with MRG_RXBUF a large frame spans several buffers and num_buffers says how many', () => {
   const { rx, t, net, hostSend } = setup();
-  const bufs = [rx.add([{ length: 1000, write: true }]), rx.add([{ length: 1000, write: true }]), rx.add([{ length: 1000, write: true }])];
+  const bufs = [
+    rx.add([{ length: 1000, write: true }]),
+    rx.add([{ length: 1000, write: true }]),
+    rx.add([{ length: 1000, write: true }]),
+  ];
   hostSend(concat(header(), frame(1500)));
   net.pollHost();
-  assert.equal(rx.takeUsed(), [{ id: bufs[0].head, len: 1000 }, { id: bufs[1].head, len: 512 }]);
+  assert.equal(rx.takeUsed(), [
+    { id: bufs[0].head, len: 1000 },
+    { id: bufs[1].head, len: 512 },
+  ]);
   const first = t.memory.read(bufs[0].buffers[0].gpa, 1000);
   assert.is(new DataView(first.buffer).getUint16(10, true), 2);
   assert.equal(concat(first.subarray(NET_HDR_SIZE), t.memory.read(bufs[1].buffers[0].gpa, 512)), frame(1500));
@@ -159,7 +199,10 @@ test('virtio-net: a frame that runs out of mergeable buffers waits in the record
   rx.add([{ length: 600, write: true }]);
   rx.add([{ length: 600, write: true }]);
   net2.notify(NET_RECEIVEQ);
-  assert.equal(rx.takeUsed().map(e => e.len), [600, 600, 212]);
+  assert.equal(
+    rx.takeUsed().map((e) => e.len),
+    [600, 600, 212],
+  );
   assert.is(restored.rxPendingLength, 0);
   assert.is(restored.rxFrames, 1n);
 });
@@ -178,7 +221,12 @@ test('virtio-net: without MRG_RXBUF a frame larger than the buffer is dropped an
 test('virtio-net: a partial checksum from the host is completed; GSO frames are dropped', () => {
   const { rx, t, net, hostSend, state } = setup();
   // IPv4 + UDP with the UDP checksum left partial (the pseudo-header sum in the field), as CHECKSUM_PARTIAL.
-  const udp = ethernetFrame({ dst: parseMac('52:54:00:ab:cd:ef'), src: parseMac('02:00:00:00:00:01'), type: 0x0800, payload: new Uint8Array(20 + 8 + 5) });
+  const udp = ethernetFrame({
+    dst: parseMac('52:54:00:ab:cd:ef'),
+    src: parseMac('02:00:00:00:00:01'),
+    type: 0x0800,
+    payload: new Uint8Array(20 + 8 + 5),
+  });
   const ip = udp.subarray(14);
   ip.set([0x45, 0, 0, 33, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
   new DataView(ip.buffer, ip.byteOffset).setUint16(10, ipv4Checksum(ip.subarray(0, 20)));
@@ -194,7 +242,10 @@ test('virtio-net: a partial checksum from the host is completed; GSO frames are 
   hostSend(concat(header({ flags: VIRTIO_NET_HDR_F_NEEDS_CSUM, csumStart: 34, csumOffset: 6 }), udp));
   hostSend(concat(header({ gsoType: 1 }), frame(100)));
   net.pollHost();
-  assert.equal(rx.takeUsed().map(e => e.len), [NET_HDR_SIZE + udp.length]);
+  assert.equal(
+    rx.takeUsed().map((e) => e.len),
+    [NET_HDR_SIZE + udp.length],
+  );
   const got = t.memory.read(buf.buffers[0].gpa, NET_HDR_SIZE + udp.length);
   assert.is(got[0], 0, 'NEEDS_CSUM cleared');
   assert.equal(got.subarray(NET_HDR_SIZE), expected);

@@ -23,8 +23,12 @@ import { read as sysRead, write as sysWrite } from '../../src/sys/libc.js';
 import { SysError } from '../../src/sys/errno.js';
 import { forEachSegment, serveQueue, VirtqueueError } from './queue.js';
 import {
-  VIRTIO_ID_NET, readConfigImage,
-  type DescriptorChain, type VirtQueue, type VirtioBackend, type VirtioContext,
+  VIRTIO_ID_NET,
+  readConfigImage,
+  type DescriptorChain,
+  type VirtQueue,
+  type VirtioBackend,
+  type VirtioContext,
 } from './types.js';
 
 // ---- feature bits (5.1.3) ----------------------------------------------------------------------------------------
@@ -105,8 +109,9 @@ export function parseMac(mac: Uint8Array | string): Uint8Array {
     return Uint8Array.from(mac);
   }
   const parts = mac.split(/[:-]/);
-  if (parts.length !== 6 || parts.some(p => !/^[0-9a-fA-F]{2}$/.test(p))) throw new RangeError(`bad MAC address '${mac}'`);
-  return Uint8Array.from(parts.map(p => parseInt(p, 16)));
+  if (parts.length !== 6 || parts.some((p) => !/^[0-9a-fA-F]{2}$/.test(p)))
+    throw new RangeError(`bad MAC address '${mac}'`);
+  return Uint8Array.from(parts.map((p) => parseInt(p, 16)));
 }
 
 type Delivery = 'delivered' | 'dropped' | 'no-room';
@@ -124,12 +129,17 @@ export class VirtioNet implements VirtioBackend {
   private readonly txScratch = new Uint8Array(NET_MAX_PACKET);
   private context: VirtioContext | null = null;
 
-  constructor(private readonly state: VirtioNetState, options: VirtioNetOptions) {
+  constructor(
+    private readonly state: VirtioNetState,
+    options: VirtioNetOptions,
+  ) {
     this.hostFd = options.fd;
     this.mac = parseMac(options.mac ?? DEFAULT_MAC);
     this.vnetHeader = options.vnetHeader ?? true;
-    this.deviceFeatures = (1n << VIRTIO_NET_F_MAC) | (1n << VIRTIO_NET_F_STATUS)
-      | ((options.mergeableRxBuffers ?? true) ? 1n << VIRTIO_NET_F_MRG_RXBUF : 0n);
+    this.deviceFeatures =
+      (1n << VIRTIO_NET_F_MAC) |
+      (1n << VIRTIO_NET_F_STATUS) |
+      ((options.mergeableRxBuffers ?? true) ? 1n << VIRTIO_NET_F_MRG_RXBUF : 0n);
     this.config.set(this.mac, NET_CFG_MAC);
   }
 
@@ -174,7 +184,7 @@ export class VirtioNet implements VirtioBackend {
   // ---- transmit ----------------------------------------------------------------------------------------------
 
   private transmit(context: VirtioContext): void {
-    serveQueue(context, NET_TRANSMITQ, chain => {
+    serveQueue(context, NET_TRANSMITQ, (chain) => {
       if (!this.state.linkUp || chain.readableBytes < NET_HDR_SIZE || chain.readableBytes > NET_MAX_PACKET) {
         this.state.txDropped++;
         return 0;
@@ -211,19 +221,28 @@ export class VirtioNet implements VirtioBackend {
           packet = s.rxPending.subarray(0, s.rxPendingLength);
         } else {
           if (!s.linkUp) break; // a downed link receives nothing: frames stay in the tap
-          if (!hasBuffer(queue)) { room = false; break; } // leave frames in the tap
+          if (!hasBuffer(queue)) {
+            room = false;
+            break;
+          } // leave frames in the tap
           const n = this.readPacket();
           if (n === 0) break;
           packet = this.rxScratch.subarray(0, n);
         }
         const result = this.deliver(context, queue, packet);
         if (result === 'no-room') {
-          if (!pending) { s.rxPending.set(packet); s.rxPendingLength = packet.length; }
+          if (!pending) {
+            s.rxPending.set(packet);
+            s.rxPendingLength = packet.length;
+          }
           room = false;
           break;
         }
         if (pending) s.rxPendingLength = 0;
-        if (result === 'delivered') { s.rxFrames++; delivered++; } else s.rxDropped++;
+        if (result === 'delivered') {
+          s.rxFrames++;
+          delivered++;
+        } else s.rxDropped++;
       }
     } catch (e) {
       if (!(e instanceof VirtqueueError)) throw e;
@@ -293,7 +312,14 @@ export class VirtioNet implements VirtioBackend {
     if (packet[NET_HDR_GSO_TYPE] !== VIRTIO_NET_HDR_GSO_NONE) return false;
     if (packet[NET_HDR_FLAGS] & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
       const v = new DataView(packet.buffer, packet.byteOffset, packet.length);
-      if (!completeChecksum(packet.subarray(NET_HDR_SIZE), v.getUint16(NET_HDR_CSUM_START, true), v.getUint16(NET_HDR_CSUM_OFFSET, true))) return false;
+      if (
+        !completeChecksum(
+          packet.subarray(NET_HDR_SIZE),
+          v.getUint16(NET_HDR_CSUM_START, true),
+          v.getUint16(NET_HDR_CSUM_OFFSET, true),
+        )
+      )
+        return false;
     }
     packet.fill(0, 0, NET_HDR_NUM_BUFFERS);
     return true;

@@ -14,10 +14,21 @@ import { serveQueue } from './queue.js';
 import { CheckedMemory } from './testing/checked-memory.js';
 import { DriverQueue, GuestAllocator } from './testing/driver.js';
 import { QueueAbandoned } from './queue.js';
-import { readConfigImage, VIRTIO_F_RING_EVENT_IDX, VIRTIO_F_VERSION_1, VIRTIO_ID_RNG, type VirtioBackend, type VirtioContext } from './types.js';
+import {
+  readConfigImage,
+  VIRTIO_F_RING_EVENT_IDX,
+  VIRTIO_F_VERSION_1,
+  VIRTIO_ID_RNG,
+  type VirtioBackend,
+  type VirtioContext,
+} from './types.js';
 import * as V from './pci-transport.js';
 
-const WINDOWS: PciWindows = { mmio32: { base: 0xc000_0000, size: 0x2000_0000 }, mmio64: null, io: { base: 0xc000, size: 0x4000 } };
+const WINDOWS: PciWindows = {
+  mmio32: { base: 0xc000_0000, size: 0x2000_0000 },
+  mmio64: null,
+  io: { base: 0xc000, size: 0x4000 },
+};
 const ECAM = 0xe000_0000;
 const SLOT = 3;
 const BARS = { msix: 0xc000_0000, modern: 0xc000_4000 };
@@ -67,7 +78,7 @@ class EchoBackend implements VirtioBackend {
     serveQueue(context, index, (chain, queue) => {
       if (!context.outsideLock(() => this.duringIo?.())) throw new QueueAbandoned('echo');
       let data = queue.readFrom(chain, 0, chain.readableBytes);
-      if (upper) data = data.map(b => (b >= 0x61 && b <= 0x7a ? b - 32 : b));
+      if (upper) data = data.map((b) => (b >= 0x61 && b <= 0x7a ? b - 32 : b));
       this.state.echoed++;
       return queue.writeTo(chain, 0, data);
     });
@@ -93,13 +104,30 @@ class Machine {
   readonly vcpu: Thread;
   readonly io: Thread;
   /** The machine lock as the I/O thread's transport sees it: held while runIo() runs a watch. */
-  readonly ioLock = { held: false, events: [] as string[], lock() { this.held = true; this.events.push('lock'); }, unlock() { this.held = false; this.events.push('unlock'); } };
+  readonly ioLock = {
+    held: false,
+    events: [] as string[],
+    lock() {
+      this.held = true;
+      this.events.push('lock');
+    },
+    unlock() {
+      this.held = false;
+      this.events.push('unlock');
+    },
+  };
   readonly record: V.VirtioPciRecord;
   readonly echo: StateOf<typeof echoState>;
   private readonly ioeventfd: boolean;
 
   /** A machine at power-on, or (reset: false) one over existing records and RAM, as a restarted tsvmm has them. */
-  constructor({ record = newRecord(V.virtioPciState), echo = newRecord(echoState), memory = new CheckedMemory(4 << 20), reset = true, ioeventfd = true } = {}) {
+  constructor({
+    record = newRecord(V.virtioPciState),
+    echo = newRecord(echoState),
+    memory = new CheckedMemory(4 << 20),
+    reset = true,
+    ioeventfd = true,
+  } = {}) {
     this.ioeventfd = ioeventfd;
     this.record = record;
     this.echo = echo;
@@ -119,7 +147,15 @@ class Machine {
     const host = new PciHostBridge(this.hostState, { windows: WINDOWS, ecam: { base: ECAM, buses: 1 } }, bus);
     const backend = new EchoBackend(this.echo);
     const transport = new V.VirtioPciTransport(this.record, backend, {
-      pci: bus, slot: SLOT, memory: this.memory, msi: this.msi, notify: this.notify, bars: BARS, name: 'echo', log: l => this.log.push(l), ioLock,
+      pci: bus,
+      slot: SLOT,
+      memory: this.memory,
+      msi: this.msi,
+      notify: this.notify,
+      bars: BARS,
+      name: 'echo',
+      log: (l) => this.log.push(l),
+      ioLock,
       ioeventfd: this.ioeventfd,
     });
     const pio = new PioBus();
@@ -184,7 +220,9 @@ function virtioCaps(m: Machine): Map<number, { bar: number; offset: number; leng
     if (m.cfgRead(at, 1) !== P.PCI_CAP_ID_VNDR) continue;
     const type = m.cfgRead(at + V.VIRTIO_PCI_CAP_CFG_TYPE, 1);
     caps.set(type, {
-      bar: m.cfgRead(at + V.VIRTIO_PCI_CAP_BAR, 1), offset: m.cfgRead(at + V.VIRTIO_PCI_CAP_OFFSET, 4), length: m.cfgRead(at + V.VIRTIO_PCI_CAP_LENGTH, 4),
+      bar: m.cfgRead(at + V.VIRTIO_PCI_CAP_BAR, 1),
+      offset: m.cfgRead(at + V.VIRTIO_PCI_CAP_OFFSET, 4),
+      length: m.cfgRead(at + V.VIRTIO_PCI_CAP_LENGTH, 4),
       mult: type === V.VIRTIO_PCI_CAP_NOTIFY_CFG ? m.cfgRead(at + V.VIRTIO_PCI_NOTIFY_CAP_MULT, 4) : undefined,
     });
   }
@@ -192,12 +230,16 @@ function virtioCaps(m: Machine): Map<number, { bar: number; offset: number; leng
 }
 
 function findCap(m: Machine, id: number): number {
-  for (let at = m.cfgRead(P.PCI_CAPABILITY_LIST, 1); at !== 0; at = m.cfgRead(at + 1, 1)) if (m.cfgRead(at, 1) === id) return at;
+  for (let at = m.cfgRead(P.PCI_CAPABILITY_LIST, 1); at !== 0; at = m.cfgRead(at + 1, 1))
+    if (m.cfgRead(at, 1) === id) return at;
   return 0;
 }
 
 /** virtio_pci_modern probe + virtio_dev_probe up to FEATURES_OK; returns the features the driver took. */
-function negotiate(m: Machine, want = (1n << VIRTIO_F_VERSION_1) | (1n << VIRTIO_F_RING_EVENT_IDX) | (1n << FEATURE_ECHO_UPPER)): bigint {
+function negotiate(
+  m: Machine,
+  want = (1n << VIRTIO_F_VERSION_1) | (1n << VIRTIO_F_RING_EVENT_IDX) | (1n << FEATURE_ECHO_UPPER),
+): bigint {
   m.cfgWrite(P.PCI_COMMAND, 2, P.PCI_COMMAND_MEMORY | P.PCI_COMMAND_MASTER);
   m.setCommon(V.VIRTIO_PCI_COMMON_STATUS, 1, 0);
   assert.is(m.status(), 0, 'reset completes at once');
@@ -275,14 +317,19 @@ test('virtio-pci: identity, capabilities and BARs are what virtio_pci_modern pro
   assert.is(m.cfgRead(P.PCI_REVISION_ID, 1), 1);
   assert.is(m.cfgRead(P.PCI_SUBSYSTEM_VENDOR_ID, 2), 0x1af4);
   assert.is(m.cfgRead(P.PCI_SUBSYSTEM_ID, 2), V.VIRTIO_PCI_SUBSYSTEM_ID);
-  assert.is(m.cfgRead(P.PCI_REVISION_ID, 4) >>> 8, 0x00ff00, 'class: unclassified (QEMU\'s virtio-rng)');
+  assert.is(m.cfgRead(P.PCI_REVISION_ID, 4) >>> 8, 0x00ff00, "class: unclassified (QEMU's virtio-rng)");
   assert.is(m.cfgRead(P.PCI_INTERRUPT_PIN, 1), 1);
   assert.is(m.cfgRead(P.PCI_BASE_ADDRESS_0 + 4, 4), BARS.msix, 'BAR 1 assigned as firmware would');
   assert.is(m.cfgRead(P.PCI_BASE_ADDRESS_0 + 16, 4), (BARS.modern | 0xc) >>> 0, 'BAR 4: 64-bit prefetchable');
   assert.is(m.cfgRead(P.PCI_BASE_ADDRESS_0 + 20, 4), 0);
   assert.ok(m.cfgRead(P.PCI_COMMAND, 2) & P.PCI_COMMAND_MEMORY, 'memory decoding on');
   const caps = virtioCaps(m);
-  for (const [type, offset] of [[1, 0], [3, 0x1000], [4, 0x2000], [2, 0x3000]] as const) {
+  for (const [type, offset] of [
+    [1, 0],
+    [3, 0x1000],
+    [4, 0x2000],
+    [2, 0x3000],
+  ] as const) {
     const cap = caps.get(type)!;
     assert.ok(cap, `capability type ${type}`);
     assert.is(cap.bar, 4);
@@ -381,7 +428,7 @@ test('virtio-pci: FEATURES_OK does not stick without VERSION_1 or with features 
   // DRIVER_OK without FEATURES_OK: the device needs a reset.
   m.addStatus(V.VIRTIO_CONFIG_S_DRIVER_OK);
   assert.ok(m.status() & V.VIRTIO_CONFIG_S_NEEDS_RESET);
-  assert.ok(m.log.some(l => /DRIVER_OK without FEATURES_OK/.test(l)));
+  assert.ok(m.log.some((l) => /DRIVER_OK without FEATURES_OK/.test(l)));
   // Words past the second feature word read 0 and ignore writes.
   m.setCommon(V.VIRTIO_PCI_COMMON_DFSELECT, 4, 7);
   assert.is(m.common(V.VIRTIO_PCI_COMMON_DF, 4), 0);
@@ -398,7 +445,7 @@ test('virtio-pci: a queue size that is not a power of two, or rings outside RAM,
   m.setCommon(V.VIRTIO_PCI_COMMON_Q_ENABLE, 2, 1);
   assert.is(m.common(V.VIRTIO_PCI_COMMON_Q_ENABLE, 2), 0, 'not enabled');
   assert.ok(m.status() & V.VIRTIO_CONFIG_S_NEEDS_RESET);
-  assert.ok(m.log.some(l => /size 12 is not a power of two/.test(l)));
+  assert.ok(m.log.some((l) => /size 12 is not a power of two/.test(l)));
 
   // Reset clears it; then a used ring beyond RAM (and a descriptor table at 2^52) is refused the same way.
   m.setCommon(V.VIRTIO_PCI_COMMON_STATUS, 1, 0);
@@ -410,7 +457,7 @@ test('virtio-pci: a queue size that is not a power of two, or rings outside RAM,
   m.setCommon(V.VIRTIO_PCI_COMMON_Q_DESCHI, 4, 0x10_0000);
   m.setCommon(V.VIRTIO_PCI_COMMON_Q_ENABLE, 2, 1);
   assert.ok(m.status() & V.VIRTIO_CONFIG_S_NEEDS_RESET);
-  assert.ok(m.log.some(l => /descriptor table at 0x10000000000000 .* outside guest RAM/.test(l)));
+  assert.ok(m.log.some((l) => /descriptor table at 0x10000000000000 .* outside guest RAM/.test(l)));
   m.setCommon(V.VIRTIO_PCI_COMMON_STATUS, 1, 0);
   negotiate(m);
   m.setCommon(V.VIRTIO_PCI_COMMON_Q_SIZE, 2, 8);
@@ -456,11 +503,13 @@ test('virtio-pci: a malformed chain fails the device (NEEDS_RESET + config inter
   assert.equal(m.memory.violations, []);
 });
 
-test('virtio-pci: a request\'s host I/O runs with the machine lock released; one whose device is reset meanwhile is dropped', () => {
+test("virtio-pci: a request's host I/O runs with the machine lock released; one whose device is reset meanwhile is dropped", () => {
   const m = new Machine();
   const q0 = startWithOneQueue(m);
   let heldDuringIo: boolean | null = null;
-  m.io.backend.duringIo = () => { heldDuringIo = m.ioLock.held; };
+  m.io.backend.duringIo = () => {
+    heldDuringIo = m.ioLock.held;
+  };
   m.ioLock.events.length = 0;
   const a = q0.add([{ data: text('one') }, { length: 3, write: true }]);
   m.kick(0);
@@ -552,7 +601,11 @@ test('virtio-pci: a checkpoint restored into a new process resumes a running dev
   const restored = new Machine({ record, echo, memory: m.memory, reset: false });
   restored.vcpu.host.restored();
   restored.vcpu.transport.restored();
-  assert.equal(restored.notify.bindings.get(0), { address: BARS.modern + 0x3000, length: 2 }, 'ioeventfds re-registered');
+  assert.equal(
+    restored.notify.bindings.get(0),
+    { address: BARS.modern + 0x3000, length: 2 },
+    'ioeventfds re-registered',
+  );
   assert.equal(restored.msi.routes.get(1), { address: 0xfee0_0000n, data: 0x31 }, 'MSI routes re-programmed');
   restored.runIo();
   assert.equal(q0.takeUsed(), [{ id: pending.head, len: 3 }], 'the lost kick is made up for on activation');

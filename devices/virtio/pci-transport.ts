@@ -14,7 +14,19 @@
 // outside RAM or misaligned), DRIVER_OK without FEATURES_OK, or a back end's fail() sets DEVICE_NEEDS_RESET and
 // the device stops using its queues until the driver resets it. FEATURES_OK with features the device did not offer
 // or without VERSION_1 is refused the spec's way: the bit does not stick.
-import { u8, u16, u32, u64, bool, array, bytes, struct, structArray, type Descriptor, type StateOf } from '../../cpr/vmstate.js';
+import {
+  u8,
+  u16,
+  u32,
+  u64,
+  bool,
+  array,
+  bytes,
+  struct,
+  structArray,
+  type Descriptor,
+  type StateOf,
+} from '../../cpr/vmstate.js';
 import type { IoHandler } from '../../src/bus/types.js';
 import type { GuestMemory } from '../../src/memory/guest-memory.js';
 import type { IoEventSlots, IoWatch, MsiVectors } from '../../src/bus/pci-types.js';
@@ -23,20 +35,37 @@ import { MsixCapability, msixFields } from '../pci/msix.js';
 import type { MappedBar, PciFunction, PciSlot } from '../pci/types.js';
 import * as P from '../pci/constants.js';
 import {
-  VIRTIO_F_RING_EVENT_IDX, VIRTIO_F_RING_INDIRECT_DESC, VIRTIO_F_VERSION_1, VIRTIO_ID_BLOCK, VIRTIO_ID_CONSOLE,
-  VIRTIO_ID_NET, VIRTIO_ID_RNG, type VirtQueue, type VirtioBackend, type VirtioContext,
+  VIRTIO_F_RING_EVENT_IDX,
+  VIRTIO_F_RING_INDIRECT_DESC,
+  VIRTIO_F_VERSION_1,
+  VIRTIO_ID_BLOCK,
+  VIRTIO_ID_CONSOLE,
+  VIRTIO_ID_NET,
+  VIRTIO_ID_RNG,
+  type VirtQueue,
+  type VirtioBackend,
+  type VirtioContext,
 } from './types.js';
 import {
-  SplitQueue, resetVirtqueueState, virtqueueStateDescriptor, descTableBytes, availRingBytes, usedRingBytes,
-  VIRTQ_DESC_ALIGN, VIRTQ_AVAIL_ALIGN, VIRTQ_USED_ALIGN, VIRTQ_MAX_SIZE, type VirtqueueState,
+  SplitQueue,
+  resetVirtqueueState,
+  virtqueueStateDescriptor,
+  descTableBytes,
+  availRingBytes,
+  usedRingBytes,
+  VIRTQ_DESC_ALIGN,
+  VIRTQ_AVAIL_ALIGN,
+  VIRTQ_USED_ALIGN,
+  VIRTQ_MAX_SIZE,
+  type VirtqueueState,
 } from './queue.js';
 
 // ---- identifiers and layout ---------------------------------------------------------------------------------------
 
-export const VIRTIO_PCI_VENDOR_ID = 0x1af4;          // Red Hat / Qumranet
+export const VIRTIO_PCI_VENDOR_ID = 0x1af4; // Red Hat / Qumranet
 export const VIRTIO_PCI_MODERN_DEVICE_BASE = 0x1040; // device ID = 0x1040 + virtio device type
-export const VIRTIO_PCI_REVISION = 1;                // non-transitional devices have revision >= 1
-export const VIRTIO_PCI_SUBSYSTEM_ID = 0x1100;       // QEMU's subsystem device ID
+export const VIRTIO_PCI_REVISION = 1; // non-transitional devices have revision >= 1
+export const VIRTIO_PCI_SUBSYSTEM_ID = 0x1100; // QEMU's subsystem device ID
 
 /** virtio_pci_cap.cfg_type */
 export const VIRTIO_PCI_CAP_COMMON_CFG = 1;
@@ -55,24 +84,24 @@ export const VIRTIO_PCI_CAP_LENGTH = 12;
 export const VIRTIO_PCI_NOTIFY_CAP_MULT = 16;
 
 /** struct virtio_pci_common_cfg (virtio 1.2 4.1.4.3). */
-export const VIRTIO_PCI_COMMON_DFSELECT = 0x00;    // u32 device_feature_select
-export const VIRTIO_PCI_COMMON_DF = 0x04;          // u32 device_feature (read-only)
-export const VIRTIO_PCI_COMMON_GFSELECT = 0x08;    // u32 driver_feature_select
-export const VIRTIO_PCI_COMMON_GF = 0x0c;          // u32 driver_feature
-export const VIRTIO_PCI_COMMON_MSIX = 0x10;        // u16 config_msix_vector
-export const VIRTIO_PCI_COMMON_NUMQ = 0x12;        // u16 num_queues (read-only)
-export const VIRTIO_PCI_COMMON_STATUS = 0x14;      // u8 device_status
+export const VIRTIO_PCI_COMMON_DFSELECT = 0x00; // u32 device_feature_select
+export const VIRTIO_PCI_COMMON_DF = 0x04; // u32 device_feature (read-only)
+export const VIRTIO_PCI_COMMON_GFSELECT = 0x08; // u32 driver_feature_select
+export const VIRTIO_PCI_COMMON_GF = 0x0c; // u32 driver_feature
+export const VIRTIO_PCI_COMMON_MSIX = 0x10; // u16 config_msix_vector
+export const VIRTIO_PCI_COMMON_NUMQ = 0x12; // u16 num_queues (read-only)
+export const VIRTIO_PCI_COMMON_STATUS = 0x14; // u8 device_status
 export const VIRTIO_PCI_COMMON_CFGGENERATION = 0x15; // u8 config_generation (read-only)
-export const VIRTIO_PCI_COMMON_Q_SELECT = 0x16;    // u16 queue_select
-export const VIRTIO_PCI_COMMON_Q_SIZE = 0x18;      // u16 queue_size
-export const VIRTIO_PCI_COMMON_Q_MSIX = 0x1a;      // u16 queue_msix_vector
-export const VIRTIO_PCI_COMMON_Q_ENABLE = 0x1c;    // u16 queue_enable
-export const VIRTIO_PCI_COMMON_Q_NOFF = 0x1e;      // u16 queue_notify_off (read-only)
-export const VIRTIO_PCI_COMMON_Q_DESCLO = 0x20;    // u64 queue_desc
+export const VIRTIO_PCI_COMMON_Q_SELECT = 0x16; // u16 queue_select
+export const VIRTIO_PCI_COMMON_Q_SIZE = 0x18; // u16 queue_size
+export const VIRTIO_PCI_COMMON_Q_MSIX = 0x1a; // u16 queue_msix_vector
+export const VIRTIO_PCI_COMMON_Q_ENABLE = 0x1c; // u16 queue_enable
+export const VIRTIO_PCI_COMMON_Q_NOFF = 0x1e; // u16 queue_notify_off (read-only)
+export const VIRTIO_PCI_COMMON_Q_DESCLO = 0x20; // u64 queue_desc
 export const VIRTIO_PCI_COMMON_Q_DESCHI = 0x24;
-export const VIRTIO_PCI_COMMON_Q_AVAILLO = 0x28;   // u64 queue_driver (the available ring)
+export const VIRTIO_PCI_COMMON_Q_AVAILLO = 0x28; // u64 queue_driver (the available ring)
 export const VIRTIO_PCI_COMMON_Q_AVAILHI = 0x2c;
-export const VIRTIO_PCI_COMMON_Q_USEDLO = 0x30;    // u64 queue_device (the used ring)
+export const VIRTIO_PCI_COMMON_Q_USEDLO = 0x30; // u64 queue_device (the used ring)
 export const VIRTIO_PCI_COMMON_Q_USEDHI = 0x34;
 /** Bytes of the common configuration structure as virtio 1.0 defines it (Linux requires at least this much). */
 export const VIRTIO_PCI_COMMON_CFG_SIZE = 0x38;
@@ -114,26 +143,36 @@ export const VIRTIO_PCI_MAX_VECTORS = VIRTIO_PCI_MAX_QUEUES + 1;
 
 /** PCI class codes QEMU gives each device type (so a guest's view matches QEMU's). */
 const CLASS_CODES: Record<number, number> = {
-  [VIRTIO_ID_NET]: 0x020000,     // network controller, Ethernet
-  [VIRTIO_ID_BLOCK]: 0x010000,   // mass storage, SCSI
+  [VIRTIO_ID_NET]: 0x020000, // network controller, Ethernet
+  [VIRTIO_ID_BLOCK]: 0x010000, // mass storage, SCSI
   [VIRTIO_ID_CONSOLE]: 0x078000, // communication controller, other
-  [VIRTIO_ID_RNG]: 0x00ff00,     // unclassified
+  [VIRTIO_ID_RNG]: 0x00ff00, // unclassified
 };
 
 /** The transport-owned feature bits offered on top of the back end's. */
-export const VIRTIO_PCI_TRANSPORT_FEATURES = (1n << VIRTIO_F_VERSION_1) | (1n << VIRTIO_F_RING_INDIRECT_DESC) | (1n << VIRTIO_F_RING_EVENT_IDX);
+export const VIRTIO_PCI_TRANSPORT_FEATURES =
+  (1n << VIRTIO_F_VERSION_1) | (1n << VIRTIO_F_RING_INDIRECT_DESC) | (1n << VIRTIO_F_RING_EVENT_IDX);
 
 // ---- state ------------------------------------------------------------------------------------------------------
 
 export const virtioPciState = {
-  name: 'virtio-pci', version: 1, minVersion: 1,
+  name: 'virtio-pci',
+  version: 1,
+  minVersion: 1,
   fields: [
     bytes('config', P.PCIE_CONFIG_SPACE_SIZE),
     ...msixFields(VIRTIO_PCI_MAX_VECTORS),
-    u32('deviceFeatureSelect'), u32('driverFeatureSelect'), u64('driverFeatures'),
-    u8('status'), u8('configGeneration'), u8('isr'), u16('configMsixVector'), u16('queueSelect'),
+    u32('deviceFeatureSelect'),
+    u32('driverFeatureSelect'),
+    u64('driverFeatures'),
+    u8('status'),
+    u8('configGeneration'),
+    u8('isr'),
+    u16('configMsixVector'),
+    u16('queueSelect'),
     // Bumped on every activation, reset and failure: the I/O thread (re)builds its queues when it moves.
-    u32('activation'), bool('active'),
+    u32('activation'),
+    bool('active'),
     // Each queue's configuration and ring progress (devices/virtio/queue.ts's record) and its MSI-X vector.
     structArray('queues', virtqueueStateDescriptor, VIRTIO_PCI_MAX_QUEUES),
     array('queueMsixVectors', 'u16', VIRTIO_PCI_MAX_QUEUES),
@@ -145,7 +184,9 @@ export type VirtioPciRecord = StateOf<typeof virtioPciState>;
 /** A virtio-pci device's whole record: the transport's and the back end's, saved as one checkpoint section. */
 export function virtioPciDescriptor<D extends Descriptor>(name: string, device: D) {
   return {
-    name, version: 1, minVersion: 1,
+    name,
+    version: 1,
+    minVersion: 1,
     fields: [struct('transport', virtioPciState), struct('device', device)],
   } as const satisfies Descriptor;
 }
@@ -212,27 +253,52 @@ export class VirtioPciTransport implements PciFunction {
     this.name = options.name ?? `virtio-${backend.deviceType}-pci@${options.slot.toString(16).padStart(2, '0')}`;
     this.log = options.log ?? (() => {});
     const n = backend.queueMaxSizes.length;
-    if (n < 1 || n > VIRTIO_PCI_MAX_QUEUES) throw new RangeError(`${this.name}: ${n} queues (1..${VIRTIO_PCI_MAX_QUEUES})`);
+    if (n < 1 || n > VIRTIO_PCI_MAX_QUEUES)
+      throw new RangeError(`${this.name}: ${n} queues (1..${VIRTIO_PCI_MAX_QUEUES})`);
     for (const [q, max] of backend.queueMaxSizes.entries()) {
-      if (!pow2(max) || max > VIRTQ_MAX_SIZE) throw new RangeError(`${this.name}: queue ${q} maximum size ${max} is not a power of two <= ${VIRTQ_MAX_SIZE}`);
+      if (!pow2(max) || max > VIRTQ_MAX_SIZE)
+        throw new RangeError(`${this.name}: queue ${q} maximum size ${max} is not a power of two <= ${VIRTQ_MAX_SIZE}`);
     }
-    if (options.notify.count < n) throw new RangeError(`${this.name}: ${n} queues but ${options.notify.count} notification slots`);
-    if (backend.configSize < 0 || backend.configSize > VIRTIO_PCI_REGION_SIZE) throw new RangeError(`${this.name}: device config of ${backend.configSize} bytes`);
+    if (options.notify.count < n)
+      throw new RangeError(`${this.name}: ${n} queues but ${options.notify.count} notification slots`);
+    if (backend.configSize < 0 || backend.configSize > VIRTIO_PCI_REGION_SIZE)
+      throw new RangeError(`${this.name}: device config of ${backend.configSize} bytes`);
     this.numQueues = n;
     this.offeredFeatures = BigInt.asUintN(64, backend.deviceFeatures) | VIRTIO_PCI_TRANSPORT_FEATURES;
 
     const bars = options.bars;
-    this.config = new PciConfigSpace(state.config, {
-      vendorId: VIRTIO_PCI_VENDOR_ID, deviceId: VIRTIO_PCI_MODERN_DEVICE_BASE + backend.deviceType,
-      revision: VIRTIO_PCI_REVISION, classCode: CLASS_CODES[backend.deviceType] ?? 0xff0000,
-      subsystemVendorId: VIRTIO_PCI_VENDOR_ID, subsystemId: VIRTIO_PCI_SUBSYSTEM_ID, interruptPin: 1,
-    }, { command: bars ? P.PCI_COMMAND_MEMORY : 0 });
+    this.config = new PciConfigSpace(
+      state.config,
+      {
+        vendorId: VIRTIO_PCI_VENDOR_ID,
+        deviceId: VIRTIO_PCI_MODERN_DEVICE_BASE + backend.deviceType,
+        revision: VIRTIO_PCI_REVISION,
+        classCode: CLASS_CODES[backend.deviceType] ?? 0xff0000,
+        subsystemVendorId: VIRTIO_PCI_VENDOR_ID,
+        subsystemId: VIRTIO_PCI_SUBSYSTEM_ID,
+        interruptPin: 1,
+      },
+      { command: bars ? P.PCI_COMMAND_MEMORY : 0 },
+    );
     this.config.defineBar(VIRTIO_PCI_MSIX_BAR, { kind: 'mmio32', size: VIRTIO_PCI_MSIX_BAR_SIZE }, bars?.msix ?? 0);
-    this.config.defineBar(VIRTIO_PCI_MODERN_BAR, { kind: 'mmio64', size: VIRTIO_PCI_MODERN_BAR_SIZE, prefetchable: true }, bars?.modern ?? 0);
-    this.msix = new MsixCapability(this.config, {
-      vectors: n + 1, tableBar: VIRTIO_PCI_MSIX_BAR, tableOffset: VIRTIO_PCI_MSIX_TABLE_OFFSET,
-      pbaBar: VIRTIO_PCI_MSIX_BAR, pbaOffset: VIRTIO_PCI_MSIX_PBA_OFFSET,
-    }, state.msixTable, state.msixPba, options.msi);
+    this.config.defineBar(
+      VIRTIO_PCI_MODERN_BAR,
+      { kind: 'mmio64', size: VIRTIO_PCI_MODERN_BAR_SIZE, prefetchable: true },
+      bars?.modern ?? 0,
+    );
+    this.msix = new MsixCapability(
+      this.config,
+      {
+        vectors: n + 1,
+        tableBar: VIRTIO_PCI_MSIX_BAR,
+        tableOffset: VIRTIO_PCI_MSIX_TABLE_OFFSET,
+        pbaBar: VIRTIO_PCI_MSIX_BAR,
+        pbaOffset: VIRTIO_PCI_MSIX_PBA_OFFSET,
+      },
+      state.msixTable,
+      state.msixPba,
+      options.msi,
+    );
     this.addVirtioCap(VIRTIO_PCI_CAP_COMMON_CFG, VIRTIO_PCI_COMMON_OFFSET, VIRTIO_PCI_REGION_SIZE);
     this.addVirtioCap(VIRTIO_PCI_CAP_ISR_CFG, VIRTIO_PCI_ISR_OFFSET, VIRTIO_PCI_REGION_SIZE);
     this.addVirtioCap(VIRTIO_PCI_CAP_DEVICE_CFG, VIRTIO_PCI_DEVICE_OFFSET, VIRTIO_PCI_REGION_SIZE);
@@ -247,16 +313,18 @@ export class VirtioPciTransport implements PciFunction {
     const record = state;
     this.context = {
       memory: options.memory,
-      get features() { return record.driverFeatures; },
-      queue: index => {
+      get features() {
+        return record.driverFeatures;
+      },
+      queue: (index) => {
         const q = this.queues?.[index];
         if (!q) throw new RangeError(`${this.name}: no queue ${index}, or the device is not active here`);
         return q;
       },
-      interrupt: index => this.interruptQueue(index),
+      interrupt: (index) => this.interruptQueue(index),
       configChanged: () => this.configChanged(),
-      fail: reason => this.needsReset(reason),
-      outsideLock: io => this.outsideLock(io),
+      fail: (reason) => this.needsReset(reason),
+      outsideLock: (io) => this.outsideLock(io),
     };
     this.slot = options.pci.attach(options.slot, this);
   }
@@ -289,7 +357,7 @@ export class VirtioPciTransport implements PciFunction {
     const notify = type === VIRTIO_PCI_CAP_NOTIFY_CFG;
     const len = notify ? VIRTIO_PCI_NOTIFY_CAP_LEN : VIRTIO_PCI_CAP_LEN;
     const at = this.config.addCapability(P.PCI_CAP_ID_VNDR, len);
-    this.config.setImage(at + 2, 1, len);                       // cap_len
+    this.config.setImage(at + 2, 1, len); // cap_len
     this.config.setImage(at + VIRTIO_PCI_CAP_CFG_TYPE, 1, type);
     this.config.setImage(at + VIRTIO_PCI_CAP_BAR, 1, VIRTIO_PCI_MODERN_BAR);
     this.config.setImage(at + VIRTIO_PCI_CAP_OFFSET, 4, offset);
@@ -316,7 +384,10 @@ export class VirtioPciTransport implements PciFunction {
     const modern = this.options.ioeventfd === false ? null : bars[VIRTIO_PCI_MODERN_BAR];
     for (let q = 0; q < this.numQueues; q++) {
       if (modern) {
-        this.options.notify.bind(q, { address: modern.address + VIRTIO_PCI_NOTIFY_OFFSET + q * VIRTIO_PCI_NOTIFY_MULTIPLIER, length: 2 });
+        this.options.notify.bind(q, {
+          address: modern.address + VIRTIO_PCI_NOTIFY_OFFSET + q * VIRTIO_PCI_NOTIFY_MULTIPLIER,
+          length: 2,
+        });
       } else {
         this.options.notify.unbind(q);
       }
@@ -350,11 +421,23 @@ export class VirtioPciTransport implements PciFunction {
   ioWatches(): IoWatch[] {
     const watches: IoWatch[] = [];
     for (let q = 0; q < this.numQueues; q++) {
-      watches.push({ name: `${this.name}/queue${q}`, fd: this.options.notify.fd(q), kind: 'eventfd', group: this.name, ready: () => this.onNotify(q) });
+      watches.push({
+        name: `${this.name}/queue${q}`,
+        fd: this.options.notify.fd(q),
+        kind: 'eventfd',
+        group: this.name,
+        ready: () => this.onNotify(q),
+      });
     }
     const fd = this.backend.hostFd;
     if (fd !== undefined && fd >= 0) {
-      watches.push({ name: `${this.name}/host-fd${fd}`, fd, kind: 'readable', group: this.name, ready: () => this.onHostReadable() });
+      watches.push({
+        name: `${this.name}/host-fd${fd}`,
+        fd,
+        kind: 'readable',
+        group: this.name,
+        ready: () => this.onHostReadable(),
+      });
     }
     return watches;
   }
@@ -392,11 +475,11 @@ export class VirtioPciTransport implements PciFunction {
     const old = s.status;
     // The device owns NEEDS_RESET: the driver can neither set nor clear it (only a reset does).
     let next = (value & ~VIRTIO_CONFIG_S_NEEDS_RESET) | (old & VIRTIO_CONFIG_S_NEEDS_RESET);
-    if ((next & VIRTIO_CONFIG_S_FEATURES_OK) && !(old & VIRTIO_CONFIG_S_FEATURES_OK) && !this.featuresAcceptable()) {
+    if (next & VIRTIO_CONFIG_S_FEATURES_OK && !(old & VIRTIO_CONFIG_S_FEATURES_OK) && !this.featuresAcceptable()) {
       next &= ~VIRTIO_CONFIG_S_FEATURES_OK;
     }
     s.status = next;
-    if ((next & VIRTIO_CONFIG_S_DRIVER_OK) && !(old & VIRTIO_CONFIG_S_DRIVER_OK)) this.driverOk();
+    if (next & VIRTIO_CONFIG_S_DRIVER_OK && !(old & VIRTIO_CONFIG_S_DRIVER_OK)) this.driverOk();
   }
 
   /** FEATURES_OK sticks only for a subset of what was offered that includes VERSION_1 (modern devices). */
@@ -407,7 +490,9 @@ export class VirtioPciTransport implements PciFunction {
       return false;
     }
     if ((f & (1n << VIRTIO_F_VERSION_1)) === 0n) {
-      this.log(`${this.name}: driver did not accept VIRTIO_F_VERSION_1 (legacy drivers are not supported); FEATURES_OK refused`);
+      this.log(
+        `${this.name}: driver did not accept VIRTIO_F_VERSION_1 (legacy drivers are not supported); FEATURES_OK refused`,
+      );
       return false;
     }
     return true;
@@ -424,7 +509,10 @@ export class VirtioPciTransport implements PciFunction {
     for (let q = 0; q < this.numQueues; q++) {
       if (!s.queues[q].ready) continue;
       const why = this.queueProblem(q);
-      if (why) { this.needsReset(`queue ${q}: ${why}`); return; }
+      if (why) {
+        this.needsReset(`queue ${q}: ${why}`);
+        return;
+      }
     }
     s.active = true;
     s.activation = (s.activation + 1) >>> 0;
@@ -453,7 +541,8 @@ export class VirtioPciTransport implements PciFunction {
       if (address > BigInt(Number.MAX_SAFE_INTEGER) || !memory.contains(Number(address), length)) {
         return `${what} at 0x${address.toString(16)} (+0x${length.toString(16)}) is outside guest RAM`;
       }
-      if (Number(address % BigInt(align)) !== 0) return `${what} at 0x${address.toString(16)} is not ${align}-byte aligned`;
+      if (Number(address % BigInt(align)) !== 0)
+        return `${what} at 0x${address.toString(16)} is not ${align}-byte aligned`;
     }
     return null;
   }
@@ -510,7 +599,8 @@ export class VirtioPciTransport implements PciFunction {
     const built: VirtQueue[] = [];
     try {
       // A view per queue (one that is not enabled pops nothing); each validates its ring layout from the record.
-      for (let q = 0; q < this.numQueues; q++) built.push(new SplitQueue(this.options.memory, s.queues[q], s.driverFeatures, q, `${this.name} queue ${q}`));
+      for (let q = 0; q < this.numQueues; q++)
+        built.push(new SplitQueue(this.options.memory, s.queues[q], s.driverFeatures, q, `${this.name} queue ${q}`));
       this.queues = built;
       this.backend.activate(this.context);
       for (let q = 0; q < this.numQueues && this.queues; q++) if (s.queues[q].ready) this.backend.notify(q);
@@ -549,7 +639,8 @@ export class VirtioPciTransport implements PciFunction {
     const region = offset & ~(VIRTIO_PCI_REGION_SIZE - 1);
     const at = offset - region;
     switch (region) {
-      case VIRTIO_PCI_COMMON_OFFSET: return this.readCommon(at, size);
+      case VIRTIO_PCI_COMMON_OFFSET:
+        return this.readCommon(at, size);
       case VIRTIO_PCI_ISR_OFFSET: {
         if (at !== 0) return 0;
         // Reading the ISR acknowledges it: the bits clear and the INTx line drops.
@@ -561,7 +652,8 @@ export class VirtioPciTransport implements PciFunction {
       case VIRTIO_PCI_DEVICE_OFFSET:
         if ((size !== 1 && size !== 2 && size !== 4) || at + size > this.backend.configSize) return 0;
         return this.backend.readConfig(at, size) >>> 0;
-      default: return 0;
+      default:
+        return 0;
     }
   }
 
@@ -569,9 +661,12 @@ export class VirtioPciTransport implements PciFunction {
     const region = offset & ~(VIRTIO_PCI_REGION_SIZE - 1);
     const at = offset - region;
     switch (region) {
-      case VIRTIO_PCI_COMMON_OFFSET: this.writeCommon(at, size, value); break;
+      case VIRTIO_PCI_COMMON_OFFSET:
+        this.writeCommon(at, size, value);
+        break;
       case VIRTIO_PCI_DEVICE_OFFSET:
-        if ((size === 1 || size === 2 || size === 4) && at + size <= this.backend.configSize) this.backend.writeConfig(at, size, value);
+        if ((size === 1 || size === 2 || size === 4) && at + size <= this.backend.configSize)
+          this.backend.writeConfig(at, size, value);
         break;
       case VIRTIO_PCI_NOTIFY_OFFSET: {
         // A notification that exited (its ioeventfd is not bound, or the width did not match): the same eventfd.
@@ -579,7 +674,8 @@ export class VirtioPciTransport implements PciFunction {
         if (Number.isInteger(q) && q < this.numQueues) this.options.notify.signal(q);
         break;
       }
-      default: break; // the ISR is read-only
+      default:
+        break; // the ISR is read-only
     }
   }
 
@@ -623,44 +719,98 @@ export class VirtioPciTransport implements PciFunction {
     const vector = (v: number) => (v === VIRTIO_MSI_NO_VECTOR || v < this.msix.vectors ? v : VIRTIO_MSI_NO_VECTOR);
     // Queue registers change only while the queue is not enabled (and the selected queue exists).
     const queueField = (get: (r: VirtqueueState) => number, set: (r: VirtqueueState, v: number) => void) => ({
-      read: () => { const r = this.selected; return r ? get(r) : 0; },
-      write: (v: number) => { const r = this.selected; if (r && !r.ready) set(r, v); },
-    });
-    const half = (field: 'descAddr' | 'availAddr' | 'usedAddr', high: boolean) => queueField(
-      r => Number(high ? r[field] >> 32n : r[field] & 0xffffffffn),
-      (r, v) => {
-        r[field] = high ? (r[field] & 0xffffffffn) | (BigInt(v >>> 0) << 32n) : (r[field] & ~0xffffffffn) | BigInt(v >>> 0);
+      read: () => {
+        const r = this.selected;
+        return r ? get(r) : 0;
       },
-    );
-    const featureWord = (features: bigint, select: number) => (select < 2 ? Number((features >> BigInt(32 * select)) & 0xffffffffn) : 0);
+      write: (v: number) => {
+        const r = this.selected;
+        if (r && !r.ready) set(r, v);
+      },
+    });
+    const half = (field: 'descAddr' | 'availAddr' | 'usedAddr', high: boolean) =>
+      queueField(
+        (r) => Number(high ? r[field] >> 32n : r[field] & 0xffffffffn),
+        (r, v) => {
+          r[field] = high
+            ? (r[field] & 0xffffffffn) | (BigInt(v >>> 0) << 32n)
+            : (r[field] & ~0xffffffffn) | BigInt(v >>> 0);
+        },
+      );
+    const featureWord = (features: bigint, select: number) =>
+      select < 2 ? Number((features >> BigInt(32 * select)) & 0xffffffffn) : 0;
     return [
-      { at: VIRTIO_PCI_COMMON_DFSELECT, size: 4, read: () => s.deviceFeatureSelect, write: v => { s.deviceFeatureSelect = v; } },
-      { at: VIRTIO_PCI_COMMON_DF, size: 4, read: () => featureWord(this.offeredFeatures, s.deviceFeatureSelect) },
-      { at: VIRTIO_PCI_COMMON_GFSELECT, size: 4, read: () => s.driverFeatureSelect, write: v => { s.driverFeatureSelect = v; } },
       {
-        at: VIRTIO_PCI_COMMON_GF, size: 4, read: () => featureWord(s.driverFeatures, s.driverFeatureSelect),
-        write: v => {
+        at: VIRTIO_PCI_COMMON_DFSELECT,
+        size: 4,
+        read: () => s.deviceFeatureSelect,
+        write: (v) => {
+          s.deviceFeatureSelect = v;
+        },
+      },
+      { at: VIRTIO_PCI_COMMON_DF, size: 4, read: () => featureWord(this.offeredFeatures, s.deviceFeatureSelect) },
+      {
+        at: VIRTIO_PCI_COMMON_GFSELECT,
+        size: 4,
+        read: () => s.driverFeatureSelect,
+        write: (v) => {
+          s.driverFeatureSelect = v;
+        },
+      },
+      {
+        at: VIRTIO_PCI_COMMON_GF,
+        size: 4,
+        read: () => featureWord(s.driverFeatures, s.driverFeatureSelect),
+        write: (v) => {
           // Features are fixed once FEATURES_OK stuck; words past the second do not exist.
           const select = s.driverFeatureSelect;
-          if ((s.status & VIRTIO_CONFIG_S_FEATURES_OK) || select > 1) return;
+          if (s.status & VIRTIO_CONFIG_S_FEATURES_OK || select > 1) return;
           const shift = BigInt(32 * select);
           s.driverFeatures = (s.driverFeatures & ~(0xffffffffn << shift)) | (BigInt(v >>> 0) << shift);
         },
       },
-      { at: VIRTIO_PCI_COMMON_MSIX, size: 2, read: () => s.configMsixVector, write: v => { s.configMsixVector = vector(v); } },
-      { at: VIRTIO_PCI_COMMON_NUMQ, size: 2, read: () => this.numQueues },
-      { at: VIRTIO_PCI_COMMON_STATUS, size: 1, read: () => s.status, write: v => this.writeStatus(v) },
-      { at: VIRTIO_PCI_COMMON_CFGGENERATION, size: 1, read: () => s.configGeneration },
-      { at: VIRTIO_PCI_COMMON_Q_SELECT, size: 2, read: () => s.queueSelect, write: v => { s.queueSelect = v; } },
-      { at: VIRTIO_PCI_COMMON_Q_SIZE, size: 2, ...queueField(r => r.size, (r, v) => { r.size = v; }) },
       {
-        at: VIRTIO_PCI_COMMON_Q_MSIX, size: 2,
-        read: () => (this.selected ? s.queueMsixVectors[s.queueSelect] : VIRTIO_MSI_NO_VECTOR),
-        write: v => { if (this.selected) s.queueMsixVectors[s.queueSelect] = vector(v); },
+        at: VIRTIO_PCI_COMMON_MSIX,
+        size: 2,
+        read: () => s.configMsixVector,
+        write: (v) => {
+          s.configMsixVector = vector(v);
+        },
+      },
+      { at: VIRTIO_PCI_COMMON_NUMQ, size: 2, read: () => this.numQueues },
+      { at: VIRTIO_PCI_COMMON_STATUS, size: 1, read: () => s.status, write: (v) => this.writeStatus(v) },
+      { at: VIRTIO_PCI_COMMON_CFGGENERATION, size: 1, read: () => s.configGeneration },
+      {
+        at: VIRTIO_PCI_COMMON_Q_SELECT,
+        size: 2,
+        read: () => s.queueSelect,
+        write: (v) => {
+          s.queueSelect = v;
+        },
       },
       {
-        at: VIRTIO_PCI_COMMON_Q_ENABLE, size: 2, read: () => (this.selected?.ready ? 1 : 0),
-        write: v => this.enableQueue(v),
+        at: VIRTIO_PCI_COMMON_Q_SIZE,
+        size: 2,
+        ...queueField(
+          (r) => r.size,
+          (r, v) => {
+            r.size = v;
+          },
+        ),
+      },
+      {
+        at: VIRTIO_PCI_COMMON_Q_MSIX,
+        size: 2,
+        read: () => (this.selected ? s.queueMsixVectors[s.queueSelect] : VIRTIO_MSI_NO_VECTOR),
+        write: (v) => {
+          if (this.selected) s.queueMsixVectors[s.queueSelect] = vector(v);
+        },
+      },
+      {
+        at: VIRTIO_PCI_COMMON_Q_ENABLE,
+        size: 2,
+        read: () => (this.selected?.ready ? 1 : 0),
+        write: (v) => this.enableQueue(v),
       },
       { at: VIRTIO_PCI_COMMON_Q_NOFF, size: 2, read: () => (this.selected ? s.queueSelect : 0) },
       { at: VIRTIO_PCI_COMMON_Q_DESCLO, size: 4, ...half('descAddr', false) },
@@ -681,7 +831,10 @@ export class VirtioPciTransport implements PciFunction {
       this.needsReset(`queue ${this.state.queueSelect}: ${why}`);
       return;
     }
-    r.lastAvailIdx = 0; r.usedIdx = 0; r.signalledUsed = 0; r.signalledUsedValid = false;
+    r.lastAvailIdx = 0;
+    r.usedIdx = 0;
+    r.signalledUsed = 0;
+    r.signalledUsedValid = false;
     r.ready = true;
   }
 }

@@ -12,8 +12,17 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { newRecord } from '../../cpr/vmstate.js';
 import {
-  SplitQueue, VirtqueueError, virtqueueStateDescriptor, resetVirtqueueState, MAX_CHAIN_BYTES,
-  VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, availRingBytes, usedRingBytes, descTableBytes,
+  SplitQueue,
+  VirtqueueError,
+  virtqueueStateDescriptor,
+  resetVirtqueueState,
+  MAX_CHAIN_BYTES,
+  VIRTQ_DESC_F_INDIRECT,
+  VIRTQ_DESC_F_NEXT,
+  VIRTQ_DESC_F_WRITE,
+  availRingBytes,
+  usedRingBytes,
+  descTableBytes,
 } from './queue.js';
 import { VIRTIO_F_RING_EVENT_IDX, VIRTIO_F_RING_INDIRECT_DESC } from './types.js';
 import { CheckedMemory } from './testing/checked-memory.js';
@@ -30,18 +39,28 @@ const RAM_END = HIGH.start + HIGH.size;
 /** xorshift32: small, fast, and reproducible from one 32-bit seed. */
 class Rng {
   private s: number;
-  constructor(seed: number) { this.s = (seed >>> 0) || 0x9e3779b9; }
+  constructor(seed: number) {
+    this.s = seed >>> 0 || 0x9e3779b9;
+  }
   u32(): number {
     let x = this.s;
-    x ^= x << 13; x >>>= 0;
+    x ^= x << 13;
+    x >>>= 0;
     x ^= x >>> 17;
-    x ^= x << 5; x >>>= 0;
+    x ^= x << 5;
+    x >>>= 0;
     this.s = x;
     return x;
   }
-  below(n: number): number { return this.u32() % n; }
-  chance(p: number): boolean { return this.u32() / 2 ** 32 < p; }
-  pick<T>(items: readonly T[]): T { return items[this.below(items.length)]; }
+  below(n: number): number {
+    return this.u32() % n;
+  }
+  chance(p: number): boolean {
+    return this.u32() / 2 ** 32 < p;
+  }
+  pick<T>(items: readonly T[]): T {
+    return items[this.below(items.length)];
+  }
 }
 
 const INDIRECT = 1n << VIRTIO_F_RING_INDIRECT_DESC;
@@ -84,8 +103,15 @@ function writeRandomDescriptor(memory: CheckedMemory, table: number, i: number, 
   const at = table + 16 * i;
   if (!memory.contains(at, 16)) return;
   let flags: number, addr: number, len: number;
-  if (rng.chance(0.75)) { // plausible: a small buffer inside one region, ordinary flags
-    flags = rng.pick([0, VIRTQ_DESC_F_WRITE, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, VIRTQ_DESC_F_INDIRECT]);
+  if (rng.chance(0.75)) {
+    // plausible: a small buffer inside one region, ordinary flags
+    flags = rng.pick([
+      0,
+      VIRTQ_DESC_F_WRITE,
+      VIRTQ_DESC_F_NEXT,
+      VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE,
+      VIRTQ_DESC_F_INDIRECT,
+    ]);
     const region = rng.pick([LOW, HIGH]);
     len = flags & VIRTQ_DESC_F_INDIRECT ? 16 * (1 + rng.below(8)) : 1 + rng.below(256);
     addr = region.start + rng.below(region.size - len);
@@ -100,7 +126,11 @@ function writeRandomDescriptor(memory: CheckedMemory, table: number, i: number, 
   memory.writeU16(at + 14, rng.chance(0.9) ? rng.below(Math.max(1, tableSize)) : rng.u32() & 0xffff);
 }
 
-interface Outcome { chains: number; errors: number; kinds: Map<string, number> }
+interface Outcome {
+  chains: number;
+  errors: number;
+  kinds: Map<string, number>;
+}
 
 /** A hostile case: random rings and tables. */
 function hostileCase(rng: Rng, out: Outcome): CheckedMemory {
@@ -110,11 +140,18 @@ function hostileCase(rng: Rng, out: Outcome): CheckedMemory {
   const size = rng.chance(0.95) ? 1 << rng.below(8) : rng.pick([0, 3, 12, 100, 65535]);
   resetVirtqueueState(state, size);
   const ringsFit = (d: number, a: number, u: number) =>
-    memory.contains(d, descTableBytes(size)) && memory.contains(a, availRingBytes(size)) && memory.contains(u, usedRingBytes(size));
-  let desc = someAddress(rng, 16), avail = someAddress(rng, 2), used = someAddress(rng, 4);
-  if (rng.chance(0.85)) { // mostly a plausible layout, so the chain walker gets exercised
+    memory.contains(d, descTableBytes(size)) &&
+    memory.contains(a, availRingBytes(size)) &&
+    memory.contains(u, usedRingBytes(size));
+  let desc = someAddress(rng, 16),
+    avail = someAddress(rng, 2),
+    used = someAddress(rng, 4);
+  if (rng.chance(0.85)) {
+    // mostly a plausible layout, so the chain walker gets exercised
     for (let tries = 0; tries < 8 && !ringsFit(desc, avail, used); tries++) {
-      desc = rng.below(LOW.size) & ~15; avail = rng.below(LOW.size) & ~1; used = HIGH.start + (rng.below(HIGH.size) & ~3);
+      desc = rng.below(LOW.size) & ~15;
+      avail = rng.below(LOW.size) & ~1;
+      used = HIGH.start + (rng.below(HIGH.size) & ~3);
     }
   }
   if (rng.chance(0.05)) desc += 8; // misaligned
@@ -140,7 +177,8 @@ function hostileCase(rng: Rng, out: Outcome): CheckedMemory {
     }
     const ahead = rng.chance(0.9) ? rng.below(size + 1) : rng.u32() & 0xffff;
     memory.writeU16(avail + 2, (state.lastAvailIdx + ahead) & 0xffff);
-    for (let i = 0; i < size; i++) memory.writeU16(avail + 4 + 2 * i, rng.chance(0.9) ? rng.below(size) : rng.u32() & 0xffff);
+    for (let i = 0; i < size; i++)
+      memory.writeU16(avail + 4 + 2 * i, rng.chance(0.9) ? rng.below(size) : rng.u32() & 0xffff);
   }
   const features = (rng.chance(0.7) ? INDIRECT : 0n) | (rng.chance(0.5) ? EVENT_IDX : 0n);
 
@@ -150,9 +188,16 @@ function hostileCase(rng: Rng, out: Outcome): CheckedMemory {
       const chain = queue.pop();
       if (!chain) break;
       out.chains++;
-      let r = 0, w = 0;
-      for (const b of chain.readable) { assert.ok(b.length > 0 && memory.contains(b.gpa, b.length), 'readable buffer inside RAM'); r += b.length; }
-      for (const b of chain.writable) { assert.ok(b.length > 0 && memory.contains(b.gpa, b.length), 'writable buffer inside RAM'); w += b.length; }
+      let r = 0,
+        w = 0;
+      for (const b of chain.readable) {
+        assert.ok(b.length > 0 && memory.contains(b.gpa, b.length), 'readable buffer inside RAM');
+        r += b.length;
+      }
+      for (const b of chain.writable) {
+        assert.ok(b.length > 0 && memory.contains(b.gpa, b.length), 'writable buffer inside RAM');
+        w += b.length;
+      }
       assert.is(r, chain.readableBytes);
       assert.is(w, chain.writableBytes);
       assert.ok(r + w <= MAX_CHAIN_BYTES);
@@ -160,7 +205,10 @@ function hostileCase(rng: Rng, out: Outcome): CheckedMemory {
       queue.readFrom(chain, rng.below(64), rng.below(8192));
       const data = new Uint8Array(rng.below(256));
       queue.writeTo(chain, rng.below(64), data);
-      if (rng.chance(0.1)) { queue.rewind(1); continue; }
+      if (rng.chance(0.1)) {
+        queue.rewind(1);
+        continue;
+      }
       queue.push(chain, rng.chance(0.5) ? rng.below(512) : rng.u32());
       if (rng.chance(0.5)) queue.needsInterrupt();
       // The driver scribbles over its ring between our calls.
@@ -207,7 +255,10 @@ function wellFormedCase(rng: Rng): CheckedMemory {
       queue.push(chain!, chain!.writableBytes);
     }
     assert.is(queue.pop(), null);
-    assert.equal(driver.takeUsed().map(e => e.id), added.map(a => a.head));
+    assert.equal(
+      driver.takeUsed().map((e) => e.id),
+      added.map((a) => a.head),
+    );
   }
   return memory;
 }
@@ -221,16 +272,23 @@ test(`virtqueue fuzz: ${CASES} random rings and tables — only VirtqueueError, 
     try {
       memory = n % 4 === 3 ? wellFormedCase(rng) : hostileCase(rng, outcome);
     } catch (e) {
-      throw new Error(`virtqueue fuzz failed: seed ${SEED}, case ${n} (replay with TSVMM_FUZZ_SEED=${SEED}): ${(e as Error).stack}`);
+      throw new Error(
+        `virtqueue fuzz failed: seed ${SEED}, case ${n} (replay with TSVMM_FUZZ_SEED=${SEED}): ${(e as Error).stack}`,
+      );
     }
     if (memory.violations.length > 0) {
-      assert.unreachable(`seed ${SEED}, case ${n}: accesses outside RAM: ${JSON.stringify(memory.violations.slice(0, 3))}`);
+      assert.unreachable(
+        `seed ${SEED}, case ${n}: accesses outside RAM: ${JSON.stringify(memory.violations.slice(0, 3))}`,
+      );
     }
   }
   const ms = Date.now() - started;
-  console.log(`virtqueue fuzz: seed ${SEED}, ${CASES} cases, ${outcome.chains} chains served, ${outcome.errors} refused with VirtqueueError, ${ms} ms`);
+  console.log(
+    `virtqueue fuzz: seed ${SEED}, ${CASES} cases, ${outcome.chains} chains served, ${outcome.errors} refused with VirtqueueError, ${ms} ms`,
+  );
   if (process.env.TSVMM_FUZZ_STATS) {
-    for (const [kind, count] of [...outcome.kinds].sort((a, b) => b[1] - a[1])) console.log(`${String(count).padStart(6)}  ${kind}`);
+    for (const [kind, count] of [...outcome.kinds].sort((a, b) => b[1] - a[1]))
+      console.log(`${String(count).padStart(6)}  ${kind}`);
   }
   // The hostile generator must actually reach both outcomes, or it tests nothing.
   assert.ok(outcome.chains > CASES / 10, `too few chains served (${outcome.chains}), seed ${SEED}`);
@@ -243,11 +301,15 @@ test('virtqueue fuzz: a descriptor table of NEXT loops over the whole queue ends
   const driver = new DriverQueue(memory, alloc, 128);
   const state = newRecord(virtqueueStateDescriptor);
   driver.configure(state);
-  for (let i = 0; i < 128; i++) driver.writeDesc(driver.desc, i, 0x3000, 1, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, (i + 1) % 128);
+  for (let i = 0; i < 128; i++)
+    driver.writeDesc(driver.desc, i, 0x3000, 1, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, (i + 1) % 128);
   driver.pushHead(5);
   const queue = new SplitQueue(memory, state, INDIRECT, 0, 'fuzz');
   memory.accesses = 0;
-  assert.throws(() => queue.pop(), (e: unknown) => e instanceof VirtqueueError && /longer than the queue size 128/.test((e as Error).message));
+  assert.throws(
+    () => queue.pop(),
+    (e: unknown) => e instanceof VirtqueueError && /longer than the queue size 128/.test((e as Error).message),
+  );
   assert.ok(memory.accesses < 128 * 6 + 20, `bounded work (${memory.accesses} accesses)`);
 });
 

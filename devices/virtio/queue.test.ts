@@ -2,11 +2,25 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { newRecord, recordBytes } from '../../cpr/vmstate.js';
 import {
-  SplitQueue, VirtqueueError, resetVirtqueueState, virtqueueStateDescriptor, vringNeedEvent, serveQueue,
-  VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, VIRTQ_AVAIL_F_NO_INTERRUPT, MAX_INDIRECT_DESCRIPTORS,
+  SplitQueue,
+  VirtqueueError,
+  resetVirtqueueState,
+  virtqueueStateDescriptor,
+  vringNeedEvent,
+  serveQueue,
+  VIRTQ_DESC_F_INDIRECT,
+  VIRTQ_DESC_F_NEXT,
+  VIRTQ_DESC_F_WRITE,
+  VIRTQ_AVAIL_F_NO_INTERRUPT,
+  MAX_INDIRECT_DESCRIPTORS,
   type VirtqueueState,
 } from './queue.js';
-import { VIRTIO_F_RING_EVENT_IDX, VIRTIO_F_RING_INDIRECT_DESC, VIRTIO_F_VERSION_1, type VirtioBackend } from './types.js';
+import {
+  VIRTIO_F_RING_EVENT_IDX,
+  VIRTIO_F_RING_INDIRECT_DESC,
+  VIRTIO_F_VERSION_1,
+  type VirtioBackend,
+} from './types.js';
 import { CheckedMemory } from './testing/checked-memory.js';
 import { DriverQueue, GuestAllocator } from './testing/driver.js';
 import { FakeTransport } from './testing/transport.js';
@@ -17,7 +31,10 @@ const ALL = (1n << VIRTIO_F_VERSION_1) | INDIRECT | EVENT_IDX;
 
 function setup(options: { size?: number; features?: bigint; ram?: number | { start: number; size: number }[] } = {}) {
   const memory = new CheckedMemory(options.ram ?? 1 << 20);
-  const alloc = new GuestAllocator(0x1000, typeof options.ram === 'number' || options.ram === undefined ? (options.ram ?? 1 << 20) : options.ram[0].size);
+  const alloc = new GuestAllocator(
+    0x1000,
+    typeof options.ram === 'number' || options.ram === undefined ? (options.ram ?? 1 << 20) : options.ram[0].size,
+  );
   const state = newRecord(virtqueueStateDescriptor);
   const size = options.size ?? 16;
   resetVirtqueueState(state, size);
@@ -51,7 +68,12 @@ test('virtqueue: an empty or disabled queue pops nothing', () => {
 
 test('virtqueue: a direct chain reports readable then writable buffers and their totals', () => {
   const { queue, driver } = setup();
-  const added = driver.add([{ data: bytes(1, 2, 3) }, { data: bytes(4, 5) }, { length: 10, write: true }, { length: 6, write: true }]);
+  const added = driver.add([
+    { data: bytes(1, 2, 3) },
+    { data: bytes(4, 5) },
+    { length: 10, write: true },
+    { length: 6, write: true },
+  ]);
   const chain = queue.pop()!;
   assert.is(chain.head, added.head);
   assert.equal(chain.readable, added.buffers.slice(0, 2));
@@ -79,7 +101,10 @@ test('virtqueue: push clamps the used length to the writable bytes', () => {
   const { queue, driver } = setup();
   driver.add([{ length: 4, write: true }]);
   queue.push(queue.pop()!, 1000);
-  assert.equal(driver.takeUsed().map(e => e.len), [4]);
+  assert.equal(
+    driver.takeUsed().map((e) => e.len),
+    [4],
+  );
 });
 
 test('virtqueue: writeTo spreads bytes over writable buffers from an offset and reports what fit', () => {
@@ -93,7 +118,9 @@ test('virtqueue: writeTo spreads bytes over writable buffers from an offset and 
 
 test('virtqueue: an indirect table is followed; the referring descriptor counts as no buffer', () => {
   const { queue, driver } = setup();
-  const added = driver.add([{ data: bytes(1, 2) }, { length: 8, write: true }, { length: 8, write: true }], { indirect: true });
+  const added = driver.add([{ data: bytes(1, 2) }, { length: 8, write: true }, { length: 8, write: true }], {
+    indirect: true,
+  });
   const chain = queue.pop()!;
   assert.is(chain.head, added.head);
   assert.equal(chain.readable, [added.buffers[0]]);
@@ -104,7 +131,9 @@ test('virtqueue: an indirect table is followed; the referring descriptor counts 
 test('virtqueue: direct descriptors followed by one indirect descriptor form one chain (2.7.5.3.2)', () => {
   const { queue, driver, alloc, memory } = setup();
   const table = alloc.alloc(32, 16);
-  const a = alloc.alloc(4), b = alloc.alloc(4), c = alloc.alloc(4);
+  const a = alloc.alloc(4),
+    b = alloc.alloc(4),
+    c = alloc.alloc(4);
   memory.write(a, bytes(1, 1, 1, 1));
   driver.writeDesc(driver.desc, 0, a, 4, VIRTQ_DESC_F_NEXT, 5);
   driver.writeDesc(driver.desc, 5, table, 32, VIRTQ_DESC_F_INDIRECT | VIRTQ_DESC_F_WRITE, 0); // WRITE is ignored here
@@ -112,7 +141,10 @@ test('virtqueue: direct descriptors followed by one indirect descriptor form one
   driver.writeDesc(table, 1, c, 4, VIRTQ_DESC_F_WRITE, 0);
   driver.pushHead(0);
   const chain = queue.pop()!;
-  assert.equal(chain.readable, [{ gpa: a, length: 4 }, { gpa: b, length: 4 }]);
+  assert.equal(chain.readable, [
+    { gpa: a, length: 4 },
+    { gpa: b, length: 4 },
+  ]);
   assert.equal(chain.writable, [{ gpa: c, length: 4 }]);
 });
 
@@ -125,7 +157,8 @@ test('virtqueue: an indirect descriptor without RING_INDIRECT_DESC negotiated is
 test('virtqueue: nested indirect tables, INDIRECT with NEXT, and bad table lengths are refused', () => {
   {
     const { queue, driver, alloc } = setup();
-    const outer = alloc.alloc(16, 16), inner = alloc.alloc(16, 16);
+    const outer = alloc.alloc(16, 16),
+      inner = alloc.alloc(16, 16);
     driver.writeDesc(driver.desc, 0, outer, 16, VIRTQ_DESC_F_INDIRECT, 0);
     driver.writeDesc(outer, 0, inner, 16, VIRTQ_DESC_F_INDIRECT, 0);
     driver.pushHead(0);
@@ -163,7 +196,8 @@ test('virtqueue: a loop in the descriptor table or in an indirect table is detec
   }
   {
     const { queue, driver, alloc } = setup({ size: 8 });
-    const table = alloc.alloc(32, 16), buf = alloc.alloc(4);
+    const table = alloc.alloc(32, 16),
+      buf = alloc.alloc(4);
     driver.writeDesc(driver.desc, 0, table, 32, VIRTQ_DESC_F_INDIRECT, 0);
     driver.writeDesc(table, 0, buf, 4, VIRTQ_DESC_F_NEXT, 1);
     driver.writeDesc(table, 1, buf, 4, VIRTQ_DESC_F_NEXT, 0);
@@ -195,7 +229,11 @@ test('virtqueue: head and next indices beyond the table are refused', () => {
 });
 
 test('virtqueue: buffers outside RAM, across a region boundary or at 64-bit addresses are refused without access', () => {
-  for (const [addr, len] of [[(1 << 20) - 2, 4], [2 ** 40, 1], [2 ** 64 - 4096, 16]]) {
+  for (const [addr, len] of [
+    [(1 << 20) - 2, 4],
+    [2 ** 40, 1],
+    [2 ** 64 - 4096, 16],
+  ]) {
     const { queue, driver, memory } = setup();
     driver.writeDesc(driver.desc, 0, 0, len, 0, 0);
     memory.writeU64(driver.desc, BigInt(addr)); // exact 64-bit value
@@ -204,7 +242,12 @@ test('virtqueue: buffers outside RAM, across a region boundary or at 64-bit addr
     assert.equal(memory.violations, []);
   }
   {
-    const { queue, driver, memory } = setup({ ram: [{ start: 0, size: 1 << 20 }, { start: 1 << 20, size: 1 << 20 }] });
+    const { queue, driver, memory } = setup({
+      ram: [
+        { start: 0, size: 1 << 20 },
+        { start: 1 << 20, size: 1 << 20 },
+      ],
+    });
     driver.writeDesc(driver.desc, 0, (1 << 20) - 8, 16, 0, 0); // both bytes are RAM, but two regions
     driver.pushHead(0);
     throwsVirtqueue(() => queue.pop(), /not in guest RAM/);
@@ -310,7 +353,10 @@ test('virtqueue: the position lives in the record — another instance over it c
   const chain = other.pop()!;
   assert.is(chain.head, b.head);
   other.push(chain, 2);
-  assert.equal(driver.takeUsed(), [{ id: a.head, len: 1 }, { id: b.head, len: 2 }]);
+  assert.equal(driver.takeUsed(), [
+    { id: a.head, len: 1 },
+    { id: b.head, len: 2 },
+  ]);
 });
 
 test('virtqueue: a queue reconfigured in the record is re-validated before use', () => {
@@ -383,15 +429,25 @@ test('virtqueue: without EVENT_IDX, avail_event is never written', () => {
 
 test('virtqueue: serveQueue serves every chain, interrupts once, and turns a malformed chain into context.fail', () => {
   const backend: VirtioBackend = {
-    deviceType: 99, queueMaxSizes: [8], deviceFeatures: 0n, configSize: 0,
-    readConfig: () => 0, writeConfig: () => {}, activate: () => {}, reset: () => {}, notify: () => {},
+    deviceType: 99,
+    queueMaxSizes: [8],
+    deviceFeatures: 0n,
+    configSize: 0,
+    readConfig: () => 0,
+    writeConfig: () => {},
+    activate: () => {},
+    reset: () => {},
+    notify: () => {},
   };
   const t = new FakeTransport(backend);
   const d = t.drivers[0];
   d.add([{ length: 4, write: true }]);
   d.add([{ length: 4, write: true }]);
-  assert.ok(serveQueue(t, 0, chain => chain.writableBytes));
-  assert.equal(d.takeUsed().map(e => e.len), [4, 4]);
+  assert.ok(serveQueue(t, 0, (chain) => chain.writableBytes));
+  assert.equal(
+    d.takeUsed().map((e) => e.len),
+    [4, 4],
+  );
   assert.equal(t.takeInterrupts(), [0]);
   d.pushHead(200);
   assert.not.ok(serveQueue(t, 0, () => 0));
@@ -401,12 +457,23 @@ test('virtqueue: serveQueue serves every chain, interrupts once, and turns a mal
 });
 
 test('virtqueue: the state descriptor has the fields a checkpoint needs', () => {
-  const names = virtqueueStateDescriptor.fields.map(f => f.name);
-  for (const n of ['descAddr', 'availAddr', 'usedAddr', 'size', 'ready', 'lastAvailIdx', 'usedIdx', 'signalledUsed', 'signalledUsedValid']) {
+  const names = virtqueueStateDescriptor.fields.map((f) => f.name);
+  for (const n of [
+    'descAddr',
+    'availAddr',
+    'usedAddr',
+    'size',
+    'ready',
+    'lastAvailIdx',
+    'usedIdx',
+    'signalledUsed',
+    'signalledUsedValid',
+  ]) {
     assert.ok(names.includes(n as any), n);
   }
   const s = newRecord(virtqueueStateDescriptor);
-  s.usedIdx = 9; s.ready = true;
+  s.usedIdx = 9;
+  s.ready = true;
   resetVirtqueueState(s, 256);
   assert.is(s.size, 256);
   assert.is(s.usedIdx, 0);

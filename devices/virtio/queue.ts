@@ -27,8 +27,12 @@
 import { u16, u64, bool, clearRecord, type Descriptor, type StateOf } from '../../cpr/vmstate.js';
 import type { GuestMemory } from '../../src/memory/guest-memory.js';
 import {
-  VIRTIO_F_RING_EVENT_IDX, VIRTIO_F_RING_INDIRECT_DESC,
-  type DescriptorChain, type GuestBuffer, type VirtQueue, type VirtioContext,
+  VIRTIO_F_RING_EVENT_IDX,
+  VIRTIO_F_RING_INDIRECT_DESC,
+  type DescriptorChain,
+  type GuestBuffer,
+  type VirtQueue,
+  type VirtioContext,
 } from './types.js';
 
 // ---- descriptor flags (struct virtq_desc.flags) ------------------------------------------------------------
@@ -107,7 +111,10 @@ export function resetVirtqueueState(state: VirtqueueState, maxSize: number): voi
 /** A guest broke the virtqueue rules. `queue` names the queue, `problem` says what was wrong. */
 export class VirtqueueError extends Error {
   override readonly name = 'VirtqueueError';
-  constructor(readonly queue: string, readonly problem: string) {
+  constructor(
+    readonly queue: string,
+    readonly problem: string,
+  ) {
     super(`${queue}: ${problem}`);
   }
 }
@@ -182,7 +189,8 @@ export class SplitQueue implements VirtQueue {
     const k = this.cachedKey;
     if (this.cached && k.size === size && k.desc === desc && k.avail === avail && k.used === used) return this.cached;
     this.cached = null;
-    if (!isPowerOfTwo(size) || size > VIRTQ_MAX_SIZE) this.fail(`queue size ${size} is not a power of two ≤ ${VIRTQ_MAX_SIZE}`);
+    if (!isPowerOfTwo(size) || size > VIRTQ_MAX_SIZE)
+      this.fail(`queue size ${size} is not a power of two ≤ ${VIRTQ_MAX_SIZE}`);
     const area = (what: string, addr: bigint, bytes: number, align: number): number => {
       if (addr > BigInt(Number.MAX_SAFE_INTEGER)) this.fail(`${what} at 0x${addr.toString(16)} is not in guest RAM`);
       const gpa = Number(addr);
@@ -207,14 +215,17 @@ export class SplitQueue implements VirtQueue {
     const last = this.state.lastAvailIdx;
     const pending = (availIdx - last) & 0xffff;
     if (pending > l.size) {
-      this.fail(`available index ${availIdx} is ${pending} entries ahead of the ${last} consumed (queue size ${l.size})`);
+      this.fail(
+        `available index ${availIdx} is ${pending} entries ahead of the ${last} consumed (queue size ${l.size})`,
+      );
     }
     return pending;
   }
 
   /** With EVENT_IDX: ask for a kick once the driver makes entry `lastAvailIdx` available. */
   private publishAvailEvent(l: QueueLayout): void {
-    if (this.eventIdx) this.memory.writeU16(l.used + RING_HEADER + VIRTQ_USED_ELEM_SIZE * l.size, this.state.lastAvailIdx);
+    if (this.eventIdx)
+      this.memory.writeU16(l.used + RING_HEADER + VIRTQ_USED_ELEM_SIZE * l.size, this.state.lastAvailIdx);
   }
 
   pop(): DescriptorChain | null {
@@ -264,9 +275,11 @@ export class SplitQueue implements VirtQueue {
     let i = head;
     for (;;) {
       if (++walked > tableSize) {
-        this.fail(inIndirect
-          ? `indirect table of ${tableSize} descriptors (chain from head ${head}) loops`
-          : `chain from head ${head} is longer than the queue size ${l.size} (a loop)`);
+        this.fail(
+          inIndirect
+            ? `indirect table of ${tableSize} descriptors (chain from head ${head}) loops`
+            : `chain from head ${head} is longer than the queue size ${l.size} (a loop)`,
+        );
       }
       const at = table + VIRTQ_DESC_SIZE * i;
       const lo = m.readU32(at);
@@ -282,9 +295,12 @@ export class SplitQueue implements VirtQueue {
         if (!this.indirect) this.fail(`${where} is indirect, but RING_INDIRECT_DESC was not negotiated`);
         if (inIndirect) this.fail(`${where} is indirect inside an indirect table`);
         if (flags & VIRTQ_DESC_F_NEXT) this.fail(`${where} sets both INDIRECT and NEXT`);
-        if (len === 0 || len % VIRTQ_DESC_SIZE !== 0) this.fail(`${where}: indirect table length ${len} is not a non-zero multiple of 16`);
+        if (len === 0 || len % VIRTQ_DESC_SIZE !== 0)
+          this.fail(`${where}: indirect table length ${len} is not a non-zero multiple of 16`);
         if (len / VIRTQ_DESC_SIZE > MAX_INDIRECT_DESCRIPTORS) {
-          this.fail(`${where}: indirect table of ${len / VIRTQ_DESC_SIZE} descriptors exceeds ${MAX_INDIRECT_DESCRIPTORS}`);
+          this.fail(
+            `${where}: indirect table of ${len / VIRTQ_DESC_SIZE} descriptors exceeds ${MAX_INDIRECT_DESCRIPTORS}`,
+          );
         }
         if (!m.contains(addr, len)) this.fail(`${where}: indirect table ${hex(addr)}+${hex(len)} is not in guest RAM`);
         // The WRITE flag of the descriptor that refers to a table is ignored (2.7.5.3.2).
@@ -304,7 +320,8 @@ export class SplitQueue implements VirtQueue {
       // A zero-length buffer carries nothing and is never accessed: it is dropped, whatever its address.
       if (len > 0) {
         if (!m.contains(addr, len)) this.fail(`${where}: buffer ${hex(addr)}+${hex(len)} is not in guest RAM`);
-        if (readableBytes + writableBytes + len > MAX_CHAIN_BYTES) this.fail(`chain from head ${head} is longer than 2^32 bytes`);
+        if (readableBytes + writableBytes + len > MAX_CHAIN_BYTES)
+          this.fail(`chain from head ${head} is longer than 2^32 bytes`);
         if (flags & VIRTQ_DESC_F_WRITE) {
           writable.push({ gpa: addr, length: len });
           writableBytes += len;
@@ -382,7 +399,9 @@ export class SplitQueue implements VirtQueue {
  * bytes covered. Back ends use it for zero-copy I/O into `memory.slice(gpa, length)`.
  */
 export function forEachSegment(
-  buffers: readonly GuestBuffer[], offset: number, length: number,
+  buffers: readonly GuestBuffer[],
+  offset: number,
+  length: number,
   fn: (gpa: number, length: number, at: number) => void,
 ): number {
   let skip = Math.max(0, offset);
@@ -390,7 +409,10 @@ export function forEachSegment(
   let at = 0;
   for (const b of buffers) {
     if (left === 0) break;
-    if (skip >= b.length) { skip -= b.length; continue; }
+    if (skip >= b.length) {
+      skip -= b.length;
+      continue;
+    }
     const n = Math.min(b.length - skip, left);
     fn(b.gpa + skip, n, at);
     skip = 0;
@@ -413,7 +435,11 @@ export class QueueAbandoned extends Error {
  * used length). Interrupts the driver once at the end if it wants one. A VirtqueueError (a malformed chain) marks
  * the device broken through `context.fail` and stops; returns false then.
  */
-export function serveQueue(context: VirtioContext, index: number, handle: (chain: DescriptorChain, queue: VirtQueue) => number): boolean {
+export function serveQueue(
+  context: VirtioContext,
+  index: number,
+  handle: (chain: DescriptorChain, queue: VirtQueue) => number,
+): boolean {
   const queue = context.queue(index);
   let pushed = 0;
   try {

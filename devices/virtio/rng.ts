@@ -29,19 +29,29 @@ export class VirtioRng implements VirtioBackend {
 
   constructor(options: VirtioRngOptions = {}) {
     this.requestMax = options.requestMax ?? RNG_REQUEST_MAX;
-    this.fill = options.fill ?? (into => { randomFillSync(into); });
+    this.fill =
+      options.fill ??
+      ((into) => {
+        randomFillSync(into);
+      });
   }
 
-  readConfig(): number { return 0; }
+  readConfig(): number {
+    return 0;
+  }
   writeConfig(): void {}
 
-  activate(context: VirtioContext): void { this.context = context; }
-  reset(): void { this.context = null; }
+  activate(context: VirtioContext): void {
+    this.context = context;
+  }
+  reset(): void {
+    this.context = null;
+  }
 
   notify(index: number): void {
     const context = this.context;
     if (!context || index !== 0) return;
-    serveQueue(context, 0, chain => {
+    serveQueue(context, 0, (chain) => {
       // A request with readable buffers is not one the spec allows, but nothing is read from them: only the
       // writable part is filled.
       const length = Math.min(chain.writableBytes, this.requestMax);

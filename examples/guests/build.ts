@@ -13,9 +13,25 @@ import type { CpuMode } from '../../src/boot/cpu-modes.js';
 const run = promisify(execFile);
 
 export type GuestName =
-  | 'hello' | 'exit-code' | 'smp' | 'timer' | 'rtc' | 'counter' | 'fwcfg' | 'panic'
-  | 'realmode-hello' | 'longmode-hello' | 'outloop' | 'lm-shim' | 'smp-counter' | 'virtio-probe'
-  | 'virtio-blk-bench' | 's3' | 'virtio-intx' | 's3-rtc' | 'realmode-long';
+  | 'hello'
+  | 'exit-code'
+  | 'smp'
+  | 'timer'
+  | 'rtc'
+  | 'counter'
+  | 'fwcfg'
+  | 'panic'
+  | 'realmode-hello'
+  | 'longmode-hello'
+  | 'outloop'
+  | 'lm-shim'
+  | 'smp-counter'
+  | 'virtio-probe'
+  | 'virtio-blk-bench'
+  | 's3'
+  | 'virtio-intx'
+  | 's3-rtc'
+  | 'realmode-long';
 
 export interface BuiltGuest {
   name: GuestName;
@@ -34,8 +50,20 @@ export interface BuiltGuest {
  * `headers`: extra headers the sources include (hashed for the cache, not compiled). `bare`: no runtime, no
  * lib/guest.ld — the sources carry their own multiboot header and are linked at `linkAt` (a guest below 1 MiB).
  */
-interface MultibootSpec { kind: 'multiboot'; sources: string[]; aout?: boolean; headers?: string[]; bare?: { linkAt: number } }
-interface FlatSpec { kind: 'flat'; source: string; arch: 'i386' | 'x86_64'; loadAddress: number; mode: CpuMode }
+interface MultibootSpec {
+  kind: 'multiboot';
+  sources: string[];
+  aout?: boolean;
+  headers?: string[];
+  bare?: { linkAt: number };
+}
+interface FlatSpec {
+  kind: 'flat';
+  source: string;
+  arch: 'i386' | 'x86_64';
+  loadAddress: number;
+  mode: CpuMode;
+}
 type GuestSpec = MultibootSpec | FlatSpec;
 
 /** Every guest, its sources (relative to examples/guests/) and how it is built. */
@@ -112,20 +140,29 @@ export interface SmpCounterState {
  */
 export function decodeSmpCounterState(bytes: Uint8Array, offset = SMP_COUNTER_STATE_ADDR): SmpCounterState {
   if (!Number.isSafeInteger(offset) || offset < 0 || offset + SMP_COUNTER_STATE_SIZE > bytes.length) {
-    throw new RangeError(`smp-counter state at 0x${offset.toString(16)} (${SMP_COUNTER_STATE_SIZE} bytes) is outside ${bytes.length} bytes`);
+    throw new RangeError(
+      `smp-counter state at 0x${offset.toString(16)} (${SMP_COUNTER_STATE_SIZE} bytes) is outside ${bytes.length} bytes`,
+    );
   }
   const dv = new DataView(bytes.buffer, bytes.byteOffset + offset, SMP_COUNTER_STATE_SIZE);
   const magic = dv.getUint32(0, true);
   if (magic !== SMP_COUNTER_MAGIC) {
-    throw new Error(`no smp-counter state at 0x${offset.toString(16)}: magic 0x${magic.toString(16)}, want 0x${SMP_COUNTER_MAGIC.toString(16)} ("SMPC")`);
+    throw new Error(
+      `no smp-counter state at 0x${offset.toString(16)}: magic 0x${magic.toString(16)}, want 0x${SMP_COUNTER_MAGIC.toString(16)} ("SMPC")`,
+    );
   }
   const cpus = dv.getUint32(4, true);
-  if (cpus < 1 || cpus > SMP_COUNTER_MAX_CPUS) throw new Error(`smp-counter state says ${cpus} cpus (1..${SMP_COUNTER_MAX_CPUS})`);
+  if (cpus < 1 || cpus > SMP_COUNTER_MAX_CPUS)
+    throw new Error(`smp-counter state says ${cpus} cpus (1..${SMP_COUNTER_MAX_CPUS})`);
   const ticks: bigint[] = [];
   for (let i = 0; i < cpus; i++) ticks.push(dv.getBigUint64(SMP_COUNTER_TICKS_OFFSET + 8 * i, true));
   return {
-    cpus, limit: dv.getUint32(8, true), running: dv.getUint32(12, true), timerCount: dv.getUint32(16, true),
-    bspApicId: dv.getUint32(20, true), ticks,
+    cpus,
+    limit: dv.getUint32(8, true),
+    running: dv.getUint32(12, true),
+    timerCount: dv.getUint32(16, true),
+    bspApicId: dv.getUint32(20, true),
+    ticks,
   };
 }
 
@@ -143,7 +180,10 @@ export const OUTLOOP_PORT_OFFSET = 12;
 export const OUTLOOP_VALUE_OFFSET = 14;
 
 /** A copy of the outloop image with its loop count, port and/or value changed. */
-export function patchOutloop(image: Uint8Array, params: { iterations?: number; port?: number; value?: number }): Uint8Array {
+export function patchOutloop(
+  image: Uint8Array,
+  params: { iterations?: number; port?: number; value?: number },
+): Uint8Array {
   const out = new Uint8Array(image);
   const dv = new DataView(out.buffer);
   if (new TextDecoder().decode(out.subarray(OUTLOOP_MAGIC_OFFSET, OUTLOOP_MAGIC_OFFSET + 4)) !== 'OUTL') {
@@ -163,16 +203,32 @@ export class GuestToolchainError extends Error {
 }
 
 export class GuestBuildError extends Error {
-  constructor(readonly guest: string, readonly command: string, readonly output: string) {
+  constructor(
+    readonly guest: string,
+    readonly command: string,
+    readonly output: string,
+  ) {
     super(`building guest ${guest}: \`${command}\` failed:\n${output}`);
     this.name = 'GuestBuildError';
   }
 }
 
 const CFLAGS = [
-  '-m32', '-march=i686', '-std=gnu11', '-ffreestanding', '-fno-builtin', '-fno-pic', '-fno-pie',
-  '-fno-stack-protector', '-fno-asynchronous-unwind-tables', '-fno-tree-loop-distribute-patterns',
-  '-mgeneral-regs-only', '-Os', '-Wall', '-Wextra', '-Wno-main',
+  '-m32',
+  '-march=i686',
+  '-std=gnu11',
+  '-ffreestanding',
+  '-fno-builtin',
+  '-fno-pic',
+  '-fno-pie',
+  '-fno-stack-protector',
+  '-fno-asynchronous-unwind-tables',
+  '-fno-tree-loop-distribute-patterns',
+  '-mgeneral-regs-only',
+  '-Os',
+  '-Wall',
+  '-Wextra',
+  '-Wno-main',
 ];
 const LDFLAGS = ['-m', 'elf_i386', '-nostdlib', '--build-id=none', '-z', 'max-page-size=0x1000', '-z', 'noexecstack'];
 const TOOLS = ['gcc', 'as', 'ld', 'objcopy'] as const;
@@ -185,7 +241,9 @@ export function repoRoot(): string {
     if (existsSync(pkg) && existsSync(join(dir, 'examples', 'guests', 'lib'))) {
       try {
         if (JSON.parse(readFileSync(pkg, 'utf8')).name === 'tsvmm') return dir;
-      } catch { /* not ours; keep climbing */ }
+      } catch {
+        /* not ours; keep climbing */
+      }
     }
     const parent = dirname(dir);
     if (parent === dir) throw new Error(`cannot find the tsvmm repository above ${fileURLToPath(import.meta.url)}`);
@@ -205,14 +263,18 @@ function checkTools(): Promise<string> {
         lines.push(stdout.split('\n')[0]);
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
-        throw new GuestToolchainError(code === 'ENOENT'
-          ? `${tool} not found: building test guests needs gcc and binutils (Debian: apt-get install gcc binutils)`
-          : `${tool} --version failed: ${(e as Error).message}`);
+        throw new GuestToolchainError(
+          code === 'ENOENT'
+            ? `${tool} not found: building test guests needs gcc and binutils (Debian: apt-get install gcc binutils)`
+            : `${tool} --version failed: ${(e as Error).message}`,
+        );
       }
     }
     return lines.join('\n');
   })();
-  toolVersions.catch(() => { toolVersions = null; });
+  toolVersions.catch(() => {
+    toolVersions = null;
+  });
   return toolVersions;
 }
 
@@ -254,7 +316,10 @@ export async function buildGuest(name: GuestName): Promise<BuiltGuest> {
   const versions = await checkTools();
   const root = repoRoot();
   const srcDir = join(root, 'examples', 'guests');
-  const inputs = spec.kind === 'multiboot' ? [...(spec.bare ? [] : LIB_INPUTS), ...spec.sources, ...(spec.headers ?? [])] : [spec.source];
+  const inputs =
+    spec.kind === 'multiboot'
+      ? [...(spec.bare ? [] : LIB_INPUTS), ...spec.sources, ...(spec.headers ?? [])]
+      : [spec.source];
   const hash = createHash('sha256');
   hash.update(JSON.stringify({ name, spec, CFLAGS, LDFLAGS, versions }));
   for (const input of inputs) {
@@ -277,8 +342,21 @@ export async function buildGuest(name: GuestName): Promise<BuiltGuest> {
         await step(name, 'gcc', ['-m32', '-c', join(srcDir, src), '-o', obj]);
         objects.push(obj);
       }
-      await step(name, 'ld', ['-m', 'elf_i386', '-nostdlib', '--build-id=none', '-z', 'noexecstack',
-        '-Ttext', `0x${spec.bare.linkAt.toString(16)}`, '-e', 'start', '-o', elf, ...objects]);
+      await step(name, 'ld', [
+        '-m',
+        'elf_i386',
+        '-nostdlib',
+        '--build-id=none',
+        '-z',
+        'noexecstack',
+        '-Ttext',
+        `0x${spec.bare.linkAt.toString(16)}`,
+        '-e',
+        'start',
+        '-o',
+        elf,
+        ...objects,
+      ]);
     } else if (spec.kind === 'multiboot') {
       const objects: string[] = [];
       for (const src of [...LIB_SOURCES, ...spec.sources]) {
@@ -293,8 +371,21 @@ export async function buildGuest(name: GuestName): Promise<BuiltGuest> {
       const obj = join(tmp, `${name}.o`);
       const m = spec.arch === 'i386' ? ['-m32'] : ['-m64'];
       await step(name, 'gcc', [...m, '-c', join(srcDir, spec.source), '-o', obj]);
-      await step(name, 'ld', ['-m', spec.arch === 'i386' ? 'elf_i386' : 'elf_x86_64', '-nostdlib', '--build-id=none',
-        '-z', 'noexecstack', '-Ttext', `0x${spec.loadAddress.toString(16)}`, '-e', 'start', '-o', elf, obj]);
+      await step(name, 'ld', [
+        '-m',
+        spec.arch === 'i386' ? 'elf_i386' : 'elf_x86_64',
+        '-nostdlib',
+        '--build-id=none',
+        '-z',
+        'noexecstack',
+        '-Ttext',
+        `0x${spec.loadAddress.toString(16)}`,
+        '-e',
+        'start',
+        '-o',
+        elf,
+        obj,
+      ]);
       await step(name, 'objcopy', ['-O', 'binary', '-j', '.text', elf, join(tmp, `${name}.bin`)]);
     }
     // Keep the ELF next to a .bin output: its symbols document addresses (e.g. the counter's state page).

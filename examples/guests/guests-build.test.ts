@@ -8,8 +8,15 @@ import { readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { testIf } from '../../test/support/skip.js';
 import {
-  buildGuest, patchOutloop, toolchainUnavailable, COUNTER_STATE_ADDR, GUEST_NAMES, GUESTS, OUTLOOP_ITERATIONS_OFFSET,
-  OUTLOOP_PORT_OFFSET, type BuiltGuest,
+  buildGuest,
+  patchOutloop,
+  toolchainUnavailable,
+  COUNTER_STATE_ADDR,
+  GUEST_NAMES,
+  GUESTS,
+  OUTLOOP_ITERATIONS_OFFSET,
+  OUTLOOP_PORT_OFFSET,
+  type BuiltGuest,
 } from './build.js';
 import { loadMultiboot } from '../../src/boot/multiboot.js';
 import { loadFlat } from '../../src/boot/flat.js';
@@ -22,7 +29,11 @@ const MiB = 1024 * 1024;
 
 async function binutilsMissing(): Promise<string | null> {
   for (const tool of ['objdump', 'nm']) {
-    try { await run(tool, ['--version']); } catch { return `${tool} not found (binutils)`; }
+    try {
+      await run(tool, ['--version']);
+    } catch {
+      return `${tool} not found (binutils)`;
+    }
   }
   return null;
 }
@@ -30,7 +41,7 @@ const reason = (await toolchainUnavailable()) ?? (await binutilsMissing());
 const it = (name: string, fn: () => Promise<void>) => testIf(test, reason, name, fn);
 
 /** The ELF that carries a guest's symbols (for .bin outputs the build keeps it beside the image). */
-const symbolFile = (g: BuiltGuest) => g.path.endsWith('.bin') ? g.path.replace(/\.bin$/, '.sym.elf') : g.path;
+const symbolFile = (g: BuiltGuest) => (g.path.endsWith('.bin') ? g.path.replace(/\.bin$/, '.sym.elf') : g.path);
 
 async function symbols(g: BuiltGuest): Promise<Map<string, number>> {
   const { stdout } = await run('nm', [symbolFile(g)]);
@@ -63,18 +74,24 @@ it('guests: no instruction this host cannot emulate (iret, int n, int3, xsave/xr
     // A bare multiboot guest below 1 MiB (realmode-long) runs in real mode after a few 32-bit instructions.
     const arch = g.mode === 'real' || (spec.kind === 'multiboot' && spec.bare) ? ['-m', 'i8086'] : [];
     const { stdout } = await run('objdump', ['-d', ...arch, symbolFile(g)], { maxBuffer: 64 * MiB });
-    const bad = stdout.split('\n').filter(l => forbidden.test(`${l} `));
+    const bad = stdout.split('\n').filter((l) => forbidden.test(`${l} `));
     assert.equal(bad, [], `${name} uses forbidden instructions`);
   }
 });
 
-it('guests: multiboot guests load with tsvmm\'s loader at 1 MiB, entering at _start with the info in EBX', async () => {
-  for (const name of GUEST_NAMES.filter(n => { const s = GUESTS[n]; return s.kind === 'multiboot' && !s.bare; })) {
+it("guests: multiboot guests load with tsvmm's loader at 1 MiB, entering at _start with the info in EBX", async () => {
+  for (const name of GUEST_NAMES.filter((n) => {
+    const s = GUESTS[n];
+    return s.kind === 'multiboot' && !s.bare;
+  })) {
     const g = await buildGuest(name);
     const image = new Uint8Array(await readFile(g.path));
     assert.is(detectKernelFormat(image).kind, 'multiboot', name);
     const mem = new ArrayGuestMemory([{ start: 0, size: 16 * MiB }]);
-    const boot = loadMultiboot(mem, image, { memoryMap: e820FromRam([{ start: 0, size: 16 * MiB }]), cmdline: `${name} code=3` });
+    const boot = loadMultiboot(mem, image, {
+      memoryMap: e820FromRam([{ start: 0, size: 16 * MiB }]),
+      cmdline: `${name} code=3`,
+    });
     const sym = await symbols(g);
     assert.is(boot.format, g.multiboot, name);
     assert.is(boot.entry, sym.get('_start'), `${name}: entry is _start`);
@@ -91,20 +108,26 @@ it('guests: a bare multiboot guest (realmode-long) loads where it is linked, bel
   if (spec.kind !== 'multiboot' || !spec.bare) throw new Error('realmode-long is a bare multiboot guest');
   const image = new Uint8Array(await readFile(g.path));
   const mem = new ArrayGuestMemory([{ start: 0, size: 16 * MiB }]);
-  const boot = loadMultiboot(mem, image, { memoryMap: e820FromRam([{ start: 0, size: 16 * MiB }]), cmdline: 'realmode-long' });
+  const boot = loadMultiboot(mem, image, {
+    memoryMap: e820FromRam([{ start: 0, size: 16 * MiB }]),
+    cmdline: 'realmode-long',
+  });
   const sym = await symbols(g);
   assert.is(boot.entry, sym.get('start'));
-  assert.ok(boot.kernel.start < spec.bare.linkAt + 0x1000 && boot.kernel.end <= 0x10000, 'inside the first 64 KiB: real mode reaches all of it');
+  assert.ok(
+    boot.kernel.start < spec.bare.linkAt + 0x1000 && boot.kernel.end <= 0x10000,
+    'inside the first 64 KiB: real mode reaches all of it',
+  );
 });
 
-it('guests: the counter\'s state page is at its documented fixed address', async () => {
+it("guests: the counter's state page is at its documented fixed address", async () => {
   const g = await buildGuest('counter');
   const sym = await symbols(g);
   assert.is(sym.get('counter_state'), COUNTER_STATE_ADDR);
 });
 
-it('guests: flat guests load at their load address in their mode; outloop\'s parameters are patchable', async () => {
-  for (const name of GUEST_NAMES.filter(n => GUESTS[n].kind === 'flat')) {
+it("guests: flat guests load at their load address in their mode; outloop's parameters are patchable", async () => {
+  for (const name of GUEST_NAMES.filter((n) => GUESTS[n].kind === 'flat')) {
     const g = await buildGuest(name);
     const image = new Uint8Array(await readFile(g.path));
     const mem = new ArrayGuestMemory([{ start: 0, size: 16 * MiB }]);

@@ -9,7 +9,7 @@ import { testIf } from '../../test/support/skip.js';
 import { buildGuest, patchOutloop, readSmpCounters, toolchainUnavailable, writeGuestVariant } from './build.js';
 import { debugExitStatus, qemuAccel, qemuUnavailable, runQemu, type QemuRun } from './qemu-runner.js';
 
-const reason = qemuUnavailable() ?? await toolchainUnavailable();
+const reason = qemuUnavailable() ?? (await toolchainUnavailable());
 const accel = qemuAccel();
 const it = (name: string, fn: () => Promise<void>) => testIf(test, reason, `qemu (${accel}): ${name}`, fn);
 
@@ -62,7 +62,10 @@ it('rtc prints the date and time within a few seconds of host UTC', async () => 
   const m = /rtc: (\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)\n/.exec(r.serial);
   assert.ok(m, r.serial);
   const guest = Date.UTC(+m![1], +m![2] - 1, +m![3], +m![4], +m![5], +m![6]);
-  assert.ok(guest >= before - 5000 && guest <= after + 5000, `guest time ${new Date(guest).toISOString()} vs host ${new Date(before).toISOString()}`);
+  assert.ok(
+    guest >= before - 5000 && guest <= after + 5000,
+    `guest time ${new Date(guest).toISOString()} vs host ${new Date(before).toISOString()}`,
+  );
 });
 
 it('counter ticks every 1 ms, writes one byte per tick to port 0xe9 and stops after ticks=N', async () => {
@@ -114,8 +117,15 @@ it('smp-counter: every one of 4 CPUs counts its own LAPIC timer ticks in RAM; ti
   const ramFile = `/dev/shm/tsvmm-test-qemu-smp-counter-${process.pid}`;
   try {
     const r = await runQemu({
-      kernel: g.path, smp: 4, append: 'ticks=200',
-      extraArgs: ['-object', `memory-backend-file,id=ram0,size=64M,mem-path=${ramFile},share=on`, '-machine', 'memory-backend=ram0'],
+      kernel: g.path,
+      smp: 4,
+      append: 'ticks=200',
+      extraArgs: [
+        '-object',
+        `memory-backend-file,id=ram0,size=64M,mem-path=${ramFile},share=on`,
+        '-machine',
+        'memory-backend=ram0',
+      ],
     });
     expectExit(r, 0);
     assert.match(r.serial, /^smp-counter: state at 0x00101000, 4 cpus, limit 200, lapic count \d+\n/m);

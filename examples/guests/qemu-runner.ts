@@ -64,9 +64,20 @@ export function runQemu(opts: QemuOptions): Promise<QemuRun> {
   const dir = mkdtempSync(join(tmpdir(), 'tsvmm-qemu-'));
   const debugconPath = join(dir, 'debugcon');
   const args = [
-    '-nodefaults', '-display', 'none', '-no-reboot', '-accel', qemuAccel(),
-    '-m', `${opts.memoryMiB ?? 64}M`, '-smp', String(opts.smp ?? 1),
-    '-serial', 'stdio', '-device', 'isa-debug-exit,iobase=0xf4,iosize=0x04',
+    '-nodefaults',
+    '-display',
+    'none',
+    '-no-reboot',
+    '-accel',
+    qemuAccel(),
+    '-m',
+    `${opts.memoryMiB ?? 64}M`,
+    '-smp',
+    String(opts.smp ?? 1),
+    '-serial',
+    'stdio',
+    '-device',
+    'isa-debug-exit,iobase=0xf4,iosize=0x04',
   ];
   if (opts.debugcon) args.push('-debugcon', `file:${debugconPath}`);
   if (opts.kernel) args.push('-kernel', opts.kernel);
@@ -75,19 +86,30 @@ export function runQemu(opts: QemuOptions): Promise<QemuRun> {
   if (opts.bootDisk) args.push('-drive', `file=${opts.bootDisk},format=raw,if=ide,snapshot=on`);
   args.push(...(opts.extraArgs ?? []));
   const started = Date.now();
-  return new Promise(resolve => {
+  return new Promise((resolve) => {
     const child = spawn(QEMU_BINARY, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let serial = '';
     let stderr = '';
     let timedOut = false;
     child.stdout.setEncoding('latin1');
-    child.stdout.on('data', d => { serial += d; });
-    child.stderr.on('data', d => { stderr += d; });
-    const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, opts.timeoutMs ?? 60_000);
-    child.on('close', status => {
+    child.stdout.on('data', (d) => {
+      serial += d;
+    });
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, opts.timeoutMs ?? 60_000);
+    child.on('close', (status) => {
       clearTimeout(timer);
       let debugcon = Buffer.alloc(0);
-      try { debugcon = readFileSync(debugconPath); } catch { /* not asked for, or nothing written */ }
+      try {
+        debugcon = readFileSync(debugconPath);
+      } catch {
+        /* not asked for, or nothing written */
+      }
       rmSync(dir, { recursive: true, force: true });
       resolve({ status, serial, debugcon, stderr, timedOut, ms: Date.now() - started });
     });

@@ -20,21 +20,28 @@ import { kvmMissing } from '../../kvm/test-guest.js';
 import { buildGuest, toolchainUnavailable } from './build.js';
 import { debugExitStatus } from './qemu-runner.js';
 import {
-  blkPatternMismatch, blkRoundsMismatch, BLK_ROUNDS_FIRST_SECTOR, virtioProbeCommonArgs, virtioProbeProblems,
-  VIRTIO_PROBE_EXIT, type VirtioKind, type VirtioProbeOptions,
+  blkPatternMismatch,
+  blkRoundsMismatch,
+  BLK_ROUNDS_FIRST_SECTOR,
+  virtioProbeCommonArgs,
+  virtioProbeProblems,
+  VIRTIO_PROBE_EXIT,
+  type VirtioKind,
+  type VirtioProbeOptions,
 } from './virtio-probe-host.js';
 
-const skip = kvmMissing() ?? await toolchainUnavailable() ?? (existsSync('/dev/shm') ? null : 'no /dev/shm on this host');
+const skip =
+  kvmMissing() ?? (await toolchainUnavailable()) ?? (existsSync('/dev/shm') ? null : 'no /dev/shm on this host');
 
-const DISK_SECTORS = 2048;                 // 1 MiB
+const DISK_SECTORS = 2048; // 1 MiB
 const SERIAL = 'VCPR-0001';
-const FILL = 0xee;                         // what the image holds before the guest writes
-const RAM = '64M';                         // as virtioProbeCommonArgs' -m
+const FILL = 0xee; // what the image holds before the guest writes
+const RAM = '64M'; // as virtioProbeCommonArgs' -m
 const DEVICES: readonly VirtioKind[] = ['blk', 'rng'];
 
-const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const sha = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
-const roundsIn = (out: string) => [...out.matchAll(/^virtio-probe: round (\d+) ok$/gm)].map(m => Number(m[1]));
+const roundsIn = (out: string) => [...out.matchAll(/^virtio-probe: round (\d+) ok$/gm)].map((m) => Number(m[1]));
 const context = (vm: VmProcess) => `\nCOM1:\n${vm.stdout}\nstderr:\n${vm.stderr}`;
 
 interface Setup {
@@ -54,9 +61,24 @@ async function setup(tag: string, rounds: number, roundDelayMs: number, holdAfte
   writeFileSync(disk, Buffer.alloc(DISK_SECTORS * 512, FILL));
   const shm = join('/dev/shm', `${dir.split('/').pop()}-ram`);
   const args = (devices: readonly VirtioKind[] = DEVICES) => {
-    const o: VirtioProbeOptions = { kernel: guest.path, devices, want: DEVICES, disk, serial: SERIAL, socketDir: dir, rounds, roundDelayMs, holdAfter };
-    return [...virtioProbeCommonArgs(o), '-object', `memory-backend-file,id=ram0,size=${RAM},mem-path=${shm},share=on`,
-      '-machine', 'memory-backend=ram0'];
+    const o: VirtioProbeOptions = {
+      kernel: guest.path,
+      devices,
+      want: DEVICES,
+      disk,
+      serial: SERIAL,
+      socketDir: dir,
+      rounds,
+      roundDelayMs,
+      holdAfter,
+    };
+    return [
+      ...virtioProbeCommonArgs(o),
+      '-object',
+      `memory-backend-file,id=ram0,size=${RAM},mem-path=${shm},share=on`,
+      '-machine',
+      'memory-backend=ram0',
+    ];
   };
   return { dir, disk, shm, checkpoint: join(dir, 'vm.cpr'), args };
 }
@@ -65,7 +87,8 @@ async function setup(tag: string, rounds: number, roundDelayMs: number, holdAfte
 async function waitForLine(vm: VmProcess, line: string, timeoutMs = HANG_GUARD_MS): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!vm.stdout.includes(`${line}\n`)) {
-    if (vm.child.exitCode !== null) assert.unreachable(`tsvmm exited with ${vm.child.exitCode} before "${line}"${context(vm)}`);
+    if (vm.child.exitCode !== null)
+      assert.unreachable(`tsvmm exited with ${vm.child.exitCode} before "${line}"${context(vm)}`);
     if (Date.now() > deadline) assert.unreachable(`no "${line}" within ${timeoutMs} ms${context(vm)}`);
     await sleep(10);
   }
@@ -74,15 +97,22 @@ async function waitForLine(vm: VmProcess, line: string, timeoutMs = HANG_GUARD_M
 /** The new process's run to its end: isa-debug-exit's status. */
 async function exitStatus(vm: VmProcess, timeoutMs = HANG_GUARD_MS): Promise<number | null> {
   let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<'timeout'>(resolve => { timer = setTimeout(() => resolve('timeout'), timeoutMs); });
+  const timedOut = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), timeoutMs);
+  });
   const status = await Promise.race([vm.exited, timedOut]);
   clearTimeout(timer);
-  if (status === 'timeout') assert.unreachable(`the restored guest did not finish within ${timeoutMs} ms${context(vm)}`);
+  if (status === 'timeout')
+    assert.unreachable(`the restored guest did not finish within ${timeoutMs} ms${context(vm)}`);
   return status as number | null;
 }
 
 /** Checkpoints the old process once COM1 shows `after`, quits it, and returns its COM1 up to the checkpoint. */
-async function checkpointAfter(s: Setup, after: string, vms: VmProcess[]): Promise<{ out: string; roundsBefore: number[] }> {
+async function checkpointAfter(
+  s: Setup,
+  after: string,
+  vms: VmProcess[],
+): Promise<{ out: string; roundsBefore: number[] }> {
   const old = await startVm(s.args(), { dir: s.dir, name: 'old' });
   vms.push(old);
   await waitForLine(old, after);
@@ -92,7 +122,11 @@ async function checkpointAfter(s: Setup, after: string, vms: VmProcess[]): Promi
   assert.is(await old.exited, 0, `the checkpointed tsvmm exits 0 after quit${context(old)}`);
   assert.ok(existsSync(s.checkpoint), 'the checkpoint file exists');
   const roundsBefore = roundsIn(old.stdout);
-  assert.not.match(old.stdout, /all ok|FAILED/, `the guest had not finished (or failed) before the checkpoint${context(old)}`);
+  assert.not.match(
+    old.stdout,
+    /all ok|FAILED/,
+    `the guest had not finished (or failed) before the checkpoint${context(old)}`,
+  );
   return { out: old.stdout, roundsBefore };
 }
 
@@ -109,7 +143,12 @@ async function restore(s: Setup, vms: VmProcess[], name: string): Promise<VmProc
 }
 
 /** Loads the checkpoint into a new tsvmm (same command line, -S) and checks the guest finishes its rounds there. */
-async function restoreAndFinish(s: Setup, rounds: number, before: { out: string; roundsBefore: number[] }, vms: VmProcess[]): Promise<void> {
+async function restoreAndFinish(
+  s: Setup,
+  rounds: number,
+  before: { out: string; roundsBefore: number[] },
+  vms: VmProcess[],
+): Promise<void> {
   const next = await restore(s, vms, 'new');
   const status = await exitStatus(next);
   assert.is(status, debugExitStatus(VIRTIO_PROBE_EXIT.ok), `exit status of the restored guest${context(next)}`);
@@ -120,94 +159,142 @@ async function restoreAndFinish(s: Setup, rounds: number, before: { out: string;
   // A line the checkpoint cut in two ("virtio-probe: ro" | "und 11 ok") is finished by the new process.
   const last = before.roundsBefore.at(-1) ?? 0;
   const after = roundsIn(before.out.slice(before.out.lastIndexOf('\n') + 1) + next.stdout);
-  assert.equal(after, Array.from({ length: rounds - last }, (_, i) => last + 1 + i), `rounds after the restore (last before: ${last})${context(next)}`);
+  assert.equal(
+    after,
+    Array.from({ length: rounds - last }, (_, i) => last + 1 + i),
+    `rounds after the restore (last before: ${last})${context(next)}`,
+  );
   // Old and new output together read as one uninterrupted run.
-  assert.equal(virtioProbeProblems(before.out + next.stdout, { devices: DEVICES, capacitySectors: DISK_SECTORS, serial: SERIAL, rounds }), [],
-    `COM1 before the checkpoint:\n${before.out}\nafter:${context(next)}`);
-  assert.not.match(next.stderr, /NEEDS_RESET|needs reset|activation failed|error/i, `the VMM reported a problem${context(next)}`);
+  assert.equal(
+    virtioProbeProblems(before.out + next.stdout, {
+      devices: DEVICES,
+      capacitySectors: DISK_SECTORS,
+      serial: SERIAL,
+      rounds,
+    }),
+    [],
+    `COM1 before the checkpoint:\n${before.out}\nafter:${context(next)}`,
+  );
+  assert.not.match(
+    next.stderr,
+    /NEEDS_RESET|needs reset|activation failed|error/i,
+    `the VMM reported a problem${context(next)}`,
+  );
 
   // Every write reached the image: the test's pattern and each round's sector, before and after the checkpoint.
   const image = readFileSync(s.disk);
   assert.is(blkPatternMismatch(image), null, 'the pattern in sectors 1-8');
   assert.is(blkRoundsMismatch(image, rounds), null, `the sectors of rounds 1-${rounds}`);
-  assert.ok(image.subarray(0, 512).every(b => b === FILL), 'sector 0 untouched');
-  assert.ok(image.subarray(9 * 512, BLK_ROUNDS_FIRST_SECTOR * 512).every(b => b === FILL), 'sectors 9-15 untouched');
-  assert.ok(image.subarray((BLK_ROUNDS_FIRST_SECTOR + rounds) * 512).every(b => b === FILL), 'sectors after the last round untouched');
+  assert.ok(
+    image.subarray(0, 512).every((b) => b === FILL),
+    'sector 0 untouched',
+  );
+  assert.ok(
+    image.subarray(9 * 512, BLK_ROUNDS_FIRST_SECTOR * 512).every((b) => b === FILL),
+    'sectors 9-15 untouched',
+  );
+  assert.ok(
+    image.subarray((BLK_ROUNDS_FIRST_SECTOR + rounds) * 512).every((b) => b === FILL),
+    'sectors after the last round untouched',
+  );
 }
 
 function cleanup(s: Setup | undefined, vms: VmProcess[]): Promise<void> {
-  return Promise.all(vms.map(vm => vm.dispose())).then(() => {
+  return Promise.all(vms.map((vm) => vm.dispose())).then(() => {
     if (!s) return;
     rmSync(s.shm, { force: true });
     removeDir(s.dir);
   });
 }
 
-testIf(test, skip, 'virtio cpr: a guest between rounds on virtio-blk and virtio-rng is checkpointed, a new tsvmm loads it, and the same queues finish the rounds with MSI-X; the image has every write', async () => {
-  const rounds = 4;
-  let s: Setup | undefined;
-  const vms: VmProcess[] = [];
-  try {
-    // Held after round 2: the checkpoint finds the devices idle and the guest halted, waiting for COM1.
-    s = await setup('idle', rounds, 100, 2);
-    const before = await checkpointAfter(s, 'virtio-probe: holding after round 2', vms);
-    assert.equal(before.roundsBefore, [1, 2], before.out);
-    await restoreAndFinish(s, rounds, before, vms);
-  } finally {
-    await cleanup(s, vms);
-  }
-});
+testIf(
+  test,
+  skip,
+  'virtio cpr: a guest between rounds on virtio-blk and virtio-rng is checkpointed, a new tsvmm loads it, and the same queues finish the rounds with MSI-X; the image has every write',
+  async () => {
+    const rounds = 4;
+    let s: Setup | undefined;
+    const vms: VmProcess[] = [];
+    try {
+      // Held after round 2: the checkpoint finds the devices idle and the guest halted, waiting for COM1.
+      s = await setup('idle', rounds, 100, 2);
+      const before = await checkpointAfter(s, 'virtio-probe: holding after round 2', vms);
+      assert.equal(before.roundsBefore, [1, 2], before.out);
+      await restoreAndFinish(s, rounds, before, vms);
+    } finally {
+      await cleanup(s, vms);
+    }
+  },
+);
 
-testIf(test, skip, 'virtio cpr: a checkpoint while requests are flowing (no delay between rounds) loses no request, no completion and no interrupt', async () => {
-  // No delay between rounds, and the hold far away (after the last but one): the save lands while requests flow,
-  // with hundreds of rounds of margin (a loaded nested-KVM machine ran 38 rounds during one cpr-save's latency).
-  const rounds = 600;
-  const holdAfter = rounds - 1;
-  let s: Setup | undefined;
-  const vms: VmProcess[] = [];
-  try {
-    s = await setup('busy', rounds, 0, holdAfter);
-    const before = await checkpointAfter(s, 'virtio-probe: round 2 ok', vms);
-    const last = before.roundsBefore.at(-1) ?? 0;
-    assert.ok(last >= 2 && last < holdAfter, `the save came while rounds were running, not at the hold: rounds before the checkpoint ended at ${last}`);
-    assert.not.match(before.out, /holding/, 'the guest had not reached its hold');
-    await restoreAndFinish(s, rounds, before, vms);
-  } finally {
-    await cleanup(s, vms);
-  }
-});
+testIf(
+  test,
+  skip,
+  'virtio cpr: a checkpoint while requests are flowing (no delay between rounds) loses no request, no completion and no interrupt',
+  async () => {
+    // No delay between rounds, and the hold far away (after the last but one): the save lands while requests flow,
+    // with hundreds of rounds of margin (a loaded nested-KVM machine ran 38 rounds during one cpr-save's latency).
+    const rounds = 600;
+    const holdAfter = rounds - 1;
+    let s: Setup | undefined;
+    const vms: VmProcess[] = [];
+    try {
+      s = await setup('busy', rounds, 0, holdAfter);
+      const before = await checkpointAfter(s, 'virtio-probe: round 2 ok', vms);
+      const last = before.roundsBefore.at(-1) ?? 0;
+      assert.ok(
+        last >= 2 && last < holdAfter,
+        `the save came while rounds were running, not at the hold: rounds before the checkpoint ended at ${last}`,
+      );
+      assert.not.match(before.out, /holding/, 'the guest had not reached its hold');
+      await restoreAndFinish(s, rounds, before, vms);
+    } finally {
+      await cleanup(s, vms);
+    }
+  },
+);
 
-testIf(test, skip, 'virtio cpr: loading into a VM with a different virtio device list is refused in one line, and the checkpoint file is left untouched', async () => {
-  let s: Setup | undefined;
-  const vms: VmProcess[] = [];
-  try {
-    s = await setup('refuse', 3, 100, 1);
-    await checkpointAfter(s, 'virtio-probe: holding after round 1', vms);
-    const saved = sha(readFileSync(s.checkpoint));
-    const imageBefore = sha(readFileSync(s.disk));
-    const ramBefore = sha(readFileSync(s.shm));
+testIf(
+  test,
+  skip,
+  'virtio cpr: loading into a VM with a different virtio device list is refused in one line, and the checkpoint file is left untouched',
+  async () => {
+    let s: Setup | undefined;
+    const vms: VmProcess[] = [];
+    try {
+      s = await setup('refuse', 3, 100, 1);
+      await checkpointAfter(s, 'virtio-probe: holding after round 1', vms);
+      const saved = sha(readFileSync(s.checkpoint));
+      const imageBefore = sha(readFileSync(s.disk));
+      const ramBefore = sha(readFileSync(s.shm));
 
-    const noRng = await startVm([...s.args(['blk']), '-S'], { dir: s.dir, name: 'no-rng' });
-    vms.push(noRng);
-    const refused = await noRng.qmp.execute('cpr-load', { filename: s.checkpoint, mode: 'reboot' }).catch((e: unknown) => e);
-    assert.instance(refused, QmpClientError, `cpr-load should fail${context(noRng)}`);
-    const desc = (refused as QmpClientError).desc;
-    assert.not.match(desc, /\n/, 'one line');
-    assert.match(desc, /virtio devices differ: checkpoint has blk in slot 0, rng in slot 1, this VM has blk in slot 0/);
-    assert.is((await noRng.qmp.execute('query-status')).status, 'prelaunch', 'the refusing VM did not start');
-    assert.is(sha(readFileSync(s.checkpoint)), saved, 'the checkpoint file is untouched');
-    assert.is(sha(readFileSync(s.disk)), imageBefore, 'the disk image is untouched');
-    assert.is(sha(readFileSync(s.shm)), ramBefore, 'guest RAM is untouched');
-    await noRng.qmp.execute('quit');
-    assert.is(await noRng.exited, 0, context(noRng));
+      const noRng = await startVm([...s.args(['blk']), '-S'], { dir: s.dir, name: 'no-rng' });
+      vms.push(noRng);
+      const refused = await noRng.qmp
+        .execute('cpr-load', { filename: s.checkpoint, mode: 'reboot' })
+        .catch((e: unknown) => e);
+      assert.instance(refused, QmpClientError, `cpr-load should fail${context(noRng)}`);
+      const desc = (refused as QmpClientError).desc;
+      assert.not.match(desc, /\n/, 'one line');
+      assert.match(
+        desc,
+        /virtio devices differ: checkpoint has blk in slot 0, rng in slot 1, this VM has blk in slot 0/,
+      );
+      assert.is((await noRng.qmp.execute('query-status')).status, 'prelaunch', 'the refusing VM did not start');
+      assert.is(sha(readFileSync(s.checkpoint)), saved, 'the checkpoint file is untouched');
+      assert.is(sha(readFileSync(s.disk)), imageBefore, 'the disk image is untouched');
+      assert.is(sha(readFileSync(s.shm)), ramBefore, 'guest RAM is untouched');
+      await noRng.qmp.execute('quit');
+      assert.is(await noRng.exited, 0, context(noRng));
 
-    // The refused file still loads into the right VM, and the guest finishes there.
-    const next = await restore(s, vms, 'right');
-    assert.is(await exitStatus(next), debugExitStatus(VIRTIO_PROBE_EXIT.ok), context(next));
-    assert.match(next.stdout, /^virtio-probe: all ok$/m, context(next));
-  } finally {
-    await cleanup(s, vms);
-  }
-});
+      // The refused file still loads into the right VM, and the guest finishes there.
+      const next = await restore(s, vms, 'right');
+      assert.is(await exitStatus(next), debugExitStatus(VIRTIO_PROBE_EXIT.ok), context(next));
+      assert.match(next.stdout, /^virtio-probe: all ok$/m, context(next));
+    } finally {
+      await cleanup(s, vms);
+    }
+  },
+);
 
 test.run();

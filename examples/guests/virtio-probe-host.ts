@@ -28,10 +28,10 @@ export const VIRTIO_PROBE_EXIT = {
 
 /** PCI identity of each modern device as QEMU (the reference) presents it: vendor 0x1af4, device 0x1040 + type. */
 export const VIRTIO_PCI_IDS: Readonly<Record<VirtioKind, { device: number; classCode: number }>> = {
-  net: { device: 0x1041, classCode: 0x020000 },      // network, Ethernet
-  blk: { device: 0x1042, classCode: 0x010000 },      // mass storage, SCSI (QEMU's choice for virtio-blk)
+  net: { device: 0x1041, classCode: 0x020000 }, // network, Ethernet
+  blk: { device: 0x1042, classCode: 0x010000 }, // mass storage, SCSI (QEMU's choice for virtio-blk)
   console: { device: 0x1043, classCode: 0x078000 }, // communication, other
-  rng: { device: 0x1044, classCode: 0x00ff00 },      // unclassified
+  rng: { device: 0x1044, classCode: 0x00ff00 }, // unclassified
 };
 
 /** The blk test writes sectors 1-8 (512 bytes each) with blkPatternByte. */
@@ -70,7 +70,8 @@ export function blkRoundsMismatch(image: Uint8Array, rounds: number): string | n
     for (let k = 0; k < SECTOR_BYTES; k++) {
       const got = image[s * SECTOR_BYTES + k];
       const want = blkPatternByte(s, k);
-      if (got !== want) return `round ${r}'s sector ${s} byte ${k}: 0x${got.toString(16)}, expected 0x${want.toString(16)}`;
+      if (got !== want)
+        return `round ${r}'s sector ${s} byte ${k}: 0x${got.toString(16)}, expected 0x${want.toString(16)}`;
     }
   }
   return null;
@@ -83,12 +84,25 @@ export const DEFAULT_GUEST_MAC = '52:54:00:12:34:56';
 /** The tap's own MAC (set by createTapNamespace): the ARP reply comes from it. Locally administered. */
 export const DEFAULT_HOST_MAC = '02:54:00:00:00:02';
 
-const macBytes = (mac: string) => mac.split(':').map(h => parseInt(h, 16));
+const macBytes = (mac: string) => mac.split(':').map((h) => parseInt(h, 16));
 const ipBytes = (ip: string) => ip.split('.').map(Number);
 
 /** RFC 1071 checksum of the ARP reply's 28-byte payload the guest prints (`sum 0x…`); zero padding does not change it. */
 export function arpReplyChecksum(hostMac: string, guestMac: string): number {
-  const p = [0, 1, 0x08, 0x00, 6, 4, 0, 2, ...macBytes(hostMac), ...ipBytes(HOST_IP), ...macBytes(guestMac), ...ipBytes(GUEST_IP)];
+  const p = [
+    0,
+    1,
+    0x08,
+    0x00,
+    6,
+    4,
+    0,
+    2,
+    ...macBytes(hostMac),
+    ...ipBytes(HOST_IP),
+    ...macBytes(guestMac),
+    ...ipBytes(GUEST_IP),
+  ];
   let sum = 0;
   for (let i = 0; i < p.length; i += 2) sum += (p[i] << 8) | (p[i + 1] ?? 0);
   while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
@@ -123,23 +137,38 @@ export function virtioProbeProblems(out: string, expect: VirtioProbeExpect): str
   const lines = out.replace(/\r/g, '').split('\n');
   const problems: string[] = [];
   const has = (line: string) => lines.includes(line);
-  const need = (line: string) => { if (!has(line)) problems.push(`missing line: ${line}`); };
-  const needRe = (re: RegExp, what: string) => { if (!lines.some(l => re.test(l))) problems.push(`missing line: ${what} (${re})`); };
+  const need = (line: string) => {
+    if (!has(line)) problems.push(`missing line: ${line}`);
+  };
+  const needRe = (re: RegExp, what: string) => {
+    if (!lines.some((l) => re.test(l))) problems.push(`missing line: ${what} (${re})`);
+  };
   const exitValue = expect.exitValue ?? VIRTIO_PROBE_EXIT.ok;
 
   need('virtio-probe: start');
   needRe(/^pci 00:00\.0 [0-9a-f]{4}:[0-9a-f]{4} class 0600[0-9a-f]{2}$/, 'a host bridge at 00:00.0');
   for (const kind of expect.devices) {
     const id = VIRTIO_PCI_IDS[kind];
-    needRe(new RegExp(`^pci 00:[0-9a-f]{2}\\.[0-7] 1af4:${hex(id.device, 4)} class ${hex(id.classCode, 6)}$`), `virtio-${kind} enumerated`);
-    needRe(new RegExp(`^virtio-${kind}: msi-x( q\\d+ vector 0x[0-9a-f]{2} \\d+ irqs/\\d+ used)+$`), `virtio-${kind} MSI-X summary`);
-    if (lines.some(l => new RegExp(`^virtio-${kind}: msi-x.* 0 irqs/[1-9]`).test(l))) problems.push(`virtio-${kind}: a queue completed requests without an MSI-X interrupt`);
+    needRe(
+      new RegExp(`^pci 00:[0-9a-f]{2}\\.[0-7] 1af4:${hex(id.device, 4)} class ${hex(id.classCode, 6)}$`),
+      `virtio-${kind} enumerated`,
+    );
+    needRe(
+      new RegExp(`^virtio-${kind}: msi-x( q\\d+ vector 0x[0-9a-f]{2} \\d+ irqs/\\d+ used)+$`),
+      `virtio-${kind} MSI-X summary`,
+    );
+    if (lines.some((l) => new RegExp(`^virtio-${kind}: msi-x.* 0 irqs/[1-9]`).test(l)))
+      problems.push(`virtio-${kind}: a queue completed requests without an MSI-X interrupt`);
   }
   if (expect.ecam) need('pci: type-1 and ECAM agree on bus 0');
   if (expect.devices.includes('blk')) {
     const capacity = expect.capacitySectors === undefined ? '\\d+' : String(expect.capacitySectors);
-    needRe(new RegExp(`^virtio-blk: capacity ${capacity}, write/read ok, flush ok, id ${escapeRe(expect.serial ?? '(none)')}, oob ioerr$`),
-      'the blk result');
+    needRe(
+      new RegExp(
+        `^virtio-blk: capacity ${capacity}, write/read ok, flush ok, id ${escapeRe(expect.serial ?? '(none)')}, oob ioerr$`,
+      ),
+      'the blk result',
+    );
   }
   if (expect.devices.includes('rng')) need('virtio-rng: ok');
   if (expect.devices.includes('console')) {
@@ -159,9 +188,10 @@ export function virtioProbeProblems(out: string, expect: VirtioProbeExpect): str
     }
   }
   if (expect.rounds) {
-    const done = lines.flatMap(l => /^virtio-probe: round (\d+) ok$/.exec(l)?.[1] ?? []).map(Number);
+    const done = lines.flatMap((l) => /^virtio-probe: round (\d+) ok$/.exec(l)?.[1] ?? []).map(Number);
     const want = Array.from({ length: expect.rounds }, (_, i) => i + 1);
-    if (done.join(',') !== want.join(',')) problems.push(`rounds reported ${done.join(',') || 'none'}, expected ${want.join(',')}`);
+    if (done.join(',') !== want.join(','))
+      problems.push(`rounds reported ${done.join(',') || 'none'}, expected ${want.join(',')}`);
     need(`virtio-probe: ${expect.rounds} rounds ok`);
   }
   if (exitValue === VIRTIO_PROBE_EXIT.ok) {
@@ -178,8 +208,12 @@ export function virtioProbeProblems(out: string, expect: VirtioProbeExpect): str
  * compare QEMU's with tsvmm's. PCI slots, BAR addresses, feature words and interrupt counts are left out.
  */
 export function comparableLines(out: string): string[] {
-  const keep = /^(virtio-blk: capacity |virtio-rng: ok$|virtio-console: (hello sent|received |no input)|virtio-net: (mac |sent arp |rx ethertype |arp reply )|virtio-probe: (all ok|FAILED)|pci: type-1 and ECAM agree)/;
-  return out.replace(/\r/g, '').split('\n').filter(l => keep.test(l));
+  const keep =
+    /^(virtio-blk: capacity |virtio-rng: ok$|virtio-console: (hello sent|received |no input)|virtio-net: (mac |sent arp |rx ethertype |arp reply )|virtio-probe: (all ok|FAILED)|pci: type-1 and ECAM agree)/;
+  return out
+    .replace(/\r/g, '')
+    .split('\n')
+    .filter((l) => keep.test(l));
 }
 
 /**
@@ -191,7 +225,8 @@ export function barsOutsideWindow(out: string, base: number, size: number, atLea
   const problems = bars.length >= atLeast ? [] : [`${bars.length} BAR lines, expected at least ${atLeast}`];
   for (const [, index, addr] of bars) {
     const a = parseInt(addr, 16);
-    if (a < base || a >= base + size) problems.push(`BAR ${index} at 0x${addr} is outside 0x${base.toString(16)}+0x${size.toString(16)}`);
+    if (a < base || a >= base + size)
+      problems.push(`BAR ${index} at 0x${addr} is outside 0x${base.toString(16)}+0x${size.toString(16)}`);
   }
   return problems;
 }
@@ -221,12 +256,23 @@ function ip(args: string[]): { ok: boolean; out: string } {
  * A fresh namespace with a persistent tap (MAC `hostMac`, address HOST_IP/24, IPv6 off so the only frames the
  * guest sees are answers), which the kernel itself answers ARP on. Throws with the failing command's message.
  */
-export function createTapNamespace(name = `tsvmm-vp-${process.pid}-${Date.now() % 100000}`, hostMac = DEFAULT_HOST_MAC): TapNamespace {
+export function createTapNamespace(
+  name = `tsvmm-vp-${process.pid}-${Date.now() % 100000}`,
+  hostMac = DEFAULT_HOST_MAC,
+): TapNamespace {
   const tap = 'vp0';
   const steps: string[][] = [
     ['netns', 'add', name],
     ['-n', name, 'tuntap', 'add', 'dev', tap, 'mode', 'tap'],
-    ['netns', 'exec', name, 'sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1'],
+    [
+      'netns',
+      'exec',
+      name,
+      'sysctl',
+      '-qw',
+      'net.ipv6.conf.all.disable_ipv6=1',
+      'net.ipv6.conf.default.disable_ipv6=1',
+    ],
     ['-n', name, 'link', 'set', tap, 'address', hostMac],
     ['-n', name, 'addr', 'add', `${HOST_IP}/24`, 'dev', tap],
     ['-n', name, 'link', 'set', tap, 'up'],
@@ -342,20 +388,34 @@ export function virtioProbeDeviceArgs(o: VirtioProbeOptions): string[] {
     switch (kind) {
       case 'blk':
         if (!o.disk) throw new Error('virtio-probe: blk needs a disk image');
-        args.push('-drive', `file=${o.disk},if=none,id=vpdisk,format=raw${o.readOnlyDisk ? ',readonly=on' : ''}`,
-          '-device', `virtio-blk-pci,disable-legacy=on,drive=vpdisk${o.serial ? `,serial=${o.serial}` : ''}${o.deviceOptions ?? ''}`);
+        args.push(
+          '-drive',
+          `file=${o.disk},if=none,id=vpdisk,format=raw${o.readOnlyDisk ? ',readonly=on' : ''}`,
+          '-device',
+          `virtio-blk-pci,disable-legacy=on,drive=vpdisk${o.serial ? `,serial=${o.serial}` : ''}${o.deviceOptions ?? ''}`,
+        );
         break;
       case 'rng':
         args.push('-device', `virtio-rng-pci,disable-legacy=on${o.deviceOptions ?? ''}`);
         break;
       case 'console':
-        args.push('-chardev', `socket,id=vpcon,path=${join(o.socketDir, 'console.sock')},server=on,wait=on`,
-          '-device', 'virtio-serial-pci,disable-legacy=on', '-device', 'virtconsole,chardev=vpcon');
+        args.push(
+          '-chardev',
+          `socket,id=vpcon,path=${join(o.socketDir, 'console.sock')},server=on,wait=on`,
+          '-device',
+          'virtio-serial-pci,disable-legacy=on',
+          '-device',
+          'virtconsole,chardev=vpcon',
+        );
         break;
       case 'net':
         if (!o.tap) throw new Error('virtio-probe: net needs a tap namespace');
-        args.push('-netdev', `tap,id=vpnet,ifname=${o.tap.tap},script=no,downscript=no`,
-          '-device', `virtio-net-pci,disable-legacy=on,netdev=vpnet,mac=${o.mac ?? DEFAULT_GUEST_MAC}${o.deviceOptions ?? ''}`);
+        args.push(
+          '-netdev',
+          `tap,id=vpnet,ifname=${o.tap.tap},script=no,downscript=no`,
+          '-device',
+          `virtio-net-pci,disable-legacy=on,netdev=vpnet,mac=${o.mac ?? DEFAULT_GUEST_MAC}${o.deviceOptions ?? ''}`,
+        );
         break;
     }
   }
@@ -364,17 +424,41 @@ export function virtioProbeDeviceArgs(o: VirtioProbeOptions): string[] {
 
 /** The VMM options both VMMs take alike: RAM, COM1 on stdout, isa-debug-exit, the guest and its devices. */
 export function virtioProbeCommonArgs(o: VirtioProbeOptions): string[] {
-  return ['-m', '64M', '-no-reboot', '-serial', 'stdio', '-device', 'isa-debug-exit,iobase=0xf4,iosize=4',
-    '-kernel', o.kernel, '-append', virtioProbeCmdline(o), ...virtioProbeDeviceArgs(o)];
+  return [
+    '-m',
+    '64M',
+    '-no-reboot',
+    '-serial',
+    'stdio',
+    '-device',
+    'isa-debug-exit,iobase=0xf4,iosize=4',
+    '-kernel',
+    o.kernel,
+    '-append',
+    virtioProbeCmdline(o),
+    ...virtioProbeDeviceArgs(o),
+  ];
 }
 
 /** The whole command for `vmm` (program first), wrapped in `ip netns exec` when a tap is used. */
 export function virtioProbeCommand(vmm: 'qemu' | 'tsvmm', o: VirtioProbeOptions): string[] {
   const timeoutS = Math.ceil((o.timeoutMs ?? 30_000) / 1000);
   const common = virtioProbeCommonArgs(o);
-  const argv = vmm === 'qemu'
-    ? [QEMU_BINARY, '-accel', qemuAccel(), '-M', o.machine ?? 'pc', '-nodefaults', '-display', 'none', ...common, ...(o.qemuArgs ?? [])]
-    : [process.execPath, o.tsvmmCli ?? 'dist/tsvmm.mjs', 'run', ...common, '--timeout', String(timeoutS)];
+  const argv =
+    vmm === 'qemu'
+      ? [
+          QEMU_BINARY,
+          '-accel',
+          qemuAccel(),
+          '-M',
+          o.machine ?? 'pc',
+          '-nodefaults',
+          '-display',
+          'none',
+          ...common,
+          ...(o.qemuArgs ?? []),
+        ]
+      : [process.execPath, o.tsvmmCli ?? 'dist/tsvmm.mjs', 'run', ...common, '--timeout', String(timeoutS)];
   return o.tap ? ['ip', 'netns', 'exec', o.tap.ns, ...argv] : argv;
 }
 
@@ -382,14 +466,17 @@ export function virtioProbeCommand(vmm: 'qemu' | 'tsvmm', o: VirtioProbeOptions)
 async function connectConsole(path: string, deadline: number, alive: () => boolean): Promise<Socket | null> {
   while (Date.now() < deadline && alive()) {
     if (existsSync(path)) {
-      const sock = await new Promise<Socket | null>(resolve => {
+      const sock = await new Promise<Socket | null>((resolve) => {
         const s = createConnection(path);
         s.once('connect', () => resolve(s));
-        s.once('error', () => { s.destroy(); resolve(null); });
+        s.once('error', () => {
+          s.destroy();
+          resolve(null);
+        });
       });
       if (sock) return sock;
     }
-    await new Promise(r => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 20));
   }
   return null;
 }
@@ -406,12 +493,24 @@ export async function runVirtioProbe(vmm: 'qemu' | 'tsvmm', options: VirtioProbe
   let exited = false;
   let timedOut = false;
   child.stdout.setEncoding('latin1');
-  child.stdout.on('data', d => { serial += d; });
-  child.stderr.on('data', d => { stderr += d; });
-  const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, timeoutMs);
-  const closed = new Promise<number | null>(resolve => {
-    child.on('error', e => { stderr += `spawn ${argv[0]}: ${e.message}\n`; });
-    child.on('close', status => { exited = true; resolve(status); });
+  child.stdout.on('data', (d) => {
+    serial += d;
+  });
+  child.stderr.on('data', (d) => {
+    stderr += d;
+  });
+  const timer = setTimeout(() => {
+    timedOut = true;
+    child.kill('SIGKILL');
+  }, timeoutMs);
+  const closed = new Promise<number | null>((resolve) => {
+    child.on('error', (e) => {
+      stderr += `spawn ${argv[0]}: ${e.message}\n`;
+    });
+    child.on('close', (status) => {
+      exited = true;
+      resolve(status);
+    });
   });
   let sock: Socket | null = null;
   if (options.devices.includes('console')) {
@@ -426,7 +525,9 @@ export async function runVirtioProbe(vmm: 'qemu' | 'tsvmm', options: VirtioProbe
           sock!.write(`${options.consoleInput}\n`);
         }
       });
-      sock.on('error', () => { /* the VMM went away */ });
+      sock.on('error', () => {
+        /* the VMM went away */
+      });
     }
   }
   const status = await closed;

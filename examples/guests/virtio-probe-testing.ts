@@ -7,13 +7,18 @@ import { buildGuest, repoRoot } from './build.js';
 import { debugExitStatus } from './qemu-runner.js';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import {
-  barsOutsideWindow, blkPatternMismatch, runVirtioProbe, virtioProbeProblems, VIRTIO_PROBE_EXIT,
-  type VirtioProbeOptions, type VirtioProbeRun,
+  barsOutsideWindow,
+  blkPatternMismatch,
+  runVirtioProbe,
+  virtioProbeProblems,
+  VIRTIO_PROBE_EXIT,
+  type VirtioProbeOptions,
+  type VirtioProbeRun,
 } from './virtio-probe-host.js';
 
-export const DISK_SECTORS = 2048;          // 1 MiB
+export const DISK_SECTORS = 2048; // 1 MiB
 export const SERIAL = 'VPROBE-0001';
-export const FILL = 0xee;                  // what the image holds before the guest writes
+export const FILL = 0xee; // what the image holds before the guest writes
 
 /** A fresh 1 MiB raw image in build/virtio-probe/, filled with FILL so a read that skipped the write shows. */
 export function makeDisk(tag: string): string {
@@ -25,7 +30,11 @@ export function makeDisk(tag: string): string {
 }
 
 /** One run of virtio-probe under `vmm`, with a scratch directory for its sockets. */
-export async function probe(vmm: 'qemu' | 'tsvmm', opts: Omit<VirtioProbeOptions, 'kernel' | 'socketDir'>, timeoutMs = 60_000): Promise<VirtioProbeRun> {
+export async function probe(
+  vmm: 'qemu' | 'tsvmm',
+  opts: Omit<VirtioProbeOptions, 'kernel' | 'socketDir'>,
+  timeoutMs = 60_000,
+): Promise<VirtioProbeRun> {
   const guest = await buildGuest('virtio-probe');
   const socketDir = mkdtempSync(join(tmpdir(), 'vp-'));
   try {
@@ -48,14 +57,35 @@ export function expectStatus(r: VirtioProbeRun, value: number): void {
  * blk and rng with the guest reaching config space through ECAM at `ecam` (type 1 must agree) and moving every virtio
  * BAR into 0xd0000000+ itself: the devices must keep working where it put them.
  */
-export async function expectMovedBarsWork(vmm: 'qemu' | 'tsvmm', ecam: number, extra: Partial<VirtioProbeOptions> = {}, timeoutMs?: number): Promise<void> {
+export async function expectMovedBarsWork(
+  vmm: 'qemu' | 'tsvmm',
+  ecam: number,
+  extra: Partial<VirtioProbeOptions> = {},
+  timeoutMs?: number,
+): Promise<void> {
   const disk = makeDisk(`reassign-${vmm}`);
   try {
-    const r = await probe(vmm, {
-      devices: ['blk', 'rng'], disk, serial: SERIAL, ...extra,
-      append: `ecam=0x${ecam.toString(16)} reassign=1 mmio=0xd0000000 mmio_size=0x1000000`,
-    }, timeoutMs);
-    assert.equal(virtioProbeProblems(r.serial, { devices: ['blk', 'rng'], capacitySectors: DISK_SECTORS, serial: SERIAL, ecam: true }), [], context(r));
+    const r = await probe(
+      vmm,
+      {
+        devices: ['blk', 'rng'],
+        disk,
+        serial: SERIAL,
+        ...extra,
+        append: `ecam=0x${ecam.toString(16)} reassign=1 mmio=0xd0000000 mmio_size=0x1000000`,
+      },
+      timeoutMs,
+    );
+    assert.equal(
+      virtioProbeProblems(r.serial, {
+        devices: ['blk', 'rng'],
+        capacitySectors: DISK_SECTORS,
+        serial: SERIAL,
+        ecam: true,
+      }),
+      [],
+      context(r),
+    );
     expectStatus(r, VIRTIO_PROBE_EXIT.ok);
     assert.equal(barsOutsideWindow(r.serial, 0xd0000000, 0x1000000), [], context(r));
     assert.is(blkPatternMismatch(readFileSync(disk)), null);

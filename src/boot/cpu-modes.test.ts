@@ -2,10 +2,35 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Segment, Sregs } from '../../kvm/types.js';
 import {
-  bootCpuState, decodeDescriptor, encodeDescriptor, longModeState, protectedModeState, realModeState,
-  reservedBootRanges, BOOT_GDT_ADDR, BOOT_PML4_ADDR, BOOT_SEGMENTS, BOOT_STACK_TOP, BOOT_TSS_ADDR, CR0_ET, CR0_NE,
-  CR0_PE, CR0_PG, CR4_PAE, EFER_LMA, EFER_LME, PTE_PCD, PTE_PS, RESERVED_BOOT_LOW, RESERVED_BOOT_PAGE_TABLES,
-  SEL_CODE32, SEL_CODE64, SEL_DATA, SEL_TSS, type BootCpuState, type CpuMode,
+  bootCpuState,
+  decodeDescriptor,
+  encodeDescriptor,
+  longModeState,
+  protectedModeState,
+  realModeState,
+  reservedBootRanges,
+  BOOT_GDT_ADDR,
+  BOOT_PML4_ADDR,
+  BOOT_SEGMENTS,
+  BOOT_STACK_TOP,
+  BOOT_TSS_ADDR,
+  CR0_ET,
+  CR0_NE,
+  CR0_PE,
+  CR0_PG,
+  CR4_PAE,
+  EFER_LMA,
+  EFER_LME,
+  PTE_PCD,
+  PTE_PS,
+  RESERVED_BOOT_LOW,
+  RESERVED_BOOT_PAGE_TABLES,
+  SEL_CODE32,
+  SEL_CODE64,
+  SEL_DATA,
+  SEL_TSS,
+  type BootCpuState,
+  type CpuMode,
 } from './cpu-modes.js';
 import { ArrayGuestMemory } from './testing/array-memory.js';
 
@@ -27,8 +52,7 @@ function vmxViolations(state: BootCpuState): string[] {
   const out: string[] = [];
   const longMode = (s.efer & EFER_LMA) !== 0n;
   const pe = (s.cr0 & CR0_PE) !== 0n;
-  const limitOk = (seg: Segment) =>
-    (seg.g ? (seg.limit & 0xfff) === 0xfff : (seg.limit >>> 20) === 0);
+  const limitOk = (seg: Segment) => (seg.g ? (seg.limit & 0xfff) === 0xfff : seg.limit >>> 20 === 0);
   if (((s.efer & EFER_LME) !== 0n) !== longMode) out.push('EFER.LME != EFER.LMA');
   if (longMode && (s.cr0 & CR0_PG) === 0n) out.push('long mode without CR0.PG');
   if (longMode && (s.cr4 & CR4_PAE) === 0n) out.push('long mode without CR4.PAE');
@@ -43,7 +67,7 @@ function vmxViolations(state: BootCpuState): string[] {
     if ((seg.type & 1) === 0) out.push(`${name} type 0x${seg.type.toString(16)} not accessed`);
   }
   if (![0x3, 0x9, 0xb, 0xd, 0xf].includes(s.cs.type) && pe) out.push(`cs type 0x${s.cs.type.toString(16)}`);
-  if (pe && (s.ss.type !== 0x3 && s.ss.type !== 0x7)) out.push(`ss type 0x${s.ss.type.toString(16)}`);
+  if (pe && s.ss.type !== 0x3 && s.ss.type !== 0x7) out.push(`ss type 0x${s.ss.type.toString(16)}`);
   if (s.ss.dpl !== (s.ss.selector & 3)) out.push('ss.dpl != ss.rpl');
   if (longMode && s.cs.l && s.cs.db) out.push('cs has both L and D/B');
   if (s.tr.unusable || !s.tr.present || s.tr.s !== 0) out.push('TR not a usable system segment');
@@ -60,7 +84,8 @@ test('cpu-modes: descriptors encode to the well-known flat GDT values and decode
   assert.is(encodeDescriptor(BOOT_SEGMENTS.code32), 0x00cf9b000000ffffn);
   assert.is(encodeDescriptor(BOOT_SEGMENTS.data), 0x00cf93000000ffffn);
   assert.is(encodeDescriptor(BOOT_SEGMENTS.tss), 0x00008b0006000067n);
-  for (const seg of Object.values(BOOT_SEGMENTS)) assert.equal(decodeDescriptor(encodeDescriptor(seg), seg.selector), seg);
+  for (const seg of Object.values(BOOT_SEGMENTS))
+    assert.equal(decodeDescriptor(encodeDescriptor(seg), seg.selector), seg);
 });
 
 test('cpu-modes: real mode starts at CS:IP = (entry & 0xf0000)>>4 : entry & 0xffff and writes no RAM', () => {
@@ -136,7 +161,11 @@ test('cpu-modes: long mode page tables identity-map every 2 MiB page of the firs
       assert.ok(t, `0x${va.toString(16)} is mapped`);
       assert.is(t!.pa, va, `0x${va.toString(16)} maps to itself`);
       assert.ok(t!.leaf & 2n, 'writable');
-      assert.is((t!.leaf & PTE_PCD) !== 0n, va >= 0xc0000000n, `cache-disable only in the 3-4 GiB window (0x${va.toString(16)})`);
+      assert.is(
+        (t!.leaf & PTE_PCD) !== 0n,
+        va >= 0xc0000000n,
+        `cache-disable only in the 3-4 GiB window (0x${va.toString(16)})`,
+      );
     }
   }
   assert.is(translate(mem, cr3, 0x100000000n), null, '4 GiB and above are not mapped');
@@ -157,7 +186,11 @@ test('cpu-modes: long mode runs 64-bit code (L=1, D=0) with LME|LMA, PAE, paging
   assert.is(s.sregs.tr!.type, 11);
   assert.is(mem.readU64(BOOT_GDT_ADDR + SEL_TSS + 8), 0n, 'upper half of the 16-byte TSS descriptor');
   for (const name of ['cs', 'ds', 'ss', 'tr'] as const) {
-    assert.equal(gdtSegment(mem, s.sregs, s.sregs[name]!.selector), s.sregs[name], `${name} matches its GDT descriptor`);
+    assert.equal(
+      gdtSegment(mem, s.sregs, s.sregs[name]!.selector),
+      s.sregs[name],
+      `${name} matches its GDT descriptor`,
+    );
   }
   assert.equal(vmxViolations(s), []);
 });
@@ -173,7 +206,7 @@ test('cpu-modes: the reserved ranges are documented per mode and cover everythin
     const ranges = reservedBootRanges(mode);
     const bytes = mem.slice(0, 0x100000);
     for (let i = 0; i < bytes.length; i++) {
-      if (bytes[i] !== 0xaa && !ranges.some(r => i >= r.start && i < r.end)) {
+      if (bytes[i] !== 0xaa && !ranges.some((r) => i >= r.start && i < r.end)) {
         assert.unreachable(`${mode} mode wrote 0x${i.toString(16)} outside its reserved ranges`);
       }
     }

@@ -52,9 +52,7 @@ export const RESERVED_BOOT_PAGE_TABLES: Readonly<GuestRange> = Object.freeze({ s
 
 /** The ranges a loader must keep the guest image out of when starting the guest in `mode`. */
 export function reservedBootRanges(mode: CpuMode): GuestRange[] {
-  return mode === 'long'
-    ? [{ ...RESERVED_BOOT_LOW }, { ...RESERVED_BOOT_PAGE_TABLES }]
-    : [{ ...RESERVED_BOOT_LOW }];
+  return mode === 'long' ? [{ ...RESERVED_BOOT_LOW }, { ...RESERVED_BOOT_PAGE_TABLES }] : [{ ...RESERVED_BOOT_LOW }];
 }
 
 // ---- Selectors of the boot GDT ---------------------------------------------------------------------------------
@@ -125,12 +123,14 @@ export function encodeDescriptor(seg: Segment): bigint {
   const base = seg.base & 0xffffffffn;
   const access = BigInt((seg.type & 0xf) | (seg.s << 4) | ((seg.dpl & 3) << 5) | (seg.present << 7));
   const flags = BigInt(seg.avl | (seg.l << 1) | (seg.db << 2) | (seg.g << 3));
-  return (BigInt(rawLimit & 0xffff))
-    | ((base & 0xffffffn) << 16n)
-    | (access << 40n)
-    | (BigInt((rawLimit >>> 16) & 0xf) << 48n)
-    | (flags << 52n)
-    | (((base >> 24n) & 0xffn) << 56n);
+  return (
+    BigInt(rawLimit & 0xffff) |
+    ((base & 0xffffffn) << 16n) |
+    (access << 40n) |
+    (BigInt((rawLimit >>> 16) & 0xf) << 48n) |
+    (flags << 52n) |
+    (((base >> 24n) & 0xffn) << 56n)
+  );
 }
 
 /** Decodes an 8-byte GDT descriptor into KVM's segment shape (the inverse of encodeDescriptor). */
@@ -141,10 +141,17 @@ export function decodeDescriptor(desc: bigint, selector: number): Segment {
   const flags = Number((desc >> 52n) & 0xfn);
   const g = (flags >> 3) & 1;
   return {
-    base, selector,
+    base,
+    selector,
     limit: g ? ((rawLimit << 12) | 0xfff) >>> 0 : rawLimit,
-    type: access & 0xf, s: (access >> 4) & 1, dpl: (access >> 5) & 3, present: (access >> 7) & 1,
-    avl: flags & 1, l: (flags >> 1) & 1, db: (flags >> 2) & 1, g,
+    type: access & 0xf,
+    s: (access >> 4) & 1,
+    dpl: (access >> 5) & 3,
+    present: (access >> 7) & 1,
+    avl: flags & 1,
+    l: (flags >> 1) & 1,
+    db: (flags >> 2) & 1,
+    g,
     unusable: 0,
   };
 }
@@ -159,14 +166,34 @@ export const BOOT_SEGMENTS: Readonly<Record<'code64' | 'code32' | 'data' | 'tss'
   code32: Object.freeze(flatSegment(SEL_CODE32, SEG_TYPE_CODE, 0, 1)),
   data: Object.freeze(flatSegment(SEL_DATA, SEG_TYPE_DATA, 0, 1)),
   tss: Object.freeze({
-    base: BigInt(BOOT_TSS_ADDR), limit: TSS_SIZE - 1, selector: SEL_TSS, type: SEG_TYPE_TSS_BUSY,
-    present: 1, dpl: 0, db: 0, s: 0, l: 0, g: 0, avl: 0, unusable: 0,
+    base: BigInt(BOOT_TSS_ADDR),
+    limit: TSS_SIZE - 1,
+    selector: SEL_TSS,
+    type: SEG_TYPE_TSS_BUSY,
+    present: 1,
+    dpl: 0,
+    db: 0,
+    s: 0,
+    l: 0,
+    g: 0,
+    avl: 0,
+    unusable: 0,
   }),
 });
 
 /** LDTR as KVM's reset leaves it: selector 0, a present (valid-for-VMX) but unused LDT. */
 const RESET_LDT: Segment = {
-  base: 0n, limit: 0xffff, selector: 0, type: SEG_TYPE_LDT, present: 1, dpl: 0, db: 0, s: 0, l: 0, g: 0, avl: 0,
+  base: 0n,
+  limit: 0xffff,
+  selector: 0,
+  type: SEG_TYPE_LDT,
+  present: 1,
+  dpl: 0,
+  db: 0,
+  s: 0,
+  l: 0,
+  g: 0,
+  avl: 0,
   unusable: 0,
 };
 
@@ -204,9 +231,24 @@ export function writeIdentityPageTables(mem: GuestMemory): void {
 
 function zeroGprs(): Regs {
   return {
-    rax: 0n, rbx: 0n, rcx: 0n, rdx: 0n, rsi: 0n, rdi: 0n, rsp: 0n, rbp: 0n,
-    r8: 0n, r9: 0n, r10: 0n, r11: 0n, r12: 0n, r13: 0n, r14: 0n, r15: 0n,
-    rip: 0n, rflags: RFLAGS_RESERVED,
+    rax: 0n,
+    rbx: 0n,
+    rcx: 0n,
+    rdx: 0n,
+    rsi: 0n,
+    rdi: 0n,
+    rsp: 0n,
+    rbp: 0n,
+    r8: 0n,
+    r9: 0n,
+    r10: 0n,
+    r11: 0n,
+    r12: 0n,
+    r13: 0n,
+    r14: 0n,
+    r15: 0n,
+    rip: 0n,
+    rflags: RFLAGS_RESERVED,
   };
 }
 
@@ -233,20 +275,38 @@ export function realModeState(opts: ModeEntry): BootCpuState {
   checkAddress('real-mode stack pointer', stack, 0x10000);
   const csBase = opts.entry & 0xf0000;
   const real = (selector: number, type: number): Segment => ({
-    base: BigInt(selector << 4), limit: 0xffff, selector, type, present: 1, dpl: 0, db: 0, s: 1, l: 0, g: 0, avl: 0,
+    base: BigInt(selector << 4),
+    limit: 0xffff,
+    selector,
+    type,
+    present: 1,
+    dpl: 0,
+    db: 0,
+    s: 1,
+    l: 0,
+    g: 0,
+    avl: 0,
     unusable: 0,
   });
   const data = real(0, SEG_TYPE_DATA);
   return {
     regs: { ...zeroGprs(), rip: BigInt(opts.entry - csBase), rsp: BigInt(stack) },
     sregs: {
-      cs: real(csBase >>> 4, SEG_TYPE_CODE), ds: data, es: { ...data }, fs: { ...data }, gs: { ...data }, ss: { ...data },
+      cs: real(csBase >>> 4, SEG_TYPE_CODE),
+      ds: data,
+      es: { ...data },
+      fs: { ...data },
+      gs: { ...data },
+      ss: { ...data },
       // TR as KVM's reset has it: a busy TSS at 0 with a 64 KiB limit, valid for VMX and never used in real mode.
       tr: { ...BOOT_SEGMENTS.tss, base: 0n, limit: 0xffff, selector: 0 },
       ldt: { ...RESET_LDT },
       gdt: { base: 0n, limit: 0xffff },
       idt: { base: 0n, limit: 0x3ff },
-      cr0: CR0_ET, cr3: 0n, cr4: 0n, efer: 0n,
+      cr0: CR0_ET,
+      cr3: 0n,
+      cr4: 0n,
+      efer: 0n,
     },
   };
 }
@@ -265,11 +325,19 @@ export function protectedModeState(mem: GuestMemory, opts: ModeEntry): BootCpuSt
     regs: { ...zeroGprs(), rip: BigInt(opts.entry), rsp: BigInt(stack) },
     sregs: {
       cs: { ...BOOT_SEGMENTS.code32 },
-      ds: { ...data }, es: { ...data }, fs: { ...data }, gs: { ...data }, ss: { ...data },
-      tr: { ...BOOT_SEGMENTS.tss }, ldt: { ...RESET_LDT },
+      ds: { ...data },
+      es: { ...data },
+      fs: { ...data },
+      gs: { ...data },
+      ss: { ...data },
+      tr: { ...BOOT_SEGMENTS.tss },
+      ldt: { ...RESET_LDT },
       gdt: { base: BigInt(BOOT_GDT_ADDR), limit: BOOT_GDT_SIZE - 1 },
       idt: { base: 0n, limit: 0 },
-      cr0: CR0_PE | CR0_ET | CR0_NE, cr3: 0n, cr4: 0n, efer: 0n,
+      cr0: CR0_PE | CR0_ET | CR0_NE,
+      cr3: 0n,
+      cr4: 0n,
+      efer: 0n,
     },
   };
 }
@@ -289,11 +357,19 @@ export function longModeState(mem: GuestMemory, opts: ModeEntry): BootCpuState {
     regs: { ...zeroGprs(), rip: BigInt(opts.entry), rsp: BigInt(stack) },
     sregs: {
       cs: { ...BOOT_SEGMENTS.code64 },
-      ds: { ...data }, es: { ...data }, fs: { ...data }, gs: { ...data }, ss: { ...data },
-      tr: { ...BOOT_SEGMENTS.tss }, ldt: { ...RESET_LDT },
+      ds: { ...data },
+      es: { ...data },
+      fs: { ...data },
+      gs: { ...data },
+      ss: { ...data },
+      tr: { ...BOOT_SEGMENTS.tss },
+      ldt: { ...RESET_LDT },
       gdt: { base: BigInt(BOOT_GDT_ADDR), limit: BOOT_GDT_SIZE - 1 },
       idt: { base: 0n, limit: 0 },
-      cr0: CR0_PE | CR0_ET | CR0_NE | CR0_PG, cr3: BigInt(BOOT_PML4_ADDR), cr4: CR4_PAE, efer: EFER_LME | EFER_LMA,
+      cr0: CR0_PE | CR0_ET | CR0_NE | CR0_PG,
+      cr3: BigInt(BOOT_PML4_ADDR),
+      cr4: CR4_PAE,
+      efer: EFER_LME | EFER_LMA,
     },
   };
 }
@@ -301,10 +377,14 @@ export function longModeState(mem: GuestMemory, opts: ModeEntry): BootCpuState {
 /** The state for `mode`, writing whatever tables that mode needs. */
 export function bootCpuState(mem: GuestMemory, mode: CpuMode, opts: ModeEntry): BootCpuState {
   switch (mode) {
-    case 'real': return realModeState(opts);
-    case 'protected': return protectedModeState(mem, opts);
-    case 'long': return longModeState(mem, opts);
-    default: throw new TypeError(`unknown CPU mode ${String(mode)}`);
+    case 'real':
+      return realModeState(opts);
+    case 'protected':
+      return protectedModeState(mem, opts);
+    case 'long':
+      return longModeState(mem, opts);
+    default:
+      throw new TypeError(`unknown CPU mode ${String(mode)}`);
   }
 }
 

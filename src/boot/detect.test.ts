@@ -25,14 +25,29 @@ test('detect: a multiboot ELF32 or a.out image is "multiboot" and loadable', () 
 });
 
 test('detect: ELF64 is loadable (a vmlinux); a header-less ELF32 only with a PVH note', () => {
-  assert.equal([detectKernelFormat(concat(elf64Header(), pattern(100))).kind, detectKernelFormat(concat(elf64Header(), pattern(100))).loadable], ['elf64', true]);
+  assert.equal(
+    [
+      detectKernelFormat(concat(elf64Header(), pattern(100))).kind,
+      detectKernelFormat(concat(elf64Header(), pattern(100))).loadable,
+    ],
+    ['elf64', true],
+  );
   const plain32 = elf32({ entry: 0x100000, segments: [{ paddr: 0x100000, data: pattern(64) }] });
   assert.equal([detectKernelFormat(plain32).kind, detectKernelFormat(plain32).loadable], ['elf32', false]);
   assert.match(detectKernelFormat(plain32).description, /no PVH note/);
-  const pvh32 = elfKernel({ elfClass: 1, entry: 0x100000n, segments: [{ paddr: 0x100000, data: pattern(64) }], notes: [pvhNote(0x100010, 4)] });
+  const pvh32 = elfKernel({
+    elfClass: 1,
+    entry: 0x100000n,
+    segments: [{ paddr: 0x100000, data: pattern(64) }],
+    notes: [pvhNote(0x100010, 4)],
+  });
   assert.equal([detectKernelFormat(pvh32).kind, detectKernelFormat(pvh32).loadable], ['elf32', true]);
   assert.match(detectKernelFormat(pvh32).description, /PVH entry 0x100010/);
-  const pvh64 = elfKernel({ entry: 0x1000000n, segments: [{ paddr: 0x1000000, data: pattern(64) }], notes: [pvhNote(0x1000020)] });
+  const pvh64 = elfKernel({
+    entry: 0x1000000n,
+    segments: [{ paddr: 0x1000000, data: pattern(64) }],
+    notes: [pvhNote(0x1000020)],
+  });
   assert.match(detectKernelFormat(pvh64).description, /64-bit ELF \(e_machine 62, PVH entry 0x1000020\)/);
 });
 
@@ -42,8 +57,14 @@ test('detect: a damaged multiboot header is still "multiboot", so the loader rep
   assert.is(d.kind, 'multiboot');
   assert.match(d.description, /bad checksum/);
   const mem = new ArrayGuestMemory([{ start: 0, size: 4 << 20 }]);
-  assert.throws(() => loadMultiboot(mem, image, { memoryMap: e820FromRam([{ start: 0, size: 4 << 20 }]) }), /bad checksum at offset 0x20/);
-  const elf = elf32({ entry: 0x100000, segments: [{ paddr: 0x100000, data: concat(multibootHeader({ checksum: 7 }), pattern(16)) }] });
+  assert.throws(
+    () => loadMultiboot(mem, image, { memoryMap: e820FromRam([{ start: 0, size: 4 << 20 }]) }),
+    /bad checksum at offset 0x20/,
+  );
+  const elf = elf32({
+    entry: 0x100000,
+    segments: [{ paddr: 0x100000, data: concat(multibootHeader({ checksum: 7 }), pattern(16)) }],
+  });
   assert.is(detectKernelFormat(elf).kind, 'multiboot', 'an ELF32 with a damaged header too');
 });
 

@@ -36,25 +36,37 @@ export function detectKernelFormat(image: Uint8Array): DetectedKernel {
   if (image.length >= LINUX_HDRS_OFFSET + 4) {
     const dv = new DataView(image.buffer, image.byteOffset, image.byteLength);
     if (dv.getUint32(LINUX_HDRS_OFFSET, true) === LINUX_HDRS_MAGIC) {
-      return kind('bzimage', `Linux bzImage (boot protocol ${image.length >= 0x208 ? `${image[0x207]}.${String(image[0x206]).padStart(2, '0')}` : '?'})`);
+      return kind(
+        'bzimage',
+        `Linux bzImage (boot protocol ${image.length >= 0x208 ? `${image[0x207]}.${String(image[0x206]).padStart(2, '0')}` : '?'})`,
+      );
     }
   }
   let multibootProblem: string | null = null;
   try {
     const header = findMultibootHeader(image);
-    if (header) return kind('multiboot', `multiboot v1 kernel (header at ${header.offset}, flags 0x${header.flags.toString(16)})`);
+    if (header)
+      return kind(
+        'multiboot',
+        `multiboot v1 kernel (header at ${header.offset}, flags 0x${header.flags.toString(16)})`,
+      );
   } catch (e) {
     if (!(e instanceof MultibootError)) throw e;
     multibootProblem = e.message;
   }
   const ident = elfIdent(image);
-  if (ident?.elfClass === ELFCLASS64) return kind('elf64', `64-bit ELF (e_machine ${ident.machine}${pvhText(findPvhEntry(image))})`);
+  if (ident?.elfClass === ELFCLASS64)
+    return kind('elf64', `64-bit ELF (e_machine ${ident.machine}${pvhText(findPvhEntry(image))})`);
   // A multiboot magic that is not part of a valid header (findMultibootHeader threw): most likely a damaged
   // multiboot kernel, ELF32 or not. Say so, and let the multiboot loader give the exact reason.
   if (multibootProblem !== null) return kind('multiboot', `damaged multiboot kernel? ${multibootProblem}`);
   if (ident?.elfClass === ELFCLASS32) {
     const pvh = findPvhEntry(image);
-    return kind('elf32', `32-bit ELF without a multiboot header (e_machine ${ident.machine}${pvh === null ? ', no PVH note' : pvhText(pvh)})`, pvh !== null);
+    return kind(
+      'elf32',
+      `32-bit ELF without a multiboot header (e_machine ${ident.machine}${pvh === null ? ', no PVH note' : pvhText(pvh)})`,
+      pvh !== null,
+    );
   }
   return kind('flat', `flat binary (${image.length} bytes, no recognised header)`);
 }

@@ -40,7 +40,9 @@ export const HIGH_MEMORY_START = 0x100000;
  */
 export function e820FromRam(regions: readonly RamRegion[], reserved: readonly RamRegion[] = []): E820Entry[] {
   const out: E820Entry[] = [];
-  const add = (addr: number, end: number, type: number) => { if (end > addr) out.push({ addr, size: end - addr, type }); };
+  const add = (addr: number, end: number, type: number) => {
+    if (end > addr) out.push({ addr, size: end - addr, type });
+  };
   for (const r of regions) {
     if (!Number.isSafeInteger(r.start) || !Number.isSafeInteger(r.size) || r.start < 0 || r.size <= 0) {
       throw new RangeError(`bad RAM region start=${r.start} size=${r.size}`);
@@ -62,7 +64,7 @@ export function e820FromRam(regions: readonly RamRegion[], reserved: readonly Ra
  * contiguous usable memory from 1 MiB up to the first hole.
  */
 export function lowerUpperKiB(map: readonly E820Entry[]): { lower: number; upper: number } {
-  const usable = map.filter(e => e.type === E820_RAM).sort((a, b) => a.addr - b.addr);
+  const usable = map.filter((e) => e.type === E820_RAM).sort((a, b) => a.addr - b.addr);
   const contiguousFrom = (addr: number): number => {
     let end = addr;
     for (const e of usable) {

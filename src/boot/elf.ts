@@ -89,7 +89,9 @@ export function parseElf32(bytes: Uint8Array): Elf32Image {
   if (phnum === PN_XNUM) throw new ElfError('extended program header count (PN_XNUM) is not supported');
   if (phentsize < ELF32_PHDR_SIZE) throw new ElfError(`e_phentsize ${phentsize} is smaller than ${ELF32_PHDR_SIZE}`);
   if (phoff + phnum * phentsize > bytes.length) {
-    throw new ElfError(`program headers at ${hex(phoff)} (${phnum} x ${phentsize} bytes) run past the end of the file (${bytes.length} bytes)`);
+    throw new ElfError(
+      `program headers at ${hex(phoff)} (${phnum} x ${phentsize} bytes) run past the end of the file (${bytes.length} bytes)`,
+    );
   }
   const segments: Elf32Segment[] = [];
   for (let index = 0; index < phnum; index++) {
@@ -108,7 +110,9 @@ export function parseElf32(bytes: Uint8Array): Elf32Image {
       throw new ElfError(`segment ${index}: p_filesz ${hex(seg.filesz)} is larger than p_memsz ${hex(seg.memsz)}`);
     }
     if (seg.offset + seg.filesz > bytes.length) {
-      throw new ElfError(`segment ${index}: file bytes [${hex(seg.offset)}, ${hex(seg.offset + seg.filesz)}) run past the end of the file (${bytes.length} bytes)`);
+      throw new ElfError(
+        `segment ${index}: file bytes [${hex(seg.offset)}, ${hex(seg.offset + seg.filesz)}) run past the end of the file (${bytes.length} bytes)`,
+      );
     }
     if (seg.paddr + seg.memsz > 2 ** 32) {
       throw new ElfError(`segment ${index}: [${hex(seg.paddr)}, +${hex(seg.memsz)}) runs past 4 GiB`);
@@ -132,8 +136,12 @@ export function parseElf32(bytes: Uint8Array): Elf32Image {
  */
 export function elf32PhysicalEntry(image: Elf32Image): number {
   for (const seg of image.segments) {
-    if (seg.vaddr !== seg.paddr && (seg.flags & PF_X) !== 0
-        && image.entry >= seg.vaddr && image.entry < seg.vaddr + seg.filesz) {
+    if (
+      seg.vaddr !== seg.paddr &&
+      (seg.flags & PF_X) !== 0 &&
+      image.entry >= seg.vaddr &&
+      image.entry < seg.vaddr + seg.filesz
+    ) {
       return image.entry - seg.vaddr + seg.paddr;
     }
   }

@@ -37,15 +37,51 @@ test('flat: the image is copied to its load address and started at entry in each
 test('flat: images that do not fit, overlap the boot tables, or have an entry outside are refused untouched', () => {
   const cases: [string, () => unknown, RegExp][] = [
     ['empty image', () => loadFlat(mem, new Uint8Array(0), { loadAddress: 0x100000, mode: 'protected' }), /empty/],
-    ['past end of RAM', () => loadFlat(mem, pattern(0x100), { loadAddress: 4 * MiB - 0x80, mode: 'protected' }), /does not fit in guest RAM/],
-    ['over the boot GDT', () => loadFlat(mem, pattern(0x100), { loadAddress: 0x480, mode: 'real' }), /overlaps the reserved boot range \[0x500, 0x1000\)/],
-    ['over the page tables (long)', () => loadFlat(mem, pattern(0x100), { loadAddress: 0x9800, mode: 'long' }), /overlaps the reserved boot range \[0x9000, 0xf000\)/],
-    ['real mode above 1 MiB', () => loadFlat(mem, pattern(0x100), { loadAddress: 0xfff80, mode: 'real' }), /not addressable in real mode/],
-    ['entry before image', () => loadFlat(mem, pattern(0x100), { loadAddress: 0x8000, entry: 0x7fff, mode: 'real' }), /entry 0x7fff is outside/],
-    ['entry after image', () => loadFlat(mem, pattern(0x100), { loadAddress: 0x8000, entry: 0x8100, mode: 'real' }), /entry 0x8100 is outside/],
-    ['negative load address', () => loadFlat(mem, pattern(0x100), { loadAddress: -16, mode: 'protected' }), /bad load address/],
-    ['fractional load address', () => loadFlat(mem, pattern(0x100), { loadAddress: 0.5, mode: 'protected' }), /bad load address/],
-    ['unknown mode', () => loadFlat(mem, pattern(0x100), { loadAddress: 0x100000, mode: 'v86' as never }), /unknown mode/],
+    [
+      'past end of RAM',
+      () => loadFlat(mem, pattern(0x100), { loadAddress: 4 * MiB - 0x80, mode: 'protected' }),
+      /does not fit in guest RAM/,
+    ],
+    [
+      'over the boot GDT',
+      () => loadFlat(mem, pattern(0x100), { loadAddress: 0x480, mode: 'real' }),
+      /overlaps the reserved boot range \[0x500, 0x1000\)/,
+    ],
+    [
+      'over the page tables (long)',
+      () => loadFlat(mem, pattern(0x100), { loadAddress: 0x9800, mode: 'long' }),
+      /overlaps the reserved boot range \[0x9000, 0xf000\)/,
+    ],
+    [
+      'real mode above 1 MiB',
+      () => loadFlat(mem, pattern(0x100), { loadAddress: 0xfff80, mode: 'real' }),
+      /not addressable in real mode/,
+    ],
+    [
+      'entry before image',
+      () => loadFlat(mem, pattern(0x100), { loadAddress: 0x8000, entry: 0x7fff, mode: 'real' }),
+      /entry 0x7fff is outside/,
+    ],
+    [
+      'entry after image',
+      () => loadFlat(mem, pattern(0x100), { loadAddress: 0x8000, entry: 0x8100, mode: 'real' }),
+      /entry 0x8100 is outside/,
+    ],
+    [
+      'negative load address',
+      () => loadFlat(mem, pattern(0x100), { loadAddress: -16, mode: 'protected' }),
+      /bad load address/,
+    ],
+    [
+      'fractional load address',
+      () => loadFlat(mem, pattern(0x100), { loadAddress: 0.5, mode: 'protected' }),
+      /bad load address/,
+    ],
+    [
+      'unknown mode',
+      () => loadFlat(mem, pattern(0x100), { loadAddress: 0x100000, mode: 'v86' as never }),
+      /unknown mode/,
+    ],
   ];
   const mem = newRam();
   for (const [name, load, error] of cases) {

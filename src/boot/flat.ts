@@ -2,8 +2,14 @@
 // Used for `-kernel` images with no header (with an explicit load address) and for the small test guests.
 import type { GuestMemory } from '../memory/guest-memory.js';
 import {
-  bootCpuState, formatRange, rangesOverlap, reservedBootRanges, BOOT_IDENTITY_MAP_BYTES,
-  type BootCpuState, type CpuMode, type GuestRange,
+  bootCpuState,
+  formatRange,
+  rangesOverlap,
+  reservedBootRanges,
+  BOOT_IDENTITY_MAP_BYTES,
+  type BootCpuState,
+  type CpuMode,
+  type GuestRange,
 } from './cpu-modes.js';
 
 export interface FlatOptions {
@@ -37,7 +43,9 @@ export function loadFlat(mem: GuestMemory, bytes: Uint8Array, options: FlatOptio
   if (!Number.isSafeInteger(loadAddress) || loadAddress < 0) throw new FlatLoadError(`bad load address ${loadAddress}`);
   const image: GuestRange = { start: loadAddress, end: loadAddress + bytes.length };
   if (image.end > MODE_LIMIT[mode]) {
-    throw new FlatLoadError(`image ${formatRange(image)} is not addressable in ${mode} mode (limit ${hex(MODE_LIMIT[mode])})`);
+    throw new FlatLoadError(
+      `image ${formatRange(image)} is not addressable in ${mode} mode (limit ${hex(MODE_LIMIT[mode])})`,
+    );
   }
   if (!mem.contains(image.start, bytes.length)) {
     throw new FlatLoadError(`image ${formatRange(image)} (${bytes.length} bytes) does not fit in guest RAM`);

@@ -10,8 +10,19 @@
 //   - local interrupt assignments: ExtINT on LINT0 and NMI on LINT1 of every local APIC.
 // Both checksums are set; entries are in type order as the specification requires. No extended table.
 import {
-  DEFAULT_INTX_ROUTING, IOAPIC_ADDRESS, IOAPIC_ID, ISA_CASCADE_IRQ, ISA_IRQ0_GSI, LAPIC_ADDRESS,
-  checkCpus, checkIsaIrq, checkIntxRouting, checkWindow, intxGsi, type AddressWindow, type IntxRouting,
+  DEFAULT_INTX_ROUTING,
+  IOAPIC_ADDRESS,
+  IOAPIC_ID,
+  ISA_CASCADE_IRQ,
+  ISA_IRQ0_GSI,
+  LAPIC_ADDRESS,
+  checkCpus,
+  checkIsaIrq,
+  checkIntxRouting,
+  checkWindow,
+  intxGsi,
+  type AddressWindow,
+  type IntxRouting,
 } from './acpi/platform.js';
 import { checksum8, type PlacedBlob } from './acpi/tables.js';
 import type { RamRegion } from './e820.js';
@@ -19,27 +30,27 @@ import type { RamRegion } from './e820.js';
 const FLOATING_SIGNATURE = '_MP_';
 const CONFIG_SIGNATURE = 'PCMP';
 export const MP_FLOATING_LENGTH = 16;
-const MP_FLOATING_LENGTH_UNITS = 1;          // the length field counts 16-byte paragraphs
-const MP_SPEC_REVISION = 4;                  // MP 1.4
+const MP_FLOATING_LENGTH_UNITS = 1; // the length field counts 16-byte paragraphs
+const MP_SPEC_REVISION = 4; // MP 1.4
 export const MP_CONFIG_HEADER_LENGTH = 44;
-const MP_OEM_ID = 'TSVMM   ';                 // 8 bytes
-const MP_PRODUCT_ID = 'TSVMM-PC    ';         // 12 bytes
+const MP_OEM_ID = 'TSVMM   '; // 8 bytes
+const MP_PRODUCT_ID = 'TSVMM-PC    '; // 12 bytes
 /** Feature byte 1 = 0: a configuration table follows (no default configuration). */
 const FEATURE1_CONFIG_TABLE = 0;
 /** Feature byte 2 bit 7 (IMCRP) clear: no IMCR, the PIC is in virtual-wire mode through LINT0. */
 const FEATURE2_VIRTUAL_WIRE = 0;
 
 // ---- entry types and sizes -------------------------------------------------------------------------------------
-export const MP_ENTRY_PROCESSOR = 0;          // 20 bytes
-export const MP_ENTRY_BUS = 1;                // 8 bytes
-export const MP_ENTRY_IOAPIC = 2;             // 8 bytes
-export const MP_ENTRY_IO_INTERRUPT = 3;       // 8 bytes
-export const MP_ENTRY_LOCAL_INTERRUPT = 4;    // 8 bytes
+export const MP_ENTRY_PROCESSOR = 0; // 20 bytes
+export const MP_ENTRY_BUS = 1; // 8 bytes
+export const MP_ENTRY_IOAPIC = 2; // 8 bytes
+export const MP_ENTRY_IO_INTERRUPT = 3; // 8 bytes
+export const MP_ENTRY_LOCAL_INTERRUPT = 4; // 8 bytes
 export const MP_PROCESSOR_ENTRY_LENGTH = 20;
 export const MP_OTHER_ENTRY_LENGTH = 8;
 
-const CPU_FLAG_ENABLED = 0x01;                // EN: usable
-const CPU_FLAG_BOOTSTRAP = 0x02;              // BP: the bootstrap processor
+const CPU_FLAG_ENABLED = 0x01; // EN: usable
+const CPU_FLAG_BOOTSTRAP = 0x02; // BP: the bootstrap processor
 const IOAPIC_FLAG_ENABLED = 0x01;
 /** KVM's local APIC reports version 0x14 (integrated APIC); its IOAPIC version 0x11. */
 const LAPIC_VERSION = 0x14;
@@ -49,9 +60,9 @@ const DEFAULT_CPU_SIGNATURE = 0x600;
 const DEFAULT_FEATURE_FLAGS = 0x201;
 
 // Interrupt types
-export const MP_INT = 0;                      // vectored interrupt (through the IOAPIC redirection entry)
+export const MP_INT = 0; // vectored interrupt (through the IOAPIC redirection entry)
 export const MP_NMI = 1;
-export const MP_EXTINT = 3;                   // from the 8259
+export const MP_EXTINT = 3; // from the 8259
 // Interrupt flags: polarity in bits 1-0, trigger mode in bits 3-2 (same encoding as the MADT's MPS INTI flags).
 export const MP_IRQ_CONFORMS = 0x0;
 export const MP_IRQ_LEVEL_HIGH = 0x1 | (0x3 << 2);
@@ -109,7 +120,7 @@ export function buildMpTable(c: MpTableConfig): MpTable {
   checkCpus(c.cpus);
   checkWindow('MP table placement', c.placement, 2 ** 32);
   if (c.placement.base % 16 !== 0) throw new RangeError('MP table placement must be 16-byte aligned');
-  if (!c.ram.some(r => c.placement.base >= r.start && c.placement.base + c.placement.size <= r.start + r.size)) {
+  if (!c.ram.some((r) => c.placement.base >= r.start && c.placement.base + c.placement.size <= r.start + r.size)) {
     throw new RangeError(`MP table placement 0x${c.placement.base.toString(16)} is not inside one RAM region`);
   }
   if (c.sciIrq !== undefined) checkIsaIrq('SCI', c.sciIrq);
@@ -119,8 +130,13 @@ export function buildMpTable(c: MpTableConfig): MpTable {
   const entries: number[][] = [];
   for (let cpu = 0; cpu < c.cpus; cpu++) {
     entries.push([
-      MP_ENTRY_PROCESSOR, cpu, LAPIC_VERSION, CPU_FLAG_ENABLED | (cpu === 0 ? CPU_FLAG_BOOTSTRAP : 0),
-      ...u32(c.cpuSignature ?? DEFAULT_CPU_SIGNATURE), ...u32(c.featureFlags ?? DEFAULT_FEATURE_FLAGS), ...new Array(8).fill(0),
+      MP_ENTRY_PROCESSOR,
+      cpu,
+      LAPIC_VERSION,
+      CPU_FLAG_ENABLED | (cpu === 0 ? CPU_FLAG_BOOTSTRAP : 0),
+      ...u32(c.cpuSignature ?? DEFAULT_CPU_SIGNATURE),
+      ...u32(c.featureFlags ?? DEFAULT_FEATURE_FLAGS),
+      ...new Array(8).fill(0),
     ]);
   }
   const isaBus = c.pci ? MP_PCI_BUS_ID + 1 : 0;
@@ -137,7 +153,9 @@ export function buildMpTable(c: MpTableConfig): MpTable {
     // PCI source bus IRQ: bits 6-2 the device (slot), bits 1-0 the pin (0 = INTA#).
     for (let slot = 0; slot < 32; slot++) {
       for (let pin = 0; pin < 4; pin++) {
-        entries.push(ioInterrupt(MP_INT, MP_IRQ_LEVEL_LOW, MP_PCI_BUS_ID, (slot << 2) | pin, intxGsi(slot, pin, routing)));
+        entries.push(
+          ioInterrupt(MP_INT, MP_IRQ_LEVEL_LOW, MP_PCI_BUS_ID, (slot << 2) | pin, intxGsi(slot, pin, routing)),
+        );
       }
     }
   }
@@ -152,18 +170,28 @@ export function buildMpTable(c: MpTableConfig): MpTable {
   }
   const header: number[] = [];
   ascii(header, CONFIG_SIGNATURE, 4);
-  header.push(...u16(length), MP_SPEC_REVISION, 0);   // checksum filled below
+  header.push(...u16(length), MP_SPEC_REVISION, 0); // checksum filled below
   ascii(header, MP_OEM_ID, 8);
   ascii(header, MP_PRODUCT_ID, 12);
-  header.push(...u32(0), ...u16(0));                    // no OEM table
+  header.push(...u32(0), ...u16(0)); // no OEM table
   header.push(...u16(entries.length), ...u32(LAPIC_ADDRESS));
-  header.push(...u16(0), 0, 0);                         // no extended table; reserved
+  header.push(...u16(0), 0, 0); // no extended table; reserved
   const config = Uint8Array.from([...header, ...body]);
   config[7] = checksum8(config);
 
   const floating: number[] = [];
   ascii(floating, FLOATING_SIGNATURE, 4);
-  floating.push(...u32(configAddress), MP_FLOATING_LENGTH_UNITS, MP_SPEC_REVISION, 0, FEATURE1_CONFIG_TABLE, FEATURE2_VIRTUAL_WIRE, 0, 0, 0);
+  floating.push(
+    ...u32(configAddress),
+    MP_FLOATING_LENGTH_UNITS,
+    MP_SPEC_REVISION,
+    0,
+    FEATURE1_CONFIG_TABLE,
+    FEATURE2_VIRTUAL_WIRE,
+    0,
+    0,
+    0,
+  );
   const pointer = Uint8Array.from(floating);
   pointer[10] = checksum8(pointer);
 

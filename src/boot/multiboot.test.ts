@@ -1,9 +1,23 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
-  findMultibootHeader, loadMultiboot, parseMultibootHeader, parseQemuModuleList, qemuKernelCmdline,
-  MBI_BOOT_LOADER_NAME, MBI_CMDLINE, MBI_FLAGS, MBI_MEM_LOWER, MBI_MEM_UPPER, MBI_MMAP_ADDR, MBI_MMAP_LENGTH,
-  MBI_MODS_ADDR, MBI_MODS_COUNT, MULTIBOOT_BOOTLOADER_MAGIC, MultibootError, type MultibootOptions,
+  findMultibootHeader,
+  loadMultiboot,
+  parseMultibootHeader,
+  parseQemuModuleList,
+  qemuKernelCmdline,
+  MBI_BOOT_LOADER_NAME,
+  MBI_CMDLINE,
+  MBI_FLAGS,
+  MBI_MEM_LOWER,
+  MBI_MEM_UPPER,
+  MBI_MMAP_ADDR,
+  MBI_MMAP_LENGTH,
+  MBI_MODS_ADDR,
+  MBI_MODS_COUNT,
+  MULTIBOOT_BOOTLOADER_MAGIC,
+  MultibootError,
+  type MultibootOptions,
 } from './multiboot.js';
 import { BOOT_STACK_TOP, CR0_PG, SEL_CODE32, SEL_DATA } from './cpu-modes.js';
 import { e820FromRam, E820_RAM, E820_RESERVED, type E820Entry } from './e820.js';
@@ -60,8 +74,11 @@ test('multiboot header: a magic at an unaligned offset or beyond 8 KiB is not a 
 
 test('multiboot header: a bad checksum is reported with the sum it gives', () => {
   const image = multibootHeader({ flags: 0, checksum: 0x12345678 });
-  assert.throws(() => parseMultibootHeader(image), (e: Error) =>
-    e instanceof MultibootError && /bad checksum at offset 0x0/.test(e.message) && /0x12345678/.test(e.message));
+  assert.throws(
+    () => parseMultibootHeader(image),
+    (e: Error) =>
+      e instanceof MultibootError && /bad checksum at offset 0x0/.test(e.message) && /0x12345678/.test(e.message),
+  );
 });
 
 test('multiboot header: a bad-checksum magic is skipped when a valid header follows (QEMU behaviour)', () => {
@@ -128,19 +145,43 @@ test('multiboot ELF: malformed files are refused with the field that is wrong', 
     ['64-bit ELF', concat(elf64Header(), header), /64-bit ELF/],
     ['wrong machine', elf32({ entry: 0x100000, machine: 40, segments: [seg()] }), /e_machine 40/],
     ['not an executable', elf32({ entry: 0x100000, type: 3, segments: [seg()] }), /ET_EXEC/],
-    ['segment past end of file', elf32({ entry: 0x100000, segments: [seg({ filesz: 0x10000, memsz: 0x10000 })] }), /segment 0.*past the end of the file/],
+    [
+      'segment past end of file',
+      elf32({ entry: 0x100000, segments: [seg({ filesz: 0x10000, memsz: 0x10000 })] }),
+      /segment 0.*past the end of the file/,
+    ],
     ['filesz > memsz', elf32({ entry: 0x100000, segments: [seg({ memsz: 4 })] }), /p_filesz.*larger than p_memsz/],
     ['segment past 4 GiB', elf32({ entry: 0x100000, segments: [seg({ paddr: 0xfffffff0 })] }), /past 4 GiB/],
     ['no PT_LOAD', elf32({ entry: 0x100000, segments: [seg({ type: 4 })] }), /no PT_LOAD/],
-    ['overlapping segments', elf32({ entry: 0x100000, segments: [seg({ memsz: 0x2000 }), { paddr: 0x101000, data: pattern(8) }] }), /segments 0 and 1 overlap/],
-    ['entry outside segments', elf32({ entry: 0x200000, segments: [seg()] }), /entry 0x200000 is not inside any loaded segment/],
-    ['segment outside RAM', elf32({ entry: 0x100000, segments: [seg(), { paddr: RAM, data: pattern(8) }] }), /not \(wholly\) in guest RAM/],
-    ['over the boot GDT', elf32({ entry: 0x600, segments: [{ paddr: 0x600, data: concat(header, pattern(8)) }] }), /overlaps the reserved boot range \[0x500, 0x1000\)/],
+    [
+      'overlapping segments',
+      elf32({ entry: 0x100000, segments: [seg({ memsz: 0x2000 }), { paddr: 0x101000, data: pattern(8) }] }),
+      /segments 0 and 1 overlap/,
+    ],
+    [
+      'entry outside segments',
+      elf32({ entry: 0x200000, segments: [seg()] }),
+      /entry 0x200000 is not inside any loaded segment/,
+    ],
+    [
+      'segment outside RAM',
+      elf32({ entry: 0x100000, segments: [seg(), { paddr: RAM, data: pattern(8) }] }),
+      /not \(wholly\) in guest RAM/,
+    ],
+    [
+      'over the boot GDT',
+      elf32({ entry: 0x600, segments: [{ paddr: 0x600, data: concat(header, pattern(8)) }] }),
+      /overlaps the reserved boot range \[0x500, 0x1000\)/,
+    ],
     ['tiny phentsize', elf32({ entry: 0x100000, phentsize: 16, segments: [seg()] }), /e_phentsize 16/],
   ];
   for (const [name, image, error] of cases) {
     const mem = newRam();
-    assert.throws(() => loadMultiboot(mem, image, opts()), (e: Error) => e instanceof MultibootError && error.test(e.message), name);
+    assert.throws(
+      () => loadMultiboot(mem, image, opts()),
+      (e: Error) => e instanceof MultibootError && error.test(e.message),
+      name,
+    );
     assert.ok(mem.allBytes(0, RAM, 0xaa), `${name}: nothing written`);
   }
   // Program headers cut off by the end of the file.
@@ -154,8 +195,18 @@ test('multiboot ELF: malformed files are refused with the field that is wrong', 
 // ---- a.out kludge ----------------------------------------------------------------------------------------------
 
 /** A flat a.out-kludge image: 0x40 bytes of code, then the header at file offset 0x40, code after. */
-function kludgeImage(a: Partial<{ headerAddr: number; loadAddr: number; loadEndAddr: number; bssEndAddr: number; entryAddr: number }> = {}, size = 0x400) {
-  const aout = { headerAddr: 0x200040, loadAddr: 0x200000, loadEndAddr: 0x200000 + size, bssEndAddr: 0x202000, entryAddr: 0x200000, ...a };
+function kludgeImage(
+  a: Partial<{ headerAddr: number; loadAddr: number; loadEndAddr: number; bssEndAddr: number; entryAddr: number }> = {},
+  size = 0x400,
+) {
+  const aout = {
+    headerAddr: 0x200040,
+    loadAddr: 0x200000,
+    loadEndAddr: 0x200000 + size,
+    bssEndAddr: 0x202000,
+    entryAddr: 0x200000,
+    ...a,
+  };
   const header = multibootHeader({ flags: (1 << 16) | 2, aout });
   const image = pattern(size, 5);
   image.set(header, 0x40);
@@ -189,20 +240,54 @@ test('multiboot a.out kludge: load_end_addr 0 loads to the end of the file; bss_
 
 test('multiboot a.out kludge: inconsistent addresses are refused with the field named', () => {
   const cases: [string, Uint8Array, RegExp][] = [
-    ['header_addr < load_addr', kludgeImage({ loadAddr: 0x200080 }), /header_addr 0x200040 is below load_addr 0x200080/],
+    [
+      'header_addr < load_addr',
+      kludgeImage({ loadAddr: 0x200080 }),
+      /header_addr 0x200040 is below load_addr 0x200080/,
+    ],
     ['load_addr before file start', kludgeImage({ loadAddr: 0x100000 }), /larger than the header's file offset/],
     ['load_end < load', kludgeImage({ loadEndAddr: 0x1fffff }), /load_end_addr 0x1fffff is below load_addr/],
-    ['truncated file', kludgeImage({ loadEndAddr: 0x200800 }), /truncated: load_end_addr asks for 0x800 bytes from file offset 0x0, the file has 0x400/],
-    ['bss_end below load end', kludgeImage({ bssEndAddr: 0x200200 }), /bss_end_addr 0x200200 is below the end of the loaded image 0x200400/],
+    [
+      'truncated file',
+      kludgeImage({ loadEndAddr: 0x200800 }),
+      /truncated: load_end_addr asks for 0x800 bytes from file offset 0x0, the file has 0x400/,
+    ],
+    [
+      'bss_end below load end',
+      kludgeImage({ bssEndAddr: 0x200200 }),
+      /bss_end_addr 0x200200 is below the end of the loaded image 0x200400/,
+    ],
     ['entry outside', kludgeImage({ entryAddr: 0x300000 }), /entry_addr 0x300000 is outside the kernel/],
-    ['past 4 GiB', kludgeImage({ headerAddr: 0xffffff40, loadAddr: 0xffffff00, loadEndAddr: 0, bssEndAddr: 0, entryAddr: 0xffffff00 }), /runs past 4 GiB/],
-    ['outside RAM', kludgeImage({ headerAddr: RAM + 0x40, loadAddr: RAM, loadEndAddr: RAM + 0x400, bssEndAddr: 0, entryAddr: RAM }), /not \(wholly\) in guest RAM/],
-    ['over the boot GDT', kludgeImage({ headerAddr: 0x440, loadAddr: 0x400, loadEndAddr: 0x800, bssEndAddr: 0, entryAddr: 0x400 }), /reserved boot range/],
+    [
+      'past 4 GiB',
+      kludgeImage({
+        headerAddr: 0xffffff40,
+        loadAddr: 0xffffff00,
+        loadEndAddr: 0,
+        bssEndAddr: 0,
+        entryAddr: 0xffffff00,
+      }),
+      /runs past 4 GiB/,
+    ],
+    [
+      'outside RAM',
+      kludgeImage({ headerAddr: RAM + 0x40, loadAddr: RAM, loadEndAddr: RAM + 0x400, bssEndAddr: 0, entryAddr: RAM }),
+      /not \(wholly\) in guest RAM/,
+    ],
+    [
+      'over the boot GDT',
+      kludgeImage({ headerAddr: 0x440, loadAddr: 0x400, loadEndAddr: 0x800, bssEndAddr: 0, entryAddr: 0x400 }),
+      /reserved boot range/,
+    ],
     ['nothing to load', kludgeImage({ loadEndAddr: 0x200000, bssEndAddr: 0 }), /nothing to load/],
   ];
   for (const [name, image, error] of cases) {
     const mem = newRam();
-    assert.throws(() => loadMultiboot(mem, image, opts()), (e: Error) => e instanceof MultibootError && error.test(e.message), name);
+    assert.throws(
+      () => loadMultiboot(mem, image, opts()),
+      (e: Error) => e instanceof MultibootError && error.test(e.message),
+      name,
+    );
     assert.ok(mem.allBytes(0, RAM, 0xaa), `${name}: nothing written`);
   }
 });
@@ -238,7 +323,8 @@ test('multiboot info: every field, the mmap entries and the strings are byte-exa
   });
   assert.equal(mmap, expected);
   // Fields we do not provide stay zero (boot_device, syms, drives, config, apm, vbe).
-  for (const off of [12, 28, 32, 36, 40, 52, 56, 60, 68, 72, 76, 80, 84]) assert.is(mem.readU32(mbi + off), 0, `offset ${off}`);
+  for (const off of [12, 28, 32, 36, 40, 52, 56, 60, 68, 72, 76, 80, 84])
+    assert.is(mem.readU32(mbi + off), 0, `offset ${off}`);
   assert.ok(boot.info.start === mbi && boot.info.end > mbi);
 });
 
@@ -277,9 +363,9 @@ test('multiboot layout: info and modules skip holes and reserved RAM in the memo
   const mem = newRam();
   const memoryMap: E820Entry[] = [
     { addr: 0, size: 0x9fc00, type: E820_RAM },
-    { addr: 0x100000, size: 0x3000, type: E820_RAM },       // kernel fits exactly, nothing after it
+    { addr: 0x100000, size: 0x3000, type: E820_RAM }, // kernel fits exactly, nothing after it
     { addr: 0x103000, size: 0x5000, type: E820_RESERVED },
-    { addr: 0x108000, size: 0x2000, type: E820_RAM },       // too small for the 0x3000-byte module
+    { addr: 0x108000, size: 0x2000, type: E820_RAM }, // too small for the 0x3000-byte module
     { addr: 0x200000, size: RAM - 0x200000, type: E820_RAM },
   ];
   const boot = loadMultiboot(mem, sampleElf(), { memoryMap, modules: [{ bytes: pattern(0x3000), cmdline: 'm' }] });
@@ -289,9 +375,14 @@ test('multiboot layout: info and modules skip holes and reserved RAM in the memo
 
 test('multiboot layout: no usable room for the modules is a clear error and RAM is left untouched', () => {
   const mem = newRam();
-  const memoryMap: E820Entry[] = [{ addr: 0, size: 0x9fc00, type: E820_RAM }, { addr: 0x100000, size: 0x10000, type: E820_RAM }];
-  assert.throws(() => loadMultiboot(mem, sampleElf(), { memoryMap, modules: [{ bytes: pattern(0x20000), cmdline: 'big' }] }),
-    /no room for module 1 \("big"\)/);
+  const memoryMap: E820Entry[] = [
+    { addr: 0, size: 0x9fc00, type: E820_RAM },
+    { addr: 0x100000, size: 0x10000, type: E820_RAM },
+  ];
+  assert.throws(
+    () => loadMultiboot(mem, sampleElf(), { memoryMap, modules: [{ bytes: pattern(0x20000), cmdline: 'big' }] }),
+    /no room for module 1 \("big"\)/,
+  );
   assert.ok(mem.allBytes(0, RAM, 0xaa));
   assert.throws(() => loadMultiboot(mem, sampleElf(), { memoryMap: [] }), /no memory map/);
   assert.throws(() => loadMultiboot(mem, sampleElf(), opts({ cmdline: 'a\0b' })), /NUL/);
@@ -322,7 +413,10 @@ test('multiboot entry state: EAX magic, EBX info, flat 32-bit protected mode, pa
 test('multiboot: QEMU-style command lines and -initrd module lists', () => {
   assert.is(qemuKernelCmdline('/boot/k.elf', 'code=3'), '/boot/k.elf code=3');
   assert.is(qemuKernelCmdline('/boot/k.elf'), '/boot/k.elf ');
-  assert.equal(parseQemuModuleList('a.bin x=1,b.bin'), [{ path: 'a.bin', cmdline: 'a.bin x=1' }, { path: 'b.bin', cmdline: 'b.bin' }]);
+  assert.equal(parseQemuModuleList('a.bin x=1,b.bin'), [
+    { path: 'a.bin', cmdline: 'a.bin x=1' },
+    { path: 'b.bin', cmdline: 'b.bin' },
+  ]);
   assert.equal(parseQemuModuleList('a.bin list=1,,2'), [{ path: 'a.bin', cmdline: 'a.bin list=1,2' }]);
   assert.throws(() => parseQemuModuleList('a.bin,'), /module 2 .* has no file name/);
   assert.throws(() => parseQemuModuleList(''), /module 1/);

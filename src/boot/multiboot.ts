@@ -20,8 +20,13 @@
 // IF = 0; ESP is undefined by the spec, we give the small scratch stack at BOOT_STACK_TOP. KVM has no A20 gate.
 import type { GuestMemory } from '../memory/guest-memory.js';
 import {
-  formatRange, protectedModeState, rangesOverlap, reservedBootRanges, BOOT_STACK_TOP,
-  type BootCpuState, type GuestRange,
+  formatRange,
+  protectedModeState,
+  rangesOverlap,
+  reservedBootRanges,
+  BOOT_STACK_TOP,
+  type BootCpuState,
+  type GuestRange,
 } from './cpu-modes.js';
 import { E820_RAM, lowerUpperKiB, type E820Entry } from './e820.js';
 import { elf32PhysicalEntry, elfIdent, parseElf32, ElfError, ELFCLASS64 } from './elf.js';
@@ -158,8 +163,13 @@ export function parseQemuModuleList(spec: string): { path: string; cmdline: stri
   let current = '';
   for (let i = 0; i < spec.length; i++) {
     if (spec[i] !== ',') current += spec[i];
-    else if (spec[i + 1] === ',') { current += ','; i++; }
-    else { items.push(current); current = ''; }
+    else if (spec[i + 1] === ',') {
+      current += ',';
+      i++;
+    } else {
+      items.push(current);
+      current = '';
+    }
   }
   items.push(current);
   return items.map((cmdline, n) => {
@@ -179,26 +189,35 @@ export function findMultibootHeader(image: Uint8Array): MultibootHeader | null {
   for (let offset = 0; offset + 4 <= searchEnd; offset += 4) {
     if (u32(image, offset) !== MULTIBOOT_HEADER_MAGIC) continue;
     if (offset + 12 > searchEnd) {
-      firstProblem ??= `header at offset ${hex(offset)} is truncated: magic, flags and checksum need 12 bytes and ` +
-        (searchEnd === image.length ? `the file ends at ${hex(image.length)}` : 'the header must lie in the first 8 KiB');
+      firstProblem ??=
+        `header at offset ${hex(offset)} is truncated: magic, flags and checksum need 12 bytes and ` +
+        (searchEnd === image.length
+          ? `the file ends at ${hex(image.length)}`
+          : 'the header must lie in the first 8 KiB');
       continue;
     }
     const flags = u32(image, offset + 4);
     const checksum = u32(image, offset + 8);
-    if (((MULTIBOOT_HEADER_MAGIC + flags + checksum) >>> 0) !== 0) {
-      firstProblem ??= `bad checksum at offset ${hex(offset)}: magic + flags (${hex(flags)}) + checksum (${hex(checksum)}) ` +
+    if ((MULTIBOOT_HEADER_MAGIC + flags + checksum) >>> 0 !== 0) {
+      firstProblem ??=
+        `bad checksum at offset ${hex(offset)}: magic + flags (${hex(flags)}) + checksum (${hex(checksum)}) ` +
         `= ${hex((MULTIBOOT_HEADER_MAGIC + flags + checksum) >>> 0)}, not 0`;
       continue;
     }
     const header: MultibootHeader = { offset, flags, checksum };
     if (flags & MBH_AOUT_KLUDGE) {
       if (offset + 32 > searchEnd) {
-        throw new MultibootError(`header at offset ${hex(offset)} sets the address flag (16) but is truncated: the ` +
-          `address fields need 32 bytes and ${searchEnd === image.length ? `the file ends at ${hex(image.length)}` : 'the header must lie in the first 8 KiB'}`);
+        throw new MultibootError(
+          `header at offset ${hex(offset)} sets the address flag (16) but is truncated: the ` +
+            `address fields need 32 bytes and ${searchEnd === image.length ? `the file ends at ${hex(image.length)}` : 'the header must lie in the first 8 KiB'}`,
+        );
       }
       header.aout = {
-        headerAddr: u32(image, offset + 12), loadAddr: u32(image, offset + 16), loadEndAddr: u32(image, offset + 20),
-        bssEndAddr: u32(image, offset + 24), entryAddr: u32(image, offset + 28),
+        headerAddr: u32(image, offset + 12),
+        loadAddr: u32(image, offset + 16),
+        loadEndAddr: u32(image, offset + 20),
+        bssEndAddr: u32(image, offset + 24),
+        entryAddr: u32(image, offset + 28),
       };
     }
     return header;
@@ -214,7 +233,10 @@ export function parseMultibootHeader(image: Uint8Array): MultibootHeader {
   return header;
 }
 
-interface Piece { at: number; bytes: Uint8Array }
+interface Piece {
+  at: number;
+  bytes: Uint8Array;
+}
 interface KernelPlan {
   format: 'elf32' | 'aout-kludge';
   entry: number;
@@ -230,8 +252,10 @@ function planAout(image: Uint8Array, header: MultibootHeader, a: AoutKludge): Ke
   }
   const headerDelta = a.headerAddr - a.loadAddr;
   if (headerDelta > header.offset) {
-    throw new MultibootError(`header_addr - load_addr (${hex(headerDelta)}) is larger than the header's file offset ` +
-      `(${hex(header.offset)}): load_addr would be before the start of the file`);
+    throw new MultibootError(
+      `header_addr - load_addr (${hex(headerDelta)}) is larger than the header's file offset ` +
+        `(${hex(header.offset)}): load_addr would be before the start of the file`,
+    );
   }
   const textOffset = header.offset - headerDelta;
   let loadSize: number;
@@ -241,8 +265,10 @@ function planAout(image: Uint8Array, header: MultibootHeader, a: AoutKludge): Ke
     }
     loadSize = a.loadEndAddr - a.loadAddr;
     if (textOffset + loadSize > image.length) {
-      throw new MultibootError(`image is truncated: load_end_addr asks for ${hex(loadSize)} bytes from file offset ` +
-        `${hex(textOffset)}, the file has ${hex(image.length)}`);
+      throw new MultibootError(
+        `image is truncated: load_end_addr asks for ${hex(loadSize)} bytes from file offset ` +
+          `${hex(textOffset)}, the file has ${hex(image.length)}`,
+      );
     }
   } else {
     loadSize = image.length - textOffset;
@@ -251,7 +277,9 @@ function planAout(image: Uint8Array, header: MultibootHeader, a: AoutKludge): Ke
   let kernelSize = loadSize;
   if (a.bssEndAddr !== 0) {
     if (a.bssEndAddr < a.loadAddr + loadSize) {
-      throw new MultibootError(`bss_end_addr ${hex(a.bssEndAddr)} is below the end of the loaded image ${hex(a.loadAddr + loadSize)}`);
+      throw new MultibootError(
+        `bss_end_addr ${hex(a.bssEndAddr)} is below the end of the loaded image ${hex(a.loadAddr + loadSize)}`,
+      );
     }
     kernelSize = a.bssEndAddr - a.loadAddr;
   }
@@ -263,7 +291,9 @@ function planAout(image: Uint8Array, header: MultibootHeader, a: AoutKludge): Ke
     throw new MultibootError(`entry_addr ${hex(a.entryAddr)} is outside the kernel ${formatRange(kernel)}`);
   }
   return {
-    format: 'aout-kludge', entry: a.entryAddr, kernel,
+    format: 'aout-kludge',
+    entry: a.entryAddr,
+    kernel,
     pieces: [{ at: a.loadAddr, bytes: image.subarray(textOffset, textOffset + loadSize) }],
     zero: [{ start: a.loadAddr + loadSize, end: kernel.end }],
   };
@@ -271,9 +301,14 @@ function planAout(image: Uint8Array, header: MultibootHeader, a: AoutKludge): Ke
 
 function planElf(image: Uint8Array): KernelPlan {
   const ident = elfIdent(image);
-  if (!ident) throw new MultibootError('not an ELF file and the header has no address fields (flag 16): nothing says where to load it');
+  if (!ident)
+    throw new MultibootError(
+      'not an ELF file and the header has no address fields (flag 16): nothing says where to load it',
+    );
   if (ident.elfClass === ELFCLASS64) {
-    throw new MultibootError('this is a 64-bit ELF: multiboot v1 loads 32-bit ELF kernels (or set the a.out-kludge flag 16)');
+    throw new MultibootError(
+      'this is a 64-bit ELF: multiboot v1 loads 32-bit ELF kernels (or set the a.out-kludge flag 16)',
+    );
   }
   let elf;
   try {
@@ -286,13 +321,17 @@ function planElf(image: Uint8Array): KernelPlan {
   const end = elf.segments.reduce((m, s) => Math.max(m, s.paddr + s.memsz), 0);
   const kernel = { start, end };
   const entry = elf32PhysicalEntry(elf);
-  if (!elf.segments.some(s => entry >= s.paddr && entry < s.paddr + s.memsz)) {
+  if (!elf.segments.some((s) => entry >= s.paddr && entry < s.paddr + s.memsz)) {
     throw new MultibootError(`ELF entry ${hex(entry)} is not inside any loaded segment`);
   }
   return {
-    format: 'elf32', entry, kernel,
-    pieces: elf.segments.map(s => ({ at: s.paddr, bytes: image.subarray(s.offset, s.offset + s.filesz) })),
-    zero: elf.segments.filter(s => s.memsz > s.filesz).map(s => ({ start: s.paddr + s.filesz, end: s.paddr + s.memsz })),
+    format: 'elf32',
+    entry,
+    kernel,
+    pieces: elf.segments.map((s) => ({ at: s.paddr, bytes: image.subarray(s.offset, s.offset + s.filesz) })),
+    zero: elf.segments
+      .filter((s) => s.memsz > s.filesz)
+      .map((s) => ({ start: s.paddr + s.filesz, end: s.paddr + s.memsz })),
   };
 }
 
@@ -301,7 +340,12 @@ class Placer {
   private readonly taken: GuestRange[];
   private cursor: number;
 
-  constructor(private readonly mem: GuestMemory, private readonly usable: GuestRange[], taken: GuestRange[], from: number) {
+  constructor(
+    private readonly mem: GuestMemory,
+    private readonly usable: GuestRange[],
+    taken: GuestRange[],
+    from: number,
+  ) {
     this.taken = [...taken];
     this.cursor = pageAlign(from);
   }
@@ -312,19 +356,24 @@ class Placer {
     for (;;) {
       const r = { start: at, end: at + length };
       if (r.end > FOUR_GIB) break;
-      const clash = this.taken.find(t => rangesOverlap(r, t));
-      if (clash) { at = pageAlign(clash.end); continue; }
-      const region = this.usable.find(u => u.start <= r.start && r.end <= u.end);
+      const clash = this.taken.find((t) => rangesOverlap(r, t));
+      if (clash) {
+        at = pageAlign(clash.end);
+        continue;
+      }
+      const region = this.usable.find((u) => u.start <= r.start && r.end <= u.end);
       if (region && this.mem.contains(r.start, length)) {
         this.taken.push(r);
         this.cursor = pageAlign(r.end);
         return { start: r.start, end: r.start + size };
       }
-      const next = this.usable.find(u => u.end > at + length && pageAlign(u.start) > at);
+      const next = this.usable.find((u) => u.end > at + length && pageAlign(u.start) > at);
       if (!next) break;
       at = Math.max(pageAlign(next.start), at + PAGE);
     }
-    throw new MultibootError(`no room for ${what} (${hex(size)} bytes) in usable RAM below 4 GiB above ${hex(this.cursor)}`);
+    throw new MultibootError(
+      `no room for ${what} (${hex(size)} bytes) in usable RAM below 4 GiB above ${hex(this.cursor)}`,
+    );
   }
 }
 
@@ -356,7 +405,8 @@ export function loadMultiboot(mem: GuestMemory, image: Uint8Array, options: Mult
   const warnings: string[] = [];
   const unknown = header.flags & MBH_REQUIRED_MASK & ~MBH_UNDERSTOOD;
   if (unknown) throw new MultibootError(`header requires features this loader does not know (flags ${hex(unknown)})`);
-  if (header.flags & MBH_VIDEO_MODE) warnings.push('the kernel asks for a video mode (header flag 2); none is set and no VBE/framebuffer info is given');
+  if (header.flags & MBH_VIDEO_MODE)
+    warnings.push('the kernel asks for a video mode (header flag 2); none is set and no VBE/framebuffer info is given');
 
   const plan = header.aout ? planAout(image, header, header.aout) : planElf(image);
   const reserved = reservedBootRanges('protected');
@@ -367,7 +417,8 @@ export function loadMultiboot(mem: GuestMemory, image: Uint8Array, options: Mult
     throw new MultibootError(`kernel ${formatRange(plan.kernel)} is not (wholly) in guest RAM`);
   }
   for (const r of reserved) {
-    if (rangesOverlap(plan.kernel, r)) throw new MultibootError(`kernel ${formatRange(plan.kernel)} overlaps the reserved boot range ${formatRange(r)}`);
+    if (rangesOverlap(plan.kernel, r))
+      throw new MultibootError(`kernel ${formatRange(plan.kernel)} overlaps the reserved boot range ${formatRange(r)}`);
   }
 
   // Lay out the info block and the modules before writing anything, so a refusal leaves RAM untouched.
@@ -378,7 +429,9 @@ export function loadMultiboot(mem: GuestMemory, image: Uint8Array, options: Mult
       throw new MultibootError(`bad memory map entry addr=${e.addr} size=${e.size}`);
     }
   }
-  const usable = mergeRanges(map.filter(e => e.type === E820_RAM).map(e => ({ start: e.addr, end: e.addr + e.size })));
+  const usable = mergeRanges(
+    map.filter((e) => e.type === E820_RAM).map((e) => ({ start: e.addr, end: e.addr + e.size })),
+  );
   const modules = options.modules ?? [];
   const strings: Uint8Array[] = [];
   const moduleCmdlines = modules.map((m, i) => encodeString(`module ${i + 1} command line`, m.cmdline));
@@ -394,14 +447,17 @@ export function loadMultiboot(mem: GuestMemory, image: Uint8Array, options: Mult
   const placer = new Placer(mem, usable, [plan.kernel, ...reserved], plan.kernel.end);
   const info = placer.place('the multiboot information block', infoSize);
   const loaded: LoadedModule[] = modules.map((m, i) => ({
-    ...placer.place(`module ${i + 1} ("${m.cmdline}")`, m.bytes.length), cmdline: m.cmdline,
+    ...placer.place(`module ${i + 1} ("${m.cmdline}")`, m.bytes.length),
+    cmdline: m.cmdline,
   }));
 
   // Kernel.
   for (const z of plan.zero) if (z.end > z.start) mem.fill(z.start, z.end - z.start, 0);
   for (const p of plan.pieces) if (p.bytes.length) mem.write(p.at, p.bytes);
   // Modules.
-  modules.forEach((m, i) => { if (m.bytes.length) mem.write(loaded[i].start, m.bytes); });
+  modules.forEach((m, i) => {
+    if (m.bytes.length) mem.write(loaded[i].start, m.bytes);
+  });
 
   // Info block: strings first, so their addresses are known.
   mem.fill(info.start, infoSize, 0);
@@ -430,7 +486,10 @@ export function loadMultiboot(mem: GuestMemory, image: Uint8Array, options: Mult
   });
   const { lower, upper } = lowerUpperKiB(map);
   const mbi = info.start;
-  mem.writeU32(mbi + MBI_FLAGS, MBI_FLAG_MEMORY | MBI_FLAG_CMDLINE | MBI_FLAG_MODS | MBI_FLAG_MMAP | MBI_FLAG_LOADER_NAME);
+  mem.writeU32(
+    mbi + MBI_FLAGS,
+    MBI_FLAG_MEMORY | MBI_FLAG_CMDLINE | MBI_FLAG_MODS | MBI_FLAG_MMAP | MBI_FLAG_LOADER_NAME,
+  );
   mem.writeU32(mbi + MBI_MEM_LOWER, lower);
   mem.writeU32(mbi + MBI_MEM_UPPER, upper);
   mem.writeU32(mbi + MBI_CMDLINE, stringAddr[modules.length]);
@@ -444,7 +503,14 @@ export function loadMultiboot(mem: GuestMemory, image: Uint8Array, options: Mult
   cpu.regs.rax = BigInt(MULTIBOOT_BOOTLOADER_MAGIC);
   cpu.regs.rbx = BigInt(mbi);
   return {
-    cpu, header, format: plan.format, entry: plan.entry, kernel: plan.kernel, infoAddress: mbi,
-    info: { start: info.start, end: info.start + infoSize }, modules: loaded, warnings,
+    cpu,
+    header,
+    format: plan.format,
+    entry: plan.entry,
+    kernel: plan.kernel,
+    infoAddress: mbi,
+    info: { start: info.start, end: info.start + infoSize },
+    modules: loaded,
+    warnings,
   };
 }

@@ -7,8 +7,13 @@ import type { AccessSize, IoHandler } from './types.js';
 function recorder() {
   const log: string[] = [];
   const handler: IoHandler = {
-    read(offset: number, size: AccessSize) { log.push(`r${offset}/${size}`); return 0x11223344 + offset; },
-    write(offset: number, size: AccessSize, value: number) { log.push(`w${offset}/${size}=${value.toString(16)}`); },
+    read(offset: number, size: AccessSize) {
+      log.push(`r${offset}/${size}`);
+      return 0x11223344 + offset;
+    },
+    write(offset: number, size: AccessSize, value: number) {
+      log.push(`w${offset}/${size}=${value.toString(16)}`);
+    },
   };
   return { log, handler };
 }
@@ -36,13 +41,16 @@ test('pio bus: an access running past a window splits into byte accesses', () =>
   bus.add(pioWindow('dev', 0x10, 2, dev.handler));
   const v = bus.read(0x11, 2);
   assert.equal(dev.log, ['r1/1']);
-  assert.is(v, ((0x11223345 & 0xff) | (0xff << 8)));
+  assert.is(v, (0x11223345 & 0xff) | (0xff << 8));
 });
 
 test('pio bus: overlapping windows are refused with both names', () => {
   const bus = new PioBus();
   bus.add(pioWindow('a', 0x60, 1, recorder().handler));
-  assert.throws(() => bus.add(pioWindow('b', 0x5f, 4, recorder().handler)), (e: Error) => e instanceof BusConflictError && /b .* overlaps a/.test(e.message));
+  assert.throws(
+    () => bus.add(pioWindow('b', 0x5f, 4, recorder().handler)),
+    (e: Error) => e instanceof BusConflictError && /b .* overlaps a/.test(e.message),
+  );
 });
 
 test('pio bus: windows outside the 64 KiB port space are refused', () => {

@@ -10,8 +10,10 @@ const MASK = ONES;
 
 export class BusConflictError extends Error {
   constructor(space: AddressSpace, a: IoRegion, b: IoRegion) {
-    super(`${space} window of ${a.name} [0x${a.base.toString(16)}+0x${a.length.toString(16)}) overlaps ` +
-      `${b.name} [0x${b.base.toString(16)}+0x${b.length.toString(16)})`);
+    super(
+      `${space} window of ${a.name} [0x${a.base.toString(16)}+0x${a.length.toString(16)}) overlaps ` +
+        `${b.name} [0x${b.base.toString(16)}+0x${b.length.toString(16)})`,
+    );
     this.name = 'BusConflictError';
   }
 }
@@ -68,11 +70,18 @@ export class MmioBus {
   add(region: IoRegion): void {
     if (region.space !== 'mmio') throw new Error(`${region.name}: not an MMIO window`);
     const { base, length } = region;
-    if (!Number.isSafeInteger(base) || !Number.isSafeInteger(length) || base < 0 || length <= 0 || !Number.isSafeInteger(base + length)) {
+    if (
+      !Number.isSafeInteger(base) ||
+      !Number.isSafeInteger(length) ||
+      base < 0 ||
+      length <= 0 ||
+      !Number.isSafeInteger(base + length)
+    ) {
       throw new RangeError(`${region.name}: bad MMIO window 0x${base.toString(16)}+${length}`);
     }
     for (const other of this.sorted) {
-      if (base < other.base + other.length && other.base < base + length) throw new BusConflictError('mmio', region, other);
+      if (base < other.base + other.length && other.base < base + length)
+        throw new BusConflictError('mmio', region, other);
     }
     this.sorted.push(region);
     this.sorted.sort((a, b) => a.base - b.base);
@@ -107,7 +116,10 @@ export class MmioBus {
   }
 
   write(address: number, size: AccessSize, value: number | bigint): void {
-    if (!isAccessSize(size)) { splitWrite((a, s, x) => this.write(a, s, x), address, size, Number(value)); return; }
+    if (!isAccessSize(size)) {
+      splitWrite((a, s, x) => this.write(a, s, x), address, size, Number(value));
+      return;
+    }
     if (size === 8) {
       const v = BigInt(value);
       this.write(address, 4, Number(v & 0xffffffffn));
@@ -139,7 +151,12 @@ function splitRead(read: (at: number, size: AccessSize) => number, at: number, s
   return value >>> 0;
 }
 
-function splitWrite(write: (at: number, size: AccessSize, value: number) => void, at: number, size: AccessSize, value: number): void {
+function splitWrite(
+  write: (at: number, size: AccessSize, value: number) => void,
+  at: number,
+  size: AccessSize,
+  value: number,
+): void {
   for (let i = 0; i < size; i++) write(at + i, 1, (value >>> (8 * i)) & 0xff);
 }
 

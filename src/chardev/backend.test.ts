@@ -36,7 +36,10 @@ function writeFromWorker(transfer: unknown, line: string, count: number): Promis
     workerData: { module: new URL('./char-out.js', import.meta.url).href, transfer, line, count },
   });
   return new Promise((resolve, reject) => {
-    worker.once('message', () => { void worker.terminate(); resolve(); });
+    worker.once('message', () => {
+      void worker.terminate();
+      resolve();
+    });
     worker.once('error', reject);
   });
 }
@@ -80,8 +83,8 @@ test('chardev: a worker and the main thread writing at once lose no line', async
   await backend.close();
   const lines = readFileSync(path, 'utf8').split('\n').filter(Boolean);
   assert.is(lines.length, 4000);
-  assert.is(lines.filter(l => l === 'W').length, 2000);
-  assert.is(lines.filter(l => l === 'M').length, 2000);
+  assert.is(lines.filter((l) => l === 'W').length, 2000);
+  assert.is(lines.filter((l) => l === 'M').length, 2000);
 });
 
 test('chardev: after close, writers on any thread drop output instead of touching the old fd', async () => {
@@ -111,7 +114,11 @@ test('chardev: pipe: PATH.in feeds input and PATH.out receives output', async ()
   const base = join(dir, 'fifo');
   execFileSync('mkfifo', [`${base}.in`, `${base}.out`]);
   const got: number[] = [];
-  const backend = await openCharBackend(`pipe:${base}`, { onInput: bytes => { got.push(...bytes); } });
+  const backend = await openCharBackend(`pipe:${base}`, {
+    onInput: (bytes) => {
+      got.push(...bytes);
+    },
+  });
   backend.out.write(text('to the reader'));
   // The FIFO buffers what we wrote until someone reads it.
   const { openSync, readSync, writeSync, closeSync, constants } = await import('node:fs');

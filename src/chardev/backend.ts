@@ -3,7 +3,17 @@
 // through `openCharOut(backend.transferable())` (char-out.ts). See spec.ts for the accepted specs.
 import net from 'node:net';
 import { statSync, existsSync } from 'node:fs';
-import { open as sysOpen, close as sysClose, fcntl, O_WRONLY, O_RDWR, O_CREAT, O_TRUNC, O_CLOEXEC, O_NONBLOCK } from '../sys/libc.js';
+import {
+  open as sysOpen,
+  close as sysClose,
+  fcntl,
+  O_WRONLY,
+  O_RDWR,
+  O_CREAT,
+  O_TRUNC,
+  O_CLOEXEC,
+  O_NONBLOCK,
+} from '../sys/libc.js';
 import { BackendBase, type CharBackend, type CharBackendOptions } from './base.js';
 import { parseCharSpec, type CharSpec } from './spec.js';
 import { StdioBackend } from './stdio.js';
@@ -17,12 +27,17 @@ const FILE_MODE = 0o666;
 export async function openCharBackend(spec: string | CharSpec, options: CharBackendOptions = {}): Promise<CharBackend> {
   const parsed = typeof spec === 'string' ? parseCharSpec(spec) : spec;
   switch (parsed.kind) {
-    case 'stdio': return new StdioBackend(options);
-    case 'file': return new FileBackend(parsed, options);
-    case 'pipe': return new PipeBackend(parsed, options);
-    case 'unix': return parsed.server ? UnixServerBackend.open(parsed, options) : UnixClientBackend.open(parsed, options);
+    case 'stdio':
+      return new StdioBackend(options);
+    case 'file':
+      return new FileBackend(parsed, options);
+    case 'pipe':
+      return new PipeBackend(parsed, options);
+    case 'unix':
+      return parsed.server ? UnixServerBackend.open(parsed, options) : UnixClientBackend.open(parsed, options);
     case 'null':
-    case 'none': return new NullBackend(parsed, options);
+    case 'none':
+      return new NullBackend(parsed, options);
   }
 }
 
@@ -74,8 +89,8 @@ class PipeBackend extends BackendBase {
     this.replaceOutputFd(outFd);
     // Node owns inFd from here (it closes it when the socket is destroyed).
     this.input = new net.Socket({ fd: inFd, readable: true, writable: false });
-    this.input.on('data', chunk => this.pump.push(chunk));
-    this.input.on('error', error => this.log(`${this.label}: ${error.message}`));
+    this.input.on('data', (chunk) => this.pump.push(chunk));
+    this.input.on('error', (error) => this.log(`${this.label}: ${error.message}`));
   }
 
   protected override pauseInput(): void {

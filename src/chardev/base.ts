@@ -40,7 +40,9 @@ export interface CharBackend {
   close(): Promise<void>;
 }
 
-export const defaultLog = (message: string): void => { process.stderr.write(`tsvmm: ${message}\n`); };
+export const defaultLog = (message: string): void => {
+  process.stderr.write(`tsvmm: ${message}\n`);
+};
 
 export abstract class BackendBase implements CharBackend {
   readonly out: SharedFdOut;
@@ -49,7 +51,11 @@ export abstract class BackendBase implements CharBackend {
   protected readonly log: (message: string) => void;
   protected closed = false;
 
-  constructor(readonly spec: CharSpec, readonly label: string, options: CharBackendOptions) {
+  constructor(
+    readonly spec: CharSpec,
+    readonly label: string,
+    options: CharBackendOptions,
+  ) {
     this.slot = new OutputSlot(label, options.stallLimitMs ?? DEFAULT_STALL_LIMIT_MS);
     this.out = new SharedFdOut(this.slot.transfer);
     this.pump = new InputPump({ pause: () => this.pauseInput(), resume: () => this.resumeInput() });

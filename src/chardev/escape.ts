@@ -7,10 +7,7 @@
 
 export const CTRL_A = 0x01;
 
-export const ESCAPE_HELP =
-  'C-a h    print this help\r\n' +
-  'C-a x    exit the emulator\r\n' +
-  'C-a C-a  send C-a\r\n';
+export const ESCAPE_HELP = 'C-a h    print this help\r\n' + 'C-a x    exit the emulator\r\n' + 'C-a C-a  send C-a\r\n';
 
 export interface EscapeActions {
   quit(): void;
@@ -37,10 +34,18 @@ export class EscapeFilter {
       }
       this.escaped = false;
       switch (byte) {
-        case CTRL_A: out[n++] = CTRL_A; break;
-        case 0x78: /* x */ this.actions.quit(); break;
-        case 0x68: /* h */ case 0x3f: /* ? */ this.actions.help(); break;
-        default: break;
+        case CTRL_A:
+          out[n++] = CTRL_A;
+          break;
+        case 0x78:
+          /* x */ this.actions.quit();
+          break;
+        case 0x68: /* h */
+        case 0x3f:
+          /* ? */ this.actions.help();
+          break;
+        default:
+          break;
       }
     }
     return out.subarray(0, n);

@@ -13,7 +13,12 @@ test('input: bytes the device cannot take wait, and the source is paused until t
   const { flow, pump } = setup();
   const got: number[] = [];
   let room = 2;
-  pump.setHandler(bytes => { const n = Math.min(room, bytes.length); got.push(...bytes.subarray(0, n)); room -= n; return n; });
+  pump.setHandler((bytes) => {
+    const n = Math.min(room, bytes.length);
+    got.push(...bytes.subarray(0, n));
+    room -= n;
+    return n;
+  });
   pump.push(Uint8Array.from([1, 2, 3, 4, 5]));
   assert.equal(got, [1, 2]);
   assert.is(pump.pending, 3);
@@ -34,7 +39,9 @@ test('input: input before a handler is set waits for it', () => {
   const { pump } = setup();
   pump.push(Uint8Array.from([9]));
   const got: number[] = [];
-  pump.setHandler(bytes => { got.push(...bytes); });
+  pump.setHandler((bytes) => {
+    got.push(...bytes);
+  });
   assert.equal(got, [9]);
   pump.close();
 });

@@ -71,16 +71,28 @@ export class InputPump {
       break;
     }
     if (this.queue.length === 0) {
-      if (this.timer) { clearTimeout(this.timer); this.timer = null; }
+      if (this.timer) {
+        clearTimeout(this.timer);
+        this.timer = null;
+      }
       this.retryMs = FIRST_RETRY_MS;
-      if (this.paused) { this.paused = false; this.flow.resume(); }
+      if (this.paused) {
+        this.paused = false;
+        this.flow.resume();
+      }
       return;
     }
-    if (!this.paused) { this.paused = true; this.flow.pause(); }
+    if (!this.paused) {
+      this.paused = true;
+      this.flow.pause();
+    }
     if (this.handler === null) return; // nothing to retry into until a handler is set
     this.retryMs = progressed ? FIRST_RETRY_MS : Math.min(this.retryMs * 2, MAX_RETRY_MS);
     if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => { this.timer = null; this.retry(); }, this.retryMs);
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.retry();
+    }, this.retryMs);
     this.timer.unref();
   }
 }

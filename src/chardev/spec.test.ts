@@ -19,7 +19,12 @@ test('chardev spec: unix server options in QEMU spelling', () => {
   assert.equal(parseCharSpec('unix:/run/vm.sock,server,nowait'), { ...server, wait: false });
   assert.equal(parseCharSpec('unix:/run/vm.sock,server=on,wait=off'), { ...server, wait: false });
   assert.equal(parseCharSpec('unix:/run/vm.sock,wait=no,server=yes,'), { ...server, wait: false });
-  assert.equal(parseCharSpec('unix:/run/a,,b.sock,server'), { kind: 'unix', path: '/run/a,b.sock', server: true, wait: true });
+  assert.equal(parseCharSpec('unix:/run/a,,b.sock,server'), {
+    kind: 'unix',
+    path: '/run/a,b.sock',
+    server: true,
+    wait: true,
+  });
 });
 
 test('chardev spec: unix without server is a client', () => {
@@ -28,19 +33,34 @@ test('chardev spec: unix without server is a client', () => {
 });
 
 test('chardev spec: mistakes are named', () => {
-  assert.throws(() => parseCharSpec('tcp:localhost:4444'), (e: Error) => e instanceof CharSpecError && /unsupported backend/.test(e.message));
+  assert.throws(
+    () => parseCharSpec('tcp:localhost:4444'),
+    (e: Error) => e instanceof CharSpecError && /unsupported backend/.test(e.message),
+  );
   assert.throws(() => parseCharSpec('unix:/x,server=maybe'), /'server=maybe' is not a boolean/);
   assert.throws(() => parseCharSpec('unix:/x,telnet'), /unsupported option 'telnet'/);
-  assert.equal(parseCharSpec('unix:/x,,'), { kind: 'unix', path: '/x,', server: false, wait: false }, '",," is a comma in the path');
+  assert.equal(
+    parseCharSpec('unix:/x,,'),
+    { kind: 'unix', path: '/x,', server: false, wait: false },
+    '",," is a comma in the path',
+  );
   assert.throws(() => parseCharSpec('unix:,server'), /a path is required/);
   assert.throws(() => parseCharSpec('mon:stdio'), /no HMP monitor/);
   assert.throws(() => parseCharSpec('vc'), /supported: stdio/);
 });
 
 test('chardev spec: -chardev options map to the same specs', () => {
-  assert.equal(charSpecFromChardev('socket', { id: 's0', path: '/run/s', server: 'on', wait: 'off' }),
-    { kind: 'unix', path: '/run/s', server: true, wait: false });
-  assert.equal(charSpecFromChardev('file', { id: 'f', path: '/tmp/log', append: 'on' }), { kind: 'file', path: '/tmp/log', append: true });
+  assert.equal(charSpecFromChardev('socket', { id: 's0', path: '/run/s', server: 'on', wait: 'off' }), {
+    kind: 'unix',
+    path: '/run/s',
+    server: true,
+    wait: false,
+  });
+  assert.equal(charSpecFromChardev('file', { id: 'f', path: '/tmp/log', append: 'on' }), {
+    kind: 'file',
+    path: '/tmp/log',
+    append: true,
+  });
   assert.equal(charSpecFromChardev('stdio', { id: 'c' }), { kind: 'stdio' });
   assert.equal(charSpecFromChardev('pipe', { id: 'p', path: '/tmp/fifo' }), { kind: 'pipe', path: '/tmp/fifo' });
   assert.throws(() => charSpecFromChardev('socket', { id: 't', host: 'localhost', port: '4444' }), /only unix sockets/);

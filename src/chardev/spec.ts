@@ -25,7 +25,10 @@ export type CharSpec =
   | { readonly kind: 'none' };
 
 export class CharSpecError extends Error {
-  constructor(readonly spec: string, detail: string) {
+  constructor(
+    readonly spec: string,
+    detail: string,
+  ) {
     super(`character device '${spec}': ${detail}`);
     this.name = 'CharSpecError';
   }
@@ -36,9 +39,12 @@ const SUPPORTED = 'stdio, file:PATH, unix:PATH[,server][,wait=off], pipe:PATH, n
 /** A `-serial`-style spec. Throws CharSpecError naming the spec and what is wrong with it. */
 export function parseCharSpec(text: string): CharSpec {
   switch (text) {
-    case 'stdio': return { kind: 'stdio' };
-    case 'null': return { kind: 'null' };
-    case 'none': return { kind: 'none' };
+    case 'stdio':
+      return { kind: 'stdio' };
+    case 'null':
+      return { kind: 'null' };
+    case 'none':
+      return { kind: 'none' };
     case 'mon:stdio':
       throw new CharSpecError(text, 'there is no HMP monitor to multiplex; use stdio (Ctrl-a x quits, Ctrl-a h helps)');
   }
@@ -59,7 +65,10 @@ export function parseCharSpec(text: string): CharSpec {
         let key = eq < 0 ? item : item.slice(0, eq);
         let value = eq < 0 ? 'on' : item.slice(eq + 1);
         // QemuOpts' legacy boolean negation: `nowait` means wait=off.
-        if (eq < 0 && key.startsWith('no') && (key === 'nowait' || key === 'noserver')) { key = key.slice(2); value = 'off'; }
+        if (eq < 0 && key.startsWith('no') && (key === 'nowait' || key === 'noserver')) {
+          key = key.slice(2);
+          value = 'off';
+        }
         opts.set(key, value);
       }
       return unixSpec(text, path, opts);
@@ -76,7 +85,8 @@ export function charSpecFromChardev(backend: string, options: Readonly<Record<st
   const label = `-chardev ${backend}`;
   const only = (...allowed: string[]) => {
     for (const key of opts.keys()) {
-      if (!allowed.includes(key)) throw new CharSpecError(label, `unsupported option '${key}' (supported: ${allowed.join(', ') || 'none'})`);
+      if (!allowed.includes(key))
+        throw new CharSpecError(label, `unsupported option '${key}' (supported: ${allowed.join(', ') || 'none'})`);
     }
   };
   switch (backend) {
@@ -88,12 +98,17 @@ export function charSpecFromChardev(backend: string, options: Readonly<Record<st
       return { kind: 'null' };
     case 'file':
       only('path', 'append');
-      return { kind: 'file', path: requirePath(label, opts.get('path') ?? ''), append: onOff(label, 'append', opts.get('append'), false) };
+      return {
+        kind: 'file',
+        path: requirePath(label, opts.get('path') ?? ''),
+        append: onOff(label, 'append', opts.get('append'), false),
+      };
     case 'pipe':
       only('path');
       return { kind: 'pipe', path: requirePath(label, opts.get('path') ?? '') };
     case 'socket': {
-      if (opts.has('host') || opts.has('port')) throw new CharSpecError(label, 'only unix sockets (path=) are supported');
+      if (opts.has('host') || opts.has('port'))
+        throw new CharSpecError(label, 'only unix sockets (path=) are supported');
       const path = requirePath(label, opts.get('path') ?? '');
       opts.delete('path');
       return unixSpec(label, path, opts);
@@ -105,7 +120,8 @@ export function charSpecFromChardev(backend: string, options: Readonly<Record<st
 
 function unixSpec(label: string, path: string, opts: Map<string, string>): CharSpec {
   for (const key of opts.keys()) {
-    if (key !== 'server' && key !== 'wait') throw new CharSpecError(label, `unsupported option '${key}' (supported: server, wait)`);
+    if (key !== 'server' && key !== 'wait')
+      throw new CharSpecError(label, `unsupported option '${key}' (supported: server, wait)`);
   }
   const server = onOff(label, 'server', opts.get('server'), false);
   const wait = onOff(label, 'wait', opts.get('wait'), true);
@@ -116,8 +132,14 @@ function unixSpec(label: string, path: string, opts: Map<string, string>): CharS
 function onOff(label: string, key: string, value: string | undefined, fallback: boolean): boolean {
   if (value === undefined) return fallback;
   switch (value) {
-    case 'on': case 'yes': case 'true': return true;
-    case 'off': case 'no': case 'false': return false;
+    case 'on':
+    case 'yes':
+    case 'true':
+      return true;
+    case 'off':
+    case 'no':
+    case 'false':
+      return false;
   }
   throw new CharSpecError(label, `'${key}=${value}' is not a boolean (use on or off)`);
 }
@@ -134,8 +156,15 @@ function splitOpts(text: string): string[] {
   let current = '';
   for (let i = 0; i < text.length; i++) {
     const c = text[i];
-    if (c !== ',') { current += c; continue; }
-    if (text[i + 1] === ',') { current += ','; i++; continue; }
+    if (c !== ',') {
+      current += c;
+      continue;
+    }
+    if (text[i + 1] === ',') {
+      current += ',';
+      i++;
+      continue;
+    }
     items.push(current);
     current = '';
   }

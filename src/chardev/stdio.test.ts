@@ -12,7 +12,9 @@ const backendUrl = new URL('./backend.js', import.meta.url).href;
 // A child process whose stdio is the backend: it reports each input chunk as hex on stdout (through the backend's
 // own CharOut, i.e. write(2) on fd 1), and closes the backend on 'q' or on Ctrl-a x.
 const child = join(dir, 'child.mjs');
-writeFileSync(child, `
+writeFileSync(
+  child,
+  `
   const { openCharBackend } = await import(${JSON.stringify(backendUrl)});
   const say = s => backend.out.write(new TextEncoder().encode(s + '\\n'));
   const finish = async why => {
@@ -28,17 +30,29 @@ writeFileSync(child, `
     onQuit: () => void finish('quit'),
   });
   say('READY tty=' + backend.isRawTerminal);
-`);
+`,
+);
 
-function run(command: string, args: string[], input: (write: (s: string) => void, output: () => string) => Promise<void>) {
+function run(
+  command: string,
+  args: string[],
+  input: (write: (s: string) => void, output: () => string) => Promise<void>,
+) {
   const proc = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
-  proc.stdout.on('data', d => { out += d; });
-  proc.stderr.on('data', d => { err += d; });
-  const done = new Promise<number | null>(resolve => proc.on('close', resolve));
-  const timer = setTimeout(() => proc.kill('SIGKILL'), 60_000);   // a hang guard: the child takes ~0.5 s here
-  return input(s => proc.stdin.write(s), () => out).then(async () => {
+  proc.stdout.on('data', (d) => {
+    out += d;
+  });
+  proc.stderr.on('data', (d) => {
+    err += d;
+  });
+  const done = new Promise<number | null>((resolve) => proc.on('close', resolve));
+  const timer = setTimeout(() => proc.kill('SIGKILL'), 60_000); // a hang guard: the child takes ~0.5 s here
+  return input(
+    (s) => proc.stdin.write(s),
+    () => out,
+  ).then(async () => {
     const code = await done;
     clearTimeout(timer);
     return { code, out: out.replace(/\r/g, ''), err: err.replace(/\r/g, '') };
@@ -49,7 +63,7 @@ async function until(what: string, check: () => boolean, ms = 30_000): Promise<v
   const deadline = Date.now() + ms;
   while (!check()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise(r => setTimeout(r, 10));
+    await new Promise((r) => setTimeout(r, 10));
   }
 }
 
@@ -63,23 +77,33 @@ test('chardev stdio: piped stdin reaches onInput unfiltered and output goes to s
   assert.match(result.out, /in 6101787[1]/, 'Ctrl-a has no meaning when stdin is not a terminal');
 });
 
-const hasScript = spawnSync('script', ['--version']).status === 0 ? null : 'util-linux script(1) is not installed (needed for a pty)';
+const hasScript =
+  spawnSync('script', ['--version']).status === 0 ? null : 'util-linux script(1) is not installed (needed for a pty)';
 
-testIf(test, hasScript, 'chardev stdio: on a terminal, raw mode, Ctrl-a Ctrl-a sends Ctrl-a, Ctrl-a x quits and the terminal is restored', async () => {
-  const result = await run('script', ['-qfec', `${process.execPath} ${child}`, '/dev/null'], async (write, output) => {
-    await until('READY', () => output().includes('READY'));
-    write('ab');
-    await until('the first keys', () => output().includes('in 6162'));
-    write('\x01\x01');
-    await until('the escaped Ctrl-a', () => output().includes('in 01'));
-    write('\x01x');
-  });
-  assert.is(result.code, 0, result.out + result.err);
-  assert.match(result.out, /READY tty=true/);
-  assert.match(result.out, /in 6162\n/, 'raw mode: keys arrive without waiting for Enter');
-  assert.match(result.out, /quit raw=true/);
-  assert.match(result.out + result.err, /closed raw=false/);
-});
+testIf(
+  test,
+  hasScript,
+  'chardev stdio: on a terminal, raw mode, Ctrl-a Ctrl-a sends Ctrl-a, Ctrl-a x quits and the terminal is restored',
+  async () => {
+    const result = await run(
+      'script',
+      ['-qfec', `${process.execPath} ${child}`, '/dev/null'],
+      async (write, output) => {
+        await until('READY', () => output().includes('READY'));
+        write('ab');
+        await until('the first keys', () => output().includes('in 6162'));
+        write('\x01\x01');
+        await until('the escaped Ctrl-a', () => output().includes('in 01'));
+        write('\x01x');
+      },
+    );
+    assert.is(result.code, 0, result.out + result.err);
+    assert.match(result.out, /READY tty=true/);
+    assert.match(result.out, /in 6162\n/, 'raw mode: keys arrive without waiting for Enter');
+    assert.match(result.out, /quit raw=true/);
+    assert.match(result.out + result.err, /closed raw=false/);
+  },
+);
 
 test.after(() => rmSync(dir, { recursive: true, force: true }));
 test.run();

@@ -9,7 +9,12 @@ const STDOUT_FD = 1;
 let owner: StdioBackend | null = null;
 
 export class StdioBackend extends BackendBase {
-  private readonly stdin: Readable & { isTTY?: boolean; setRawMode?: (on: boolean) => unknown; ref?: () => void; unref?: () => void };
+  private readonly stdin: Readable & {
+    isTTY?: boolean;
+    setRawMode?: (on: boolean) => unknown;
+    ref?: () => void;
+    unref?: () => void;
+  };
   private readonly rawTerminal: boolean;
   private readonly onData: (chunk: Uint8Array) => void;
   private readonly onError: (error: Error) => void;
@@ -26,12 +31,17 @@ export class StdioBackend extends BackendBase {
     if (this.rawTerminal) {
       this.stdin.setRawMode!(true);
       process.on('exit', this.restoreOnExit);
-      const quit = options.onQuit ?? (() => { this.restoreTerminal(); process.kill(process.pid, 'SIGTERM'); });
+      const quit =
+        options.onQuit ??
+        (() => {
+          this.restoreTerminal();
+          process.kill(process.pid, 'SIGTERM');
+        });
       escape = new EscapeFilter({ quit, help: () => this.out.write(Buffer.from(ESCAPE_HELP)) });
     }
-    this.onData = chunk => this.pump.push(escape === null ? chunk : escape.filter(chunk));
+    this.onData = (chunk) => this.pump.push(escape === null ? chunk : escape.filter(chunk));
     // A closed or unreadable stdin just means no input.
-    this.onError = error => this.log(`stdin: ${error.message}`);
+    this.onError = (error) => this.log(`stdin: ${error.message}`);
     this.stdin.on('data', this.onData);
     this.stdin.on('error', this.onError);
     this.stdin.ref?.();

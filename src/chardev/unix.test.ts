@@ -9,7 +9,16 @@ import { spawnSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { openCharBackend } from './backend.js';
 import { newRecord } from '../../cpr/vmstate.js';
-import { Serial16550, serialState, resetSerial, UART_THR, UART_RBR, UART_LSR, UART_FCR, LSR_DR } from '../../devices/serial.js';
+import {
+  Serial16550,
+  serialState,
+  resetSerial,
+  UART_THR,
+  UART_RBR,
+  UART_LSR,
+  UART_FCR,
+  LSR_DR,
+} from '../../devices/serial.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tsvmm-unix-'));
 let n = 0;
@@ -30,10 +39,17 @@ async function connect(path: string): Promise<{ socket: net.Socket; received: ()
   const socket = net.createConnection(path);
   let data = '';
   let closed = false;
-  socket.on('data', chunk => { data += chunk.toString('latin1'); });
-  socket.on('close', () => { closed = true; });
+  socket.on('data', (chunk) => {
+    data += chunk.toString('latin1');
+  });
+  socket.on('close', () => {
+    closed = true;
+  });
   socket.on('error', () => {});
-  await new Promise<void>((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject); });
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', resolve);
+    socket.once('error', reject);
+  });
   return { socket, received: () => data, closed: () => closed };
 }
 
@@ -61,7 +77,7 @@ test('chardev unix: a socket client receives serial output and its input reaches
   const path = socketPath();
   const backend = await openCharBackend(`unix:${path},server,wait=off`, quiet);
   const uart = serialOn(backend.out);
-  backend.setInputHandler(bytes => uart.receive(bytes));
+  backend.setInputHandler((bytes) => uart.receive(bytes));
   const client = await connect(path);
   await until('the client to be attached', () => backend.connected);
   for (const c of text('login: ')) uart.write(UART_THR, 1, c);
@@ -120,7 +136,10 @@ test('chardev unix: with wait (the QEMU default) open resolves only once a clien
   const path = socketPath();
   const messages: string[] = [];
   let opened = false;
-  const opening = openCharBackend(`unix:${path},server`, { log: m => messages.push(m) }).then(b => { opened = true; return b; });
+  const opening = openCharBackend(`unix:${path},server`, { log: (m) => messages.push(m) }).then((b) => {
+    opened = true;
+    return b;
+  });
   await until('the socket to exist', () => existsSync(path));
   await sleep(30);
   assert.is(opened, false);
@@ -137,13 +156,22 @@ test('chardev unix: output written by a worker thread reaches the client', async
   const backend = await openCharBackend(`unix:${path},server,wait=off`, quiet);
   const client = await connect(path);
   await until('client', () => backend.connected);
-  const worker = new Worker(`
+  const worker = new Worker(
+    `
     const { workerData, parentPort } = require('node:worker_threads');
     import(workerData.module).then(({ openCharOut }) => {
       openCharOut(workerData.transfer).write(new TextEncoder().encode('hello from a vCPU'));
       parentPort.postMessage('done');
-    });`, { eval: true, workerData: { module: new URL('./char-out.js', import.meta.url).href, transfer: backend.transferable() } });
-  await new Promise((resolve, reject) => { worker.once('message', resolve); worker.once('error', reject); });
+    });`,
+    {
+      eval: true,
+      workerData: { module: new URL('./char-out.js', import.meta.url).href, transfer: backend.transferable() },
+    },
+  );
+  await new Promise((resolve, reject) => {
+    worker.once('message', resolve);
+    worker.once('error', reject);
+  });
   await worker.terminate();
   await until('worker output at the client', () => client.received() === 'hello from a vCPU');
   client.socket.destroy();
@@ -177,7 +205,10 @@ test('chardev unix: a client that stops reading costs at most the stall limit, t
 test('chardev unix: a stale socket file is replaced; any other file is refused', async () => {
   const path = socketPath();
   // A process that dies without cleaning up leaves its socket file behind, as a crashed run would.
-  spawnSync(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(path)}, () => process.kill(process.pid, 'SIGKILL'))`]);
+  spawnSync(process.execPath, [
+    '-e',
+    `require('net').createServer().listen(${JSON.stringify(path)}, () => process.kill(process.pid, 'SIGKILL'))`,
+  ]);
   assert.ok(statSync(path).isSocket());
   const backend = await openCharBackend(`unix:${path},server,wait=off`, quiet);
   await backend.close();
@@ -192,7 +223,7 @@ test('chardev unix: a stale socket file is replaced; any other file is refused',
   assert.ok(statSync(file).isFile());
 });
 
-test('chardev unix: a backend closing after a successor took over its path leaves the successor\'s socket alone', async () => {
+test("chardev unix: a backend closing after a successor took over its path leaves the successor's socket alone", async () => {
   // Checkpoint/restart starts the new tsvmm with the same -serial unix:PATH,server while the old one still runs.
   const path = socketPath();
   const old = await openCharBackend(`unix:${path},server,wait=off`, quiet);
@@ -226,34 +257,55 @@ test('chardev unix: no socket file is reachable under a wider mode, even briefly
   let watching = true;
   const watch = (async () => {
     while (watching) {
-      try { seen.push(statSync(path).mode & 0o777); } catch { /* not there yet */ }
-      await new Promise(resolve => setImmediate(resolve));
+      try {
+        seen.push(statSync(path).mode & 0o777);
+      } catch {
+        /* not there yet */
+      }
+      await new Promise((resolve) => setImmediate(resolve));
     }
   })();
   const backend = await openCharBackend(`unix:${path},server,wait=off`, quiet);
   watching = false;
   await watch;
   seen.push(statSync(path).mode & 0o777);
-  assert.ok(seen.every(mode => mode === 0o600), `modes seen: ${seen.map(m => m.toString(8))}`);
+  assert.ok(
+    seen.every((mode) => mode === 0o600),
+    `modes seen: ${seen.map((m) => m.toString(8))}`,
+  );
   await backend.close();
-  assert.equal(readdirSync(dir).filter(name => name.startsWith('.')), [], 'no private directory is left behind');
+  assert.equal(
+    readdirSync(dir).filter((name) => name.startsWith('.')),
+    [],
+    'no private directory is left behind',
+  );
 });
 
 test('chardev unix: without server, tsvmm connects as a client', async () => {
   const path = socketPath();
   let peer: net.Socket | null = null;
   let received = '';
-  const server = net.createServer(socket => { peer = socket; socket.on('data', d => { received += d; }); });
-  await new Promise<void>(resolve => server.listen(path, resolve));
+  const server = net.createServer((socket) => {
+    peer = socket;
+    socket.on('data', (d) => {
+      received += d;
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(path, resolve));
   const got: number[] = [];
-  const backend = await openCharBackend(`unix:${path}`, { ...quiet, onInput: bytes => { got.push(...bytes); } });
+  const backend = await openCharBackend(`unix:${path}`, {
+    ...quiet,
+    onInput: (bytes) => {
+      got.push(...bytes);
+    },
+  });
   backend.out.write(text('hi server'));
   await until('output at the server', () => received === 'hi server');
   await until('peer', () => peer !== null);
   peer!.write('hi vm');
   await until('input from the server', () => got.length === 5);
   await backend.close();
-  await new Promise(resolve => server.close(resolve));
+  await new Promise((resolve) => server.close(resolve));
   try {
     await openCharBackend(`unix:${join(dir, 'nobody.sock')}`, quiet);
     assert.unreachable('should have thrown');

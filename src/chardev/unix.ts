@@ -25,7 +25,8 @@ type UnixSpec = Extract<CharSpec, { kind: 'unix' }>;
 /** The fd behind a connected Node socket, duplicated so that we own its lifetime. */
 function duplicateSocketFd(socket: net.Socket): number {
   const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
-  if (typeof fd !== 'number' || fd < 0) throw new Error('cannot get the fd of a connected unix socket (Node internals changed?)');
+  if (typeof fd !== 'number' || fd < 0)
+    throw new Error('cannot get the fd of a connected unix socket (Node internals changed?)');
   return fcntl(fd, F_DUPFD_CLOEXEC, 3);
 }
 
@@ -48,8 +49,10 @@ abstract class UnixBackend extends BackendBase {
     }
     this.client = socket;
     this.replaceOutputFd(fd);
-    socket.on('data', chunk => this.pump.push(chunk));
-    socket.on('error', () => { /* ECONNRESET and the like: 'close' follows */ });
+    socket.on('data', (chunk) => this.pump.push(chunk));
+    socket.on('error', () => {
+      /* ECONNRESET and the like: 'close' follows */
+    });
     socket.on('close', () => this.detach(socket));
     if (this.pump.pending > 0) socket.pause(); // input from an earlier client still waits for the device
   }
@@ -76,11 +79,16 @@ export class UnixServerBackend extends UnixBackend {
   private resolveFirstClient!: () => void;
   private socketFile: SocketFile | null = null;
 
-  private constructor(private readonly unix: UnixSpec, options: CharBackendOptions) {
+  private constructor(
+    private readonly unix: UnixSpec,
+    options: CharBackendOptions,
+  ) {
     super(unix, options);
     this.server.maxConnections = 1; // one client at a time: Node closes further connections immediately
-    this.firstClient = new Promise(resolve => { this.resolveFirstClient = resolve; });
-    this.server.on('connection', socket => {
+    this.firstClient = new Promise((resolve) => {
+      this.resolveFirstClient = resolve;
+    });
+    this.server.on('connection', (socket) => {
       this.log(`${this.label}: client connected`);
       this.attach(socket);
       this.resolveFirstClient();
@@ -108,7 +116,7 @@ export class UnixServerBackend extends UnixBackend {
     } catch (error) {
       throw new Error(`unix:${(error as Error).message}`);
     }
-    this.server.on('error', error => this.log(`${this.label}: ${error.message}`));
+    this.server.on('error', (error) => this.log(`${this.label}: ${error.message}`));
   }
 
   protected async shutdown(): Promise<void> {
@@ -117,7 +125,7 @@ export class UnixServerBackend extends UnixBackend {
     this.resolveFirstClient(); // an open() still waiting for its first client returns (closed)
     // Stops listening; PATH is removed only while it is still our socket (a successor's is left alone).
     if (this.socketFile) await this.socketFile.close();
-    else if (this.server.listening) await new Promise<void>(resolve => this.server.close(() => resolve()));
+    else if (this.server.listening) await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 }
 
@@ -127,7 +135,10 @@ export class UnixClientBackend extends UnixBackend {
     const socket = net.createConnection(spec.path);
     await new Promise<void>((resolve, reject) => {
       socket.once('error', reject);
-      socket.once('connect', () => { socket.off('error', reject); resolve(); });
+      socket.once('connect', () => {
+        socket.off('error', reject);
+        resolve();
+      });
     }).catch(async (error: Error) => {
       await backend.close();
       throw new Error(`${backend.label}: cannot connect: ${error.message}`);

@@ -42,55 +42,118 @@ export interface RunArgs {
 }
 
 type Kind = 'value' | 'list' | 'flag';
-interface FlagSpec { kind: Kind; key: keyof RunArgs | null; help: string; arg?: string }
+interface FlagSpec {
+  kind: Kind;
+  key: keyof RunArgs | null;
+  help: string;
+  arg?: string;
+}
 
 /** Every flag `tsvmm run` knows. `key: null` = accepted for QEMU compatibility, no effect. */
 const FLAGS: Record<string, FlagSpec> = {
-  'm': { kind: 'value', key: 'm', arg: 'SIZE', help: 'guest RAM, e.g. 512M (plain number: MiB), or size=…' },
-  'smp': { kind: 'value', key: 'smp', arg: 'N', help: 'number of vCPUs: N or cpus=N[,maxcpus=N]' },
-  'cpu': { kind: 'value', key: 'cpu', arg: 'MODEL', help: 'host (default) or pvm-safe (hide CX16/XSAVE for emulated guests)' },
-  'machine': { kind: 'list', key: 'machine', arg: 'OPTS', help: 'pc[,memory-backend=ID][,acpi=on|off][,pvpanic=on|off]' },
-  'M': { kind: 'list', key: 'machine', arg: 'OPTS', help: 'same as -machine' },
-  'object': { kind: 'list', key: 'objects', arg: 'OPTS', help: 'memory-backend-{ram,file,memfd},id=…,size=…' },
+  m: { kind: 'value', key: 'm', arg: 'SIZE', help: 'guest RAM, e.g. 512M (plain number: MiB), or size=…' },
+  smp: { kind: 'value', key: 'smp', arg: 'N', help: 'number of vCPUs: N or cpus=N[,maxcpus=N]' },
+  cpu: {
+    kind: 'value',
+    key: 'cpu',
+    arg: 'MODEL',
+    help: 'host (default) or pvm-safe (hide CX16/XSAVE for emulated guests)',
+  },
+  machine: { kind: 'list', key: 'machine', arg: 'OPTS', help: 'pc[,memory-backend=ID][,acpi=on|off][,pvpanic=on|off]' },
+  M: { kind: 'list', key: 'machine', arg: 'OPTS', help: 'same as -machine' },
+  object: { kind: 'list', key: 'objects', arg: 'OPTS', help: 'memory-backend-{ram,file,memfd},id=…,size=…' },
   'mem-path': { kind: 'value', key: 'memPath', arg: 'PATH', help: 'back guest RAM with a file under PATH' },
   'mem-prealloc': { kind: 'flag', key: 'memPrealloc', help: 'touch all guest RAM at start-up' },
-  'kernel': { kind: 'value', key: 'kernel', arg: 'FILE', help: 'guest image: Linux bzImage / vmlinux (PVH), multiboot v1 kernel (format detected)' },
-  'initrd': { kind: 'value', key: 'initrd', arg: 'FILES', help: 'Linux: the initramfs; multiboot: modules "file arg,file2 arg"' },
-  'append': { kind: 'value', key: 'append', arg: 'CMDLINE', help: 'kernel command line' },
-  'serial': { kind: 'list', key: 'serial', arg: 'DEV', help: 'stdio | file:PATH | unix:PATH[,server,wait=off] | null | none' },
-  'debugcon': { kind: 'list', key: 'debugcon', arg: 'DEV', help: 'isa-debugcon on port 0xe9 to DEV (as -serial)' },
-  'drive': { kind: 'list', key: 'drive', arg: 'OPTS', help: 'file=PATH,if=none,id=ID,format=raw[,readonly=on] (or if=virtio)' },
-  'netdev': { kind: 'list', key: 'netdev', arg: 'OPTS', help: 'tap,id=ID,ifname=NAME,script=no,downscript=no' },
-  'chardev': { kind: 'list', key: 'chardev', arg: 'OPTS', help: 'backend,id=ID[,path=…] for -device …,chardev=ID' },
-  'device': { kind: 'list', key: 'device', arg: 'DRIVER', help: 'isa-debug-exit | isa-debugcon | pvpanic | loader | virtio-blk-pci | virtio-net-pci | virtio-rng-pci | virtio-serial-pci | virtconsole' },
-  'qmp': { kind: 'list', key: 'qmp', arg: 'DEV', help: 'QMP monitor: unix:PATH,server=on,wait=off (socket mode 0600)' },
-  'incoming': { kind: 'list', key: 'incoming', arg: 'URI', help: 'receive a checkpoint: defer | file:PATH | a cpr channel (JSON)' },
+  kernel: {
+    kind: 'value',
+    key: 'kernel',
+    arg: 'FILE',
+    help: 'guest image: Linux bzImage / vmlinux (PVH), multiboot v1 kernel (format detected)',
+  },
+  initrd: {
+    kind: 'value',
+    key: 'initrd',
+    arg: 'FILES',
+    help: 'Linux: the initramfs; multiboot: modules "file arg,file2 arg"',
+  },
+  append: { kind: 'value', key: 'append', arg: 'CMDLINE', help: 'kernel command line' },
+  serial: {
+    kind: 'list',
+    key: 'serial',
+    arg: 'DEV',
+    help: 'stdio | file:PATH | unix:PATH[,server,wait=off] | null | none',
+  },
+  debugcon: { kind: 'list', key: 'debugcon', arg: 'DEV', help: 'isa-debugcon on port 0xe9 to DEV (as -serial)' },
+  drive: {
+    kind: 'list',
+    key: 'drive',
+    arg: 'OPTS',
+    help: 'file=PATH,if=none,id=ID,format=raw[,readonly=on] (or if=virtio)',
+  },
+  netdev: { kind: 'list', key: 'netdev', arg: 'OPTS', help: 'tap,id=ID,ifname=NAME,script=no,downscript=no' },
+  chardev: { kind: 'list', key: 'chardev', arg: 'OPTS', help: 'backend,id=ID[,path=…] for -device …,chardev=ID' },
+  device: {
+    kind: 'list',
+    key: 'device',
+    arg: 'DRIVER',
+    help: 'isa-debug-exit | isa-debugcon | pvpanic | loader | virtio-blk-pci | virtio-net-pci | virtio-rng-pci | virtio-serial-pci | virtconsole',
+  },
+  qmp: { kind: 'list', key: 'qmp', arg: 'DEV', help: 'QMP monitor: unix:PATH,server=on,wait=off (socket mode 0600)' },
+  incoming: {
+    kind: 'list',
+    key: 'incoming',
+    arg: 'URI',
+    help: 'receive a checkpoint: defer | file:PATH | a cpr channel (JSON)',
+  },
   'no-reboot': { kind: 'flag', key: 'noReboot', help: 'a guest reset ends tsvmm (status 0) instead of rebooting' },
   'no-shutdown': { kind: 'flag', key: 'noShutdown', help: 'stop instead of exiting when the guest powers off' },
-  'action': { kind: 'list', key: 'action', arg: 'OPTS', help: 'reboot=reset|shutdown, shutdown=poweroff|pause, panic=exit-failure|shutdown|pause|none' },
-  'S': { kind: 'flag', key: 'startPaused', help: 'do not start the vCPUs (QMP `cont` starts them)' },
-  'timeout': { kind: 'value', key: 'timeoutSeconds', arg: 'SECONDS', help: 'end the VM after SECONDS (status 124)' },
-  'demo': { kind: 'flag', key: 'demo', help: 'build and boot the hello demo guest (status 0 when it passes)' },
-  'name': { kind: 'value', key: 'name', arg: 'NAME', help: 'a name for the VM (shown by QMP)' },
+  action: {
+    kind: 'list',
+    key: 'action',
+    arg: 'OPTS',
+    help: 'reboot=reset|shutdown, shutdown=poweroff|pause, panic=exit-failure|shutdown|pause|none',
+  },
+  S: { kind: 'flag', key: 'startPaused', help: 'do not start the vCPUs (QMP `cont` starts them)' },
+  timeout: { kind: 'value', key: 'timeoutSeconds', arg: 'SECONDS', help: 'end the VM after SECONDS (status 124)' },
+  demo: { kind: 'flag', key: 'demo', help: 'build and boot the hello demo guest (status 0 when it passes)' },
+  name: { kind: 'value', key: 'name', arg: 'NAME', help: 'a name for the VM (shown by QMP)' },
   'enable-kvm': { kind: 'flag', key: null, help: 'accepted: tsvmm always uses KVM' },
-  'accel': { kind: 'value', key: null, arg: 'kvm', help: 'accepted when kvm' },
-  'nographic': { kind: 'flag', key: null, help: 'accepted: tsvmm has no display' },
-  'display': { kind: 'value', key: null, arg: 'none', help: 'accepted when none' },
-  'vga': { kind: 'value', key: null, arg: 'none', help: 'accepted when none' },
-  'nodefaults': { kind: 'flag', key: null, help: 'accepted' },
-  'monitor': { kind: 'value', key: null, arg: 'none', help: 'accepted when none' },
+  accel: { kind: 'value', key: null, arg: 'kvm', help: 'accepted when kvm' },
+  nographic: { kind: 'flag', key: null, help: 'accepted: tsvmm has no display' },
+  display: { kind: 'value', key: null, arg: 'none', help: 'accepted when none' },
+  vga: { kind: 'value', key: null, arg: 'none', help: 'accepted when none' },
+  nodefaults: { kind: 'flag', key: null, help: 'accepted' },
+  monitor: { kind: 'value', key: null, arg: 'none', help: 'accepted when none' },
 };
 
 export function emptyArgs(): RunArgs {
   return {
-    machine: [], objects: [], memPrealloc: false, serial: [], debugcon: [], chardev: [], drive: [], netdev: [], device: [], qmp: [], incoming: [], action: [],
-    noReboot: false, noShutdown: false, startPaused: false, demo: false, ignored: [],
+    machine: [],
+    objects: [],
+    memPrealloc: false,
+    serial: [],
+    debugcon: [],
+    chardev: [],
+    drive: [],
+    netdev: [],
+    device: [],
+    qmp: [],
+    incoming: [],
+    action: [],
+    noReboot: false,
+    noShutdown: false,
+    startPaused: false,
+    demo: false,
+    ignored: [],
   };
 }
 
 /** Values a compatibility-only flag may take: anything else would silently change meaning, so it is an error. */
 const IGNORED_VALUES: Record<string, RegExp> = {
-  accel: /^kvm(,.*)?$/, display: /^none$/, vga: /^none$/, monitor: /^none$/,
+  accel: /^kvm(,.*)?$/,
+  display: /^none$/,
+  vga: /^none$/,
+  monitor: /^none$/,
 };
 
 export function parseRunArgs(argv: readonly string[]): RunArgs {
@@ -104,7 +167,10 @@ export function parseRunArgs(argv: readonly string[]): RunArgs {
     let name = word.replace(/^--?/, '');
     let inline: string | undefined;
     const eq = name.indexOf('=');
-    if (word.startsWith('--') && eq > 0) { inline = name.slice(eq + 1); name = name.slice(0, eq); }
+    if (word.startsWith('--') && eq > 0) {
+      inline = name.slice(eq + 1);
+      name = name.slice(0, eq);
+    }
     const spec = FLAGS[name];
     if (!spec) throw new UsageError(`unknown option '${word}' (see tsvmm run --help)`);
     let value: string | undefined;
@@ -124,7 +190,8 @@ export function parseRunArgs(argv: readonly string[]): RunArgs {
     else if (spec.kind === 'list') (out[spec.key] as string[]).push(value!);
     else if (spec.key === 'timeoutSeconds') {
       const seconds = Number(value);
-      if (!Number.isFinite(seconds) || seconds <= 0) throw new UsageError(`${word}: '${value}' is not a positive number of seconds`);
+      if (!Number.isFinite(seconds) || seconds <= 0)
+        throw new UsageError(`${word}: '${value}' is not a positive number of seconds`);
       args.timeoutSeconds = seconds;
     } else {
       if (out[spec.key] !== undefined) throw new UsageError(`option '${word}' given more than once`);

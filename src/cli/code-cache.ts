@@ -13,7 +13,11 @@ export function runCachedScript(file: string): () => void {
   const cacheFile = `${file}.cache`;
   const source = readFileSync(file, 'utf8');
   let cachedData: Buffer | undefined;
-  try { cachedData = readFileSync(cacheFile); } catch { /* first start */ }
+  try {
+    cachedData = readFileSync(cacheFile);
+  } catch {
+    /* first start */
+  }
   const script = new Script(Module.wrap(source), { filename: file, cachedData });
   let needsCache = cachedData === undefined || script.cachedDataRejected === true;
   const save = () => {
@@ -29,7 +33,13 @@ export function runCachedScript(file: string): () => void {
   };
   (globalThis as { __tsvmmSaveCodeCache?: () => void }).__tsvmmSaveCodeCache = save;
   const module = { exports: {} };
-  (script.runInThisContext() as (...args: unknown[]) => void)
-    .call(module.exports, module.exports, createRequire(file), module, file, dirname(file));
+  (script.runInThisContext() as (...args: unknown[]) => void).call(
+    module.exports,
+    module.exports,
+    createRequire(file),
+    module,
+    file,
+    dirname(file),
+  );
   return save;
 }

@@ -5,7 +5,13 @@ import { UsageError, type RunArgs } from './args.js';
 import { parseSmp } from './smp.js';
 import { parseMemoryOptions } from '../memory/config.js';
 import { parseCharSpec, charSpecFromChardev, CharSpecError, type CharSpec } from '../chardev/index.js';
-import { type VirtioDeviceConfig, type BootConfig, type DebugconConfig, type MachineConfig, type PanicAction } from '../machine/config.js';
+import {
+  type VirtioDeviceConfig,
+  type BootConfig,
+  type DebugconConfig,
+  type MachineConfig,
+  type PanicAction,
+} from '../machine/config.js';
 import type { CpuMode } from '../boot/cpu-modes.js';
 import type { CpuidPolicy } from '../../kvm/cpuid.js';
 import { PVPANIC_DEFAULT_IOPORT } from '../../devices/pvpanic.js';
@@ -31,8 +37,10 @@ function parseMachine(values: readonly string[]): void {
     const opts = parseQemuOpts(text, { option: '-machine', impliedKey: 'type' });
     opts.checkKnown(['type', 'memory-backend', 'accel', 'kernel-irqchip', 'acpi', 'pvpanic']);
     const type = opts.implied;
-    if (type !== undefined && !MACHINE_TYPES.has(type)) throw new UsageError(`-machine: type '${type}' is not supported (tsvmm emulates a PC: use pc)`);
-    if (opts.has('accel') && opts.string('accel') !== 'kvm') throw new UsageError(`-machine: accel=${opts.string('accel')}: only kvm is supported`);
+    if (type !== undefined && !MACHINE_TYPES.has(type))
+      throw new UsageError(`-machine: type '${type}' is not supported (tsvmm emulates a PC: use pc)`);
+    if (opts.has('accel') && opts.string('accel') !== 'kvm')
+      throw new UsageError(`-machine: accel=${opts.string('accel')}: only kvm is supported`);
     if (opts.has('kernel-irqchip') && !opts.bool('kernel-irqchip', true)) {
       throw new UsageError('-machine: kernel-irqchip=off is not supported (tsvmm uses the in-kernel irqchip)');
     }
@@ -59,12 +67,16 @@ function pvpanicDevice(explicit: MachineConfig['pvpanic'], acpi: boolean, wanted
 }
 
 /** QEMU's -action: reboot=reset|shutdown, shutdown=poweroff|pause, panic=…; later options win, as in QEMU. */
-function parseActions(values: readonly string[], args: RunArgs): { noReboot: boolean; noShutdown: boolean; panicAction: PanicAction } {
+function parseActions(
+  values: readonly string[],
+  args: RunArgs,
+): { noReboot: boolean; noShutdown: boolean; panicAction: PanicAction } {
   const out = { noReboot: args.noReboot, noShutdown: args.noShutdown, panicAction: 'exit-failure' as PanicAction };
   const choose = <T extends string>(opts: QemuOpts, key: string, allowed: readonly T[]): T | undefined => {
     if (!opts.has(key)) return undefined;
     const value = opts.string(key);
-    if (!(allowed as readonly string[]).includes(value)) throw new UsageError(`-action: ${key}=${value} must be one of ${allowed.join(', ')}`);
+    if (!(allowed as readonly string[]).includes(value))
+      throw new UsageError(`-action: ${key}=${value} must be one of ${allowed.join(', ')}`);
     return value as T;
   };
   for (const text of values) {
@@ -89,10 +101,23 @@ function number(opts: QemuOpts, key: string, fallback?: number): number | undefi
   return value;
 }
 
-interface Devices { debugExit: MachineConfig['debugExit']; pvpanic: MachineConfig['pvpanic']; debugcon: DebugconConfig[]; loader: BootConfig | null; virtio: VirtioDeviceConfig[] }
+interface Devices {
+  debugExit: MachineConfig['debugExit'];
+  pvpanic: MachineConfig['pvpanic'];
+  debugcon: DebugconConfig[];
+  loader: BootConfig | null;
+  virtio: VirtioDeviceConfig[];
+}
 
-interface Drive { path: string; readOnly: boolean; used: boolean }
-interface Netdev { ifname: string; used: boolean }
+interface Drive {
+  path: string;
+  readOnly: boolean;
+  used: boolean;
+}
+interface Netdev {
+  ifname: string;
+  used: boolean;
+}
 
 /** `-drive file=…,if=none,id=…,format=raw[,readonly=on]`; if=virtio drives become virtio-blk devices directly. */
 function parseDrives(values: readonly string[]): { drives: Map<string, Drive>; implicit: VirtioDeviceConfig[] } {
@@ -107,14 +132,23 @@ function parseDrives(values: readonly string[]): { drives: Map<string, Drive>; i
     const iface = opts.string('if', 'none');
     const drive = { path: opts.string('file'), readOnly: opts.bool('readonly', false), used: false };
     if (iface === 'virtio') {
-      implicit.push({ kind: 'blk', id: opts.string('id', `virtio-disk${n}`), path: drive.path, readOnly: drive.readOnly, serial: null });
+      implicit.push({
+        kind: 'blk',
+        id: opts.string('id', `virtio-disk${n}`),
+        path: drive.path,
+        readOnly: drive.readOnly,
+        serial: null,
+      });
     } else if (iface === 'none') {
-      if (!opts.has('id')) throw new UsageError(`-drive ${drive.path}: if=none needs id=NAME (for -device virtio-blk-pci,drive=NAME)`);
+      if (!opts.has('id'))
+        throw new UsageError(`-drive ${drive.path}: if=none needs id=NAME (for -device virtio-blk-pci,drive=NAME)`);
       const id = opts.string('id');
       if (drives.has(id)) throw new UsageError(`-drive: id '${id}' is defined twice`);
       drives.set(id, drive);
     } else {
-      throw new UsageError(`-drive: if=${iface} is not supported (use if=none with -device virtio-blk-pci, or if=virtio)`);
+      throw new UsageError(
+        `-drive: if=${iface} is not supported (use if=none with -device virtio-blk-pci, or if=virtio)`,
+      );
     }
   });
   return { drives, implicit };
@@ -129,7 +163,8 @@ function parseNetdevs(values: readonly string[]): Map<string, Netdev> {
     opts.checkKnown(['type', 'id', 'ifname', 'script', 'downscript', 'vhost', 'queues']);
     if (!opts.has('id') || !opts.has('ifname')) throw new UsageError('-netdev tap: needs id=NAME and ifname=TAP');
     for (const key of ['script', 'downscript']) {
-      if (opts.has(key) && opts.string(key) !== 'no') throw new UsageError(`-netdev tap: ${key}= is not supported (use ${key}=no and set the tap up yourself)`);
+      if (opts.has(key) && opts.string(key) !== 'no')
+        throw new UsageError(`-netdev tap: ${key}= is not supported (use ${key}=no and set the tap up yourself)`);
     }
     if (opts.has('vhost') && opts.bool('vhost', false)) throw new UsageError('-netdev tap: vhost=on is not supported');
     const id = opts.string('id');
@@ -147,11 +182,22 @@ function parseDevices(args: RunArgs, chardevs: Map<string, CharSpec>): Devices {
   const out: Devices = { debugExit: null, pvpanic: null, debugcon: [], loader: null, virtio: [...implicit] };
   const virtioId = (opts: QemuOpts, kind: string) => opts.string('id', `${kind}${out.virtio.length}`);
   // Accepted for QEMU compatibility: tsvmm's virtio devices are modern-only and PCI placement is automatic.
-  const pciCompat = ['driver', 'id', 'disable-legacy', 'disable-modern', 'addr', 'bus', 'vectors', 'romfile', 'ioeventfd'];
+  const pciCompat = [
+    'driver',
+    'id',
+    'disable-legacy',
+    'disable-modern',
+    'addr',
+    'bus',
+    'vectors',
+    'romfile',
+    'ioeventfd',
+  ];
   // QEMU's ioeventfd=off: notifications exit to the VMM (kept only when off, the default being on).
   const notifications = (opts: QemuOpts) => (opts.bool('ioeventfd', true) ? {} : { ioeventfd: false as const });
   const checkModern = (opts: QemuOpts) => {
-    if (opts.has('disable-modern') && opts.bool('disable-modern', false)) throw new UsageError(`${opts.label}: disable-modern=on: tsvmm's virtio devices are modern (virtio 1.x) only`);
+    if (opts.has('disable-modern') && opts.bool('disable-modern', false))
+      throw new UsageError(`${opts.label}: disable-modern=on: tsvmm's virtio devices are modern (virtio 1.x) only`);
   };
   const used = new Set<string>();
   const chardev = (opts: QemuOpts): CharSpec => {
@@ -170,8 +216,10 @@ function parseDevices(args: RunArgs, chardevs: Map<string, CharSpec>): Devices {
         if (out.debugExit) throw new UsageError('-device isa-debug-exit: given more than once');
         const iobase = number(opts, 'iobase', DEBUG_EXIT_DEFAULT.iobase)!;
         const iosize = number(opts, 'iosize', DEBUG_EXIT_DEFAULT.iosize)!;
-        if (![1, 2, 4].includes(iosize)) throw new UsageError(`-device isa-debug-exit: iosize=${iosize} must be 1, 2 or 4`);
-        if (iobase < 0 || iobase + iosize > 0x10000) throw new UsageError(`-device isa-debug-exit: iobase=0x${iobase.toString(16)} is outside the I/O space`);
+        if (![1, 2, 4].includes(iosize))
+          throw new UsageError(`-device isa-debug-exit: iosize=${iosize} must be 1, 2 or 4`);
+        if (iobase < 0 || iobase + iosize > 0x10000)
+          throw new UsageError(`-device isa-debug-exit: iobase=0x${iobase.toString(16)} is outside the I/O space`);
         out.debugExit = { iobase, iosize };
         break;
       }
@@ -179,39 +227,64 @@ function parseDevices(args: RunArgs, chardevs: Map<string, CharSpec>): Devices {
         opts.checkKnown(['driver', 'id', 'ioport']);
         if (out.pvpanic) throw new UsageError('-device pvpanic: given more than once');
         const ioport = number(opts, 'ioport', PVPANIC_DEFAULT_IOPORT)!;
-        if (ioport >= 0x10000) throw new UsageError(`-device pvpanic: ioport=0x${ioport.toString(16)} is outside the I/O space`);
+        if (ioport >= 0x10000)
+          throw new UsageError(`-device pvpanic: ioport=0x${ioport.toString(16)} is outside the I/O space`);
         out.pvpanic = { ioport };
         break;
       }
       case 'isa-debugcon': {
         opts.checkKnown(['driver', 'iobase', 'chardev', 'timestamps']);
         const iobase = number(opts, 'iobase', DEBUGCON_DEFAULT_IOBASE)!;
-        if (iobase < 0 || iobase >= 0x10000) throw new UsageError(`-device isa-debugcon: iobase=0x${iobase.toString(16)} is outside the I/O space`);
+        if (iobase < 0 || iobase >= 0x10000)
+          throw new UsageError(`-device isa-debugcon: iobase=0x${iobase.toString(16)} is outside the I/O space`);
         out.debugcon.push({ output: chardev(opts), iobase, timestamps: opts.bool('timestamps', false) });
         break;
       }
       case 'loader': {
         opts.checkKnown(['driver', 'file', 'addr', 'entry', 'mode', 'cpu-num', 'force-raw']);
         if (out.loader) throw new UsageError('-device loader: only one loader image is supported');
-        if (!opts.has('file') || !opts.has('addr')) throw new UsageError('-device loader: needs file=PATH and addr=ADDRESS');
-        if ((number(opts, 'cpu-num', 0) ?? 0) !== 0) throw new UsageError('-device loader: only cpu-num=0 (the boot vCPU) can be started');
+        if (!opts.has('file') || !opts.has('addr'))
+          throw new UsageError('-device loader: needs file=PATH and addr=ADDRESS');
+        if ((number(opts, 'cpu-num', 0) ?? 0) !== 0)
+          throw new UsageError('-device loader: only cpu-num=0 (the boot vCPU) can be started');
         const mode = opts.string('mode', 'real');
-        if (mode !== 'real' && mode !== 'protected' && mode !== 'long') throw new UsageError(`-device loader: mode=${mode} must be real, protected or long`);
-        out.loader = { kind: 'flat', path: opts.string('file'), loadAddress: number(opts, 'addr')!, entry: number(opts, 'entry'), mode: mode as CpuMode };
+        if (mode !== 'real' && mode !== 'protected' && mode !== 'long')
+          throw new UsageError(`-device loader: mode=${mode} must be real, protected or long`);
+        out.loader = {
+          kind: 'flat',
+          path: opts.string('file'),
+          loadAddress: number(opts, 'addr')!,
+          entry: number(opts, 'entry'),
+          mode: mode as CpuMode,
+        };
         break;
       }
       case 'virtio-blk-pci': {
         opts.checkKnown([...pciCompat, 'drive', 'serial', 'num-queues', 'queue-size']);
         checkModern(opts);
-        if (!opts.has('drive')) throw new UsageError("-device virtio-blk-pci: parameter 'drive' is missing (add -drive file=…,if=none,id=NAME,format=raw and drive=NAME)");
+        if (!opts.has('drive'))
+          throw new UsageError(
+            "-device virtio-blk-pci: parameter 'drive' is missing (add -drive file=…,if=none,id=NAME,format=raw and drive=NAME)",
+          );
         const name = opts.string('drive');
         const drive = drives.get(name);
-        if (!drive) throw new UsageError(`-device virtio-blk-pci: drive '${name}' is not defined (add -drive file=…,if=none,id=${name},format=raw)`);
+        if (!drive)
+          throw new UsageError(
+            `-device virtio-blk-pci: drive '${name}' is not defined (add -drive file=…,if=none,id=${name},format=raw)`,
+          );
         if (drive.used) throw new UsageError(`-device virtio-blk-pci: drive '${name}' is already used`);
         drive.used = true;
         const serial = opts.has('serial') ? opts.string('serial') : null;
-        if (serial !== null && serial.length > 20) throw new UsageError('-device virtio-blk-pci: serial is longer than 20 characters');
-        out.virtio.push({ kind: 'blk', id: virtioId(opts, 'virtio-blk'), path: drive.path, readOnly: drive.readOnly, serial, ...notifications(opts) });
+        if (serial !== null && serial.length > 20)
+          throw new UsageError('-device virtio-blk-pci: serial is longer than 20 characters');
+        out.virtio.push({
+          kind: 'blk',
+          id: virtioId(opts, 'virtio-blk'),
+          path: drive.path,
+          readOnly: drive.readOnly,
+          serial,
+          ...notifications(opts),
+        });
         break;
       }
       case 'virtio-net-pci': {
@@ -219,13 +292,25 @@ function parseDevices(args: RunArgs, chardevs: Map<string, CharSpec>): Devices {
         checkModern(opts);
         const name = opts.string('netdev', '');
         const netdev = netdevs.get(name);
-        if (!netdev) throw new UsageError(`-device virtio-net-pci: netdev '${name}' is not defined (add -netdev tap,id=${name || 'NAME'},ifname=TAP,script=no,downscript=no)`);
+        if (!netdev)
+          throw new UsageError(
+            `-device virtio-net-pci: netdev '${name}' is not defined (add -netdev tap,id=${name || 'NAME'},ifname=TAP,script=no,downscript=no)`,
+          );
         if (netdev.used) throw new UsageError(`-device virtio-net-pci: netdev '${name}' is already used`);
         netdev.used = true;
         // QEMU's default MACs start 52:54:00:12:34:56 and count up.
-        const mac = opts.string('mac', `52:54:00:12:34:${(0x56 + out.virtio.filter(v => v.kind === 'net').length).toString(16).padStart(2, '0')}`);
+        const mac = opts.string(
+          'mac',
+          `52:54:00:12:34:${(0x56 + out.virtio.filter((v) => v.kind === 'net').length).toString(16).padStart(2, '0')}`,
+        );
         if (!MAC.test(mac)) throw new UsageError(`-device virtio-net-pci: mac=${mac} is not a MAC address`);
-        out.virtio.push({ kind: 'net', id: virtioId(opts, 'virtio-net'), ifname: netdev.ifname, mac: mac.toLowerCase(), ...notifications(opts) });
+        out.virtio.push({
+          kind: 'net',
+          id: virtioId(opts, 'virtio-net'),
+          ifname: netdev.ifname,
+          mac: mac.toLowerCase(),
+          ...notifications(opts),
+        });
         break;
       }
       case 'virtio-rng-pci':
@@ -244,10 +329,12 @@ function parseDevices(args: RunArgs, chardevs: Map<string, CharSpec>): Devices {
       case undefined:
         throw new UsageError(`-device '${text}': no driver name`);
       default:
-        throw new UsageError(`-device ${opts.implied}: unknown device (tsvmm has isa-debug-exit, isa-debugcon, pvpanic, loader, virtio-blk-pci, virtio-net-pci, virtio-rng-pci, virtconsole)`);
+        throw new UsageError(
+          `-device ${opts.implied}: unknown device (tsvmm has isa-debug-exit, isa-debugcon, pvpanic, loader, virtio-blk-pci, virtio-net-pci, virtio-rng-pci, virtconsole)`,
+        );
     }
   }
-  const unused = [...chardevs.keys()].filter(id => !used.has(id));
+  const unused = [...chardevs.keys()].filter((id) => !used.has(id));
   if (unused.length) throw new UsageError(`-chardev ${unused[0]}: defined but no device uses it`);
   const unusedDrive = [...drives].find(([, d]) => !d.used);
   if (unusedDrive) throw new UsageError(`-drive ${unusedDrive[0]}: defined but no device uses it`);
@@ -275,7 +362,13 @@ function parseChardevs(values: readonly string[]): Map<string, CharSpec> {
 export function machineConfigFromArgs(args: RunArgs, extra: { demoKernel?: string } = {}): MachineConfig {
   return wrap(() => {
     parseMachine(args.machine);
-    const memory = parseMemoryOptions({ m: args.m, object: args.objects, machine: args.machine, memPath: args.memPath, memPrealloc: args.memPrealloc });
+    const memory = parseMemoryOptions({
+      m: args.m,
+      object: args.objects,
+      machine: args.machine,
+      memPath: args.memPath,
+      memPrealloc: args.memPrealloc,
+    });
     const cpuModel = CPU_MODELS[args.cpu ?? 'host'];
     if (!cpuModel) throw new UsageError(`-cpu ${args.cpu}: unknown model (tsvmm has host, max and pvm-safe)`);
     const chardevs = parseChardevs(args.chardev);
@@ -292,7 +385,14 @@ export function machineConfigFromArgs(args: RunArgs, extra: { demoKernel?: strin
 
     const serial = (args.serial.length ? args.serial : ['stdio']).map(parseCharSpec);
     if (serial.length > 4) throw new UsageError('-serial: at most 4 serial ports (COM1-COM4)');
-    const debugcon = [...args.debugcon.map(text => ({ output: parseCharSpec(text), iobase: DEBUGCON_DEFAULT_IOBASE, timestamps: false })), ...devices.debugcon];
+    const debugcon = [
+      ...args.debugcon.map((text) => ({
+        output: parseCharSpec(text),
+        iobase: DEBUGCON_DEFAULT_IOBASE,
+        timestamps: false,
+      })),
+      ...devices.debugcon,
+    ];
     const ports = new Set<number>();
     for (const d of debugcon) {
       if (ports.has(d.iobase)) throw new UsageError(`isa-debugcon: two devices at port 0x${d.iobase.toString(16)}`);

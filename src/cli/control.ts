@@ -29,12 +29,20 @@ export interface StartQmpOptions {
 
 export async function startQmp(machine: Machine, specs: readonly string[], o: StartQmpOptions): Promise<Control> {
   const servers: QmpServer[] = [];
-  const migration = new MigrationController(machine, status => { for (const s of servers) s.emit('MIGRATION', { status }); });
-  const { commands, extraCommands } = machineCommands({
-    machine, migration, startClock: () => o.startClock, startPaused: o.startPaused,
-    transfer: { check: () => checkTransferable(machine, migration), outgoing: path => transferOut(machine, path, migration) },
+  const migration = new MigrationController(machine, (status) => {
+    for (const s of servers) s.emit('MIGRATION', { status });
   });
-  machine.onEvent(e => {
+  const { commands, extraCommands } = machineCommands({
+    machine,
+    migration,
+    startClock: () => o.startClock,
+    startPaused: o.startPaused,
+    transfer: {
+      check: () => checkTransferable(machine, migration),
+      outgoing: (path) => transferOut(machine, path, migration),
+    },
+  });
+  machine.onEvent((e) => {
     for (const s of servers) {
       if ('data' in e) s.emit(e.event, e.data as never);
       else s.emit(e.event);
@@ -43,12 +51,15 @@ export async function startQmp(machine: Machine, specs: readonly string[], o: St
   try {
     o.beforeListen?.(migration);
     for (const spec of specs) {
-      servers.push(await QmpServer.listen(spec, {
-        version: o.version.replace(/^tsvmm /, ''),
-        commands, extraCommands,
-        realtimeNs: () => clockNs(CLOCK_REALTIME),
-        log: line => process.stderr.write(`tsvmm: qmp: ${line}\n`),
-      }));
+      servers.push(
+        await QmpServer.listen(spec, {
+          version: o.version.replace(/^tsvmm /, ''),
+          commands,
+          extraCommands,
+          realtimeNs: () => clockNs(CLOCK_REALTIME),
+          log: (line) => process.stderr.write(`tsvmm: qmp: ${line}\n`),
+        }),
+      );
     }
     // `-qmp …,server` without wait=off: as QEMU, wait for the first client before the guest starts.
     for (const s of servers) if (s.wait) await s.firstClient;

@@ -13,17 +13,22 @@ const noKvm = kvmMissing();
 const pvm = kvmIsPvm();
 
 /** Real-mode code at 0x1000 that prints `text` on COM1 (no LSR polling needed: our UART sends at once). */
-const print = (text: string) => [...text].map(c => `  mov $${c.charCodeAt(0)}, %al\n  out %al, %dx`).join('\n');
+const print = (text: string) => [...text].map((c) => `  mov $${c.charCodeAt(0)}, %al\n  out %al, %dx`).join('\n');
 const realMode = (body: string) => assembleFlat(`.code16\n  mov $0x3f8, %dx\n${body}\n`);
 const loader = (path: string, mode = 'real') => ['-device', `loader,file=${path},addr=0x1000,mode=${mode}`];
 const base = ['-m', '16M', '-device', 'isa-debug-exit'];
 
-testIf(test, noKvm, 'cli: the guest\'s debug-exit value v becomes exit status (v << 1) | 1, and its serial output reaches stdout', async () => {
-  const guest = realMode(`${print('ok\n')}\n  mov $0xf4, %dx\n  mov $0x21, %al\n  out %al, %dx\n  hlt`);
-  const r = await runTsvmm([...base, ...loader(guest)]);
-  assert.is(r.stdout, 'ok\n');
-  assert.is(r.status, (0x21 << 1) | 1);
-});
+testIf(
+  test,
+  noKvm,
+  "cli: the guest's debug-exit value v becomes exit status (v << 1) | 1, and its serial output reaches stdout",
+  async () => {
+    const guest = realMode(`${print('ok\n')}\n  mov $0xf4, %dx\n  mov $0x21, %al\n  out %al, %dx\n  hlt`);
+    const r = await runTsvmm([...base, ...loader(guest)]);
+    assert.is(r.stdout, 'ok\n');
+    assert.is(r.status, (0x21 << 1) | 1);
+  },
+);
 
 testIf(test, noKvm, 'cli: --timeout ends a guest that never finishes with status 124 and says so', async () => {
   const guest = realMode('  cli\n  hlt');
@@ -34,23 +39,30 @@ testIf(test, noKvm, 'cli: --timeout ends a guest that never finishes with status
 
 // A triple fault: with an empty IDT, #UD cannot be delivered (→ #GP → #DF → shutdown). Protected mode, because
 // KVM's real-mode emulation on some hosts ignores the IDT limit.
-const tripleFault = assembleFlat(`.code32\n  mov $0x3f8, %dx\n${print('boot\n')}\n  lidt empty\n  ud2\nempty: .word 0\n  .long 0\n`);
+const tripleFault = assembleFlat(
+  `.code32\n  mov $0x3f8, %dx\n${print('boot\n')}\n  lidt empty\n  ud2\nempty: .word 0\n  .long 0\n`,
+);
 
-testIf(test, noKvm, 'cli: a triple fault with -no-reboot ends tsvmm with status 118 and a report naming RIP and mode (on SVM: saying they are lost)', async () => {
-  const r = await runTsvmm([...base, ...loader(tripleFault, 'protected'), '-no-reboot']);
-  assert.is(r.stdout, 'boot\n');
-  assert.is(r.status, ExitStatus.tripleFault);
-  assert.match(r.stderr, /triple fault \(KVM_EXIT_SHUTDOWN\)/);
-  if (kvmBackend() === 'svm') {
-    // KVM on AMD SVM re-initialises the vCPU before it returns KVM_EXIT_SHUTDOWN: f000:fff0 in real mode is not
-    // where the guest was, and the report must not say it was.
-    assert.match(r.stderr, /RIP and CPU mode at the fault: unknown — KVM re-initialised the vCPU/);
-    assert.not.match(r.stderr, /RIP 0x|instruction bytes at RIP/);
-  } else {
-    assert.match(r.stderr, /RIP 0x[0-9a-f]+ .*protected mode \(32-bit\)/);
-    assert.match(r.stderr, /instruction bytes at RIP: 0f 0b/);
-  }
-});
+testIf(
+  test,
+  noKvm,
+  'cli: a triple fault with -no-reboot ends tsvmm with status 118 and a report naming RIP and mode (on SVM: saying they are lost)',
+  async () => {
+    const r = await runTsvmm([...base, ...loader(tripleFault, 'protected'), '-no-reboot']);
+    assert.is(r.stdout, 'boot\n');
+    assert.is(r.status, ExitStatus.tripleFault);
+    assert.match(r.stderr, /triple fault \(KVM_EXIT_SHUTDOWN\)/);
+    if (kvmBackend() === 'svm') {
+      // KVM on AMD SVM re-initialises the vCPU before it returns KVM_EXIT_SHUTDOWN: f000:fff0 in real mode is not
+      // where the guest was, and the report must not say it was.
+      assert.match(r.stderr, /RIP and CPU mode at the fault: unknown — KVM re-initialised the vCPU/);
+      assert.not.match(r.stderr, /RIP 0x|instruction bytes at RIP/);
+    } else {
+      assert.match(r.stderr, /RIP 0x[0-9a-f]+ .*protected mode \(32-bit\)/);
+      assert.match(r.stderr, /instruction bytes at RIP: 0f 0b/);
+    }
+  },
+);
 
 // The same triple fault, but the guest counts its boots in RAM that a reset leaves alone (the loader rewrites only
 // the image at 0x1000) and ends with debug-exit 2 on its second boot: the run ends when the reset has been seen,
@@ -68,7 +80,7 @@ const faultOnce = assembleFlat(`.code32\n  mov $0x3f8, %dx\n${print('boot\n')}
   lidt empty\n  ud2\nempty: .word 0\n  .long 0\n`);
 
 testIf(test, noKvm, 'cli: without -no-reboot a triple fault resets the machine and the guest boots again', async () => {
-  const r = await runTsvmm([...base, ...loader(faultOnce, 'protected'), '--timeout', '30']);   // 30 s: a hang guard
+  const r = await runTsvmm([...base, ...loader(faultOnce, 'protected'), '--timeout', '30']); // 30 s: a hang guard
   assert.is(r.stdout, 'boot\nboot\n', 'booted, reset by the triple fault, booted again');
   assert.match(r.stderr, /guest reset \(triple fault\)/);
   assert.is(r.status, (2 << 1) | 1, `the second boot ended by debug-exit:\n${r.stderr}`);
@@ -84,26 +96,35 @@ testIf(test, noKvm, 'cli: an i8042 reset (0xFE to port 0x64) with -no-reboot end
 // An MMIO access by an instruction KVM's emulator does not know: x87 `fild` from an address with no RAM behind it.
 // The access exits to KVM (EPT/NPT violation on VMX/SVM; everything is emulated on PVM), KVM must emulate it to
 // forward the MMIO, and its emulator has no x87 loads: KVM_EXIT_INTERNAL_ERROR with an emulation-failure suberror.
-const MMIO_HOLE = 0x8000000;   // 128 MiB: past the 16 MiB of RAM, below the PCI hole, claimed by no device
+const MMIO_HOLE = 0x8000000; // 128 MiB: past the 16 MiB of RAM, below the PCI hole, claimed by no device
 const fildFromMmio = assembleFlat(`.code64\n  fildl ${MMIO_HOLE}\n  hlt\n`);
 
-testIf(test, noKvm, 'cli: an emulation failure (x87 load from MMIO) ends tsvmm with status 120 and shows RIP, mode and the instruction bytes', async () => {
-  const r = await runTsvmm([...base, ...loader(fildFromMmio, 'long')]);
-  assert.is(r.status, ExitStatus.kvmInternalError, r.stderr);
-  assert.match(r.stderr, /KVM internal error .*emulation failure/);
-  assert.match(r.stderr, /RIP 0x0000000000001000 \(CS:IP 0008:1000\), long mode \(64-bit\)/);
-  assert.match(r.stderr, /instruction bytes at RIP: db 04 25 00 00 00 08 f4/);
-});
+testIf(
+  test,
+  noKvm,
+  'cli: an emulation failure (x87 load from MMIO) ends tsvmm with status 120 and shows RIP, mode and the instruction bytes',
+  async () => {
+    const r = await runTsvmm([...base, ...loader(fildFromMmio, 'long')]);
+    assert.is(r.status, ExitStatus.kvmInternalError, r.stderr);
+    assert.match(r.stderr, /KVM internal error .*emulation failure/);
+    assert.match(r.stderr, /RIP 0x0000000000001000 \(CS:IP 0008:1000\), long mode \(64-bit\)/);
+    assert.match(r.stderr, /instruction bytes at RIP: db 04 25 00 00 00 08 f4/);
+  },
+);
 
-testIf(test, noKvm === null && pvm ? null : 'needs a PVM host, where KVM\'s emulator rejects int3 in long mode',
-  'cli: on PVM an instruction the emulator rejects (int3 in long mode) ends tsvmm with status 120 and shows the bytes at RIP', async () => {
+testIf(
+  test,
+  noKvm === null && pvm ? null : "needs a PVM host, where KVM's emulator rejects int3 in long mode",
+  'cli: on PVM an instruction the emulator rejects (int3 in long mode) ends tsvmm with status 120 and shows the bytes at RIP',
+  async () => {
     const guest = assembleFlat('.code64\n  int3\n');
     const r = await runTsvmm([...base, ...loader(guest, 'long')]);
     assert.is(r.status, ExitStatus.kvmInternalError);
     assert.match(r.stderr, /KVM internal error .*emulation failure/);
     assert.match(r.stderr, /long mode \(64-bit\)/);
     assert.match(r.stderr, /instruction bytes at RIP: cc/);
-  });
+  },
+);
 
 test('cli: an unknown option is refused with status 2 and one line naming it', async () => {
   const r = await runTsvmm(['run', '-frobnicate']);
@@ -114,7 +135,10 @@ test('cli: an unknown option is refused with status 2 and one line naming it', a
 test('cli: an unknown device is refused with status 2 and the list of devices', async () => {
   const r = await runTsvmm(['run', '-device', 'e1000']);
   assert.is(r.status, ExitStatus.usage);
-  assert.match(r.stderr, /-device e1000: unknown device \(tsvmm has isa-debug-exit, isa-debugcon, pvpanic, loader, virtio-blk-pci, virtio-net-pci, virtio-rng-pci, virtconsole\)/);
+  assert.match(
+    r.stderr,
+    /-device e1000: unknown device \(tsvmm has isa-debug-exit, isa-debugcon, pvpanic, loader, virtio-blk-pci, virtio-net-pci, virtio-rng-pci, virtconsole\)/,
+  );
 });
 
 test('cli: a missing kernel file is one clear line and status 4', async () => {

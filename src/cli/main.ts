@@ -52,7 +52,7 @@ async function run(argv: string[]): Promise<number> {
     if (args.kernel) throw new UsageError('--demo boots its own guest: drop -kernel');
     const { buildGuest } = await import('../../examples/guests/build.js');
     demoKernel = (await buildGuest('hello')).path;
-    if (args.device.every(d => !d.startsWith('isa-debug-exit'))) args.device.push('isa-debug-exit');
+    if (args.device.every((d) => !d.startsWith('isa-debug-exit'))) args.device.push('isa-debug-exit');
   }
   const config = machineConfigFromArgs(args, { demoKernel });
   startupMark('configured');
@@ -68,27 +68,40 @@ async function run(argv: string[]): Promise<number> {
   }
   // TSVMM_KVM_DEVICE points tsvmm at another KVM device node (tests use it to check the missing-/dev/kvm error).
   startupMark('modules-loaded');
-  const machine = await Machine.create(config, { kvmPath: process.env.TSVMM_KVM_DEVICE, ram: transfer?.ram, taps: transfer?.taps, yieldCpuWhenEnding: true });
+  const machine = await Machine.create(config, {
+    kvmPath: process.env.TSVMM_KVM_DEVICE,
+    ram: transfer?.ram,
+    taps: transfer?.taps,
+    yieldCpuWhenEnding: true,
+  });
   const startClock = transfer ? earlyClock : startClockAfterCreate();
   startupMark('machine-created');
   const loadFile = incoming?.file !== undefined && !transfer ? incoming.file : null;
   const control = await startQmp(machine, args.qmp, {
-    startPaused: args.startPaused, startClock, version: version(),
+    startPaused: args.startPaused,
+    startClock,
+    version: version(),
     // -incoming file: the restore goes first; QMP opens once the guest runs again.
-    beforeListen: loadFile === null ? undefined : migration => {
-      machine.start({ paused: true, state: 'inmigrate' });
-      migration.incomingFromFile(loadFile, startClock, args.startPaused);
-    },
+    beforeListen:
+      loadFile === null
+        ? undefined
+        : (migration) => {
+            machine.start({ paused: true, state: 'inmigrate' });
+            migration.incomingFromFile(loadFile, startClock, args.startPaused);
+          },
   });
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.on(signal, () => {
       process.stderr.write(`tsvmm: terminating on signal ${signal}\n`);
-      void machine.finish(128 + ({ SIGHUP: 1, SIGINT: 2, SIGTERM: 15 } as const)[signal], { event: { guest: false, reason: 'host-signal' } });
+      void machine.finish(128 + ({ SIGHUP: 1, SIGINT: 2, SIGTERM: 15 } as const)[signal], {
+        event: { guest: false, reason: 'host-signal' },
+      });
     });
   }
   // A VM that waits for a checkpoint (-S for cpr-load, -incoming defer) runs the restore path once now, on its own
   // power-on state, so the real restore runs compiled code inside the guest's pause.
-  const waitsForState = (incoming === null && args.startPaused) || (incoming !== null && incoming.file === undefined && !transfer);
+  const waitsForState =
+    (incoming === null && args.startPaused) || (incoming !== null && incoming.file === undefined && !transfer);
   if (incoming === null) {
     machine.start();
     if (waitsForState) void control.migration.warmUpIncoming(startClock);
@@ -123,7 +136,10 @@ async function run(argv: string[]): Promise<number> {
 }
 
 /** What -incoming asked for: wait (defer), a checkpoint file to load, and/or a cpr-transfer channel to listen on. */
-interface Incoming { file?: string; cprChannel?: string }
+interface Incoming {
+  file?: string;
+  cprChannel?: string;
+}
 
 /**
  * `-incoming defer`, `-incoming file:PATH`, and QEMU 10's cpr channel
@@ -137,10 +153,22 @@ function parseIncoming(values: readonly string[]): Incoming | null {
   for (const value of values) {
     if (value.trimStart().startsWith('{')) {
       let channel: { 'channel-type'?: unknown; addr?: { transport?: unknown; type?: unknown; path?: unknown } };
-      try { channel = JSON.parse(value); } catch { throw new UsageError(`-incoming: '${value}' is not valid JSON`); }
+      try {
+        channel = JSON.parse(value);
+      } catch {
+        throw new UsageError(`-incoming: '${value}' is not valid JSON`);
+      }
       const addr = channel.addr;
-      if (channel['channel-type'] !== 'cpr' || addr?.transport !== 'socket' || addr.type !== 'unix' || typeof addr.path !== 'string' || addr.path === '') {
-        throw new UsageError('-incoming: a JSON channel must be {"channel-type": "cpr", "addr": {"transport": "socket", "type": "unix", "path": PATH}}');
+      if (
+        channel['channel-type'] !== 'cpr' ||
+        addr?.transport !== 'socket' ||
+        addr.type !== 'unix' ||
+        typeof addr.path !== 'string' ||
+        addr.path === ''
+      ) {
+        throw new UsageError(
+          '-incoming: a JSON channel must be {"channel-type": "cpr", "addr": {"transport": "socket", "type": "unix", "path": PATH}}',
+        );
       }
       if (out.cprChannel !== undefined) throw new UsageError('-incoming: only one cpr channel');
       out.cprChannel = addr.path;
@@ -154,7 +182,10 @@ function parseIncoming(values: readonly string[]): Incoming | null {
     }
   }
   if (main > 1) throw new UsageError('-incoming: only one main channel (defer or file:PATH)');
-  if (out.file !== undefined && out.cprChannel !== undefined) throw new UsageError('-incoming: with a cpr channel the state comes over the channel; use defer as the main channel');
+  if (out.file !== undefined && out.cprChannel !== undefined)
+    throw new UsageError(
+      '-incoming: with a cpr channel the state comes over the channel; use defer as the main channel',
+    );
   return out;
 }
 
@@ -162,7 +193,7 @@ function parseIncoming(values: readonly string[]): Incoming | null {
 async function cprTimings(argv: string[]): Promise<number> {
   if (argv.length !== 1) throw new UsageError('usage: tsvmm cpr-timings QMP-SOCKET');
   const { queryQmp } = await import('../qmp/query.js');
-  const result = await queryQmp(argv[0], 'x-query-cpr-timings') as { table: string };
+  const result = (await queryQmp(argv[0], 'x-query-cpr-timings')) as { table: string };
   process.stdout.write(`${result.table}\n`);
   return 0;
 }
@@ -186,12 +217,18 @@ async function main(argv: string[]): Promise<void> {
       process.stdout.write(`${version()}\n`);
       process.exit(0);
     }
-    const status = command === 'run' ? await run(rest)
-      : command === 'vmstate' ? await vmstate(rest)
-      : command === 'cpr-timings' ? await cprTimings(rest)
-      : command === 'initramfs' ? (await import('../images/initramfs-cli.js')).initramfsMain(rest)
-      : command.startsWith('-') ? await run(argv)
-      : fail(ExitStatus.usage, `unknown command '${command}'\n${USAGE}`);
+    const status =
+      command === 'run'
+        ? await run(rest)
+        : command === 'vmstate'
+          ? await vmstate(rest)
+          : command === 'cpr-timings'
+            ? await cprTimings(rest)
+            : command === 'initramfs'
+              ? (await import('../images/initramfs-cli.js')).initramfsMain(rest)
+              : command.startsWith('-')
+                ? await run(argv)
+                : fail(ExitStatus.usage, `unknown command '${command}'\n${USAGE}`);
     process.exit(status);
   } catch (e) {
     // vCPU threads started ahead may still be loading koffi: exiting under them would abort the process.
@@ -199,8 +236,23 @@ async function main(argv: string[]): Promise<void> {
     if (e instanceof UsageError) fail(ExitStatus.usage, e.message);
     const err = e as Error;
     // Everything that stops the VM from being set up — /dev/kvm, RAM backend, guest image — is one clear line.
-    const setupErrors = ['KvmUnavailableError', 'RamBackendError', 'BootError', 'SysError', 'MultibootError', 'FlatLoadError',
-      'GuestBuildError', 'DeviceSetupError', 'LinuxBootError', 'ElfError', 'CheckpointError', 'CprError', 'QmpSpecError', 'VmstateError', 'QmpQueryError'];
+    const setupErrors = [
+      'KvmUnavailableError',
+      'RamBackendError',
+      'BootError',
+      'SysError',
+      'MultibootError',
+      'FlatLoadError',
+      'GuestBuildError',
+      'DeviceSetupError',
+      'LinuxBootError',
+      'ElfError',
+      'CheckpointError',
+      'CprError',
+      'QmpSpecError',
+      'VmstateError',
+      'QmpQueryError',
+    ];
     if (setupErrors.includes(err?.name)) fail(ExitStatus.setupFailed, err.message);
     fail(ExitStatus.internalError, `internal error: ${err?.stack ?? String(e)}`);
   }
@@ -213,4 +265,9 @@ export function runMain(): Promise<void> {
 
 // Run directly (node dist/src/cli/main.js …) rather than through the bundle's launcher.
 // (In the bundle every module shares the bundle's URL, hence the file-name check.)
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href && import.meta.url.endsWith('/cli/main.js')) void runMain();
+if (
+  process.argv[1] &&
+  import.meta.url === pathToFileURL(process.argv[1]).href &&
+  import.meta.url.endsWith('/cli/main.js')
+)
+  void runMain();

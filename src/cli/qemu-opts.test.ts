@@ -52,7 +52,10 @@ test('qemu-opts: without an implied key a bare first item is a flag too', () => 
 });
 
 test('qemu-opts: a trailing comma is ignored', () => {
-  assert.equal(object('memory-backend-ram,id=a,').entries(), [['qom-type', 'memory-backend-ram'], ['id', 'a']]);
+  assert.equal(object('memory-backend-ram,id=a,').entries(), [
+    ['qom-type', 'memory-backend-ram'],
+    ['id', 'a'],
+  ]);
 });
 
 test('qemu-opts: -m 1G puts the implied value under size', () => {
@@ -73,8 +76,14 @@ test('qemu-opts: booleans are on/off, yes/no, true/false; anything else names th
   for (const w of ['on', 'yes', 'true']) assert.is(parseBool(w), true);
   for (const w of ['off', 'no', 'false']) assert.is(parseBool(w), false);
   const o = object('memory-backend-file,share=maybe,prealloc=ON');
-  throwsMessage(() => o.bool('share', false), "-object memory-backend-file: share=maybe: 'maybe' is not a boolean (use on/off, yes/no or true/false)");
-  throwsMessage(() => o.bool('prealloc', false), "-object memory-backend-file: prealloc=ON: 'ON' is not a boolean (use on/off, yes/no or true/false)");
+  throwsMessage(
+    () => o.bool('share', false),
+    "-object memory-backend-file: share=maybe: 'maybe' is not a boolean (use on/off, yes/no or true/false)",
+  );
+  throwsMessage(
+    () => o.bool('prealloc', false),
+    "-object memory-backend-file: prealloc=ON: 'ON' is not a boolean (use on/off, yes/no or true/false)",
+  );
   assert.is(o.bool('absent', true), true);
 });
 
@@ -100,7 +109,10 @@ test('qemu-opts: a plain number is bytes for size= and MiB for -m; a suffix over
 });
 
 test('qemu-opts: bad sizes are refused with the value quoted', () => {
-  throwsMessage(() => parseSize('12Q'), "'12Q' is not a valid size (use a number with an optional suffix B, K, M, G, T, P or E, e.g. 512M or 1.5G)");
+  throwsMessage(
+    () => parseSize('12Q'),
+    "'12Q' is not a valid size (use a number with an optional suffix B, K, M, G, T, P or E, e.g. 512M or 1.5G)",
+  );
   for (const bad of ['', '-1', '1e3', ' 1G', '1G ', '1.G', '.5G', 'G', '0x', '0x10M', '1,5G']) {
     assert.throws(() => parseSize(bad), /is not a valid size/, bad);
   }
@@ -109,14 +121,22 @@ test('qemu-opts: bad sizes are refused with the value quoted', () => {
 });
 
 test('qemu-opts: a bad size names the option, key and value', () => {
-  throwsMessage(() => object('memory-backend-ram,id=r,size=12Q').size('size'),
-    "-object memory-backend-ram: size=12Q: '12Q' is not a valid size (use a number with an optional suffix B, K, M, G, T, P or E, e.g. 512M or 1.5G)");
-  throwsMessage(() => object('memory-backend-ram,id=r').size('size'), "-object memory-backend-ram: parameter 'size' is missing");
+  throwsMessage(
+    () => object('memory-backend-ram,id=r,size=12Q').size('size'),
+    "-object memory-backend-ram: size=12Q: '12Q' is not a valid size (use a number with an optional suffix B, K, M, G, T, P or E, e.g. 512M or 1.5G)",
+  );
+  throwsMessage(
+    () => object('memory-backend-ram,id=r').size('size'),
+    "-object memory-backend-ram: parameter 'size' is missing",
+  );
 });
 
 test('qemu-opts: unknown keys are refused by name, listing the known ones', () => {
   const o = object('memory-backend-ram,id=r,size=1G,colour=blue');
-  throwsMessage(() => o.checkKnown(['id', 'size']), "-object memory-backend-ram: unknown parameter 'colour' (known: id, size)");
+  throwsMessage(
+    () => o.checkKnown(['id', 'size']),
+    "-object memory-backend-ram: unknown parameter 'colour' (known: id, size)",
+  );
   object('memory-backend-ram,id=r,size=1G').checkKnown(['id', 'size']);
 });
 

@@ -12,7 +12,10 @@
 
 /** One line naming the option and what was wrong with it: `-m: '12Q' is not a valid size …`. */
 export class QemuOptsError extends Error {
-  constructor(readonly option: string, detail: string) {
+  constructor(
+    readonly option: string,
+    detail: string,
+  ) {
     super(`${option}: ${detail}`);
     this.name = 'QemuOptsError';
   }
@@ -44,7 +47,10 @@ const SIZE_SYNTAX = /^(?:(0[xX][0-9a-fA-F]+)|(\d+)(?:\.(\d+))?([bBkKmMgGtTpPeE])
  */
 export function parseSize(text: string, defaultUnit = 1): number {
   const m = SIZE_SYNTAX.exec(text);
-  if (!m) throw new Error(`'${text}' is not a valid size (use a number with an optional suffix B, K, M, G, T, P or E, e.g. 512M or 1.5G)`);
+  if (!m)
+    throw new Error(
+      `'${text}' is not a valid size (use a number with an optional suffix B, K, M, G, T, P or E, e.g. 512M or 1.5G)`,
+    );
   let bytes: number;
   if (m[1] !== undefined) {
     bytes = Number.parseInt(m[1].slice(2), 16);
@@ -52,7 +58,8 @@ export function parseSize(text: string, defaultUnit = 1): number {
     const unit = m[4] === undefined ? defaultUnit : SIZE_SUFFIX[m[4].toUpperCase()];
     const whole = Number(m[2]);
     const fraction = m[3] === undefined ? 0 : Number(`0.${m[3]}`);
-    if (fraction !== 0 && unit === 1) throw new Error(`'${text}' has a fraction but no unit larger than a byte (write e.g. 1.5G)`);
+    if (fraction !== 0 && unit === 1)
+      throw new Error(`'${text}' has a fraction but no unit larger than a byte (write e.g. 1.5G)`);
     bytes = whole * unit + Math.floor(fraction * unit);
   }
   if (!Number.isSafeInteger(bytes)) throw new Error(`'${text}' is too large (the limit is 2^53 - 1 bytes)`);
@@ -61,7 +68,12 @@ export function parseSize(text: string, defaultUnit = 1): number {
 
 /** A byte count for messages, in the largest binary unit that divides it exactly: 2^30 → "1 GiB", 1536 → "1536 bytes". */
 export function formatSize(bytes: number): string {
-  const units: Array<[string, number]> = [['TiB', TiB], ['GiB', GiB], ['MiB', MiB], ['KiB', KiB]];
+  const units: Array<[string, number]> = [
+    ['TiB', TiB],
+    ['GiB', GiB],
+    ['MiB', MiB],
+    ['KiB', KiB],
+  ];
   for (const [name, unit] of units) {
     if (bytes >= unit && bytes % unit === 0) return `${bytes / unit} ${name}`;
   }
@@ -89,7 +101,11 @@ export interface ParseOptions {
 export class QemuOpts {
   private readonly values = new Map<string, string>();
 
-  constructor(readonly option: string, entries: Iterable<[string, string]>, readonly impliedKey?: string) {
+  constructor(
+    readonly option: string,
+    entries: Iterable<[string, string]>,
+    readonly impliedKey?: string,
+  ) {
     for (const [key, value] of entries) {
       if (this.values.has(key)) throw new QemuOptsError(option, `parameter '${key}' is given more than once`);
       this.values.set(key, value);

@@ -9,7 +9,9 @@ export function parseSmp(text: string | undefined): number {
   if (text === undefined) return 1;
   const opts = parseQemuOpts(text, { option: '-smp', impliedKey: 'cpus' });
   opts.checkKnown(['cpus', 'maxcpus', 'sockets', 'dies', 'cores', 'threads']);
-  const topology = ['sockets', 'dies', 'cores', 'threads'].filter(k => opts.has(k)).reduce((n, k) => n * opts.uint(k), 1);
+  const topology = ['sockets', 'dies', 'cores', 'threads']
+    .filter((k) => opts.has(k))
+    .reduce((n, k) => n * opts.uint(k), 1);
   const cpus = opts.has('cpus') ? opts.uint('cpus') : topology;
   if (cpus < 1 || cpus > MAX_VCPUS) throw new UsageError(`-smp: ${cpus} vCPUs is outside 1..${MAX_VCPUS}`);
   if (opts.has('maxcpus') && opts.uint('maxcpus') !== cpus) {
@@ -17,4 +19,3 @@ export function parseSmp(text: string | undefined): number {
   }
   return cpus;
 }
-

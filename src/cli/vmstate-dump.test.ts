@@ -9,12 +9,19 @@ import { writeCheckpoint, jsonSection, CheckpointError } from '../../cpr/file.js
 import { vmstateDump, sectionKey } from './vmstate-dump.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tsvmm-dump-'));
-const uart = { name: 'uart', version: 1, fields: [u8('ier'), u64('stamp'), u8('n'), bytes('fifo', 4, { lengthField: 'n' })] } as const satisfies Descriptor;
+const uart = {
+  name: 'uart',
+  version: 1,
+  fields: [u8('ier'), u64('stamp'), u8('n'), bytes('fifo', 4, { lengthField: 'n' })],
+} as const satisfies Descriptor;
 
 function sample(): string {
   const path = join(dir, 'sample.cpr');
   const r = newRecord(uart);
-  r.ier = 5; r.stamp = 1n << 60n; r.n = 2; r.fifo.set([0xab, 0xcd]);
+  r.ier = 5;
+  r.stamp = 1n << 60n;
+  r.n = 2;
+  r.fifo.set([0xab, 0xcd]);
   writeCheckpoint(path, {
     sections: [
       jsonSection('config', 'machine', { cpus: 1 }),
@@ -46,7 +53,9 @@ test('vmstate dump: known sections are decoded field by field, JSON sections sho
 test('vmstate dump: a registry function works as well as a map; an undecodable section shows its error', () => {
   const path = sample();
   const wrong = { name: 'wrong', version: 1, fields: [u8('only')] } as const satisfies Descriptor;
-  const dump = JSON.parse(vmstateDump(path, (kind, name) => (kind === 'device' && name === 'uart' ? wrong : undefined)));
+  const dump = JSON.parse(
+    vmstateDump(path, (kind, name) => (kind === 'device' && name === 'uart' ? wrong : undefined)),
+  );
   assert.match(dump.sections[1].error, /vmstate wrong: unexpected byte/);
   assert.ok(dump.sections[1].hexPrefix.startsWith('05'));
 });
@@ -54,7 +63,10 @@ test('vmstate dump: a registry function works as well as a map; an undecodable s
 test('vmstate dump: a refused file is a CheckpointError', () => {
   const path = join(dir, 'junk.cpr');
   writeFileSync(path, 'not a checkpoint at all');
-  assert.throws(() => vmstateDump(path, new Map()), (e: Error) => e instanceof CheckpointError && /bad magic/.test(e.message));
+  assert.throws(
+    () => vmstateDump(path, new Map()),
+    (e: Error) => e instanceof CheckpointError && /bad magic/.test(e.message),
+  );
 });
 
 test.after(() => rmSync(dir, { recursive: true, force: true }));

@@ -6,7 +6,9 @@ import { decodeToJson } from '../../cpr/stream.js';
 import type { Descriptor } from '../../cpr/vmstate.js';
 
 /** Which descriptor decodes a section: a map keyed by `sectionKey(kind, name)`, or a function. */
-export type DescriptorRegistry = ReadonlyMap<string, Descriptor> | ((kind: SectionKind, name: string) => Descriptor | undefined);
+export type DescriptorRegistry =
+  | ReadonlyMap<string, Descriptor>
+  | ((kind: SectionKind, name: string) => Descriptor | undefined);
 
 export const sectionKey = (kind: SectionKind, name: string): string => `${kind}:${name}`;
 
@@ -16,8 +18,13 @@ const JSON_KINDS: ReadonlySet<SectionKind> = new Set(['config', 'timings', 'desc
 
 export function vmstateDump(path: string, registry: DescriptorRegistry): string {
   const checkpoint = readCheckpoint(path);
-  const lookup = typeof registry === 'function' ? registry : (kind: SectionKind, name: string) => registry.get(sectionKey(kind, name));
-  const sections: unknown[] = checkpoint.sections.map(section => dumpSection(section, lookup(section.kind, section.name)));
+  const lookup =
+    typeof registry === 'function'
+      ? registry
+      : (kind: SectionKind, name: string) => registry.get(sectionKey(kind, name));
+  const sections: unknown[] = checkpoint.sections.map((section) =>
+    dumpSection(section, lookup(section.kind, section.name)),
+  );
   if (checkpoint.ram) {
     const { name, instance, version, offset, length } = checkpoint.ram;
     sections.push({ kind: 'ram', name, instance, version, size: length, fileOffset: offset });

@@ -17,11 +17,15 @@ export class ArchivePathError extends Error {
 export function archivePath(path: string, what = 'path'): string {
   if (typeof path !== 'string' || path.length === 0) throw new ArchivePathError(`initramfs: ${what} is empty`);
   if (path.includes('\0')) throw new ArchivePathError(`initramfs: ${what} ${JSON.stringify(path)} contains a NUL byte`);
-  const parts = path.split('/').filter(p => p !== '' && p !== '.');
-  if (parts.includes('..')) throw new ArchivePathError(`initramfs: ${what} '${path}' contains '..': archive paths must stay under the archive root`);
+  const parts = path.split('/').filter((p) => p !== '' && p !== '.');
+  if (parts.includes('..'))
+    throw new ArchivePathError(
+      `initramfs: ${what} '${path}' contains '..': archive paths must stay under the archive root`,
+    );
   if (parts.length === 0) throw new ArchivePathError(`initramfs: ${what} '${path}' names the archive root itself`);
   const name = parts.join('/');
-  if (Buffer.byteLength(name) > MAX_NAME_BYTES) throw new ArchivePathError(`initramfs: ${what} is longer than ${MAX_NAME_BYTES} bytes`);
+  if (Buffer.byteLength(name) > MAX_NAME_BYTES)
+    throw new ArchivePathError(`initramfs: ${what} is longer than ${MAX_NAME_BYTES} bytes`);
   return name;
 }
 

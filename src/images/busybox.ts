@@ -6,7 +6,8 @@ import { hasInterpreter } from './elf64.js';
 
 /** Where Debian's busybox-static installs (bookworm has a merged /usr, so /bin/busybox is the same file). */
 const DEFAULT_LOCATIONS = ['/usr/bin/busybox', '/bin/busybox'];
-export const BUSYBOX_INSTALL_HINT = 'install Debian\'s busybox-static (apt-get install -y busybox-static) or pass its path';
+export const BUSYBOX_INSTALL_HINT =
+  "install Debian's busybox-static (apt-get install -y busybox-static) or pass its path";
 
 export class BusyboxError extends Error {
   constructor(message: string) {
@@ -27,7 +28,9 @@ export function readStaticBusybox(path: string): Buffer {
   try {
     bytes = readFileSync(path);
   } catch (e) {
-    throw new BusyboxError(`initramfs: cannot read busybox '${path}': ${(e as Error).message}; ${BUSYBOX_INSTALL_HINT}`);
+    throw new BusyboxError(
+      `initramfs: cannot read busybox '${path}': ${(e as Error).message}; ${BUSYBOX_INSTALL_HINT}`,
+    );
   }
   let dynamic: boolean;
   try {
@@ -35,7 +38,10 @@ export function readStaticBusybox(path: string): Buffer {
   } catch (e) {
     throw new BusyboxError(`initramfs: ${(e as Error).message}`);
   }
-  if (dynamic) throw new BusyboxError(`initramfs: busybox '${path}' is dynamically linked and cannot run without a libc; ${BUSYBOX_INSTALL_HINT}`);
+  if (dynamic)
+    throw new BusyboxError(
+      `initramfs: busybox '${path}' is dynamically linked and cannot run without a libc; ${BUSYBOX_INSTALL_HINT}`,
+    );
   return bytes;
 }
 
@@ -52,10 +58,10 @@ export function busyboxApplets(path: string): string[] {
     }
   };
   const full = run('--list-full');
-  const lines = full !== null
-    ? full.split('\n')
-    : (run('--list') ?? '').split('\n').map(name => (name ? `bin/${name}` : ''));
-  const applets = lines.map(l => l.trim()).filter(l => l !== '' && !l.endsWith('/busybox'));
-  if (applets.length === 0) throw new BusyboxError(`initramfs: '${path} --list-full' listed no applets (is it a busybox for this machine?)`);
+  const lines =
+    full !== null ? full.split('\n') : (run('--list') ?? '').split('\n').map((name) => (name ? `bin/${name}` : ''));
+  const applets = lines.map((l) => l.trim()).filter((l) => l !== '' && !l.endsWith('/busybox'));
+  if (applets.length === 0)
+    throw new BusyboxError(`initramfs: '${path} --list-full' listed no applets (is it a busybox for this machine?)`);
   return [...new Set(applets)].sort();
 }

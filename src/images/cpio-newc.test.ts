@@ -8,12 +8,26 @@ import { CpioFormatError, HEADER_SIZE, readCpioNewc, writeCpioNewc, type CpioEnt
 import { cpioMissing } from './testing/host-tools.js';
 import { testIf } from '../../test/support/skip.js';
 
-const entry = (e: Partial<CpioEntry> & Pick<CpioEntry, 'name' | 'type'>): CpioEntry =>
-  ({ perm: 0o644, uid: 0, gid: 0, mtime: 0, data: new Uint8Array(0), rdevMajor: 0, rdevMinor: 0, ...e });
+const entry = (e: Partial<CpioEntry> & Pick<CpioEntry, 'name' | 'type'>): CpioEntry => ({
+  perm: 0o644,
+  uid: 0,
+  gid: 0,
+  mtime: 0,
+  data: new Uint8Array(0),
+  rdevMajor: 0,
+  rdevMinor: 0,
+  ...e,
+});
 
 const sample: CpioEntry[] = [
   entry({ name: 'bin', type: 'dir', perm: 0o755 }),
-  entry({ name: 'bin/hello', type: 'file', perm: 0o755, data: Buffer.from('#!/bin/sh\necho hi\n'), mtime: 1_700_000_000 }),
+  entry({
+    name: 'bin/hello',
+    type: 'file',
+    perm: 0o755,
+    data: Buffer.from('#!/bin/sh\necho hi\n'),
+    mtime: 1_700_000_000,
+  }),
   entry({ name: 'bin/sh', type: 'symlink', perm: 0o777, data: Buffer.from('/bin/busybox') }),
   entry({ name: 'dev', type: 'dir', perm: 0o755 }),
   entry({ name: 'dev/console', type: 'chardev', perm: 0o600, rdevMajor: 5, rdevMinor: 1 }),
@@ -23,11 +37,27 @@ const sample: CpioEntry[] = [
 ];
 
 test('cpio-newc: a header is "070701" and 13 eight-digit hex fields: ino, mode, uid, gid, nlink, mtime, size, dev, rdev, namesize, check', () => {
-  const bytes = writeCpioNewc([entry({ name: 'ab', type: 'file', perm: 0o644, uid: 1, gid: 2, mtime: 0x5f5e100, data: Buffer.from('xyz') })]);
+  const bytes = writeCpioNewc([
+    entry({ name: 'ab', type: 'file', perm: 0o644, uid: 1, gid: 2, mtime: 0x5f5e100, data: Buffer.from('xyz') }),
+  ]);
   const header = bytes.toString('ascii', 0, HEADER_SIZE);
-  assert.is(header,
-    '070701' + '00000001' + '000081a4' + '00000001' + '00000002' + '00000001' + '05f5e100' + '00000003'
-    + '00000000' + '00000000' + '00000000' + '00000000' + '00000003' + '00000000');
+  assert.is(
+    header,
+    '070701' +
+      '00000001' +
+      '000081a4' +
+      '00000001' +
+      '00000002' +
+      '00000001' +
+      '05f5e100' +
+      '00000003' +
+      '00000000' +
+      '00000000' +
+      '00000000' +
+      '00000000' +
+      '00000003' +
+      '00000000',
+  );
   // name "ab\0" ends at 113, padded to 116 where the data starts; the data is padded to 120.
   assert.is(bytes.toString('latin1', 110, 116), 'ab\0\0\0\0');
   assert.is(bytes.toString('latin1', 116, 120), 'xyz\0');
@@ -47,16 +77,22 @@ test('cpio-newc: every member starts 4-byte aligned, the archive ends with the t
     const nameSize = parseInt(bytes.toString('ascii', at + 94, at + 102), 16);
     const name = bytes.toString('utf8', at + HEADER_SIZE, at + HEADER_SIZE + nameSize - 1);
     members++;
-    at = ((((at + HEADER_SIZE + nameSize + 3) & ~3) + size) + 3) & ~3;
+    at = (((at + HEADER_SIZE + nameSize + 3) & ~3) + size + 3) & ~3;
     if (name === 'TRAILER!!!') break;
   }
   assert.is(members, sample.length + 1);
-  assert.ok(bytes.subarray(at).every(b => b === 0), 'only zeros after the trailer');
+  assert.ok(
+    bytes.subarray(at).every((b) => b === 0),
+    'only zeros after the trailer',
+  );
 });
 
 test('cpio-newc: what is written reads back the same: types, modes, owners, mtimes, data, link targets, device numbers', () => {
   const back = readCpioNewc(writeCpioNewc(sample));
-  assert.equal(back.map(e => ({ ...e, data: Buffer.from(e.data).toString('latin1') })), sample.map(e => ({ ...e, data: Buffer.from(e.data).toString('latin1') })));
+  assert.equal(
+    back.map((e) => ({ ...e, data: Buffer.from(e.data).toString('latin1') })),
+    sample.map((e) => ({ ...e, data: Buffer.from(e.data).toString('latin1') })),
+  );
 });
 
 test('cpio-newc: every entry gets its own inode and nlink 1 (2 for directories), so none is taken for a hard link', () => {
@@ -68,7 +104,7 @@ test('cpio-newc: every entry gets its own inode and nlink 1 (2 for directories),
     assert.is(parseInt(bytes.toString('ascii', at + 38, at + 46), 16), e.type === 'dir' ? 2 : 1, e.name);
     const size = parseInt(bytes.toString('ascii', at + 54, at + 62), 16);
     const nameSize = parseInt(bytes.toString('ascii', at + 94, at + 102), 16);
-    at = ((((at + HEADER_SIZE + nameSize + 3) & ~3) + size) + 3) & ~3;
+    at = (((at + HEADER_SIZE + nameSize + 3) & ~3) + size + 3) & ~3;
   }
   assert.is(new Set(inodes).size, sample.length);
 });
@@ -77,7 +113,10 @@ test('cpio-newc: the reader takes concatenated archives with zero padding betwee
   const a = writeCpioNewc(sample.slice(0, 2));
   const b = writeCpioNewc(sample.slice(2));
   const both = Buffer.concat([a, Buffer.alloc(8), b]);
-  assert.equal(readCpioNewc(both).map(e => e.name), sample.map(e => e.name));
+  assert.equal(
+    readCpioNewc(both).map((e) => e.name),
+    sample.map((e) => e.name),
+  );
 });
 
 test('cpio-newc: the writer refuses what the format cannot carry', () => {
@@ -94,11 +133,23 @@ test('cpio-newc: the reader checks every length against the buffer and names wha
   const cases: [string, Buffer, RegExp][] = [
     ['bad magic', Buffer.concat([Buffer.from('070707'), good.subarray(6)]), /bad magic/],
     ['truncated header', good.subarray(0, 50), /truncated header/],
-    ['non-hex field', Buffer.concat([good.subarray(0, 6), Buffer.from('zzzzzzzz'), good.subarray(14)]), /not 8 hex digits/],
+    [
+      'non-hex field',
+      Buffer.concat([good.subarray(0, 6), Buffer.from('zzzzzzzz'), good.subarray(14)]),
+      /not 8 hex digits/,
+    ],
     ['truncated data', good.subarray(0, 150), /runs past the end|truncated/],
     ['name size 0', Buffer.concat([good.subarray(0, 94), Buffer.from('00000000'), good.subarray(102)]), /name size 0/],
-    ['name without NUL', Buffer.concat([good.subarray(0, 94), Buffer.from('00000002'), good.subarray(102)]), /not NUL-terminated/],
-    ['huge file size', Buffer.concat([good.subarray(0, 54), Buffer.from('ffffffff'), good.subarray(62)]), /runs past the end/],
+    [
+      'name without NUL',
+      Buffer.concat([good.subarray(0, 94), Buffer.from('00000002'), good.subarray(102)]),
+      /not NUL-terminated/,
+    ],
+    [
+      'huge file size',
+      Buffer.concat([good.subarray(0, 54), Buffer.from('ffffffff'), good.subarray(62)]),
+      /runs past the end/,
+    ],
     ['stray bytes', Buffer.concat([Buffer.alloc(2)]), /bad padding/],
   ];
   for (const [what, bytes, message] of cases) {
@@ -112,30 +163,38 @@ test('cpio-newc: the reader checks every length against the buffer and names wha
   }
 });
 
-testIf(test, cpioMissing(), 'cpio-newc: GNU cpio lists and extracts our archive with the same names, types, modes and targets', () => {
-  const bytes = writeCpioNewc(sample);
-  const listing = execFileSync('cpio', ['-t', '--quiet'], { input: bytes, encoding: 'utf8' }).trim().split('\n');
-  assert.equal(listing, sample.map(e => e.name));
-  const verbose = execFileSync('cpio', ['-tv', '--quiet'], { input: bytes, encoding: 'utf8' });
-  assert.match(verbose, /^crw------- .* 5,\s+1 .* dev\/console$/m);
-  assert.match(verbose, /^brw-rw---- .* 8,\s+0 .* dev\/sda$/m);
-  assert.match(verbose, /^lrwxrwxrwx .* bin\/sh -> \/bin\/busybox$/m);
-  assert.match(verbose, /^drwxrwxrwt .* tmp$/m);
-  assert.match(verbose, /^-rwxr-xr-x .* 18 .* bin\/hello$/m);
+testIf(
+  test,
+  cpioMissing(),
+  'cpio-newc: GNU cpio lists and extracts our archive with the same names, types, modes and targets',
+  () => {
+    const bytes = writeCpioNewc(sample);
+    const listing = execFileSync('cpio', ['-t', '--quiet'], { input: bytes, encoding: 'utf8' }).trim().split('\n');
+    assert.equal(
+      listing,
+      sample.map((e) => e.name),
+    );
+    const verbose = execFileSync('cpio', ['-tv', '--quiet'], { input: bytes, encoding: 'utf8' });
+    assert.match(verbose, /^crw------- .* 5,\s+1 .* dev\/console$/m);
+    assert.match(verbose, /^brw-rw---- .* 8,\s+0 .* dev\/sda$/m);
+    assert.match(verbose, /^lrwxrwxrwx .* bin\/sh -> \/bin\/busybox$/m);
+    assert.match(verbose, /^drwxrwxrwt .* tmp$/m);
+    assert.match(verbose, /^-rwxr-xr-x .* 18 .* bin\/hello$/m);
 
-  const dir = mkdtempSync(join(tmpdir(), 'tsvmm-cpio-'));
-  try {
-    // Without device nodes: making them needs root, and the listing above already checked them.
-    const noDevices = writeCpioNewc(sample.filter(e => e.type !== 'chardev' && e.type !== 'blockdev'));
-    execFileSync('cpio', ['-i', '-d', '-m', '--quiet', '--no-absolute-filenames'], { cwd: dir, input: noDevices });
-    assert.is(readFileSync(join(dir, 'bin/hello'), 'utf8'), '#!/bin/sh\necho hi\n');
-    assert.is(statSync(join(dir, 'bin/hello')).mode & 0o7777, 0o755);
-    assert.is(statSync(join(dir, 'bin/hello')).mtimeMs, 1_700_000_000_000);
-    assert.is(readlinkSync(join(dir, 'bin/sh')), '/bin/busybox');
-    assert.is(statSync(join(dir, 'tmp')).mode & 0o7777, 0o1777);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+    const dir = mkdtempSync(join(tmpdir(), 'tsvmm-cpio-'));
+    try {
+      // Without device nodes: making them needs root, and the listing above already checked them.
+      const noDevices = writeCpioNewc(sample.filter((e) => e.type !== 'chardev' && e.type !== 'blockdev'));
+      execFileSync('cpio', ['-i', '-d', '-m', '--quiet', '--no-absolute-filenames'], { cwd: dir, input: noDevices });
+      assert.is(readFileSync(join(dir, 'bin/hello'), 'utf8'), '#!/bin/sh\necho hi\n');
+      assert.is(statSync(join(dir, 'bin/hello')).mode & 0o7777, 0o755);
+      assert.is(statSync(join(dir, 'bin/hello')).mtimeMs, 1_700_000_000_000);
+      assert.is(readlinkSync(join(dir, 'bin/sh')), '/bin/busybox');
+      assert.is(statSync(join(dir, 'tmp')).mode & 0o7777, 0o1777);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);
 
 test.run();

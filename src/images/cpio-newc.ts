@@ -52,7 +52,11 @@ export interface CpioEntry {
 }
 
 const TYPE_BITS: Record<CpioEntryType, number> = {
-  file: S_IFREG, dir: S_IFDIR, symlink: S_IFLNK, chardev: S_IFCHR, blockdev: S_IFBLK,
+  file: S_IFREG,
+  dir: S_IFDIR,
+  symlink: S_IFLNK,
+  chardev: S_IFCHR,
+  blockdev: S_IFBLK,
 };
 
 function typeFromMode(mode: number): CpioEntryType | null {
@@ -77,48 +81,93 @@ function hex8(value: number, field: string, entry: string): string {
 export function writeCpioNewc(entries: readonly CpioEntry[]): Buffer {
   const parts: Buffer[] = [];
   let offset = 0;
-  const push = (b: Buffer): void => { parts.push(b); offset += b.length; };
-  const pad = (): void => { const n = align4(offset) - offset; if (n) push(Buffer.alloc(n)); };
+  const push = (b: Buffer): void => {
+    parts.push(b);
+    offset += b.length;
+  };
+  const pad = (): void => {
+    const n = align4(offset) - offset;
+    if (n) push(Buffer.alloc(n));
+  };
 
   const member = (e: CpioEntry, ino: number): void => {
     const name = Buffer.from(`${e.name}\0`, 'utf8');
-    if (name.length - 1 > MAX_NAME_BYTES) throw new RangeError(`cpio: name longer than ${MAX_NAME_BYTES} bytes: '${e.name.slice(0, 60)}…'`);
+    if (name.length - 1 > MAX_NAME_BYTES)
+      throw new RangeError(`cpio: name longer than ${MAX_NAME_BYTES} bytes: '${e.name.slice(0, 60)}…'`);
     if (e.name.includes('\0')) throw new RangeError(`cpio: name contains NUL: ${JSON.stringify(e.name)}`);
-    if ((e.perm & ~0o7777) !== 0) throw new RangeError(`cpio: permission bits 0o${e.perm.toString(8)} of '${e.name}' exceed 0o7777`);
+    if ((e.perm & ~0o7777) !== 0)
+      throw new RangeError(`cpio: permission bits 0o${e.perm.toString(8)} of '${e.name}' exceed 0o7777`);
     const fields = [
-      ino,                                             // c_ino
-      TYPE_BITS[e.type] | e.perm,                      // c_mode
-      e.uid, e.gid,                                    // c_uid, c_gid
-      e.type === 'dir' ? 2 : 1,                        // c_nlink
-      e.mtime,                                         // c_mtime
-      e.data.length,                                   // c_filesize
-      0, 0,                                            // c_maj, c_min: the device holding the file (unused)
-      e.rdevMajor, e.rdevMinor,                        // c_rmaj, c_rmin: a device node's own number
-      name.length,                                     // c_namesize, including the NUL
-      0,                                               // c_chksum: 0 in newc
+      ino, // c_ino
+      TYPE_BITS[e.type] | e.perm, // c_mode
+      e.uid,
+      e.gid, // c_uid, c_gid
+      e.type === 'dir' ? 2 : 1, // c_nlink
+      e.mtime, // c_mtime
+      e.data.length, // c_filesize
+      0,
+      0, // c_maj, c_min: the device holding the file (unused)
+      e.rdevMajor,
+      e.rdevMinor, // c_rmaj, c_rmin: a device node's own number
+      name.length, // c_namesize, including the NUL
+      0, // c_chksum: 0 in newc
     ];
-    const names = ['ino', 'mode', 'uid', 'gid', 'nlink', 'mtime', 'filesize', 'devmajor', 'devminor', 'rdevmajor', 'rdevminor', 'namesize', 'check'];
+    const names = [
+      'ino',
+      'mode',
+      'uid',
+      'gid',
+      'nlink',
+      'mtime',
+      'filesize',
+      'devmajor',
+      'devminor',
+      'rdevmajor',
+      'rdevminor',
+      'namesize',
+      'check',
+    ];
     push(Buffer.from(MAGIC_NEWC + fields.map((v, i) => hex8(v, names[i], e.name)).join(''), 'ascii'));
     push(name);
     pad();
-    if (e.data.length) { push(Buffer.from(e.data.buffer, e.data.byteOffset, e.data.length)); pad(); }
+    if (e.data.length) {
+      push(Buffer.from(e.data.buffer, e.data.byteOffset, e.data.length));
+      pad();
+    }
   };
 
   entries.forEach((e, i) => {
-    if (e.name === TRAILER_NAME) throw new RangeError(`cpio: '${TRAILER_NAME}' is reserved for the end-of-archive entry`);
+    if (e.name === TRAILER_NAME)
+      throw new RangeError(`cpio: '${TRAILER_NAME}' is reserved for the end-of-archive entry`);
     if ((e.type === 'dir' || e.type === 'chardev' || e.type === 'blockdev') && e.data.length) {
       throw new RangeError(`cpio: ${e.type} '${e.name}' cannot carry data`);
     }
     member(e, i + 1);
   });
-  member({ name: TRAILER_NAME, type: 'file', perm: 0, uid: 0, gid: 0, mtime: 0, data: new Uint8Array(0), rdevMajor: 0, rdevMinor: 0 }, 0);
+  member(
+    {
+      name: TRAILER_NAME,
+      type: 'file',
+      perm: 0,
+      uid: 0,
+      gid: 0,
+      mtime: 0,
+      data: new Uint8Array(0),
+      rdevMajor: 0,
+      rdevMinor: 0,
+    },
+    0,
+  );
   const tail = (ARCHIVE_BLOCK - (offset % ARCHIVE_BLOCK)) % ARCHIVE_BLOCK;
   if (tail) push(Buffer.alloc(tail));
   return Buffer.concat(parts, offset);
 }
 
 export class CpioFormatError extends Error {
-  constructor(message: string, readonly offset: number) {
+  constructor(
+    message: string,
+    readonly offset: number,
+  ) {
     super(`cpio: ${message} (at byte ${offset})`);
     this.name = 'CpioFormatError';
   }
@@ -142,32 +191,46 @@ export function readCpioNewc(archive: Uint8Array): CpioEntry[] {
     }
     if (at + HEADER_SIZE > buf.length) throw new CpioFormatError('truncated header', at);
     const magic = buf.toString('ascii', at, at + 6);
-    if (magic !== MAGIC_NEWC && magic !== MAGIC_CRC) throw new CpioFormatError(`bad magic ${JSON.stringify(magic)} (not a newc cpio archive)`, at);
+    if (magic !== MAGIC_NEWC && magic !== MAGIC_CRC)
+      throw new CpioFormatError(`bad magic ${JSON.stringify(magic)} (not a newc cpio archive)`, at);
     const fields: number[] = [];
     for (let i = 0; i < 13; i++) {
       const text = buf.toString('ascii', at + 6 + i * 8, at + 14 + i * 8);
-      if (!/^[0-9a-fA-F]{8}$/.test(text)) throw new CpioFormatError(`header field ${i} is not 8 hex digits: ${JSON.stringify(text)}`, at);
+      if (!/^[0-9a-fA-F]{8}$/.test(text))
+        throw new CpioFormatError(`header field ${i} is not 8 hex digits: ${JSON.stringify(text)}`, at);
       fields.push(parseInt(text, 16));
     }
     const field = (i: number): number => fields[i];
     const mode = field(1);
     const fileSize = field(6);
     const nameSize = field(11);
-    if (nameSize < 1 || nameSize > MAX_NAME_BYTES + 1) throw new CpioFormatError(`name size ${nameSize} out of range`, at);
+    if (nameSize < 1 || nameSize > MAX_NAME_BYTES + 1)
+      throw new CpioFormatError(`name size ${nameSize} out of range`, at);
     const nameStart = at + HEADER_SIZE;
     if (nameStart + nameSize > buf.length) throw new CpioFormatError('truncated name', at);
     if (buf[nameStart + nameSize - 1] !== 0) throw new CpioFormatError('name not NUL-terminated', at);
     const name = buf.toString('utf8', nameStart, nameStart + nameSize - 1);
     const dataStart = align4(nameStart + nameSize);
-    if (dataStart + fileSize > buf.length) throw new CpioFormatError(`data of '${name}' (${fileSize} bytes) runs past the end`, at);
+    if (dataStart + fileSize > buf.length)
+      throw new CpioFormatError(`data of '${name}' (${fileSize} bytes) runs past the end`, at);
     const next = align4(dataStart + fileSize);
-    if (name === TRAILER_NAME) { at = next; continue; }
+    if (name === TRAILER_NAME) {
+      at = next;
+      continue;
+    }
     const type = typeFromMode(mode);
-    if (type === null) throw new CpioFormatError(`'${name}' has an unsupported file type (mode 0o${mode.toString(8)})`, at);
+    if (type === null)
+      throw new CpioFormatError(`'${name}' has an unsupported file type (mode 0o${mode.toString(8)})`, at);
     entries.push({
-      name, type, perm: mode & 0o7777, uid: field(2), gid: field(3), mtime: field(5),
+      name,
+      type,
+      perm: mode & 0o7777,
+      uid: field(2),
+      gid: field(3),
+      mtime: field(5),
       data: new Uint8Array(buf.subarray(dataStart, dataStart + fileSize)),
-      rdevMajor: field(9), rdevMinor: field(10),
+      rdevMajor: field(9),
+      rdevMinor: field(10),
     });
     at = next;
   }

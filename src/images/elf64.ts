@@ -30,8 +30,10 @@ export class Elf64Error extends Error {
 
 function header(bytes: Uint8Array, what: string): DataView {
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (bytes.length < ELF64_EHDR_SIZE || dv.getUint32(0, true) !== ELF_MAGIC) throw new Elf64Error(`${what} is not an ELF file`);
-  if (bytes[4] !== ELFCLASS64 || bytes[5] !== ELFDATA2LSB) throw new Elf64Error(`${what} is not a little-endian 64-bit ELF file`);
+  if (bytes.length < ELF64_EHDR_SIZE || dv.getUint32(0, true) !== ELF_MAGIC)
+    throw new Elf64Error(`${what} is not an ELF file`);
+  if (bytes[4] !== ELFCLASS64 || bytes[5] !== ELFDATA2LSB)
+    throw new Elf64Error(`${what} is not a little-endian 64-bit ELF file`);
   return dv;
 }
 
@@ -49,7 +51,8 @@ export function hasInterpreter(bytes: Uint8Array, what: string): boolean {
   const entSize = dv.getUint16(E_PHENTSIZE, true);
   const count = dv.getUint16(E_PHNUM, true);
   if (count === 0) return false;
-  if (entSize < ELF64_PHDR_SIZE || phoff + entSize * count > bytes.length) throw new Elf64Error(`${what}: program headers run past the end of the file`);
+  if (entSize < ELF64_PHDR_SIZE || phoff + entSize * count > bytes.length)
+    throw new Elf64Error(`${what}: program headers run past the end of the file`);
   for (let i = 0; i < count; i++) if (dv.getUint32(phoff + i * entSize, true) === PT_INTERP) return true;
   return false;
 }
@@ -62,7 +65,8 @@ export function sectionBytes(bytes: Uint8Array, name: string, what: string): Uin
   const count = dv.getUint16(E_SHNUM, true);
   const strIndex = dv.getUint16(E_SHSTRNDX, true);
   if (count === 0) return null;
-  if (entSize < ELF64_SHDR_SIZE || shoff + entSize * count > bytes.length) throw new Elf64Error(`${what}: section headers run past the end of the file`);
+  if (entSize < ELF64_SHDR_SIZE || shoff + entSize * count > bytes.length)
+    throw new Elf64Error(`${what}: section headers run past the end of the file`);
   if (strIndex >= count) throw new Elf64Error(`${what}: section name table index ${strIndex} out of range`);
   const body = (i: number): Uint8Array => {
     const at = shoff + i * entSize;

@@ -3,7 +3,13 @@ import * as assert from 'uvu/assert';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { formatEntries, INITRAMFS_USAGE, initramfsMain, parseInitramfsArgs, InitramfsUsageError } from './initramfs-cli.js';
+import {
+  formatEntries,
+  INITRAMFS_USAGE,
+  initramfsMain,
+  parseInitramfsArgs,
+  InitramfsUsageError,
+} from './initramfs-cli.js';
 import { readInitramfs } from './initramfs.js';
 import { busyboxMissing } from './testing/host-tools.js';
 import { testIf } from '../../test/support/skip.js';
@@ -14,13 +20,36 @@ const scratch = mkdtempSync(join(tmpdir(), 'tsvmm-initramfs-cli-'));
 function run(argv: string[]): { status: number; stdout: string; stderr: string } {
   let stdout = '';
   let stderr = '';
-  const status = initramfsMain(argv, { stdout: s => { stdout += s; }, stderr: s => { stderr += s; } });
+  const status = initramfsMain(argv, {
+    stdout: (s) => {
+      stdout += s;
+    },
+    stderr: (s) => {
+      stderr += s;
+    },
+  });
   return { status, stdout, stderr };
 }
 
 test('tsvmm initramfs: flags are parsed in both spellings, repeatable ones in order', () => {
-  const c = parseInitramfsArgs(['-o', 'out.img', '--run', 'echo 1', '--run=echo 2', '--file', 'a/b=c=/etc/d', '--module', 'virtio_blk',
-    '--modules-dir=/m', '--module', 'x/y.ko', '--no-load-modules', '--no-gzip', '--busybox', '/bb']);
+  const c = parseInitramfsArgs([
+    '-o',
+    'out.img',
+    '--run',
+    'echo 1',
+    '--run=echo 2',
+    '--file',
+    'a/b=c=/etc/d',
+    '--module',
+    'virtio_blk',
+    '--modules-dir=/m',
+    '--module',
+    'x/y.ko',
+    '--no-load-modules',
+    '--no-gzip',
+    '--busybox',
+    '/bb',
+  ]);
   assert.is(c.output, 'out.img');
   assert.equal(c.commands, ['echo 1', 'echo 2']);
   assert.equal(c.files, [{ source: 'a/b=c', path: '/etc/d' }], 'HOST=GUEST splits at the last =');
@@ -49,7 +78,11 @@ test('tsvmm initramfs: bad command lines are usage errors that say what is wrong
     [['--list', 'f', '-o', 'a'], /drop -o/],
   ];
   for (const [argv, message] of cases) {
-    assert.throws(() => parseInitramfsArgs(argv), (e: Error) => e instanceof InitramfsUsageError && message.test(e.message), argv.join(' '));
+    assert.throws(
+      () => parseInitramfsArgs(argv),
+      (e: Error) => e instanceof InitramfsUsageError && message.test(e.message),
+      argv.join(' '),
+    );
     const r = run(argv);
     assert.is(r.status, 2, argv.join(' '));
     assert.match(r.stderr, /^tsvmm initramfs: /);
@@ -63,7 +96,19 @@ test('tsvmm initramfs: --help prints the usage, every flag in it', () => {
   const r = run(['--help']);
   assert.is(r.status, 0);
   assert.is(r.stdout, `${INITRAMFS_USAGE}\n`);
-  for (const flag of ['-o, --output', '--init', '--run', '--file', '--modules-dir', '--module', '--no-load-modules', '--busybox', '--no-busybox', '--no-gzip', '--list']) {
+  for (const flag of [
+    '-o, --output',
+    '--init',
+    '--run',
+    '--file',
+    '--modules-dir',
+    '--module',
+    '--no-load-modules',
+    '--busybox',
+    '--no-busybox',
+    '--no-gzip',
+    '--list',
+  ]) {
     assert.ok(INITRAMFS_USAGE.includes(flag), flag);
   }
 });
@@ -81,7 +126,7 @@ testIf(test, noBusybox, 'tsvmm initramfs: builds the image, reports its size, an
   const bytes = readFileSync(out);
   assert.match(r.stdout, new RegExp(`wrote ${out} \\(${bytes.length} bytes, \\d+ entries, 1 kernel module\\(s\\)\\)`));
   const entries = readInitramfs(bytes);
-  const init = Buffer.from(entries.find(e => e.name === 'init')!.data).toString();
+  const init = Buffer.from(entries.find((e) => e.name === 'init')!.data).toString();
   assert.ok(init.includes('echo from-cli'));
   assert.ok(init.includes("insmod '/lib/modules/6.1.0-x/kernel/m.ko'"));
 
@@ -95,16 +140,21 @@ testIf(test, noBusybox, 'tsvmm initramfs: builds the image, reports its size, an
   assert.match(listed.stdout, /^-rw-r--r-- 0\/0 +6 etc\/hello\.txt$/m);
 });
 
-testIf(test, noBusybox, 'tsvmm initramfs: a build that cannot be done exits 1 with the reason, and writes nothing', () => {
-  const out = join(scratch, 'never.img');
-  const r = run(['-o', out, '--file', `${join(scratch, 'missing')}=/x`]);
-  assert.is(r.status, 1);
-  assert.match(r.stderr, /^tsvmm initramfs: file 'x': source '.*missing' does not exist\n$/);
-  assert.throws(() => readFileSync(out), /ENOENT/);
-  const bad = run(['--list', join(scratch, 'missing')]);
-  assert.is(bad.status, 1);
-  assert.match(bad.stderr, /ENOENT/);
-});
+testIf(
+  test,
+  noBusybox,
+  'tsvmm initramfs: a build that cannot be done exits 1 with the reason, and writes nothing',
+  () => {
+    const out = join(scratch, 'never.img');
+    const r = run(['-o', out, '--file', `${join(scratch, 'missing')}=/x`]);
+    assert.is(r.status, 1);
+    assert.match(r.stderr, /^tsvmm initramfs: file 'x': source '.*missing' does not exist\n$/);
+    assert.throws(() => readFileSync(out), /ENOENT/);
+    const bad = run(['--list', join(scratch, 'missing')]);
+    assert.is(bad.status, 1);
+    assert.match(bad.stderr, /ENOENT/);
+  },
+);
 
 test.after(() => rmSync(scratch, { recursive: true, force: true }));
 

@@ -67,11 +67,15 @@ export function parseInitramfsArgs(argv: readonly string[]): InitramfsCommand {
   };
   for (let i = 0; i < argv.length; i++) {
     const word = argv[i];
-    if (!word.startsWith('-') || word === '-') throw new InitramfsUsageError(`unexpected argument '${word}' (see tsvmm initramfs --help)`);
+    if (!word.startsWith('-') || word === '-')
+      throw new InitramfsUsageError(`unexpected argument '${word}' (see tsvmm initramfs --help)`);
     let name = word.replace(/^--?/, '');
     let inline: string | undefined;
     const eq = name.indexOf('=');
-    if (word.startsWith('--') && eq > 0) { inline = name.slice(eq + 1); name = name.slice(0, eq); }
+    if (word.startsWith('--') && eq > 0) {
+      inline = name.slice(eq + 1);
+      name = name.slice(0, eq);
+    }
     if (BOOL_FLAGS.has(name)) {
       if (inline !== undefined) throw new InitramfsUsageError(`${word}: takes no value`);
       if (name === 'h' || name === 'help') c.help = true;
@@ -79,20 +83,32 @@ export function parseInitramfsArgs(argv: readonly string[]): InitramfsCommand {
       else if (name === 'no-busybox') {
         if (typeof c.busybox === 'string') throw new InitramfsUsageError('--busybox and --no-busybox: give one');
         c.busybox = false;
-      }
-      else c.gzip = false;
+      } else c.gzip = false;
       continue;
     }
     if (!VALUE_FLAGS.has(name)) throw new InitramfsUsageError(`unknown option '${word}' (see tsvmm initramfs --help)`);
     const value = inline ?? argv[++i];
     if (value === undefined || value === '') throw new InitramfsUsageError(`${word} needs a value`);
     switch (name) {
-      case 'o': case 'output': once(word, 'output', value); break;
-      case 'list': once(word, 'list', value); break;
-      case 'init': once(word, 'initFile', value); break;
-      case 'modules-dir': once(word, 'modulesDir', value); break;
-      case 'run': c.commands.push(value); break;
-      case 'module': c.modules.push(value); break;
+      case 'o':
+      case 'output':
+        once(word, 'output', value);
+        break;
+      case 'list':
+        once(word, 'list', value);
+        break;
+      case 'init':
+        once(word, 'initFile', value);
+        break;
+      case 'modules-dir':
+        once(word, 'modulesDir', value);
+        break;
+      case 'run':
+        c.commands.push(value);
+        break;
+      case 'module':
+        c.modules.push(value);
+        break;
       case 'busybox':
         if (c.busybox !== undefined) throw new InitramfsUsageError('--busybox and --no-busybox: give one');
         c.busybox = value;
@@ -111,7 +127,8 @@ export function parseInitramfsArgs(argv: readonly string[]): InitramfsCommand {
     return c;
   }
   if (c.output === undefined) throw new InitramfsUsageError('missing -o FILE (where to write the initramfs)');
-  if (c.initFile !== undefined && c.commands.length) throw new InitramfsUsageError('--run adds to the default init: with --init, put the commands in your script');
+  if (c.initFile !== undefined && c.commands.length)
+    throw new InitramfsUsageError('--run adds to the default init: with --init, put the commands in your script');
   return c;
 }
 
@@ -122,8 +139,9 @@ const isModuleFile = (m: string): boolean => m.endsWith('.ko') || m.includes('/'
 export function initramfsOptionsFor(c: InitramfsCommand): { options: InitramfsOptions; builtin: string[] } {
   const modules: InitramfsModule[] = [];
   const builtin: string[] = [];
-  const names = c.modules.filter(m => !isModuleFile(m));
-  if (names.length && c.modulesDir === undefined) throw new InitramfsUsageError(`--module ${names[0]}: a module name needs --modules-dir (or give the .ko file)`);
+  const names = c.modules.filter((m) => !isModuleFile(m));
+  if (names.length && c.modulesDir === undefined)
+    throw new InitramfsUsageError(`--module ${names[0]}: a module name needs --modules-dir (or give the .ko file)`);
   const seen = new Set<string>();
   for (const m of c.modules) {
     let found: InitramfsModule[];
@@ -135,13 +153,21 @@ export function initramfsOptionsFor(c: InitramfsCommand): { options: InitramfsOp
     }
     for (const f of found) {
       const key = f.path ?? modulePathFromSource(f.source!) ?? f.source!;
-      if (!seen.has(key)) { seen.add(key); modules.push(f); }
+      if (!seen.has(key)) {
+        seen.add(key);
+        modules.push(f);
+      }
     }
   }
   return {
     options: {
-      initFile: c.initFile, commands: c.commands, files: c.files, modules, loadModules: c.loadModules,
-      busybox: c.busybox, gzip: c.gzip,
+      initFile: c.initFile,
+      commands: c.commands,
+      files: c.files,
+      modules,
+      loadModules: c.loadModules,
+      busybox: c.busybox,
+      gzip: c.gzip,
     },
     builtin: [...new Set(builtin)],
   };
@@ -152,20 +178,30 @@ const TYPE_CHAR = { file: '-', dir: 'd', symlink: 'l', chardev: 'c', blockdev: '
 function permString(perm: number): string {
   const rwx = (bits: number, special: boolean, ch: string): string =>
     `${bits & 4 ? 'r' : '-'}${bits & 2 ? 'w' : '-'}${special ? (bits & 1 ? ch : ch.toUpperCase()) : bits & 1 ? 'x' : '-'}`;
-  return rwx(perm >> 6, (perm & 0o4000) !== 0, 's') + rwx(perm >> 3, (perm & 0o2000) !== 0, 's') + rwx(perm, (perm & 0o1000) !== 0, 't');
+  return (
+    rwx(perm >> 6, (perm & 0o4000) !== 0, 's') +
+    rwx(perm >> 3, (perm & 0o2000) !== 0, 's') +
+    rwx(perm, (perm & 0o1000) !== 0, 't')
+  );
 }
 
 /** One `ls -l`-like line per entry: type and mode, uid/gid, size (or major,minor), name (-> target). */
 export function formatEntries(entries: readonly CpioEntry[]): string {
-  return entries.map(e => {
-    const size = e.type === 'chardev' || e.type === 'blockdev' ? `${e.rdevMajor},${e.rdevMinor}` : String(e.data.length);
-    const link = e.type === 'symlink' ? ` -> ${Buffer.from(e.data).toString('utf8')}` : '';
-    return `${TYPE_CHAR[e.type]}${permString(e.perm)} ${e.uid}/${e.gid} ${size.padStart(9)} ${e.name}${link}`;
-  }).join('\n');
+  return entries
+    .map((e) => {
+      const size =
+        e.type === 'chardev' || e.type === 'blockdev' ? `${e.rdevMajor},${e.rdevMinor}` : String(e.data.length);
+      const link = e.type === 'symlink' ? ` -> ${Buffer.from(e.data).toString('utf8')}` : '';
+      return `${TYPE_CHAR[e.type]}${permString(e.perm)} ${e.uid}/${e.gid} ${size.padStart(9)} ${e.name}${link}`;
+    })
+    .join('\n');
 }
 
-export interface CliIo { stdout: (s: string) => void; stderr: (s: string) => void }
-const processIo: CliIo = { stdout: s => process.stdout.write(s), stderr: s => process.stderr.write(s) };
+export interface CliIo {
+  stdout: (s: string) => void;
+  stderr: (s: string) => void;
+}
+const processIo: CliIo = { stdout: (s) => process.stdout.write(s), stderr: (s) => process.stderr.write(s) };
 
 /** Runs `tsvmm initramfs ARGV`; returns the exit status. */
 export function initramfsMain(argv: readonly string[], io: CliIo = processIo): number {
@@ -176,7 +212,10 @@ export function initramfsMain(argv: readonly string[], io: CliIo = processIo): n
     io.stderr(`tsvmm initramfs: ${(e as Error).message}\n`);
     return InitramfsExit.usage;
   }
-  if (c.help) { io.stdout(`${INITRAMFS_USAGE}\n`); return InitramfsExit.ok; }
+  if (c.help) {
+    io.stdout(`${INITRAMFS_USAGE}\n`);
+    return InitramfsExit.ok;
+  }
   try {
     if (c.list !== undefined) {
       io.stdout(`${formatEntries(readInitramfs(readFileSync(c.list)))}\n`);

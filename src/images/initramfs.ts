@@ -64,13 +64,23 @@ export class InitramfsError extends Error {
 
 /** Directories every initramfs has, with their modes (/tmp sticky and world-writable, /root private). */
 const BASE_DIRS: [string, number][] = [
-  ['bin', 0o755], ['dev', 0o755], ['etc', 0o755], ['mnt', 0o755], ['proc', 0o755], ['root', 0o700],
-  ['sbin', 0o755], ['sys', 0o755], ['tmp', 0o1777], ['usr', 0o755], ['usr/bin', 0o755], ['usr/sbin', 0o755],
+  ['bin', 0o755],
+  ['dev', 0o755],
+  ['etc', 0o755],
+  ['mnt', 0o755],
+  ['proc', 0o755],
+  ['root', 0o700],
+  ['sbin', 0o755],
+  ['sys', 0o755],
+  ['tmp', 0o1777],
+  ['usr', 0o755],
+  ['usr/bin', 0o755],
+  ['usr/sbin', 0o755],
 ];
 /** Device nodes the kernel needs before devtmpfs is mounted: it opens /dev/console for init's stdio. */
 const BASE_NODES: { name: string; perm: number; major: number; minor: number }[] = [
-  { name: 'dev/console', perm: 0o600, major: 5, minor: 1 },   // TTYAUX_MAJOR 5, minor 1: the system console
-  { name: 'dev/null', perm: 0o666, major: 1, minor: 3 },      // MEM_MAJOR 1, minor 3: null
+  { name: 'dev/console', perm: 0o600, major: 5, minor: 1 }, // TTYAUX_MAJOR 5, minor 1: the system console
+  { name: 'dev/null', perm: 0o666, major: 1, minor: 3 }, // MEM_MAJOR 1, minor 3: null
 ];
 const BUSYBOX_PATH = 'bin/busybox';
 
@@ -85,20 +95,21 @@ const shellQuote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
 export function defaultInit(o: { modules?: readonly string[]; commands?: readonly string[] } = {}): string {
   const lines = [
     '#!/bin/sh',
-    '# /init made by tsvmm\'s initramfs builder: report what the guest sees, then power off.',
+    "# /init made by tsvmm's initramfs builder: report what the guest sees, then power off.",
     'export PATH=/sbin:/bin:/usr/sbin:/usr/bin',
     'mount -t proc proc /proc',
     'mount -t sysfs sysfs /sys',
-    '# devtmpfs hides the archive\'s /dev (console, null) with the kernel\'s own nodes, /dev/vd* included.',
+    "# devtmpfs hides the archive's /dev (console, null) with the kernel's own nodes, /dev/vd* included.",
     'mount -t devtmpfs devtmpfs /dev || echo "tsvmm-initramfs: no devtmpfs; keeping the archive\'s /dev"',
     `echo ${shellQuote(INIT_BANNER)}`,
   ];
-  for (const m of o.modules ?? []) lines.push(`insmod ${shellQuote(`/${m}`)} || echo ${shellQuote(`tsvmm-initramfs: insmod /${m} failed`)}`);
+  for (const m of o.modules ?? [])
+    lines.push(`insmod ${shellQuote(`/${m}`)} || echo ${shellQuote(`tsvmm-initramfs: insmod /${m} failed`)}`);
   lines.push(
     'echo "uname: $(uname -a)"',
     'echo "cmdline: $(cat /proc/cmdline)"',
-    'echo "block devices: $(ls /dev | grep \'^vd\' | tr \'\\n\' \' \')"',
-    'echo "network interfaces: $(ls /sys/class/net | tr \'\\n\' \' \')"',
+    "echo \"block devices: $(ls /dev | grep '^vd' | tr '\\n' ' ')\"",
+    "echo \"network interfaces: $(ls /sys/class/net | tr '\\n' ' ')\"",
     `if [ -c /dev/hvc0 ]; then echo ${shellQuote('tsvmm-initramfs: hello on hvc0')} > /dev/hvc0; fi`,
     ...(o.commands ?? []),
     `echo ${shellQuote(INIT_POWEROFF)}`,
@@ -109,7 +120,11 @@ export function defaultInit(o: { modules?: readonly string[]; commands?: readonl
 }
 
 type Origin = 'base' | 'implied' | 'user';
-interface Collected { entry: CpioEntry; origin: Origin; what: string }
+interface Collected {
+  entry: CpioEntry;
+  origin: Origin;
+  what: string;
+}
 
 /** Entries by archive name; keeps parents before children and refuses conflicting user entries. */
 class EntrySet {
@@ -120,16 +135,25 @@ class EntrySet {
     this.put({ name, type: 'dir', perm, data: new Uint8Array(0) }, origin, what);
   }
 
-  put(e: { name: string; type: CpioEntryType; perm: number; data: Uint8Array; rdevMajor?: number; rdevMinor?: number }, origin: Origin, what: string): void {
+  put(
+    e: { name: string; type: CpioEntryType; perm: number; data: Uint8Array; rdevMajor?: number; rdevMinor?: number },
+    origin: Origin,
+    what: string,
+  ): void {
     for (const parent of parentsOf(e.name)) {
       const have = this.map.get(parent);
       if (!have) this.dir(parent, 0o755, 'implied', `directory '${parent}' made for ${what}`);
-      else if (have.entry.type !== 'dir') throw new InitramfsError(`initramfs: ${what} would be inside '${parent}', which is a ${have.entry.type} (${have.what})`);
+      else if (have.entry.type !== 'dir')
+        throw new InitramfsError(
+          `initramfs: ${what} would be inside '${parent}', which is a ${have.entry.type} (${have.what})`,
+        );
     }
     const have = this.map.get(e.name);
     if (have) {
-      if (have.origin === 'user' && origin === 'user') throw new InitramfsError(`initramfs: ${what} is given twice (also as ${have.what})`);
-      if (have.entry.type === 'dir' && e.type !== 'dir') throw new InitramfsError(`initramfs: ${what} would replace a directory (${have.what})`);
+      if (have.origin === 'user' && origin === 'user')
+        throw new InitramfsError(`initramfs: ${what} is given twice (also as ${have.what})`);
+      if (have.entry.type === 'dir' && e.type !== 'dir')
+        throw new InitramfsError(`initramfs: ${what} would replace a directory (${have.what})`);
     }
     const entry: CpioEntry = { uid: 0, gid: 0, mtime: this.mtime, rdevMajor: 0, rdevMinor: 0, ...e };
     this.map.set(e.name, { entry, origin: have?.origin === 'user' ? 'user' : origin, what });
@@ -137,7 +161,7 @@ class EntrySet {
 
   sorted(): CpioEntry[] {
     // Plain code-unit order puts every directory before what it holds (a prefix sorts first).
-    return [...this.map.keys()].sort().map(k => this.map.get(k)!.entry);
+    return [...this.map.keys()].sort().map((k) => this.map.get(k)!.entry);
   }
 }
 
@@ -153,7 +177,9 @@ function readSource(source: string, what: string): { data: Buffer; perm: number 
     st = statSync(source);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new InitramfsError(`initramfs: ${what}: source '${source}' ${code === 'ENOENT' ? 'does not exist' : `cannot be read (${code ?? (e as Error).message})`}`);
+    throw new InitramfsError(
+      `initramfs: ${what}: source '${source}' ${code === 'ENOENT' ? 'does not exist' : `cannot be read (${code ?? (e as Error).message})`}`,
+    );
   }
   if (!st.isFile()) throw new InitramfsError(`initramfs: ${what}: source '${source}' is not a regular file`);
   try {
@@ -164,18 +190,25 @@ function readSource(source: string, what: string): { data: Buffer; perm: number 
 }
 
 function initBytes(o: InitramfsOptions, moduleNames: string[], haveBusybox: boolean): Buffer {
-  if (o.init !== undefined && o.initFile !== undefined) throw new InitramfsError('initramfs: give init or initFile, not both');
+  if (o.init !== undefined && o.initFile !== undefined)
+    throw new InitramfsError('initramfs: give init or initFile, not both');
   const custom = o.init !== undefined || o.initFile !== undefined;
-  if (custom && o.commands?.length) throw new InitramfsError('initramfs: commands are run by the default init only; put them in your init script');
+  if (custom && o.commands?.length)
+    throw new InitramfsError('initramfs: commands are run by the default init only; put them in your init script');
   if (!custom) {
-    if (!haveBusybox) throw new InitramfsError('initramfs: the default init is a busybox shell script: give an init of your own, or keep busybox');
+    if (!haveBusybox)
+      throw new InitramfsError(
+        'initramfs: the default init is a busybox shell script: give an init of your own, or keep busybox',
+      );
     return Buffer.from(defaultInit({ modules: o.loadModules === false ? [] : moduleNames, commands: o.commands }));
   }
   const bytes = o.init !== undefined ? Buffer.from(o.init) : readSource(o.initFile!, 'init file').data;
   const isScript = bytes.subarray(0, 2).toString('latin1') === '#!';
   const isElf = bytes.length >= 4 && bytes.readUInt32BE(0) === 0x7f454c46;
   if (!isScript && !isElf) {
-    throw new InitramfsError(`initramfs: ${o.initFile ? `init file '${o.initFile}'` : 'init'} starts with neither "#!" nor an ELF header: the kernel could not run it`);
+    throw new InitramfsError(
+      `initramfs: ${o.initFile ? `init file '${o.initFile}'` : 'init'} starts with neither "#!" nor an ELF header: the kernel could not run it`,
+    );
   }
   return bytes;
 }
@@ -183,10 +216,16 @@ function initBytes(o: InitramfsOptions, moduleNames: string[], haveBusybox: bool
 /** The archive's entries, sorted (what `buildInitramfs` serialises). */
 export function initramfsEntries(o: InitramfsOptions = {}): CpioEntry[] {
   const mtime = o.mtime ?? 0;
-  if (!Number.isInteger(mtime) || mtime < 0 || mtime > 0xffff_ffff) throw new InitramfsError(`initramfs: mtime ${mtime} out of range`);
+  if (!Number.isInteger(mtime) || mtime < 0 || mtime > 0xffff_ffff)
+    throw new InitramfsError(`initramfs: mtime ${mtime} out of range`);
   const set = new EntrySet(mtime);
   for (const [name, perm] of BASE_DIRS) set.dir(name, perm, 'base', `standard directory '${name}'`);
-  for (const n of BASE_NODES) set.put({ name: n.name, type: 'chardev', perm: n.perm, data: new Uint8Array(0), rdevMajor: n.major, rdevMinor: n.minor }, 'base', `device node '${n.name}'`);
+  for (const n of BASE_NODES)
+    set.put(
+      { name: n.name, type: 'chardev', perm: n.perm, data: new Uint8Array(0), rdevMajor: n.major, rdevMinor: n.minor },
+      'base',
+      `device node '${n.name}'`,
+    );
 
   let busyboxPath: string | null = null;
   if (o.busybox !== false) {
@@ -204,31 +243,45 @@ export function initramfsEntries(o: InitramfsOptions = {}): CpioEntry[] {
   const moduleNames: string[] = [];
   (o.modules ?? []).forEach((m, i) => {
     const what = `module ${i + 1}`;
-    if ((m.source === undefined) === (m.data === undefined)) throw new InitramfsError(`initramfs: ${what}: give exactly one of source and data`);
+    if ((m.source === undefined) === (m.data === undefined))
+      throw new InitramfsError(`initramfs: ${what}: give exactly one of source and data`);
     const target = m.path ?? (m.source !== undefined ? modulePathFromSource(m.source) : null);
     if (target === null) {
-      throw new InitramfsError(m.source === undefined
-        ? `initramfs: ${what}: a module given as data needs a path (lib/modules/VERSION/…/name.ko)`
-        : `initramfs: ${what}: no path given and '${m.source}' has no lib/modules/… part to take it from`);
+      throw new InitramfsError(
+        m.source === undefined
+          ? `initramfs: ${what}: a module given as data needs a path (lib/modules/VERSION/…/name.ko)`
+          : `initramfs: ${what}: no path given and '${m.source}' has no lib/modules/… part to take it from`,
+      );
     }
     const name = archivePath(target, `${what} path`);
-    if (!name.endsWith('.ko')) throw new InitramfsError(`initramfs: ${what} '${name}' does not end in .ko (compressed modules are not supported: decompress first)`);
+    if (!name.endsWith('.ko'))
+      throw new InitramfsError(
+        `initramfs: ${what} '${name}' does not end in .ko (compressed modules are not supported: decompress first)`,
+      );
     const data = m.data ?? readSource(m.source!, `${what} '${name}'`).data;
     set.put({ name, type: 'file', perm: 0o644, data }, 'user', `${what} '${name}'`);
     moduleNames.push(name);
   });
 
-  set.put({ name: 'init', type: 'file', perm: 0o755, data: initBytes(o, moduleNames, busyboxPath !== null) }, 'user', '/init');
+  set.put(
+    { name: 'init', type: 'file', perm: 0o755, data: initBytes(o, moduleNames, busyboxPath !== null) },
+    'user',
+    '/init',
+  );
 
   (o.files ?? []).forEach((f, i) => {
     const name = archivePath(f.path, `file ${i + 1} path`);
     const what = `file '${name}'`;
     checkPerm(f.mode, what);
-    const kinds = [f.data !== undefined, f.source !== undefined, f.symlink !== undefined, f.directory === true].filter(Boolean).length;
-    if (kinds !== 1) throw new InitramfsError(`initramfs: ${what}: give exactly one of data, source, symlink and directory`);
+    const kinds = [f.data !== undefined, f.source !== undefined, f.symlink !== undefined, f.directory === true].filter(
+      Boolean,
+    ).length;
+    if (kinds !== 1)
+      throw new InitramfsError(`initramfs: ${what}: give exactly one of data, source, symlink and directory`);
     if (f.directory) set.dir(name, f.mode ?? 0o755, 'user', what);
     else if (f.symlink !== undefined) {
-      if (f.symlink === '' || f.symlink.includes('\0')) throw new InitramfsError(`initramfs: ${what}: bad symlink target ${JSON.stringify(f.symlink)}`);
+      if (f.symlink === '' || f.symlink.includes('\0'))
+        throw new InitramfsError(`initramfs: ${what}: bad symlink target ${JSON.stringify(f.symlink)}`);
       set.put({ name, type: 'symlink', perm: 0o777, data: Buffer.from(f.symlink) }, 'user', what);
     } else if (f.source !== undefined) {
       const src = readSource(f.source, what);

@@ -42,18 +42,23 @@ export function moduleInfo(bytes: Uint8Array, what: string): Map<string, string[
 
 /** The names a module depends on (its .modinfo "depends=" line), normalised. */
 export function moduleDepends(bytes: Uint8Array, what: string): string[] {
-  return (moduleInfo(bytes, what).get('depends') ?? []).flatMap(d => d.split(',')).filter(Boolean).map(moduleName);
+  return (moduleInfo(bytes, what).get('depends') ?? [])
+    .flatMap((d) => d.split(','))
+    .filter(Boolean)
+    .map(moduleName);
 }
 
 /** lib/modules/VERSION of `dir`: `dir` itself when it holds kernel/ or modules.order, else its single lib/modules/* entry. */
 export function moduleTreeRoot(dir: string): string {
   if (existsSync(join(dir, 'kernel')) || existsSync(join(dir, 'modules.order'))) return dir;
   const under = join(dir, 'lib', 'modules');
-  const versions = existsSync(under) ? readdirSync(under).filter(v => statSync(join(under, v)).isDirectory()) : [];
+  const versions = existsSync(under) ? readdirSync(under).filter((v) => statSync(join(under, v)).isDirectory()) : [];
   if (versions.length === 1) return join(under, versions[0]);
-  throw new KernelModuleError(versions.length === 0
-    ? `'${dir}' is not a kernel module tree (no kernel/ or lib/modules/VERSION/ in it)`
-    : `'${dir}' holds several kernel versions (${versions.join(', ')}): name one, e.g. ${join(under, versions[0])}`);
+  throw new KernelModuleError(
+    versions.length === 0
+      ? `'${dir}' is not a kernel module tree (no kernel/ or lib/modules/VERSION/ in it)`
+      : `'${dir}' holds several kernel versions (${versions.join(', ')}): name one, e.g. ${join(under, versions[0])}`,
+  );
 }
 
 const COMPRESSED = /\.ko\.(xz|zst|gz)$/;
@@ -63,7 +68,10 @@ const COMPRESSED = /\.ko\.(xz|zst|gz)$/;
  * built into the kernel (modules.builtin) are left out and reported. Unknown names are an error that says which
  * module wanted them.
  */
-export function resolveKernelModules(dir: string, names: readonly string[]): { modules: Required<Pick<InitramfsModule, 'path' | 'source'>>[]; builtin: string[] } {
+export function resolveKernelModules(
+  dir: string,
+  names: readonly string[],
+): { modules: Required<Pick<InitramfsModule, 'path' | 'source'>>[]; builtin: string[] } {
   const root = moduleTreeRoot(dir);
   const version = basename(root);
   const files = new Map<string, string>();
@@ -73,21 +81,29 @@ export function resolveKernelModules(dir: string, names: readonly string[]): { m
     else if (COMPRESSED.test(rel)) compressed.add(moduleName(rel.replace(COMPRESSED, '.ko')));
   }
   const builtinList = join(root, 'modules.builtin');
-  const builtinNames = new Set(existsSync(builtinList)
-    ? readFileSync(builtinList, 'utf8').split('\n').filter(Boolean).map(moduleName)
-    : []);
+  const builtinNames = new Set(
+    existsSync(builtinList) ? readFileSync(builtinList, 'utf8').split('\n').filter(Boolean).map(moduleName) : [],
+  );
 
   const ordered: { path: string; source: string }[] = [];
   const builtin: string[] = [];
   const state = new Map<string, 'visiting' | 'done'>();
   const visit = (name: string, wantedBy: string | null): void => {
     if (state.get(name) === 'done') return;
-    if (state.get(name) === 'visiting') throw new KernelModuleError(`kernel modules: dependency cycle through '${name}'`);
+    if (state.get(name) === 'visiting')
+      throw new KernelModuleError(`kernel modules: dependency cycle through '${name}'`);
     const rel = files.get(name);
     if (rel === undefined) {
-      if (builtinNames.has(name)) { if (!builtin.includes(name)) builtin.push(name); state.set(name, 'done'); return; }
+      if (builtinNames.has(name)) {
+        if (!builtin.includes(name)) builtin.push(name);
+        state.set(name, 'done');
+        return;
+      }
       const by = wantedBy ? ` (needed by ${wantedBy})` : '';
-      if (compressed.has(name)) throw new KernelModuleError(`kernel modules: '${name}'${by} is compressed in ${root}; decompress it (xz -d / zstd -d) first`);
+      if (compressed.has(name))
+        throw new KernelModuleError(
+          `kernel modules: '${name}'${by} is compressed in ${root}; decompress it (xz -d / zstd -d) first`,
+        );
       throw new KernelModuleError(`kernel modules: no module '${name}'${by} in ${root}`);
     }
     state.set(name, 'visiting');

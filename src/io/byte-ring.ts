@@ -28,7 +28,8 @@ export class ByteRing {
 
   /** Main thread: a new ring of `capacity` bytes (a power of two) and its eventfd. */
   static create(capacity = 4096): ByteRing {
-    if (!Number.isInteger(capacity) || capacity < 1 || (capacity & (capacity - 1)) !== 0) throw new RangeError(`byte ring: capacity ${capacity} is not a power of two`);
+    if (!Number.isInteger(capacity) || capacity < 1 || (capacity & (capacity - 1)) !== 0)
+      throw new RangeError(`byte ring: capacity ${capacity} is not a power of two`);
     const fd = libc.eventfd(0, libc.EFD_CLOEXEC | libc.EFD_NONBLOCK);
     return new ByteRing({ buffer: new SharedArrayBuffer(HEADER_BYTES + capacity), fd });
   }

@@ -13,8 +13,17 @@ const GENERATION = 2;
 const TID = 3;
 const WORDS = 4;
 
-export const enum IoRequest { Run = 0, Pause = 1, Stop = 2 }
-export const enum IoThreadState { Starting = 0, Running = 1, Parked = 2, Exited = 3 }
+export const enum IoRequest {
+  Run = 0,
+  Pause = 1,
+  Stop = 2,
+}
+export const enum IoThreadState {
+  Starting = 0,
+  Running = 1,
+  Parked = 2,
+  Exited = 3,
+}
 
 export class IoThreadControl {
   readonly buffer: SharedArrayBuffer;
@@ -23,7 +32,10 @@ export class IoThreadControl {
   private readonly drain = new BigUint64Array(1);
 
   /** `wakeFd`: the control eventfd (created by the main thread with create()). */
-  constructor(readonly wakeFd: number, buffer?: SharedArrayBuffer) {
+  constructor(
+    readonly wakeFd: number,
+    buffer?: SharedArrayBuffer,
+  ) {
     this.buffer = buffer ?? new SharedArrayBuffer(4 * WORDS);
     this.words = new Int32Array(this.buffer);
   }
@@ -136,6 +148,10 @@ export class IoThreadControl {
 
   /** Main thread, after the thread exited: the eventfd closed. */
   close(): void {
-    try { libc.close(this.wakeFd); } catch { /* already closed */ }
+    try {
+      libc.close(this.wakeFd);
+    } catch {
+      /* already closed */
+    }
   }
 }

@@ -8,7 +8,14 @@ import { IoThreadControl, IoThreadState } from './control.js';
 import { runIoLoop } from './loop.js';
 import { IoThread } from './thread.js';
 
-interface LoopWorkerData { control: SharedArrayBuffer; controlFd: number; lock: SharedArrayBuffer; counts: SharedArrayBuffer; a: number; b: number }
+interface LoopWorkerData {
+  control: SharedArrayBuffer;
+  controlFd: number;
+  lock: SharedArrayBuffer;
+  counts: SharedArrayBuffer;
+  a: number;
+  b: number;
+}
 
 // A worker running the I/O loop over two watches: eventfd `a` (counted, lock checked) and a readable fd `b` whose
 // handler never reads it and says it has no room (false), so it must stay quiet until `a` fires again.
@@ -19,15 +26,34 @@ if (!isMainThread) {
   const counts = new Int32Array(d.counts);
   control.announce(libc.gettid());
   runIoLoop({
-    control, lock,
+    control,
+    lock,
     watches: [
-      { name: 'a', fd: d.a, kind: 'eventfd', group: 'dev', ready: () => { Atomics.add(counts, 0, 1); if (lock.held) Atomics.store(counts, 2, 1); } },
-      { name: 'b', fd: d.b, kind: 'readable', group: 'dev', ready: () => { Atomics.add(counts, 1, 1); return false; } },
+      {
+        name: 'a',
+        fd: d.a,
+        kind: 'eventfd',
+        group: 'dev',
+        ready: () => {
+          Atomics.add(counts, 0, 1);
+          if (lock.held) Atomics.store(counts, 2, 1);
+        },
+      },
+      {
+        name: 'b',
+        fd: d.b,
+        kind: 'readable',
+        group: 'dev',
+        ready: () => {
+          Atomics.add(counts, 1, 1);
+          return false;
+        },
+      },
     ],
   });
   control.exited();
 } else {
-  const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
   async function until(what: string, pred: () => boolean, ms = 5000): Promise<void> {
     const deadline = Date.now() + ms;
     while (!pred()) {
@@ -44,9 +70,16 @@ if (!isMainThread) {
     const a = libc.eventfd(0, libc.EFD_CLOEXEC | libc.EFD_NONBLOCK);
     const b = libc.eventfd(0, libc.EFD_CLOEXEC | libc.EFD_NONBLOCK);
     const worker = new Worker(new URL(import.meta.url), {
-      workerData: { control: control.buffer, controlFd: control.wakeFd, lock: lock.buffer, counts: counts.buffer, a, b } satisfies LoopWorkerData,
+      workerData: {
+        control: control.buffer,
+        controlFd: control.wakeFd,
+        lock: lock.buffer,
+        counts: counts.buffer,
+        a,
+        b,
+      } satisfies LoopWorkerData,
     });
-    const exited = new Promise(r => worker.once('exit', r));
+    const exited = new Promise((r) => worker.once('exit', r));
     try {
       await until('the thread to run', () => control.state === IoThreadState.Running);
       libc.write(a, one);
@@ -82,12 +115,27 @@ if (!isMainThread) {
     }
   });
 
-  test('io thread: the machine\'s I/O thread starts paused, resumes, parks on request and stops cleanly', async () => {
+  test("io thread: the machine's I/O thread starts paused, resumes, parks on request and stops cleanly", async () => {
     const lock = new MachineLock();
-    const io = IoThread.start({
-      vmFd: -1, ram: [], arena: new SharedArrayBuffer(8), devices: [], outputs: {},
-      lock: lock.buffer, doorbell: new Doorbell().buffer, msi: null, ioEvents: null,
-    }, { paused: true, onCrash: e => { throw e; } });
+    const io = IoThread.start(
+      {
+        vmFd: -1,
+        ram: [],
+        arena: new SharedArrayBuffer(8),
+        devices: [],
+        outputs: {},
+        lock: lock.buffer,
+        doorbell: new Doorbell().buffer,
+        msi: null,
+        ioEvents: null,
+      },
+      {
+        paused: true,
+        onCrash: (e) => {
+          throw e;
+        },
+      },
+    );
     try {
       await io.pause(10_000); // the first park, after its start-up
       assert.is(io.state, IoThreadState.Parked);
@@ -106,8 +154,15 @@ if (!isMainThread) {
 
   test('io thread: stop wakes a thread that sleeps in epoll_wait', async () => {
     const io = IoThread.start({
-      vmFd: -1, ram: [], arena: new SharedArrayBuffer(8), devices: [], outputs: {},
-      lock: new MachineLock().buffer, doorbell: new Doorbell().buffer, msi: null, ioEvents: null,
+      vmFd: -1,
+      ram: [],
+      arena: new SharedArrayBuffer(8),
+      devices: [],
+      outputs: {},
+      lock: new MachineLock().buffer,
+      doorbell: new Doorbell().buffer,
+      msi: null,
+      ioEvents: null,
     });
     await until('running', () => io.state === IoThreadState.Running, 10_000);
     await sleep(20);

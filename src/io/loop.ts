@@ -42,7 +42,10 @@ export function runIoLoop(ctx: IoLoopContext): void {
       lock.lock();
       try {
         for (const { data } of events) {
-          if (data === CONTROL) { control.drainWake(); continue; }
+          if (data === CONTROL) {
+            control.drainWake();
+            continue;
+          }
           const w = watches[data];
           if (!w) continue;
           if (w.kind === 'eventfd') libc.read(w.fd, counter);

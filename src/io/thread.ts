@@ -17,15 +17,22 @@ export class IoThread {
   readonly exited: Promise<void>;
   private ended = false;
 
-  private constructor(readonly control: IoThreadControl, init: IoThreadInit, onEvent: (e: IoThreadEvent) => void, onCrash: (e: Error) => void) {
+  private constructor(
+    readonly control: IoThreadControl,
+    init: IoThreadInit,
+    onEvent: (e: IoThreadEvent) => void,
+    onCrash: (e: Error) => void,
+  ) {
     this.worker = new Worker(ioWorkerUrl, { workerData: init });
     this.worker.on('message', (e: IoThreadEvent) => onEvent(e));
-    this.worker.on('error', e => onCrash(e));
-    this.exited = new Promise(resolve => this.worker.once('exit', () => {
-      this.ended = true;
-      control.exited(); // a thread that died without saying so counts as gone for waitParked
-      resolve();
-    }));
+    this.worker.on('error', (e) => onCrash(e));
+    this.exited = new Promise((resolve) =>
+      this.worker.once('exit', () => {
+        this.ended = true;
+        control.exited(); // a thread that died without saying so counts as gone for waitParked
+        resolve();
+      }),
+    );
   }
 
   /**
@@ -34,7 +41,11 @@ export class IoThread {
    */
   static start(
     init: Omit<IoThreadInit, 'control' | 'controlFd'>,
-    { paused = false, onEvent = () => {}, onCrash = () => {} }: { paused?: boolean; onEvent?: (e: IoThreadEvent) => void; onCrash?: (e: Error) => void } = {},
+    {
+      paused = false,
+      onEvent = () => {},
+      onCrash = () => {},
+    }: { paused?: boolean; onEvent?: (e: IoThreadEvent) => void; onCrash?: (e: Error) => void } = {},
   ): IoThread {
     const control = IoThreadControl.create();
     if (paused) control.requestPause();
@@ -77,7 +88,7 @@ export class IoThread {
     if (!this.ended) this.control.requestStop();
     const clean = await Promise.race([
       this.exited.then(() => true),
-      new Promise<boolean>(resolve => setTimeout(() => resolve(false), timeoutMs).unref()),
+      new Promise<boolean>((resolve) => setTimeout(() => resolve(false), timeoutMs).unref()),
     ]);
     if (!clean) await this.worker.terminate();
     this.control.close();

@@ -25,17 +25,35 @@ const ram = new GuestRam(init.ram);
 const arena = new StateArena(init.arena);
 
 const machine: MachineControl = {
-  exit(status, reason) { post({ type: 'exit', vcpu: -1, status, reason }); },
-  reset(reason) { post({ type: 'reset', vcpu: -1, reason }); },
-  powerOff(reason) { post({ type: 'power-off', vcpu: -1, reason }); },
-  suspend(reason) { post({ type: 'suspend', vcpu: -1, reason }); },
-  wakeEvent() { /* the I/O thread is parked while the VM is suspended: the main thread sees every wake-up event */ },
+  exit(status, reason) {
+    post({ type: 'exit', vcpu: -1, status, reason });
+  },
+  reset(reason) {
+    post({ type: 'reset', vcpu: -1, reason });
+  },
+  powerOff(reason) {
+    post({ type: 'power-off', vcpu: -1, reason });
+  },
+  suspend(reason) {
+    post({ type: 'suspend', vcpu: -1, reason });
+  },
+  wakeEvent() {
+    /* the I/O thread is parked while the VM is suspended: the main thread sees every wake-up event */
+  },
 };
 
-const { env, closeOutputs } = threadDeviceEnvironment(init, { who: 'I/O thread', arena, memory: ram, doorbell, machine, ioLock: lock });
+const { env, closeOutputs } = threadDeviceEnvironment(init, {
+  who: 'I/O thread',
+  arena,
+  memory: ram,
+  doorbell,
+  machine,
+  ioLock: lock,
+});
 
 /** The I/O work a device asks for (MachineDevice.ioWatches, optional). */
-const watchesOf = (d: MachineDevice): readonly IoWatch[] => (d as MachineDevice & { ioWatches?: () => readonly IoWatch[] }).ioWatches?.() ?? [];
+const watchesOf = (d: MachineDevice): readonly IoWatch[] =>
+  (d as MachineDevice & { ioWatches?: () => readonly IoWatch[] }).ioWatches?.() ?? [];
 
 const watches: IoWatch[] = [];
 for (const entry of init.devices) watches.push(...watchesOf(instantiate(entry, arena, env)));
@@ -43,8 +61,16 @@ for (const entry of init.devices) watches.push(...watchesOf(instantiate(entry, a
 control.announce(gettid());
 try {
   runIoLoop({
-    control, lock, watches,
-    onError: (watch, error) => post({ type: 'failure', vcpu: -1, kind: 'vmm-error', report: `I/O thread: ${watch.name} failed: ${(error as Error)?.stack ?? error}` }),
+    control,
+    lock,
+    watches,
+    onError: (watch, error) =>
+      post({
+        type: 'failure',
+        vcpu: -1,
+        kind: 'vmm-error',
+        report: `I/O thread: ${watch.name} failed: ${(error as Error)?.stack ?? error}`,
+      }),
   });
 } finally {
   closeOutputs();

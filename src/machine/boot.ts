@@ -23,7 +23,9 @@ function readImage(what: string, path: string): Uint8Array {
   try {
     return readFileSync(path);
   } catch (e) {
-    throw new BootError(`${what} '${path}': ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+    throw new BootError(
+      `${what} '${path}': ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`,
+    );
   }
 }
 
@@ -56,7 +58,9 @@ function openElfKernel(path: string): { kernel: Uint8Array; kernelFile: { fd: nu
       const kernel = readElfMetadata(fd, size);
       if (elfIdent(kernel) && isLinux(detectKernelFormat(kernel))) return { kernel, kernelFile: { fd, path } };
     }
-  } catch { /* read it whole instead */ }
+  } catch {
+    /* read it whole instead */
+  }
   closeSync(fd);
   return null;
 }
@@ -82,12 +86,16 @@ export function readBootImages(boot: BootConfig): LoadedImages {
     }
   }
   if (detected.kind !== 'multiboot') {
-    const hint = detected.kind === 'flat'
-      ? ' (for a flat binary use -device loader,file=…,addr=…,mode=real|protected|long)'
-      : ' (this kind is not supported yet)';
+    const hint =
+      detected.kind === 'flat'
+        ? ' (for a flat binary use -device loader,file=…,addr=…,mode=real|protected|long)'
+        : ' (this kind is not supported yet)';
     throw new BootError(`kernel '${boot.path}': ${detected.description}${hint}`);
   }
-  const modules = boot.initrd === undefined ? [] : parseQemuModuleList(boot.initrd).map(m => ({ bytes: readImage('module', m.path), cmdline: m.cmdline }));
+  const modules =
+    boot.initrd === undefined
+      ? []
+      : parseQemuModuleList(boot.initrd).map((m) => ({ bytes: readImage('module', m.path), cmdline: m.cmdline }));
   return { kernel, modules };
 }
 
@@ -104,19 +112,27 @@ export interface PlatformInfo {
 
 /** The e820 map of a machine without ACPI or MP tables. */
 export function plainPlatform(ram: readonly { gpa: number; size: number }[]): PlatformInfo {
-  return { memoryMap: e820FromRam(ram.map(r => ({ start: r.gpa, size: r.size }))), reserved: [], rsdpAddress: null };
+  return { memoryMap: e820FromRam(ram.map((r) => ({ start: r.gpa, size: r.size }))), reserved: [], rsdpAddress: null };
 }
 
 /** Writes the image into RAM and returns the boot vCPU's state. */
-export function loadBoot(boot: BootConfig, images: LoadedImages, mem: GuestMemory, platform: PlatformInfo): BootCpuState {
+export function loadBoot(
+  boot: BootConfig,
+  images: LoadedImages,
+  mem: GuestMemory,
+  platform: PlatformInfo,
+): BootCpuState {
   try {
     if (boot.kind === 'flat') {
       return loadFlat(mem, images.kernel, { loadAddress: boot.loadAddress, entry: boot.entry, mode: boot.mode });
     }
     if (isLinux(detectKernelFormat(images.kernel))) {
       return loadLinux(mem, images.kernel, {
-        cmdline: boot.append, initrd: images.modules[0]?.bytes, memoryMap: platform.memoryMap,
-        reserved: platform.reserved, acpiRsdpAddr: platform.rsdpAddress ?? undefined,
+        cmdline: boot.append,
+        initrd: images.modules[0]?.bytes,
+        memoryMap: platform.memoryMap,
+        reserved: platform.reserved,
+        acpiRsdpAddr: platform.rsdpAddress ?? undefined,
         // An ELF kernel with a PVH note starts at its PVH entry; TSVMM_LINUX_ENTRY=64bit picks startup_64 instead.
         entry: process.env.TSVMM_LINUX_ENTRY === '64bit' ? '64bit' : undefined,
         readSegment: images.kernelFile
@@ -125,12 +141,16 @@ export function loadBoot(boot: BootConfig, images: LoadedImages, mem: GuestMemor
       }).cpu;
     }
     const loaded = loadMultiboot(mem, images.kernel, {
-      cmdline: qemuKernelCmdline(boot.path, boot.append), modules: images.modules, memoryMap: platform.memoryMap,
+      cmdline: qemuKernelCmdline(boot.path, boot.append),
+      modules: images.modules,
+      memoryMap: platform.memoryMap,
     });
     for (const w of loaded.warnings) process.stderr.write(`tsvmm: kernel '${boot.path}': ${w}\n`);
     return loaded.cpu;
   } catch (e) {
     if (e instanceof BootError) throw e;
-    throw new BootError(`${boot.kind === 'flat' ? 'loader file' : 'kernel'} '${boot.path}': ${(e as Error).message.replace(/^linux: /, '')}`);
+    throw new BootError(
+      `${boot.kind === 'flat' ? 'loader file' : 'kernel'} '${boot.path}': ${(e as Error).message.replace(/^linux: /, '')}`,
+    );
   }
 }

@@ -11,7 +11,11 @@ export type BootConfig =
   /** `-device loader,file=…,addr=…[,entry=…][,mode=…]`: a flat binary started in the given CPU mode. */
   | { kind: 'flat'; path: string; loadAddress: number; entry?: number; mode: CpuMode };
 
-export interface DebugconConfig { output: CharSpec; iobase: number; timestamps: boolean }
+export interface DebugconConfig {
+  output: CharSpec;
+  iobase: number;
+  timestamps: boolean;
+}
 
 /** A virtio-pci device (`-device virtio-*-pci` with its `-drive`/`-netdev`/`-chardev`). */
 export type VirtioDeviceConfig = (

@@ -13,7 +13,14 @@ import { DebugExit, debugExitState, resetDebugExit } from '../../devices/debug-e
 import { Rtc, rtcState, resetRtc, RTC_PORT_BASE, RTC_IRQ, type RtcMemoryConfig } from '../../devices/rtc.js';
 import { I8042, i8042State, resetI8042, I8042_KBD_IRQ, I8042_AUX_IRQ } from '../../devices/i8042.js';
 import { AcpiPm, acpiPmState, resetAcpiPm, type WakeReason } from '../../devices/acpi-pm.js';
-import { FwCfg, fwCfgState, resetFwCfg, FW_CFG_IO_BASE, FW_CFG_IO_LENGTH, type FwCfgBlob } from '../../devices/fw-cfg.js';
+import {
+  FwCfg,
+  fwCfgState,
+  resetFwCfg,
+  FW_CFG_IO_BASE,
+  FW_CFG_IO_LENGTH,
+  type FwCfgBlob,
+} from '../../devices/fw-cfg.js';
 import { Pvpanic, pvpanicState, resetPvpanic, PVPANIC_IO_LENGTH } from '../../devices/pvpanic.js';
 import { pciHostState } from '../../devices/pci/host-bridge.js';
 import type { PciBus } from '../../devices/pci/bus.js';
@@ -89,19 +96,22 @@ export interface MachineDevice {
 }
 
 const descriptors: Record<Exclude<DeviceSpec['kind'], 'virtio-pci'>, Descriptor> = {
-  'serial': serialState,
-  'debugcon': debugconState,
+  serial: serialState,
+  debugcon: debugconState,
   'debug-exit': debugExitState,
-  'rtc': rtcState,
-  'i8042': i8042State,
+  rtc: rtcState,
+  i8042: i8042State,
   'fw-cfg': fwCfgState,
   'acpi-pm': acpiPmState,
-  'pvpanic': pvpanicState,
+  pvpanic: pvpanicState,
   'pci-host': pciHostState,
 };
 
 /** Every device descriptor tsvmm has (checkpoint dumps decode device sections with these). */
-export const deviceDescriptors: readonly Descriptor[] = [...Object.values(descriptors), ...Object.values(virtioPciDescriptors)];
+export const deviceDescriptors: readonly Descriptor[] = [
+  ...Object.values(descriptors),
+  ...Object.values(virtioPciDescriptors),
+];
 
 export function descriptorOf(spec: DeviceSpec): Descriptor {
   return spec.kind === 'virtio-pci' ? virtioPciDescriptors[spec.backend.type] : descriptors[spec.kind];
@@ -109,7 +119,8 @@ export function descriptorOf(spec: DeviceSpec): Descriptor {
 
 /** What a thread must have to build PCI devices. */
 function pciEnvironment(env: DeviceEnvironment, kind: string) {
-  if (!env.pci || !env.msi || !env.ioEvents) throw new Error(`${kind}: this thread has no PCI bus, MSI router or ioeventfd registry`);
+  if (!env.pci || !env.msi || !env.ioEvents)
+    throw new Error(`${kind}: this thread has no PCI bus, MSI router or ioeventfd registry`);
   return { pci: env.pci, msi: env.msi, ioEvents: env.ioEvents, memory: env.memory, log: env.log, ioLock: env.ioLock };
 }
 
@@ -118,7 +129,7 @@ export function planDevices(specs: readonly DeviceSpec[]): { arena: StateArena; 
   const bytes = specs.reduce((n, s) => n + layoutOf(descriptorOf(s)).size + 8, 8);
   const arena = new StateArena(bytes);
   const ids = new Set<string>();
-  const entries = specs.map(spec => {
+  const entries = specs.map((spec) => {
     if (ids.has(spec.id)) throw new Error(`device id '${spec.id}' used twice`);
     ids.add(spec.id);
     return { spec, stateOffset: arena.allocate(descriptorOf(spec)) };
@@ -126,8 +137,13 @@ export function planDevices(specs: readonly DeviceSpec[]): { arena: StateArena; 
   return { arena, entries };
 }
 
-const pio = (name: string, base: number, length: number, handler: IoRegion['handler']): IoRegion =>
-  ({ name, space: 'pio', base, length, handler });
+const pio = (name: string, base: number, length: number, handler: IoRegion['handler']): IoRegion => ({
+  name,
+  space: 'pio',
+  base,
+  length,
+  handler,
+});
 
 const nsToMs = (deadlineNs: bigint | null, clock: HostClock): number | null =>
   deadlineNs === null ? null : Math.max(0, Number(deadlineNs - clock.monotonicNs()) / 1e6);
@@ -141,54 +157,96 @@ export function instantiate(entry: DeviceEntry, arena: StateArena, env: DeviceEn
       const state = arena.record(serialState, entry.stateOffset);
       const dev = new Serial16550(state, { irq: env.irq(spec.irq), out: env.output(spec.output), clock: env.clock });
       return {
-        spec, descriptor, state, regions: [pio(spec.id, spec.base, SERIAL_IO_LENGTH, dev)],
-        reset: () => dev.reset(), restored: () => dev.restored(),
+        spec,
+        descriptor,
+        state,
+        regions: [pio(spec.id, spec.base, SERIAL_IO_LENGTH, dev)],
+        reset: () => dev.reset(),
+        restored: () => dev.restored(),
         pollTimers: () => nsToMs(dev.pollTimer(), env.clock),
-        receive: bytes => { const n = dev.receive(bytes); if (n) env.timersChanged(); return n; },
+        receive: (bytes) => {
+          const n = dev.receive(bytes);
+          if (n) env.timersChanged();
+          return n;
+        },
       };
     }
     case 'debugcon': {
       const state = arena.record(debugconState, entry.stateOffset);
       const dev = new Debugcon(state, { out: env.output(spec.output), timestamps: spec.timestamps, clock: env.clock });
       return {
-        spec, descriptor, state, regions: [pio(spec.id, spec.base, DEBUGCON_IO_LENGTH, dev)],
-        reset: () => resetDebugcon(state), restored: () => dev.restored(),
+        spec,
+        descriptor,
+        state,
+        regions: [pio(spec.id, spec.base, DEBUGCON_IO_LENGTH, dev)],
+        reset: () => resetDebugcon(state),
+        restored: () => dev.restored(),
       };
     }
     case 'debug-exit': {
       const state = arena.record(debugExitState, entry.stateOffset);
       const dev = new DebugExit(state, env.machine);
       return {
-        spec, descriptor, state, regions: [pio(spec.id, spec.base, spec.size, dev)],
-        reset: () => resetDebugExit(state), restored: () => dev.restored(),
+        spec,
+        descriptor,
+        state,
+        regions: [pio(spec.id, spec.base, spec.size, dev)],
+        reset: () => resetDebugExit(state),
+        restored: () => dev.restored(),
       };
     }
     case 'rtc': {
       const state = arena.record(rtcState, entry.stateOffset);
       const dev = new Rtc(state, env.irq(RTC_IRQ), env.clock, {
-        onScheduleChange: () => env.timersChanged(), onAlarmWake: () => env.machine.wakeEvent('rtc'),
+        onScheduleChange: () => env.timersChanged(),
+        onAlarmWake: () => env.machine.wakeEvent('rtc'),
       });
       return {
-        spec, descriptor, state, regions: dev.regions(RTC_PORT_BASE),
-        reset: () => resetRtc(state, spec.memory), systemReset: () => dev.systemReset(), restored: () => dev.restored(),
+        spec,
+        descriptor,
+        state,
+        regions: dev.regions(RTC_PORT_BASE),
+        reset: () => resetRtc(state, spec.memory),
+        systemReset: () => dev.systemReset(),
+        restored: () => dev.restored(),
         pollTimers: () => dev.pollTimers(),
       };
     }
     case 'i8042': {
       const state = arena.record(i8042State, entry.stateOffset);
-      const dev = new I8042(state, { kbdIrq: env.irq(I8042_KBD_IRQ), auxIrq: env.irq(I8042_AUX_IRQ), machine: env.machine });
+      const dev = new I8042(state, {
+        kbdIrq: env.irq(I8042_KBD_IRQ),
+        auxIrq: env.irq(I8042_AUX_IRQ),
+        machine: env.machine,
+      });
       return {
-        spec, descriptor, state, regions: dev.regions(),
-        reset: () => resetI8042(state), restored: () => dev.restored(),
+        spec,
+        descriptor,
+        state,
+        regions: dev.regions(),
+        reset: () => resetI8042(state),
+        restored: () => dev.restored(),
       };
     }
     case 'acpi-pm': {
       const state = arena.record(acpiPmState, entry.stateOffset);
-      const dev = new AcpiPm(state, { sci: env.irq(spec.sciIrq), clock: env.clock, sleep: env.machine, onScheduleChange: () => env.timersChanged() });
+      const dev = new AcpiPm(state, {
+        sci: env.irq(spec.sciIrq),
+        clock: env.clock,
+        sleep: env.machine,
+        onScheduleChange: () => env.timersChanged(),
+      });
       return {
-        spec, descriptor, state, regions: dev.regions(spec.base),
-        reset: () => resetAcpiPm(state, env.clock), restored: () => dev.restored(), pollTimers: () => dev.pollTimers(),
-        powerButton: () => dev.powerButton(), wake: reason => dev.wake(reason), wakeEnabled: source => dev.wakeEnabled(source),
+        spec,
+        descriptor,
+        state,
+        regions: dev.regions(spec.base),
+        reset: () => resetAcpiPm(state, env.clock),
+        restored: () => dev.restored(),
+        pollTimers: () => dev.pollTimers(),
+        powerButton: () => dev.powerButton(),
+        wake: (reason) => dev.wake(reason),
+        wakeEnabled: (source) => dev.wakeEnabled(source),
       };
     }
     case 'pci-host': {
@@ -199,11 +257,24 @@ export function instantiate(entry: DeviceEntry, arena: StateArena, env: DeviceEn
     }
     case 'virtio-pci': {
       const record = virtioRecord(spec, arena, entry.stateOffset);
-      const built = createVirtioBackend(spec.id, spec.backend, record.device, id => env.output(id));
-      const dev = virtioPciDevice(spec.id, spec.placement, record.transport, built.backend, pciEnvironment(env, spec.id));
+      const built = createVirtioBackend(spec.id, spec.backend, record.device, (id) => env.output(id));
+      const dev = virtioPciDevice(
+        spec.id,
+        spec.placement,
+        record.transport,
+        built.backend,
+        pciEnvironment(env, spec.id),
+      );
       return {
-        spec, descriptor, state: record, regions: dev.regions,
-        reset: () => { built.resetState(); dev.reset(); }, restored: dev.restored,
+        spec,
+        descriptor,
+        state: record,
+        regions: dev.regions,
+        reset: () => {
+          built.resetState();
+          dev.reset();
+        },
+        restored: dev.restored,
         ioWatches: () => [...dev.ioWatches(), ...(built.watches ?? [])],
       };
     }
@@ -211,16 +282,24 @@ export function instantiate(entry: DeviceEntry, arena: StateArena, env: DeviceEn
       const state = arena.record(pvpanicState, entry.stateOffset);
       const dev = new Pvpanic(state, env.machine, env.log);
       return {
-        spec, descriptor, state, regions: [pio(spec.id, spec.port, PVPANIC_IO_LENGTH, dev)],
-        reset: () => resetPvpanic(state), restored: () => dev.restored(),
+        spec,
+        descriptor,
+        state,
+        regions: [pio(spec.id, spec.port, PVPANIC_IO_LENGTH, dev)],
+        reset: () => resetPvpanic(state),
+        restored: () => dev.restored(),
       };
     }
     case 'fw-cfg': {
       const state = arena.record(fwCfgState, entry.stateOffset);
       const dev = new FwCfg(state, spec.content, env.memory);
       return {
-        spec, descriptor, state, regions: [pio(spec.id, FW_CFG_IO_BASE, FW_CFG_IO_LENGTH, dev)],
-        reset: () => resetFwCfg(state), restored: () => dev.restored(),
+        spec,
+        descriptor,
+        state,
+        regions: [pio(spec.id, FW_CFG_IO_BASE, FW_CFG_IO_LENGTH, dev)],
+        reset: () => resetFwCfg(state),
+        restored: () => dev.restored(),
       };
     }
   }

@@ -23,4 +23,3 @@ export const ExitStatus = {
 } as const;
 
 export type ExitStatusName = keyof typeof ExitStatus;
-

@@ -7,13 +7,25 @@ import { e820FromRam } from '../boot/e820.js';
 import { qemuKernelCmdline } from '../boot/multiboot.js';
 import type { MachineConfig } from './config.js';
 
-const le16 = (v: number) => { const b = new Uint8Array(2); new DataView(b.buffer).setUint16(0, v, true); return b; };
-const le32 = (v: number) => { const b = new Uint8Array(4); new DataView(b.buffer).setUint32(0, v, true); return b; };
-const le64 = (v: number) => { const b = new Uint8Array(8); new DataView(b.buffer).setBigUint64(0, BigInt(v), true); return b; };
+const le16 = (v: number) => {
+  const b = new Uint8Array(2);
+  new DataView(b.buffer).setUint16(0, v, true);
+  return b;
+};
+const le32 = (v: number) => {
+  const b = new Uint8Array(4);
+  new DataView(b.buffer).setUint32(0, v, true);
+  return b;
+};
+const le64 = (v: number) => {
+  const b = new Uint8Array(8);
+  new DataView(b.buffer).setBigUint64(0, BigInt(v), true);
+  return b;
+};
 
 /** QEMU's "etc/e820": packed {le64 address, le64 length, le32 type} entries. */
 function e820File(ramSize: number): Uint8Array {
-  const map = e820FromRam(x86RamLayout(ramSize).map(r => ({ start: r.gpa, size: r.size })));
+  const map = e820FromRam(x86RamLayout(ramSize).map((r) => ({ start: r.gpa, size: r.size })));
   const out = new Uint8Array(map.length * 20);
   const d = new DataView(out.buffer);
   map.forEach((e, i) => {

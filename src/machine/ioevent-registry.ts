@@ -19,7 +19,11 @@ export interface IoEventOps {
 }
 
 export function vmIoEventOps(vmFd: number): IoEventOps {
-  return { ioeventfd: e => { libc.ioctlPtr(vmFd, K.KVM_IOEVENTFD, encodeIoeventfd(e), 'KVM_IOEVENTFD'); } };
+  return {
+    ioeventfd: (e) => {
+      libc.ioctlPtr(vmFd, K.KVM_IOEVENTFD, encodeIoeventfd(e), 'KVM_IOEVENTFD');
+    },
+  };
 }
 
 export interface IoEventRegistryInit {
@@ -30,8 +34,11 @@ export interface IoEventRegistryInit {
 
 // Table layout per slot (32 bytes): u32 bound, u32 length, u32 datamatch flag, u32 pad, u64 address, u64 datamatch.
 const SLOT_BYTES = 32;
-const BOUND = 0, LENGTH = 1, MATCH = 2;
-const ADDRESS = 2, DATAMATCH = 3; // in u64 words
+const BOUND = 0,
+  LENGTH = 1,
+  MATCH = 2;
+const ADDRESS = 2,
+  DATAMATCH = 3; // in u64 words
 
 export class IoEventRegistry {
   private readonly words: Uint32Array;
@@ -58,7 +65,13 @@ export class IoEventRegistry {
   static create(vmFd: number, options: { maxSlots?: number; ops?: IoEventOps } = {}): IoEventRegistry {
     const maxSlots = options.maxSlots ?? 256;
     if (!Number.isInteger(maxSlots) || maxSlots < 1) throw new RangeError(`ioeventfd registry: ${maxSlots} slots`);
-    return new IoEventRegistry(vmFd, new SharedArrayBuffer(maxSlots * SLOT_BYTES), [], options.ops ?? vmIoEventOps(vmFd), true);
+    return new IoEventRegistry(
+      vmFd,
+      new SharedArrayBuffer(maxSlots * SLOT_BYTES),
+      [],
+      options.ops ?? vmIoEventOps(vmFd),
+      true,
+    );
   }
 
   static attach(init: IoEventRegistryInit, ops?: IoEventOps): IoEventRegistry {
@@ -75,9 +88,12 @@ export class IoEventRegistry {
 
   /** Main thread, before other threads attach: `count` new eventfds (unbound). */
   allocate(count: number): IoEventBlock {
-    if (!this.owner) throw new Error('ioeventfd registry: slots are allocated by the main thread before the others attach');
+    if (!this.owner)
+      throw new Error('ioeventfd registry: slots are allocated by the main thread before the others attach');
     if (!Number.isInteger(count) || count < 1 || this.fds.length + count > this.maxSlots) {
-      throw new RangeError(`ioeventfd registry: cannot allocate ${count} slots (${this.fds.length} of ${this.maxSlots} used)`);
+      throw new RangeError(
+        `ioeventfd registry: cannot allocate ${count} slots (${this.fds.length} of ${this.maxSlots} used)`,
+      );
     }
     const first = this.fds.length;
     for (let i = 0; i < count; i++) this.fds.push(libc.eventfd(0, libc.EFD_CLOEXEC | libc.EFD_NONBLOCK));
@@ -92,14 +108,24 @@ export class IoEventRegistry {
 
   /** A device's view of its block. */
   slots(block: IoEventBlock): IoEventSlots {
-    if (block.first < 0 || block.first + block.count > this.fds.length) throw new RangeError(`ioeventfd registry: block ${block.first}+${block.count} was not allocated`);
+    if (block.first < 0 || block.first + block.count > this.fds.length)
+      throw new RangeError(`ioeventfd registry: block ${block.first}+${block.count} was not allocated`);
     const check = (i: number) => Number.isInteger(i) && i >= 0 && i < block.count;
     return {
       count: block.count,
-      fd: i => { if (!check(i)) throw new RangeError(`ioeventfd slot ${i} outside its block of ${block.count}`); return this.fd(block.first + i); },
-      bind: (i, at) => { if (check(i)) this.bind(block.first + i, at); },
-      unbind: i => { if (check(i)) this.unbind(block.first + i); },
-      signal: i => { if (check(i)) this.signal(block.first + i); },
+      fd: (i) => {
+        if (!check(i)) throw new RangeError(`ioeventfd slot ${i} outside its block of ${block.count}`);
+        return this.fd(block.first + i);
+      },
+      bind: (i, at) => {
+        if (check(i)) this.bind(block.first + i, at);
+      },
+      unbind: (i) => {
+        if (check(i)) this.unbind(block.first + i);
+      },
+      signal: (i) => {
+        if (check(i)) this.signal(block.first + i);
+      },
     };
   }
 
@@ -116,7 +142,10 @@ export class IoEventRegistry {
   private request(index: number, at: IoEventAddress, deassign: boolean): Ioeventfd {
     const match = at.datamatch !== undefined;
     return {
-      fd: this.fd(index), addr: BigInt(at.address), len: at.length, datamatch: at.datamatch ?? 0n,
+      fd: this.fd(index),
+      addr: BigInt(at.address),
+      len: at.length,
+      datamatch: at.datamatch ?? 0n,
       flags: (match ? KVM_IOEVENTFD_FLAG_DATAMATCH : 0) | (deassign ? KVM_IOEVENTFD_FLAG_DEASSIGN : 0),
     };
   }
@@ -126,7 +155,8 @@ export class IoEventRegistry {
       throw new RangeError(`ioeventfd: bad binding 0x${at.address.toString(16)}/${at.length}`);
     }
     const current = this.binding(index);
-    if (current && current.address === at.address && current.length === at.length && current.datamatch === at.datamatch) return;
+    if (current && current.address === at.address && current.length === at.length && current.datamatch === at.datamatch)
+      return;
     if (current) this.unbind(index);
     try {
       this.ops.ioeventfd(this.request(index, at, false));
@@ -151,7 +181,9 @@ export class IoEventRegistry {
     Atomics.store(this.words, index * (SLOT_BYTES / 4) + BOUND, 0);
     try {
       this.ops.ioeventfd(this.request(index, current, true));
-    } catch { /* the VM may be gone */ }
+    } catch {
+      /* the VM may be gone */
+    }
   }
 
   /** A notification as if the guest's write had matched (any thread). */
@@ -165,7 +197,11 @@ export class IoEventRegistry {
     if (!this.owner) return;
     for (let i = 0; i < this.fds.length; i++) this.unbind(i);
     for (const fd of this.fds) {
-      try { libc.close(fd); } catch { /* already closed */ }
+      try {
+        libc.close(fd);
+      } catch {
+        /* already closed */
+      }
     }
     this.fds.length = 0;
   }

@@ -11,7 +11,10 @@ export class KvmIrqLine implements IrqLine {
   private readonly high: Uint8Array;
   private readonly low: Uint8Array;
 
-  constructor(private readonly vmFd: number, readonly gsi: number) {
+  constructor(
+    private readonly vmFd: number,
+    readonly gsi: number,
+  ) {
     this.high = encodeIrqLevel(gsi, 1);
     this.low = encodeIrqLevel(gsi, 0);
   }
@@ -30,9 +33,9 @@ export class KvmIrqLine implements IrqLine {
 /** One line object per GSI per thread. */
 export function irqLines(vmFd: number): (gsi: number) => IrqLine {
   const lines = new Map<number, IrqLine>();
-  return gsi => {
+  return (gsi) => {
     let line = lines.get(gsi);
-    if (!line) lines.set(gsi, line = new KvmIrqLine(vmFd, gsi));
+    if (!line) lines.set(gsi, (line = new KvmIrqLine(vmFd, gsi)));
     return line;
   };
 }

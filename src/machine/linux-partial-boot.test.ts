@@ -25,7 +25,7 @@ const CMDLINE = 'console=ttyS0 earlyprintk=serial,ttyS0 noxsave nokaslr tsvmm.te
 /** The e820 lines Linux prints for our map (RAM and the PCI host's ECAM window). With the PVH entry the kernel itself
  * marks 0xa0000-0xfffff reserved, so the reserved pieces below 1 MiB merge into one. */
 function expectedE820(): string[] {
-  const ram = x86RamLayout(RAM).map(r => ({ start: r.gpa, size: r.size }));
+  const ram = x86RamLayout(RAM).map((r) => ({ start: r.gpa, size: r.size }));
   const ecam = ecamRange(defaultPciHostConfig(RAM))!;
   const map = e820FromRam(ram, [{ start: ecam.base, size: ecam.size }]);
   const merged: { start: number; end: number; usable: boolean }[] = [];
@@ -33,34 +33,60 @@ function expectedE820(): string[] {
     let start = e.addr;
     let end = e.addr + e.size;
     const usable = e.type === E820_RAM;
-    if (!usable && start < 0x100000) { start = Math.min(start, 0xa0000); end = Math.max(end, 0x100000); }
+    if (!usable && start < 0x100000) {
+      start = Math.min(start, 0xa0000);
+      end = Math.max(end, 0x100000);
+    }
     const last = merged[merged.length - 1];
     if (last && last.usable === usable && start <= last.end) last.end = Math.max(last.end, end);
     else merged.push({ start, end, usable });
   }
   const hex = (n: number) => `0x${n.toString(16).padStart(16, '0')}`;
-  return merged.map(m => `BIOS-e820: [mem ${hex(m.start)}-${hex(m.end - 1)}] ${m.usable ? 'usable' : 'reserved'}`);
+  return merged.map((m) => `BIOS-e820: [mem ${hex(m.start)}-${hex(m.end - 1)}] ${m.usable ? 'usable' : 'reserved'}`);
 }
 
-testIf(test, skip, 'linux (slow): a Debian kernel sees our e820 map, command line, ACPI tables and 2 CPUs, then tsvmm reports the emulator\'s wall cleanly', async () => {
-  const kernel = found.kernel!;
-  const r = await runTsvmm(['run', '-m', '512M', '-smp', '2', '-cpu', 'pvm-safe', '-kernel', kernel.vmlinux,
-    '-append', CMDLINE, '-no-reboot', '--timeout', '150'], { timeoutMs: 180_000 });
-  const out = r.stdout;
-  // The serial console works from the first line on.
-  assert.match(out, /Linux version 6\.\d+/);
-  assert.match(out, new RegExp(`Command line: ${CMDLINE}`));
-  const printed = [...out.matchAll(/BIOS-e820: \[mem [^\]]+\] \w+/g)].map(m => m[0]);
-  assert.equal(printed, expectedE820());
-  for (const table of ['RSDP 0x00000000000F0000', 'XSDT', 'FACP', 'DSDT', 'FACS', 'APIC', 'MCFG']) assert.match(out, new RegExp(`ACPI: ${table}`));
-  assert.match(out, /ACPI: PM-Timer IO Port: 0x608/);
-  assert.match(out, /IOAPIC\[0\]: apic_id 0, version \d+, address 0xfec00000, GSI 0-23/);
-  assert.match(out, /smpboot: Allowing 2 CPUs, 0 hotplug CPUs/);
-  // The emulator's wall: an emulation failure, reported with RIP, mode and the int3 at RIP.
-  assert.is(r.status, ExitStatus.kvmInternalError, r.stderr);
-  assert.match(r.stderr, /KVM internal error .*emulation failure/);
-  assert.match(r.stderr, /long mode \(64-bit\)/);
-  assert.match(r.stderr, /instruction bytes at RIP: cc/);
-});
+testIf(
+  test,
+  skip,
+  "linux (slow): a Debian kernel sees our e820 map, command line, ACPI tables and 2 CPUs, then tsvmm reports the emulator's wall cleanly",
+  async () => {
+    const kernel = found.kernel!;
+    const r = await runTsvmm(
+      [
+        'run',
+        '-m',
+        '512M',
+        '-smp',
+        '2',
+        '-cpu',
+        'pvm-safe',
+        '-kernel',
+        kernel.vmlinux,
+        '-append',
+        CMDLINE,
+        '-no-reboot',
+        '--timeout',
+        '150',
+      ],
+      { timeoutMs: 180_000 },
+    );
+    const out = r.stdout;
+    // The serial console works from the first line on.
+    assert.match(out, /Linux version 6\.\d+/);
+    assert.match(out, new RegExp(`Command line: ${CMDLINE}`));
+    const printed = [...out.matchAll(/BIOS-e820: \[mem [^\]]+\] \w+/g)].map((m) => m[0]);
+    assert.equal(printed, expectedE820());
+    for (const table of ['RSDP 0x00000000000F0000', 'XSDT', 'FACP', 'DSDT', 'FACS', 'APIC', 'MCFG'])
+      assert.match(out, new RegExp(`ACPI: ${table}`));
+    assert.match(out, /ACPI: PM-Timer IO Port: 0x608/);
+    assert.match(out, /IOAPIC\[0\]: apic_id 0, version \d+, address 0xfec00000, GSI 0-23/);
+    assert.match(out, /smpboot: Allowing 2 CPUs, 0 hotplug CPUs/);
+    // The emulator's wall: an emulation failure, reported with RIP, mode and the int3 at RIP.
+    assert.is(r.status, ExitStatus.kvmInternalError, r.stderr);
+    assert.match(r.stderr, /KVM internal error .*emulation failure/);
+    assert.match(r.stderr, /long mode \(64-bit\)/);
+    assert.match(r.stderr, /instruction bytes at RIP: cc/);
+  },
+);
 
 test.run();

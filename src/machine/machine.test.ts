@@ -12,12 +12,14 @@ import { Machine } from './machine.js';
 import { parseRunArgs } from '../cli/args.js';
 import { machineConfigFromArgs } from '../cli/config.js';
 
-const skip = kvmMissing() ?? await toolchainUnavailable();
-const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
+const skip = kvmMissing() ?? (await toolchainUnavailable());
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function counterMachine(): Promise<Machine> {
   const guest = await buildGuest('counter');
-  const config = machineConfigFromArgs(parseRunArgs(['-m', '16M', '-kernel', guest.path, '-serial', 'null', '-smp', '2']));
+  const config = machineConfigFromArgs(
+    parseRunArgs(['-m', '16M', '-kernel', guest.path, '-serial', 'null', '-smp', '2']),
+  );
   return Machine.create(config, { log: () => {} });
 }
 
@@ -75,11 +77,29 @@ wait:
   out %al, %dx
 `);
 
-testIf(test, kvmMissing(), 'machine: host input on stdin reaches the guest through COM1 (bounded FIFO, nothing lost)', async () => {
-  const line = 'the quick brown fox jumps over the lazy dog, twice over to overflow a 16-byte FIFO\n';
-  const r = await runTsvmm(['run', '-m', '16M', '-device', `loader,file=${echo},addr=0x1000`, '-device', 'isa-debug-exit', '--timeout', '20'], { input: line });
-  assert.is(r.stdout, line);
-  assert.is(r.status, 1);
-});
+testIf(
+  test,
+  kvmMissing(),
+  'machine: host input on stdin reaches the guest through COM1 (bounded FIFO, nothing lost)',
+  async () => {
+    const line = 'the quick brown fox jumps over the lazy dog, twice over to overflow a 16-byte FIFO\n';
+    const r = await runTsvmm(
+      [
+        'run',
+        '-m',
+        '16M',
+        '-device',
+        `loader,file=${echo},addr=0x1000`,
+        '-device',
+        'isa-debug-exit',
+        '--timeout',
+        '20',
+      ],
+      { input: line },
+    );
+    assert.is(r.stdout, line);
+    assert.is(r.status, 1);
+  },
+);
 
 test.run();

@@ -14,7 +14,12 @@ import type { Vm } from '../../kvm/vm.js';
 import type { Vcpu } from '../../kvm/vcpu.js';
 import { cpuidFor } from '../../kvm/cpuid.js';
 import { readWakingVector } from '../boot/acpi/facs.js';
-import { KVM_PIT_SPEAKER_DUMMY, KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, KVM_IRQCHIP_IOAPIC } from '../../kvm/constants.js';
+import {
+  KVM_PIT_SPEAKER_DUMMY,
+  KVM_IRQCHIP_PIC_MASTER,
+  KVM_IRQCHIP_PIC_SLAVE,
+  KVM_IRQCHIP_IOAPIC,
+} from '../../kvm/constants.js';
 import type { IrqchipState, PitState2, VcpuState } from '../../kvm/types.js';
 import { getpid, tgkill, SIGUSR2 } from '../sys/libc.js';
 import { createGuestRam, type MachineRam } from '../memory/config.js';
@@ -53,18 +58,17 @@ const IO_THREAD_START_GUARD_MS = 300_000;
 const IDENTITY_MAP_ADDR = 0xfeffc000;
 const TSS_ADDR = 0xfeffd000;
 
-
 /** QEMU's run states (QMP query-status `status`). */
 export type RunState =
-  | 'prelaunch'       // created, vCPUs never ran (-S)
+  | 'prelaunch' // created, vCPUs never ran (-S)
   | 'running'
-  | 'paused'          // stopped by the host (QMP stop)
-  | 'inmigrate'       // waiting for incoming state (-incoming)
-  | 'finish-migrate'  // stopping to save state
-  | 'postmigrate'     // state saved; the VM must not run again here
-  | 'suspended'       // the guest suspended to RAM (ACPI S3) until a wake-up
-  | 'shutdown'        // the guest powered off (with -no-shutdown), or the machine ended
-  | 'guest-panicked'  // the guest panicked, with -action panic=pause
+  | 'paused' // stopped by the host (QMP stop)
+  | 'inmigrate' // waiting for incoming state (-incoming)
+  | 'finish-migrate' // stopping to save state
+  | 'postmigrate' // state saved; the VM must not run again here
+  | 'suspended' // the guest suspended to RAM (ACPI S3) until a wake-up
+  | 'shutdown' // the guest powered off (with -no-shutdown), or the machine ended
+  | 'guest-panicked' // the guest panicked, with -action panic=pause
   | 'internal-error'; // KVM could not run the guest
 
 /** QMP events the machine raises: name and QEMU's data. */
@@ -126,7 +130,9 @@ export class Machine {
   private finishing = false;
   private resolveFinished!: (status: number) => void;
   /** Resolves with tsvmm's exit status once the machine has ended and every resource is released. */
-  readonly finished: Promise<number> = new Promise(resolve => { this.resolveFinished = resolve; });
+  readonly finished: Promise<number> = new Promise((resolve) => {
+    this.resolveFinished = resolve;
+  });
   private timers: NodeJS.Timeout[] = [];
   private timerPoll: NodeJS.Timeout | null = null;
   private resetting = false;
@@ -170,7 +176,7 @@ export class Machine {
     private readonly powerOn: PowerOnState,
   ) {
     this.config = config;
-    this.log = options.log ?? (line => process.stderr.write(`tsvmm: ${line}\n`));
+    this.log = options.log ?? ((line) => process.stderr.write(`tsvmm: ${line}\n`));
     this.yieldWhenEnding = options.yieldCpuWhenEnding ?? false;
     this.vcpuRecords = vcpus.map(() => newRecord(vcpuStateDescriptor, true) as VcpuRecord);
   }
@@ -198,7 +204,9 @@ export class Machine {
 
       const ram = options.ram ?? createGuestRam(config.memory);
       cleanup.push(() => ram.close());
-      ram.regions.forEach((r, slot) => vm.setUserMemoryRegion({ slot, guestPhysAddr: r.gpa, memorySize: r.size, userspaceAddr: r.hostAddress }));
+      ram.regions.forEach((r, slot) =>
+        vm.setUserMemoryRegion({ slot, guestPhysAddr: r.gpa, memorySize: r.size, userspaceAddr: r.hostAddress }),
+      );
 
       const supported = kvm.supportedCpuid();
       const vcpus: Vcpu[] = [];
@@ -210,52 +218,106 @@ export class Machine {
 
       // Character backends first: a unix socket server may wait for its client (QEMU's `server` without wait=off).
       const chardevs = new Map<string, CharBackend>();
-      cleanup.push(() => { for (const c of chardevs.values()) void c.close(); });
-      const openChardev = async (id: string, spec: CharSpec) => { chardevs.set(id, await openCharBackend(spec)); return id; };
+      cleanup.push(() => {
+        for (const c of chardevs.values()) void c.close();
+      });
+      const openChardev = async (id: string, spec: CharSpec) => {
+        chardevs.set(id, await openCharBackend(spec));
+        return id;
+      };
 
       const specs: DeviceSpec[] = [];
       for (let i = 0; i < config.serial.length && i < COM_PORTS.length; i++) {
         if (config.serial[i].kind === 'none') continue;
         const [base, irq] = COM_PORTS[i];
-        specs.push({ kind: 'serial', id: `serial${i}`, base, irq, output: await openChardev(`serial${i}`, config.serial[i]) });
+        specs.push({
+          kind: 'serial',
+          id: `serial${i}`,
+          base,
+          irq,
+          output: await openChardev(`serial${i}`, config.serial[i]),
+        });
       }
       for (const [i, d] of config.debugcon.entries()) {
-        specs.push({ kind: 'debugcon', id: `debugcon${i}`, base: d.iobase, output: await openChardev(`debugcon${i}`, d.output), timestamps: d.timestamps });
+        specs.push({
+          kind: 'debugcon',
+          id: `debugcon${i}`,
+          base: d.iobase,
+          output: await openChardev(`debugcon${i}`, d.output),
+          timestamps: d.timestamps,
+        });
       }
-      if (config.debugExit) specs.push({ kind: 'debug-exit', id: 'debug-exit', base: config.debugExit.iobase, size: config.debugExit.iosize });
-      const below4G = ram.regions.filter(r => r.gpa < 2 ** 32).reduce((n, r) => n + r.size, 0);
-      specs.push({ kind: 'rtc', id: 'rtc', memory: { ramBelow4G: below4G, ramAbove4G: config.memory.size - below4G, cpus: config.cpus } });
+      if (config.debugExit)
+        specs.push({
+          kind: 'debug-exit',
+          id: 'debug-exit',
+          base: config.debugExit.iobase,
+          size: config.debugExit.iosize,
+        });
+      const below4G = ram.regions.filter((r) => r.gpa < 2 ** 32).reduce((n, r) => n + r.size, 0);
+      specs.push({
+        kind: 'rtc',
+        id: 'rtc',
+        memory: { ramBelow4G: below4G, ramAbove4G: config.memory.size - below4G, cpus: config.cpus },
+      });
       specs.push({ kind: 'i8042', id: 'i8042' });
       specs.push({ kind: 'fw-cfg', id: 'fw-cfg', content: buildFwCfg(config) });
 
       // The PCI host bridge (always, as on a PC) and the virtio functions behind it.
-      const ramEnd = Math.max(...ram.regions.map(r => r.gpa + r.size));
+      const ramEnd = Math.max(...ram.regions.map((r) => r.gpa + r.size));
       const pciHost = defaultPciHostConfig(ramEnd);
       const msi = MsiRouter.create(vm.fd);
       cleanup.push(() => msi.close());
       const ioEvents = IoEventRegistry.create(vm.fd);
       cleanup.push(() => ioEvents.close());
       specs.push({ kind: 'pci-host', id: 'pci-host', config: pciHost });
-      const virtio = await planVirtioDevices(config.virtio, { msi, ioEvents, windows: pciHost.windows, openChardev, taps: options.taps });
-      cleanup.push(() => { for (const fd of virtio.fds) closeSync(fd); for (const i of virtio.inputs) i.ring.close(); });
+      const virtio = await planVirtioDevices(config.virtio, {
+        msi,
+        ioEvents,
+        windows: pciHost.windows,
+        openChardev,
+        taps: options.taps,
+      });
+      cleanup.push(() => {
+        for (const fd of virtio.fds) closeSync(fd);
+        for (const i of virtio.inputs) i.ring.close();
+      });
       // Taps handed over that no device here uses (a configuration that differs; the restore will say so).
       for (const fd of options.taps?.values() ?? []) if (!virtio.fds.includes(fd)) closeSync(fd);
       specs.push(...virtio.specs);
       const ecam = ecamRange(pciHost);
       const platform = planPlatform(config, ram.regions, {
-        windows: pciHost.windows, intx: pciHost.intx, ecam: ecam ? { base: ecam.base, endBus: ecam.endBus } : undefined,
+        windows: pciHost.windows,
+        intx: pciHost.intx,
+        ecam: ecam ? { base: ecam.base, endBus: ecam.endBus } : undefined,
       });
-      if (platform.pm) specs.push({ kind: 'acpi-pm', id: 'acpi-pm', base: platform.pm.base, sciIrq: platform.pm.sciIrq });
+      if (platform.pm)
+        specs.push({ kind: 'acpi-pm', id: 'acpi-pm', base: platform.pm.base, sciIrq: platform.pm.sciIrq });
       if (config.pvpanic) specs.push({ kind: 'pvpanic', id: 'pvpanic', port: config.pvpanic.ioport });
       const { arena, entries } = planDevices(specs);
 
       const powerOn: PowerOnState = {
-        vcpus: vcpus.map(v => v.getState()),
-        irqchips: [KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, KVM_IRQCHIP_IOAPIC].map(chip => vm.getIrqchip(chip)),
+        vcpus: vcpus.map((v) => v.getState()),
+        irqchips: [KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, KVM_IRQCHIP_IOAPIC].map((chip) =>
+          vm.getIrqchip(chip),
+        ),
         pit: vm.getPit2(),
       };
       const control = new VcpuControl(config.cpus);
-      const machine = new Machine(config, options, kvm, vm, ram, vcpus, control, arena, entries, chardevs, images, powerOn);
+      const machine = new Machine(
+        config,
+        options,
+        kvm,
+        vm,
+        ram,
+        vcpus,
+        control,
+        arena,
+        entries,
+        chardevs,
+        images,
+        powerOn,
+      );
       machine.platform = platform;
       machine.msi = msi;
       machine.ioEvents = ioEvents;
@@ -263,10 +325,10 @@ export class Machine {
       machine.taps = virtio.taps;
       machine.consoleInputs = virtio.inputs;
       const env = machine.deviceEnvironment();
-      machine.devices = entries.map(e => instantiate(e, arena, env));
+      machine.devices = entries.map((e) => instantiate(e, arena, env));
       machine.resetDevices('power-on');
       machine.spawnWorkers();
-      if (machine.devices.some(d => d.ioWatches)) {
+      if (machine.devices.some((d) => d.ioWatches)) {
         machine.spawnIoThread();
         // The guest runs only once its device backends can serve it. A hang guard, not a budget.
         await machine.ioThread!.ready(IO_THREAD_START_GUARD_MS);
@@ -274,7 +336,11 @@ export class Machine {
       return machine;
     } catch (e) {
       for (const undo of cleanup.reverse()) {
-        try { undo(); } catch { /* the original error matters more */ }
+        try {
+          undo();
+        } catch {
+          /* the original error matters more */
+        }
       }
       throw e;
     }
@@ -294,7 +360,7 @@ export class Machine {
 
   /** The vCPU threads' ids (QMP query-cpus-fast `thread-id`), 0 until a thread has started. */
   vcpuThreadIds(): number[] {
-    return this.vcpus.map(v => this.control.tid(v.id));
+    return this.vcpus.map((v) => this.control.tid(v.id));
   }
 
   /** QMP query-pci: bus 0 as the guest sees it now. */
@@ -311,8 +377,16 @@ export class Machine {
   /** For checkpoint/restart: the parts it saves and restores. */
   parts(): MachineParts {
     return {
-      config: this.config, vm: this.vm, vcpus: this.vcpus, ram: this.ram, arena: this.arena, entries: this.entries,
-      devices: this.devices, lock: this.lock, capturedVcpuState: i => this.capturedVcpuState(i), taps: this.taps,
+      config: this.config,
+      vm: this.vm,
+      vcpus: this.vcpus,
+      ram: this.ram,
+      arena: this.arena,
+      entries: this.entries,
+      devices: this.devices,
+      lock: this.lock,
+      capturedVcpuState: (i) => this.capturedVcpuState(i),
+      taps: this.taps,
     };
   }
 
@@ -331,10 +405,10 @@ export class Machine {
     const outputs = new Map<string, CharOut>();
     const machine: MachineControl = {
       exit: (status, reason) => queueMicrotask(() => this.onVcpuEvent({ type: 'exit', vcpu: -1, status, reason })),
-      reset: reason => queueMicrotask(() => this.onVcpuEvent({ type: 'reset', vcpu: -1, reason })),
-      powerOff: reason => queueMicrotask(() => this.onVcpuEvent({ type: 'power-off', vcpu: -1, reason })),
-      suspend: reason => queueMicrotask(() => this.onVcpuEvent({ type: 'suspend', vcpu: -1, reason })),
-      wakeEvent: source => queueMicrotask(() => this.onWakeEvent(source)),
+      reset: (reason) => queueMicrotask(() => this.onVcpuEvent({ type: 'reset', vcpu: -1, reason })),
+      powerOff: (reason) => queueMicrotask(() => this.onVcpuEvent({ type: 'power-off', vcpu: -1, reason })),
+      suspend: (reason) => queueMicrotask(() => this.onVcpuEvent({ type: 'suspend', vcpu: -1, reason })),
+      wakeEvent: (source) => queueMicrotask(() => this.onWakeEvent(source)),
     };
     const irq = irqLines(this.vm.fd);
     this.pciBus = pciBusFor(this.entries, this.arena, irq);
@@ -345,7 +419,7 @@ export class Machine {
       memory: this.ram.ram,
       output: (id: string) => {
         let out = outputs.get(id);
-        if (!out) outputs.set(id, out = this.chardevs.get(id)!.out);
+        if (!out) outputs.set(id, (out = this.chardevs.get(id)!.out));
         return out;
       },
       timersChanged: () => this.doorbell.ring(Doorbell.TIMERS),
@@ -398,20 +472,32 @@ export class Machine {
     const outputs = Object.fromEntries([...this.chardevs].map(([id, c]) => [id, c.transferable()]));
     for (const vcpu of this.vcpus) {
       const init: VcpuThreadInit = {
-        vcpuId: vcpu.id, vcpuFd: vcpu.fd, vcpuCount: this.vcpus.length, mmapSize: vcpu.mmapSize, features,
-        vmFd: this.vm.fd, ram: this.ram.regions.map(r => ({ gpa: r.gpa, size: r.size, hostAddress: r.hostAddress })),
-        arena: this.arena.buffer, devices: this.entries, outputs,
-        lock: this.lock.buffer, control: this.control.buffer, doorbell: this.doorbell.buffer,
+        vcpuId: vcpu.id,
+        vcpuFd: vcpu.fd,
+        vcpuCount: this.vcpus.length,
+        mmapSize: vcpu.mmapSize,
+        features,
+        vmFd: this.vm.fd,
+        ram: this.ram.regions.map((r) => ({ gpa: r.gpa, size: r.size, hostAddress: r.hostAddress })),
+        arena: this.arena.buffer,
+        devices: this.entries,
+        outputs,
+        lock: this.lock.buffer,
+        control: this.control.buffer,
+        doorbell: this.doorbell.buffer,
         stateRecord: this.vcpuRecords[vcpu.id].$buffer as SharedArrayBuffer,
         warmCapture: this.vcpus.length > 1,
-        msi: this.msi.init, ioEvents: this.ioEvents.init,
+        msi: this.msi.init,
+        ioEvents: this.ioEvents.init,
       };
       const thread = takeVcpuThread();
       thread.start(init);
       const worker = thread.worker;
       worker.on('message', (event: VcpuEvent) => this.onVcpuEvent(event));
-      worker.on('error', error => this.fail(ExitStatus.internalError, `vCPU ${vcpu.id} thread crashed: ${error.stack ?? error}`));
-      this.workersExited.push(new Promise(resolve => worker.once('exit', () => resolve())));
+      worker.on('error', (error) =>
+        this.fail(ExitStatus.internalError, `vCPU ${vcpu.id} thread crashed: ${error.stack ?? error}`),
+      );
+      this.workersExited.push(new Promise((resolve) => worker.once('exit', () => resolve())));
       this.workers.push(worker);
     }
     // Threads started for a vCPU count guessed too high are not needed.
@@ -424,15 +510,24 @@ export class Machine {
    */
   private spawnIoThread(): void {
     const outputs = Object.fromEntries([...this.chardevs].map(([id, c]) => [id, c.transferable()]));
-    this.ioThread = IoThread.start({
-      vmFd: this.vm.fd, ram: this.ram.regions.map(r => ({ gpa: r.gpa, size: r.size, hostAddress: r.hostAddress })),
-      arena: this.arena.buffer, devices: this.entries, outputs, lock: this.lock.buffer, doorbell: this.doorbell.buffer,
-      msi: this.msi.init, ioEvents: this.ioEvents.init,
-    }, {
-      paused: true,
-      onEvent: (event: IoThreadEvent) => this.onVcpuEvent(event),
-      onCrash: error => this.fail(ExitStatus.internalError, `I/O thread crashed: ${error.stack ?? error}`),
-    });
+    this.ioThread = IoThread.start(
+      {
+        vmFd: this.vm.fd,
+        ram: this.ram.regions.map((r) => ({ gpa: r.gpa, size: r.size, hostAddress: r.hostAddress })),
+        arena: this.arena.buffer,
+        devices: this.entries,
+        outputs,
+        lock: this.lock.buffer,
+        doorbell: this.doorbell.buffer,
+        msi: this.msi.init,
+        ioEvents: this.ioEvents.init,
+      },
+      {
+        paused: true,
+        onEvent: (event: IoThreadEvent) => this.onVcpuEvent(event),
+        onCrash: (error) => this.fail(ExitStatus.internalError, `I/O thread crashed: ${error.stack ?? error}`),
+      },
+    );
   }
 
   /**
@@ -447,10 +542,12 @@ export class Machine {
     this.scheduleTimers();
     if (this.config.timeoutMs !== null) {
       const seconds = this.config.timeoutMs / 1000;
-      this.timers.push(setTimeout(() => {
-        this.log(`timeout: the guest did not finish within ${seconds} s`);
-        void this.finish(ExitStatus.timeout);
-      }, this.config.timeoutMs));
+      this.timers.push(
+        setTimeout(() => {
+          this.log(`timeout: the guest did not finish within ${seconds} s`);
+          void this.finish(ExitStatus.timeout);
+        }, this.config.timeoutMs),
+      );
     }
     this.state = state;
     if (!paused) this.resume();
@@ -465,10 +562,18 @@ export class Machine {
     return this.captureRequest !== 0 && this.control.capturedFor(i, this.captureRequest) ? this.vcpuRecords[i] : null;
   }
 
-  async pause(next: RunState = 'paused', { sync = false, capture = false }: { sync?: boolean; capture?: boolean } = {}): Promise<void> {
+  async pause(
+    next: RunState = 'paused',
+    { sync = false, capture = false }: { sync?: boolean; capture?: boolean } = {},
+  ): Promise<void> {
     if (this.state !== 'running') {
       this.captureRequest = 0; // the vCPUs are parked already: whoever wants their state reads it
-      if (this.state === 'paused' || this.state === 'prelaunch' || this.state === 'postmigrate' || this.state === 'finish-migrate') {
+      if (
+        this.state === 'paused' ||
+        this.state === 'prelaunch' ||
+        this.state === 'postmigrate' ||
+        this.state === 'finish-migrate'
+      ) {
         if (next !== 'paused') this.state = next;
       }
       return;
@@ -524,7 +629,11 @@ export class Machine {
       vcpu.run.immediateExit = 1;
       const tid = this.control.tid(vcpu.id);
       if (tid > 0) {
-        try { tgkill(pid, tid, SIGUSR2); } catch { /* the thread has already gone */ }
+        try {
+          tgkill(pid, tid, SIGUSR2);
+        } catch {
+          /* the thread has already gone */
+        }
       }
     }
   }
@@ -588,9 +697,10 @@ export class Machine {
     this.vm.setPit2(this.powerOn.pit);
     this.vcpus.forEach((v, i) => v.setState(this.powerOn.vcpus[i], { cpuid: false }));
     this.resetDevices('system');
-    const pm = this.devices.find(d => d.wake);
+    const pm = this.devices.find((d) => d.wake);
     this.lock.with(() => pm?.wake?.(reason));
-    const vector = this.platform.facsAddress === null ? null : readWakingVector(this.ram.ram, this.platform.facsAddress);
+    const vector =
+      this.platform.facsAddress === null ? null : readWakingVector(this.ram.ram, this.platform.facsAddress);
     if (vector?.kind === 'real') {
       // As firmware does on an S3 resume: the boot CPU enters the waking vector in real mode, CS:IP from the FACS.
       const bsp = this.vcpus[0];
@@ -599,7 +709,10 @@ export class Machine {
       bsp.setRegs({ ...bsp.getRegs(), rip: BigInt(vector.ip) });
       this.guestReady = true;
     } else {
-      if (vector && vector.kind !== 'none') this.log(`S3 resume: ${vector.kind === 'invalid' ? vector.reason : `a ${vector.kind} waking vector is not supported`}; booting again`);
+      if (vector && vector.kind !== 'none')
+        this.log(
+          `S3 resume: ${vector.kind === 'invalid' ? vector.reason : `a ${vector.kind} waking vector is not supported`}; booting again`,
+        );
       this.guestReady = false; // no usable waking vector: the guest boots again
     }
     this.state = 'paused';
@@ -613,7 +726,7 @@ export class Machine {
    */
   private onWakeEvent(source: WakeEventSource): void {
     if (this.finishing || this.state !== 'suspended') return;
-    const pm = this.devices.find(d => d.wakeEnabled);
+    const pm = this.devices.find((d) => d.wakeEnabled);
     if (!this.lock.with(() => pm?.wakeEnabled?.(source) ?? false)) return;
     try {
       this.wakeup(source);
@@ -628,8 +741,11 @@ export class Machine {
    */
   powerdown(): void {
     this.emit({ event: 'POWERDOWN' });
-    if (this.state === 'suspended') { this.wakeup('powerButton'); return; }
-    const pm = this.devices.find(d => d.powerButton);
+    if (this.state === 'suspended') {
+      this.wakeup('powerButton');
+      return;
+    }
+    const pm = this.devices.find((d) => d.powerButton);
     this.lock.with(() => pm?.powerButton?.());
   }
 
@@ -645,16 +761,21 @@ export class Machine {
         this.guestShutdown('guest-shutdown', ExitStatus.ok);
         break;
       case 'suspend':
-        void this.suspend().catch(e => this.fail(ExitStatus.internalError, `suspend failed: ${e.stack ?? e}`));
+        void this.suspend().catch((e) => this.fail(ExitStatus.internalError, `suspend failed: ${e.stack ?? e}`));
         break;
       case 'reset':
         if (this.config.noReboot) this.end(ExitStatus.ok, 'guest-reset');
-        else void this.reset(event.reason).catch(e => this.fail(ExitStatus.internalError, `reset failed: ${e.stack ?? e}`));
+        else
+          void this.reset(event.reason).catch((e) =>
+            this.fail(ExitStatus.internalError, `reset failed: ${e.stack ?? e}`),
+          );
         break;
       case 'failure':
         if (event.kind === 'triple-fault' && !this.config.noReboot) {
           this.log(event.report.replace(/^tsvmm: /, ''));
-          void this.reset('triple fault').catch(e => this.fail(ExitStatus.internalError, `reset failed: ${e.stack ?? e}`));
+          void this.reset('triple fault').catch((e) =>
+            this.fail(ExitStatus.internalError, `reset failed: ${e.stack ?? e}`),
+          );
           break;
         }
         this.state = 'internal-error';
@@ -677,7 +798,9 @@ export class Machine {
       return;
     }
     this.emit({ event: 'SHUTDOWN', data: { guest: true, reason } });
-    void this.stopGuest('shutdown').catch(e => this.fail(ExitStatus.internalError, `stopping after the guest's shutdown failed: ${e.stack ?? e}`));
+    void this.stopGuest('shutdown').catch((e) =>
+      this.fail(ExitStatus.internalError, `stopping after the guest's shutdown failed: ${e.stack ?? e}`),
+    );
   }
 
   /**
@@ -697,7 +820,9 @@ export class Machine {
         break;
       case 'pause':
         this.emit({ event: 'GUEST_PANICKED', data: { action: 'pause' } });
-        void this.stopGuest('guest-panicked').catch(e => this.fail(ExitStatus.internalError, `stopping the panicked guest failed: ${e.stack ?? e}`));
+        void this.stopGuest('guest-panicked').catch((e) =>
+          this.fail(ExitStatus.internalError, `stopping the panicked guest failed: ${e.stack ?? e}`),
+        );
         break;
       case 'none':
         this.emit({ event: 'GUEST_PANICKED', data: { action: 'run' } });
@@ -737,7 +862,7 @@ export class Machine {
     const ioStopped = this.ioThread?.stop() ?? Promise.resolve(true);
     const stuck = await Promise.race([
       Promise.all(this.workersExited).then(() => false),
-      new Promise<boolean>(resolve => setTimeout(() => resolve(true), 5000).unref()),
+      new Promise<boolean>((resolve) => setTimeout(() => resolve(true), 5000).unref()),
     ]);
     if (stuck) {
       // A worker that does not leave KVM_RUN would hang process exit; report and let the caller exit hard.
@@ -760,7 +885,11 @@ export class Machine {
   private yieldCpu(): void {
     for (const tid of [getpid(), ...this.vcpuThreadIds()]) {
       if (tid <= 0) continue;
-      try { setPriority(tid, 19); } catch { /* best effort */ }
+      try {
+        setPriority(tid, 19);
+      } catch {
+        /* best effort */
+      }
     }
   }
 
@@ -787,11 +916,12 @@ export class Machine {
    * backend feeds its ring to the I/O thread, as far as the ring has room.
    */
   private connectInput(): void {
-    for (const input of this.consoleInputs) this.chardevs.get(input.chardev)?.setInputHandler(bytes => input.ring.write(bytes));
-    const serial = this.devices.find(d => d.spec.kind === 'serial');
+    for (const input of this.consoleInputs)
+      this.chardevs.get(input.chardev)?.setInputHandler((bytes) => input.ring.write(bytes));
+    const serial = this.devices.find((d) => d.spec.kind === 'serial');
     if (!serial?.receive) return;
     const backend = this.chardevs.get(serial.spec.id)!;
-    backend.setInputHandler(bytes => this.lock.with(() => serial.receive!(bytes)));
+    backend.setInputHandler((bytes) => this.lock.with(() => serial.receive!(bytes)));
   }
 
   private async serviceDoorbell(): Promise<void> {

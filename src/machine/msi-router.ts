@@ -11,7 +11,13 @@
 // Changes are made under the machine lock (they come from device handlers), so two threads never rebuild at once.
 import * as libc from '../sys/libc.js';
 import * as K from '../../kvm/ioctls.js';
-import { KVM_IRQCHIP_IOAPIC, KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, KVM_IOAPIC_NUM_PINS, KVM_IRQFD_FLAG_DEASSIGN } from '../../kvm/constants.js';
+import {
+  KVM_IRQCHIP_IOAPIC,
+  KVM_IRQCHIP_PIC_MASTER,
+  KVM_IRQCHIP_PIC_SLAVE,
+  KVM_IOAPIC_NUM_PINS,
+  KVM_IRQFD_FLAG_DEASSIGN,
+} from '../../kvm/constants.js';
 import { encodeIrqRouting, encodeIrqfd } from '../../kvm/codec-vm.js';
 import type { IrqRoute, Irqfd } from '../../kvm/types.js';
 import type { MsiBlock, MsiVectors } from '../bus/pci-types.js';
@@ -25,8 +31,12 @@ export interface MsiRoutingOps {
 /** The ioctls on a VM fd, usable from any thread. */
 export function vmRoutingOps(vmFd: number): MsiRoutingOps {
   return {
-    setGsiRouting: routes => { libc.ioctlPtr(vmFd, K.KVM_SET_GSI_ROUTING, encodeIrqRouting(routes), 'KVM_SET_GSI_ROUTING'); },
-    irqfd: f => { libc.ioctlPtr(vmFd, K.KVM_IRQFD, encodeIrqfd(f), 'KVM_IRQFD'); },
+    setGsiRouting: (routes) => {
+      libc.ioctlPtr(vmFd, K.KVM_SET_GSI_ROUTING, encodeIrqRouting(routes), 'KVM_SET_GSI_ROUTING');
+    },
+    irqfd: (f) => {
+      libc.ioctlPtr(vmFd, K.KVM_IRQFD, encodeIrqfd(f), 'KVM_IRQFD');
+    },
   };
 }
 
@@ -37,7 +47,13 @@ export function vmRoutingOps(vmFd: number): MsiRoutingOps {
 export function defaultIrqchipRoutes(): IrqRoute[] {
   const routes: IrqRoute[] = [];
   for (let gsi = 0; gsi < KVM_IOAPIC_NUM_PINS; gsi++) {
-    if (gsi < 16) routes.push({ gsi, type: 'irqchip', irqchip: gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE, pin: gsi % 8 });
+    if (gsi < 16)
+      routes.push({
+        gsi,
+        type: 'irqchip',
+        irqchip: gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE,
+        pin: gsi % 8,
+      });
     routes.push({ gsi, type: 'irqchip', irqchip: KVM_IRQCHIP_IOAPIC, pin: gsi });
   }
   return routes;
@@ -59,7 +75,10 @@ export interface MsiRouterInit {
 
 // Table layout: one 16-byte entry per vector: valid flag, address low, address high, data.
 const ENTRY_WORDS = 4;
-const VALID = 0, ADDR_LO = 1, ADDR_HI = 2, DATA = 3;
+const VALID = 0,
+  ADDR_LO = 1,
+  ADDR_HI = 2,
+  DATA = 3;
 
 const LAPIC_WINDOW = 0xfee00000n;
 const LAPIC_WINDOW_MASK = 0xfff00000n;
@@ -87,25 +106,45 @@ export class MsiRouter {
   }
 
   /** Main thread: a router for `vmFd` with room for `maxVectors` vectors from GSI `firstGsi`. */
-  static create(vmFd: number, options: { firstGsi?: number; maxVectors?: number; irqchipRoutes?: readonly IrqRoute[]; ops?: MsiRoutingOps } = {}): MsiRouter {
+  static create(
+    vmFd: number,
+    options: { firstGsi?: number; maxVectors?: number; irqchipRoutes?: readonly IrqRoute[]; ops?: MsiRoutingOps } = {},
+  ): MsiRouter {
     const firstGsi = options.firstGsi ?? MSI_FIRST_GSI;
     const maxVectors = options.maxVectors ?? 256;
     if (!Number.isInteger(maxVectors) || maxVectors < 1 || firstGsi < 0 || firstGsi + maxVectors > KVM_MAX_IRQ_ROUTES) {
-      throw new RangeError(`MSI router: ${maxVectors} vectors from GSI ${firstGsi} exceed KVM's ${KVM_MAX_IRQ_ROUTES} routes`);
+      throw new RangeError(
+        `MSI router: ${maxVectors} vectors from GSI ${firstGsi} exceed KVM's ${KVM_MAX_IRQ_ROUTES} routes`,
+      );
     }
     const irqchipRoutes = options.irqchipRoutes ?? defaultIrqchipRoutes();
-    if (irqchipRoutes.some(r => r.gsi >= firstGsi)) throw new RangeError(`MSI router: irqchip routes overlap GSI ${firstGsi}`);
+    if (irqchipRoutes.some((r) => r.gsi >= firstGsi))
+      throw new RangeError(`MSI router: irqchip routes overlap GSI ${firstGsi}`);
     const table = new SharedArrayBuffer(maxVectors * ENTRY_WORDS * 4);
     return new MsiRouter(vmFd, table, firstGsi, [], irqchipRoutes, options.ops ?? vmRoutingOps(vmFd), true);
   }
 
   /** Another thread's router over the same table and eventfds. */
   static attach(init: MsiRouterInit, ops?: MsiRoutingOps): MsiRouter {
-    return new MsiRouter(init.vmFd, init.table, init.firstGsi, init.fds, init.irqchipRoutes, ops ?? vmRoutingOps(init.vmFd), false);
+    return new MsiRouter(
+      init.vmFd,
+      init.table,
+      init.firstGsi,
+      init.fds,
+      init.irqchipRoutes,
+      ops ?? vmRoutingOps(init.vmFd),
+      false,
+    );
   }
 
   get init(): MsiRouterInit {
-    return { vmFd: this.vmFd, table: this.table, firstGsi: this.firstGsi, fds: [...this.fds], irqchipRoutes: this.irqchipRoutes };
+    return {
+      vmFd: this.vmFd,
+      table: this.table,
+      firstGsi: this.firstGsi,
+      fds: [...this.fds],
+      irqchipRoutes: this.irqchipRoutes,
+    };
   }
 
   /** Vectors allocated so far. */
@@ -120,7 +159,9 @@ export class MsiRouter {
   allocate(count: number): MsiBlock {
     if (!this.owner) throw new Error('MSI router: vectors are allocated by the main thread before the others attach');
     if (!Number.isInteger(count) || count < 1 || this.fds.length + count > this.maxVectors) {
-      throw new RangeError(`MSI router: cannot allocate ${count} vectors (${this.fds.length} of ${this.maxVectors} used)`);
+      throw new RangeError(
+        `MSI router: cannot allocate ${count} vectors (${this.fds.length} of ${this.maxVectors} used)`,
+      );
     }
     const first = this.fds.length;
     for (let i = 0; i < count; i++) {
@@ -143,13 +184,15 @@ export class MsiRouter {
 
   /** A device's view of its block. */
   vectors(block: MsiBlock): MsiVectors {
-    if (block.first < 0 || block.first + block.count > this.fds.length) throw new RangeError(`MSI router: block ${block.first}+${block.count} was not allocated`);
+    if (block.first < 0 || block.first + block.count > this.fds.length)
+      throw new RangeError(`MSI router: block ${block.first}+${block.count} was not allocated`);
     return {
       count: block.count,
       route: (vector, address, data) => {
-        if (Number.isInteger(vector) && vector >= 0 && vector < block.count) this.route(block.first + vector, address, data);
+        if (Number.isInteger(vector) && vector >= 0 && vector < block.count)
+          this.route(block.first + vector, address, data);
       },
-      fire: vector => {
+      fire: (vector) => {
         if (Number.isInteger(vector) && vector >= 0 && vector < block.count) this.fire(block.first + vector);
       },
     };
@@ -166,7 +209,13 @@ export class MsiRouter {
       if (Atomics.load(w, at + VALID) === 0) return;
       Atomics.store(w, at + VALID, 0);
     } else {
-      if (Atomics.load(w, at + VALID) === 1 && w[at + ADDR_LO] === lo && w[at + ADDR_HI] === hi && w[at + DATA] === data >>> 0) return;
+      if (
+        Atomics.load(w, at + VALID) === 1 &&
+        w[at + ADDR_LO] === lo &&
+        w[at + ADDR_HI] === hi &&
+        w[at + DATA] === data >>> 0
+      )
+        return;
       w[at + ADDR_LO] = lo;
       w[at + ADDR_HI] = hi;
       w[at + DATA] = data >>> 0;
@@ -182,7 +231,13 @@ export class MsiRouter {
     for (let i = 0; i < this.maxVectors; i++) {
       const at = i * ENTRY_WORDS;
       if (Atomics.load(w, at + VALID) !== 1) continue;
-      routes.push({ gsi: this.firstGsi + i, type: 'msi', addressLo: w[at + ADDR_LO], addressHi: w[at + ADDR_HI], data: w[at + DATA] });
+      routes.push({
+        gsi: this.firstGsi + i,
+        type: 'msi',
+        addressLo: w[at + ADDR_LO],
+        addressHi: w[at + ADDR_HI],
+        data: w[at + DATA],
+      });
     }
     return routes;
   }
@@ -204,8 +259,16 @@ export class MsiRouter {
   close(): void {
     if (!this.owner) return;
     for (const [i, fd] of this.fds.entries()) {
-      try { this.ops.irqfd({ fd, gsi: this.firstGsi + i, flags: KVM_IRQFD_FLAG_DEASSIGN }); } catch { /* the VM may be closed already */ }
-      try { libc.close(fd); } catch { /* already closed */ }
+      try {
+        this.ops.irqfd({ fd, gsi: this.firstGsi + i, flags: KVM_IRQFD_FLAG_DEASSIGN });
+      } catch {
+        /* the VM may be closed already */
+      }
+      try {
+        libc.close(fd);
+      } catch {
+        /* already closed */
+      }
     }
     this.fds.length = 0;
   }

@@ -13,13 +13,19 @@ const PRESENT = 1n;
 const PAGE_SIZE_BIT = 1n << 7n;
 const ADDR_MASK_64 = 0x000f_ffff_ffff_f000n;
 
-export interface PagingRegs { cr0: bigint; cr3: bigint; cr4: bigint; efer: bigint }
+export interface PagingRegs {
+  cr0: bigint;
+  cr3: bigint;
+  cr4: bigint;
+  efer: bigint;
+}
 
 /** The guest-physical address of `linear`, or null if it is not mapped (or a table lies outside RAM). */
 export function linearToPhysical(mem: GuestMemory, regs: PagingRegs, linear: bigint): bigint | null {
   if ((regs.cr0 & CR0_PG) === 0n) return linear & 0xffff_ffffn;
-  const read64 = (gpa: bigint): bigint | null => mem.contains(Number(gpa), 8) ? mem.readU64(Number(gpa)) : null;
-  const read32 = (gpa: bigint): bigint | null => mem.contains(Number(gpa), 4) ? BigInt(mem.readU32(Number(gpa))) : null;
+  const read64 = (gpa: bigint): bigint | null => (mem.contains(Number(gpa), 8) ? mem.readU64(Number(gpa)) : null);
+  const read32 = (gpa: bigint): bigint | null =>
+    mem.contains(Number(gpa), 4) ? BigInt(mem.readU32(Number(gpa))) : null;
 
   if (regs.efer & EFER_LMA) {
     if (regs.cr4 & CR4_LA57) return null;
@@ -28,7 +34,7 @@ export function linearToPhysical(mem: GuestMemory, regs: PagingRegs, linear: big
       const shift = BigInt(12 + 9 * (level - 1));
       const entry = read64(table + ((linear >> shift) & 0x1ffn) * 8n);
       if (entry === null || (entry & PRESENT) === 0n) return null;
-      if ((level === 3 || level === 2) && (entry & PAGE_SIZE_BIT)) {
+      if ((level === 3 || level === 2) && entry & PAGE_SIZE_BIT) {
         const pageMask = (1n << shift) - 1n;
         return (entry & ADDR_MASK_64 & ~pageMask) | (linear & pageMask);
       }
@@ -48,7 +54,7 @@ export function linearToPhysical(mem: GuestMemory, regs: PagingRegs, linear: big
   }
   const pde = read32((regs.cr3 & 0xffff_f000n) + ((linear >> 22n) & 0x3ffn) * 4n);
   if (pde === null || (pde & PRESENT) === 0n) return null;
-  if ((pde & PAGE_SIZE_BIT) && (regs.cr4 & CR4_PSE)) return (pde & 0xffc0_0000n) | (linear & 0x3f_ffffn);
+  if (pde & PAGE_SIZE_BIT && regs.cr4 & CR4_PSE) return (pde & 0xffc0_0000n) | (linear & 0x3f_ffffn);
   const pte = read32((pde & 0xffff_f000n) + ((linear >> 12n) & 0x3ffn) * 4n);
   if (pte === null || (pte & PRESENT) === 0n) return null;
   return (pte & 0xffff_f000n) | (linear & 0xfffn);

@@ -36,8 +36,12 @@ interface EntryLike {
 }
 
 /** This thread's PCI bus over the host bridge's record, or null when the machine has no 'pci-host' entry. */
-export function pciBusFor(entries: readonly EntryLike[], arena: StateArena, irq: (gsi: number) => IrqLine): PciBus | null {
-  const host = entries.find(e => e.spec.kind === 'pci-host');
+export function pciBusFor(
+  entries: readonly EntryLike[],
+  arena: StateArena,
+  irq: (gsi: number) => IrqLine,
+): PciBus | null {
+  const host = entries.find((e) => e.spec.kind === 'pci-host');
   if (!host) return null;
   const { config } = host.spec as unknown as PciHostSpec;
   return new PciBus(arena.record(pciHostState, host.stateOffset), config.windows, irq, config.intx);
@@ -69,13 +73,23 @@ export interface VirtioPciEnvironment {
  * the back end the caller built over the 'device' part. Its windows are the bus's, so it adds no regions.
  */
 export function virtioPciDevice(
-  id: string, placement: VirtioPciPlacement, state: VirtioPciRecord, backend: VirtioBackend,
+  id: string,
+  placement: VirtioPciPlacement,
+  state: VirtioPciRecord,
+  backend: VirtioBackend,
   env: VirtioPciEnvironment,
 ) {
   const transport = new VirtioPciTransport(state, backend, {
-    pci: env.pci, slot: placement.slot, memory: env.memory,
-    msi: env.msi.vectors(placement.msi), notify: env.ioEvents.slots(placement.notify),
-    bars: placement.bars, name: id, log: env.log, ioLock: env.ioLock, ioeventfd: placement.ioeventfd,
+    pci: env.pci,
+    slot: placement.slot,
+    memory: env.memory,
+    msi: env.msi.vectors(placement.msi),
+    notify: env.ioEvents.slots(placement.notify),
+    bars: placement.bars,
+    name: id,
+    log: env.log,
+    ioLock: env.ioLock,
+    ioeventfd: placement.ioeventfd,
   });
   return {
     transport,

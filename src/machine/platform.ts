@@ -11,7 +11,12 @@ import type { PlatformInfo } from './boot.js';
 import type { MachineConfig } from './config.js';
 
 /** COM1..COM4: base port and IRQ, as on every PC. */
-export const COM_PORTS = [[0x3f8, 4], [0x2f8, 3], [0x3e8, 4], [0x2e8, 3]] as const;
+export const COM_PORTS = [
+  [0x3f8, 4],
+  [0x2f8, 3],
+  [0x3e8, 4],
+  [0x2e8, 3],
+] as const;
 
 /** The PCI host as the tables describe it (from the PCI plan). */
 export interface PlatformPci {
@@ -29,32 +34,51 @@ export interface Platform extends PlatformInfo {
   readonly pm: { base: number; sciIrq: number } | null;
 }
 
-export function planPlatform(config: MachineConfig, ram: readonly { gpa: number; size: number }[], pci?: PlatformPci): Platform {
-  const regions = ram.map(r => ({ start: r.gpa, size: r.size }));
+export function planPlatform(
+  config: MachineConfig,
+  ram: readonly { gpa: number; size: number }[],
+  pci?: PlatformPci,
+): Platform {
+  const regions = ram.map((r) => ({ start: r.gpa, size: r.size }));
   const reservedExtra: { start: number; size: number }[] = [];
   if (pci?.ecam) reservedExtra.push({ start: pci.ecam.base, size: (pci.ecam.endBus + 1) << 20 });
   const memoryMap: E820Entry[] = e820FromRam(regions, reservedExtra);
-  const serial = config.serial.flatMap((spec, i) => (spec.kind === 'none' || i >= COM_PORTS.length ? [] : [{ base: COM_PORTS[i][0], irq: COM_PORTS[i][1] }]));
+  const serial = config.serial.flatMap((spec, i) =>
+    spec.kind === 'none' || i >= COM_PORTS.length ? [] : [{ base: COM_PORTS[i][0], irq: COM_PORTS[i][1] }],
+  );
   const blobs: { name: string; gpa: number; bytes: Uint8Array }[] = [];
 
   const mp = buildMpTable({
-    cpus: config.cpus, placement: BIOS_AREA_LAYOUT.mp, ram: regions,
-    sciIrq: config.acpi ? ACPI_SCI_DEFAULT_IRQ : undefined, pci: pci ? { intx: pci.intx } : undefined,
+    cpus: config.cpus,
+    placement: BIOS_AREA_LAYOUT.mp,
+    ram: regions,
+    sciIrq: config.acpi ? ACPI_SCI_DEFAULT_IRQ : undefined,
+    pci: pci ? { intx: pci.intx } : undefined,
   });
-  blobs.push(...mp.blobs.map(b => ({ name: `MP ${b.name}`, gpa: b.gpa, bytes: b.bytes })));
+  blobs.push(...mp.blobs.map((b) => ({ name: `MP ${b.name}`, gpa: b.gpa, bytes: b.bytes })));
   if (!config.acpi) return { memoryMap, reserved: [], rsdpAddress: null, blobs, facsAddress: null, pm: null };
 
   const acpi = buildAcpiTables({
-    cpus: config.cpus, ram: regions, pm: acpiPmPorts(ACPI_PM_DEFAULT_BASE), sciIrq: ACPI_SCI_DEFAULT_IRQ,
-    pci: pci ? { windows: pci.windows, intx: pci.intx } : undefined, ecam: pci?.ecam,
-    serial, rtc: true, i8042: true, placement: BIOS_AREA_LAYOUT,
+    cpus: config.cpus,
+    ram: regions,
+    pm: acpiPmPorts(ACPI_PM_DEFAULT_BASE),
+    sciIrq: ACPI_SCI_DEFAULT_IRQ,
+    pci: pci ? { windows: pci.windows, intx: pci.intx } : undefined,
+    ecam: pci?.ecam,
+    serial,
+    rtc: true,
+    i8042: true,
+    placement: BIOS_AREA_LAYOUT,
     pvpanic: config.pvpanic ? { port: config.pvpanic.ioport } : undefined,
   });
   blobs.push(...acpi.blobs);
   // The tables sit in 0xF0000-0xFFFFF, which e820FromRam already reports reserved.
   return {
-    memoryMap, reserved: acpi.reserved.map(r => ({ start: r.base, end: r.base + r.size, what: 'ACPI tables' })),
-    rsdpAddress: acpi.rsdpAddress, blobs, facsAddress: acpi.facsAddress,
+    memoryMap,
+    reserved: acpi.reserved.map((r) => ({ start: r.base, end: r.base + r.size, what: 'ACPI tables' })),
+    rsdpAddress: acpi.rsdpAddress,
+    blobs,
+    facsAddress: acpi.facsAddress,
     pm: { base: ACPI_PM_DEFAULT_BASE, sciIrq: ACPI_SCI_DEFAULT_IRQ },
   };
 }

@@ -24,7 +24,14 @@ export interface ThreadEnvironmentInit {
 /** `who` names the thread in errors ("vCPU 1", "I/O thread"). Close the returned outputs when the thread ends. */
 export function threadDeviceEnvironment(
   init: ThreadEnvironmentInit,
-  parts: { who: string; arena: StateArena; memory: GuestMemory; doorbell: Doorbell; machine: MachineControl; ioLock?: DeviceEnvironment['ioLock'] },
+  parts: {
+    who: string;
+    arena: StateArena;
+    memory: GuestMemory;
+    doorbell: Doorbell;
+    machine: MachineControl;
+    ioLock?: DeviceEnvironment['ioLock'];
+  },
 ): { env: DeviceEnvironment; closeOutputs(): void } {
   const outputs = new Map<string, CharOut>();
   const irq = irqLines(init.vmFd);
@@ -38,7 +45,7 @@ export function threadDeviceEnvironment(
       if (!out) {
         const transfer = init.outputs[name];
         if (!transfer) throw new Error(`${parts.who}: no output '${name}'`);
-        outputs.set(name, out = openCharOut(transfer));
+        outputs.set(name, (out = openCharOut(transfer)));
       }
       return out;
     },
@@ -46,8 +53,13 @@ export function threadDeviceEnvironment(
     pci: pciBusFor(init.devices, parts.arena, irq),
     msi: init.msi ? MsiRouter.attach(init.msi) : null,
     ioEvents: init.ioEvents ? IoEventRegistry.attach(init.ioEvents) : null,
-    log: line => process.stderr.write(`tsvmm: ${line}\n`),
+    log: (line) => process.stderr.write(`tsvmm: ${line}\n`),
     ioLock: parts.ioLock,
   };
-  return { env, closeOutputs: () => { for (const out of outputs.values()) (out as { close?: () => void }).close?.(); } };
+  return {
+    env,
+    closeOutputs: () => {
+      for (const out of outputs.values()) (out as { close?: () => void }).close?.();
+    },
+  };
 }

@@ -8,7 +8,12 @@ import { virtioPciDescriptor, type VirtioPciRecord } from '../../devices/virtio/
 import type { VirtioBackend } from '../../devices/virtio/types.js';
 import { VirtioBlk } from '../../devices/virtio/blk.js';
 import { VirtioNet, virtioNetState, resetVirtioNet, type VirtioNetState } from '../../devices/virtio/net.js';
-import { VirtioConsole, virtioConsoleState, resetVirtioConsole, type VirtioConsoleState } from '../../devices/virtio/console.js';
+import {
+  VirtioConsole,
+  virtioConsoleState,
+  resetVirtioConsole,
+  type VirtioConsoleState,
+} from '../../devices/virtio/console.js';
 import { VirtioRng } from '../../devices/virtio/rng.js';
 import type { VirtioPciPlacement } from './pci-devices.js';
 import type { IoWatch } from '../bus/pci-types.js';
@@ -68,11 +73,21 @@ export interface BuiltBackend {
  * Builds this thread's back end over its record. `id` is the device's (the group its I/O watches belong to, so a
  * queue notification re-arms them).
  */
-export function createVirtioBackend(id: string, spec: VirtioBackendSpec, device: unknown, output: (id: string) => CharOut): BuiltBackend {
+export function createVirtioBackend(
+  id: string,
+  spec: VirtioBackendSpec,
+  device: unknown,
+  output: (id: string) => CharOut,
+): BuiltBackend {
   switch (spec.type) {
     case 'blk':
       return {
-        backend: new VirtioBlk({ fd: spec.fd, readOnly: spec.readOnly, serial: spec.serial ?? undefined, sizeBytes: spec.sizeBytes }),
+        backend: new VirtioBlk({
+          fd: spec.fd,
+          readOnly: spec.readOnly,
+          serial: spec.serial ?? undefined,
+          sizeBytes: spec.sizeBytes,
+        }),
         resetState: () => {},
       };
     case 'net': {
@@ -95,7 +110,8 @@ export function createVirtioBackend(id: string, spec: VirtioBackendSpec, device:
       };
       const backend = new VirtioConsole(state, { out: output(spec.output), onInputSpace: drain });
       return {
-        backend, resetState: () => resetVirtioConsole(state),
+        backend,
+        resetState: () => resetVirtioConsole(state),
         watches: [{ name: `${id}/input`, fd: ring.fd, kind: 'eventfd', group: id, ready: drain }],
       };
     }

@@ -56,9 +56,11 @@ function openImage(c: Extract<VirtioDeviceConfig, { kind: 'blk' }>): { fd: numbe
   let fd: number;
   try {
     // (libuv opens with O_CLOEXEC: a cpr-exec'd tsvmm reopens the image itself.)
-    fd = openSync(c.path, (c.readOnly ? fsConstants.O_RDONLY : fsConstants.O_RDWR));
+    fd = openSync(c.path, c.readOnly ? fsConstants.O_RDONLY : fsConstants.O_RDWR);
   } catch (e) {
-    throw new DeviceSetupError(`${c.id}: cannot open drive image '${c.path}'${c.readOnly ? ' read-only' : ''}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new DeviceSetupError(
+      `${c.id}: cannot open drive image '${c.path}'${c.readOnly ? ' read-only' : ''}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
   }
   const st = fstatSync(fd);
   // A block device (a loop device, a partition) has its size behind an ioctl, not in st_size.
@@ -78,7 +80,13 @@ export function checkDriveImages(configs: readonly VirtioDeviceConfig[]): void {
   for (const c of configs) if (c.kind === 'blk') closeSync(openImage(c).fd);
 }
 
-function openBackend(c: VirtioDeviceConfig, fds: number[], rings: ConsoleInput[], taps: VirtioPlan['taps'], ctx: VirtioPlanContext): Promise<VirtioBackendSpec> | VirtioBackendSpec {
+function openBackend(
+  c: VirtioDeviceConfig,
+  fds: number[],
+  rings: ConsoleInput[],
+  taps: VirtioPlan['taps'],
+  ctx: VirtioPlanContext,
+): Promise<VirtioBackendSpec> | VirtioBackendSpec {
   switch (c.kind) {
     case 'blk': {
       const { fd, size } = openImage(c);
@@ -101,7 +109,7 @@ function openBackend(c: VirtioDeviceConfig, fds: number[], rings: ConsoleInput[]
     case 'rng':
       return { type: 'rng' };
     case 'console':
-      return ctx.openChardev(c.id, c.output).then(output => {
+      return ctx.openChardev(c.id, c.output).then((output) => {
         const ring = ByteRing.create();
         rings.push({ chardev: output, ring });
         return { type: 'console', output, input: ring.init } as const;
@@ -109,19 +117,28 @@ function openBackend(c: VirtioDeviceConfig, fds: number[], rings: ConsoleInput[]
   }
 }
 
-export async function planVirtioDevices(configs: readonly VirtioDeviceConfig[], ctx: VirtioPlanContext): Promise<VirtioPlan> {
-  if (FIRST_VIRTIO_SLOT + configs.length > PCI_SLOTS) throw new DeviceSetupError(`${configs.length} virtio devices: bus 0 has room for ${PCI_SLOTS - FIRST_VIRTIO_SLOT}`);
+export async function planVirtioDevices(
+  configs: readonly VirtioDeviceConfig[],
+  ctx: VirtioPlanContext,
+): Promise<VirtioPlan> {
+  if (FIRST_VIRTIO_SLOT + configs.length > PCI_SLOTS)
+    throw new DeviceSetupError(`${configs.length} virtio devices: bus 0 has room for ${PCI_SLOTS - FIRST_VIRTIO_SLOT}`);
   const fds: number[] = [];
   const inputs: ConsoleInput[] = [];
   const taps: VirtioPlan['taps'] = [];
   try {
-    const bars = allocateBars(configs.map(() => VIRTIO_PCI_BAR_REQUESTS), ctx.windows);
+    const bars = allocateBars(
+      configs.map(() => VIRTIO_PCI_BAR_REQUESTS),
+      ctx.windows,
+    );
     const specs: VirtioPciSpec[] = [];
     for (const [i, c] of configs.entries()) {
       const backend = await openBackend(c, fds, inputs, taps, ctx);
       const queues = VIRTIO_QUEUE_COUNTS[backend.type];
       specs.push({
-        kind: 'virtio-pci', id: c.id, backend,
+        kind: 'virtio-pci',
+        id: c.id,
+        backend,
         placement: {
           slot: FIRST_VIRTIO_SLOT + i,
           msi: ctx.msi.allocate(queues + 1),

@@ -1,7 +1,15 @@
 // Anonymous RAM (QEMU's memory-backend-ram): no fd, so it dies with the process. MAP_PRIVATE by default;
 // share=on gives MAP_SHARED|MAP_ANONYMOUS (shared with forked children only, which MADV_DONTFORK rules out anyway).
 import * as libc from '../sys/libc.js';
-import { MappedRam, RamBackendError, checkSize, errorText, mapAligned, preallocate, type RamBackend } from './backend.js';
+import {
+  MappedRam,
+  RamBackendError,
+  checkSize,
+  errorText,
+  mapAligned,
+  preallocate,
+  type RamBackend,
+} from './backend.js';
 
 export interface AnonOptions {
   size: number;
@@ -32,7 +40,12 @@ export function createAnonBackend(options: AnonOptions): RamBackend {
     throw e;
   }
   return new MappedRam({
-    kind: 'anon', size, fd: -1, hostAddress: address, shared: false, transferable: false,
+    kind: 'anon',
+    size,
+    fd: -1,
+    hostAddress: address,
+    shared: false,
+    transferable: false,
     record: { offset: 0, share, hugetlb: false, hugetlbSize: 0, path: null },
   });
 }

@@ -77,7 +77,14 @@ export function errorText(e: unknown): string {
  */
 export function mapAligned(size: number, flags: number, fd: number, offset: number, align = HUGE_ALIGN): bigint {
   const reserveLength = size + align;
-  const base = libc.mmap(null, reserveLength, libc.PROT_NONE, libc.MAP_PRIVATE | libc.MAP_ANONYMOUS | libc.MAP_NORESERVE, -1, 0);
+  const base = libc.mmap(
+    null,
+    reserveLength,
+    libc.PROT_NONE,
+    libc.MAP_PRIVATE | libc.MAP_ANONYMOUS | libc.MAP_NORESERVE,
+    -1,
+    0,
+  );
   const alignBig = BigInt(align);
   const aligned = (base + alignBig - 1n) & ~(alignBig - 1n);
   try {
@@ -105,7 +112,10 @@ export function preallocate(address: bigint, size: number, what: string): void {
       touchEveryPage(address, size);
       return;
     }
-    throw new RamBackendError(`${what}: preallocating ${size} bytes failed (${errorText(e)}): not enough host memory or huge pages`, { cause: e });
+    throw new RamBackendError(
+      `${what}: preallocating ${size} bytes failed (${errorText(e)}): not enough host memory or huge pages`,
+      { cause: e },
+    );
   }
 }
 
@@ -131,7 +141,9 @@ export function defaultHugePageSize(): number {
 /** How many huge pages of `pageSize` bytes the host has free (0 if that size is not supported). */
 export function freeHugePages(pageSize: number): number {
   try {
-    return Number(readFileSync(`/sys/kernel/mm/hugepages/hugepages-${pageSize / 1024}kB/free_hugepages`, 'utf8').trim());
+    return Number(
+      readFileSync(`/sys/kernel/mm/hugepages/hugepages-${pageSize / 1024}kB/free_hugepages`, 'utf8').trim(),
+    );
   } catch {
     return 0;
   }
@@ -139,7 +151,12 @@ export function freeHugePages(pageSize: number): number {
 
 /** A byte count for messages: "512 MiB" when a binary unit divides it, else "N bytes". */
 export function formatBytes(bytes: number): string {
-  const units: Array<[string, number]> = [['TiB', 2 ** 40], ['GiB', 2 ** 30], ['MiB', 2 ** 20], ['KiB', 2 ** 10]];
+  const units: Array<[string, number]> = [
+    ['TiB', 2 ** 40],
+    ['GiB', 2 ** 30],
+    ['MiB', 2 ** 20],
+    ['KiB', 2 ** 10],
+  ];
   for (const [name, unit] of units) {
     if (bytes >= unit && bytes % unit === 0) return `${bytes / unit} ${name}`;
   }
@@ -151,8 +168,12 @@ export function isPowerOfTwo(n: number): boolean {
 }
 
 export function checkSize(what: string, size: number, unit = PAGE_SIZE): void {
-  if (!Number.isSafeInteger(size) || size <= 0) throw new RamBackendError(`${what}: size ${size} is not a positive byte count`);
-  if (size % unit !== 0) throw new RamBackendError(`${what}: size 0x${size.toString(16)} is not a multiple of the page size 0x${unit.toString(16)}`);
+  if (!Number.isSafeInteger(size) || size <= 0)
+    throw new RamBackendError(`${what}: size ${size} is not a positive byte count`);
+  if (size % unit !== 0)
+    throw new RamBackendError(
+      `${what}: size 0x${size.toString(16)} is not a multiple of the page size 0x${unit.toString(16)}`,
+    );
 }
 
 export interface MappedFields {

@@ -12,7 +12,15 @@ export { RamBackendError } from './backend.js';
 /** What to create: plain data, as config.ts produces it from QEMU flags. */
 export type BackendSpec =
   | { kind: 'anon'; size: number; share?: boolean; transparentHugePages?: boolean; prealloc?: boolean }
-  | { kind: 'memfd'; size: number; share?: boolean; hugetlb?: boolean; hugetlbSize?: number; seal?: boolean; prealloc?: boolean }
+  | {
+      kind: 'memfd';
+      size: number;
+      share?: boolean;
+      hugetlb?: boolean;
+      hugetlbSize?: number;
+      seal?: boolean;
+      prealloc?: boolean;
+    }
   | { kind: 'file'; size: number; path: string; share?: boolean; offset?: number; prealloc?: boolean }
   | { kind: 'devdax'; size: number; path: string; offset?: number; prealloc?: boolean };
 
@@ -23,10 +31,14 @@ export function isDevdaxPath(path: string): boolean {
 
 export function openBackend(spec: BackendSpec): RamBackend {
   switch (spec.kind) {
-    case 'anon': return createAnonBackend(spec);
-    case 'memfd': return createMemfdBackend(spec);
-    case 'file': return createFileBackend(spec);
-    case 'devdax': return createDevdaxBackend(spec);
+    case 'anon':
+      return createAnonBackend(spec);
+    case 'memfd':
+      return createMemfdBackend(spec);
+    case 'file':
+      return createFileBackend(spec);
+    case 'devdax':
+      return createDevdaxBackend(spec);
   }
 }
 
@@ -45,13 +57,25 @@ export function openBackendFromRecord(record: BackendRecord, options: { fd?: num
     case 'anon':
       return createAnonBackend({ size: record.size, share: record.share });
     case 'memfd':
-      if (fd === undefined) throw new RamBackendError(`memfd RAM of ${record.size} bytes: its fd must be passed in (memfd RAM has no path)`);
+      if (fd === undefined)
+        throw new RamBackendError(
+          `memfd RAM of ${record.size} bytes: its fd must be passed in (memfd RAM has no path)`,
+        );
       return openMemfdFromRecord(record, fd);
     case 'file':
       if (record.path === null && fd === undefined) {
-        throw new RamBackendError(`file RAM of ${record.size} bytes: the file was unlinked, so only its fd can reach it, and none was passed in`);
+        throw new RamBackendError(
+          `file RAM of ${record.size} bytes: the file was unlinked, so only its fd can reach it, and none was passed in`,
+        );
       }
-      return createFileBackend({ path: record.path, fd, size: record.size, offset: record.offset, share: record.share, mustExist: true });
+      return createFileBackend({
+        path: record.path,
+        fd,
+        size: record.size,
+        offset: record.offset,
+        share: record.share,
+        mustExist: true,
+      });
     case 'devdax':
       if (record.path === null) throw new RamBackendError('devdax record without a path');
       return createDevdaxBackend({ path: record.path, fd, size: record.size, offset: record.offset });

@@ -13,7 +13,14 @@
 // -mem-path cannot be combined with memory-backend=, and (our addition, since nothing else here consumes one) a
 // memory backend that the machine does not use is an error rather than silently wasted RAM.
 import { parseQemuOpts, parseSize, QemuOptsError, MiB, formatSize, type QemuOpts } from '../cli/qemu-opts.js';
-import { openBackend, openBackendFromRecord, isDevdaxPath, type BackendRecord, type BackendSpec, type RamBackend } from './backends.js';
+import {
+  openBackend,
+  openBackendFromRecord,
+  isDevdaxPath,
+  type BackendRecord,
+  type BackendSpec,
+  type RamBackend,
+} from './backends.js';
 import { DEVDAX_ALIGN, checkDevdaxAlignment } from './devdax-backend.js';
 import { isPowerOfTwo, PAGE_SIZE, RamBackendError } from './backend.js';
 import { x86RamLayout } from './x86-layout.js';
@@ -53,7 +60,11 @@ const TYPE_KEYS: Record<BackendType, string[]> = {
   'memory-backend-file': ['mem-path', 'offset', 'align', 'pmem', 'discard-data'],
 };
 
-interface DefinedBackend { id: string; label: string; spec: BackendSpec }
+interface DefinedBackend {
+  id: string;
+  label: string;
+  spec: BackendSpec;
+}
 
 function list(v: string | readonly string[] | undefined): readonly string[] {
   return v === undefined ? [] : typeof v === 'string' ? [v] : v;
@@ -86,14 +97,21 @@ export function parseMemoryOptions(values: MemoryOptionValues): MemoryConfig {
   }
 
   if (backendId !== null) {
-    if (values.memPath !== undefined) throw new QemuOptsError('-mem-path', `cannot be used together with -machine memory-backend=${backendId}`);
+    if (values.memPath !== undefined)
+      throw new QemuOptsError('-mem-path', `cannot be used together with -machine memory-backend=${backendId}`);
     const chosen = backends.get(backendId);
     if (chosen === undefined) {
-      throw new QemuOptsError('-machine', `memory-backend=${backendId}: no -object memory-backend-* has id=${backendId}`);
+      throw new QemuOptsError(
+        '-machine',
+        `memory-backend=${backendId}: no -object memory-backend-* has id=${backendId}`,
+      );
     }
     const size = chosen.spec.size;
     if (mSize !== null && mSize !== size) {
-      throw new QemuOptsError('-m', `${formatSize(mSize)} does not match the size of memory backend '${backendId}' (${formatSize(size)}): give both the same size, or leave out -m`);
+      throw new QemuOptsError(
+        '-m',
+        `${formatSize(mSize)} does not match the size of memory backend '${backendId}' (${formatSize(size)}): give both the same size, or leave out -m`,
+      );
     }
     for (const other of backends.values()) {
       if (other !== chosen) throw unused(other);
@@ -133,7 +151,8 @@ function parseMachineSize(values: readonly string[]): number | null {
     const opts = parseQemuOpts(v, { option: '-m', impliedKey: 'size' });
     opts.checkKnown(['size', 'slots', 'maxmem']);
     for (const key of ['slots', 'maxmem']) {
-      if (opts.has(key)) throw new QemuOptsError('-m', `${key}=${opts.get(key)}: memory hotplug (slots, maxmem) is not supported`);
+      if (opts.has(key))
+        throw new QemuOptsError('-m', `${key}=${opts.get(key)}: memory hotplug (slots, maxmem) is not supported`);
     }
     if (opts.has('size')) text = opts.string('size');
   }
@@ -183,12 +202,25 @@ function parseBackendObject(opts: QemuOpts, type: BackendType, memPrealloc: bool
         if (!hugetlb) fail(`hugetlbsize=${opts.get('hugetlbsize')} needs hugetlb=on`);
         hugetlbSize = opts.size('hugetlbsize');
         if (!isPowerOfTwo(hugetlbSize)) fail(`hugetlbsize=${opts.get('hugetlbsize')} is not a power of two`);
-        if (size % hugetlbSize !== 0) fail(`size=${opts.get('size')} is not a multiple of hugetlbsize=${opts.get('hugetlbsize')}`);
+        if (size % hugetlbSize !== 0)
+          fail(`size=${opts.get('size')} is not a multiple of hugetlbsize=${opts.get('hugetlbsize')}`);
       }
       // memfd RAM is shared by default in QEMU: that is what makes its fd useful.
       const share = opts.bool('share', true);
       const seal = opts.bool('seal', true);
-      return { id, label, spec: { kind: 'memfd', size, share, hugetlb, ...(hugetlbSize === undefined ? {} : { hugetlbSize }), seal, prealloc } };
+      return {
+        id,
+        label,
+        spec: {
+          kind: 'memfd',
+          size,
+          share,
+          hugetlb,
+          ...(hugetlbSize === undefined ? {} : { hugetlbSize }),
+          seal,
+          prealloc,
+        },
+      };
     }
     case 'memory-backend-file': {
       if (!opts.has('mem-path')) fail("parameter 'mem-path' is missing");
@@ -208,7 +240,8 @@ function parseBackendObject(opts: QemuOpts, type: BackendType, memPrealloc: bool
         }
         return { id, label, spec: { kind: 'devdax', size, path, offset, prealloc } };
       }
-      if (offset % PAGE_SIZE !== 0) fail(`offset=${opts.get('offset')} is not a multiple of the ${PAGE_SIZE}-byte page size`);
+      if (offset % PAGE_SIZE !== 0)
+        fail(`offset=${opts.get('offset')} is not a multiple of the ${PAGE_SIZE}-byte page size`);
       if (align > 2 * MiB) fail(`align=${opts.get('align')}: alignments above 2 MiB are only supported for device DAX`);
       return { id, label, spec: { kind: 'file', size, path, share, offset, prealloc } };
     }
@@ -231,25 +264,38 @@ export interface MachineRam {
 /** Maps the RAM a MemoryConfig asks for and lays it out as an x86 PC's. */
 export function createGuestRam(config: MemoryConfig, options?: GuestRamOptions): MachineRam {
   if (config.backend.size !== config.size) {
-    throw new RamBackendError(`memory config: backend size ${config.backend.size} differs from RAM size ${config.size}`);
+    throw new RamBackendError(
+      `memory config: backend size ${config.backend.size} differs from RAM size ${config.size}`,
+    );
   }
   return attachGuestRam(openBackend(config.backend), options);
 }
 
 /** Maps the RAM a checkpoint record describes (see openBackendFromRecord) and lays it out the same way. */
-export function openGuestRamFromRecord(record: BackendRecord, fds: { fd?: number } = {}, options?: GuestRamOptions): MachineRam {
+export function openGuestRamFromRecord(
+  record: BackendRecord,
+  fds: { fd?: number } = {},
+  options?: GuestRamOptions,
+): MachineRam {
   return attachGuestRam(openBackendFromRecord(record, fds), options);
 }
 
 /** The x86 layout over an already-mapped backend. Takes ownership: closes the backend if this fails. */
 export function attachGuestRam(backend: RamBackend, options?: GuestRamOptions): MachineRam {
   try {
-    const regions = x86RamLayout(backend.size).map(l => Object.freeze({
-      gpa: l.gpa, size: l.size, offset: l.offset, hostAddress: backend.hostAddress + BigInt(l.offset),
-    }));
+    const regions = x86RamLayout(backend.size).map((l) =>
+      Object.freeze({
+        gpa: l.gpa,
+        size: l.size,
+        offset: l.offset,
+        hostAddress: backend.hostAddress + BigInt(l.offset),
+      }),
+    );
     const ram = new GuestRam(regions, options);
     return {
-      backend, ram, regions,
+      backend,
+      ram,
+      regions,
       close() {
         ram.release();
         backend.close();

@@ -6,7 +6,16 @@
 import { readFileSync, statSync } from 'node:fs';
 import * as libc from '../sys/libc.js';
 import { Errno, SysError } from '../sys/errno.js';
-import { MappedRam, RamBackendError, closeQuietly, errorText, formatBytes, mapAligned, preallocate, type RamBackend } from './backend.js';
+import {
+  MappedRam,
+  RamBackendError,
+  closeQuietly,
+  errorText,
+  formatBytes,
+  mapAligned,
+  preallocate,
+  type RamBackend,
+} from './backend.js';
 
 /** The smallest device-DAX alignment: mappings, sizes and offsets are multiples of it. */
 export const DEVDAX_ALIGN = 2 * 1024 * 1024;
@@ -25,10 +34,14 @@ export interface DevdaxOptions {
 export function checkDevdaxAlignment(path: string, size: number, offset: number, align = DEVDAX_ALIGN): void {
   const what = `devdax ${path}`;
   if (!Number.isSafeInteger(size) || size <= 0 || size % align !== 0) {
-    throw new RamBackendError(`${what}: size ${size} (0x${size.toString(16)}) is not a positive multiple of the device alignment ${formatBytes(align)}`);
+    throw new RamBackendError(
+      `${what}: size ${size} (0x${size.toString(16)}) is not a positive multiple of the device alignment ${formatBytes(align)}`,
+    );
   }
   if (!Number.isSafeInteger(offset) || offset < 0 || offset % align !== 0) {
-    throw new RamBackendError(`${what}: offset ${offset} (0x${offset.toString(16)}) is not a multiple of the device alignment ${formatBytes(align)}`);
+    throw new RamBackendError(
+      `${what}: offset ${offset} (0x${offset.toString(16)}) is not a multiple of the device alignment ${formatBytes(align)}`,
+    );
   }
 }
 
@@ -41,7 +54,9 @@ export function createDevdaxBackend(options: DevdaxOptions): RamBackend {
   // A device may demand more than 2 MiB (1 GiB alignment is common for large namespaces).
   checkDevdaxAlignment(path, size, offset, info.align);
   if (info.size !== null && offset + size > info.size) {
-    throw new RamBackendError(`${what}: offset ${offset} + size ${formatBytes(size)} runs past the end of the ${formatBytes(info.size)} device`);
+    throw new RamBackendError(
+      `${what}: offset ${offset} + size ${formatBytes(size)} runs past the end of the ${formatBytes(info.size)} device`,
+    );
   }
 
   let fd: number;
@@ -67,13 +82,20 @@ export function createDevdaxBackend(options: DevdaxOptions): RamBackend {
       throw e;
     }
     return new MappedRam({
-      kind: 'devdax', size, fd, hostAddress: address, shared: true, transferable: true,
+      kind: 'devdax',
+      size,
+      fd,
+      hostAddress: address,
+      shared: true,
+      transferable: true,
       record: { offset, share: true, hugetlb: false, hugetlbSize: 0, path },
     });
   } catch (e) {
     if (options.fd === undefined) closeQuietly(fd);
     if (e instanceof RamBackendError) throw e;
-    throw new RamBackendError(`${what}: mmap of ${formatBytes(size)} at offset ${offset} failed (${errorText(e)})`, { cause: e });
+    throw new RamBackendError(`${what}: mmap of ${formatBytes(size)} at offset ${offset} failed (${errorText(e)})`, {
+      cause: e,
+    });
   }
 }
 
@@ -82,7 +104,8 @@ function deviceInfo(path: string, what: string): { size: number | null; align: n
   let rdev: bigint;
   try {
     const st = statSync(path, { bigint: true });
-    if (!st.isCharacterDevice()) throw new RamBackendError(`${what}: not a character device (device DAX is /dev/daxX.Y)`);
+    if (!st.isCharacterDevice())
+      throw new RamBackendError(`${what}: not a character device (device DAX is /dev/daxX.Y)`);
     rdev = st.rdev;
   } catch (e) {
     if (e instanceof RamBackendError) throw e;

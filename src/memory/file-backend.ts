@@ -9,8 +9,17 @@ import { randomBytes } from 'node:crypto';
 import * as libc from '../sys/libc.js';
 import { Errno, SysError } from '../sys/errno.js';
 import {
-  HUGETLBFS_MAGIC, MappedRam, PAGE_SIZE, RamBackendError, checkSize, closeQuietly, errorText, formatBytes, mapAligned,
-  preallocate, type RamBackend,
+  HUGETLBFS_MAGIC,
+  MappedRam,
+  PAGE_SIZE,
+  RamBackendError,
+  checkSize,
+  closeQuietly,
+  errorText,
+  formatBytes,
+  mapAligned,
+  preallocate,
+  type RamBackend,
 } from './backend.js';
 
 export interface FileOptions {
@@ -31,7 +40,13 @@ export interface FileOptions {
   fd?: number;
 }
 
-interface Opened { fd: number; path: string | null; created: boolean; createdPath: string | null; adopted: boolean }
+interface Opened {
+  fd: number;
+  path: string | null;
+  created: boolean;
+  createdPath: string | null;
+  adopted: boolean;
+}
 
 export function createFileBackend(options: FileOptions): RamBackend {
   const { size, share = false, offset = 0, prealloc = false, mustExist = false } = options;
@@ -57,7 +72,9 @@ export function createFileBackend(options: FileOptions): RamBackend {
     const hugePage = hugetlbfsPageSize(`/proc/self/fd/${opened.fd}`);
     if (hugePage !== 0) {
       if (size % hugePage !== 0 || offset % hugePage !== 0) {
-        throw new RamBackendError(`${what}: on hugetlbfs, size ${formatBytes(size)} and offset ${offset} must be multiples of the huge page size ${formatBytes(hugePage)}`);
+        throw new RamBackendError(
+          `${what}: on hugetlbfs, size ${formatBytes(size)} and offset ${offset} must be multiples of the huge page size ${formatBytes(hugePage)}`,
+        );
       }
     }
     const expected = offset + size;
@@ -67,12 +84,19 @@ export function createFileBackend(options: FileOptions): RamBackend {
       libc.ftruncate(opened.fd, expected);
     } else if (actual !== expected) {
       throw new RamBackendError(
-        `${what}: the file holds ${formatBytes(actual)} (${actual} bytes) but ${offset ? `offset ${offset} + ` : ''}size=${formatBytes(size)} needs ${expected} bytes`);
+        `${what}: the file holds ${formatBytes(actual)} (${actual} bytes) but ${offset ? `offset ${offset} + ` : ''}size=${formatBytes(size)} needs ${expected} bytes`,
+      );
     }
 
     let address: bigint;
     try {
-      address = mapAligned(size, share ? libc.MAP_SHARED : libc.MAP_PRIVATE, opened.fd, offset, Math.max(hugePage, 2 * 1024 * 1024));
+      address = mapAligned(
+        size,
+        share ? libc.MAP_SHARED : libc.MAP_PRIVATE,
+        opened.fd,
+        offset,
+        Math.max(hugePage, 2 * 1024 * 1024),
+      );
     } catch (e) {
       throw new RamBackendError(`${what}: mmap of ${formatBytes(size)} failed (${errorText(e)})`, { cause: e });
     }
@@ -83,8 +107,12 @@ export function createFileBackend(options: FileOptions): RamBackend {
       throw e;
     }
     return new MappedRam({
-      kind: 'file', size, fd: opened.fd, hostAddress: address,
-      shared: share && opened.path !== null, transferable: share,
+      kind: 'file',
+      size,
+      fd: opened.fd,
+      hostAddress: address,
+      shared: share && opened.path !== null,
+      transferable: share,
       record: { offset, share, hugetlb: hugePage !== 0, hugetlbSize: hugePage, path: opened.path },
     });
   } catch (e) {
@@ -101,12 +129,14 @@ function openOrCreate(path: string, what: string, mustExist: boolean): Opened {
     if (!isDirectory && !st.isFile()) throw new RamBackendError(`${what}: not a regular file or a directory`);
   } catch (e) {
     if (e instanceof RamBackendError) throw e;
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new RamBackendError(`${what}: ${(e as Error).message}`, { cause: e });
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT')
+      throw new RamBackendError(`${what}: ${(e as Error).message}`, { cause: e });
     if (mustExist) throw new RamBackendError(`${what}: the file does not exist (the RAM it held is gone)`);
   }
 
   if (isDirectory) {
-    if (mustExist) throw new RamBackendError(`${what}: is a directory; an unlinked temp file can only be reopened through its fd`);
+    if (mustExist)
+      throw new RamBackendError(`${what}: is a directory; an unlinked temp file can only be reopened through its fd`);
     const temp = join(path, `tsvmm_back_mem.${process.pid}.${randomBytes(6).toString('hex')}`);
     const fd = wrapOpen(what, () => libc.open(temp, flags | libc.O_CREAT | libc.O_EXCL, 0o600));
     unlinkQuietly(temp); // nobody else should find it; the fd keeps it alive
@@ -117,13 +147,21 @@ function openOrCreate(path: string, what: string, mustExist: boolean): Opened {
     try {
       return { fd: libc.open(path, flags), path, created: false, createdPath: null, adopted: false };
     } catch (e) {
-      if (!(e instanceof SysError) || e.errno !== Errno.ENOENT || mustExist) throw new RamBackendError(`${what}: ${errorText(e)}`, { cause: e });
+      if (!(e instanceof SysError) || e.errno !== Errno.ENOENT || mustExist)
+        throw new RamBackendError(`${what}: ${errorText(e)}`, { cause: e });
     }
     try {
-      return { fd: libc.open(path, flags | libc.O_CREAT | libc.O_EXCL, 0o600), path, created: true, createdPath: path, adopted: false };
+      return {
+        fd: libc.open(path, flags | libc.O_CREAT | libc.O_EXCL, 0o600),
+        path,
+        created: true,
+        createdPath: path,
+        adopted: false,
+      };
     } catch (e) {
       // Lost a race with another creator: go round and open theirs.
-      if (!(e instanceof SysError) || e.errno !== Errno.EEXIST) throw new RamBackendError(`${what}: ${errorText(e)}`, { cause: e });
+      if (!(e instanceof SysError) || e.errno !== Errno.EEXIST)
+        throw new RamBackendError(`${what}: ${errorText(e)}`, { cause: e });
     }
   }
 }

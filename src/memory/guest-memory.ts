@@ -4,7 +4,11 @@
 // nothing is ever read or written outside guest RAM on the guest's behalf.
 
 export class GuestMemoryError extends RangeError {
-  constructor(readonly gpa: number, readonly length: number, why = 'not in guest RAM') {
+  constructor(
+    readonly gpa: number,
+    readonly length: number,
+    why = 'not in guest RAM',
+  ) {
     super(`guest range 0x${gpa.toString(16)}+0x${length.toString(16)} ${why}`);
     this.name = 'GuestMemoryError';
   }

@@ -12,12 +12,25 @@ const MiB = 1024 * KiB;
 const GiB = 1024 * MiB;
 
 /** A backend plus a GuestRam over it; `done()` releases the views, then unmaps. */
-function withRam(size: number, layout: (host: bigint) => RamRegion[], options?: ConstructorParameters<typeof GuestRam>[1]) {
+function withRam(
+  size: number,
+  layout: (host: bigint) => RamRegion[],
+  options?: ConstructorParameters<typeof GuestRam>[1],
+) {
   const backend: RamBackend = createAnonBackend({ size });
   const ram = new GuestRam(layout(backend.hostAddress), options);
-  return { backend, ram, done: () => { ram.release(); backend.close(); } };
+  return {
+    backend,
+    ram,
+    done: () => {
+      ram.release();
+      backend.close();
+    },
+  };
 }
-const flat = (size: number) => (host: bigint): RamRegion[] => [{ gpa: 0, size, hostAddress: host }];
+const flat =
+  (size: number) =>
+  (host: bigint): RamRegion[] => [{ gpa: 0, size, hostAddress: host }];
 
 function throwsGuestMemoryError(fn: () => unknown, pattern?: RegExp): void {
   try {
@@ -121,7 +134,7 @@ test('guest-ram: addresses and lengths outside RAM, negative, fractional, NaN or
 
 test('guest-ram: an access that straddles two regions throws even when both regions exist and touch', () => {
   // Two adjacent regions over one contiguous mapping: the bytes exist, but one access may not span two regions.
-  const { ram, done } = withRam(2 * MiB, host => [
+  const { ram, done } = withRam(2 * MiB, (host) => [
     { gpa: 0, size: MiB, hostAddress: host },
     { gpa: MiB, size: MiB, hostAddress: host + BigInt(MiB) },
   ]);
@@ -137,7 +150,7 @@ test('guest-ram: an access that straddles two regions throws even when both regi
 });
 
 test('guest-ram: the gap between regions (the PCI hole) is not RAM', () => {
-  const { ram, done } = withRam(2 * MiB, host => [
+  const { ram, done } = withRam(2 * MiB, (host) => [
     { gpa: 0, size: MiB, hostAddress: host },
     { gpa: 4 * GiB, size: MiB, hostAddress: host + BigInt(MiB) },
   ]);
@@ -188,7 +201,7 @@ test('guest-ram: short accesses across a chunk boundary take the overlap; long o
 
     ram.fill(start + 10, 150 * KiB, 0x5a);
     const filled = ram.read(start + 10, 150 * KiB);
-    assert.ok(filled.every(b => b === 0x5a));
+    assert.ok(filled.every((b) => b === 0x5a));
     assert.is(ram.readU8(start + 9), pattern[9]);
     assert.is(ram.readU8(start + 10 + 150 * KiB), pattern[10 + 150 * KiB]);
 
@@ -220,7 +233,14 @@ test('guest-ram: release() drops every view and later accesses throw instead of 
 });
 
 test('guest-ram: regions that overlap, or are not integers, are refused', () => {
-  assert.throws(() => new GuestRam([{ gpa: 0, size: MiB, hostAddress: 0x1000n }, { gpa: MiB - 4096, size: MiB, hostAddress: 0x2000n }]), /overlaps/);
+  assert.throws(
+    () =>
+      new GuestRam([
+        { gpa: 0, size: MiB, hostAddress: 0x1000n },
+        { gpa: MiB - 4096, size: MiB, hostAddress: 0x2000n },
+      ]),
+    /overlaps/,
+  );
   assert.throws(() => new GuestRam([{ gpa: 0.5, size: MiB, hostAddress: 0x1000n }]), /gpa/);
   assert.throws(() => new GuestRam([{ gpa: 0, size: 0, hostAddress: 0x1000n }]), /size/);
   assert.throws(() => new GuestRam([{ gpa: 0, size: MiB, hostAddress: 0n }]), /hostAddress/);
@@ -241,7 +261,10 @@ test('guest-ram: a worker thread builds its own GuestRam from the same plain reg
         ram.release();
         parentPort.postMessage(seen);
       });`;
-    const worker = new Worker(code, { eval: true, workerData: { url: new URL('./guest-ram.js', import.meta.url).href, regions: ram.regions } });
+    const worker = new Worker(code, {
+      eval: true,
+      workerData: { url: new URL('./guest-ram.js', import.meta.url).href, regions: ram.regions },
+    });
     const seen = await new Promise<number>((resolve, reject) => {
       worker.once('message', resolve);
       worker.once('error', reject);

@@ -71,9 +71,11 @@ export class GuestRam implements GuestMemory {
 
   constructor(regions: readonly RamRegion[], options: GuestRamOptions = {}) {
     const { chunkSize = DEFAULT_CHUNK_SIZE, overlap = DEFAULT_CHUNK_OVERLAP } = options;
-    if (!Number.isSafeInteger(chunkSize) || chunkSize < 4096) throw new RangeError(`GuestRam: chunkSize ${chunkSize} must be an integer ≥ 4096`);
+    if (!Number.isSafeInteger(chunkSize) || chunkSize < 4096)
+      throw new RangeError(`GuestRam: chunkSize ${chunkSize} must be an integer ≥ 4096`);
     // Fixed-width accesses (≤ 8 bytes) rely on the overlap to never straddle two windows.
-    if (!Number.isSafeInteger(overlap) || overlap < 8) throw new RangeError(`GuestRam: overlap ${overlap} must be an integer ≥ 8`);
+    if (!Number.isSafeInteger(overlap) || overlap < 8)
+      throw new RangeError(`GuestRam: overlap ${overlap} must be an integer ≥ 8`);
     this.chunkSize = chunkSize;
     this.overlap = overlap;
 
@@ -83,18 +85,22 @@ export class GuestRam implements GuestMemory {
       if (!Number.isSafeInteger(r.gpa) || r.gpa < 0) throw new RangeError(`${what}: gpa is not a non-negative integer`);
       if (!Number.isSafeInteger(r.size) || r.size <= 0) throw new RangeError(`${what}: size is not a positive integer`);
       if (!Number.isSafeInteger(r.gpa + r.size)) throw new RangeError(`${what}: ends beyond 2^53`);
-      if (typeof r.hostAddress !== 'bigint' || r.hostAddress <= 0n) throw new RangeError(`${what}: hostAddress is not a mapped address`);
+      if (typeof r.hostAddress !== 'bigint' || r.hostAddress <= 0n)
+        throw new RangeError(`${what}: hostAddress is not a mapped address`);
       const previous = sorted[i - 1];
-      if (previous !== undefined && previous.gpa + previous.size > r.gpa) throw new RangeError(`${what}: overlaps the region at 0x${previous.gpa.toString(16)}`);
+      if (previous !== undefined && previous.gpa + previous.size > r.gpa)
+        throw new RangeError(`${what}: overlaps the region at 0x${previous.gpa.toString(16)}`);
       return { gpa: r.gpa, size: r.size, end: r.gpa + r.size, hostAddress: r.hostAddress, windows: [] };
     });
-    this.regions = Object.freeze(this.table.map(r => Object.freeze({ gpa: r.gpa, size: r.size, hostAddress: r.hostAddress })));
+    this.regions = Object.freeze(
+      this.table.map((r) => Object.freeze({ gpa: r.gpa, size: r.size, hostAddress: r.hostAddress })),
+    );
     this.totalSize = this.table.reduce((sum, r) => sum + r.size, 0);
   }
 
   /** How many chunk views exist now (they are created lazily; for tests and statistics). */
   get windowCount(): number {
-    return this.table.reduce((n, r) => n + r.windows.filter(w => w !== undefined).length, 0);
+    return this.table.reduce((n, r) => n + r.windows.filter((w) => w !== undefined).length, 0);
   }
 
   /** Views created since construction: chunk windows, and one-off views for long straddling slices. */
@@ -283,7 +289,12 @@ export class GuestRam implements GuestMemory {
   }
 
   /** Walks a checked range window by window: fn(window, offset in window, offset in range, byte count). */
-  private pieces(r: Region, gpa: number, length: number, fn: (w: Window, at: number, pos: number, n: number) => void): void {
+  private pieces(
+    r: Region,
+    gpa: number,
+    length: number,
+    fn: (w: Window, at: number, pos: number, n: number) => void,
+  ): void {
     let pos = 0;
     while (pos < length) {
       const at = gpa + pos;
@@ -313,12 +324,18 @@ export class GuestRam implements GuestMemory {
     if (r !== null) return r;
     const g = typeof gpa === 'number' ? gpa : Number.NaN;
     const l = typeof length === 'number' ? length : Number.NaN;
-    if (!Number.isSafeInteger(g) || g < 0) throw new GuestMemoryError(g, l, 'has an invalid address (not a non-negative integer)');
-    if (!Number.isSafeInteger(l) || l < 0) throw new GuestMemoryError(g, l, 'has an invalid length (not a non-negative integer)');
+    if (!Number.isSafeInteger(g) || g < 0)
+      throw new GuestMemoryError(g, l, 'has an invalid address (not a non-negative integer)');
+    if (!Number.isSafeInteger(l) || l < 0)
+      throw new GuestMemoryError(g, l, 'has an invalid length (not a non-negative integer)');
     if (!Number.isSafeInteger(g + l)) throw new GuestMemoryError(g, l, 'overflows');
-    const start = this.table.find(x => g >= x.gpa && g < x.end);
+    const start = this.table.find((x) => g >= x.gpa && g < x.end);
     if (start !== undefined) {
-      throw new GuestMemoryError(g, l, `runs past the end of RAM region [0x${start.gpa.toString(16)}, 0x${start.end.toString(16)})`);
+      throw new GuestMemoryError(
+        g,
+        l,
+        `runs past the end of RAM region [0x${start.gpa.toString(16)}, 0x${start.end.toString(16)})`,
+      );
     }
     throw new GuestMemoryError(g, l);
   }

@@ -4,8 +4,19 @@
 import { fstatSync } from 'node:fs';
 import * as libc from '../sys/libc.js';
 import {
-  MappedRam, RamBackendError, checkSize, closeQuietly, defaultHugePageSize, errorText, freeHugePages, isPowerOfTwo,
-  formatBytes, mapAligned, preallocate, type BackendRecord, type RamBackend,
+  MappedRam,
+  RamBackendError,
+  checkSize,
+  closeQuietly,
+  defaultHugePageSize,
+  errorText,
+  freeHugePages,
+  isPowerOfTwo,
+  formatBytes,
+  mapAligned,
+  preallocate,
+  type BackendRecord,
+  type RamBackend,
 } from './backend.js';
 
 /** fcntl(F_ADD_SEALS): forbid later changes to a memfd. */
@@ -36,20 +47,25 @@ export interface MemfdOptions {
 
 export function createMemfdBackend(options: MemfdOptions): RamBackend {
   const { size, share = true, hugetlb = false, seal = true, prealloc = false, name = 'tsvmm-ram' } = options;
-  const pageSize = hugetlb ? options.hugetlbSize ?? defaultHugePageSize() : 0;
+  const pageSize = hugetlb ? (options.hugetlbSize ?? defaultHugePageSize()) : 0;
   const what = `memfd RAM of ${formatBytes(size)}${hugetlb ? ` on ${formatBytes(pageSize)} huge pages` : ''}`;
   if (options.hugetlbSize !== undefined && !hugetlb) throw new RamBackendError(`${what}: hugetlbsize needs hugetlb=on`);
-  if (hugetlb && !isPowerOfTwo(pageSize)) throw new RamBackendError(`${what}: huge page size ${pageSize} is not a power of two`);
+  if (hugetlb && !isPowerOfTwo(pageSize))
+    throw new RamBackendError(`${what}: huge page size ${pageSize} is not a power of two`);
   checkSize(what, size, hugetlb ? pageSize : undefined);
 
   let flags = libc.MFD_CLOEXEC;
   if (seal) flags |= libc.MFD_ALLOW_SEALING;
-  if (hugetlb) flags |= libc.MFD_HUGETLB | (options.hugetlbSize === undefined ? 0 : Math.log2(pageSize) << MFD_HUGE_SHIFT);
+  if (hugetlb)
+    flags |= libc.MFD_HUGETLB | (options.hugetlbSize === undefined ? 0 : Math.log2(pageSize) << MFD_HUGE_SHIFT);
   let fd: number;
   try {
     fd = libc.memfdCreate(name, flags >>> 0);
   } catch (e) {
-    throw new RamBackendError(`${what}: memfd_create failed (${errorText(e)})${hugetlb ? ': the host does not support that huge page size' : ''}`, { cause: e });
+    throw new RamBackendError(
+      `${what}: memfd_create failed (${errorText(e)})${hugetlb ? ': the host does not support that huge page size' : ''}`,
+      { cause: e },
+    );
   }
   try {
     libc.ftruncate(fd, size);
@@ -75,12 +91,28 @@ export function openMemfdFromRecord(record: BackendRecord, fd: number): RamBacke
     throw new RamBackendError(`${what}: the fd is not open (${(e as Error).message})`, { cause: e });
   }
   if (actual !== record.size) {
-    throw new RamBackendError(`${what}: the fd holds ${formatBytes(actual)} (${actual} bytes) but the record says ${formatBytes(record.size)} (${record.size} bytes)`);
+    throw new RamBackendError(
+      `${what}: the fd holds ${formatBytes(actual)} (${actual} bytes) but the record says ${formatBytes(record.size)} (${record.size} bytes)`,
+    );
   }
-  return mapMemfd(fd, { size: record.size, share: record.share, hugetlb: record.hugetlb, hugetlbSize: record.hugetlbSize, prealloc: false, what });
+  return mapMemfd(fd, {
+    size: record.size,
+    share: record.share,
+    hugetlb: record.hugetlb,
+    hugetlbSize: record.hugetlbSize,
+    prealloc: false,
+    what,
+  });
 }
 
-interface MapOptions { size: number; share: boolean; hugetlb: boolean; hugetlbSize: number; prealloc: boolean; what: string }
+interface MapOptions {
+  size: number;
+  share: boolean;
+  hugetlb: boolean;
+  hugetlbSize: number;
+  prealloc: boolean;
+  what: string;
+}
 
 function mapMemfd(fd: number, o: MapOptions): RamBackend {
   const align = o.hugetlb ? Math.max(o.hugetlbSize, 2 * 1024 * 1024) : undefined;
@@ -92,8 +124,9 @@ function mapMemfd(fd: number, o: MapOptions): RamBackend {
       const free = freeHugePages(o.hugetlbSize);
       throw new RamBackendError(
         `${o.what}: mmap failed (${errorText(e)}): the host has ${free} free ${formatBytes(o.hugetlbSize)} huge pages and ` +
-        `${o.size / o.hugetlbSize} are needed (reserve them in /sys/kernel/mm/hugepages/hugepages-${o.hugetlbSize / 1024}kB/nr_hugepages)`,
-        { cause: e });
+          `${o.size / o.hugetlbSize} are needed (reserve them in /sys/kernel/mm/hugepages/hugepages-${o.hugetlbSize / 1024}kB/nr_hugepages)`,
+        { cause: e },
+      );
     }
     throw new RamBackendError(`${o.what}: mmap failed (${errorText(e)})`, { cause: e });
   }
@@ -104,7 +137,12 @@ function mapMemfd(fd: number, o: MapOptions): RamBackend {
     throw e;
   }
   return new MappedRam({
-    kind: 'memfd', size: o.size, fd, hostAddress: address, shared: false, transferable: o.share,
+    kind: 'memfd',
+    size: o.size,
+    fd,
+    hostAddress: address,
+    shared: false,
+    transferable: o.share,
     record: { offset: 0, share: o.share, hugetlb: o.hugetlb, hugetlbSize: o.hugetlb ? o.hugetlbSize : 0, path: null },
   });
 }

@@ -1,6 +1,12 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { x86RamLayout, X86_PCI_HOLE_START, X86_PCI_HOLE_END, X86_HIGH_RAM_START, X86_PCI_HOLE_SIZE } from './x86-layout.js';
+import {
+  x86RamLayout,
+  X86_PCI_HOLE_START,
+  X86_PCI_HOLE_END,
+  X86_HIGH_RAM_START,
+  X86_PCI_HOLE_SIZE,
+} from './x86-layout.js';
 import { createGuestRam, parseMemoryOptions } from './config.js';
 import { GuestRam } from './guest-ram.js';
 import { GuestMemoryError } from './guest-memory.js';
@@ -35,12 +41,20 @@ test('x86 layout: a size that is not a positive integer is refused', () => {
 
 test('x86 layout: a 4 GiB VM splits at 3 GiB, and guest addresses land at the right backend offsets', () => {
   // memfd RAM is sparse: mapping 4 GiB that is never touched costs nothing.
-  const machine = createGuestRam(parseMemoryOptions({ object: 'memory-backend-memfd,id=ram,size=4G', machine: 'memory-backend=ram' }));
+  const machine = createGuestRam(
+    parseMemoryOptions({ object: 'memory-backend-memfd,id=ram,size=4G', machine: 'memory-backend=ram' }),
+  );
   const { ram, backend } = machine;
   // A second, flat view of the backend: gpa here = offset into the backend.
   const flat = new GuestRam([{ gpa: 0, size: backend.size, hostAddress: backend.hostAddress }]);
   try {
-    assert.equal(machine.regions.map(r => [r.gpa, r.size, r.offset]), [[0, 3 * GiB, 0], [4 * GiB, GiB, 3 * GiB]]);
+    assert.equal(
+      machine.regions.map((r) => [r.gpa, r.size, r.offset]),
+      [
+        [0, 3 * GiB, 0],
+        [4 * GiB, GiB, 3 * GiB],
+      ],
+    );
     assert.is(ram.totalSize, 4 * GiB);
     ram.writeU32(3 * GiB - 4, 0x11111111);
     ram.writeU32(4 * GiB, 0x22222222);
@@ -49,10 +63,22 @@ test('x86 layout: a 4 GiB VM splits at 3 GiB, and guest addresses land at the ri
     assert.is(flat.readU32(3 * GiB), 0x22222222, 'gpa 4 GiB is backend offset 3 GiB');
     assert.is(flat.readU32(4 * GiB - 4), 0x33333333);
     assert.is(ram.hostAddressOf(4 * GiB, 8), backend.hostAddress + BigInt(3 * GiB));
-    assert.throws(() => ram.readU32(3 * GiB - 2), (e: unknown) => e instanceof GuestMemoryError);
-    assert.throws(() => ram.readU8(3 * GiB), (e: unknown) => e instanceof GuestMemoryError);
-    assert.throws(() => ram.readU8(4 * GiB - 1), (e: unknown) => e instanceof GuestMemoryError);
-    assert.throws(() => ram.readU8(5 * GiB), (e: unknown) => e instanceof GuestMemoryError);
+    assert.throws(
+      () => ram.readU32(3 * GiB - 2),
+      (e: unknown) => e instanceof GuestMemoryError,
+    );
+    assert.throws(
+      () => ram.readU8(3 * GiB),
+      (e: unknown) => e instanceof GuestMemoryError,
+    );
+    assert.throws(
+      () => ram.readU8(4 * GiB - 1),
+      (e: unknown) => e instanceof GuestMemoryError,
+    );
+    assert.throws(
+      () => ram.readU8(5 * GiB),
+      (e: unknown) => e instanceof GuestMemoryError,
+    );
     assert.ok(ram.windowCount <= 3, 'only the touched chunks got views');
   } finally {
     flat.release();

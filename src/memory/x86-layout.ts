@@ -19,12 +19,14 @@ export interface RamLayoutRegion {
 
 /** `[0, min(size, 3 GiB))` and, for more RAM, `[4 GiB, 4 GiB + size - 3 GiB)` at backend offset 3 GiB. */
 export function x86RamLayout(ramSize: number): RamLayoutRegion[] {
-  if (!Number.isSafeInteger(ramSize) || ramSize <= 0) throw new RangeError(`RAM size ${ramSize} is not a positive byte count`);
+  if (!Number.isSafeInteger(ramSize) || ramSize <= 0)
+    throw new RangeError(`RAM size ${ramSize} is not a positive byte count`);
   const low = Math.min(ramSize, X86_PCI_HOLE_START);
   const regions: RamLayoutRegion[] = [{ gpa: 0, size: low, offset: 0 }];
   if (ramSize > low) {
     const high = ramSize - low;
-    if (!Number.isSafeInteger(X86_HIGH_RAM_START + high)) throw new RangeError(`RAM size ${ramSize} does not fit the address space`);
+    if (!Number.isSafeInteger(X86_HIGH_RAM_START + high))
+      throw new RangeError(`RAM size ${ramSize} does not fit the address space`);
     regions.push({ gpa: X86_HIGH_RAM_START, size: high, offset: low });
   }
   return regions;

@@ -2,7 +2,13 @@
 // (qapi/error.json); almost everything is GenericError, and clients are told not to parse `desc`.
 
 /** QEMU's error classes, in its order. */
-export const QMP_ERROR_CLASSES = ['GenericError', 'CommandNotFound', 'DeviceNotActive', 'DeviceNotFound', 'KVMMissingCap'] as const;
+export const QMP_ERROR_CLASSES = [
+  'GenericError',
+  'CommandNotFound',
+  'DeviceNotActive',
+  'DeviceNotFound',
+  'KVMMissingCap',
+] as const;
 export type QmpErrorClass = (typeof QMP_ERROR_CLASSES)[number];
 
 /**
@@ -10,7 +16,10 @@ export type QmpErrorClass = (typeof QMP_ERROR_CLASSES)[number];
  * progress')`. Anything else a handler throws becomes a GenericError carrying the exception's message.
  */
 export class QmpError extends Error {
-  constructor(readonly errorClass: QmpErrorClass, readonly desc: string) {
+  constructor(
+    readonly errorClass: QmpErrorClass,
+    readonly desc: string,
+  ) {
     super(desc);
     this.name = 'QmpError';
   }

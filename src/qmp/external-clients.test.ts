@@ -20,7 +20,9 @@ test.after(() => rmSync(dir, { recursive: true, force: true }));
 const has = (program: string) => spawnSync('sh', ['-c', `command -v ${program}`]).status === 0;
 const noSocat = has('socat') ? null : 'socat is not installed (apt-get install socat)';
 const noPython = has('python3') ? null : 'python3 is not installed';
-const noQemu = has('qemu-system-x86_64') ? null : 'qemu-system-x86_64 is not installed: no reference QEMU to compare with';
+const noQemu = has('qemu-system-x86_64')
+  ? null
+  : 'qemu-system-x86_64 is not installed: no reference QEMU to compare with';
 
 /** A server whose handlers behave like QEMU's for the commands the comparison uses. */
 async function serve(path = socketPath()): Promise<QmpServer> {
@@ -31,8 +33,16 @@ async function serve(path = socketPath()): Promise<QmpServer> {
     log: () => {},
     commands: {
       'query-status': () => ({ running, status: running ? 'running' : 'prelaunch' }),
-      cont: () => { running = true; server.emit('RESUME'); },
-      stop: () => { if (running) { running = false; server.emit('STOP'); } },
+      cont: () => {
+        running = true;
+        server.emit('RESUME');
+      },
+      stop: () => {
+        if (running) {
+          running = false;
+          server.emit('STOP');
+        }
+      },
       'query-name': () => ({ name: 'vm0' }),
       'migrate-set-parameters': () => {},
       'migrate-set-capabilities': () => {},
@@ -52,20 +62,28 @@ function run(program: string, args: string[], input: string): Promise<{ stdout: 
   });
 }
 
-testIf(test, noSocat, 'qmp external: socat as a client by hand: greeting, negotiation, a query, replies on their own lines', async () => {
-  const server = await serve();
-  // socat ends its input with a half-close; the server answers everything before closing its side.
-  const { stdout } = await run('socat', ['-t', '5', '-', `UNIX-CONNECT:${server.path}`],
-    '{ "execute": "qmp_capabilities" }\n{ "execute": "query-status", "id": "s1" }\n{ "execute": "cont" }\n');
-  const lines = stdout.split('\r\n');
-  assert.is(lines.pop(), '');
-  assert.match(lines[0], /^\{"QMP": \{"version": \{"qemu": \{"micro": 0, "minor": 0, "major": 10\}/);
-  assert.is(lines[1], '{"return": {}}');
-  assert.is(lines[2], '{"return": {"running": false, "status": "prelaunch"}, "id": "s1"}');
-  assert.match(lines[3], /^\{"timestamp": \{"seconds": \d+, "microseconds": \d+\}, "event": "RESUME"\}$/);
-  assert.is(lines[4], '{"return": {}}');
-  await server.close();
-});
+testIf(
+  test,
+  noSocat,
+  'qmp external: socat as a client by hand: greeting, negotiation, a query, replies on their own lines',
+  async () => {
+    const server = await serve();
+    // socat ends its input with a half-close; the server answers everything before closing its side.
+    const { stdout } = await run(
+      'socat',
+      ['-t', '5', '-', `UNIX-CONNECT:${server.path}`],
+      '{ "execute": "qmp_capabilities" }\n{ "execute": "query-status", "id": "s1" }\n{ "execute": "cont" }\n',
+    );
+    const lines = stdout.split('\r\n');
+    assert.is(lines.pop(), '');
+    assert.match(lines[0], /^\{"QMP": \{"version": \{"qemu": \{"micro": 0, "minor": 0, "major": 10\}/);
+    assert.is(lines[1], '{"return": {}}');
+    assert.is(lines[2], '{"return": {"running": false, "status": "prelaunch"}, "id": "s1"}');
+    assert.match(lines[3], /^\{"timestamp": \{"seconds": \d+, "microseconds": \d+\}, "event": "RESUME"\}$/);
+    assert.is(lines[4], '{"return": {}}');
+    await server.close();
+  },
+);
 
 const PYTHON_CLIENT = String.raw`
 import json, socket, sys
@@ -90,18 +108,27 @@ out['bad'] = read()
 print(json.dumps(out))
 `;
 
-testIf(test, noPython, 'qmp external: a raw-socket Python client parses every line with json and gets what QEMU would send', async () => {
-  const server = await serve();
-  const { stdout } = await run('python3', ['-c', PYTHON_CLIENT, server.path], '');
-  const out = JSON.parse(stdout) as Record<string, Record<string, unknown>>;
-  assert.equal(out.greeting, { QMP: { version: { qemu: { micro: 0, minor: 0, major: 10 }, package: 'tsvmm test' }, capabilities: [] } });
-  assert.equal(out.negotiated, { return: {}, id: 'py-1' });
-  assert.equal(out.status, { return: { running: false, status: 'prelaunch' }, id: { seq: 2 } });
-  assert.is(out.resume.event, 'RESUME');
-  assert.equal(out.cont, { return: {} });
-  assert.equal(out.bad, { error: { class: 'GenericError', desc: "Invalid parameter type for 'capabilities[0].state', expected: boolean" } });
-  await server.close();
-});
+testIf(
+  test,
+  noPython,
+  'qmp external: a raw-socket Python client parses every line with json and gets what QEMU would send',
+  async () => {
+    const server = await serve();
+    const { stdout } = await run('python3', ['-c', PYTHON_CLIENT, server.path], '');
+    const out = JSON.parse(stdout) as Record<string, Record<string, unknown>>;
+    assert.equal(out.greeting, {
+      QMP: { version: { qemu: { micro: 0, minor: 0, major: 10 }, package: 'tsvmm test' }, capabilities: [] },
+    });
+    assert.equal(out.negotiated, { return: {}, id: 'py-1' });
+    assert.equal(out.status, { return: { running: false, status: 'prelaunch' }, id: { seq: 2 } });
+    assert.is(out.resume.event, 'RESUME');
+    assert.equal(out.cont, { return: {} });
+    assert.equal(out.bad, {
+      error: { class: 'GenericError', desc: "Invalid parameter type for 'capabilities[0].state', expected: boolean" },
+    });
+    await server.close();
+  },
+);
 
 /**
  * Inputs for which tsvmm must answer exactly as QEMU does, byte for byte (QEMU 7.2 or later: the messages used
@@ -113,7 +140,10 @@ const SAME_AS_QEMU: Array<string | Buffer> = [
   '{"execute": "qmp_capabilities", "id": "neg"}',
   '{"execute": "qmp_capabilities"}',
   '{"execute": "nope", "id": {"a": [1, "b"]}}',
-  '[1, 2]', '42', '"str"', 'null',
+  '[1, 2]',
+  '42',
+  '"str"',
+  'null',
   '{"foo": 1}',
   '{"id": 5}',
   '{"execute": 1}',
@@ -166,10 +196,26 @@ async function transcript(path: string): Promise<string[]> {
 }
 
 async function startQemu(path: string): Promise<ChildProcess> {
-  const qemu = spawn('qemu-system-x86_64', ['-machine', 'none', '-display', 'none', '-nodefaults', '-S', '-name', 'vm0',
-    '-qmp', `unix:${path},server=on,wait=off`], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const qemu = spawn(
+    'qemu-system-x86_64',
+    [
+      '-machine',
+      'none',
+      '-display',
+      'none',
+      '-nodefaults',
+      '-S',
+      '-name',
+      'vm0',
+      '-qmp',
+      `unix:${path},server=on,wait=off`,
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
   let stderr = '';
-  qemu.stderr?.on('data', d => { stderr += d; });
+  qemu.stderr?.on('data', (d) => {
+    stderr += d;
+  });
   for (let i = 0; i < 500 && !existsSync(path); i++) {
     if (qemu.exitCode !== null) throw new Error(`qemu exited: ${stderr}`);
     await sleep(10);
@@ -178,20 +224,25 @@ async function startQemu(path: string): Promise<ChildProcess> {
   return qemu;
 }
 
-testIf(test, noQemu, `qmp conformance: for ${SAME_AS_QEMU.length} requests, valid and malformed, tsvmm's reply lines are byte-identical to QEMU's`, async () => {
-  const qemuPath = socketPath();
-  const qemu = await startQemu(qemuPath);
-  let reference: string[];
-  try {
-    reference = await transcript(qemuPath);
-  } finally {
-    qemu.kill('SIGKILL');
-  }
-  const server = await serve();
-  const ours = await transcript(server.path);
-  await server.close();
-  assert.ok(reference.length >= SAME_AS_QEMU.length, `QEMU answered ${reference.length} lines`);
-  for (let i = 0; i < Math.max(ours.length, reference.length); i++) assert.is(ours[i], reference[i]);
-});
+testIf(
+  test,
+  noQemu,
+  `qmp conformance: for ${SAME_AS_QEMU.length} requests, valid and malformed, tsvmm's reply lines are byte-identical to QEMU's`,
+  async () => {
+    const qemuPath = socketPath();
+    const qemu = await startQemu(qemuPath);
+    let reference: string[];
+    try {
+      reference = await transcript(qemuPath);
+    } finally {
+      qemu.kill('SIGKILL');
+    }
+    const server = await serve();
+    const ours = await transcript(server.path);
+    await server.close();
+    assert.ok(reference.length >= SAME_AS_QEMU.length, `QEMU answered ${reference.length} lines`);
+    for (let i = 0; i < Math.max(ours.length, reference.length); i++) assert.is(ours[i], reference[i]);
+  },
+);
 
 test.run();

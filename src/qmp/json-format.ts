@@ -23,14 +23,29 @@ export function quoteJsonString(s: string): string {
     out += s.slice(runStart, i);
     runStart = i + 1;
     switch (c) {
-      case 0x22: out += '\\"'; break;
-      case 0x5c: out += '\\\\'; break;
-      case 0x08: out += '\\b'; break;
-      case 0x0c: out += '\\f'; break;
-      case 0x0a: out += '\\n'; break;
-      case 0x0d: out += '\\r'; break;
-      case 0x09: out += '\\t'; break;
-      default: out += '\\u' + hex4(c); // a UTF-16 unit: surrogate pairs come out as two escapes, as in QEMU
+      case 0x22:
+        out += '\\"';
+        break;
+      case 0x5c:
+        out += '\\\\';
+        break;
+      case 0x08:
+        out += '\\b';
+        break;
+      case 0x0c:
+        out += '\\f';
+        break;
+      case 0x0a:
+        out += '\\n';
+        break;
+      case 0x0d:
+        out += '\\r';
+        break;
+      case 0x09:
+        out += '\\t';
+        break;
+      default:
+        out += '\\u' + hex4(c); // a UTF-16 unit: surrogate pairs come out as two escapes, as in QEMU
     }
   }
   return out + s.slice(runStart) + '"';
@@ -46,17 +61,21 @@ export function formatQmpJson(value: unknown): string {
   const seen = new Set<object>();
   const walk = (v: unknown): string => {
     switch (typeof v) {
-      case 'string': return quoteJsonString(v);
-      case 'number': return formatNumber(v);
-      case 'bigint': return v.toString();
-      case 'boolean': return v ? 'true' : 'false';
+      case 'string':
+        return quoteJsonString(v);
+      case 'number':
+        return formatNumber(v);
+      case 'bigint':
+        return v.toString();
+      case 'boolean':
+        return v ? 'true' : 'false';
       case 'object': {
         if (v === null) return 'null';
         if (seen.has(v)) throw new TypeError('cannot send a cyclic structure over QMP');
         seen.add(v);
         let out: string;
         if (Array.isArray(v)) {
-          out = '[' + v.map(item => (item === undefined ? 'null' : walk(item))).join(', ') + ']';
+          out = '[' + v.map((item) => (item === undefined ? 'null' : walk(item))).join(', ') + ']';
         } else {
           const parts: string[] = [];
           for (const key of Object.keys(v)) {

@@ -34,9 +34,13 @@ function numberValue(text: string): number | bigint {
 
 function tokenText(t: Token): string {
   switch (t.kind) {
-    case 'punct': return t.text;
-    case 'number': case 'keyword': return t.text;
-    case 'string': return 'string';
+    case 'punct':
+      return t.text;
+    case 'number':
+    case 'keyword':
+      return t.text;
+    case 'string':
+      return 'string';
   }
 }
 
@@ -70,7 +74,10 @@ export function parseMessage(tokens: readonly Token[]): ParseResult {
     const out: Record<string, unknown> = {};
     const seen = new Set<string>();
     const first = peek();
-    if (first?.kind === 'punct' && first.text === '}') { pos++; return out; }
+    if (first?.kind === 'punct' && first.text === '}') {
+      pos++;
+      return out;
+    }
     for (;;) {
       const key = tokens[pos++];
       if (key === undefined) throw new ParseError('premature end of input in object');
@@ -84,19 +91,24 @@ export function parseMessage(tokens: readonly Token[]): ParseResult {
       Object.defineProperty(out, key.value, { value: member, enumerable: true, writable: true, configurable: true });
       const sep = tokens[pos++];
       if (sep?.kind === 'punct' && sep.text === '}') return out;
-      if (sep?.kind !== 'punct' || sep.text !== ',') throw new ParseError(`expected separator in dict${sep ? `, got ${tokenText(sep)}` : ''}`);
+      if (sep?.kind !== 'punct' || sep.text !== ',')
+        throw new ParseError(`expected separator in dict${sep ? `, got ${tokenText(sep)}` : ''}`);
     }
   };
 
   const array = (): unknown[] => {
     const out: unknown[] = [];
     const first = peek();
-    if (first?.kind === 'punct' && first.text === ']') { pos++; return out; }
+    if (first?.kind === 'punct' && first.text === ']') {
+      pos++;
+      return out;
+    }
     for (;;) {
       out.push(value());
       const sep = tokens[pos++];
       if (sep?.kind === 'punct' && sep.text === ']') return out;
-      if (sep?.kind !== 'punct' || sep.text !== ',') throw new ParseError(`expected separator in list${sep ? `, got ${tokenText(sep)}` : ''}`);
+      if (sep?.kind !== 'punct' || sep.text !== ',')
+        throw new ParseError(`expected separator in list${sep ? `, got ${tokenText(sep)}` : ''}`);
     }
   };
 

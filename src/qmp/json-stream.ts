@@ -45,7 +45,7 @@ const STRING = 1;
 const NUMBER = 2;
 const KEYWORD = 3;
 const SKIP_TO_STRUCTURAL = 4; // after a lexical error
-const SKIP_TO_NEWLINE = 5;    // after a message over a limit
+const SKIP_TO_NEWLINE = 5; // after a message over a limit
 
 const BACKSLASH = 0x5c;
 const NEWLINE = 0x0a;
@@ -88,27 +88,60 @@ export function decodeStringBody(raw: Uint8Array): Token {
   try {
     let i = 0;
     while (i < raw.length) {
-      if (raw[i] !== BACKSLASH) { i++; continue; }
+      if (raw[i] !== BACKSLASH) {
+        i++;
+        continue;
+      }
       flush(i);
       const esc = raw[i + 1];
       switch (esc) {
-        case 0x22: out += '"'; i += 2; break;
-        case 0x27: out += "'"; i += 2; break;
-        case 0x5c: out += '\\'; i += 2; break;
-        case 0x2f: out += '/'; i += 2; break;
-        case 0x62: out += '\b'; i += 2; break;
-        case 0x66: out += '\f'; i += 2; break;
-        case 0x6e: out += '\n'; i += 2; break;
-        case 0x72: out += '\r'; i += 2; break;
-        case 0x74: out += '\t'; i += 2; break;
-        case 0x75: { // \uXXXX, surrogates must come in pairs
+        case 0x22:
+          out += '"';
+          i += 2;
+          break;
+        case 0x27:
+          out += "'";
+          i += 2;
+          break;
+        case 0x5c:
+          out += '\\';
+          i += 2;
+          break;
+        case 0x2f:
+          out += '/';
+          i += 2;
+          break;
+        case 0x62:
+          out += '\b';
+          i += 2;
+          break;
+        case 0x66:
+          out += '\f';
+          i += 2;
+          break;
+        case 0x6e:
+          out += '\n';
+          i += 2;
+          break;
+        case 0x72:
+          out += '\r';
+          i += 2;
+          break;
+        case 0x74:
+          out += '\t';
+          i += 2;
+          break;
+        case 0x75: {
+          // \uXXXX, surrogates must come in pairs
           const cu = hex4(i + 2);
           if (cu < 0) return { kind: 'string', error: 'invalid hex escape sequence in string' };
           const shown = `\\u${cu.toString(16).padStart(4, '0')}`;
-          if (cu >= 0xdc00 && cu <= 0xdfff) return { kind: 'string', error: `${shown} is not a valid Unicode character` };
+          if (cu >= 0xdc00 && cu <= 0xdfff)
+            return { kind: 'string', error: `${shown} is not a valid Unicode character` };
           if (cu >= 0xd800 && cu <= 0xdbff) {
             const low = raw[i + 6] === BACKSLASH && raw[i + 7] === 0x75 ? hex4(i + 8) : -1;
-            if (low < 0xdc00 || low > 0xdfff) return { kind: 'string', error: `${shown} is not a valid Unicode character` };
+            if (low < 0xdc00 || low > 0xdfff)
+              return { kind: 'string', error: `${shown} is not a valid Unicode character` };
             out += String.fromCharCode(cu, low);
             i += 12;
           } else {
@@ -157,14 +190,18 @@ export class JsonStreamer {
         continue;
       }
       if (this.state === SKIP_TO_STRUCTURAL) {
-        if (isStructural(b)) this.state = START; // reprocessed below as the start of a token
+        if (isStructural(b))
+          this.state = START; // reprocessed below as the start of a token
         else {
           if (b < 0x20 || b >= 0xfe) this.state = START; // consumed: whitespace, or QEMU's "reset" bytes
           continue;
         }
       }
       if (this.pending && ++this.messageBytes > this.limits.maxMessageBytes) {
-        out.push({ kind: 'error', desc: `JSON parse error, message larger than ${this.limits.maxMessageBytes} bytes; input dropped up to the next newline` });
+        out.push({
+          kind: 'error',
+          desc: `JSON parse error, message larger than ${this.limits.maxMessageBytes} bytes; input dropped up to the next newline`,
+        });
         this.reset();
         this.state = b === NEWLINE ? START : SKIP_TO_NEWLINE;
         continue;
@@ -237,7 +274,10 @@ export class JsonStreamer {
       else if (token.text === '}' || token.text === ']') this.depth--;
     }
     if (this.depth > this.limits.maxDepth) {
-      out.push({ kind: 'error', desc: `JSON parse error, nesting deeper than ${this.limits.maxDepth}; input dropped up to the next newline` });
+      out.push({
+        kind: 'error',
+        desc: `JSON parse error, nesting deeper than ${this.limits.maxDepth}; input dropped up to the next newline`,
+      });
       this.reset();
       this.state = SKIP_TO_NEWLINE;
       return;

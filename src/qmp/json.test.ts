@@ -24,11 +24,19 @@ function describe(item: StreamItem): unknown {
 
 test('json framing: one message split byte by byte arrives once, whole', () => {
   const text = '{"execute": "query-status", "id": "a\\"b{"}';
-  assert.equal(frame([...text].map(c => c)), [{ execute: 'query-status', id: 'a"b{' }]);
+  assert.equal(frame([...text].map((c) => c)), [{ execute: 'query-status', id: 'a"b{' }]);
 });
 
 test('json framing: several messages in one packet come out in order, with or without separators', () => {
-  assert.equal(frame(['{"a":1}{"b":2}\n{"c":3}\r\n[4] "s" 5 true\n']), [{ a: 1 }, { b: 2 }, { c: 3 }, [4], 's', 5, true]);
+  assert.equal(frame(['{"a":1}{"b":2}\n{"c":3}\r\n[4] "s" 5 true\n']), [
+    { a: 1 },
+    { b: 2 },
+    { c: 3 },
+    [4],
+    's',
+    5,
+    true,
+  ]);
 });
 
 test('json framing: a message may span lines, as QEMU allows', () => {
@@ -58,11 +66,17 @@ test('json framing: a control character in a string is a lexical error and lexin
 });
 
 test('json framing: a raw newline inside a string ends the broken message there', () => {
-  assert.equal(frame(['{"execute": "oops\n{"ok": true}\n']), [{ lexError: 'JSON parse error, byte 0x0a inside a string' }, { ok: true }]);
+  assert.equal(frame(['{"execute": "oops\n{"ok": true}\n']), [
+    { lexError: 'JSON parse error, byte 0x0a inside a string' },
+    { ok: true },
+  ]);
 });
 
-test('json framing: 0xFF (QEMU\'s documented reset byte) discards a partial message', () => {
-  assert.equal(frame(['{"execute": ', new Uint8Array([0xff]), '{"a":1}']), [{ lexError: 'JSON parse error, stray byte 0xff' }, { a: 1 }]);
+test("json framing: 0xFF (QEMU's documented reset byte) discards a partial message", () => {
+  assert.equal(frame(['{"execute": ', new Uint8Array([0xff]), '{"a":1}']), [
+    { lexError: 'JSON parse error, stray byte 0xff' },
+    { a: 1 },
+  ]);
 });
 
 test('json framing: a stray byte is reported and lexing resumes at the next structural character', () => {
@@ -73,7 +87,10 @@ test('json framing: a message over the size limit is one error and input is drop
   const streamer = new JsonStreamer(limits);
   const big = `{"execute": "x", "id": "${'a'.repeat(2000)}"}`;
   const out = frame([big.slice(0, 700), big.slice(700), ' {"lost": 1}\n{"kept": 1}\n'], streamer);
-  assert.equal(out, [{ lexError: 'JSON parse error, message larger than 1024 bytes; input dropped up to the next newline' }, { kept: 1 }]);
+  assert.equal(out, [
+    { lexError: 'JSON parse error, message larger than 1024 bytes; input dropped up to the next newline' },
+    { kept: 1 },
+  ]);
 });
 
 test('json framing: a message exactly at the size limit is accepted', () => {
@@ -97,7 +114,7 @@ test('json framing: memory stays bounded while a huge message is being dropped',
   assert.is(streamer.pending, false);
 });
 
-test('json parse: QEMU\'s messages for malformed objects', () => {
+test("json parse: QEMU's messages for malformed objects", () => {
   const one = (s: string) => frame([s + '\n'])[0];
   assert.equal(one('{"execute" "x"}'), { parseError: 'missing : in object pair' });
   assert.equal(one('{"execute": foo}'), { parseError: "invalid keyword 'foo'" });
@@ -140,10 +157,13 @@ test('json parse: "__proto__" is an ordinary member', () => {
   assert.is(formatQmpJson(v), '{"__proto__": {"x": 1}}');
 });
 
-test('json format: QEMU\'s spacing and ASCII-only escapes', () => {
+test("json format: QEMU's spacing and ASCII-only escapes", () => {
   assert.is(formatQmpJson({ return: {}, id: [1, 'a', null, true] }), '{"return": {}, "id": [1, "a", null, true]}');
   assert.is(quoteJsonString('é\u{1f600}"\\\n\x01\x7f'), '"\\u00E9\\uD83D\\uDE00\\"\\\\\\n\\u0001\\u007F"');
-  assert.is(formatQmpJson({ a: undefined, b: 18446744073709551615n, c: -0, d: 0.5 }), '{"b": 18446744073709551615, "c": 0, "d": 0.5}');
+  assert.is(
+    formatQmpJson({ a: undefined, b: 18446744073709551615n, c: -0, d: 0.5 }),
+    '{"b": 18446744073709551615, "c": 0, "d": 0.5}',
+  );
 });
 
 test('json format: values JSON cannot carry are refused', () => {
@@ -155,7 +175,13 @@ test('json format: values JSON cannot carry are refused', () => {
 });
 
 test('json round trip: what the parser reads, the formatter writes back equivalently', () => {
-  const samples = ['{"a": [1, 2.5, "x\\u00E9", {"b": null}], "c": false}', '[]', '{}', '"\\uD83D\\uDE00"', '18446744073709551615'];
+  const samples = [
+    '{"a": [1, 2.5, "x\\u00E9", {"b": null}], "c": false}',
+    '[]',
+    '{}',
+    '"\\uD83D\\uDE00"',
+    '18446744073709551615',
+  ];
   for (const s of samples) {
     const v = frame([s + ' '])[0];
     assert.is(formatQmpJson(v), s);

@@ -38,44 +38,79 @@ async function asQmp<T>(fn: () => T | Promise<T>): Promise<T> {
 }
 
 const RUN_STATE: Record<RunState, QmpRunState> = {
-  suspended: 'suspended', prelaunch: 'prelaunch', running: 'running', paused: 'paused', inmigrate: 'inmigrate',
-  'finish-migrate': 'finish-migrate', postmigrate: 'postmigrate', shutdown: 'shutdown', 'internal-error': 'internal-error',
+  suspended: 'suspended',
+  prelaunch: 'prelaunch',
+  running: 'running',
+  paused: 'paused',
+  inmigrate: 'inmigrate',
+  'finish-migrate': 'finish-migrate',
+  postmigrate: 'postmigrate',
+  shutdown: 'shutdown',
+  'internal-error': 'internal-error',
   'guest-panicked': 'guest-panicked',
 };
 
-export function machineCommands(o: MachineCommandsOptions): { commands: QmpHandlers; extraCommands: Record<string, ExtraCommand> } {
+export function machineCommands(o: MachineCommandsOptions): {
+  commands: QmpHandlers;
+  extraCommands: Record<string, ExtraCommand>;
+} {
   const { machine, migration } = o;
   const checkMode = (mode: string) => {
-    if (mode !== 'reboot') throw new QmpError('GenericError', `cpr mode '${mode}' is not supported: use 'reboot' (or migrate with mode cpr-transfer)`);
+    if (mode !== 'reboot')
+      throw new QmpError(
+        'GenericError',
+        `cpr mode '${mode}' is not supported: use 'reboot' (or migrate with mode cpr-transfer)`,
+      );
   };
   const commands: QmpHandlers = {
     'query-status': () => ({ running: machine.running, status: RUN_STATE[machine.runState] }),
-    stop: async () => { await machine.pause(); },
+    stop: async () => {
+      await machine.pause();
+    },
     cont: () => {
       switch (machine.runState) {
-        case 'inmigrate': throw new QmpError('GenericError', 'Guest can not be started: the incoming migration has not completed');
+        case 'inmigrate':
+          throw new QmpError('GenericError', 'Guest can not be started: the incoming migration has not completed');
         case 'postmigrate':
-          throw new QmpError('GenericError', 'the VM state was saved for a restart elsewhere; resuming it here would run the same guest twice');
-        case 'suspended': throw new QmpError('GenericError', 'the guest is suspended: use system_wakeup');
-        case 'shutdown': case 'guest-panicked':
+          throw new QmpError(
+            'GenericError',
+            'the VM state was saved for a restart elsewhere; resuming it here would run the same guest twice',
+          );
+        case 'suspended':
+          throw new QmpError('GenericError', 'the guest is suspended: use system_wakeup');
+        case 'shutdown':
+        case 'guest-panicked':
           // QEMU's words: the guest must be reset before it can run again.
           throw new QmpError('GenericError', 'Resetting the Virtual Machine is required');
         case 'internal-error':
           throw new QmpError('GenericError', `the VM cannot run: it is in state ${machine.runState}`);
-        default: machine.resume();
+        default:
+          machine.resume();
       }
     },
-    quit: (_args, ctx) => ctx.afterReply(() => { void machine.finish(ExitStatus.ok, { event: { guest: false, reason: 'host-qmp-quit' } }); }),
-    system_reset: async () => { await machine.reset('QMP system_reset', false); },
-    system_powerdown: () => { machine.powerdown(); },
+    quit: (_args, ctx) =>
+      ctx.afterReply(() => {
+        void machine.finish(ExitStatus.ok, { event: { guest: false, reason: 'host-qmp-quit' } });
+      }),
+    system_reset: async () => {
+      await machine.reset('QMP system_reset', false);
+    },
+    system_powerdown: () => {
+      machine.powerdown();
+    },
     system_wakeup: () => {
-      if (machine.runState !== 'suspended') throw new QmpError('GenericError', 'Unable to wake up: guest is not in suspended state');
+      if (machine.runState !== 'suspended')
+        throw new QmpError('GenericError', 'Unable to wake up: guest is not in suspended state');
       machine.wakeup('user');
     },
-    'query-cpus-fast': () => machine.vcpuThreadIds().map((tid, i) => ({
-      'cpu-index': i, 'qom-path': `/machine/unattached/device[${i}]`, 'thread-id': tid,
-      props: { 'socket-id': 0, 'core-id': i, 'thread-id': 0 }, target: 'x86_64' as const,
-    })),
+    'query-cpus-fast': () =>
+      machine.vcpuThreadIds().map((tid, i) => ({
+        'cpu-index': i,
+        'qom-path': `/machine/unattached/device[${i}]`,
+        'thread-id': tid,
+        props: { 'socket-id': 0, 'core-id': i, 'thread-id': 0 },
+        target: 'x86_64' as const,
+      })),
     'query-name': () => (machine.config.name ? { name: machine.config.name } : {}),
     'query-kvm': () => ({ enabled: true, present: true }),
     'query-pci': () => machine.pciInfo(),
@@ -84,76 +119,101 @@ export function machineCommands(o: MachineCommandsOptions): { commands: QmpHandl
       const gpa = Number(val);
       const length = Number(size);
       if (!Number.isSafeInteger(gpa) || !Number.isSafeInteger(length) || !machine.guestMemory.contains(gpa, length)) {
-        throw new QmpError('GenericError', `Invalid addr 0x${BigInt(val).toString(16)}/size ${size} specified: not inside one RAM region`);
+        throw new QmpError(
+          'GenericError',
+          `Invalid addr 0x${BigInt(val).toString(16)}/size ${size} specified: not inside one RAM region`,
+        );
       }
       const fd = openSync(filename, 'w', 0o600);
       try {
         const chunk = 16 << 20;
-        for (let at = 0; at < length; at += chunk) writeSync(fd, machine.guestMemory.slice(gpa + at, Math.min(chunk, length - at)));
+        for (let at = 0; at < length; at += chunk)
+          writeSync(fd, machine.guestMemory.slice(gpa + at, Math.min(chunk, length - at)));
       } finally {
         closeSync(fd);
       }
     },
 
     // ---- the seed's spelling --------------------------------------------------------------------------------
-    'cpr-save': ({ filename, mode }) => asQmp(async () => {
-      checkMode(mode);
-      await migration.startOutgoing(filename, 'skip-shared');
-    }),
-    'cpr-load': ({ filename, mode }) => asQmp(() => {
-      checkMode(mode);
-      migration.incomingFromFile(filename, o.startClock(), false);
-    }),
+    'cpr-save': ({ filename, mode }) =>
+      asQmp(async () => {
+        checkMode(mode);
+        await migration.startOutgoing(filename, 'skip-shared');
+      }),
+    'cpr-load': ({ filename, mode }) =>
+      asQmp(() => {
+        checkMode(mode);
+        migration.incomingFromFile(filename, o.startClock(), false);
+      }),
 
     // ---- QEMU's spelling ------------------------------------------------------------------------------------
-    'migrate-set-parameters': params => {
-      if (migration.active) throw new QmpError('GenericError', 'parameters cannot be changed while a migration is in progress');
+    'migrate-set-parameters': (params) => {
+      if (migration.active)
+        throw new QmpError('GenericError', 'parameters cannot be changed while a migration is in progress');
       for (const [key, value] of Object.entries(params)) {
         if (key === 'mode') migration.mode = value as typeof migration.mode;
         else migration.parameters[key] = value;
       }
     },
     'migrate-set-capabilities': ({ capabilities }) => {
-      if (migration.active) throw new QmpError('GenericError', 'capabilities cannot be changed while a migration is in progress');
+      if (migration.active)
+        throw new QmpError('GenericError', 'capabilities cannot be changed while a migration is in progress');
       for (const c of capabilities) migration.capabilities.set(c.capability, c.state);
     },
     'query-migrate-parameters': () => ({ ...migration.parameters, mode: migration.mode }) as MigrationParameters,
-    'query-migrate-capabilities': () => [...migration.capabilities].map(([capability, state]) => ({ capability, state }) as MigrationCapabilityStatus),
-    migrate: ({ uri, channels }) => asQmp(() => {
-      if ((uri === undefined) === (channels === undefined)) throw new CprError('migrate needs exactly one of uri and channels');
-      if (migration.mode === 'cpr-transfer') {
-        const cpr = channels?.find(c => c['channel-type'] === 'cpr');
-        if (!cpr || cpr.addr.transport !== 'socket' || cpr.addr.type !== 'unix') {
-          throw new CprError('mode cpr-transfer needs a cpr channel on a unix socket: channels: [{"channel-type": "main", …}, {"channel-type": "cpr", "addr": {"transport": "socket", "type": "unix", "path": …}}]');
+    'query-migrate-capabilities': () =>
+      [...migration.capabilities].map(([capability, state]) => ({ capability, state }) as MigrationCapabilityStatus),
+    migrate: ({ uri, channels }) =>
+      asQmp(() => {
+        if ((uri === undefined) === (channels === undefined))
+          throw new CprError('migrate needs exactly one of uri and channels');
+        if (migration.mode === 'cpr-transfer') {
+          const cpr = channels?.find((c) => c['channel-type'] === 'cpr');
+          if (!cpr || cpr.addr.transport !== 'socket' || cpr.addr.type !== 'unix') {
+            throw new CprError(
+              'mode cpr-transfer needs a cpr channel on a unix socket: channels: [{"channel-type": "main", …}, {"channel-type": "cpr", "addr": {"transport": "socket", "type": "unix", "path": …}}]',
+            );
+          }
+          if (!o.transfer) throw new CprError('cpr-transfer is not available in this tsvmm');
+          const path = (cpr.addr as { path: string }).path;
+          o.transfer.check();
+          void o.transfer.outgoing(path).catch(() => {
+            /* reported through query-migrate */
+          });
+          return;
         }
-        if (!o.transfer) throw new CprError('cpr-transfer is not available in this tsvmm');
-        const path = (cpr.addr as { path: string }).path;
-        o.transfer.check();
-        void o.transfer.outgoing(path).catch(() => { /* reported through query-migrate */ });
-        return;
-      }
-      let target = uri;
-      if (channels) {
-        const main = channels.find(c => c['channel-type'] === 'main');
-        if (!main || main.addr.transport !== 'file') throw new CprError('migrate: the main channel must be a file address ({"transport": "file", "filename": …})');
-        target = `file:${(main.addr as { filename: string }).filename}`;
-      }
-      const path = fileUriPath(target!);
-      // Like QEMU, migrate returns at once; the outcome is in query-migrate and the MIGRATION events.
-      void migration.startOutgoing(path).catch(() => { /* reported through query-migrate */ });
-    }),
-    'migrate-incoming': ({ uri, channels }) => asQmp(() => {
-      if (machine.runState !== 'inmigrate') throw new CprError("'-incoming' was not specified on the command line");
-      if ((uri === undefined) === (channels === undefined)) throw new CprError('migrate-incoming needs exactly one of uri and channels');
-      let target = uri;
-      if (channels) {
-        const main = channels.find(c => c['channel-type'] === 'main');
-        if (!main || main.addr.transport !== 'file') throw new CprError('migrate-incoming: the main channel must be a file address');
-        target = `file:${(main.addr as { filename: string }).filename}`;
-      }
-      migration.incomingFromFile(fileUriPath(target!), o.startClock(), o.startPaused);
-    }),
-    migrate_cancel: () => { /* saves and loads here are not cancellable half-way; nothing to do when none runs */ },
+        let target = uri;
+        if (channels) {
+          const main = channels.find((c) => c['channel-type'] === 'main');
+          if (!main || main.addr.transport !== 'file')
+            throw new CprError(
+              'migrate: the main channel must be a file address ({"transport": "file", "filename": …})',
+            );
+          target = `file:${(main.addr as { filename: string }).filename}`;
+        }
+        const path = fileUriPath(target!);
+        // Like QEMU, migrate returns at once; the outcome is in query-migrate and the MIGRATION events.
+        void migration.startOutgoing(path).catch(() => {
+          /* reported through query-migrate */
+        });
+      }),
+    'migrate-incoming': ({ uri, channels }) =>
+      asQmp(() => {
+        if (machine.runState !== 'inmigrate') throw new CprError("'-incoming' was not specified on the command line");
+        if ((uri === undefined) === (channels === undefined))
+          throw new CprError('migrate-incoming needs exactly one of uri and channels');
+        let target = uri;
+        if (channels) {
+          const main = channels.find((c) => c['channel-type'] === 'main');
+          if (!main || main.addr.transport !== 'file')
+            throw new CprError('migrate-incoming: the main channel must be a file address');
+          target = `file:${(main.addr as { filename: string }).filename}`;
+        }
+        migration.incomingFromFile(fileUriPath(target!), o.startClock(), o.startPaused);
+      }),
+    migrate_cancel: () => {
+      /* saves and loads here are not cancellable half-way; nothing to do when none runs */
+    },
     'query-migrate': () => migration.report(),
   };
 
@@ -164,6 +224,10 @@ export function machineCommands(o: MachineCommandsOptions): { commands: QmpHandl
   return { commands, extraCommands };
 }
 
-export function cprTimings(marks: readonly PhaseMark[]): { marks: readonly PhaseMark[]; 'pause-us': number | null; table: string } {
+export function cprTimings(marks: readonly PhaseMark[]): {
+  marks: readonly PhaseMark[];
+  'pause-us': number | null;
+  table: string;
+} {
   return { marks, 'pause-us': pauseUs(marks), table: formatTimings(marks) };
 }

@@ -32,7 +32,10 @@ export interface PciInfo {
 
 /** QEMU's descriptions of the PCI classes tsvmm's functions use (pci_class_descriptions in hw/pci/pci.c). */
 const CLASS_DESCRIPTIONS: Record<number, string> = {
-  0x0100: 'SCSI controller', 0x0200: 'Ethernet controller', 0x0600: 'Host bridge', 0x0780: 'Communication controller',
+  0x0100: 'SCSI controller',
+  0x0200: 'Ethernet controller',
+  0x0600: 'Host bridge',
+  0x0780: 'Communication controller',
   0x00ff: 'Unclassified device',
 };
 
@@ -47,7 +50,12 @@ export function queryPci(bus: PciBus): PciInfo[] {
     for (let i = 0; i < R.PCI_NUM_BARS; i++) {
       const layout = config.barLayout(i);
       if (!layout) continue;
-      const region: PciMemoryRegion = { bar: i, type: layout.kind === 'io' ? 'io' : 'memory', address: mapped[i]?.address ?? -1, size: layout.size };
+      const region: PciMemoryRegion = {
+        bar: i,
+        type: layout.kind === 'io' ? 'io' : 'memory',
+        address: mapped[i]?.address ?? -1,
+        size: layout.size,
+      };
       if (layout.kind !== 'io') {
         region.prefetch = layout.prefetchable ?? false;
         region.mem_type_64 = layout.kind === 'mmio64';
@@ -56,11 +64,15 @@ export function queryPci(bus: PciBus): PciInfo[] {
     }
     const pin = config.u8(R.PCI_INTERRUPT_PIN);
     devices.push({
-      bus: 0, slot, function: 0,
+      bus: 0,
+      slot,
+      function: 0,
       class_info: { class: cls, ...(CLASS_DESCRIPTIONS[cls] ? { desc: CLASS_DESCRIPTIONS[cls] } : {}) },
       id: {
-        vendor: config.u16(R.PCI_VENDOR_ID), device: config.u16(R.PCI_DEVICE_ID),
-        subsystem: config.u16(R.PCI_SUBSYSTEM_ID), 'subsystem-vendor': config.u16(R.PCI_SUBSYSTEM_VENDOR_ID),
+        vendor: config.u16(R.PCI_VENDOR_ID),
+        device: config.u16(R.PCI_DEVICE_ID),
+        subsystem: config.u16(R.PCI_SUBSYSTEM_ID),
+        'subsystem-vendor': config.u16(R.PCI_SUBSYSTEM_VENDOR_ID),
       },
       ...(pin && gsi !== null ? { irq: config.u8(R.PCI_INTERRUPT_LINE) } : {}),
       irq_pin: pin,

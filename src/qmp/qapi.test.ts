@@ -21,7 +21,7 @@ const setCaps = QMP_COMMANDS['migrate-set-capabilities'].args;
 const setParams = QMP_COMMANDS['migrate-set-parameters'].args;
 const migrate = QMP_COMMANDS.migrate.args;
 
-test('qapi: a missing member, a wrong type and an unknown member are reported in QEMU\'s words', () => {
+test("qapi: a missing member, a wrong type and an unknown member are reported in QEMU's words", () => {
   refused(cprSave, { mode: 'reboot' }, "Parameter 'filename' is missing");
   refused(cprSave, { filename: 'f', mode: 1 }, "Invalid parameter type for 'mode', expected: string");
   refused(cprSave, { filename: 'f', mode: 'reboot', x: 1 }, "Parameter 'x' is unexpected");
@@ -33,16 +33,32 @@ test('qapi: checks run in schema order and unexpected members come last, as in Q
   refused(cprSave, { x: 1, filename: 'f', mode: 2 }, "Invalid parameter type for 'mode', expected: string");
 });
 
-test('qapi: nested members are named with QEMU\'s paths', () => {
-  refused(setCaps, { capabilities: [{ capability: 'foo', state: true }] }, "Parameter 'capabilities[0].capability' does not accept value 'foo'");
-  refused(setCaps, { capabilities: [{ capability: 'events', state: true }, { capability: 'x-ignore-shared', state: 1 }] },
-    "Invalid parameter type for 'capabilities[1].state', expected: boolean");
-  refused(setCaps, { capabilities: [{ capability: 'x-ignore-shared' }] }, "Parameter 'capabilities[0].state' is missing");
+test("qapi: nested members are named with QEMU's paths", () => {
+  refused(
+    setCaps,
+    { capabilities: [{ capability: 'foo', state: true }] },
+    "Parameter 'capabilities[0].capability' does not accept value 'foo'",
+  );
+  refused(
+    setCaps,
+    {
+      capabilities: [
+        { capability: 'events', state: true },
+        { capability: 'x-ignore-shared', state: 1 },
+      ],
+    },
+    "Invalid parameter type for 'capabilities[1].state', expected: boolean",
+  );
+  refused(
+    setCaps,
+    { capabilities: [{ capability: 'x-ignore-shared' }] },
+    "Parameter 'capabilities[0].state' is missing",
+  );
   refused(setCaps, { capabilities: {} }, "Invalid parameter type for 'capabilities', expected: array");
   refused(setCaps, { capabilities: ['x'] }, "Invalid parameter type for 'capabilities[0]', expected: object");
 });
 
-test('qapi: integer types: QEMU\'s messages for wrong types and ranges', () => {
+test("qapi: integer types: QEMU's messages for wrong types and ranges", () => {
   refused(setParams, { 'max-bandwidth': 'x' }, "Parameter 'max-bandwidth' expects uint64");
   refused(setParams, { 'max-bandwidth': 1.5 }, "Parameter 'max-bandwidth' expects uint64");
   refused(setParams, { 'max-bandwidth': -1 }, "Parameter 'max-bandwidth' expects uint64");
@@ -50,8 +66,10 @@ test('qapi: integer types: QEMU\'s messages for wrong types and ranges', () => {
   refused({ n: Q.int }, { n: 'x' }, "Invalid parameter type for 'n', expected: integer");
   refused({ n: Q.int }, { n: 2 ** 70 }, "Invalid parameter type for 'n', expected: integer");
   refused({ n: Q.int8 }, { n: 200 }, "Parameter 'n' expects int8_t");
-  assert.equal(validateArguments(setParams, { 'max-bandwidth': 18446744073709551615n, 'cpu-throttle-initial': 255 }),
-    { 'max-bandwidth': 18446744073709551615, 'cpu-throttle-initial': 255 });
+  assert.equal(validateArguments(setParams, { 'max-bandwidth': 18446744073709551615n, 'cpu-throttle-initial': 255 }), {
+    'max-bandwidth': 18446744073709551615,
+    'cpu-throttle-initial': 255,
+  });
 });
 
 test('qapi: number, bool, null, any and alternates', () => {
@@ -59,7 +77,10 @@ test('qapi: number, bool, null, any and alternates', () => {
   assert.equal(validateArguments({ f: Q.number }, { f: 3 }), { f: 3 });
   refused({ b: Q.bool }, { b: 'true' }, "Invalid parameter type for 'b', expected: boolean");
   refused(setParams, { 'tls-creds': 5 }, "Invalid parameter type for 'tls-creds', expected: StrOrNull");
-  assert.equal(validateArguments(setParams, { 'tls-creds': null, 'tls-authz': 'x' }), { 'tls-creds': null, 'tls-authz': 'x' });
+  assert.equal(validateArguments(setParams, { 'tls-creds': null, 'tls-authz': 'x' }), {
+    'tls-creds': null,
+    'tls-authz': 'x',
+  });
   assert.equal(validateArguments({ v: Q.any }, { v: { deep: [1] } }), { v: { deep: [1] } });
 });
 
@@ -72,12 +93,27 @@ test('qapi: flat unions pick their variant members by the discriminator, nested 
   const channel = (addr: Record<string, unknown>) => ({ channels: [{ 'channel-type': 'cpr', addr }] });
   const ok = validateArguments(migrate, channel({ transport: 'socket', type: 'unix', path: '/run/cpr.sock' }));
   assert.equal(ok, channel({ transport: 'socket', type: 'unix', path: '/run/cpr.sock' }));
-  assert.equal(validateArguments(migrate, channel({ transport: 'file', filename: '/f', offset: 0 })), channel({ transport: 'file', filename: '/f', offset: 0 }));
+  assert.equal(
+    validateArguments(migrate, channel({ transport: 'file', filename: '/f', offset: 0 })),
+    channel({ transport: 'file', filename: '/f', offset: 0 }),
+  );
   refused(migrate, channel({ transport: 'socket' }), "Parameter 'channels[0].addr.type' is missing");
-  refused(migrate, channel({ transport: 'pigeon' }), "Parameter 'channels[0].addr.transport' does not accept value 'pigeon'");
+  refused(
+    migrate,
+    channel({ transport: 'pigeon' }),
+    "Parameter 'channels[0].addr.transport' does not accept value 'pigeon'",
+  );
   refused(migrate, channel({ transport: 'file', filename: 'x' }), "Parameter 'channels[0].addr.offset' is missing");
-  refused(migrate, channel({ transport: 'socket', type: 'unix', path: 'x', host: 'h' }), "Parameter 'channels[0].addr.host' is unexpected");
-  refused(migrate, { channels: [{ 'channel-type': 'side', addr: {} }] }, "Parameter 'channels[0].channel-type' does not accept value 'side'");
+  refused(
+    migrate,
+    channel({ transport: 'socket', type: 'unix', path: 'x', host: 'h' }),
+    "Parameter 'channels[0].addr.host' is unexpected",
+  );
+  refused(
+    migrate,
+    { channels: [{ 'channel-type': 'side', addr: {} }] },
+    "Parameter 'channels[0].channel-type' does not accept value 'side'",
+  );
 });
 
 test('qapi: validated arguments hold only schema members and no inherited ones', () => {
@@ -96,9 +132,13 @@ test('qapi: argument types follow from the schema (compile-time checks)', () => 
   const params: QmpCommandArgs<'migrate-set-parameters'> = { mode: 'cpr-transfer', 'tls-creds': null };
   // @ts-expect-error not a MigMode
   const badMode: QmpCommandArgs<'migrate-set-parameters'> = { mode: 'cpr-exec' };
-  const mig: QmpCommandArgs<'migrate'> = { channels: [{ 'channel-type': 'main', addr: { transport: 'socket', type: 'unix', path: '/s' } }] };
-  // @ts-expect-error a unix socket address has no host
-  const badAddr: QmpCommandArgs<'migrate'> = { channels: [{ 'channel-type': 'main', addr: { transport: 'socket', type: 'unix', host: 'h' } }] };
+  const mig: QmpCommandArgs<'migrate'> = {
+    channels: [{ 'channel-type': 'main', addr: { transport: 'socket', type: 'unix', path: '/s' } }],
+  };
+  const badAddr: QmpCommandArgs<'migrate'> = {
+    // @ts-expect-error a unix socket address has no host
+    channels: [{ 'channel-type': 'main', addr: { transport: 'socket', type: 'unix', host: 'h' } }],
+  };
   assert.ok([save, noFile, params, badMode, mig, badAddr].length === 6);
 });
 

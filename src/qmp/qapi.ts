@@ -16,23 +16,60 @@ import { QmpError } from './errors.js';
 
 export type IntName = 'int' | 'int8' | 'int16' | 'int32' | 'int64' | 'uint8' | 'uint16' | 'uint32' | 'uint64' | 'size';
 
-export type QKind = 'str' | 'bool' | 'number' | 'null' | 'any' | 'int' | 'enum' | 'array' | 'struct' | 'union' | 'alternate';
+export type QKind =
+  | 'str'
+  | 'bool'
+  | 'number'
+  | 'null'
+  | 'any'
+  | 'int'
+  | 'enum'
+  | 'array'
+  | 'struct'
+  | 'union'
+  | 'alternate';
 /**
  * Any schema type, as generic constraints see it. Constraints stay this loose on purpose: with a recursive one
  * (arrays of QType, whose items are QType, …) the checker instantiates Infer on the constraint itself and never
  * stops. The validator narrows a QNode to QType by its kind.
  */
-export interface QNode { readonly kind: QKind }
+export interface QNode {
+  readonly kind: QKind;
+}
 
-export interface QStr { readonly kind: 'str' }
-export interface QBool { readonly kind: 'bool' }
-export interface QNumber { readonly kind: 'number' }
-export interface QNull { readonly kind: 'null' }
-export interface QAny { readonly kind: 'any' }
-export interface QInt { readonly kind: 'int'; readonly name: IntName; readonly min: bigint; readonly max: bigint }
-export interface QEnum<V extends string = string> { readonly kind: 'enum'; readonly values: readonly V[] }
-export interface QArray<T extends QNode = QNode> { readonly kind: 'array'; readonly items: T }
-export interface QStruct<M extends Members = Members> { readonly kind: 'struct'; readonly members: M }
+export interface QStr {
+  readonly kind: 'str';
+}
+export interface QBool {
+  readonly kind: 'bool';
+}
+export interface QNumber {
+  readonly kind: 'number';
+}
+export interface QNull {
+  readonly kind: 'null';
+}
+export interface QAny {
+  readonly kind: 'any';
+}
+export interface QInt {
+  readonly kind: 'int';
+  readonly name: IntName;
+  readonly min: bigint;
+  readonly max: bigint;
+}
+export interface QEnum<V extends string = string> {
+  readonly kind: 'enum';
+  readonly values: readonly V[];
+}
+export interface QArray<T extends QNode = QNode> {
+  readonly kind: 'array';
+  readonly items: T;
+}
+export interface QStruct<M extends Members = Members> {
+  readonly kind: 'struct';
+  readonly members: M;
+}
 /** QAPI's flat union: base members, one of which (an enum) selects the variant whose members are added. */
 export interface QUnion<B extends Members = Members, D extends string = string, V extends Variants = Variants> {
   readonly kind: 'union';
@@ -41,7 +78,11 @@ export interface QUnion<B extends Members = Members, D extends string = string, 
   readonly variants: V;
 }
 /** QAPI's alternate: one of several types told apart by JSON type (StrOrNull). `name` appears in errors. */
-export interface QAlternate<A extends readonly QNode[] = readonly QNode[]> { readonly kind: 'alternate'; readonly name: string; readonly alternatives: A }
+export interface QAlternate<A extends readonly QNode[] = readonly QNode[]> {
+  readonly kind: 'alternate';
+  readonly name: string;
+  readonly alternatives: A;
+}
 
 export type QObjectType = QStruct | QUnion;
 export type QType = QStr | QBool | QNumber | QNull | QAny | QInt | QEnum | QArray | QStruct | QUnion | QAlternate;
@@ -52,23 +93,38 @@ export type Variants = { readonly [tag: string]: QNode };
 type Simplify<T> = { [K in keyof T]: T[K] } & {};
 
 /** The TypeScript type of a validated value of schema type T. */
-export type Infer<T> =
-  T extends { readonly kind: 'str' } ? string :
-  T extends { readonly kind: 'bool' } ? boolean :
-  T extends { readonly kind: 'number' | 'int' } ? number :
-  T extends { readonly kind: 'null' } ? null :
-  T extends { readonly kind: 'any' } ? unknown :
-  T extends { readonly kind: 'enum'; readonly values: readonly (infer V)[] } ? V :
-  T extends { readonly kind: 'array'; readonly items: infer I } ? Array<Infer<I>> :
-  T extends { readonly kind: 'struct'; readonly members: infer M extends Members } ? InferMembers<M> :
-  T extends { readonly kind: 'union'; readonly base: infer B extends Members; readonly discriminator: infer D extends string; readonly variants: infer V extends Variants } ? InferUnion<B, D, V> :
-  T extends { readonly kind: 'alternate'; readonly alternatives: readonly (infer A)[] } ? Infer<A> :
-  never;
+export type Infer<T> = T extends { readonly kind: 'str' }
+  ? string
+  : T extends { readonly kind: 'bool' }
+    ? boolean
+    : T extends { readonly kind: 'number' | 'int' }
+      ? number
+      : T extends { readonly kind: 'null' }
+        ? null
+        : T extends { readonly kind: 'any' }
+          ? unknown
+          : T extends { readonly kind: 'enum'; readonly values: readonly (infer V)[] }
+            ? V
+            : T extends { readonly kind: 'array'; readonly items: infer I }
+              ? Array<Infer<I>>
+              : T extends { readonly kind: 'struct'; readonly members: infer M extends Members }
+                ? InferMembers<M>
+                : T extends {
+                      readonly kind: 'union';
+                      readonly base: infer B extends Members;
+                      readonly discriminator: infer D extends string;
+                      readonly variants: infer V extends Variants;
+                    }
+                  ? InferUnion<B, D, V>
+                  : T extends { readonly kind: 'alternate'; readonly alternatives: readonly (infer A)[] }
+                    ? Infer<A>
+                    : never;
 
 /** `{ filename: Q.str, '*mode': Q.str }` → `{ filename: string; mode?: string }`. */
 export type InferMembers<M extends Members> = Simplify<
-  { -readonly [K in keyof M as K extends `*${string}` ? never : K]: Infer<M[K]> } &
-  { -readonly [K in keyof M as K extends `*${infer N}` ? N : never]?: Infer<M[K]> }
+  { -readonly [K in keyof M as K extends `*${string}` ? never : K]: Infer<M[K]> } & {
+    -readonly [K in keyof M as K extends `*${infer N}` ? N : never]?: Infer<M[K]>;
+  }
 >;
 
 type InferUnion<B extends Members, D extends string, V extends Variants> = {
@@ -104,7 +160,9 @@ export const Q = {
     return { kind: 'struct', members };
   },
   union<const B extends Members, const D extends string & keyof B, const V extends Variants>(
-    base: B, discriminator: D, variants: V,
+    base: B,
+    discriminator: D,
+    variants: V,
   ): QUnion<B, D, V> {
     return { kind: 'union', base, discriminator, variants };
   },
@@ -117,7 +175,8 @@ export const Q = {
 
 const invalidType = (path: string, expected: string) =>
   new QmpError('GenericError', `Invalid parameter type for '${path}', expected: ${expected}`);
-const invalidValue = (path: string, expected: string) => new QmpError('GenericError', `Parameter '${path}' expects ${expected}`);
+const invalidValue = (path: string, expected: string) =>
+  new QmpError('GenericError', `Parameter '${path}' expects ${expected}`);
 
 const memberPath = (path: string, name: string) => (path === '' ? name : `${path}.${name}`);
 
@@ -132,24 +191,41 @@ function jsonKind(v: unknown): 'string' | 'number' | 'boolean' | 'null' | 'objec
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'array';
   switch (typeof v) {
-    case 'string': return 'string';
-    case 'number': case 'bigint': return 'number';
-    case 'boolean': return 'boolean';
-    case 'object': return 'object';
-    default: return 'other';
+    case 'string':
+      return 'string';
+    case 'number':
+    case 'bigint':
+      return 'number';
+    case 'boolean':
+      return 'boolean';
+    case 'object':
+      return 'object';
+    default:
+      return 'other';
   }
 }
 
 /** Which JSON kind each schema kind takes, for telling alternates apart. */
 function acceptsKind(t: QNode): string {
   switch (t.kind) {
-    case 'str': case 'enum': return 'string';
-    case 'int': case 'number': return 'number';
-    case 'bool': return 'boolean';
-    case 'null': return 'null';
-    case 'struct': case 'union': return 'object';
-    case 'array': return 'array';
-    case 'any': case 'alternate': return 'any';
+    case 'str':
+    case 'enum':
+      return 'string';
+    case 'int':
+    case 'number':
+      return 'number';
+    case 'bool':
+      return 'boolean';
+    case 'null':
+      return 'null';
+    case 'struct':
+    case 'union':
+      return 'object';
+    case 'array':
+      return 'array';
+    case 'any':
+    case 'alternate':
+      return 'any';
   }
 }
 
@@ -191,7 +267,8 @@ export function validate(node: QNode, value: unknown, path: string): unknown {
       return checkInt(type, value, path);
     case 'enum':
       if (typeof value !== 'string') throw invalidType(path, 'string');
-      if (!type.values.includes(value)) throw new QmpError('GenericError', `Parameter '${path}' does not accept value '${value}'`);
+      if (!type.values.includes(value))
+        throw new QmpError('GenericError', `Parameter '${path}' does not accept value '${value}'`);
       return value;
     case 'array':
       if (!Array.isArray(value)) throw invalidType(path, 'array');
@@ -201,7 +278,7 @@ export function validate(node: QNode, value: unknown, path: string): unknown {
       return validateObject(type, value, path);
     case 'alternate': {
       const kind = jsonKind(value);
-      const match = type.alternatives.find(a => acceptsKind(a) === kind || acceptsKind(a) === 'any');
+      const match = type.alternatives.find((a) => acceptsKind(a) === kind || acceptsKind(a) === 'any');
       if (match === undefined) throw invalidType(path, type.name);
       return validate(match, value, path);
     }
@@ -219,7 +296,13 @@ function validateObject(type: QObjectType, value: unknown, path: string): Record
   return out;
 }
 
-function visitObject(type: QObjectType, value: Record<string, unknown>, path: string, out: Record<string, unknown>, consumed: Set<string>): void {
+function visitObject(
+  type: QObjectType,
+  value: Record<string, unknown>,
+  path: string,
+  out: Record<string, unknown>,
+  consumed: Set<string>,
+): void {
   if (type.kind === 'struct') {
     visitMembers(type.members, value, path, out, consumed);
     return;
@@ -229,7 +312,13 @@ function visitObject(type: QObjectType, value: Record<string, unknown>, path: st
   if (variant !== undefined) visitObject(variant, value, path, out, consumed);
 }
 
-function visitMembers(members: Members, value: Record<string, unknown>, path: string, out: Record<string, unknown>, consumed: Set<string>): void {
+function visitMembers(
+  members: Members,
+  value: Record<string, unknown>,
+  path: string,
+  out: Record<string, unknown>,
+  consumed: Set<string>,
+): void {
   for (const [declared, type] of Object.entries(members)) {
     const optional = declared.startsWith('*');
     const name = optional ? declared.slice(1) : declared;
@@ -237,7 +326,12 @@ function visitMembers(members: Members, value: Record<string, unknown>, path: st
       if (optional) continue;
       throw new QmpError('GenericError', `Parameter '${memberPath(path, name)}' is missing`);
     }
-    Object.defineProperty(out, name, { value: validate(type, value[name], memberPath(path, name)), enumerable: true, writable: true, configurable: true });
+    Object.defineProperty(out, name, {
+      value: validate(type, value[name], memberPath(path, name)),
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
     consumed.add(name);
   }
 }

@@ -6,15 +6,27 @@ export class QmpQueryError extends Error {
   override readonly name = 'QmpQueryError';
 }
 
-export function queryQmp(path: string, command: string, args?: Record<string, unknown>, timeoutMs = 10_000): Promise<unknown> {
+export function queryQmp(
+  path: string,
+  command: string,
+  args?: Record<string, unknown>,
+  timeoutMs = 10_000,
+): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const socket = net.createConnection(path);
-    const timer = setTimeout(() => { socket.destroy(); reject(new QmpQueryError(`${path}: no answer within ${timeoutMs} ms`)); }, timeoutMs);
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new QmpQueryError(`${path}: no answer within ${timeoutMs} ms`));
+    }, timeoutMs);
     let buffer = '';
     let step = 0;
-    const done = (fn: () => void) => { clearTimeout(timer); socket.end(); fn(); };
+    const done = (fn: () => void) => {
+      clearTimeout(timer);
+      socket.end();
+      fn();
+    };
     socket.setEncoding('utf8');
-    socket.on('error', e => done(() => reject(new QmpQueryError(`${path}: ${e.message}`))));
+    socket.on('error', (e) => done(() => reject(new QmpQueryError(`${path}: ${e.message}`))));
     socket.on('data', (text: string) => {
       buffer += text;
       let end;
@@ -22,12 +34,21 @@ export function queryQmp(path: string, command: string, args?: Record<string, un
         const line = buffer.slice(0, end).trim();
         buffer = buffer.slice(end + 1);
         if (!line) continue;
-        const msg = JSON.parse(line) as { QMP?: unknown; return?: unknown; error?: { class: string; desc: string }; event?: string };
+        const msg = JSON.parse(line) as {
+          QMP?: unknown;
+          return?: unknown;
+          error?: { class: string; desc: string };
+          event?: string;
+        };
         if (msg.event) continue;
         if (msg.error) return done(() => reject(new QmpQueryError(`${command}: ${msg.error!.desc}`)));
-        if (step === 0 && msg.QMP) { step = 1; socket.write('{"execute": "qmp_capabilities"}\n'); }
-        else if (step === 1) { step = 2; socket.write(`${JSON.stringify(args ? { execute: command, arguments: args } : { execute: command })}\n`); }
-        else if (step === 2) return done(() => resolve(msg.return));
+        if (step === 0 && msg.QMP) {
+          step = 1;
+          socket.write('{"execute": "qmp_capabilities"}\n');
+        } else if (step === 1) {
+          step = 2;
+          socket.write(`${JSON.stringify(args ? { execute: command, arguments: args } : { execute: command })}\n`);
+        } else if (step === 2) return done(() => resolve(msg.return));
       }
     });
   });

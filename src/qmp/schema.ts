@@ -17,28 +17,74 @@ export const QMPCapability = Q.enum(['oob']);
 
 /** RunState (run-state.json), QEMU's names for what query-status reports. */
 export type RunState =
-  | 'debug' | 'inmigrate' | 'internal-error' | 'io-error' | 'paused' | 'postmigrate' | 'prelaunch'
-  | 'finish-migrate' | 'restore-vm' | 'running' | 'save-vm' | 'shutdown' | 'suspended' | 'watchdog'
-  | 'guest-panicked' | 'colo';
+  | 'debug'
+  | 'inmigrate'
+  | 'internal-error'
+  | 'io-error'
+  | 'paused'
+  | 'postmigrate'
+  | 'prelaunch'
+  | 'finish-migrate'
+  | 'restore-vm'
+  | 'running'
+  | 'save-vm'
+  | 'shutdown'
+  | 'suspended'
+  | 'watchdog'
+  | 'guest-panicked'
+  | 'colo';
 
 /** ShutdownCause (run-state.json), carried by SHUTDOWN and RESET. */
 export type ShutdownCause =
-  | 'none' | 'host-error' | 'host-qmp-quit' | 'host-qmp-system-reset' | 'host-signal' | 'host-ui'
-  | 'guest-shutdown' | 'guest-reset' | 'guest-panic' | 'subsystem-reset' | 'snapshot-load';
+  | 'none'
+  | 'host-error'
+  | 'host-qmp-quit'
+  | 'host-qmp-system-reset'
+  | 'host-signal'
+  | 'host-ui'
+  | 'guest-shutdown'
+  | 'guest-reset'
+  | 'guest-panic'
+  | 'subsystem-reset'
+  | 'snapshot-load';
 
-export interface VersionTriple { major: number; minor: number; micro: number }
-export interface VersionInfo { qemu: VersionTriple; package: string }
-export interface CommandInfo { name: string }
-export interface StatusInfo { running: boolean; status: RunState }
-export interface NameInfo { name?: string }
-export interface KvmInfo { enabled: boolean; present: boolean }
+export interface VersionTriple {
+  major: number;
+  minor: number;
+  micro: number;
+}
+export interface VersionInfo {
+  qemu: VersionTriple;
+  package: string;
+}
+export interface CommandInfo {
+  name: string;
+}
+export interface StatusInfo {
+  running: boolean;
+  status: RunState;
+}
+export interface NameInfo {
+  name?: string;
+}
+export interface KvmInfo {
+  enabled: boolean;
+  present: boolean;
+}
 /** PciInfo (pci.json): query-pci's answer, one element per bus. */
 export type { PciInfo };
 
 /** CpuInstanceProperties (machine.json): where a CPU sits in the topology. */
 export interface CpuInstanceProperties {
-  'node-id'?: number; 'drawer-id'?: number; 'book-id'?: number; 'socket-id'?: number; 'die-id'?: number;
-  'cluster-id'?: number; 'module-id'?: number; 'core-id'?: number; 'thread-id'?: number;
+  'node-id'?: number;
+  'drawer-id'?: number;
+  'book-id'?: number;
+  'socket-id'?: number;
+  'die-id'?: number;
+  'cluster-id'?: number;
+  'module-id'?: number;
+  'core-id'?: number;
+  'thread-id'?: number;
 }
 /** CpuInfoFast (machine.json): one element of query-cpus-fast. `thread-id` is the host thread running the vCPU. */
 export interface CpuInfoFast {
@@ -55,10 +101,28 @@ export const MigMode = Q.enum(['normal', 'cpr-reboot', 'cpr-transfer']);
 export type MigMode = Infer<typeof MigMode>;
 
 export const MigrationCapability = Q.enum([
-  'xbzrle', 'rdma-pin-all', 'auto-converge', 'zero-blocks', 'events', 'postcopy-ram', 'x-colo', 'release-ram',
-  'return-path', 'pause-before-switchover', 'multifd', 'dirty-bitmaps', 'postcopy-blocktime',
-  'late-block-activate', 'x-ignore-shared', 'validate-uuid', 'background-snapshot', 'zero-copy-send',
-  'postcopy-preempt', 'switchover-ack', 'dirty-limit', 'mapped-ram',
+  'xbzrle',
+  'rdma-pin-all',
+  'auto-converge',
+  'zero-blocks',
+  'events',
+  'postcopy-ram',
+  'x-colo',
+  'release-ram',
+  'return-path',
+  'pause-before-switchover',
+  'multifd',
+  'dirty-bitmaps',
+  'postcopy-blocktime',
+  'late-block-activate',
+  'x-ignore-shared',
+  'validate-uuid',
+  'background-snapshot',
+  'zero-copy-send',
+  'postcopy-preempt',
+  'switchover-ack',
+  'dirty-limit',
+  'mapped-ram',
 ]);
 export type MigrationCapability = Infer<typeof MigrationCapability>;
 
@@ -66,9 +130,21 @@ export const MigrationCapabilityStatus = Q.struct({ capability: MigrationCapabil
 export type MigrationCapabilityStatus = Infer<typeof MigrationCapabilityStatus>;
 
 export type MigrationStatus =
-  | 'none' | 'setup' | 'cancelling' | 'cancelled' | 'active' | 'postcopy-active' | 'postcopy-paused'
-  | 'postcopy-recover-setup' | 'postcopy-recover' | 'completed' | 'failed' | 'colo' | 'pre-switchover'
-  | 'device' | 'wait-unplug';
+  | 'none'
+  | 'setup'
+  | 'cancelling'
+  | 'cancelled'
+  | 'active'
+  | 'postcopy-active'
+  | 'postcopy-paused'
+  | 'postcopy-recover-setup'
+  | 'postcopy-recover'
+  | 'completed'
+  | 'failed'
+  | 'colo'
+  | 'pre-switchover'
+  | 'device'
+  | 'wait-unplug';
 
 export const MultiFDCompression = Q.enum(['none', 'zlib', 'zstd', 'qpl', 'uadk', 'qatzip']);
 export const ZeroPageDetection = Q.enum(['none', 'legacy', 'multifd']);
@@ -117,15 +193,26 @@ export type MigrateSetParameters = InferMembers<typeof MigrateSetParameters>;
 
 /** MigrationParameters: what query-migrate-parameters returns (tls-* as plain strings; uint64s may be bigint). */
 export type MigrationParameters = {
-  [K in keyof MigrateSetParameters]?: K extends 'tls-creds' | 'tls-hostname' | 'tls-authz' ? string
-    : MigrateSetParameters[K] extends number | undefined ? number | bigint : MigrateSetParameters[K];
+  [K in keyof MigrateSetParameters]?: K extends 'tls-creds' | 'tls-hostname' | 'tls-authz'
+    ? string
+    : MigrateSetParameters[K] extends number | undefined
+      ? number | bigint
+      : MigrateSetParameters[K];
 };
 
 /** SocketAddress (sockets.json): a flat union on `type`. */
 const InetSocketAddress = {
-  host: Q.str, port: Q.str, '*numeric': Q.bool, '*to': Q.uint16, '*ipv4': Q.bool, '*ipv6': Q.bool,
-  '*keep-alive': Q.bool, '*keep-alive-count': Q.uint32, '*keep-alive-idle': Q.uint32,
-  '*keep-alive-interval': Q.uint32, '*mptcp': Q.bool,
+  host: Q.str,
+  port: Q.str,
+  '*numeric': Q.bool,
+  '*to': Q.uint16,
+  '*ipv4': Q.bool,
+  '*ipv6': Q.bool,
+  '*keep-alive': Q.bool,
+  '*keep-alive-count': Q.uint32,
+  '*keep-alive-idle': Q.uint32,
+  '*keep-alive-interval': Q.uint32,
+  '*mptcp': Q.bool,
 } as const;
 export const SocketAddress = Q.union({ type: Q.enum(['inet', 'unix', 'vsock', 'fd']) }, 'type', {
   inet: Q.struct(InetSocketAddress),
@@ -148,10 +235,23 @@ export const MigrationChannel = Q.struct({ 'channel-type': Q.enum(['main', 'cpr'
 export type MigrationChannel = Infer<typeof MigrationChannel>;
 
 export interface MigrationStats {
-  transferred: number; remaining: number; total: number; duplicate: number; normal: number;
-  'normal-bytes': number; 'dirty-pages-rate': number; mbps: number; 'dirty-sync-count': number;
-  'postcopy-requests': number; 'page-size': number; 'multifd-bytes': number; 'pages-per-second': number;
-  'precopy-bytes': number; 'downtime-bytes': number; 'postcopy-bytes': number; 'dirty-sync-missed-zero-copy': number;
+  transferred: number;
+  remaining: number;
+  total: number;
+  duplicate: number;
+  normal: number;
+  'normal-bytes': number;
+  'dirty-pages-rate': number;
+  mbps: number;
+  'dirty-sync-count': number;
+  'postcopy-requests': number;
+  'page-size': number;
+  'multifd-bytes': number;
+  'pages-per-second': number;
+  'precopy-bytes': number;
+  'downtime-bytes': number;
+  'postcopy-bytes': number;
+  'dirty-sync-missed-zero-copy': number;
 }
 
 /** MigrationInfo: query-migrate's result. `{}` before the first migration. */

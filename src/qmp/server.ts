@@ -31,8 +31,14 @@ import { formatQmpJson } from './json-format.js';
 import { DEFAULT_MAX_DEPTH } from './json-stream.js';
 import { isPlainObject, validateArguments, type InferMembers, type Members } from './qapi.js';
 import {
-  QMP_COMMANDS, type MachineCommandName, type QmpCommandArgs, type QmpCommandReturns, type QmpEventName,
-  type QmpEvents, type VersionInfo, type VersionTriple,
+  QMP_COMMANDS,
+  type MachineCommandName,
+  type QmpCommandArgs,
+  type QmpCommandReturns,
+  type QmpEventName,
+  type QmpEvents,
+  type VersionInfo,
+  type VersionTriple,
 } from './schema.js';
 import { QmpSession, type ReplyHooks, type SessionHost } from './session.js';
 import { listenSocketFile, type SocketFile } from './socket-file.js';
@@ -60,8 +66,10 @@ export interface CommandContext {
   afterReply(fn: () => void): void;
 }
 
-export type QmpHandler<N extends MachineCommandName> =
-  (args: QmpCommandArgs<N>, ctx: CommandContext) => QmpCommandReturns[N] | Promise<QmpCommandReturns[N]>;
+export type QmpHandler<N extends MachineCommandName> = (
+  args: QmpCommandArgs<N>,
+  ctx: CommandContext,
+) => QmpCommandReturns[N] | Promise<QmpCommandReturns[N]>;
 
 /** The machine's handlers for schema.ts's commands; a command without a handler does not exist for clients. */
 export type QmpHandlers = { [N in MachineCommandName]?: QmpHandler<N> };
@@ -73,7 +81,10 @@ export interface ExtraCommand {
 }
 
 /** Declares an extra command with typed arguments: `defineCommand({ '*verbose': Q.bool }, args => …)`. */
-export function defineCommand<const M extends Members>(args: M, run: (args: InferMembers<M>, ctx: CommandContext) => unknown): ExtraCommand {
+export function defineCommand<const M extends Members>(
+  args: M,
+  run: (args: InferMembers<M>, ctx: CommandContext) => unknown,
+): ExtraCommand {
   return { args, run };
 }
 
@@ -93,7 +104,10 @@ export interface QmpServerOptions {
 }
 
 type RunFn = (args: Record<string, unknown>, ctx: CommandContext, session: QmpSession) => unknown;
-interface Registered { readonly args: Members; readonly run: RunFn }
+interface Registered {
+  readonly args: Members;
+  readonly run: RunFn;
+}
 
 const hasOwn = (o: object, key: string) => Object.prototype.hasOwnProperty.call(o, key);
 const BUILTINS = new Set(['qmp_capabilities', 'query-commands', 'query-version']);
@@ -129,7 +143,8 @@ export class QmpServer {
     const parsed = typeof spec === 'string' ? parseQmpSpec(spec) : spec;
     const server = new QmpServer(parsed, options);
     server.socketFile = await listenSocketFile(parsed.path, server.netServer, server.log);
-    if (parsed.wait) server.log(`tsvmm: waiting for a QMP connection on unix:${parsed.path},server=on (add ,wait=off not to wait)`);
+    if (parsed.wait)
+      server.log(`tsvmm: waiting for a QMP connection on unix:${parsed.path},server=on (add ,wait=off not to wait)`);
     return server;
   }
 
@@ -139,33 +154,45 @@ export class QmpServer {
     this.log = options.log ?? (() => {});
     this.realtimeNs = options.realtimeNs ?? wallClockNs;
     const qemu = options.qemuVersion ?? QEMU_COMPAT_VERSION;
-    this.versionInfo = { qemu: { micro: qemu.micro, minor: qemu.minor, major: qemu.major }, package: `tsvmm ${options.version}` };
-    this.firstClient = new Promise(resolve => { this.resolveFirstClient = resolve; });
+    this.versionInfo = {
+      qemu: { micro: qemu.micro, minor: qemu.minor, major: qemu.major },
+      package: `tsvmm ${options.version}`,
+    };
+    this.firstClient = new Promise((resolve) => {
+      this.resolveFirstClient = resolve;
+    });
     this.registerBuiltins();
     for (const [name, run] of Object.entries(options.commands) as Array<[string, RunFn | undefined]>) {
       if (run === undefined) continue;
-      if (!hasOwn(QMP_COMMANDS, name)) throw new Error(`QMP: '${name}' is not in schema.ts; declare it in extraCommands`);
+      if (!hasOwn(QMP_COMMANDS, name))
+        throw new Error(`QMP: '${name}' is not in schema.ts; declare it in extraCommands`);
       if (BUILTINS.has(name)) throw new Error(`QMP: '${name}' is built into the server`);
       const schema = QMP_COMMANDS[name as MachineCommandName] as { args?: Members };
       this.commands.set(name, { args: schema.args ?? {}, run });
     }
     for (const [name, extra] of Object.entries(options.extraCommands ?? {})) {
-      if (this.commands.has(name) || hasOwn(QMP_COMMANDS, name)) throw new Error(`QMP: extra command '${name}' clashes with a known command`);
+      if (this.commands.has(name) || hasOwn(QMP_COMMANDS, name))
+        throw new Error(`QMP: extra command '${name}' clashes with a known command`);
       this.commands.set(name, { args: extra.args ?? {}, run: extra.run as unknown as RunFn });
     }
     this.host = {
       limits: { maxMessageBytes: options.maxMessageBytes ?? MAX_MESSAGE_BYTES, maxDepth: DEFAULT_MAX_DEPTH },
       greeting: { QMP: { version: this.versionInfo, capabilities: OFFERED_CAPABILITIES } },
       dispatch: (session, request, hooks) => this.dispatch(session, request, hooks),
-      sessionClosed: session => { this.sessions.delete(session); },
+      sessionClosed: (session) => {
+        this.sessions.delete(session);
+      },
       log: this.log,
     };
-    this.netServer.on('connection', socket => {
-      if (this.closing) { socket.destroy(); return; }
+    this.netServer.on('connection', (socket) => {
+      if (this.closing) {
+        socket.destroy();
+        return;
+      }
       this.sessions.add(new QmpSession(this.nextClientId++, socket, this.host));
       this.resolveFirstClient();
     });
-    this.netServer.on('error', error => this.log(`QMP server: ${error.message}`));
+    this.netServer.on('error', (error) => this.log(`QMP server: ${error.message}`));
   }
 
   /** Connected clients. */
@@ -193,7 +220,7 @@ export class QmpServer {
   /** Stops accepting clients, ends every connection (queued requests are dropped) and removes the socket file. */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      await Promise.all([...this.sessions].map(s => s.stop()));
+      await Promise.all([...this.sessions].map((s) => s.stop()));
       await this.socketFile?.close();
       this.resolveFirstClient();
     })();
@@ -204,13 +231,15 @@ export class QmpServer {
     this.commands.set('qmp_capabilities', {
       args: QMP_COMMANDS.qmp_capabilities.args,
       run: (args, _ctx, session) => {
-        if (session.negotiated) throw new QmpError('CommandNotFound', 'Capabilities negotiation is already complete, command ignored');
-        const unavailable = ((args.enable ?? []) as string[]).filter(c => !OFFERED_CAPABILITIES.includes(c));
-        if (unavailable.length > 0) throw new QmpError('GenericError', `Capability ${unavailable.join(', ')} not available`);
+        if (session.negotiated)
+          throw new QmpError('CommandNotFound', 'Capabilities negotiation is already complete, command ignored');
+        const unavailable = ((args.enable ?? []) as string[]).filter((c) => !OFFERED_CAPABILITIES.includes(c));
+        if (unavailable.length > 0)
+          throw new QmpError('GenericError', `Capability ${unavailable.join(', ')} not available`);
         session.negotiated = true;
       },
     });
-    this.commands.set('query-commands', { args: {}, run: () => this.commandNames().map(name => ({ name })) });
+    this.commands.set('query-commands', { args: {}, run: () => this.commandNames().map((name) => ({ name })) });
     this.commands.set('query-version', { args: {}, run: () => this.versionInfo });
   }
 
@@ -232,9 +261,11 @@ export class QmpServer {
       for (const key of Object.keys(request)) {
         const member = request[key];
         if (key === 'execute') {
-          if (typeof member !== 'string') throw new QmpError('GenericError', "QMP input member 'execute' must be a string");
+          if (typeof member !== 'string')
+            throw new QmpError('GenericError', "QMP input member 'execute' must be a string");
         } else if (key === 'arguments') {
-          if (!isPlainObject(member)) throw new QmpError('GenericError', "QMP input member 'arguments' must be an object");
+          if (!isPlainObject(member))
+            throw new QmpError('GenericError', "QMP input member 'arguments' must be an object");
         } else if (key !== 'id') {
           // including 'exec-oob': out-of-band execution is never negotiated here
           throw new QmpError('GenericError', `QMP input member '${key}' is unexpected`);
@@ -248,7 +279,7 @@ export class QmpServer {
       const command = this.commands.get(name);
       if (command === undefined) throw new QmpError('CommandNotFound', `The command ${name} has not been found`);
       const args = validateArguments(command.args, (request.arguments ?? {}) as Record<string, unknown>);
-      const ctx: CommandContext = { clientId: session.id, afterReply: fn => hooks.afterReply(fn) };
+      const ctx: CommandContext = { clientId: session.id, afterReply: (fn) => hooks.afterReply(fn) };
       const result = await this.exclusive(() => command.run(args, ctx, session));
       return success(result === undefined ? {} : result);
     } catch (error) {

@@ -47,11 +47,15 @@ export class QmpSession {
   private gone = false;
   private stopping = false;
 
-  constructor(readonly id: number, private readonly socket: net.Socket, private readonly host: SessionHost) {
+  constructor(
+    readonly id: number,
+    private readonly socket: net.Socket,
+    private readonly host: SessionHost,
+  ) {
     this.streamer = new JsonStreamer(host.limits);
-    socket.on('data', chunk => this.received(chunk));
+    socket.on('data', (chunk) => this.received(chunk));
     socket.on('end', () => this.inputEnded());
-    socket.on('error', error => {
+    socket.on('error', (error) => {
       const code = (error as NodeJS.ErrnoException).code;
       if (code !== 'EPIPE' && code !== 'ECONNRESET') host.log(`QMP client ${id}: ${error.message}`);
     });
@@ -71,9 +75,12 @@ export class QmpSession {
   stop(): Promise<void> {
     this.stopping = true;
     if (this.gone) return Promise.resolve();
-    return new Promise<void>(resolve => {
+    return new Promise<void>((resolve) => {
       const timer = setTimeout(() => this.socket.destroy(), CLOSE_GRACE_MS);
-      this.socket.once('close', () => { clearTimeout(timer); resolve(); });
+      this.socket.once('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
       this.socket.once('finish', () => this.socket.destroy());
       this.socket.end();
     });
@@ -86,15 +93,18 @@ export class QmpSession {
         continue;
       }
       const parsed = parseMessage(item.tokens);
-      if (parsed.ok) this.enqueue(hooks => this.host.dispatch(this, parsed.value, hooks));
+      if (parsed.ok) this.enqueue((hooks) => this.host.dispatch(this, parsed.value, hooks));
       else this.enqueue(async () => errorReply(`JSON parse error, ${parsed.error}`));
     }
   }
 
   private inputEnded(): void {
-    if (this.streamer.pending) this.host.log(`QMP client ${this.id}: connection closed in the middle of a message; it was dropped`);
+    if (this.streamer.pending)
+      this.host.log(`QMP client ${this.id}: connection closed in the middle of a message; it was dropped`);
     // The client will send nothing more: finish its queue, then close our side.
-    this.chain = this.chain.then(() => { if (!this.gone) this.socket.end(); });
+    this.chain = this.chain.then(() => {
+      if (!this.gone) this.socket.end();
+    });
   }
 
   private enqueue(job: (hooks: ReplyHooks) => Promise<Record<string, unknown>>): void {
@@ -107,7 +117,11 @@ export class QmpSession {
       try {
         if (this.stopping) return;
         const after: Array<() => void> = [];
-        const reply = await job({ afterReply: fn => { after.push(fn); } });
+        const reply = await job({
+          afterReply: (fn) => {
+            after.push(fn);
+          },
+        });
         this.reply(reply, after);
       } finally {
         this.queued--;
@@ -127,7 +141,13 @@ export class QmpSession {
       // A handler returned something JSON cannot carry (NaN, a function, a cycle): a bug, reported as an error.
       this.host.log(`QMP client ${this.id}: cannot send a reply: ${(error as Error).message}`);
       const id = Object.prototype.hasOwnProperty.call(reply, 'id') ? { id: reply.id } : {};
-      line = formatQmpJson({ ...id, error: { class: 'GenericError', desc: `internal error: the result cannot be sent: ${(error as Error).message}` } });
+      line = formatQmpJson({
+        ...id,
+        error: {
+          class: 'GenericError',
+          desc: `internal error: the result cannot be sent: ${(error as Error).message}`,
+        },
+      });
     }
     this.writeLine(line, after);
   }
@@ -147,7 +167,9 @@ export class QmpSession {
       return;
     }
     if (this.socket.writableLength > MAX_PENDING_OUTPUT) {
-      this.host.log(`QMP client ${this.id}: not reading its replies and events (${this.socket.writableLength} bytes waiting); disconnected`);
+      this.host.log(
+        `QMP client ${this.id}: not reading its replies and events (${this.socket.writableLength} bytes waiting); disconnected`,
+      );
       this.socket.destroy();
       if (after.length) setImmediate(runAfter);
       return;

@@ -37,20 +37,31 @@ function lstatOrNull(path: string): Stats | null {
 }
 
 /** Listens on `path` (see the file comment); `server` is configured by the caller before listening starts. */
-export async function listenSocketFile(path: string, server: net.Server, log: (line: string) => void): Promise<SocketFile> {
-  if (Buffer.byteLength(path) > UNIX_PATH_MAX) throw new Error(`${path}: a unix socket path is at most ${UNIX_PATH_MAX} bytes`);
+export async function listenSocketFile(
+  path: string,
+  server: net.Server,
+  log: (line: string) => void,
+): Promise<SocketFile> {
+  if (Buffer.byteLength(path) > UNIX_PATH_MAX)
+    throw new Error(`${path}: a unix socket path is at most ${UNIX_PATH_MAX} bytes`);
   const existing = lstatOrNull(path);
-  if (existing !== null && !existing.isSocket()) throw new Error(`${path}: exists and is not a socket; refusing to replace it`);
+  if (existing !== null && !existing.isSocket())
+    throw new Error(`${path}: exists and is not a socket; refusing to replace it`);
 
   const privateDir = mkdtempSync(join(dirname(path), `.${basename(path).slice(0, 1) || 'q'}`));
   const privatePath = join(privateDir, 's');
   try {
     if (Buffer.byteLength(privatePath) > UNIX_PATH_MAX) {
-      throw new Error(`${path}: the directory name is too long to create the socket safely (keep the directory under ${UNIX_PATH_MAX - 11} bytes)`);
+      throw new Error(
+        `${path}: the directory name is too long to create the socket safely (keep the directory under ${UNIX_PATH_MAX - 11} bytes)`,
+      );
     }
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(privatePath, () => { server.off('error', reject); resolve(); });
+      server.listen(privatePath, () => {
+        server.off('error', reject);
+        resolve();
+      });
     });
     chmodSync(privatePath, SOCKET_MODE);
     // Checked again just before the rename: refuse to clobber a non-socket that appeared meanwhile.
@@ -59,8 +70,12 @@ export async function listenSocketFile(path: string, server: net.Server, log: (l
     renameSync(privatePath, path);
     if (now !== null) log(`${path}: replaced an existing socket file`);
   } catch (e) {
-    if (server.listening) await new Promise<void>(resolve => server.close(() => resolve()));
-    try { unlinkSync(privatePath); } catch { /* not created, or already moved */ }
+    if (server.listening) await new Promise<void>((resolve) => server.close(() => resolve()));
+    try {
+      unlinkSync(privatePath);
+    } catch {
+      /* not created, or already moved */
+    }
     rmdirSync(privateDir);
     throw e;
   }
@@ -73,10 +88,14 @@ export async function listenSocketFile(path: string, server: net.Server, log: (l
     path,
     close() {
       closing ??= (async () => {
-        if (server.listening) await new Promise<void>(resolve => server.close(() => resolve()));
+        if (server.listening) await new Promise<void>((resolve) => server.close(() => resolve()));
         const there = lstatOrNull(path);
         if (there !== null && there.dev === ours.dev && there.ino === ours.ino) {
-          try { unlinkSync(path); } catch { /* raced with someone else's cleanup */ }
+          try {
+            unlinkSync(path);
+          } catch {
+            /* raced with someone else's cleanup */
+          }
         }
       })();
       return closing;

@@ -15,7 +15,10 @@ export interface QmpSpec {
 const SUPPORTED = 'unix:PATH,server=on[,wait=off]';
 
 export class QmpSpecError extends Error {
-  constructor(readonly spec: string, detail: string) {
+  constructor(
+    readonly spec: string,
+    detail: string,
+  ) {
     super(`-qmp ${spec}: ${detail}`);
     this.name = 'QmpSpecError';
   }
@@ -49,12 +52,21 @@ export function parseQmpSpec(text: string): QmpSpec {
   let wait: boolean | undefined;
   for (const [key, value] of opts.entries()) {
     switch (key) {
-      case 'path': break;
-      case 'server': server = flag(text, key, value); break;
-      case 'wait': wait = flag(text, key, value); break;
+      case 'path':
+        break;
+      case 'server':
+        server = flag(text, key, value);
+        break;
+      case 'wait':
+        wait = flag(text, key, value);
+        break;
       // QemuOpts' legacy negated booleans (`nowait` = wait=off), which older scripts still use.
-      case 'nowait': wait = !flag(text, key, value); break;
-      case 'noserver': server = !flag(text, key, value); break;
+      case 'nowait':
+        wait = !flag(text, key, value);
+        break;
+      case 'noserver':
+        server = !flag(text, key, value);
+        break;
       default:
         throw new QmpSpecError(text, `unknown parameter '${key}' (known: server, wait)`);
     }

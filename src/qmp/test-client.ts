@@ -27,8 +27,10 @@ export async function connectRaw(path: string): Promise<RawClient> {
   let closed = false;
   const lines: string[] = [];
   const waiters: Array<() => void> = [];
-  const wake = () => { for (const w of waiters.splice(0)) w(); };
-  socket.on('data', chunk => {
+  const wake = () => {
+    for (const w of waiters.splice(0)) w();
+  };
+  socket.on('data', (chunk) => {
     const text = chunk.toString('latin1');
     received += text;
     buffer += text;
@@ -39,19 +41,31 @@ export async function connectRaw(path: string): Promise<RawClient> {
     }
     wake();
   });
-  socket.on('close', () => { closed = true; wake(); });
+  socket.on('close', () => {
+    closed = true;
+    wake();
+  });
   socket.on('error', () => {});
-  await new Promise<void>((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject); });
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', resolve);
+    socket.once('error', reject);
+  });
 
   const nextLine = async (timeoutMs = 5000): Promise<string> => {
     const deadline = Date.now() + timeoutMs;
     while (lines.length === 0) {
       if (closed) throw new Error(`connection closed; received so far: ${JSON.stringify(received)}`);
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no line from the server within ${timeoutMs} ms; received so far: ${JSON.stringify(received.slice(-500))}`);
-      await new Promise<void>(resolve => {
+      if (left <= 0)
+        throw new Error(
+          `no line from the server within ${timeoutMs} ms; received so far: ${JSON.stringify(received.slice(-500))}`,
+        );
+      await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, left);
-        waiters.push(() => { clearTimeout(timer); resolve(); });
+        waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
       });
     }
     return lines.shift() as string;
@@ -59,7 +73,9 @@ export async function connectRaw(path: string): Promise<RawClient> {
   const next = async (timeoutMs?: number) => JSON.parse(await nextLine(timeoutMs)) as Record<string, unknown>;
   const client: RawClient = {
     socket,
-    send: data => { socket.write(data); },
+    send: (data) => {
+      socket.write(data);
+    },
     next,
     nextLine,
     async execute(command, args, id) {
@@ -74,12 +90,18 @@ export async function connectRaw(path: string): Promise<RawClient> {
     },
     async silentFor(ms) {
       if (lines.length > 0) return false;
-      await new Promise(resolve => setTimeout(resolve, ms));
+      await new Promise((resolve) => setTimeout(resolve, ms));
       return lines.length === 0;
     },
-    get received() { return received; },
-    get closed() { return closed; },
-    close: () => { socket.destroy(); },
+    get received() {
+      return received;
+    },
+    get closed() {
+      return closed;
+    },
+    close: () => {
+      socket.destroy();
+    },
   };
   return client;
 }

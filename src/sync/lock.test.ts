@@ -21,16 +21,24 @@ if (!isMainThread) {
 } else {
   test('lock: with() releases the lock even when the body throws', () => {
     const lock = new MachineLock();
-    assert.throws(() => lock.with(() => { throw new Error('boom'); }), /boom/);
+    assert.throws(
+      () =>
+        lock.with(() => {
+          throw new Error('boom');
+        }),
+      /boom/,
+    );
     assert.is(lock.held, false);
   });
 
   test('lock: increments from two worker threads and the main thread are never lost', async () => {
     const lock = new MachineLock();
     const counter = new Int32Array(new SharedArrayBuffer(4));
-    const workers = [0, 1].map(() => new Worker(new URL(import.meta.url), { workerData: { lock: lock.buffer, counter: counter.buffer } }));
+    const workers = [0, 1].map(
+      () => new Worker(new URL(import.meta.url), { workerData: { lock: lock.buffer, counter: counter.buffer } }),
+    );
     hammer(lock, counter);
-    await Promise.all(workers.map(w => new Promise(resolve => w.on('exit', resolve))));
+    await Promise.all(workers.map((w) => new Promise((resolve) => w.on('exit', resolve))));
     assert.is(counter[0], rounds * 3);
   });
 

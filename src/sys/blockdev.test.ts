@@ -10,11 +10,24 @@ import { testIf } from '../../test/support/skip.js';
 import { BLKGETSIZE64, blockDeviceSize } from './blockdev.js';
 
 const noHeader = existsSync('/usr/include/linux/fs.h') ? null : '<linux/fs.h> is not installed (linux-libc-dev)';
-const noLoop = existsSync('/dev/loop-control') && spawnSync('losetup', ['--find']).status === 0 ? null : 'no free loop device (or no losetup) on this host';
+const noLoop =
+  existsSync('/dev/loop-control') && spawnSync('losetup', ['--find']).status === 0
+    ? null
+    : 'no free loop device (or no losetup) on this host';
 
 testIf(test, noHeader, 'blockdev abi: BLKGETSIZE64 matches <linux/fs.h>', () => {
-  const out = runC(compileC(['#include <stdio.h>', '#include <sys/ioctl.h>', '#include <linux/fs.h>',
-    'int main(void) { printf("%lu\\n", (unsigned long)BLKGETSIZE64); return 0; }', ''].join('\n'), { name: 'blockdev-abi' }));
+  const out = runC(
+    compileC(
+      [
+        '#include <stdio.h>',
+        '#include <sys/ioctl.h>',
+        '#include <linux/fs.h>',
+        'int main(void) { printf("%lu\\n", (unsigned long)BLKGETSIZE64); return 0; }',
+        '',
+      ].join('\n'),
+      { name: 'blockdev-abi' },
+    ),
+  );
   assert.is(Number(out.trim()), BLKGETSIZE64);
 });
 

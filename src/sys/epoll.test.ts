@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert';
 import * as libc from './libc.js';
 import { Epoll, EPOLLIN, EPOLLONESHOT } from './epoll.js';
 
-test('epoll: a written eventfd is reported readable with the caller\'s data; a quiet one times out', () => {
+test("epoll: a written eventfd is reported readable with the caller's data; a quiet one times out", () => {
   const ep = new Epoll(8);
   const a = libc.eventfd(0, libc.EFD_CLOEXEC | libc.EFD_NONBLOCK);
   const b = libc.eventfd(0, libc.EFD_CLOEXEC | libc.EFD_NONBLOCK);

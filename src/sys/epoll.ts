@@ -46,8 +46,10 @@ export const EPOLL_EVENT_DATA_OFFSET = 4;
 /** Raw calls: the result, or -errno. */
 export const epollCalls = {
   create1: (flags: number): number => raw(e.create1(flags) as number),
-  ctl: (epfd: number, op: number, fd: number, event: Uint8Array | null): number => raw(e.ctl(epfd, op, fd, event) as number),
-  wait: (epfd: number, events: Uint8Array, maxEvents: number, timeoutMs: number): number => raw(e.wait(epfd, events, maxEvents, timeoutMs) as number),
+  ctl: (epfd: number, op: number, fd: number, event: Uint8Array | null): number =>
+    raw(e.ctl(epfd, op, fd, event) as number),
+  wait: (epfd: number, events: Uint8Array, maxEvents: number, timeoutMs: number): number =>
+    raw(e.wait(epfd, events, maxEvents, timeoutMs) as number),
 };
 
 function raw(result: number): number {
@@ -109,7 +111,10 @@ export class Epoll {
     const out: EpollEvent[] = [];
     for (let i = 0; i < n; i++) {
       const at = i * EPOLL_EVENT_SIZE;
-      out.push({ events: this.view.getUint32(at + EPOLL_EVENT_EVENTS_OFFSET, true), data: Number(this.view.getBigUint64(at + EPOLL_EVENT_DATA_OFFSET, true)) });
+      out.push({
+        events: this.view.getUint32(at + EPOLL_EVENT_EVENTS_OFFSET, true),
+        data: Number(this.view.getBigUint64(at + EPOLL_EVENT_DATA_OFFSET, true)),
+      });
     }
     return out;
   }

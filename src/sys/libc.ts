@@ -123,7 +123,14 @@ export function ioctlRaw(fd: number, request: number, arg: number | bigint = 0):
   return result < 0 ? -koffi.errno() : result;
 }
 
-export function mmap(addr: Pointer | null, length: number, prot: number, flags: number, fd: number, offset = 0): Pointer {
+export function mmap(
+  addr: Pointer | null,
+  length: number,
+  prot: number,
+  flags: number,
+  fd: number,
+  offset = 0,
+): Pointer {
   const result = c.mmap(addr, length, prot, flags, fd, offset) as Pointer | null;
   if (result === null || result === MAP_FAILED) {
     const errno = koffi.errno();

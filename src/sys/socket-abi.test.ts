@@ -11,8 +11,10 @@ import { testIf } from '../../test/support/skip.js';
 import * as socket from './socket.js';
 import { SOCKET_LAYOUTS, cmsgLen, cmsgSpace, cmsgAlign, CMSG_DATA_OFFSET, SCM_MAX_FD } from './socket.js';
 
-const noHeader = existsSync('/usr/include/x86_64-linux-gnu/sys/socket.h') || existsSync('/usr/include/sys/socket.h')
-  ? null : '<sys/socket.h> is not installed (libc6-dev)';
+const noHeader =
+  existsSync('/usr/include/x86_64-linux-gnu/sys/socket.h') || existsSync('/usr/include/sys/socket.h')
+    ? null
+    : '<sys/socket.h> is not installed (libc6-dev)';
 
 /** Exported numbers that are not header macros, and the C expression each is checked against instead. */
 const derived: Record<string, string> = {
@@ -24,7 +26,12 @@ const derived: Record<string, string> = {
   SCM_MAX_FD: String(SCM_MAX_FD),
 };
 
-interface Check { key: string; expected: bigint; c: string; guard?: string }
+interface Check {
+  key: string;
+  expected: bigint;
+  c: string;
+  guard?: string;
+}
 
 function checks(): Check[] {
   const list: Check[] = [];
@@ -56,8 +63,16 @@ function checks(): Check[] {
 
 function program(list: readonly Check[]): string {
   const lines = [
-    '#define _GNU_SOURCE', '#include <stddef.h>', '#include <stdio.h>', '#include <string.h>', '#include <limits.h>',
-    '#include <sys/socket.h>', '#include <sys/un.h>', '#include <sys/uio.h>', '#include <poll.h>', '',
+    '#define _GNU_SOURCE',
+    '#include <stddef.h>',
+    '#include <stdio.h>',
+    '#include <string.h>',
+    '#include <limits.h>',
+    '#include <sys/socket.h>',
+    '#include <sys/un.h>',
+    '#include <sys/uio.h>',
+    '#include <poll.h>',
+    '',
     '#define P(key, value) printf("%s %llu\\n", key, (unsigned long long)(value))',
     `static union { struct cmsghdr c; unsigned char bytes[2 * CMSG_SPACE(4 * ${SCM_MAX_FD})]; } probe;`,
     '/* Lays out a control buffer holding a message of `len` data bytes followed by another, as a sender would. */',
@@ -86,33 +101,65 @@ function program(list: readonly Check[]): string {
   return lines.join('\n');
 }
 
-testIf(test, noHeader, 'socket abi: every constant, struct size, alignment, field offset and CMSG_* value matches the system headers', () => {
-  const list = checks();
-  const exe = compileC(program(list), { name: 'socket-abi' });
-  const values = new Map<string, string>();
-  for (const line of runC(exe).trim().split('\n')) {
-    const at = line.lastIndexOf(' ');
-    values.set(line.slice(0, at), line.slice(at + 1));
-  }
-  const wrong: string[] = [];
-  for (const c of list) {
-    const got = values.get(c.key);
-    if (got === undefined) wrong.push(`${c.key}: not printed`);
-    else if (got === 'MISSING') wrong.push(`${c.key}: not defined by the headers`);
-    else if (BigInt(got) !== c.expected) wrong.push(`${c.key}: tsvmm ${c.expected}, header ${got}`);
-  }
-  assert.equal(wrong, [], `mismatches:\n${wrong.join('\n')}`);
-});
+testIf(
+  test,
+  noHeader,
+  'socket abi: every constant, struct size, alignment, field offset and CMSG_* value matches the system headers',
+  () => {
+    const list = checks();
+    const exe = compileC(program(list), { name: 'socket-abi' });
+    const values = new Map<string, string>();
+    for (const line of runC(exe).trim().split('\n')) {
+      const at = line.lastIndexOf(' ');
+      values.set(line.slice(0, at), line.slice(at + 1));
+    }
+    const wrong: string[] = [];
+    for (const c of list) {
+      const got = values.get(c.key);
+      if (got === undefined) wrong.push(`${c.key}: not printed`);
+      else if (got === 'MISSING') wrong.push(`${c.key}: not defined by the headers`);
+      else if (BigInt(got) !== c.expected) wrong.push(`${c.key}: tsvmm ${c.expected}, header ${got}`);
+    }
+    assert.equal(wrong, [], `mismatches:\n${wrong.join('\n')}`);
+  },
+);
 
 test('socket abi: the check covers every constant, struct and field socket.ts uses', () => {
-  const keys = new Set(checks().map(c => c.key));
-  for (const name of ['AF_UNIX', 'SOCK_STREAM', 'SOCK_SEQPACKET', 'SOCK_NONBLOCK', 'SOCK_CLOEXEC', 'SOL_SOCKET',
-    'SCM_RIGHTS', 'SO_PEERCRED', 'MSG_CTRUNC', 'MSG_TRUNC', 'MSG_NOSIGNAL', 'MSG_CMSG_CLOEXEC', 'MSG_DONTWAIT',
-    'SHUT_RDWR', 'POLLIN', 'POLLOUT', 'POLLHUP', 'UNIX_PATH_MAX', 'CMSG_DATA_OFFSET']) {
+  const keys = new Set(checks().map((c) => c.key));
+  for (const name of [
+    'AF_UNIX',
+    'SOCK_STREAM',
+    'SOCK_SEQPACKET',
+    'SOCK_NONBLOCK',
+    'SOCK_CLOEXEC',
+    'SOL_SOCKET',
+    'SCM_RIGHTS',
+    'SO_PEERCRED',
+    'MSG_CTRUNC',
+    'MSG_TRUNC',
+    'MSG_NOSIGNAL',
+    'MSG_CMSG_CLOEXEC',
+    'MSG_DONTWAIT',
+    'SHUT_RDWR',
+    'POLLIN',
+    'POLLOUT',
+    'POLLHUP',
+    'UNIX_PATH_MAX',
+    'CMSG_DATA_OFFSET',
+  ]) {
     assert.ok(keys.has(`const ${name}`), name);
   }
-  for (const field of ['sockaddr_un.sun_path', 'msghdr.msg_iov', 'msghdr.msg_control', 'msghdr.msg_controllen',
-    'msghdr.msg_flags', 'iovec.iov_len', 'cmsghdr.cmsg_type', 'pollfd.revents', 'ucred.gid']) {
+  for (const field of [
+    'sockaddr_un.sun_path',
+    'msghdr.msg_iov',
+    'msghdr.msg_control',
+    'msghdr.msg_controllen',
+    'msghdr.msg_flags',
+    'iovec.iov_len',
+    'cmsghdr.cmsg_type',
+    'pollfd.revents',
+    'ucred.gid',
+  ]) {
     assert.ok(keys.has(`offsetof ${field}`), field);
   }
   assert.ok(keys.has('CMSG_SPACE 16 fds') && keys.has(`CMSG_NXTHDR ${SCM_MAX_FD} fds`));

@@ -5,10 +5,33 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as libc from './libc.js';
 import {
-  unixSocket, socketPair, bindUnix, listenSocket, acceptConnection, connectUnix, shutdownSocket, sendWithFds,
-  receiveWithFds, pollSync, pollAsync, peerCredentials, socketOption, closeAll, TruncatedMessageError,
-  SOCK_SEQPACKET, SOL_SOCKET, SO_SNDBUF, SCM_RIGHTS, POLLIN, POLLOUT, SCM_MAX_FD, UNIX_PATH_MAX, SOCKET_LAYOUTS,
-  CMSG_DATA_OFFSET, cmsgLen, cmsgSpace,
+  unixSocket,
+  socketPair,
+  bindUnix,
+  listenSocket,
+  acceptConnection,
+  connectUnix,
+  shutdownSocket,
+  sendWithFds,
+  receiveWithFds,
+  pollSync,
+  pollAsync,
+  peerCredentials,
+  socketOption,
+  closeAll,
+  TruncatedMessageError,
+  SOCK_SEQPACKET,
+  SOL_SOCKET,
+  SO_SNDBUF,
+  SCM_RIGHTS,
+  POLLIN,
+  POLLOUT,
+  SCM_MAX_FD,
+  UNIX_PATH_MAX,
+  SOCKET_LAYOUTS,
+  CMSG_DATA_OFFSET,
+  cmsgLen,
+  cmsgSpace,
 } from './socket.js';
 import { SysError, Errno } from './errno.js';
 
@@ -28,7 +51,8 @@ const isCloexec = (fd: number): boolean => (libc.fcntl(fd, libc.F_GETFD) & libc.
 
 test('socket: sendmsg carries data and fds; each fd arrives as a new close-on-exec descriptor of the same file', () => {
   const [a, b] = socketPair({ nonBlocking: true });
-  const e1 = eventfd(), e2 = eventfd();
+  const e1 = eventfd(),
+    e2 = eventfd();
   try {
     assert.is(sendWithFds(a, [new Uint8Array([1, 2, 3])], [e1, e2]), 3);
     const buffer = new Uint8Array(16);
@@ -55,8 +79,14 @@ test('socket: gathered chunks — subarrays at odd offsets, tiny and large array
   const [a, b] = socketPair();
   try {
     const backing = new Uint8Array(300).map((_, i) => i);
-    const chunks = [backing.subarray(7, 19), new Uint8Array([0xaa]), new Uint8Array(0), Buffer.from('hello'),
-      new Uint8Array(new ArrayBuffer(5000)).fill(0x5c).subarray(1000, 3000), backing.subarray(299)];
+    const chunks = [
+      backing.subarray(7, 19),
+      new Uint8Array([0xaa]),
+      new Uint8Array(0),
+      Buffer.from('hello'),
+      new Uint8Array(new ArrayBuffer(5000)).fill(0x5c).subarray(1000, 3000),
+      backing.subarray(299),
+    ];
     const expected = Buffer.concat(chunks);
     assert.is(sendWithFds(a, chunks), expected.length);
     const got = new Uint8Array(expected.length + 10);
@@ -96,7 +126,9 @@ test(`socket: one message carries up to SCM_MAX_FD (${SCM_MAX_FD}) fds, as the k
 function rawMsghdrWithFds(fds: number[]): { address: bigint; keep: ArrayBuffer } {
   const f = (struct: 'msghdr' | 'iovec' | 'cmsghdr', field: string) => SOCKET_LAYOUTS[struct].fields[field].offset;
   const controlLength = cmsgLen(4 * fds.length);
-  const iov = 64, data = iov + SOCKET_LAYOUTS.iovec.size, control = data + 8;
+  const iov = 64,
+    data = iov + SOCKET_LAYOUTS.iovec.size,
+    control = data + 8;
   const memory = new ArrayBuffer(control + cmsgSpace(4 * fds.length));
   const base = libc.addressOf(memory);
   const v = new DataView(memory);
@@ -120,13 +152,22 @@ test('socket: more fds than the receive has room for → MSG_CTRUNC error, and t
     const before = openFds();
     sendWithFds(a, [new Uint8Array([9])], [e, e, e, e, e]);
     // Room for 1 fd is CMSG_SPACE(4) = 24 bytes: 2 fds fit, 3 are dropped by the kernel.
-    const error = (() => { try { receiveWithFds(b, new Uint8Array(4), 1); } catch (x) { return x; } })();
+    const error = (() => {
+      try {
+        receiveWithFds(b, new Uint8Array(4), 1);
+      } catch (x) {
+        return x;
+      }
+    })();
     assert.instance(error, TruncatedMessageError);
     assert.match((error as Error).message, /MSG_CTRUNC/);
     assert.is(openFds(), before, 'no descriptor left behind');
     // With no room at all, the fds are dropped and the error is the same.
     sendWithFds(a, [new Uint8Array([9])], [e]);
-    assert.throws(() => receiveWithFds(b, new Uint8Array(4), 0), (x: Error) => x instanceof TruncatedMessageError);
+    assert.throws(
+      () => receiveWithFds(b, new Uint8Array(4), 0),
+      (x: Error) => x instanceof TruncatedMessageError,
+    );
     assert.is(openFds(), before);
   } finally {
     closeAll([a, b, e]);
@@ -150,9 +191,10 @@ test('socket: SOCK_SEQPACKET keeps record boundaries; a record longer than the b
 
 test('socket: bind makes the socket file 0600 whatever the umask, and the listener accepts (CLOEXEC) a connection', () => {
   const path = join(dir, 'mode.sock');
-  const oldMask = process.umask(0);                      // the most permissive umask: bind must not rely on it
+  const oldMask = process.umask(0); // the most permissive umask: bind must not rely on it
   const listener = unixSocket({ nonBlocking: true });
-  let client = -1, server: number | null = null;
+  let client = -1,
+    server: number | null = null;
   try {
     bindUnix(listener, path);
     process.umask(oldMask);
@@ -170,7 +212,7 @@ test('socket: bind makes the socket file 0600 whatever the umask, and the listen
     assert.equal(creds, { pid: process.pid, uid: process.getuid!(), gid: process.getgid!() });
   } finally {
     process.umask(oldMask);
-    closeAll([listener, client, ...(server === null ? [] : [server])].filter(fd => fd >= 0));
+    closeAll([listener, client, ...(server === null ? [] : [server])].filter((fd) => fd >= 0));
     rmSync(path, { force: true });
   }
 });
@@ -187,7 +229,10 @@ test('socket: bind replaces a stale socket file, refuses a live one and leaves a
     bindUnix(fresh, path);
     listenSocket(fresh);
     // Somebody listens there now: a second bind must not steal the path.
-    assert.throws(() => bindUnix(other, path), (e: Error) => e instanceof SysError && e.code === 'EADDRINUSE');
+    assert.throws(
+      () => bindUnix(other, path),
+      (e: Error) => e instanceof SysError && e.code === 'EADDRINUSE',
+    );
     assert.ok(statSync(path).isSocket());
   } finally {
     closeAll([fresh, other]);
@@ -209,7 +254,10 @@ test('socket: a path longer than sun_path is refused before any system call; con
   try {
     assert.throws(() => bindUnix(s, '/tmp/' + 'x'.repeat(UNIX_PATH_MAX)), /at most 107 fit in sun_path/);
     const missing = join(dir, 'nobody-here.sock');
-    assert.throws(() => connectUnix(s, missing), (e: Error) => e instanceof SysError && e.code === 'ENOENT' && e.message.includes(missing));
+    assert.throws(
+      () => connectUnix(s, missing),
+      (e: Error) => e instanceof SysError && e.code === 'ENOENT' && e.message.includes(missing),
+    );
   } finally {
     libc.close(s);
   }
@@ -220,7 +268,10 @@ test('socket: end of stream reads as 0 bytes; sending to a closed peer is EPIPE,
   shutdownSocket(a);
   assert.is(receiveWithFds(b, new Uint8Array(4), 0).bytes, 0);
   libc.close(b);
-  assert.throws(() => sendWithFds(a, [new Uint8Array(1)]), (e: Error) => e instanceof SysError && e.code === 'EPIPE');
+  assert.throws(
+    () => sendWithFds(a, [new Uint8Array(1)]),
+    (e: Error) => e instanceof SysError && e.code === 'EPIPE',
+  );
   libc.close(a);
 });
 
@@ -231,7 +282,16 @@ test('socket: pollSync times out, and reports POLLIN / POLLOUT when ready', () =
     assert.equal(pollSync([{ fd: b, events: POLLIN }], 30), [0]);
     assert.ok(performance.now() - t0 >= 25, 'waited');
     sendWithFds(a, [new Uint8Array(1)]);
-    assert.equal(pollSync([{ fd: b, events: POLLIN }, { fd: a, events: POLLOUT }], 1000), [POLLIN, POLLOUT]);
+    assert.equal(
+      pollSync(
+        [
+          { fd: b, events: POLLIN },
+          { fd: a, events: POLLOUT },
+        ],
+        1000,
+      ),
+      [POLLIN, POLLOUT],
+    );
   } finally {
     closeAll([a, b]);
   }
@@ -247,7 +307,7 @@ test('socket: pollAsync waits on a pool thread — timers keep firing — and wa
     const [revents] = await pollAsync([{ fd: b, events: POLLIN }], 5000);
     const waited = performance.now() - t0;
     clearInterval(timer);
-    assert.is(revents & POLLIN, POLLIN);             // woken by the data, not by its 5 s timeout
+    assert.is(revents & POLLIN, POLLIN); // woken by the data, not by its 5 s timeout
     assert.ok(waited >= 90, `waited for the data (woke after ${waited.toFixed(1)} ms)`);
     // Waiting on this thread would leave no tick at all; how many fit in the wait depends on the machine.
     assert.ok(ticks > 0, `the event loop ran while waiting (${ticks} ticks)`);
@@ -260,7 +320,7 @@ test('socket: pollAsync waits on a pool thread — timers keep firing — and wa
 test('socket: a ready fd is reported readable by poll(2) inline and on the pool thread, call after call', async () => {
   const [a, b] = socketPair();
   try {
-    sendWithFds(a, [new Uint8Array(1)]);                   // always readable
+    sendWithFds(a, [new Uint8Array(1)]); // always readable
     for (let i = 0; i < 50; i++) {
       assert.equal(pollSync([{ fd: b, events: POLLIN }], 1000), [POLLIN]);
       assert.equal(await pollAsync([{ fd: b, events: POLLIN }], 1000), [POLLIN]);
@@ -276,7 +336,8 @@ test('socket: payloads larger than the socket buffer go through in pieces on a n
     const size = 4 * socketOption(a, SOL_SOCKET, SO_SNDBUF);
     const data = new Uint8Array(size).map((_, i) => (i * 31) & 0xff);
     const got = new Uint8Array(size);
-    let sent = 0, received = 0;
+    let sent = 0,
+      received = 0;
     while (received < size) {
       if (sent < size) {
         const r = sendWithFds(a, [data.subarray(sent)]);

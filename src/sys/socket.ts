@@ -70,24 +70,56 @@ export const SCM_MAX_FD = 253;
 // ---- structures -------------------------------------------------------------------------------------------------
 // Pointers and size_t are u64 on x86-64; short is declared as u16 (we only store small flag values in it).
 
-const u16 = 'u16', u32 = 'u32', s32 = 's32', u64 = 'u64', char = 'char';
+const u16 = 'u16',
+  u32 = 'u32',
+  s32 = 's32',
+  u64 = 'u64',
+  char = 'char';
 
-const sockaddr_un = struct('sockaddr_un', [['sun_family', u16], ['sun_path', array(char, 108)]]);
-const iovec = struct('iovec', [['iov_base', u64], ['iov_len', u64]]);
-const msghdr = struct('msghdr', [
-  ['msg_name', u64], ['msg_namelen', u32], ['msg_iov', u64], ['msg_iovlen', u64],
-  ['msg_control', u64], ['msg_controllen', u64], ['msg_flags', s32],
+const sockaddr_un = struct('sockaddr_un', [
+  ['sun_family', u16],
+  ['sun_path', array(char, 108)],
 ]);
-const cmsghdr = struct('cmsghdr', [['cmsg_len', u64], ['cmsg_level', s32], ['cmsg_type', s32]]);
-const pollfd = struct('pollfd', [['fd', s32], ['events', u16], ['revents', u16]]);
-const ucred = struct('ucred', [['pid', s32], ['uid', u32], ['gid', u32]]);
+const iovec = struct('iovec', [
+  ['iov_base', u64],
+  ['iov_len', u64],
+]);
+const msghdr = struct('msghdr', [
+  ['msg_name', u64],
+  ['msg_namelen', u32],
+  ['msg_iov', u64],
+  ['msg_iovlen', u64],
+  ['msg_control', u64],
+  ['msg_controllen', u64],
+  ['msg_flags', s32],
+]);
+const cmsghdr = struct('cmsghdr', [
+  ['cmsg_len', u64],
+  ['cmsg_level', s32],
+  ['cmsg_type', s32],
+]);
+const pollfd = struct('pollfd', [
+  ['fd', s32],
+  ['events', u16],
+  ['revents', u16],
+]);
+const ucred = struct('ucred', [
+  ['pid', s32],
+  ['uid', u32],
+  ['gid', u32],
+]);
 
 export type SocketStructName = 'sockaddr_un' | 'iovec' | 'msghdr' | 'cmsghdr' | 'pollfd' | 'ucred';
 
 /** The layout table (struct → size, field → offset/size) that this module reads and the abi test checks. */
-export const SOCKET_LAYOUTS: Readonly<Record<SocketStructName, Layout>> = Object.freeze(Object.fromEntries(
-  [sockaddr_un, iovec, msghdr, cmsghdr, pollfd, ucred].map(d => { const l = layoutOf(d); return [l.name, l]; }),
-) as Record<SocketStructName, Layout>);
+export const SOCKET_LAYOUTS: Readonly<Record<SocketStructName, Layout>> = Object.freeze(
+  Object.fromEntries(
+    [sockaddr_un, iovec, msghdr, cmsghdr, pollfd, ucred].map((d) => {
+      const l = layoutOf(d);
+      return [l.name, l];
+    }),
+  ) as Record<SocketStructName, Layout>,
+);
 
 function off(name: SocketStructName, field: string): number {
   const f = SOCKET_LAYOUTS[name].fields[field];
@@ -143,7 +175,7 @@ const SCRATCH_MSGHDR = 0;
 const SCRATCH_IOV = cmsgAlign(SOCKET_LAYOUTS.msghdr.size);
 const SCRATCH_CONTROL = SCRATCH_IOV + MAX_IOVECS * IOVEC_SIZE;
 const SCRATCH_SIZE = SCRATCH_CONTROL + cmsgSpace(4 * SCM_MAX_FD);
-const scratch = new ArrayBuffer(SCRATCH_SIZE);          // off-heap backing store: its address never changes
+const scratch = new ArrayBuffer(SCRATCH_SIZE); // off-heap backing store: its address never changes
 const scratchView = new DataView(scratch);
 const scratchAddress = addressOf(scratch);
 
@@ -199,11 +231,14 @@ export function socketPair(options: SocketOptions = {}): [number, number] {
 /** struct sockaddr_un for a filesystem path, and the address length to pass with it. */
 export function unixAddress(path: string): { address: Uint8Array; length: number } {
   const bytes = Buffer.from(path, 'utf8');
-  if (bytes.length === 0 || bytes.includes(0)) throw new RangeError(`unix socket path ${JSON.stringify(path)} is empty or holds a NUL`);
+  if (bytes.length === 0 || bytes.includes(0))
+    throw new RangeError(`unix socket path ${JSON.stringify(path)} is empty or holds a NUL`);
   if (bytes.length >= UNIX_PATH_MAX) {
-    throw new RangeError(`unix socket path is ${bytes.length} bytes; at most ${UNIX_PATH_MAX - 1} fit in sun_path: ${path}`);
+    throw new RangeError(
+      `unix socket path is ${bytes.length} bytes; at most ${UNIX_PATH_MAX - 1} fit in sun_path: ${path}`,
+    );
   }
-  const address = new Uint8Array(SOCKET_LAYOUTS.sockaddr_un.size);   // zero-filled: the path ends with a NUL
+  const address = new Uint8Array(SOCKET_LAYOUTS.sockaddr_un.size); // zero-filled: the path ends with a NUL
   new DataView(address.buffer).setUint16(SUN_FAMILY, AF_UNIX, true);
   address.set(bytes, SUN_PATH);
   return { address, length: SUN_PATH + bytes.length + 1 };
@@ -215,9 +250,13 @@ export function unixAddress(path: string): { address: Uint8Array; length: number
  */
 function listeningOn(path: string): boolean {
   let table: string;
-  try { table = readFileSync('/proc/net/unix', 'utf8'); } catch { return false; }
+  try {
+    table = readFileSync('/proc/net/unix', 'utf8');
+  } catch {
+    return false;
+  }
   const wanted = new Set([path, resolvePath(path)]);
-  const SO_ACCEPTCON = 0x10000;                          // Flags column: the socket is listening
+  const SO_ACCEPTCON = 0x10000; // Flags column: the socket is listening
   for (const line of table.split('\n').slice(1)) {
     const cols = line.trim().split(/\s+/);
     if (cols.length < 8) continue;
@@ -236,7 +275,11 @@ function listeningOn(path: string): boolean {
 export function bindUnix(fd: number, path: string, mode = 0o600): void {
   const { address, length } = unixAddress(path);
   let existing: ReturnType<typeof lstatSync> | undefined;
-  try { existing = lstatSync(path); } catch (e) { if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e; }
+  try {
+    existing = lstatSync(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
   if (existing) {
     if (!existing.isSocket()) throw new Error(`bind: refusing to replace ${path}: it exists and is not a socket`);
     if (listeningOn(path)) throw new SysError('bind', `${path}: a socket is listening there`, Errno.EADDRINUSE);
@@ -261,7 +304,7 @@ export function acceptConnection(fd: number, options: { nonBlocking?: boolean } 
   for (;;) {
     const r = sys.accept4(fd, SOCK_CLOEXEC | (options.nonBlocking ? SOCK_NONBLOCK : 0));
     if (r >= 0) return r;
-    if (-r === Errno.EINTR || -r === Errno.ECONNABORTED) continue;   // a connection that died in the queue
+    if (-r === Errno.EINTR || -r === Errno.ECONNABORTED) continue; // a connection that died in the queue
     if (-r === Errno.EAGAIN) return null;
     throw new SysError('accept4', String(fd), -r);
   }
@@ -295,7 +338,11 @@ export function peerCredentials(fd: number): { pid: number; uid: number; gid: nu
   const r = sys.getsockopt(fd, SOL_SOCKET, SO_PEERCRED, value, length);
   if (r < 0) throw new SysError('getsockopt', `${fd}, SO_PEERCRED`, -r);
   const v = new DataView(value);
-  return { pid: v.getInt32(off('ucred', 'pid'), true), uid: v.getUint32(off('ucred', 'uid'), true), gid: v.getUint32(off('ucred', 'gid'), true) };
+  return {
+    pid: v.getInt32(off('ucred', 'pid'), true),
+    uid: v.getUint32(off('ucred', 'uid'), true),
+    gid: v.getUint32(off('ucred', 'gid'), true),
+  };
 }
 
 /** An int-valued socket option (SO_SNDBUF, SO_RCVBUF, …). */
@@ -316,7 +363,8 @@ export function socketOption(fd: number, level: number, name: number): number {
  * (EPIPE when the peer has gone: MSG_NOSIGNAL is always set, so no SIGPIPE).
  */
 export function sendWithFds(fd: number, chunks: readonly Uint8Array[], fds: readonly number[] = [], flags = 0): number {
-  if (fds.length > SCM_MAX_FD) throw new RangeError(`sendmsg: ${fds.length} fds; at most ${SCM_MAX_FD} fit in one message`);
+  if (fds.length > SCM_MAX_FD)
+    throw new RangeError(`sendmsg: ${fds.length} fds; at most ${SCM_MAX_FD} fit in one message`);
   let iovCount = 0;
   let total = 0;
   for (const chunk of chunks) {
@@ -340,7 +388,8 @@ export function sendWithFds(fd: number, chunks: readonly Uint8Array[], fds: read
     scratchView.setInt32(c + CMSG_LEVEL, SOL_SOCKET, true);
     scratchView.setInt32(c + CMSG_TYPE, SCM_RIGHTS, true);
     fds.forEach((f, i) => {
-      if (!Number.isInteger(f) || f < 0 || f > 0x7fffffff) throw new RangeError(`sendmsg: fd ${f} is not a file descriptor`);
+      if (!Number.isInteger(f) || f < 0 || f > 0x7fffffff)
+        throw new RangeError(`sendmsg: fd ${f} is not a file descriptor`);
       scratchView.setInt32(c + CMSG_DATA_OFFSET + 4 * i, f, true);
     });
     setPointer(SCRATCH_MSGHDR + MSG_CONTROL, scratchAddress + BigInt(c));
@@ -367,8 +416,14 @@ export interface Received {
  * maxFds 0 any fd at all) or MSG_TRUNC (a SEQPACKET record longer than the buffer), the fds that did arrive are
  * closed and TruncatedMessageError is thrown: a message with lost fds cannot be used.
  */
-export function receiveWithFds(fd: number, buffer: Uint8Array | readonly Uint8Array[], maxFds = SCM_MAX_FD, flags = 0): Received {
-  if (!Number.isInteger(maxFds) || maxFds < 0 || maxFds > SCM_MAX_FD) throw new RangeError(`recvmsg: maxFds ${maxFds} not in 0..${SCM_MAX_FD}`);
+export function receiveWithFds(
+  fd: number,
+  buffer: Uint8Array | readonly Uint8Array[],
+  maxFds = SCM_MAX_FD,
+  flags = 0,
+): Received {
+  if (!Number.isInteger(maxFds) || maxFds < 0 || maxFds > SCM_MAX_FD)
+    throw new RangeError(`recvmsg: maxFds ${maxFds} not in 0..${SCM_MAX_FD}`);
   const buffers = buffer instanceof Uint8Array ? [buffer] : buffer;
   let iovCount = 0;
   let total = 0;
@@ -400,20 +455,26 @@ export function receiveWithFds(fd: number, buffer: Uint8Array | readonly Uint8Ar
   const resultFlags = scratchView.getInt32(SCRATCH_MSGHDR + MSG_FLAGS, true);
   const fds: number[] = [];
   const header = cmsgLen(0);
-  for (let at = 0; at + header <= controlLength;) {         // CMSG_FIRSTHDR / CMSG_NXTHDR
+  for (let at = 0; at + header <= controlLength; ) {
+    // CMSG_FIRSTHDR / CMSG_NXTHDR
     const c = SCRATCH_CONTROL + at;
     const length = Number(scratchView.getBigUint64(c + CMSG_LEN_FIELD, true));
     if (length < header || at + length > controlLength) break;
-    if (scratchView.getInt32(c + CMSG_LEVEL, true) === SOL_SOCKET && scratchView.getInt32(c + CMSG_TYPE, true) === SCM_RIGHTS) {
-      for (let i = 0; i < Math.floor((length - header) / 4); i++) fds.push(scratchView.getInt32(c + CMSG_DATA_OFFSET + 4 * i, true));
+    if (
+      scratchView.getInt32(c + CMSG_LEVEL, true) === SOL_SOCKET &&
+      scratchView.getInt32(c + CMSG_TYPE, true) === SCM_RIGHTS
+    ) {
+      for (let i = 0; i < Math.floor((length - header) / 4); i++)
+        fds.push(scratchView.getInt32(c + CMSG_DATA_OFFSET + 4 * i, true));
     }
     at += cmsgAlign(length);
   }
   if (resultFlags & (MSG_CTRUNC | MSG_TRUNC)) {
     closeAll(fds);
-    const what = resultFlags & MSG_CTRUNC
-      ? `control data truncated (MSG_CTRUNC): the peer attached more file descriptors than this receive has room for (${maxFds})`
-      : `record truncated (MSG_TRUNC): longer than the ${total}-byte buffer`;
+    const what =
+      resultFlags & MSG_CTRUNC
+        ? `control data truncated (MSG_CTRUNC): the peer attached more file descriptors than this receive has room for (${maxFds})`
+        : `record truncated (MSG_TRUNC): longer than the ${total}-byte buffer`;
     throw new TruncatedMessageError(`recvmsg(${fd}): ${what}; the ${fds.length} fds that did arrive were closed`);
   }
   return { bytes: r, fds };
@@ -422,7 +483,11 @@ export function receiveWithFds(fd: number, buffer: Uint8Array | readonly Uint8Ar
 /** Closes every fd in the list, ignoring errors (used on error paths, where the first error is the one to report). */
 export function closeAll(fds: readonly number[]): void {
   for (const fd of fds) {
-    try { close(fd); } catch { /* already reported elsewhere */ }
+    try {
+      close(fd);
+    } catch {
+      /* already reported elsewhere */
+    }
   }
 }
 
@@ -467,7 +532,7 @@ export function pollSync(entries: readonly PollEntry[], timeoutMs: number): numb
   for (;;) {
     const r = sys.poll(memory, entries.length, pollTimeout(deadline - nowMs()));
     if (r >= 0) return revents(entries, view);
-    if (-r !== Errno.EINTR) throw new SysError('poll', entries.map(e => e.fd).join(', '), -r);
+    if (-r !== Errno.EINTR) throw new SysError('poll', entries.map((e) => e.fd).join(', '), -r);
     if (nowMs() >= deadline) return entries.map(() => 0);
   }
 }
@@ -483,7 +548,7 @@ export async function pollAsync(entries: readonly PollEntry[], timeoutMs: number
   for (;;) {
     const r = await sys.pollAsync(memory, entries.length, pollTimeout(deadline - nowMs()));
     if (r >= 0) return revents(entries, view);
-    if (-r !== Errno.EINTR) throw new SysError('poll', entries.map(e => e.fd).join(', '), -r);
+    if (-r !== Errno.EINTR) throw new SysError('poll', entries.map((e) => e.fd).join(', '), -r);
     if (nowMs() >= deadline) return entries.map(() => 0);
   }
 }

@@ -8,7 +8,9 @@ import { compileC, runC } from '../../test/support/cc.js';
 import { testIf } from '../../test/support/skip.js';
 import * as tun from './tun.js';
 
-const noHeader = existsSync('/usr/include/linux/if_tun.h') ? null : '<linux/if_tun.h> is not installed (linux-libc-dev)';
+const noHeader = existsSync('/usr/include/linux/if_tun.h')
+  ? null
+  : '<linux/if_tun.h> is not installed (linux-libc-dev)';
 
 /** Exported numbers that are not header macros, and the C expression each is checked against instead. */
 const derived: Record<string, string> = {
@@ -20,30 +22,63 @@ const derived: Record<string, string> = {
 function checks(): { key: string; expected: number; c: string; guard?: string }[] {
   return Object.entries(tun)
     .filter(([name, value]) => /^[A-Z][A-Z0-9_]+$/.test(name) && typeof value === 'number')
-    .map(([name, value]) => ({ key: name, expected: value as number, c: derived[name] ?? name, guard: name in derived ? undefined : name }));
+    .map(([name, value]) => ({
+      key: name,
+      expected: value as number,
+      c: derived[name] ?? name,
+      guard: name in derived ? undefined : name,
+    }));
 }
 
-testIf(test, noHeader, 'tun abi: every ioctl number, IFF_/TUN_F_ flag and the ifreq layout match the system headers', () => {
-  const list = checks();
-  const lines = ['#include <stdio.h>', '#include <stddef.h>', '#include <sys/ioctl.h>', '#include <net/if.h>', '#include <linux/if_tun.h>',
-    '#include <linux/virtio_net.h>', 'int main(void) {'];
-  for (const c of list) {
-    if (c.guard) lines.push(`#ifdef ${c.guard}`);
-    lines.push(`  printf("%s %llu\\n", "${c.key}", (unsigned long long)(${c.c}));`);
-    if (c.guard) lines.push('#else', `  printf("%s MISSING\\n", "${c.key}");`, '#endif');
-  }
-  lines.push('  return 0;', '}', '');
-  const out = runC(compileC(lines.join('\n'), { name: 'tun-abi' }));
-  const values = new Map(out.trim().split('\n').map(l => l.split(' ') as [string, string]));
-  const wrong = list.filter(c => values.get(c.key) !== String(c.expected))
-    .map(c => `${c.key}: tsvmm ${c.expected}, header ${values.get(c.key)}`);
-  assert.equal(wrong, [], wrong.join('\n'));
-  assert.ok(list.length >= 16, 'the check covers the constants');
-});
+testIf(
+  test,
+  noHeader,
+  'tun abi: every ioctl number, IFF_/TUN_F_ flag and the ifreq layout match the system headers',
+  () => {
+    const list = checks();
+    const lines = [
+      '#include <stdio.h>',
+      '#include <stddef.h>',
+      '#include <sys/ioctl.h>',
+      '#include <net/if.h>',
+      '#include <linux/if_tun.h>',
+      '#include <linux/virtio_net.h>',
+      'int main(void) {',
+    ];
+    for (const c of list) {
+      if (c.guard) lines.push(`#ifdef ${c.guard}`);
+      lines.push(`  printf("%s %llu\\n", "${c.key}", (unsigned long long)(${c.c}));`);
+      if (c.guard) lines.push('#else', `  printf("%s MISSING\\n", "${c.key}");`, '#endif');
+    }
+    lines.push('  return 0;', '}', '');
+    const out = runC(compileC(lines.join('\n'), { name: 'tun-abi' }));
+    const values = new Map(
+      out
+        .trim()
+        .split('\n')
+        .map((l) => l.split(' ') as [string, string]),
+    );
+    const wrong = list
+      .filter((c) => values.get(c.key) !== String(c.expected))
+      .map((c) => `${c.key}: tsvmm ${c.expected}, header ${values.get(c.key)}`);
+    assert.equal(wrong, [], wrong.join('\n'));
+    assert.ok(list.length >= 16, 'the check covers the constants');
+  },
+);
 
 test('tun abi: the check covers the ioctls and flags virtio-net uses', () => {
-  const keys = new Set(checks().map(c => c.key));
-  for (const k of ['TUNSETIFF', 'TUNSETVNETHDRSZ', 'TUNGETVNETHDRSZ', 'IFF_TAP', 'IFF_NO_PI', 'IFF_VNET_HDR', 'IFREQ_SIZE', 'IFREQ_FLAGS_OFFSET', 'IFNAMSIZ']) {
+  const keys = new Set(checks().map((c) => c.key));
+  for (const k of [
+    'TUNSETIFF',
+    'TUNSETVNETHDRSZ',
+    'TUNGETVNETHDRSZ',
+    'IFF_TAP',
+    'IFF_NO_PI',
+    'IFF_VNET_HDR',
+    'IFREQ_SIZE',
+    'IFREQ_FLAGS_OFFSET',
+    'IFNAMSIZ',
+  ]) {
     assert.ok(keys.has(k), k);
   }
 });

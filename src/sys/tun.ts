@@ -62,7 +62,11 @@ export function openTap(name: string, options: { vnetHeaderSize?: number } = {})
   try {
     const ifr = new Uint8Array(IFREQ_SIZE);
     ifr.set(nameBytes, 0);
-    new DataView(ifr.buffer).setUint16(IFREQ_FLAGS_OFFSET, IFF_TAP | IFF_NO_PI | (vnetHeaderSize ? IFF_VNET_HDR : 0), true);
+    new DataView(ifr.buffer).setUint16(
+      IFREQ_FLAGS_OFFSET,
+      IFF_TAP | IFF_NO_PI | (vnetHeaderSize ? IFF_VNET_HDR : 0),
+      true,
+    );
     ioctlPtr(fd, TUNSETIFF, ifr, 'TUNSETIFF');
     if (vnetHeaderSize) ioctlPtr(fd, TUNSETVNETHDRSZ, Int32Array.of(vnetHeaderSize), 'TUNSETVNETHDRSZ');
     const end = ifr.indexOf(0);

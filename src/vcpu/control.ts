@@ -4,20 +4,25 @@
 // (immediate_exit + a signal, see kick.ts) makes sure there is a next exit soon even when the guest sits in `hlt`.
 
 /** Global words. */
-const PAUSE = 0;     // 1 while the main thread wants every vCPU parked
-const STOP = 1;      // 1 once the machine is ending: vCPU threads leave their loop
-const PARKED = 2;    // how many vCPUs are parked (or have left their loop)
+const PAUSE = 0; // 1 while the main thread wants every vCPU parked
+const STOP = 1; // 1 once the machine is ending: vCPU threads leave their loop
+const PARKED = 2; // how many vCPUs are parked (or have left their loop)
 const GENERATION = 3; // bumped on every resume, so a parked vCPU knows it may go on
-const CAPTURE = 4;    // bumped when the main thread wants each vCPU to save its own state as it parks
+const CAPTURE = 4; // bumped when the main thread wants each vCPU to save its own state as it parks
 const GLOBAL_WORDS = 8;
 
 /** Per-vCPU words. */
 const TID = 0;
 const STATE = 1;
-const CAPTURED = 2;   // the CAPTURE generation this vCPU last saved its state for (negative: it failed)
+const CAPTURED = 2; // the CAPTURE generation this vCPU last saved its state for (negative: it failed)
 const PER_VCPU_WORDS = 4;
 
-export const enum VcpuRunState { Starting = 0, Running = 1, Parked = 2, Exited = 3 }
+export const enum VcpuRunState {
+  Starting = 0,
+  Running = 1,
+  Parked = 2,
+  Exited = 3,
+}
 
 export class VcpuControl {
   readonly buffer: SharedArrayBuffer;

@@ -8,18 +8,60 @@ import type { Regs, Segment, Sregs } from '../../kvm/types.js';
 import { formatShutdown, isInitState } from './failure.js';
 
 const regs = (rip: bigint): Regs => ({
-  rax: 0n, rbx: 0n, rcx: 0n, rdx: 0x3f8n, rsi: 0n, rdi: 0n, rsp: 0xff0n, rbp: 0n,
-  r8: 0n, r9: 0n, r10: 0n, r11: 0n, r12: 0n, r13: 0n, r14: 0n, r15: 0n, rip, rflags: 2n,
+  rax: 0n,
+  rbx: 0n,
+  rcx: 0n,
+  rdx: 0x3f8n,
+  rsi: 0n,
+  rdi: 0n,
+  rsp: 0xff0n,
+  rbp: 0n,
+  r8: 0n,
+  r9: 0n,
+  r10: 0n,
+  r11: 0n,
+  r12: 0n,
+  r13: 0n,
+  r14: 0n,
+  r15: 0n,
+  rip,
+  rflags: 2n,
 });
 
 const realSegment = (selector: number, base: bigint): Segment => ({
-  base, limit: 0xffff, selector, type: 3, present: 1, dpl: 0, db: 0, s: 1, l: 0, g: 0, avl: 0, unusable: 0,
+  base,
+  limit: 0xffff,
+  selector,
+  type: 3,
+  present: 1,
+  dpl: 0,
+  db: 0,
+  s: 1,
+  l: 0,
+  g: 0,
+  avl: 0,
+  unusable: 0,
 });
 
 const sregs = (cs: Segment, cr0: bigint): Sregs => ({
-  cs, ds: BOOT_SEGMENTS.data, es: BOOT_SEGMENTS.data, fs: BOOT_SEGMENTS.data, gs: BOOT_SEGMENTS.data, ss: BOOT_SEGMENTS.data,
-  tr: BOOT_SEGMENTS.tss, ldt: realSegment(0, 0n), gdt: { base: 0x500n, limit: 0x2f }, idt: { base: 0n, limit: 0 },
-  cr0, cr2: 0n, cr3: 0n, cr4: 0n, cr8: 0n, efer: 0n, apicBase: 0xfee00900n, interruptBitmap: [0n, 0n, 0n, 0n],
+  cs,
+  ds: BOOT_SEGMENTS.data,
+  es: BOOT_SEGMENTS.data,
+  fs: BOOT_SEGMENTS.data,
+  gs: BOOT_SEGMENTS.data,
+  ss: BOOT_SEGMENTS.data,
+  tr: BOOT_SEGMENTS.tss,
+  ldt: realSegment(0, 0n),
+  gdt: { base: 0x500n, limit: 0x2f },
+  idt: { base: 0n, limit: 0 },
+  cr0,
+  cr2: 0n,
+  cr3: 0n,
+  cr4: 0n,
+  cr8: 0n,
+  efer: 0n,
+  apicBase: 0xfee00900n,
+  interruptBitmap: [0n, 0n, 0n, 0n],
 });
 
 /** 32-bit protected mode (no paging), ud2 at 0x1010. */
@@ -30,7 +72,10 @@ function protectedModeFault() {
 }
 
 /** What KVM on SVM leaves after a shutdown: the INIT state (CR0.CD/NW as the guest had them, here clear). */
-const initState = () => ({ regs: regs(0xfff0n), sregs: sregs({ ...realSegment(0xf000, 0xffff0000n), type: 0xb }, 0x10n) });
+const initState = () => ({
+  regs: regs(0xfff0n),
+  sregs: sregs({ ...realSegment(0xf000, 0xffff0000n), type: 0xb }, 0x10n),
+});
 
 test('failure report: a triple fault where KVM kept the state names RIP, CS:IP, the CPU mode and the bytes at RIP', () => {
   const f = protectedModeFault();

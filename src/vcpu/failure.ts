@@ -19,7 +19,7 @@ export function cpuMode(sregs: Sregs, rflags: bigint): string {
 
 /** Where the CPU fetches from: CS base + RIP, except in 64-bit mode where the CS base is ignored. */
 export function linearRip(sregs: Sregs, regs: Regs): bigint {
-  if ((sregs.efer & EFER_LMA) && sregs.cs.l) return regs.rip;
+  if (sregs.efer & EFER_LMA && sregs.cs.l) return regs.rip;
   return (sregs.cs.base + regs.rip) & 0xffff_ffffn;
 }
 
@@ -32,7 +32,7 @@ export function instructionBytes(mem: GuestMemory, sregs: Sregs, regs: Regs): st
   let n = INSTRUCTION_BYTES;
   while (n > 0 && !mem.contains(gpa, n)) n--;
   if (n === 0) return `(guest-physical 0x${gpa.toString(16)} is not RAM)`;
-  return [...mem.read(gpa, n)].map(b => b.toString(16).padStart(2, '0')).join(' ');
+  return [...mem.read(gpa, n)].map((b) => b.toString(16).padStart(2, '0')).join(' ');
 }
 
 const hex = (v: bigint, width = 16) => `0x${v.toString(16).padStart(width, '0')}`;
@@ -49,28 +49,42 @@ const INIT_RIP = 0xfff0n;
  * hold the state at the fault. No guest runs at f000:fff0 here: tsvmm has no BIOS, nothing is mapped there.
  */
 export function isInitState(regs: Regs, sregs: Sregs): boolean {
-  return regs.rip === INIT_RIP && sregs.cs.selector === INIT_CS_SELECTOR && sregs.cs.base === INIT_CS_BASE
-    && (sregs.cr0 & CR0_PE) === 0n;
+  return (
+    regs.rip === INIT_RIP &&
+    sregs.cs.selector === INIT_CS_SELECTOR &&
+    sregs.cs.base === INIT_CS_BASE &&
+    (sregs.cr0 & CR0_PE) === 0n
+  );
 }
 
 /** What a triple-fault report says instead of registers when KVM has already re-initialised the vCPU. */
 const SHUTDOWN_STATE_LOST =
-  'RIP and CPU mode at the fault: unknown — KVM re-initialised the vCPU when it exited for the shutdown (AMD SVM does: '
-  + 'the VMCB is undefined after a shutdown intercept), so its registers now hold the INIT state (CS:IP f000:fff0, real mode)';
+  'RIP and CPU mode at the fault: unknown — KVM re-initialised the vCPU when it exited for the shutdown (AMD SVM does: ' +
+  'the VMCB is undefined after a shutdown intercept), so its registers now hold the INIT state (CS:IP f000:fff0, real mode)';
 
 /**
  * A multi-line report: a title, then RIP/mode/bytes and a register dump, each line prefixed for stderr. Without
  * registers, `unavailable` says why.
  */
-export function formatFailure(title: string, details: string[], regs: Regs | null, sregs: Sregs | null, mem: GuestMemory,
-  unavailable = '(registers could not be read)'): string {
-  const lines = [`tsvmm: ${title}`, ...details.map(d => `  ${d}`)];
+export function formatFailure(
+  title: string,
+  details: string[],
+  regs: Regs | null,
+  sregs: Sregs | null,
+  mem: GuestMemory,
+  unavailable = '(registers could not be read)',
+): string {
+  const lines = [`tsvmm: ${title}`, ...details.map((d) => `  ${d}`)];
   if (regs && sregs) {
-    lines.push(`  RIP ${hex(regs.rip)} (CS:IP ${sregs.cs.selector.toString(16).padStart(4, '0')}:${regs.rip.toString(16)}), ${cpuMode(sregs, regs.rflags)}`);
+    lines.push(
+      `  RIP ${hex(regs.rip)} (CS:IP ${sregs.cs.selector.toString(16).padStart(4, '0')}:${regs.rip.toString(16)}), ${cpuMode(sregs, regs.rflags)}`,
+    );
     lines.push(`  instruction bytes at RIP: ${instructionBytes(mem, sregs, regs)}`);
     lines.push(`  RAX ${hex(regs.rax)} RBX ${hex(regs.rbx)} RCX ${hex(regs.rcx)} RDX ${hex(regs.rdx)}`);
     lines.push(`  RSI ${hex(regs.rsi)} RDI ${hex(regs.rdi)} RSP ${hex(regs.rsp)} RBP ${hex(regs.rbp)}`);
-    lines.push(`  RFLAGS ${hex(regs.rflags, 8)} CR0 ${hex(sregs.cr0, 8)} CR3 ${hex(sregs.cr3, 8)} CR4 ${hex(sregs.cr4, 8)} EFER ${hex(sregs.efer, 4)}`);
+    lines.push(
+      `  RFLAGS ${hex(regs.rflags, 8)} CR0 ${hex(sregs.cr0, 8)} CR3 ${hex(sregs.cr3, 8)} CR4 ${hex(sregs.cr4, 8)} EFER ${hex(sregs.efer, 4)}`,
+    );
   } else {
     lines.push(`  ${unavailable}`);
   }

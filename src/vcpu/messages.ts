@@ -13,7 +13,12 @@ export type VcpuEvent =
   | { type: 'power-off'; vcpu: number; reason: string }
   | { type: 'suspend'; vcpu: number; reason: string }
   /** KVM refused to go on (internal error, failed entry, triple fault with no reset possible): report and end. */
-  | { type: 'failure'; vcpu: number; kind: 'internal-error' | 'fail-entry' | 'triple-fault' | 'unexpected-exit' | 'vmm-error'; report: string };
+  | {
+      type: 'failure';
+      vcpu: number;
+      kind: 'internal-error' | 'fail-entry' | 'triple-fault' | 'unexpected-exit' | 'vmm-error';
+      report: string;
+    };
 
 /** Everything a vCPU thread needs to build its side of the machine: plain data and SharedArrayBuffers. */
 export interface VcpuThreadInit {

@@ -66,8 +66,10 @@ export function takeVcpuThread(): VcpuThread {
 
 /** Ends pre-started threads nobody took (e.g. -smp was guessed too high). */
 export async function discardVcpuThreads(): Promise<void> {
-  await Promise.all(started.splice(0).map(async t => {
-    await t.loaded();
-    await t.worker.terminate();
-  }));
+  await Promise.all(
+    started.splice(0).map(async (t) => {
+      await t.loaded();
+      await t.worker.terminate();
+    }),
+  );
 }

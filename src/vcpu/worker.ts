@@ -49,15 +49,35 @@ const id = init.vcpuId;
 // A device's request to end or reset the machine: park every vCPU at its next exit (this one right after the
 // current handler returns), then tell the main thread, which kicks the others and does the work.
 const machine: MachineControl = {
-  exit(status, reason) { control.requestPause(); post({ type: 'exit', vcpu: id, status, reason }); },
-  reset(reason) { control.requestPause(); post({ type: 'reset', vcpu: id, reason }); },
-  powerOff(reason) { control.requestPause(); post({ type: 'power-off', vcpu: id, reason }); },
-  suspend(reason) { control.requestPause(); post({ type: 'suspend', vcpu: id, reason }); },
-  wakeEvent() { /* vCPUs do not run while the VM is suspended: the main thread sees every wake-up event */ },
+  exit(status, reason) {
+    control.requestPause();
+    post({ type: 'exit', vcpu: id, status, reason });
+  },
+  reset(reason) {
+    control.requestPause();
+    post({ type: 'reset', vcpu: id, reason });
+  },
+  powerOff(reason) {
+    control.requestPause();
+    post({ type: 'power-off', vcpu: id, reason });
+  },
+  suspend(reason) {
+    control.requestPause();
+    post({ type: 'suspend', vcpu: id, reason });
+  },
+  wakeEvent() {
+    /* vCPUs do not run while the VM is suspended: the main thread sees every wake-up event */
+  },
 };
 
 const arena = new StateArena(init.arena);
-const { env, closeOutputs } = threadDeviceEnvironment(init, { who: `vCPU ${id}`, arena, memory: ram, doorbell, machine });
+const { env, closeOutputs } = threadDeviceEnvironment(init, {
+  who: `vCPU ${id}`,
+  arena,
+  memory: ram,
+  doorbell,
+  machine,
+});
 const pio = new PioBus();
 const mmio = new MmioBus();
 for (const entry of init.devices) {
@@ -66,7 +86,11 @@ for (const entry of init.devices) {
 
 /** The vCPU's registers for a report, if it still answers. */
 function readRegisters(): { regs: Regs | null; sregs: Sregs | null } {
-  try { return { regs: vcpu.getRegs(), sregs: vcpu.getSregs() }; } catch { return { regs: null, sregs: null }; }
+  try {
+    return { regs: vcpu.getRegs(), sregs: vcpu.getSregs() };
+  } catch {
+    return { regs: null, sregs: null };
+  }
 }
 
 function report(title: string, details: string[] = []): string {
@@ -88,11 +112,24 @@ function eventFor(end: Exclude<LoopEnd, { kind: 'stopped' }>): VcpuEvent {
   switch (end.kind) {
     case 'shutdown':
       // A triple fault. The main thread resets the machine, or ends it when -no-reboot says so.
-      return { type: 'failure', vcpu: id, kind: 'triple-fault', report: shutdownReport(`${who}: triple fault (KVM_EXIT_SHUTDOWN): the guest hit an exception it could not handle`) };
+      return {
+        type: 'failure',
+        vcpu: id,
+        kind: 'triple-fault',
+        report: shutdownReport(
+          `${who}: triple fault (KVM_EXIT_SHUTDOWN): the guest hit an exception it could not handle`,
+        ),
+      };
     case 'system-event':
       if (end.type === K.KVM_SYSTEM_EVENT_RESET) return { type: 'reset', vcpu: id, reason: 'system event: reset' };
-      if (end.type === K.KVM_SYSTEM_EVENT_SHUTDOWN) return { type: 'power-off', vcpu: id, reason: 'system event: shutdown' };
-      return { type: 'failure', vcpu: id, kind: 'unexpected-exit', report: report(`${who}: unexpected system event type ${end.type}`) };
+      if (end.type === K.KVM_SYSTEM_EVENT_SHUTDOWN)
+        return { type: 'power-off', vcpu: id, reason: 'system event: shutdown' };
+      return {
+        type: 'failure',
+        vcpu: id,
+        kind: 'unexpected-exit',
+        report: report(`${who}: unexpected system event type ${end.type}`),
+      };
     case 'failed': {
       const run = vcpu.run;
       const details: string[] = [];
@@ -101,7 +138,7 @@ function eventFor(end: Exclude<LoopEnd, { kind: 'stopped' }>): VcpuEvent {
         const sub = run.internal.suberror;
         title = `${who}: KVM internal error (KVM_EXIT_INTERNAL_ERROR, suberror ${sub}: ${INTERNAL_ERRORS[sub] ?? 'unknown'})`;
         const data = run.internal.data;
-        if (data.length) details.push(`data: ${data.map(d => `0x${d.toString(16)}`).join(' ')}`);
+        if (data.length) details.push(`data: ${data.map((d) => `0x${d.toString(16)}`).join(' ')}`);
       } else if (end.exit === 'fail-entry') {
         title = `${who}: VM entry failed (KVM_EXIT_FAIL_ENTRY, hardware reason 0x${run.failEntry.hardwareEntryFailureReason.toString(16)}, cpu ${run.failEntry.cpu})`;
       } else {
@@ -110,10 +147,20 @@ function eventFor(end: Exclude<LoopEnd, { kind: 'stopped' }>): VcpuEvent {
       return { type: 'failure', vcpu: id, kind: end.exit, report: report(title, details) };
     }
     case 'run-error':
-      return { type: 'failure', vcpu: id, kind: 'vmm-error', report: report(`${who}: KVM_RUN failed: ${errnoName(end.errno)} (errno ${end.errno})`) };
+      return {
+        type: 'failure',
+        vcpu: id,
+        kind: 'vmm-error',
+        report: report(`${who}: KVM_RUN failed: ${errnoName(end.errno)} (errno ${end.errno})`),
+      };
     case 'device-error': {
       const e = end.error as Error;
-      return { type: 'failure', vcpu: id, kind: 'vmm-error', report: report(`${who}: a device model failed: ${e?.stack ?? String(e)}`) };
+      return {
+        type: 'failure',
+        vcpu: id,
+        kind: 'vmm-error',
+        report: report(`${who}: a device model failed: ${e?.stack ?? String(e)}`),
+      };
     }
   }
 }

@@ -35,12 +35,15 @@ export function hasCommand(cmd: string): boolean {
 /** Runs a command to completion; a failure is a RigSetupError quoting its last line of output. */
 export function runOrThrow(cmd: string, args: string[], options: { cwd?: string; timeoutMs?: number } = {}): string {
   const r = spawnSync(cmd, args, {
-    cwd: options.cwd, encoding: 'utf8', maxBuffer: 64 << 20, timeout: options.timeoutMs ?? 600_000,
+    cwd: options.cwd,
+    encoding: 'utf8',
+    maxBuffer: 64 << 20,
+    timeout: options.timeoutMs ?? 600_000,
     env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
   });
   if (r.status !== 0) {
-    const lines = `${r.stderr ?? ''}\n${r.stdout ?? ''}\n${r.error?.message ?? ''}`.split('\n').map(l => l.trim());
-    const last = lines.filter(l => l && !l.startsWith('W: ')).pop() ?? '';
+    const lines = `${r.stderr ?? ''}\n${r.stdout ?? ''}\n${r.error?.message ?? ''}`.split('\n').map((l) => l.trim());
+    const last = lines.filter((l) => l && !l.startsWith('W: ')).pop() ?? '';
     throw new RigSetupError(`${cmd} ${args.join(' ')} failed (${r.status ?? r.signal})${last ? `: ${last}` : ''}`);
   }
   return r.stdout;
@@ -70,7 +73,8 @@ export function unpackedPackage(pkg: string): string {
   const root = join(cache, pkg);
   if (existsSync(root)) return root;
   for (const cmd of ['apt-get', 'dpkg-deb']) {
-    if (!hasCommand(cmd)) throw new RigSetupError(`${cmd} is not available: the rig takes its kernel from Debian's packages`);
+    if (!hasCommand(cmd))
+      throw new RigSetupError(`${cmd} is not available: the rig takes its kernel from Debian's packages`);
   }
   return withDirLock(join(cache, `.lock-${pkg}`), () => {
     if (existsSync(root)) return root;
@@ -79,7 +83,7 @@ export function unpackedPackage(pkg: string): string {
     mkdirSync(work);
     try {
       runOrThrow('apt-get', ['download', '-q', pkg], { cwd: work });
-      const deb = readdirSync(work).find(f => f.endsWith('.deb'));
+      const deb = readdirSync(work).find((f) => f.endsWith('.deb'));
       if (!deb) throw new RigSetupError(`apt-get download ${pkg} left no .deb`);
       runOrThrow('dpkg-deb', ['-x', join(work, deb), join(work, 'root')]);
       renameSync(join(work, 'root'), root);
@@ -111,7 +115,9 @@ export function debootstrapTree(name: string, suite: string, packages: string[])
     const work = join(cache, `.debootstrap-${process.pid}`);
     rmSync(work, { recursive: true, force: true });
     try {
-      runOrThrow('debootstrap', ['--variant=minbase', `--include=${packages.join(',')}`, suite, work, mirror()], { timeoutMs: 1_200_000 });
+      runOrThrow('debootstrap', ['--variant=minbase', `--include=${packages.join(',')}`, suite, work, mirror()], {
+        timeoutMs: 1_200_000,
+      });
       rmSync(root, { recursive: true, force: true });
       renameSync(work, root);
       writeFileSync(done, `${suite} ${packages.join(' ')}\n`);

@@ -13,8 +13,20 @@ import { repoRoot } from '../support/cc.js';
  * for devices passed through.
  */
 export const RIG_MODULES = [
-  'virtio_pci', 'virtio_console', '9pnet_virtio', '9p', 'virtiofs', 'virtio_blk', 'crc32c_generic', 'ext4', 'overlay', 'kvm_amd', 'tun', 'loop',
-  'vfio_pci', 'vfio_iommu_type1',
+  'virtio_pci',
+  'virtio_console',
+  '9pnet_virtio',
+  '9p',
+  'virtiofs',
+  'virtio_blk',
+  'crc32c_generic',
+  'ext4',
+  'overlay',
+  'kvm_amd',
+  'tun',
+  'loop',
+  'vfio_pci',
+  'vfio_iommu_type1',
 ] as const;
 
 /** Where /init finds the list of module files to insmod, one archive path per line. */
@@ -25,7 +37,7 @@ export function writeRigInitramfs(path: string, modulesDir: string): void {
   writeInitramfs(path, {
     modules,
     initFile: join(repoRoot, 'test', 'rig', 'init.sh'),
-    files: [{ path: MODULE_LIST, data: `${modules.map(m => m.path).join('\n')}\n` }],
+    files: [{ path: MODULE_LIST, data: `${modules.map((m) => m.path).join('\n')}\n` }],
   });
 }
 

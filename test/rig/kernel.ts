@@ -19,6 +19,7 @@ export function rigKernel(): RigKernel {
   const root = unpackedPackage(pkg);
   const release = readdirSync(join(root, 'lib', 'modules'))[0];
   const bzImage = join(root, 'boot', `vmlinuz-${release}`);
-  if (!release || !existsSync(bzImage)) throw new RigSetupError(`${pkg} unpacked without boot/vmlinuz-RELEASE and lib/modules/RELEASE`);
+  if (!release || !existsSync(bzImage))
+    throw new RigSetupError(`${pkg} unpacked without boot/vmlinuz-RELEASE and lib/modules/RELEASE`);
   return { package: pkg, release, bzImage, modulesDir: join(root, 'lib', 'modules', release) };
 }

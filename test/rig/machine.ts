@@ -5,7 +5,15 @@
 // when the machine dies or times out.
 import { spawn } from 'node:child_process';
 import {
-  closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, truncateSync, writeFileSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  truncateSync,
+  writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -88,19 +96,47 @@ export function commandScript(command: string[]): string {
 
 /** QEMU's arguments for a run (everything but the QEMU command itself). */
 export function qemuArgs(o: {
-  qemu: Pick<RigQemu, 'tcgThreads' | 'firmwareDirs'>; bzImage: string; initrd: string; shareDir: string; consoleLog: string;
-  cpus: number; memory: string; vfio: VfioDeviceName[]; interactive: boolean; nvmeImage: string; transportArgs: string[];
+  qemu: Pick<RigQemu, 'tcgThreads' | 'firmwareDirs'>;
+  bzImage: string;
+  initrd: string;
+  shareDir: string;
+  consoleLog: string;
+  cpus: number;
+  memory: string;
+  vfio: VfioDeviceName[];
+  interactive: boolean;
+  nvmeImage: string;
+  transportArgs: string[];
 }): string[] {
   const q35 = o.vfio.length > 0;
   const args = [
-    ...o.qemu.firmwareDirs.flatMap(d => ['-L', d]),
-    '-accel', `tcg,thread=${o.qemu.tcgThreads}`, '-cpu', 'max', '-smp', String(o.cpus), '-m', o.memory,
-    '-machine', q35 ? 'q35' : 'pc', '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
-    '-kernel', o.bzImage, '-initrd', o.initrd,
-    '-append', ['console=ttyS0', 'panic=-1', 'quiet', 'loglevel=4', ...(q35 ? ['intel_iommu=on'] : [])].join(' '),
+    ...o.qemu.firmwareDirs.flatMap((d) => ['-L', d]),
+    '-accel',
+    `tcg,thread=${o.qemu.tcgThreads}`,
+    '-cpu',
+    'max',
+    '-smp',
+    String(o.cpus),
+    '-m',
+    o.memory,
+    '-machine',
+    q35 ? 'q35' : 'pc',
+    '-nodefaults',
+    '-no-user-config',
+    '-display',
+    'none',
+    '-no-reboot',
+    '-kernel',
+    o.bzImage,
+    '-initrd',
+    o.initrd,
+    '-append',
+    ['console=ttyS0', 'panic=-1', 'quiet', 'loglevel=4', ...(q35 ? ['intel_iommu=on'] : [])].join(' '),
     ...o.transportArgs,
-    '-virtfs', `local,path=${o.shareDir},mount_tag=rigshare,security_model=none`,
-    '-device', 'virtio-serial-pci',
+    '-virtfs',
+    `local,path=${o.shareDir},mount_tag=rigshare,security_model=none`,
+    '-device',
+    'virtio-serial-pci',
   ];
   if (o.interactive) {
     args.push('-serial', 'mon:stdio', '-chardev', 'null,id=rigout');
@@ -114,7 +150,12 @@ export function qemuArgs(o: {
     for (const name of o.vfio) {
       if (name === 'edu') args.push('-device', 'edu');
       if (name === 'nvme') {
-        args.push('-drive', `file=${o.nvmeImage},if=none,id=rignvme,format=raw`, '-device', 'nvme,drive=rignvme,serial=rig-nvme');
+        args.push(
+          '-drive',
+          `file=${o.nvmeImage},if=none,id=rignvme,format=raw`,
+          '-device',
+          'nvme,drive=rignvme,serial=rig-nvme',
+        );
       }
       if (name === 'e1000e') args.push('-netdev', 'user,id=rignet,restrict=on', '-device', 'e1000e,netdev=rignet');
     }
@@ -124,7 +165,10 @@ export function qemuArgs(o: {
 
 function tail(path: string, lines: number): string {
   try {
-    return readFileSync(path, 'utf8').split('\n').slice(-lines - 1).join('\n');
+    return readFileSync(path, 'utf8')
+      .split('\n')
+      .slice(-lines - 1)
+      .join('\n');
   } catch {
     return '';
   }
@@ -155,7 +199,7 @@ export async function runInRig(options: RigOptions): Promise<RigResult> {
     rmSync(join(shareDir, 'status'), { force: true });
     writeFileSync(join(shareDir, 'env'), envScript(options.env ?? process.env, cwd));
     writeFileSync(join(shareDir, 'cwd'), cwd);
-    writeFileSync(join(shareDir, 'vfio-ids'), vfio.map(n => VFIO_DEVICES[n].id).join('\n'));
+    writeFileSync(join(shareDir, 'vfio-ids'), vfio.map((n) => VFIO_DEVICES[n].id).join('\n'));
     if (interactive) writeFileSync(join(shareDir, 'shell'), '');
     else writeFileSync(join(shareDir, 'command'), commandScript(options.command!));
     if (vfio.includes('nvme')) {
@@ -165,10 +209,22 @@ export async function runInRig(options: RigOptions): Promise<RigResult> {
     transport = prepareTransport(transportKind, { runDir, memory, cwd });
     writeFileSync(join(shareDir, 'transport'), transport.initMode);
     const args = qemuArgs({
-      qemu, bzImage: kernel.bzImage, initrd, shareDir, consoleLog, cpus, memory, vfio, interactive, nvmeImage, transportArgs: transport.qemuArgs,
+      qemu,
+      bzImage: kernel.bzImage,
+      initrd,
+      shareDir,
+      consoleLog,
+      cpus,
+      memory,
+      vfio,
+      interactive,
+      nvmeImage,
+      transportArgs: transport.qemuArgs,
     });
-    log(`rig: ${qemu.why}, ${qemu.tcgThreads}-threaded TCG; kernel ${kernel.release}; ${cpus} CPUs, ${memory}; host files by ${transportKind}` +
-      `${vfio.length ? `; q35 + intel-iommu, vfio: ${vfio.join(', ')}` : ''}`);
+    log(
+      `rig: ${qemu.why}, ${qemu.tcgThreads}-threaded TCG; kernel ${kernel.release}; ${cpus} CPUs, ${memory}; host files by ${transportKind}` +
+        `${vfio.length ? `; q35 + intel-iommu, vfio: ${vfio.join(', ')}` : ''}`,
+    );
 
     const started = Date.now();
     let timedOut = false;
@@ -182,27 +238,38 @@ export async function runInRig(options: RigOptions): Promise<RigResult> {
       child.stderr!.on('data', (d: Buffer) => {
         for (const line of d.toString().split('\n')) if (line.trim()) log(`rig: qemu: ${line}`);
       });
-      const timer = options.timeoutMs === undefined ? null : setTimeout(() => {
-        timedOut = true;
-        child.kill('SIGKILL');
-      }, options.timeoutMs);
+      const timer =
+        options.timeoutMs === undefined
+          ? null
+          : setTimeout(() => {
+              timedOut = true;
+              child.kill('SIGKILL');
+            }, options.timeoutMs);
       // Our own death (Ctrl-C in the runner, a CI time-out) must not leave QEMU running.
       const killChild = () => child.kill('SIGKILL');
       process.once('exit', killChild);
       child.on('error', reject);
-      child.on('close', code => {
+      child.on('close', (code) => {
         if (timer) clearTimeout(timer);
         process.removeListener('exit', killChild);
         resolve(code);
       });
     });
     const ms = Date.now() - started;
-    const statusText = existsSync(join(shareDir, 'status')) ? readFileSync(join(shareDir, 'status'), 'utf8').trim() : '';
+    const statusText = existsSync(join(shareDir, 'status'))
+      ? readFileSync(join(shareDir, 'status'), 'utf8').trim()
+      : '';
     const status = /^\d+$/.test(statusText) && !timedOut ? Number(statusText) : null;
     const consoleText = interactive ? '' : tail(consoleLog, 100_000);
-    const kernelTrouble = consoleText.split('\n').filter(l => TROUBLE.test(l));
+    const kernelTrouble = consoleText.split('\n').filter((l) => TROUBLE.test(l));
     const result: RigResult = {
-      status, timedOut, died: status === null && !timedOut, ms, kernelTrouble, consoleTail: tail(consoleLog, 40), qemu,
+      status,
+      timedOut,
+      died: status === null && !timedOut,
+      ms,
+      kernelTrouble,
+      consoleTail: tail(consoleLog, 40),
+      qemu,
     };
     if (timedOut) log(`rig: timed out after ${Math.round(ms / 1000)} s; the machine was killed`);
     else if (result.died) log(`rig: the machine died without the command's status (QEMU exit ${exit})`);

@@ -12,7 +12,9 @@ line ('npm test && echo ok'); several are run as they are. Without a command: an
   --cpus N          vCPUs (default 2)
   -m, --memory SIZE guest RAM in QEMU's spelling (default 8G)
   --vfio LIST       q35 with an emulated intel-iommu, and these devices bound to vfio-pci inside:
-                    ${Object.entries(VFIO_DEVICES).map(([n, d]) => `${n} (${d.id}: ${d.what})`).join(',\n                    ')}
+                    ${Object.entries(VFIO_DEVICES)
+                      .map(([n, d]) => `${n} (${d.id}: ${d.what})`)
+                      .join(',\n                    ')}
   --timeout SECONDS end the machine after this long (status 124)
 exit status: the command's; 124 timed out, 125 the machine died, 4 the rig could not be set up, 2 bad usage.`;
 
@@ -25,10 +27,15 @@ async function main(argv: string[]): Promise<number> {
   let parsed;
   try {
     parsed = parseArgs({
-      args: argv, allowPositionals: true, strict: true,
+      args: argv,
+      allowPositionals: true,
+      strict: true,
       options: {
-        cpus: { type: 'string' }, memory: { type: 'string', short: 'm' }, vfio: { type: 'string' },
-        timeout: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+        cpus: { type: 'string' },
+        memory: { type: 'string', short: 'm' },
+        vfio: { type: 'string' },
+        timeout: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
       },
     });
   } catch (e) {
@@ -40,16 +47,22 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const cpus = values.cpus === undefined ? undefined : Number(values.cpus);
-  if (cpus !== undefined && !(Number.isInteger(cpus) && cpus >= 1 && cpus <= 64)) usage(`--cpus ${values.cpus}: want 1..64`);
-  if (values.memory !== undefined && !/^\d+[MG]?$/i.test(values.memory)) usage(`--memory ${values.memory}: want e.g. 8G or 4096M`);
+  if (cpus !== undefined && !(Number.isInteger(cpus) && cpus >= 1 && cpus <= 64))
+    usage(`--cpus ${values.cpus}: want 1..64`);
+  if (values.memory !== undefined && !/^\d+[MG]?$/i.test(values.memory))
+    usage(`--memory ${values.memory}: want e.g. 8G or 4096M`);
   const timeout = values.timeout === undefined ? undefined : Number(values.timeout);
   if (timeout !== undefined && !(timeout > 0)) usage(`--timeout ${values.timeout}: want a positive number of seconds`);
   const vfio = (values.vfio ?? '').split(',').filter(Boolean);
-  for (const name of vfio) if (!(name in VFIO_DEVICES)) usage(`--vfio ${name}: known devices are ${Object.keys(VFIO_DEVICES).join(', ')}`);
+  for (const name of vfio)
+    if (!(name in VFIO_DEVICES)) usage(`--vfio ${name}: known devices are ${Object.keys(VFIO_DEVICES).join(', ')}`);
 
   try {
     const result = await runInRig({
-      command: positionals.length ? positionals : null, cpus, memory: values.memory, vfio: vfio as VfioDeviceName[],
+      command: positionals.length ? positionals : null,
+      cpus,
+      memory: values.memory,
+      vfio: vfio as VfioDeviceName[],
       timeoutMs: timeout === undefined ? undefined : timeout * 1000,
     });
     if (result.timedOut) return 124;

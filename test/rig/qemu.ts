@@ -31,7 +31,7 @@ export interface RigQemu {
 /** "10.0.13" from `qemu-system-x86_64 --version`, or null when the command does not run. */
 function versionOf(command: string[]): string | null {
   const r = spawnSync(command[0], [...command.slice(1), '--version'], { encoding: 'utf8' });
-  return r.status === 0 ? /version (\d+\.\d+(?:\.\d+)?)/.exec(r.stdout)?.[1] ?? null : null;
+  return r.status === 0 ? (/version (\d+\.\d+(?:\.\d+)?)/.exec(r.stdout)?.[1] ?? null) : null;
 }
 
 const major = (version: string): number => Number(version.split('.')[0]);
@@ -40,9 +40,15 @@ const threadsFor = (version: string): 'multi' | 'single' => (major(version) >= M
 /** The QEMU inside a debootstrapped tree, started through the tree's own loader so its libraries are the tree's. */
 function fromTree(root: string): Pick<RigQemu, 'command' | 'firmwareDirs'> {
   return {
-    command: [join(root, 'usr/lib64/ld-linux-x86-64.so.2'), '--library-path', join(root, 'usr/lib/x86_64-linux-gnu'),
-      join(root, 'usr/bin/qemu-system-x86_64')],
-    firmwareDirs: ['usr/share/qemu', 'usr/share/seabios', 'usr/lib/ipxe/qemu'].map(d => join(root, d)).filter(existsSync),
+    command: [
+      join(root, 'usr/lib64/ld-linux-x86-64.so.2'),
+      '--library-path',
+      join(root, 'usr/lib/x86_64-linux-gnu'),
+      join(root, 'usr/bin/qemu-system-x86_64'),
+    ],
+    firmwareDirs: ['usr/share/qemu', 'usr/share/seabios', 'usr/lib/ipxe/qemu']
+      .map((d) => join(root, d))
+      .filter(existsSync),
   };
 }
 
@@ -55,24 +61,43 @@ export function rigQemu(options: { install: boolean }): RigQemu {
   if (override) {
     const version = versionOf([override]);
     if (!version) throw new RigSetupError(`TSVMM_RIG_QEMU=${override} does not run as a QEMU`);
-    return { command: [override], firmwareDirs: [], version, tcgThreads: threadsFor(version), why: `TSVMM_RIG_QEMU (QEMU ${version})` };
+    return {
+      command: [override],
+      firmwareDirs: [],
+      version,
+      tcgThreads: threadsFor(version),
+      why: `TSVMM_RIG_QEMU (QEMU ${version})`,
+    };
   }
   const hostVersion = hasCommand('qemu-system-x86_64') ? versionOf(['qemu-system-x86_64']) : null;
   if (hostVersion && threadsFor(hostVersion) === 'multi') {
-    return { command: ['qemu-system-x86_64'], firmwareDirs: [], version: hostVersion, tcgThreads: 'multi', why: `the host's QEMU ${hostVersion}` };
+    return {
+      command: ['qemu-system-x86_64'],
+      firmwareDirs: [],
+      version: hostVersion,
+      tcgThreads: 'multi',
+      why: `the host's QEMU ${hostVersion}`,
+    };
   }
   const treeInstalled = existsSync(join(rigCachePath(), TRIXIE_TREE, '.tsvmm-complete'));
   let treeError: string | null = null;
   if (treeInstalled || options.install) {
     try {
       if (!treeInstalled) {
-        process.stderr.write(`rig: installing Debian trixie's QEMU into the rig cache (once, ~1 min): ` +
-          `${hostVersion ? `the host's QEMU ${hostVersion} hangs nested KVM with multi-threaded TCG` : 'the host has no QEMU'}\n`);
+        process.stderr.write(
+          `rig: installing Debian trixie's QEMU into the rig cache (once, ~1 min): ` +
+            `${hostVersion ? `the host's QEMU ${hostVersion} hangs nested KVM with multi-threaded TCG` : 'the host has no QEMU'}\n`,
+        );
       }
       const tree = fromTree(debootstrapTree(TRIXIE_TREE, 'trixie', ['qemu-system-x86']));
       const version = versionOf(tree.command);
       if (!version) throw new RigSetupError(`the QEMU in ${TRIXIE_TREE} does not run`);
-      return { ...tree, version, tcgThreads: threadsFor(version), why: `Debian trixie's QEMU ${version} from the rig cache` };
+      return {
+        ...tree,
+        version,
+        tcgThreads: threadsFor(version),
+        why: `Debian trixie's QEMU ${version} from the rig cache`,
+      };
     } catch (e) {
       if (!(e instanceof RigSetupError)) throw e;
       treeError = e.message;
@@ -80,8 +105,12 @@ export function rigQemu(options: { install: boolean }): RigQemu {
   }
   if (hostVersion) {
     return {
-      command: ['qemu-system-x86_64'], firmwareDirs: [], version: hostVersion, tcgThreads: 'single',
-      why: `the host's QEMU ${hostVersion}, single-threaded TCG (older QEMUs hang nested KVM multi-threaded)` +
+      command: ['qemu-system-x86_64'],
+      firmwareDirs: [],
+      version: hostVersion,
+      tcgThreads: 'single',
+      why:
+        `the host's QEMU ${hostVersion}, single-threaded TCG (older QEMUs hang nested KVM multi-threaded)` +
         `${treeError ? `; no newer QEMU: ${treeError}` : ''}`,
     };
   }

@@ -39,9 +39,17 @@ test('rig: the command gets the caller environment verbatim, its directory, and 
 });
 
 const base = {
-  qemu: { tcgThreads: 'multi' as const, firmwareDirs: ['/fw/a', '/fw/b'] }, bzImage: '/k/vmlinuz', initrd: '/r/initrd',
-  shareDir: '/r/share', consoleLog: '/r/console.log', cpus: 2, memory: '8G', vfio: [], interactive: false,
-  nvmeImage: '/r/nvme.img', transportArgs: ['-virtfs', 'local,path=/,mount_tag=hostroot'],
+  qemu: { tcgThreads: 'multi' as const, firmwareDirs: ['/fw/a', '/fw/b'] },
+  bzImage: '/k/vmlinuz',
+  initrd: '/r/initrd',
+  shareDir: '/r/share',
+  consoleLog: '/r/console.log',
+  cpus: 2,
+  memory: '8G',
+  vfio: [],
+  interactive: false,
+  nvmeImage: '/r/nvme.img',
+  transportArgs: ['-virtfs', 'local,path=/,mount_tag=hostroot'],
 };
 const after = (args: string[], flag: string): string[] => args.flatMap((a, i) => (a === flag ? [args[i + 1]] : []));
 
@@ -53,10 +61,17 @@ test('rig: QEMU emulates SVM (-cpu max) under TCG with the chosen threads, no de
   assert.equal(after(args, '-L'), ['/fw/a', '/fw/b']);
   for (const flag of ['-nodefaults', '-no-user-config', '-no-reboot']) assert.ok(args.includes(flag), flag);
   assert.equal(after(args, '-serial'), ['file:/r/console.log'], 'the kernel console goes to the log');
-  assert.ok(args.includes('stdio,id=rigout') && args.includes('virtserialport,chardev=rigout,name=rig.out'),
-    "the command's output comes through the rig.out port");
+  assert.ok(
+    args.includes('stdio,id=rigout') && args.includes('virtserialport,chardev=rigout,name=rig.out'),
+    "the command's output comes through the rig.out port",
+  );
   assert.ok(args.includes('local,path=/r/share,mount_tag=rigshare,security_model=none'));
-  assert.equal(after(args, '-append')[0].split(' ').filter(w => w.includes('iommu')), []);
+  assert.equal(
+    after(args, '-append')[0]
+      .split(' ')
+      .filter((w) => w.includes('iommu')),
+    [],
+  );
 });
 
 test('rig: --vfio makes a q35 with intel-iommu (interrupt remapping) before the devices, and intel_iommu=on', () => {
@@ -77,15 +92,20 @@ test('rig: an interactive shell puts the console and QEMU monitor on the termina
 });
 
 const busybox = findBusybox();
-testIf(test, busybox ? null : 'no busybox (apt-get install busybox-static)', 'rig: /init parses under busybox sh', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'rig-test-'));
-  try {
-    writeFileSync(join(dir, 'init'), rigInitScript());
-    const r = spawnSync(busybox!, ['sh', '-n', join(dir, 'init')], { encoding: 'utf8' });
-    assert.is(r.status, 0, r.stderr);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+testIf(
+  test,
+  busybox ? null : 'no busybox (apt-get install busybox-static)',
+  'rig: /init parses under busybox sh',
+  () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rig-test-'));
+    try {
+      writeFileSync(join(dir, 'init'), rigInitScript());
+      const r = spawnSync(busybox!, ['sh', '-n', join(dir, 'init')], { encoding: 'utf8' });
+      assert.is(r.status, 0, r.stderr);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);
 
 test.run();

@@ -29,9 +29,13 @@ function sleepSync(ms: number): void {
 function startVirtiofsd(socket: string): ChildProcess {
   const binary = VIRTIOFSD_PATHS.find(existsSync);
   if (!binary) throw new RigSetupError(`no virtiofsd (looked in ${VIRTIOFSD_PATHS.join(', ')})`);
-  const daemon = spawn(binary, [`--socket-path=${socket}`, '-o', 'source=/', '-o', 'cache=always', '-o', 'sandbox=chroot', '-o', 'log_level=err'], {
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
+  const daemon = spawn(
+    binary,
+    [`--socket-path=${socket}`, '-o', 'source=/', '-o', 'cache=always', '-o', 'sandbox=chroot', '-o', 'log_level=err'],
+    {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    },
+  );
   for (let waited = 0; !existsSync(socket); waited += 50) {
     if (waited > 10_000 || daemon.exitCode !== null) throw new RigSetupError(`virtiofsd did not create ${socket}`);
     sleepSync(50);
@@ -45,18 +49,29 @@ function imageOf(dir: string, image: string): void {
   const bytes = Number(du.stdout.split('\t')[0]);
   if (!(bytes > 0)) throw new RigSetupError(`cannot size ${dir}`);
   const size = Math.ceil((bytes * 1.25 + (256 << 20)) / (1 << 20));
-  const r = spawnSync('mke2fs', ['-q', '-F', '-t', 'ext4', '-d', dir, '-E', 'root_owner=0:0', image, `${size}M`], { encoding: 'utf8' });
+  const r = spawnSync('mke2fs', ['-q', '-F', '-t', 'ext4', '-d', dir, '-E', 'root_owner=0:0', image, `${size}M`], {
+    encoding: 'utf8',
+  });
   if (r.status !== 0) throw new RigSetupError(`mke2fs -d ${dir} failed: ${r.stderr.trim().split('\n').pop()}`);
 }
 
-export function prepareTransport(kind: RigTransport, o: { runDir: string; memory: string; cwd: string }): PreparedTransport {
+export function prepareTransport(
+  kind: RigTransport,
+  o: { runDir: string; memory: string; cwd: string },
+): PreparedTransport {
   const root9p = ['-virtfs', 'local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap'];
   if (kind === '9p') return { qemuArgs: root9p, initMode: kind, stop() {} };
   if (kind === 'image') {
     const image = join(o.runDir, 'cwd.ext4');
     imageOf(o.cwd, image);
     return {
-      qemuArgs: [...root9p, '-drive', `file=${image},if=none,id=rigcwd,format=raw,cache=unsafe`, '-device', 'virtio-blk-pci,drive=rigcwd'],
+      qemuArgs: [
+        ...root9p,
+        '-drive',
+        `file=${image},if=none,id=rigcwd,format=raw,cache=unsafe`,
+        '-device',
+        'virtio-blk-pci,drive=rigcwd',
+      ],
       initMode: kind,
       stop() {},
     };
@@ -65,8 +80,14 @@ export function prepareTransport(kind: RigTransport, o: { runDir: string; memory
   const daemon = startVirtiofsd(socket);
   return {
     qemuArgs: [
-      '-chardev', `socket,id=rigfs,path=${socket}`, '-device', 'vhost-user-fs-pci,chardev=rigfs,tag=hostroot',
-      '-object', `memory-backend-memfd,id=rigmem,size=${o.memory},share=on`, '-machine', 'memory-backend=rigmem',
+      '-chardev',
+      `socket,id=rigfs,path=${socket}`,
+      '-device',
+      'vhost-user-fs-pci,chardev=rigfs,tag=hostroot',
+      '-object',
+      `memory-backend-memfd,id=rigmem,size=${o.memory},share=on`,
+      '-machine',
+      'memory-backend=rigmem',
     ],
     initMode: kind,
     stop: () => daemon.kill('SIGKILL'),

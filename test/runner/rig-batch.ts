@@ -55,31 +55,45 @@ function lineSplitter(onLine: (line: string) => void): { push(chunk: Buffer): vo
  * set up here. A file without a result (the machine died or timed out first) counts as one failure saying so.
  */
 export async function runFilesInRig(
-  distRoot: string, files: string[], print: (line: string) => void,
+  distRoot: string,
+  files: string[],
+  print: (line: string) => void,
 ): Promise<RigBatch | { reason: string }> {
   await prepareNatively(print);
   const share = mkdtempSync(join(tmpdir(), 'tsvmm-test-rig-'));
   const started = Date.now();
   let bootMs = -1;
-  const lines = lineSplitter(line => print(`[rig] ${line}`));
+  const lines = lineSplitter((line) => print(`[rig] ${line}`));
   try {
     const result = await runInRig({
-      command: [process.execPath, join(distRoot, 'test', 'run.js'), '--json', `${RIG_SHARE_IN_GUEST}/${RESULTS_FILE}`, '--files', ...files],
+      command: [
+        process.execPath,
+        join(distRoot, 'test', 'run.js'),
+        '--json',
+        `${RIG_SHARE_IN_GUEST}/${RESULTS_FILE}`,
+        '--files',
+        ...files,
+      ],
       shareDir: share,
       timeoutMs: RIG_BATCH_TIMEOUT_MS,
-      output: chunk => {
+      output: (chunk) => {
         if (bootMs < 0) bootMs = Date.now() - started;
         lines.push(chunk);
       },
-      log: line => print(line),
+      log: (line) => print(line),
     });
     lines.end();
     let results: FileResult[] = [];
     try {
       results = JSON.parse(readFileSync(join(share, RESULTS_FILE), 'utf8')) as FileResult[];
-    } catch { /* none: every file is reported missing below */ }
-    const why = result.timedOut ? `the rig timed out after ${Math.round(result.ms / 1000)} s`
-      : result.died ? 'the rig machine died' : 'the runner inside the rig gave no result';
+    } catch {
+      /* none: every file is reported missing below */
+    }
+    const why = result.timedOut
+      ? `the rig timed out after ${Math.round(result.ms / 1000)} s`
+      : result.died
+        ? 'the rig machine died'
+        : 'the runner inside the rig gave no result';
     // Failures the runner inside could not report itself are reported here.
     const failure = (file: string, output: string): void => {
       const r: FileResult = { file, passed: 0, failed: 1, skipped: 0, skips: [], ms: 0, output };
@@ -87,10 +101,11 @@ export async function runFilesInRig(
       print(describe({ ...r, file: `[rig] ${file}` }));
     };
     for (const file of files) {
-      if (!results.some(r => r.file === file)) failure(file, `${why} before this file finished`);
+      if (!results.some((r) => r.file === file)) failure(file, `${why} before this file finished`);
     }
     // A kernel warning in the rig (a soft lockup, an RCU stall) is a failure of its own: it hides hangs.
-    if (result.kernelTrouble.length) failure('test/rig (kernel log)', `the rig's kernel reported:\n${result.kernelTrouble.join('\n')}`);
+    if (result.kernelTrouble.length)
+      failure('test/rig (kernel log)', `the rig's kernel reported:\n${result.kernelTrouble.join('\n')}`);
     return { results, bootMs: Math.max(0, bootMs), ms: Date.now() - started };
   } catch (e) {
     if (e instanceof RigSetupError) return { reason: e.message };

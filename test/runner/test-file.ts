@@ -30,11 +30,14 @@ export function findTests(dir: string, out: string[] = []): string[] {
 }
 
 /** The counts a finished file reports; a file that printed no totals, or exited non-zero with none failed, failed. */
-export function judge(output: string, code: number | null): Pick<FileResult, 'passed' | 'failed' | 'skipped' | 'skips'> {
+export function judge(
+  output: string,
+  code: number | null,
+): Pick<FileResult, 'passed' | 'failed' | 'skipped' | 'skips'> {
   const total = Number(/Total:\s+(\d+)/.exec(output)?.[1] ?? NaN);
   const passed = Number(/Passed:\s+(\d+)/.exec(output)?.[1] ?? 0);
   const skipped = Number(/Skipped:\s+(\d+)/.exec(output)?.[1] ?? 0);
-  const skips = [...output.matchAll(/^SKIP (.*)$/gm)].map(m => m[1]);
+  const skips = [...output.matchAll(/^SKIP (.*)$/gm)].map((m) => m[1]);
   let failed = Number.isNaN(total) ? 1 : Math.max(0, total - passed);
   if (code !== 0 && failed === 0) failed = 1;
   return { passed, failed, skipped: skips.length || skipped, skips };
@@ -42,19 +45,23 @@ export function judge(output: string, code: number | null): Pick<FileResult, 'pa
 
 export function runTestFile(distRoot: string, file: string, timeoutMs: number): Promise<FileResult> {
   const started = Date.now();
-  return new Promise(resolve => {
+  return new Promise((resolve) => {
     const child = spawn(process.execPath, ['--enable-source-maps', file], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, FORCE_COLOR: '0', NO_COLOR: '1' },
     });
     let output = '';
-    child.stdout.on('data', d => { output += d; });
-    child.stderr.on('data', d => { output += d; });
+    child.stdout.on('data', (d) => {
+      output += d;
+    });
+    child.stderr.on('data', (d) => {
+      output += d;
+    });
     const timer = setTimeout(() => {
       output += `\n[runner] timed out after ${timeoutMs} ms, killed\n`;
       child.kill('SIGKILL');
     }, timeoutMs);
-    child.on('close', code => {
+    child.on('close', (code) => {
       clearTimeout(timer);
       resolve({ file: relative(distRoot, file), ...judge(output, code), ms: Date.now() - started, output });
     });
@@ -64,9 +71,17 @@ export function runTestFile(distRoot: string, file: string, timeoutMs: number): 
 /** The runner's line for a finished file, with its skip reasons and, when it failed, its whole output. */
 export function describe(r: FileResult): string {
   const status = r.failed ? 'FAIL' : 'ok  ';
-  const lines = [`${status} ${r.file.padEnd(48)} ${r.passed} passed${r.skipped ? `, ${r.skipped} skipped` : ''}` +
-    `${r.failed ? `, ${r.failed} failed` : ''}  (${r.ms} ms)`];
+  const lines = [
+    `${status} ${r.file.padEnd(48)} ${r.passed} passed${r.skipped ? `, ${r.skipped} skipped` : ''}` +
+      `${r.failed ? `, ${r.failed} failed` : ''}  (${r.ms} ms)`,
+  ];
   for (const s of r.skips) lines.push(`     skip: ${s}`);
-  if (r.failed) lines.push(r.output.split('\n').map(l => `     | ${l}`).join('\n'));
+  if (r.failed)
+    lines.push(
+      r.output
+        .split('\n')
+        .map((l) => `     | ${l}`)
+        .join('\n'),
+    );
   return lines.join('\n');
 }

@@ -22,7 +22,11 @@ export function assembleFlat(source: string, org = 0x1000): string {
   writeFileSync(`${base}.S`, source);
   try {
     execFileSync('as', ['--64', '-o', `${base}.o`, `${base}.S`], { stdio: ['ignore', 'pipe', 'pipe'] });
-    execFileSync('ld', ['-m', 'elf_x86_64', `-Ttext=0x${org.toString(16)}`, '--oformat', 'binary', '-o', `${base}.bin`, `${base}.o`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    execFileSync(
+      'ld',
+      ['-m', 'elf_x86_64', `-Ttext=0x${org.toString(16)}`, '--oformat', 'binary', '-o', `${base}.bin`, `${base}.o`],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     renameSync(`${base}.bin`, bin);
   } catch (e) {
     const err = e as { stderr?: Buffer; message: string };

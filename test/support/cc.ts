@@ -31,8 +31,14 @@ export function compileC(source: string, options: CompileOptions): string {
   if (!/^[A-Za-z0-9_-]+$/.test(options.name)) throw new Error(`cc: bad program name ${JSON.stringify(options.name)}`);
   const cc = options.cc ?? process.env.CC ?? 'gcc';
   const flags = options.flags ?? ['-O0', '-Wall', '-Werror'];
-  const hash = createHash('sha256').update(cc).update('\0').update(flags.join('\0')).update('\0').update(source)
-    .digest('hex').slice(0, 16);
+  const hash = createHash('sha256')
+    .update(cc)
+    .update('\0')
+    .update(flags.join('\0'))
+    .update('\0')
+    .update(source)
+    .digest('hex')
+    .slice(0, 16);
   const exe = join(ccBuildDir, `${options.name}-${hash}`);
   if (existsSync(exe)) return exe;
 

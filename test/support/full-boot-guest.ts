@@ -24,7 +24,20 @@ export const FULL_BOOT_PREFIX = 'full-boot:';
 export const FULL_BOOT_MODULES = ['virtio_pci', 'virtio_blk', 'virtio_net'] as const;
 /** Busybox applets the init runs: each must have its link in the image. */
 export const FULL_BOOT_APPLETS = [
-  'sh', 'mount', 'insmod', 'grep', 'cut', 'tr', 'sort', 'sleep', 'cat', 'dd', 'head', 'ip', 'ping', 'poweroff',
+  'sh',
+  'mount',
+  'insmod',
+  'grep',
+  'cut',
+  'tr',
+  'sort',
+  'sleep',
+  'cat',
+  'dd',
+  'head',
+  'ip',
+  'ping',
+  'poweroff',
 ] as const;
 /** The disk: 1 MiB of raw image; the host's line in sector 0, the guest's in sector 8. */
 export const FULL_BOOT_DISK_BYTES = 1 << 20;
@@ -37,7 +50,9 @@ export const FULL_BOOT_MAC = DEFAULT_GUEST_MAC;
 export { GUEST_IP, HOST_IP };
 
 /** The kernel (bzImage and extracted vmlinux) and its modules, from the same Debian package; or why not. */
-export type FullBootKernel = { kernel: DebianKernel; modulesDir: string; reason: null } | { kernel: null; modulesDir: null; reason: string };
+export type FullBootKernel =
+  | { kernel: DebianKernel; modulesDir: string; reason: null }
+  | { kernel: null; modulesDir: null; reason: string };
 
 /**
  * Debian's cloud kernel for the full boot. The images come from test/support/linux-kernel.ts (build/linux/); the
@@ -51,7 +66,8 @@ export function fullBootKernel(): FullBootKernel {
   if (typeof withModules === 'string') return { kernel: null, modulesDir: null, reason: withModules };
   if (withModules.version !== images.kernel.release) {
     return {
-      kernel: null, modulesDir: null,
+      kernel: null,
+      modulesDir: null,
       reason: `kernel ${images.kernel.release} (build/linux/) and modules ${withModules.version} (build/debian-kernel/) differ: remove the older cache`,
     };
   }
@@ -84,12 +100,12 @@ export function fullBootInit(modulePaths: readonly string[]): string {
   const p = FULL_BOOT_PREFIX;
   return [
     '#!/bin/sh',
-    '# /init of tsvmm\'s full Linux boot test (test/support/full-boot-guest.ts): one line on ttyS0 per step.',
+    "# /init of tsvmm's full Linux boot test (test/support/full-boot-guest.ts): one line on ttyS0 per step.",
     'export PATH=/sbin:/bin:/usr/sbin:/usr/bin',
     `say() { echo "${p} $*"; }`,
     `fail() { echo "${p} FAILED $*"; poweroff -f; sleep 10; }`,
     '# Waits for a path a driver creates (devices are probed asynchronously after insmod); 60 s is a hang guard',
-    '# far above a slow nested-KVM machine\'s time.',
+    "# far above a slow nested-KVM machine's time.",
     'wait_for() { i=0; while [ ! -e "$1" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; [ -e "$1" ]; }',
     'mount -t proc proc /proc || fail "mount /proc"',
     '# From here the console shows only the kernel\'s errors and worse (and its KERN_EMERG "reboot: Power down"):',
@@ -99,15 +115,15 @@ export function fullBootInit(modulePaths: readonly string[]): string {
     '# devtmpfs gives /dev/vda once virtio_blk has found the disk.',
     'mount -t devtmpfs devtmpfs /dev || fail "mount devtmpfs"',
     'say "init started, pid $$"',
-    'say "mounted: $(grep -E \'^(proc|sysfs|devtmpfs) \' /proc/mounts | cut -d\' \' -f3 | tr \'\\n\' \' \')"',
+    "say \"mounted: $(grep -E '^(proc|sysfs|devtmpfs) ' /proc/mounts | cut -d' ' -f3 | tr '\\n' ' ')\"",
     'say "cpus: $(grep -c ^processor /proc/cpuinfo)"',
     'nonce=',
     'for w in $(cat /proc/cmdline); do case "$w" in fullboot.nonce=*) nonce="${w#fullboot.nonce=}";; esac; done',
     '[ -n "$nonce" ] || fail "no fullboot.nonce= on the command line"',
-    ...modulePaths.map(m => `insmod ${q(`/${m}`)} || fail ${q(`insmod /${m}`)}`),
-    'say "modules: $(cut -d\' \' -f1 /proc/modules | sort | tr \'\\n\' \' \')"',
+    ...modulePaths.map((m) => `insmod ${q(`/${m}`)} || fail ${q(`insmod /${m}`)}`),
+    "say \"modules: $(cut -d' ' -f1 /proc/modules | sort | tr '\\n' ' ')\"",
     '',
-    '# The disk: read the host\'s line, write ours, drop the page cache, read ours back from the device.',
+    "# The disk: read the host's line, write ours, drop the page cache, read ours back from the device.",
     'wait_for /dev/vda || fail "no /dev/vda"',
     'say "disk /dev/vda: $(cat /sys/block/vda/size) sectors"',
     `say "read from disk: $(dd if=/dev/vda bs=${SECTOR} skip=${HOST_LINE_SECTOR} count=1 2>/dev/null | head -n 1)"`,
@@ -121,7 +137,7 @@ export function fullBootInit(modulePaths: readonly string[]): string {
     'ip link set lo up',
     'ip link set eth0 up || fail "ip link set eth0 up"',
     `ip addr add ${GUEST_IP}/24 dev eth0 || fail "ip addr add"`,
-    'say "eth0 up: mac $(cat /sys/class/net/eth0/address) addr $(ip -o -4 addr show dev eth0 | grep -o \'inet [0-9./]*\' | cut -d\' \' -f2)"',
+    "say \"eth0 up: mac $(cat /sys/class/net/eth0/address) addr $(ip -o -4 addr show dev eth0 | grep -o 'inet [0-9./]*' | cut -d' ' -f2)\"",
     `if ping -c ${PING_COUNT} -i 0.2 -W 5 ${HOST_IP} > /tmp/ping 2>&1; then`,
     `  say "ping ${HOST_IP}: $(grep -o '[0-9]* packets transmitted, [0-9]* packets received' /tmp/ping)"`,
     'else',
@@ -147,9 +163,9 @@ export interface FullBootImage {
 /** Builds the full-boot initramfs at `path` from the kernel's module tree (lib/modules/VERSION or an unpacked .deb). */
 export function buildFullBootInitramfs(path: string, modulesDir: string): FullBootImage {
   const { modules } = resolveKernelModules(modulesDir, FULL_BOOT_MODULES);
-  const init = fullBootInit(modules.map(m => m.path));
+  const init = fullBootInit(modules.map((m) => m.path));
   writeInitramfs(path, { init, modules });
-  return { path, entries: readInitramfs(readFileSync(path)), modules: modules.map(m => m.path), init };
+  return { path, entries: readInitramfs(readFileSync(path)), modules: modules.map((m) => m.path), init };
 }
 
 /** A sector holding `line` and a newline, zero padded. */
@@ -177,10 +193,14 @@ export function guestLineMismatch(path: string, nonce: string): string | null {
 /** The virtio disk and NIC, spelled as QEMU spells them (tsvmm takes the same words). */
 export function fullBootDeviceArgs(o: { disk: string; tap: Pick<TapNamespace, 'tap'>; mac?: string }): string[] {
   return [
-    '-drive', `file=${o.disk},if=none,id=d0,format=raw`,
-    '-device', 'virtio-blk-pci,drive=d0,disable-legacy=on',
-    '-netdev', `tap,id=n0,ifname=${o.tap.tap},script=no,downscript=no`,
-    '-device', `virtio-net-pci,netdev=n0,disable-legacy=on,mac=${o.mac ?? FULL_BOOT_MAC}`,
+    '-drive',
+    `file=${o.disk},if=none,id=d0,format=raw`,
+    '-device',
+    'virtio-blk-pci,drive=d0,disable-legacy=on',
+    '-netdev',
+    `tap,id=n0,ifname=${o.tap.tap},script=no,downscript=no`,
+    '-device',
+    `virtio-net-pci,netdev=n0,disable-legacy=on,mac=${o.mac ?? FULL_BOOT_MAC}`,
   ];
 }
 
@@ -192,27 +212,48 @@ export interface FullBootExpect {
 
 /** Everything missing or wrong in a full boot's serial output; empty means every step was seen, in order. */
 export function fullBootProblems(serial: string, expect: FullBootExpect): string[] {
-  const lines = serial.replace(/\r/g, '').split('\n').map(l => l.trimEnd());
+  const lines = serial
+    .replace(/\r/g, '')
+    .split('\n')
+    .map((l) => l.trimEnd());
   const p = FULL_BOOT_PREFIX;
   const problems: string[] = [];
   for (const l of lines) if (l.startsWith(`${p} FAILED`)) problems.push(`the guest reported: ${l}`);
-  const modules = (list: string) => FULL_BOOT_MODULES.every(m => list.split(' ').includes(m));
+  const modules = (list: string) => FULL_BOOT_MODULES.every((m) => list.split(' ').includes(m));
   const steps: [string, (l: string) => boolean][] = [
-    ['the kernel banner', l => /Linux version \d+\.\d+/.test(l)],
-    ['the kernel ran /init', l => /Run \/init as init process/.test(l)],
-    [`${p} init started, pid 1`, l => l === `${p} init started, pid 1`],
-    [`${p} mounted: proc sysfs devtmpfs`, l => l === `${p} mounted: proc sysfs devtmpfs`],
-    ...(expect.cpus === undefined ? [] : [[`${p} cpus: ${expect.cpus}`, (l: string) => l === `${p} cpus: ${expect.cpus}`] as [string, (l: string) => boolean]]),
-    [`${p} modules: … ${FULL_BOOT_MODULES.join(' ')} …`, l => l.startsWith(`${p} modules: `) && modules(l.slice(`${p} modules: `.length))],
-    [`${p} disk /dev/vda: ${FULL_BOOT_DISK_BYTES / SECTOR} sectors`, l => l === `${p} disk /dev/vda: ${FULL_BOOT_DISK_BYTES / SECTOR} sectors`],
-    [`${p} read from disk: ${hostLine(expect.nonce)}`, l => l === `${p} read from disk: ${hostLine(expect.nonce)}`],
-    [`${p} wrote to disk: ${guestLine(expect.nonce)}`, l => l === `${p} wrote to disk: ${guestLine(expect.nonce)}`],
-    [`${p} read back: ${guestLine(expect.nonce)}`, l => l === `${p} read back: ${guestLine(expect.nonce)}`],
-    [`${p} eth0 up: mac ${expect.mac ?? FULL_BOOT_MAC} addr ${GUEST_IP}/24`, l => l === `${p} eth0 up: mac ${(expect.mac ?? FULL_BOOT_MAC).toLowerCase()} addr ${GUEST_IP}/24`],
-    [`${p} ping ${HOST_IP}: ${PING_COUNT} packets transmitted, ${PING_COUNT} packets received`,
-      l => l === `${p} ping ${HOST_IP}: ${PING_COUNT} packets transmitted, ${PING_COUNT} packets received`],
-    [`${p} powering off`, l => l === `${p} powering off`],
-    ['the kernel powered down (reboot: Power down)', l => /reboot: Power down/.test(l)],
+    ['the kernel banner', (l) => /Linux version \d+\.\d+/.test(l)],
+    ['the kernel ran /init', (l) => /Run \/init as init process/.test(l)],
+    [`${p} init started, pid 1`, (l) => l === `${p} init started, pid 1`],
+    [`${p} mounted: proc sysfs devtmpfs`, (l) => l === `${p} mounted: proc sysfs devtmpfs`],
+    ...(expect.cpus === undefined
+      ? []
+      : [
+          [`${p} cpus: ${expect.cpus}`, (l: string) => l === `${p} cpus: ${expect.cpus}`] as [
+            string,
+            (l: string) => boolean,
+          ],
+        ]),
+    [
+      `${p} modules: … ${FULL_BOOT_MODULES.join(' ')} …`,
+      (l) => l.startsWith(`${p} modules: `) && modules(l.slice(`${p} modules: `.length)),
+    ],
+    [
+      `${p} disk /dev/vda: ${FULL_BOOT_DISK_BYTES / SECTOR} sectors`,
+      (l) => l === `${p} disk /dev/vda: ${FULL_BOOT_DISK_BYTES / SECTOR} sectors`,
+    ],
+    [`${p} read from disk: ${hostLine(expect.nonce)}`, (l) => l === `${p} read from disk: ${hostLine(expect.nonce)}`],
+    [`${p} wrote to disk: ${guestLine(expect.nonce)}`, (l) => l === `${p} wrote to disk: ${guestLine(expect.nonce)}`],
+    [`${p} read back: ${guestLine(expect.nonce)}`, (l) => l === `${p} read back: ${guestLine(expect.nonce)}`],
+    [
+      `${p} eth0 up: mac ${expect.mac ?? FULL_BOOT_MAC} addr ${GUEST_IP}/24`,
+      (l) => l === `${p} eth0 up: mac ${(expect.mac ?? FULL_BOOT_MAC).toLowerCase()} addr ${GUEST_IP}/24`,
+    ],
+    [
+      `${p} ping ${HOST_IP}: ${PING_COUNT} packets transmitted, ${PING_COUNT} packets received`,
+      (l) => l === `${p} ping ${HOST_IP}: ${PING_COUNT} packets transmitted, ${PING_COUNT} packets received`,
+    ],
+    [`${p} powering off`, (l) => l === `${p} powering off`],
+    ['the kernel powered down (reboot: Power down)', (l) => /reboot: Power down/.test(l)],
   ];
   let at = 0;
   for (const [what, matches] of steps) {
@@ -239,34 +280,53 @@ export interface VmmRun {
 }
 
 /** Runs a VMM command line (program first), inside the tap's network namespace when one is given. */
-export function runVmm(argv: readonly string[], o: {
-  tap?: Pick<TapNamespace, 'ns'> | null;
-  timeoutMs: number;
-  /** Called once the VMM runs (`ip netns exec` execs it: the pid is the VMM's); `exited` resolves at its end. */
-  whileRunning?: (pid: number, exited: Promise<void>) => Promise<void>;
-}): Promise<VmmRun> {
+export function runVmm(
+  argv: readonly string[],
+  o: {
+    tap?: Pick<TapNamespace, 'ns'> | null;
+    timeoutMs: number;
+    /** Called once the VMM runs (`ip netns exec` execs it: the pid is the VMM's); `exited` resolves at its end. */
+    whileRunning?: (pid: number, exited: Promise<void>) => Promise<void>;
+  },
+): Promise<VmmRun> {
   const full = o.tap ? ['ip', 'netns', 'exec', o.tap.ns, ...argv] : [...argv];
   const started = Date.now();
-  return new Promise(resolve => {
+  return new Promise((resolve) => {
     const child = spawn(full[0], full.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
     let serial = '';
     let stderr = '';
     let timedOut = false;
     child.stdout.setEncoding('latin1');
-    child.stdout.on('data', (d: string) => { serial += d; });
-    child.stderr.on('data', d => { stderr += d; });
-    const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, o.timeoutMs);
-    child.on('error', e => { stderr += `spawn ${full[0]}: ${e.message}\n`; });
+    child.stdout.on('data', (d: string) => {
+      serial += d;
+    });
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, o.timeoutMs);
+    child.on('error', (e) => {
+      stderr += `spawn ${full[0]}: ${e.message}\n`;
+    });
     let ended!: () => void;
-    const exited = new Promise<void>(r => { ended = r; });
+    const exited = new Promise<void>((r) => {
+      ended = r;
+    });
     child.on('exit', () => ended());
-    const watching = o.whileRunning && child.pid !== undefined
-      ? o.whileRunning(child.pid, exited).catch(e => { stderr += `[whileRunning] ${(e as Error).message}\n`; })
-      : Promise.resolve();
+    const watching =
+      o.whileRunning && child.pid !== undefined
+        ? o.whileRunning(child.pid, exited).catch((e) => {
+            stderr += `[whileRunning] ${(e as Error).message}\n`;
+          })
+        : Promise.resolve();
     child.on('close', (status, signal) => {
       clearTimeout(timer);
       ended();
-      void watching.then(() => resolve({ status, signal, serial, stderr, timedOut, ms: Date.now() - started, argv: full }));
+      void watching.then(() =>
+        resolve({ status, signal, serial, stderr, timedOut, ms: Date.now() - started, argv: full }),
+      );
     });
   });
 }
@@ -276,7 +336,11 @@ export function openFiles(pid: number): { paths: string[]; taps: string[] } {
   const paths: string[] = [];
   const taps: string[] = [];
   let fds: string[];
-  try { fds = readdirSync(`/proc/${pid}/fd`); } catch { return { paths, taps }; }
+  try {
+    fds = readdirSync(`/proc/${pid}/fd`);
+  } catch {
+    return { paths, taps };
+  }
   for (const fd of fds) {
     try {
       const target = readlinkSync(`/proc/${pid}/fd/${fd}`);
@@ -286,7 +350,9 @@ export function openFiles(pid: number): { paths: string[]; taps: string[] } {
       } else if (target.startsWith('/')) {
         paths.push(target);
       }
-    } catch { /* closed meanwhile */ }
+    } catch {
+      /* closed meanwhile */
+    }
   }
   return { paths, taps };
 }

@@ -4,7 +4,11 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot } from './cc.js';
 import {
-  buildFullBootInitramfs, newNonce, writeFullBootDisk, type FullBootImage, type VmmRun,
+  buildFullBootInitramfs,
+  newNonce,
+  writeFullBootDisk,
+  type FullBootImage,
+  type VmmRun,
 } from './full-boot-guest.js';
 import { createTapNamespace, type TapNamespace } from '../../examples/guests/virtio-probe-host.js';
 
@@ -40,6 +44,8 @@ export function fullBootScratch(modulesDir: () => string): FullBootScratch {
 
 /** A VMM run's status, command line, the end of its serial output and its stderr, for an assertion message. */
 export function fullBootReport(run: VmmRun): string {
-  return `status ${run.status ?? run.signal}${run.timedOut ? ' (killed: timed out)' : ''} after ${run.ms} ms\n` +
-    `$ ${run.argv.join(' ')}\n--- serial (last 4000 bytes) ---\n${run.serial.slice(-4000)}\n--- stderr ---\n${run.stderr.slice(-2000)}`;
+  return (
+    `status ${run.status ?? run.signal}${run.timedOut ? ' (killed: timed out)' : ''} after ${run.ms} ms\n` +
+    `$ ${run.argv.join(' ')}\n--- serial (last 4000 bytes) ---\n${run.serial.slice(-4000)}\n--- stderr ---\n${run.stderr.slice(-2000)}`
+  );
 }

@@ -1,7 +1,7 @@
 // How long a test waits for something that must happen before it calls it a hang. It measures nothing: it only has
 // to be far above the slowest machine the tests run on. Measured in the rig (test/rig/) with the 2-core host shared by
 // five rigs (load ~15): `node -e 0` took 11-17 s, and tsvmm 45-50 s to open its QMP socket.
-const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export const HANG_GUARD_MS = 300_000;
 

@@ -23,11 +23,9 @@ export function kvmBackend(): 'pvm' | 'svm' | 'vmx' | null {
 }
 
 /** The one-line reason a test that needs Linux user space skips with on a PVM host. */
-export const PVM_NO_USER_SPACE =
-  `${NO_VMX_SVM_PREFIX} (KVM is PVM): a stock kernel cannot reach user space; the full boot runs on VMX/SVM hosts and in the rig`;
+export const PVM_NO_USER_SPACE = `${NO_VMX_SVM_PREFIX} (KVM is PVM): a stock kernel cannot reach user space; the full boot runs on VMX/SVM hosts and in the rig`;
 
 /** Null when a stock Linux guest can reach user space under KVM here, else why not (one line). */
 export function linuxUserSpaceUnreachable(): string | null {
   return kvmIsPvm() ? PVM_NO_USER_SPACE : null;
 }
-

@@ -8,7 +8,14 @@
 // test/support/skip.ts testIf). Test files run in parallel: one process fetches under a lock, the others wait.
 import { spawnSync } from 'node:child_process';
 import {
-  copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot } from './cc.js';
@@ -43,7 +50,12 @@ function hasCommand(cmd: string): boolean {
 function run(cmd: string, args: string[], cwd?: string): string {
   const r = spawnSync(cmd, args, { cwd, encoding: 'utf8', maxBuffer: 64 << 20 });
   if (r.status !== 0) {
-    const last = `${r.stderr ?? ''}${r.error?.message ?? ''}`.trim().split('\n').filter(l => !l.startsWith('W: ')).pop() ?? '';
+    const last =
+      `${r.stderr ?? ''}${r.error?.message ?? ''}`
+        .trim()
+        .split('\n')
+        .filter((l) => !l.startsWith('W: '))
+        .pop() ?? '';
     throw new Unavailable(`${cmd} ${args.join(' ')} failed${last ? `: ${last}` : ''}`);
   }
   return r.stdout;
@@ -57,12 +69,18 @@ function aptDownload(pkg: string, dir: string): string {
     spawnSync('apt-get', ['update', '-qq'], { stdio: 'ignore' });
     run('apt-get', ['download', '-q', pkg], dir);
   }
-  const deb = readdirSync(dir).find(f => f.startsWith(`${pkg}_`) && f.endsWith('.deb'));
+  const deb = readdirSync(dir).find((f) => f.startsWith(`${pkg}_`) && f.endsWith('.deb'));
   if (!deb) throw new Unavailable(`apt-get download ${pkg} left no .deb`);
   return join(dir, deb);
 }
 
-interface Format { name: string; magic: number[]; tool: string; args: string[]; pkg: string }
+interface Format {
+  name: string;
+  magic: number[];
+  tool: string;
+  args: string[];
+  pkg: string;
+}
 
 /** Compressed-payload magics, as scripts/extract-vmlinux searches for them. */
 const FORMATS: Format[] = [
@@ -88,8 +106,14 @@ function isWholeElf(bytes: Buffer): boolean {
 function ensureTool(f: Format): void {
   if (hasCommand(f.tool)) return;
   // The decompressor is a small Debian package; install it once rather than skip (lz4 is not there by default).
-  spawnSync('apt-get', ['install', '-y', '-qq', f.pkg], { stdio: 'ignore', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
-  if (!hasCommand(f.tool)) throw new Unavailable(`the kernel payload is ${f.name}-compressed and '${f.tool}' is not installed (apt-get install ${f.pkg})`);
+  spawnSync('apt-get', ['install', '-y', '-qq', f.pkg], {
+    stdio: 'ignore',
+    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+  });
+  if (!hasCommand(f.tool))
+    throw new Unavailable(
+      `the kernel payload is ${f.name}-compressed and '${f.tool}' is not installed (apt-get install ${f.pkg})`,
+    );
 }
 
 /**
@@ -101,13 +125,18 @@ export function extractVmlinux(bzImage: Uint8Array): { vmlinux: Buffer; format: 
   try {
     const h = parseSetupHeader(bzImage);
     const at = h.setupSize + h.payloadOffset;
-    const f = h.payloadLength ? FORMATS.find(x => startsWith(bzImage, at, x.magic)) : undefined;
+    const f = h.payloadLength ? FORMATS.find((x) => startsWith(bzImage, at, x.magic)) : undefined;
     if (f) candidates.push({ at, f });
-  } catch { /* not a valid header: scan only */ }
+  } catch {
+    /* not a valid header: scan only */
+  }
   for (const f of FORMATS) {
     let found = 0;
     for (let at = 0; at + f.magic.length <= bzImage.length && found < 4; at++) {
-      if (bzImage[at] === f.magic[0] && startsWith(bzImage, at, f.magic)) { candidates.push({ at, f }); found++; }
+      if (bzImage[at] === f.magic[0] && startsWith(bzImage, at, f.magic)) {
+        candidates.push({ at, f });
+        found++;
+      }
     }
   }
   const tried: string[] = [];
@@ -119,7 +148,9 @@ export function extractVmlinux(bzImage: Uint8Array): { vmlinux: Buffer; format: 
     if (r.stdout && isWholeElf(r.stdout)) return { vmlinux: r.stdout, format: f.name, offset: at };
     tried.push(`${f.name}@0x${at.toString(16)}`);
   }
-  throw new Unavailable(`no compressed payload in the bzImage decompressed to an ELF vmlinux (tried ${tried.join(', ') || 'nothing'})`);
+  throw new Unavailable(
+    `no compressed payload in the bzImage decompressed to an ELF vmlinux (tried ${tried.join(', ') || 'nothing'})`,
+  );
 }
 
 function readCache(): DebianKernel | null {
@@ -132,7 +163,8 @@ function readCache(): DebianKernel | null {
 }
 
 function fetchKernel(): DebianKernel {
-  for (const cmd of ['apt-get', 'dpkg-deb']) if (!hasCommand(cmd)) throw new Unavailable(`${cmd} is not available (not a Debian host)`);
+  for (const cmd of ['apt-get', 'dpkg-deb'])
+    if (!hasCommand(cmd)) throw new Unavailable(`${cmd} is not available (not a Debian host)`);
   const tmp = join(linuxBuildDir, `tmp-${process.pid}`);
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
@@ -145,7 +177,7 @@ function fetchKernel(): DebianKernel {
     const deb = aptDownload(real, tmp);
     const root = join(tmp, 'root');
     run('dpkg-deb', ['-x', deb, root]);
-    const vmlinuz = readdirSync(join(root, 'boot')).find(f => f.startsWith('vmlinuz-'));
+    const vmlinuz = readdirSync(join(root, 'boot')).find((f) => f.startsWith('vmlinuz-'));
     if (!vmlinuz) throw new Unavailable(`${real} has no /boot/vmlinuz-*`);
     const release = vmlinuz.slice('vmlinuz-'.length);
     const bzImage = join(linuxBuildDir, vmlinuz);

@@ -4,12 +4,19 @@ import net from 'node:net';
 import { HANG_GUARD_MS } from './hang-guard.js';
 
 export class QmpClientError extends Error {
-  constructor(readonly errorClass: string, readonly desc: string) {
+  constructor(
+    readonly errorClass: string,
+    readonly desc: string,
+  ) {
     super(`${errorClass}: ${desc}`);
   }
 }
 
-export interface QmpEvent { event: string; data?: Record<string, unknown>; timestamp: { seconds: number; microseconds: number } }
+export interface QmpEvent {
+  event: string;
+  data?: Record<string, unknown>;
+  timestamp: { seconds: number; microseconds: number };
+}
 
 export class QmpClient {
   readonly events: QmpEvent[] = [];
@@ -33,8 +40,14 @@ export class QmpClient {
       }
       this.wake();
     });
-    socket.on('close', () => { this.closedFlag = true; this.wake(); });
-    socket.on('error', () => { this.closedFlag = true; this.wake(); });
+    socket.on('close', () => {
+      this.closedFlag = true;
+      this.wake();
+    });
+    socket.on('error', () => {
+      this.closedFlag = true;
+      this.wake();
+    });
   }
 
   private wake(): void {
@@ -49,14 +62,23 @@ export class QmpClient {
       if (this.closedFlag) throw new Error(`qmp: connection closed while waiting for ${what}`);
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`qmp: no ${what} within ${timeoutMs} ms`);
-      await new Promise<void>(resolve => { const t = setTimeout(resolve, left); this.wakers.push(() => { clearTimeout(t); resolve(); }); });
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.wakers.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
     }
   }
 
   /** Connects, reads the greeting and negotiates capabilities. */
   static async connect(path: string, timeoutMs = HANG_GUARD_MS): Promise<QmpClient> {
     const socket = net.createConnection(path);
-    await new Promise<void>((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject); });
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', resolve);
+      socket.once('error', reject);
+    });
     const client = new QmpClient(socket);
     await client.until(() => client.replies.shift(), timeoutMs, 'greeting');
     await client.execute('qmp_capabilities');
@@ -74,8 +96,12 @@ export class QmpClient {
   }
 
   /** The first event named `name` at or after index `from` (waits for it). */
-  async waitEvent(name: string, timeoutMs = HANG_GUARD_MS, match: (e: QmpEvent) => boolean = () => true): Promise<QmpEvent> {
-    return this.until(() => this.events.find(e => e.event === name && match(e)), timeoutMs, `event ${name}`);
+  async waitEvent(
+    name: string,
+    timeoutMs = HANG_GUARD_MS,
+    match: (e: QmpEvent) => boolean = () => true,
+  ): Promise<QmpEvent> {
+    return this.until(() => this.events.find((e) => e.event === name && match(e)), timeoutMs, `event ${name}`);
   }
 
   get closed(): boolean {

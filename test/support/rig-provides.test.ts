@@ -21,7 +21,7 @@ test('a test skipped for what the rig lacks too stays skipped', () => {
   assert.not.ok(rigCanLift('guests: build: no gcc on this host'));
 });
 
-test('only the reason counts: the words in a test\'s name do not', () => {
+test("only the reason counts: the words in a test's name do not", () => {
   assert.not.ok(rigCanLift('no usable /dev/kvm: reported in one line: the CLI is not built'));
 });
 

@@ -16,5 +16,5 @@ export const RIG_PROVIDES = [KVM_MISSING_PREFIX, NO_VMX_SVM_PREFIX, HUGE_PAGES_M
 
 /** True when a `name: reason` skip line is one the rig can lift. */
 export function rigCanLift(skip: string): boolean {
-  return RIG_PROVIDES.some(prefix => skip.includes(`: ${prefix}`));
+  return RIG_PROVIDES.some((prefix) => skip.includes(`: ${prefix}`));
 }

@@ -28,16 +28,23 @@ export function scratchDir(prefix = 'tsvmm-test-'): string {
  * Starts `tsvmm run ARGS -qmp unix:DIR/NAME.qmp,server=on,wait=off` and connects a QMP client once it listens.
  * With `stdin`, the process's stdin is a pipe (`child.stdin`: what a guest reads with -serial stdio).
  */
-export async function startVm(args: string[], o: { dir: string; name: string; connect?: boolean; timeoutMs?: number; netns?: string; stdin?: boolean }): Promise<VmProcess> {
+export async function startVm(
+  args: string[],
+  o: { dir: string; name: string; connect?: boolean; timeoutMs?: number; netns?: string; stdin?: boolean },
+): Promise<VmProcess> {
   const qmpPath = join(o.dir, `${o.name}.qmp`);
   const argv = [process.execPath, cliPath, 'run', ...args, '-qmp', `unix:${qmpPath},server=on,wait=off`];
   // In a network namespace (a test's tap lives there): `ip netns exec` execs tsvmm, so the child is tsvmm itself.
   if (o.netns) argv.unshift('ip', 'netns', 'exec', o.netns);
   const child = spawn(argv[0], argv.slice(1), { stdio: [o.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
   const vm = { child, qmpPath, stdout: '', stderr: '' } as VmProcess & { qmp: QmpClient };
-  child.stdout!.on('data', d => { vm.stdout += d; });
-  child.stderr!.on('data', d => { vm.stderr += d; });
-  const exited = new Promise<number | null>(resolve => child.on('exit', code => resolve(code)));
+  child.stdout!.on('data', (d) => {
+    vm.stdout += d;
+  });
+  child.stderr!.on('data', (d) => {
+    vm.stderr += d;
+  });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   Object.assign(vm, {
     exited,
     async dispose() {
@@ -50,13 +57,14 @@ export async function startVm(args: string[], o: { dir: string; name: string; co
     // A hang guard, not a budget: tsvmm took 45-51 s to start in a heavily loaded rig (TCG), where node alone took 11-17 s.
     const deadline = Date.now() + (o.timeoutMs ?? HANG_GUARD_MS);
     while (!existsSync(qmpPath)) {
-      if (child.exitCode !== null) throw new Error(`tsvmm exited with ${child.exitCode} before its QMP socket appeared:\n${vm.stderr}`);
+      if (child.exitCode !== null)
+        throw new Error(`tsvmm exited with ${child.exitCode} before its QMP socket appeared:\n${vm.stderr}`);
       if (Date.now() > deadline) {
         // Not left running: a later start with the same socket path would find this one's socket.
         child.kill('SIGKILL');
         throw new Error(`tsvmm's QMP socket ${qmpPath} did not appear:\n${vm.stderr}`);
       }
-      await new Promise(r => setTimeout(r, 20));
+      await new Promise((r) => setTimeout(r, 20));
     }
     vm.qmp = await QmpClient.connect(qmpPath, o.timeoutMs ?? HANG_GUARD_MS);
   }

@@ -9,8 +9,13 @@ export class FakeIrqLines {
   readonly levels = new Map<number, boolean>();
   readonly sets: [number, boolean][] = [];
   line = (gsi: number): IrqLine => ({
-    set: level => { this.levels.set(gsi, level); this.sets.push([gsi, level]); },
-    pulse: () => { this.sets.push([gsi, true], [gsi, false]); },
+    set: (level) => {
+      this.levels.set(gsi, level);
+      this.sets.push([gsi, level]);
+    },
+    pulse: () => {
+      this.sets.push([gsi, true], [gsi, false]);
+    },
   });
   level(gsi: number): boolean {
     return this.levels.get(gsi) ?? false;

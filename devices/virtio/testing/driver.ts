@@ -4,14 +4,24 @@
 // device code under test sees exactly what a guest would give it.
 import type { GuestMemory } from '../../../src/memory/guest-memory.js';
 import {
-  VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, VIRTQ_DESC_SIZE, VIRTQ_USED_ELEM_SIZE,
-  availRingBytes, descTableBytes, usedRingBytes, type VirtqueueState,
+  VIRTQ_DESC_F_INDIRECT,
+  VIRTQ_DESC_F_NEXT,
+  VIRTQ_DESC_F_WRITE,
+  VIRTQ_DESC_SIZE,
+  VIRTQ_USED_ELEM_SIZE,
+  availRingBytes,
+  descTableBytes,
+  usedRingBytes,
+  type VirtqueueState,
 } from '../queue.js';
 import type { GuestBuffer } from '../types.js';
 
 /** Hands out guest-physical ranges from [start, end), aligned; never frees (tests are short). */
 export class GuestAllocator {
-  constructor(private next: number, private readonly end: number) {}
+  constructor(
+    private next: number,
+    private readonly end: number,
+  ) {}
 
   /** Bytes still free (at the given alignment, roughly). */
   get room(): number {
@@ -35,7 +45,10 @@ export interface BufferSpec {
   readonly gpa?: number;
 }
 
-export interface UsedElement { readonly id: number; readonly len: number }
+export interface UsedElement {
+  readonly id: number;
+  readonly len: number;
+}
 
 export interface AddedChain {
   readonly head: number;
@@ -81,7 +94,7 @@ export class DriverQueue {
 
   /** Places the buffers and makes the chain available (readable buffers must come first, as the spec requires). */
   add(specs: readonly BufferSpec[], options: { indirect?: boolean; publish?: boolean } = {}): AddedChain {
-    const buffers = specs.map(s => {
+    const buffers = specs.map((s) => {
       const length = s.data?.length ?? s.length ?? 0;
       const gpa = s.gpa ?? this.alloc.alloc(Math.max(length, 1), 8);
       if (s.data) this.memory.write(gpa, s.data);
@@ -90,15 +103,31 @@ export class DriverQueue {
     let head: number;
     if (options.indirect) {
       const table = this.alloc.alloc(VIRTQ_DESC_SIZE * specs.length, 16);
-      specs.forEach((s, i) => this.writeDesc(table, i, buffers[i].gpa, buffers[i].length,
-        (s.write ? VIRTQ_DESC_F_WRITE : 0) | (i + 1 < specs.length ? VIRTQ_DESC_F_NEXT : 0), i + 1 < specs.length ? i + 1 : 0));
+      specs.forEach((s, i) =>
+        this.writeDesc(
+          table,
+          i,
+          buffers[i].gpa,
+          buffers[i].length,
+          (s.write ? VIRTQ_DESC_F_WRITE : 0) | (i + 1 < specs.length ? VIRTQ_DESC_F_NEXT : 0),
+          i + 1 < specs.length ? i + 1 : 0,
+        ),
+      );
       head = this.take(1)[0];
       this.writeDesc(this.desc, head, table, VIRTQ_DESC_SIZE * specs.length, VIRTQ_DESC_F_INDIRECT, 0);
       this.chains.set(head, [head]);
     } else {
       const ids = this.take(specs.length);
-      specs.forEach((s, i) => this.writeDesc(this.desc, ids[i], buffers[i].gpa, buffers[i].length,
-        (s.write ? VIRTQ_DESC_F_WRITE : 0) | (i + 1 < ids.length ? VIRTQ_DESC_F_NEXT : 0), i + 1 < ids.length ? ids[i + 1] : 0));
+      specs.forEach((s, i) =>
+        this.writeDesc(
+          this.desc,
+          ids[i],
+          buffers[i].gpa,
+          buffers[i].length,
+          (s.write ? VIRTQ_DESC_F_WRITE : 0) | (i + 1 < ids.length ? VIRTQ_DESC_F_NEXT : 0),
+          i + 1 < ids.length ? ids[i + 1] : 0,
+        ),
+      );
       head = ids[0];
       this.chains.set(head, ids);
     }
@@ -121,7 +150,10 @@ export class DriverQueue {
       const at = this.used + 4 + VIRTQ_USED_ELEM_SIZE * (this.lastUsed % this.size);
       const e = { id: this.memory.readU32(at), len: this.memory.readU32(at + 4) };
       const ids = this.chains.get(e.id);
-      if (ids) { this.free.push(...ids); this.chains.delete(e.id); }
+      if (ids) {
+        this.free.push(...ids);
+        this.chains.delete(e.id);
+      }
       out.push(e);
       this.lastUsed = (this.lastUsed + 1) & 0xffff;
     }

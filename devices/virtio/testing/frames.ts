@@ -37,35 +37,57 @@ export function arpRequest(senderMac: Uint8Array, senderIp: Uint8Array, targetIp
   return ethernetFrame({ dst: BROADCAST, src: senderMac, type: ETH_P_ARP, payload: arp });
 }
 
-export interface ArpReply { senderMac: Uint8Array; senderIp: Uint8Array; targetMac: Uint8Array; targetIp: Uint8Array }
+export interface ArpReply {
+  senderMac: Uint8Array;
+  senderIp: Uint8Array;
+  targetMac: Uint8Array;
+  targetIp: Uint8Array;
+}
 
 /** The ARP reply in `frame`, or null. */
 export function parseArpReply(frame: Uint8Array): ArpReply | null {
   if (frame.length < ETH_HEADER + 28 || ((frame[12] << 8) | frame[13]) !== ETH_P_ARP) return null;
   const arp = frame.subarray(ETH_HEADER);
   if (((arp[6] << 8) | arp[7]) !== 2) return null;
-  return { senderMac: arp.slice(8, 14), senderIp: arp.slice(14, 18), targetMac: arp.slice(18, 24), targetIp: arp.slice(24, 28) };
+  return {
+    senderMac: arp.slice(8, 14),
+    senderIp: arp.slice(14, 18),
+    targetMac: arp.slice(18, 24),
+    targetIp: arp.slice(24, 28),
+  };
 }
 
 /** An ICMP echo request in an IPv4 packet in an Ethernet frame, every checksum filled in. */
-export function icmpEchoRequest(o: { srcMac: Uint8Array; dstMac: Uint8Array; srcIp: Uint8Array; dstIp: Uint8Array; id: number; seq: number; data: Uint8Array }): Uint8Array {
+export function icmpEchoRequest(o: {
+  srcMac: Uint8Array;
+  dstMac: Uint8Array;
+  srcIp: Uint8Array;
+  dstIp: Uint8Array;
+  id: number;
+  seq: number;
+  data: Uint8Array;
+}): Uint8Array {
   const icmp = new Uint8Array(8 + o.data.length);
   icmp.set([8, 0, 0, 0, o.id >> 8, o.id & 0xff, o.seq >> 8, o.seq & 0xff]);
   icmp.set(o.data, 8);
   const c = ipv4Checksum(icmp);
-  icmp[2] = c >> 8; icmp[3] = c & 0xff;
+  icmp[2] = c >> 8;
+  icmp[3] = c & 0xff;
   const ip = new Uint8Array(20 + icmp.length);
   ip.set([0x45, 0, ip.length >> 8, ip.length & 0xff, 0, 1, 0x40, 0, 64, 1, 0, 0]); // DF, TTL 64, protocol ICMP
   ip.set(o.srcIp, 12);
   ip.set(o.dstIp, 16);
   const h = ipv4Checksum(ip.subarray(0, 20));
-  ip[10] = h >> 8; ip[11] = h & 0xff;
+  ip[10] = h >> 8;
+  ip[11] = h & 0xff;
   ip.set(icmp, 20);
   return ethernetFrame({ dst: o.dstMac, src: o.srcMac, type: ETH_P_IPV4, payload: ip });
 }
 
 /** { id, seq, data } of an ICMP echo reply in `frame` whose IP and ICMP checksums verify, or null. */
-export function parseIcmpEchoReply(frame: Uint8Array): { id: number; seq: number; data: Uint8Array; from: Uint8Array } | null {
+export function parseIcmpEchoReply(
+  frame: Uint8Array,
+): { id: number; seq: number; data: Uint8Array; from: Uint8Array } | null {
   if (frame.length < ETH_HEADER + 28 || ((frame[12] << 8) | frame[13]) !== ETH_P_IPV4) return null;
   const ip = frame.subarray(ETH_HEADER);
   const ihl = (ip[0] & 0x0f) * 4;

@@ -6,7 +6,15 @@ import { execFileSync } from 'node:child_process';
 import { newRecord } from '../../../cpr/vmstate.js';
 import { close } from '../../../src/sys/libc.js';
 import { openTap, tapVnetHeaderSize } from '../../../src/sys/tun.js';
-import { VirtioNet, virtioNetState, resetVirtioNet, parseMac, NET_HDR_SIZE, NET_RECEIVEQ, NET_TRANSMITQ } from '../net.js';
+import {
+  VirtioNet,
+  virtioNetState,
+  resetVirtioNet,
+  parseMac,
+  NET_HDR_SIZE,
+  NET_RECEIVEQ,
+  NET_TRANSMITQ,
+} from '../net.js';
 import { FakeTransport } from './transport.js';
 import { arpRequest, icmpEchoRequest, ip4, parseArpReply, parseIcmpEchoReply } from './frames.js';
 
@@ -28,7 +36,10 @@ const t = new FakeTransport(net).start();
 const rx = t.drivers[NET_RECEIVEQ];
 const tx = t.drivers[NET_TRANSMITQ];
 const buffers = new Map<number, number>(); // head → gpa
-const post = () => { const b = rx.add([{ length: 1526, write: true }]); buffers.set(b.head, b.buffers[0].gpa); };
+const post = () => {
+  const b = rx.add([{ length: 1526, write: true }]);
+  buffers.set(b.head, b.buffers[0].gpa);
+};
 for (let i = 0; i < 16; i++) post();
 
 const send = (frame: Uint8Array) => {
@@ -54,7 +65,7 @@ function await_<T>(match: (frame: Uint8Array) => T | null, ms = 3000): { found: 
 }
 
 send(arpRequest(GUEST_MAC, ip4(GUEST_IP), ip4(HOST_IP)));
-const arp = await_(f => {
+const arp = await_((f) => {
   const r = parseArpReply(f);
   return r && r.senderIp.join('.') === HOST_IP ? r : null;
 });
@@ -62,15 +73,39 @@ const hostMac = arp.found?.senderMac;
 let echo: ReturnType<typeof parseIcmpEchoReply> = null;
 if (hostMac) {
   const data = new TextEncoder().encode('tsvmm virtio-net');
-  send(icmpEchoRequest({ srcMac: GUEST_MAC, dstMac: hostMac, srcIp: ip4(GUEST_IP), dstIp: ip4(HOST_IP), id: 0x7473, seq: 1, data }));
-  echo = await_(f => { const r = parseIcmpEchoReply(f); return r && r.id === 0x7473 ? r : null; }).found;
+  send(
+    icmpEchoRequest({
+      srcMac: GUEST_MAC,
+      dstMac: hostMac,
+      srcIp: ip4(GUEST_IP),
+      dstIp: ip4(HOST_IP),
+      id: 0x7473,
+      seq: 1,
+      data,
+    }),
+  );
+  echo = await_((f) => {
+    const r = parseIcmpEchoReply(f);
+    return r && r.id === 0x7473 ? r : null;
+  }).found;
 }
 
-console.log(JSON.stringify({
-  tap: tap.name,
-  vnetHeaderSize: tapVnetHeaderSize(tap.fd),
-  arpReply: arp.found ? { senderIp: arp.found.senderIp.join('.'), targetIp: arp.found.targetIp.join('.'), targetMac: [...arp.found.targetMac] } : null,
-  echoReply: echo ? { from: echo.from.join('.'), seq: echo.seq, data: new TextDecoder().decode(echo.data) } : null,
-  txFrames: Number(state.txFrames), rxFrames: Number(state.rxFrames), txDropped: Number(state.txDropped), failures: t.failures,
-}));
+console.log(
+  JSON.stringify({
+    tap: tap.name,
+    vnetHeaderSize: tapVnetHeaderSize(tap.fd),
+    arpReply: arp.found
+      ? {
+          senderIp: arp.found.senderIp.join('.'),
+          targetIp: arp.found.targetIp.join('.'),
+          targetMac: [...arp.found.targetMac],
+        }
+      : null,
+    echoReply: echo ? { from: echo.from.join('.'), seq: echo.seq, data: new TextDecoder().decode(echo.data) } : null,
+    txFrames: Number(state.txFrames),
+    rxFrames: Number(state.rxFrames),
+    txDropped: Number(state.txDropped),
+    failures: t.failures,
+  }),
+);
 close(tap.fd);

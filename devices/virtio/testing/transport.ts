@@ -3,17 +3,20 @@
 // end and records what it asks of the transport (interrupts, config changes, failures). Together with DriverQueue
 // it lets a test play the guest driver against a real back end over real rings.
 import { newRecord } from '../../../cpr/vmstate.js';
+import { SplitQueue, resetVirtqueueState, virtqueueStateDescriptor, type VirtqueueState } from '../queue.js';
 import {
-  SplitQueue, resetVirtqueueState, virtqueueStateDescriptor, type VirtqueueState,
-} from '../queue.js';
-import {
-  VIRTIO_F_RING_EVENT_IDX, VIRTIO_F_RING_INDIRECT_DESC, VIRTIO_F_VERSION_1,
-  type VirtQueue, type VirtioBackend, type VirtioContext,
+  VIRTIO_F_RING_EVENT_IDX,
+  VIRTIO_F_RING_INDIRECT_DESC,
+  VIRTIO_F_VERSION_1,
+  type VirtQueue,
+  type VirtioBackend,
+  type VirtioContext,
 } from '../types.js';
 import { CheckedMemory } from './checked-memory.js';
 import { DriverQueue, GuestAllocator } from './driver.js';
 
-export const TRANSPORT_FEATURES = (1n << VIRTIO_F_VERSION_1) | (1n << VIRTIO_F_RING_INDIRECT_DESC) | (1n << VIRTIO_F_RING_EVENT_IDX);
+export const TRANSPORT_FEATURES =
+  (1n << VIRTIO_F_VERSION_1) | (1n << VIRTIO_F_RING_INDIRECT_DESC) | (1n << VIRTIO_F_RING_EVENT_IDX);
 
 export interface FakeTransportOptions {
   /** RAM size (default 4 MiB). */
@@ -37,13 +40,16 @@ export class FakeTransport implements VirtioContext {
   configChanges = 0;
   private readonly queues: SplitQueue[] = [];
 
-  constructor(readonly backend: VirtioBackend, options: FakeTransportOptions = {}) {
+  constructor(
+    readonly backend: VirtioBackend,
+    options: FakeTransportOptions = {},
+  ) {
     const ramSize = options.ramSize ?? 4 << 20;
     this.memory = new CheckedMemory(ramSize);
     this.allocator = new GuestAllocator(0x1000, ramSize);
     const offered = backend.deviceFeatures | TRANSPORT_FEATURES;
-    this.features = options.features ?? (offered & ~(options.withoutFeatures ?? 0n));
-    this.records = backend.queueMaxSizes.map(max => {
+    this.features = options.features ?? offered & ~(options.withoutFeatures ?? 0n);
+    this.records = backend.queueMaxSizes.map((max) => {
       const r = newRecord(virtqueueStateDescriptor);
       resetVirtqueueState(r, max);
       return r;
@@ -74,7 +80,7 @@ export class FakeTransport implements VirtioContext {
   // ---- VirtioContext ----
   queue(index: number): VirtQueue {
     if (index < 0 || index >= this.records.length) throw new RangeError(`fake transport: no queue ${index}`);
-    return this.queues[index] ??= new SplitQueue(this.memory, this.records[index], this.features, index);
+    return (this.queues[index] ??= new SplitQueue(this.memory, this.records[index], this.features, index));
   }
 
   interrupt(index: number): void {

@@ -14,10 +14,39 @@
 // No _OSC on the host bridge: Linux then keeps native PCIe hotplug/AER/PME control off and disables ASPM, which
 // a virtual bridge does not need.
 import {
-  device, dwordIo, dwordMemory, eisaId, integer, io, irqNoFlags, memory32Fixed, method, name, pkg, qwordMemory,
-  resourceTemplate, ret, scope, string, termList, wordBusNumber, type Aml, type Resource,
+  device,
+  dwordIo,
+  dwordMemory,
+  eisaId,
+  integer,
+  io,
+  irqNoFlags,
+  memory32Fixed,
+  method,
+  name,
+  pkg,
+  qwordMemory,
+  resourceTemplate,
+  ret,
+  scope,
+  string,
+  termList,
+  wordBusNumber,
+  type Aml,
+  type Resource,
 } from './aml.js';
-import { DEFAULT_INTX_ROUTING, checkCpus, checkIsaIrq, checkIntxRouting, intxGsi, ioWindows, type AddressWindow, type IntxRouting, type IsaSerialPort, type PciHost } from './platform.js';
+import {
+  DEFAULT_INTX_ROUTING,
+  checkCpus,
+  checkIsaIrq,
+  checkIntxRouting,
+  intxGsi,
+  ioWindows,
+  type AddressWindow,
+  type IntxRouting,
+  type IsaSerialPort,
+  type PciHost,
+} from './platform.js';
 import { SLP_TYP_S3, SLP_TYP_S5 } from '../../../devices/acpi-pm.js';
 import { RTC_IRQ, RTC_PORT_BASE } from '../../../devices/rtc.js';
 import { PVPANIC_IO_LENGTH } from '../../../devices/pvpanic.js';
@@ -62,11 +91,7 @@ export function dsdtAml(config: DsdtConfig): Uint8Array {
   if (config.pvpanic) sb.push(pvpanic(config.pvpanic.port));
   const reserved = motherboardResources(config);
   if (reserved) sb.push(reserved);
-  return termList([
-    scope('\\_SB', sb),
-    sleepState('_S3', SLP_TYP_S3),
-    sleepState('_S5', SLP_TYP_S5),
-  ]);
+  return termList([scope('\\_SB', sb), sleepState('_S3', SLP_TYP_S3), sleepState('_S5', SLP_TYP_S5)]);
 }
 
 /** Device(Cnnn): an ACPI processor device whose _UID matches the MADT's Processor Local APIC entry. */
@@ -117,11 +142,14 @@ function i8042(): Aml<'object'>[] {
     device('KBD', [
       name('_HID', eisaId('PNP0303')),
       staPresent(),
-      name('_CRS', resourceTemplate([
-        io({ min: I8042_DATA_PORT, length: 1 }),
-        io({ min: I8042_COMMAND_PORT, length: 1 }),
-        irqNoFlags([I8042_KBD_IRQ]),
-      ])),
+      name(
+        '_CRS',
+        resourceTemplate([
+          io({ min: I8042_DATA_PORT, length: 1 }),
+          io({ min: I8042_COMMAND_PORT, length: 1 }),
+          irqNoFlags([I8042_KBD_IRQ]),
+        ]),
+      ),
     ]),
     device('MOU', [
       name('_HID', eisaId('PNP0F13')),
@@ -134,11 +162,12 @@ function i8042(): Aml<'object'>[] {
 function pciHostBridge(pci: PciHost): Aml<'object'> {
   const { windows } = pci;
   const endBus = pci.endBus ?? 0xff;
-  if (!Number.isInteger(endBus) || endBus < 0 || endBus > 0xff) throw new RangeError(`PCI host bridge: last bus ${endBus} (0-255)`);
+  if (!Number.isInteger(endBus) || endBus < 0 || endBus > 0xff)
+    throw new RangeError(`PCI host bridge: last bus ${endBus} (0-255)`);
   const crs: Resource[] = [
     wordBusNumber({ min: 0, max: endBus }),
     io({ min: PCI_CONFIG_PORT, length: PCI_CONFIG_PORT_LENGTH }),
-    ...ioWindows(windows).map(w => dwordIo({ min: w.base, max: w.base + w.size - 1 })),
+    ...ioWindows(windows).map((w) => dwordIo({ min: w.base, max: w.base + w.size - 1 })),
     // The 32-bit window is uncached (device registers); the 64-bit one is where large prefetchable BARs go.
     dwordMemory({ min: windows.mmio32.base, max: windows.mmio32.base + windows.mmio32.size - 1, cacheable: false }),
   ];
@@ -147,8 +176,8 @@ function pciHostBridge(pci: PciHost): Aml<'object'> {
     crs.push(qwordMemory({ min: BigInt(w.base), max: BigInt(w.base) + BigInt(w.size) - 1n, cacheable: true }));
   }
   return device('PCI0', [
-    name('_HID', eisaId('PNP0A08')),                // PCI Express root bridge …
-    name('_CID', eisaId('PNP0A03')),                // … compatible with a PCI host bridge
+    name('_HID', eisaId('PNP0A08')), // PCI Express root bridge …
+    name('_CID', eisaId('PNP0A03')), // … compatible with a PCI host bridge
     name('_SEG', integer(0)),
     name('_BBN', integer(0)),
     name('_UID', integer(0)),
@@ -166,12 +195,14 @@ function pciRoutingTable(routing: IntxRouting): Aml<'data'> {
   const entries: Aml<'data'>[] = [];
   for (let slot = 0; slot < 32; slot++) {
     for (let pin = 0; pin < 4; pin++) {
-      entries.push(pkg([
-        integer(slot * 0x10000 + PRT_ANY_FUNCTION),
-        integer(pin),
-        integer(0),
-        integer(intxGsi(slot, pin, routing)),
-      ]));
+      entries.push(
+        pkg([
+          integer(slot * 0x10000 + PRT_ANY_FUNCTION),
+          integer(pin),
+          integer(0),
+          integer(intxGsi(slot, pin, routing)),
+        ]),
+      );
     }
   }
   return pkg(entries);

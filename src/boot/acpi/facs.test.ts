@@ -1,8 +1,13 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
-  FACS_LENGTH, FACS_OFF_FIRMWARE_WAKING_VECTOR, FACS_OFF_OSPM_FLAGS, FACS_OFF_X_FIRMWARE_WAKING_VECTOR,
-  FACS_OSPM_64BIT_WAKE, buildFacs, readWakingVector,
+  FACS_LENGTH,
+  FACS_OFF_FIRMWARE_WAKING_VECTOR,
+  FACS_OFF_OSPM_FLAGS,
+  FACS_OFF_X_FIRMWARE_WAKING_VECTOR,
+  FACS_OSPM_64BIT_WAKE,
+  buildFacs,
+  readWakingVector,
 } from './facs.js';
 import { ArrayGuestMemory } from '../testing/array-memory.js';
 
@@ -23,7 +28,7 @@ test('facs: 64 bytes, signature FACS, version 2, both waking vectors 0, no 64-bi
   assert.is(v.getUint32(4, true), 64);
   assert.is(v.getUint32(FACS_OFF_FIRMWARE_WAKING_VECTOR, true), 0);
   assert.is(v.getBigUint64(FACS_OFF_X_FIRMWARE_WAKING_VECTOR, true), 0n);
-  assert.is(v.getUint32(20, true), 0);                   // flags: no S4BIOS, no 64BIT_WAKE_SUPPORTED
+  assert.is(v.getUint32(20, true), 0); // flags: no S4BIOS, no 64BIT_WAKE_SUPPORTED
   assert.is(f[32], 2);
 });
 
@@ -48,7 +53,7 @@ test('facs: X_Firmware_Waking_Vector wins: 32-bit protected mode, or long mode w
   assert.equal(readWakingVector(mem, FACS_AT), { kind: 'long64', address: 0x1234000n });
   mem.writeU32(FACS_AT + FACS_OFF_OSPM_FLAGS, 0);
   mem.writeU64(FACS_AT + FACS_OFF_X_FIRMWARE_WAKING_VECTOR, 0x1_0000_0000n);
-  assert.is(readWakingVector(mem, FACS_AT).kind, 'invalid');    // a 32-bit entry point above 4 GiB
+  assert.is(readWakingVector(mem, FACS_AT).kind, 'invalid'); // a 32-bit entry point above 4 GiB
 });
 
 test('facs: a FACS address outside RAM, straddling its end, or without the signature is reported, never thrown', () => {
@@ -60,7 +65,7 @@ test('facs: a FACS address outside RAM, straddling its end, or without the signa
   const r = readWakingVector(mem, 0x1000);
   assert.is(r.kind, 'invalid');
   assert.match((r as { reason: string }).reason, /no FACS/);
-  mem.writeU32(FACS_AT + 4, 16);                                  // a guest that shrank the length
+  mem.writeU32(FACS_AT + 4, 16); // a guest that shrank the length
   assert.match((readWakingVector(mem, FACS_AT) as { reason: string }).reason, /length 16/);
 });
 

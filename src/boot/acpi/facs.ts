@@ -12,18 +12,18 @@ export const FACS_VERSION = 2;
 // ---- field offsets ----------------------------------------------------------------------------------------------
 const OFF_SIGNATURE = 0;
 const OFF_LENGTH = 4;
-const OFF_HARDWARE_SIGNATURE = 8;        // changes when the hardware configuration changes (S4 resume check)
+const OFF_HARDWARE_SIGNATURE = 8; // changes when the hardware configuration changes (S4 resume check)
 export const FACS_OFF_FIRMWARE_WAKING_VECTOR = 12; // u32: real-mode waking vector the OS sets
-const OFF_GLOBAL_LOCK = 16;              // u32
-const OFF_FLAGS = 20;                    // u32: firmware's capabilities
+const OFF_GLOBAL_LOCK = 16; // u32
+const OFF_FLAGS = 20; // u32: firmware's capabilities
 export const FACS_OFF_X_FIRMWARE_WAKING_VECTOR = 24; // u64: protected/long-mode waking vector
-const OFF_VERSION = 32;                  // u8
-export const FACS_OFF_OSPM_FLAGS = 36;   // u32: what the OS asks for
+const OFF_VERSION = 32; // u8
+export const FACS_OFF_OSPM_FLAGS = 36; // u32: what the OS asks for
 
 // ---- flags ------------------------------------------------------------------------------------------------------
-export const FACS_FLAG_S4BIOS = 0x1;              // S4BIOS_F: firmware supports S4BIOS (no)
+export const FACS_FLAG_S4BIOS = 0x1; // S4BIOS_F: firmware supports S4BIOS (no)
 export const FACS_FLAG_64BIT_WAKE_SUPPORTED = 0x2; // 64BIT_WAKE_SUPPORTED_F: firmware can wake in long mode (no)
-export const FACS_OSPM_64BIT_WAKE = 0x1;          // 64BIT_WAKE_F (OSPM flags): the OS asks to wake in long mode
+export const FACS_OSPM_64BIT_WAKE = 0x1; // 64BIT_WAKE_F (OSPM flags): the OS asks to wake in long mode
 
 /**
  * The FACS tsvmm hands the guest: both waking vectors 0, the global lock free, no S4BIOS and no 64-bit wake
@@ -71,7 +71,11 @@ export function readWakingVector(memory: GuestMemory, facsAddress: number): Waki
     return { kind: 'invalid', reason: `FACS at 0x${facsAddress.toString(16)} is not in guest RAM` };
   }
   const signature = String.fromCharCode(...memory.read(facsAddress + OFF_SIGNATURE, 4));
-  if (signature !== FACS_SIGNATURE) return { kind: 'invalid', reason: `no FACS at 0x${facsAddress.toString(16)} (signature ${JSON.stringify(signature)})` };
+  if (signature !== FACS_SIGNATURE)
+    return {
+      kind: 'invalid',
+      reason: `no FACS at 0x${facsAddress.toString(16)} (signature ${JSON.stringify(signature)})`,
+    };
   const length = memory.readU32(facsAddress + OFF_LENGTH);
   if (length < FACS_LENGTH) return { kind: 'invalid', reason: `FACS length ${length} < ${FACS_LENGTH}` };
 
@@ -84,6 +88,7 @@ export function readWakingVector(memory: GuestMemory, facsAddress: number): Waki
   }
   const vector = memory.readU32(facsAddress + FACS_OFF_FIRMWARE_WAKING_VECTOR);
   if (vector === 0) return { kind: 'none' };
-  if (vector >= REAL_MODE_LIMIT) return { kind: 'invalid', reason: `real-mode waking vector 0x${vector.toString(16)} is not below 1 MiB` };
+  if (vector >= REAL_MODE_LIMIT)
+    return { kind: 'invalid', reason: `real-mode waking vector 0x${vector.toString(16)} is not below 1 MiB` };
   return { kind: 'real', cs: vector >>> 4, ip: vector & 0xf, address: vector };
 }

@@ -45,15 +45,24 @@ export const DEFAULT_INTX_ROUTING: IntxRouting = { firstGsi: 16, gsiCount: 8 };
 /** The IOAPIC input (GSI) PCI bus 0 `slot`'s pin `pin` (0 = INTA#) raises. */
 export function intxGsi(slot: number, pin: number, routing: IntxRouting = DEFAULT_INTX_ROUTING): number {
   if (!Number.isInteger(slot) || slot < 0 || slot > 31) throw new RangeError(`PCI slot ${slot} (0-31)`);
-  if (!Number.isInteger(pin) || pin < 0 || pin > 3) throw new RangeError(`PCI interrupt pin ${pin} (0 = INTA# … 3 = INTD#)`);
+  if (!Number.isInteger(pin) || pin < 0 || pin > 3)
+    throw new RangeError(`PCI interrupt pin ${pin} (0 = INTA# … 3 = INTD#)`);
   checkIntxRouting(routing);
   return routing.firstGsi + ((slot + pin) % routing.gsiCount);
 }
 
 export function checkIntxRouting(routing: IntxRouting): void {
   const { firstGsi, gsiCount } = routing;
-  if (!Number.isInteger(firstGsi) || !Number.isInteger(gsiCount) || gsiCount < 1 || firstGsi < 16 || firstGsi + gsiCount > IOAPIC_PINS) {
-    throw new RangeError(`PCI INTx routing: GSIs ${firstGsi}+${gsiCount} must lie in 16-${IOAPIC_PINS - 1} (above the ISA IRQs)`);
+  if (
+    !Number.isInteger(firstGsi) ||
+    !Number.isInteger(gsiCount) ||
+    gsiCount < 1 ||
+    firstGsi < 16 ||
+    firstGsi + gsiCount > IOAPIC_PINS
+  ) {
+    throw new RangeError(
+      `PCI INTx routing: GSIs ${firstGsi}+${gsiCount} must lie in 16-${IOAPIC_PINS - 1} (above the ISA IRQs)`,
+    );
   }
 }
 
@@ -69,7 +78,7 @@ export interface PciWindows {
 
 /** The I/O windows as a list. */
 export function ioWindows(windows: PciWindows): readonly AddressWindow[] {
-  return 'base' in windows.io ? [windows.io as AddressWindow] : windows.io as readonly AddressWindow[];
+  return 'base' in windows.io ? [windows.io as AddressWindow] : (windows.io as readonly AddressWindow[]);
 }
 
 /** The PCI host bridge both tables describe. */
@@ -88,16 +97,26 @@ export interface IsaSerialPort {
 }
 
 export function checkCpus(cpus: number): void {
-  if (!Number.isInteger(cpus) || cpus < 1 || cpus > MAX_CPUS) throw new RangeError(`platform tables: ${cpus} CPUs (1-${MAX_CPUS})`);
+  if (!Number.isInteger(cpus) || cpus < 1 || cpus > MAX_CPUS)
+    throw new RangeError(`platform tables: ${cpus} CPUs (1-${MAX_CPUS})`);
 }
 
 export function checkIsaIrq(what: string, irq: number): void {
-  if (!Number.isInteger(irq) || irq < 0 || irq > 15 || irq === ISA_CASCADE_IRQ) throw new RangeError(`${what}: ISA IRQ ${irq} (0-15, not 2)`);
+  if (!Number.isInteger(irq) || irq < 0 || irq > 15 || irq === ISA_CASCADE_IRQ)
+    throw new RangeError(`${what}: ISA IRQ ${irq} (0-15, not 2)`);
 }
 
 export function checkWindow(what: string, w: AddressWindow, limit: number): void {
-  if (!Number.isSafeInteger(w.base) || !Number.isSafeInteger(w.size) || w.base < 0 || w.size <= 0 || w.base + w.size > limit) {
-    throw new RangeError(`${what}: window 0x${w.base.toString(16)}+0x${w.size.toString(16)} is empty or beyond 0x${limit.toString(16)}`);
+  if (
+    !Number.isSafeInteger(w.base) ||
+    !Number.isSafeInteger(w.size) ||
+    w.base < 0 ||
+    w.size <= 0 ||
+    w.base + w.size > limit
+  ) {
+    throw new RangeError(
+      `${what}: window 0x${w.base.toString(16)}+0x${w.size.toString(16)} is empty or beyond 0x${limit.toString(16)}`,
+    );
   }
 }
 

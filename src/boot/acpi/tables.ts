@@ -24,18 +24,28 @@
 import { dsdtAml, type DsdtConfig } from './dsdt.js';
 import { FACS_ALIGN, buildFacs } from './facs.js';
 import {
-  IOAPIC_ADDRESS, IOAPIC_ID, ISA_IRQ0_GSI, LAPIC_ADDRESS, checkCpus, checkIsaIrq, checkWindow, ioWindows, overlaps,
-  type AddressWindow, type IsaSerialPort, type PciHost,
+  IOAPIC_ADDRESS,
+  IOAPIC_ID,
+  ISA_IRQ0_GSI,
+  LAPIC_ADDRESS,
+  checkCpus,
+  checkIsaIrq,
+  checkWindow,
+  ioWindows,
+  overlaps,
+  type AddressWindow,
+  type IsaSerialPort,
+  type PciHost,
 } from './platform.js';
 import { PM1_CNT_LENGTH, PM1_EVT_LENGTH, PM_TMR_LENGTH, PM_TIMER_32BIT } from '../../../devices/acpi-pm.js';
 import { I8042_COMMAND_PORT, CCMD_RESET } from '../../../devices/i8042.js';
 import type { RamRegion } from '../e820.js';
 
 // ---- identification ---------------------------------------------------------------------------------------------
-export const ACPI_OEM_ID = 'TSVMM ';          // 6 bytes
-export const ACPI_OEM_TABLE_ID = 'TSVMMPC ';  // 8 bytes
+export const ACPI_OEM_ID = 'TSVMM '; // 6 bytes
+export const ACPI_OEM_TABLE_ID = 'TSVMMPC '; // 8 bytes
 export const ACPI_OEM_REVISION = 1;
-export const ACPI_CREATOR_ID = 'TSVM';        // 4 bytes
+export const ACPI_CREATOR_ID = 'TSVM'; // 4 bytes
 export const ACPI_CREATOR_REVISION = 1;
 
 export const ACPI_HEADER_LENGTH = 36;
@@ -43,17 +53,17 @@ const HEADER_OFF_LENGTH = 4;
 const HEADER_OFF_CHECKSUM = 9;
 
 // ---- revisions ------------------------------------------------------------------------------------------------------
-const RSDP_REVISION = 2;                      // ACPI 2.0+ RSDP: has Length, XsdtAddress, extended checksum
+const RSDP_REVISION = 2; // ACPI 2.0+ RSDP: has Length, XsdtAddress, extended checksum
 const RSDT_REVISION = 1;
 const XSDT_REVISION = 1;
-export const FADT_REVISION = 6;               // ACPI 6.0 layout
+export const FADT_REVISION = 6; // ACPI 6.0 layout
 const FADT_MINOR_REVISION = 0;
-const MADT_REVISION = 4;                      // ACPI 6.0 MADT
+const MADT_REVISION = 4; // ACPI 6.0 MADT
 const MCFG_REVISION = 1;
-const DSDT_REVISION = 2;                      // ≥ 2: AML integers are 64 bits
+const DSDT_REVISION = 2; // ≥ 2: AML integers are 64 bits
 
 export const RSDP_LENGTH = 36;
-const RSDP_V1_LENGTH = 20;                    // the part the first checksum covers
+const RSDP_V1_LENGTH = 20; // the part the first checksum covers
 export const FADT_LENGTH = 276;
 
 // ---- FADT fields ----------------------------------------------------------------------------------------------------
@@ -90,25 +100,25 @@ const C3_NOT_SUPPORTED = 0x0fff;
 export const FADT_CENTURY_INDEX = 0x32;
 
 // IAPC_BOOT_ARCH (5.2.9.3)
-export const BOOT_ARCH_LEGACY_DEVICES = 0x0001;  // ISA/LPC devices the OS cannot enumerate otherwise
-export const BOOT_ARCH_8042 = 0x0002;            // an 8042 keyboard controller is present
+export const BOOT_ARCH_LEGACY_DEVICES = 0x0001; // ISA/LPC devices the OS cannot enumerate otherwise
+export const BOOT_ARCH_8042 = 0x0002; // an 8042 keyboard controller is present
 export const BOOT_ARCH_VGA_NOT_PRESENT = 0x0004; // do not probe VGA
 export const BOOT_ARCH_MSI_NOT_SUPPORTED = 0x0008;
 export const BOOT_ARCH_PCIE_ASPM_CONTROLS = 0x0010;
 export const BOOT_ARCH_CMOS_RTC_NOT_PRESENT = 0x0020;
 
 // FADT flags (5.2.9, table "Fixed ACPI Description Table Fixed Feature Flags")
-export const FADT_F_WBINVD = 1 << 0;             // WBINVD works
-export const FADT_F_PROC_C1 = 1 << 2;            // C1 (HLT) works on every processor
-export const FADT_F_PWR_BUTTON = 1 << 4;         // set: no fixed-feature power button (ours is fixed: clear)
-export const FADT_F_SLP_BUTTON = 1 << 5;         // set: no fixed-feature sleep button (none at all)
-export const FADT_F_FIX_RTC = 1 << 6;            // set: RTC wake status is not in the fixed registers
-export const FADT_F_RTC_S4 = 1 << 7;             // the RTC can wake from S4
-export const FADT_F_TMR_VAL_EXT = 1 << 8;        // the PM timer is 32 bits (clear: 24 bits)
-export const FADT_F_RESET_REG_SUP = 1 << 10;     // RESET_REG is valid
+export const FADT_F_WBINVD = 1 << 0; // WBINVD works
+export const FADT_F_PROC_C1 = 1 << 2; // C1 (HLT) works on every processor
+export const FADT_F_PWR_BUTTON = 1 << 4; // set: no fixed-feature power button (ours is fixed: clear)
+export const FADT_F_SLP_BUTTON = 1 << 5; // set: no fixed-feature sleep button (none at all)
+export const FADT_F_FIX_RTC = 1 << 6; // set: RTC wake status is not in the fixed registers
+export const FADT_F_RTC_S4 = 1 << 7; // the RTC can wake from S4
+export const FADT_F_TMR_VAL_EXT = 1 << 8; // the PM timer is 32 bits (clear: 24 bits)
+export const FADT_F_RESET_REG_SUP = 1 << 10; // RESET_REG is valid
 export const FADT_F_USE_PLATFORM_CLOCK = 1 << 15; // use the platform's clocks (PM timer/HPET), not per-CPU ones
 export const FADT_F_FORCE_APIC_PHYSICAL_DESTINATION_MODE = 1 << 19;
-export const FADT_F_HW_REDUCED_ACPI = 1 << 20;   // never set here
+export const FADT_F_HW_REDUCED_ACPI = 1 << 20; // never set here
 
 // Generic Address Structure (5.2.3.2)
 const GAS_SPACE_SYSTEM_IO = 1;
@@ -116,11 +126,11 @@ const GAS_SPACE_SYSTEM_IO = 1;
 const GAS_ACCESS_LEGACY = 0;
 
 // ---- MADT -----------------------------------------------------------------------------------------------------------
-const MADT_FLAG_PCAT_COMPAT = 0x1;               // dual 8259s present: the OS must mask them before using APICs
-const MADT_LOCAL_APIC = 0;                       // Processor Local APIC (8 bytes)
-const MADT_IOAPIC = 1;                           // I/O APIC (12 bytes)
-const MADT_INTERRUPT_OVERRIDE = 2;               // Interrupt Source Override (10 bytes)
-const MADT_LOCAL_APIC_NMI = 4;                   // Local APIC NMI (6 bytes)
+const MADT_FLAG_PCAT_COMPAT = 0x1; // dual 8259s present: the OS must mask them before using APICs
+const MADT_LOCAL_APIC = 0; // Processor Local APIC (8 bytes)
+const MADT_IOAPIC = 1; // I/O APIC (12 bytes)
+const MADT_INTERRUPT_OVERRIDE = 2; // Interrupt Source Override (10 bytes)
+const MADT_LOCAL_APIC_NMI = 4; // Local APIC NMI (6 bytes)
 const LOCAL_APIC_ENABLED = 0x1;
 const MADT_ISA_BUS = 0;
 /** MPS INTI flags: polarity in bits 1-0, trigger mode in bits 3-2; 0 = conforms to the bus. */
@@ -129,7 +139,7 @@ export const MPS_INTI_ACTIVE_HIGH = 0x1;
 export const MPS_INTI_ACTIVE_LOW = 0x3;
 export const MPS_INTI_EDGE = 0x1 << 2;
 export const MPS_INTI_LEVEL = 0x3 << 2;
-const ALL_PROCESSORS = 0xff;                     // Local APIC NMI: applies to every processor
+const ALL_PROCESSORS = 0xff; // Local APIC NMI: applies to every processor
 const LINT1 = 1;
 
 // ---- MCFG -----------------------------------------------------------------------------------------------------------
@@ -153,7 +163,12 @@ export function checksum8(bytes: Uint8Array, from = 0, to = bytes.length): numbe
 }
 
 /** A complete table: the standard 36-byte header (5.2.6), `body`, and the checksum over it all. */
-export function acpiTable(signature: string, revision: number, body: Uint8Array, oemTableId = ACPI_OEM_TABLE_ID): Uint8Array {
+export function acpiTable(
+  signature: string,
+  revision: number,
+  body: Uint8Array,
+  oemTableId = ACPI_OEM_TABLE_ID,
+): Uint8Array {
   const bytes = new Uint8Array(ACPI_HEADER_LENGTH + body.length);
   const v = new DataView(bytes.buffer);
   ascii(bytes, 0, signature, 4);
@@ -172,8 +187,8 @@ export function acpiTable(signature: string, revision: number, body: Uint8Array,
 /** A Generic Address Structure for `bytes` of I/O ports at `port`. */
 function gas(v: DataView, at: number, port: number, bytes: number): void {
   v.setUint8(at, GAS_SPACE_SYSTEM_IO);
-  v.setUint8(at + 1, bytes * 8);                 // register bit width
-  v.setUint8(at + 2, 0);                         // bit offset
+  v.setUint8(at + 1, bytes * 8); // register bit width
+  v.setUint8(at + 2, 0); // bit offset
   v.setUint8(at + 3, GAS_ACCESS_LEGACY);
   v.setBigUint64(at + 4, BigInt(port), true);
 }
@@ -190,8 +205,8 @@ export function buildRsdp(rsdtAddress: number, xsdtAddress: number): Uint8Array 
   v.setUint32(16, rsdtAddress, true);
   v.setUint32(20, RSDP_LENGTH, true);
   v.setBigUint64(24, BigInt(xsdtAddress), true);
-  bytes[8] = checksum8(bytes, 0, RSDP_V1_LENGTH);   // the ACPI 1.0 part
-  bytes[32] = checksum8(bytes, 0, RSDP_LENGTH);      // the whole structure (first checksum included)
+  bytes[8] = checksum8(bytes, 0, RSDP_V1_LENGTH); // the ACPI 1.0 part
+  bytes[32] = checksum8(bytes, 0, RSDP_LENGTH); // the whole structure (first checksum included)
   return bytes;
 }
 
@@ -234,7 +249,7 @@ export function buildFadt(c: FadtConfig): Uint8Array {
   v.setUint32(FADT_OFF_DSDT, c.dsdt, true);
   v.setUint8(FADT_OFF_PREFERRED_PM_PROFILE, PM_PROFILE_UNSPECIFIED);
   v.setUint16(FADT_OFF_SCI_INT, c.sciIrq, true);
-  v.setUint32(FADT_OFF_SMI_CMD, 0, true);        // no SMM: ACPI always enabled
+  v.setUint32(FADT_OFF_SMI_CMD, 0, true); // no SMM: ACPI always enabled
   v.setUint32(FADT_OFF_PM1A_EVT_BLK, c.pm.pm1aEvt, true);
   v.setUint32(FADT_OFF_PM1A_CNT_BLK, c.pm.pm1aCnt, true);
   v.setUint32(FADT_OFF_PM_TMR_BLK, c.pm.pmTmr, true);
@@ -244,7 +259,11 @@ export function buildFadt(c: FadtConfig): Uint8Array {
   v.setUint16(FADT_OFF_P_LVL2_LAT, C2_NOT_SUPPORTED, true);
   v.setUint16(FADT_OFF_P_LVL3_LAT, C3_NOT_SUPPORTED, true);
   v.setUint8(FADT_OFF_CENTURY, FADT_CENTURY_INDEX);
-  v.setUint16(FADT_OFF_IAPC_BOOT_ARCH, BOOT_ARCH_LEGACY_DEVICES | BOOT_ARCH_VGA_NOT_PRESENT | (c.i8042 ? BOOT_ARCH_8042 : 0), true);
+  v.setUint16(
+    FADT_OFF_IAPC_BOOT_ARCH,
+    BOOT_ARCH_LEGACY_DEVICES | BOOT_ARCH_VGA_NOT_PRESENT | (c.i8042 ? BOOT_ARCH_8042 : 0),
+    true,
+  );
   let flags = FADT_F_WBINVD | FADT_F_PROC_C1 | FADT_F_SLP_BUTTON | FADT_F_RTC_S4 | FADT_F_USE_PLATFORM_CLOCK;
   if (PM_TIMER_32BIT) flags |= FADT_F_TMR_VAL_EXT;
   if (c.cpus > 8) flags |= FADT_F_FORCE_APIC_PHYSICAL_DESTINATION_MODE;
@@ -275,10 +294,17 @@ export function buildMadt(c: MadtConfig): Uint8Array {
   const u16 = (x: number) => [x & 0xff, (x >> 8) & 0xff];
   const u32 = (x: number) => [x & 0xff, (x >>> 8) & 0xff, (x >>> 16) & 0xff, (x >>> 24) & 0xff];
   for (let cpu = 0; cpu < c.cpus; cpu++) {
-    entries.push([MADT_LOCAL_APIC, 8, cpu, cpu, ...u32(LOCAL_APIC_ENABLED)]);   // UID, APIC ID, flags
+    entries.push([MADT_LOCAL_APIC, 8, cpu, cpu, ...u32(LOCAL_APIC_ENABLED)]); // UID, APIC ID, flags
   }
   entries.push([MADT_IOAPIC, 12, IOAPIC_ID, 0, ...u32(IOAPIC_ADDRESS), ...u32(0)]);
-  const override = (irq: number, gsi: number, flags: number) => [MADT_INTERRUPT_OVERRIDE, 10, MADT_ISA_BUS, irq, ...u32(gsi), ...u16(flags)];
+  const override = (irq: number, gsi: number, flags: number) => [
+    MADT_INTERRUPT_OVERRIDE,
+    10,
+    MADT_ISA_BUS,
+    irq,
+    ...u32(gsi),
+    ...u16(flags),
+  ];
   entries.push(override(0, ISA_IRQ0_GSI, MPS_INTI_CONFORMS));
   entries.push(override(c.sciIrq, c.sciIrq, MPS_INTI_ACTIVE_HIGH | MPS_INTI_LEVEL));
   entries.push([MADT_LOCAL_APIC_NMI, 6, ALL_PROCESSORS, ...u16(MPS_INTI_CONFORMS), LINT1]);
@@ -300,10 +326,10 @@ export function buildMcfg(e: EcamConfig): Uint8Array {
   const body = new Uint8Array(MCFG_RESERVED_LENGTH + MCFG_ENTRY_LENGTH);
   const v = new DataView(body.buffer);
   const at = MCFG_RESERVED_LENGTH;
-  v.setBigUint64(at, BigInt(e.base), true);      // ECAM base for bus 0
-  v.setUint16(at + 8, 0, true);                  // PCI segment group
-  v.setUint8(at + 10, 0);                        // first bus
-  v.setUint8(at + 11, e.endBus);                 // last bus
+  v.setBigUint64(at, BigInt(e.base), true); // ECAM base for bus 0
+  v.setUint16(at + 8, 0, true); // PCI segment group
+  v.setUint8(at + 10, 0); // first bus
+  v.setUint8(at + 11, e.endBus); // last bus
   return acpiTable('MCFG', MCFG_REVISION, body);
 }
 
@@ -378,33 +404,46 @@ const FOUR_GIB = 2 ** 32;
 const alignUp = (n: number, a: number) => Math.ceil(n / a) * a;
 
 function insideRam(ram: readonly RamRegion[], w: AddressWindow): boolean {
-  return ram.some(r => w.base >= r.start && w.base + w.size <= r.start + r.size);
+  return ram.some((r) => w.base >= r.start && w.base + w.size <= r.start + r.size);
 }
 
 function checkConfig(c: AcpiConfig): void {
   checkCpus(c.cpus);
   checkIsaIrq('SCI', c.sciIrq);
-  for (const [what, port, len] of [['PM1a_EVT_BLK', c.pm.pm1aEvt, PM1_EVT_LENGTH], ['PM1a_CNT_BLK', c.pm.pm1aCnt, PM1_CNT_LENGTH], ['PM_TMR_BLK', c.pm.pmTmr, PM_TMR_LENGTH]] as const) {
+  for (const [what, port, len] of [
+    ['PM1a_EVT_BLK', c.pm.pm1aEvt, PM1_EVT_LENGTH],
+    ['PM1a_CNT_BLK', c.pm.pm1aCnt, PM1_CNT_LENGTH],
+    ['PM_TMR_BLK', c.pm.pmTmr, PM_TMR_LENGTH],
+  ] as const) {
     checkWindow(what, { base: port, size: len }, 0x10000);
   }
-  const ramWindows = c.ram.map(r => ({ base: r.start, size: r.size }));
-  for (const [what, w] of [['RSDP placement', c.placement.rsdp], ['ACPI tables placement', c.placement.tables]] as const) {
+  const ramWindows = c.ram.map((r) => ({ base: r.start, size: r.size }));
+  for (const [what, w] of [
+    ['RSDP placement', c.placement.rsdp],
+    ['ACPI tables placement', c.placement.tables],
+  ] as const) {
     checkWindow(what, w, FOUR_GIB);
-    if (!insideRam(c.ram, w)) throw new RangeError(`${what} 0x${w.base.toString(16)}+0x${w.size.toString(16)} is not inside one RAM region`);
+    if (!insideRam(c.ram, w))
+      throw new RangeError(`${what} 0x${w.base.toString(16)}+0x${w.size.toString(16)} is not inside one RAM region`);
   }
   if (c.placement.rsdp.base % 16 !== 0) throw new RangeError('RSDP placement must be 16-byte aligned');
   if (overlaps(c.placement.rsdp, c.placement.tables)) throw new RangeError('RSDP and ACPI tables placements overlap');
-  const fixed: [string, AddressWindow][] = [['IOAPIC', { base: IOAPIC_ADDRESS, size: PAGE }], ['local APIC', { base: LAPIC_ADDRESS, size: PAGE }]];
+  const fixed: [string, AddressWindow][] = [
+    ['IOAPIC', { base: IOAPIC_ADDRESS, size: PAGE }],
+    ['local APIC', { base: LAPIC_ADDRESS, size: PAGE }],
+  ];
   const mmio: [string, AddressWindow][] = [];
   if (c.ecam) {
     if (!c.pci) throw new RangeError('ECAM without a PCI host bridge');
     const { base, endBus } = c.ecam;
-    if (!Number.isInteger(endBus) || endBus < 0 || endBus > 0xff) throw new RangeError(`ECAM last bus ${endBus} (0-255)`);
+    if (!Number.isInteger(endBus) || endBus < 0 || endBus > 0xff)
+      throw new RangeError(`ECAM last bus ${endBus} (0-255)`);
     if (base % ECAM_BYTES_PER_BUS !== 0) throw new RangeError(`ECAM base 0x${base.toString(16)} must be 1 MiB aligned`);
     const w = ecamWindow(c.ecam);
-    checkWindow('ECAM', w, FOUR_GIB);              // below 4 GiB: reserved with Memory32Fixed
+    checkWindow('ECAM', w, FOUR_GIB); // below 4 GiB: reserved with Memory32Fixed
     mmio.push(['ECAM', w]);
-    if (c.pci.endBus !== undefined && c.pci.endBus > endBus) throw new RangeError(`PCI buses 0-${c.pci.endBus} exceed the ECAM's 0-${endBus}`);
+    if (c.pci.endBus !== undefined && c.pci.endBus > endBus)
+      throw new RangeError(`PCI buses 0-${c.pci.endBus} exceed the ECAM's 0-${endBus}`);
   }
   if (c.pci) {
     const { mmio32, mmio64 } = c.pci.windows;
@@ -417,8 +456,10 @@ function checkConfig(c: AcpiConfig): void {
     }
   }
   for (const [what, w] of mmio) {
-    for (const r of ramWindows) if (overlaps(w, r)) throw new RangeError(`${what} overlaps RAM at 0x${r.base.toString(16)}`);
-    for (const [other, o] of [...fixed, ...mmio]) if (o !== w && overlaps(w, o)) throw new RangeError(`${what} overlaps the ${other}`);
+    for (const r of ramWindows)
+      if (overlaps(w, r)) throw new RangeError(`${what} overlaps RAM at 0x${r.base.toString(16)}`);
+    for (const [other, o] of [...fixed, ...mmio])
+      if (o !== w && overlaps(w, o)) throw new RangeError(`${what} overlaps the ${other}`);
   }
 }
 
@@ -431,7 +472,9 @@ export function buildAcpiTables(c: AcpiConfig): AcpiTables {
   const place = (name: string, bytes: Uint8Array, align: number): number => {
     const gpa = alignUp(next, align);
     if (gpa + bytes.length > area.base + area.size) {
-      throw new RangeError(`ACPI tables need more than the 0x${area.size.toString(16)} bytes placed at 0x${area.base.toString(16)} (at ${name})`);
+      throw new RangeError(
+        `ACPI tables need more than the 0x${area.size.toString(16)} bytes placed at 0x${area.base.toString(16)} (at ${name})`,
+      );
     }
     blobs.push({ name, gpa, bytes });
     next = gpa + bytes.length;
@@ -440,22 +483,34 @@ export function buildAcpiTables(c: AcpiConfig): AcpiTables {
 
   const facs = place('FACS', buildFacs(), FACS_ALIGN);
   const ecam = c.ecam ? ecamWindow(c.ecam) : undefined;
-  const dsdt = place('DSDT', buildDsdt({
-    cpus: c.cpus, serial: c.serial, rtc: c.rtc ?? true, i8042: c.i8042, pvpanic: c.pvpanic,
-    pci: c.pci && { ...c.pci, endBus: c.pci.endBus ?? c.ecam?.endBus },
-    ecam,
-    reservedIo: [
-      { base: c.pm.pm1aEvt, size: PM1_EVT_LENGTH },
-      { base: c.pm.pm1aCnt, size: PM1_CNT_LENGTH },
-      { base: c.pm.pmTmr, size: PM_TMR_LENGTH },
-    ],
-  }), 16);
+  const dsdt = place(
+    'DSDT',
+    buildDsdt({
+      cpus: c.cpus,
+      serial: c.serial,
+      rtc: c.rtc ?? true,
+      i8042: c.i8042,
+      pvpanic: c.pvpanic,
+      pci: c.pci && { ...c.pci, endBus: c.pci.endBus ?? c.ecam?.endBus },
+      ecam,
+      reservedIo: [
+        { base: c.pm.pm1aEvt, size: PM1_EVT_LENGTH },
+        { base: c.pm.pm1aCnt, size: PM1_CNT_LENGTH },
+        { base: c.pm.pmTmr, size: PM_TMR_LENGTH },
+      ],
+    }),
+    16,
+  );
   const listed: number[] = [];
   listed.push(place('FACP', buildFadt({ facs, dsdt, sciIrq: c.sciIrq, pm: c.pm, cpus: c.cpus, i8042: c.i8042 }), 16));
   listed.push(place('APIC', buildMadt({ cpus: c.cpus, sciIrq: c.sciIrq }), 16));
   if (c.ecam) listed.push(place('MCFG', buildMcfg(c.ecam), 16));
   for (const t of c.extraTables ?? []) {
-    if (t.length < ACPI_HEADER_LENGTH || new DataView(t.buffer, t.byteOffset).getUint32(HEADER_OFF_LENGTH, true) !== t.length || checksum8(t) !== 0) {
+    if (
+      t.length < ACPI_HEADER_LENGTH ||
+      new DataView(t.buffer, t.byteOffset).getUint32(HEADER_OFF_LENGTH, true) !== t.length ||
+      checksum8(t) !== 0
+    ) {
       throw new RangeError('extra ACPI table: bad header length or checksum');
     }
     listed.push(place(String.fromCharCode(...t.subarray(0, 4)), t, 16));
@@ -464,7 +519,8 @@ export function buildAcpiTables(c: AcpiConfig): AcpiTables {
   const rsdt = place('RSDT', buildRsdt(listed), 16);
 
   const rsdp = buildRsdp(rsdt, xsdt);
-  if (rsdp.length > rsdpArea.size) throw new RangeError(`RSDP needs ${rsdp.length} bytes, the placement has ${rsdpArea.size}`);
+  if (rsdp.length > rsdpArea.size)
+    throw new RangeError(`RSDP needs ${rsdp.length} bytes, the placement has ${rsdpArea.size}`);
   blobs.unshift({ name: 'RSDP', gpa: rsdpArea.base, bytes: rsdp });
 
   const pages = (base: number, end: number): AddressWindow => {

@@ -17,8 +17,18 @@ import { LinuxBootError, hex } from './error.js';
 import { planLinuxBoot, writeCmdlineAndInitrd, type LinuxBoot, type LinuxBootOptions } from './common.js';
 import { linux64EntryState } from './entry-state.js';
 import {
-  BZIMAGE_DEFAULT_LOAD, CAN_USE_HEAP, HEAP_END_PTR, KEEP_SEGMENTS, LINUX64_BOOT_DATA, LOADER_TYPE_UNDEFINED,
-  PROTOCOL_PREF_ADDRESS, STARTUP_64_OFFSET, VID_MODE_NORMAL, X86_SUBARCH_PC, XLF_KERNEL_64, ZERO_PAGE_ADDR,
+  BZIMAGE_DEFAULT_LOAD,
+  CAN_USE_HEAP,
+  HEAP_END_PTR,
+  KEEP_SEGMENTS,
+  LINUX64_BOOT_DATA,
+  LOADER_TYPE_UNDEFINED,
+  PROTOCOL_PREF_ADDRESS,
+  STARTUP_64_OFFSET,
+  VID_MODE_NORMAL,
+  X86_SUBARCH_PC,
+  XLF_KERNEL_64,
+  ZERO_PAGE_ADDR,
   type SetupHeaderField,
 } from './layout.js';
 import { parseSetupHeader, type BzImageHeader } from './setup-header.js';
@@ -43,16 +53,22 @@ const alignUp = (n: number, a: number) => Math.ceil(n / a) * a;
 /** Decides where a bzImage goes and how much memory it claims from there. */
 export function placeBzImage(h: BzImageHeader): BzImagePlacement {
   if (h.relocatable && !isPowerOfTwo(h.kernelAlignment)) {
-    throw new LinuxBootError(`relocatable kernel with kernel_alignment ${hex(h.kernelAlignment)}, which is not a power of two`);
+    throw new LinuxBootError(
+      `relocatable kernel with kernel_alignment ${hex(h.kernelAlignment)}, which is not a power of two`,
+    );
   }
-  const load = h.relocatable && h.version >= PROTOCOL_PREF_ADDRESS && h.prefAddress >= BZIMAGE_DEFAULT_LOAD
-    ? h.prefAddress : BZIMAGE_DEFAULT_LOAD;
+  const load =
+    h.relocatable && h.version >= PROTOCOL_PREF_ADDRESS && h.prefAddress >= BZIMAGE_DEFAULT_LOAD
+      ? h.prefAddress
+      : BZIMAGE_DEFAULT_LOAD;
   // boot.rst: runtime_start = relocatable ? align_up(load_address, kernel_alignment) : pref_address.
-  const runtimeStart = h.relocatable ? alignUp(load, h.kernelAlignment) : (h.prefAddress || load);
+  const runtimeStart = h.relocatable ? alignUp(load, h.kernelAlignment) : h.prefAddress || load;
   const start = Math.min(load, runtimeStart);
   const end = Math.max(load + h.kernelFileSize, runtimeStart + h.initSize);
   if (end > IDENTITY_MAPPED_END) {
-    throw new LinuxBootError(`kernel cannot be placed: it needs [${hex(start)}, ${hex(end)}), past the 4 GiB the boot page tables identity-map`);
+    throw new LinuxBootError(
+      `kernel cannot be placed: it needs [${hex(start)}, ${hex(end)}), past the 4 GiB the boot page tables identity-map`,
+    );
   }
   return { load, runtimeStart, start, end };
 }
@@ -61,14 +77,21 @@ export function placeBzImage(h: BzImageHeader): BzImagePlacement {
 export function loadBzImage(mem: GuestMemory, image: Uint8Array, options: LinuxBootOptions): LinuxBoot {
   const header = parseSetupHeader(image);
   if (!(header.xloadflags & XLF_KERNEL_64)) {
-    throw new LinuxBootError(`kernel has no 64-bit entry point (boot protocol ${header.versionText}, xloadflags ${hex(header.xloadflags)}: XLF_KERNEL_64 clear)`);
+    throw new LinuxBootError(
+      `kernel has no 64-bit entry point (boot protocol ${header.versionText}, xloadflags ${hex(header.xloadflags)}: XLF_KERNEL_64 clear)`,
+    );
   }
-  if (options.entry === 'pvh') throw new LinuxBootError('a bzImage has no PVH entry; boot the uncompressed ELF vmlinux for PVH');
+  if (options.entry === 'pvh')
+    throw new LinuxBootError('a bzImage has no PVH entry; boot the uncompressed ELF vmlinux for PVH');
   const place = placeBzImage(header);
   const kernel = { start: place.start, end: place.end };
   const plan = planLinuxBoot({
-    mem, options, mode: 'long', kernel,
-    kernelWhat: `kernel cannot be placed: loaded at ${hex(place.load)}${header.relocatable ? ' (relocatable)' : ''} it needs ` +
+    mem,
+    options,
+    mode: 'long',
+    kernel,
+    kernelWhat:
+      `kernel cannot be placed: loaded at ${hex(place.load)}${header.relocatable ? ' (relocatable)' : ''} it needs ` +
       `init_size ${hex(header.initSize)} from ${hex(place.runtimeStart)}, so`,
     bootData: { ...LINUX64_BOOT_DATA, what: 'the zero page' },
     cmdlineMax: header.cmdlineSize,
@@ -94,10 +117,18 @@ export function loadBzImage(mem: GuestMemory, image: Uint8Array, options: LinuxB
   const entry = place.load + STARTUP_64_OFFSET;
   const cpu = linux64EntryState(mem, entry, ZERO_PAGE_ADDR);
   return {
-    cpu, protocol: 'linux64', format: 'bzimage', entry, kernel,
-    bootData: ZERO_PAGE_ADDR, bootDataRange: { ...LINUX64_BOOT_DATA },
-    cmdline: plan.cmdline, initrd: plan.initrd, header,
-    description: `Linux bzImage${header.kernelVersion ? ` ${header.kernelVersion.split(' ')[0]}` : ''} (boot protocol ${header.versionText}) ` +
+    cpu,
+    protocol: 'linux64',
+    format: 'bzimage',
+    entry,
+    kernel,
+    bootData: ZERO_PAGE_ADDR,
+    bootDataRange: { ...LINUX64_BOOT_DATA },
+    cmdline: plan.cmdline,
+    initrd: plan.initrd,
+    header,
+    description:
+      `Linux bzImage${header.kernelVersion ? ` ${header.kernelVersion.split(' ')[0]}` : ''} (boot protocol ${header.versionText}) ` +
       `loaded at ${hex(place.load)}, 64-bit entry ${hex(entry)}, boot_params at ${hex(ZERO_PAGE_ADDR)}`,
   };
 }

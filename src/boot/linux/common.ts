@@ -58,7 +58,8 @@ export interface LinuxBoot {
 export function encodeCmdline(cmdline: string, max: number): Uint8Array {
   if (cmdline.includes('\0')) throw new LinuxBootError('the command line contains a NUL character');
   const bytes = new TextEncoder().encode(cmdline);
-  if (bytes.length > max) throw new LinuxBootError(`command line too long: ${bytes.length} bytes, this kernel takes at most ${max}`);
+  if (bytes.length > max)
+    throw new LinuxBootError(`command line too long: ${bytes.length} bytes, this kernel takes at most ${max}`);
   const out = new Uint8Array(bytes.length + 1);
   out.set(bytes);
   return out;
@@ -97,10 +98,15 @@ export function planLinuxBoot(p: PlanInput): Plan {
   const cmdlineBytes = encodeCmdline(p.options.cmdline ?? '', p.cmdlineMax);
   const cmdline = { start: CMDLINE_ADDR, end: CMDLINE_ADDR + cmdlineBytes.length };
   if (cmdline.end > CMDLINE_LIMIT) {
-    throw new LinuxBootError(`command line too long: ${cmdlineBytes.length - 1} bytes do not fit between ${hex(CMDLINE_ADDR)} and ${hex(CMDLINE_LIMIT)}`);
+    throw new LinuxBootError(
+      `command line too long: ${cmdlineBytes.length - 1} bytes do not fit between ${hex(CMDLINE_ADDR)} and ${hex(CMDLINE_LIMIT)}`,
+    );
   }
-  const cpuRanges: NamedRange[] = reservedBootRanges(p.mode).map(r => ({ ...r, what: 'the boot GDT/stack/page tables' }));
-  const userReserved = (p.options.reserved ?? []).map(r => ({ ...r }));
+  const cpuRanges: NamedRange[] = reservedBootRanges(p.mode).map((r) => ({
+    ...r,
+    what: 'the boot GDT/stack/page tables',
+  }));
+  const userReserved = (p.options.reserved ?? []).map((r) => ({ ...r }));
   for (const r of userReserved) {
     if (!Number.isSafeInteger(r.start) || !Number.isSafeInteger(r.end) || r.start < 0 || r.end <= r.start) {
       throw new LinuxBootError(`bad reserved range ${r.what} [${r.start}, ${r.end})`);
@@ -120,12 +126,20 @@ export function planLinuxBoot(p: PlanInput): Plan {
   if (p.options.initrd !== undefined) {
     if (p.options.initrd.length === 0) throw new LinuxBootError('the initrd is empty');
     try {
-      initrd = placeHighest(p.mem, usable, [...fixed, ...userReserved, { ...p.kernel, what: 'the kernel' }], 'the initrd',
-        p.options.initrd.length, p.initrdAddrMax + 1);
+      initrd = placeHighest(
+        p.mem,
+        usable,
+        [...fixed, ...userReserved, { ...p.kernel, what: 'the kernel' }],
+        'the initrd',
+        p.options.initrd.length,
+        p.initrdAddrMax + 1,
+      );
     } catch (e) {
       if (!(e instanceof LinuxBootError)) throw e;
-      throw new LinuxBootError(`initrd does not fit: ${p.options.initrd.length} bytes in free usable RAM at or below ` +
-        `${hex(p.initrdAddrMax)} (the kernel takes ${hex(p.kernel.start)}-${hex(p.kernel.end)})`);
+      throw new LinuxBootError(
+        `initrd does not fit: ${p.options.initrd.length} bytes in free usable RAM at or below ` +
+          `${hex(p.initrdAddrMax)} (the kernel takes ${hex(p.kernel.start)}-${hex(p.kernel.end)})`,
+      );
     }
   }
   return { map, cmdlineBytes, cmdline, initrd };

@@ -40,18 +40,29 @@ for (const notesIn of ['segment', 'section'] as const) {
       assert.is(elf.pvhEntry, 0x1000040);
       // Only the metadata (and the first 64 KiB) was read: the segment bytes after that are still zero in it.
       const second = elf.segments[1];
-      assert.ok(metadata.subarray(second.offset, second.offset + second.filesz).every(b => b === 0));
-      assert.ok(metadata.subarray(100_000, 200_000).every(b => b === 0));
+      assert.ok(metadata.subarray(second.offset, second.offset + second.filesz).every((b) => b === 0));
+      assert.ok(metadata.subarray(100_000, 200_000).every((b) => b === 0));
 
       const options = { memoryMap: e820FromRam(ram), cmdline: 'console=ttyS0' };
       const fromMemory = new ArrayGuestMemory(ram);
       const a = loadVmlinux(fromMemory, image, options);
       const fromFile = new ArrayGuestMemory(ram);
-      const b = loadVmlinux(fromFile, metadata, { ...options, readSegment: (offset, into) => readExactly(fd, into, offset, 'vmlinux') });
+      const b = loadVmlinux(fromFile, metadata, {
+        ...options,
+        readSegment: (offset, into) => readExactly(fd, into, offset, 'vmlinux'),
+      });
       assert.equal(b.cpu, a.cpu);
       assert.is(b.entry, a.entry);
-      for (const range of [[0x1000000, 400_000], [0x1200000, 70_000], [0x20000, 0x1000]] as const) {
-        assert.equal(fromFile.read(range[0], range[1]), fromMemory.read(range[0], range[1]), `guest bytes at 0x${range[0].toString(16)}`);
+      for (const range of [
+        [0x1000000, 400_000],
+        [0x1200000, 70_000],
+        [0x20000, 0x1000],
+      ] as const) {
+        assert.equal(
+          fromFile.read(range[0], range[1]),
+          fromMemory.read(range[0], range[1]),
+          `guest bytes at 0x${range[0].toString(16)}`,
+        );
       }
     } finally {
       closeSync(fd);
@@ -68,9 +79,14 @@ test('elf file: a kernel file cut short after it was opened is one clear error, 
     const metadata = readElfMetadata(fd, image.length);
     truncateSync(path, 100_000);
     const mem = new ArrayGuestMemory(ram);
-    assert.throws(() => loadVmlinux(mem, metadata, {
-      memoryMap: e820FromRam(ram), readSegment: (offset, into) => readExactly(fd, into, offset, 'vmlinux'),
-    }), /vmlinux: the file ended at 100000, inside a segment/);
+    assert.throws(
+      () =>
+        loadVmlinux(mem, metadata, {
+          memoryMap: e820FromRam(ram),
+          readSegment: (offset, into) => readExactly(fd, into, offset, 'vmlinux'),
+        }),
+      /vmlinux: the file ended at 100000, inside a segment/,
+    );
   } finally {
     closeSync(fd);
   }

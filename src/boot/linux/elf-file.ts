@@ -13,7 +13,7 @@ const SHT_NOTE = 7;
 function readRange(fd: number, into: Uint8Array, offset: number, length: number): void {
   if (!Number.isSafeInteger(offset) || offset < 0 || offset >= into.length) return;
   const end = Math.min(into.length, offset + Math.max(0, length));
-  for (let at = offset; at < end;) {
+  for (let at = offset; at < end; ) {
     const n = readSync(fd, into, at, end - at, at);
     if (n === 0) return; // the file is shorter than it said: the parser reports what is missing
     at += n;
@@ -55,9 +55,12 @@ export function readElfMetadata(fd: number, size: number): Uint8Array {
 
 /** Reads exactly `into.length` bytes at `offset`; a short read means the file changed since it was opened. */
 export function readExactly(fd: number, into: Uint8Array, offset: number, what: string): void {
-  for (let done = 0; done < into.length;) {
+  for (let done = 0; done < into.length; ) {
     const n = readSync(fd, into, done, into.length - done, offset + done);
-    if (n === 0) throw new Error(`${what}: the file ended at ${offset + done}, inside a segment of ${into.length} bytes at ${offset} (it changed on disk?)`);
+    if (n === 0)
+      throw new Error(
+        `${what}: the file ended at ${offset + done}, inside a segment of ${into.length} bytes at ${offset} (it changed on disk?)`,
+      );
     done += n;
   }
 }

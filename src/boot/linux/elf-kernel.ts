@@ -68,25 +68,42 @@ export function elfClassOf(image: Uint8Array): number | null {
 
 class Reader {
   readonly dv: DataView;
-  constructor(readonly bytes: Uint8Array, readonly is64: boolean) {
+  constructor(
+    readonly bytes: Uint8Array,
+    readonly is64: boolean,
+  ) {
     this.dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
-  u16(at: number): number { return this.dv.getUint16(at, true); }
-  u32(at: number): number { return this.dv.getUint32(at, true); }
-  u64(at: number): bigint { return this.dv.getBigUint64(at, true); }
+  u16(at: number): number {
+    return this.dv.getUint16(at, true);
+  }
+  u32(at: number): number {
+    return this.dv.getUint32(at, true);
+  }
+  u64(at: number): bigint {
+    return this.dv.getBigUint64(at, true);
+  }
   /** A class-sized word: u32 in ELF32, u64 in ELF64. */
-  word(at32: number, at64: number): bigint { return this.is64 ? this.u64(at64) : BigInt(this.u32(at32)); }
+  word(at32: number, at64: number): bigint {
+    return this.is64 ? this.u64(at64) : BigInt(this.u32(at32));
+  }
 }
 
 /** A file range [offset, offset+size) checked against the file, as numbers. */
 function fileRange(what: string, offset: bigint, size: bigint, fileLength: number): { offset: number; size: number } {
   if (offset + size > BigInt(fileLength)) {
-    throw new LinuxBootError(`ELF: ${what} [${hex(offset)}, +${hex(size)}) runs past the end of the file (${fileLength} bytes)`);
+    throw new LinuxBootError(
+      `ELF: ${what} [${hex(offset)}, +${hex(size)}) runs past the end of the file (${fileLength} bytes)`,
+    );
   }
   return { offset: Number(offset), size: Number(size) };
 }
 
-interface Note { name: string; type: number; desc: Uint8Array }
+interface Note {
+  name: string;
+  type: number;
+  desc: Uint8Array;
+}
 
 /** Walks the notes in `bytes` (one PT_NOTE segment or SHT_NOTE section), each field padded to `align`. */
 function parseNotes(what: string, bytes: Uint8Array, align: number): Note[] {
@@ -117,13 +134,16 @@ function parseNotes(what: string, bytes: Uint8Array, align: number): Note[] {
 }
 
 function pvhFromNotes(notes: Note[]): number | null {
-  const note = notes.find(n => n.name === 'Xen' && n.type === XEN_ELFNOTE_PHYS32_ENTRY);
+  const note = notes.find((n) => n.name === 'Xen' && n.type === XEN_ELFNOTE_PHYS32_ENTRY);
   if (!note) return null;
   const dv = new DataView(note.desc.buffer, note.desc.byteOffset, note.desc.byteLength);
   let entry: bigint;
   if (note.desc.length === 4) entry = BigInt(dv.getUint32(0, true));
   else if (note.desc.length === 8) entry = dv.getBigUint64(0, true);
-  else throw new LinuxBootError(`ELF: the PVH entry note (Xen, type ${XEN_ELFNOTE_PHYS32_ENTRY}) has a ${note.desc.length}-byte value, not 4 or 8`);
+  else
+    throw new LinuxBootError(
+      `ELF: the PVH entry note (Xen, type ${XEN_ELFNOTE_PHYS32_ENTRY}) has a ${note.desc.length}-byte value, not 4 or 8`,
+    );
   if (entry >= 2n ** 32n) throw new LinuxBootError(`ELF: PVH entry ${hex(entry)} is not a 32-bit physical address`);
   return Number(entry);
 }
@@ -134,7 +154,8 @@ export function parseKernelElf(image: Uint8Array): KernelElf {
   if (elfClass === null) throw new LinuxBootError('ELF: no ELF magic');
   if (elfClass !== ELFCLASS32 && elfClass !== ELFCLASS64) throw new LinuxBootError(`ELF: unknown class ${elfClass}`);
   const size = SIZES[elfClass];
-  if (image.length < size.ehdr) throw new LinuxBootError(`ELF: the file is ${image.length} bytes, shorter than its ${size.ehdr}-byte header`);
+  if (image.length < size.ehdr)
+    throw new LinuxBootError(`ELF: the file is ${image.length} bytes, shorter than its ${size.ehdr}-byte header`);
   if (image[5] !== ELFDATA2LSB) throw new LinuxBootError('ELF: not little-endian');
   if (image[6] !== EV_CURRENT) throw new LinuxBootError(`ELF: unknown version ${image[6]}`);
   const is64 = elfClass === ELFCLASS64;
@@ -172,12 +193,21 @@ export function parseKernelElf(image: Uint8Array): KernelElf {
     const align = r.word(at + 28, at + 48);
     const file = fileRange(`segment ${index}'s file bytes`, offset, filesz, image.length);
     if (ptype === PT_NOTE) {
-      noteRanges.push({ what: `note segment ${index}`, offset: file.offset, size: file.size, align: align === 8n ? 8 : 4 });
+      noteRanges.push({
+        what: `note segment ${index}`,
+        offset: file.offset,
+        size: file.size,
+        align: align === 8n ? 8 : 4,
+      });
       continue;
     }
     if (memsz === 0n) continue;
-    if (filesz > memsz) throw new LinuxBootError(`ELF: segment ${index}: p_filesz ${hex(filesz)} is larger than p_memsz ${hex(memsz)}`);
-    if (paddr + memsz > MAX_ADDRESS) throw new LinuxBootError(`ELF: segment ${index}: physical range [${hex(paddr)}, +${hex(memsz)}) is beyond any guest RAM`);
+    if (filesz > memsz)
+      throw new LinuxBootError(`ELF: segment ${index}: p_filesz ${hex(filesz)} is larger than p_memsz ${hex(memsz)}`);
+    if (paddr + memsz > MAX_ADDRESS)
+      throw new LinuxBootError(
+        `ELF: segment ${index}: physical range [${hex(paddr)}, +${hex(memsz)}) is beyond any guest RAM`,
+      );
     segments.push({ index, offset: file.offset, filesz: file.size, memsz: Number(memsz), paddr: Number(paddr), vaddr });
   }
   if (segments.length === 0) throw new LinuxBootError('ELF: no PT_LOAD segment with a non-zero size');
@@ -185,7 +215,9 @@ export function parseKernelElf(image: Uint8Array): KernelElf {
   for (let i = 1; i < sorted.length; i++) {
     const prev = sorted[i - 1];
     if (sorted[i].paddr < prev.paddr + prev.memsz) {
-      throw new LinuxBootError(`ELF: segments ${prev.index} and ${sorted[i].index} overlap at physical ${hex(sorted[i].paddr)}`);
+      throw new LinuxBootError(
+        `ELF: segments ${prev.index} and ${sorted[i].index} overlap at physical ${hex(sorted[i].paddr)}`,
+      );
     }
   }
 
@@ -205,12 +237,17 @@ export function parseKernelElf(image: Uint8Array): KernelElf {
       const sz = r.word(at + 20, at + 32);
       const align = r.word(at + 32, at + 48);
       const file = fileRange(`note section ${index}`, offset, sz, image.length);
-      pvhEntry = pvhFromNotes(parseNotes(`note section ${index}`, image.subarray(file.offset, file.offset + file.size), align === 8n ? 8 : 4));
+      pvhEntry = pvhFromNotes(
+        parseNotes(`note section ${index}`, image.subarray(file.offset, file.offset + file.size), align === 8n ? 8 : 4),
+      );
     }
   }
 
   return {
-    elfClass, entry, segments, pvhEntry,
+    elfClass,
+    entry,
+    segments,
+    pvhEntry,
     start: sorted[0].paddr,
     end: sorted.reduce((m, s) => Math.max(m, s.paddr + s.memsz), 0),
   };

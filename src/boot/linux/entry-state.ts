@@ -12,8 +12,17 @@
 import type { Segment } from '../../../kvm/types.js';
 import type { GuestMemory } from '../../memory/guest-memory.js';
 import {
-  BOOT_GDT_ADDR, BOOT_SEGMENTS, BOOT_STACK_TOP, CR0_ET, CR0_PE, SEL_TSS, TSS_SIZE,
-  encodeDescriptor, longModeState, protectedModeState, type BootCpuState,
+  BOOT_GDT_ADDR,
+  BOOT_SEGMENTS,
+  BOOT_STACK_TOP,
+  CR0_ET,
+  CR0_PE,
+  SEL_TSS,
+  TSS_SIZE,
+  encodeDescriptor,
+  longModeState,
+  protectedModeState,
+  type BootCpuState,
 } from '../cpu-modes.js';
 
 /** __BOOT_CS of the boot protocol (GDT entry 2). For the 64-bit entry it must be a 64-bit code segment. */

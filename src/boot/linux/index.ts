@@ -16,7 +16,11 @@ export type { NamedRange } from './placement.js';
 export { findPvhEntry } from './elf-kernel.js';
 export { parseSetupHeader, type BzImageHeader } from './setup-header.js';
 export {
-  CMDLINE_ADDR, LINUX64_BOOT_DATA, PVH_BOOT_DATA, PVH_START_INFO_ADDR, ZERO_PAGE_ADDR,
+  CMDLINE_ADDR,
+  LINUX64_BOOT_DATA,
+  PVH_BOOT_DATA,
+  PVH_START_INFO_ADDR,
+  ZERO_PAGE_ADDR,
 } from './layout.js';
 
 /** Loads a Linux kernel image of either kind: a bzImage ("HdrS" at 0x202) or an ELF vmlinux. */

@@ -8,18 +8,48 @@ import { existsSync } from 'node:fs';
 import { compileC, runC } from '../../../test/support/cc.js';
 import { testIf } from '../../../test/support/skip.js';
 import {
-  BOOT_E820_ENTRY, BOOT_E820_ENTRY_SIZE, BOOT_PARAMS, BOOT_PARAMS_FIELD_SIZE, BOOT_PARAMS_SIZE, CAN_USE_HEAP,
-  E820_MAX_ENTRIES_ZEROPAGE, HVM_MEMMAP_TABLE_ENTRY, HVM_MEMMAP_TABLE_ENTRY_SIZE, HVM_MODLIST_ENTRY,
-  HVM_MODLIST_ENTRY_SIZE, HVM_START_INFO, HVM_START_INFO_FIELD_SIZE, HVM_START_INFO_SIZE, KASLR_FLAG, KEEP_SEGMENTS,
-  LOADED_HIGH, QUIET_FLAG, SETUP_HEADER, SETUP_HEADER_SIZE, XLF_CAN_BE_LOADED_ABOVE_4G, XLF_KERNEL_64,
-  XEN_HVM_START_MAGIC_VALUE, XEN_HVM_MEMMAP_TYPE_RAM,
+  BOOT_E820_ENTRY,
+  BOOT_E820_ENTRY_SIZE,
+  BOOT_PARAMS,
+  BOOT_PARAMS_FIELD_SIZE,
+  BOOT_PARAMS_SIZE,
+  CAN_USE_HEAP,
+  E820_MAX_ENTRIES_ZEROPAGE,
+  HVM_MEMMAP_TABLE_ENTRY,
+  HVM_MEMMAP_TABLE_ENTRY_SIZE,
+  HVM_MODLIST_ENTRY,
+  HVM_MODLIST_ENTRY_SIZE,
+  HVM_START_INFO,
+  HVM_START_INFO_FIELD_SIZE,
+  HVM_START_INFO_SIZE,
+  KASLR_FLAG,
+  KEEP_SEGMENTS,
+  LOADED_HIGH,
+  QUIET_FLAG,
+  SETUP_HEADER,
+  SETUP_HEADER_SIZE,
+  XLF_CAN_BE_LOADED_ABOVE_4G,
+  XLF_KERNEL_64,
+  XEN_HVM_START_MAGIC_VALUE,
+  XEN_HVM_MEMMAP_TYPE_RAM,
 } from './layout.js';
 
 const BOOTPARAM_H = '/usr/include/x86_64-linux-gnu/asm/bootparam.h';
-const noHeader = existsSync(BOOTPARAM_H) || existsSync('/usr/include/asm/bootparam.h') ? null : 'no <asm/bootparam.h> (install linux-libc-dev)';
+const noHeader =
+  existsSync(BOOTPARAM_H) || existsSync('/usr/include/asm/bootparam.h')
+    ? null
+    : 'no <asm/bootparam.h> (install linux-libc-dev)';
 
 function parseLines(out: string): Map<string, number> {
-  return new Map(out.trim().split('\n').map(l => { const [k, v] = l.split(' '); return [k, Number(v)]; }));
+  return new Map(
+    out
+      .trim()
+      .split('\n')
+      .map((l) => {
+        const [k, v] = l.split(' ');
+        return [k, Number(v)];
+      }),
+  );
 }
 
 /** "name value" lines, one per number the TS layout has, computed by the C compiler. */
@@ -49,30 +79,48 @@ function bootParamsProgram(): string {
 #include <asm/bootparam.h>
 #define P(name, v) printf("%s %lu\\n", name, (unsigned long)(v))
 int main(void) {
-${lines.map(l => `  ${l}`).join('\n')}
+${lines.map((l) => `  ${l}`).join('\n')}
   return 0;
 }
 `;
 }
 
-testIf(test, noHeader, 'layout: boot_params, setup_header and boot_e820_entry match <asm/bootparam.h>, field by field', () => {
-  const got = parseLines(runC(compileC(bootParamsProgram(), { name: 'linux-bootparam-layout' })));
-  assert.is(got.get('sizeof.boot_params'), BOOT_PARAMS_SIZE);
-  assert.is(got.get('sizeof.setup_header'), SETUP_HEADER_SIZE);
-  assert.is(got.get('sizeof.boot_e820_entry'), BOOT_E820_ENTRY_SIZE);
-  assert.is(got.get('E820_MAX_ENTRIES_ZEROPAGE'), E820_MAX_ENTRIES_ZEROPAGE);
-  const flags = { LOADED_HIGH, KASLR_FLAG, QUIET_FLAG, KEEP_SEGMENTS, CAN_USE_HEAP, XLF_KERNEL_64, XLF_CAN_BE_LOADED_ABOVE_4G };
-  for (const [name, v] of Object.entries(flags)) assert.is(got.get(name), v, name);
-  for (const [name, off] of Object.entries(BOOT_PARAMS)) {
-    assert.is(got.get(`off.${name}`), off, `offsetof(boot_params, ${name})`);
-    assert.is(got.get(`size.${name}`), BOOT_PARAMS_FIELD_SIZE[name as keyof typeof BOOT_PARAMS], `sizeof(boot_params.${name})`);
-  }
-  for (const [name, off] of Object.entries(BOOT_E820_ENTRY)) assert.is(got.get(`e820.off.${name}`), off, `offsetof(boot_e820_entry, ${name})`);
-  for (const [name, [off, size]] of Object.entries(SETUP_HEADER)) {
-    assert.is(got.get(`hdr.off.${name}`), off, `offsetof(boot_params, hdr.${name})`);
-    assert.is(got.get(`hdr.size.${name}`), size, `sizeof(setup_header.${name})`);
-  }
-});
+testIf(
+  test,
+  noHeader,
+  'layout: boot_params, setup_header and boot_e820_entry match <asm/bootparam.h>, field by field',
+  () => {
+    const got = parseLines(runC(compileC(bootParamsProgram(), { name: 'linux-bootparam-layout' })));
+    assert.is(got.get('sizeof.boot_params'), BOOT_PARAMS_SIZE);
+    assert.is(got.get('sizeof.setup_header'), SETUP_HEADER_SIZE);
+    assert.is(got.get('sizeof.boot_e820_entry'), BOOT_E820_ENTRY_SIZE);
+    assert.is(got.get('E820_MAX_ENTRIES_ZEROPAGE'), E820_MAX_ENTRIES_ZEROPAGE);
+    const flags = {
+      LOADED_HIGH,
+      KASLR_FLAG,
+      QUIET_FLAG,
+      KEEP_SEGMENTS,
+      CAN_USE_HEAP,
+      XLF_KERNEL_64,
+      XLF_CAN_BE_LOADED_ABOVE_4G,
+    };
+    for (const [name, v] of Object.entries(flags)) assert.is(got.get(name), v, name);
+    for (const [name, off] of Object.entries(BOOT_PARAMS)) {
+      assert.is(got.get(`off.${name}`), off, `offsetof(boot_params, ${name})`);
+      assert.is(
+        got.get(`size.${name}`),
+        BOOT_PARAMS_FIELD_SIZE[name as keyof typeof BOOT_PARAMS],
+        `sizeof(boot_params.${name})`,
+      );
+    }
+    for (const [name, off] of Object.entries(BOOT_E820_ENTRY))
+      assert.is(got.get(`e820.off.${name}`), off, `offsetof(boot_e820_entry, ${name})`);
+    for (const [name, [off, size]] of Object.entries(SETUP_HEADER)) {
+      assert.is(got.get(`hdr.off.${name}`), off, `offsetof(boot_params, hdr.${name})`);
+      assert.is(got.get(`hdr.size.${name}`), size, `sizeof(setup_header.${name})`);
+    }
+  },
+);
 
 // Transcribed from the ABI text (offsets in the comment block of start_info.h); the assertions in main() pin the
 // documented offsets at compile time as well, so a typo here fails the build rather than agreeing with a TS typo.
@@ -122,10 +170,16 @@ test('layout: hvm_start_info, hvm_modlist_entry and hvm_memmap_table_entry match
   assert.is(got.get('XEN_HVM_MEMMAP_TYPE_RAM'), XEN_HVM_MEMMAP_TYPE_RAM);
   for (const [f, off] of Object.entries(HVM_START_INFO)) {
     assert.is(got.get(`hvm_start_info.${f}`), off, `offsetof(hvm_start_info, ${f})`);
-    assert.is(got.get(`size.hvm_start_info.${f}`), HVM_START_INFO_FIELD_SIZE[f as keyof typeof HVM_START_INFO], `sizeof(hvm_start_info.${f})`);
+    assert.is(
+      got.get(`size.hvm_start_info.${f}`),
+      HVM_START_INFO_FIELD_SIZE[f as keyof typeof HVM_START_INFO],
+      `sizeof(hvm_start_info.${f})`,
+    );
   }
-  for (const [f, off] of Object.entries(HVM_MODLIST_ENTRY)) assert.is(got.get(`hvm_modlist_entry.${f}`), off, `offsetof(hvm_modlist_entry, ${f})`);
-  for (const [f, off] of Object.entries(HVM_MEMMAP_TABLE_ENTRY)) assert.is(got.get(`hvm_memmap_table_entry.${f}`), off, `offsetof(hvm_memmap_table_entry, ${f})`);
+  for (const [f, off] of Object.entries(HVM_MODLIST_ENTRY))
+    assert.is(got.get(`hvm_modlist_entry.${f}`), off, `offsetof(hvm_modlist_entry, ${f})`);
+  for (const [f, off] of Object.entries(HVM_MEMMAP_TABLE_ENTRY))
+    assert.is(got.get(`hvm_memmap_table_entry.${f}`), off, `offsetof(hvm_memmap_table_entry, ${f})`);
 });
 
 test('layout: the setup header table is contiguous, ordered, and ends at sizeof(struct setup_header)', () => {

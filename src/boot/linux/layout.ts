@@ -35,8 +35,14 @@ export const BOOT_PARAMS = Object.freeze({
 
 /** Field sizes (bytes) of BOOT_PARAMS, as in <asm/bootparam.h>. */
 export const BOOT_PARAMS_FIELD_SIZE: Readonly<Record<keyof typeof BOOT_PARAMS, number>> = Object.freeze({
-  acpi_rsdp_addr: 8, ext_ramdisk_image: 4, ext_ramdisk_size: 4, ext_cmd_line_ptr: 4, e820_entries: 1, sentinel: 1,
-  hdr: 0x26c - 0x1f1, e820_table: 20 * 128,
+  acpi_rsdp_addr: 8,
+  ext_ramdisk_image: 4,
+  ext_ramdisk_size: 4,
+  ext_cmd_line_ptr: 4,
+  e820_entries: 1,
+  sentinel: 1,
+  hdr: 0x26c - 0x1f1,
+  e820_table: 20 * 128,
 });
 
 /** sizeof(struct boot_e820_entry): addr u64, size u64, type u32, packed. */
@@ -102,7 +108,9 @@ export const SETUP_HEADER_SIZE = 0x26c - 0x1f1;
 export const SETUP_HEADER_MAX_END = 0x290;
 
 /** Offset of a setup_header field in boot_params / in the image file. */
-export function hdrOffset(field: SetupHeaderField): number { return SETUP_HEADER[field][0]; }
+export function hdrOffset(field: SetupHeaderField): number {
+  return SETUP_HEADER[field][0];
+}
 
 // ---- Constants of the boot protocol ------------------------------------------------------------------------------
 
@@ -188,12 +196,28 @@ export const XEN_HVM_MEMMAP_TYPE_RAM = 1;
 
 /** struct hvm_start_info (version 1): field offsets; all sizes are in HVM_START_INFO_FIELD_SIZE. */
 export const HVM_START_INFO = Object.freeze({
-  magic: 0, version: 4, flags: 8, nr_modules: 12, modlist_paddr: 16, cmdline_paddr: 24, rsdp_paddr: 32,
-  memmap_paddr: 40, memmap_entries: 48, reserved: 52,
+  magic: 0,
+  version: 4,
+  flags: 8,
+  nr_modules: 12,
+  modlist_paddr: 16,
+  cmdline_paddr: 24,
+  rsdp_paddr: 32,
+  memmap_paddr: 40,
+  memmap_entries: 48,
+  reserved: 52,
 });
 export const HVM_START_INFO_FIELD_SIZE: Readonly<Record<keyof typeof HVM_START_INFO, number>> = Object.freeze({
-  magic: 4, version: 4, flags: 4, nr_modules: 4, modlist_paddr: 8, cmdline_paddr: 8, rsdp_paddr: 8,
-  memmap_paddr: 8, memmap_entries: 4, reserved: 4,
+  magic: 4,
+  version: 4,
+  flags: 4,
+  nr_modules: 4,
+  modlist_paddr: 8,
+  cmdline_paddr: 8,
+  rsdp_paddr: 8,
+  memmap_paddr: 8,
+  memmap_entries: 4,
+  reserved: 4,
 });
 export const HVM_START_INFO_SIZE = 56;
 
@@ -221,8 +245,12 @@ export const CMDLINE_ADDR = 0x20000;
 export const CMDLINE_LIMIT = 0x9fc00;
 
 /** Low-memory range the 64-bit boot protocol writes (zero page); the command line is extra. */
-export const LINUX64_BOOT_DATA: Readonly<GuestRange> = Object.freeze({ start: ZERO_PAGE_ADDR, end: ZERO_PAGE_ADDR + BOOT_PARAMS_SIZE });
+export const LINUX64_BOOT_DATA: Readonly<GuestRange> = Object.freeze({
+  start: ZERO_PAGE_ADDR,
+  end: ZERO_PAGE_ADDR + BOOT_PARAMS_SIZE,
+});
 /** Low-memory range PVH writes (start info, module list, memory map); the command line is extra. */
 export const PVH_BOOT_DATA: Readonly<GuestRange> = Object.freeze({
-  start: PVH_START_INFO_ADDR, end: PVH_MEMMAP_ADDR + E820_MAX_ENTRIES_ZEROPAGE * HVM_MEMMAP_TABLE_ENTRY_SIZE,
+  start: PVH_START_INFO_ADDR,
+  end: PVH_MEMMAP_ADDR + E820_MAX_ENTRIES_ZEROPAGE * HVM_MEMMAP_TABLE_ENTRY_SIZE,
 });

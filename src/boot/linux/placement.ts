@@ -21,18 +21,24 @@ export interface NamedRange extends GuestRange {
  */
 export function usableRanges(map: readonly E820Entry[]): GuestRange[] {
   const joined: GuestRange[] = [];
-  const ram = map.filter(e => e.type === E820_RAM).map(e => ({ start: e.addr, end: e.addr + e.size })).sort((a, b) => a.start - b.start);
+  const ram = map
+    .filter((e) => e.type === E820_RAM)
+    .map((e) => ({ start: e.addr, end: e.addr + e.size }))
+    .sort((a, b) => a.start - b.start);
   for (const r of ram) {
     const last = joined[joined.length - 1];
     if (last && r.start <= last.end) last.end = Math.max(last.end, r.end);
     else joined.push({ ...r });
   }
-  const holes = map.filter(e => e.type !== E820_RAM).map(e => ({ start: e.addr, end: e.addr + e.size }));
+  const holes = map.filter((e) => e.type !== E820_RAM).map((e) => ({ start: e.addr, end: e.addr + e.size }));
   let out = joined;
   for (const h of holes) {
-    out = out.flatMap(r => {
+    out = out.flatMap((r) => {
       if (!rangesOverlap(r, h)) return [r];
-      return [{ start: r.start, end: h.start }, { start: h.end, end: r.end }].filter(p => p.end > p.start);
+      return [
+        { start: r.start, end: h.start },
+        { start: h.end, end: r.end },
+      ].filter((p) => p.end > p.start);
     });
   }
   return out;
@@ -40,7 +46,11 @@ export function usableRanges(map: readonly E820Entry[]): GuestRange[] {
 
 /** True when [r.start, r.end) is usable RAM in the map and present in guest memory. */
 export function isUsableRam(mem: GuestMemory, usable: readonly GuestRange[], r: GuestRange): boolean {
-  return r.end > r.start && usable.some(u => u.start <= r.start && r.end <= u.end) && mem.contains(r.start, r.end - r.start);
+  return (
+    r.end > r.start &&
+    usable.some((u) => u.start <= r.start && r.end <= u.end) &&
+    mem.contains(r.start, r.end - r.start)
+  );
 }
 
 /** Throws unless `r` is usable RAM (see isUsableRam). */
@@ -53,7 +63,7 @@ export function requireUsableRam(mem: GuestMemory, usable: readonly GuestRange[]
 
 /** Throws if `r` overlaps any of `taken`, naming the first one hit. */
 export function requireFree(what: string, r: GuestRange, taken: readonly NamedRange[]): void {
-  const clash = taken.find(t => rangesOverlap(r, t));
+  const clash = taken.find((t) => rangesOverlap(r, t));
   if (clash) throw new LinuxBootError(`${what} ${formatRange(r)} overlaps ${clash.what} ${formatRange(clash)}`);
 }
 
@@ -62,7 +72,12 @@ export function requireFree(what: string, r: GuestRange, taken: readonly NamedRa
  * 4 GiB, and overlaps nothing in `taken`. Throws when there is none.
  */
 export function placeHighest(
-  mem: GuestMemory, usable: readonly GuestRange[], taken: readonly NamedRange[], what: string, size: number, ceiling: number,
+  mem: GuestMemory,
+  usable: readonly GuestRange[],
+  taken: readonly NamedRange[],
+  what: string,
+  size: number,
+  ceiling: number,
 ): GuestRange {
   if (!Number.isSafeInteger(size) || size <= 0) throw new LinuxBootError(`${what}: bad size ${size}`);
   const top = Math.min(ceiling, FOUR_GIB);
@@ -90,7 +105,8 @@ export function placeHighest(
         if (!mem.contains(lo * PAGE_SIZE, size)) continue;
         while (lo < hi) {
           const mid = Math.ceil((lo + hi) / 2);
-          if (mem.contains(mid * PAGE_SIZE, size)) lo = mid; else hi = mid - 1;
+          if (mem.contains(mid * PAGE_SIZE, size)) lo = mid;
+          else hi = mid - 1;
         }
         start = lo * PAGE_SIZE;
       }

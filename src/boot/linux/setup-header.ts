@@ -3,9 +3,20 @@
 // size or offset is checked against the file before it is used.
 import { LinuxBootError, hex } from './error.js';
 import {
-  BOOT_FLAG_MAGIC, HDRS_MAGIC, JUMP_SHORT_OPCODE, LOADED_HIGH, MIN_BOOT_PROTOCOL, PROTOCOL_PREF_ADDRESS,
-  PROTOCOL_RELOCATABLE, PROTOCOL_SYSSIZE32, PROTOCOL_XLOADFLAGS, SECTOR_SIZE, SETUP_HEADER, SETUP_HEADER_MAX_END,
-  SETUP_SECTS_DEFAULT, type SetupHeaderField,
+  BOOT_FLAG_MAGIC,
+  HDRS_MAGIC,
+  JUMP_SHORT_OPCODE,
+  LOADED_HIGH,
+  MIN_BOOT_PROTOCOL,
+  PROTOCOL_PREF_ADDRESS,
+  PROTOCOL_RELOCATABLE,
+  PROTOCOL_SYSSIZE32,
+  PROTOCOL_XLOADFLAGS,
+  SECTOR_SIZE,
+  SETUP_HEADER,
+  SETUP_HEADER_MAX_END,
+  SETUP_SECTS_DEFAULT,
+  type SetupHeaderField,
 } from './layout.js';
 
 /** What the loader needs from a bzImage's setup header, already validated against the file. */
@@ -69,12 +80,18 @@ function versionText(v: number): string {
 /** Reads one setup_header field of `image` (little-endian). u64 fields must fit a JS number. */
 export function readHeaderField(image: Uint8Array, field: SetupHeaderField): number {
   const [at, size] = SETUP_HEADER[field];
-  if (at + size > image.length) throw new LinuxBootError(`truncated setup header: ${field} at ${hex(at)} is past the end of the file (${image.length} bytes)`);
+  if (at + size > image.length)
+    throw new LinuxBootError(
+      `truncated setup header: ${field} at ${hex(at)} is past the end of the file (${image.length} bytes)`,
+    );
   const dv = new DataView(image.buffer, image.byteOffset, image.byteLength);
   switch (size) {
-    case 1: return dv.getUint8(at);
-    case 2: return dv.getUint16(at, true);
-    case 4: return dv.getUint32(at, true);
+    case 1:
+      return dv.getUint8(at);
+    case 2:
+      return dv.getUint16(at, true);
+    case 4:
+      return dv.getUint32(at, true);
     default: {
       const v = dv.getBigUint64(at, true);
       if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new LinuxBootError(`${field} ${hex(v)} is not a usable address`);
@@ -108,24 +125,35 @@ export function parseSetupHeader(image: Uint8Array): BzImageHeader {
   const [hdrsAt] = SETUP_HEADER.header;
   const [versionAt, versionSize] = SETUP_HEADER.version;
   if (image.length < versionAt + versionSize) {
-    throw new LinuxBootError(`truncated setup header: the file is ${image.length} bytes, the header needs at least ${hex(versionAt + versionSize)}`);
+    throw new LinuxBootError(
+      `truncated setup header: the file is ${image.length} bytes, the header needs at least ${hex(versionAt + versionSize)}`,
+    );
   }
-  if (readHeaderField(image, 'header') !== HDRS_MAGIC) throw new LinuxBootError(`not a bzImage: no "HdrS" signature at ${hex(hdrsAt)}`);
+  if (readHeaderField(image, 'header') !== HDRS_MAGIC)
+    throw new LinuxBootError(`not a bzImage: no "HdrS" signature at ${hex(hdrsAt)}`);
   const version = readHeaderField(image, 'version');
   if (version < MIN_BOOT_PROTOCOL) {
-    throw new LinuxBootError(`boot protocol ${versionText(version)} is too old: ${versionText(MIN_BOOT_PROTOCOL)} or newer is needed`);
+    throw new LinuxBootError(
+      `boot protocol ${versionText(version)} is too old: ${versionText(MIN_BOOT_PROTOCOL)} or newer is needed`,
+    );
   }
   const [jumpAt] = SETUP_HEADER.jump;
   if (image[jumpAt] !== JUMP_SHORT_OPCODE) {
-    throw new LinuxBootError(`setup header jump at ${hex(jumpAt)} is ${hex(image[jumpAt])}, not a short jmp (0xeb): cannot tell the header's length`);
+    throw new LinuxBootError(
+      `setup header jump at ${hex(jumpAt)} is ${hex(image[jumpAt])}, not a short jmp (0xeb): cannot tell the header's length`,
+    );
   }
   const headerEnd = jumpAt + 2 + image[jumpAt + 1];
   const needed = requiredHeaderEnd(version);
   if (headerEnd < needed) {
-    throw new LinuxBootError(`setup header ends at ${hex(headerEnd)} but protocol ${versionText(version)} defines fields up to ${hex(needed)}`);
+    throw new LinuxBootError(
+      `setup header ends at ${hex(headerEnd)} but protocol ${versionText(version)} defines fields up to ${hex(needed)}`,
+    );
   }
   if (headerEnd > SETUP_HEADER_MAX_END) {
-    throw new LinuxBootError(`setup header would end at ${hex(headerEnd)}, past ${hex(SETUP_HEADER_MAX_END)} where boot_params has no room for it`);
+    throw new LinuxBootError(
+      `setup header would end at ${hex(headerEnd)}, past ${hex(SETUP_HEADER_MAX_END)} where boot_params has no room for it`,
+    );
   }
   if (headerEnd > image.length) {
     throw new LinuxBootError(`truncated setup header: it ends at ${hex(headerEnd)}, the file is ${image.length} bytes`);
@@ -136,20 +164,29 @@ export function parseSetupHeader(image: Uint8Array): BzImageHeader {
   const setupSects = readHeaderField(image, 'setup_sects') || SETUP_SECTS_DEFAULT;
   const setupSize = (setupSects + 1) * SECTOR_SIZE;
   if (headerEnd > setupSize) {
-    throw new LinuxBootError(`setup_sects ${setupSects}: the setup code (${hex(setupSize)} bytes) is shorter than its own header (${hex(headerEnd)})`);
+    throw new LinuxBootError(
+      `setup_sects ${setupSects}: the setup code (${hex(setupSize)} bytes) is shorter than its own header (${hex(headerEnd)})`,
+    );
   }
   if (setupSize >= image.length) {
-    throw new LinuxBootError(`truncated kernel: setup_sects ${setupSects} puts the protected-mode code at ${hex(setupSize)}, the file is ${image.length} bytes`);
+    throw new LinuxBootError(
+      `truncated kernel: setup_sects ${setupSects} puts the protected-mode code at ${hex(setupSize)}, the file is ${image.length} bytes`,
+    );
   }
   const kernelFileSize = image.length - setupSize;
-  const syssize = version >= PROTOCOL_SYSSIZE32 ? readHeaderField(image, 'syssize') : readHeaderField(image, 'syssize') & 0xffff;
+  const syssize =
+    version >= PROTOCOL_SYSSIZE32 ? readHeaderField(image, 'syssize') : readHeaderField(image, 'syssize') & 0xffff;
   const syssizeBytes = syssize * 16;
   if (syssizeBytes > kernelFileSize) {
-    throw new LinuxBootError(`truncated kernel: syssize says ${hex(syssizeBytes)} bytes of protected-mode code, the file has ${hex(kernelFileSize)}`);
+    throw new LinuxBootError(
+      `truncated kernel: syssize says ${hex(syssizeBytes)} bytes of protected-mode code, the file has ${hex(kernelFileSize)}`,
+    );
   }
   const loadflags = readHeaderField(image, 'loadflags');
   if (!(loadflags & LOADED_HIGH)) {
-    throw new LinuxBootError('this is a zImage (loadflags.LOADED_HIGH clear): only bzImage kernels loaded at 1 MiB or above are supported');
+    throw new LinuxBootError(
+      'this is a zImage (loadflags.LOADED_HIGH clear): only bzImage kernels loaded at 1 MiB or above are supported',
+    );
   }
   const relocatable = version >= PROTOCOL_RELOCATABLE && readHeaderField(image, 'relocatable_kernel') !== 0;
   const kernelAlignment = version >= PROTOCOL_RELOCATABLE ? readHeaderField(image, 'kernel_alignment') : 0;
@@ -157,7 +194,9 @@ export function parseSetupHeader(image: Uint8Array): BzImageHeader {
   const payloadOffset = version >= 0x0208 ? readHeaderField(image, 'payload_offset') : 0;
   const payloadLength = version >= 0x0208 ? readHeaderField(image, 'payload_length') : 0;
   if (payloadLength !== 0 && payloadOffset + payloadLength > kernelFileSize) {
-    throw new LinuxBootError(`payload [${hex(payloadOffset)}, +${hex(payloadLength)}) runs past the protected-mode code (${hex(kernelFileSize)} bytes)`);
+    throw new LinuxBootError(
+      `payload [${hex(payloadOffset)}, +${hex(payloadLength)}) runs past the protected-mode code (${hex(kernelFileSize)} bytes)`,
+    );
   }
   return {
     version,

@@ -15,9 +15,20 @@ import { planLinuxBoot, writeCmdlineAndInitrd, type LinuxBoot, type LinuxBootOpt
 import { ELFCLASS64, parseKernelElf, physicalEntry, type KernelElf } from './elf-kernel.js';
 import { linux64EntryState, pvhEntryState } from './entry-state.js';
 import {
-  BOOT_FLAG_MAGIC, DEFAULT_CMDLINE_MAX, DEFAULT_INITRD_ADDR_MAX, ELF_HEADER_VERSION, ELF_KERNEL_ALIGNMENT, HDRS_MAGIC,
-  LINUX64_BOOT_DATA, LOADER_TYPE_UNDEFINED, PVH_BOOT_DATA, PVH_MEMMAP_ADDR, PVH_MODLIST_ADDR, PVH_START_INFO_ADDR,
-  VID_MODE_NORMAL, ZERO_PAGE_ADDR,
+  BOOT_FLAG_MAGIC,
+  DEFAULT_CMDLINE_MAX,
+  DEFAULT_INITRD_ADDR_MAX,
+  ELF_HEADER_VERSION,
+  ELF_KERNEL_ALIGNMENT,
+  HDRS_MAGIC,
+  LINUX64_BOOT_DATA,
+  LOADER_TYPE_UNDEFINED,
+  PVH_BOOT_DATA,
+  PVH_MEMMAP_ADDR,
+  PVH_MODLIST_ADDR,
+  PVH_START_INFO_ADDR,
+  VID_MODE_NORMAL,
+  ZERO_PAGE_ADDR,
 } from './layout.js';
 import { buildStartInfo } from './start-info.js';
 import { buildZeroPage } from './zero-page.js';
@@ -25,7 +36,12 @@ import { buildZeroPage } from './zero-page.js';
 /** The boot page tables identity-map the first 4 GiB: a 64-bit-entry kernel must lie below that. */
 const IDENTITY_MAPPED_END = 2 ** 32;
 
-function writeSegments(mem: GuestMemory, image: Uint8Array, elf: KernelElf, readSegment?: LinuxBootOptions['readSegment']): void {
+function writeSegments(
+  mem: GuestMemory,
+  image: Uint8Array,
+  elf: KernelElf,
+  readSegment?: LinuxBootOptions['readSegment'],
+): void {
   for (const s of elf.segments) {
     if (s.filesz && readSegment) readSegment(s.offset, mem.slice(s.paddr, s.filesz));
     else if (s.filesz) mem.write(s.paddr, image.subarray(s.offset, s.offset + s.filesz));
@@ -34,7 +50,7 @@ function writeSegments(mem: GuestMemory, image: Uint8Array, elf: KernelElf, read
 }
 
 function inSegment(elf: KernelElf, addr: number): boolean {
-  return elf.segments.some(s => addr >= s.paddr && addr < s.paddr + s.memsz);
+  return elf.segments.some((s) => addr >= s.paddr && addr < s.paddr + s.memsz);
 }
 
 /** Loads an ELF vmlinux (ELF64, or ELF32 with a PVH note) and returns the entry state. */
@@ -46,14 +62,25 @@ export function loadVmlinux(mem: GuestMemory, image: Uint8Array, options: LinuxB
   const common = { mem, options, kernel, cmdlineMax: DEFAULT_CMDLINE_MAX, initrdAddrMax: DEFAULT_INITRD_ADDR_MAX };
 
   if (entryKind === 'pvh') {
-    if (elf.pvhEntry === null) throw new LinuxBootError(`this kernel has no PVH entry (no Xen ELF note of type 18)${format === 'elf64' ? '; use the 64-bit entry' : ''}`);
+    if (elf.pvhEntry === null)
+      throw new LinuxBootError(
+        `this kernel has no PVH entry (no Xen ELF note of type 18)${format === 'elf64' ? '; use the 64-bit entry' : ''}`,
+      );
     const entry = elf.pvhEntry;
     if (!inSegment(elf, entry)) throw new LinuxBootError(`PVH entry ${hex(entry)} is not inside any loaded segment`);
-    const plan = planLinuxBoot({ ...common, mode: 'protected', bootData: { ...PVH_BOOT_DATA, what: 'the PVH start info' } });
+    const plan = planLinuxBoot({
+      ...common,
+      mode: 'protected',
+      bootData: { ...PVH_BOOT_DATA, what: 'the PVH start info' },
+    });
     const modules = plan.initrd ? [{ paddr: plan.initrd.start, size: plan.initrd.end - plan.initrd.start }] : [];
     const bytes = buildStartInfo({
-      cmdlinePaddr: plan.cmdline.start, modlistPaddr: PVH_MODLIST_ADDR, modules,
-      memmapPaddr: PVH_MEMMAP_ADDR, memoryMap: plan.map, rsdpPaddr: options.acpiRsdpAddr ?? 0,
+      cmdlinePaddr: plan.cmdline.start,
+      modlistPaddr: PVH_MODLIST_ADDR,
+      modules,
+      memmapPaddr: PVH_MEMMAP_ADDR,
+      memoryMap: plan.map,
+      rsdpPaddr: options.acpiRsdpAddr ?? 0,
     });
     writeSegments(mem, image, elf, options.readSegment);
     mem.fill(PVH_BOOT_DATA.start, PVH_BOOT_DATA.end - PVH_BOOT_DATA.start, 0);
@@ -62,9 +89,16 @@ export function loadVmlinux(mem: GuestMemory, image: Uint8Array, options: LinuxB
     mem.write(PVH_MEMMAP_ADDR, bytes.memmap);
     writeCmdlineAndInitrd(mem, plan, options.initrd);
     return {
-      cpu: pvhEntryState(mem, entry, PVH_START_INFO_ADDR), protocol: 'pvh', format, entry, kernel,
-      bootData: PVH_START_INFO_ADDR, bootDataRange: { ...PVH_BOOT_DATA },
-      cmdline: plan.cmdline, initrd: plan.initrd, header: null,
+      cpu: pvhEntryState(mem, entry, PVH_START_INFO_ADDR),
+      protocol: 'pvh',
+      format,
+      entry,
+      kernel,
+      bootData: PVH_START_INFO_ADDR,
+      bootDataRange: { ...PVH_BOOT_DATA },
+      cmdline: plan.cmdline,
+      initrd: plan.initrd,
+      header: null,
       description: `Linux ${format === 'elf64' ? '64' : '32'}-bit ELF vmlinux at ${hex(kernel.start)}-${hex(kernel.end)}, PVH entry ${hex(entry)}, hvm_start_info at ${hex(PVH_START_INFO_ADDR)}`,
     };
   }
@@ -72,7 +106,9 @@ export function loadVmlinux(mem: GuestMemory, image: Uint8Array, options: LinuxB
   if (format !== 'elf64') throw new LinuxBootError('a 32-bit ELF kernel has no 64-bit entry; it needs a PVH note');
   const entry = physicalEntry(elf);
   if (kernel.end > IDENTITY_MAPPED_END) {
-    throw new LinuxBootError(`kernel [${hex(kernel.start)}, ${hex(kernel.end)}) lies past the 4 GiB the boot page tables identity-map`);
+    throw new LinuxBootError(
+      `kernel [${hex(kernel.start)}, ${hex(kernel.end)}) lies past the 4 GiB the boot page tables identity-map`,
+    );
   }
   const plan = planLinuxBoot({ ...common, mode: 'long', bootData: { ...LINUX64_BOOT_DATA, what: 'the zero page' } });
   const zeroPage = buildZeroPage({
@@ -96,9 +132,16 @@ export function loadVmlinux(mem: GuestMemory, image: Uint8Array, options: LinuxB
   mem.write(ZERO_PAGE_ADDR, zeroPage);
   writeCmdlineAndInitrd(mem, plan, options.initrd);
   return {
-    cpu: linux64EntryState(mem, entry, ZERO_PAGE_ADDR), protocol: 'linux64', format, entry, kernel,
-    bootData: ZERO_PAGE_ADDR, bootDataRange: { ...LINUX64_BOOT_DATA },
-    cmdline: plan.cmdline, initrd: plan.initrd, header: null,
+    cpu: linux64EntryState(mem, entry, ZERO_PAGE_ADDR),
+    protocol: 'linux64',
+    format,
+    entry,
+    kernel,
+    bootData: ZERO_PAGE_ADDR,
+    bootDataRange: { ...LINUX64_BOOT_DATA },
+    cmdline: plan.cmdline,
+    initrd: plan.initrd,
+    header: null,
     description: `Linux 64-bit ELF vmlinux at ${hex(kernel.start)}-${hex(kernel.end)}, 64-bit entry ${hex(entry)}, boot_params at ${hex(ZERO_PAGE_ADDR)}`,
   };
 }

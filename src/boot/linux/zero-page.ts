@@ -4,8 +4,14 @@
 import type { E820Entry } from '../e820.js';
 import { LinuxBootError, hex } from './error.js';
 import {
-  BOOT_E820_ENTRY, BOOT_E820_ENTRY_SIZE, BOOT_PARAMS, BOOT_PARAMS_SIZE, E820_MAX_ENTRIES_ZEROPAGE, SETUP_HEADER,
-  SETUP_HEADER_MAX_END, type SetupHeaderField,
+  BOOT_E820_ENTRY,
+  BOOT_E820_ENTRY_SIZE,
+  BOOT_PARAMS,
+  BOOT_PARAMS_SIZE,
+  E820_MAX_ENTRIES_ZEROPAGE,
+  SETUP_HEADER,
+  SETUP_HEADER_MAX_END,
+  type SetupHeaderField,
 } from './layout.js';
 
 export interface ZeroPageSpec {
@@ -26,10 +32,17 @@ export function writeHeaderField(page: DataView, field: SetupHeaderField, value:
     throw new LinuxBootError(`${field} = ${value} does not fit its ${size}-byte field`);
   }
   switch (size) {
-    case 1: page.setUint8(at, value); break;
-    case 2: page.setUint16(at, value, true); break;
-    case 4: page.setUint32(at, value, true); break;
-    default: page.setBigUint64(at, BigInt(value), true);
+    case 1:
+      page.setUint8(at, value);
+      break;
+    case 2:
+      page.setUint16(at, value, true);
+      break;
+    case 4:
+      page.setUint32(at, value, true);
+      break;
+    default:
+      page.setBigUint64(at, BigInt(value), true);
   }
 }
 
@@ -37,11 +50,20 @@ export function writeHeaderField(page: DataView, field: SetupHeaderField, value:
 export function checkedMemoryMap(e820: readonly E820Entry[]): E820Entry[] {
   if (e820.length === 0) throw new LinuxBootError('no memory map given');
   if (e820.length > E820_MAX_ENTRIES_ZEROPAGE) {
-    throw new LinuxBootError(`memory map has ${e820.length} entries; boot_params holds at most ${E820_MAX_ENTRIES_ZEROPAGE}`);
+    throw new LinuxBootError(
+      `memory map has ${e820.length} entries; boot_params holds at most ${E820_MAX_ENTRIES_ZEROPAGE}`,
+    );
   }
   for (const e of e820) {
-    if (!Number.isSafeInteger(e.addr) || !Number.isSafeInteger(e.size) || e.addr < 0 || e.size <= 0
-        || !Number.isInteger(e.type) || e.type < 0 || e.type > 0xffffffff) {
+    if (
+      !Number.isSafeInteger(e.addr) ||
+      !Number.isSafeInteger(e.size) ||
+      e.addr < 0 ||
+      e.size <= 0 ||
+      !Number.isInteger(e.type) ||
+      e.type < 0 ||
+      e.type > 0xffffffff
+    ) {
       throw new LinuxBootError(`bad memory map entry addr=${e.addr} size=${e.size} type=${e.type}`);
     }
   }
@@ -54,7 +76,9 @@ export function buildZeroPage(spec: ZeroPageSpec): Uint8Array {
   const dv = new DataView(page.buffer);
   if (spec.header) {
     if (BOOT_PARAMS.hdr + spec.header.length > SETUP_HEADER_MAX_END) {
-      throw new LinuxBootError(`setup header of ${spec.header.length} bytes does not fit boot_params (ends past ${hex(SETUP_HEADER_MAX_END)})`);
+      throw new LinuxBootError(
+        `setup header of ${spec.header.length} bytes does not fit boot_params (ends past ${hex(SETUP_HEADER_MAX_END)})`,
+      );
     }
     page.set(spec.header, BOOT_PARAMS.hdr);
   }

@@ -12,7 +12,7 @@ export interface HeaderSpec {
 /** A multiboot v1 header: magic, flags, checksum and (with flag 16) the five address fields. */
 export function multibootHeader(spec: HeaderSpec = {}): Uint8Array {
   const flags = (spec.flags ?? 0) >>> 0;
-  const words = [0x1badb002, flags, spec.checksum ?? (-(0x1badb002 + flags)) >>> 0];
+  const words = [0x1badb002, flags, spec.checksum ?? -(0x1badb002 + flags) >>> 0];
   if (spec.aout) {
     const a = spec.aout;
     words.push(a.headerAddr, a.loadAddr, a.loadEndAddr, a.bssEndAddr, a.entryAddr);
@@ -52,7 +52,7 @@ export function elf32(spec: ElfSpec): Uint8Array {
   const phoff = 52;
   const prefix = spec.prefix ?? new Uint8Array(0);
   let dataAt = phoff + spec.segments.length * phentsize + prefix.length;
-  const placed = spec.segments.map(s => {
+  const placed = spec.segments.map((s) => {
     const offset = dataAt;
     dataAt += s.data.length;
     return { s, offset };
@@ -97,7 +97,10 @@ export function elf64Header(machine = 62): Uint8Array {
 export function concat(...parts: Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
-  for (const p of parts) { out.set(p, at); at += p.length; }
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
   return out;
 }
 

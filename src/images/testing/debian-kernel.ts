@@ -26,10 +26,18 @@ function sh(cmd: string, args: string[], cwd?: string): string {
 
 /** The concrete kernel package the meta package depends on (linux-image-6.1.0-NN-cloud-amd64). */
 function kernelPackage(): string {
-  const find = (): string | undefined => /Depends:\s*(linux-image-\S+-cloud-amd64)/.exec(sh('apt-cache', ['depends', META_PACKAGE]))?.[1];
+  const find = (): string | undefined =>
+    /Depends:\s*(linux-image-\S+-cloud-amd64)/.exec(sh('apt-cache', ['depends', META_PACKAGE]))?.[1];
   let pkg: string | undefined;
-  try { pkg = find(); } catch { pkg = undefined; }
-  if (!pkg) { sh('apt-get', ['update', '-qq']); pkg = find(); }
+  try {
+    pkg = find();
+  } catch {
+    pkg = undefined;
+  }
+  if (!pkg) {
+    sh('apt-get', ['update', '-qq']);
+    pkg = find();
+  }
   if (!pkg) throw new Error(`apt-cache knows no ${META_PACKAGE}`);
   return pkg;
 }
@@ -56,11 +64,15 @@ export function debianKernel(): DebianKernel | string {
     mkdirSync(work, { recursive: true });
     try {
       sh('apt-get', ['download', '-qq', pkg], work);
-      const deb = readdirSync(work).find(f => f.endsWith('.deb'));
+      const deb = readdirSync(work).find((f) => f.endsWith('.deb'));
       if (!deb) throw new Error(`apt-get download ${pkg} left no .deb`);
       sh('dpkg-deb', ['-x', join(work, deb), join(work, 'root')]);
       rmSync(join(work, deb));
-      try { renameSync(join(work, 'root'), join(debianKernelDir, 'root')); } catch { /* another process won */ }
+      try {
+        renameSync(join(work, 'root'), join(debianKernelDir, 'root'));
+      } catch {
+        /* another process won */
+      }
     } finally {
       rmSync(work, { recursive: true, force: true });
     }

@@ -17,10 +17,19 @@ function aptInstall(pkg: string): string | null {
   if (process.getuid?.() !== 0) return `${pkg} is not installed and the test is not root (apt-get install -y ${pkg})`;
   // Test files run in parallel and may install at the same time: wait for dpkg's lock instead of failing.
   const run = (args: string[]): void => {
-    execFileSync('apt-get', ['-o', 'DPkg::Lock::Timeout=120', ...args], { stdio: 'ignore', timeout: 300_000, env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+    execFileSync('apt-get', ['-o', 'DPkg::Lock::Timeout=120', ...args], {
+      stdio: 'ignore',
+      timeout: 300_000,
+      env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+    });
   };
   try {
-    try { run(['install', '-y', '-qq', pkg]); } catch { run(['update', '-qq']); run(['install', '-y', '-qq', pkg]); }
+    try {
+      run(['install', '-y', '-qq', pkg]);
+    } catch {
+      run(['update', '-qq']);
+      run(['install', '-y', '-qq', pkg]);
+    }
     return null;
   } catch (e) {
     return `apt-get install ${pkg} failed: ${(e as Error).message.split('\n')[0]}`;
@@ -30,7 +39,9 @@ function aptInstall(pkg: string): string | null {
 /** Why the host's static busybox cannot be had, or null once it is installed. */
 export function busyboxMissing(): string | null {
   if (findBusybox() !== null) return null;
-  return aptInstall('busybox-static') ?? (findBusybox() === null ? 'busybox-static installed no /usr/bin/busybox' : null);
+  return (
+    aptInstall('busybox-static') ?? (findBusybox() === null ? 'busybox-static installed no /usr/bin/busybox' : null)
+  );
 }
 
 /** Why GNU cpio cannot be had, or null once it is installed. */

@@ -49,7 +49,11 @@ export class AcpicaDir {
     this.write(`${base}.dat`, bytes);
     const r = this.run('iasl', ['-d', `${base}.dat`]);
     let dsl = '';
-    try { dsl = this.readText(`${base}.dsl`); } catch { /* no output: the status/output say why */ }
+    try {
+      dsl = this.readText(`${base}.dsl`);
+    } catch {
+      /* no output: the status/output say why */
+    }
     return { dsl, output: r.output, status: r.status };
   }
 
@@ -62,7 +66,11 @@ export class AcpicaDir {
     this.write(`${base}_re.dsl`, source);
     const r = this.run('iasl', ['-on', `${base}_re.dsl`]);
     let aml: Buffer | null = null;
-    try { aml = this.read(`${base}_re.aml`); } catch { /* compile failed */ }
+    try {
+      aml = this.read(`${base}_re.aml`);
+    } catch {
+      /* compile failed */
+    }
     return { aml, output: r.output, status: r.status };
   }
 
@@ -78,5 +86,7 @@ export class AcpicaDir {
 
 /** Lines of tool output that report a problem (errors, warnings, bad checksums). */
 export function problems(output: string): string[] {
-  return output.split('\n').filter(l => /error|warning|incorrect checksum|invalid|mismatch/i.test(l) && !/0 Errors, 0 Warnings/.test(l));
+  return output
+    .split('\n')
+    .filter((l) => /error|warning|incorrect checksum|invalid|mismatch/i.test(l) && !/0 Errors, 0 Warnings/.test(l));
 }

@@ -52,9 +52,10 @@ export function bzImage(spec: BzImageSpec): Uint8Array {
     pref_address: 0x1000000n,
     init_size: 0x400000,
   };
-  for (const [f, v] of Object.entries({ ...defaults, ...spec.fields }) as [SetupHeaderField, number | bigint][]) set(f, v);
+  for (const [f, v] of Object.entries({ ...defaults, ...spec.fields }) as [SetupHeaderField, number | bigint][])
+    set(f, v);
   out[SETUP_HEADER.jump[0]] = 0xeb;
-  out[SETUP_HEADER.jump[0] + 1] = spec.jumpLength ?? (0x26c - 0x202);
+  out[SETUP_HEADER.jump[0] + 1] = spec.jumpLength ?? 0x26c - 0x202;
   out.set(new TextEncoder().encode('6.1.0-test (tsvmm@test) #1 SMP\0'), 0x300);
   return out;
 }
@@ -123,9 +124,15 @@ export function elfKernel(spec: ElfKernelSpec): Uint8Array {
   const sectionNoteBytes = spec.sectionNotes ? encodeNotes(spec.sectionNotes) : null;
   const phnum = spec.segments.length + (noteBytes ? 1 : 0);
   let at = ehsize + phnum * phentsize;
-  const segOffsets = spec.segments.map(s => { const o = at; at += s.data.length; return o; });
-  const noteOffset = at; at += noteBytes?.length ?? 0;
-  const secNoteOffset = at; at += sectionNoteBytes?.length ?? 0;
+  const segOffsets = spec.segments.map((s) => {
+    const o = at;
+    at += s.data.length;
+    return o;
+  });
+  const noteOffset = at;
+  at += noteBytes?.length ?? 0;
+  const secNoteOffset = at;
+  at += sectionNoteBytes?.length ?? 0;
   const shoff = sectionNoteBytes ? at : 0;
   const shnum = sectionNoteBytes ? 2 : 0; // a null section and the note section
   const out = new Uint8Array(at + shnum * shentsize);
@@ -146,10 +153,20 @@ export function elfKernel(spec: ElfKernelSpec): Uint8Array {
   dv.setUint16(is64 ? 56 : 44, phnum, true);
   dv.setUint16(is64 ? 58 : 46, shentsize, true);
   dv.setUint16(is64 ? 60 : 48, shnum, true);
-  const phdr = (i: number, type: number, offset: number, vaddr: bigint, paddr: number, filesz: number, memsz: number, align: number) => {
+  const phdr = (
+    i: number,
+    type: number,
+    offset: number,
+    vaddr: bigint,
+    paddr: number,
+    filesz: number,
+    memsz: number,
+    align: number,
+  ) => {
     const p = ehsize + i * phentsize;
     dv.setUint32(p, type, true);
-    if (is64) dv.setUint32(p + 4, 7, true); else dv.setUint32(p + 24, 7, true);
+    if (is64) dv.setUint32(p + 4, 7, true);
+    else dv.setUint32(p + 24, 7, true);
     word(p + 4, p + 8, offset);
     word(p + 8, p + 16, vaddr);
     word(p + 12, p + 24, paddr);
@@ -159,7 +176,16 @@ export function elfKernel(spec: ElfKernelSpec): Uint8Array {
   };
   spec.segments.forEach((s, i) => {
     out.set(s.data, segOffsets[i]);
-    phdr(i, 1, s.offset ?? segOffsets[i], s.vaddr ?? BigInt(s.paddr), s.paddr, s.filesz ?? s.data.length, s.memsz ?? s.data.length, 0x1000);
+    phdr(
+      i,
+      1,
+      s.offset ?? segOffsets[i],
+      s.vaddr ?? BigInt(s.paddr),
+      s.paddr,
+      s.filesz ?? s.data.length,
+      s.memsz ?? s.data.length,
+      0x1000,
+    );
   });
   if (noteBytes) {
     out.set(noteBytes, noteOffset);
