@@ -265,7 +265,7 @@ class FrameReader {
     const type = Buffer.from(meta.subarray(0, this.typeLength)).toString('latin1');
     if (!TYPE_PATTERN.test(type))
       throw new CprChannelError('protocol', `message type ${JSON.stringify(type)} is not printable ASCII`);
-    let header: unknown = undefined;
+    let header: unknown;
     if (meta.byteLength > this.typeLength) {
       try {
         header = JSON.parse(utf8Strict.decode(meta.subarray(this.typeLength)));

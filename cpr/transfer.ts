@@ -185,8 +185,7 @@ export async function transferIn(
         const scratch = new SnapshotScratch();
         clock.time('check-config', () => {
           const [saved] = decodeSections(config);
-          if (!saved || saved.kind !== 'config')
-            throw new CprError('cpr channel: the hand-over carries no configuration');
+          if (saved?.kind !== 'config') throw new CprError('cpr channel: the hand-over carries no configuration');
           checkConfigSection(parts, saved, scratch);
         });
         clock.time('warm-up', () => {

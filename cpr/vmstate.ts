@@ -312,13 +312,7 @@ function checkedLength(d: Descriptor, f: ArrayField | StructArrayField): number 
 function checkLengthField(d: Descriptor, f: Field, byName: Map<string, PlacedField>): void {
   if ((f.kind !== 'array' && f.kind !== 'structArray') || f.lengthField === undefined) return;
   const lf = byName.get(f.lengthField);
-  if (
-    !lf ||
-    lf.field.kind !== 'scalar' ||
-    lf.field.type === 'bool' ||
-    lf.field.type === 'u64' ||
-    lf.field.type === 'i64'
-  ) {
+  if (lf?.field.kind !== 'scalar' || lf.field.type === 'bool' || lf.field.type === 'u64' || lf.field.type === 'i64') {
     throw new Error(`vmstate ${d.name}: length field '${f.lengthField}' of '${f.name}' must be a u8/u16/u32 scalar`);
   }
 }
@@ -542,7 +536,7 @@ export type StringFieldName<R> = {
 function stringField(record: RecordInternals, name: string): { bytes: Uint8Array; lengthField: string; max: number } {
   const placed = record.$layout.byName.get(name);
   const field = placed?.field;
-  if (!field || field.kind !== 'array' || field.type !== 'u8' || field.lengthField === undefined) {
+  if (field?.kind !== 'array' || field.type !== 'u8' || field.lengthField === undefined) {
     throw new VmstateError(
       `vmstate ${record.$layout.descriptor.name}: '${name}' is not a string field (declare it with str())`,
     );

@@ -12,7 +12,6 @@ import type {
   EnableCap,
   IrqchipState,
   PicState,
-  IoapicState,
   PitState2,
   PitChannelState,
   ClockData,

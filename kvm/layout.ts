@@ -109,7 +109,7 @@ function collect(type: AggregateType, base: number, prefix: string, out: Record<
       // Nested aggregates are flattened by designator (`cs.base`); array elements are not (their element type,
       // when it is a struct, has its own entry in the table).
       if (typeof memberType !== 'string' && memberType.kind !== 'array')
-        collect(memberType, base + at, path + '.', out);
+        collect(memberType, base + at, `${path}.`, out);
     }
     offset = at + size;
   }

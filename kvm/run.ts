@@ -396,7 +396,7 @@ export class KvmRun {
       case 'mmio':
         return `mmio ${e.isWrite ? 'write' : 'read'} 0x${e.physAddr.toString(16)} len ${e.len}`;
       case 'internal-error':
-        return `internal error, suberror ${e.suberror}${e.data.length ? ` data [${e.data.map((x) => '0x' + x.toString(16)).join(', ')}]` : ''}`;
+        return `internal error, suberror ${e.suberror}${e.data.length ? ` data [${e.data.map((x) => `0x${x.toString(16)}`).join(', ')}]` : ''}`;
       case 'fail-entry':
         return `entry failed, hardware reason 0x${e.hardwareEntryFailureReason.toString(16)} on cpu ${e.cpu}`;
       case 'system-event':

@@ -10,7 +10,6 @@ import {
   MAGIC,
   MAX_SECTION_BYTES,
   MIN_FORMAT_VERSION,
-  SECTION_KINDS,
   TRAILER_BYTES,
   crc32,
   crc32Chunk,

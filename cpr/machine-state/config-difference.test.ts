@@ -302,7 +302,7 @@ function mustMatch(s: SavedMachineConfig): string {
     c.serial.flatMap((spec, i) => (i < 4 && spec.kind !== 'none' ? [i] : [])),
     c.debugcon.map((d) => d.iobase).sort((x, y) => x - y),
     c.debugExit && [c.debugExit.iobase, c.debugExit.iosize],
-    c.pvpanic && c.pvpanic.ioport,
+    c.pvpanic?.ioport,
   ]);
 }
 

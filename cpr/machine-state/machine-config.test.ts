@@ -83,11 +83,11 @@ test('machine config: a key whose value is undefined counts as absent', () => {
 
 test('machine config: strings are UTF-8 up to their limit; a longer one is refused naming the field', () => {
   const s = typical();
-  const longest = '/' + 'é'.repeat((PATH_MAX - 2) / 2) + 'x'; // exactly PATH_MAX bytes of UTF-8
+  const longest = `/${'é'.repeat((PATH_MAX - 2) / 2)}x`; // exactly PATH_MAX bytes of UTF-8
   assert.is(new TextEncoder().encode(longest).length, PATH_MAX);
   s.ram.path = longest;
   assert.is(roundTrip(s).ram.path, longest);
-  s.ram.path = longest + 'x';
+  s.ram.path = `${longest}x`;
   assert.throws(
     () => machineConfigToRecord(s.config, s.ram),
     /RAM backend record path: 4097 bytes of UTF-8 do not fit in 4096/,

@@ -96,7 +96,7 @@ const checks: [string, number | bigint, string][] = [
     blk.BLK_CFG_WRITE_ZEROES_MAY_UNMAP,
     off('virtio_blk_config', 'write_zeroes_may_unmap'),
   ],
-  ['VIRTIO_BLK_CONFIG_SIZE', blk.VIRTIO_BLK_CONFIG_SIZE, off('virtio_blk_config', 'unused1') + ' + 3'],
+  ['VIRTIO_BLK_CONFIG_SIZE', blk.VIRTIO_BLK_CONFIG_SIZE, `${off('virtio_blk_config', 'unused1')} + 3`],
   ['FALLOC_FL_KEEP_SIZE', blk.FALLOC_FL_KEEP_SIZE, 'FALLOC_FL_KEEP_SIZE'],
   ['FALLOC_FL_PUNCH_HOLE', blk.FALLOC_FL_PUNCH_HOLE, 'FALLOC_FL_PUNCH_HOLE'],
   ['FALLOC_FL_ZERO_RANGE', blk.FALLOC_FL_ZERO_RANGE, 'FALLOC_FL_ZERO_RANGE'],

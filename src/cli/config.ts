@@ -5,13 +5,7 @@ import { UsageError, type RunArgs } from './args.js';
 import { parseSmp } from './smp.js';
 import { parseMemoryOptions } from '../memory/config.js';
 import { parseCharSpec, charSpecFromChardev, CharSpecError, type CharSpec } from '../chardev/index.js';
-import {
-  type VirtioDeviceConfig,
-  type BootConfig,
-  type DebugconConfig,
-  type MachineConfig,
-  type PanicAction,
-} from '../machine/config.js';
+import type { VirtioDeviceConfig, BootConfig, DebugconConfig, MachineConfig, PanicAction } from '../machine/config.js';
 import type { CpuMode } from '../boot/cpu-modes.js';
 import type { CpuidPolicy } from '../../kvm/cpuid.js';
 import { PVPANIC_DEFAULT_IOPORT } from '../../devices/pvpanic.js';

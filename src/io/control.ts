@@ -13,12 +13,12 @@ const GENERATION = 2;
 const TID = 3;
 const WORDS = 4;
 
-export const enum IoRequest {
+export enum IoRequest {
   Run = 0,
   Pause = 1,
   Stop = 2,
 }
-export const enum IoThreadState {
+export enum IoThreadState {
   Starting = 0,
   Running = 1,
   Parked = 2,

@@ -1,7 +1,7 @@
 // The main thread's handle on the I/O thread: start it over the machine's shared state, pause it around a
 // checkpoint, resume it, stop it when the machine ends.
 import { Worker } from 'node:worker_threads';
-import { IoThreadControl, IoThreadState } from './control.js';
+import { IoThreadControl, type IoThreadState } from './control.js';
 import type { IoThreadEvent, IoThreadInit } from './messages.js';
 
 /** Where the I/O thread's code is; a bundled tsvmm points this at its own bundle (as setVcpuWorkerUrl). */

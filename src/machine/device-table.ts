@@ -7,7 +7,7 @@
 import { StateArena, layoutOf, type Descriptor, type RecordInternals } from '../../cpr/vmstate.js';
 import type { CharOut, HostClock, IoRegion, IrqLine, MachineControl, WakeEventSource } from '../bus/types.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
-import { Serial16550, serialState, resetSerial, SERIAL_IO_LENGTH } from '../../devices/serial.js';
+import { Serial16550, serialState, SERIAL_IO_LENGTH } from '../../devices/serial.js';
 import { Debugcon, debugconState, resetDebugcon, DEBUGCON_IO_LENGTH } from '../../devices/debugcon.js';
 import { DebugExit, debugExitState, resetDebugExit } from '../../devices/debug-exit.js';
 import { Rtc, rtcState, resetRtc, RTC_PORT_BASE, RTC_IRQ, type RtcMemoryConfig } from '../../devices/rtc.js';

@@ -45,10 +45,10 @@ export function quoteJsonString(s: string): string {
         out += '\\t';
         break;
       default:
-        out += '\\u' + hex4(c); // a UTF-16 unit: surrogate pairs come out as two escapes, as in QEMU
+        out += `\\u${hex4(c)}`; // a UTF-16 unit: surrogate pairs come out as two escapes, as in QEMU
     }
   }
-  return out + s.slice(runStart) + '"';
+  return `${out + s.slice(runStart)}"`;
 }
 
 function formatNumber(n: number): string {
@@ -75,15 +75,15 @@ export function formatQmpJson(value: unknown): string {
         seen.add(v);
         let out: string;
         if (Array.isArray(v)) {
-          out = '[' + v.map((item) => (item === undefined ? 'null' : walk(item))).join(', ') + ']';
+          out = `[${v.map((item) => (item === undefined ? 'null' : walk(item))).join(', ')}]`;
         } else {
           const parts: string[] = [];
           for (const key of Object.keys(v)) {
             const member = (v as Record<string, unknown>)[key];
             if (member === undefined) continue;
-            parts.push(quoteJsonString(key) + ': ' + walk(member));
+            parts.push(`${quoteJsonString(key)}: ${walk(member)}`);
           }
-          out = '{' + parts.join(', ') + '}';
+          out = `{${parts.join(', ')}}`;
         }
         seen.delete(v);
         return out;

@@ -115,7 +115,7 @@ test('json framing: memory stays bounded while a huge message is being dropped',
 });
 
 test("json parse: QEMU's messages for malformed objects", () => {
-  const one = (s: string) => frame([s + '\n'])[0];
+  const one = (s: string) => frame([`${s}\n`])[0];
   assert.equal(one('{"execute" "x"}'), { parseError: 'missing : in object pair' });
   assert.equal(one('{"execute": foo}'), { parseError: "invalid keyword 'foo'" });
   assert.equal(one('{1: 2}'), { parseError: 'key is not a string in object' });
@@ -141,7 +141,7 @@ test('json parse: strings: escapes, surrogate pairs, and invalid UTF-8 or lone s
 });
 
 test('json parse: integers stay exact up to uint64; other numbers are doubles', () => {
-  const one = (s: string) => frame([s + ' '])[0];
+  const one = (s: string) => frame([`${s} `])[0];
   assert.is(one('9007199254740991'), 9007199254740991);
   assert.is(one('18446744073709551615'), 18446744073709551615n);
   assert.is(one('-9223372036854775808'), -9223372036854775808n);
@@ -152,7 +152,7 @@ test('json parse: integers stay exact up to uint64; other numbers are doubles', 
 
 test('json parse: "__proto__" is an ordinary member', () => {
   const v = frame(['{"__proto__": {"x": 1}}'])[0] as Record<string, unknown>;
-  assert.ok(Object.prototype.hasOwnProperty.call(v, '__proto__'));
+  assert.ok(Object.hasOwn(v, '__proto__'));
   assert.is(Object.getPrototypeOf(v), Object.prototype);
   assert.is(formatQmpJson(v), '{"__proto__": {"x": 1}}');
 });
@@ -183,7 +183,7 @@ test('json round trip: what the parser reads, the formatter writes back equivale
     '18446744073709551615',
   ];
   for (const s of samples) {
-    const v = frame([s + ' '])[0];
+    const v = frame([`${s} `])[0];
     assert.is(formatQmpJson(v), s);
   }
 });

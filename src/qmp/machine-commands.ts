@@ -5,7 +5,7 @@ import { openSync, writeSync, closeSync } from 'node:fs';
 import { QmpError, defineCommand, type QmpHandlers, type ExtraCommand } from './server.js';
 import type { RunState as QmpRunState, MigrationCapabilityStatus, MigrationParameters } from './schema.js';
 import type { Machine, RunState } from '../machine/machine.js';
-import { MigrationController, fileUriPath } from '../../cpr/migration.js';
+import { type MigrationController, fileUriPath } from '../../cpr/migration.js';
 import { CprError } from '../../cpr/reboot.js';
 import { CheckpointError } from '../../cpr/file.js';
 import { formatTimings, pauseUs, type PhaseMark } from '../../cpr/timings.js';
@@ -169,7 +169,7 @@ export function machineCommands(o: MachineCommandsOptions): {
           throw new CprError('migrate needs exactly one of uri and channels');
         if (migration.mode === 'cpr-transfer') {
           const cpr = channels?.find((c) => c['channel-type'] === 'cpr');
-          if (!cpr || cpr.addr.transport !== 'socket' || cpr.addr.type !== 'unix') {
+          if (cpr?.addr.transport !== 'socket' || cpr.addr.type !== 'unix') {
             throw new CprError(
               'mode cpr-transfer needs a cpr channel on a unix socket: channels: [{"channel-type": "main", …}, {"channel-type": "cpr", "addr": {"transport": "socket", "type": "unix", "path": …}}]',
             );
@@ -185,7 +185,7 @@ export function machineCommands(o: MachineCommandsOptions): {
         let target = uri;
         if (channels) {
           const main = channels.find((c) => c['channel-type'] === 'main');
-          if (!main || main.addr.transport !== 'file')
+          if (main?.addr.transport !== 'file')
             throw new CprError(
               'migrate: the main channel must be a file address ({"transport": "file", "filename": …})',
             );
@@ -205,7 +205,7 @@ export function machineCommands(o: MachineCommandsOptions): {
         let target = uri;
         if (channels) {
           const main = channels.find((c) => c['channel-type'] === 'main');
-          if (!main || main.addr.transport !== 'file')
+          if (main?.addr.transport !== 'file')
             throw new CprError('migrate-incoming: the main channel must be a file address');
           target = `file:${(main.addr as { filename: string }).filename}`;
         }

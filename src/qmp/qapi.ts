@@ -184,7 +184,7 @@ export function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-const hasOwn = (o: object, key: string) => Object.prototype.hasOwnProperty.call(o, key);
+const hasOwn = (o: object, key: string) => Object.hasOwn(o, key);
 
 /** The JSON type of a value, named as QEMU's QType names it in messages. */
 function jsonKind(v: unknown): 'string' | 'number' | 'boolean' | 'null' | 'object' | 'array' | 'other' {

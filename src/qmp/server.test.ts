@@ -68,7 +68,7 @@ async function negotiated(server: QmpServer): Promise<RawClient> {
 }
 
 const execLine = (command: string, extra: Record<string, unknown> = {}) =>
-  JSON.stringify({ execute: command, ...extra }) + '\n';
+  `${JSON.stringify({ execute: command, ...extra })}\n`;
 
 test("qmp: the greeting is QEMU's, one line ending in CRLF, with tsvmm in package and no capabilities", async () => {
   const server = await start();

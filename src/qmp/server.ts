@@ -109,7 +109,7 @@ interface Registered {
   readonly run: RunFn;
 }
 
-const hasOwn = (o: object, key: string) => Object.prototype.hasOwnProperty.call(o, key);
+const hasOwn = (o: object, key: string) => Object.hasOwn(o, key);
 const BUILTINS = new Set(['qmp_capabilities', 'query-commands', 'query-version']);
 /** Capabilities offered in the greeting; qmp_capabilities refuses any other. */
 const OFFERED_CAPABILITIES: readonly string[] = [];

@@ -140,7 +140,7 @@ export class QmpSession {
     } catch (error) {
       // A handler returned something JSON cannot carry (NaN, a function, a cycle): a bug, reported as an error.
       this.host.log(`QMP client ${this.id}: cannot send a reply: ${(error as Error).message}`);
-      const id = Object.prototype.hasOwnProperty.call(reply, 'id') ? { id: reply.id } : {};
+      const id = Object.hasOwn(reply, 'id') ? { id: reply.id } : {};
       line = formatQmpJson({
         ...id,
         error: {
@@ -174,6 +174,6 @@ export class QmpSession {
       if (after.length) setImmediate(runAfter);
       return;
     }
-    this.socket.write(line + '\r\n', after.length ? runAfter : undefined);
+    this.socket.write(`${line}\r\n`, after.length ? runAfter : undefined);
   }
 }

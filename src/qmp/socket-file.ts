@@ -12,7 +12,7 @@
 // QMP path); any other kind of file there is refused. The private path is at most 11 bytes longer than the
 // directory; a path whose directory leaves no room for that under the kernel's 107-byte limit is refused.
 
-import net from 'node:net';
+import type net from 'node:net';
 import { chmodSync, lstatSync, mkdtempSync, renameSync, rmdirSync, unlinkSync, type Stats } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 

@@ -82,7 +82,7 @@ export async function connectRaw(path: string): Promise<RawClient> {
       const request: Record<string, unknown> = { execute: command };
       if (args !== undefined) request.arguments = args;
       if (id !== undefined) request.id = id;
-      socket.write(JSON.stringify(request) + '\n');
+      socket.write(`${JSON.stringify(request)}\n`);
       for (;;) {
         const message = await next();
         if (!('event' in message)) return message;

@@ -252,7 +252,7 @@ test('socket: bind replaces a stale socket file, refuses a live one and leaves a
 test('socket: a path longer than sun_path is refused before any system call; connect names the path it failed on', () => {
   const s = unixSocket();
   try {
-    assert.throws(() => bindUnix(s, '/tmp/' + 'x'.repeat(UNIX_PATH_MAX)), /at most 107 fit in sun_path/);
+    assert.throws(() => bindUnix(s, `/tmp/${'x'.repeat(UNIX_PATH_MAX)}`), /at most 107 fit in sun_path/);
     const missing = join(dir, 'nobody-here.sock');
     assert.throws(
       () => connectUnix(s, missing),

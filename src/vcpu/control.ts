@@ -17,7 +17,7 @@ const STATE = 1;
 const CAPTURED = 2; // the CAPTURE generation this vCPU last saved its state for (negative: it failed)
 const PER_VCPU_WORDS = 4;
 
-export const enum VcpuRunState {
+export enum VcpuRunState {
   Starting = 0,
   Running = 1,
   Parked = 2,
