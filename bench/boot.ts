@@ -11,7 +11,7 @@ import { QEMU_BINARY, qemuAccel, qemuUnavailable } from '../examples/guests/qemu
 import { repoRoot } from '../test/support/cc.js';
 import { debianKernel } from '../test/support/linux-kernel.js';
 import { kvmIsPvm, PVM_NO_USER_SPACE } from '../test/support/kvm-backend.js';
-import { kvmMissing } from '../kvm/test-guest.js';
+import { kvmMissing } from '../kvm/testing/test-guest.js';
 import { findBusybox } from '../src/images/busybox.js';
 import { writeInitramfs } from '../src/images/initramfs.js';
 import { envInt } from './lib/env.js';

@@ -14,8 +14,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as libc from '../src/sys/libc.js';
 import { closeAll, pollAsync, pollSync, sendWithFds, socketPair, POLLIN } from '../src/sys/socket.js';
-import { CprChannel, CprChannelError, CprListener, type ReceivedMessage } from '../cpr/channel.js';
-import { newRecord } from '../cpr/vmstate.js';
+import { CprChannel, CprChannelError, CprListener, type ReceivedMessage } from '../cpr/flows/channel.js';
+import { newRecord } from '../cpr/vmstate/vmstate.js';
 import {
   vcpuStateDescriptor,
   vcpuStateToRecord,
@@ -25,8 +25,8 @@ import {
   MAX_XCRS,
   MAX_XSAVE_BYTES,
   LAPIC_BYTES,
-} from '../cpr/machine-state/vcpu.js';
-import { kvmMissing, RealModeGuest } from '../kvm/test-guest.js';
+} from '../cpr/kvm-state/vcpu.js';
+import { kvmMissing, RealModeGuest } from '../kvm/testing/test-guest.js';
 import { envInt } from './lib/env.js';
 import { removeScratch, scratchDir, writeResult } from './lib/output.js';
 import { benchWhere, guardMs } from './lib/where.js';

@@ -20,7 +20,7 @@
 // SCI. A level-triggered line (ISA IRQ 9 by default, active-high, level: the MADT says so), asserted while SCI_EN
 // is set and an enabled status bit is set (PM1_STS & PM1_EN). No SMM: ACPI mode is always on (the FADT's SMI_CMD
 // is 0), so SCI_EN starts set; the guest may still clear it, which masks the SCI.
-import { bool, i64, u16, u64, clearRecord, type Descriptor, type StateOf } from '../cpr/vmstate.js';
+import { bool, i64, u16, u64, clearRecord, type Descriptor, type StateOf } from '../cpr/vmstate/vmstate.js';
 import type { AccessSize, HostClock, IoHandler, IoRegion, IrqLine } from '../src/bus/types.js';
 
 /** QEMU's pc machines put the PIIX4/ICH9 PM block at 0x600 (SeaBIOS programs PMBASE there). */

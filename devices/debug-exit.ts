@@ -4,7 +4,7 @@
 // 32-bit overflow (v * 2 + 1, up to 2^33 - 1): the process exit code the machine derives from it is, as with QEMU's
 // exit(), its low 8 bits. Statuses from this device are always odd; tsvmm's own exit statuses are even.
 // Reads return 0 (QEMU's device has no read handler).
-import { u8, u32, clearRecord, type Descriptor, type StateOf } from '../cpr/vmstate.js';
+import { u8, u32, clearRecord, type Descriptor, type StateOf } from '../cpr/vmstate/vmstate.js';
 import type { AccessSize, IoHandler, MachineControl } from '../src/bus/types.js';
 
 /** QEMU's defaults: iobase 0xf4, iosize 4 (the window the device claims; any 1-4 byte access inside it counts). */

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { newRecord } from '../cpr/vmstate.js';
+import { newRecord } from '../cpr/vmstate/vmstate.js';
 import type { CharOut, HostClock } from '../src/bus/types.js';
 import { Debugcon, debugconState, resetDebugcon, DEBUGCON_IOBASE } from './debugcon.js';
 

@@ -12,7 +12,7 @@
 // taken from the injected HostClock when the guest's write is handled (all bytes of one wide access share one
 // stamp). A probe outside the VM can then see exactly when the guest executed its last `out` before a pause or
 // checkpoint and its first after the resume, on the host's wall clock.
-import { u32, clearRecord, type Descriptor, type StateOf } from '../cpr/vmstate.js';
+import { u32, clearRecord, type Descriptor, type StateOf } from '../cpr/vmstate/vmstate.js';
 import type { AccessSize, CharOut, HostClock, IoHandler } from '../src/bus/types.js';
 
 /** QEMU's default iobase and readback. */

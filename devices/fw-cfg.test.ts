@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Worker } from 'node:worker_threads';
-import { makeRecord, newRecord, recordBytes } from '../cpr/vmstate.js';
+import { makeRecord, newRecord, recordBytes } from '../cpr/vmstate/vmstate.js';
 import { GuestMemoryError, type GuestMemory } from '../src/memory/guest-memory.js';
 import {
   FwCfg,

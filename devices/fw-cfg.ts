@@ -5,7 +5,7 @@
 //          which starts the transfer described by the FWCfgDmaAccess structure at that guest address.
 // The content is immutable configuration shared by all threads (see fw-cfg/content.ts); the record holds only
 // the selector, the offset into the selected item and the DMA address halves.
-import { u16, u32, clearRecord, type Descriptor, type StateOf } from '../cpr/vmstate.js';
+import { u16, u32, clearRecord, type Descriptor, type StateOf } from '../cpr/vmstate/vmstate.js';
 import type { AccessSize, IoHandler, IoRegion } from '../src/bus/types.js';
 import { GuestMemoryError, type GuestMemory } from '../src/memory/guest-memory.js';
 import { FwCfgItems, itemKey, type FwCfgBlob } from './fw-cfg/content.js';

@@ -6,7 +6,7 @@
 // the way QEMU's do, so guests probing the keyboard and the mouse (Linux i8042/atkbd/psmouse) see real hardware.
 // The controller's pulse-reset line is wired to MachineControl.reset. The A20 gate is recorded in the output port
 // only: under KVM A20 is always enabled.
-import { array, bool, u8, clearRecord, type Descriptor, type StateOf } from '../cpr/vmstate.js';
+import { array, bool, u8, clearRecord, type Descriptor, type StateOf } from '../cpr/vmstate/vmstate.js';
 import type { AccessSize, IoHandler, IoRegion, IrqLine, MachineControl } from '../src/bus/types.js';
 
 export const I8042_DATA_PORT = 0x60;

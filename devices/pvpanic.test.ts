@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { newRecord, recordBytes } from '../cpr/vmstate.js';
+import { newRecord, recordBytes } from '../cpr/vmstate/vmstate.js';
 import type { MachineControl } from '../src/bus/types.js';
 import { ExitStatus } from '../src/machine/exit-status.js';
 import {

@@ -9,7 +9,7 @@
 //
 // The port is one byte wide (QEMU's region is 1 byte with max_access_size 1; the bus splits wider accesses, so the
 // byte at the port is all the device sees). The device has no interrupt and no timers.
-import { bool, u8, clearRecord, type Descriptor, type StateOf } from '../cpr/vmstate.js';
+import { bool, u8, clearRecord, type Descriptor, type StateOf } from '../cpr/vmstate/vmstate.js';
 import type { AccessSize, IoHandler, MachineControl } from '../src/bus/types.js';
 
 /** QEMU's default port (the `ioport` property). */

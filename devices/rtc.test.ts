@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { makeRecord, newRecord, recordBytes } from '../cpr/vmstate.js';
+import { makeRecord, newRecord, recordBytes } from '../cpr/vmstate/vmstate.js';
 import type { HostClock, IrqLine } from '../src/bus/types.js';
 import {
   Rtc,

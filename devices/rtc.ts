@@ -11,7 +11,7 @@
 // happened in (checkedNs, now]. So nothing needs a host timer unless an interrupt is enabled, and then
 // `pollTimers` says when the next one is due. Several events that fall between two polls coalesce into one flag,
 // as QEMU's default lost-tick policy ("discard") does.
-import { array, bool, i64, u8, clearRecord, type Descriptor, type StateOf } from '../cpr/vmstate.js';
+import { array, bool, i64, u8, clearRecord, type Descriptor, type StateOf } from '../cpr/vmstate/vmstate.js';
 import type { AccessSize, HostClock, IoHandler, IoRegion, IrqLine } from '../src/bus/types.js';
 
 export const RTC_PORT_BASE = 0x70;

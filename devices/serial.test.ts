@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { newRecord, makeRecord, recordBytes } from '../cpr/vmstate.js';
+import { newRecord, makeRecord, recordBytes } from '../cpr/vmstate/vmstate.js';
 import type { CharOut, HostClock, IrqLine } from '../src/bus/types.js';
 import {
   Serial16550,

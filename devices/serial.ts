@@ -23,7 +23,7 @@
 // IRQ: QEMU raises the line whenever an enabled interrupt is pending and ignores MCR.OUT2; that is the default here.
 // `out2GatesIrq: true` models a real PC board instead, where OUT2 enables the IRQ driver (and loopback disconnects
 // OUT2 from the pin, so no IRQ reaches the PIC in loopback mode).
-import { u8, u16, u64, bool, bytes, clearRecord, type Descriptor, type StateOf } from '../cpr/vmstate.js';
+import { u8, u16, u64, bool, bytes, clearRecord, type Descriptor, type StateOf } from '../cpr/vmstate/vmstate.js';
 import type { AccessSize, CharOut, HostClock, IoHandler, IrqLine } from '../src/bus/types.js';
 
 // ---- register offsets (from the port base) --------------------------------------------------------------------

@@ -4,10 +4,10 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { testIf } from '../test/support/skip.js';
 import { cpuidFor, findCpuid, vendorOf, KVM_SIGNATURE } from './cpuid.js';
-import { KVM_CPUID_FLAG_SIGNIFCANT_INDEX } from './constants.js';
-import { kvmMissing, RealModeGuest } from './test-guest.js';
-import type { CpuidEntry } from './types.js';
-import { KVM_EXIT_IO } from './constants.js';
+import { KVM_CPUID_FLAG_SIGNIFCANT_INDEX } from './bindings/constants.js';
+import { kvmMissing, RealModeGuest } from './testing/test-guest.js';
+import type { CpuidEntry } from './bindings/types.js';
+import { KVM_EXIT_IO } from './bindings/constants.js';
 import { kvmIsPvm } from '../test/support/kvm-backend.js';
 
 const SIG = KVM_CPUID_FLAG_SIGNIFCANT_INDEX;

@@ -8,8 +8,8 @@
 // vCPU's CPUID (leaf 1 XSAVE/OSXSAVE/AVX, leaf 7 AVX2/AVX-512, leaf 0xD) — what KVM_GET_CPUID2 returns and what the
 // guest's CPUID instruction sees. The CX16 mask, the topology and the KVM leaves do reach the guest. So on PVM a
 // guest must also be told `noxsave` (Linux command line); on VMX/SVM hosts the table is taken as given.
-import { KVM_CPUID_FLAG_SIGNIFCANT_INDEX } from './constants.js';
-import type { CpuidEntry } from './types.js';
+import { KVM_CPUID_FLAG_SIGNIFCANT_INDEX } from './bindings/constants.js';
+import type { CpuidEntry } from './bindings/types.js';
 
 export type CpuidPolicy = 'host' | 'pvm-safe';
 

@@ -2,7 +2,7 @@
 // the SysError they throw (`ioctl(7, KVM_SET_SREGS) failed: EINVAL (errno 22)`).
 import * as libc from '../src/sys/libc.js';
 import { SysError } from '../src/sys/errno.js';
-import { ioctlName } from './ioctls.js';
+import { ioctlName } from './bindings/ioctls.js';
 
 export function ioctlValue(fd: number, request: number, arg: number | bigint = 0): number {
   return libc.ioctl(fd, request, arg, ioctlName(request));

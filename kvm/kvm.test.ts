@@ -4,8 +4,8 @@ import * as assert from 'uvu/assert';
 import { Errno } from '../src/sys/errno.js';
 import { testIf } from '../test/support/skip.js';
 import { Kvm, KvmUnavailableError, openFailure } from './kvm.js';
-import { kvmMissing } from './test-guest.js';
-import * as K from './ioctls.js';
+import { kvmMissing } from './testing/test-guest.js';
+import * as K from './bindings/ioctls.js';
 
 const noKvm = kvmMissing();
 

@@ -2,7 +2,7 @@
 // without, and turns every way that can fail into a KvmUnavailableError with a one-line message a user can act on.
 import * as libc from '../src/sys/libc.js';
 import { Errno, errnoName, SysError } from '../src/sys/errno.js';
-import * as K from './ioctls.js';
+import * as K from './bindings/ioctls.js';
 import { ioctlValue, ioctlBuffer, isErrno } from './fd-ioctl.js';
 import {
   decodeCpuid2,
@@ -12,10 +12,10 @@ import {
   msrListCount,
   encodeMsrs,
   decodeMsrs,
-} from './codec-vcpu.js';
+} from './bindings/codec-vcpu.js';
 import { Vm } from './vm.js';
 import type { VcpuFeatures } from './vcpu.js';
-import type { CpuidEntry, MsrEntry } from './types.js';
+import type { CpuidEntry, MsrEntry } from './bindings/types.js';
 
 export type KvmUnavailableReason =
   | 'missing'

@@ -3,8 +3,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { KvmRun, exitReasonName } from './run.js';
-import { offsetOf } from './structs.js';
-import * as K from './constants.js';
+import { offsetOf } from './bindings/structs.js';
+import * as K from './bindings/constants.js';
 
 const MAP = 3 * 4096;
 const PIO = 4096; // KVM_PIO_PAGE_OFFSET * page size: where KVM puts the port I/O data

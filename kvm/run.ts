@@ -3,8 +3,8 @@
 // straight after KVM_RUN without allocating. `decode()` builds a discriminated union for logs, tests and slow
 // paths. The owner of the mapping calls `release()` before munmap: afterwards every accessor throws a RangeError
 // instead of touching unmapped memory (which would kill the process).
-import { offsetOf, fieldOf } from './structs.js';
-import * as K from './constants.js';
+import { offsetOf, fieldOf } from './bindings/structs.js';
+import * as K from './bindings/constants.js';
 
 // kvm_run offsets, resolved once from the layout table.
 const O = {

@@ -3,11 +3,11 @@
 // kvm_arch_put_registers keeps the same REGS-before-EVENTS, TSC-rate-before-MSRs and LAPIC-before-TSC-deadline
 // rules but sets the MP state after the events rather than first. Call both with the vCPU outside KVM_RUN and,
 // for events, with the other vCPUs stopped too.
-import * as K from './constants.js';
+import * as K from './bindings/constants.js';
 import { Errno } from '../src/sys/errno.js';
 import { isErrno } from './fd-ioctl.js';
 import type { Vcpu } from './vcpu.js';
-import { sizeOf } from './structs.js';
+import { sizeOf } from './bindings/structs.js';
 import {
   decodeRegs,
   decodeSregs,
@@ -19,8 +19,8 @@ import {
   decodeMsrs,
   decodeCpuid2Reply,
   encodeCpuid2Request,
-} from './codec-vcpu.js';
-import type { VcpuState, VcpuEvents } from './types.js';
+} from './bindings/codec-vcpu.js';
+import type { VcpuState, VcpuEvents } from './bindings/types.js';
 
 /** A restored TSC frequency within this tolerance of the host's needs no scaling (QEMU/Firecracker: 250 ppm). */
 const TSC_KHZ_TOLERANCE = 250e-6;

@@ -3,10 +3,10 @@
 // (a worker thread running the vCPU it was handed). getState/setState (kvm/vcpu-state.ts) move the complete state.
 import * as libc from '../src/sys/libc.js';
 import { Errno } from '../src/sys/errno.js';
-import * as K from './ioctls.js';
+import * as K from './bindings/ioctls.js';
 import { ioctlValue, ioctlBuffer, isErrno } from './fd-ioctl.js';
 import { KvmRun } from './run.js';
-import { sizeOf } from './structs.js';
+import { sizeOf } from './bindings/structs.js';
 import {
   encodeRegs,
   decodeRegs,
@@ -29,8 +29,8 @@ import {
   decodeDebugRegs,
   LAPIC_STATE_SIZE,
   XSAVE_MIN_SIZE,
-} from './codec-vcpu.js';
-import { encodeEnableCap } from './codec-vm.js';
+} from './bindings/codec-vcpu.js';
+import { encodeEnableCap } from './bindings/codec-vm.js';
 import { saveVcpuState, restoreVcpuState, type RestoreOptions } from './vcpu-state.js';
 // kvm.ts imports vm.ts which imports this file: the cycle is safe because Kvm is used only inside a function.
 import { Kvm } from './kvm.js';
@@ -45,7 +45,7 @@ import type {
   DebugRegs,
   EnableCap,
   VcpuState,
-} from './types.js';
+} from './bindings/types.js';
 
 /**
  * What the vCPU state functions may use, from KVM_CHECK_EXTENSION on the VM fd, plus the MSR index list. Plain data:

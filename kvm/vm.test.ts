@@ -4,11 +4,11 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as libc from '../src/sys/libc.js';
 import { testIf } from '../test/support/skip.js';
-import { kvmMissing, RealModeGuest } from './test-guest.js';
+import { kvmMissing, RealModeGuest } from './testing/test-guest.js';
 import { Kvm } from './kvm.js';
-import { decodeRedirEntry, encodeRedirEntry } from './codec-vm.js';
-import * as K from './ioctls.js';
-import type { IrqRoute } from './types.js';
+import { decodeRedirEntry, encodeRedirEntry } from './bindings/codec-vm.js';
+import * as K from './bindings/ioctls.js';
+import type { IrqRoute } from './bindings/types.js';
 
 const noKvm = kvmMissing();
 

@@ -1,7 +1,7 @@
 // Vm: owns a KVM VM file descriptor — guest memory slots, the in-kernel irqchip and PIT, interrupt routing,
 // irqfd/ioeventfd, the VM clock — and creates vCPUs.
 import * as libc from '../src/sys/libc.js';
-import * as K from './ioctls.js';
+import * as K from './bindings/ioctls.js';
 import { ioctlValue, ioctlBuffer } from './fd-ioctl.js';
 import {
   encodeUserMemoryRegion,
@@ -21,8 +21,8 @@ import {
   decodePitState2,
   encodeEnableCap,
   encodeDirtyLog,
-} from './codec-vm.js';
-import { sizeOf } from './structs.js';
+} from './bindings/codec-vm.js';
+import { sizeOf } from './bindings/structs.js';
 import { featuresFrom, type Kvm } from './kvm.js';
 import { Vcpu, type VcpuFeatures } from './vcpu.js';
 import type {
@@ -35,7 +35,7 @@ import type {
   IrqchipState,
   PitState2,
   EnableCap,
-} from './types.js';
+} from './bindings/types.js';
 
 /** Arguments of setUserMemoryRegion; addresses and sizes may be numbers or bigints. */
 export interface MemoryRegionArgs {

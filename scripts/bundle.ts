@@ -1,5 +1,5 @@
 // Bundles tsvmm: dist/tsvmm.mjs (the command) loads dist/tsvmm-main.cjs, and dist/tsvmm-vcpu.mjs (a vCPU thread)
-// loads dist/tsvmm-vcpu.cjs, both through V8's code cache (src/cli/code-cache.ts); dist/tsvmm-io.mjs is the I/O
+// loads dist/tsvmm-vcpu.cjs, both through V8's code cache (src/sys/code-cache.ts); dist/tsvmm-io.mjs is the I/O
 // thread. Run by `npm run build` after tsc has type-checked everything. koffi stays external: it is a native addon loaded from node_modules.
 import { build } from 'esbuild';
 import { dirname, join } from 'node:path';

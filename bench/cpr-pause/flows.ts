@@ -21,7 +21,7 @@
 import { closeSync, openSync, readSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { COUNTER_STATE_ADDR } from '../../examples/guests/build.js';
-import type { PhaseMark } from '../../cpr/timings.js';
+import type { PhaseMark } from '../../cpr/flows/timings.js';
 import type { Cleanup } from './cleanup.js';
 import { readTicks, waitForTicks, medianInterval } from './ticks.js';
 import { Vmm, waitForPath } from './vmm.js';

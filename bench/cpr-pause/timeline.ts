@@ -6,7 +6,7 @@
 //   the VMMs' pause (old stop-vcpus start → new resume end) = the sum of the chain's phases
 //
 // A boundary a run does not have (a mark the VMM did not record) merges its phase into the next one.
-import type { PhaseMark } from '../../cpr/timings.js';
+import type { PhaseMark } from '../../cpr/flows/timings.js';
 import type { FlowId, RunRecord } from './flows.js';
 
 /** [label of the phase that ENDS at this boundary, boundary instant name]. */

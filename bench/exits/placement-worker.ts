@@ -2,12 +2,12 @@
 // port exit either handled here under the machine lock (`local`) or forwarded to the main thread (`forward-*`).
 import { parentPort, workerData } from 'node:worker_threads';
 import { Vcpu } from '../../kvm/vcpu.js';
-import * as K from '../../kvm/constants.js';
+import * as K from '../../kvm/bindings/constants.js';
 import { Errno } from '../../src/sys/errno.js';
-import { StateArena } from '../../cpr/vmstate.js';
+import { StateArena } from '../../cpr/vmstate/vmstate.js';
 import { Debugcon, debugconState } from '../../devices/debugcon.js';
 import { openCharOut } from '../../src/chardev/char-out.js';
-import { hostClock } from '../../src/machine/clock.js';
+import { hostClock } from '../../src/runtime/clock.js';
 import { PioBus, pioWindow } from '../../src/bus/bus.js';
 import type { AccessSize } from '../../src/bus/types.js';
 import { MachineLock } from '../../src/sync/lock.js';

@@ -1,7 +1,7 @@
 // vmstate descriptors for everything in a checkpoint that is not a device model: each vCPU, KVM's in-kernel
 // irqchip (PIC master, PIC slave, IOAPIC), PIT and kvmclock, and the machine configuration with its RAM backend
 // record. Each comes with converters between the plain data kvm/ and src/ use and a record laid out by the
-// descriptor (cpr/vmstate.ts), which is what the checkpoint stream encodes.
+// descriptor (cpr/vmstate/vmstate.ts), which is what the checkpoint stream encodes.
 export {
   vcpuStateDescriptor,
   vcpuStateToRecord,
@@ -22,7 +22,7 @@ export {
   MAX_XCRS,
   MAX_XSAVE_BYTES,
   LAPIC_BYTES,
-} from './vcpu.js';
+} from '../kvm-state/vcpu.js';
 export {
   picStateDescriptor,
   ioapicStateDescriptor,
@@ -34,9 +34,15 @@ export {
   recordToIrqchipState,
   type PicRecord,
   type IoapicRecord,
-} from './irqchip.js';
-export { pitStateDescriptor, pitChannelDescriptor, pitStateToRecord, recordToPitState, type PitRecord } from './pit.js';
-export { clockDescriptor, clockToRecord, recordToClock, type ClockRecord } from './clock.js';
+} from '../kvm-state/irqchip.js';
+export {
+  pitStateDescriptor,
+  pitChannelDescriptor,
+  pitStateToRecord,
+  recordToPitState,
+  type PitRecord,
+} from '../kvm-state/pit.js';
+export { clockDescriptor, clockToRecord, recordToClock, type ClockRecord } from '../kvm-state/clock.js';
 export {
   machineConfigDescriptor,
   machineConfigToRecord,

@@ -2,7 +2,7 @@
 // generated configs), strings are UTF-8 with their limits checked, and a corrupt record is refused by field name.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { newRecord, layoutOf } from '../vmstate.js';
+import { newRecord, layoutOf } from '../vmstate/vmstate.js';
 import {
   machineConfigDescriptor,
   machineConfigToRecord,
@@ -10,7 +10,7 @@ import {
   MAX_SERIAL,
   type MachineConfigRecord,
 } from './machine-config.js';
-import { PATH_MAX } from './checked.js';
+import { PATH_MAX } from '../kvm-state/checked.js';
 import { rng, randomSaved, clone } from './config-samples.js';
 import type { SavedMachineConfig } from './machine-config.js';
 

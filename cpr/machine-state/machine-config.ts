@@ -7,7 +7,7 @@
 // UTF-8 bytes with a length field. Enum words stay words rather than codes so that a dump is readable and a word this version does not know
 // is refused by name. Optional values (`initrd?`, `share?`, a null `boot`) carry a `has…`/`…Present` flag, so
 // the round trip gives back exactly the keys that were there; a key whose value is `undefined` counts as absent.
-// Every descriptor here says `subsections: []`: without it cpr/vmstate.ts's StateOf gives the record type an index
+// Every descriptor here says `subsections: []`: without it cpr/vmstate/vmstate.ts's StateOf gives the record type an index
 // signature, and a misspelt field name would compile.
 import {
   u8,
@@ -24,7 +24,7 @@ import {
   type Descriptor,
   type StateOf,
   type StringFieldName,
-} from '../vmstate.js';
+} from '../vmstate/vmstate.js';
 import type { MachineConfig, BootConfig, DebugconConfig, VirtioDeviceConfig } from '../../src/machine/config.js';
 import type { MemoryConfig } from '../../src/memory/config.js';
 import type { BackendSpec } from '../../src/memory/backends.js';
@@ -32,7 +32,7 @@ import type { BackendRecord, BackendKind } from '../../src/memory/backend.js';
 import type { CharSpec } from '../../src/chardev/spec.js';
 import type { CpuMode } from '../../src/boot/cpu-modes.js';
 import type { CpuidPolicy } from '../../kvm/cpuid.js';
-import { writeText, readText, toU64, fromU64, checkedCount, oneOf, PATH_MAX } from './checked.js';
+import { writeText, readText, toU64, fromU64, checkedCount, oneOf, PATH_MAX } from '../kvm-state/checked.js';
 
 /** Longest enum word (a backend kind, a CPU model, a chardev kind). */
 const WORD_MAX = 32;

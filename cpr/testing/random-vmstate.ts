@@ -10,7 +10,7 @@ import {
   type ScalarType,
   type Subsection,
   type RecordInternals,
-} from '../vmstate.js';
+} from '../vmstate/vmstate.js';
 
 /** sfc32: small, fast, and good enough for test data; the same seed gives the same sequence everywhere. */
 export class Rng {

@@ -6,8 +6,8 @@
 //
 // ECAM's base and bus count are parameters: the machine places it (QEMU's q35 uses 0xb0000000) and describes it in
 // the ACPI MCFG table. Only bus 0 has devices; the other buses of the ECAM window read all-ones.
-import { u8, u32, bytes } from '../../cpr/vmstate.js';
-import type { StateOf } from '../../cpr/vmstate.js';
+import { u8, u32, bytes } from '../../cpr/vmstate/vmstate.js';
+import type { StateOf } from '../../cpr/vmstate/vmstate.js';
 import type { IoHandler, IoRegion, MachineControl } from '../../src/bus/types.js';
 import { PciConfigSpace } from './config-space.js';
 import type { PciBus, PciWindows, PciIntxRouting } from './bus.js';

@@ -5,7 +5,7 @@
 // function may master the bus (MSI is a memory write); a masked vector's interrupt sets its PBA bit instead, and
 // unmasking delivers it. The table and PBA bytes live in the function's record; the capability's control word in
 // its config space.
-import { bytes } from '../../cpr/vmstate.js';
+import { bytes } from '../../cpr/vmstate/vmstate.js';
 import type { IoHandler } from '../../src/bus/types.js';
 import type { MsiVectors } from '../../src/bus/pci-types.js';
 import type { PciConfigSpace } from './config-space.js';

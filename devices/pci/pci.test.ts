@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { bytes, newRecord, type Descriptor, type StateOf } from '../../cpr/vmstate.js';
+import { bytes, newRecord, type Descriptor, type StateOf } from '../../cpr/vmstate/vmstate.js';
 import { MmioBus, PioBus } from '../../src/bus/bus.js';
 import type { IoHandler, MachineControl } from '../../src/bus/types.js';
 import { PciBus, intxGsi, type PciWindows } from './bus.js';

@@ -8,7 +8,7 @@ import { randomInt } from 'node:crypto';
 import { closeSync, fstatSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { newRecord } from '../../cpr/vmstate.js';
+import { newRecord } from '../../cpr/vmstate/vmstate.js';
 import { close, read, write } from '../../src/sys/libc.js';
 import { socketPair, SOCK_SEQPACKET } from '../../src/sys/socket.js';
 import { VirtioBlk, SECTOR_SIZE } from './blk.js';

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { newRecord } from '../../cpr/vmstate.js';
+import { newRecord } from '../../cpr/vmstate/vmstate.js';
 import type { CharOut } from '../../src/bus/types.js';
 import {
   VirtioConsole,

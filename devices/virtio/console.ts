@@ -12,7 +12,7 @@
 //
 // State: cols/rows (guest-visible, may change at run time) live in the vmstate record; everything else is in guest
 // memory (the queues) or configuration.
-import { u16, type Descriptor, type StateOf } from '../../cpr/vmstate.js';
+import { u16, type Descriptor, type StateOf } from '../../cpr/vmstate/vmstate.js';
 import type { CharOut } from '../../src/bus/types.js';
 import { forEachSegment, serveQueue, VirtqueueError } from './queue.js';
 import { VIRTIO_ID_CONSOLE, readConfigImage, type VirtioBackend, type VirtioContext } from './types.js';

@@ -18,7 +18,7 @@
 // (`rxPending`) and delivered first when buffers arrive, so a checkpoint in between loses nothing.
 //
 // State (record): link state, the pending frame, counters. The fd, MAC and options are configuration.
-import { bool, bytes, u32, u64, type Descriptor, type StateOf } from '../../cpr/vmstate.js';
+import { bool, bytes, u32, u64, type Descriptor, type StateOf } from '../../cpr/vmstate/vmstate.js';
 import { read as sysRead, write as sysWrite } from '../../src/sys/libc.js';
 import { SysError } from '../../src/sys/errno.js';
 import { forEachSegment, serveQueue, VirtqueueError } from './queue.js';

@@ -4,7 +4,7 @@
 // guest access, an I/O thread's instance runs the notification watches, as in the machine.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { newRecord, u32, recordBytes, type StateOf } from '../../cpr/vmstate.js';
+import { newRecord, u32, recordBytes, type StateOf } from '../../cpr/vmstate/vmstate.js';
 import { MmioBus, PioBus } from '../../src/bus/bus.js';
 import { PciBus, type PciWindows } from '../pci/bus.js';
 import { PciHostBridge, pciHostState } from '../pci/host-bridge.js';

@@ -26,7 +26,7 @@ import {
   structArray,
   type Descriptor,
   type StateOf,
-} from '../../cpr/vmstate.js';
+} from '../../cpr/vmstate/vmstate.js';
 import type { IoHandler } from '../../src/bus/types.js';
 import type { GuestMemory } from '../../src/memory/guest-memory.js';
 import type { IoEventSlots, IoWatch, MsiVectors } from '../../src/bus/pci-types.js';

@@ -10,7 +10,7 @@
 // length, TSVMM_FUZZ_STATS=1 prints how often each kind of refusal was reached.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { newRecord } from '../../cpr/vmstate.js';
+import { newRecord } from '../../cpr/vmstate/vmstate.js';
 import {
   SplitQueue,
   VirtqueueError,

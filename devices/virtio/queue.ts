@@ -24,7 +24,7 @@
 // used index we read `used_event`/flags to decide on an interrupt, and after publishing `avail_event` we re-read
 // the available index. Both places call `fullBarrier()`, an Atomics read-modify-write on a private
 // SharedArrayBuffer, which V8 compiles to a locked instruction (a full fence on x86).
-import { u16, u64, bool, clearRecord, type Descriptor, type StateOf } from '../../cpr/vmstate.js';
+import { u16, u64, bool, clearRecord, type Descriptor, type StateOf } from '../../cpr/vmstate/vmstate.js';
 import type { GuestMemory } from '../../src/memory/guest-memory.js';
 import {
   VIRTIO_F_RING_EVENT_IDX,

@@ -4,7 +4,7 @@
 //
 // Threads: a back end runs on whichever thread the machine chooses (the I/O thread for queue notifications and
 // host-side events, a vCPU thread for config-space accesses), always under the machine lock. Like every device,
-// its mutable state lives in a vmstate record (see cpr/vmstate.ts); host resources (an image file's fd, a tap fd)
+// its mutable state lives in a vmstate record (see cpr/vmstate/vmstate.ts); host resources (an image file's fd, a tap fd)
 // are configuration, re-opened by a new process.
 import type { GuestMemory } from '../../src/memory/guest-memory.js';
 

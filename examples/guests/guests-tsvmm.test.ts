@@ -5,7 +5,7 @@ import * as assert from 'uvu/assert';
 import { readFileSync, rmSync } from 'node:fs';
 import { testIf } from '../../test/support/skip.js';
 import { runTsvmm } from '../../test/support/tsvmm.js';
-import { kvmMissing } from '../../kvm/test-guest.js';
+import { kvmMissing } from '../../kvm/testing/test-guest.js';
 import { buildGuest, readSmpCounters, toolchainUnavailable, COUNTER_STATE_ADDR, type GuestName } from './build.js';
 
 const skip = kvmMissing() ?? (await toolchainUnavailable());

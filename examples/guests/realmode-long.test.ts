@@ -6,7 +6,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { testIf } from '../../test/support/skip.js';
 import { runTsvmm } from '../../test/support/tsvmm.js';
-import { kvmMissing } from '../../kvm/test-guest.js';
+import { kvmMissing } from '../../kvm/testing/test-guest.js';
 import { buildGuest, toolchainUnavailable } from './build.js';
 import { debugExitStatus, qemuAccel, qemuUnavailable, runQemu } from './qemu-runner.js';
 

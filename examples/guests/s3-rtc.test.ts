@@ -6,7 +6,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { testIf } from '../../test/support/skip.js';
 import { startVm, scratchDir, removeDir } from '../../test/support/vm-process.js';
-import { kvmMissing } from '../../kvm/test-guest.js';
+import { kvmMissing } from '../../kvm/testing/test-guest.js';
 import { buildGuest, toolchainUnavailable } from './build.js';
 import { debugExitStatus, qemuAccel, qemuUnavailable, runQemu } from './qemu-runner.js';
 

@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { testIf } from '../../test/support/skip.js';
 import { startVm, scratchDir, removeDir, type VmProcess } from '../../test/support/vm-process.js';
 import { QmpClientError } from '../../test/support/qmp-client.js';
-import { kvmMissing } from '../../kvm/test-guest.js';
+import { kvmMissing } from '../../kvm/testing/test-guest.js';
 import { ACPI_PM_DEFAULT_BASE, PM1_CNT_OFFSET, PM1_EVT_OFFSET, SLP_TYP_S3 } from '../../devices/acpi-pm.js';
 import { buildGuest, toolchainUnavailable, writeGuestVariant } from './build.js';
 import { HANG_GUARD_MS } from '../../test/support/hang-guard.js';

@@ -16,7 +16,7 @@ import { testIf } from '../../test/support/skip.js';
 import { startVm, scratchDir, removeDir, type VmProcess } from '../../test/support/vm-process.js';
 import { QmpClientError } from '../../test/support/qmp-client.js';
 import { HANG_GUARD_MS } from '../../test/support/hang-guard.js';
-import { kvmMissing } from '../../kvm/test-guest.js';
+import { kvmMissing } from '../../kvm/testing/test-guest.js';
 import { buildGuest, toolchainUnavailable } from './build.js';
 import { debugExitStatus } from './qemu-runner.js';
 import {

@@ -9,7 +9,7 @@ import * as assert from 'uvu/assert';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { testIf } from '../../test/support/skip.js';
-import { kvmMissing } from '../../kvm/test-guest.js';
+import { kvmMissing } from '../../kvm/testing/test-guest.js';
 import { intxGsi } from '../../devices/pci/bus.js';
 import { buildGuest, repoRoot, toolchainUnavailable } from './build.js';
 import { debugExitStatus, qemuAccel, qemuUnavailable, QEMU_BINARY } from './qemu-runner.js';

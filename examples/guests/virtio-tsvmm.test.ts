@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { testIf } from '../../test/support/skip.js';
 import { toolchainUnavailable } from './build.js';
 import { qemuUnavailable } from './qemu-runner.js';
-import { kvmMissing } from '../../kvm/test-guest.js';
+import { kvmMissing } from '../../kvm/testing/test-guest.js';
 import {
   blkPatternMismatch,
   comparableLines,

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { Segment, Sregs } from '../../kvm/types.js';
+import type { Segment, Sregs } from '../../kvm/bindings/types.js';
 import {
   bootCpuState,
   decodeDescriptor,

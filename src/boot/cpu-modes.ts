@@ -11,7 +11,7 @@
 //
 // Every segment register value below is derived from the same descriptor table that is written to RAM, so a guest
 // that reloads a selector (e.g. `mov $0x18, %ax; mov %ax, %ds`) gets exactly the state it started with.
-import type { Regs, Segment, Sregs } from '../../kvm/types.js';
+import type { Regs, Segment, Sregs } from '../../kvm/bindings/types.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 
 /** The vCPU state a loader hands to the machine: merged over KVM's reset state. */

@@ -1,5 +1,5 @@
 // What a PCI device model sees of the machine's interrupt and notification plumbing (implemented in
-// src/machine/msi-router.ts and src/machine/ioevent-registry.ts, run by the I/O thread in src/io/). Like
+// src/runtime/msi-router.ts and src/runtime/ioevent-registry.ts, run by the I/O thread in src/io/). Like
 // src/bus/types.ts, nothing here knows about KVM: device tests drive these with plain fakes.
 //
 // The eventfds behind both are created once by the main thread when the machine is planned; their numbers are

@@ -1,4 +1,4 @@
-// What a device model sees of the machine. Devices import only this (and cpr/vmstate): never kvm/.
+// What a device model sees of the machine. Devices import only this (and cpr/vmstate/vmstate): never kvm/.
 
 /** Width of one guest access in bytes. MMIO accesses of 8 bytes are split into two 4-byte accesses by the bus. */
 export type AccessSize = 1 | 2 | 4 | 8;

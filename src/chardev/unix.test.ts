@@ -8,7 +8,7 @@ import { Worker } from 'node:worker_threads';
 import { spawnSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { openCharBackend } from './backend.js';
-import { newRecord } from '../../cpr/vmstate.js';
+import { newRecord } from '../../cpr/vmstate/vmstate.js';
 import { Serial16550, serialState, resetSerial, UART_THR, UART_RBR, UART_LSR, LSR_DR } from '../../devices/serial.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tsvmm-unix-'));

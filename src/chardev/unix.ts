@@ -1,5 +1,5 @@
 // Unix-socket backends. Server (`unix:PATH,server`): tsvmm creates the socket file the way the QMP server does
-// (src/qmp/socket-file.ts: bound in a private 0700 directory, chmod 0600, renamed onto PATH), serves one client at a
+// (src/sys/socket-file.ts: bound in a private 0700 directory, chmod 0600, renamed onto PATH), serves one client at a
 // time (another connection is closed at once; Node's maxConnections), drops output while nobody is connected, and
 // on close removes PATH only if it is still its own socket. A socket already at PATH is replaced, as QEMU does; any
 // other kind of file there is an error. Binding elsewhere matters for checkpoint/restart: the new tsvmm starts with
@@ -14,7 +14,7 @@
 // non-blocking (it shares Node's file description), so writers handle EAGAIN — see char-out.ts.
 import net from 'node:net';
 import { fcntl } from '../sys/libc.js';
-import { listenSocketFile, type SocketFile } from '../qmp/socket-file.js';
+import { listenSocketFile, type SocketFile } from '../sys/socket-file.js';
 import { BackendBase, type CharBackendOptions } from './base.js';
 import type { CharSpec } from './spec.js';
 

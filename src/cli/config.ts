@@ -1,6 +1,6 @@
 // From `tsvmm run` flags to a MachineConfig: the meaning of each QEMU-spelled option, with one clear line for
 // every mistake (UsageError), before anything is created.
-import { parseQemuOpts, QemuOptsError, type QemuOpts } from './qemu-opts.js';
+import { parseQemuOpts, QemuOptsError, type QemuOpts } from '../util/qemu-opts.js';
 import { UsageError, type RunArgs } from './args.js';
 import { parseSmp } from './smp.js';
 import { parseMemoryOptions } from '../memory/config.js';

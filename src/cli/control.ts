@@ -3,10 +3,10 @@
 import { clockNs, CLOCK_REALTIME } from '../sys/libc.js';
 import { QmpServer } from '../qmp/server.js';
 import { machineCommands } from '../qmp/machine-commands.js';
-import { MigrationController } from '../../cpr/migration.js';
-import { processStartMarks } from '../../cpr/reboot.js';
-import { transferOut, checkTransferable } from '../../cpr/transfer.js';
-import { nowUs, type PhaseClock } from '../../cpr/timings.js';
+import { MigrationController } from '../../cpr/flows/migration.js';
+import { processStartMarks } from '../../cpr/flows/reboot.js';
+import { transferOut, checkTransferable } from '../../cpr/flows/transfer.js';
+import { nowUs, type PhaseClock } from '../../cpr/flows/timings.js';
 import type { Machine } from '../machine/machine.js';
 
 export interface Control {

@@ -5,7 +5,7 @@ import * as assert from 'uvu/assert';
 import { testIf } from '../../test/support/skip.js';
 import { assembleFlat } from '../../test/support/asm.js';
 import { runTsvmm } from '../../test/support/tsvmm.js';
-import { kvmMissing } from '../../kvm/test-guest.js';
+import { kvmMissing } from '../../kvm/testing/test-guest.js';
 import { kvmBackend, kvmIsPvm } from '../../test/support/kvm-backend.js';
 import { ExitStatus } from '../machine/exit-status.js';
 

@@ -60,10 +60,10 @@ async function run(argv: string[]): Promise<number> {
   const { Machine } = await import('../machine/machine.js');
   const { startQmp, startClockAfterCreate } = await import('./control.js');
   // cpr-transfer: the old tsvmm hands over its RAM first; this VM is built around it.
-  let transfer: import('../../cpr/transfer.js').IncomingTransfer | null = null;
+  let transfer: import('../../cpr/flows/transfer.js').IncomingTransfer | null = null;
   const earlyClock = startClockAfterCreate();
   if (incoming?.cprChannel) {
-    const { transferIn } = await import('../../cpr/transfer.js');
+    const { transferIn } = await import('../../cpr/flows/transfer.js');
     transfer = await transferIn(incoming.cprChannel, earlyClock);
   }
   // TSVMM_KVM_DEVICE points tsvmm at another KVM device node (tests use it to check the missing-/dev/kvm error).
@@ -201,7 +201,7 @@ async function cprTimings(argv: string[]): Promise<number> {
 async function vmstate(argv: string[]): Promise<number> {
   if (argv[0] !== 'dump' || argv.length !== 2) throw new UsageError('usage: tsvmm vmstate dump FILE');
   const { vmstateDump } = await import('./vmstate-dump.js');
-  const { descriptorFor } = await import('../../cpr/registry.js');
+  const { descriptorFor } = await import('../../cpr/flows/registry.js');
   process.stdout.write(`${vmstateDump(argv[1], descriptorFor)}\n`);
   return 0;
 }

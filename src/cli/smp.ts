@@ -1,6 +1,6 @@
 // `-smp`: how many vCPUs. Its own small module because tsvmm reads it first of all, to start the vCPU threads
 // before it loads anything heavy.
-import { parseQemuOpts } from './qemu-opts.js';
+import { parseQemuOpts } from '../util/qemu-opts.js';
 import { UsageError } from './args.js';
 import { MAX_VCPUS } from '../machine/config.js';
 

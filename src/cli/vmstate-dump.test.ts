@@ -3,9 +3,9 @@ import * as assert from 'uvu/assert';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { u8, u64, bytes, newRecord, type Descriptor } from '../../cpr/vmstate.js';
-import { encodeRecord } from '../../cpr/stream.js';
-import { writeCheckpoint, jsonSection, CheckpointError } from '../../cpr/file.js';
+import { u8, u64, bytes, newRecord, type Descriptor } from '../../cpr/vmstate/vmstate.js';
+import { encodeRecord } from '../../cpr/vmstate/stream.js';
+import { writeCheckpoint, jsonSection, CheckpointError } from '../../cpr/file/checkpoint-file.js';
 import { vmstateDump, sectionKey } from './vmstate-dump.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tsvmm-dump-'));

@@ -1,9 +1,9 @@
 // `tsvmm vmstate dump FILE`: any checkpoint as JSON. The file is verified first (a refused file is a
 // CheckpointError for the caller to print); sections whose descriptor the registry knows are decoded field by field,
 // JSON sections (config, timings, description) are shown as their value, anything else as its size and first bytes.
-import { readCheckpoint, parseJsonSection, type Section, type SectionKind } from '../../cpr/file.js';
-import { decodeToJson } from '../../cpr/stream.js';
-import type { Descriptor } from '../../cpr/vmstate.js';
+import { readCheckpoint, parseJsonSection, type Section, type SectionKind } from '../../cpr/file/checkpoint-file.js';
+import { decodeToJson } from '../../cpr/vmstate/stream.js';
+import type { Descriptor } from '../../cpr/vmstate/vmstate.js';
 
 /** Which descriptor decodes a section: a map keyed by `sectionKey(kind, name)`, or a function. */
 export type DescriptorRegistry =

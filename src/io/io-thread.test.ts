@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert';
 import { Worker, isMainThread, workerData } from 'node:worker_threads';
 import * as libc from '../sys/libc.js';
 import { MachineLock } from '../sync/lock.js';
-import { Doorbell } from '../machine/doorbell.js';
+import { Doorbell } from '../runtime/doorbell.js';
 import { IoThreadControl, IoThreadState } from './control.js';
 import { runIoLoop } from './loop.js';
 import { IoThread } from './thread.js';

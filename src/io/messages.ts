@@ -1,9 +1,9 @@
 // What the main thread gives the I/O thread, and what the I/O thread reports back.
 import type { CharOutTransfer } from '../chardev/index.js';
-import type { DeviceEntry } from '../machine/device-table.js';
+import type { DeviceEntry } from '../runtime/device-table.js';
 import type { RamRegion } from '../memory/guest-ram.js';
-import type { MsiRouterInit } from '../machine/msi-router.js';
-import type { IoEventRegistryInit } from '../machine/ioevent-registry.js';
+import type { MsiRouterInit } from '../runtime/msi-router.js';
+import type { IoEventRegistryInit } from '../runtime/ioevent-registry.js';
 
 /** Everything the I/O thread needs to build its side of the machine: plain data and SharedArrayBuffers. */
 export interface IoThreadInit {

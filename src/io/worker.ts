@@ -3,13 +3,13 @@
 // and the control eventfd. Handlers run under the machine lock.
 import { parentPort, workerData } from 'node:worker_threads';
 import { gettid } from '../sys/libc.js';
-import { StateArena } from '../../cpr/vmstate.js';
+import { StateArena } from '../../cpr/vmstate/vmstate.js';
 import { GuestRam } from '../memory/guest-ram.js';
 import { MachineLock } from '../sync/lock.js';
-import { instantiate, type MachineDevice } from '../machine/device-table.js';
-import { Doorbell } from '../machine/doorbell.js';
+import { instantiate, type MachineDevice } from '../runtime/device-table.js';
+import { Doorbell } from '../runtime/doorbell.js';
 import type { MachineControl } from '../bus/types.js';
-import { threadDeviceEnvironment } from '../machine/thread-environment.js';
+import { threadDeviceEnvironment } from '../runtime/thread-environment.js';
 import type { IoWatch } from '../bus/pci-types.js';
 import { IoThreadControl } from './control.js';
 import { runIoLoop } from './loop.js';

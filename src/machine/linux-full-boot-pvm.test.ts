@@ -17,7 +17,7 @@ import {
 import { fullBootReport as report, fullBootScratch } from '../../test/support/full-boot-scratch.js';
 import { tapUnavailable } from '../../examples/guests/virtio-probe-host.js';
 import { busyboxMissing } from '../images/testing/host-tools.js';
-import { kvmMissing } from '../../kvm/test-guest.js';
+import { kvmMissing } from '../../kvm/testing/test-guest.js';
 import { ExitStatus } from './exit-status.js';
 
 const found = fullBootKernel();

@@ -28,7 +28,7 @@ import { tapUnavailable } from '../../examples/guests/virtio-probe-host.js';
 import { QEMU_BINARY, qemuAccel, qemuUnavailable } from '../../examples/guests/qemu-runner.js';
 import { busyboxMissing } from '../images/testing/host-tools.js';
 import { findBusybox } from '../images/busybox.js';
-import { kvmMissing } from '../../kvm/test-guest.js';
+import { kvmMissing } from '../../kvm/testing/test-guest.js';
 import { ExitStatus } from './exit-status.js';
 
 const found = fullBootKernel();

@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { testIf } from '../../test/support/skip.js';
 import { runTsvmm } from '../../test/support/tsvmm.js';
 import { debianKernel } from '../../test/support/linux-kernel.js';
-import { kvmMissing } from '../../kvm/test-guest.js';
+import { kvmMissing } from '../../kvm/testing/test-guest.js';
 import { e820FromRam, E820_RAM } from '../boot/e820.js';
 import { x86RamLayout } from '../memory/x86-layout.js';
 import { ExitStatus } from './exit-status.js';

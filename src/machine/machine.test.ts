@@ -6,7 +6,7 @@ import { testIf } from '../../test/support/skip.js';
 import { assembleFlat } from '../../test/support/asm.js';
 import { runTsvmm } from '../../test/support/tsvmm.js';
 import { waitFor } from '../../test/support/hang-guard.js';
-import { kvmMissing } from '../../kvm/test-guest.js';
+import { kvmMissing } from '../../kvm/testing/test-guest.js';
 import { buildGuest, toolchainUnavailable, COUNTER_STATE_ADDR } from '../../examples/guests/build.js';
 import { Machine } from './machine.js';
 import { parseRunArgs } from '../cli/args.js';

@@ -19,8 +19,8 @@ import {
   KVM_IRQCHIP_PIC_MASTER,
   KVM_IRQCHIP_PIC_SLAVE,
   KVM_IRQCHIP_IOAPIC,
-} from '../../kvm/constants.js';
-import type { IrqchipState, PitState2, VcpuState } from '../../kvm/types.js';
+} from '../../kvm/bindings/constants.js';
+import type { IrqchipState, PitState2, VcpuState } from '../../kvm/bindings/types.js';
 import { getpid, tgkill, SIGUSR2 } from '../sys/libc.js';
 import { createGuestRam, type MachineRam } from '../memory/config.js';
 import { openCharBackend, type CharBackend } from '../chardev/index.js';
@@ -30,26 +30,32 @@ import type { WakeReason } from '../../devices/acpi-pm.js';
 import { MachineLock } from '../sync/lock.js';
 import { VcpuControl } from '../vcpu/control.js';
 import type { VcpuEvent, VcpuThreadInit } from '../vcpu/messages.js';
-import { planDevices, instantiate, type DeviceSpec, type MachineDevice, type DeviceEntry } from './device-table.js';
-import { irqLines } from './irq-lines.js';
-import { hostClock } from './clock.js';
-import { Doorbell } from './doorbell.js';
+import {
+  planDevices,
+  instantiate,
+  type DeviceSpec,
+  type MachineDevice,
+  type DeviceEntry,
+} from '../runtime/device-table.js';
+import { irqLines } from '../runtime/irq-lines.js';
+import { hostClock } from '../runtime/clock.js';
+import { Doorbell } from '../runtime/doorbell.js';
 import { readBootImages, loadBoot, closeBootImages, type LoadedImages } from './boot.js';
 import { planPlatform, writePlatformTables, COM_PORTS, type Platform } from './platform.js';
 import { buildFwCfg } from './fw-cfg-content.js';
 import { ExitStatus } from './exit-status.js';
 import type { MachineConfig } from './config.js';
-import { newRecord, type StateArena } from '../../cpr/vmstate.js';
+import { newRecord, type StateArena } from '../../cpr/vmstate/vmstate.js';
 import { defaultPciHostConfig, ecamRange } from './pci-plan.js';
-import { pciBusFor } from './pci-devices.js';
-import { MsiRouter } from './msi-router.js';
-import { IoEventRegistry } from './ioevent-registry.js';
+import { pciBusFor } from '../runtime/pci-devices.js';
+import { MsiRouter } from '../runtime/msi-router.js';
+import { IoEventRegistry } from '../runtime/ioevent-registry.js';
 import { planVirtioDevices, checkDriveImages, type ConsoleInput } from './virtio-plan.js';
 import { IoThread } from '../io/thread.js';
 import type { IoThreadEvent } from '../io/messages.js';
 import type { PciBus } from '../../devices/pci/bus.js';
 import { queryPci, type PciInfo } from '../qmp/pci-query.js';
-import { vcpuStateDescriptor, type VcpuRecord } from '../../cpr/machine-state/vcpu.js';
+import { vcpuStateDescriptor, type VcpuRecord } from '../../cpr/kvm-state/vcpu.js';
 
 /** How long Machine.create waits for the I/O thread to start: far above a loaded nested-KVM machine's seconds. */
 const IO_THREAD_START_GUARD_MS = 300_000;

@@ -10,9 +10,9 @@ import { openTap } from '../sys/tun.js';
 import { blockDeviceSize } from '../sys/blockdev.js';
 import { ByteRing } from '../io/byte-ring.js';
 import { allocateBars, VIRTIO_PCI_BAR_REQUESTS } from './pci-plan.js';
-import { VIRTIO_QUEUE_COUNTS, type VirtioBackendSpec, type VirtioPciSpec } from './virtio-devices.js';
-import type { MsiRouter } from './msi-router.js';
-import type { IoEventRegistry } from './ioevent-registry.js';
+import { VIRTIO_QUEUE_COUNTS, type VirtioBackendSpec, type VirtioPciSpec } from '../runtime/virtio-devices.js';
+import type { MsiRouter } from '../runtime/msi-router.js';
+import type { IoEventRegistry } from '../runtime/ioevent-registry.js';
 
 /** A device the machine cannot set up (an image that does not open, a tap that cannot be created): one clear line. */
 export class DeviceSetupError extends Error {

@@ -8,7 +8,7 @@ import {
   DEFAULT_RAM_SIZE,
   type MemoryOptionValues,
 } from './config.js';
-import { QemuOptsError } from '../cli/qemu-opts.js';
+import { QemuOptsError } from '../util/qemu-opts.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;

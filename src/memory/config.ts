@@ -12,7 +12,7 @@
 // The rules are QEMU's: the backend named by memory-backend= must exist, -m (if given) must equal its size,
 // -mem-path cannot be combined with memory-backend=, and (our addition, since nothing else here consumes one) a
 // memory backend that the machine does not use is an error rather than silently wasted RAM.
-import { parseQemuOpts, parseSize, QemuOptsError, MiB, formatSize, type QemuOpts } from '../cli/qemu-opts.js';
+import { parseQemuOpts, parseSize, QemuOptsError, MiB, formatSize, type QemuOpts } from '../util/qemu-opts.js';
 import {
   openBackend,
   openBackendFromRecord,

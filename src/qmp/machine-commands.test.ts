@@ -13,7 +13,7 @@ import { startVm, scratchDir, removeDir, type VmProcess } from '../../test/suppo
 import { QmpClient, QmpClientError, type QmpEvent } from '../../test/support/qmp-client.js';
 import { HANG_GUARD_MS, waitFor } from '../../test/support/hang-guard.js';
 import { repoRoot } from '../../test/support/cc.js';
-import { kvmMissing } from '../../kvm/test-guest.js';
+import { kvmMissing } from '../../kvm/testing/test-guest.js';
 import { buildGuest, toolchainUnavailable, COUNTER_STATE_ADDR } from '../../examples/guests/build.js';
 import type { PciInfo } from './pci-query.js';
 

@@ -5,11 +5,11 @@ import { openSync, writeSync, closeSync } from 'node:fs';
 import { QmpError, defineCommand, type QmpHandlers, type ExtraCommand } from './server.js';
 import type { RunState as QmpRunState, MigrationCapabilityStatus, MigrationParameters } from './schema.js';
 import type { Machine, RunState } from '../machine/machine.js';
-import { type MigrationController, fileUriPath } from '../../cpr/migration.js';
-import { CprError } from '../../cpr/reboot.js';
-import { CheckpointError } from '../../cpr/file.js';
-import { formatTimings, pauseUs, type PhaseMark } from '../../cpr/timings.js';
-import type { PhaseClock } from '../../cpr/timings.js';
+import { type MigrationController, fileUriPath } from '../../cpr/flows/migration.js';
+import { CprError } from '../../cpr/flows/reboot.js';
+import { CheckpointError } from '../../cpr/file/checkpoint-file.js';
+import { formatTimings, pauseUs, type PhaseMark } from '../../cpr/flows/timings.js';
+import type { PhaseClock } from '../../cpr/flows/timings.js';
 import { ExitStatus } from '../machine/exit-status.js';
 
 export interface MachineCommandsOptions {
@@ -19,7 +19,7 @@ export interface MachineCommandsOptions {
   startClock: () => PhaseClock;
   /** Started with -S: an incoming migration leaves the guest paused, as QEMU does. */
   startPaused: boolean;
-  /** Transfer-mode handlers (cpr/transfer.ts), when available. */
+  /** Transfer-mode handlers (cpr/flows/transfer.ts), when available. */
   transfer?: {
     /** Throws at once when the VM cannot be handed over. */
     check(): void;

@@ -41,7 +41,7 @@ import {
   type VersionTriple,
 } from './schema.js';
 import { QmpSession, type ReplyHooks, type SessionHost } from './session.js';
-import { listenSocketFile, type SocketFile } from './socket-file.js';
+import { listenSocketFile, type SocketFile } from '../sys/socket-file.js';
 import { parseQmpSpec, type QmpSpec } from './spec.js';
 
 // One import for the machine: the server, its errors, the schema helpers and types.

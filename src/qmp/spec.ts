@@ -3,7 +3,7 @@
 // VM wait for its first client unless `wait=off`. Only a listening unix socket is supported: tcp:, stdio and client
 // mode (no `server`) are refused with a message that says what to write instead.
 
-import { parseQemuOpts, parseBool, QemuOptsError } from '../cli/qemu-opts.js';
+import { parseQemuOpts, parseBool, QemuOptsError } from '../util/qemu-opts.js';
 
 export interface QmpSpec {
   /** The socket's path. */

@@ -1,5 +1,5 @@
 // AF_UNIX sockets through libc, for what Node's `net` cannot do: pass file descriptors (SCM_RIGHTS) between
-// processes. cpr/channel.ts carries CPR state over these. socket/bind/listen/accept4/connect/shutdown, sendmsg and
+// processes. cpr/flows/channel.ts carries CPR state over these. socket/bind/listen/accept4/connect/shutdown, sendmsg and
 // recvmsg with an fd-carrying control message, and poll(2) either blocking (for the tight pause window) or on a
 // libuv thread-pool thread (so the event loop keeps running while we wait for a peer).
 //
@@ -15,7 +15,7 @@ import { lstatSync, chmodSync, fchmodSync, readFileSync, unlinkSync } from 'node
 import { resolve as resolvePath } from 'node:path';
 import { socketCalls as sys, addressOf, close, clockNs, CLOCK_MONOTONIC } from './libc.js';
 import { SysError, Errno } from './errno.js';
-import { struct, array, layoutOf, type Layout } from '../../kvm/layout.js';
+import { struct, array, layoutOf, type Layout } from './c-layout.js';
 
 // ---- constants (x86-64 Linux, glibc) ----------------------------------------------------------------------------
 

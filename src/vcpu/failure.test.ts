@@ -4,7 +4,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ArrayGuestMemory } from '../boot/testing/array-memory.js';
 import { BOOT_SEGMENTS } from '../boot/cpu-modes.js';
-import type { Regs, Segment, Sregs } from '../../kvm/types.js';
+import type { Regs, Segment, Sregs } from '../../kvm/bindings/types.js';
 import { formatShutdown, isInitState } from './failure.js';
 
 const regs = (rip: bigint): Regs => ({

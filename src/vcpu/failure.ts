@@ -1,8 +1,8 @@
 // Failure reports: when KVM cannot (or will not) run the guest, say what happened, where, in which CPU mode, and
 // which instruction bytes sat at RIP — the first things anyone debugging a test guest needs.
-import type { Regs, Sregs } from '../../kvm/types.js';
+import type { Regs, Sregs } from '../../kvm/bindings/types.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
-import { linearToPhysical } from '../machine/page-walk.js';
+import { linearToPhysical } from '../runtime/page-walk.js';
 
 const CR0_PE = 1n;
 const EFER_LMA = 1n << 10n;

@@ -1,7 +1,7 @@
 // The vCPU run loop: enter the guest, dispatch the exit, repeat. It runs on the vCPU's own thread; device handlers
 // run right here under the machine lock (no hop to the main thread: that hop costs ~47 µs, the whole exit ~8 µs).
 import { Errno } from '../sys/errno.js';
-import * as K from '../../kvm/constants.js';
+import * as K from '../../kvm/bindings/constants.js';
 import { exitReasonName } from '../../kvm/run.js';
 import type { Vcpu } from '../../kvm/vcpu.js';
 import type { PioBus, MmioBus } from '../bus/bus.js';

@@ -1,11 +1,11 @@
 // What a vCPU thread tells the main thread. These are rare events (the hot path never posts): the machine ends,
 // resets or fails. The vCPU that posts one has already asked every vCPU to park, so the guest stops at once.
 import type { CharOutTransfer } from '../chardev/index.js';
-import type { DeviceEntry } from '../machine/device-table.js';
+import type { DeviceEntry } from '../runtime/device-table.js';
 import type { RamRegion } from '../memory/guest-ram.js';
 import type { VcpuFeatures } from '../../kvm/vcpu.js';
-import type { MsiRouterInit } from '../machine/msi-router.js';
-import type { IoEventRegistryInit } from '../machine/ioevent-registry.js';
+import type { MsiRouterInit } from '../runtime/msi-router.js';
+import type { IoEventRegistryInit } from '../runtime/ioevent-registry.js';
 
 export type VcpuEvent =
   | { type: 'exit'; vcpu: number; status: number; reason: string }

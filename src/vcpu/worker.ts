@@ -5,23 +5,23 @@ import { SIGNAL_INIT_POSTED, SIGNAL_LOADED, type VcpuThreadData } from './thread
 import { gettid } from '../sys/libc.js';
 import { Vcpu } from '../../kvm/vcpu.js';
 import { exitReasonName } from '../../kvm/run.js';
-import * as K from '../../kvm/constants.js';
-import { StateArena } from '../../cpr/vmstate.js';
+import * as K from '../../kvm/bindings/constants.js';
+import { StateArena } from '../../cpr/vmstate/vmstate.js';
 import { GuestRam } from '../memory/guest-ram.js';
 import { PioBus, MmioBus } from '../bus/bus.js';
 import { MachineLock } from '../sync/lock.js';
-import { instantiate } from '../machine/device-table.js';
-import { Doorbell } from '../machine/doorbell.js';
+import { instantiate } from '../runtime/device-table.js';
+import { Doorbell } from '../runtime/doorbell.js';
 import { errnoName } from '../sys/errno.js';
 import { VcpuControl } from './control.js';
 import { runLoop, type LoopEnd } from './loop.js';
 import { formatFailure, formatShutdown } from './failure.js';
-import { makeRecord } from '../../cpr/vmstate.js';
-import { vcpuStateDescriptor, vcpuStateToRecord, type VcpuRecord } from '../../cpr/machine-state/vcpu.js';
+import { makeRecord } from '../../cpr/vmstate/vmstate.js';
+import { vcpuStateDescriptor, vcpuStateToRecord, type VcpuRecord } from '../../cpr/kvm-state/vcpu.js';
 import type { VcpuEvent, VcpuThreadInit } from './messages.js';
-import type { Regs, Sregs } from '../../kvm/types.js';
+import type { Regs, Sregs } from '../../kvm/bindings/types.js';
 import type { MachineControl } from '../bus/types.js';
-import { threadDeviceEnvironment } from '../machine/thread-environment.js';
+import { threadDeviceEnvironment } from '../runtime/thread-environment.js';
 
 // Started early (before the VM exists, so this thread's start-up overlaps the main thread's set-up), the thread
 // waits here, blocking, for its init message (src/vcpu/threads.ts).

@@ -3,7 +3,7 @@
 // lacked: a real /dev/kvm (nested, SVM-backed, so a stock Linux reaches user space even where the host's KVM is
 // PVM) and reserved huge pages.
 
-/** Every skip reason for "this host has no usable /dev/kvm" starts with this (kvm/test-guest.ts kvmMissing()). */
+/** Every skip reason for "this host has no usable /dev/kvm" starts with this (kvm/testing/test-guest.ts kvmMissing()). */
 export const KVM_MISSING_PREFIX = 'no usable /dev/kvm';
 
 /** Every skip reason for "KVM here is PVM, which cannot do this" starts with this (test/support/kvm-backend.ts). */

@@ -3,7 +3,7 @@
 // virtio-net back end with the fake transport: an ARP request and an ICMP echo request go out through the transmit
 // queue; the kernel's ARP reply and echo reply must come back through the receive queue. Prints one JSON line.
 import { execFileSync } from 'node:child_process';
-import { newRecord } from '../../../cpr/vmstate.js';
+import { newRecord } from '../../../cpr/vmstate/vmstate.js';
 import { close } from '../../../src/sys/libc.js';
 import { openTap, tapVnetHeaderSize } from '../../../src/sys/tun.js';
 import {

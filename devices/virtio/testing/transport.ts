@@ -2,7 +2,7 @@
 // device offers, plus VERSION_1, RING_INDIRECT_DESC and RING_EVENT_IDX unless told otherwise), activates the back
 // end and records what it asks of the transport (interrupts, config changes, failures). Together with DriverQueue
 // it lets a test play the guest driver against a real back end over real rings.
-import { newRecord } from '../../../cpr/vmstate.js';
+import { newRecord } from '../../../cpr/vmstate/vmstate.js';
 import { SplitQueue, resetVirtqueueState, virtqueueStateDescriptor, type VirtqueueState } from '../queue.js';
 import {
   VIRTIO_F_RING_EVENT_IDX,

@@ -9,7 +9,7 @@
 //    CR0 = PE only among the writable bits, CR4 = 0, EFER.LME = 0, CS a flat 32-bit execute/read segment,
 //    DS/ES (we also give SS/FS/GS) flat 32-bit read/write, TR a 32-bit busy TSS with base 0 and limit 0x67, IF = 0,
 //    EBX = the hvm_start_info address. The generic TSS descriptor (base 0x600) is rewritten with base 0 to match.
-import type { Segment } from '../../../kvm/types.js';
+import type { Segment } from '../../../kvm/bindings/types.js';
 import type { GuestMemory } from '../../memory/guest-memory.js';
 import {
   BOOT_GDT_ADDR,

@@ -1,0 +1,30 @@
+// The checkpoint file (format in cpr/file/format.ts): atomic writing, verified reading, streamed RAM.
+export {
+  CheckpointError,
+  FORMAT_VERSION,
+  MAGIC,
+  SECTION_KINDS,
+  MAX_SECTION_BYTES,
+  jsonSection,
+  parseJsonSection,
+  crc32,
+  type Section,
+  type SectionKind,
+} from './format.js';
+export {
+  writeCheckpoint,
+  type CheckpointContents,
+  type RamSource,
+  type WriteResult,
+  type WriteTimings,
+} from './write.js';
+export {
+  readCheckpoint,
+  readRam,
+  openRam,
+  findSection,
+  type Checkpoint,
+  type RamLocation,
+  type RamReader,
+  type FileIdentity,
+} from './read.js';

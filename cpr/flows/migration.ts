@@ -1,0 +1,178 @@
+// QEMU's migration state machine, as far as CPR needs it: the parameters and capabilities a client sets, the
+// outgoing `migrate` and incoming `migrate-incoming`/-incoming, the status query-migrate reports and the
+// MIGRATION events. Both command spellings end up in cpr/flows/reboot.ts (and, for mode cpr-transfer, cpr/flows/transfer.ts).
+import type { Machine } from '../../src/machine/machine.js';
+import { CheckpointError } from '../file/checkpoint-file.js';
+import { saveToFile, loadFromFile, warmUpFileIo, CprError, type RamPolicy } from './reboot.js';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SnapshotScratch, warmUpRestore, captureSections, WARM_UP_ROUNDS } from './snapshot.js';
+import { PhaseClock, nowUs, pauseUs, type PhaseMark } from './timings.js';
+
+export type MigMode = 'normal' | 'cpr-reboot' | 'cpr-transfer';
+export type MigrationStatus = 'none' | 'setup' | 'active' | 'completed' | 'failed' | 'cancelled';
+
+/** What query-migrate answers (QEMU's MigrationInfo, the members that mean something here). */
+export interface MigrationReport {
+  status?: MigrationStatus;
+  'total-time'?: number;
+  downtime?: number;
+  'setup-time'?: number;
+  'error-desc'?: string;
+  ram?: { transferred: number; total: number; remaining: number };
+}
+
+/** A `file:` URI's path; other transports are refused with the ones we have. */
+export function fileUriPath(uri: string): string {
+  if (!uri.startsWith('file:'))
+    throw new CprError(`migration URI '${uri}' is not supported: use file:PATH (or the cpr channel for cpr-transfer)`);
+  const rest = uri.slice('file:'.length);
+  if (rest === '') throw new CprError(`migration URI '${uri}' has no path`);
+  if (/,offset=/.test(rest)) throw new CprError(`migration URI '${uri}': offset= is not supported`);
+  return rest;
+}
+
+export class MigrationController {
+  mode: MigMode = 'normal';
+  readonly capabilities = new Map<string, boolean>();
+  /** Parameters a client set that tsvmm accepts without acting on them (reported back by query-migrate-parameters). */
+  readonly parameters: Record<string, unknown> = {};
+  private status: MigrationStatus = 'none';
+  private startedUs = 0;
+  private endedUs = 0;
+  private errorDesc: string | undefined;
+  private bytes = 0;
+  /** Phase marks of the last save or load (both processes' for a load). */
+  marks: PhaseMark[] = [];
+  readonly scratch = new SnapshotScratch();
+
+  constructor(
+    private readonly machine: Machine,
+    private readonly emit: (status: MigrationStatus) => void,
+  ) {}
+
+  get active(): boolean {
+    return this.status === 'setup' || this.status === 'active';
+  }
+
+  private set(status: MigrationStatus): void {
+    this.status = status;
+    this.emit(status);
+  }
+
+  /** RAM goes into the file unless x-ignore-shared says shared RAM stays where it is (QEMU's cpr-reboot recipe). */
+  private ramPolicy(): RamPolicy {
+    return this.capabilities.get('x-ignore-shared') ? 'skip-shared' : 'always';
+  }
+
+  /**
+   * Outgoing migration to a file (`migrate {uri: "file:…"}`): returns once it has started, as QEMU's migrate does;
+   * completion is seen through query-migrate and the MIGRATION events. `policy` overrides the capability rule
+   * (cpr-save always keeps persistent shared RAM out of the file).
+   */
+  startOutgoing(path: string, policy: RamPolicy = this.ramPolicy()): Promise<void> {
+    if (this.active) throw new CprError('a migration is already in progress');
+    if (this.mode === 'cpr-transfer')
+      throw new CprError('mode cpr-transfer needs migrate with a cpr channel, not a file: URI');
+    this.startedUs = nowUs();
+    this.errorDesc = undefined;
+    this.set('setup');
+    this.set('active');
+    return saveToFile(this.machine, path, policy, this.scratch).then(
+      (report) => {
+        this.marks = report.marks;
+        this.bytes = report.bytes;
+        this.endedUs = nowUs();
+        this.set('completed');
+      },
+      (e: Error) => {
+        this.errorDesc = e.message;
+        this.endedUs = nowUs();
+        this.set('failed');
+        throw e;
+      },
+    );
+  }
+
+  /** Incoming migration from a file: verify, restore, and resume the guest if it was running (unless `stayPaused`). */
+  incomingFromFile(path: string, clock: PhaseClock, stayPaused: boolean): void {
+    if (this.active) throw new CprError('a migration is already in progress');
+    this.startedUs = nowUs();
+    this.errorDesc = undefined;
+    this.set('setup');
+    this.set('active');
+    try {
+      const report = loadFromFile(this.machine, path, clock, { stayPaused, scratch: this.scratch });
+      this.marks = report.marks;
+      this.endedUs = nowUs();
+      this.set('completed');
+    } catch (e) {
+      this.errorDesc = (e as Error).message;
+      this.endedUs = nowUs();
+      this.set('failed');
+      throw e;
+    }
+  }
+
+  /**
+   * In a VM that waits for incoming state (-S / -incoming defer): run the restore path on its own power-on state
+   * until V8 has compiled it, so the real load later runs fast code. Round by round, yielding in between, and it
+   * stops as soon as a load begins: a load that arrives early must not wait for the warm-up.
+   */
+  async warmUpIncoming(clock: PhaseClock): Promise<void> {
+    const parts = this.machine.parts();
+    const startUs = nowUs();
+    const stillWaiting = () =>
+      !this.active &&
+      this.status === 'none' &&
+      (this.machine.runState === 'inmigrate' || this.machine.runState === 'prelaunch');
+    for (let i = 0; i < WARM_UP_ROUNDS && stillWaiting(); i++) {
+      warmUpRestore(parts, this.scratch, new PhaseClock('new'));
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    if (stillWaiting())
+      warmUpFileIo(
+        join(tmpdir(), `tsvmm-warm-up-${process.pid}.cpr`),
+        captureSections(parts, 'paused', this.scratch, new PhaseClock('new')),
+      );
+    clock.mark('warm-up', startUs, nowUs());
+  }
+
+  /** Records a finished transfer-mode migration (cpr/flows/transfer.ts runs it). */
+  recordTransfer(marks: PhaseMark[], ok: boolean, error?: string): void {
+    this.marks = marks;
+    this.endedUs = nowUs();
+    this.errorDesc = error;
+    this.set(ok ? 'completed' : 'failed');
+  }
+
+  beginTransfer(): void {
+    this.startedUs = nowUs();
+    this.errorDesc = undefined;
+    this.set('setup');
+    this.set('active');
+  }
+
+  report(): MigrationReport {
+    if (this.status === 'none') return {};
+    const out: MigrationReport = { status: this.status };
+    const end = this.active ? nowUs() : this.endedUs;
+    out['total-time'] = Math.round((end - this.startedUs) / 1000);
+    const pause = pauseUs(this.marks) ?? stopToEnd(this.marks);
+    if (pause !== null && !this.active) out.downtime = Math.round(pause / 1000);
+    out['setup-time'] = 0;
+    if (this.errorDesc) out['error-desc'] = this.errorDesc;
+    if (this.bytes) out.ram = { transferred: this.bytes, total: this.bytes, remaining: 0 };
+    return out;
+  }
+}
+
+/** The old process's own view of the pause: from stopping the vCPUs to the state being written. */
+function stopToEnd(marks: readonly PhaseMark[]): number | null {
+  const old = marks.filter((m) => m.process === 'old');
+  const stop = old.find((m) => m.phase === 'stop-vcpus');
+  if (!stop || old.length === 0) return null;
+  return Math.max(...old.map((m) => m.endUs)) - stop.startUs;
+}
+
+export { CprError, CheckpointError };

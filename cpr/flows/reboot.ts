@@ -1,0 +1,238 @@
+// CPR reboot mode: save a machine's state to an ordinary file and load it into a new tsvmm process, with guest RAM
+// left where it is (a persistent shared backend: a file on /dev/shm, a DAX device). RAM that would not survive the
+// process is written into the checkpoint instead (a full snapshot), except a memfd, whose contents die with the
+// process while looking shared — that is refused with the way out named.
+import { performance } from 'node:perf_hooks';
+import type { Machine, MachineParts } from '../../src/machine/machine.js';
+import { rmSync } from 'node:fs';
+import {
+  writeCheckpoint,
+  readCheckpoint,
+  openRam,
+  jsonSection,
+  parseJsonSection,
+  CheckpointError,
+  type RamSource,
+  type WriteTimings,
+  type Section,
+} from '../file/checkpoint-file.js';
+import {
+  captureSections,
+  prepareRestore,
+  warmUpCapture,
+  SnapshotScratch,
+  WARM_UP_ROUNDS,
+  type SavedRunState,
+} from './snapshot.js';
+import { PhaseClock, type PhaseMark } from './timings.js';
+
+/** A CPR request that cannot be carried out; the message is one line for the QMP client. */
+export class CprError extends Error {
+  override readonly name = 'CprError';
+}
+
+export const TIMINGS_SECTION = 'cpr-timings';
+
+/** How RAM goes into the checkpoint. */
+export type RamPolicy =
+  /** cpr-save / cpr-reboot with x-ignore-shared: persistent shared RAM stays out, anything else goes in. */
+  | 'skip-shared'
+  /** migrate without x-ignore-shared: RAM always goes in. */
+  | 'always';
+
+/** Whether RAM is written into the checkpoint; throws CprError when reboot mode cannot preserve it. */
+export function ramGoesInFile(parts: MachineParts, policy: RamPolicy): boolean {
+  const backend = parts.ram.backend;
+  if (policy === 'always') return true;
+  if (backend.shared) return false;
+  if (backend.kind === 'memfd' && backend.record().share) {
+    throw new CprError(
+      'guest RAM is a memfd, which does not survive the process in reboot mode: use ' +
+        '-object memory-backend-file,mem-path=/dev/shm/…,share=on (RAM stays in place), a private backend (RAM is ' +
+        'written into the checkpoint), or cpr-transfer (the memfd is handed to the new process)',
+    );
+  }
+  return true;
+}
+
+/** Guest RAM, regions end to end, as the checkpoint writer reads it. */
+function ramSource(parts: MachineParts): RamSource {
+  const regions = parts.ram.regions;
+  const size = regions.reduce((n, r) => n + r.size, 0);
+  return {
+    size,
+    read(offset, length) {
+      let base = 0;
+      for (const r of regions) {
+        if (offset < base + r.size) {
+          // The writer asks for chunks that do not cross a region end when region sizes are chunk multiples;
+          // otherwise copy across the boundary.
+          if (offset + length <= base + r.size) return parts.ram.ram.slice(r.gpa + offset - base, length);
+          const out = new Uint8Array(length);
+          let done = 0;
+          while (done < length) {
+            const at = offset + done;
+            let b = 0;
+            for (const q of regions) {
+              if (at < b + q.size) {
+                const n = Math.min(length - done, b + q.size - at);
+                out.set(parts.ram.ram.slice(q.gpa + at - b, n), done);
+                done += n;
+                break;
+              }
+              b += q.size;
+            }
+          }
+          return out;
+        }
+        base += r.size;
+      }
+      throw new RangeError(`RAM offset ${offset} beyond ${size}`);
+    },
+  };
+}
+
+/**
+ * Writes and reads back a throwaway checkpoint beside the real one, so the file code (and the file system's
+ * metadata paths) are warm when the guest is stopped.
+ */
+export function warmUpFileIo(path: string, sections: Section[], rounds = 3): void {
+  try {
+    for (let i = 0; i < rounds; i++) {
+      writeCheckpoint(path, { sections: [...sections, jsonSection('timings', TIMINGS_SECTION, [])] });
+      readCheckpoint(path);
+    }
+  } catch {
+    // Only a warm-up: the real write reports any problem with the directory.
+  } finally {
+    rmSync(path, { force: true });
+  }
+}
+
+export interface SaveReport {
+  readonly path: string;
+  readonly bytes: number;
+  readonly ramWritten: boolean;
+  readonly runState: SavedRunState;
+  readonly marks: PhaseMark[];
+  readonly write: WriteTimings;
+}
+
+/**
+ * Stops the guest, writes its state to `path` (atomically) and leaves the VM stopped in `postmigrate`: after a
+ * save the guest must not run here again, or the new process would resume a guest that has moved on. On failure
+ * the guest runs on (if it was running) and nothing is left at `path`.
+ */
+export async function saveToFile(
+  machine: Machine,
+  path: string,
+  policy: RamPolicy,
+  scratch = new SnapshotScratch(),
+): Promise<SaveReport> {
+  const parts = machine.parts();
+  const withRam = ramGoesInFile(parts, policy);
+  if (machine.runState === 'postmigrate')
+    throw new CprError('the VM state was already saved; it cannot be saved again from this process');
+  const runState: SavedRunState =
+    machine.runState === 'running' ? 'running' : machine.runState === 'suspended' ? 'suspended' : 'paused';
+  const clock = new PhaseClock('old');
+  clock.time('warm-up', () => {
+    let sections: Section[] = [];
+    for (let i = 0; i < WARM_UP_ROUNDS; i++) sections = warmUpCapture(parts, scratch, machine.powerOnStates());
+    warmUpFileIo(`${path}.warm-up-${process.pid}`, sections);
+  });
+  await clock.timeAsync('stop-vcpus', () => machine.pause('finish-migrate', { sync: true, capture: true }));
+  try {
+    const sections = captureSections(parts, runState, scratch, clock);
+    const write = clock.time('write', () =>
+      writeCheckpoint(path, {
+        sections: [...sections, jsonSection('timings', TIMINGS_SECTION, clock.marks)],
+        ram: withRam ? ramSource(parts) : undefined,
+        description: {
+          tsvmm: 'checkpoint',
+          runState,
+          ramInFile: withRam,
+          vcpus: parts.vcpus.length,
+          ramBytes: parts.config.memory.size,
+        },
+      }),
+    );
+    machine.setPausedState('postmigrate');
+    return { path, bytes: write.bytes, ramWritten: withRam, runState, marks: clock.marks, write: write.timings };
+  } catch (e) {
+    machine.setPausedState(runState === 'suspended' ? 'suspended' : 'paused');
+    if (runState === 'running') machine.resume();
+    throw e;
+  }
+}
+
+export interface LoadReport {
+  readonly path: string;
+  readonly runState: SavedRunState;
+  readonly ramLoaded: boolean;
+  /** The saving process's marks (from the file) and this process's. */
+  readonly marks: PhaseMark[];
+}
+
+/** Marks this process collected before the load: its start (Node's time origin) and the machine's creation. */
+export function processStartMarks(createdUs: number): PhaseClock {
+  const clock = new PhaseClock('new');
+  clock.mark('process-start', Math.round(performance.timeOrigin * 1000), createdUs);
+  return clock;
+}
+
+/**
+ * Loads a checkpoint into a machine that has not run yet (-S or -incoming): verifies the whole file and every
+ * section against this machine before touching anything, restores, and resumes the guest if it was running when
+ * saved (unless `stayPaused`: QEMU's -S after an incoming migration). A refused file is left untouched and the machine stays as it was.
+ */
+export function loadFromFile(
+  machine: Machine,
+  path: string,
+  clock = new PhaseClock('new'),
+  { stayPaused = false, scratch = new SnapshotScratch() } = {},
+): LoadReport {
+  if (machine.runState !== 'prelaunch' && machine.runState !== 'inmigrate') {
+    throw new CprError(
+      `cpr-load needs a VM that has not run yet (start tsvmm with -S or -incoming defer); this one is ${machine.runState}`,
+    );
+  }
+  const parts = machine.parts();
+  const checkpoint = clock.time('read-verify', () => readCheckpoint(path));
+  const prepared = clock.time('check-state', () => prepareRestore(parts, checkpoint.sections, scratch));
+  if (!checkpoint.ram && !parts.ram.backend.shared) {
+    throw new CheckpointError(
+      `checkpoint ${path} has no RAM section, and this VM's RAM (${parts.ram.backend.kind}) does not hold the guest's memory: use the same persistent shared memory backend as the saving VM`,
+    );
+  }
+  const old = checkpoint.sections.find((s) => s.kind === 'timings' && s.name === TIMINGS_SECTION);
+  const oldMarks = old ? (parseJsonSection(old) as PhaseMark[]) : [];
+  if (checkpoint.ram) {
+    clock.time('load-ram', () => {
+      const reader = openRam(checkpoint);
+      try {
+        let offset = 0;
+        const chunk = 64 << 20;
+        for (const r of parts.ram.regions) {
+          for (let at = 0; at < r.size; at += chunk) {
+            const n = Math.min(chunk, r.size - at);
+            reader.read(offset + at, n, parts.ram.ram.slice(r.gpa + at, n));
+          }
+          offset += r.size;
+        }
+      } finally {
+        reader.close();
+      }
+    });
+  }
+  prepared.commit(clock);
+  machine.markRestored();
+  if (prepared.runState === 'running' && !stayPaused) clock.time('resume', () => machine.resume());
+  else machine.setPausedState(prepared.runState === 'suspended' ? 'suspended' : 'paused');
+  return {
+    path,
+    runState: prepared.runState,
+    ramLoaded: checkpoint.ram !== undefined,
+    marks: [...oldMarks, ...clock.marks],
+  };
+}
