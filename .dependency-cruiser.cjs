@@ -6,9 +6,9 @@ const { layers } = require('./layers.json');
 
 const PRODUCTION_ROOTS = '^(src|kvm|vfio|devices|cpr|examples)/';
 const TEST_CODE = ['\\.test\\.ts$', '/testing/', '^test/', '^bench/', '^scripts/'];
-const escape = (folder) => folder.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+const escapeRegExp = (folder) => folder.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 // A module belongs to a layer when it sits directly in one of the layer's folders.
-const inFolders = (folders) => `^(${folders.map(escape).join('|')})/[^/]+$`;
+const inFolders = (folders) => `^(${folders.map(escapeRegExp).join('|')})/[^/]+$`;
 
 const layerRules = layers.slice(0, -1).map((layer, i) => ({
   name: `layer-${layer.name}`,

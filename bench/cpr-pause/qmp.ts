@@ -60,8 +60,7 @@ export class Qmp {
   private onData(text: string): void {
     const atUs = realtimeUs();
     this.buffer += text;
-    let end;
-    while ((end = this.buffer.indexOf('\n')) >= 0) {
+    for (let end = this.buffer.indexOf('\n'); end >= 0; end = this.buffer.indexOf('\n')) {
       const line = this.buffer.slice(0, end).trim();
       this.buffer = this.buffer.slice(end + 1);
       if (!line) continue;

@@ -109,7 +109,10 @@ export function waitForPath(path: string, timeoutMs: number, failed: () => strin
       else resolve();
     }
     function check(): void {
-      if (existsSync(path)) return finish();
+      if (existsSync(path)) {
+        finish();
+        return;
+      }
       const why = failed();
       if (why) finish(new Error(why));
     }

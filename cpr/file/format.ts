@@ -53,10 +53,7 @@ export interface Section {
 
 /** Text from a file made safe for a one-line message: control characters escaped, at most 80 characters. */
 export function printable(text: string): string {
-  const escaped = text.replace(
-    /[\x00-\x1f\x7f-\x9f\u2028\u2029]/g,
-    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
-  );
+  const escaped = text.replace(/[\p{Cc}\u2028\u2029]/gu, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
   return escaped.length > 80 ? `${escaped.slice(0, 80)}…` : escaped;
 }
 

@@ -86,7 +86,7 @@ async function runPeer(path: string): Promise<void> {
         // Map each memfd, check its pattern, write the next pattern back; report in the order received.
         const { sizes, seeds, newSeeds } = m.header as { sizes: number[]; seeds: number[]; newSeeds: number[] };
         const mismatches = m.fds.map((fd, i) => patternMismatches(fd, sizes[i], seeds[i]));
-        m.fds.forEach((fd, i) => fillPattern(fd, sizes[i], newSeeds[i]));
+        for (const [i, fd] of m.fds.entries()) fillPattern(fd, sizes[i], newSeeds[i]);
         closeAll(m.fds);
         channel.send({ type: 'checked', header: { mismatches } });
         break;
@@ -191,7 +191,7 @@ test('channel: several fds in one message arrive in order, each usable (memfds a
       fds: order.map((i) => memfds[i]),
     });
     assert.equal((await peer.channel.receive(10_000)).header, { mismatches: [0, 0, 0] });
-    memfds.forEach((fd, i) => assert.is(patternMismatches(fd, sizes[i], seeds[i] + 100), 0));
+    for (const [i, fd] of memfds.entries()) assert.is(patternMismatches(fd, sizes[i], seeds[i] + 100), 0);
 
     peer.channel.send({ type: 'signal-eventfd', header: { value: 41 }, fds: [efd] });
     assert.is((await peer.channel.receive(10_000)).type, 'signalled');

@@ -19,6 +19,7 @@ const skip =
   kvmMissing() ?? (await toolchainUnavailable()) ?? (existsSync('/dev/shm') ? null : 'no /dev/shm on this host');
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const sha = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
+const minBig = (a: bigint, b: bigint) => (a < b ? a : b);
 const RAM = '64M';
 
 /**
@@ -229,7 +230,7 @@ testIf(
           return [0n, 0n];
         }
       };
-      await until(() => ticks().reduce((a, b) => (a < b ? a : b)), 100n);
+      await until(() => ticks().reduce(minBig), 100n);
       await old.qmp.execute('migrate-set-parameters', { mode: 'cpr-reboot' });
       await old.qmp.execute('migrate-set-capabilities', {
         capabilities: [{ capability: 'x-ignore-shared', state: true }],
@@ -251,7 +252,7 @@ testIf(
       await next.qmp.waitEvent('MIGRATION', HANG_GUARD_MS, (e) => e.data?.status === 'completed');
       await until(() => {
         const t = ticks();
-        return t[0] - savedTicks[0] < t[1] - savedTicks[1] ? t[0] - savedTicks[0] : t[1] - savedTicks[1];
+        return minBig(t[0] - savedTicks[0], t[1] - savedTicks[1]);
       }, 100n);
       await quit(next);
     } finally {
@@ -353,7 +354,7 @@ testIf(
       await until(
         async () => {
           const later = readSmpCounters(await guestRam(next, dir, STATE_PAGE_END), 2);
-          return later.map((t, i) => t - startTicks[i]).reduce((a, b) => (a < b ? a : b));
+          return later.map((t, i) => t - startTicks[i]).reduce(minBig);
         },
         1n,
         `the least progress of the vCPUs' counts after ${startTicks}`,

@@ -65,11 +65,13 @@ export class SnapshotScratch {
   deviceCopies: { descriptor: Descriptor; record: unknown }[] | null = null;
 
   vcpu(i: number): VcpuRecord {
-    return (this.vcpus[i] ??= newRecord(vcpuStateDescriptor, false) as VcpuRecord);
+    this.vcpus[i] ??= newRecord(vcpuStateDescriptor, false) as VcpuRecord;
+    return this.vcpus[i];
   }
 
   pic(i: number): PicRecord {
-    return (this.pics[i] ??= newRecord(picStateDescriptor, false));
+    this.pics[i] ??= newRecord(picStateDescriptor, false);
+    return this.pics[i];
   }
 }
 
@@ -268,7 +270,7 @@ function checkSections(
         parts.vm.setPit2(pit);
       });
       clock.time('restore-vcpus', () => {
-        parts.vcpus.forEach((vcpu, i) => vcpu.setState(vcpuStates[i]));
+        for (const [i, vcpu] of parts.vcpus.entries()) vcpu.setState(vcpuStates[i]);
       });
       clock.time('restore-clock', () => parts.vm.setClock({ clock: vmClock.clock }));
       clock.time('restore-devices', () => {

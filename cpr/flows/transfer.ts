@@ -164,7 +164,7 @@ export async function transferIn(
       for (const fd of first.fds) closeFd(fd);
       throw new CprError(`cpr channel: expected the RAM hand-over (protocol ${PROTOCOL}), got '${first.type}'`);
     }
-    tapNames.forEach((name, i) => taps.set(name, first.fds[1 + i]));
+    for (const [i, name] of tapNames.entries()) taps.set(name, first.fds[1 + i]);
     config = first.payload ?? new Uint8Array(0);
     try {
       ram = clock.time('map-ram', () => openGuestRamFromRecord(header.record!, { fd: first.fds[0] }));

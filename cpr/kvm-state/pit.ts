@@ -62,7 +62,7 @@ export function pitStateToRecord(s: PitState2, record?: PitRecord): PitRecord {
     throw new RangeError(`pit state: ${s.channels.length} channels, expected ${PIT_CHANNELS}`);
   const r = record ?? newRecord(pitStateDescriptor);
   if (record) clearRecord(record);
-  s.channels.forEach((c, i) => channelToRecord(c, r.channels[i]));
+  for (const [i, c] of s.channels.entries()) channelToRecord(c, r.channels[i]);
   r.flags = s.flags;
   return r;
 }

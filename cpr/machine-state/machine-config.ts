@@ -280,11 +280,11 @@ export function machineConfigToRecord(
   if (config.serial.length > MAX_SERIAL)
     throw new RangeError(`config serial: ${config.serial.length} ports, at most ${MAX_SERIAL}`);
   r.serialCount = config.serial.length;
-  config.serial.forEach((spec, i) => charSpecToRecord(spec, r.serial[i], `config serial[${i}]`));
+  for (const [i, spec] of config.serial.entries()) charSpecToRecord(spec, r.serial[i], `config serial[${i}]`);
   if (config.debugcon.length > MAX_DEBUGCON)
     throw new RangeError(`config debugcon: ${config.debugcon.length} devices, at most ${MAX_DEBUGCON}`);
   r.debugconCount = config.debugcon.length;
-  config.debugcon.forEach((d, i) => debugconToRecord(d, r.debugcon[i], `config debugcon[${i}]`));
+  for (const [i, d] of config.debugcon.entries()) debugconToRecord(d, r.debugcon[i], `config debugcon[${i}]`);
   debugExitToRecord(config.debugExit, r.debugExit);
   r.noReboot = flag(config.noReboot, 'config noReboot');
   r.hasTimeout = config.timeoutMs !== null;
@@ -295,7 +295,7 @@ export function machineConfigToRecord(
   if (config.virtio.length > MAX_VIRTIO)
     throw new RangeError(`config virtio: ${config.virtio.length} devices, at most ${MAX_VIRTIO}`);
   r.virtioCount = config.virtio.length;
-  config.virtio.forEach((v, i) => virtioToRecord(v, r.virtio[i], `config virtio[${i}]`));
+  for (const [i, v] of config.virtio.entries()) virtioToRecord(v, r.virtio[i], `config virtio[${i}]`);
   r.pvpanic.present = config.pvpanic !== null;
   if (config.pvpanic !== null) r.pvpanic.ioport = int(config.pvpanic.ioport, 0xffff, 'config pvpanic ioport');
   return r;
@@ -310,7 +310,8 @@ function virtioToRecord(v: VirtioDeviceConfig, r: VirtioRecord, what: string): v
     case 'blk':
       setText(r, 'path', v.path, `${what} path`);
       r.readOnly = flag(v.readOnly, `${what} readOnly`);
-      if ((r.hasSerial = v.serial !== null)) setText(r, 'serial', v.serial!, `${what} serial`);
+      r.hasSerial = v.serial !== null;
+      if (v.serial !== null) setText(r, 'serial', v.serial, `${what} serial`);
       break;
     case 'net':
       setText(r, 'ifname', v.ifname, `${what} ifname`);
@@ -380,14 +381,21 @@ function backendSpecToRecord(s: BackendSpec, r: BackendSpecRecord): void {
     seal?: boolean;
     offset?: number;
   };
-  if ((r.hasShare = o.share !== undefined)) r.share = flag(o.share, `${what} share`);
-  if ((r.hasTransparentHugePages = o.transparentHugePages !== undefined))
+  r.hasShare = o.share !== undefined;
+  if (o.share !== undefined) r.share = flag(o.share, `${what} share`);
+  r.hasTransparentHugePages = o.transparentHugePages !== undefined;
+  if (o.transparentHugePages !== undefined)
     r.transparentHugePages = flag(o.transparentHugePages, `${what} transparentHugePages`);
-  if ((r.hasPrealloc = o.prealloc !== undefined)) r.prealloc = flag(o.prealloc, `${what} prealloc`);
-  if ((r.hasHugetlb = o.hugetlb !== undefined)) r.hugetlb = flag(o.hugetlb, `${what} hugetlb`);
-  if ((r.hasHugetlbSize = o.hugetlbSize !== undefined)) r.hugetlbSize = toU64(o.hugetlbSize!, `${what} hugetlbSize`);
-  if ((r.hasSeal = o.seal !== undefined)) r.seal = flag(o.seal, `${what} seal`);
-  if ((r.hasOffset = o.offset !== undefined)) r.offset = toU64(o.offset!, `${what} offset`);
+  r.hasPrealloc = o.prealloc !== undefined;
+  if (o.prealloc !== undefined) r.prealloc = flag(o.prealloc, `${what} prealloc`);
+  r.hasHugetlb = o.hugetlb !== undefined;
+  if (o.hugetlb !== undefined) r.hugetlb = flag(o.hugetlb, `${what} hugetlb`);
+  r.hasHugetlbSize = o.hugetlbSize !== undefined;
+  if (o.hugetlbSize !== undefined) r.hugetlbSize = toU64(o.hugetlbSize, `${what} hugetlbSize`);
+  r.hasSeal = o.seal !== undefined;
+  if (o.seal !== undefined) r.seal = flag(o.seal, `${what} seal`);
+  r.hasOffset = o.offset !== undefined;
+  if (o.offset !== undefined) r.offset = toU64(o.offset, `${what} offset`);
 }
 
 function memoryToRecord(m: MemoryConfig, r: MemoryRecord): void {
@@ -403,11 +411,13 @@ function bootToRecord(b: BootConfig | null, r: BootRecord): void {
   setText(r, 'kind', oneOf(b.kind, BOOT_KINDS, 'config boot kind'), 'config boot kind');
   setText(r, 'path', b.path, 'config boot path');
   if (b.kind === 'kernel') {
-    if ((r.hasInitrd = b.initrd !== undefined)) setText(r, 'initrd', b.initrd!, 'config boot initrd');
+    r.hasInitrd = b.initrd !== undefined;
+    if (b.initrd !== undefined) setText(r, 'initrd', b.initrd, 'config boot initrd');
     setText(r, 'append', b.append, 'config boot append');
   } else {
     r.loadAddress = toU64(b.loadAddress, 'config boot loadAddress');
-    if ((r.hasEntry = b.entry !== undefined)) r.entry = toU64(b.entry!, 'config boot entry');
+    r.hasEntry = b.entry !== undefined;
+    if (b.entry !== undefined) r.entry = toU64(b.entry, 'config boot entry');
     setText(r, 'mode', oneOf(b.mode, CPU_MODES, 'config boot mode'), 'config boot mode');
   }
 }

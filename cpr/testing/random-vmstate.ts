@@ -106,7 +106,7 @@ function genDescriptor(g: GenState, depth: number): Descriptor {
       version: subVersion,
       minVersion: rng.int(1, subVersion),
       fields: genFields(g, subVersion, depth),
-      needed: (s: any) =>
+      needed: (s: AnyRecord) =>
         rule === 'always' || (rule === 'flag' && s[flag] === true) || (rule === 'not-flag' && s[flag] === false),
     });
   }
@@ -158,7 +158,9 @@ function genFields(g: GenState, version: number, depth: number): Field[] {
 
 // ---- values ------------------------------------------------------------------------------------------------------
 
-type AnyRecord = RecordInternals & Record<string, any>;
+type AnyRecord = RecordInternals & Record<string, unknown>;
+/** A field's typed array (u8..u64, so numbers or bigints). */
+type Elements = { readonly length: number; [index: number]: unknown };
 
 const INT_RANGE: Record<Exclude<IntType, 'u64' | 'i64'>, [number, number]> = {
   u8: [0, 0xff],
@@ -199,12 +201,12 @@ export function fillRandom(rng: Rng, record: RecordInternals): void {
         break;
       }
       case 'array': {
-        const values = rec[field.name] as Uint8Array;
-        for (let i = 0; i < values.length; i++) (values as any)[i] = randomScalar(rng, field.type);
+        const values = rec[field.name] as Elements;
+        for (let i = 0; i < values.length; i++) values[i] = randomScalar(rng, field.type);
         break;
       }
       case 'struct':
-        fillRandom(rng, rec[field.name]);
+        fillRandom(rng, rec[field.name] as AnyRecord);
         break;
       case 'structArray':
         for (const element of rec[field.name] as AnyRecord[]) fillRandom(rng, element);
@@ -261,13 +263,14 @@ function copyCarried(from: AnyRecord, to: AnyRecord): void {
           to[field.name] = from[field.name];
           break;
         case 'array':
-          for (let i = 0; i < n; i++) to[field.name][i] = from[field.name][i];
+          for (let i = 0; i < n; i++) (to[field.name] as Elements)[i] = (from[field.name] as Elements)[i];
           break;
         case 'struct':
-          copyCarried(from[field.name], to[field.name]);
+          copyCarried(from[field.name] as AnyRecord, to[field.name] as AnyRecord);
           break;
         case 'structArray':
-          for (let i = 0; i < n; i++) copyCarried(from[field.name][i], to[field.name][i]);
+          for (let i = 0; i < n; i++)
+            copyCarried((from[field.name] as AnyRecord[])[i], (to[field.name] as AnyRecord[])[i]);
           break;
       }
     }

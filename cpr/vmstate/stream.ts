@@ -154,7 +154,7 @@ class Writer {
   }
 }
 
-type AnyRecord = RecordInternals & Record<string, any>;
+type AnyRecord = RecordInternals & Record<string, unknown>;
 
 const byteViews = new WeakMap<ArrayBufferLike, Uint8Array>();
 function bytesOf(buffer: ArrayBufferLike): Uint8Array {
@@ -216,7 +216,7 @@ function encodeFields(w: Writer, rec: AnyRecord, fields: readonly PlacedField[],
       case 'struct': {
         w.u32(field.descriptor.version);
         const lengthAt = w.reserveU32();
-        encodeBody(w, rec[field.name], `${path}.${field.name}`);
+        encodeBody(w, rec[field.name] as AnyRecord, `${path}.${field.name}`);
         w.patchU32(lengthAt, w.pos - lengthAt - 4);
         break;
       }
@@ -335,8 +335,8 @@ export function prepareDecode<D extends Descriptor>(
   return () => {
     live.set(scratch.bytes);
     for (const { hooks, steps, version } of ctx.hooks) {
-      let state: any = rec;
-      for (const step of steps) state = state[step];
+      let state: unknown = rec;
+      for (const step of steps) state = (state as Record<string, unknown>)[step];
       hooks.postLoad!(state, version);
     }
   };
@@ -443,7 +443,10 @@ function decodeBody(
     decodeFields(ctx, rec, entry.fields, subVersion, subEnd, subPath, steps, subJson);
     if (ctx.pos !== subEnd)
       fail(ctx, subPath, `${subEnd - ctx.pos} bytes left over at the end of subsection '${name}'`);
-    if (json) ((json.$subsections ??= {}) as Json)[name] = subJson;
+    if (json) {
+      json.$subsections ??= {};
+      (json.$subsections as Json)[name] = subJson;
+    }
     if (entry.subsection.postLoad) ctx.hooks.push({ hooks: entry.subsection, steps, version: subVersion });
   }
   if (layout.descriptor.postLoad) ctx.hooks.push({ hooks: layout.descriptor, steps, version });
@@ -493,7 +496,7 @@ function decodeFields(
       case 'struct': {
         const nested = decodeNested(ctx, field.descriptor, end, fieldPath);
         const nestedJson: Json | undefined = json ? {} : undefined;
-        decodeNestedBody(ctx, rec[field.name], nested, end, fieldPath, [...steps, field.name], nestedJson);
+        decodeNestedBody(ctx, rec[field.name] as AnyRecord, nested, end, fieldPath, [...steps, field.name], nestedJson);
         if (json) json[field.name] = nestedJson;
         break;
       }

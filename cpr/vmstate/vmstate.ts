@@ -64,6 +64,7 @@ export type Field = ScalarField | ArrayField | StructField | StructArrayField;
  * Pure state fix-ups around a checkpoint (QEMU's pre_save / post_load). They see only the record: side effects on
  * the outside world (re-raising an interrupt line, re-arming a host timer) belong in the device's `restored()`.
  */
+// biome-ignore lint/suspicious/noExplicitAny: hooks take the descriptor's own record type, which `unknown` would refuse
 export interface Hooks<S = any> {
   /** Runs on the live record just before it is encoded (e.g. fold a derived value into a saved field). */
   readonly preSave?: (state: S) => void;
@@ -89,6 +90,7 @@ export interface Subsection<F extends readonly Field[] = readonly Field[]> exten
   readonly version: number;
   readonly minVersion?: number;
   readonly fields: F;
+  // biome-ignore lint/suspicious/noExplicitAny: as in Hooks, the predicate takes the descriptor's own record type
   readonly needed: (state: any) => boolean;
 }
 
@@ -360,6 +362,8 @@ const typedArrayCtor = {
   u64: BigUint64Array,
   i64: BigInt64Array,
 } as const;
+/** Any one of them over part of a buffer (TypeScript cannot call the union of their constructors). */
+type TypedArrayCtor = new (buffer: ArrayBufferLike, byteOffset: number, length: number) => ArrayBufferView;
 
 const prototypes = new WeakMap<Layout, object>();
 
@@ -391,7 +395,7 @@ function prototypeFor(layout: Layout): object {
                 return this.$v[views][(this.$offset + offset) >> shift];
               },
               set(this: RecordImpl, value: number | bigint) {
-                (this.$v[views] as any)[(this.$offset + offset) >> shift] = value;
+                (this.$v[views] as Record<number, number | bigint>)[(this.$offset + offset) >> shift] = value;
               },
             },
       );
@@ -429,7 +433,7 @@ export function makeRecord<D extends Descriptor>(
     const { field } = placed;
     const at = offset + placed.offset;
     let value: unknown;
-    if (field.kind === 'array') value = new (typedArrayCtor[field.type] as any)(buffer, at, field.length);
+    if (field.kind === 'array') value = new (typedArrayCtor[field.type] as TypedArrayCtor)(buffer, at, field.length);
     else if (field.kind === 'struct') value = makeRecord(field.descriptor, buffer, at);
     else if (field.kind === 'structArray') value = recordList(placed, buffer, at);
     else continue;
@@ -460,7 +464,8 @@ function recordList(placed: PlacedField, buffer: SharedArrayBuffer | ArrayBuffer
       Object.defineProperty(made, i, {
         enumerable: true,
         get(this: RecordList) {
-          return (this.$items[i] ??= makeRecord(field.descriptor, this.$buffer, this.$at + i * stride));
+          this.$items[i] ??= makeRecord(field.descriptor, this.$buffer, this.$at + i * stride);
+          return this.$items[i];
         },
       });
     }

@@ -205,7 +205,7 @@ test('pci: BAR sizing — all-ones reads back the size mask and type bits for 32
   assert.is(ecamRead(r, 3, bar(4), 4), (0xffffffe0 | R.PCI_BASE_ADDRESS_SPACE_IO) >>> 0, '32-byte I/O');
   assert.is(ecamRead(r, 3, R.PCI_ROM_ADDRESS, 4), 0, 'no expansion ROM');
   // Restore, decoding back on: the BARs decode where they were.
-  [0, 2, 3, 4].forEach((i, k) => ecamWrite(r, 3, bar(i), 4, saved[k]));
+  for (const [k, i] of [0, 2, 3, 4].entries()) ecamWrite(r, 3, bar(i), 4, saved[k]);
   ecamWrite(r, 3, R.PCI_COMMAND, 2, R.PCI_COMMAND_MEMORY | R.PCI_COMMAND_IO);
   r.mmio.write(0xc000_4010, 4, 0x1234_5678);
   assert.is(r.fn.scratch[4], 0x1234_5678);

@@ -144,7 +144,8 @@ testIf(
       '#include <linux/falloc.h>',
       'int main(void) {',
     ];
-    checks.forEach(([, , c], i) => lines.push(`  printf("%d %llu\\n", ${i}, (unsigned long long)(${c}));`));
+    for (const [i, [, , c]] of checks.entries())
+      lines.push(`  printf("%d %llu\\n", ${i}, (unsigned long long)(${c}));`);
     lines.push('  return 0;', '}', '');
     const got = runC(compileC(lines.join('\n'), { name: 'virtio-abi' }))
       .trim()

@@ -34,7 +34,8 @@ class Rng {
     x ^= x >>> 17;
     x ^= x << 5;
     x >>>= 0;
-    return (this.s = x);
+    this.s = x;
+    return x;
   }
   below(n: number): number {
     return this.u32() % n;

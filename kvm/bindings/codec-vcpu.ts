@@ -39,7 +39,7 @@ const REG_OFFSETS = REG_NAMES.map((n) => offsetOf('kvm_regs', n));
 export function encodeRegs(regs: Regs): Uint8Array {
   const bytes = new Uint8Array(sizeOf('kvm_regs'));
   const d = dataView(bytes);
-  REG_NAMES.forEach((n, i) => d.setBigUint64(REG_OFFSETS[i], BigInt.asUintN(64, regs[n]), true));
+  for (const [i, n] of REG_NAMES.entries()) d.setBigUint64(REG_OFFSETS[i], BigInt.asUintN(64, regs[n]), true);
   return bytes;
 }
 
@@ -117,7 +117,8 @@ export function encodeSregs(sregs: Sregs): Uint8Array {
   for (const s of SREG_SEGMENTS) writeSegment(d, offsetOf('kvm_sregs', s), sregs[s]);
   for (const t of SREG_TABLES) writeDTable(d, offsetOf('kvm_sregs', t), sregs[t]);
   for (const [js, c] of SREG_CONTROL) d.setBigUint64(offsetOf('kvm_sregs', c), BigInt.asUintN(64, sregs[js]), true);
-  sregs.interruptBitmap.forEach((w, i) => d.setBigUint64(SREG_BITMAP + 8 * i, BigInt.asUintN(64, w), true));
+  for (const [i, w] of sregs.interruptBitmap.entries())
+    d.setBigUint64(SREG_BITMAP + 8 * i, BigInt.asUintN(64, w), true);
   return bytes;
 }
 
@@ -255,7 +256,7 @@ export function encodeCpuid2(entries: readonly CpuidEntry[] | number): Uint8Arra
   if (typeof entries !== 'number') {
     entries.forEach((e, i) => {
       const at = CPUID2.entries + i * CPUID_ENTRY_SIZE;
-      CPUID_FIELDS.forEach((f, j) => d.setUint32(at + CPUID_OFFSETS[j], e[f] >>> 0, true));
+      for (const [j, f] of CPUID_FIELDS.entries()) d.setUint32(at + CPUID_OFFSETS[j], e[f] >>> 0, true);
     });
   }
   return bytes;
@@ -390,14 +391,20 @@ export function decodeVcpuEvents(bytes: Uint8Array): VcpuEvents {
   return e;
 }
 
+type Nested = Record<string, unknown>;
+
 function getPath(o: object, path: string): number {
-  return path.split('.').reduce<any>((v, k) => v[k], o) as number;
+  let v: unknown = o;
+  for (const k of path.split('.')) v = (v as Nested)[k];
+  return v as number;
 }
 
 function setPath(o: object, path: string, value: number): void {
   const keys = path.split('.');
   const last = keys.pop()!;
-  keys.reduce<any>((v, k) => v[k], o)[last] = value;
+  let v = o as Nested;
+  for (const k of keys) v = v[k] as Nested;
+  v[last] = value;
 }
 
 // ---- kvm_mp_state -----------------------------------------------------------------------------------------------
@@ -424,7 +431,7 @@ const DBG = {
 export function encodeDebugRegs(r: DebugRegs): Uint8Array {
   const bytes = new Uint8Array(sizeOf('kvm_debugregs'));
   const d = dataView(bytes);
-  r.db.forEach((v, i) => d.setBigUint64(DBG.db + 8 * i, BigInt.asUintN(64, v), true));
+  for (const [i, v] of r.db.entries()) d.setBigUint64(DBG.db + 8 * i, BigInt.asUintN(64, v), true);
   d.setBigUint64(DBG.dr6, BigInt.asUintN(64, r.dr6), true);
   d.setBigUint64(DBG.dr7, BigInt.asUintN(64, r.dr7), true);
   d.setBigUint64(DBG.flags, BigInt.asUintN(64, r.flags), true);

@@ -156,7 +156,7 @@ export function encodeEnableCap(c: EnableCap): Uint8Array {
     throw new RangeError(`kvm_enable_cap: ${given.length} args, at most ${args.length}`);
   d.setUint32(offsetOf('kvm_enable_cap', 'cap'), c.cap >>> 0, true);
   d.setUint32(offsetOf('kvm_enable_cap', 'flags'), (c.flags ?? 0) >>> 0, true);
-  given.forEach((a, i) => d.setBigUint64(args.offset + 8 * i, u64(a), true));
+  for (const [i, a] of given.entries()) d.setBigUint64(args.offset + 8 * i, u64(a), true);
   return bytes;
 }
 
@@ -222,7 +222,7 @@ export function encodeIrqchip(s: IrqchipState): Uint8Array {
     d.setUint32(CHIP + IOAPIC.ioregsel, io.ioregsel >>> 0, true);
     d.setUint32(CHIP + IOAPIC.id, io.id >>> 0, true);
     d.setUint32(CHIP + IOAPIC.irr, io.irr >>> 0, true);
-    io.redirtbl.forEach((e, i) => d.setBigUint64(CHIP + IOAPIC.redirtbl + 8 * i, u64(e), true));
+    for (const [i, e] of io.redirtbl.entries()) d.setBigUint64(CHIP + IOAPIC.redirtbl + 8 * i, u64(e), true);
   } else {
     for (const [js, c] of PIC_FIELDS) d.setUint8(CHIP + offsetOf('kvm_pic_state', c), s.pic[js]);
   }

@@ -29,7 +29,7 @@ import {
   type GuestRange,
 } from './cpu-modes.js';
 import { E820_RAM, lowerUpperKiB, type E820Entry } from './e820.js';
-import { elf32PhysicalEntry, elfIdent, parseElf32, ElfError, ELFCLASS64 } from './elf.js';
+import { elf32PhysicalEntry, elfIdent, parseElf32, ElfError, ELFCLASS64, type Elf32Image } from './elf.js';
 
 /** Header magic the kernel carries. */
 export const MULTIBOOT_HEADER_MAGIC = 0x1badb002;
@@ -310,7 +310,7 @@ function planElf(image: Uint8Array): KernelPlan {
       'this is a 64-bit ELF: multiboot v1 loads 32-bit ELF kernels (or set the a.out-kludge flag 16)',
     );
   }
-  let elf;
+  let elf: Elf32Image;
   try {
     elf = parseElf32(image);
   } catch (e) {

@@ -27,7 +27,7 @@ export class StdioBackend extends BackendBase {
     this.replaceOutputFd(STDOUT_FD, false);
     this.stdin = process.stdin;
     this.rawTerminal = this.stdin.isTTY === true && typeof this.stdin.setRawMode === 'function';
-    let escape: EscapeFilter | null = null;
+    let escapeFilter: EscapeFilter | null = null;
     if (this.rawTerminal) {
       this.stdin.setRawMode!(true);
       process.on('exit', this.restoreOnExit);
@@ -37,9 +37,9 @@ export class StdioBackend extends BackendBase {
           this.restoreTerminal();
           process.kill(process.pid, 'SIGTERM');
         });
-      escape = new EscapeFilter({ quit, help: () => this.out.write(Buffer.from(ESCAPE_HELP)) });
+      escapeFilter = new EscapeFilter({ quit, help: () => this.out.write(Buffer.from(ESCAPE_HELP)) });
     }
-    this.onData = (chunk) => this.pump.push(escape === null ? chunk : escape.filter(chunk));
+    this.onData = (chunk) => this.pump.push(escapeFilter === null ? chunk : escapeFilter.filter(chunk));
     // A closed or unreadable stdin just means no input.
     this.onError = (error) => this.log(`stdin: ${error.message}`);
     this.stdin.on('data', this.onData);

@@ -2,7 +2,7 @@
 // directories, /dev/console and /dev/null nodes, a static busybox with a symlink per applet, /init, kernel modules,
 // the user's files), sorted by name, written as newc cpio (cpio-newc.ts) and gzip-compressed. Every entry has
 // uid/gid 0 and the same mtime, and node's zlib is deterministic, so the same inputs give the same bytes.
-import { readFileSync, renameSync, statSync, writeFileSync, rmSync } from 'node:fs';
+import { readFileSync, renameSync, statSync, writeFileSync, rmSync, type Stats } from 'node:fs';
 import { gunzipSync, gzipSync, constants as zlibConstants } from 'node:zlib';
 import { archivePath, parentsOf } from './archive-path.js';
 import { BUSYBOX_INSTALL_HINT, BusyboxError, busyboxApplets, findBusybox, readStaticBusybox } from './busybox.js';
@@ -172,7 +172,7 @@ function checkPerm(mode: number | undefined, what: string): void {
 }
 
 function readSource(source: string, what: string): { data: Buffer; perm: number } {
-  let st;
+  let st: Stats;
   try {
     st = statSync(source);
   } catch (e) {

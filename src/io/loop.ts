@@ -29,7 +29,7 @@ export function runIoLoop(ctx: IoLoopContext): void {
   const disarmed = new Set<number>();
   try {
     epoll.add(control.wakeFd, EPOLLIN, CONTROL);
-    watches.forEach((w, i) => epoll.add(w.fd, w.kind === 'readable' ? ARM_READ : EPOLLIN, i));
+    for (const [i, w] of watches.entries()) epoll.add(w.fd, w.kind === 'readable' ? ARM_READ : EPOLLIN, i);
     for (;;) {
       const request = control.request;
       if (request === IoRequest.Stop) return;
@@ -49,14 +49,14 @@ export function runIoLoop(ctx: IoLoopContext): void {
           const w = watches[data];
           if (!w) continue;
           if (w.kind === 'eventfd') libc.read(w.fd, counter);
-          let result: boolean | void = undefined;
+          let tookAll = true;
           try {
-            result = w.ready();
+            tookAll = w.ready() !== false;
           } catch (error) {
             ctx.onError?.(w, error);
           }
           if (w.kind === 'readable') {
-            if (result === false) disarmed.add(data);
+            if (!tookAll) disarmed.add(data);
             else epoll.modify(w.fd, ARM_READ, data);
           } else if (disarmed.size) {
             for (const i of [...disarmed]) {

@@ -128,6 +128,7 @@ function touchEveryPage(address: bigint, size: number): void {
   const window = 64 * 1024 * 1024;
   for (let offset = 0; offset < size; offset += window) {
     const bytes = new Uint8Array(libc.view(address + BigInt(offset), Math.min(window, size - offset)));
+    // biome-ignore lint/correctness/noSelfAssign: the store is the point, it faults the page in for writing
     for (let i = 0; i < bytes.length; i += PAGE_SIZE) bytes[i] = bytes[i];
   }
 }

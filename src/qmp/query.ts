@@ -29,8 +29,7 @@ export function queryQmp(
     socket.on('error', (e) => done(() => reject(new QmpQueryError(`${path}: ${e.message}`))));
     socket.on('data', (text: string) => {
       buffer += text;
-      let end;
-      while ((end = buffer.indexOf('\n')) >= 0) {
+      for (let end = buffer.indexOf('\n'); end >= 0; end = buffer.indexOf('\n')) {
         const line = buffer.slice(0, end).trim();
         buffer = buffer.slice(end + 1);
         if (!line) continue;

@@ -304,7 +304,7 @@ test("qmp: an event emitted by a handler goes out before that command's reply, a
 test('qmp: the socket is created with mode 0600 whatever the umask, and removed on close', async () => {
   const path = socketPath();
   const oldMask = process.umask(0);
-  let server;
+  let server: QmpServer;
   try {
     server = await start({}, `unix:${path},server=on,wait=off`);
   } finally {

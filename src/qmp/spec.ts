@@ -3,7 +3,7 @@
 // VM wait for its first client unless `wait=off`. Only a listening unix socket is supported: tcp:, stdio and client
 // mode (no `server`) are refused with a message that says what to write instead.
 
-import { parseQemuOpts, parseBool, QemuOptsError } from '../util/qemu-opts.js';
+import { parseQemuOpts, parseBool, QemuOptsError, type QemuOpts } from '../util/qemu-opts.js';
 
 export interface QmpSpec {
   /** The socket's path. */
@@ -39,7 +39,7 @@ export function parseQmpSpec(text: string): QmpSpec {
     throw new QmpSpecError(text, `'${kind}' is not supported; tsvmm serves QMP on a unix socket: ${SUPPORTED}`);
   }
   if (text === 'unix:') throw new QmpSpecError(text, `the socket path is missing (${SUPPORTED})`);
-  let opts;
+  let opts: QemuOpts;
   try {
     opts = parseQemuOpts(text.slice('unix:'.length), { option: '-qmp', impliedKey: 'path' });
   } catch (e) {

@@ -34,8 +34,7 @@ export async function connectRaw(path: string): Promise<RawClient> {
     const text = chunk.toString('latin1');
     received += text;
     buffer += text;
-    let end;
-    while ((end = buffer.indexOf('\r\n')) >= 0) {
+    for (let end = buffer.indexOf('\r\n'); end >= 0; end = buffer.indexOf('\r\n')) {
       lines.push(buffer.slice(0, end));
       buffer = buffer.slice(end + 2);
     }

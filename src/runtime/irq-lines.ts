@@ -35,7 +35,10 @@ export function irqLines(vmFd: number): (gsi: number) => IrqLine {
   const lines = new Map<number, IrqLine>();
   return (gsi) => {
     let line = lines.get(gsi);
-    if (!line) lines.set(gsi, (line = new KvmIrqLine(vmFd, gsi)));
+    if (!line) {
+      line = new KvmIrqLine(vmFd, gsi);
+      lines.set(gsi, line);
+    }
     return line;
   };
 }

@@ -45,7 +45,8 @@ export function threadDeviceEnvironment(
       if (!out) {
         const transfer = init.outputs[name];
         if (!transfer) throw new Error(`${parts.who}: no output '${name}'`);
-        outputs.set(name, (out = openCharOut(transfer)));
+        out = openCharOut(transfer);
+        outputs.set(name, out);
       }
       return out;
     },

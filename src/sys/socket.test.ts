@@ -141,7 +141,7 @@ function rawMsghdrWithFds(fds: number[]): { address: bigint; keep: ArrayBuffer }
   v.setBigUint64(control + f('cmsghdr', 'cmsg_len'), BigInt(controlLength), true);
   v.setInt32(control + f('cmsghdr', 'cmsg_level'), SOL_SOCKET, true);
   v.setInt32(control + f('cmsghdr', 'cmsg_type'), SCM_RIGHTS, true);
-  fds.forEach((fd, i) => v.setInt32(control + CMSG_DATA_OFFSET + 4 * i, fd, true));
+  for (const [i, fd] of fds.entries()) v.setInt32(control + CMSG_DATA_OFFSET + 4 * i, fd, true);
   return { address: base, keep: memory };
 }
 

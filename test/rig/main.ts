@@ -23,10 +23,10 @@ function usage(message: string): never {
   process.exit(2);
 }
 
-async function main(argv: string[]): Promise<number> {
-  let parsed;
+/** The command line, or the usage message and exit on an unknown or malformed option. */
+function parseCommandLine(argv: string[]) {
   try {
-    parsed = parseArgs({
+    return parseArgs({
       args: argv,
       allowPositionals: true,
       strict: true,
@@ -41,7 +41,10 @@ async function main(argv: string[]): Promise<number> {
   } catch (e) {
     usage((e as Error).message);
   }
-  const { values, positionals } = parsed;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseCommandLine(argv);
   if (values.help) {
     process.stdout.write(`${USAGE}\n`);
     return 0;

@@ -207,7 +207,10 @@ let memo: KernelOrReason | null = null;
 export function debianKernel(): KernelOrReason {
   if (memo) return memo;
   const cached = readCache();
-  if (cached) return (memo = { kernel: cached, reason: null });
+  if (cached) {
+    memo = { kernel: cached, reason: null };
+    return memo;
+  }
   try {
     mkdirSync(linuxBuildDir, { recursive: true });
     const kernel = withDirLock(LOCK_DIR, () => readCache() ?? fetchKernel(), LOCK_WAIT_MS);

@@ -29,8 +29,7 @@ export class QmpClient {
     socket.setEncoding('utf8');
     socket.on('data', (text: string) => {
       this.buffer += text;
-      let end;
-      while ((end = this.buffer.indexOf('\n')) >= 0) {
+      for (let end = this.buffer.indexOf('\n'); end >= 0; end = this.buffer.indexOf('\n')) {
         const line = this.buffer.slice(0, end).trim();
         this.buffer = this.buffer.slice(end + 1);
         if (!line) continue;

@@ -103,7 +103,7 @@ export class DriverQueue {
     let head: number;
     if (options.indirect) {
       const table = this.alloc.alloc(VIRTQ_DESC_SIZE * specs.length, 16);
-      specs.forEach((s, i) =>
+      for (const [i, s] of specs.entries()) {
         this.writeDesc(
           table,
           i,
@@ -111,14 +111,14 @@ export class DriverQueue {
           buffers[i].length,
           (s.write ? VIRTQ_DESC_F_WRITE : 0) | (i + 1 < specs.length ? VIRTQ_DESC_F_NEXT : 0),
           i + 1 < specs.length ? i + 1 : 0,
-        ),
-      );
+        );
+      }
       head = this.take(1)[0];
       this.writeDesc(this.desc, head, table, VIRTQ_DESC_SIZE * specs.length, VIRTQ_DESC_F_INDIRECT, 0);
       this.chains.set(head, [head]);
     } else {
       const ids = this.take(specs.length);
-      specs.forEach((s, i) =>
+      for (const [i, s] of specs.entries()) {
         this.writeDesc(
           this.desc,
           ids[i],
@@ -126,8 +126,8 @@ export class DriverQueue {
           buffers[i].length,
           (s.write ? VIRTQ_DESC_F_WRITE : 0) | (i + 1 < ids.length ? VIRTQ_DESC_F_NEXT : 0),
           i + 1 < ids.length ? ids[i + 1] : 0,
-        ),
-      );
+        );
+      }
       head = ids[0];
       this.chains.set(head, ids);
     }

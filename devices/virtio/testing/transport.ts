@@ -80,7 +80,8 @@ export class FakeTransport implements VirtioContext {
   // ---- VirtioContext ----
   queue(index: number): VirtQueue {
     if (index < 0 || index >= this.records.length) throw new RangeError(`fake transport: no queue ${index}`);
-    return (this.queues[index] ??= new SplitQueue(this.memory, this.records[index], this.features, index));
+    this.queues[index] ??= new SplitQueue(this.memory, this.records[index], this.features, index);
+    return this.queues[index];
   }
 
   interrupt(index: number): void {

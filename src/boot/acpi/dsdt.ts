@@ -85,7 +85,7 @@ export function dsdtAml(config: DsdtConfig): Uint8Array {
   const sb: Aml<'object'>[] = [];
   for (let i = 0; i < config.cpus; i++) sb.push(processor(i));
   if (config.pci) sb.push(pciHostBridge(config.pci));
-  config.serial.forEach((port, i) => sb.push(serialPort(i + 1, port)));
+  for (const [i, port] of config.serial.entries()) sb.push(serialPort(i + 1, port));
   if (config.rtc) sb.push(rtc());
   if (config.i8042) sb.push(...i8042());
   if (config.pvpanic) sb.push(pvpanic(config.pvpanic.port));

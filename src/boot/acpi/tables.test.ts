@@ -56,17 +56,17 @@ const u32 = (b: Uint8Array, at: number) => new DataView(b.buffer, b.byteOffset).
 const u64 = (b: Uint8Array, at: number) => new DataView(b.buffer, b.byteOffset).getBigUint64(at, true);
 const sig = (b: Uint8Array) => String.fromCharCode(...b.subarray(0, 4));
 
-const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 
 /** Values of `[offset] Label : value` lines in an iasl data-table disassembly. */
 function fields(dsl: string, label: string): string[] {
-  const re = new RegExp(`^\\[[^\\]]+\\]\\s+${escape(label)} : (.*?)\\s*$`, 'gm');
+  const re = new RegExp(`^\\[[^\\]]+\\]\\s+${escapeRegExp(label)} : (.*?)\\s*$`, 'gm');
   return [...dsl.matchAll(re)].map((m) => m[1]);
 }
 
 /** Lines `Label : value` of iasl's bit-field decodings (no offset column). */
 function decoded(dsl: string, label: string): string | undefined {
-  return new RegExp(`^\\s+${escape(label)} : (\\S+)`, 'm').exec(dsl)?.[1];
+  return new RegExp(`^\\s+${escapeRegExp(label)} : (\\S+)`, 'm').exec(dsl)?.[1];
 }
 
 // ---- structure without the tools ------------------------------------------------------------------------------

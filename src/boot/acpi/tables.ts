@@ -214,7 +214,7 @@ export function buildRsdp(rsdtAddress: number, xsdtAddress: number): Uint8Array 
 export function buildRsdt(tables: readonly number[]): Uint8Array {
   const body = new Uint8Array(4 * tables.length);
   const v = new DataView(body.buffer);
-  tables.forEach((a, i) => v.setUint32(4 * i, a, true));
+  for (const [i, a] of tables.entries()) v.setUint32(4 * i, a, true);
   return acpiTable('RSDT', RSDT_REVISION, body);
 }
 
@@ -222,7 +222,7 @@ export function buildRsdt(tables: readonly number[]): Uint8Array {
 export function buildXsdt(tables: readonly number[]): Uint8Array {
   const body = new Uint8Array(8 * tables.length);
   const v = new DataView(body.buffer);
-  tables.forEach((a, i) => v.setBigUint64(8 * i, BigInt(a), true));
+  for (const [i, a] of tables.entries()) v.setBigUint64(8 * i, BigInt(a), true);
   return acpiTable('XSDT', XSDT_REVISION, body);
 }
 
@@ -447,7 +447,7 @@ function checkConfig(c: AcpiConfig): void {
   }
   if (c.pci) {
     const { mmio32, mmio64 } = c.pci.windows;
-    ioWindows(c.pci.windows).forEach((w, i) => checkWindow(`PCI I/O window ${i}`, w, 0x10000));
+    for (const [i, w] of ioWindows(c.pci.windows).entries()) checkWindow(`PCI I/O window ${i}`, w, 0x10000);
     checkWindow('PCI 32-bit MMIO window', mmio32, IOAPIC_ADDRESS);
     mmio.push(['PCI 32-bit MMIO window', mmio32]);
     if (mmio64) {

@@ -19,7 +19,7 @@ export function multibootHeader(spec: HeaderSpec = {}): Uint8Array {
   }
   const out = new Uint8Array(words.length * 4);
   const dv = new DataView(out.buffer);
-  words.forEach((w, i) => dv.setUint32(i * 4, w >>> 0, true));
+  for (const [i, w] of words.entries()) dv.setUint32(i * 4, w >>> 0, true);
   return out;
 }
 
