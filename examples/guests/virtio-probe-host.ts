@@ -373,7 +373,8 @@ export interface VirtioProbeRun {
 /** The guest's command line for these options. */
 export function virtioProbeCmdline(o: VirtioProbeOptions): string {
   const words = [`want=${(o.want ?? o.devices).join(',')}`];
-  if (o.devices.includes('console')) words.push(`console_wait=${o.consoleInput ? 3000 : 0}`);
+  // The guest stops waiting as soon as the host's line arrives: the bound only ends a wait for input never sent.
+  if (o.devices.includes('console')) words.push(`console_wait=${o.consoleInput ? 20000 : 0}`);
   if (o.rounds) words.push(`rounds=${o.rounds}`);
   if (o.roundDelayMs !== undefined) words.push(`round_delay_ms=${o.roundDelayMs}`);
   if (o.holdAfter) words.push(`hold_after=${o.holdAfter}`);

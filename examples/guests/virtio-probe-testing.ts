@@ -33,7 +33,8 @@ export function makeDisk(tag: string): string {
 export async function probe(
   vmm: 'qemu' | 'tsvmm',
   opts: Omit<VirtioProbeOptions, 'kernel' | 'socketDir'>,
-  timeoutMs = 60_000,
+  // A hang guard, not a budget (test/support/hang-guard.ts): a loaded machine may be many times slower.
+  timeoutMs = 300_000,
 ): Promise<VirtioProbeRun> {
   const guest = await buildGuest('virtio-probe');
   const socketDir = mkdtempSync(join(tmpdir(), 'vp-'));

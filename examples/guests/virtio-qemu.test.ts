@@ -29,7 +29,7 @@ import {
 const base = qemuUnavailable() ?? (await toolchainUnavailable());
 const withTap = base ?? tapUnavailable();
 const accel = qemuAccel();
-const probeQemu = (opts: Parameters<typeof probe>[1]) => probe('qemu', opts, 30_000);
+const probeQemu = (opts: Parameters<typeof probe>[1]) => probe('qemu', opts);
 const name = (s: string) => `virtio-probe (qemu ${accel}): ${s}`;
 
 testIf(
