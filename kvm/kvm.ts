@@ -14,7 +14,7 @@ import {
   decodeMsrs,
 } from './bindings/codec-vcpu.js';
 import { Vm } from './vm.js';
-import type { VcpuFeatures } from './vcpu.js';
+import { featuresFrom, type VcpuFeatures } from './vcpu-features.js';
 import type { CpuidEntry, MsrEntry } from './bindings/types.js';
 
 export type KvmUnavailableReason =
@@ -188,7 +188,7 @@ export class Kvm {
     return featuresFrom((cap) => this.checkExtension(cap), this.msrIndexList());
   }
 
-  /** KVM_CREATE_VM (type 0: the default x86 VM). */
+  /** KVM_CREATE_VM (type 0: the default x86 VM). The Vm asks this Kvm for its vCPUs' mmap size and MSR list. */
   createVm(type = 0): Vm {
     const fd = ioctlValue(this.fd, K.KVM_CREATE_VM, type);
     return Vm.adopt(fd, this);
@@ -199,21 +199,4 @@ export class Kvm {
     this.closed = true;
     libc.close(this.fd);
   }
-}
-
-/** Builds VcpuFeatures from a capability query (system or VM fd). */
-export function featuresFrom(check: (cap: number) => number, msrIndices: number[]): VcpuFeatures {
-  const xsave = check(K.KVM_CAP_XSAVE) > 0;
-  const xsave2Size = check(K.KVM_CAP_XSAVE2);
-  return {
-    xsaveSize: xsave ? Math.max(xsave2Size, 4096) : 0,
-    xsave2: xsave2Size > 0,
-    xcrs: check(K.KVM_CAP_XCRS) > 0,
-    vcpuEvents: check(K.KVM_CAP_VCPU_EVENTS) > 0,
-    debugregs: check(K.KVM_CAP_DEBUGREGS) > 0,
-    mpState: check(K.KVM_CAP_MP_STATE) > 0,
-    tscControl: check(K.KVM_CAP_TSC_CONTROL) > 0,
-    getTscKhz: check(K.KVM_CAP_GET_TSC_KHZ) > 0,
-    msrIndices,
-  };
 }

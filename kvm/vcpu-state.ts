@@ -6,7 +6,7 @@
 import * as K from './bindings/constants.js';
 import { Errno } from '../src/sys/errno.js';
 import { isErrno } from './fd-ioctl.js';
-import type { Vcpu } from './vcpu.js';
+import type { VcpuFeatures } from './vcpu-features.js';
 import { sizeOf } from './bindings/structs.js';
 import {
   decodeRegs,
@@ -20,7 +20,17 @@ import {
   decodeCpuid2Reply,
   encodeCpuid2Request,
 } from './bindings/codec-vcpu.js';
-import type { VcpuState, VcpuEvents } from './bindings/types.js';
+import type {
+  CpuidEntry,
+  DebugRegs,
+  Fpu,
+  MsrEntry,
+  Regs,
+  Sregs,
+  VcpuEvents,
+  VcpuState,
+  Xcr,
+} from './bindings/types.js';
 
 /** A restored TSC frequency within this tolerance of the host's needs no scaling (QEMU/Firecracker: 250 ppm). */
 const TSC_KHZ_TOLERANCE = 250e-6;
@@ -35,7 +45,45 @@ export class VcpuStateError extends Error {
 
 const hex = (n: number) => `0x${n.toString(16)}`;
 
-export function saveVcpuState(v: Vcpu): VcpuState {
+/**
+ * The register ioctls the two functions below use. kvm/vcpu.ts's Vcpu implements them (and offers getState/setState
+ * on top): declaring them here keeps this module below vcpu.ts instead of in a cycle with it.
+ */
+export interface VcpuRegisters {
+  readonly id: number;
+  readonly features: VcpuFeatures;
+  getMpState(): number;
+  setMpState(state: number): void;
+  getRegs(): Regs;
+  setRegs(regs: Regs): void;
+  getSregs(): Sregs;
+  setSregs(sregs: Sregs): void;
+  getFpu(): Fpu;
+  setFpu(fpu: Fpu): void;
+  getXsave(): Uint8Array;
+  setXsave(area: Uint8Array): void;
+  getXcrs(): Xcr[];
+  setXcrs(xcrs: readonly Xcr[]): void;
+  getDebugRegs(): DebugRegs;
+  setDebugRegs(regs: DebugRegs): void;
+  /** The LAPIC page, or null when the VM has no in-kernel LAPIC. */
+  tryGetLapic(): Uint8Array | null;
+  setLapic(regs: Uint8Array): void;
+  getTscKhz(): number;
+  setTscKhz(khz: number): void;
+  getCpuid2(): CpuidEntry[];
+  setCpuid2(entries: readonly CpuidEntry[]): void;
+  /** The MSRs a state carries that this vCPU can read, and the ones it cannot. */
+  readableMsrs(): { readable: number[]; unreadable: number[] };
+  /** The readable prefix of `indices`, in order. */
+  getMsrs(indices: readonly number[]): MsrEntry[];
+  /** How many of `entries` KVM accepted (it stops at the first refusal). */
+  setMsrs(entries: readonly MsrEntry[]): number;
+  getVcpuEvents(): VcpuEvents;
+  setVcpuEvents(events: VcpuEvents): void;
+}
+
+export function saveVcpuState(v: VcpuRegisters): VcpuState {
   const f = v.features;
   // KVM_GET_MP_STATE runs kvm_apic_accept_events(), which can change LAPIC and vCPU state (a pending INIT/SIPI
   // is processed): read it first so everything read after it is consistent with it.
@@ -70,7 +118,7 @@ export interface RestoreOptions {
   cpuid?: boolean;
 }
 
-export function restoreVcpuState(v: Vcpu, s: VcpuState, { cpuid = true }: RestoreOptions = {}): void {
+export function restoreVcpuState(v: VcpuRegisters, s: VcpuState, { cpuid = true }: RestoreOptions = {}): void {
   const f = v.features;
 
   // 1. CPUID first: it decides which MSRs and XSAVE components exist.

@@ -31,9 +31,8 @@ import {
   XSAVE_MIN_SIZE,
 } from './bindings/codec-vcpu.js';
 import { encodeEnableCap } from './bindings/codec-vm.js';
-import { saveVcpuState, restoreVcpuState, type RestoreOptions } from './vcpu-state.js';
-// kvm.ts imports vm.ts which imports this file: the cycle is safe because Kvm is used only inside a function.
-import { Kvm } from './kvm.js';
+import { saveVcpuState, restoreVcpuState, type RestoreOptions, type VcpuRegisters } from './vcpu-state.js';
+import type { VcpuFeatures } from './vcpu-features.js';
 import type {
   Regs,
   Sregs,
@@ -46,26 +45,6 @@ import type {
   EnableCap,
   VcpuState,
 } from './bindings/types.js';
-
-/**
- * What the vCPU state functions may use, from KVM_CHECK_EXTENSION on the VM fd, plus the MSR index list. Plain data:
- * the main thread passes `vm.vcpuFeatures()` to a worker that calls Vcpu.attach.
- */
-export interface VcpuFeatures {
-  /** Bytes of KVM_GET_XSAVE(2) (4096, or KVM_CAP_XSAVE2's size); 0 without KVM_CAP_XSAVE. */
-  xsaveSize: number;
-  /** KVM_GET_XSAVE2 exists (KVM_CAP_XSAVE2). */
-  xsave2: boolean;
-  xcrs: boolean;
-  vcpuEvents: boolean;
-  debugregs: boolean;
-  mpState: boolean;
-  /** KVM_SET_TSC_KHZ works on a vCPU (KVM_CAP_TSC_CONTROL). */
-  tscControl: boolean;
-  getTscKhz: boolean;
-  /** KVM_GET_MSR_INDEX_LIST. */
-  msrIndices: number[];
-}
 
 /**
  * Hyper-V's synthetic MSRs (0x40000000-0x4000FFFF, the range the Hyper-V TLFS gives them). KVM_GET_MSR_INDEX_LIST
@@ -92,7 +71,7 @@ const CPUID_GET_ENTRIES = 256;
 /** The sigset size KVM_SET_SIGNAL_MASK expects on x86-64 (the kernel's sigset_t). */
 const KERNEL_SIGSET_BYTES = 8;
 
-export class Vcpu {
+export class Vcpu implements VcpuRegisters {
   readonly fd: number;
   readonly id: number;
   readonly run: KvmRun;
@@ -100,7 +79,8 @@ export class Vcpu {
   private readonly runAddress: libc.Pointer;
   private readonly ownsFd: boolean;
   private readonly onClose: (() => void) | null;
-  private knownFeatures: VcpuFeatures | null;
+  /** What the state functions rely on: vm.vcpuFeatures() of the VM that made this vCPU. */
+  readonly features: VcpuFeatures;
   private closed = false;
   /** Result of the one-time MSR probe: the indices KVM_GET_MSRS can read, and the ones it refused. */
   private msrProbe: { readable: number[]; unreadable: number[] } | null = null;
@@ -111,14 +91,14 @@ export class Vcpu {
     fd: number,
     id: number,
     mmapSize: number,
-    features: VcpuFeatures | null,
+    features: VcpuFeatures,
     ownsFd: boolean,
     onClose: (() => void) | null,
   ) {
     this.fd = fd;
     this.id = id;
     this.mmapSize = mmapSize;
-    this.knownFeatures = features;
+    this.features = features;
     this.ownsFd = ownsFd;
     this.onClose = onClose;
     this.runAddress = libc.mmap(null, mmapSize, libc.PROT_READ | libc.PROT_WRITE, libc.MAP_SHARED, fd, 0);
@@ -132,16 +112,10 @@ export class Vcpu {
 
   /**
    * Maps kvm_run for a vCPU fd created elsewhere (e.g. in the main thread, used from a worker). Does not own the
-   * fd: close() unmaps but leaves the fd open. Pass `features` (vm.vcpuFeatures()) to avoid probing /dev/kvm.
+   * fd: close() unmaps but leaves the fd open. `features` is the creating VM's vm.vcpuFeatures(), sent along.
    */
-  static attach(fd: number, id: number, mmapSize: number, features?: VcpuFeatures): Vcpu {
-    return new Vcpu(fd, id, mmapSize, features ?? null, false, null);
-  }
-
-  /** The features the state functions rely on; probed from /dev/kvm once if the creator did not pass them. */
-  get features(): VcpuFeatures {
-    this.knownFeatures ??= probeFeatures();
-    return this.knownFeatures;
+  static attach(fd: number, id: number, mmapSize: number, features: VcpuFeatures): Vcpu {
+    return new Vcpu(fd, id, mmapSize, features, false, null);
   }
 
   /** KVM_RUN: 0, or -errno. -EINTR (a kick or signal) and -EAGAIN are normal; the caller reads run.exitReason. */
@@ -417,15 +391,5 @@ export class Vcpu {
     libc.munmap(this.runAddress, this.mmapSize);
     if (this.ownsFd) libc.close(this.fd);
     this.onClose?.();
-  }
-}
-
-/** Features as the system fd reports them, for an attached vCPU whose creator did not pass vm.vcpuFeatures(). */
-function probeFeatures(): VcpuFeatures {
-  const kvm = Kvm.open();
-  try {
-    return kvm.vcpuFeatures();
-  } finally {
-    kvm.close();
   }
 }

@@ -23,8 +23,8 @@ import {
   encodeDirtyLog,
 } from './bindings/codec-vm.js';
 import { sizeOf } from './bindings/structs.js';
-import { featuresFrom, type Kvm } from './kvm.js';
-import { Vcpu, type VcpuFeatures } from './vcpu.js';
+import { featuresFrom, type VcpuFeatures } from './vcpu-features.js';
+import { Vcpu } from './vcpu.js';
 import type {
   UserMemoryRegion,
   IrqRoute,
@@ -46,21 +46,32 @@ export interface MemoryRegionArgs {
   userspaceAddr: bigint | number;
 }
 
+/**
+ * What a VM needs from the system fd it was created from (Kvm has both, cached). Passed in by Kvm.createVm rather
+ * than imported, so this module stays below kvm.ts, as rust-vmm's VmFd gets the kvm_run size from Kvm.
+ */
+export interface KvmSystem {
+  /** KVM_GET_VCPU_MMAP_SIZE: bytes to map per vCPU. */
+  vcpuMmapSize(): number;
+  /** KVM_GET_MSR_INDEX_LIST. */
+  msrIndexList(): number[];
+}
+
 export class Vm {
   readonly fd: number;
-  readonly kvm: Kvm;
+  private readonly system: KvmSystem;
   private irqchip = false;
   private readonly vcpus = new Set<Vcpu>();
   private closed = false;
 
-  private constructor(fd: number, kvm: Kvm) {
+  private constructor(fd: number, system: KvmSystem) {
     this.fd = fd;
-    this.kvm = kvm;
+    this.system = system;
   }
 
   /** @internal Kvm.createVm hands over the new fd. */
-  static adopt(fd: number, kvm: Kvm): Vm {
-    return new Vm(fd, kvm);
+  static adopt(fd: number, system: KvmSystem): Vm {
+    return new Vm(fd, system);
   }
 
   /** KVM_CHECK_EXTENSION on the VM fd (KVM_CAP_CHECK_EXTENSION_VM): answers for this VM, e.g. KVM_CAP_XSAVE2. */
@@ -192,7 +203,7 @@ export class Vm {
 
   /** What this VM's vCPUs support, as plain data a worker thread can receive (see Vcpu.attach). */
   vcpuFeatures(): VcpuFeatures {
-    return featuresFrom((cap) => this.checkExtension(cap), this.kvm.msrIndexList());
+    return featuresFrom((cap) => this.checkExtension(cap), this.system.msrIndexList());
   }
 
   /** KVM_CREATE_VCPU plus the kvm_run mapping. The Vcpu owns its fd; closing the VM closes it too. */
@@ -200,7 +211,7 @@ export class Vm {
     const fd = ioctlValue(this.fd, K.KVM_CREATE_VCPU, id);
     let vcpu: Vcpu;
     try {
-      vcpu = Vcpu.create(fd, id, this.kvm.vcpuMmapSize(), this.vcpuFeatures(), () => this.vcpus.delete(vcpu));
+      vcpu = Vcpu.create(fd, id, this.system.vcpuMmapSize(), this.vcpuFeatures(), () => this.vcpus.delete(vcpu));
     } catch (e) {
       libc.close(fd);
       throw e;

@@ -1,7 +1,7 @@
 // The prototype's exit mailbox between a vCPU worker and the main thread (bench/exits/placement.ts): one exit in
 // flight at a time, handed over with sequence numbers in a SharedArrayBuffer. The plain field stores happen before
 // the sequentially consistent store of the sequence number, so the other side sees them once it sees the number.
-import type { VcpuFeatures } from '../../kvm/vcpu.js';
+import type { VcpuFeatures } from '../../kvm/vcpu-features.js';
 import type { CharOutTransfer } from '../../src/chardev/char-out.js';
 import type { PlacementMode } from './placement.js';
 

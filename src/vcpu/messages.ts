@@ -3,7 +3,7 @@
 import type { CharOutTransfer } from '../chardev/index.js';
 import type { DeviceEntry } from '../runtime/device-table.js';
 import type { RamRegion } from '../memory/guest-ram.js';
-import type { VcpuFeatures } from '../../kvm/vcpu.js';
+import type { VcpuFeatures } from '../../kvm/vcpu-features.js';
 import type { MsiRouterInit } from '../runtime/msi-router.js';
 import type { IoEventRegistryInit } from '../runtime/ioevent-registry.js';
 
