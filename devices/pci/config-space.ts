@@ -6,7 +6,6 @@
 // BAR sizing falls out of the masks: a BAR's writable bits are its address bits above the size, so writing
 // all-ones and reading back gives ~(size - 1) | type bits, as the PCI spec's sizing protocol expects.
 import * as R from './constants.js';
-import type { PciBarLayout } from './types.js';
 
 /** The identity fields of a type 0 header. */
 export interface PciIdentity {
@@ -19,6 +18,16 @@ export interface PciIdentity {
   readonly subsystemId?: number;
   /** 0 = no INTx pin, 1 = INTA# .. 4 = INTD#. */
   readonly interruptPin?: number;
+}
+
+export type PciBarKind = 'mmio32' | 'mmio64' | 'io';
+
+/** A BAR as a function declares it: its kind and size (a power of two; >= 16 for memory, >= 4 for I/O). */
+export interface PciBarLayout {
+  readonly kind: PciBarKind;
+  readonly size: number;
+  /** Memory BARs only: the prefetchable bit (a 64-bit BAR placed above 4 GiB is normally prefetchable). */
+  readonly prefetchable?: boolean;
 }
 
 export interface PciConfigOptions {

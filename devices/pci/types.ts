@@ -2,17 +2,7 @@
 // (PciSlot). A function's mutable state — its configuration space included — lives in its vmstate record; the
 // objects here are rebuilt identically in every thread over that record.
 import type { IoHandler, IrqLine } from '../../src/bus/types.js';
-import type { PciConfigSpace } from './config-space.js';
-
-export type PciBarKind = 'mmio32' | 'mmio64' | 'io';
-
-/** A BAR as a function declares it: its kind and size (a power of two; >= 16 for memory, >= 4 for I/O). */
-export interface PciBarLayout {
-  readonly kind: PciBarKind;
-  readonly size: number;
-  /** Memory BARs only: the prefetchable bit (a 64-bit BAR placed above 4 GiB is normally prefetchable). */
-  readonly prefetchable?: boolean;
-}
+import type { PciBarKind, PciConfigSpace } from './config-space.js';
 
 /** Where a BAR currently decodes (decoding enabled in COMMAND and the whole BAR inside a host-bridge window). */
 export interface MappedBar {

@@ -11,7 +11,7 @@ import {
   type PciWindow,
   type PciWindows,
 } from '../../devices/pci/bus.js';
-import type { PciBarKind } from '../../devices/pci/types.js';
+import type { PciBarKind } from '../../devices/pci/config-space.js';
 import * as V from '../../devices/virtio/pci-transport.js';
 
 /** ECAM: 256 buses (256 MiB) at 0xe0000000, inside the PCI hole above the 32-bit BAR window. */
