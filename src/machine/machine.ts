@@ -54,7 +54,6 @@ import { planVirtioDevices, checkDriveImages, type ConsoleInput } from './virtio
 import { IoThread } from '../io/thread.js';
 import type { IoThreadEvent } from '../io/messages.js';
 import type { PciBus } from '../../devices/pci/bus.js';
-import { queryPci, type PciInfo } from '../qmp/pci-query.js';
 import { vcpuStateDescriptor, type VcpuRecord } from '../../cpr/kvm-state/vcpu.js';
 
 /** How long Machine.create waits for the I/O thread to start: far above a loaded nested-KVM machine's seconds. */
@@ -369,10 +368,10 @@ export class Machine {
     return this.vcpus.map((v) => this.control.tid(v.id));
   }
 
-  /** QMP query-pci: bus 0 as the guest sees it now. */
-  pciInfo(): PciInfo[] {
+  /** Runs `read` on bus 0 under the machine lock (QMP query-pci formats what it sees); null without a PCI bus. */
+  readPciBus<T>(read: (bus: PciBus) => T): T | null {
     const bus = this.pciBus;
-    return bus ? this.lock.with(() => queryPci(bus)) : [];
+    return bus ? this.lock.with(() => read(bus)) : null;
   }
 
   /** The power-on state of the in-kernel chips and vCPUs (cpr/ warms its encoders with it while the guest runs). */

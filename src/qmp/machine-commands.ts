@@ -11,6 +11,7 @@ import { CheckpointError } from '../../cpr/file/checkpoint-file.js';
 import { formatTimings, pauseUs, type PhaseMark } from '../../cpr/flows/timings.js';
 import type { PhaseClock } from '../../cpr/flows/timings.js';
 import { ExitStatus } from '../machine/exit-status.js';
+import { queryPci } from './pci-query.js';
 
 export interface MachineCommandsOptions {
   machine: Machine;
@@ -113,7 +114,7 @@ export function machineCommands(o: MachineCommandsOptions): {
       })),
     'query-name': () => (machine.config.name ? { name: machine.config.name } : {}),
     'query-kvm': () => ({ enabled: true, present: true }),
-    'query-pci': () => machine.pciInfo(),
+    'query-pci': () => machine.readPciBus(queryPci) ?? [],
     // QEMU's pmemsave: guest-physical memory to a file (tests hash guest RAM with it). Only RAM can be read.
     pmemsave: ({ val, size, filename }) => {
       const gpa = Number(val);
