@@ -35,7 +35,6 @@ export interface RunArgs {
   action: string[];
   startPaused: boolean;
   timeoutSeconds?: number;
-  demo: boolean;
   name?: string;
   /** Options accepted for QEMU compatibility that change nothing here, kept for `--verbose` reporting. */
   ignored: string[];
@@ -115,7 +114,6 @@ const FLAGS: Record<string, FlagSpec> = {
   },
   S: { kind: 'flag', key: 'startPaused', help: 'do not start the vCPUs (QMP `cont` starts them)' },
   timeout: { kind: 'value', key: 'timeoutSeconds', arg: 'SECONDS', help: 'end the VM after SECONDS (status 124)' },
-  demo: { kind: 'flag', key: 'demo', help: 'build and boot the hello demo guest (status 0 when it passes)' },
   name: { kind: 'value', key: 'name', arg: 'NAME', help: 'a name for the VM (shown by QMP)' },
   'enable-kvm': { kind: 'flag', key: null, help: 'accepted: tsvmm always uses KVM' },
   accel: { kind: 'value', key: null, arg: 'kvm', help: 'accepted when kvm' },
@@ -143,7 +141,6 @@ export function emptyArgs(): RunArgs {
     noReboot: false,
     noShutdown: false,
     startPaused: false,
-    demo: false,
     ignored: [],
   };
 }

@@ -353,7 +353,7 @@ function parseChardevs(values: readonly string[]): Map<string, CharSpec> {
 }
 
 /** Everything `tsvmm run` was told, checked, as a machine configuration. */
-export function machineConfigFromArgs(args: RunArgs, extra: { demoKernel?: string } = {}): MachineConfig {
+export function machineConfigFromArgs(args: RunArgs): MachineConfig {
   return wrap(() => {
     parseMachine(args.machine);
     const memory = parseMemoryOptions({
@@ -369,7 +369,7 @@ export function machineConfigFromArgs(args: RunArgs, extra: { demoKernel?: strin
     const devices = parseDevices(args, chardevs);
 
     let boot: BootConfig | null = devices.loader;
-    const kernel = args.kernel ?? extra.demoKernel;
+    const kernel = args.kernel;
     if (kernel !== undefined) {
       if (boot) throw new UsageError('-kernel and -device loader cannot both start the guest');
       boot = { kind: 'kernel', path: kernel, initrd: args.initrd, append: args.append ?? '' };

@@ -47,14 +47,7 @@ async function run(argv: string[]): Promise<number> {
   prestartVcpuThreads(parseSmp(args.smp));
   startupMark('threads-started');
   const { machineConfigFromArgs } = await import('./config.js');
-  let demoKernel: string | undefined;
-  if (args.demo) {
-    if (args.kernel) throw new UsageError('--demo boots its own guest: drop -kernel');
-    const { buildGuest } = await import('../../examples/guests/build.js');
-    demoKernel = (await buildGuest('hello')).path;
-    if (args.device.every((d) => !d.startsWith('isa-debug-exit'))) args.device.push('isa-debug-exit');
-  }
-  const config = machineConfigFromArgs(args, { demoKernel });
+  const config = machineConfigFromArgs(args);
   startupMark('configured');
   const incoming = parseIncoming(args.incoming);
   const { Machine } = await import('../machine/machine.js');
@@ -127,11 +120,6 @@ async function run(argv: string[]): Promise<number> {
   setImmediate(() => (globalThis as { __tsvmmSaveCodeCache?: () => void }).__tsvmmSaveCodeCache?.());
   const status = await machine.finished;
   await control.close();
-  if (args.demo) {
-    // The demo guest reports success the QEMU way (isa-debug-exit 0 → status 1); as a command, the demo succeeds.
-    process.stderr.write(`tsvmm: demo guest ${status === 1 ? 'passed' : 'failed'} (guest exit status ${status})\n`);
-    return status === 1 ? 0 : status;
-  }
   return status;
 }
 
