@@ -1,7 +1,7 @@
 // The layer rule, generated from layers.json (the one place the layers are written): a production module may import
-// from its own layer and the ones before it; no cycles; production never imports tests. `npm test` runs this
-// (test/static/layers.test.ts); `npx depcruise -c .dependency-cruiser.cjs src kvm vfio devices cpr examples`
-// shows the same report by hand.
+// from its own layer and the ones before it; no cycles; production never imports tests; only
+// src/sys/libc.ts loads koffi. `npm test` runs this (test/static/layers.test.ts);
+// `npx depcruise -c .dependency-cruiser.cjs src kvm vfio devices cpr examples` shows the same report by hand.
 const { layers } = require('./layers.json');
 
 const PRODUCTION_ROOTS = '^(src|kvm|vfio|devices|cpr|examples)/';
@@ -36,6 +36,13 @@ module.exports = {
       to: { path: TEST_CODE },
     },
     {
+      name: 'koffi-in-one-module',
+      comment: 'src/sys/libc.ts alone loads koffi: every native call goes through its checked wrappers',
+      severity: 'error',
+      from: { pathNot: '^src/sys/libc\\.ts$' },
+      to: { path: '(^|/)node_modules/koffi/' },
+    },
+    {
       name: 'not-to-unresolvable',
       severity: 'error',
       from: {},
@@ -46,7 +53,8 @@ module.exports = {
     // TypeScript 7 has no JavaScript API, so dependency-cruiser parses TypeScript with swc (type-only imports count).
     parser: 'swc',
     doNotFollow: { path: 'node_modules' },
-    exclude: { path: ['^dist/', '^build/', 'node_modules'] },
+    // node_modules stays in the graph (unfollowed) so koffi-in-one-module sees which packages a module imports.
+    exclude: { path: ['^dist/', '^build/'] },
     tsConfig: { fileName: 'tsconfig.json' },
     enhancedResolveOptions: { extensions: ['.ts', '.js'] },
   },

@@ -1,25 +1,10 @@
-// epoll(7) for the I/O thread: epoll_create1, epoll_ctl and epoll_wait through koffi, and a small Epoll class that
-// owns the epoll fd and a reusable event buffer (no allocation per wait).
-//
-// The bindings load libc through koffi here rather than in libc.ts only because libc.ts belongs to another part of
-// the tree while this is written; they follow libc.ts's rules (fixed arity, errno read at once) and can move there
-// as they are (see the report for issue 4).
+// epoll(7) for the I/O thread: a small Epoll class that owns the epoll fd and a reusable event buffer (no allocation
+// per wait), over libc.ts's raw epoll_create1, epoll_ctl and epoll_wait bindings.
 //
 // struct epoll_event is packed on x86-64 (12 bytes: u32 events at 0, u64 data at 4); src/sys/epoll-abi.test.ts
 // checks every number here against <sys/epoll.h>.
-import { createRequire } from 'node:module';
 import { SysError, Errno } from './errno.js';
-import { close } from './libc.js';
-
-const require = createRequire(import.meta.url);
-const koffi = require('koffi') as typeof import('koffi');
-const libc = koffi.load('libc.so.6');
-
-const e = {
-  create1: libc.func('int epoll_create1(int flags)'),
-  ctl: libc.func('int epoll_ctl(int epfd, int op, int fd, void *event)'),
-  wait: libc.func('int epoll_wait(int epfd, void *events, int maxevents, int timeout)'),
-};
+import { close, epollCalls } from './libc.js';
 
 /** epoll_create1 flag: close the epoll fd on exec. */
 export const EPOLL_CLOEXEC = 0o2000000;
@@ -42,19 +27,6 @@ export const EPOLLET = 1 << 31;
 export const EPOLL_EVENT_SIZE = 12;
 export const EPOLL_EVENT_EVENTS_OFFSET = 0;
 export const EPOLL_EVENT_DATA_OFFSET = 4;
-
-/** Raw calls: the result, or -errno. */
-export const epollCalls = {
-  create1: (flags: number): number => raw(e.create1(flags) as number),
-  ctl: (epfd: number, op: number, fd: number, event: Uint8Array | null): number =>
-    raw(e.ctl(epfd, op, fd, event) as number),
-  wait: (epfd: number, events: Uint8Array, maxEvents: number, timeoutMs: number): number =>
-    raw(e.wait(epfd, events, maxEvents, timeoutMs) as number),
-};
-
-function raw(result: number): number {
-  return result < 0 ? -koffi.errno() : result;
-}
 
 /** One ready fd as epoll_wait reported it. */
 export interface EpollEvent {

@@ -287,3 +287,19 @@ export const socketCalls = {
       });
     }),
 };
+
+// ---- epoll (src/sys/epoll.ts builds on these) -------------------------------------------------------------------
+// Raw bindings as for sockets: the call's result, or -errno. struct epoll_event's layout and the flags are in epoll.ts.
+const ep = {
+  create1: libc.func('int epoll_create1(int flags)'),
+  ctl: libc.func('int epoll_ctl(int epfd, int op, int fd, void *event)'),
+  wait: libc.func('int epoll_wait(int epfd, void *events, int maxevents, int timeout)'),
+};
+
+/** epoll_create1(2), epoll_ctl(2), epoll_wait(2): -errno on failure. */
+export const epollCalls = {
+  create1: (flags: number): number => raw(ep.create1(flags)),
+  ctl: (epfd: number, op: number, fd: number, event: Uint8Array | null): number => raw(ep.ctl(epfd, op, fd, event)),
+  wait: (epfd: number, events: Uint8Array, maxEvents: number, timeoutMs: number): number =>
+    raw(ep.wait(epfd, events, maxEvents, timeoutMs)),
+};
