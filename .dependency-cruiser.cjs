@@ -1,5 +1,5 @@
 // The layer rule, generated from layers.json (the one place the layers are written): a production module may import
-// from its own layer and the ones before it; no cycles; production never imports tests; only
+// from its own layer and the ones before it; no cycles; production never imports tests nor a devDependency; only
 // src/sys/libc.ts loads koffi. `npm test` runs this (test/static/layers.test.ts);
 // `npx depcruise -c .dependency-cruiser.cjs src kvm vfio devices cpr examples` shows the same report by hand.
 const { layers } = require('./layers.json');
@@ -43,6 +43,14 @@ module.exports = {
       to: { path: '(^|/)node_modules/koffi/' },
     },
     {
+      name: 'not-to-dev-dep',
+      comment:
+        'production code runs with the dependencies alone (koffi): a devDependency is for tests, builds and tools',
+      severity: 'error',
+      from: { path: PRODUCTION_ROOTS, pathNot: TEST_CODE },
+      to: { dependencyTypes: ['npm-dev'] },
+    },
+    {
       name: 'not-to-unresolvable',
       severity: 'error',
       from: {},
@@ -53,7 +61,7 @@ module.exports = {
     // TypeScript 7 has no JavaScript API, so dependency-cruiser parses TypeScript with swc (type-only imports count).
     parser: 'swc',
     doNotFollow: { path: 'node_modules' },
-    // node_modules stays in the graph (unfollowed) so koffi-in-one-module sees which packages a module imports.
+    // node_modules stays in the graph, unfollowed: koffi-in-one-module and not-to-dev-dep check the packages used.
     exclude: { path: ['^dist/', '^build/'] },
     tsConfig: { fileName: 'tsconfig.json' },
     enhancedResolveOptions: { extensions: ['.ts', '.js'] },

@@ -24,7 +24,7 @@ import {
   expectStatus,
   makeDisk,
   probe,
-} from './virtio-probe-testing.js';
+} from './testing/virtio-probe.js';
 
 const base = qemuUnavailable() ?? (await toolchainUnavailable());
 const withTap = base ?? tapUnavailable();

@@ -30,7 +30,7 @@ import {
   expectStatus,
   makeDisk,
   probe,
-} from './virtio-probe-testing.js';
+} from './testing/virtio-probe.js';
 
 const toolchain = await toolchainUnavailable();
 // Every test but the last runs a guest under tsvmm; the missing image is found before /dev/kvm is opened.

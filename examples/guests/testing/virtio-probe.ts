@@ -3,8 +3,8 @@
 import * as assert from 'uvu/assert';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildGuest, repoRoot } from './build.js';
-import { debugExitStatus } from './qemu-runner.js';
+import { buildGuest, repoRoot } from '../build.js';
+import { debugExitStatus } from '../qemu-runner.js';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import {
   barsOutsideWindow,
@@ -14,7 +14,7 @@ import {
   VIRTIO_PROBE_EXIT,
   type VirtioProbeOptions,
   type VirtioProbeRun,
-} from './virtio-probe-host.js';
+} from '../virtio-probe-host.js';
 
 export const DISK_SECTORS = 2048; // 1 MiB
 export const SERIAL = 'VPROBE-0001';
