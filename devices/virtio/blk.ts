@@ -5,11 +5,15 @@
 // layout of the chain is not assumed (the header may be split over descriptors, data may share a buffer with it):
 // offsets are counted over the chain's readable and writable bytes.
 //
-// I/O is synchronous on whichever thread took the notification (under the machine lock): pread/pwrite on the fd
-// the machine opened (node:fs readSync/writeSync with a position, straight into guest memory through
-// memory.slice), fdatasync for FLUSH, fallocate for DISCARD and WRITE_ZEROES. The device has no mutable state of
-// its own — every request completes before notify() returns — so it has no vmstate record; the fd and the options
-// are configuration that a new process re-opens.
+// I/O is synchronous on the thread that serves the queue (the I/O thread, which holds the machine lock while a back
+// end runs): pread/pwrite on the fd the machine opened (node:fs readSync/writeSync with a position, straight into
+// guest memory through memory.slice), fdatasync for FLUSH, fallocate for DISCARD and WRITE_ZEROES. Reads, writes
+// and flushes go through VirtioContext.outsideLock, which releases the machine lock around the file I/O so vCPUs
+// do not wait for the disk; a request whose device was reset meanwhile is dropped (QueueAbandoned), not completed.
+// The rest (reading the header, GET_ID, DISCARD, WRITE_ZEROES, completing the request) runs with the lock held, as
+// everything does where the transport has no lock to release. The device has no mutable state of its own — each
+// request is completed or dropped before notify() returns — so it has no vmstate record; the fd and the options are
+// configuration that a new process re-opens.
 //
 // Guest errors never escape: a request that is malformed but has a status byte completes with IOERR (or UNSUPP for
 // an unknown type or flag); a chain without any writable byte cannot be answered and fails the device
