@@ -45,7 +45,8 @@ async function main(): Promise<number> {
   } catch (e) {
     if (!(e instanceof RigSetupError)) throw e;
     process.stderr.write(
-      `tsvmm: no way to run the demo here: load the kvm module on a host with VMX/SVM, or let the rig run it (${e.message})\n`,
+      'tsvmm: no way to run the demo here: load the kvm module on a host with VMX/SVM, ' +
+        `or let the rig run it (${e.message})\n`,
     );
     return SETUP_FAILED;
   }
