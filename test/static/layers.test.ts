@@ -1,7 +1,7 @@
 // The layer rule (layers.json, turned into dependency-cruiser rules by .dependency-cruiser.cjs): imports point down
 // the layer list only, there are no cycles, and production code never reaches into tests.
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { test } from 'uvu';
@@ -96,6 +96,31 @@ test('the rule catches a cycle inside one layer', () => {
       violations.length > 0 && violations.every((v) => v.rule.name === 'no-circular'),
       violations.map(describe).join('; '),
     );
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
+});
+
+test('the rule catches a second koffi loader and a production import of a devDependency', () => {
+  const scratch = mkdtempSync(join(tmpdir(), 'tsvmm-layers-'));
+  try {
+    for (const file of ['layers.json', '.dependency-cruiser.cjs', 'tsconfig.json', 'package.json']) {
+      cpSync(join(repoRoot, file), join(scratch, file));
+    }
+    symlinkSync(join(repoRoot, 'node_modules'), join(scratch, 'node_modules'));
+    mkdirSync(join(scratch, 'src', 'sys'), { recursive: true });
+    // libc.ts's own way of loading koffi (a require made by createRequire), in the allowed module and in another.
+    const loader = [
+      "import { createRequire } from 'node:module';",
+      'const require = createRequire(import.meta.url);',
+      "export const koffi = require('koffi');",
+      '',
+    ].join('\n');
+    writeFileSync(join(scratch, 'src', 'sys', 'libc.ts'), loader);
+    writeFileSync(join(scratch, 'src', 'sys', 'epoll.ts'), loader);
+    writeFileSync(join(scratch, 'src', 'sys', 'check.ts'), "export { ok } from 'uvu/assert';\n");
+    const violations = cruise(scratch, ['src']).map((v) => `${v.rule.name}: ${v.from}`);
+    assert.equal(violations.sort(), ['koffi-in-one-module: src/sys/epoll.ts', 'not-to-dev-dep: src/sys/check.ts']);
   } finally {
     rmSync(scratch, { recursive: true, force: true });
   }
