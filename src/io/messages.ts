@@ -4,6 +4,7 @@ import type { DeviceEntry } from '../runtime/device-table.js';
 import type { RamRegion } from '../memory/guest-ram.js';
 import type { MsiRouterInit } from '../runtime/msi-router.js';
 import type { IoEventRegistryInit } from '../runtime/ioevent-registry.js';
+import type { MachineRequest } from '../runtime/machine-control.js';
 
 /** Everything the I/O thread needs to build its side of the machine: plain data and SharedArrayBuffers. */
 export interface IoThreadInit {
@@ -22,9 +23,4 @@ export interface IoThreadInit {
 }
 
 /** Rare reports (the hot path never posts). `vcpu: -1` marks them as the I/O thread's for the machine's handler. */
-export type IoThreadEvent =
-  | { type: 'exit'; vcpu: -1; status: number; reason: string }
-  | { type: 'reset'; vcpu: -1; reason: string }
-  | { type: 'power-off'; vcpu: -1; reason: string }
-  | { type: 'suspend'; vcpu: -1; reason: string }
-  | { type: 'failure'; vcpu: -1; kind: 'vmm-error'; report: string };
+export type IoThreadEvent = MachineRequest | { type: 'failure'; vcpu: -1; kind: 'vmm-error'; report: string };

@@ -8,7 +8,7 @@ import { GuestRam } from '../memory/guest-ram.js';
 import { MachineLock } from '../sync/lock.js';
 import { instantiate, type MachineDevice } from '../runtime/device-table.js';
 import { Doorbell } from '../runtime/doorbell.js';
-import type { MachineControl } from '../bus/types.js';
+import { MachineRequests } from '../runtime/machine-control.js';
 import { threadDeviceEnvironment } from '../runtime/thread-environment.js';
 import type { IoWatch } from '../bus/pci-types.js';
 import { IoThreadControl } from './control.js';
@@ -24,23 +24,8 @@ const doorbell = new Doorbell(init.doorbell);
 const ram = new GuestRam(init.ram);
 const arena = new StateArena(init.arena);
 
-const machine: MachineControl = {
-  exit(status, reason) {
-    post({ type: 'exit', vcpu: -1, status, reason });
-  },
-  reset(reason) {
-    post({ type: 'reset', vcpu: -1, reason });
-  },
-  powerOff(reason) {
-    post({ type: 'power-off', vcpu: -1, reason });
-  },
-  suspend(reason) {
-    post({ type: 'suspend', vcpu: -1, reason });
-  },
-  wakeEvent() {
-    /* the I/O thread is parked while the VM is suspended: the main thread sees every wake-up event */
-  },
-};
+// A device's request of the machine goes to the main thread as it is: the main thread stops the vCPUs if it must.
+const machine = new MachineRequests(-1, post);
 
 const { env, closeOutputs } = threadDeviceEnvironment(init, {
   who: 'I/O thread',

@@ -6,12 +6,10 @@ import type { RamRegion } from '../memory/guest-ram.js';
 import type { VcpuFeatures } from '../../kvm/vcpu-features.js';
 import type { MsiRouterInit } from '../runtime/msi-router.js';
 import type { IoEventRegistryInit } from '../runtime/ioevent-registry.js';
+import type { MachineRequest } from '../runtime/machine-control.js';
 
 export type VcpuEvent =
-  | { type: 'exit'; vcpu: number; status: number; reason: string }
-  | { type: 'reset'; vcpu: number; reason: string }
-  | { type: 'power-off'; vcpu: number; reason: string }
-  | { type: 'suspend'; vcpu: number; reason: string }
+  | MachineRequest
   /** KVM refused to go on (internal error, failed entry, triple fault with no reset possible): report and end. */
   | {
       type: 'failure';

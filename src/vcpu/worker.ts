@@ -20,7 +20,7 @@ import { makeRecord } from '../../cpr/vmstate/vmstate.js';
 import { vcpuStateDescriptor, vcpuStateToRecord, type VcpuRecord } from '../../cpr/kvm-state/vcpu.js';
 import type { VcpuEvent, VcpuThreadInit } from './messages.js';
 import type { Regs, Sregs } from '../../kvm/bindings/types.js';
-import type { MachineControl } from '../bus/types.js';
+import { MachineRequests } from '../runtime/machine-control.js';
 import { threadDeviceEnvironment } from '../runtime/thread-environment.js';
 
 // Started early (before the VM exists, so this thread's start-up overlaps the main thread's set-up), the thread
@@ -48,27 +48,10 @@ const id = init.vcpuId;
 
 // A device's request to end or reset the machine: park every vCPU at its next exit (this one right after the
 // current handler returns), then tell the main thread, which kicks the others and does the work.
-const machine: MachineControl = {
-  exit(status, reason) {
-    control.requestPause();
-    post({ type: 'exit', vcpu: id, status, reason });
-  },
-  reset(reason) {
-    control.requestPause();
-    post({ type: 'reset', vcpu: id, reason });
-  },
-  powerOff(reason) {
-    control.requestPause();
-    post({ type: 'power-off', vcpu: id, reason });
-  },
-  suspend(reason) {
-    control.requestPause();
-    post({ type: 'suspend', vcpu: id, reason });
-  },
-  wakeEvent() {
-    /* vCPUs do not run while the VM is suspended: the main thread sees every wake-up event */
-  },
-};
+const machine = new MachineRequests(id, (request) => {
+  control.requestPause();
+  post(request);
+});
 
 const arena = new StateArena(init.arena);
 const { env, closeOutputs } = threadDeviceEnvironment(init, {
