@@ -1,11 +1,14 @@
 // The machine's life cycle under the real /dev/kvm: pausing stops the guest (even one blocked in `hlt`), resuming
 // continues it, host input reaches the guest's UART, and ending the machine releases every vCPU thread.
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { testIf } from '../../test/support/skip.js';
 import { assembleFlat } from '../../test/support/asm.js';
 import { runTsvmm } from '../../test/support/tsvmm.js';
-import { waitFor } from '../../test/support/hang-guard.js';
+import { HANG_GUARD_MS, waitFor } from '../../test/support/hang-guard.js';
 import { kvmMissing } from '../../kvm/testing/test-guest.js';
 import { buildGuest, toolchainUnavailable, COUNTER_STATE_ADDR } from '../../examples/guests/build.js';
 import { Machine } from './machine.js';
@@ -57,6 +60,19 @@ testIf(test, skip, 'machine: a machine started with -S does not run until resume
     await machine.finish(0);
   }
 });
+
+testIf(
+  test,
+  skip,
+  'machine: a build that fails after starting its threads (the I/O thread late) stops and joins them all',
+  async () => {
+    const guest = await buildGuest('counter');
+    const script = fileURLToPath(new URL('./testing/failed-build.js', import.meta.url));
+    // A thread left running would keep the child alive until the hang guard kills it (then execFile rejects).
+    const child = await promisify(execFile)(process.execPath, [script, guest.path], { timeout: HANG_GUARD_MS });
+    assert.match(child.stdout, /^failed: the I\/O thread did not start within 0 s$/m);
+  },
+);
 
 // A real-mode echo loop on COM1: wait for LSR.DR, read RBR, write it back, stop after a newline.
 const echo = assembleFlat(`.code16
