@@ -13,6 +13,7 @@
 // as QEMU's default lost-tick policy ("discard") does.
 import { array, bool, i64, u8, clearRecord, type Descriptor, type StateOf } from '../cpr/vmstate/vmstate.js';
 import type { AccessSize, HostClock, IoHandler, IoRegion, IrqLine } from '../src/bus/types.js';
+import { KiB, MiB } from '../src/util/sizes.js';
 
 export const RTC_PORT_BASE = 0x70;
 export const RTC_IRQ = 8;
@@ -106,9 +107,6 @@ const CMOS_CHECKSUM_FIRST = 0x10; // the standard AT checksum covers 0x10-0x2D .
 const CMOS_CHECKSUM_LAST = 0x2d;
 const CMOS_CHECKSUM_HI = 0x2e; // ... and is stored big-endian at 0x2E/0x2F
 const CMOS_CHECKSUM_LO = 0x2f;
-
-const KiB = 1024;
-const MiB = 1024 * KiB;
 
 /** What the RTC remembers. Everything mutable is here: each thread's `Rtc` instance is only a view. */
 export const rtcState = {

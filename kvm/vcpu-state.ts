@@ -31,6 +31,7 @@ import type {
   VcpuState,
   Xcr,
 } from './bindings/types.js';
+import { hex } from '../src/util/hex.js';
 
 /** A restored TSC frequency within this tolerance of the host's needs no scaling (QEMU/Firecracker: 250 ppm). */
 const TSC_KHZ_TOLERANCE = 250e-6;
@@ -42,8 +43,6 @@ export class VcpuStateError extends Error {
     this.name = 'VcpuStateError';
   }
 }
-
-const hex = (n: number) => `0x${n.toString(16)}`;
 
 /**
  * The register ioctls the two functions below use. kvm/vcpu.ts's Vcpu implements them (and offers getState/setState
@@ -163,11 +162,10 @@ export function restoreVcpuState(v: VcpuRegisters, s: VcpuState, { cpuid = true 
     if (!isErrno(e, Errno.EINVAL)) throw e;
     // KVM checks these against each other and against the CPUID set in step 1: name them, so the refusal says why.
     const r = s.sregs;
-    const big = (n: bigint) => `0x${n.toString(16)}`;
     throw new VcpuStateError(
       v.id,
-      `KVM refused the special registers (EINVAL): cr0=${big(r.cr0)} cr3=${big(r.cr3)} ` +
-        `cr4=${big(r.cr4)} efer=${big(r.efer)} apic_base=${big(r.apicBase)} cs=${hex(r.cs.selector)} l=${r.cs.l} db=${r.cs.db}`,
+      `KVM refused the special registers (EINVAL): cr0=${hex(r.cr0)} cr3=${hex(r.cr3)} ` +
+        `cr4=${hex(r.cr4)} efer=${hex(r.efer)} apic_base=${hex(r.apicBase)} cs=${hex(r.cs.selector)} l=${r.cs.l} db=${r.cs.db}`,
     );
   }
 

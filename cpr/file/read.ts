@@ -18,6 +18,7 @@ import {
   type Section,
   type SectionKind,
 } from './format.js';
+import { hex } from '../../src/util/hex.js';
 
 /** Where the RAM section's bytes are in the file. */
 export interface RamLocation {
@@ -184,7 +185,7 @@ export function readCheckpoint(path: string): Checkpoint {
       );
     if (stored !== computed) {
       throw new CheckpointError(
-        `checksum mismatch: the file says ${hex32(stored)}, its contents give ${hex32(computed)}`,
+        `checksum mismatch: the file says ${hex(stored, 8)}, its contents give ${hex(computed, 8)}`,
       );
     }
     if (configs !== 1)
@@ -217,8 +218,6 @@ function readHeader(scan: Scanner): number {
     );
   return version;
 }
-
-const hex32 = (v: number) => `0x${v.toString(16).padStart(8, '0')}`;
 
 /** Read-only, and non-blocking so that a FIFO in its place is refused rather than waited on. */
 function openForReading(path: string): number {

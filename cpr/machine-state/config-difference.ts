@@ -23,6 +23,7 @@ import { COM_PORTS } from '../../devices/serial.js';
 import { formatBytes, type BackendRecord } from '../../src/memory/backend.js';
 import type { CharSpec } from '../../src/chardev/spec.js';
 import type { SavedMachineConfig } from './machine-config.js';
+import { hex } from '../../src/util/hex.js';
 
 export interface ConfigDifference {
   /** What differs, in words: "RAM size differs: checkpoint 512 MiB, this VM 1 GiB". */
@@ -30,8 +31,6 @@ export interface ConfigDifference {
   /** True when a restore must be refused; false for informative differences. */
   readonly blocksRestore: boolean;
 }
-
-const hex = (n: number) => `0x${n.toString(16)}`;
 
 /** "file /dev/shm/vm (shared)", "memfd (shared)", "file (unlinked, private) at offset 2 MiB". */
 function describeBackend(b: BackendRecord): string {

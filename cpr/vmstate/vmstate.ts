@@ -4,6 +4,7 @@
 // accessors over that layout inside a SharedArrayBuffer. The same record is therefore the device's live state (seen
 // by every vCPU thread and the main thread) and exactly what a checkpoint copies. Subsection fields live in the same
 // record; a subsection only decides what a checkpoint writes.
+import { alignUp } from '../../src/util/align.js';
 
 export type IntType = 'u8' | 'u16' | 'u32' | 'u64' | 'i8' | 'i16' | 'i32' | 'i64';
 export type ScalarType = IntType | 'bool';
@@ -243,8 +244,6 @@ export interface Layout {
 }
 
 const layouts = new WeakMap<Descriptor, Layout>();
-
-const alignUp = (n: number, a: number) => Math.ceil(n / a) * a;
 
 /** The fixed layout of a descriptor: every field at its natural alignment, record size a multiple of 8. */
 export function layoutOf(descriptor: Descriptor): Layout {

@@ -6,6 +6,7 @@
 // BAR sizing falls out of the masks: a BAR's writable bits are its address bits above the size, so writing
 // all-ones and reading back gives ~(size - 1) | type bits, as the PCI spec's sizing protocol expects.
 import * as R from './constants.js';
+import { isPowerOfTwo } from '../../src/util/power-of-two.js';
 
 /** The identity fields of a type 0 header. */
 export interface PciIdentity {
@@ -40,8 +41,6 @@ export interface PciConfigOptions {
 export class PciConfigError extends Error {
   override readonly name = 'PciConfigError';
 }
-
-const isPow2 = (n: number) => Number.isSafeInteger(n) && n > 0 && Number.isInteger(Math.log2(n));
 
 export class PciConfigSpace {
   readonly size: 256 | 4096;
@@ -128,7 +127,7 @@ export class PciConfigSpace {
     }
     const min = kind === 'io' ? 4 : 16;
     const max = kind === 'io' ? 0x10000 : kind === 'mmio32' ? 2 ** 31 : 2 ** 52;
-    if (!isPow2(size) || size < min || size > max)
+    if (!isPowerOfTwo(size) || size < min || size > max)
       throw new PciConfigError(`BAR ${index}: size ${size} must be a power of two in ${min}..${max}`);
     if (!Number.isSafeInteger(address) || address < 0 || address % size !== 0)
       throw new PciConfigError(`BAR ${index}: address 0x${address.toString(16)} not aligned to its size`);

@@ -59,6 +59,7 @@ import {
   VIRTQ_MAX_SIZE,
   type VirtqueueState,
 } from './queue.js';
+import { isPowerOfTwo } from '../../src/util/power-of-two.js';
 
 // ---- identifiers and layout ---------------------------------------------------------------------------------------
 
@@ -223,8 +224,6 @@ export interface VirtioPciOptions {
   readonly log?: (line: string) => void;
 }
 
-const pow2 = (n: number) => n > 0 && (n & (n - 1)) === 0;
-
 // ---- the transport ------------------------------------------------------------------------------------------------
 
 export class VirtioPciTransport implements PciFunction {
@@ -256,7 +255,7 @@ export class VirtioPciTransport implements PciFunction {
     if (n < 1 || n > VIRTIO_PCI_MAX_QUEUES)
       throw new RangeError(`${this.name}: ${n} queues (1..${VIRTIO_PCI_MAX_QUEUES})`);
     for (const [q, max] of backend.queueMaxSizes.entries()) {
-      if (!pow2(max) || max > VIRTQ_MAX_SIZE)
+      if (!isPowerOfTwo(max) || max > VIRTQ_MAX_SIZE)
         throw new RangeError(`${this.name}: queue ${q} maximum size ${max} is not a power of two <= ${VIRTQ_MAX_SIZE}`);
     }
     if (options.notify.count < n)
@@ -530,7 +529,7 @@ export class VirtioPciTransport implements PciFunction {
     const r = this.state.queues[q];
     const size = r.size;
     const max = this.backend.queueMaxSizes[q];
-    if (!pow2(size) || size > max) return `size ${size} is not a power of two in 1..${max}`;
+    if (!isPowerOfTwo(size) || size > max) return `size ${size} is not a power of two in 1..${max}`;
     const memory = this.options.memory;
     const parts: [string, bigint, number, number][] = [
       ['descriptor table', r.descAddr, descTableBytes(size), VIRTQ_DESC_ALIGN],

@@ -34,6 +34,8 @@ import {
   type VirtQueue,
   type VirtioContext,
 } from './types.js';
+import { hex } from '../../src/util/hex.js';
+import { isPowerOfTwo } from '../../src/util/power-of-two.js';
 
 // ---- descriptor flags (struct virtq_desc.flags) ------------------------------------------------------------
 export const VIRTQ_DESC_F_NEXT = 1; // the chain continues with the descriptor in `next`
@@ -124,9 +126,6 @@ const fenceCell = new Int32Array(new SharedArrayBuffer(4));
 export function fullBarrier(): void {
   Atomics.add(fenceCell, 0, 0);
 }
-
-const hex = (n: number): string => `0x${n.toString(16)}`;
-const isPowerOfTwo = (n: number): boolean => n > 0 && (n & (n - 1)) === 0;
 
 interface QueueLayout {
   readonly size: number;

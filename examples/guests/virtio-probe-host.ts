@@ -9,6 +9,7 @@ import { accessSync, constants, existsSync } from 'node:fs';
 import { createConnection, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { QEMU_BINARY, qemuAccel } from './qemu-runner.js';
+import { hexDigits } from '../../src/util/hex.js';
 
 export type VirtioKind = 'blk' | 'rng' | 'console' | 'net';
 export const VIRTIO_KINDS: readonly VirtioKind[] = ['blk', 'rng', 'console', 'net'];
@@ -129,7 +130,6 @@ export interface VirtioProbeExpect {
   rounds?: number;
 }
 
-const hex = (v: number, digits: number) => v.toString(16).padStart(digits, '0');
 const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 /** Everything wrong with the guest's COM1 output against `expect`; empty means it is right. */
@@ -150,7 +150,7 @@ export function virtioProbeProblems(out: string, expect: VirtioProbeExpect): str
   for (const kind of expect.devices) {
     const id = VIRTIO_PCI_IDS[kind];
     needRe(
-      new RegExp(`^pci 00:[0-9a-f]{2}\\.[0-7] 1af4:${hex(id.device, 4)} class ${hex(id.classCode, 6)}$`),
+      new RegExp(`^pci 00:[0-9a-f]{2}\\.[0-7] 1af4:${hexDigits(id.device, 4)} class ${hexDigits(id.classCode, 6)}$`),
       `virtio-${kind} enumerated`,
     );
     needRe(
@@ -180,7 +180,7 @@ export function virtioProbeProblems(out: string, expect: VirtioProbeExpect): str
     need(`virtio-net: mac ${guestMac}`);
     need(`virtio-net: sent arp who-has ${HOST_IP} tell ${GUEST_IP}`);
     if (expect.hostMac) {
-      const sum = hex(arpReplyChecksum(expect.hostMac, guestMac), 4);
+      const sum = hexDigits(arpReplyChecksum(expect.hostMac, guestMac), 4);
       needRe(new RegExp(`^virtio-net: rx ethertype 0x0806 len (4[2-9]|5\\d|60) sum 0x${sum}$`), 'the ARP reply frame');
       need(`virtio-net: arp reply ${HOST_IP} is-at ${expect.hostMac.toLowerCase()}`);
     } else {

@@ -11,6 +11,7 @@ import {
   type CpuMode,
   type GuestRange,
 } from './cpu-modes.js';
+import { hex } from '../util/hex.js';
 
 export interface FlatOptions {
   /** Guest-physical address the first byte of the image goes to. */
@@ -31,8 +32,6 @@ export class FlatLoadError extends Error {
 
 /** How far each mode can address with the state we give it: real mode 1 MiB, the others the mapped 4 GiB. */
 const MODE_LIMIT: Record<CpuMode, number> = { real: 0x100000, protected: 2 ** 32, long: BOOT_IDENTITY_MAP_BYTES };
-
-const hex = (n: number) => `0x${n.toString(16)}`;
 
 /** Copies `bytes` to `loadAddress` and returns the vCPU state that starts it at `entry` in `mode`. */
 export function loadFlat(mem: GuestMemory, bytes: Uint8Array, options: FlatOptions): BootCpuState {

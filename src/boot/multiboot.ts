@@ -30,6 +30,8 @@ import {
 } from './cpu-modes.js';
 import { E820_RAM, lowerUpperKiB, type E820Entry } from './e820.js';
 import { elf32PhysicalEntry, elfIdent, parseElf32, ElfError, ELFCLASS64, type Elf32Image } from './elf.js';
+import { alignUp } from '../util/align.js';
+import { hex } from '../util/hex.js';
 
 /** Header magic the kernel carries. */
 export const MULTIBOOT_HEADER_MAGIC = 0x1badb002;
@@ -144,8 +146,6 @@ export interface MultibootBoot {
   warnings: string[];
 }
 
-const hex = (n: number) => `0x${n.toString(16)}`;
-const pageAlign = (n: number) => Math.ceil(n / PAGE) * PAGE;
 const u32 = (bytes: Uint8Array, at: number) =>
   (bytes[at] | (bytes[at + 1] << 8) | (bytes[at + 2] << 16) | (bytes[at + 3] << 24)) >>> 0;
 
@@ -347,7 +347,7 @@ class Placer {
     from: number,
   ) {
     this.taken = [...taken];
-    this.cursor = pageAlign(from);
+    this.cursor = alignUp(from, PAGE);
   }
 
   place(what: string, size: number): GuestRange {
@@ -358,18 +358,18 @@ class Placer {
       if (r.end > FOUR_GIB) break;
       const clash = this.taken.find((t) => rangesOverlap(r, t));
       if (clash) {
-        at = pageAlign(clash.end);
+        at = alignUp(clash.end, PAGE);
         continue;
       }
       const region = this.usable.find((u) => u.start <= r.start && r.end <= u.end);
       if (region && this.mem.contains(r.start, length)) {
         this.taken.push(r);
-        this.cursor = pageAlign(r.end);
+        this.cursor = alignUp(r.end, PAGE);
         return { start: r.start, end: r.start + size };
       }
-      const next = this.usable.find((u) => u.end > at + length && pageAlign(u.start) > at);
+      const next = this.usable.find((u) => u.end > at + length && alignUp(u.start, PAGE) > at);
       if (!next) break;
-      at = Math.max(pageAlign(next.start), at + PAGE);
+      at = Math.max(alignUp(next.start, PAGE), at + PAGE);
     }
     throw new MultibootError(
       `no room for ${what} (${hex(size)} bytes) in usable RAM below 4 GiB above ${hex(this.cursor)}`,

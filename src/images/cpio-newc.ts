@@ -5,6 +5,7 @@
 // The header is the 6-byte magic "070701" and 13 fields of 8 ASCII hex digits. Alignment is relative to the start
 // of the archive. This module writes and reads that byte format and nothing else: which entries an initramfs holds
 // is decided in initramfs.ts.
+import { alignUp } from '../util/align.js';
 
 /** newc magic (no CRC); "070702" is the CRC variant, which we read but never write. */
 const MAGIC_NEWC = '070701';
@@ -64,8 +65,6 @@ function typeFromMode(mode: number): CpioEntryType | null {
   return null;
 }
 
-const align4 = (n: number): number => (n + 3) & ~3;
-
 function hex8(value: number, field: string, entry: string): string {
   if (!Number.isInteger(value) || value < 0 || value > 0xffff_ffff) {
     throw new RangeError(`cpio: ${field} ${value} of '${entry}' does not fit in 32 bits`);
@@ -86,7 +85,7 @@ export function writeCpioNewc(entries: readonly CpioEntry[]): Buffer {
     offset += b.length;
   };
   const pad = (): void => {
-    const n = align4(offset) - offset;
+    const n = alignUp(offset, 4) - offset;
     if (n) push(Buffer.alloc(n));
   };
 
@@ -210,10 +209,10 @@ export function readCpioNewc(archive: Uint8Array): CpioEntry[] {
     if (nameStart + nameSize > buf.length) throw new CpioFormatError('truncated name', at);
     if (buf[nameStart + nameSize - 1] !== 0) throw new CpioFormatError('name not NUL-terminated', at);
     const name = buf.toString('utf8', nameStart, nameStart + nameSize - 1);
-    const dataStart = align4(nameStart + nameSize);
+    const dataStart = alignUp(nameStart + nameSize, 4);
     if (dataStart + fileSize > buf.length)
       throw new CpioFormatError(`data of '${name}' (${fileSize} bytes) runs past the end`, at);
-    const next = align4(dataStart + fileSize);
+    const next = alignUp(dataStart + fileSize, 4);
     if (name === TRAILER_NAME) {
       at = next;
       continue;

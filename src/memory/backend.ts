@@ -164,10 +164,6 @@ export function formatBytes(bytes: number): string {
   return `${bytes} bytes`;
 }
 
-export function isPowerOfTwo(n: number): boolean {
-  return Number.isSafeInteger(n) && n > 0 && 2 ** Math.round(Math.log2(n)) === n;
-}
-
 export function checkSize(what: string, size: number, unit = PAGE_SIZE): void {
   if (!Number.isSafeInteger(size) || size <= 0)
     throw new RamBackendError(`${what}: size ${size} is not a positive byte count`);

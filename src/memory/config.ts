@@ -12,7 +12,7 @@
 // The rules are QEMU's: the backend named by memory-backend= must exist, -m (if given) must equal its size,
 // -mem-path cannot be combined with memory-backend=, and (our addition, since nothing else here consumes one) a
 // memory backend that the machine does not use is an error rather than silently wasted RAM.
-import { parseQemuOpts, parseSize, QemuOptsError, MiB, formatSize, type QemuOpts } from '../util/qemu-opts.js';
+import { parseQemuOpts, parseSize, QemuOptsError, formatSize, type QemuOpts } from '../util/qemu-opts.js';
 import {
   openBackend,
   openBackendFromRecord,
@@ -22,9 +22,12 @@ import {
   type RamBackend,
 } from './backends.js';
 import { DEVDAX_ALIGN, checkDevdaxAlignment } from './devdax-backend.js';
-import { isPowerOfTwo, PAGE_SIZE, RamBackendError } from './backend.js';
+import { PAGE_SIZE, RamBackendError } from './backend.js';
 import { x86RamLayout } from './x86-layout.js';
 import { GuestRam, type GuestRamOptions, type RamRegion } from './guest-ram.js';
+import { isPowerOfTwo } from '../util/power-of-two.js';
+import { MiB } from '../util/sizes.js';
+import { alignUp } from '../util/align.js';
 
 /** QEMU's default RAM size for an x86 PC. */
 export const DEFAULT_RAM_SIZE = 128 * MiB;
@@ -164,7 +167,7 @@ function parseMachineSize(values: readonly string[]): number | null {
     throw new QemuOptsError('-m', (e as Error).message);
   }
   if (size === 0) throw new QemuOptsError('-m', `'${text}': the RAM size must be greater than 0`);
-  return Math.ceil(size / RAM_SIZE_ALIGN) * RAM_SIZE_ALIGN;
+  return alignUp(size, RAM_SIZE_ALIGN);
 }
 
 function missing(option: string, key: string): never {

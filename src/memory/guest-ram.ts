@@ -16,6 +16,7 @@
 // memory kills the process.
 import { view } from '../sys/libc.js';
 import { GuestMemoryError, type GuestMemory } from './guest-memory.js';
+import { MiB } from '../util/sizes.js';
 
 /** One contiguous block of guest-physical RAM and where it is mapped in this process. Plain data. */
 export interface RamRegion {
@@ -24,7 +25,6 @@ export interface RamRegion {
   readonly hostAddress: bigint;
 }
 
-export const MiB = 1024 * 1024;
 /** Bytes per lazily created view. */
 export const DEFAULT_CHUNK_SIZE = 64 * MiB;
 /** Extra bytes each view reaches past its chunk, so short accesses across a chunk boundary stay on the fast path. */

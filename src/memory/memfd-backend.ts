@@ -11,13 +11,13 @@ import {
   defaultHugePageSize,
   errorText,
   freeHugePages,
-  isPowerOfTwo,
   formatBytes,
   mapAligned,
   preallocate,
   type BackendRecord,
   type RamBackend,
 } from './backend.js';
+import { isPowerOfTwo } from '../util/power-of-two.js';
 
 /** fcntl(F_ADD_SEALS): forbid later changes to a memfd. */
 export const F_ADD_SEALS = 1033;

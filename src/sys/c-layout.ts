@@ -3,6 +3,7 @@
 // alignment, unions as large as their largest member, flexible arrays of size 0). The result is a plain table
 // (struct name → size, field path → offset/size) that the codecs read and that kvm/bindings/abi.test.ts checks against the
 // real <linux/kvm.h> with a C compiler, so a wrong declaration cannot go unnoticed.
+import { alignUp } from '../util/align.js';
 
 /** C scalar types used by the KVM ABI. `char` is a byte; `s32`/`s64` are signed. */
 export type Scalar = 'u8' | 'char' | 'u16' | 'u32' | 's32' | 'u64' | 's64';
@@ -80,10 +81,6 @@ export function sizeAlign(type: Type): { size: number; align: number } {
     else size = alignUp(size, m.align) + m.size;
   }
   return { size: alignUp(size, align), align };
-}
-
-function alignUp(n: number, align: number): number {
-  return Math.ceil(n / align) * align;
 }
 
 // ---- flattening into a field table ------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 // at once (any later call may clobber it) and throws a SysError naming the call and its argument.
 import { createRequire } from 'node:module';
 import { SysError, Errno } from './errno.js';
+import { hex } from '../util/hex.js';
 
 const require = createRequire(import.meta.url);
 // koffi is CommonJS; loading it through require keeps start-up cheap and works the same in worker threads.
@@ -224,10 +225,6 @@ const timespec = new BigInt64Array(2);
 export function clockNs(clock: number = CLOCK_MONOTONIC): bigint {
   check('clock_gettime', () => String(clock), c.clockGettime(clock, timespec) as number);
   return timespec[0] * 1_000_000_000n + timespec[1];
-}
-
-function hex(n: number): string {
-  return `0x${n.toString(16)}`;
 }
 
 // ---- sockets and poll (src/sys/socket.ts builds on these) -------------------------------------------------------

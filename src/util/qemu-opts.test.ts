@@ -1,6 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { parseQemuOpts, parseSize, parseBool, formatSize, QemuOptsError, MiB, GiB, TiB } from './qemu-opts.js';
+import { parseQemuOpts, parseSize, parseBool, formatSize, QemuOptsError } from './qemu-opts.js';
+import { GiB, MiB, TiB } from './sizes.js';
 
 const object = (text: string) => parseQemuOpts(text, { option: '-object', impliedKey: 'qom-type' });
 

@@ -9,6 +9,7 @@
 //   → `driver`), a first item without `=` is that key's value;
 // - a trailing `,` is ignored; an empty item elsewhere is an error.
 // Every error is one line that names the option and the offending text.
+import { GiB, KiB, MiB, TiB } from './sizes.js';
 
 /** One line naming the option and what was wrong with it: `-m: '12Q' is not a valid size …`. */
 export class QemuOptsError extends Error {
@@ -20,11 +21,6 @@ export class QemuOptsError extends Error {
     this.name = 'QemuOptsError';
   }
 }
-
-export const KiB = 1024;
-export const MiB = 1024 * KiB;
-export const GiB = 1024 * MiB;
-export const TiB = 1024 * GiB;
 
 /** QEMU's size suffixes (case-insensitive), each a power of 1024. */
 const SIZE_SUFFIX: Record<string, number> = {

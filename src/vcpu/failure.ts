@@ -3,6 +3,7 @@
 import type { Regs, Sregs } from '../../kvm/bindings/types.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import { linearToPhysical } from '../runtime/page-walk.js';
+import { hex, hexDigits } from '../util/hex.js';
 
 const CR0_PE = 1n;
 const EFER_LMA = 1n << 10n;
@@ -31,11 +32,9 @@ export function instructionBytes(mem: GuestMemory, sregs: Sregs, regs: Regs): st
   const gpa = Number(physical);
   let n = INSTRUCTION_BYTES;
   while (n > 0 && !mem.contains(gpa, n)) n--;
-  if (n === 0) return `(guest-physical 0x${gpa.toString(16)} is not RAM)`;
-  return [...mem.read(gpa, n)].map((b) => b.toString(16).padStart(2, '0')).join(' ');
+  if (n === 0) return `(guest-physical ${hex(gpa)} is not RAM)`;
+  return [...mem.read(gpa, n)].map((b) => hexDigits(b, 2)).join(' ');
 }
-
-const hex = (v: bigint, width = 16) => `0x${v.toString(16).padStart(width, '0')}`;
 
 /** The architectural INIT/reset state's CS:IP: f000:fff0 with CS base 0xffff0000, in real mode. */
 const INIT_CS_SELECTOR = 0xf000;
@@ -77,11 +76,11 @@ export function formatFailure(
   const lines = [`tsvmm: ${title}`, ...details.map((d) => `  ${d}`)];
   if (regs && sregs) {
     lines.push(
-      `  RIP ${hex(regs.rip)} (CS:IP ${sregs.cs.selector.toString(16).padStart(4, '0')}:${regs.rip.toString(16)}), ${cpuMode(sregs, regs.rflags)}`,
+      `  RIP ${hex(regs.rip, 16)} (CS:IP ${hexDigits(sregs.cs.selector, 4)}:${hexDigits(regs.rip)}), ${cpuMode(sregs, regs.rflags)}`,
     );
     lines.push(`  instruction bytes at RIP: ${instructionBytes(mem, sregs, regs)}`);
-    lines.push(`  RAX ${hex(regs.rax)} RBX ${hex(regs.rbx)} RCX ${hex(regs.rcx)} RDX ${hex(regs.rdx)}`);
-    lines.push(`  RSI ${hex(regs.rsi)} RDI ${hex(regs.rdi)} RSP ${hex(regs.rsp)} RBP ${hex(regs.rbp)}`);
+    lines.push(`  RAX ${hex(regs.rax, 16)} RBX ${hex(regs.rbx, 16)} RCX ${hex(regs.rcx, 16)} RDX ${hex(regs.rdx, 16)}`);
+    lines.push(`  RSI ${hex(regs.rsi, 16)} RDI ${hex(regs.rdi, 16)} RSP ${hex(regs.rsp, 16)} RBP ${hex(regs.rbp, 16)}`);
     lines.push(
       `  RFLAGS ${hex(regs.rflags, 8)} CR0 ${hex(sregs.cr0, 8)} CR3 ${hex(sregs.cr3, 8)} CR4 ${hex(sregs.cr4, 8)} EFER ${hex(sregs.efer, 4)}`,
     );

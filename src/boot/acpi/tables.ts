@@ -40,6 +40,7 @@ import {
 import { PM1_CNT_LENGTH, PM1_EVT_LENGTH, PM_TMR_LENGTH, PM_TIMER_32BIT } from '../../../devices/acpi-pm.js';
 import { I8042_COMMAND_PORT, CCMD_RESET } from '../../../devices/i8042.js';
 import type { RamRegion } from '../e820.js';
+import { alignUp } from '../../util/align.js';
 
 // ---- identification ---------------------------------------------------------------------------------------------
 export const ACPI_OEM_ID = 'TSVMM '; // 6 bytes
@@ -400,8 +401,6 @@ export const BIOS_AREA_LAYOUT = {
 
 const PAGE = 4096;
 const FOUR_GIB = 2 ** 32;
-
-const alignUp = (n: number, a: number) => Math.ceil(n / a) * a;
 
 function insideRam(ram: readonly RamRegion[], w: AddressWindow): boolean {
   return ram.some((r) => w.base >= r.start && w.base + w.size <= r.start + r.size);

@@ -13,7 +13,7 @@
 //  5. start in 64-bit mode at load + 0x200 with RSI = boot_params (see entry-state.ts).
 // Everything is decided and checked before the first byte is written, so a refused image leaves RAM untouched.
 import type { GuestMemory } from '../../memory/guest-memory.js';
-import { LinuxBootError, hex } from './error.js';
+import { LinuxBootError } from './error.js';
 import { planLinuxBoot, writeCmdlineAndInitrd, type LinuxBoot, type LinuxBootOptions } from './common.js';
 import { linux64EntryState } from './entry-state.js';
 import {
@@ -33,6 +33,9 @@ import {
 } from './layout.js';
 import { parseSetupHeader, type BzImageHeader } from './setup-header.js';
 import { buildZeroPage } from './zero-page.js';
+import { hex } from '../../util/hex.js';
+import { alignUp } from '../../util/align.js';
+import { isPowerOfTwo } from '../../util/power-of-two.js';
 
 /** The boot page tables identity-map the first 4 GiB: the kernel must run below that. */
 const IDENTITY_MAPPED_END = 2 ** 32;
@@ -46,9 +49,6 @@ export interface BzImagePlacement {
   start: number;
   end: number;
 }
-
-const isPowerOfTwo = (n: number) => n > 0 && (n & (n - 1)) === 0;
-const alignUp = (n: number, a: number) => Math.ceil(n / a) * a;
 
 /** Decides where a bzImage goes and how much memory it claims from there. */
 export function placeBzImage(h: BzImageHeader): BzImagePlacement {

@@ -3,11 +3,12 @@
 import type { GuestMemory } from '../../memory/guest-memory.js';
 import { reservedBootRanges, type BootCpuState, type CpuMode, type GuestRange } from '../cpu-modes.js';
 import type { E820Entry } from '../e820.js';
-import { LinuxBootError, hex } from './error.js';
+import { LinuxBootError } from './error.js';
 import { CMDLINE_ADDR, CMDLINE_LIMIT } from './layout.js';
 import { placeHighest, requireFree, requireUsableRam, usableRanges, type NamedRange } from './placement.js';
 import type { BzImageHeader } from './setup-header.js';
 import { checkedMemoryMap } from './zero-page.js';
+import { hex } from '../../util/hex.js';
 
 export type LinuxEntry = 'pvh' | '64bit';
 

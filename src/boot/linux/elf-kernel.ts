@@ -1,8 +1,9 @@
 // Reading an ELF kernel (an uncompressed vmlinux, 64- or 32-bit): its loadable segments, its entry point, and the
 // PVH entry the Xen ELF note XEN_ELFNOTE_PHYS32_ENTRY carries. Every offset, size and count in the file is untrusted
 // and checked against the file (with bigint arithmetic, so 64-bit fields cannot wrap) before it is used.
-import { LinuxBootError, hex } from './error.js';
+import { LinuxBootError } from './error.js';
 import { XEN_ELFNOTE_PHYS32_ENTRY } from './layout.js';
+import { hex } from '../../util/hex.js';
 
 /** "\x7fELF" */
 const ELF_MAGIC = [0x7f, 0x45, 0x4c, 0x46];

@@ -6,6 +6,3 @@ export class LinuxBootError extends Error {
     this.name = 'LinuxBootError';
   }
 }
-
-/** 0x1f in messages. */
-export const hex = (n: number | bigint): string => `0x${n.toString(16)}`;

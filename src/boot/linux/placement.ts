@@ -4,7 +4,8 @@
 import { formatRange, rangesOverlap, type GuestRange } from '../cpu-modes.js';
 import { E820_RAM, type E820Entry } from '../e820.js';
 import type { GuestMemory } from '../../memory/guest-memory.js';
-import { LinuxBootError, hex } from './error.js';
+import { LinuxBootError } from './error.js';
+import { hex } from '../../util/hex.js';
 
 export const PAGE_SIZE = 0x1000;
 const FOUR_GIB = 2 ** 32;

@@ -1,7 +1,7 @@
 // Reading a bzImage's setup header (boot.rst, "The Real-Mode Kernel Header"). Everything in the file is untrusted:
 // each field is read only when the header is long enough to hold it and the protocol version defines it, and every
 // size or offset is checked against the file before it is used.
-import { LinuxBootError, hex } from './error.js';
+import { LinuxBootError } from './error.js';
 import {
   BOOT_FLAG_MAGIC,
   HDRS_MAGIC,
@@ -18,6 +18,7 @@ import {
   SETUP_SECTS_DEFAULT,
   type SetupHeaderField,
 } from './layout.js';
+import { hex } from '../../util/hex.js';
 
 /** What the loader needs from a bzImage's setup header, already validated against the file. */
 export interface BzImageHeader {

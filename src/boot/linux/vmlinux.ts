@@ -10,7 +10,7 @@
 //    vid_mode, the e820 map and acpi_rsdp_addr.
 // As for bzImage, everything is checked before anything is written.
 import type { GuestMemory } from '../../memory/guest-memory.js';
-import { LinuxBootError, hex } from './error.js';
+import { LinuxBootError } from './error.js';
 import { planLinuxBoot, writeCmdlineAndInitrd, type LinuxBoot, type LinuxBootOptions } from './common.js';
 import { ELFCLASS64, parseKernelElf, physicalEntry, type KernelElf } from './elf-kernel.js';
 import { linux64EntryState, pvhEntryState } from './entry-state.js';
@@ -32,6 +32,7 @@ import {
 } from './layout.js';
 import { buildStartInfo } from './start-info.js';
 import { buildZeroPage } from './zero-page.js';
+import { hex } from '../../util/hex.js';
 
 /** The boot page tables identity-map the first 4 GiB: a 64-bit-entry kernel must lie below that. */
 const IDENTITY_MAPPED_END = 2 ** 32;

@@ -2,7 +2,7 @@
 // setup header copied in (a bzImage) or a minimal one (an ELF vmlinux entered at startup_64), then the fields a loader
 // writes, and the e820 map (boot.rst "64-bit Boot Protocol", zero-page.rst).
 import type { E820Entry } from '../e820.js';
-import { LinuxBootError, hex } from './error.js';
+import { LinuxBootError } from './error.js';
 import {
   BOOT_E820_ENTRY,
   BOOT_E820_ENTRY_SIZE,
@@ -13,6 +13,7 @@ import {
   SETUP_HEADER_MAX_END,
   type SetupHeaderField,
 } from './layout.js';
+import { hex } from '../../util/hex.js';
 
 export interface ZeroPageSpec {
   /** The image's setup header bytes [0x1f1, end), copied first; null for an ELF kernel (no header of its own). */
