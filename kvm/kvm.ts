@@ -16,6 +16,7 @@ import {
 import { Vm } from './vm.js';
 import { featuresFrom, type VcpuFeatures } from './vcpu-features.js';
 import type { CpuidEntry, MsrEntry } from './bindings/types.js';
+import { SetupError } from '../src/util/setup-error.js';
 
 export type KvmUnavailableReason =
   | 'missing'
@@ -27,7 +28,7 @@ export type KvmUnavailableReason =
   | 'other';
 
 /** /dev/kvm cannot be used. `message` is one line, starting with `tsvmm: <path>:`. */
-export class KvmUnavailableError extends Error {
+export class KvmUnavailableError extends SetupError {
   readonly path: string;
   readonly reason: KvmUnavailableReason;
   readonly errno: number | null;

@@ -7,6 +7,7 @@
 //   trailer  CRC-32 (u32) of every byte before it
 // All integers little-endian. A reader checks every length against the file size before it allocates anything.
 import zlib from 'node:zlib';
+import { SetupError } from '../../src/util/setup-error.js';
 
 export const MAGIC = new TextEncoder().encode('TSVMMCPR');
 /** The format this tsvmm writes; it reads versions MIN_FORMAT_VERSION..FORMAT_VERSION. */
@@ -58,7 +59,7 @@ export function printable(text: string): string {
 }
 
 /** A checkpoint file that cannot be written, or is refused on reading; the message is one line. */
-export class CheckpointError extends Error {
+export class CheckpointError extends SetupError {
   override readonly name = 'CheckpointError';
 }
 

@@ -25,9 +25,10 @@ import {
   type SavedRunState,
 } from './snapshot.js';
 import { PhaseClock, type PhaseMark } from './timings.js';
+import { SetupError } from '../../src/util/setup-error.js';
 
 /** A CPR request that cannot be carried out; the message is one line for the QMP client. */
-export class CprError extends Error {
+export class CprError extends SetupError {
   override readonly name = 'CprError';
 }
 

@@ -5,6 +5,7 @@
 // by every vCPU thread and the main thread) and exactly what a checkpoint copies. Subsection fields live in the same
 // record; a subsection only decides what a checkpoint writes.
 import { alignUp } from '../../src/util/align.js';
+import { SetupError } from '../../src/util/setup-error.js';
 
 export type IntType = 'u8' | 'u16' | 'u32' | 'u64' | 'i8' | 'i16' | 'i32' | 'i64';
 export type ScalarType = IntType | 'bool';
@@ -96,7 +97,7 @@ export interface Subsection<F extends readonly Field[] = readonly Field[]> exten
 }
 
 /** A descriptor, a stream or a value that vmstate cannot accept; the message names the descriptor and the field. */
-export class VmstateError extends Error {
+export class VmstateError extends SetupError {
   override readonly name = 'VmstateError';
 }
 

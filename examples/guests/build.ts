@@ -9,6 +9,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { CpuMode } from '../../src/boot/cpu-modes.js';
+import { SetupError } from '../../src/util/setup-error.js';
 
 const run = promisify(execFile);
 
@@ -202,7 +203,7 @@ export class GuestToolchainError extends Error {
   }
 }
 
-export class GuestBuildError extends Error {
+export class GuestBuildError extends SetupError {
   constructor(
     readonly guest: string,
     readonly command: string,

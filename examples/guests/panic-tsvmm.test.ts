@@ -8,7 +8,7 @@ import { runTsvmm } from '../../test/support/tsvmm.js';
 import { startVm, scratchDir, removeDir, type VmProcess } from '../../test/support/vm-process.js';
 import { QmpClientError } from '../../test/support/qmp-client.js';
 import { kvmMissing } from '../../kvm/testing/test-guest.js';
-import { ExitStatus } from '../../src/machine/exit-status.js';
+import { ExitStatus } from '../../src/util/exit-status.js';
 import { buildGuest, toolchainUnavailable } from './build.js';
 import { debugExitStatus, qemuUnavailable, runQemu } from './qemu-runner.js';
 import { HANG_GUARD_MS } from '../../test/support/hang-guard.js';

@@ -1,5 +1,6 @@
 // ELF file parsing for the loaders: the identification bytes, and ELF32 program headers (multiboot kernels). Every
 // offset, count and size in the file is untrusted and checked against the file's length before use.
+import { SetupError } from '../util/setup-error.js';
 
 /** "\x7fELF" */
 export const ELF_MAGIC = 0x464c457f;
@@ -27,7 +28,7 @@ export const PN_XNUM = 0xffff;
 export const ELF32_EHDR_SIZE = 52;
 export const ELF32_PHDR_SIZE = 32;
 
-export class ElfError extends Error {
+export class ElfError extends SetupError {
   constructor(message: string) {
     super(`ELF: ${message}`);
     this.name = 'ElfError';

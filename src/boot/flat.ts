@@ -12,6 +12,7 @@ import {
   type GuestRange,
 } from './cpu-modes.js';
 import { hex } from '../util/hex.js';
+import { SetupError } from '../util/setup-error.js';
 
 export interface FlatOptions {
   /** Guest-physical address the first byte of the image goes to. */
@@ -23,7 +24,7 @@ export interface FlatOptions {
   stack?: number;
 }
 
-export class FlatLoadError extends Error {
+export class FlatLoadError extends SetupError {
   constructor(message: string) {
     super(`flat image: ${message}`);
     this.name = 'FlatLoadError';

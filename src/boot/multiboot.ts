@@ -32,6 +32,7 @@ import { E820_RAM, lowerUpperKiB, type E820Entry } from './e820.js';
 import { elf32PhysicalEntry, elfIdent, parseElf32, ElfError, ELFCLASS64, type Elf32Image } from './elf.js';
 import { alignUp } from '../util/align.js';
 import { hex } from '../util/hex.js';
+import { SetupError } from '../util/setup-error.js';
 
 /** Header magic the kernel carries. */
 export const MULTIBOOT_HEADER_MAGIC = 0x1badb002;
@@ -87,7 +88,7 @@ export const BOOT_LOADER_NAME = 'tsvmm';
 const PAGE = 0x1000;
 const FOUR_GIB = 2 ** 32;
 
-export class MultibootError extends Error {
+export class MultibootError extends SetupError {
   constructor(message: string) {
     super(`multiboot: ${message}`);
     this.name = 'MultibootError';

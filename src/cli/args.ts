@@ -1,8 +1,13 @@
 // `tsvmm run` flags, spelled as QEMU spells them so QEMU users' command lines carry over. This module only splits
 // argv into raw values (checking that each flag exists and has its value); src/cli/config.ts gives them meaning.
 // Both `-flag` and `--flag` are accepted, as QEMU does.
+import { ExitStatus } from '../util/exit-status.js';
+import { SetupError } from '../util/setup-error.js';
 
-export class UsageError extends Error {
+export class UsageError extends SetupError {
+  override get exitStatus(): number {
+    return ExitStatus.usage;
+  }
   constructor(message: string) {
     super(message);
     this.name = 'UsageError';

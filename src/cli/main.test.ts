@@ -7,7 +7,7 @@ import { assembleFlat } from '../../test/support/asm.js';
 import { runTsvmm } from '../../test/support/tsvmm.js';
 import { kvmMissing } from '../../kvm/testing/test-guest.js';
 import { kvmBackend, kvmIsPvm } from '../../test/support/kvm-backend.js';
-import { ExitStatus } from '../machine/exit-status.js';
+import { ExitStatus } from '../util/exit-status.js';
 
 const noKvm = kvmMissing();
 const pvm = kvmIsPvm();

@@ -4,7 +4,8 @@ import { readFileSync, existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseRunArgs, runUsage, UsageError } from './args.js';
-import { ExitStatus } from '../machine/exit-status.js';
+import { ExitStatus } from '../util/exit-status.js';
+import { SetupError } from '../util/setup-error.js';
 import { startupMark, reportStartup } from './startup-trace.js';
 // Everything else is imported when needed: start-up time is part of a checkpoint/restart's pause.
 
@@ -221,28 +222,10 @@ async function main(argv: string[]): Promise<void> {
   } catch (e) {
     // vCPU threads started ahead may still be loading koffi: exiting under them would abort the process.
     await (await import('../vcpu/threads.js')).discardVcpuThreads();
-    if (e instanceof UsageError) fail(ExitStatus.usage, e.message);
-    const err = e as Error;
-    // Everything that stops the VM from being set up — /dev/kvm, RAM backend, guest image — is one clear line.
-    const setupErrors = [
-      'KvmUnavailableError',
-      'RamBackendError',
-      'BootError',
-      'SysError',
-      'MultibootError',
-      'FlatLoadError',
-      'GuestBuildError',
-      'DeviceSetupError',
-      'LinuxBootError',
-      'ElfError',
-      'CheckpointError',
-      'CprError',
-      'QmpSpecError',
-      'VmstateError',
-      'QmpQueryError',
-    ];
-    if (setupErrors.includes(err?.name)) fail(ExitStatus.setupFailed, err.message);
-    fail(ExitStatus.internalError, `internal error: ${err?.stack ?? String(e)}`);
+    // Everything that stops the VM from being set up — the command line, /dev/kvm, RAM backend, guest image — is one
+    // clear line and the status its error class carries.
+    if (e instanceof SetupError) fail(e.exitStatus, e.message);
+    fail(ExitStatus.internalError, `internal error: ${(e as Error)?.stack ?? String(e)}`);
   }
 }
 

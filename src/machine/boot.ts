@@ -11,8 +11,9 @@ import { loadLinux } from '../boot/linux/index.js';
 import { readElfMetadata, readExactly } from '../boot/linux/elf-file.js';
 import { elfIdent } from '../boot/elf.js';
 import type { BootConfig } from './config.js';
+import { SetupError } from '../util/setup-error.js';
 
-export class BootError extends Error {
+export class BootError extends SetupError {
   constructor(message: string) {
     super(message);
     this.name = 'BootError';

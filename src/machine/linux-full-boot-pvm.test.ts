@@ -18,7 +18,7 @@ import { fullBootReport as report, fullBootScratch } from '../../test/support/fu
 import { tapUnavailable } from '../../examples/guests/virtio-probe-host.js';
 import { busyboxMissing } from '../images/testing/host-tools.js';
 import { kvmMissing } from '../../kvm/testing/test-guest.js';
-import { ExitStatus } from './exit-status.js';
+import { ExitStatus } from '../util/exit-status.js';
 
 const found = fullBootKernel();
 const reason =

@@ -29,7 +29,7 @@ import { QEMU_BINARY, qemuAccel, qemuUnavailable } from '../../examples/guests/q
 import { busyboxMissing } from '../images/testing/host-tools.js';
 import { findBusybox } from '../images/busybox.js';
 import { kvmMissing } from '../../kvm/testing/test-guest.js';
-import { ExitStatus } from './exit-status.js';
+import { ExitStatus } from '../util/exit-status.js';
 
 const found = fullBootKernel();
 const imageReason = found.reason ?? busyboxMissing();

@@ -12,7 +12,7 @@ import { debianKernel } from '../../test/support/linux-kernel.js';
 import { kvmMissing } from '../../kvm/testing/test-guest.js';
 import { e820FromRam, E820_RAM } from '../boot/e820.js';
 import { x86RamLayout } from '../memory/x86-layout.js';
-import { ExitStatus } from './exit-status.js';
+import { ExitStatus } from '../util/exit-status.js';
 import { defaultPciHostConfig, ecamRange } from './pci-plan.js';
 
 const pvm = existsSync('/sys/module/kvm_pvm');

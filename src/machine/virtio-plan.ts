@@ -13,9 +13,10 @@ import { allocateBars, VIRTIO_PCI_BAR_REQUESTS } from './pci-plan.js';
 import { VIRTIO_QUEUE_COUNTS, type VirtioBackendSpec, type VirtioPciSpec } from '../runtime/virtio-devices.js';
 import type { MsiRouter } from '../runtime/msi-router.js';
 import type { IoEventRegistry } from '../runtime/ioevent-registry.js';
+import { SetupError } from '../util/setup-error.js';
 
 /** A device the machine cannot set up (an image that does not open, a tap that cannot be created): one clear line. */
-export class DeviceSetupError extends Error {
+export class DeviceSetupError extends SetupError {
   override readonly name = 'DeviceSetupError';
 }
 

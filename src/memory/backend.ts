@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import * as libc from '../sys/libc.js';
 import { Errno, SysError } from '../sys/errno.js';
+import { SetupError } from '../util/setup-error.js';
 
 export type BackendKind = 'anon' | 'memfd' | 'file' | 'devdax';
 
@@ -52,7 +53,7 @@ export interface RamBackend {
 }
 
 /** A backend could not be created or reopened: one line naming the backend, the path or size, and the cause. */
-export class RamBackendError extends Error {
+export class RamBackendError extends SetupError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'RamBackendError';

@@ -10,7 +10,7 @@ import { CprError } from '../../cpr/flows/reboot.js';
 import { CheckpointError } from '../../cpr/file/checkpoint-file.js';
 import { formatTimings, pauseUs, type PhaseMark } from '../../cpr/flows/timings.js';
 import type { PhaseClock } from '../../cpr/flows/timings.js';
-import { ExitStatus } from '../machine/exit-status.js';
+import { ExitStatus } from '../util/exit-status.js';
 import { queryPci } from './pci-query.js';
 
 export interface MachineCommandsOptions {

@@ -1,8 +1,9 @@
 // One QMP command against a running tsvmm (or QEMU), for tsvmm's own small client commands: connect, read the
 // greeting, negotiate, execute, return the result or throw a QmpQueryError with the server's error.
 import net from 'node:net';
+import { SetupError } from '../util/setup-error.js';
 
-export class QmpQueryError extends Error {
+export class QmpQueryError extends SetupError {
   override readonly name = 'QmpQueryError';
 }
 

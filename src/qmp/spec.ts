@@ -4,6 +4,7 @@
 // mode (no `server`) are refused with a message that says what to write instead.
 
 import { parseQemuOpts, parseBool, QemuOptsError, type QemuOpts } from '../util/qemu-opts.js';
+import { SetupError } from '../util/setup-error.js';
 
 export interface QmpSpec {
   /** The socket's path. */
@@ -14,7 +15,7 @@ export interface QmpSpec {
 
 const SUPPORTED = 'unix:PATH,server=on[,wait=off]';
 
-export class QmpSpecError extends Error {
+export class QmpSpecError extends SetupError {
   constructor(
     readonly spec: string,
     detail: string,

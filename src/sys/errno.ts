@@ -1,5 +1,6 @@
 // errno numbers → names, and the typed error every libc wrapper throws.
 import { constants } from 'node:os';
+import { SetupError } from '../util/setup-error.js';
 
 const errnoNames = new Map<number, string>();
 for (const [name, value] of Object.entries(constants.errno)) {
@@ -13,7 +14,7 @@ export function errnoName(errno: number): string {
 export const Errno = constants.errno;
 
 /** A failed system call: names the call, what it was called with and the errno (name and number). */
-export class SysError extends Error {
+export class SysError extends SetupError {
   readonly call: string;
   readonly argument: string;
   readonly errno: number;
