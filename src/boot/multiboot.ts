@@ -29,7 +29,7 @@ import {
   type GuestRange,
 } from './cpu-modes.js';
 import { E820_RAM, lowerUpperKiB, type E820Entry } from './e820.js';
-import { elf32PhysicalEntry, elfIdent, parseElf32, ElfError, ELFCLASS64, type Elf32Image } from './elf.js';
+import { elfIdent, ElfError, ElfFile, ELFCLASS64, EM_386, PF_X, type ElfSegment } from './elf.js';
 import { alignUp } from '../util/align.js';
 import { hex } from '../util/hex.js';
 import { SetupError } from '../util/setup-error.js';
@@ -311,17 +311,11 @@ function planElf(image: Uint8Array): KernelPlan {
       'this is a 64-bit ELF: multiboot v1 loads 32-bit ELF kernels (or set the a.out-kludge flag 16)',
     );
   }
-  let elf: Elf32Image;
-  try {
-    elf = parseElf32(image);
-  } catch (e) {
-    if (e instanceof ElfError) throw new MultibootError(e.message);
-    throw e;
-  }
+  const elf = readElf32(image);
   const start = elf.segments.reduce((m, s) => Math.min(m, s.paddr), FOUR_GIB);
   const end = elf.segments.reduce((m, s) => Math.max(m, s.paddr + s.memsz), 0);
   const kernel = { start, end };
-  const entry = elf32PhysicalEntry(elf);
+  const entry = elf.entry;
   if (!elf.segments.some((s) => entry >= s.paddr && entry < s.paddr + s.memsz)) {
     throw new MultibootError(`ELF entry ${hex(entry)} is not inside any loaded segment`);
   }
@@ -334,6 +328,38 @@ function planElf(image: Uint8Array): KernelPlan {
       .filter((s) => s.memsz > s.filesz)
       .map((s) => ({ start: s.paddr + s.filesz, end: s.paddr + s.memsz })),
   };
+}
+
+/** An ELF32 multiboot kernel's entry (made physical) and its segments, which must all lie below 4 GiB. */
+function readElf32(image: Uint8Array): { entry: number; segments: ElfSegment[] } {
+  try {
+    const elf = ElfFile.read(image);
+    elf.requireExecutable(EM_386);
+    const segments = elf.loadSegments();
+    for (const s of segments) {
+      if (s.paddr + s.memsz > FOUR_GIB) {
+        throw new ElfError(`segment ${s.index}: [${hex(s.paddr)}, +${hex(s.memsz)}) runs past 4 GiB`);
+      }
+    }
+    return { entry: physicalEntry(Number(elf.entry), segments), segments };
+  } catch (e) {
+    if (e instanceof ElfError) throw new MultibootError(e.message);
+    throw e;
+  }
+}
+
+/**
+ * The physical entry address. e_entry is virtual; when an executable segment that contains it is linked with
+ * p_vaddr != p_paddr, translate it the way QEMU's ELF loader does (so "higher-half" kernels start correctly).
+ */
+function physicalEntry(entry: number, segments: readonly ElfSegment[]): number {
+  for (const seg of segments) {
+    const vaddr = Number(seg.vaddr); // an ELF32 address: exact as a number
+    if (vaddr !== seg.paddr && (seg.flags & PF_X) !== 0 && entry >= vaddr && entry < vaddr + seg.filesz) {
+      return entry - vaddr + seg.paddr;
+    }
+  }
+  return entry;
 }
 
 /** Places blocks at page-aligned addresses in usable RAM, never over what is already taken. */

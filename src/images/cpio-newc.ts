@@ -6,6 +6,7 @@
 // of the archive. This module writes and reads that byte format and nothing else: which entries an initramfs holds
 // is decided in initramfs.ts.
 import { alignUp } from '../util/align.js';
+import { hexDigits } from '../util/hex.js';
 
 /** newc magic (no CRC); "070702" is the CRC variant, which we read but never write. */
 const MAGIC_NEWC = '070701';
@@ -69,7 +70,7 @@ function hex8(value: number, field: string, entry: string): string {
   if (!Number.isInteger(value) || value < 0 || value > 0xffff_ffff) {
     throw new RangeError(`cpio: ${field} ${value} of '${entry}' does not fit in 32 bits`);
   }
-  return value.toString(16).padStart(8, '0');
+  return hexDigits(value, 8);
 }
 
 /**

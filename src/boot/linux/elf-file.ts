@@ -4,10 +4,9 @@
 // LinuxBootOptions.readSegment). A 53 MB vmlinux then costs one copy at boot instead of a read into the heap and a
 // copy out of it, and no 53 MB buffer is kept for the life of the VM.
 import { readSync } from 'node:fs';
+import { ElfError, ElfFile, PT_NOTE, SHT_NOTE } from '../elf.js';
 
 const HEAD_BYTES = 64 << 10;
-const PT_NOTE = 4;
-const SHT_NOTE = 7;
 
 /** Reads [offset, offset + length) of `fd` into the same range of `into`, as far as both reach. */
 function readRange(fd: number, into: Uint8Array, offset: number, length: number): void {
@@ -20,35 +19,27 @@ function readRange(fd: number, into: Uint8Array, offset: number, length: number)
   }
 }
 
-/** The headers, program/section header tables and notes of the ELF file open on `fd` (`size` bytes), in place. */
+/**
+ * The headers, program/section header tables and notes of the ELF file open on `fd` (`size` bytes), in place. A
+ * malformed file stops the reading where the ELF reader refuses it; parsing the image then reports why.
+ */
 export function readElfMetadata(fd: number, size: number): Uint8Array {
   const image = new Uint8Array(size);
   readRange(fd, image, 0, HEAD_BYTES);
-  const is64 = image[4] === 2;
-  const dv = new DataView(image.buffer);
-  if (size < (is64 ? 64 : 52)) return image;
-  const word = (at: number) => (is64 ? Number(dv.getBigUint64(at, true)) : dv.getUint32(at, true));
-  const phoff = word(is64 ? 32 : 28);
-  const shoff = word(is64 ? 40 : 32);
-  const phentsize = dv.getUint16(is64 ? 54 : 42, true);
-  const phnum = dv.getUint16(is64 ? 56 : 44, true);
-  const shentsize = dv.getUint16(is64 ? 58 : 46, true);
-  const shnum = dv.getUint16(is64 ? 60 : 48, true);
-  readRange(fd, image, phoff, phnum * phentsize);
-  for (let i = 0; i < phnum; i++) {
-    const at = phoff + i * phentsize;
-    if (at + (is64 ? 56 : 32) > size) break;
-    if (dv.getUint32(at, true) !== PT_NOTE) continue;
-    readRange(fd, image, word(at + (is64 ? 8 : 4)), word(at + (is64 ? 32 : 16)));
-  }
-  if (shoff !== 0 && shnum !== 0) {
-    readRange(fd, image, shoff, shnum * shentsize);
-    for (let i = 0; i < shnum; i++) {
-      const at = shoff + i * shentsize;
-      if (at + (is64 ? 64 : 40) > size) break;
-      if (dv.getUint32(at + 4, true) !== SHT_NOTE) continue;
-      readRange(fd, image, word(at + (is64 ? 24 : 16)), word(at + (is64 ? 32 : 20)));
+  try {
+    const elf = ElfFile.read(image);
+    readRange(fd, image, Number(elf.phoff), elf.phnum * elf.phentsize);
+    for (const ph of elf.programHeaders()) {
+      if (ph.type === PT_NOTE) readRange(fd, image, Number(ph.offset), Number(ph.filesz));
     }
+    if (elf.shoff !== 0n && elf.shnum !== 0) {
+      readRange(fd, image, Number(elf.shoff), elf.shnum * elf.shentsize);
+      for (const sh of elf.sectionHeaders()) {
+        if (sh.type === SHT_NOTE) readRange(fd, image, Number(sh.offset), Number(sh.size));
+      }
+    }
+  } catch (e) {
+    if (!(e instanceof ElfError)) throw e;
   }
   return image;
 }

@@ -3,7 +3,7 @@
 import type { GuestMemory } from '../../memory/guest-memory.js';
 import { loadBzImage } from './bzimage.js';
 import type { LinuxBoot, LinuxBootOptions } from './common.js';
-import { elfClassOf } from './elf-kernel.js';
+import { hasElfMagic } from '../elf.js';
 import { LinuxBootError } from './error.js';
 import { hasSetupHeader } from './setup-header.js';
 import { loadVmlinux } from './vmlinux.js';
@@ -26,6 +26,6 @@ export {
 /** Loads a Linux kernel image of either kind: a bzImage ("HdrS" at 0x202) or an ELF vmlinux. */
 export function loadLinux(mem: GuestMemory, image: Uint8Array, options: LinuxBootOptions): LinuxBoot {
   if (hasSetupHeader(image)) return loadBzImage(mem, image, options);
-  if (elfClassOf(image) !== null) return loadVmlinux(mem, image, options);
+  if (hasElfMagic(image)) return loadVmlinux(mem, image, options);
   throw new LinuxBootError('not a Linux kernel: neither a bzImage ("HdrS" at 0x202) nor an ELF vmlinux');
 }

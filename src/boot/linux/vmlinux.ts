@@ -12,7 +12,8 @@
 import type { GuestMemory } from '../../memory/guest-memory.js';
 import { LinuxBootError } from './error.js';
 import { planLinuxBoot, writeCmdlineAndInitrd, type LinuxBoot, type LinuxBootOptions } from './common.js';
-import { ELFCLASS64, parseKernelElf, physicalEntry, type KernelElf } from './elf-kernel.js';
+import { ELFCLASS64 } from '../elf.js';
+import { parseKernelElf, physicalEntry, type KernelElf } from './elf-kernel.js';
 import { linux64EntryState, pvhEntryState } from './entry-state.js';
 import {
   BOOT_FLAG_MAGIC,
