@@ -3,7 +3,7 @@
 // never a RangeError from a DataView or an allocation sized by the file.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { EM_386, EM_X86_64, ElfError, ElfFile, hasElfMagic, PT_LOAD, PT_NOTE, SHT_NOTE } from './elf.js';
+import { EM_386, EM_X86_64, ElfError, ElfFile, hasElfMagic, parseNotes, PT_LOAD, PT_NOTE, SHT_NOTE } from './elf.js';
 import { concat, elf32, pattern } from './testing/images.js';
 import { elfKernel, pvhNote, type ElfKernelSpec } from './linux/testing/images.js';
 
@@ -53,8 +53,10 @@ function readAll(bytes: Uint8Array): void {
   const elf = ElfFile.read(bytes);
   elf.requireExecutable(elf.is64 ? EM_X86_64 : EM_386);
   elf.loadSegments();
-  for (const ph of elf.programHeaders()) if (ph.type === PT_NOTE) elf.notes('notes', ph.offset, ph.filesz, ph.align);
-  for (const sh of elf.sectionHeaders()) if (sh.type === SHT_NOTE) elf.notes('notes', sh.offset, sh.size, sh.align);
+  for (const ph of elf.programHeaders())
+    if (ph.type === PT_NOTE) parseNotes('notes', elf.slice('notes', ph.offset, ph.filesz), ph.align);
+  for (const sh of elf.sectionHeaders())
+    if (sh.type === SHT_NOTE) parseNotes('notes', elf.slice('notes', sh.offset, sh.size), sh.align);
   elf.section('.modinfo');
 }
 
@@ -83,11 +85,18 @@ test('elf: an ELF64 kernel — header, PT_LOAD segments in file order, notes fro
   );
   const [note] = elf.programHeaders().filter((ph) => ph.type === PT_NOTE);
   assert.equal(
-    elf.notes('note segment', note.offset, note.filesz, note.align).map((n) => [n.name, n.type, n.desc.length]),
+    parseNotes('note segment', elf.slice('note segment', note.offset, note.filesz), note.align).map((n) => [
+      n.name,
+      n.type,
+      n.desc.length,
+    ]),
     [['Xen', 18, 8]],
   );
   const [section] = elf.sectionHeaders().filter((sh) => sh.type === SHT_NOTE);
-  assert.is(elf.notes('note section', section.offset, section.size, section.align)[0].desc.length, 4);
+  assert.is(
+    parseNotes('note section', elf.slice('note section', section.offset, section.size), section.align)[0].desc.length,
+    4,
+  );
 });
 
 test('elf: an ELF32 executable, and the file offsets of its segments', () => {

@@ -308,33 +308,6 @@ export class ElfFile {
     return this.bytes.subarray(range.offset, range.offset + range.size);
   }
 
-  /** The notes in a PT_NOTE segment or SHT_NOTE section: name and desc each padded to 8 when `align` is 8, else 4. */
-  notes(what: string, offset: bigint, size: bigint, align: bigint): ElfNote[] {
-    const bytes = this.slice(what, offset, size);
-    const alignment = align === 8n ? 8 : 4;
-    const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    const notes: ElfNote[] = [];
-    for (let at = 0; at + 12 <= bytes.length; ) {
-      const namesz = dv.getUint32(at, true);
-      const descsz = dv.getUint32(at + 4, true);
-      const type = dv.getUint32(at + 8, true);
-      const nameAt = at + 12;
-      const descAt = nameAt + alignUp(namesz, alignment);
-      if (descAt + descsz > bytes.length) {
-        throw new ElfError(`a note in ${what} (name size ${namesz}, desc size ${descsz}) runs past its end`);
-      }
-      const nameBytes = bytes.subarray(nameAt, nameAt + namesz);
-      const nul = nameBytes.indexOf(0);
-      notes.push({
-        name: new TextDecoder().decode(nul >= 0 ? nameBytes.subarray(0, nul) : nameBytes),
-        type,
-        desc: bytes.subarray(descAt, descAt + descsz),
-      });
-      at = descAt + alignUp(descsz, alignment);
-    }
-    return notes;
-  }
-
   /** [offset, offset + size) checked against the file, as numbers. */
   private fileRange(what: string, offset: bigint, size: bigint): { offset: number; size: number } {
     if (offset + size > BigInt(this.bytes.length)) {
@@ -362,4 +335,33 @@ export class ElfFile {
   private word(at: number): bigint {
     return this.is64 ? this.dv.getBigUint64(at, true) : BigInt(this.dv.getUint32(at, true));
   }
+}
+
+/**
+ * The notes in `bytes`, the contents of a PT_NOTE segment or SHT_NOTE section (`what` in errors): name and desc each
+ * padded to 8 bytes when the segment or section is 8-aligned, else to 4.
+ */
+export function parseNotes(what: string, bytes: Uint8Array, align: bigint): ElfNote[] {
+  const alignment = align === 8n ? 8 : 4;
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const notes: ElfNote[] = [];
+  for (let at = 0; at + 12 <= bytes.length; ) {
+    const namesz = dv.getUint32(at, true);
+    const descsz = dv.getUint32(at + 4, true);
+    const type = dv.getUint32(at + 8, true);
+    const nameAt = at + 12;
+    const descAt = nameAt + alignUp(namesz, alignment);
+    if (descAt + descsz > bytes.length) {
+      throw new ElfError(`a note in ${what} (name size ${namesz}, desc size ${descsz}) runs past its end`);
+    }
+    const nameBytes = bytes.subarray(nameAt, nameAt + namesz);
+    const nul = nameBytes.indexOf(0);
+    notes.push({
+      name: new TextDecoder().decode(nul >= 0 ? nameBytes.subarray(0, nul) : nameBytes),
+      type,
+      desc: bytes.subarray(descAt, descAt + descsz),
+    });
+    at = descAt + alignUp(descsz, alignment);
+  }
+  return notes;
 }

@@ -7,6 +7,7 @@ import {
   EM_X86_64,
   ElfError,
   ElfFile,
+  parseNotes,
   PT_NOTE,
   SHT_NOTE,
   type ElfClass,
@@ -72,12 +73,14 @@ export function parseKernelElf(image: Uint8Array): KernelElf {
 function pvhEntryOf(elf: ElfFile): number | null {
   for (const ph of elf.programHeaders()) {
     if (ph.type !== PT_NOTE) continue;
-    const entry = pvhFromNotes(elf.notes(`note segment ${ph.index}`, ph.offset, ph.filesz, ph.align));
+    const bytes = elf.slice(`segment ${ph.index}'s file bytes`, ph.offset, ph.filesz);
+    const entry = pvhFromNotes(parseNotes(`note segment ${ph.index}`, bytes, ph.align));
     if (entry !== null) return entry;
   }
   for (const sh of elf.sectionHeaders()) {
     if (sh.type !== SHT_NOTE) continue;
-    const entry = pvhFromNotes(elf.notes(`note section ${sh.index}`, sh.offset, sh.size, sh.align));
+    const what = `note section ${sh.index}`;
+    const entry = pvhFromNotes(parseNotes(what, elf.slice(what, sh.offset, sh.size), sh.align));
     if (entry !== null) return entry;
   }
   return null;
