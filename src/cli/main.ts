@@ -222,8 +222,8 @@ async function main(argv: string[]): Promise<void> {
   } catch (e) {
     // vCPU threads started ahead may still be loading koffi: exiting under them would abort the process.
     await (await import('../vcpu/threads.js')).discardVcpuThreads();
-    // Everything that stops the VM from being set up — the command line, /dev/kvm, RAM backend, guest image — is one
-    // clear line and the status its error class carries.
+    // Whatever stops the VM from being set up (the command line, /dev/kvm, RAM backend, guest image) is one clear
+    // line, and its error class carries the exit status.
     if (e instanceof SetupError) fail(e.exitStatus, e.message);
     fail(ExitStatus.internalError, `internal error: ${(e as Error)?.stack ?? String(e)}`);
   }

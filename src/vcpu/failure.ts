@@ -75,9 +75,8 @@ export function formatFailure(
 ): string {
   const lines = [`tsvmm: ${title}`, ...details.map((d) => `  ${d}`)];
   if (regs && sregs) {
-    lines.push(
-      `  RIP ${hex(regs.rip, 16)} (CS:IP ${hexDigits(sregs.cs.selector, 4)}:${hexDigits(regs.rip)}), ${cpuMode(sregs, regs.rflags)}`,
-    );
+    const csIp = `${hexDigits(sregs.cs.selector, 4)}:${hexDigits(regs.rip)}`;
+    lines.push(`  RIP ${hex(regs.rip, 16)} (CS:IP ${csIp}), ${cpuMode(sregs, regs.rflags)}`);
     lines.push(`  instruction bytes at RIP: ${instructionBytes(mem, sregs, regs)}`);
     lines.push(`  RAX ${hex(regs.rax, 16)} RBX ${hex(regs.rbx, 16)} RCX ${hex(regs.rcx, 16)} RDX ${hex(regs.rdx, 16)}`);
     lines.push(`  RSI ${hex(regs.rsi, 16)} RDI ${hex(regs.rdi, 16)} RSP ${hex(regs.rsp, 16)} RBP ${hex(regs.rbp, 16)}`);
