@@ -5,6 +5,7 @@
 // instead of touching unmapped memory (which would kill the process).
 import { offsetOf, fieldOf } from './bindings/structs.js';
 import * as K from './bindings/constants.js';
+import { hex } from '../src/util/hex.js';
 
 // kvm_run offsets, resolved once from the layout table.
 const O = {
@@ -396,7 +397,7 @@ export class KvmRun {
       case 'mmio':
         return `mmio ${e.isWrite ? 'write' : 'read'} 0x${e.physAddr.toString(16)} len ${e.len}`;
       case 'internal-error':
-        return `internal error, suberror ${e.suberror}${e.data.length ? ` data [${e.data.map((x) => `0x${x.toString(16)}`).join(', ')}]` : ''}`;
+        return `internal error, suberror ${e.suberror}${e.data.length ? ` data [${e.data.map((x) => hex(x)).join(', ')}]` : ''}`;
       case 'fail-entry':
         return `entry failed, hardware reason 0x${e.hardwareEntryFailureReason.toString(16)} on cpu ${e.cpu}`;
       case 'system-event':

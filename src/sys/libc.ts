@@ -141,11 +141,11 @@ export function mmap(
 }
 
 export function munmap(addr: Pointer, length: number): void {
-  check('munmap', () => `0x${addr.toString(16)}, ${length}`, c.munmap(addr, length) as number);
+  check('munmap', () => `${hex(addr)}, ${length}`, c.munmap(addr, length) as number);
 }
 
 export function madvise(addr: Pointer, length: number, advice: number): void {
-  check('madvise', () => `0x${addr.toString(16)}, ${length}, ${advice}`, c.madvise(addr, length, advice) as number);
+  check('madvise', () => `${hex(addr)}, ${length}, ${advice}`, c.madvise(addr, length, advice) as number);
 }
 
 export function memfdCreate(name: string, flags: number): number {

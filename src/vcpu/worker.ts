@@ -22,6 +22,7 @@ import type { VcpuEvent, VcpuThreadInit } from './messages.js';
 import type { Regs, Sregs } from '../../kvm/bindings/types.js';
 import { MachineRequests } from '../runtime/machine-control.js';
 import { threadDeviceEnvironment } from '../runtime/thread-environment.js';
+import { hex } from '../util/hex.js';
 
 // Started early (before the VM exists, so this thread's start-up overlaps the main thread's set-up), the thread
 // waits here, blocking, for its init message (src/vcpu/threads.ts).
@@ -121,7 +122,7 @@ function eventFor(end: Exclude<LoopEnd, { kind: 'stopped' }>): VcpuEvent {
         const sub = run.internal.suberror;
         title = `${who}: KVM internal error (KVM_EXIT_INTERNAL_ERROR, suberror ${sub}: ${INTERNAL_ERRORS[sub] ?? 'unknown'})`;
         const data = run.internal.data;
-        if (data.length) details.push(`data: ${data.map((d) => `0x${d.toString(16)}`).join(' ')}`);
+        if (data.length) details.push(`data: ${data.map((d) => hex(d)).join(' ')}`);
       } else if (end.exit === 'fail-entry') {
         title = `${who}: VM entry failed (KVM_EXIT_FAIL_ENTRY, hardware reason 0x${run.failEntry.hardwareEntryFailureReason.toString(16)}, cpu ${run.failEntry.cpu})`;
       } else {
