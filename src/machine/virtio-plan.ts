@@ -8,7 +8,7 @@ import type { PciWindows } from '../../devices/pci/bus.js';
 import { VIRTIO_PCI_MSIX_BAR, VIRTIO_PCI_MODERN_BAR } from '../../devices/virtio/pci-transport.js';
 import { openTap } from '../sys/tun.js';
 import { blockDeviceSize } from '../sys/blockdev.js';
-import { ByteRing } from '../io/byte-ring.js';
+import { ByteRing } from '../chardev/byte-ring.js';
 import { allocateBars, VIRTIO_PCI_BAR_REQUESTS } from './pci-plan.js';
 import { VIRTIO_QUEUE_COUNTS, type VirtioBackendSpec, type VirtioPciSpec } from '../runtime/virtio-devices.js';
 import type { MsiRouter } from '../runtime/msi-router.js';

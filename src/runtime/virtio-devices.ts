@@ -17,7 +17,7 @@ import {
 import { VirtioRng } from '../../devices/virtio/rng.js';
 import type { VirtioPciPlacement } from './pci-devices.js';
 import type { IoWatch } from '../bus/pci-types.js';
-import { ByteRing, type ByteRingInit } from '../io/byte-ring.js';
+import { ByteRing, type ByteRingInit } from '../chardev/byte-ring.js';
 
 /** The back end part of a 'virtio-pci' device spec: plain data (it crosses to every thread). */
 export type VirtioBackendSpec =
@@ -97,8 +97,8 @@ export function createVirtioBackend(
     case 'rng':
       return { backend: new VirtioRng(), resetState: () => {} };
     case 'console': {
-      // Host input reaches the I/O thread through a ring the main thread fills (src/io/byte-ring.ts); it goes into
-      // the receive queue as far as the driver's buffers allow, and the rest waits for the driver to add more.
+      // Host input reaches the I/O thread through a ring the main thread fills (src/chardev/byte-ring.ts); it goes
+      // into the receive queue as far as the driver's buffers allow, and the rest waits for the driver to add more.
       const state = device as VirtioConsoleState;
       const ring = ByteRing.attach(spec.input);
       const drain = () => {
