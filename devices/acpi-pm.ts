@@ -21,7 +21,8 @@
 // is set and an enabled status bit is set (PM1_STS & PM1_EN). No SMM: ACPI mode is always on (the FADT's SMI_CMD
 // is 0), so SCI_EN starts set; the guest may still clear it, which masks the SCI.
 import { bool, i64, u16, u64, clearRecord, type Descriptor, type StateOf } from '../cpr/vmstate/vmstate.js';
-import type { AccessSize, HostClock, IoHandler, IoRegion, IrqLine } from '../src/bus/types.js';
+import type { AccessSize, HostClock, IoHandler, IoRegion, IrqLine, WakeReason } from '../src/bus/types.js';
+import { singleRecordDevice } from './registration.js';
 
 /** QEMU's pc machines put the PIIX4/ICH9 PM block at 0x600 (SeaBIOS programs PMBASE there). */
 export const ACPI_PM_DEFAULT_BASE = 0x600;
@@ -120,14 +121,6 @@ export const acpiPmState = {
 
 export type AcpiPmState = StateOf<typeof acpiPmState>;
 
-/** Power-on state: no status, nothing enabled, SCI_EN set (ACPI mode always on), the timer starting at 0 now. */
-export function resetAcpiPm(state: AcpiPmState, clock: HostClock): void {
-  clearRecord(state);
-  state.pm1Cnt = PM1_CNT_SCI_EN;
-  state.timerBaseNs = clock.monotonicNs();
-  state.timerCheckedTicks = 0n;
-}
-
 /**
  * What the PM block asks of the machine when the guest enters a sleeping state (MachineControl provides both).
  * Calls run under the machine lock on the vCPU thread that wrote SLP_EN; they take effect asynchronously (Linux
@@ -149,11 +142,7 @@ export interface AcpiPmOptions {
   readonly onScheduleChange?: () => void;
 }
 
-/**
- * Why the machine woke the guest: `powerButton` also sets PWRBTN_STS, as a button press wakes real hardware; `rtc`
- * (the RTC alarm, a wake-up event the guest enables with RTC_EN) sets RTC_STS.
- */
-export type WakeReason = 'user' | 'powerButton' | 'rtc';
+export type { WakeReason };
 
 type Register = { offset: number; size: number };
 const REGISTERS: readonly Register[] = [
@@ -298,10 +287,17 @@ export class AcpiPm implements IoHandler {
     return source === 'rtc' && (this.state.pm1En & PM1_EN_RTC) !== 0;
   }
 
-  /** Power-on state; drives the SCI low. */
+  /**
+   * Power-on state: no status, nothing enabled, SCI_EN set (ACPI mode always on), the timer starting at 0 now; drives
+   * the SCI low.
+   */
   reset(): void {
-    resetAcpiPm(this.state, this.clock);
-    this.state.sciLevel = false;
+    const s = this.state;
+    clearRecord(s);
+    s.pm1Cnt = PM1_CNT_SCI_EN;
+    s.timerBaseNs = this.clock.monotonicNs();
+    s.timerCheckedTicks = 0n;
+    s.sciLevel = false;
     this.sci.set(false);
     this.onScheduleChange();
   }
@@ -367,3 +363,36 @@ export class AcpiPm implements IoHandler {
 function ceilDiv(a: bigint, b: bigint): bigint {
   return (a + b - 1n) / b;
 }
+
+/** The device table's spec: the PM block's ports and its SCI. */
+export interface AcpiPmSpec {
+  readonly kind: 'acpi-pm';
+  readonly id: string;
+  readonly base: number;
+  readonly sciIrq: number;
+}
+
+/** Present with ACPI, where the machine's ACPI tables say it is. */
+export const acpiPmDevice = singleRecordDevice({
+  kind: 'acpi-pm',
+  descriptor: acpiPmState,
+  plan: ({ acpiPm }: { acpiPm: { base: number; sciIrq: number } | null }): AcpiPmSpec[] =>
+    acpiPm ? [{ kind: 'acpi-pm', id: 'acpi-pm', base: acpiPm.base, sciIrq: acpiPm.sciIrq }] : [],
+  create: (state, env, spec: AcpiPmSpec) => {
+    const dev = new AcpiPm(state, {
+      sci: env.irq(spec.sciIrq),
+      clock: env.clock,
+      sleep: env.machine,
+      onScheduleChange: () => env.timersChanged(),
+    });
+    return {
+      regions: dev.regions(spec.base),
+      reset: () => dev.reset(),
+      restored: () => dev.restored(),
+      pollTimers: () => dev.pollTimers(),
+      powerButton: () => dev.powerButton(),
+      wake: (reason) => dev.wake(reason),
+      wakeEnabled: (source) => dev.wakeEnabled(source),
+    };
+  },
+});

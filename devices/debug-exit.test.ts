@@ -2,14 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { newRecord } from '../cpr/vmstate/vmstate.js';
 import type { MachineControl } from '../src/bus/types.js';
-import {
-  DebugExit,
-  debugExitState,
-  resetDebugExit,
-  debugExitStatus,
-  DEBUG_EXIT_IOBASE,
-  DEBUG_EXIT_IOSIZE,
-} from './debug-exit.js';
+import { DebugExit, debugExitState, debugExitStatus, DEBUG_EXIT_IOBASE, DEBUG_EXIT_IOSIZE } from './debug-exit.js';
 
 class FakeMachine implements MachineControl {
   exits: { status: number; reason: string }[] = [];
@@ -32,9 +25,10 @@ class FakeMachine implements MachineControl {
 
 function setup() {
   const state = newRecord(debugExitState);
-  resetDebugExit(state);
   const machine = new FakeMachine();
-  return { state, machine, dev: new DebugExit(state, machine) };
+  const dev = new DebugExit(state, machine);
+  dev.reset();
+  return { state, machine, dev };
 }
 
 test('debug-exit: QEMU defaults are iobase 0xf4, iosize 4', () => {

@@ -6,6 +6,7 @@
 // Reads return 0 (QEMU's device has no read handler).
 import { u8, u32, clearRecord, type Descriptor, type StateOf } from '../cpr/vmstate/vmstate.js';
 import type { AccessSize, IoHandler, MachineControl } from '../src/bus/types.js';
+import { pioRegion, singleRecordDevice } from './registration.js';
 
 /** QEMU's defaults: iobase 0xf4, iosize 4 (the window the device claims; any 1-4 byte access inside it counts). */
 export const DEBUG_EXIT_IOBASE = 0xf4;
@@ -20,10 +21,6 @@ export const debugExitState = {
 } as const satisfies Descriptor;
 
 export type DebugExitState = StateOf<typeof debugExitState>;
-
-export function resetDebugExit(state: DebugExitState): void {
-  clearRecord(state);
-}
 
 const WIDTH_MASK: Record<number, number> = { 1: 0xff, 2: 0xffff, 4: 0xffffffff, 8: 0xffffffff };
 
@@ -55,7 +52,34 @@ export class DebugExit implements IoHandler {
   /** Nothing to re-drive: the port has no interrupt. */
   restored(): void {}
 
+  /** Power-on: never written. */
   reset(): void {
-    resetDebugExit(this.state);
+    clearRecord(this.state);
   }
 }
+
+/** The device table's spec: where the window sits and how wide it is. */
+export interface DebugExitSpec {
+  readonly kind: 'debug-exit';
+  readonly id: string;
+  readonly base: number;
+  readonly size: number;
+}
+
+/** Present when the command line asks for it (-device isa-debug-exit[,iobase=…,iosize=…]). */
+export const debugExitDevice = singleRecordDevice({
+  kind: 'debug-exit',
+  descriptor: debugExitState,
+  plan: ({ config }: { config: { debugExit: { iobase: number; iosize: number } | null } }): DebugExitSpec[] =>
+    config.debugExit
+      ? [{ kind: 'debug-exit', id: 'debug-exit', base: config.debugExit.iobase, size: config.debugExit.iosize }]
+      : [],
+  create: (state, env, spec: DebugExitSpec) => {
+    const dev = new DebugExit(state, env.machine);
+    return {
+      regions: [pioRegion(spec.id, spec.base, spec.size, dev)],
+      reset: () => dev.reset(),
+      restored: () => dev.restored(),
+    };
+  },
+});

@@ -2,7 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { newRecord } from '../cpr/vmstate/vmstate.js';
 import type { CharOut, HostClock } from '../src/bus/types.js';
-import { Debugcon, debugconState, resetDebugcon, DEBUGCON_IOBASE } from './debugcon.js';
+import { Debugcon, debugconState, DEBUGCON_IOBASE } from './debugcon.js';
 
 class FakeOut implements CharOut {
   chunks: Uint8Array[] = [];
@@ -26,10 +26,10 @@ class FakeClock implements HostClock {
 
 function setup(options: { timestamps?: boolean; readback?: number } = {}) {
   const state = newRecord(debugconState);
-  resetDebugcon(state);
   const out = new FakeOut();
   const clock = new FakeClock();
   const dev = new Debugcon(state, { out, clock, ...options });
+  dev.reset();
   return { state, out, clock, dev };
 }
 

@@ -14,6 +14,8 @@
 // checkpoint and its first after the resume, on the host's wall clock.
 import { u32, clearRecord, type Descriptor, type StateOf } from '../cpr/vmstate/vmstate.js';
 import type { AccessSize, CharOut, HostClock, IoHandler } from '../src/bus/types.js';
+import type { CharSpec } from '../src/chardev/spec.js';
+import { type OpenChardev, pioRegion, singleRecordDevice } from './registration.js';
 
 /** QEMU's default iobase and readback. */
 export const DEBUGCON_IOBASE = 0xe9;
@@ -29,10 +31,6 @@ export const debugconState = {
 } as const satisfies Descriptor;
 
 export type DebugconState = StateOf<typeof debugconState>;
-
-export function resetDebugcon(state: DebugconState): void {
-  clearRecord(state);
-}
 
 export interface DebugconOptions {
   out: CharOut;
@@ -103,7 +101,51 @@ export class Debugcon implements IoHandler {
   /** Nothing to re-drive: the port has no interrupt. */
   restored(): void {}
 
+  /** Power-on: nothing written. */
   reset(): void {
-    resetDebugcon(this.state);
+    clearRecord(this.state);
   }
 }
+
+/** The device table's spec: the port, the chardev its bytes go to, and the output format. */
+export interface DebugconSpec {
+  readonly kind: 'debugcon';
+  readonly id: string;
+  readonly base: number;
+  readonly output: string;
+  readonly timestamps: boolean;
+}
+
+/** What the machine plan says about debug consoles (-debugcon, -device isa-debugcon). */
+interface DebugconPlan {
+  readonly config: { readonly debugcon: readonly { output: CharSpec; iobase: number; timestamps: boolean }[] };
+  readonly openChardev: OpenChardev;
+}
+
+/** One per -debugcon / -device isa-debugcon, in command-line order. */
+export const debugconDevice = singleRecordDevice({
+  kind: 'debugcon',
+  descriptor: debugconState,
+  async plan({ config, openChardev }: DebugconPlan): Promise<DebugconSpec[]> {
+    const specs: DebugconSpec[] = [];
+    for (const [i, d] of config.debugcon.entries()) {
+      const id = `debugcon${i}`;
+      specs.push({
+        kind: 'debugcon',
+        id,
+        base: d.iobase,
+        output: await openChardev(id, d.output),
+        timestamps: d.timestamps,
+      });
+    }
+    return specs;
+  },
+  create: (state, env, spec: DebugconSpec) => {
+    const dev = new Debugcon(state, { out: env.output(spec.output), timestamps: spec.timestamps, clock: env.clock });
+    return {
+      regions: [pioRegion(spec.id, spec.base, DEBUGCON_IO_LENGTH, dev)],
+      reset: () => dev.reset(),
+      restored: () => dev.restored(),
+    };
+  },
+});

@@ -8,7 +8,6 @@ import {
   FwCfgContent,
   FwCfgItems,
   fwCfgState,
-  resetFwCfg,
   type FwCfgBlob,
   FW_CFG,
   FW_CFG_X86,
@@ -101,9 +100,9 @@ function content() {
 
 function machine(blob: FwCfgBlob = content().build()) {
   const state = newRecord(fwCfgState);
-  resetFwCfg(state);
   const memory = new TestMemory(RAM);
   const dev = new FwCfg(state, blob, memory);
+  dev.reset();
   const select = (key: number) => dev.write(0, 2, key);
   const readBytes = (n: number) => Array.from({ length: n }, () => dev.read(1, 1));
   const swap = (v: number) => (((v & 0xff) << 24) | ((v & 0xff00) << 8) | ((v >>> 8) & 0xff00) | (v >>> 24)) >>> 0;

@@ -9,6 +9,7 @@ import { u16, u32, clearRecord, type Descriptor, type StateOf } from '../cpr/vms
 import type { AccessSize, IoHandler, IoRegion } from '../src/bus/types.js';
 import { GuestMemoryError, type GuestMemory } from '../src/memory/guest-memory.js';
 import { FwCfgItems, itemKey, type FwCfgBlob } from './fw-cfg/content.js';
+import { pioRegion, singleRecordDevice } from './registration.js';
 import {
   FW_CFG,
   FW_CFG_DMA_ACCESS_SIZE,
@@ -52,12 +53,6 @@ export const fwCfgState = {
 
 export type FwCfgState = StateOf<typeof fwCfgState>;
 
-/** Power-on / reset: the signature item selected at offset 0, as QEMU's fw_cfg_reset does. */
-export function resetFwCfg(state: FwCfgState): void {
-  clearRecord(state);
-  state.selector = FW_CFG.SIGNATURE;
-}
-
 /**
  * fw_cfg at 0x510 (one IoHandler over the 12-byte window). One instance per thread over the same record and the
  * same content blob; every access runs under the machine lock.
@@ -75,6 +70,12 @@ export class FwCfg implements IoHandler {
 
   regions(base = FW_CFG_IO_BASE): IoRegion[] {
     return [{ name: 'fw_cfg', space: 'pio', base, length: FW_CFG_IO_LENGTH, handler: this }];
+  }
+
+  /** Power-on / reset: the signature item selected at offset 0, as QEMU's fw_cfg_reset does. */
+  reset(): void {
+    clearRecord(this.state);
+    this.state.selector = FW_CFG.SIGNATURE;
   }
 
   /** Nothing to re-drive: fw_cfg has no interrupt and no timer. */
@@ -218,3 +219,25 @@ function guarded(access: () => void): boolean {
     throw e;
   }
 }
+
+/** The device table's spec: the items it serves, built once by the machine (they cross to every thread). */
+export interface FwCfgSpec {
+  readonly kind: 'fw-cfg';
+  readonly id: string;
+  readonly content: FwCfgBlob;
+}
+
+/** Always present at 0x510, serving what the machine plan built from the configuration (QEMU's pc items). */
+export const fwCfgDevice = singleRecordDevice({
+  kind: 'fw-cfg',
+  descriptor: fwCfgState,
+  plan: ({ fwCfg }: { fwCfg(): FwCfgBlob }): FwCfgSpec[] => [{ kind: 'fw-cfg', id: 'fw-cfg', content: fwCfg() }],
+  create: (state, env, spec: FwCfgSpec) => {
+    const dev = new FwCfg(state, spec.content, env.memory);
+    return {
+      regions: [pioRegion(spec.id, FW_CFG_IO_BASE, FW_CFG_IO_LENGTH, dev)],
+      reset: () => dev.reset(),
+      restored: () => dev.restored(),
+    };
+  },
+});

@@ -5,7 +5,6 @@ import type { IrqLine, MachineControl } from '../src/bus/types.js';
 import {
   I8042,
   i8042State,
-  resetI8042,
   STAT_OBF,
   STAT_AUX_OBF,
   STAT_SELFTEST,
@@ -51,11 +50,11 @@ class RecordingMachine implements MachineControl {
 
 function machine() {
   const state = newRecord(i8042State);
-  resetI8042(state);
   const kbd = new RecordingIrq();
   const aux = new RecordingIrq();
   const control = new RecordingMachine();
   const dev = new I8042(state, { kbdIrq: kbd, auxIrq: aux, machine: control });
+  dev.reset();
   const [dataRegion, cmdRegion] = dev.regions();
   const inb = (port: 0x60 | 0x64) => (port === 0x60 ? dataRegion : cmdRegion).handler.read(0, 1);
   const outb = (port: 0x60 | 0x64, v: number) => (port === 0x60 ? dataRegion : cmdRegion).handler.write(0, 1, v);

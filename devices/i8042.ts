@@ -8,6 +8,7 @@
 // only: under KVM A20 is always enabled.
 import { array, bool, u8, clearRecord, type Descriptor, type StateOf } from '../cpr/vmstate/vmstate.js';
 import type { AccessSize, IoHandler, IoRegion, IrqLine, MachineControl } from '../src/bus/types.js';
+import { singleRecordDevice } from './registration.js';
 
 export const I8042_DATA_PORT = 0x60;
 export const I8042_COMMAND_PORT = 0x64;
@@ -173,16 +174,6 @@ export const i8042State = {
 
 export type I8042State = StateOf<typeof i8042State>;
 
-/** Power-on (and machine reset) state, as QEMU's kbd_reset plus the PS/2 devices' resets. */
-export function resetI8042(state: I8042State): void {
-  clearRecord(state);
-  state.mode = MODE_KBD_INT | MODE_AUX_INT;
-  state.status = STAT_CMD | STAT_UNLOCKED;
-  state.outport = OUT_RESET | OUT_A20 | OUT_ONES;
-  state.kbdScanEnabled = true;
-  state.kbdScancodeSet = 2;
-}
-
 export interface I8042Wiring {
   /** ISA IRQ 1. */
   readonly kbdIrq: IrqLine;
@@ -262,6 +253,20 @@ export class I8042 implements IoHandler {
   /** Whether keyboard bytes reach the guest translated to set 1 (command byte bit 6). */
   get translating(): boolean {
     return (this.state.mode & MODE_KCC) !== 0;
+  }
+
+  /**
+   * Power-on (and machine reset) state, as QEMU's kbd_reset plus the PS/2 devices' resets. The interrupt lines are
+   * left to restored(), which the machine calls next.
+   */
+  reset(): void {
+    const s = this.state;
+    clearRecord(s);
+    s.mode = MODE_KBD_INT | MODE_AUX_INT;
+    s.status = STAT_CMD | STAT_UNLOCKED;
+    s.outport = OUT_RESET | OUT_A20 | OUT_ONES;
+    s.kbdScanEnabled = true;
+    s.kbdScancodeSet = 2;
   }
 
   /** After a checkpoint restored the record: drive IRQ 1 and IRQ 12 to what the record says. */
@@ -703,3 +708,24 @@ export class I8042 implements IoHandler {
     return byte;
   }
 }
+
+/** The device table's spec: the controller has nothing to configure. */
+export interface I8042Spec {
+  readonly kind: 'i8042';
+  readonly id: string;
+}
+
+/** Always present, at 0x60/0x64 with IRQ 1 and 12, as on every PC. */
+export const i8042Device = singleRecordDevice({
+  kind: 'i8042',
+  descriptor: i8042State,
+  plan: (): I8042Spec[] => [{ kind: 'i8042', id: 'i8042' }],
+  create: (state, env, _spec: I8042Spec) => {
+    const dev = new I8042(state, {
+      kbdIrq: env.irq(I8042_KBD_IRQ),
+      auxIrq: env.irq(I8042_AUX_IRQ),
+      machine: env.machine,
+    });
+    return { regions: dev.regions(), reset: () => dev.reset(), restored: () => dev.restored() };
+  },
+});

@@ -6,7 +6,6 @@ import { ExitStatus } from '../src/machine/exit-status.js';
 import {
   Pvpanic,
   pvpanicState,
-  resetPvpanic,
   PVPANIC_DEFAULT_IOPORT,
   PVPANIC_EXIT_STATUS,
   PVPANIC_PANICKED,
@@ -35,10 +34,11 @@ class FakeMachine implements MachineControl {
 
 function setup() {
   const state = newRecord(pvpanicState);
-  resetPvpanic(state);
   const machine = new FakeMachine();
   const log: string[] = [];
-  return { state, machine, log, dev: new Pvpanic(state, machine, (line) => log.push(line)) };
+  const dev = new Pvpanic(state, machine, (line) => log.push(line));
+  dev.reset();
+  return { state, machine, log, dev };
 }
 
 test('pvpanic: QEMU defaults are port 0x505 and events PANICKED (bit 0) | CRASH_LOADED (bit 1)', () => {

@@ -11,6 +11,7 @@
 // byte at the port is all the device sees). The device has no interrupt and no timers.
 import { bool, u8, clearRecord, type Descriptor, type StateOf } from '../cpr/vmstate/vmstate.js';
 import type { AccessSize, IoHandler, MachineControl } from '../src/bus/types.js';
+import { pioRegion, singleRecordDevice } from './registration.js';
 
 /** QEMU's default port (the `ioport` property). */
 export const PVPANIC_DEFAULT_IOPORT = 0x505;
@@ -39,10 +40,6 @@ export const pvpanicState = {
 } as const satisfies Descriptor;
 
 export type PvpanicState = StateOf<typeof pvpanicState>;
-
-export function resetPvpanic(state: PvpanicState): void {
-  clearRecord(state);
-}
 
 export class Pvpanic implements IoHandler {
   /** `log`: one-line notices (the machine's; a CRASH_LOADED event is reported there, as QEMU's GUEST_CRASHLOADED). */
@@ -73,7 +70,31 @@ export class Pvpanic implements IoHandler {
   /** Nothing to re-drive: the port has no interrupt. */
   restored(): void {}
 
+  /** Power-on: no event seen. */
   reset(): void {
-    resetPvpanic(this.state);
+    clearRecord(this.state);
   }
 }
+
+/** The device table's spec: the port. */
+export interface PvpanicSpec {
+  readonly kind: 'pvpanic';
+  readonly id: string;
+  readonly port: number;
+}
+
+/** Present unless turned off (the command line decides: -device pvpanic, -machine pvpanic=off, acpi=off). */
+export const pvpanicDevice = singleRecordDevice({
+  kind: 'pvpanic',
+  descriptor: pvpanicState,
+  plan: ({ config }: { config: { pvpanic: { ioport: number } | null } }): PvpanicSpec[] =>
+    config.pvpanic ? [{ kind: 'pvpanic', id: 'pvpanic', port: config.pvpanic.ioport }] : [],
+  create: (state, env, spec: PvpanicSpec) => {
+    const dev = new Pvpanic(state, env.machine, env.log);
+    return {
+      regions: [pioRegion(spec.id, spec.port, PVPANIC_IO_LENGTH, dev)],
+      reset: () => dev.reset(),
+      restored: () => dev.restored(),
+    };
+  },
+});

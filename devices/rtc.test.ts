@@ -5,8 +5,8 @@ import type { HostClock, IrqLine } from '../src/bus/types.js';
 import {
   Rtc,
   rtcState,
-  resetRtc,
   type RtcState,
+  type RtcMemoryConfig,
   RTC_SECONDS,
   RTC_SECONDS_ALARM,
   RTC_MINUTES,
@@ -70,13 +70,15 @@ class RecordingIrq implements IrqLine {
 
 const at = (iso: string) => BigInt(Date.parse(iso)) * MS;
 
-function machine(iso = '2024-02-29T13:45:30.250Z', mem = { ramBelow4G: 128 * MiB, ramAbove4G: 0, cpus: 2 }) {
+const MEMORY: RtcMemoryConfig = { ramBelow4G: 128 * MiB, ramAbove4G: 0, cpus: 2 };
+
+function machine(iso = '2024-02-29T13:45:30.250Z', mem = MEMORY) {
   const clock = new FakeClock(at(iso));
   const irq = new RecordingIrq();
   const state = newRecord(rtcState);
-  resetRtc(state, mem);
   const wakes: bigint[] = [];
-  const rtc = new Rtc(state, irq, clock, { onAlarmWake: () => wakes.push(clock.now) });
+  const rtc = new Rtc(state, irq, clock, { memory: mem, onAlarmWake: () => wakes.push(clock.now) });
+  rtc.reset();
   const cmos = (index: number) => {
     rtc.write(0, 1, index);
     return rtc.read(1, 1);
@@ -408,7 +410,7 @@ test('rtc: a restored copy of the record keeps the guest time and re-drives IRQ 
   new Uint8Array(copy).set(recordBytes(a.state));
   const state: RtcState = makeRecord(rtcState, copy);
   const irq = new RecordingIrq();
-  const rtc = new Rtc(state, irq, a.clock);
+  const rtc = new Rtc(state, irq, a.clock, { memory: MEMORY });
   rtc.restored();
   assert.ok(irq.level, 'the pending update interrupt is asserted again');
   rtc.write(0, 1, RTC_YEAR);
@@ -419,7 +421,7 @@ test('rtc: a restored copy of the record keeps the guest time and re-drives IRQ 
 
 test('rtc: two instances over one record (two threads) see one device', () => {
   const a = machine('2024-02-29T13:45:30.250Z');
-  const other = new Rtc(a.state, a.irq, a.clock);
+  const other = new Rtc(a.state, a.irq, a.clock, { memory: MEMORY });
   a.setCmos(0x40, 0x12);
   other.write(0, 1, 0x40);
   assert.is(other.read(1, 1), 0x12);
@@ -455,10 +457,11 @@ test('rtc: a host clock that steps back does not replay or stall events', () => 
   assert.is(cmos(RTC_REG_C), REG_C_IRQF | REG_C_UF);
 });
 
-test('rtc: resetRtc refuses nonsense sizes', () => {
-  const state = newRecord(rtcState);
-  assert.throws(() => resetRtc(state, { ramBelow4G: -1, ramAbove4G: 0, cpus: 1 }), /ramBelow4G/);
-  assert.throws(() => resetRtc(state, { ramBelow4G: 0, ramAbove4G: 0.5, cpus: 1 }), /ramAbove4G/);
+test('rtc: reset refuses nonsense sizes', () => {
+  const resetWith = (memory: RtcMemoryConfig) => () =>
+    new Rtc(newRecord(rtcState), new RecordingIrq(), new FakeClock(0n), { memory }).reset();
+  assert.throws(resetWith({ ramBelow4G: -1, ramAbove4G: 0, cpus: 1 }), /ramBelow4G/);
+  assert.throws(resetWith({ ramBelow4G: 0, ramAbove4G: 0.5, cpus: 1 }), /ramAbove4G/);
 });
 
 test.run();

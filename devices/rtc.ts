@@ -14,6 +14,7 @@
 import { array, bool, i64, u8, clearRecord, type Descriptor, type StateOf } from '../cpr/vmstate/vmstate.js';
 import type { AccessSize, HostClock, IoHandler, IoRegion, IrqLine } from '../src/bus/types.js';
 import { KiB, MiB } from '../src/util/sizes.js';
+import { singleRecordDevice } from './registration.js';
 
 export const RTC_PORT_BASE = 0x70;
 export const RTC_IRQ = 8;
@@ -138,7 +139,7 @@ export interface RtcMemoryConfig {
  * Power-on state: QEMU's register defaults (A = 0x26: 32.768 kHz, 1024 Hz periodic rate; B = 0x02: 24-hour BCD;
  * D = VRT), the clock at host UTC, and the memory-size and CPU-count bytes QEMU's pc machine writes.
  */
-export function resetRtc(state: RtcState, config: RtcMemoryConfig): void {
+function powerOn(state: RtcState, config: RtcMemoryConfig): void {
   const { ramBelow4G, ramAbove4G, cpus } = config;
   for (const [name, v] of [
     ['ramBelow4G', ramBelow4G],
@@ -146,7 +147,7 @@ export function resetRtc(state: RtcState, config: RtcMemoryConfig): void {
     ['cpus', cpus],
   ] as const) {
     if (!Number.isSafeInteger(v) || v < 0)
-      throw new RangeError(`resetRtc: ${name} must be a non-negative integer, got ${v}`);
+      throw new RangeError(`rtc reset: ${name} must be a non-negative integer, got ${v}`);
   }
   clearRecord(state);
   const c = state.cmos;
@@ -188,6 +189,8 @@ function setCmosU16(c: Uint8Array, lo: number, hi: number, value: number): void 
 }
 
 export interface RtcOptions {
+  /** What the CMOS reports at power-on (QEMU's pc machine writes the memory sizes and the CPU count). */
+  readonly memory: RtcMemoryConfig;
   /**
    * Called (under the machine lock, on whichever thread ran the access) when a guest write changed what
    * `pollTimers` would return: an enable bit, the rate, the alarm or the time. The machine should call
@@ -218,6 +221,7 @@ interface RtcTime {
  * same `RtcState` record; guest accesses and `pollTimers` run under the machine lock.
  */
 export class Rtc implements IoHandler {
+  private readonly memory: RtcMemoryConfig;
   private readonly onScheduleChange: () => void;
   private readonly onAlarmWake: () => void;
 
@@ -225,8 +229,9 @@ export class Rtc implements IoHandler {
     private readonly state: RtcState,
     private readonly irq: IrqLine,
     private readonly clock: HostClock,
-    options: RtcOptions = {},
+    options: RtcOptions,
   ) {
+    this.memory = options.memory;
     this.onScheduleChange = options.onScheduleChange ?? (() => {});
     this.onAlarmWake = options.onAlarmWake ?? (() => {});
   }
@@ -279,6 +284,11 @@ export class Rtc implements IoHandler {
   /** After a checkpoint restored the record: drive IRQ 8 to what register C says. */
   restored(): void {
     this.irq.set((this.state.cmos[RTC_REG_C] & REG_C_IRQF) !== 0);
+  }
+
+  /** Power-on (see powerOn): the interrupt line is left to restored(), which the machine calls next. */
+  reset(): void {
+    powerOn(this.state, this.memory);
   }
 
   /**
@@ -687,3 +697,42 @@ function floorDiv(a: bigint, b: bigint): bigint {
 function floorMod(a: bigint, b: bigint): bigint {
   return a - floorDiv(a, b) * b;
 }
+
+/** The device table's spec: what the CMOS reports about the machine. */
+export interface RtcSpec {
+  readonly kind: 'rtc';
+  readonly id: string;
+  readonly memory: RtcMemoryConfig;
+}
+
+/** What the machine plan says that the CMOS reports. */
+interface RtcPlan {
+  readonly config: { readonly memory: { readonly size: number }; readonly cpus: number };
+  /** Guest RAM as mapped. */
+  readonly ram: readonly { readonly gpa: number; readonly size: number }[];
+}
+
+/** Always present, at 0x70 with IRQ 8, as on every PC. */
+export const rtcDevice = singleRecordDevice({
+  kind: 'rtc',
+  descriptor: rtcState,
+  plan: ({ config, ram }: RtcPlan): RtcSpec[] => {
+    const below4G = ram.filter((r) => r.gpa < 2 ** 32).reduce((n, r) => n + r.size, 0);
+    const memory = { ramBelow4G: below4G, ramAbove4G: config.memory.size - below4G, cpus: config.cpus };
+    return [{ kind: 'rtc', id: 'rtc', memory }];
+  },
+  create: (state, env, spec: RtcSpec) => {
+    const dev = new Rtc(state, env.irq(RTC_IRQ), env.clock, {
+      memory: spec.memory,
+      onScheduleChange: () => env.timersChanged(),
+      onAlarmWake: () => env.machine.wakeEvent('rtc'),
+    });
+    return {
+      regions: dev.regions(RTC_PORT_BASE),
+      reset: () => dev.reset(),
+      systemReset: () => dev.systemReset(),
+      restored: () => dev.restored(),
+      pollTimers: () => dev.pollTimers(),
+    };
+  },
+});

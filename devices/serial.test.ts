@@ -5,7 +5,6 @@ import type { CharOut, HostClock, IrqLine } from '../src/bus/types.js';
 import {
   Serial16550,
   serialState,
-  resetSerial,
   type SerialState,
   UART_RBR,
   UART_THR,
@@ -74,11 +73,12 @@ class FakeClock implements HostClock {
 
 function setup(options: { out2GatesIrq?: boolean; state?: SerialState } = {}) {
   const state = options.state ?? newRecord(serialState);
-  if (!options.state) resetSerial(state);
   const irq = new FakeIrq();
   const out = new FakeOut();
   const clock = new FakeClock();
   const uart = new Serial16550(state, { irq, out, clock, out2GatesIrq: options.out2GatesIrq });
+  if (!options.state) uart.reset();
+  irq.levels = []; // the reset's low line is not what a test looks at
   const rd = (reg: number) => uart.read(reg, 1);
   const wr = (reg: number, value: number) => uart.write(reg, 1, value);
   return { state, irq, out, clock, uart, rd, wr };

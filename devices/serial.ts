@@ -25,6 +25,8 @@
 // OUT2 from the pin, so no IRQ reaches the PIC in loopback mode).
 import { u8, u16, u64, bool, bytes, clearRecord, type Descriptor, type StateOf } from '../cpr/vmstate/vmstate.js';
 import type { AccessSize, CharOut, HostClock, IoHandler, IrqLine } from '../src/bus/types.js';
+import type { CharSpec } from '../src/chardev/spec.js';
+import { type OpenChardev, pioRegion, singleRecordDevice } from './registration.js';
 
 // ---- register offsets (from the port base) --------------------------------------------------------------------
 export const UART_RBR = 0; // read: receiver buffer (DLAB=0)
@@ -150,15 +152,6 @@ export const serialState = {
 } as const satisfies Descriptor;
 
 export type SerialState = StateOf<typeof serialState>;
-
-/** Power-on state (QEMU's serial_reset): 9600 8N1, FIFO off, nothing pending, OUT2 set, a ready peer on the line. */
-export function resetSerial(state: SerialState): void {
-  clearRecord(state);
-  state.lsr = LSR_TEMT | LSR_THRE;
-  state.msr = MSR_EXTERNAL;
-  state.divisor = RESET_DIVISOR;
-  state.mcr = MCR_OUT2;
-}
 
 export interface SerialOptions {
   irq: IrqLine;
@@ -515,9 +508,65 @@ export class Serial16550 implements IoHandler {
     this.irq.set(level);
   }
 
-  /** Machine reset: power-on state and a low IRQ line. */
+  /**
+   * Machine reset: power-on state (QEMU's serial_reset: 9600 8N1, FIFO off, nothing pending, OUT2 set, a ready peer
+   * on the line) and a low IRQ line.
+   */
   reset(): void {
-    resetSerial(this.state);
+    const s = this.state;
+    clearRecord(s);
+    s.lsr = LSR_TEMT | LSR_THRE;
+    s.msr = MSR_EXTERNAL;
+    s.divisor = RESET_DIVISOR;
+    s.mcr = MCR_OUT2;
     this.irq.set(false);
   }
 }
+
+/** The device table's spec: the port, the IRQ and the chardev the UART's line goes to. */
+export interface SerialSpec {
+  readonly kind: 'serial';
+  readonly id: string;
+  readonly base: number;
+  readonly irq: number;
+  readonly output: string;
+}
+
+/** What the machine plan says about serial ports: -serial, one per COM port. */
+interface SerialPlan {
+  readonly config: { readonly serial: readonly CharSpec[] };
+  readonly openChardev: OpenChardev;
+}
+
+const nsToMs = (deadlineNs: bigint | null, clock: HostClock): number | null =>
+  deadlineNs === null ? null : Math.max(0, Number(deadlineNs - clock.monotonicNs()) / 1e6);
+
+/** COM1..COM4 in -serial order; `-serial none` leaves its port out. */
+export const serialDevice = singleRecordDevice({
+  kind: 'serial',
+  descriptor: serialState,
+  async plan({ config, openChardev }: SerialPlan): Promise<SerialSpec[]> {
+    const specs: SerialSpec[] = [];
+    for (let i = 0; i < config.serial.length && i < COM_PORTS.length; i++) {
+      if (config.serial[i].kind === 'none') continue;
+      const { base, irq } = COM_PORTS[i];
+      const id = `serial${i}`;
+      specs.push({ kind: 'serial', id, base, irq, output: await openChardev(id, config.serial[i]) });
+    }
+    return specs;
+  },
+  create: (state, env, spec: SerialSpec) => {
+    const dev = new Serial16550(state, { irq: env.irq(spec.irq), out: env.output(spec.output), clock: env.clock });
+    return {
+      regions: [pioRegion(spec.id, spec.base, SERIAL_IO_LENGTH, dev)],
+      reset: () => dev.reset(),
+      restored: () => dev.restored(),
+      pollTimers: () => nsToMs(dev.pollTimer(), env.clock),
+      receive: (bytes) => {
+        const n = dev.receive(bytes);
+        if (n) env.timersChanged();
+        return n;
+      },
+    };
+  },
+});

@@ -7,10 +7,11 @@
 // ECAM's base and bus count are parameters: the machine places it (QEMU's q35 uses 0xb0000000) and describes it in
 // the ACPI MCFG table. Only bus 0 has devices; the other buses of the ECAM window read all-ones.
 import { u8, u32, bytes } from '../../cpr/vmstate/vmstate.js';
-import type { StateOf } from '../../cpr/vmstate/vmstate.js';
-import type { IoHandler, IoRegion, MachineControl } from '../../src/bus/types.js';
+import type { StateArena, StateOf } from '../../cpr/vmstate/vmstate.js';
+import type { IoHandler, IoRegion, IrqLine, MachineControl } from '../../src/bus/types.js';
+import { pciEnvironment, singleRecordDevice } from '../registration.js';
 import { PciConfigSpace } from './config-space.js';
-import type { PciBus, PciWindows, PciIntxRouting } from './bus.js';
+import { PciBus, type PciWindows, type PciIntxRouting } from './bus.js';
 import type { PciFunction } from './types.js';
 import * as R from './constants.js';
 
@@ -163,4 +164,39 @@ export class PciHostBridge implements PciFunction {
   restored(): void {
     this.bus.restored();
   }
+}
+
+/** The device table's spec of the host bridge. */
+export interface PciHostSpec {
+  readonly kind: 'pci-host';
+  readonly id: string;
+  readonly config: PciHostConfig;
+}
+
+/**
+ * Always present, as on a PC. Every thread builds its PciBus over the bridge's record first (pciBusFor) and passes
+ * it in its DeviceEnvironment; the bridge then puts itself in slot 0, each PCI function in its spec's slot.
+ */
+export const pciHostDevice = singleRecordDevice({
+  kind: 'pci-host',
+  descriptor: pciHostState,
+  plan: ({ pciHost }: { pciHost: PciHostConfig }): PciHostSpec[] => [
+    { kind: 'pci-host', id: 'pci-host', config: pciHost },
+  ],
+  create: (state, env, spec: PciHostSpec) => {
+    const host = new PciHostBridge(state, spec.config, pciEnvironment(env, spec.id).pci, env.machine);
+    return { regions: host.regions(), reset: () => host.reset(), restored: () => host.restored() };
+  },
+});
+
+/** This thread's PCI bus over the host bridge's record, or null when the machine has no 'pci-host' device. */
+export function pciBusFor(
+  entries: readonly { readonly spec: { readonly kind: string }; readonly stateOffset: number }[],
+  arena: StateArena,
+  irq: (gsi: number) => IrqLine,
+): PciBus | null {
+  const host = entries.find((e) => e.spec.kind === 'pci-host');
+  if (!host) return null;
+  const { config } = host.spec as PciHostSpec;
+  return new PciBus(arena.record(pciHostState, host.stateOffset), config.windows, irq, config.intx);
 }

@@ -13,7 +13,7 @@ import { close, read, write } from '../../src/sys/libc.js';
 import { socketPair, SOCK_SEQPACKET } from '../../src/sys/socket.js';
 import { VirtioBlk, SECTOR_SIZE } from './blk.js';
 import { VirtioConsole, virtioConsoleState } from './console.js';
-import { VirtioNet, virtioNetState, resetVirtioNet } from './net.js';
+import { VirtioNet, virtioNetState } from './net.js';
 import { VirtioRng } from './rng.js';
 import type { VirtioBackend } from './types.js';
 import { FakeTransport } from './testing/transport.js';
@@ -137,9 +137,8 @@ test(`virtio back ends fuzz: random requests never throw or reach outside RAM or
   // virtio-net: random transmit chains; random host frames and receive buffers, with and without MRG_RXBUF.
   for (const mergeable of [true, false]) {
     const [ours, peer] = socketPair({ type: SOCK_SEQPACKET, nonBlocking: true });
-    const state = newRecord(virtioNetState);
-    resetVirtioNet(state);
-    const net = new VirtioNet(state, { fd: ours, mergeableRxBuffers: mergeable });
+    const net = new VirtioNet(newRecord(virtioNetState), { fd: ours, mergeableRxBuffers: mergeable });
+    net.powerOn();
     const drain = new Uint8Array(70000);
     play(
       `virtio-net${mergeable ? '' : ' (no MRG_RXBUF)'}`,

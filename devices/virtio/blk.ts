@@ -19,6 +19,7 @@
 // an unknown type or flag); a chain without any writable byte cannot be answered and fails the device
 // (context.fail via serveQueue). Sectors are checked against the capacity with 64-bit arithmetic.
 import { fdatasyncSync, fstatSync, readSync, writeSync } from 'node:fs';
+import type { Descriptor } from '../../cpr/vmstate/vmstate.js';
 import { fallocate } from '../../src/sys/libc.js';
 import { forEachSegment, serveQueue, QueueAbandoned, VirtqueueError } from './queue.js';
 import {
@@ -27,6 +28,7 @@ import {
   type DescriptorChain,
   type VirtQueue,
   type VirtioBackend,
+  type VirtioBackendRegistration,
   type VirtioContext,
 } from './types.js';
 
@@ -390,3 +392,36 @@ export class VirtioBlk implements VirtioBackend {
 function isHostIoError(e: unknown): boolean {
   return typeof e === 'object' && e !== null && ('errno' in e || 'code' in e) && !(e instanceof RangeError);
 }
+
+/** The back end keeps no record of its own (every request completes before notify() returns). */
+export const virtioBlkState = {
+  name: 'virtio-blk',
+  version: 1,
+  minVersion: 1,
+  fields: [],
+} as const satisfies Descriptor;
+
+/** The back-end part of a virtio-blk-pci spec: the image the machine opened, and what the guest is told about it. */
+export interface VirtioBlkSpec {
+  readonly type: 'blk';
+  readonly fd: number;
+  readonly readOnly: boolean;
+  readonly serial: string | null;
+  readonly sizeBytes: number;
+}
+
+/** -device virtio-blk-pci,drive=… (or -drive if=virtio): one request queue, as QEMU's default. */
+export const virtioBlkBackend: VirtioBackendRegistration<VirtioBlkSpec, unknown> = {
+  type: 'blk',
+  pciName: 'virtio-blk-pci',
+  state: virtioBlkState,
+  queues: 1,
+  create: (_state, _env, spec) => ({
+    backend: new VirtioBlk({
+      fd: spec.fd,
+      readOnly: spec.readOnly,
+      serial: spec.serial ?? undefined,
+      sizeBytes: spec.sizeBytes,
+    }),
+  }),
+};

@@ -5,7 +5,6 @@ import type { CharOut } from '../../src/bus/types.js';
 import {
   VirtioConsole,
   virtioConsoleState,
-  resetVirtioConsole,
   CONSOLE_RECEIVEQ,
   CONSOLE_TRANSMITQ,
   CONSOLE_CFG_COLS,
@@ -33,7 +32,6 @@ const text = (s: string) => new TextEncoder().encode(s);
 
 function setup(options: { size?: { cols: number; rows: number } } = {}) {
   const state = newRecord(virtioConsoleState);
-  resetVirtioConsole(state, options.size);
   const out = new Out();
   let inputSpace = 0;
   const con = new VirtioConsole(state, {
@@ -43,6 +41,7 @@ function setup(options: { size?: { cols: number; rows: number } } = {}) {
       inputSpace++;
     },
   });
+  con.powerOn();
   const t = new FakeTransport(con).start();
   return {
     state,

@@ -14,8 +14,15 @@
 // memory (the queues) or configuration.
 import { u16, type Descriptor, type StateOf } from '../../cpr/vmstate/vmstate.js';
 import type { CharOut } from '../../src/bus/types.js';
+import { ByteRing, type ByteRingInit } from '../../src/chardev/byte-ring.js';
 import { forEachSegment, serveQueue, VirtqueueError } from './queue.js';
-import { VIRTIO_ID_CONSOLE, readConfigImage, type VirtioBackend, type VirtioContext } from './types.js';
+import {
+  VIRTIO_ID_CONSOLE,
+  readConfigImage,
+  type VirtioBackend,
+  type VirtioBackendRegistration,
+  type VirtioContext,
+} from './types.js';
 
 // ---- feature bits (5.3.3) ----------------------------------------------------------------------------------------
 export const VIRTIO_CONSOLE_F_SIZE = 0n; // cols and rows are valid
@@ -56,12 +63,6 @@ export interface VirtioConsoleOptions {
   readonly onInputSpace?: () => void;
 }
 
-/** Power-on state. */
-export function resetVirtioConsole(state: VirtioConsoleState, size?: { cols: number; rows: number }): void {
-  state.cols = size?.cols ?? 0;
-  state.rows = size?.rows ?? 0;
-}
-
 export class VirtioConsole implements VirtioBackend {
   readonly deviceType = VIRTIO_ID_CONSOLE;
   readonly queueMaxSizes = [CONSOLE_QUEUE_SIZE, CONSOLE_QUEUE_SIZE] as const;
@@ -97,6 +98,12 @@ export class VirtioConsole implements VirtioBackend {
 
   reset(): void {
     this.context = null;
+  }
+
+  /** Power-on state: the terminal size offered at creation (none: 0 × 0); a device reset keeps the size. */
+  powerOn(): void {
+    this.state.cols = this.options.size?.cols ?? 0;
+    this.state.rows = this.options.size?.rows ?? 0;
   }
 
   notify(index: number): void {
@@ -155,3 +162,32 @@ export class VirtioConsole implements VirtioBackend {
     });
   }
 }
+
+/** The back-end part of a virtio console spec: the chardev output goes to, and the ring host input comes through. */
+export interface VirtioConsoleSpec {
+  readonly type: 'console';
+  readonly output: string;
+  readonly input: ByteRingInit;
+}
+
+/** -device virtconsole,chardev=… (with virtio-serial-pci): receive and transmit queues, one port. */
+export const virtioConsoleBackend: VirtioBackendRegistration<VirtioConsoleSpec, VirtioConsoleState> = {
+  type: 'console',
+  pciName: 'virtio-serial-pci',
+  state: virtioConsoleState,
+  queues: 2,
+  create: (state, env, spec, id) => {
+    // Host input reaches the I/O thread through a ring the main thread fills (src/chardev/byte-ring.ts); it goes into
+    // the receive queue as far as the driver's buffers allow, and the rest waits for the driver to add more.
+    const ring = ByteRing.attach(spec.input);
+    const drain = () => {
+      for (let bytes = ring.peek(); bytes.length > 0; bytes = ring.peek()) {
+        const taken = backend.receive(bytes);
+        ring.consume(taken);
+        if (taken < bytes.length) break;
+      }
+    };
+    const backend = new VirtioConsole(state, { out: env.output(spec.output), onInputSpace: drain });
+    return { backend, watches: [{ name: `${id}/input`, fd: ring.fd, kind: 'eventfd', group: id, ready: drain }] };
+  },
+};

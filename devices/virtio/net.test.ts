@@ -6,7 +6,6 @@ import { socketPair, SOCK_SEQPACKET } from '../../src/sys/socket.js';
 import {
   VirtioNet,
   virtioNetState,
-  resetVirtioNet,
   parseMac,
   completeChecksum,
   NET_RECEIVEQ,
@@ -33,13 +32,13 @@ function setup(
   const [ours, peer] = socketPair({ type: SOCK_SEQPACKET, nonBlocking: true });
   fds.push(ours, peer);
   const state = options.state ?? newRecord(virtioNetState);
-  if (!options.state) resetVirtioNet(state);
   const net = new VirtioNet(state, {
     fd: ours,
     mac: '52:54:00:ab:cd:ef',
     vnetHeader: options.vnetHeader,
     mergeableRxBuffers: options.mergeable,
   });
+  if (!options.state) net.powerOn();
   const t = new FakeTransport(net, { withoutFeatures: options.withoutFeatures }).start();
   const rx = t.drivers[NET_RECEIVEQ];
   const tx = t.drivers[NET_TRANSMITQ];

@@ -28,6 +28,7 @@ import {
   type DescriptorChain,
   type VirtQueue,
   type VirtioBackend,
+  type VirtioBackendRegistration,
   type VirtioContext,
 } from './types.js';
 
@@ -83,13 +84,6 @@ export const virtioNetState = {
 } as const satisfies Descriptor;
 
 export type VirtioNetState = StateOf<typeof virtioNetState>;
-
-/** Power-on state: link up, nothing pending, counters zero. */
-export function resetVirtioNet(state: VirtioNetState): void {
-  state.linkUp = true;
-  state.rxPendingLength = 0;
-  state.rxFrames = state.txFrames = state.rxDropped = state.txDropped = 0n;
-}
 
 export interface VirtioNetOptions {
   /** The host side: a tap fd (non-blocking) or any fd that reads and writes whole frames. */
@@ -159,6 +153,14 @@ export class VirtioNet implements VirtioBackend {
   reset(): void {
     this.context = null;
     this.state.rxPendingLength = 0; // the guest's buffers are gone; a half-delivered frame is dropped with them
+  }
+
+  /** Power-on state: link up, nothing pending, counters zero (a device reset keeps the link and the counters). */
+  powerOn(): void {
+    const s = this.state;
+    s.linkUp = true;
+    s.rxPendingLength = 0;
+    s.rxFrames = s.txFrames = s.rxDropped = s.txDropped = 0n;
   }
 
   /** Host-side link change (QMP set_link): updates the status field and tells the driver. */
@@ -349,3 +351,19 @@ export function completeChecksum(frame: Uint8Array, start: number, offset: numbe
   frame[at + 1] = checksum & 0xff;
   return true;
 }
+
+/** The back-end part of a virtio-net-pci spec: the tap the machine opened, and the guest's MAC. */
+export interface VirtioNetSpec {
+  readonly type: 'net';
+  readonly fd: number;
+  readonly mac: string;
+}
+
+/** -device virtio-net-pci,netdev=… over -netdev tap: receive and transmit queues (no control queue). */
+export const virtioNetBackend: VirtioBackendRegistration<VirtioNetSpec, VirtioNetState> = {
+  type: 'net',
+  pciName: 'virtio-net-pci',
+  state: virtioNetState,
+  queues: 2,
+  create: (state, _env, spec) => ({ backend: new VirtioNet(state, { fd: spec.fd, mac: spec.mac }) }),
+};

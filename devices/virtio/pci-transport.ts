@@ -395,8 +395,9 @@ export class VirtioPciTransport implements PciFunction {
 
   // ---- life cycle -------------------------------------------------------------------------------------------
 
-  /** Power-on (main thread, machine paused): PCI function and virtio device both. */
+  /** Power-on (main thread, machine paused): the back end's record, the PCI function and the virtio device. */
   reset(): void {
+    this.backend.powerOn?.();
     this.config.reset();
     this.msix.reset();
     this.resetDevice();

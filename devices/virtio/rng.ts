@@ -5,8 +5,9 @@
 // (default 64 KiB): the spec lets the device return fewer bytes than asked, and the bound keeps one request from
 // holding the machine lock long. No configuration space, no feature bits, no state of its own (so no vmstate record).
 import { randomFillSync } from 'node:crypto';
+import type { Descriptor } from '../../cpr/vmstate/vmstate.js';
 import { forEachSegment, serveQueue } from './queue.js';
-import { VIRTIO_ID_RNG, type VirtioBackend, type VirtioContext } from './types.js';
+import { VIRTIO_ID_RNG, type VirtioBackend, type VirtioBackendRegistration, type VirtioContext } from './types.js';
 
 export const RNG_QUEUE_SIZE = 256;
 export const RNG_REQUEST_MAX = 64 << 10;
@@ -59,3 +60,25 @@ export class VirtioRng implements VirtioBackend {
     });
   }
 }
+
+/** The back end keeps no record of its own. */
+export const virtioRngState = {
+  name: 'virtio-rng',
+  version: 1,
+  minVersion: 1,
+  fields: [],
+} as const satisfies Descriptor;
+
+/** The back-end part of a virtio-rng-pci spec: nothing to configure. */
+export interface VirtioRngSpec {
+  readonly type: 'rng';
+}
+
+/** -device virtio-rng-pci: one request queue, filled from the host's getrandom. */
+export const virtioRngBackend: VirtioBackendRegistration<VirtioRngSpec, unknown> = {
+  type: 'rng',
+  pciName: 'virtio-rng-pci',
+  state: virtioRngState,
+  queues: 1,
+  create: () => ({ backend: new VirtioRng() }),
+};

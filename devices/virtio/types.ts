@@ -6,7 +6,10 @@
 // host-side events, a vCPU thread for config-space accesses), always under the machine lock. Like every device,
 // its mutable state lives in a vmstate record (see cpr/vmstate/vmstate.ts); host resources (an image file's fd, a tap fd)
 // are configuration, re-opened by a new process.
+import type { Descriptor } from '../../cpr/vmstate/vmstate.js';
+import type { IoWatch } from '../../src/bus/pci-types.js';
 import type { GuestMemory } from '../../src/memory/guest-memory.js';
+import type { DeviceEnvironment } from '../registration.js';
 
 /** Virtio device types (virtio 1.x, 5 "Device Types"). */
 export const VIRTIO_ID_NET = 1;
@@ -116,6 +119,11 @@ export interface VirtioBackend {
    */
   reset(): void;
   /**
+   * Machine reset only, before the device reset: the record fields a device reset keeps (virtio-net's link state and
+   * counters) back to their power-on values. Absent when a device reset already covers everything.
+   */
+  powerOn?(): void;
+  /**
    * The driver notified queue `index`: process what it made available. Never throws for anything the guest did: a
    * malformed request fails that request (a status byte) or the device (`context.fail`).
    */
@@ -144,4 +152,27 @@ export function readConfigImage(image: Uint8Array, offset: number, size: 1 | 2 |
     value = value * 256 + (at >= 0 && at < image.length ? image[at] : 0);
   }
   return value;
+}
+
+/** A back end as a thread built it for the virtio-pci transport. */
+export interface BuiltBackend {
+  readonly backend: VirtioBackend;
+  /** Extra I/O-thread work besides the queue notifications and `hostFd` (a console's host input). */
+  readonly watches?: readonly IoWatch[];
+}
+
+/**
+ * One kind of virtio back end, as devices/virtio/virtio-pci.ts lists them: `Spec` is the back-end part of a
+ * 'virtio-pci' device spec (plain data; host fds the machine opened), `State` its part of the device's record.
+ */
+export interface VirtioBackendRegistration<Spec extends { readonly type: string }, State> {
+  readonly type: Spec['type'];
+  /** QEMU's name of the PCI device ('virtio-blk-pci'): the checkpoint section of the whole device. */
+  readonly pciName: string;
+  /** The back end's own record (an empty descriptor when it keeps none). */
+  readonly state: Descriptor;
+  /** Virtqueues: the machine gives the device one MSI vector and one notification eventfd per queue. */
+  readonly queues: number;
+  /** This thread's back end over its part of the record. `id` is the device's (its I/O watches' group). */
+  create(state: State, env: DeviceEnvironment, spec: Spec, id: string): BuiltBackend;
 }

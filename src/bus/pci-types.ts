@@ -25,6 +25,11 @@ export interface MsiVectors {
   fire(vector: number): void;
 }
 
+/** A thread's view of the machine's MSI routing table (src/runtime/msi-router.ts): a device's block as vectors. */
+export interface MsiVectorTable {
+  vectors(block: MsiBlock): MsiVectors;
+}
+
 /** A block of notification eventfds one device owns (one per virtqueue for virtio). */
 export interface IoEventBlock {
   readonly first: number;
@@ -52,6 +57,11 @@ export interface IoEventSlots {
   unbind(index: number): void;
   /** Signals slot `index` as a matching guest write would (a notification that did exit reaches the I/O thread). */
   signal(index: number): void;
+}
+
+/** A thread's view of the machine's notification eventfds (src/runtime/ioevent-registry.ts): a device's block. */
+export interface IoEventTable {
+  slots(block: IoEventBlock): IoEventSlots;
 }
 
 /**

@@ -54,6 +54,12 @@ export interface MachineControl {
 /** What can wake a suspended machine besides the host (QMP system_wakeup, the power button). */
 export type WakeEventSource = 'rtc';
 
+/**
+ * Why the machine woke the guest: `powerButton` also sets PWRBTN_STS, as a button press wakes real hardware; `rtc`
+ * (the RTC alarm, a wake-up event the guest enables with RTC_EN) sets RTC_STS.
+ */
+export type WakeReason = 'user' | 'powerButton' | 'rtc';
+
 /** A byte sink for a device's output (serial TX, debugcon). Writes never throw; an absent reader drops bytes. */
 export interface CharOut {
   write(bytes: Uint8Array): void;

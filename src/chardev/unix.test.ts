@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { openCharBackend } from './backend.js';
 import { newRecord } from '../../cpr/vmstate/vmstate.js';
-import { Serial16550, serialState, resetSerial, UART_THR, UART_RBR, UART_LSR, LSR_DR } from '../../devices/serial.js';
+import { Serial16550, serialState, UART_THR, UART_RBR, UART_LSR, LSR_DR } from '../../devices/serial.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tsvmm-unix-'));
 let n = 0;
@@ -45,13 +45,13 @@ async function connect(path: string): Promise<{ socket: net.Socket; received: ()
 }
 
 function serialOn(out: { write(b: Uint8Array): void }) {
-  const state = newRecord(serialState);
-  resetSerial(state);
-  return new Serial16550(state, {
+  const uart = new Serial16550(newRecord(serialState), {
     irq: { set() {}, pulse() {} },
     out,
     clock: { monotonicNs: () => process.hrtime.bigint(), realtimeNs: () => 0n },
   });
+  uart.reset();
+  return uart;
 }
 
 test('chardev unix: the server socket is created with mode 0600 and removed on close', async () => {

@@ -1,13 +1,21 @@
 // The machine's parts list: which devices a configuration gets, where they sit and what host resources they use
 // (chardevs, the MSI router and ioeventfds of the PCI functions, disk images, taps), and the platform description
 // (e820, ACPI and MP tables) that tells the guest about them.
+//
+// The board decides what only it can (where the PCI host bridge forwards, what fw_cfg serves, where the ACPI PM block
+// sits, which PCI slot, MSI vectors and host resources each virtio function gets) and hands those decisions with the
+// configuration to every registered kind of device (src/runtime/device-kinds.ts), in list order; what they return is
+// the device table. Each kind reads only its own part of the context (its registration's `plan` parameter says which).
 import { closeSync } from 'node:fs';
-import type { CharSpec } from '../chardev/index.js';
+import type { FwCfgBlob } from '../../devices/fw-cfg.js';
+import type { PciHostConfig } from '../../devices/pci/host-bridge.js';
+import type { OpenChardev } from '../../devices/registration.js';
+import type { VirtioPciSpec } from '../../devices/virtio/virtio-pci.js';
 import type { MachineRam } from '../memory/config.js';
-import type { DeviceSpec } from '../runtime/device-table.js';
+import { DEVICE_KINDS, type DeviceSpec } from '../runtime/device-kinds.js';
 import { MsiRouter } from '../runtime/msi-router.js';
 import { IoEventRegistry } from '../runtime/ioevent-registry.js';
-import { planPlatform, COM_PORTS, type Platform } from './platform.js';
+import { planPlatform, type Platform } from './platform.js';
 import { buildFwCfg } from './fw-cfg-content.js';
 import { defaultPciHostConfig, ecamRange } from './pci-plan.js';
 import { planVirtioDevices, type VirtioPlan } from './virtio-plan.js';
@@ -16,13 +24,13 @@ import type { Teardown } from './teardown.js';
 
 export interface DeviceSpecsHost {
   readonly vmFd: number;
-  readonly ram: MachineRam;
+  readonly ram: Pick<MachineRam, 'regions'>;
   /** Opens a chardev and returns its id in the machine's chardev table. */
-  openChardev(id: string, spec: CharSpec): Promise<string>;
+  readonly openChardev: OpenChardev;
   /** Taps already open, by interface name (cpr-transfer); the plan owns them from now on. */
   readonly taps?: ReadonlyMap<string, number>;
   /** Where the plan registers the release of what it opens. */
-  readonly teardown: Teardown;
+  readonly teardown: Pick<Teardown, 'add'>;
 }
 
 export interface DevicePlan {
@@ -35,74 +43,66 @@ export interface DevicePlan {
   readonly virtio: VirtioPlan;
 }
 
+/** Everything a kind of device may read when it plans its devices (each reads a slice; see its `plan`). */
+export interface DevicePlanContext {
+  readonly config: MachineConfig;
+  /** Guest RAM as mapped. */
+  readonly ram: readonly { readonly gpa: number; readonly size: number }[];
+  readonly openChardev: OpenChardev;
+  /** What fw_cfg serves (QEMU's pc items, built from the configuration). */
+  fwCfg(): FwCfgBlob;
+  readonly pciHost: PciHostConfig;
+  /** Opens the virtio functions' host resources (images, taps, consoles' chardevs) and places them on bus 0. */
+  virtioFunctions(): Promise<readonly VirtioPciSpec[]>;
+  /** The ACPI PM block the tables describe, or null without ACPI. */
+  readonly acpiPm: { readonly base: number; readonly sciIrq: number } | null;
+}
+
 export async function deviceSpecs(config: MachineConfig, host: DeviceSpecsHost): Promise<DevicePlan> {
   const { ram, openChardev, teardown } = host;
-  const specs: DeviceSpec[] = [];
-  for (let i = 0; i < config.serial.length && i < COM_PORTS.length; i++) {
-    if (config.serial[i].kind === 'none') continue;
-    const [base, irq] = COM_PORTS[i];
-    specs.push({
-      kind: 'serial',
-      id: `serial${i}`,
-      base,
-      irq,
-      output: await openChardev(`serial${i}`, config.serial[i]),
-    });
-  }
-  for (const [i, d] of config.debugcon.entries()) {
-    specs.push({
-      kind: 'debugcon',
-      id: `debugcon${i}`,
-      base: d.iobase,
-      output: await openChardev(`debugcon${i}`, d.output),
-      timestamps: d.timestamps,
-    });
-  }
-  if (config.debugExit)
-    specs.push({
-      kind: 'debug-exit',
-      id: 'debug-exit',
-      base: config.debugExit.iobase,
-      size: config.debugExit.iosize,
-    });
-  const below4G = ram.regions.filter((r) => r.gpa < 2 ** 32).reduce((n, r) => n + r.size, 0);
-  specs.push({
-    kind: 'rtc',
-    id: 'rtc',
-    memory: { ramBelow4G: below4G, ramAbove4G: config.memory.size - below4G, cpus: config.cpus },
-  });
-  specs.push({ kind: 'i8042', id: 'i8042' });
-  specs.push({ kind: 'fw-cfg', id: 'fw-cfg', content: buildFwCfg(config) });
-
-  // The PCI host bridge (always, as on a PC) and the virtio functions behind it.
+  // The PCI host bridge (always, as on a PC) and the plumbing of the functions behind it.
   const ramEnd = Math.max(...ram.regions.map((r) => r.gpa + r.size));
   const pciHost = defaultPciHostConfig(ramEnd);
   const msi = MsiRouter.create(host.vmFd);
   teardown.add(() => msi.close());
   const ioEvents = IoEventRegistry.create(host.vmFd);
   teardown.add(() => ioEvents.close());
-  specs.push({ kind: 'pci-host', id: 'pci-host', config: pciHost });
-  const virtio = await planVirtioDevices(config.virtio, {
-    msi,
-    ioEvents,
-    windows: pciHost.windows,
-    openChardev,
-    taps: host.taps,
-  });
-  teardown.add(() => {
-    for (const fd of virtio.fds) closeSync(fd);
-    for (const i of virtio.inputs) i.ring.close();
-  });
-  // Taps handed over that no device here uses (a configuration that differs; the restore will say so).
-  for (const fd of host.taps?.values() ?? []) if (!virtio.fds.includes(fd)) closeSync(fd);
-  specs.push(...virtio.specs);
   const ecam = ecamRange(pciHost);
   const platform = planPlatform(config, ram.regions, {
     windows: pciHost.windows,
     intx: pciHost.intx,
     ecam: ecam ? { base: ecam.base, endBus: ecam.endBus } : undefined,
   });
-  if (platform.pm) specs.push({ kind: 'acpi-pm', id: 'acpi-pm', base: platform.pm.base, sciIrq: platform.pm.sciIrq });
-  if (config.pvpanic) specs.push({ kind: 'pvpanic', id: 'pvpanic', port: config.pvpanic.ioport });
+
+  let virtio: VirtioPlan = { specs: [], fds: [], inputs: [], taps: [] };
+  const context: DevicePlanContext = {
+    config,
+    ram: ram.regions,
+    openChardev,
+    fwCfg: () => buildFwCfg(config),
+    pciHost,
+    async virtioFunctions() {
+      const planned = await planVirtioDevices(config.virtio, {
+        msi,
+        ioEvents,
+        windows: pciHost.windows,
+        openChardev,
+        taps: host.taps,
+      });
+      virtio = planned;
+      teardown.add(() => {
+        for (const fd of planned.fds) closeSync(fd);
+        for (const i of planned.inputs) i.ring.close();
+      });
+      // Taps handed over that no device here uses (a configuration that differs; the restore will say so).
+      for (const fd of host.taps?.values() ?? []) if (!planned.fds.includes(fd)) closeSync(fd);
+      return planned.specs;
+    },
+    acpiPm: platform.pm,
+  };
+
+  // Kind by kind, in the list's order: the order of the records and of their checkpoint sections.
+  const specs: DeviceSpec[] = [];
+  for (const kind of DEVICE_KINDS) specs.push(...(await kind.plan(context)));
   return { specs, platform, msi, ioEvents, virtio };
 }

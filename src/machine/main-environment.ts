@@ -11,7 +11,7 @@ import type { PciBus } from '../../devices/pci/bus.js';
 import { irqLines } from '../runtime/irq-lines.js';
 import { hostClock } from '../runtime/clock.js';
 import { Doorbell } from '../runtime/doorbell.js';
-import { pciBusFor } from '../runtime/pci-devices.js';
+import { pciBusFor } from '../../devices/pci/host-bridge.js';
 import type { MsiRouter } from '../runtime/msi-router.js';
 import type { IoEventRegistry } from '../runtime/ioevent-registry.js';
 

@@ -6,17 +6,10 @@ import { buildAcpiTables, BIOS_AREA_LAYOUT } from '../boot/acpi/tables.js';
 import { buildMpTable } from '../boot/mptable.js';
 import type { PciWindows } from '../boot/acpi/platform.js';
 import { acpiPmPorts, ACPI_PM_DEFAULT_BASE, ACPI_SCI_DEFAULT_IRQ } from '../../devices/acpi-pm.js';
+import { COM_PORTS } from '../../devices/serial.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import type { PlatformInfo } from './boot.js';
 import type { MachineConfig } from './config.js';
-
-/** COM1..COM4: base port and IRQ, as on every PC. */
-export const COM_PORTS = [
-  [0x3f8, 4],
-  [0x2f8, 3],
-  [0x3e8, 4],
-  [0x2e8, 3],
-] as const;
 
 /** The PCI host as the tables describe it (from the PCI plan). */
 export interface PlatformPci {
@@ -44,7 +37,7 @@ export function planPlatform(
   if (pci?.ecam) reservedExtra.push({ start: pci.ecam.base, size: (pci.ecam.endBus + 1) << 20 });
   const memoryMap: E820Entry[] = e820FromRam(regions, reservedExtra);
   const serial = config.serial.flatMap((spec, i) =>
-    spec.kind === 'none' || i >= COM_PORTS.length ? [] : [{ base: COM_PORTS[i][0], irq: COM_PORTS[i][1] }],
+    spec.kind === 'none' || i >= COM_PORTS.length ? [] : [{ base: COM_PORTS[i].base, irq: COM_PORTS[i].irq }],
   );
   const blobs: { name: string; gpa: number; bytes: Uint8Array }[] = [];
 

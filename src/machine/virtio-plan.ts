@@ -10,7 +10,7 @@ import { openTap } from '../sys/tun.js';
 import { blockDeviceSize } from '../sys/blockdev.js';
 import { ByteRing } from '../chardev/byte-ring.js';
 import { allocateBars, VIRTIO_PCI_BAR_REQUESTS } from './pci-plan.js';
-import { VIRTIO_QUEUE_COUNTS, type VirtioBackendSpec, type VirtioPciSpec } from '../runtime/virtio-devices.js';
+import { virtioQueueCount, type VirtioBackendSpec, type VirtioPciSpec } from '../../devices/virtio/virtio-pci.js';
 import type { MsiRouter } from '../runtime/msi-router.js';
 import type { IoEventRegistry } from '../runtime/ioevent-registry.js';
 import { SetupError } from '../util/setup-error.js';
@@ -135,7 +135,7 @@ export async function planVirtioDevices(
     const specs: VirtioPciSpec[] = [];
     for (const [i, c] of configs.entries()) {
       const backend = await openBackend(c, fds, inputs, taps, ctx);
-      const queues = VIRTIO_QUEUE_COUNTS[backend.type];
+      const queues = virtioQueueCount(backend.type);
       specs.push({
         kind: 'virtio-pci',
         id: c.id,

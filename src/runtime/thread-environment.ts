@@ -5,13 +5,14 @@ import type { StateArena } from '../../cpr/vmstate/vmstate.js';
 import type { CharOut, MachineControl } from '../bus/types.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import { openCharOut, type CharOutTransfer } from '../chardev/index.js';
-import type { DeviceEntry, DeviceEnvironment } from './device-table.js';
+import type { DeviceEnvironment } from '../../devices/registration.js';
+import { pciBusFor } from '../../devices/pci/host-bridge.js';
+import type { DeviceEntry } from './device-table.js';
 import { irqLines } from './irq-lines.js';
 import { hostClock } from './clock.js';
 import { Doorbell } from './doorbell.js';
 import { MsiRouter, type MsiRouterInit } from './msi-router.js';
 import { IoEventRegistry, type IoEventRegistryInit } from './ioevent-registry.js';
-import { pciBusFor } from './pci-devices.js';
 
 export interface ThreadEnvironmentInit {
   readonly vmFd: number;

@@ -6,15 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { newRecord } from '../../../cpr/vmstate/vmstate.js';
 import { close } from '../../../src/sys/libc.js';
 import { openTap, tapVnetHeaderSize } from '../../../src/sys/tun.js';
-import {
-  VirtioNet,
-  virtioNetState,
-  resetVirtioNet,
-  parseMac,
-  NET_HDR_SIZE,
-  NET_RECEIVEQ,
-  NET_TRANSMITQ,
-} from '../net.js';
+import { VirtioNet, virtioNetState, parseMac, NET_HDR_SIZE, NET_RECEIVEQ, NET_TRANSMITQ } from '../net.js';
 import { FakeTransport } from './transport.js';
 import { arpRequest, icmpEchoRequest, ip4, parseArpReply, parseIcmpEchoReply } from './frames.js';
 
@@ -30,8 +22,8 @@ sh('ip', 'addr', 'add', `${HOST_IP}/24`, 'dev', tap.name);
 sh('ip', 'link', 'set', tap.name, 'up');
 
 const state = newRecord(virtioNetState);
-resetVirtioNet(state);
 const net = new VirtioNet(state, { fd: tap.fd, mac: GUEST_MAC });
+net.powerOn();
 const t = new FakeTransport(net).start();
 const rx = t.drivers[NET_RECEIVEQ];
 const tx = t.drivers[NET_TRANSMITQ];
