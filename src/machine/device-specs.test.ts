@@ -36,12 +36,14 @@ test('device plan: a PC with ACPI gets its devices in the order their checkpoint
     ...['-m', '64M', '-smp', '2', '-serial', 'null', '-serial', 'none', '-serial', 'null'],
     ...['-debugcon', 'null', '-device', 'isa-debug-exit'],
   );
+  // A kind added later goes after these (src/runtime/device-kinds.ts): only a prefix is fixed.
+  const known = specs.slice(0, 10);
   assert.equal(
-    specs.map((s) => s.id),
+    known.map((s) => s.id),
     ['serial0', 'serial2', 'debugcon0', 'debug-exit', 'rtc', 'i8042', 'fw-cfg', 'pci-host', 'acpi-pm', 'pvpanic'],
   );
   assert.equal(
-    specs.map((s) => descriptorOf(s).name),
+    known.map((s) => descriptorOf(s).name),
     [
       ...['serial-16550a', 'serial-16550a', 'isa-debugcon', 'isa-debug-exit', 'mc146818rtc', 'i8042', 'fw_cfg'],
       ...['pci-host', 'acpi-pm', 'pvpanic'],
@@ -56,8 +58,12 @@ test('device plan: a PC with ACPI gets its devices in the order their checkpoint
 test('device plan: without ACPI there is no PM block and no default pvpanic', async () => {
   const { specs, platform } = await plan('-m', '16M', '-machine', 'acpi=off');
   assert.equal(
-    specs.map((s) => s.kind),
+    specs.slice(0, 5).map((s) => s.kind),
     ['serial', 'rtc', 'i8042', 'fw-cfg', 'pci-host'],
+  );
+  assert.not.ok(
+    specs.some((s) => s.kind === 'acpi-pm' || s.kind === 'pvpanic'),
+    'no PM block, no pvpanic',
   );
   assert.is(platform.pm, null);
 });
