@@ -2,12 +2,11 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { newRecord, recordBytes } from '../cpr/vmstate/vmstate.js';
 import type { MachineControl } from '../src/bus/types.js';
-import { ExitStatus } from '../src/machine/exit-status.js';
+import { ExitStatus } from '../src/util/exit-status.js';
 import {
   Pvpanic,
   pvpanicState,
   PVPANIC_DEFAULT_IOPORT,
-  PVPANIC_EXIT_STATUS,
   PVPANIC_PANICKED,
   PVPANIC_CRASH_LOADED,
   PVPANIC_SUPPORTED_EVENTS,
@@ -49,8 +48,14 @@ test('pvpanic: QEMU defaults are port 0x505 and events PANICKED (bit 0) | CRASH_
 });
 
 test('pvpanic: the panic status is ExitStatus.guestPanic (126), never an isa-debug-exit status (odd)', () => {
-  assert.is(PVPANIC_EXIT_STATUS, ExitStatus.guestPanic);
-  assert.is(PVPANIC_EXIT_STATUS % 2, 0);
+  const { dev, machine } = setup();
+  dev.write(0, 1, PVPANIC_PANICKED);
+  assert.equal(
+    machine.exits.map((e) => e.status),
+    [ExitStatus.guestPanic],
+  );
+  assert.is(ExitStatus.guestPanic, 126);
+  assert.is(ExitStatus.guestPanic % 2, 0);
 });
 
 test('pvpanic: a read returns the supported events, at any width, and changes nothing', () => {

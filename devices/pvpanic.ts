@@ -9,15 +9,13 @@
 //
 // The port is one byte wide (QEMU's region is 1 byte with max_access_size 1; the bus splits wider accesses, so the
 // byte at the port is all the device sees). The device has no interrupt and no timers.
+import { ExitStatus } from '../src/util/exit-status.js';
 import { bool, u8, clearRecord, type Descriptor, type StateOf } from '../cpr/vmstate/vmstate.js';
 import type { AccessSize, IoHandler, MachineControl } from '../src/bus/types.js';
 import { pioRegion, singleRecordDevice } from './registration.js';
 
 /** QEMU's default port (the `ioport` property). */
 export const PVPANIC_DEFAULT_IOPORT = 0x505;
-/** tsvmm's exit status for a guest panic: ExitStatus.guestPanic in src/machine/exit-status.ts (devices do not import
- * the machine; pvpanic.test.ts checks the two agree). Even, so never an isa-debug-exit status. */
-export const PVPANIC_EXIT_STATUS = 126;
 /** Bytes the device claims. */
 export const PVPANIC_IO_LENGTH = 1;
 
@@ -57,7 +55,7 @@ export class Pvpanic implements IoHandler {
     const event = value & 0xff;
     this.state.lastEvent = event;
     if (event & PVPANIC_PANICKED) {
-      this.machine.exit(PVPANIC_EXIT_STATUS, `guest panicked (pvpanic: guest wrote 0x${event.toString(16)})`);
+      this.machine.exit(ExitStatus.guestPanic, `guest panicked (pvpanic: guest wrote 0x${event.toString(16)})`);
       return;
     }
     // QEMU emits GUEST_CRASHLOADED and lets the guest run on into its crash kernel: note it, change nothing else.

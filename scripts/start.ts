@@ -11,7 +11,7 @@ import { runInRig } from '../test/rig/machine.js';
 import { hostKvmUnusable } from '../test/rig/host-kvm.js';
 
 const cli = join(dirname(fileURLToPath(import.meta.url)), '..', 'tsvmm.mjs');
-/** tsvmm's "set-up failed" status (src/machine/exit-status.ts), for a demo that cannot start. */
+/** tsvmm's "set-up failed" status (src/util/exit-status.ts), for a demo that cannot start. */
 const SETUP_FAILED = 4;
 
 /** The hello guest reports success the QEMU way (isa-debug-exit 0 → status 1); as a command, the demo succeeds. */

@@ -15,7 +15,7 @@
 // eventfd makes close() end the wait at once). `send` and `receiveSync` block the calling thread with poll(2) —
 // for the pause window, where a thread hop (15-80 µs measured here) would cost more than the transfer itself.
 import { lstatSync, unlinkSync } from 'node:fs';
-import { close, eventfd, write, EFD_CLOEXEC, EFD_NONBLOCK, clockNs, CLOCK_MONOTONIC } from '../../src/sys/libc.js';
+import { close, eventfd, write, EFD_CLOEXEC, EFD_NONBLOCK, monotonicMs } from '../../src/sys/libc.js';
 import { SysError, Errno } from '../../src/sys/errno.js';
 import {
   unixSocket,
@@ -114,7 +114,6 @@ function resolveLimits(partial: Partial<ChannelLimits> | undefined): ChannelLimi
   return Object.freeze(limits);
 }
 
-const nowMs = (): number => Number(clockNs(CLOCK_MONOTONIC)) / 1e6;
 const utf8 = new TextEncoder();
 const utf8Strict = new TextDecoder('utf-8', { fatal: true });
 const TYPE_PATTERN = /^[\x21-\x7e]+$/;
@@ -360,7 +359,7 @@ export class CprChannel {
     this.checkUsable();
     const { head, payload, fds } = this.encode(message);
     const total = head.byteLength + payload.byteLength;
-    const deadline = nowMs() + timeoutMs;
+    const deadline = monotonicMs() + timeoutMs;
     let sent = 0;
     try {
       while (sent < total) {
@@ -371,7 +370,7 @@ export class CprChannel {
           sent += r;
           continue;
         }
-        const left = deadline - nowMs();
+        const left = deadline - monotonicMs();
         if (left <= 0) {
           throw new CprChannelError(
             'timeout',
@@ -402,12 +401,12 @@ export class CprChannel {
   async receive(timeoutMs: number): Promise<ReceivedMessage> {
     this.checkUsable();
     if (this.waiting) throw new Error('cpr channel: receive() is already waiting on this channel');
-    const deadline = nowMs() + timeoutMs;
+    const deadline = monotonicMs() + timeoutMs;
     try {
       for (;;) {
         const message = this.pump();
         if (message) return message;
-        const left = deadline - nowMs();
+        const left = deadline - monotonicMs();
         if (left <= 0) throw this.timeout(timeoutMs);
         this.waiting = true;
         try {
@@ -436,13 +435,13 @@ export class CprChannel {
   receiveSync(timeoutMs: number, spinMicros?: number): ReceivedMessage {
     this.checkUsable();
     if (this.waiting) throw new Error('cpr channel: receive() is already waiting on this channel');
-    const start = nowMs();
+    const start = monotonicMs();
     const deadline = start + timeoutMs;
     const spinUntil = start + Math.min(spinMicros === undefined ? this.spinMs : spinMicros / 1000, timeoutMs);
     for (;;) {
       const message = this.pump();
       if (message) return message;
-      const now = nowMs();
+      const now = monotonicMs();
       if (now < spinUntil) continue;
       const left = deadline - now;
       if (left <= 0) throw this.timeout(timeoutMs);
@@ -580,7 +579,7 @@ export class CprListener {
     if (this.fd < 0 || this.closeRequested)
       throw new CprChannelError('closed', `the listener on ${this.path} is closed`);
     if (this.waiting) throw new Error('cpr channel: accept() is already waiting on this listener');
-    const deadline = nowMs() + timeoutMs;
+    const deadline = monotonicMs() + timeoutMs;
     try {
       for (;;) {
         const fd = acceptConnection(this.fd, { nonBlocking: true });
@@ -592,7 +591,7 @@ export class CprListener {
             throw e;
           }
         }
-        const left = deadline - nowMs();
+        const left = deadline - monotonicMs();
         if (left <= 0) throw new CprChannelError('timeout', `nobody connected to ${this.path} within ${timeoutMs} ms`);
         this.waiting = true;
         try {

@@ -27,6 +27,7 @@ import {
   type StateOf,
   type Hooks,
 } from './vmstate.js';
+import { u32At } from '../../src/util/le-bytes.js';
 
 export { VmstateError } from './vmstate.js';
 
@@ -277,10 +278,9 @@ function need(ctx: DecodeContext, end: number, n: number, path: string): void {
 
 function readU32(ctx: DecodeContext, end: number, path: string): number {
   need(ctx, end, 4, path);
-  const s = ctx.src;
-  const p = ctx.pos;
+  const value = u32At(ctx.src, ctx.pos);
   ctx.pos += 4;
-  return (s[p] | (s[p + 1] << 8) | (s[p + 2] << 16) | (s[p + 3] << 24)) >>> 0;
+  return value;
 }
 
 function checkVersion(

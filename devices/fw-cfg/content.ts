@@ -63,7 +63,7 @@ export class FwCfgContent {
       throw new RangeError(`fw_cfg: key 0x${key.toString(16)} is in the file range; use addFile`);
     }
     if (this.items.has(key)) throw new Error(`fw_cfg: key 0x${key.toString(16)} added twice`);
-    checkSize(`key 0x${key.toString(16)}`, data.length);
+    checkItemSize(`key 0x${key.toString(16)}`, data.length);
     this.items.set(key, data.slice());
     return this;
   }
@@ -101,7 +101,7 @@ export class FwCfgContent {
     }
     if (this.files.has(name)) throw new Error(`fw_cfg: file '${name}' added twice`);
     if (this.files.size >= MAX_FILES) throw new RangeError(`fw_cfg: more than ${MAX_FILES} files`);
-    checkSize(`file '${name}'`, data.length);
+    checkItemSize(`file '${name}'`, data.length);
     this.files.set(name, data.slice());
     return this;
   }
@@ -215,7 +215,8 @@ export class FwCfgItems {
   }
 }
 
-function checkSize(what: string, length: number): void {
+/** fw_cfg sizes are 32-bit: an item's data (a key's or a file's) must fit. */
+function checkItemSize(what: string, length: number): void {
   if (length > MAX_U32) throw new RangeError(`fw_cfg: ${what} is larger than 4 GiB`);
 }
 

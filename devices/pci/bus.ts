@@ -12,6 +12,7 @@
 // 16-23 by default), level-triggered, asserted high as KVM's IOAPIC sees it. Functions sharing a GSI are OR-ed; a
 // function's COMMAND.INTX_DISABLE keeps its pin quiet while STATUS.INTERRUPT still reports it.
 import type { AccessSize, IoHandler, IoRegion, IrqLine } from '../../src/bus/types.js';
+import { splitRead, splitWrite } from '../../src/bus/bus.js';
 import type { MappedBar, PciFunction, PciSlot } from './types.js';
 import { touches } from './config-space.js';
 import * as R from './constants.js';
@@ -31,7 +32,14 @@ export interface PciWindows {
   readonly io: PciWindow;
 }
 
-/** Where INTx# lands: GSIs firstGsi .. firstGsi + gsiCount - 1. */
+/**
+ * Where INTx# lands: GSIs firstGsi .. firstGsi + gsiCount - 1. Legacy PCI INTx routing: device `slot` (0-31) on
+ * bus 0, interrupt pin P (1 = INTA# … 4 = INTD#, as in the INTERRUPT_PIN register) is wired to IOAPIC input
+ * `firstGsi + ((slot + P - 1) mod gsiCount)`. This is the PCI-to-PCI bridge swizzle applied at the host bridge, so
+ * neighbouring slots spread their INTA# over different inputs. The default uses the eight IOAPIC inputs above the
+ * ISA range (GSIs 16-23), level-triggered and active-low as PCI INTx is. The bus drives the GSI `intxGsi` gives, and
+ * the ACPI _PRT and the MP table (src/boot/acpi/platform.ts: pciRoutingTable, src/boot/mptable.ts) describe it.
+ */
 export interface PciIntxRouting {
   readonly firstGsi: number;
   readonly gsiCount: number;
@@ -39,7 +47,7 @@ export interface PciIntxRouting {
 
 export const DEFAULT_INTX_ROUTING: PciIntxRouting = { firstGsi: 16, gsiCount: 8 };
 
-/** The GSI that INTx pin `pin` (1 = INTA# .. 4 = INTD#) of `slot` drives. */
+/** The GSI that INTx pin `pin` (1 = INTA# .. 4 = INTD#) of bus 0's `slot` drives: the swizzle above. */
 export function intxGsi(slot: number, pin: number, routing: PciIntxRouting = DEFAULT_INTX_ROUTING): number {
   return routing.firstGsi + ((slot + pin - 1) % routing.gsiCount);
 }
@@ -221,7 +229,8 @@ export class PciBus {
       this.refresh();
       const d = this.find(space === 'io' ? this.io : this.mmio, address);
       if (!d) return ALL_ONES[size];
-      if (address + size > d.end || size === 8) return splitRead(read, address, size);
+      // Byte by byte (at most 4: the value is a 32-bit number) when it runs off the BAR or is 8 bytes wide.
+      if (address + size > d.end || size === 8) return splitRead(read, address, Math.min(size, 4));
       return d.handler.read(address - d.base, size);
     };
     const write = (address: number, size: AccessSize, value: number): void => {
@@ -229,7 +238,7 @@ export class PciBus {
       const d = this.find(space === 'io' ? this.io : this.mmio, address);
       if (!d) return;
       if (address + size > d.end || size === 8) {
-        splitWrite(write, address, size, value);
+        splitWrite(write, address, Math.min(size, 4), value);
         return;
       }
       d.handler.write(address - d.base, size, value);
@@ -298,19 +307,4 @@ export class PciBus {
     this.seenGeneration = -1;
     for (let i = 0; i < this.intxRouting.gsiCount; i++) this.driveGsi(this.intxRouting.firstGsi + i, true);
   }
-}
-
-function splitRead(read: (a: number, s: AccessSize) => number, at: number, size: number): number {
-  let value = 0;
-  for (let i = 0; i < Math.min(size, 4); i++) value |= (read(at + i, 1) & 0xff) << (8 * i);
-  return value >>> 0;
-}
-
-function splitWrite(
-  write: (a: number, s: AccessSize, v: number) => void,
-  at: number,
-  size: number,
-  value: number,
-): void {
-  for (let i = 0; i < Math.min(size, 4); i++) write(at + i, 1, (value >>> (8 * i)) & 0xff);
 }

@@ -10,12 +10,8 @@ import { MsixCapability, msixFields } from './msix.js';
 import type { MappedBar, PciFunction } from './types.js';
 import * as R from './constants.js';
 import { FakeIrqLines, FakeMsi } from './testing/fakes.js';
-import {
-  allocateBars,
-  pciRoutingTable,
-  VIRTIO_PCI_BAR_REQUESTS,
-  defaultPciHostConfig,
-} from '../../src/machine/pci-plan.js';
+import { allocateBars, VIRTIO_PCI_BAR_REQUESTS, defaultPciHostConfig } from '../../src/machine/pci-plan.js';
+import { pciRoutingTable } from '../../src/boot/acpi/platform.js';
 
 const WINDOWS: PciWindows = {
   mmio32: { base: 0xc000_0000, size: 0x2000_0000 },

@@ -7,7 +7,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { testIf } from '../../test/support/skip.js';
 import { buildGuest, patchOutloop, readSmpCounters, toolchainUnavailable, writeGuestVariant } from './build.js';
-import { debugExitStatus, qemuAccel, qemuUnavailable, runQemu, type QemuRun } from './qemu-runner.js';
+import { debugExitProcessStatus, qemuAccel, qemuUnavailable, runQemu, type QemuRun } from './qemu-runner.js';
 
 const reason = qemuUnavailable() ?? (await toolchainUnavailable());
 const accel = qemuAccel();
@@ -16,7 +16,7 @@ const it = (name: string, fn: () => Promise<void>) => testIf(test, reason, `qemu
 function expectExit(r: QemuRun, value: number): void {
   const context = `serial:\n${r.serial}\nstderr:\n${r.stderr}`;
   assert.not.ok(r.timedOut, `timed out after ${r.ms} ms; ${context}`);
-  assert.is(r.status, debugExitStatus(value), `exit status; ${context}`);
+  assert.is(r.status, debugExitProcessStatus(value), `exit status; ${context}`);
 }
 
 it('hello prints its greeting on COM1 and exits with debug-exit 0 (status 1)', async () => {

@@ -10,7 +10,7 @@ import { QmpClientError } from '../../test/support/qmp-client.js';
 import { kvmMissing } from '../../kvm/testing/test-guest.js';
 import { ExitStatus } from '../../src/util/exit-status.js';
 import { buildGuest, toolchainUnavailable } from './build.js';
-import { debugExitStatus, qemuUnavailable, runQemu } from './qemu-runner.js';
+import { debugExitProcessStatus, qemuUnavailable, runQemu } from './qemu-runner.js';
 import { HANG_GUARD_MS } from '../../test/support/hang-guard.js';
 
 const toolchain = await toolchainUnavailable();
@@ -118,7 +118,7 @@ testIf(
     const { vm, dir } = await panicVm(['-action', 'panic=none']);
     try {
       assert.equal((await vm.qmp.waitEvent('GUEST_PANICKED', HANG_GUARD_MS)).data, { action: 'run' });
-      assert.is(await vm.exited, debugExitStatus(STILL_RUNNING), vm.stderr);
+      assert.is(await vm.exited, debugExitProcessStatus(STILL_RUNNING), vm.stderr);
     } finally {
       await vm.dispose();
       removeDir(dir);
@@ -170,7 +170,7 @@ testIf(
     assert.is(byDefault.status, 126, `stdout:\n${byDefault.stdout}\nstderr:\n${byDefault.stderr}`);
     const r = await boot(['-machine', 'pvpanic=off']);
     const context = `stdout:\n${r.stdout}\nstderr:\n${r.stderr}`;
-    assert.is(r.status, debugExitStatus(STILL_RUNNING), context);
+    assert.is(r.status, debugExitProcessStatus(STILL_RUNNING), context);
     assert.match(r.stdout, /panic: port 0x00000505 offers events 0x000000ff\n/, context);
     assert.match(r.stdout, /panic: still running after the PANICKED write\n/);
     assert.not.match(r.stderr, /guest panicked/);
@@ -187,7 +187,7 @@ testIf(
     assert.match(moved.stdout, /port 0x00000506 offers events 0x00000003/);
     // The device moved (it is not added again at the default port): a write to 0x505 goes nowhere.
     const stale = await boot(['-device', 'pvpanic,ioport=0x506']);
-    assert.is(stale.status, debugExitStatus(STILL_RUNNING), stale.stdout);
+    assert.is(stale.status, debugExitProcessStatus(STILL_RUNNING), stale.stdout);
   },
 );
 
@@ -205,7 +205,7 @@ testIf(
     assert.match(panicked.serial, /panic: port 0x00000505 offers events 0x00000003\n/);
     assert.not.match(panicked.serial, /still running/);
     const absent = await runQemu({ kernel: guest.path });
-    assert.is(absent.status, debugExitStatus(STILL_RUNNING), absent.serial);
+    assert.is(absent.status, debugExitProcessStatus(STILL_RUNNING), absent.serial);
     assert.match(absent.serial, /offers events 0x000000ff/);
   },
 );

@@ -4,6 +4,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { accessSync, constants, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { debugExitStatus } from '../../devices/debug-exit.js';
 
 export const QEMU_BINARY = process.env.TSVMM_QEMU ?? 'qemu-system-x86_64';
 
@@ -116,7 +117,10 @@ export function runQemu(opts: QemuOptions): Promise<QemuRun> {
   });
 }
 
-/** QEMU's exit status for an isa-debug-exit write of `value` (as a process exit status, 8 bits). */
-export function debugExitStatus(value: number): number {
-  return ((value << 1) | 1) & 0xff;
+/**
+ * The exit status a process (QEMU, or tsvmm) shows after the guest's isa-debug-exit write of `value`: the device's
+ * status, (value << 1) | 1, cut to the 8 bits a process exit status has.
+ */
+export function debugExitProcessStatus(value: number): number {
+  return debugExitStatus(value, 4) & 0xff;
 }

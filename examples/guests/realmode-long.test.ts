@@ -8,7 +8,7 @@ import { testIf } from '../../test/support/skip.js';
 import { runTsvmm } from '../../test/support/tsvmm.js';
 import { kvmMissing } from '../../kvm/testing/test-guest.js';
 import { buildGuest, toolchainUnavailable } from './build.js';
-import { debugExitStatus, qemuAccel, qemuUnavailable, runQemu } from './qemu-runner.js';
+import { debugExitProcessStatus, qemuAccel, qemuUnavailable, runQemu } from './qemu-runner.js';
 
 const toolchain = await toolchainUnavailable();
 const SEQUENCES = ['xchg', 'shld', 'imul', 'div', 'push/pop', 'lahf', 'big real mode load', 'das'];
@@ -20,7 +20,7 @@ function expectPassed(serial: string, status: number | null, context: string): v
   for (let i = 0; i < 6; i++)
     assert.match(serial, new RegExp(`^realmode-long: loop ${i}: \\d+ cycles/iteration$`, 'm'), context);
   assert.match(serial, /^realmode-long: done 128 rounds, 0 failures$/m, context);
-  assert.is(status, debugExitStatus(0), context);
+  assert.is(status, debugExitProcessStatus(0), context);
 }
 
 testIf(

@@ -8,7 +8,7 @@ import { testIf } from '../../test/support/skip.js';
 import { startVm, scratchDir, removeDir } from '../../test/support/vm-process.js';
 import { kvmMissing } from '../../kvm/testing/test-guest.js';
 import { buildGuest, toolchainUnavailable } from './build.js';
-import { debugExitStatus, qemuAccel, qemuUnavailable, runQemu } from './qemu-runner.js';
+import { debugExitProcessStatus, qemuAccel, qemuUnavailable, runQemu } from './qemu-runner.js';
 
 const toolchain = await toolchainUnavailable();
 const EXIT_WOKE_BY_RTC = 0x10;
@@ -28,7 +28,7 @@ function expectWokenByRtc(serial: string, status: number | null, context: string
     PM1_STS_WAK | PM1_STS_RTC,
     `PM1_STS at the waking vector; ${context}`,
   );
-  assert.is(status, debugExitStatus(EXIT_WOKE_BY_RTC), context);
+  assert.is(status, debugExitProcessStatus(EXIT_WOKE_BY_RTC), context);
 }
 
 testIf(

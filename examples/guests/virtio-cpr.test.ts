@@ -18,7 +18,7 @@ import { QmpClientError } from '../../test/support/qmp-client.js';
 import { HANG_GUARD_MS } from '../../test/support/hang-guard.js';
 import { kvmMissing } from '../../kvm/testing/test-guest.js';
 import { buildGuest, toolchainUnavailable } from './build.js';
-import { debugExitStatus } from './qemu-runner.js';
+import { debugExitProcessStatus } from './qemu-runner.js';
 import {
   blkPatternMismatch,
   blkRoundsMismatch,
@@ -151,7 +151,7 @@ async function restoreAndFinish(
 ): Promise<void> {
   const next = await restore(s, vms, 'new');
   const status = await exitStatus(next);
-  assert.is(status, debugExitStatus(VIRTIO_PROBE_EXIT.ok), `exit status of the restored guest${context(next)}`);
+  assert.is(status, debugExitProcessStatus(VIRTIO_PROBE_EXIT.ok), `exit status of the restored guest${context(next)}`);
 
   // The new process did not boot the guest again: it printed only what came after the checkpoint, and the rounds
   // go on from the last one the old process saw (the one in flight at the save, if any, completes here).
@@ -289,7 +289,7 @@ testIf(
 
       // The refused file still loads into the right VM, and the guest finishes there.
       const next = await restore(s, vms, 'right');
-      assert.is(await exitStatus(next), debugExitStatus(VIRTIO_PROBE_EXIT.ok), context(next));
+      assert.is(await exitStatus(next), debugExitProcessStatus(VIRTIO_PROBE_EXIT.ok), context(next));
       assert.match(next.stdout, /^virtio-probe: all ok$/m, context(next));
     } finally {
       await cleanup(s, vms);

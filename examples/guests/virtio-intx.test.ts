@@ -12,7 +12,7 @@ import { testIf } from '../../test/support/skip.js';
 import { kvmMissing } from '../../kvm/testing/test-guest.js';
 import { intxGsi } from '../../devices/pci/bus.js';
 import { buildGuest, repoRoot, toolchainUnavailable } from './build.js';
-import { debugExitStatus, qemuAccel, qemuUnavailable, QEMU_BINARY } from './qemu-runner.js';
+import { debugExitProcessStatus, qemuAccel, qemuUnavailable, QEMU_BINARY } from './qemu-runner.js';
 
 const toolchain = await toolchainUnavailable();
 const withQemu = toolchain ?? qemuUnavailable();
@@ -22,7 +22,7 @@ const withBoth = withQemu ?? withTsvmm;
 const TIMEOUT_S = 30;
 const ROUNDS = 3;
 /** isa-debug-exit value 0: the guest's "all ok". */
-const PASSED = debugExitStatus(0);
+const PASSED = debugExitProcessStatus(0);
 
 interface IntxRun {
   vmm: 'qemu' | 'tsvmm';

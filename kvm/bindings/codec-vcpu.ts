@@ -7,7 +7,7 @@ export function dataView(bytes: Uint8Array): DataView {
   return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-function need(bytes: Uint8Array, size: number, what: string): DataView {
+function checkedView(bytes: Uint8Array, size: number, what: string): DataView {
   if (bytes.byteLength < size) throw new RangeError(`${what}: buffer of ${bytes.byteLength} bytes, need ${size}`);
   return dataView(bytes);
 }
@@ -44,7 +44,7 @@ export function encodeRegs(regs: Regs): Uint8Array {
 }
 
 export function decodeRegs(bytes: Uint8Array): Regs {
-  const d = need(bytes, sizeOf('kvm_regs'), 'kvm_regs');
+  const d = checkedView(bytes, sizeOf('kvm_regs'), 'kvm_regs');
   const regs = {} as Regs;
   REG_NAMES.forEach((n, i) => {
     regs[n] = d.getBigUint64(REG_OFFSETS[i], true);
@@ -123,7 +123,7 @@ export function encodeSregs(sregs: Sregs): Uint8Array {
 }
 
 export function decodeSregs(bytes: Uint8Array): Sregs {
-  const d = need(bytes, sizeOf('kvm_sregs'), 'kvm_sregs');
+  const d = checkedView(bytes, sizeOf('kvm_sregs'), 'kvm_sregs');
   const sregs = {} as Sregs;
   for (const s of SREG_SEGMENTS) sregs[s] = readSegment(d, offsetOf('kvm_sregs', s));
   for (const t of SREG_TABLES) sregs[t] = readDTable(d, offsetOf('kvm_sregs', t));
@@ -164,7 +164,7 @@ export function encodeFpu(fpu: Fpu): Uint8Array {
 }
 
 export function decodeFpu(bytes: Uint8Array): Fpu {
-  const d = need(bytes, sizeOf('kvm_fpu'), 'kvm_fpu');
+  const d = checkedView(bytes, sizeOf('kvm_fpu'), 'kvm_fpu');
   return {
     fpr: bytes.slice(FPU.fpr.offset, FPU.fpr.offset + FPU.fpr.size),
     fcw: d.getUint16(FPU.fcw, true),
@@ -332,7 +332,7 @@ export function encodeXcrs(xcrs: readonly Xcr[]): Uint8Array {
 }
 
 export function decodeXcrs(bytes: Uint8Array): Xcr[] {
-  const d = need(bytes, sizeOf('kvm_xcrs'), 'kvm_xcrs');
+  const d = checkedView(bytes, sizeOf('kvm_xcrs'), 'kvm_xcrs');
   const n = d.getUint32(XCRS.nr, true);
   if (n > (XCRS.xcrs.length ?? 0)) throw new RangeError(`kvm_xcrs: nr_xcrs ${n} exceeds ${XCRS.xcrs.length}`);
   return Array.from({ length: n }, (_, i) => {
@@ -382,7 +382,7 @@ export function encodeVcpuEvents(e: VcpuEvents): Uint8Array {
 }
 
 export function decodeVcpuEvents(bytes: Uint8Array): VcpuEvents {
-  const d = need(bytes, sizeOf('kvm_vcpu_events'), 'kvm_vcpu_events');
+  const d = checkedView(bytes, sizeOf('kvm_vcpu_events'), 'kvm_vcpu_events');
   const e = { exception: {}, interrupt: {}, nmi: {}, smi: {}, tripleFault: {} } as VcpuEvents;
   EVENT_FIELDS.forEach(([path, , width], i) => {
     setPath(e, path, width === 1 ? d.getUint8(EVENT_OFFSETS[i]) : d.getUint32(EVENT_OFFSETS[i], true));
@@ -416,7 +416,10 @@ export function encodeMpState(state: number): Uint8Array {
 }
 
 export function decodeMpState(bytes: Uint8Array): number {
-  return need(bytes, sizeOf('kvm_mp_state'), 'kvm_mp_state').getUint32(offsetOf('kvm_mp_state', 'mp_state'), true);
+  return checkedView(bytes, sizeOf('kvm_mp_state'), 'kvm_mp_state').getUint32(
+    offsetOf('kvm_mp_state', 'mp_state'),
+    true,
+  );
 }
 
 // ---- kvm_debugregs ----------------------------------------------------------------------------------------------
@@ -439,7 +442,7 @@ export function encodeDebugRegs(r: DebugRegs): Uint8Array {
 }
 
 export function decodeDebugRegs(bytes: Uint8Array): DebugRegs {
-  const d = need(bytes, sizeOf('kvm_debugregs'), 'kvm_debugregs');
+  const d = checkedView(bytes, sizeOf('kvm_debugregs'), 'kvm_debugregs');
   return {
     db: [0, 1, 2, 3].map((i) => d.getBigUint64(DBG.db + 8 * i, true)) as DebugRegs['db'],
     dr6: d.getBigUint64(DBG.dr6, true),

@@ -17,7 +17,8 @@ import type {
   ClockData,
 } from './types.js';
 
-const u64 = (v: bigint | number): bigint => BigInt.asUintN(64, BigInt(v));
+/** `v` as a u64 field holds it: wrapped modulo 2^64, as C converts to __u64. */
+const asU64 = (v: bigint | number): bigint => BigInt.asUintN(64, BigInt(v));
 
 // ---- kvm_userspace_memory_region --------------------------------------------------------------------------------
 
@@ -27,9 +28,9 @@ export function encodeUserMemoryRegion(r: UserMemoryRegion): Uint8Array {
   const o = (f: string) => offsetOf('kvm_userspace_memory_region', f);
   d.setUint32(o('slot'), r.slot >>> 0, true);
   d.setUint32(o('flags'), r.flags >>> 0, true);
-  d.setBigUint64(o('guest_phys_addr'), u64(r.guestPhysAddr), true);
-  d.setBigUint64(o('memory_size'), u64(r.memorySize), true);
-  d.setBigUint64(o('userspace_addr'), u64(r.userspaceAddr), true);
+  d.setBigUint64(o('guest_phys_addr'), asU64(r.guestPhysAddr), true);
+  d.setBigUint64(o('memory_size'), asU64(r.memorySize), true);
+  d.setBigUint64(o('userspace_addr'), asU64(r.userspaceAddr), true);
   return bytes;
 }
 
@@ -63,8 +64,8 @@ export function encodeIrqfd(f: Irqfd): Uint8Array {
 export function encodeIoeventfd(e: Ioeventfd): Uint8Array {
   const bytes = new Uint8Array(sizeOf('kvm_ioeventfd'));
   const d = dataView(bytes);
-  d.setBigUint64(offsetOf('kvm_ioeventfd', 'datamatch'), u64(e.datamatch ?? 0n), true);
-  d.setBigUint64(offsetOf('kvm_ioeventfd', 'addr'), u64(e.addr), true);
+  d.setBigUint64(offsetOf('kvm_ioeventfd', 'datamatch'), asU64(e.datamatch ?? 0n), true);
+  d.setBigUint64(offsetOf('kvm_ioeventfd', 'addr'), asU64(e.addr), true);
   d.setUint32(offsetOf('kvm_ioeventfd', 'len'), e.len >>> 0, true);
   d.setInt32(offsetOf('kvm_ioeventfd', 'fd'), e.fd, true);
   d.setUint32(offsetOf('kvm_ioeventfd', 'flags'), (e.flags ?? 0) >>> 0, true);
@@ -156,7 +157,7 @@ export function encodeEnableCap(c: EnableCap): Uint8Array {
     throw new RangeError(`kvm_enable_cap: ${given.length} args, at most ${args.length}`);
   d.setUint32(offsetOf('kvm_enable_cap', 'cap'), c.cap >>> 0, true);
   d.setUint32(offsetOf('kvm_enable_cap', 'flags'), (c.flags ?? 0) >>> 0, true);
-  for (const [i, a] of given.entries()) d.setBigUint64(args.offset + 8 * i, u64(a), true);
+  for (const [i, a] of given.entries()) d.setBigUint64(args.offset + 8 * i, asU64(a), true);
   return bytes;
 }
 
@@ -171,7 +172,7 @@ export function encodeDirtyLog(slot: number, bitmapAddress: bigint): Uint8Array 
   const bytes = new Uint8Array(sizeOf('kvm_dirty_log'));
   const d = dataView(bytes);
   d.setUint32(offsetOf('kvm_dirty_log', 'slot'), slot >>> 0, true);
-  d.setBigUint64(offsetOf('kvm_dirty_log', 'dirty_bitmap'), u64(bitmapAddress), true);
+  d.setBigUint64(offsetOf('kvm_dirty_log', 'dirty_bitmap'), asU64(bitmapAddress), true);
   return bytes;
 }
 
@@ -218,11 +219,11 @@ export function encodeIrqchip(s: IrqchipState): Uint8Array {
     const io = s.ioapic;
     if (io.redirtbl.length !== IOAPIC_NUM_PINS)
       throw new RangeError(`kvm_ioapic_state: ${io.redirtbl.length} pins, need ${IOAPIC_NUM_PINS}`);
-    d.setBigUint64(CHIP + IOAPIC.base, u64(io.baseAddress), true);
+    d.setBigUint64(CHIP + IOAPIC.base, asU64(io.baseAddress), true);
     d.setUint32(CHIP + IOAPIC.ioregsel, io.ioregsel >>> 0, true);
     d.setUint32(CHIP + IOAPIC.id, io.id >>> 0, true);
     d.setUint32(CHIP + IOAPIC.irr, io.irr >>> 0, true);
-    for (const [i, e] of io.redirtbl.entries()) d.setBigUint64(CHIP + IOAPIC.redirtbl + 8 * i, u64(e), true);
+    for (const [i, e] of io.redirtbl.entries()) d.setBigUint64(CHIP + IOAPIC.redirtbl + 8 * i, asU64(e), true);
   } else {
     for (const [js, c] of PIC_FIELDS) d.setUint8(CHIP + offsetOf('kvm_pic_state', c), s.pic[js]);
   }
@@ -344,10 +345,10 @@ const CLOCK = {
 export function encodeClockData(c: Partial<ClockData> & { clock: bigint }): Uint8Array {
   const bytes = new Uint8Array(LAYOUTS.kvm_clock_data.size);
   const d = dataView(bytes);
-  d.setBigUint64(CLOCK.clock, u64(c.clock), true);
+  d.setBigUint64(CLOCK.clock, asU64(c.clock), true);
   d.setUint32(CLOCK.flags, (c.flags ?? 0) >>> 0, true);
-  d.setBigUint64(CLOCK.realtime, u64(c.realtime ?? 0n), true);
-  d.setBigUint64(CLOCK.hostTsc, u64(c.hostTsc ?? 0n), true);
+  d.setBigUint64(CLOCK.realtime, asU64(c.realtime ?? 0n), true);
+  d.setBigUint64(CLOCK.hostTsc, asU64(c.hostTsc ?? 0n), true);
   return bytes;
 }
 

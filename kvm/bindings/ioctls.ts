@@ -1,21 +1,15 @@
-// KVM ioctl request numbers, computed as the kernel's _IO/_IOR/_IOW/_IOWR macros do (asm-generic/ioctl.h):
-// dir << 30 | size << 16 | type << 8 | nr, with the size taken from the struct layout table. `IOCTLS` lists every
+// KVM ioctl request numbers, computed as the kernel's _IO/_IOR/_IOW/_IOWR macros do (src/sys/ioc.ts:
+// dir << 30 | size << 16 | type << 8 | nr), with the size taken from the struct layout table. `IOCTLS` lists every
 // request tsvmm issues; kvm/bindings/abi.test.ts compares each with the value the C compiler gives for <linux/kvm.h>.
 // The named constants of the KVM ABI (exit reasons, capabilities, flags) live in kvm/bindings/constants.ts and are
 // re-exported here, so `import * as K from './ioctls.js'` gives both.
+import { ioc, IOC_NONE, IOC_READ, IOC_WRITE } from '../../src/sys/ioc.js';
 import { sizeOf, type StructName } from './structs.js';
 
 export * from './constants.js';
 
 /** The ioctl "type" (magic) byte of every KVM request. */
 export const KVMIO = 0xae;
-
-// Direction bits as seen from user space (x86 uses the generic encoding).
-const IOC_NONE = 0;
-const IOC_WRITE = 1; // user space writes the argument (kernel reads)
-const IOC_READ = 2; // user space reads the argument (kernel writes)
-
-const IOC_SIZEBITS = 14;
 
 /** What the request's argument is, for the size field: a struct, a plain u64, or nothing. */
 export type IoctlArg = StructName | 'u64' | null;
@@ -28,18 +22,12 @@ export interface IoctlDef {
   readonly arg: IoctlArg;
 }
 
-function ioc(dir: number, nr: number, size: number): number {
-  if (size >= 1 << IOC_SIZEBITS) throw new Error(`ioctls: argument size ${size} does not fit the size field`);
-  // `>>> 0` keeps requests with the read bit (bit 31) positive, as unsigned long wants them.
-  return ((dir << 30) | (size << 16) | (KVMIO << 8) | nr) >>> 0;
-}
-
 const argSize = (arg: IoctlArg): number => (arg === null ? 0 : arg === 'u64' ? 8 : sizeOf(arg));
 const dirBits = { none: IOC_NONE, r: IOC_READ, w: IOC_WRITE, rw: IOC_READ | IOC_WRITE } as const;
 
 const table: IoctlDef[] = [];
 function def(name: string, dir: IoctlDef['dir'], nr: number, arg: IoctlArg = null): number {
-  const number = ioc(dirBits[dir], nr, argSize(arg));
+  const number = ioc(dirBits[dir], KVMIO, nr, argSize(arg));
   table.push({ name, number, dir, nr, arg });
   return number;
 }

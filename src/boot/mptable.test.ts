@@ -16,7 +16,7 @@ import {
   type MpTableConfig,
 } from './mptable.js';
 import { BIOS_AREA_LAYOUT, buildAcpiTables } from './acpi/tables.js';
-import { intxGsi } from './acpi/platform.js';
+import { intxGsi } from '../../devices/pci/bus.js';
 import { acpiPmPorts } from '../../devices/acpi-pm.js';
 import { ArrayGuestMemory } from './testing/array-memory.js';
 
@@ -201,7 +201,7 @@ test('mptable: every PCI slot and pin routes level/active-low to the same GSI as
   for (const e of pci) {
     assert.is(e.type, MP_INT);
     assert.is(e.flags, MP_IRQ_LEVEL_LOW);
-    assert.is(e.pin, intxGsi(e.irq >> 2, e.irq & 3));
+    assert.is(e.pin, intxGsi(e.irq >> 2, (e.irq & 3) + 1));
   }
   const custom = place({ pci: { intx: { firstGsi: 20, gsiCount: 4 } } }).parsed.io.filter((e) => e.bus === 0);
   assert.ok(custom.every((e) => e.pin === 20 + (((e.irq >> 2) + (e.irq & 3)) % 4)));

@@ -6,11 +6,10 @@
 //   - the IOAPIC (ID 0 at 0xFEC00000, like the MADT),
 //   - I/O interrupt assignments: the 8259's ExtINT on IOAPIC input 0, ISA IRQ 0 on input 2 (the same override as
 //     the MADT), ISA IRQs 1 and 3-15 on the input of the same number (the SCI's IRQ level/active-high, as in the
-//     MADT), and every PCI slot/pin on bus 0 on the GSI platform.ts's intxGsi gives (level, active-low),
+//     MADT), and every PCI slot/pin on bus 0 on the GSI devices/pci/bus.ts's intxGsi gives (level, active-low),
 //   - local interrupt assignments: ExtINT on LINT0 and NMI on LINT1 of every local APIC.
 // Both checksums are set; entries are in type order as the specification requires. No extended table.
 import {
-  DEFAULT_INTX_ROUTING,
   IOAPIC_ADDRESS,
   IOAPIC_ID,
   ISA_CASCADE_IRQ,
@@ -20,12 +19,13 @@ import {
   checkIsaIrq,
   checkIntxRouting,
   checkWindow,
-  intxGsi,
   type AddressWindow,
-  type IntxRouting,
 } from './acpi/platform.js';
+import { DEFAULT_INTX_ROUTING, intxGsi, type PciIntxRouting } from '../../devices/pci/bus.js';
 import { checksum8, type PlacedBlob } from './acpi/tables.js';
 import type { RamRegion } from './e820.js';
+import { asciiField } from '../util/ascii.js';
+import { le16, le32 } from '../util/le-bytes.js';
 
 const FLOATING_SIGNATURE = '_MP_';
 const CONFIG_SIGNATURE = 'PCMP';
@@ -83,7 +83,7 @@ export interface MpTableConfig {
   /** An ISA IRQ wired level/active-high (the ACPI SCI, like the MADT's override); omit for none. */
   readonly sciIrq?: number;
   /** PCI bus 0 and the INTx routing of its slots; omit when there is no PCI host bridge. */
-  readonly pci?: { readonly intx?: IntxRouting };
+  readonly pci?: { readonly intx?: PciIntxRouting };
   /** CPUID.1:EAX signature and CPUID.1:EDX feature flags for the processor entries. */
   readonly cpuSignature?: number;
   readonly featureFlags?: number;
@@ -94,26 +94,18 @@ export interface MpTable {
   readonly blobs: readonly PlacedBlob[];
 }
 
-function ascii(out: number[], text: string, length: number): void {
-  if (text.length !== length) throw new RangeError(`MP table: '${text}' must be ${length} characters`);
-  for (let i = 0; i < length; i++) out.push(text.charCodeAt(i));
-}
-
-const u16 = (x: number) => [x & 0xff, (x >> 8) & 0xff];
-const u32 = (x: number) => [x & 0xff, (x >>> 8) & 0xff, (x >>> 16) & 0xff, (x >>> 24) & 0xff];
-
 function busEntry(id: number, type: string): number[] {
   const e = [MP_ENTRY_BUS, id];
-  ascii(e, type.padEnd(6, ' '), 6);
+  e.push(...asciiField(type.padEnd(6, ' '), 6, 'MP table'));
   return e;
 }
 
 function ioInterrupt(type: number, flags: number, bus: number, busIrq: number, intin: number): number[] {
-  return [MP_ENTRY_IO_INTERRUPT, type, ...u16(flags), bus, busIrq, IOAPIC_ID, intin];
+  return [MP_ENTRY_IO_INTERRUPT, type, ...le16(flags), bus, busIrq, IOAPIC_ID, intin];
 }
 
 function localInterrupt(type: number, bus: number, lint: number): number[] {
-  return [MP_ENTRY_LOCAL_INTERRUPT, type, ...u16(MP_IRQ_CONFORMS), bus, 0, ALL_LOCAL_APICS, lint];
+  return [MP_ENTRY_LOCAL_INTERRUPT, type, ...le16(MP_IRQ_CONFORMS), bus, 0, ALL_LOCAL_APICS, lint];
 }
 
 export function buildMpTable(c: MpTableConfig): MpTable {
@@ -134,15 +126,15 @@ export function buildMpTable(c: MpTableConfig): MpTable {
       cpu,
       LAPIC_VERSION,
       CPU_FLAG_ENABLED | (cpu === 0 ? CPU_FLAG_BOOTSTRAP : 0),
-      ...u32(c.cpuSignature ?? DEFAULT_CPU_SIGNATURE),
-      ...u32(c.featureFlags ?? DEFAULT_FEATURE_FLAGS),
+      ...le32(c.cpuSignature ?? DEFAULT_CPU_SIGNATURE),
+      ...le32(c.featureFlags ?? DEFAULT_FEATURE_FLAGS),
       ...new Array(8).fill(0),
     ]);
   }
   const isaBus = c.pci ? MP_PCI_BUS_ID + 1 : 0;
   if (c.pci) entries.push(busEntry(MP_PCI_BUS_ID, 'PCI'));
   entries.push(busEntry(isaBus, 'ISA'));
-  entries.push([MP_ENTRY_IOAPIC, IOAPIC_ID, IOAPIC_VERSION, IOAPIC_FLAG_ENABLED, ...u32(IOAPIC_ADDRESS)]);
+  entries.push([MP_ENTRY_IOAPIC, IOAPIC_ID, IOAPIC_VERSION, IOAPIC_FLAG_ENABLED, ...le32(IOAPIC_ADDRESS)]);
   entries.push(ioInterrupt(MP_EXTINT, MP_IRQ_CONFORMS, isaBus, 0, 0));
   for (let irq = 0; irq < 16; irq++) {
     if (irq === ISA_CASCADE_IRQ) continue;
@@ -154,7 +146,7 @@ export function buildMpTable(c: MpTableConfig): MpTable {
     for (let slot = 0; slot < 32; slot++) {
       for (let pin = 0; pin < 4; pin++) {
         entries.push(
-          ioInterrupt(MP_INT, MP_IRQ_LEVEL_LOW, MP_PCI_BUS_ID, (slot << 2) | pin, intxGsi(slot, pin, routing)),
+          ioInterrupt(MP_INT, MP_IRQ_LEVEL_LOW, MP_PCI_BUS_ID, (slot << 2) | pin, intxGsi(slot, pin + 1, routing)),
         );
       }
     }
@@ -169,20 +161,20 @@ export function buildMpTable(c: MpTableConfig): MpTable {
     throw new RangeError(`MP table needs ${MP_FLOATING_LENGTH + length} bytes, the placement has ${c.placement.size}`);
   }
   const header: number[] = [];
-  ascii(header, CONFIG_SIGNATURE, 4);
-  header.push(...u16(length), MP_SPEC_REVISION, 0); // checksum filled below
-  ascii(header, MP_OEM_ID, 8);
-  ascii(header, MP_PRODUCT_ID, 12);
-  header.push(...u32(0), ...u16(0)); // no OEM table
-  header.push(...u16(entries.length), ...u32(LAPIC_ADDRESS));
-  header.push(...u16(0), 0, 0); // no extended table; reserved
+  header.push(...asciiField(CONFIG_SIGNATURE, 4, 'MP table'));
+  header.push(...le16(length), MP_SPEC_REVISION, 0); // checksum filled below
+  header.push(...asciiField(MP_OEM_ID, 8, 'MP table'));
+  header.push(...asciiField(MP_PRODUCT_ID, 12, 'MP table'));
+  header.push(...le32(0), ...le16(0)); // no OEM table
+  header.push(...le16(entries.length), ...le32(LAPIC_ADDRESS));
+  header.push(...le16(0), 0, 0); // no extended table; reserved
   const config = Uint8Array.from([...header, ...body]);
   config[7] = checksum8(config);
 
   const floating: number[] = [];
-  ascii(floating, FLOATING_SIGNATURE, 4);
+  floating.push(...asciiField(FLOATING_SIGNATURE, 4, 'MP table'));
   floating.push(
-    ...u32(configAddress),
+    ...le32(configAddress),
     MP_FLOATING_LENGTH_UNITS,
     MP_SPEC_REVISION,
     0,

@@ -31,6 +31,7 @@ import {
 import { E820_RAM, lowerUpperKiB, type E820Entry } from './e820.js';
 import { elfIdent, ElfError, ElfFile, ELFCLASS64, EM_386, PF_X, type ElfSegment } from './elf.js';
 import { alignUp } from '../util/align.js';
+import { u32At } from '../util/le-bytes.js';
 import { hex } from '../util/hex.js';
 import { SetupError } from '../util/setup-error.js';
 
@@ -147,9 +148,6 @@ export interface MultibootBoot {
   warnings: string[];
 }
 
-const u32 = (bytes: Uint8Array, at: number) =>
-  (bytes[at] | (bytes[at + 1] << 8) | (bytes[at + 2] << 16) | (bytes[at + 3] << 24)) >>> 0;
-
 /** QEMU's multiboot kernel command line: the kernel's path, a space, then the `-append` string. */
 export function qemuKernelCmdline(kernelPath: string, append = ''): string {
   return `${kernelPath} ${append}`;
@@ -188,7 +186,7 @@ export function findMultibootHeader(image: Uint8Array): MultibootHeader | null {
   const searchEnd = Math.min(image.length, MULTIBOOT_SEARCH_BYTES);
   let firstProblem: string | null = null;
   for (let offset = 0; offset + 4 <= searchEnd; offset += 4) {
-    if (u32(image, offset) !== MULTIBOOT_HEADER_MAGIC) continue;
+    if (u32At(image, offset) !== MULTIBOOT_HEADER_MAGIC) continue;
     if (offset + 12 > searchEnd) {
       firstProblem ??=
         `header at offset ${hex(offset)} is truncated: magic, flags and checksum need 12 bytes and ` +
@@ -197,8 +195,8 @@ export function findMultibootHeader(image: Uint8Array): MultibootHeader | null {
           : 'the header must lie in the first 8 KiB');
       continue;
     }
-    const flags = u32(image, offset + 4);
-    const checksum = u32(image, offset + 8);
+    const flags = u32At(image, offset + 4);
+    const checksum = u32At(image, offset + 8);
     if ((MULTIBOOT_HEADER_MAGIC + flags + checksum) >>> 0 !== 0) {
       firstProblem ??=
         `bad checksum at offset ${hex(offset)}: magic + flags (${hex(flags)}) + checksum (${hex(checksum)}) ` +
@@ -214,11 +212,11 @@ export function findMultibootHeader(image: Uint8Array): MultibootHeader | null {
         );
       }
       header.aout = {
-        headerAddr: u32(image, offset + 12),
-        loadAddr: u32(image, offset + 16),
-        loadEndAddr: u32(image, offset + 20),
-        bssEndAddr: u32(image, offset + 24),
-        entryAddr: u32(image, offset + 28),
+        headerAddr: u32At(image, offset + 12),
+        loadAddr: u32At(image, offset + 16),
+        loadEndAddr: u32At(image, offset + 20),
+        bssEndAddr: u32At(image, offset + 24),
+        entryAddr: u32At(image, offset + 28),
       };
     }
     return header;
@@ -341,7 +339,7 @@ function readElf32(image: Uint8Array): { entry: number; segments: ElfSegment[] }
         throw new ElfError(`segment ${s.index}: [${hex(s.paddr)}, +${hex(s.memsz)}) runs past 4 GiB`);
       }
     }
-    return { entry: physicalEntry(Number(elf.entry), segments), segments };
+    return { entry: qemuPhysicalEntry(Number(elf.entry), segments), segments };
   } catch (e) {
     if (e instanceof ElfError) throw new MultibootError(e.message);
     throw e;
@@ -349,10 +347,12 @@ function readElf32(image: Uint8Array): { entry: number; segments: ElfSegment[] }
 }
 
 /**
- * The physical entry address. e_entry is virtual; when an executable segment that contains it is linked with
- * p_vaddr != p_paddr, translate it the way QEMU's ELF loader does (so "higher-half" kernels start correctly).
+ * The physical entry address by QEMU's multiboot rule. e_entry is virtual; when an executable segment that contains
+ * it (within its file bytes) is linked with p_vaddr != p_paddr, translate it the way QEMU's ELF loader does (so
+ * "higher-half" kernels start correctly); otherwise it is taken as is. (The vmlinux loader's rule differs:
+ * linux/elf-kernel.ts's physicalEntry.)
  */
-function physicalEntry(entry: number, segments: readonly ElfSegment[]): number {
+function qemuPhysicalEntry(entry: number, segments: readonly ElfSegment[]): number {
   for (const seg of segments) {
     const vaddr = Number(seg.vaddr); // an ELF32 address: exact as a number
     if (vaddr !== seg.paddr && (seg.flags & PF_X) !== 0 && entry >= vaddr && entry < vaddr + seg.filesz) {

@@ -144,17 +144,20 @@ function isAccessSize(size: number): size is AccessSize {
   return size === 1 || size === 2 || size === 4 || size === 8;
 }
 
-/** An access that runs off the end of a window becomes byte accesses, each dispatched on its own (as QEMU does). */
-function splitRead(read: (at: number, size: AccessSize) => number, at: number, size: AccessSize): number {
+/**
+ * An access that runs off the end of a window becomes `size` byte accesses, each dispatched on its own (as QEMU
+ * does); byte i lands in bits 8i..8i+7 of the value. The PCI bus splits with the same helper.
+ */
+export function splitRead(read: (at: number, size: AccessSize) => number, at: number, size: number): number {
   let value = 0;
   for (let i = 0; i < size; i++) value |= (read(at + i, 1) & 0xff) << (8 * i);
   return value >>> 0;
 }
 
-function splitWrite(
+export function splitWrite(
   write: (at: number, size: AccessSize, value: number) => void,
   at: number,
-  size: AccessSize,
+  size: number,
   value: number,
 ): void {
   for (let i = 0; i < size; i++) write(at + i, 1, (value >>> (8 * i)) & 0xff);

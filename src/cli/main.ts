@@ -31,7 +31,7 @@ function version(): string {
   }
 }
 
-function fail(status: number, message: string): never {
+function exitWith(status: number, message: string): never {
   process.stderr.write(`tsvmm: ${message}\n`);
   process.exit(status);
 }
@@ -179,7 +179,7 @@ function parseIncoming(values: readonly string[]): Incoming | null {
 }
 
 /** `tsvmm cpr-timings QMP-SOCKET`: the last checkpoint/restart's phases of a running tsvmm, as a table. */
-async function cprTimings(argv: string[]): Promise<number> {
+async function cprTimingsCommand(argv: string[]): Promise<number> {
   if (argv.length !== 1) throw new UsageError('usage: tsvmm cpr-timings QMP-SOCKET');
   const { queryQmp } = await import('../qmp/query.js');
   const result = (await queryQmp(argv[0], 'x-query-cpr-timings')) as { table: string };
@@ -212,20 +212,20 @@ async function main(argv: string[]): Promise<void> {
         : command === 'vmstate'
           ? await vmstate(rest)
           : command === 'cpr-timings'
-            ? await cprTimings(rest)
+            ? await cprTimingsCommand(rest)
             : command === 'initramfs'
               ? (await import('../images/initramfs-cli.js')).initramfsMain(rest)
               : command.startsWith('-')
                 ? await run(argv)
-                : fail(ExitStatus.usage, `unknown command '${command}'\n${USAGE}`);
+                : exitWith(ExitStatus.usage, `unknown command '${command}'\n${USAGE}`);
     process.exit(status);
   } catch (e) {
     // vCPU threads started ahead may still be loading koffi: exiting under them would abort the process.
     await (await import('../vcpu/threads.js')).discardVcpuThreads();
     // Whatever stops the VM from being set up (the command line, /dev/kvm, RAM backend, guest image) is one clear
     // line, and its error class carries the exit status.
-    if (e instanceof SetupError) fail(e.exitStatus, e.message);
-    fail(ExitStatus.internalError, `internal error: ${(e as Error)?.stack ?? String(e)}`);
+    if (e instanceof SetupError) exitWith(e.exitStatus, e.message);
+    exitWith(ExitStatus.internalError, `internal error: ${(e as Error)?.stack ?? String(e)}`);
   }
 }
 

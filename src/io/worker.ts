@@ -16,7 +16,7 @@ import { runIoLoop } from './loop.js';
 import type { IoThreadEvent, IoThreadInit } from './messages.js';
 
 const init = workerData as IoThreadInit;
-const post = (event: IoThreadEvent) => parentPort!.postMessage(event);
+const postIoEvent = (event: IoThreadEvent) => parentPort!.postMessage(event);
 
 const control = new IoThreadControl(init.controlFd, init.control);
 const lock = new MachineLock(init.lock);
@@ -25,7 +25,7 @@ const ram = new GuestRam(init.ram);
 const arena = new StateArena(init.arena);
 
 // A device's request of the machine goes to the main thread as it is: the main thread stops the vCPUs if it must.
-const machine = new MachineRequests(-1, post);
+const machine = new MachineRequests(-1, postIoEvent);
 
 const { env, closeOutputs } = threadDeviceEnvironment(init, {
   who: 'I/O thread',
@@ -50,7 +50,7 @@ try {
     lock,
     watches,
     onError: (watch, error) =>
-      post({
+      postIoEvent({
         type: 'failure',
         vcpu: -1,
         kind: 'vmm-error',

@@ -7,22 +7,6 @@ import { e820FromRam } from '../boot/e820.js';
 import { qemuKernelCmdline } from '../boot/multiboot.js';
 import type { MachineConfig } from './config.js';
 
-const le16 = (v: number) => {
-  const b = new Uint8Array(2);
-  new DataView(b.buffer).setUint16(0, v, true);
-  return b;
-};
-const le32 = (v: number) => {
-  const b = new Uint8Array(4);
-  new DataView(b.buffer).setUint32(0, v, true);
-  return b;
-};
-const le64 = (v: number) => {
-  const b = new Uint8Array(8);
-  new DataView(b.buffer).setBigUint64(0, BigInt(v), true);
-  return b;
-};
-
 /** QEMU's "etc/e820": packed {le64 address, le64 length, le32 type} entries. */
 function e820File(ramSize: number): Uint8Array {
   const map = e820FromRam(x86RamLayout(ramSize).map((r) => ({ start: r.gpa, size: r.size })));
@@ -39,16 +23,16 @@ function e820File(ramSize: number): Uint8Array {
 export function buildFwCfg(config: MachineConfig): FwCfgBlob {
   const content = new FwCfgContent();
   content.add(FW_CFG.UUID, new Uint8Array(16));
-  content.add(FW_CFG.RAM_SIZE, le64(config.memory.size));
-  content.add(FW_CFG.NOGRAPHIC, le16(1));
-  content.add(FW_CFG.NB_CPUS, le16(config.cpus));
-  content.add(FW_CFG.MAX_CPUS, le16(config.cpus));
-  content.add(FW_CFG.MACHINE_ID, le32(0));
-  content.add(FW_CFG.BOOT_MENU, le16(0));
+  content.addU64(FW_CFG.RAM_SIZE, config.memory.size);
+  content.addU16(FW_CFG.NOGRAPHIC, 1);
+  content.addU16(FW_CFG.NB_CPUS, config.cpus);
+  content.addU16(FW_CFG.MAX_CPUS, config.cpus);
+  content.addU32(FW_CFG.MACHINE_ID, 0);
+  content.addU16(FW_CFG.BOOT_MENU, 0);
   if (config.boot?.kind === 'kernel') {
     const cmdline = qemuKernelCmdline(config.boot.path, config.boot.append);
     content.addString(FW_CFG.KERNEL_CMDLINE, cmdline);
-    content.add(FW_CFG.CMDLINE_SIZE, le32(Buffer.byteLength(cmdline) + 1));
+    content.addU32(FW_CFG.CMDLINE_SIZE, Buffer.byteLength(cmdline) + 1);
     content.addString(FW_CFG.CMDLINE_DATA, cmdline);
   }
   content.addFile('etc/e820', e820File(config.memory.size));

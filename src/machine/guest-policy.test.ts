@@ -4,7 +4,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { GuestPolicy, type PolicyActions } from './guest-policy.js';
 import type { MachineConfig } from './config.js';
-import { ExitStatus } from './exit-status.js';
+import { ExitStatus } from '../util/exit-status.js';
 
 type Choices = Pick<MachineConfig, 'noReboot' | 'noShutdown' | 'panicAction'>;
 

@@ -3,7 +3,7 @@
 // a failure ends tsvmm with the status that names it (README, "Exit status").
 import type { MachineConfig } from './config.js';
 import type { MachineEvent } from './events.js';
-import { ExitStatus } from './exit-status.js';
+import { ExitStatus } from '../util/exit-status.js';
 import type { ThreadReport } from './threads.js';
 
 type Failure = Extract<ThreadReport, { type: 'failure' }>;

@@ -7,7 +7,7 @@ import type { PciBus } from '../../devices/pci/bus.js';
 import type { MachineLock } from '../sync/lock.js';
 import type { MachineRam } from '../memory/config.js';
 import type { WakeEventSource } from '../bus/types.js';
-import { ExitStatus } from './exit-status.js';
+import { ExitStatus } from '../util/exit-status.js';
 import type { MachineConfig } from './config.js';
 import { buildMachine, type MachineAssembly, type MachineOptions } from './builder.js';
 import { LifeCycle, type RunState } from './life-cycle.js';

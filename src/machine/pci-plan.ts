@@ -1,16 +1,10 @@
-// Planning the PCI side of a machine (main thread, once): where the host bridge's windows and ECAM sit, the BAR
-// addresses firmware would have assigned, and the INTx routing table ACPI's _PRT must describe. All plain data that
-// goes into the device table.
+// Planning the PCI side of a machine (main thread, once): where the host bridge's windows and ECAM sit and the BAR
+// addresses firmware would have assigned (the INTx routing table ACPI's _PRT describes is src/boot/acpi/platform.ts's
+// pciRoutingTable). All plain data that goes into the device table.
 import { X86_PCI_HOLE_START, X86_HIGH_RAM_START } from '../memory/x86-layout.js';
 import type { PciHostConfig } from '../../devices/pci/host-bridge.js';
 import { ecamSize } from '../../devices/pci/host-bridge.js';
-import {
-  DEFAULT_INTX_ROUTING,
-  intxGsi,
-  type PciIntxRouting,
-  type PciWindow,
-  type PciWindows,
-} from '../../devices/pci/bus.js';
+import { DEFAULT_INTX_ROUTING, type PciIntxRouting, type PciWindow, type PciWindows } from '../../devices/pci/bus.js';
 import type { PciBarKind } from '../../devices/pci/config-space.js';
 import * as V from '../../devices/virtio/pci-transport.js';
 
@@ -107,28 +101,4 @@ export function allocateBars(
     }
     return placed;
   });
-}
-
-/** One _PRT entry: device address (slot << 16 | 0xffff), pin (0 = INTA# .. 3 = INTD#), GSI. */
-export interface PrtEntry {
-  readonly address: number;
-  readonly pin: number;
-  readonly gsi: number;
-}
-
-/**
- * The INTx routing ACPI's _PRT for bus 0 must describe (every slot, every pin), matching bus.ts's swizzle:
- * GSI = firstGsi + (slot + pin) mod gsiCount with pin 0 = INTA#. The GSIs are IOAPIC pins, level-triggered;
- * assert = line high as KVM's IOAPIC sees it (KVM ignores the polarity bit, so a guest that programs the pin
- * active-low — Linux's default for a _PRT entry without a link device — still works). Describe them with
- * Interrupt (ResourceConsumer, Level, ActiveHigh, Shared) link devices, as QEMU's q35 GSIA..GSIH do, or as direct
- * GSIs in _PRT (source 0, index = GSI).
- */
-export function pciRoutingTable(routing: PciIntxRouting = DEFAULT_INTX_ROUTING, slots = 32): PrtEntry[] {
-  const out: PrtEntry[] = [];
-  for (let slot = 0; slot < slots; slot++) {
-    for (let pin = 0; pin < 4; pin++)
-      out.push({ address: ((slot << 16) | 0xffff) >>> 0, pin, gsi: intxGsi(slot, pin + 1, routing) });
-  }
-  return out;
 }

@@ -81,7 +81,7 @@ export function checkDriveImages(configs: readonly VirtioDeviceConfig[]): void {
   for (const c of configs) if (c.kind === 'blk') closeSync(openImage(c).fd);
 }
 
-function openBackend(
+function openVirtioBackend(
   c: VirtioDeviceConfig,
   fds: number[],
   rings: ConsoleInput[],
@@ -134,7 +134,7 @@ export async function planVirtioDevices(
     );
     const specs: VirtioPciSpec[] = [];
     for (const [i, c] of configs.entries()) {
-      const backend = await openBackend(c, fds, inputs, taps, ctx);
+      const backend = await openVirtioBackend(c, fds, inputs, taps, ctx);
       const queues = virtioQueueCount(backend.type);
       specs.push({
         kind: 'virtio-pci',

@@ -184,8 +184,6 @@ export function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-const hasOwn = (o: object, key: string) => Object.hasOwn(o, key);
-
 /** The JSON type of a value, named as QEMU's QType names it in messages. */
 function jsonKind(v: unknown): 'string' | 'number' | 'boolean' | 'null' | 'object' | 'array' | 'other' {
   if (v === null) return 'null';
@@ -322,7 +320,7 @@ function visitMembers(
   for (const [declared, type] of Object.entries(members)) {
     const optional = declared.startsWith('*');
     const name = optional ? declared.slice(1) : declared;
-    if (!hasOwn(value, name)) {
+    if (!Object.hasOwn(value, name)) {
       if (optional) continue;
       throw new QmpError('GenericError', `Parameter '${memberPath(path, name)}' is missing`);
     }

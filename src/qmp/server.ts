@@ -109,7 +109,6 @@ interface Registered {
   readonly run: RunFn;
 }
 
-const hasOwn = (o: object, key: string) => Object.hasOwn(o, key);
 const BUILTINS = new Set(['qmp_capabilities', 'query-commands', 'query-version']);
 /** Capabilities offered in the greeting; qmp_capabilities refuses any other. */
 const OFFERED_CAPABILITIES: readonly string[] = [];
@@ -164,14 +163,14 @@ export class QmpServer {
     this.registerBuiltins();
     for (const [name, run] of Object.entries(options.commands) as Array<[string, RunFn | undefined]>) {
       if (run === undefined) continue;
-      if (!hasOwn(QMP_COMMANDS, name))
+      if (!Object.hasOwn(QMP_COMMANDS, name))
         throw new Error(`QMP: '${name}' is not in schema.ts; declare it in extraCommands`);
       if (BUILTINS.has(name)) throw new Error(`QMP: '${name}' is built into the server`);
       const schema = QMP_COMMANDS[name as MachineCommandName] as { args?: Members };
       this.commands.set(name, { args: schema.args ?? {}, run });
     }
     for (const [name, extra] of Object.entries(options.extraCommands ?? {})) {
-      if (this.commands.has(name) || hasOwn(QMP_COMMANDS, name))
+      if (this.commands.has(name) || Object.hasOwn(QMP_COMMANDS, name))
         throw new Error(`QMP: extra command '${name}' clashes with a known command`);
       this.commands.set(name, { args: extra.args ?? {}, run: extra.run as unknown as RunFn });
     }
@@ -252,7 +251,7 @@ export class QmpServer {
 
   private async dispatch(session: QmpSession, request: unknown, hooks: ReplyHooks): Promise<Record<string, unknown>> {
     if (!isPlainObject(request)) return { error: { class: 'GenericError', desc: 'QMP input must be a JSON object' } };
-    const hasId = hasOwn(request, 'id');
+    const hasId = Object.hasOwn(request, 'id');
     // QEMU's key order: "return" before "id", "id" before "error".
     const success = (value: unknown) => (hasId ? { return: value, id: request.id } : { return: value });
     const failure = (errorClass: string, desc: string) =>
@@ -271,7 +270,7 @@ export class QmpServer {
           throw new QmpError('GenericError', `QMP input member '${key}' is unexpected`);
         }
       }
-      if (!hasOwn(request, 'execute')) throw new QmpError('GenericError', "QMP input lacks member 'execute'");
+      if (!Object.hasOwn(request, 'execute')) throw new QmpError('GenericError', "QMP input lacks member 'execute'");
       const name = request.execute as string;
       if (!session.negotiated && name !== 'qmp_capabilities') {
         throw new QmpError('CommandNotFound', "Expecting capabilities negotiation with 'qmp_capabilities'");

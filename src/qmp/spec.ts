@@ -25,7 +25,7 @@ export class QmpSpecError extends SetupError {
   }
 }
 
-function flag(spec: string, key: string, value: string): boolean {
+function parseFlag(spec: string, key: string, value: string): boolean {
   try {
     return parseBool(value);
   } catch (e) {
@@ -56,17 +56,17 @@ export function parseQmpSpec(text: string): QmpSpec {
       case 'path':
         break;
       case 'server':
-        server = flag(text, key, value);
+        server = parseFlag(text, key, value);
         break;
       case 'wait':
-        wait = flag(text, key, value);
+        wait = parseFlag(text, key, value);
         break;
       // QemuOpts' legacy negated booleans (`nowait` = wait=off), which older scripts still use.
       case 'nowait':
-        wait = !flag(text, key, value);
+        wait = !parseFlag(text, key, value);
         break;
       case 'noserver':
-        server = !flag(text, key, value);
+        server = !parseFlag(text, key, value);
         break;
       default:
         throw new QmpSpecError(text, `unknown parameter '${key}' (known: server, wait)`);

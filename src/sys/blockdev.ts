@@ -1,11 +1,11 @@
 // Block devices as disk images: their size is not in st_size (0 for a block device) but behind the BLKGETSIZE64
 // ioctl of <linux/fs.h> (checked against the header by blockdev-abi.test.ts).
 import { ioctlPtr } from './libc.js';
+import { ioc, IOC_READ } from './ioc.js';
 
-const IOC_READ = 2;
 const SIZEOF_U64 = 8;
 /** _IOR(0x12, 114, size_t): the device's size in bytes (u64 *). */
-export const BLKGETSIZE64 = ((IOC_READ << 30) >>> 0) + (SIZEOF_U64 << 16) + (0x12 << 8) + 114;
+export const BLKGETSIZE64 = ioc(IOC_READ, 0x12, 114, SIZEOF_U64);
 
 /** The size in bytes of the block device open on `fd`. */
 export function blockDeviceSize(fd: number): number {

@@ -227,6 +227,11 @@ export function clockNs(clock: number = CLOCK_MONOTONIC): bigint {
   return timespec[0] * 1_000_000_000n + timespec[1];
 }
 
+/** CLOCK_MONOTONIC in (fractional) milliseconds: for deadlines and timeouts. */
+export function monotonicMs(): number {
+  return Number(clockNs(CLOCK_MONOTONIC)) / 1e6;
+}
+
 // ---- sockets and poll (src/sys/socket.ts builds on these) -------------------------------------------------------
 // Raw bindings: each returns the call's result, or -errno on failure, and never throws. On a non-blocking socket
 // EAGAIN, EINTR and EINPROGRESS are expected outcomes, not errors; src/sys/socket.ts decides which ones are and

@@ -13,7 +13,7 @@
 // Nothing keeps a pointer after the call returns.
 import { lstatSync, chmodSync, fchmodSync, readFileSync, unlinkSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
-import { socketCalls as sys, addressOf, close, clockNs, CLOCK_MONOTONIC } from './libc.js';
+import { socketCalls as sys, addressOf, close, monotonicMs } from './libc.js';
 import { SysError, Errno } from './errno.js';
 import { struct, array, layoutOf, type Layout } from './c-layout.js';
 
@@ -520,20 +520,18 @@ function revents(entries: readonly PollEntry[], view: DataView): number[] {
   return entries.map((_, i) => view.getUint16(i * POLLFD_SIZE + POLL_REVENTS, true));
 }
 
-const nowMs = (): number => Number(clockNs(CLOCK_MONOTONIC)) / 1e6;
-
 /**
  * poll(2), blocking this thread for up to `timeoutMs` (Infinity = forever): the revents of each entry, all 0 on
  * timeout. EINTR is retried with the time that is left. For the pause window, where the event loop is not needed.
  */
 export function pollSync(entries: readonly PollEntry[], timeoutMs: number): number[] {
   const { memory, view } = pollArray(entries);
-  const deadline = nowMs() + timeoutMs;
+  const deadline = monotonicMs() + timeoutMs;
   for (;;) {
-    const r = sys.poll(memory, entries.length, pollTimeout(deadline - nowMs()));
+    const r = sys.poll(memory, entries.length, pollTimeout(deadline - monotonicMs()));
     if (r >= 0) return revents(entries, view);
     if (-r !== Errno.EINTR) throw new SysError('poll', entries.map((e) => e.fd).join(', '), -r);
-    if (nowMs() >= deadline) return entries.map(() => 0);
+    if (monotonicMs() >= deadline) return entries.map(() => 0);
   }
 }
 
@@ -544,11 +542,11 @@ export function pollSync(entries: readonly PollEntry[], timeoutMs: number): numb
  */
 export async function pollAsync(entries: readonly PollEntry[], timeoutMs: number): Promise<number[]> {
   const { memory, view } = pollArray(entries);
-  const deadline = nowMs() + timeoutMs;
+  const deadline = monotonicMs() + timeoutMs;
   for (;;) {
-    const r = await sys.pollAsync(memory, entries.length, pollTimeout(deadline - nowMs()));
+    const r = await sys.pollAsync(memory, entries.length, pollTimeout(deadline - monotonicMs()));
     if (r >= 0) return revents(entries, view);
     if (-r !== Errno.EINTR) throw new SysError('poll', entries.map((e) => e.fd).join(', '), -r);
-    if (nowMs() >= deadline) return entries.map(() => 0);
+    if (monotonicMs() >= deadline) return entries.map(() => 0);
   }
 }

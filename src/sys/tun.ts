@@ -6,19 +6,17 @@
 // 12 bytes is virtio 1.x's virtio_net_hdr_v1, so frames pass between the tap and the guest's rings unchanged.
 // No offloads are enabled (no TUNSETOFFLOAD), so the kernel hands us only complete, checksummed frames.
 import { open, close, ioctlPtr, O_RDWR, O_NONBLOCK, O_CLOEXEC } from './libc.js';
+import { ioc, IOC_READ, IOC_WRITE } from './ioc.js';
 
-const IOC_WRITE = 1;
-const IOC_READ = 2;
-/** _IOC(dir, type, nr, size) of <asm-generic/ioctl.h>. */
-const ioc = (dir: number, type: string, nr: number, size: number): number =>
-  ((dir << 30) >>> 0) + (size << 16) + (type.charCodeAt(0) << 8) + nr;
+/** The ioctl type (magic) byte of every TUN/TAP request: 'T'. */
+const TUNIO = 'T'.charCodeAt(0);
 
-export const TUNSETIFF = ioc(IOC_WRITE, 'T', 202, 4); // attach the fd to a tun/tap interface (struct ifreq *)
-export const TUNGETFEATURES = ioc(IOC_READ, 'T', 207, 4); // IFF_* flags the driver supports (unsigned int *)
-export const TUNSETOFFLOAD = ioc(IOC_WRITE, 'T', 208, 4); // TUN_F_* offloads we can take (unsigned int, by value)
-export const TUNGETIFF = ioc(IOC_READ, 'T', 210, 4); // the attached interface's name and flags (struct ifreq *)
-export const TUNGETVNETHDRSZ = ioc(IOC_READ, 'T', 215, 4); // vnet header size (int *)
-export const TUNSETVNETHDRSZ = ioc(IOC_WRITE, 'T', 216, 4); // set the vnet header size, ≥ 10 (int *)
+export const TUNSETIFF = ioc(IOC_WRITE, TUNIO, 202, 4); // attach the fd to a tun/tap interface (struct ifreq *)
+export const TUNGETFEATURES = ioc(IOC_READ, TUNIO, 207, 4); // IFF_* flags the driver supports (unsigned int *)
+export const TUNSETOFFLOAD = ioc(IOC_WRITE, TUNIO, 208, 4); // TUN_F_* offloads we can take (unsigned int, by value)
+export const TUNGETIFF = ioc(IOC_READ, TUNIO, 210, 4); // the attached interface's name and flags (struct ifreq *)
+export const TUNGETVNETHDRSZ = ioc(IOC_READ, TUNIO, 215, 4); // vnet header size (int *)
+export const TUNSETVNETHDRSZ = ioc(IOC_WRITE, TUNIO, 216, 4); // set the vnet header size, ≥ 10 (int *)
 
 export const IFF_TUN = 0x0001; // layer-3 device: IP packets
 export const IFF_TAP = 0x0002; // layer-2 device: Ethernet frames

@@ -4,7 +4,7 @@ import * as assert from 'uvu/assert';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildGuest, repoRoot } from '../build.js';
-import { debugExitStatus } from '../qemu-runner.js';
+import { debugExitProcessStatus } from '../qemu-runner.js';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import {
   barsOutsideWindow,
@@ -51,7 +51,7 @@ export const context = (r: VirtioProbeRun) => `\n$ ${r.argv.join(' ')}\nCOM1:\n$
 /** The run ended by itself with the guest's isa-debug-exit `value`. */
 export function expectStatus(r: VirtioProbeRun, value: number): void {
   assert.not.ok(r.timedOut, `timed out after ${r.ms} ms${context(r)}`);
-  assert.is(r.status, debugExitStatus(value), `exit status${context(r)}`);
+  assert.is(r.status, debugExitProcessStatus(value), `exit status${context(r)}`);
 }
 
 /**

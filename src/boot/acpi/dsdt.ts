@@ -3,7 +3,7 @@
 //   \_SB.Cnnn   one processor device (ACPI0007) per vCPU, _UID = the MADT's ACPI processor UID
 //   \_SB.PCI0   the PCI host bridge (PNP0A08, compatible PNP0A03): _SEG/_BBN/_UID, _CRS with the bus range, the
 //               0xCF8-0xCFF config ports, the I/O windows, the 32-bit window below the IOAPIC and the 64-bit window
-//               above RAM; _PRT routes every slot's INTx pins straight to IOAPIC GSIs (platform.ts: intxGsi)
+//               above RAM; _PRT routes every slot's INTx pins straight to IOAPIC GSIs (platform.ts: pciRoutingTable)
 //   \_SB.COMn   16550 UARTs (PNP0501), \_SB.RTC_ (PNP0B00), \_SB.KBD_ / \_SB.MOU_ (PNP0303 / PNP0F13)
 //   \_SB.PEVT   QEMU's pvpanic (QEMU0001, devices/pvpanic.ts), only with -device pvpanic: _HID, _CRS, _STA as
 //               QEMU 7.2 writes them (its PEOR region and RDPT/WRPT methods are left out: no driver uses them)
@@ -36,17 +36,16 @@ import {
   type Resource,
 } from './aml.js';
 import {
-  DEFAULT_INTX_ROUTING,
   checkCpus,
   checkIsaIrq,
   checkIntxRouting,
-  intxGsi,
   ioWindows,
+  pciRoutingTable,
   type AddressWindow,
-  type IntxRouting,
   type IsaSerialPort,
   type PciHost,
 } from './platform.js';
+import { DEFAULT_INTX_ROUTING, type PciIntxRouting } from '../../../devices/pci/bus.js';
 import { SLP_TYP_S3, SLP_TYP_S5 } from '../../../devices/acpi-pm.js';
 import { RTC_IRQ, RTC_PORT_BASE } from '../../../devices/rtc.js';
 import { PVPANIC_IO_LENGTH } from '../../../devices/pvpanic.js';
@@ -61,8 +60,6 @@ const STA_PRESENT = 0x0f;
 const UART_IO_LENGTH = 8;
 /** The RTC's index and data ports (the device claims 0x70-0x71). */
 const RTC_IO_LENGTH = 2;
-/** _PRT address field: the device (slot) in bits 31-16, 0xFFFF = any function. */
-const PRT_ANY_FUNCTION = 0xffff;
 
 export interface DsdtConfig {
   readonly cpus: number;
@@ -182,30 +179,19 @@ function pciHostBridge(pci: PciHost): Aml<'object'> {
     name('_BBN', integer(0)),
     name('_UID', integer(0)),
     name('_CRS', resourceTemplate(crs)),
-    name('_PRT', pciRoutingTable(pci.intx ?? DEFAULT_INTX_ROUTING)),
+    name('_PRT', prtPackage(pci.intx ?? DEFAULT_INTX_ROUTING)),
   ]);
 }
 
 /**
- * _PRT: Package { Package { address (slot << 16 | 0xFFFF), pin (0 = INTA#), source (0: a GSI, no link device),
- * source index (the GSI) } } for every slot and pin on bus 0.
+ * _PRT: Package { Package { address (slot << 16 | 0xFFFF: any function), pin (0 = INTA#), source (0: a GSI, no link
+ * device), source index (the GSI) } } for every slot and pin on bus 0, as platform.ts's pciRoutingTable lists them.
  */
-function pciRoutingTable(routing: IntxRouting): Aml<'data'> {
+function prtPackage(routing: PciIntxRouting): Aml<'data'> {
   checkIntxRouting(routing);
-  const entries: Aml<'data'>[] = [];
-  for (let slot = 0; slot < 32; slot++) {
-    for (let pin = 0; pin < 4; pin++) {
-      entries.push(
-        pkg([
-          integer(slot * 0x10000 + PRT_ANY_FUNCTION),
-          integer(pin),
-          integer(0),
-          integer(intxGsi(slot, pin, routing)),
-        ]),
-      );
-    }
-  }
-  return pkg(entries);
+  return pkg(
+    pciRoutingTable(routing).map((e) => pkg([integer(e.address), integer(e.pin), integer(0), integer(e.gsi)])),
+  );
 }
 
 function motherboardResources(config: DsdtConfig): Aml<'object'> | null {

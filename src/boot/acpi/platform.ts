@@ -1,6 +1,7 @@
 // What the ACPI tables and the MP table both describe: the CPUs, the IOAPIC, the PCI host bridge's windows and how
 // PCI INTx pins reach IOAPIC inputs. One definition so the two tables (and the machine that wires the hardware)
 // cannot disagree.
+import { DEFAULT_INTX_ROUTING, intxGsi, type PciIntxRouting } from '../../../devices/pci/bus.js';
 
 /** A guest-physical or I/O-port range: `size` bytes from `base`. */
 export interface AddressWindow {
@@ -28,30 +29,11 @@ export const ISA_IRQ0_GSI = 2;
 export const ISA_CASCADE_IRQ = 2;
 
 /**
- * Legacy PCI INTx routing: device `slot` (0-31) on bus 0, interrupt pin `pin` (0 = INTA# … 3 = INTD#) is wired to
- * IOAPIC input `firstGsi + ((slot + pin) mod gsiCount)`. This is the PCI-to-PCI bridge swizzle applied at the host
- * bridge, so neighbouring slots spread their INTA# over different inputs. The default uses the eight IOAPIC
- * inputs above the ISA range (GSIs 16-23), level-triggered and active-low as PCI INTx is (the _PRT's GSI entries
- * mean exactly that to the guest). The machine must raise the same GSI the function returns; devices/pci/bus.ts
- * computes the same swizzle with pins numbered 1-4 (its `intxGsi(slot, pin + 1)` equals ours with `pin`).
+ * Legacy PCI INTx routing is devices/pci/bus.ts's swizzle (PciIntxRouting, intxGsi), which the bus drives; the
+ * tables describe the same GSIs, level-triggered and active-low as PCI INTx is (the _PRT's GSI entries mean exactly
+ * that to the guest). The tables want those GSIs on the IOAPIC inputs above the ISA IRQs.
  */
-export interface IntxRouting {
-  readonly firstGsi: number;
-  readonly gsiCount: number;
-}
-
-export const DEFAULT_INTX_ROUTING: IntxRouting = { firstGsi: 16, gsiCount: 8 };
-
-/** The IOAPIC input (GSI) PCI bus 0 `slot`'s pin `pin` (0 = INTA#) raises. */
-export function intxGsi(slot: number, pin: number, routing: IntxRouting = DEFAULT_INTX_ROUTING): number {
-  if (!Number.isInteger(slot) || slot < 0 || slot > 31) throw new RangeError(`PCI slot ${slot} (0-31)`);
-  if (!Number.isInteger(pin) || pin < 0 || pin > 3)
-    throw new RangeError(`PCI interrupt pin ${pin} (0 = INTA# … 3 = INTD#)`);
-  checkIntxRouting(routing);
-  return routing.firstGsi + ((slot + pin) % routing.gsiCount);
-}
-
-export function checkIntxRouting(routing: IntxRouting): void {
+export function checkIntxRouting(routing: PciIntxRouting): void {
   const { firstGsi, gsiCount } = routing;
   if (
     !Number.isInteger(firstGsi) ||
@@ -64,6 +46,33 @@ export function checkIntxRouting(routing: IntxRouting): void {
       `PCI INTx routing: GSIs ${firstGsi}+${gsiCount} must lie in 16-${IOAPIC_PINS - 1} (above the ISA IRQs)`,
     );
   }
+}
+
+/** _PRT address field: the device (slot) in bits 31-16, 0xFFFF = any function. */
+const PRT_ANY_FUNCTION = 0xffff;
+
+/** One _PRT entry: device address (slot << 16 | 0xffff), pin (0 = INTA# .. 3 = INTD#), GSI. */
+export interface PrtEntry {
+  readonly address: number;
+  readonly pin: number;
+  readonly gsi: number;
+}
+
+/**
+ * The INTx routing ACPI's _PRT for bus 0 must describe (every slot, every pin), matching bus.ts's swizzle:
+ * GSI = firstGsi + (slot + pin) mod gsiCount with pin 0 = INTA# (intxGsi numbers it 1). The GSIs are IOAPIC pins, level-triggered;
+ * assert = line high as KVM's IOAPIC sees it (KVM ignores the polarity bit, so a guest that programs the pin
+ * active-low — Linux's default for a _PRT entry without a link device — still works). Describe them with
+ * Interrupt (ResourceConsumer, Level, ActiveHigh, Shared) link devices, as QEMU's q35 GSIA..GSIH do, or as direct
+ * GSIs in _PRT (source 0, index = GSI).
+ */
+export function pciRoutingTable(routing: PciIntxRouting = DEFAULT_INTX_ROUTING, slots = 32): PrtEntry[] {
+  const out: PrtEntry[] = [];
+  for (let slot = 0; slot < slots; slot++) {
+    for (let pin = 0; pin < 4; pin++)
+      out.push({ address: ((slot << 16) | PRT_ANY_FUNCTION) >>> 0, pin, gsi: intxGsi(slot, pin + 1, routing) });
+  }
+  return out;
 }
 
 /** The host bridge's windows: what it forwards to PCI devices (BARs are allocated inside them). */
@@ -85,7 +94,7 @@ export function ioWindows(windows: PciWindows): readonly AddressWindow[] {
 export interface PciHost {
   readonly windows: PciWindows;
   /** Default DEFAULT_INTX_ROUTING. */
-  readonly intx?: IntxRouting;
+  readonly intx?: PciIntxRouting;
   /** The last bus number behind the bridge (default: the ECAM's endBus, or 0xFF). */
   readonly endBus?: number;
 }

@@ -9,7 +9,7 @@ import {
   type AcpiConfig,
   type AcpiTables,
 } from './tables.js';
-import { intxGsi } from './platform.js';
+import { intxGsi } from '../../../devices/pci/bus.js';
 import { readWakingVector } from './facs.js';
 import { AcpicaDir, acpicaMissing, problems } from './testing/iasl.js';
 import { acpiPmPorts } from '../../../devices/acpi-pm.js';
@@ -489,7 +489,7 @@ testIf(
       const prt =
         /Address : 000000000003FFFF Pin : 00000001 Source : \[NULL NAMESTRING\] Source Index : ([0-9A-F]+)/.exec(flat);
       assert.ok(prt, 'no _PRT entry for slot 3 INTB#');
-      assert.is(parseInt(prt![1], 16), intxGsi(3, 1));
+      assert.is(parseInt(prt![1], 16), intxGsi(3, 2));
       assert.is([...flat.matchAll(/PCI IRQ Routing Table Package/g)].length, 128);
       assert.match(
         flat,

@@ -41,6 +41,8 @@ import { PM1_CNT_LENGTH, PM1_EVT_LENGTH, PM_TMR_LENGTH, PM_TIMER_32BIT } from '.
 import { I8042_COMMAND_PORT, CCMD_RESET } from '../../../devices/i8042.js';
 import type { RamRegion } from '../e820.js';
 import { alignUp } from '../../util/align.js';
+import { asciiField } from '../../util/ascii.js';
+import { le16, le32 } from '../../util/le-bytes.js';
 
 // ---- identification ---------------------------------------------------------------------------------------------
 export const ACPI_OEM_ID = 'TSVMM '; // 6 bytes
@@ -151,11 +153,6 @@ export const ECAM_BYTES_PER_BUS = 1 << 20;
 
 // ---- helpers --------------------------------------------------------------------------------------------------------
 
-function ascii(bytes: Uint8Array, at: number, text: string, length: number): void {
-  if (text.length !== length) throw new RangeError(`ACPI: '${text}' must be exactly ${length} characters`);
-  for (let i = 0; i < length; i++) bytes[at + i] = text.charCodeAt(i);
-}
-
 /** The byte that makes `bytes` sum to zero modulo 256 when stored at `at` (which must hold 0 while summing). */
 export function checksum8(bytes: Uint8Array, from = 0, to = bytes.length): number {
   let sum = 0;
@@ -172,13 +169,13 @@ export function acpiTable(
 ): Uint8Array {
   const bytes = new Uint8Array(ACPI_HEADER_LENGTH + body.length);
   const v = new DataView(bytes.buffer);
-  ascii(bytes, 0, signature, 4);
+  bytes.set(asciiField(signature, 4, 'ACPI'), 0);
   v.setUint32(HEADER_OFF_LENGTH, bytes.length, true);
   bytes[8] = revision;
-  ascii(bytes, 10, ACPI_OEM_ID, 6);
-  ascii(bytes, 16, oemTableId, 8);
+  bytes.set(asciiField(ACPI_OEM_ID, 6, 'ACPI'), 10);
+  bytes.set(asciiField(oemTableId, 8, 'ACPI'), 16);
   v.setUint32(24, ACPI_OEM_REVISION, true);
-  ascii(bytes, 28, ACPI_CREATOR_ID, 4);
+  bytes.set(asciiField(ACPI_CREATOR_ID, 4, 'ACPI'), 28);
   v.setUint32(32, ACPI_CREATOR_REVISION, true);
   bytes.set(body, ACPI_HEADER_LENGTH);
   bytes[HEADER_OFF_CHECKSUM] = checksum8(bytes);
@@ -200,8 +197,8 @@ function gas(v: DataView, at: number, port: number, bytes: number): void {
 export function buildRsdp(rsdtAddress: number, xsdtAddress: number): Uint8Array {
   const bytes = new Uint8Array(RSDP_LENGTH);
   const v = new DataView(bytes.buffer);
-  ascii(bytes, 0, 'RSD PTR ', 8);
-  ascii(bytes, 9, ACPI_OEM_ID, 6);
+  bytes.set(asciiField('RSD PTR ', 8, 'ACPI'), 0);
+  bytes.set(asciiField(ACPI_OEM_ID, 6, 'ACPI'), 9);
   bytes[15] = RSDP_REVISION;
   v.setUint32(16, rsdtAddress, true);
   v.setUint32(20, RSDP_LENGTH, true);
@@ -292,24 +289,22 @@ export interface MadtConfig {
 
 export function buildMadt(c: MadtConfig): Uint8Array {
   const entries: number[][] = [];
-  const u16 = (x: number) => [x & 0xff, (x >> 8) & 0xff];
-  const u32 = (x: number) => [x & 0xff, (x >>> 8) & 0xff, (x >>> 16) & 0xff, (x >>> 24) & 0xff];
   for (let cpu = 0; cpu < c.cpus; cpu++) {
-    entries.push([MADT_LOCAL_APIC, 8, cpu, cpu, ...u32(LOCAL_APIC_ENABLED)]); // UID, APIC ID, flags
+    entries.push([MADT_LOCAL_APIC, 8, cpu, cpu, ...le32(LOCAL_APIC_ENABLED)]); // UID, APIC ID, flags
   }
-  entries.push([MADT_IOAPIC, 12, IOAPIC_ID, 0, ...u32(IOAPIC_ADDRESS), ...u32(0)]);
+  entries.push([MADT_IOAPIC, 12, IOAPIC_ID, 0, ...le32(IOAPIC_ADDRESS), ...le32(0)]);
   const override = (irq: number, gsi: number, flags: number) => [
     MADT_INTERRUPT_OVERRIDE,
     10,
     MADT_ISA_BUS,
     irq,
-    ...u32(gsi),
-    ...u16(flags),
+    ...le32(gsi),
+    ...le16(flags),
   ];
   entries.push(override(0, ISA_IRQ0_GSI, MPS_INTI_CONFORMS));
   entries.push(override(c.sciIrq, c.sciIrq, MPS_INTI_ACTIVE_HIGH | MPS_INTI_LEVEL));
-  entries.push([MADT_LOCAL_APIC_NMI, 6, ALL_PROCESSORS, ...u16(MPS_INTI_CONFORMS), LINT1]);
-  const body = Uint8Array.from([...u32(LAPIC_ADDRESS), ...u32(MADT_FLAG_PCAT_COMPAT), ...entries.flat()]);
+  entries.push([MADT_LOCAL_APIC_NMI, 6, ALL_PROCESSORS, ...le16(MPS_INTI_CONFORMS), LINT1]);
+  const body = Uint8Array.from([...le32(LAPIC_ADDRESS), ...le32(MADT_FLAG_PCAT_COMPAT), ...entries.flat()]);
   return acpiTable('APIC', MADT_REVISION, body);
 }
 

@@ -31,7 +31,8 @@ export interface StartInfoBytes {
   memmap: Uint8Array;
 }
 
-function u64(n: number): bigint {
+/** A start-info address or size: a non-negative safe integer, as the u64 field takes it. */
+function checkedU64(n: number): bigint {
   if (!Number.isSafeInteger(n) || n < 0) throw new LinuxBootError(`bad PVH start info value ${n}`);
   return BigInt(n);
 }
@@ -44,19 +45,19 @@ export function buildStartInfo(spec: StartInfoSpec): StartInfoBytes {
   si.setUint32(HVM_START_INFO.version, HVM_START_INFO_VERSION, true);
   si.setUint32(HVM_START_INFO.flags, 0, true); // no SIF_* flag applies outside Xen
   si.setUint32(HVM_START_INFO.nr_modules, spec.modules.length, true);
-  si.setBigUint64(HVM_START_INFO.modlist_paddr, spec.modules.length ? u64(spec.modlistPaddr) : 0n, true);
-  si.setBigUint64(HVM_START_INFO.cmdline_paddr, u64(spec.cmdlinePaddr), true);
-  si.setBigUint64(HVM_START_INFO.rsdp_paddr, u64(spec.rsdpPaddr), true);
-  si.setBigUint64(HVM_START_INFO.memmap_paddr, u64(spec.memmapPaddr), true);
+  si.setBigUint64(HVM_START_INFO.modlist_paddr, spec.modules.length ? checkedU64(spec.modlistPaddr) : 0n, true);
+  si.setBigUint64(HVM_START_INFO.cmdline_paddr, checkedU64(spec.cmdlinePaddr), true);
+  si.setBigUint64(HVM_START_INFO.rsdp_paddr, checkedU64(spec.rsdpPaddr), true);
+  si.setBigUint64(HVM_START_INFO.memmap_paddr, checkedU64(spec.memmapPaddr), true);
   si.setUint32(HVM_START_INFO.memmap_entries, map.length, true);
 
   const modlist = new Uint8Array(spec.modules.length * HVM_MODLIST_ENTRY_SIZE);
   const ml = new DataView(modlist.buffer);
   spec.modules.forEach((m, i) => {
     const at = i * HVM_MODLIST_ENTRY_SIZE;
-    ml.setBigUint64(at + HVM_MODLIST_ENTRY.paddr, u64(m.paddr), true);
-    ml.setBigUint64(at + HVM_MODLIST_ENTRY.size, u64(m.size), true);
-    ml.setBigUint64(at + HVM_MODLIST_ENTRY.cmdline_paddr, u64(m.cmdlinePaddr ?? 0), true);
+    ml.setBigUint64(at + HVM_MODLIST_ENTRY.paddr, checkedU64(m.paddr), true);
+    ml.setBigUint64(at + HVM_MODLIST_ENTRY.size, checkedU64(m.size), true);
+    ml.setBigUint64(at + HVM_MODLIST_ENTRY.cmdline_paddr, checkedU64(m.cmdlinePaddr ?? 0), true);
   });
 
   const memmap = new Uint8Array(map.length * HVM_MEMMAP_TABLE_ENTRY_SIZE);
