@@ -41,7 +41,9 @@ const DEVICES: readonly VirtioKind[] = ['blk', 'rng'];
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const sha = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
-const roundsIn = (out: string) => [...out.matchAll(/^virtio-probe: round (\d+) ok$/gm)].map((m) => Number(m[1]));
+// Only whole lines count: a checkpoint can cut the old process's output between "ok" and its newline, and the new
+// process then finishes that line.
+const roundsIn = (out: string) => [...out.matchAll(/^virtio-probe: round (\d+) ok\r?\n/gm)].map((m) => Number(m[1]));
 const context = (vm: VmProcess) => `\nCOM1:\n${vm.stdout}\nstderr:\n${vm.stderr}`;
 
 interface Setup {
