@@ -6,10 +6,10 @@
  *   s3-rtc: FACS 0x........ PM1a_EVT 0x.... PM1a_CNT 0x....
  * and fails with EXIT_NO_RTC_WAKE if the FADT sets FIX_RTC (the platform says its RTC cannot wake it). It copies a
  * real-mode wake stub to WAKE_VECTOR and stores that address in FACS.Firmware_Waking_Vector, clears PM1_STS, sets
- * PM1_EN = RTC_EN, then waits for the RTC's update-in-progress flag (register A, UIP) to rise and fall — the alarm
- * is armed just after an update, so it fires a whole second later — counting the register A reads and the updates
- * it polled across without seeing UIP (a hang guard: EXIT_UIP_MISSED after 30 of them). Prints
- *   s3-rtc: UIP seen after N reads of register A, M updates missed
+ * PM1_EN = RTC_EN, then waits for an RTC update — the update-in-progress flag (register A, UIP) rising and falling, or
+ * the seconds register changing when the polls missed UIP's short window — so the alarm, armed just after it, fires a
+ * whole second later. Prints
+ *   s3-rtc: update seen after N reads of register A (UIP|seconds changed)
  * arms the alarm with all three alarm registers "don't care" (it fires at every update), sets AIE, prints
  *   s3-rtc: suspending
  * and writes SLP_TYP=1 (S3 under QEMU's and tsvmm's PIIX4 numbering) | SLP_EN to PM1a_CNT. A machine that does not
@@ -27,7 +27,6 @@
 #define EXIT_BOOTED_AGAIN   0x12   /* status 37 */
 #define EXIT_NO_TABLES      0x20   /* status 65 */
 #define EXIT_NO_RTC_WAKE    0x21   /* the FADT sets FIX_RTC: status 67 */
-#define EXIT_UIP_MISSED     0x22   /* status 69 */
 #define EXIT_NOT_SUSPENDED  0x23   /* status 71 */
 #define EXIT_MARKER_LOST    0x24   /* woke, but RAM did not survive: status 73 */
 
@@ -134,18 +133,19 @@ void main(void) {
     outw((uint16_t)(pm1_evt + PM1_STS), 0xffff);           /* write 1 to clear every status bit */
     outw((uint16_t)(pm1_evt + PM1_EN), PM1_EN_RTC);
 
-    /* UIP must rise before the seconds register has changed twice; then wait for it to fall. */
+    /* Arm just after an update, so the alarm fires a whole second later: the update is seen either as UIP rising
+     * (then wait for it to fall) or, when a slow or descheduled vCPU polls across UIP's 244 us window (a loaded host
+     * running TCG missed it for 30 seconds in a row), as the seconds register changing. */
     uint32_t reads = 0;
     uint8_t sec = cmos(RTC_SECONDS);
-    int updates = 0;
+    int uip = 0;
     for (;;) {
         reads++;
-        if (cmos(RTC_REG_A) & REG_A_UIP) break;
-        uint8_t now = cmos(RTC_SECONDS);
-        if (now != sec) { sec = now; if (++updates == 30) { print("s3-rtc: FAIL: UIP not seen in %u reads over 30 updates\n", reads); debug_exit(EXIT_UIP_MISSED); } }
+        if (cmos(RTC_REG_A) & REG_A_UIP) { uip = 1; break; }
+        if (cmos(RTC_SECONDS) != sec) break;
     }
     while (cmos(RTC_REG_A) & REG_A_UIP) { }
-    print("s3-rtc: UIP seen after %u reads of register A, %u updates missed\n", reads, (uint32_t)updates);
+    print("s3-rtc: update seen after %u reads of register A (%s)\n", reads, uip ? "UIP" : "seconds changed");
 
     (void)cmos(RTC_REG_C);
     cmos_write(RTC_SECONDS_ALARM, ALARM_DONT_CARE);
