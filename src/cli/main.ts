@@ -1,12 +1,11 @@
 #!/usr/bin/env node
 // tsvmm's command line: `tsvmm run [QEMU-style options]` (or the options alone, as with qemu-system-x86_64).
-import { readFileSync, existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import { parseRunArgs, runUsage, UsageError } from './args.js';
 import { ExitStatus } from '../util/exit-status.js';
 import { SetupError } from '../util/setup-error.js';
 import { startupMark, reportStartup } from './startup-trace.js';
+import { version } from './version.js';
 // Everything else is imported when needed: start-up time is part of a checkpoint/restart's pause.
 
 const USAGE = `usage: tsvmm run [options]      boot a guest (see tsvmm run --help)
@@ -18,18 +17,6 @@ const USAGE = `usage: tsvmm run [options]      boot a guest (see tsvmm run --hel
 Exit status: the guest's isa-debug-exit verdict ((value << 1) | 1), 0 on a clean power-off (or reset with
 -no-reboot), ${ExitStatus.usage} bad usage, ${ExitStatus.setupFailed} setup failed (/dev/kvm, RAM, image), ${ExitStatus.tripleFault} triple fault,
 ${ExitStatus.kvmInternalError} KVM internal/emulation error, ${ExitStatus.failEntry} VM entry failure, ${ExitStatus.timeout} --timeout expired, ${ExitStatus.internalError} tsvmm internal error.`;
-
-/** tsvmm's version from its package.json, found above this file (dist/src/cli/main.js or the bundle dist/tsvmm.mjs). */
-function version(): string {
-  for (let dir = dirname(fileURLToPath(import.meta.url)); ; dir = dirname(dir)) {
-    const path = join(dir, 'package.json');
-    if (existsSync(path)) {
-      const pkg = JSON.parse(readFileSync(path, 'utf8')) as { name?: string; version: string };
-      if (pkg.name === 'tsvmm') return `tsvmm ${pkg.version}`;
-    }
-    if (dirname(dir) === dir) return 'tsvmm (unknown version)';
-  }
-}
 
 function exitWith(status: number, message: string): never {
   process.stderr.write(`tsvmm: ${message}\n`);
@@ -45,7 +32,7 @@ async function run(argv: string[]): Promise<number> {
   const args = parseRunArgs(argv);
   // The vCPU threads boot (~20 ms each, plus their modules) while this thread loads the rest of tsvmm.
   const [{ parseSmp }, { prestartVcpuThreads }] = await Promise.all([import('./smp.js'), import('../vcpu/threads.js')]);
-  prestartVcpuThreads(parseSmp(args.smp));
+  prestartVcpuThreads(vcpusToPrestart(parseSmp, args.smp));
   startupMark('threads-started');
   const { machineConfigFromArgs } = await import('./config.js');
   const config = machineConfigFromArgs(args);
@@ -122,6 +109,15 @@ async function run(argv: string[]): Promise<number> {
   const status = await machine.finished;
   await control.close();
   return status;
+}
+
+/** How many vCPU threads to start ahead: a bad -smp starts none, and machineConfigFromArgs reports it as usage. */
+function vcpusToPrestart(parseSmp: (text: string | undefined) => number, smp: string | undefined): number {
+  try {
+    return parseSmp(smp);
+  } catch {
+    return 0;
+  }
 }
 
 /** What -incoming asked for: wait (defer), a checkpoint file to load, and/or a cpr-transfer channel to listen on. */
