@@ -117,7 +117,7 @@ export interface DebugconSpec {
 }
 
 /** What the machine plan says about debug consoles (-debugcon, -device isa-debugcon). */
-interface DebugconPlan {
+export interface DebugconPlan {
   readonly config: { readonly debugcon: readonly { output: CharSpec; iobase: number; timestamps: boolean }[] };
   readonly openChardev: OpenChardev;
 }

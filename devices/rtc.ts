@@ -706,7 +706,7 @@ export interface RtcSpec {
 }
 
 /** What the machine plan says that the CMOS reports. */
-interface RtcPlan {
+export interface RtcPlan {
   readonly config: { readonly memory: { readonly size: number }; readonly cpus: number };
   /** Guest RAM as mapped. */
   readonly ram: readonly { readonly gpa: number; readonly size: number }[];

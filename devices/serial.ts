@@ -533,7 +533,7 @@ export interface SerialSpec {
 }
 
 /** What the machine plan says about serial ports: -serial, one per COM port. */
-interface SerialPlan {
+export interface SerialPlan {
   readonly config: { readonly serial: readonly CharSpec[] };
   readonly openChardev: OpenChardev;
 }

@@ -62,7 +62,7 @@ type VirtioPciDeviceRecord = RecordInternals & { readonly transport: VirtioPciRe
 type SomeBackend = VirtioBackendRegistration<VirtioBackendSpec, unknown>;
 
 /** What the machine plan gives this kind: the functions it placed (opening their host resources on the way). */
-interface VirtioPciPlan {
+export interface VirtioPciPlan {
   virtioFunctions(): Promise<readonly VirtioPciSpec[]>;
 }
 
