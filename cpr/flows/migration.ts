@@ -3,7 +3,7 @@
 // MIGRATION events. Both command spellings end up in cpr/flows/reboot.ts (and, for mode cpr-transfer, cpr/flows/transfer.ts).
 import type { Machine } from '../../src/machine/machine.js';
 import { CheckpointError } from '../file/checkpoint-file.js';
-import { saveToFile, loadFromFile, warmUpFileIo, CprError, type RamPolicy } from './reboot.js';
+import { saveToFile, loadFromFile, warmUpFileIo, CprError, type RamPolicy, type LoadReport } from './reboot.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SnapshotScratch, warmUpRestore, captureSections, WARM_UP_ROUNDS } from './snapshot.js';
@@ -95,7 +95,7 @@ export class MigrationController {
   }
 
   /** Incoming migration from a file: verify, restore, and resume the guest if it was running (unless `stayPaused`). */
-  incomingFromFile(path: string, clock: PhaseClock, stayPaused: boolean): void {
+  incomingFromFile(path: string, clock: PhaseClock, stayPaused: boolean): LoadReport {
     if (this.active) throw new CprError('a migration is already in progress');
     this.startedUs = nowUs();
     this.errorDesc = undefined;
@@ -106,6 +106,7 @@ export class MigrationController {
       this.marks = report.marks;
       this.endedUs = nowUs();
       this.set('completed');
+      return report;
     } catch (e) {
       this.errorDesc = (e as Error).message;
       this.endedUs = nowUs();

@@ -1,7 +1,7 @@
 // The control plane of a running tsvmm: its QMP servers (each -qmp), the migration controller behind the CPR
 // commands, and the forwarding of machine events to every QMP client.
 import { clockNs, CLOCK_REALTIME } from '../sys/libc.js';
-import { QmpServer } from '../qmp/server.js';
+import { QmpServer, type QmpHandlers } from '../qmp/server.js';
 import { machineCommands } from '../qmp/machine-commands.js';
 import { MigrationController } from '../../cpr/flows/migration.js';
 import { processStartMarks } from '../../cpr/flows/reboot.js';
@@ -11,6 +11,8 @@ import type { Machine } from '../machine/machine.js';
 
 export interface Control {
   readonly migration: MigrationController;
+  /** The QMP commands' handlers, for callers in this process (the Node library runs them without a socket). */
+  readonly commands: QmpHandlers;
   close(): Promise<void>;
 }
 
@@ -70,6 +72,7 @@ export async function startQmp(machine: Machine, specs: readonly string[], o: St
   }
   return {
     migration,
+    commands,
     async close() {
       for (const s of servers) await s.close();
     },
