@@ -1,6 +1,6 @@
 // Bundles tsvmm: dist/tsvmm.mjs (the command) loads dist/tsvmm-main.cjs, and dist/tsvmm-vcpu.mjs (a vCPU thread)
 // loads dist/tsvmm-vcpu.cjs, both through V8's code cache (src/sys/code-cache.ts); dist/tsvmm-io.mjs is the I/O
-// thread. Run by `npm run build` after tsc has type-checked everything. koffi stays external: it is a native addon loaded from node_modules.
+// thread; dist/tsvmm-api.mjs is the Node library (package.json "exports"). Run by `npm run build` after tsc has type-checked everything. koffi stays external: it is a native addon loaded from node_modules.
 import { build } from 'esbuild';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -45,6 +45,8 @@ await Promise.all([
     banner: {},
   }),
   build({ ...cjs, entryPoints: [join(root, 'src/vcpu/worker.ts')], outfile: join(root, 'dist/tsvmm-vcpu.cjs') }),
+  // The library (`import { Machine } from 'tsvmm'`); its threads run the two bundles below and above.
+  build({ ...common, entryPoints: [join(root, 'src/api/bundle-entry.ts')], outfile: join(root, 'dist/tsvmm-api.mjs') }),
   // The I/O thread starts once per machine with virtio devices, off the start-up path: no code cache.
   build({ ...common, entryPoints: [join(root, 'src/io/worker.ts')], outfile: join(root, 'dist/tsvmm-io.mjs') }),
 ]);
