@@ -1,15 +1,16 @@
-// bench/boot: process start → kernel entry → first kernel output → (on VMX/SVM) init, for tsvmm and for QEMU
-// -M microvm with the same kernel (Debian's cloud vmlinux, PVH entry), initrd and command line, in one run, with the
-// ratio; the same for the tiny hello guest. See docs/bench.md for the method. `node dist/bench/boot.js`
+// bench/boot: process start → kernel entry → first kernel output → (on VMX/SVM) init → power-off (process exit),
+// for tsvmm and for QEMU -M microvm and -M pc with the same kernel (Debian's generic kernel, the vmlinux entered
+// through PVH: test/support/linux-guest.ts), initrd and command line, in one run, with the ratios; the same for the
+// tiny hello guest (against -M microvm). See docs/bench.md for the method. `node dist/bench/boot.js`
 //
-// Environment: TSVMM_BENCH_BOOT_RUNS (runs per case, default 5), TSVMM_QEMU (the QEMU binary).
+// Environment: TSVMM_BENCH_BOOT_RUNS (runs per case, default 5, also in the rig), TSVMM_QEMU (the QEMU binary).
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { readFileSync, rmSync } from 'node:fs';
 import { buildGuest } from '../examples/guests/build.js';
-import { QEMU_BINARY, qemuAccel, qemuUnavailable } from '../examples/guests/qemu-runner.js';
+import { QEMU_BINARY } from '../examples/guests/qemu-runner.js';
 import { repoRoot } from '../test/support/cc.js';
-import { debianKernel } from '../test/support/linux-kernel.js';
+import { linuxGuestKernel } from '../test/support/linux-guest.js';
 import { kvmIsPvm, PVM_NO_USER_SPACE } from '../test/support/kvm-backend.js';
 import { kvmMissing } from '../kvm/testing/test-guest.js';
 import { findBusybox } from '../src/images/busybox.js';
@@ -18,9 +19,10 @@ import { envInt } from './lib/env.js';
 import { summarize, type Summary } from './lib/stats.js';
 import { formatTable, round, type Cell } from './lib/table.js';
 import { removeScratch, scratchDir, writeResult } from './lib/output.js';
-import { benchWhere, guardMs, rigDefault } from './lib/where.js';
+import { benchWhere, guardMs } from './lib/where.js';
 import { runWatched, sinceSpawn, type WatchedRun } from './boot/watch.js';
 import { qemuEntry, qemuTraceArgs, tsvmmMarks, writeTimeOriginPreload } from './boot/observe.js';
+import { defaultQemu } from './linux/vmms.js';
 
 const RAM = '512M';
 const HELLO_RAM = '64M';
@@ -44,6 +46,9 @@ const TSVMM_MARKS = [
 ] as const;
 
 type Vmm = 'tsvmm' | 'qemu';
+/** The QEMU machines the Linux boot runs on (hello runs on microvm only). */
+const MACHINES = ['microvm', 'pc'] as const;
+type Machine = (typeof MACHINES)[number];
 interface Command {
   command: string;
   args: string[];
@@ -72,7 +77,7 @@ function failRun(what: string, run: WatchedRun, why: string): never {
 }
 
 export async function benchBoot(): Promise<void> {
-  const RUNS = envInt('TSVMM_BENCH_BOOT_RUNS', rigDefault(5, 3));
+  const RUNS = envInt('TSVMM_BENCH_BOOT_RUNS', 5);
   const dir = scratchDir('boot');
   const t0 = performance.now();
   const log = (line: string) =>
@@ -81,9 +86,10 @@ export async function benchBoot(): Promise<void> {
   const kvm = kvmMissing();
   if (kvm) throw new Error(`bench/boot needs KVM: ${kvm}`);
   const pvm = kvmIsPvm();
-  const qemuMissing =
-    qemuUnavailable() ?? (qemuAccel() === 'kvm' ? null : '/dev/kvm is not usable by QEMU (it would run TCG)');
-  const found = debianKernel();
+  const qemuFound = defaultQemu();
+  const qemuMissing = qemuFound.reason;
+  const qemuVersion = qemuFound.qemu?.version ?? '-';
+  const found = linuxGuestKernel();
   const busybox = findBusybox();
   const initSkipped = pvm
     ? PVM_NO_USER_SPACE
@@ -123,11 +129,11 @@ export async function benchBoot(): Promise<void> {
     ],
     env: { ...process.env, TSVMM_TRACE_STARTUP: '1' },
   });
-  const qemu = (extra: string[]): Command => ({
+  const qemu = (extra: string[], machine: Machine = 'microvm'): Command => ({
     command: QEMU_BINARY,
     args: [
       '-M',
-      'microvm',
+      machine,
       '-accel',
       'kvm',
       '-cpu',
@@ -157,10 +163,11 @@ export async function benchBoot(): Promise<void> {
   // ---- one Linux boot --------------------------------------------------------------------------------------------
   const patterns = { banner: /Linux version [^\n]*\n/, init: new RegExp(INIT_MARKER) };
   /** On PVM a run ends at the banner (the kernel stops at the emulator's wall ~a minute later); else at power-off. */
-  const bootLinux = async (vmm: Vmm, traced: boolean): Promise<LinuxSample> => {
-    const what = `${vmm}${traced ? ' (traced)' : ''} Linux boot`;
+  const bootLinux = async (vmm: Vmm, traced: boolean, machine: Machine = 'microvm'): Promise<LinuxSample> => {
+    const what = `${vmm === 'tsvmm' ? vmm : `QEMU -M ${machine}`}${traced ? ' (traced)' : ''} Linux boot`;
     rmSync(traceLog, { force: true });
-    const c = vmm === 'tsvmm' ? tsvmm(linuxArgs) : qemu([...linuxArgs, ...(traced ? qemuTraceArgs(traceLog) : [])]);
+    const c =
+      vmm === 'tsvmm' ? tsvmm(linuxArgs) : qemu([...linuxArgs, ...(traced ? qemuTraceArgs(traceLog) : [])], machine);
     const stopEarly = pvm || traced;
     const run = await runWatched(c.command, c.args, {
       patterns,
@@ -190,9 +197,13 @@ export async function benchBoot(): Promise<void> {
     } else if (traced) {
       const e = qemuEntry(readFileSync(traceLog, 'utf8'));
       sample.handover = sinceSpawn(run, e.firstRunNs);
-      if (e.kernelEntryNs === null) failRun(what, run, 'the firmware never read kernel_entry from fw_cfg (trace log)');
-      sample.entry = sinceSpawn(run, e.kernelEntryNs);
-      sample.entryToOutput = sample.firstOutput - sample.entry;
+      // -M pc's PVH option ROM is not qboot: if it read no kernel_entry, the entry rows stay empty for it.
+      if (e.kernelEntryNs === null && machine === 'microvm')
+        failRun(what, run, 'the firmware never read kernel_entry from fw_cfg (trace log)');
+      if (e.kernelEntryNs !== null) {
+        sample.entry = sinceSpawn(run, e.kernelEntryNs);
+        sample.entryToOutput = sample.firstOutput - sample.entry;
+      }
     }
     return sample;
   };
@@ -220,7 +231,13 @@ export async function benchBoot(): Promise<void> {
   await bootHello('tsvmm', hello);
   if (!qemuMissing) await bootHello('qemu', hello);
 
-  const linux: Record<'tsvmm' | 'qemu' | 'qemuTraced', LinuxSample[]> = { tsvmm: [], qemu: [], qemuTraced: [] };
+  const linux: Record<'tsvmm' | Machine | `${Machine}Traced`, LinuxSample[]> = {
+    tsvmm: [],
+    microvm: [],
+    microvmTraced: [],
+    pc: [],
+    pcTraced: [],
+  };
   const helloRuns: Record<Vmm, { output: number; exit: number; entry?: number }[]> = { tsvmm: [], qemu: [] };
   for (let i = 0; i < RUNS; i++) {
     helloRuns.tsvmm.push(await bootHello('tsvmm', hello));
@@ -229,9 +246,11 @@ export async function benchBoot(): Promise<void> {
       log(`Linux run ${i + 1}/${RUNS}: tsvmm`);
       linux.tsvmm.push(await bootLinux('tsvmm', false));
       if (!qemuMissing) {
-        log(`Linux run ${i + 1}/${RUNS}: QEMU, then QEMU traced`);
-        linux.qemu.push(await bootLinux('qemu', false));
-        linux.qemuTraced.push(await bootLinux('qemu', true));
+        for (const machine of MACHINES) {
+          log(`Linux run ${i + 1}/${RUNS}: QEMU -M ${machine}, then traced`);
+          linux[machine].push(await bootLinux('qemu', false, machine));
+          linux[`${machine}Traced`].push(await bootLinux('qemu', true, machine));
+        }
       }
     }
     await sleep(100);
@@ -251,41 +270,46 @@ export async function benchBoot(): Promise<void> {
   const pick = (xs: LinuxSample[], k: keyof LinuxSample) => sum(xs.map((x) => x[k] as number | undefined));
   const header = ['ms from spawn', 'tsvmm med', 'tsvmm min', 'QEMU med', 'QEMU min', 'tsvmm/QEMU'];
 
-  const L = {
-    handover: [pick(linux.tsvmm, 'handover'), pick(linux.qemuTraced, 'handover')],
-    entry: [pick(linux.tsvmm, 'entry'), pick(linux.qemuTraced, 'entry')],
-    firstOutput: [pick(linux.tsvmm, 'firstOutput'), pick(linux.qemu, 'firstOutput')],
-    banner: [pick(linux.tsvmm, 'banner'), pick(linux.qemu, 'banner')],
-    entryToOutput: [pick(linux.tsvmm, 'entryToOutput'), pick(linux.qemuTraced, 'entryToOutput')],
-    init: [pick(linux.tsvmm, 'init'), pick(linux.qemu, 'init')],
-    exit: [pick(linux.tsvmm, 'exit'), pick(linux.qemu, 'exit')],
-  } as const;
+  // Linux: tsvmm against each QEMU machine; QEMU's entry rows come from its traced runs, the others from untraced.
+  const linuxHeader = [
+    'ms from spawn',
+    'tsvmm med',
+    'tsvmm min',
+    ...MACHINES.flatMap((m) => [`${m} med`, `${m} min`]),
+    ...MACHINES.map((m) => `tsvmm/${m}`),
+  ];
+  const linuxRow = (label: string, key: keyof LinuxSample, traced: boolean): Cell[] => {
+    const t = pick(linux.tsvmm, key);
+    const qs = MACHINES.map((m) => pick(linux[traced ? (`${m}Traced` as const) : m], key));
+    return [label, ...cells(t), ...qs.flatMap(cells), ...qs.map((q) => ratio(t, q))];
+  };
+  const linuxRatio = (key: keyof LinuxSample, traced: boolean, m: Machine) =>
+    ratio(pick(linux.tsvmm, key), pick(linux[traced ? (`${m}Traced` as const) : m], key));
   const out: string[] = [];
   if (found.kernel) {
     const release = found.kernel.release;
     out.push(
       formatTable(
-        `boot: Debian ${release} vmlinux (PVH entry), -m ${RAM}, 1 vCPU, initrd ${initrd ? 'yes' : 'no'}; tsvmm vs QEMU -M microvm (-accel kvm), median and min of ${RUNS}\n` +
-          `command line: ${cmdline}`,
-        header,
+        `boot: Debian ${release} vmlinux (PVH entry), -m ${RAM}, 1 vCPU, initrd ${initrd ? 'yes' : 'no'}; tsvmm vs QEMU ${qemuVersion} -M microvm and -M pc (-accel kvm), median and min of ${RUNS}\n` +
+          `command line: ${cmdline}; > 1 in a ratio column: tsvmm takes longer`,
+        linuxHeader,
         [
-          row('VMM starts the guest (tsvmm: trace "running"; QEMU: 1st KVM_RUN, firmware) *', ...L.handover),
-          row('kernel entry (tsvmm: = running; QEMU: KVM_RUN after fw_cfg kernel_entry) *', ...L.entry),
-          row('first kernel output (first serial byte on stdout)', ...L.firstOutput),
-          row('"Linux version" line complete', ...L.banner),
-          row('  kernel entry -> first output (guest time before its console) *', ...L.entryToOutput),
+          linuxRow('VMM starts the guest (tsvmm: trace "running"; QEMU: 1st KVM_RUN, firmware) *', 'handover', true),
+          linuxRow('kernel entry (tsvmm: = running; QEMU: KVM_RUN after fw_cfg kernel_entry) *', 'entry', true),
+          linuxRow('first kernel output (first serial byte on stdout)', 'firstOutput', false),
+          linuxRow('"Linux version" line complete', 'banner', false),
+          linuxRow('  kernel entry -> first output (guest time before its console) *', 'entryToOutput', true),
           ...(initSkipped
             ? [
                 [
                   `init marker: skipped (${pvm ? 'PVM: no user space' : 'no busybox'})`,
-                  null,
-                  null,
-                  null,
-                  null,
-                  null,
+                  ...linuxHeader.slice(1).map(() => null),
                 ] as Cell[],
               ]
-            : [row(`init marker ("${INIT_MARKER}")`, ...L.init), row('process exit after poweroff -f', ...L.exit)]),
+            : [
+                linuxRow(`init marker ("${INIT_MARKER}")`, 'init', false),
+                linuxRow('power-off: process exit after poweroff -f', 'exit', false),
+              ]),
         ],
       ),
     );
@@ -337,17 +361,23 @@ export async function benchBoot(): Promise<void> {
       cmdline,
       kernel: found.kernel ?? `skipped: ${found.reason}`,
       initrd: initrd !== null,
-      qemu: qemuMissing ? `skipped: ${qemuMissing}` : QEMU_BINARY,
+      qemu: qemuMissing ? `skipped: ${qemuMissing}` : `${QEMU_BINARY} ${qemuVersion}`,
       init: initSkipped ? `skipped: ${initSkipped}` : 'measured',
     },
     linux,
     hello: helloRuns,
-    ratios: {
-      firstKernelOutput: ratio(L.firstOutput[0], L.firstOutput[1]),
-      kernelEntry: ratio(L.entry[0], L.entry[1]),
-      init: ratio(L.init[0], L.init[1]),
-      helloOutput: ratio(H.output[0], H.output[1]),
-    },
+    ratios: Object.fromEntries(
+      MACHINES.map((m) => [
+        m,
+        {
+          firstKernelOutput: linuxRatio('firstOutput', false, m),
+          kernelEntry: linuxRatio('entry', true, m),
+          init: linuxRatio('init', false, m),
+          exit: linuxRatio('exit', false, m),
+        },
+      ]),
+    ),
+    helloOutputRatio: ratio(H.output[0], H.output[1]),
     tables: text,
   });
   removeScratch(dir);
