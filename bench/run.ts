@@ -5,9 +5,13 @@
 // On a host without a usable /dev/kvm the whole run goes into the rig (test/rig/), one boot for all benches; its
 // lines come out marked `[rig]`, and each bench says there that only its side-by-side ratios are figures to read.
 import { spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RigSetupError } from '../test/rig/debian.js';
 import { hostKvmUnusable } from '../test/rig/host-kvm.js';
+import { benchOutputDir } from './lib/output.js';
 
 const BENCHES = ['exits', 'startup', 'cpr-pause', 'cpr-parts', 'blk', 'boot', 'linux-io', 'linux-cpr'] as const;
 
@@ -33,6 +37,15 @@ function runHere(): number {
   return failed ? 1 : 0;
 }
 
+/** Copies the result files (JSON, SVG) from `from` to `to`, leaving scratch directories behind. */
+function copyResults(from: string, to: string): void {
+  if (!existsSync(from)) return;
+  mkdirSync(to, { recursive: true });
+  for (const name of readdirSync(from)) {
+    if (/\.(json|svg)$/.test(name)) copyFileSync(join(from, name), join(to, name));
+  }
+}
+
 /** The same run inside the rig: 2 vCPUs and 16 GiB, so cpr-pause's 4 GiB guests fit on the rig's /dev/shm. */
 async function runInTheRig(why: string): Promise<number> {
   process.stderr.write(
@@ -46,13 +59,17 @@ async function runInTheRig(why: string): Promise<number> {
     pending = lines.pop()!;
     for (const line of lines) process.stdout.write(`[rig] ${line}\n`);
   };
+  // Inside, the checkout is a read-only 9p mount under a tmpfs overlay: the results come back through the run's share.
+  const shareDir = mkdtempSync(join(tmpdir(), 'tsvmm-bench-rig-'));
   try {
     const r = await runInRig({
       command: [process.execPath, fileURLToPath(import.meta.url), ...wanted],
       memory: '16G',
       output: mark,
+      shareDir,
     });
     if (pending) process.stdout.write(`[rig] ${pending}\n`);
+    copyResults(join(shareDir, 'bench'), benchOutputDir);
     if (r.timedOut) return 124;
     return r.status ?? 125;
   } catch (e) {
@@ -61,8 +78,18 @@ async function runInTheRig(why: string): Promise<number> {
       `bench: no way to run the benchmarks here: load the kvm module on a host with VMX/SVM, or let the rig run them (${e.message})\n`,
     );
     return 4;
+  } finally {
+    rmSync(shareDir, { recursive: true, force: true });
   }
 }
 
 const why = process.env.TSVMM_IN_RIG === '1' ? null : hostKvmUnusable();
-process.exitCode = why === null ? runHere() : await runInTheRig(why);
+if (why === null) {
+  process.exitCode = runHere();
+  if (process.env.TSVMM_IN_RIG === '1') {
+    const { RIG_SHARE_IN_GUEST } = await import('../test/rig/machine.js');
+    if (existsSync(RIG_SHARE_IN_GUEST)) copyResults(benchOutputDir, join(RIG_SHARE_IN_GUEST, 'bench'));
+  }
+} else {
+  process.exitCode = await runInTheRig(why);
+}

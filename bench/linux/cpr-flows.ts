@@ -21,8 +21,8 @@ export type LinuxCprFlow = (typeof LINUX_CPR_FLOWS)[number];
 
 export interface CprVmmKind {
   id: 'tsvmm' | 'qemu';
-  /** The whole command of one process: the machine, then `extra` (-incoming …), then -qmp on `qmpPath`. */
-  argv(extra: readonly string[], qmpPath: string): string[];
+  /** The whole command of one process: the machine, then `extra` (-incoming …), -qmp and -serial on these paths. */
+  argv(extra: readonly string[], qmpPath: string, serialPath: string): string[];
   /** The main -incoming channel of a cpr-transfer target. */
   transferMain(mainSocket: string): string;
 }
@@ -80,7 +80,7 @@ export async function runLinuxFlow(
   s: FlowSetup,
 ): Promise<{ next: TickVmm; record: FlowRecord }> {
   const name = s.nextName();
-  const spawnNext = (extra: string[]) => new TickVmm(name, s.dir, (qmp) => s.kind.argv(extra, qmp));
+  const spawnNext = (extra: string[]) => new TickVmm(name, s.dir, (qmp, serial) => s.kind.argv(extra, qmp, serial));
   let next: TickVmm | null = null;
   let info: { downtime?: number };
   try {

@@ -1,6 +1,7 @@
 // One VMM process (tsvmm or QEMU) running the ticking Linux guest: spawned with a QMP socket, its stdout (the
 // guest's debug console bytes) stamped chunk by chunk on the CLOCK_REALTIME axis as the chunks arrive here.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { realtimeUs } from '../cpr-pause/clock.js';
 import { Qmp } from '../cpr-pause/qmp.js';
@@ -8,6 +9,8 @@ import { waitForPath } from '../cpr-pause/vmm.js';
 
 export class TickVmm {
   readonly qmpPath: string;
+  /** The guest's serial console (the kernel's log), one file per process: a failure report shows its end. */
+  readonly serialPath: string;
   readonly child: ChildProcess;
   readonly spawnUs: number;
   exitUs: number | null = null;
@@ -26,10 +29,11 @@ export class TickVmm {
   constructor(
     readonly name: string,
     dir: string,
-    argv: (qmpPath: string) => string[],
+    argv: (qmpPath: string, serialPath: string) => string[],
   ) {
     this.qmpPath = join(dir, `${name}.qmp`);
-    const full = argv(this.qmpPath);
+    this.serialPath = join(dir, `${name}.serial`);
+    const full = argv(this.qmpPath, this.serialPath);
     this.spawnUs = realtimeUs();
     this.child = spawn(full[0], full.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child.stdout!.on('data', (d: Buffer) => {
