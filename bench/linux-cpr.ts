@@ -77,7 +77,7 @@ export async function benchLinuxCpr(): Promise<void> {
     '-initrd',
     initrd,
     '-append',
-    linuxGuestCmdline('quiet'),
+    linuxGuestCmdline('earlyprintk=serial,ttyS0'),
     '-debugcon',
     'stdio',
     '-no-reboot',

@@ -72,9 +72,15 @@ export class TickVmm {
   }
 
   failure(): string | null {
-    return this.running
-      ? null
-      : `${this.name} exited (${this.child.exitCode ?? this.child.signalCode}):\n${this.stderr.trim()}`;
+    if (this.running) return null;
+    const serial = existsSync(this.serialPath) ? readFileSync(this.serialPath, 'latin1') : null;
+    return (
+      `${this.name} exited (${this.child.exitCode ?? this.child.signalCode}) after ${(((this.exitUs ?? realtimeUs()) - this.spawnUs) / 1e6).toFixed(1)} s, ` +
+      `${this.ticks} ticks; stderr: ${this.stderr.trim() || '(none)'}\n` +
+      (serial === null
+        ? 'no serial console file'
+        : `--- its serial console (${serial.length} bytes, end) ---\n${serial.slice(-3000)}`)
+    );
   }
 
   /** Resolves once `n` ticks have arrived from this process; rejects if it ends first or after `timeoutMs`. */
