@@ -1,6 +1,6 @@
 // bench/linux-cpr: how long a checkpoint/restart pauses a running Linux guest, per CPR flow, under tsvmm and under
 // QEMU 10 (Debian's QEMU 7.2 has neither cpr-reboot nor cpr-transfer), measured the same way for both: the guest's
-// user-space ticker writes a byte to port 0xe9 every ~1 ms, each VMM passes it to its stdout, and the pause is the
+// user-space ticker writes a byte to COM2 every ~1 ms, each VMM passes it to its stdout, and the pause is the
 // arrival here of the old process's last byte to the new process's first (bench/linux/cpr-guest.ts). One boot per
 // VMM, then a chain of flows, each moving the guest to a new process (bench/linux/cpr-flows.ts). See docs/bench.md.
 // `node dist/bench/linux-cpr.js`
@@ -78,8 +78,6 @@ export async function benchLinuxCpr(): Promise<void> {
     initrd,
     '-append',
     linuxGuestCmdline('earlyprintk=serial,ttyS0'),
-    '-debugcon',
-    'stdio',
     '-no-reboot',
   ];
   // The same machine under both VMMs; QEMU also needs its own ROMs in shared memory for cpr-transfer.
@@ -88,7 +86,16 @@ export async function benchLinuxCpr(): Promise<void> {
     return {
       id,
       argv: (extra, qmpPath, serialPath) => {
-        const own = ['-serial', `file:${serialPath}`, ...extra, '-qmp', `unix:${qmpPath},server=on,wait=off`];
+        // COM1: the kernel's console, to a file; COM2: the ticks, to stdout.
+        const own = [
+          '-serial',
+          `file:${serialPath}`,
+          '-serial',
+          'stdio',
+          ...extra,
+          '-qmp',
+          `unix:${qmpPath},server=on,wait=off`,
+        ];
         return id === 'tsvmm'
           ? tsvmmArgv([...args, ...own])
           : qemuArgv(q.qemu!, 'pc', [...args, '-machine', 'aux-ram-share=on', ...own]);
@@ -168,7 +175,7 @@ export async function benchLinuxCpr(): Promise<void> {
     ].map((c) => (typeof c === 'number' ? round(c) : c));
   });
   const title =
-    `linux-cpr: Debian ${k.kernel.release} (PVH vmlinux), -m ${RAM} on ${SHM_DIR} (share=on), 1 vCPU, a ~1 ms user-space tick to port 0xe9; ` +
+    `linux-cpr: Debian ${k.kernel.release} (PVH vmlinux), -m ${RAM} on ${SHM_DIR} (share=on), 1 vCPU, a ~1 ms user-space tick to COM2; ` +
     `median and min-max of ${RUNS} pauses per flow (ms: old process's last tick → new process's first, as received on their stdout)\n` +
     `QEMU: ${q.qemu ? `${q.qemu.version}, -accel kvm -M pc,aux-ram-share=on` : `not run (${q.reason})`}; < 1 in the ratio column: tsvmm pauses the guest for less`;
   const table = formatTable(
