@@ -3,8 +3,8 @@
 // COM2 to its stdout (`-serial stdio`; COM1, the kernel's console, goes to a file), where the bench stamps every
 // chunk as it arrives, the same way for tsvmm and for QEMU. The byte values show that no tick was lost or replayed
 // across a pause: the new process's first byte follows the old one's last. (A user-space OUT to QEMU's debug port
-// after ioperm() was tried first: in the rig it raised #GP under QEMU 10 and under tsvmm after a restore — nested
-// SVM emulated by TCG does not keep the TSS's I/O bitmap usable — so the ticks go through the UART driver.)
+// after ioperm() was tried first: in the rig that OUT raised #GP under QEMU 10 from the start and under tsvmm after a
+// restore — the TSS I/O bitmap path under nested SVM, cause not pinned down — so the ticks go through the UART.)
 import { compileC } from '../../test/support/cc.js';
 import { scenarioInit } from '../../test/support/linux-guest.js';
 
