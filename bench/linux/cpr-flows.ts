@@ -127,6 +127,10 @@ export async function runLinuxFlow(
         },
         s.timeoutMs,
       );
+      // The old process is quit once the guest runs in the new one (for both VMMs; the pause is measured from the
+      // ticks, so this order does not move it). Quitting tsvmm's old process as soon as MIGRATION 'completed'
+      // arrives (QEMU's recipe) cut the transfer in the rig: the new process got ECONNRESET on the cpr channel.
+      await next.waitTicks(1, s.timeoutMs);
       await old.qmp!.execute('quit');
     }
     await next.waitTicks(s.afterTicks, s.timeoutMs);
