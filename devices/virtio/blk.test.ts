@@ -37,6 +37,7 @@ import {
   BLK_CFG_SEG_MAX,
   BLK_CFG_BLK_SIZE,
   BLK_CFG_MAX_DISCARD_SEG,
+  BLK_CFG_MAX_DISCARD_SECTORS,
   BLK_CFG_WRITE_ZEROES_MAY_UNMAP,
 } from './blk.js';
 import { VIRTIO_ID_BLOCK } from './types.js';
@@ -106,6 +107,8 @@ test('virtio-blk: device type, features and config space describe the image', ()
   assert.is(blk.readConfig(BLK_CFG_BLK_SIZE, 4), 512);
   assert.is(blk.readConfig(BLK_CFG_BLK_SIZE, 2), 512);
   assert.is(blk.readConfig(BLK_CFG_MAX_DISCARD_SEG, 4), BLK_MAX_SEGMENTS);
+  // QEMU's value: Linux's queue/discard_max_bytes shows 2147483136 under both.
+  assert.is(blk.readConfig(BLK_CFG_MAX_DISCARD_SECTORS, 4), 4194303);
   assert.is(blk.readConfig(BLK_CFG_WRITE_ZEROES_MAY_UNMAP, 1), 1);
   assert.is(blk.readConfig(200, 4), 0, 'beyond the config space reads 0');
   blk.writeConfig(); // ignored

@@ -93,7 +93,9 @@ export const BLK_QUEUE_SIZE = 256;
 export const BLK_SEG_MAX = BLK_QUEUE_SIZE - 2;
 export const BLK_SIZE_MAX = 1 << 20; // bytes per segment
 export const BLK_DISCARD_ALIGNMENT_SECTORS = 8; // 4 KiB: the host page cache and most file systems' block
-export const BLK_MAX_DISCARD_SECTORS = 1 << 22; // 2 GiB per segment (fallocate is cheap)
+// Per discard segment: QEMU's limit (its block layer's largest request, INT_MAX bytes: 2^22 - 1 sectors), so Linux's
+// queue/discard_max_bytes reads the same under both (fallocate is cheap at any size).
+export const BLK_MAX_DISCARD_SECTORS = (1 << 22) - 1;
 export const BLK_MAX_WRITE_ZEROES_SECTORS = 1 << 16; // 32 MiB: bounds the write-a-buffer-of-zeroes fallback
 export const BLK_MAX_SEGMENTS = 16; // discard / write-zeroes segments per request
 const ZERO_CHUNK = 1 << 20;
