@@ -1,64 +1,60 @@
-// The full Linux boot's machine on a PVM host. There a stock kernel cannot reach user space (docs/linux.md, "On this
-// host (PVM)"; linux-full-boot.test.ts runs the boot itself on VMX/SVM, or in the rig), but the machine behind the
-// full command line must still be built: kernel and initrd loaded, the disk opened, the tap attached, the devices on
-// the PCI bus. tsvmm runs the guest until --timeout.
+// The Linux scenario machine on a PVM host. There a stock kernel cannot reach user space (docs/linux.md, "On this
+// host (PVM)"; linux-devices.test.ts and linux-acpi.test.ts run the scenarios on VMX/SVM, or in the rig), but the
+// machine behind their command line must still be built: kernel and initrd loaded, the disk opened, the tap
+// attached, the devices on the PCI bus. tsvmm runs the guest until --timeout.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { join } from 'node:path';
 import { testIf } from '../../test/support/skip.js';
-import { cliPath } from '../../test/support/tsvmm.js';
 import { kvmIsPvm } from '../../test/support/kvm-backend.js';
-import {
-  fullBootCmdline,
-  fullBootDeviceArgs,
-  fullBootKernel,
-  openFiles,
-  runVmm,
-} from '../../test/support/full-boot-guest.js';
-import { fullBootReport as report, fullBootScratch } from '../../test/support/full-boot-scratch.js';
-import { tapUnavailable } from '../../examples/guests/virtio-probe-host.js';
+import { linuxGuestKernel } from '../../test/support/linux-guest.js';
+import { devicesScenario } from '../../test/support/linux-scenarios.js';
+import { scenarioCommand, scenarioImage, writeZeroDisk } from '../../test/support/linux-scenario-run.js';
+import { openFiles, runVmm, vmmReport as report } from '../../test/support/vmm-run.js';
+import { removeDir, scratchDir } from '../../test/support/vm-process.js';
+import { createTapNamespace, tapUnavailable } from '../../examples/guests/virtio-probe-host.js';
 import { busyboxMissing } from '../images/testing/host-tools.js';
 import { kvmMissing } from '../../kvm/testing/test-guest.js';
 import { ExitStatus } from '../util/exit-status.js';
 
-const found = fullBootKernel();
+const found = linuxGuestKernel();
 const reason =
   kvmMissing() ??
-  (kvmIsPvm() ? null : 'KVM here is VMX/SVM, where linux-full-boot.test.ts boots this machine to power-off') ??
+  (kvmIsPvm() ? null : 'KVM here is VMX/SVM, where linux-devices.test.ts boots this machine to power-off') ??
   found.reason ??
   busyboxMissing() ??
   tapUnavailable();
-const scratch = fullBootScratch(() => found.modulesDir!);
 
 testIf(
   test,
   reason,
-  'full boot on PVM: tsvmm takes the full command line (vmlinux, initrd, virtio-blk disk, virtio-net on a tap), has the disk and the tap open, and runs the guest until --timeout',
+  "Linux scenario machine on PVM: tsvmm takes the devices scenario's command line (vmlinux, initrd, virtio-blk disk, virtio-net on a tap, rng, console), has the disk and the tap open, and runs the guest until --timeout",
   async () => {
-    const { nonce, disk, tap } = scratch.freshRun('setup');
+    const dir = scratchDir('tsvmm-linux-pvm-');
+    const disk = join(dir, 'disk.img');
+    writeZeroDisk(disk, 1 << 20);
+    const tap = createTapNamespace(`tsvmm-lp-${process.pid % 100000}`);
     try {
       // While it runs: the disk image is open and a /dev/net/tun fd is attached to the namespace's tap.
       const seen = { disk: false, tap: false };
+      // The devices scenario's command line, with what the PVM emulator needs: no CX16 or XSAVE (docs/linux.md).
+      const { argv } = scenarioCommand({
+        vmm: 'tsvmm',
+        kernel: found.kernel!.vmlinux,
+        initrd: scenarioImage('devices', found.kernel!, devicesScenario()),
+        smp: 1,
+        noReboot: true,
+        disk,
+        tap,
+        dir,
+        timeoutS: 3,
+      });
       const run = await runVmm(
         [
-          process.execPath,
-          cliPath,
-          'run',
-          '-m',
-          '512M',
+          ...argv.slice(0, 3),
           '-cpu',
           'pvm-safe',
-          '-kernel',
-          found.kernel!.vmlinux,
-          '-initrd',
-          scratch.image().path,
-          '-append',
-          fullBootCmdline(nonce, 'noxsave'),
-          '-serial',
-          'stdio',
-          ...fullBootDeviceArgs({ disk, tap }),
-          '-no-reboot',
-          '--timeout',
-          '3',
+          ...argv.slice(3).map((a) => (a.startsWith('console=') ? `${a} noxsave` : a)),
         ],
         {
           tap,
@@ -83,10 +79,9 @@ testIf(
       assert.ok(seen.tap, `tsvmm never had /dev/net/tun attached to ${tap.tap}`);
     } finally {
       tap.close();
+      removeDir(dir);
     }
   },
 );
-
-test.after(() => scratch.remove());
 
 test.run();

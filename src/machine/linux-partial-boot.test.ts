@@ -2,7 +2,7 @@
 // here (it dies on int3 in the alternatives self-test; docs/linux.md, "On this host (PVM)"), so this checks what a
 // correct VMM makes the kernel print before that wall — our e820 map, our command line, our ACPI tables, the CPU
 // count, a working serial console — and that tsvmm then reports the emulation failure cleanly. On a VMX/SVM host the
-// full boot test (linux-full-boot.test.ts) runs instead.
+// Linux scenario tests (linux-devices.test.ts, linux-acpi.test.ts) run instead.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { existsSync } from 'node:fs';
