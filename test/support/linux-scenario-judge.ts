@@ -16,6 +16,37 @@ import {
 import type { ScenarioRun } from './linux-scenario-run.js';
 import type { QmpEvent } from './qmp-client.js';
 
+/**
+ * The one kernel warning tolerated, and only inside the rig: there the guest's TSC is the rig's, and the rig's TSC is
+ * QEMU TCG's, which drifts against the rig kernel's own clock that kvm-clock is re-anchored to, so the guest's
+ * clocksource watchdog may find its TSC (not kvm-clock, which must stay current) skewed. Seen once in 5 boots under
+ * tsvmm with another Linux guest booting beside it. On a VMX/SVM host it is a failure like any other.
+ */
+const TOLERATED =
+  process.env.TSVMM_IN_RIG === '1' ? /Marking clocksource 'tsc' as unstable because the skew is too large/ : null;
+
+/**
+ * The scenario lines without a tolerated kernel warning (the guest's count of warning lines adjusted), and the
+ * console's warnings without it: what the checks and the comparison with QEMU see.
+ */
+export function withoutTolerated(lines: readonly string[]): string[] {
+  if (!TOLERATED) return [...lines];
+  const out: string[] = [];
+  for (const l of lines) {
+    if (l.startsWith(`${SCENARIO_PREFIX} kernel log: `) && TOLERATED.test(l)) {
+      const at = out.findLastIndex((x) => /kernel log: \d+ warning lines$/.test(x));
+      if (at >= 0) out[at] = out[at].replace(/(\d+) warning lines$/, (_, n) => `${Number(n) - 1} warning lines`);
+      console.log(`tolerated in the rig: ${l}`);
+      continue;
+    }
+    out.push(l);
+  }
+  return out;
+}
+
+const consoleWarnings = (serial: string): string[] =>
+  kernelWarnings(serial).filter((l) => !TOLERATED?.test(l) && !l.startsWith(SCENARIO_PREFIX));
+
 /** Differences between `got` (after comparableLine) and `want`, line by line. */
 export function linesProblems(got: readonly string[], want: readonly string[]): string[] {
   const g = got.map(comparableLine);
@@ -59,9 +90,9 @@ export interface DevicesExpect {
 /** Everything wrong with a devices scenario run; empty means every device did its part. */
 export function devicesProblems(run: ScenarioRun, o: DevicesExpect): string[] {
   const lines = scenarioLines(run.serial);
-  const problems = linesProblems(lines, expectedDevicesLines({ cpus: o.cpus, end: o.end }));
+  const problems = linesProblems(withoutTolerated(lines), expectedDevicesLines({ cpus: o.cpus, end: o.end }));
   if (run.status !== o.status) problems.push(`exit status ${run.status ?? run.signal}, expected ${o.status}`);
-  for (const w of kernelWarnings(run.serial)) problems.push(`kernel warning on the console: ${w}`);
+  for (const w of consoleWarnings(run.serial)) problems.push(`kernel warning on the console: ${w}`);
 
   // hvc0 carried every line from its opening on.
   const fromHvc = lines.slice(lines.findIndex((l) => l.endsWith('hvc0: open')));
