@@ -1,0 +1,211 @@
+// The checkpoint flows a GuestChain's guest goes through (src/machine/linux-cpr.test.ts), each checked as it
+// happens: the old process stops in postmigrate and exits 0 after quit, every block the guest had synced before the
+// save is intact on the image, the new process runs the guest on, and hvc0's counter continues with the next number.
+// Each flow returns what it measured.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import * as assert from 'uvu/assert';
+import { HANG_GUARD_MS, waitFor } from './hang-guard.js';
+import { imageBlocksMismatch, pingReplies, scenarioLines } from './linux-cpr-guest.js';
+import { within, type GuestChain, type HvcLine } from './linux-cpr-session.js';
+import type { VmProcess } from './vm-process.js';
+
+export type Spelling = 'seed' | 'qemu';
+
+export interface CycleResult {
+  flow: string;
+  /** The guest's pause from x-query-cpr-timings (old stop-vcpus → new resume), µs. */
+  pauseUs: number;
+  /** The counter's last line from the old process and the first from the new one. */
+  before: HvcLine;
+  after: HvcLine;
+  /** after.hostUs − before.hostUs: the gap the host saw in the counter. */
+  gapUs: number;
+  /** The same gap on the guest's clock (/proc/uptime), µs. */
+  guestGapUs: number;
+  /** Blocks the guest had synced at the save (all intact on the image). */
+  blocks: number;
+  /** From the old process's last counter line to its stop-vcpus mark, µs. */
+  lastLineToStopUs: number;
+  /** From the new process's resume mark to its first counter line, µs. */
+  resumeToFirstLineUs: number;
+}
+
+/** Lines the counter must print in the new process before a flow counts as done (the guest runs on). */
+const RUN_ON_LINES = 20;
+
+interface Timings {
+  'pause-us': number;
+  marks: { phase: string; process: string; startUs: number; endUs: number }[];
+  table: string;
+}
+
+/** Quits the old process; returns the last counter line it delivered. */
+async function quitOld(chain: GuestChain, old: VmProcess): Promise<HvcLine> {
+  const index = chain.processes.indexOf(old);
+  await old.qmp.execute('quit');
+  assert.is(await within(old.exited, 'the old tsvmm exits after quit', chain.detail), 0, `exit status\n${old.stderr}`);
+  // Its hvc0 socket closed: every line it delivered is in.
+  await chain.hvc.waitClosed(index + 1, chain.detail);
+  const last = chain.hvc.lines.findLast((l) => l.process === index);
+  assert.ok(last, `process ${index} printed counter lines`);
+  return last!;
+}
+
+/** Checks what the guest synced before the save is intact, while no process has the disk. */
+function checkBlocks(chain: GuestChain, last: HvcLine): void {
+  assert.is(imageBlocksMismatch(chain.disk, last.blocks), null, `the ${last.blocks} blocks synced before the save`);
+}
+
+/** The new process runs the guest on: RUN_ON_LINES more counter lines, numbered on from the old process's last. */
+async function runsOn(chain: GuestChain, before: HvcLine, newIndex: number, flow: string): Promise<HvcLine> {
+  await chain.waitCount(before.n + RUN_ON_LINES);
+  const i = chain.hvc.lines.indexOf(before);
+  const after = chain.hvc.lines[i + 1];
+  assert.is(after.process, newIndex, `${flow}: the line after the old process's last came from the new one`);
+  const numbers = chain.hvc.lines.slice(i).map((l) => l.n);
+  assert.equal(
+    numbers,
+    numbers.map((_, k) => before.n + k),
+    `${flow}: the counter goes on from ${before.n} without a gap or repeat${chain.detail()}`,
+  );
+  return after;
+}
+
+function result(flow: string, timings: Timings, before: HvcLine, after: HvcLine): CycleResult {
+  const mark = (process: string, phase: string) => {
+    const m = timings.marks.find((x) => x.process === process && x.phase === phase);
+    assert.ok(m, `x-query-cpr-timings has the ${process} process's ${phase} mark`);
+    return m!;
+  };
+  return {
+    lastLineToStopUs: mark('old', 'stop-vcpus').startUs - before.hostUs,
+    resumeToFirstLineUs: after.hostUs - mark('new', 'resume').endUs,
+    flow,
+    pauseUs: timings['pause-us'],
+    before,
+    after,
+    gapUs: after.hostUs - before.hostUs,
+    guestGapUs: Math.round((after.uptime - before.uptime) * 1e6),
+    blocks: before.blocks,
+  };
+}
+
+/** Waits until the guest has run a while in the current process: `lines` counter lines and one more block. */
+export async function letRun(chain: GuestChain, lines: number): Promise<void> {
+  const from = chain.hvc.last!;
+  await chain.waitCount(from.n + lines);
+  await chain.until(() => chain.hvc.last!.blocks > from.blocks, 'the writer adds a block');
+}
+
+/**
+ * cpr-reboot: save with `spelling` (the seed's cpr-save, or QEMU's migrate-set-parameters cpr-reboot +
+ * x-ignore-shared + migrate file:), quit, a new process with the same command line (-S, or -incoming defer), load.
+ */
+export async function rebootCycle(chain: GuestChain, spelling: Spelling, tag: string): Promise<CycleResult> {
+  const old = chain.current;
+  const file = join(chain.dir, `${tag}.cpr`);
+  if (spelling === 'seed') {
+    await old.qmp.execute('cpr-save', { filename: file, mode: 'reboot' });
+  } else {
+    old.qmp.events.length = 0; // a process that was loaded by migrate-incoming has had a MIGRATION completed
+    await old.qmp.execute('migrate-set-parameters', { mode: 'cpr-reboot' });
+    await old.qmp.execute('migrate-set-capabilities', {
+      capabilities: [{ capability: 'x-ignore-shared', state: true }],
+    });
+    await old.qmp.execute('migrate', { uri: `file:${file}` });
+    await old.qmp.waitEvent('MIGRATION', HANG_GUARD_MS, (e) => e.data?.status === 'completed');
+  }
+  const flow = `cpr-reboot (${spelling === 'seed' ? "the seed's cpr-save/cpr-load" : "QEMU's migrate/migrate-incoming"})`;
+  assert.is((await old.qmp.execute('query-status')).status, 'postmigrate', `${flow}: the old VM after the save`);
+  const before = await quitOld(chain, old);
+  checkBlocks(chain, before);
+
+  const { vm: next, hvc } = await chain.start(spelling === 'seed' ? ['-S'] : ['-incoming', 'defer']);
+  await within(hvc, 'the new tsvmm connects hvc0', chain.detail);
+  if (spelling === 'seed') {
+    assert.is((await next.qmp.execute('query-status')).status, 'prelaunch');
+    await next.qmp.execute('cpr-load', { filename: file, mode: 'reboot' });
+  } else {
+    assert.is((await next.qmp.execute('query-status')).status, 'inmigrate');
+    await next.qmp.execute('migrate-set-parameters', { mode: 'cpr-reboot' });
+    await next.qmp.execute('migrate-incoming', { uri: `file:${file}` });
+  }
+  assert.is((await next.qmp.execute('query-status')).status, 'running', `${flow}: the new VM runs`);
+  const timings = (await next.qmp.execute('x-query-cpr-timings')) as Timings;
+  const after = await runsOn(chain, before, chain.processes.length - 1, flow);
+  return result(flow, timings, before, after);
+}
+
+/**
+ * The seed's rule for what cannot be saved: the guest suspends to RAM (its own `echo mem > /sys/power/state`), the
+ * suspended VM is saved (seed spelling), a new process loads it — still suspended — and system_wakeup resumes it.
+ */
+export async function suspendedCycle(chain: GuestChain, tag: string): Promise<{ before: HvcLine; after: HvcLine }> {
+  const old = chain.current;
+  chain.hvc.send('suspend');
+  await old.qmp.waitEvent('SUSPEND');
+  assert.is((await old.qmp.execute('query-status')).status, 'suspended', 'the guest suspended itself to RAM');
+  const file = join(chain.dir, `${tag}.cpr`);
+  await old.qmp.execute('cpr-save', { filename: file, mode: 'reboot' });
+  const before = await quitOld(chain, old);
+  checkBlocks(chain, before);
+
+  const { vm: next, hvc } = await chain.start(['-S']);
+  await within(hvc, 'the new tsvmm connects hvc0', chain.detail);
+  await next.qmp.execute('cpr-load', { filename: file, mode: 'reboot' });
+  assert.is((await next.qmp.execute('query-status')).status, 'suspended', 'the loaded guest is still suspended');
+  await next.qmp.execute('system_wakeup');
+  await next.qmp.waitEvent('WAKEUP');
+  assert.is((await next.qmp.execute('query-status')).status, 'running');
+  await chain.until(() => scenarioLines(chain.serial).includes('resumed'), 'the guest says it resumed');
+  const after = await runsOn(chain, before, chain.processes.length - 1, 'cpr-reboot of a suspended guest');
+  return { before, after };
+}
+
+/**
+ * cpr-transfer: a new process waits on a cpr channel, the old one hands it the guest (RAM fd, tap, state) with
+ * QEMU's migrate in cpr-transfer mode, then quits. The ping the guest runs must go on in the new process.
+ */
+export async function transferCycle(chain: GuestChain): Promise<CycleResult & { pingsBefore: number[] }> {
+  const old = chain.current;
+  const channel = join(chain.dir, 'cpr.sock');
+  const { vm: next, hvc } = await chain.start(
+    [
+      '-incoming',
+      'defer',
+      '-incoming',
+      JSON.stringify({ 'channel-type': 'cpr', addr: { transport: 'socket', type: 'unix', path: channel } }),
+    ],
+    { connect: false },
+  );
+  await waitFor(
+    () => existsSync(channel),
+    'the cpr channel of the new tsvmm',
+    () => next.stderr,
+  );
+  const pingsBefore = pingReplies(chain.serial);
+  old.qmp.events.length = 0;
+  await old.qmp.execute('migrate-set-parameters', { mode: 'cpr-transfer' });
+  await old.qmp.execute('migrate', {
+    channels: [
+      { 'channel-type': 'main', addr: { transport: 'socket', type: 'unix', path: join(chain.dir, 'main.sock') } },
+      { 'channel-type': 'cpr', addr: { transport: 'socket', type: 'unix', path: channel } },
+    ],
+  });
+  await old.qmp.waitEvent(
+    'MIGRATION',
+    HANG_GUARD_MS,
+    (e) => e.data?.status === 'completed' || e.data?.status === 'failed',
+  );
+  const info = await old.qmp.execute('query-migrate');
+  assert.is(info.status, 'completed', `${JSON.stringify(info)}\nnew:\n${next.stderr}`);
+  assert.is((await old.qmp.execute('query-status')).status, 'postmigrate');
+  await chain.connectQmp(next);
+  await within(hvc, 'the new tsvmm connects hvc0', chain.detail);
+  assert.is((await next.qmp.execute('query-status')).status, 'running', 'cpr-transfer: the new VM runs');
+  const timings = (await next.qmp.execute('x-query-cpr-timings')) as Timings;
+  const before = await quitOld(chain, old);
+  const after = await runsOn(chain, before, chain.processes.length - 1, 'cpr-transfer');
+  return { ...result('cpr-transfer', timings, before, after), pingsBefore };
+}
