@@ -10,12 +10,11 @@
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { kvmMissing } from '../kvm/testing/test-guest.js';
-import { kvmIsPvm, PVM_NO_USER_SPACE } from '../test/support/kvm-backend.js';
-import { buildLinuxGuestInitramfs, linuxGuestCmdline, linuxGuestKernel } from '../test/support/linux-guest.js';
+import { buildLinuxGuestInitramfs, linuxGuestCmdline } from '../test/support/linux-guest.js';
 import { SHM_DIR } from './cpr-pause/cleanup.js';
 import { shmRefusal } from './cpr-pause/host.js';
 import { envInt } from './lib/env.js';
+import { linuxBenchKernel } from './linux/host-check.js';
 import { removeScratch, scratchDir, writeResult } from './lib/output.js';
 import { summarize, type Summary } from './lib/stats.js';
 import { formatTable, round, type Cell } from './lib/table.js';
@@ -46,15 +45,8 @@ export async function benchLinuxCpr(): Promise<void> {
   const log = (line: string) =>
     process.stderr.write(`bench/linux-cpr [${((performance.now() - t0) / 1000).toFixed(1)} s]: ${line}\n`);
 
-  const kvm = kvmMissing();
-  if (kvm) throw new Error(`bench/linux-cpr needs KVM: ${kvm}`);
-  if (kvmIsPvm()) {
-    // A stock kernel cannot reach user space on PVM: this bench runs on VMX/SVM hosts and in the rig.
-    process.stdout.write(`bench/linux-cpr: skipped: ${PVM_NO_USER_SPACE}\n`);
-    return;
-  }
-  const k = linuxGuestKernel();
-  if (!k.kernel) throw new Error(`bench/linux-cpr: ${k.reason}`);
+  const kernel = linuxBenchKernel('linux-cpr');
+  if (!kernel) return;
   const shm = shmRefusal(512 * 2 ** 20);
   if (shm) throw new Error(`bench/linux-cpr: ${shm}`);
   const q = qemu10();
@@ -62,7 +54,7 @@ export async function benchLinuxCpr(): Promise<void> {
 
   const dir = scratchDir('linux-cpr');
   const initrd = join(dir, 'initrd.img');
-  buildLinuxGuestInitramfs(initrd, k.kernel, tickerInit, { modules: [], files: [`${buildTicker()}=${TICKER_PATH}`] });
+  buildLinuxGuestInitramfs(initrd, kernel, tickerInit, { modules: [], files: [`${buildTicker()}=${TICKER_PATH}`] });
   const timeoutMs = guardMs(60_000);
 
   const machine = (ramPath: string) => [
@@ -73,7 +65,7 @@ export async function benchLinuxCpr(): Promise<void> {
     '-machine',
     'memory-backend=ram0',
     '-kernel',
-    k.kernel!.vmlinux,
+    kernel.vmlinux,
     '-initrd',
     initrd,
     '-append',
@@ -175,7 +167,7 @@ export async function benchLinuxCpr(): Promise<void> {
     ].map((c) => (typeof c === 'number' ? round(c) : c));
   });
   const title =
-    `linux-cpr: Debian ${k.kernel.release} (PVH vmlinux), -m ${RAM} on ${SHM_DIR} (share=on), 1 vCPU, a ~1 ms user-space tick to COM2; ` +
+    `linux-cpr: Debian ${kernel.release} (PVH vmlinux), -m ${RAM} on ${SHM_DIR} (share=on), 1 vCPU, a ~1 ms user-space tick to COM2; ` +
     `median and min-max of ${RUNS} pauses per flow (ms: old process's last tick → new process's first, as received on their stdout)\n` +
     `QEMU: ${q.qemu ? `${q.qemu.version}, -accel kvm -M pc,aux-ram-share=on` : `not run (${q.reason})`}; < 1 in the ratio column: tsvmm pauses the guest for less`;
   const table = formatTable(
@@ -203,7 +195,7 @@ export async function benchLinuxCpr(): Promise<void> {
       runs: RUNS,
       flows,
       ram: RAM,
-      kernel: k.kernel.release,
+      kernel: kernel.release,
       warmTicks: WARM_TICKS,
       afterTicks: AFTER_TICKS,
     },

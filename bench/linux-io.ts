@@ -12,15 +12,9 @@ import { rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { createTapNamespace, tapUnavailable, type TapNamespace } from '../examples/guests/virtio-probe-host.js';
-import { kvmMissing } from '../kvm/testing/test-guest.js';
-import { kvmIsPvm, PVM_NO_USER_SPACE } from '../test/support/kvm-backend.js';
-import {
-  buildLinuxGuestInitramfs,
-  kernelWarnings,
-  linuxGuestCmdline,
-  linuxGuestKernel,
-} from '../test/support/linux-guest.js';
+import { buildLinuxGuestInitramfs, kernelWarnings, linuxGuestCmdline } from '../test/support/linux-guest.js';
 import { envInt } from './lib/env.js';
+import { linuxBenchKernel } from './linux/host-check.js';
 import { removeScratch, scratchDir, writeResult } from './lib/output.js';
 import { runTimed } from './lib/spawn.js';
 import { summarize, type Summary } from './lib/stats.js';
@@ -46,15 +40,8 @@ export async function benchLinuxIo(): Promise<void> {
   const log = (line: string) =>
     process.stderr.write(`bench/linux-io [${((performance.now() - t0) / 1000).toFixed(1)} s]: ${line}\n`);
 
-  const kvm = kvmMissing();
-  if (kvm) throw new Error(`bench/linux-io needs KVM: ${kvm}`);
-  if (kvmIsPvm()) {
-    // A stock kernel cannot reach user space on PVM: this bench runs on VMX/SVM hosts and in the rig.
-    process.stdout.write(`bench/linux-io: skipped: ${PVM_NO_USER_SPACE}\n`);
-    return;
-  }
-  const k = linuxGuestKernel();
-  if (!k.kernel) throw new Error(`bench/linux-io: ${k.reason}`);
+  const kernel = linuxBenchKernel('linux-io');
+  if (!kernel) return;
   const noTap = tapUnavailable();
   if (noTap) throw new Error(`bench/linux-io needs a tap: ${noTap}`);
   const q = defaultQemu();
@@ -63,7 +50,7 @@ export async function benchLinuxIo(): Promise<void> {
   const dir = scratchDir('linux-io');
   const cases = ddCases(MIB, BLOCKS_4K);
   const initrd = join(dir, 'initrd.img');
-  buildLinuxGuestInitramfs(initrd, k.kernel, ioInit(cases, REPS, PINGS), { modules: IO_MODULES });
+  buildLinuxGuestInitramfs(initrd, kernel, ioInit(cases, REPS, PINGS), { modules: IO_MODULES });
   const disk = join(IMAGE_DIR, `tsvmm-bench-linux-io-${process.pid}.img`);
   const diskBytes = Math.max(MIB << 20, BLOCKS_4K * 4096);
   writeFileSync(disk, '');
@@ -81,7 +68,7 @@ export async function benchLinuxIo(): Promise<void> {
       '-m',
       RAM,
       '-kernel',
-      k.kernel!.vmlinux,
+      kernel.vmlinux,
       '-initrd',
       initrd,
       '-append',
@@ -190,7 +177,7 @@ export async function benchLinuxIo(): Promise<void> {
     ...vmms.filter((v) => v !== 'tsvmm').map((v) => `tsvmm/${VMM_LABEL[v]}`),
   ];
   const title =
-    `linux-io: Debian ${k.kernel.release} (PVH vmlinux), -m ${RAM}, 1 vCPU; ${diskBytes >> 20} MiB raw image in ${IMAGE_DIR}; ` +
+    `linux-io: Debian ${kernel.release} (PVH vmlinux), -m ${RAM}, 1 vCPU; ${diskBytes >> 20} MiB raw image in ${IMAGE_DIR}; ` +
     `median of ${RUNS} boots x ${REPS} rounds per VMM (QEMU ${q.qemu?.version ?? 'not run'}, -accel kvm, cache=writeback, vhost off)\n` +
     '> 1 in a ratio column: tsvmm moves more MiB/s';
   const text = [
@@ -204,7 +191,7 @@ export async function benchLinuxIo(): Promise<void> {
   process.stdout.write(`${text}\n`);
   for (const f of failures) process.stdout.write(`FAILED: ${f.split('\n')[0]}\n`);
   const path = writeResult('linux-io', {
-    parameters: { runs: RUNS, reps: REPS, ram: RAM, diskBytes, pings: PINGS, kernel: k.kernel.release },
+    parameters: { runs: RUNS, reps: REPS, ram: RAM, diskBytes, pings: PINGS, kernel: kernel.release },
     qemu: q.qemu ? { version: q.qemu.version, argv0: q.qemu.argv[0] } : `skipped: ${q.reason}`,
     vmms,
     samples: Object.fromEntries(

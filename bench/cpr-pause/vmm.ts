@@ -66,17 +66,8 @@ export class Vmm {
 
   /** Waits for the QMP socket and connects; returns the client and the µs time the connection was usable. */
   async connect(timeoutMs: number): Promise<Qmp> {
-    await waitForPath(this.qmpPath, timeoutMs, () => this.failure());
-    // The socket file appears at bind(), a moment before listen(): a refused connect is retried.
-    for (let attempt = 0; ; attempt++) {
-      try {
-        this.qmp = await Qmp.connect(this.qmpPath);
-        return this.qmp;
-      } catch (e) {
-        if (attempt > 200 || (e as NodeJS.ErrnoException).code !== 'ECONNREFUSED') throw e;
-        await new Promise((r) => setTimeout(r, 1));
-      }
-    }
+    this.qmp = await connectQmp(this.qmpPath, timeoutMs, () => this.failure());
+    return this.qmp;
   }
 
   /** Ends the process if it still runs (SIGKILL) and waits for it. */
@@ -91,6 +82,22 @@ export class Vmm {
  * Resolves as soon as `path` exists (inotify on its directory, plus a slow poll as a safety net); rejects when
  * `failed()` returns a reason or after `timeoutMs`.
  */
+/**
+ * Waits for a VMM's QMP socket to appear and connects. The socket file appears at bind(), a moment before listen():
+ * a refused connect is retried (every millisecond, at most 200 times).
+ */
+export async function connectQmp(path: string, timeoutMs: number, failed: () => string | null): Promise<Qmp> {
+  await waitForPath(path, timeoutMs, failed);
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await Qmp.connect(path);
+    } catch (e) {
+      if (attempt > 200 || (e as NodeJS.ErrnoException).code !== 'ECONNREFUSED') throw e;
+      await new Promise((r) => setTimeout(r, 1));
+    }
+  }
+}
+
 export function waitForPath(path: string, timeoutMs: number, failed: () => string | null = () => null): Promise<void> {
   return new Promise((resolve, reject) => {
     let done = false;

@@ -5,7 +5,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { realtimeUs } from '../cpr-pause/clock.js';
 import { Qmp } from '../cpr-pause/qmp.js';
-import { waitForPath } from '../cpr-pause/vmm.js';
+import { connectQmp } from '../cpr-pause/vmm.js';
 
 export class TickVmm {
   readonly qmpPath: string;
@@ -102,17 +102,8 @@ export class TickVmm {
   }
 
   async connect(timeoutMs: number): Promise<Qmp> {
-    if (this.qmp) return this.qmp;
-    await waitForPath(this.qmpPath, timeoutMs, () => this.failure());
-    for (let attempt = 0; ; attempt++) {
-      try {
-        this.qmp = await Qmp.connect(this.qmpPath);
-        return this.qmp;
-      } catch (e) {
-        if (attempt > 200 || (e as NodeJS.ErrnoException).code !== 'ECONNREFUSED') throw e;
-        await new Promise((r) => setTimeout(r, 5));
-      }
-    }
+    this.qmp ??= await connectQmp(this.qmpPath, timeoutMs, () => this.failure());
+    return this.qmp;
   }
 
   async kill(): Promise<void> {
