@@ -22,14 +22,10 @@ import { writeRigInitramfs } from './image.js';
 import { rigKernel } from './kernel.js';
 import { rigQemu, type RigQemu } from './qemu.js';
 import { prepareTransport, RIG_TRANSPORTS, type PreparedTransport, type RigTransport } from './transport.js';
+import { VFIO_DEVICES, type VfioDeviceName } from '../support/vfio-devices.js';
 
-/** Emulated PCI devices the rig can hand to vfio-pci inside (QEMU's names), with the ids /init binds. */
-export const VFIO_DEVICES = {
-  edu: { id: '1234:11e8', what: "QEMU's educational device (DMA, MSI, a factorial unit)" },
-  nvme: { id: '1b36:0010', what: "QEMU's NVMe controller with a 64 MiB scratch namespace" },
-  e1000e: { id: '8086:10d3', what: "QEMU's Intel 82574L NIC (user networking, restricted)" },
-} as const;
-export type VfioDeviceName = keyof typeof VFIO_DEVICES;
+// The emulated PCI devices --vfio can bind: declared beside the tests that look for them (test/support/vfio-devices.ts).
+export { VFIO_DEVICES, type VfioDeviceName };
 
 /** Where the run's share is mounted inside (its files: env, command, status, vfio-bound, and the caller's). */
 export const RIG_SHARE_IN_GUEST = '/run/rig';

@@ -1,7 +1,7 @@
 // Which skipped tests make the runner run their file again in the rig: those whose reason is one the rig lifts.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { rigCanLift } from './rig-provides.js';
+import { rigCanLift, rigNeedsVfio } from './rig-provides.js';
 import { PVM_NO_USER_SPACE } from './kvm-backend.js';
 
 test('a test skipped for a missing or unusable /dev/kvm goes to the rig', () => {
@@ -14,6 +14,17 @@ test('a test skipped because KVM is PVM (a stock Linux cannot reach user space) 
 
 test('a test skipped for lack of huge pages goes to the rig', () => {
   assert.ok(rigCanLift('backend hugetlb: maps huge pages: no free huge pages (HugePages_Free is 0)'));
+});
+
+test('a test skipped for want of a device bound to vfio-pci goes to the rig, booted as q35 with vfio', () => {
+  const skip = 'vfio: edu answers 1234:11e8: no vfio-pci device here: no 1234:11e8 (QEMU edu) bound to vfio-pci';
+  assert.ok(rigCanLift(skip));
+  assert.ok(rigNeedsVfio(skip));
+});
+
+test('a test skipped for /dev/kvm alone does not make the rig boot as q35', () => {
+  assert.not.ok(rigNeedsVfio('kvm: the VM is created: no usable /dev/kvm: /dev/kvm does not exist on this host'));
+  assert.not.ok(rigNeedsVfio('no vfio-pci device here: in the name only: no gcc on this host'));
 });
 
 test('a test skipped for what the rig lacks too stays skipped', () => {
