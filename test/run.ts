@@ -2,9 +2,10 @@
 // with the line `N passed, N failed` that CI reads.
 //
 // Where /dev/kvm is missing or unusable, a file whose tests skip for that reason (or another the rig can lift, see
-// test/support/rig-provides.ts: KVM that is PVM, no huge pages) is run again, whole, inside the rig (test/rig/: a
+// test/support/rig-provides.ts: KVM that is PVM, no huge pages, no device bound to vfio-pci) is run again, whole, inside the rig (test/rig/: a
 // QEMU machine whose Linux has a real, SVM-backed /dev/kvm and reserved huge pages), all such files in one boot;
-// its native result is dropped and the rig's counts instead. Inside the rig this runner runs only the files it is
+// its native result is dropped and the rig's counts instead. When any of them skipped for want of a vfio-pci device,
+// that one boot is a q35 with intel-iommu and QEMU's edu and nvme bound to vfio-pci (RIG_VFIO_DEVICES). Inside the rig this runner runs only the files it is
 // given and writes their results as JSON for the runner outside.
 //
 // Usage: node dist/test/run.js [filter …]            (a filter is a substring of the test file's path)
@@ -16,7 +17,7 @@ import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { rigCanLift } from './support/rig-provides.js';
+import { RIG_VFIO_DEVICES, rigCanLift, rigNeedsVfio } from './support/rig-provides.js';
 import { describe, findTests, runTestFile, type FileResult } from './runner/test-file.js';
 
 const distRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -59,9 +60,11 @@ async function main(): Promise<void> {
   const nativeStarted = Date.now();
   const useRig = !inRig && process.env.TSVMM_NO_RIG !== '1';
   const forRig: string[] = [];
+  let rigVfio = false;
   const native = await runAll(files, (r) => {
     if (useRig && needsRig(r)) {
       forRig.push(r.file);
+      if (r.skips.some(rigNeedsVfio)) rigVfio = true;
       console.log(
         `rig  ${r.file.padEnd(48)} needs what the rig has (${r.skips.filter(rigCanLift).length} tests skipped): runs in the rig below`,
       );
@@ -75,11 +78,12 @@ async function main(): Promise<void> {
 
   if (forRig.length) {
     forRig.sort();
+    const vfio = rigVfio ? RIG_VFIO_DEVICES : [];
     console.log(
-      `rig: ${forRig.length} files need what this host lacks (/dev/kvm, VMX/SVM or huge pages): running them in one boot of the rig (test/rig/README.md)`,
+      `rig: ${forRig.length} files need what this host lacks (/dev/kvm, VMX/SVM, huge pages or vfio-pci devices): running them in one boot of the rig${vfio.length ? ` (q35 + intel-iommu, vfio: ${vfio.join(', ')})` : ''} (test/rig/README.md)`,
     );
     const { runFilesInRig } = await import('./runner/rig-batch.js');
-    const batch = await runFilesInRig(distRoot, forRig, (line) => console.log(line));
+    const batch = await runFilesInRig(distRoot, forRig, (line) => console.log(line), vfio);
     if ('reason' in batch) {
       console.log(`rig: cannot run here (${batch.reason}); those files' native results stand, their KVM tests skipped`);
       results = native;

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RigSetupError } from '../rig/debian.js';
 import { RIG_SHARE_IN_GUEST, runInRig } from '../rig/machine.js';
+import type { VfioDeviceName } from '../support/vfio-devices.js';
 import { describe, type FileResult } from './test-file.js';
 
 /** The whole batch's time limit: well inside CI's 90 minutes, and far above a normal run (~10 min on 2 cores). */
@@ -51,13 +52,15 @@ function lineSplitter(onLine: (line: string) => void): { push(chunk: Buffer): vo
 }
 
 /**
- * Runs `files` (paths relative to dist/) inside the rig. Returns null with a one-line reason when the rig cannot be
+ * Runs `files` (paths relative to dist/) inside the rig; with `vfio`, the rig boots as q35 + intel-iommu with those
+ * devices bound to vfio-pci (for every file: one boot). Returns null with a one-line reason when the rig cannot be
  * set up here. A file without a result (the machine died or timed out first) counts as one failure saying so.
  */
 export async function runFilesInRig(
   distRoot: string,
   files: string[],
   print: (line: string) => void,
+  vfio: readonly VfioDeviceName[] = [],
 ): Promise<RigBatch | { reason: string }> {
   await prepareNatively(print);
   const share = mkdtempSync(join(tmpdir(), 'tsvmm-test-rig-'));
@@ -75,6 +78,7 @@ export async function runFilesInRig(
         ...files,
       ],
       shareDir: share,
+      vfio: [...vfio],
       timeoutMs: RIG_BATCH_TIMEOUT_MS,
       output: (chunk) => {
         if (bootMs < 0) bootMs = Date.now() - started;
