@@ -35,6 +35,7 @@ const c = {
   gettid: libc.func('int gettid(void)'),
   tgkill: libc.func('int tgkill(int tgid, int tid, int sig)'),
   clockGettime: libc.func('int clock_gettime(int clockid, _Out_ int64_t *ts)'),
+  execve: libc.func('int execve(const char *path, const char **argv, const char **envp)'),
 };
 
 function check(call: string, argument: () => string, result: number): number {
@@ -198,6 +199,15 @@ export function getpid(): number {
 
 export function gettid(): number {
   return c.gettid() as number;
+}
+
+/**
+ * execve(2): replaces this process's image (same pid; every other thread dies; fds without FD_CLOEXEC stay open).
+ * Returns only on failure, with the errno (the caller decides how to recover: nothing of the process has changed).
+ */
+export function execve(path: string, argv: readonly string[], envp: readonly string[]): number {
+  c.execve(path, [...argv, null], [...envp, null]);
+  return koffi.errno();
 }
 
 export function tgkill(tgid: number, tid: number, signal: number): void {
