@@ -41,7 +41,7 @@ import {
   type VersionTriple,
 } from './schema.js';
 import { QmpSession, type ReplyHooks, type SessionHost } from './session.js';
-import { listenSocketFile, type SocketFile } from '../sys/socket-file.js';
+import { adoptSocketFile, listenSocketFile, type SocketFile } from '../sys/socket-file.js';
 import { parseQmpSpec, type QmpSpec } from './spec.js';
 
 // One import for the machine: the server, its errors, the schema helpers and types.
@@ -101,6 +101,11 @@ export interface QmpServerOptions {
   realtimeNs?: () => bigint;
   /** Request size limit; MAX_MESSAGE_BYTES unless told. */
   maxMessageBytes?: number;
+  /**
+   * A listening socket already bound at the spec's path, inherited across a cpr-exec: served as it is (clients
+   * that connected during the exec wait in its backlog), instead of binding a new one.
+   */
+  inheritedFd?: number;
 }
 
 type RunFn = (args: Record<string, unknown>, ctx: CommandContext, session: QmpSession) => unknown;
@@ -141,7 +146,10 @@ export class QmpServer {
   static async listen(spec: string | QmpSpec, options: QmpServerOptions): Promise<QmpServer> {
     const parsed = typeof spec === 'string' ? parseQmpSpec(spec) : spec;
     const server = new QmpServer(parsed, options);
-    server.socketFile = await listenSocketFile(parsed.path, server.netServer, server.log);
+    server.socketFile =
+      options.inheritedFd === undefined
+        ? await listenSocketFile(parsed.path, server.netServer, server.log)
+        : await adoptSocketFile(parsed.path, options.inheritedFd, server.netServer);
     if (parsed.wait)
       server.log(`tsvmm: waiting for a QMP connection on unix:${parsed.path},server=on (add ,wait=off not to wait)`);
     return server;
@@ -192,6 +200,16 @@ export class QmpServer {
       this.resolveFirstClient();
     });
     this.netServer.on('error', (error) => this.log(`QMP server: ${error.message}`));
+  }
+
+  /** The listening socket's fd (kept across a cpr-exec), or undefined. */
+  get listeningFd(): number | undefined {
+    return this.socketFile?.fd;
+  }
+
+  /** Resolves once every client has been sent what was written to it (or after `timeoutMs`). */
+  async flush(timeoutMs = 500): Promise<void> {
+    await Promise.all([...this.sessions].map((s) => s.flushed(timeoutMs)));
   }
 
   /** Connected clients. */

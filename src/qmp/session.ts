@@ -71,6 +71,19 @@ export class QmpSession {
     if (this.negotiated) this.writeLine(line);
   }
 
+  /** Resolves once everything written to this client has reached the kernel (or after `timeoutMs`). */
+  flushed(timeoutMs: number): Promise<void> {
+    if (this.gone || this.socket.destroyed || !this.socket.writable) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs);
+      // Writes complete in order: the callback of an empty write runs once the writes before it are done.
+      this.socket.write('', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
   /** Ends the connection: queued requests are dropped, written replies still go out for a short while. */
   stop(): Promise<void> {
     this.stopping = true;

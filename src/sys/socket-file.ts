@@ -13,7 +13,7 @@
 // directory; a path whose directory leaves no room for that under the kernel's 107-byte limit is refused.
 
 import type net from 'node:net';
-import { chmodSync, lstatSync, mkdtempSync, renameSync, rmdirSync, unlinkSync, type Stats } from 'node:fs';
+import { chmodSync, fstatSync, lstatSync, mkdtempSync, renameSync, rmdirSync, unlinkSync, type Stats } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
 /** sun_path holds 108 bytes including the terminating NUL. */
@@ -23,6 +23,8 @@ const SOCKET_MODE = 0o600;
 export interface SocketFile {
   readonly server: net.Server;
   readonly path: string;
+  /** The listening socket's fd (libuv's handle: Node has no public accessor), or undefined. */
+  readonly fd: number | undefined;
   /** Stops listening and removes PATH if it is still our socket. */
   close(): Promise<void>;
 }
@@ -80,12 +82,36 @@ export async function listenSocketFile(
     throw e;
   }
   rmdirSync(privateDir);
-  const ours = lstatSync(path);
+  return socketFile(path, server);
+}
 
+/**
+ * Serves an already listening unix socket `fd` that is bound at `path` (inherited across a cpr-exec). Refused
+ * unless `fd` is a socket and `path` a socket file.
+ */
+export async function adoptSocketFile(path: string, fd: number, server: net.Server): Promise<SocketFile> {
+  if (!fstatSync(fd).isSocket()) throw new Error(`${path}: inherited fd ${fd} is not a socket`);
+  if (!lstatOrNull(path)?.isSocket()) throw new Error(`${path}: the inherited socket's path is gone`);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ fd }, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return socketFile(path, server);
+}
+
+function socketFile(path: string, server: net.Server): SocketFile {
+  const ours = lstatSync(path);
   let closing: Promise<void> | undefined;
   return {
     server,
     path,
+    get fd() {
+      const fd = (server as unknown as { _handle?: { fd?: number } })._handle?.fd;
+      return typeof fd === 'number' && fd >= 0 ? fd : undefined;
+    },
     close() {
       closing ??= (async () => {
         if (server.listening) await new Promise<void>((resolve) => server.close(() => resolve()));
