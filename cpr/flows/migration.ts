@@ -1,6 +1,7 @@
 // QEMU's migration state machine, as far as CPR needs it: the parameters and capabilities a client sets, the
 // outgoing `migrate` and incoming `migrate-incoming`/-incoming, the status query-migrate reports and the
-// MIGRATION events. Both command spellings end up in cpr/flows/reboot.ts (and, for mode cpr-transfer, cpr/flows/transfer.ts).
+// MIGRATION events. Both command spellings end up in cpr/flows/reboot.ts (and, for mode cpr-transfer,
+// cpr/flows/transfer.ts; for mode cpr-exec, cpr/flows/exec.ts).
 import type { Machine } from '../../src/machine/machine.js';
 import { CheckpointError } from '../file/checkpoint-file.js';
 import { saveToFile, loadFromFile, warmUpFileIo, CprError, type RamPolicy, type LoadReport } from './reboot.js';
@@ -9,7 +10,7 @@ import { join } from 'node:path';
 import { SnapshotScratch, warmUpRestore, captureSections, WARM_UP_ROUNDS } from './snapshot.js';
 import { PhaseClock, nowUs, pauseUs, type PhaseMark } from './timings.js';
 
-export type MigMode = 'normal' | 'cpr-reboot' | 'cpr-transfer';
+export type MigMode = 'normal' | 'cpr-reboot' | 'cpr-transfer' | 'cpr-exec';
 export type MigrationStatus = 'none' | 'setup' | 'active' | 'completed' | 'failed' | 'cancelled';
 
 /** What query-migrate answers (QEMU's MigrationInfo, the members that mean something here). */
@@ -37,6 +38,13 @@ export class MigrationController {
   readonly capabilities = new Map<string, boolean>();
   /** Parameters a client set that tsvmm accepts without acting on them (reported back by query-migrate-parameters). */
   readonly parameters: Record<string, unknown> = {};
+  /** QEMU 10.2's cpr-exec-command: the new image's argv (argv[0] an absolute path), [] until set. */
+  cprExecCommand: string[] = [];
+  /**
+   * This image was exec'd by cpr-exec: guest RAM came over the exec (the checkpoint has none) and the old image's
+   * marks with it. Applies to the one incoming load that follows.
+   */
+  inherited: { marks: PhaseMark[] } | undefined;
   private status: MigrationStatus = 'none';
   private startedUs = 0;
   private endedUs = 0;
@@ -74,6 +82,7 @@ export class MigrationController {
     if (this.active) throw new CprError('a migration is already in progress');
     if (this.mode === 'cpr-transfer')
       throw new CprError('mode cpr-transfer needs migrate with a cpr channel, not a file: URI');
+    if (this.mode === 'cpr-exec') throw new CprError('mode cpr-exec saves through cpr/flows/exec.ts');
     this.startedUs = nowUs();
     this.errorDesc = undefined;
     this.set('setup');
@@ -102,7 +111,12 @@ export class MigrationController {
     this.set('setup');
     this.set('active');
     try {
-      const report = loadFromFile(this.machine, path, clock, { stayPaused, scratch: this.scratch });
+      const report = loadFromFile(this.machine, path, clock, {
+        stayPaused,
+        scratch: this.scratch,
+        inherited: this.inherited,
+      });
+      this.inherited = undefined;
       this.marks = report.marks;
       this.endedUs = nowUs();
       this.set('completed');
@@ -139,12 +153,20 @@ export class MigrationController {
     clock.mark('warm-up', startUs, nowUs());
   }
 
-  /** Records a finished transfer-mode migration (cpr/flows/transfer.ts runs it). */
+  /** Records a finished transfer- or exec-mode migration (cpr/flows/transfer.ts, exec.ts run them). */
   recordTransfer(marks: PhaseMark[], ok: boolean, error?: string): void {
     this.marks = marks;
     this.endedUs = nowUs();
     this.errorDesc = error;
     this.set(ok ? 'completed' : 'failed');
+  }
+
+  /** The outgoing state went out and the migration completed, without ending it (cpr-exec execs next). */
+  recordSaved(marks: PhaseMark[], bytes: number): void {
+    this.marks = marks;
+    this.bytes = bytes;
+    this.endedUs = nowUs();
+    this.set('completed');
   }
 
   beginTransfer(): void {

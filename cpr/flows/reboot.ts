@@ -39,12 +39,27 @@ export type RamPolicy =
   /** cpr-save / cpr-reboot with x-ignore-shared: persistent shared RAM stays out, anything else goes in. */
   | 'skip-shared'
   /** migrate without x-ignore-shared: RAM always goes in. */
-  | 'always';
+  | 'always'
+  /** cpr-exec: the RAM fd stays open across the exec, so RAM never goes in; RAM without such an fd is refused. */
+  | 'kept';
+
+/** QEMU's words for RAM that CPR cannot keep in place (its cpr blocker), with tsvmm's backends named. */
+export function ramNotKeptMessage(parts: MachineParts): string {
+  const record = parts.ram.backend.record();
+  return (
+    `Memory region ${parts.config.memory.backendId ?? 'pc.ram'} is not compatible with CPR. share=on is required for memory-backend objects ` +
+    `(use -object memory-backend-memfd,share=on or memory-backend-file,share=on; this VM's RAM is ${record.kind}${record.share ? '' : ', private'})`
+  );
+}
 
 /** Whether RAM is written into the checkpoint; throws CprError when reboot mode cannot preserve it. */
 export function ramGoesInFile(parts: MachineParts, policy: RamPolicy): boolean {
   const backend = parts.ram.backend;
   if (policy === 'always') return true;
+  if (policy === 'kept') {
+    if (!backend.transferable) throw new CprError(ramNotKeptMessage(parts));
+    return false;
+  }
   if (backend.shared) return false;
   if (backend.kind === 'memfd' && backend.record().share) {
     throw new CprError(
@@ -129,6 +144,7 @@ export async function saveToFile(
   path: string,
   policy: RamPolicy,
   scratch = new SnapshotScratch(),
+  { keepStopped = false }: { keepStopped?: boolean } = {},
 ): Promise<SaveReport> {
   const parts = machine.parts();
   const withRam = ramGoesInFile(parts, policy);
@@ -158,7 +174,8 @@ export async function saveToFile(
         },
       }),
     );
-    machine.setPausedState('postmigrate');
+    // cpr-exec leaves the VM in finish-migrate: it execs at once, or resumes the guest if the exec fails.
+    if (!keepStopped) machine.setPausedState('postmigrate');
     return { path, bytes: write.bytes, ramWritten: withRam, runState, marks: clock.marks, write: write.timings };
   } catch (e) {
     machine.setPausedState(runState === 'suspended' ? 'suspended' : 'paused');
@@ -191,7 +208,16 @@ export function loadFromFile(
   machine: Machine,
   path: string,
   clock = new PhaseClock('new'),
-  { stayPaused = false, scratch = new SnapshotScratch() } = {},
+  {
+    stayPaused = false,
+    scratch = new SnapshotScratch(),
+    inherited,
+  }: {
+    stayPaused?: boolean;
+    scratch?: SnapshotScratch;
+    /** cpr-exec: guest RAM came over the exec (the file has none) and the old image's complete marks. */
+    inherited?: { marks: PhaseMark[] };
+  } = {},
 ): LoadReport {
   if (machine.runState !== 'prelaunch' && machine.runState !== 'inmigrate') {
     throw new CprError(
@@ -201,13 +227,13 @@ export function loadFromFile(
   const parts = machine.parts();
   const checkpoint = clock.time('read-verify', () => readCheckpoint(path));
   const prepared = clock.time('check-state', () => prepareRestore(parts, checkpoint.sections, scratch));
-  if (!checkpoint.ram && !parts.ram.backend.shared) {
+  if (!checkpoint.ram && !parts.ram.backend.shared && !inherited) {
     throw new CheckpointError(
       `checkpoint ${path} has no RAM section, and this VM's RAM (${parts.ram.backend.kind}) does not hold the guest's memory: use the same persistent shared memory backend as the saving VM`,
     );
   }
   const old = checkpoint.sections.find((s) => s.kind === 'timings' && s.name === TIMINGS_SECTION);
-  const oldMarks = old ? (parseJsonSection(old) as PhaseMark[]) : [];
+  const oldMarks = inherited?.marks ?? (old ? (parseJsonSection(old) as PhaseMark[]) : []);
   if (checkpoint.ram) {
     clock.time('load-ram', () => {
       const reader = openRam(checkpoint);

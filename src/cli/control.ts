@@ -6,6 +6,9 @@ import { machineCommands } from '../qmp/machine-commands.js';
 import { MigrationController } from '../../cpr/flows/migration.js';
 import { processStartMarks } from '../../cpr/flows/reboot.js';
 import { transferOut, checkTransferable } from '../../cpr/flows/transfer.js';
+import { execOut, checkExecable, checkExecCommand } from '../../cpr/flows/exec.js';
+import { keepAcrossExec, forgetAcrossExec, takeInheritedFd } from '../sys/exec-fds.js';
+import { parseQmpSpec } from '../qmp/spec.js';
 import { nowUs, type PhaseClock } from '../../cpr/flows/timings.js';
 import type { Machine } from '../machine/machine.js';
 
@@ -43,6 +46,16 @@ export async function startQmp(machine: Machine, specs: readonly string[], o: St
       check: () => checkTransferable(machine, migration),
       outgoing: (path) => transferOut(machine, path, migration),
     },
+    exec: {
+      checkCommand: checkExecCommand,
+      check: () => checkExecable(machine, migration),
+      outgoing: (path) =>
+        execOut(machine, path, migration, {
+          flush: async () => {
+            for (const s of servers) await s.flush();
+          },
+        }),
+    },
   });
   machine.onEvent((e) => {
     for (const s of servers) {
@@ -53,15 +66,20 @@ export async function startQmp(machine: Machine, specs: readonly string[], o: St
   try {
     o.beforeListen?.(migration);
     for (const spec of specs) {
-      servers.push(
-        await QmpServer.listen(spec, {
-          version: o.version.replace(/^tsvmm /, ''),
-          commands,
-          extraCommands,
-          realtimeNs: () => clockNs(CLOCK_REALTIME),
-          log: (line) => process.stderr.write(`tsvmm: qmp: ${line}\n`),
-        }),
-      );
+      // A cpr-exec keeps each QMP listening socket open across the exec, under its path: the new image serves the
+      // same socket, so a client that reconnects during the exec waits in its backlog instead of finding no socket.
+      const parsed = parseQmpSpec(spec);
+      const name = `qmp:${parsed.path}`;
+      const server = await QmpServer.listen(parsed, {
+        version: o.version.replace(/^tsvmm /, ''),
+        commands,
+        extraCommands,
+        realtimeNs: () => clockNs(CLOCK_REALTIME),
+        log: (line) => process.stderr.write(`tsvmm: qmp: ${line}\n`),
+        inheritedFd: takeInheritedFd(name),
+      });
+      servers.push(server);
+      if (server.listeningFd !== undefined) keepAcrossExec(name, server.listeningFd);
     }
     // `-qmp …,server` without wait=off: as QEMU, wait for the first client before the guest starts.
     for (const s of servers) if (s.wait) await s.firstClient;
@@ -74,7 +92,10 @@ export async function startQmp(machine: Machine, specs: readonly string[], o: St
     migration,
     commands,
     async close() {
-      for (const s of servers) await s.close();
+      for (const s of servers) {
+        forgetAcrossExec(`qmp:${s.path}`);
+        await s.close();
+      }
     },
   };
 }

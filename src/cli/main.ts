@@ -43,6 +43,8 @@ async function run(argv: string[]): Promise<number> {
   // cpr-transfer: the old tsvmm hands over its RAM first; this VM is built around it.
   let transfer: import('../../cpr/flows/transfer.js').IncomingTransfer | null = null;
   const earlyClock = startClockAfterCreate();
+  // cpr-exec: this image was exec'd by a tsvmm that kept its RAM (and taps, QMP sockets) open across the exec.
+  const inherited = process.env.TSVMM_CPR_EXEC_STATE === undefined ? null : await execInherited(incoming, earlyClock);
   if (incoming?.cprChannel) {
     const { transferIn } = await import('../../cpr/flows/transfer.js');
     transfer = await transferIn(incoming.cprChannel, earlyClock);
@@ -51,11 +53,11 @@ async function run(argv: string[]): Promise<number> {
   startupMark('modules-loaded');
   const machine = await Machine.create(config, {
     kvmPath: process.env.TSVMM_KVM_DEVICE,
-    ram: transfer?.ram,
-    taps: transfer?.taps,
+    ram: transfer?.ram ?? inherited?.ram,
+    taps: transfer?.taps ?? inherited?.taps,
     yieldCpuWhenEnding: true,
   });
-  const startClock = transfer ? earlyClock : startClockAfterCreate();
+  const startClock = transfer || inherited ? earlyClock : startClockAfterCreate();
   startupMark('machine-created');
   const loadFile = incoming?.file !== undefined && !transfer ? incoming.file : null;
   const control = await startQmp(machine, args.qmp, {
@@ -63,14 +65,18 @@ async function run(argv: string[]): Promise<number> {
     startClock,
     version: version(),
     // -incoming file: the restore goes first; QMP opens once the guest runs again.
-    beforeListen:
-      loadFile === null
-        ? undefined
-        : (migration) => {
-            machine.start({ paused: true, state: 'inmigrate' });
-            migration.incomingFromFile(loadFile, startClock, args.startPaused);
-          },
+    beforeListen: (migration) => {
+      if (inherited) {
+        // As QEMU's new image after a cpr-exec: the mode is cpr-exec, and the (first) load takes the kept RAM.
+        migration.mode = 'cpr-exec';
+        migration.inherited = { marks: inherited.marks };
+      }
+      if (loadFile === null) return;
+      machine.start({ paused: true, state: 'inmigrate' });
+      migration.incomingFromFile(loadFile, startClock, args.startPaused);
+    },
   });
+  if (inherited) (await import('../sys/exec-fds.js')).closeUnclaimedInheritedFds();
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.on(signal, () => {
       process.stderr.write(`tsvmm: terminating on signal ${signal}\n`);
@@ -118,6 +124,24 @@ function vcpusToPrestart(parseSmp: (text: string | undefined) => number, smp: st
   } catch {
     return 0;
   }
+}
+
+/** The fds a cpr-exec left this image (checked first: a stray TSVMM_CPR_EXEC_STATE is refused, not followed). */
+async function execInherited(
+  incoming: Incoming | null,
+  clock: import('../../cpr/flows/timings.js').PhaseClock,
+): Promise<import('../../cpr/flows/exec.js').ExecInheritance> {
+  const { execIn } = await import('../../cpr/flows/exec.js');
+  const { CprError } = await import('../../cpr/flows/reboot.js');
+  const inherited = execIn(clock);
+  if (inherited === null) throw new Error('TSVMM_CPR_EXEC_STATE vanished');
+  if (incoming === null || incoming.cprChannel !== undefined) {
+    inherited.ram.close();
+    throw new CprError(
+      'cpr-exec: the new tsvmm needs -incoming defer or -incoming file:PATH (and no cpr channel) in cpr-exec-command',
+    );
+  }
+  return inherited;
 }
 
 /** What -incoming asked for: wait (defer), a checkpoint file to load, and/or a cpr-transfer channel to listen on. */

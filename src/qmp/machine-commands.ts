@@ -1,6 +1,6 @@
 // The machine's QMP commands: run state, reset/power, CPU and VM queries, and checkpoint/restart in both spellings
-// (the seed's cpr-save/cpr-load and QEMU's migrate-set-parameters mode=cpr-reboot + migrate file:). Thin: the work
-// is in src/machine and cpr/.
+// (the seed's cpr-save/cpr-load and QEMU's migrate-set-parameters mode=cpr-reboot|cpr-transfer|cpr-exec + migrate).
+// Thin: the work is in src/machine and cpr/.
 import { openSync, writeSync, closeSync } from 'node:fs';
 import { QmpError, defineCommand, type QmpHandlers, type ExtraCommand } from './server.js';
 import type { RunState as QmpRunState, MigrationCapabilityStatus, MigrationParameters } from './schema.js';
@@ -26,6 +26,15 @@ export interface MachineCommandsOptions {
     check(): void;
     outgoing(cprChannelPath: string): Promise<void>;
   };
+  /** Exec-mode handlers (cpr/flows/exec.ts), when available. */
+  exec?: {
+    /** Throws at once when cpr-exec-command is not acceptable (migrate-set-parameters). */
+    checkCommand(command: readonly string[]): void;
+    /** Throws at once when the VM cannot be exec'd into a new image now (migrate). */
+    check(): void;
+    /** Saves to the file and execs; settles only if the exec failed. */
+    outgoing(path: string): Promise<void>;
+  };
 }
 
 /** A CPR refusal or a bad checkpoint is the client's problem: a GenericError with the one-line reason. */
@@ -34,6 +43,15 @@ async function asQmp<T>(fn: () => T | Promise<T>): Promise<T> {
     return await fn();
   } catch (e) {
     if (e instanceof CprError || e instanceof CheckpointError) throw new QmpError('GenericError', e.message);
+    throw e;
+  }
+}
+
+function asQmpSync(fn: () => void): void {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof CprError) throw new QmpError('GenericError', e.message);
     throw e;
   }
 }
@@ -79,6 +97,8 @@ export function machineCommands(o: MachineCommandsOptions): {
           );
         case 'suspended':
           throw new QmpError('GenericError', 'the guest is suspended: use system_wakeup');
+        case 'finish-migrate':
+          throw new QmpError('GenericError', 'the VM state is being saved (a migration is finishing)');
         case 'shutdown':
         case 'guest-panicked':
           // QEMU's words: the guest must be reset before it can run again.
@@ -151,8 +171,15 @@ export function machineCommands(o: MachineCommandsOptions): {
     'migrate-set-parameters': (params) => {
       if (migration.active)
         throw new QmpError('GenericError', 'parameters cannot be changed while a migration is in progress');
+      // Checked as a whole first: a refused call changes nothing, as in QEMU.
+      const command = params['cpr-exec-command'];
+      if (command !== undefined) {
+        if (!o.exec) throw new QmpError('GenericError', 'cpr-exec is not available in this tsvmm');
+        asQmpSync(() => o.exec!.checkCommand(command));
+      }
       for (const [key, value] of Object.entries(params)) {
         if (key === 'mode') migration.mode = value as typeof migration.mode;
+        else if (key === 'cpr-exec-command') migration.cprExecCommand = [...(value as string[])];
         else migration.parameters[key] = value;
       }
     },
@@ -161,7 +188,12 @@ export function machineCommands(o: MachineCommandsOptions): {
         throw new QmpError('GenericError', 'capabilities cannot be changed while a migration is in progress');
       for (const c of capabilities) migration.capabilities.set(c.capability, c.state);
     },
-    'query-migrate-parameters': () => ({ ...migration.parameters, mode: migration.mode }) as MigrationParameters,
+    'query-migrate-parameters': () =>
+      ({
+        ...migration.parameters,
+        mode: migration.mode,
+        'cpr-exec-command': [...migration.cprExecCommand],
+      }) as MigrationParameters,
     'query-migrate-capabilities': () =>
       [...migration.capabilities].map(([capability, state]) => ({ capability, state }) as MigrationCapabilityStatus),
     migrate: ({ uri, channels }) =>
@@ -193,6 +225,15 @@ export function machineCommands(o: MachineCommandsOptions): {
           target = `file:${(main.addr as { filename: string }).filename}`;
         }
         const path = fileUriPath(target!);
+        if (migration.mode === 'cpr-exec') {
+          if (!o.exec) throw new CprError('cpr-exec is not available in this tsvmm');
+          o.exec.check();
+          // As QEMU: migrate returns at once; the save, the exec (or its failure) follow.
+          void o.exec.outgoing(path).catch(() => {
+            /* reported through query-migrate and MIGRATION failed */
+          });
+          return;
+        }
         // Like QEMU, migrate returns at once; the outcome is in query-migrate and the MIGRATION events.
         void migration.startOutgoing(path).catch(() => {
           /* reported through query-migrate */

@@ -131,7 +131,7 @@ test('qapi: argument types follow from the schema (compile-time checks)', () => 
   const noFile: QmpCommandArgs<'cpr-save'> = { mode: 'reboot' };
   const params: QmpCommandArgs<'migrate-set-parameters'> = { mode: 'cpr-transfer', 'tls-creds': null };
   // @ts-expect-error not a MigMode
-  const badMode: QmpCommandArgs<'migrate-set-parameters'> = { mode: 'cpr-exec' };
+  const badMode: QmpCommandArgs<'migrate-set-parameters'> = { mode: 'cpr-luo' };
   const mig: QmpCommandArgs<'migrate'> = {
     channels: [{ 'channel-type': 'main', addr: { transport: 'socket', type: 'unix', path: '/s' } }],
   };

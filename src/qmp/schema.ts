@@ -97,7 +97,7 @@ export interface CpuInfoFast {
 
 // ---- migration (migration.json) ------------------------------------------------------------------------------
 
-export const MigMode = Q.enum(['normal', 'cpr-reboot', 'cpr-transfer']);
+export const MigMode = Q.enum(['normal', 'cpr-reboot', 'cpr-transfer', 'cpr-exec']);
 export type MigMode = Infer<typeof MigMode>;
 
 export const MigrationCapability = Q.enum([
@@ -188,6 +188,8 @@ export const MigrateSetParameters = {
   '*mode': MigMode,
   '*zero-page-detection': ZeroPageDetection,
   '*direct-io': Q.bool,
+  /** QEMU 10.2: the new QEMU's argv for mode cpr-exec (program first). */
+  '*cpr-exec-command': Q.array(Q.str),
 } as const satisfies Members;
 export type MigrateSetParameters = InferMembers<typeof MigrateSetParameters>;
 
