@@ -19,6 +19,7 @@ import type {
 import type { CharSpec } from '../src/chardev/spec.js';
 import type { GuestMemory } from '../src/memory/guest-memory.js';
 import type { PciBus } from './pci/bus.js';
+import type { VfioServices } from './vfio-pci/host.js';
 
 /** What every device spec carries: plain data (it crosses to every thread in workerData). */
 export interface DeviceSpecBase {
@@ -48,6 +49,8 @@ export interface DeviceEnvironment {
   pci?: PciBus | null;
   msi?: MsiVectorTable | null;
   ioEvents?: IoEventTable | null;
+  /** Passed-through functions' host device operations and BAR memory slots (threads of a machine with vfio-pci). */
+  vfio?: VfioServices | null;
   /** One-line notices (a device the guest broke). */
   log?: (line: string) => void;
   /** The I/O thread only: the machine lock it holds while devices run, for host I/O done without it. */

@@ -100,7 +100,7 @@ const FLAGS: Record<string, FlagSpec> = {
     kind: 'list',
     key: 'device',
     arg: 'DRIVER',
-    help: 'isa-debug-exit | isa-debugcon | pvpanic | loader | virtio-blk-pci | virtio-net-pci | virtio-rng-pci | virtio-serial-pci | virtconsole',
+    help: 'isa-debug-exit | isa-debugcon | pvpanic | loader | virtio-blk-pci | virtio-net-pci | virtio-rng-pci | virtio-serial-pci | virtconsole | vfio-pci',
   },
   qmp: { kind: 'list', key: 'qmp', arg: 'DEV', help: 'QMP monitor: unix:PATH,server=on,wait=off (socket mode 0600)' },
   incoming: {

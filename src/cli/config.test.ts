@@ -83,6 +83,43 @@ test('config: mistakes in virtio options are one line naming them', () => {
   refused(['-device', 'virtio-rng-pci,disable-modern=on'], /modern \(virtio 1.x\) only/);
 });
 
+test("config: -device vfio-pci takes QEMU's host=[DDDD:]BB:DD.F or sysfsdev=PATH, in command-line order", () => {
+  const c = config(
+    '-device',
+    'vfio-pci,host=0000:00:03.0,id=edu0',
+    '-device',
+    'vfio-pci,host=00:04.0',
+    '-device',
+    'vfio-pci,sysfsdev=/sys/bus/pci/devices/0000:01:00.0/',
+    '-device',
+    'vfio-pci,host=1:0A:1f.7',
+  );
+  assert.equal(c.vfio, [
+    { id: 'edu0', sysfsdev: '/sys/bus/pci/devices/0000:00:03.0' },
+    { id: 'vfio1', sysfsdev: '/sys/bus/pci/devices/0000:00:04.0' },
+    { id: 'vfio2', sysfsdev: '/sys/bus/pci/devices/0000:01:00.0' },
+    { id: 'vfio3', sysfsdev: '/sys/bus/pci/devices/0001:0a:1f.7' },
+  ]);
+  assert.is(config().vfio, undefined, 'no passthrough: no field');
+});
+
+test('config: mistakes in -device vfio-pci are one line naming them', () => {
+  const refused = (argv: string[], pattern: RegExp) =>
+    assert.throws(
+      () => config(...argv),
+      (e: Error) => e instanceof UsageError && pattern.test(e.message),
+    );
+  refused(['-device', 'vfio-pci'], /No provided host device - Use -device vfio-pci,host=DDDD:BB:DD.F or/);
+  refused(['-device', 'vfio-pci,host=00:03'], /host=00:03 is not a PCI address \(DDDD:BB:DD.F/);
+  refused(['-device', 'vfio-pci,host=0000:00:20.0'], /host=0000:00:20.0 is not a PCI address/);
+  refused(['-device', 'vfio-pci,host=0000:00:03.8'], /is not a PCI address/);
+  refused(['-device', 'vfio-pci,host=edu'], /host=edu is not a PCI address/);
+  refused(['-device', 'vfio-pci,host=00:03.0,sysfsdev=/sys/bus/pci/devices/0000:00:03.0'], /not both/);
+  refused(['-device', 'vfio-pci,sysfsdev=0000:00:03.0'], /must be an absolute path/);
+  refused(['-device', 'vfio-pci,host=00:03.0', '-device', 'vfio-pci,host=0000:00:03.0'], /already passed through/);
+  refused(['-device', 'vfio-pci,host=00:03.0,x-igd-opregion=on'], /x-igd-opregion/);
+});
+
 test('config: -machine acpi=off turns ACPI off', () => {
   assert.is(config('-machine', 'pc,acpi=off').acpi, false);
 });

@@ -5,7 +5,14 @@ import { UsageError, type RunArgs } from './args.js';
 import { parseSmp } from './smp.js';
 import { parseMemoryOptions } from '../memory/config.js';
 import { parseCharSpec, charSpecFromChardev, CharSpecError, type CharSpec } from '../chardev/index.js';
-import type { VirtioDeviceConfig, BootConfig, DebugconConfig, MachineConfig, PanicAction } from '../machine/config.js';
+import type {
+  VfioDeviceConfig,
+  VirtioDeviceConfig,
+  BootConfig,
+  DebugconConfig,
+  MachineConfig,
+  PanicAction,
+} from '../machine/config.js';
 import type { CpuMode } from '../boot/cpu-modes.js';
 import type { CpuidPolicy } from '../../kvm/cpuid.js';
 import { PVPANIC_DEFAULT_IOPORT } from '../../devices/pvpanic.js';
@@ -101,6 +108,7 @@ interface Devices {
   debugcon: DebugconConfig[];
   loader: BootConfig | null;
   virtio: VirtioDeviceConfig[];
+  vfio: VfioDeviceConfig[];
 }
 
 interface Drive {
@@ -170,10 +178,60 @@ function parseNetdevs(values: readonly string[]): Map<string, Netdev> {
 
 const MAC = /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i;
 
+/** A PCI address as QEMU's host= takes it: [domain:]bus:slot.function, hex, e.g. 0000:00:03.0 or 00:03.0. */
+const PCI_ADDRESS = /^(?:([0-9a-f]{1,4}):)?([0-9a-f]{1,2}):([0-9a-f]{1,2})\.([0-7])$/i;
+
+/** `host=` spelled as sysfs names the function (0000:00:03.0), or null when it is not a PCI address. */
+export function canonicalPciAddress(text: string): string | null {
+  const m = PCI_ADDRESS.exec(text);
+  if (!m) return null;
+  const [, domain = '0', bus, slot, fn] = m;
+  if (Number.parseInt(slot, 16) > 0x1f) return null;
+  return `${domain.padStart(4, '0')}:${bus.padStart(2, '0')}:${slot.padStart(2, '0')}.${fn}`.toLowerCase();
+}
+
+const SYSFS_PCI_DEVICES = '/sys/bus/pci/devices';
+
+/** `-device vfio-pci,host=…|sysfsdev=…`: QEMU's options and error text. */
+function parseVfioPci(opts: QemuOpts, index: number): VfioDeviceConfig {
+  opts.checkKnown(['driver', 'id', 'host', 'sysfsdev', 'addr', 'bus', 'rombar', 'multifunction']);
+  const hasHost = opts.has('host');
+  const hasSysfs = opts.has('sysfsdev');
+  if (!hasHost && !hasSysfs)
+    throw new UsageError(
+      '-device vfio-pci: No provided host device - Use -device vfio-pci,host=DDDD:BB:DD.F or -device vfio-pci,sysfsdev=PATH_TO_DEVICE',
+    );
+  if (hasHost && hasSysfs) throw new UsageError('-device vfio-pci: give host= or sysfsdev=, not both');
+  if (opts.has('rombar') && opts.string('rombar') !== '0')
+    throw new UsageError('-device vfio-pci: rombar: tsvmm does not expose expansion ROMs (rombar=0 is accepted)');
+  let sysfsdev: string;
+  if (hasHost) {
+    const host = opts.string('host');
+    const bdf = canonicalPciAddress(host);
+    if (!bdf)
+      throw new UsageError(
+        `-device vfio-pci: host=${host} is not a PCI address (DDDD:BB:DD.F or BB:DD.F, hex, e.g. 0000:00:03.0)`,
+      );
+    sysfsdev = `${SYSFS_PCI_DEVICES}/${bdf}`;
+  } else {
+    sysfsdev = opts.string('sysfsdev').replace(/\/+$/, '');
+    if (!sysfsdev.startsWith('/'))
+      throw new UsageError(`-device vfio-pci: sysfsdev=${sysfsdev} must be an absolute path`);
+  }
+  return { id: opts.string('id', `vfio${index}`), sysfsdev };
+}
+
 function parseDevices(args: RunArgs, chardevs: Map<string, CharSpec>): Devices {
   const { drives, implicit } = parseDrives(args.drive);
   const netdevs = parseNetdevs(args.netdev);
-  const out: Devices = { debugExit: null, pvpanic: null, debugcon: [], loader: null, virtio: [...implicit] };
+  const out: Devices = {
+    debugExit: null,
+    pvpanic: null,
+    debugcon: [],
+    loader: null,
+    virtio: [...implicit],
+    vfio: [],
+  };
   const virtioId = (opts: QemuOpts, kind: string) => opts.string('id', `${kind}${out.virtio.length}`);
   // Accepted for QEMU compatibility: tsvmm's virtio devices are modern-only and PCI placement is automatic.
   const pciCompat = [
@@ -320,11 +378,18 @@ function parseDevices(args: RunArgs, chardevs: Map<string, CharSpec>): Devices {
         opts.checkKnown(['driver', 'id', 'chardev', 'name', 'nr', 'bus']);
         out.virtio.push({ kind: 'console', id: virtioId(opts, 'virtio-console'), output: chardev(opts) });
         break;
+      case 'vfio-pci': {
+        const vfio = parseVfioPci(opts, out.vfio.length);
+        const twice = out.vfio.find((v) => v.sysfsdev === vfio.sysfsdev);
+        if (twice) throw new UsageError(`-device vfio-pci: ${vfio.sysfsdev} is already passed through (${twice.id})`);
+        out.vfio.push(vfio);
+        break;
+      }
       case undefined:
         throw new UsageError(`-device '${text}': no driver name`);
       default:
         throw new UsageError(
-          `-device ${opts.implied}: unknown device (tsvmm has isa-debug-exit, isa-debugcon, pvpanic, loader, virtio-blk-pci, virtio-net-pci, virtio-rng-pci, virtconsole)`,
+          `-device ${opts.implied}: unknown device (tsvmm has isa-debug-exit, isa-debugcon, pvpanic, loader, virtio-blk-pci, virtio-net-pci, virtio-rng-pci, virtconsole, vfio-pci)`,
         );
     }
   }
@@ -405,6 +470,7 @@ export function machineConfigFromArgs(args: RunArgs): MachineConfig {
       debugExit: devices.debugExit,
       pvpanic: pvpanicDevice(devices.pvpanic, acpi, machineSwitch(args.machine, 'pvpanic')),
       virtio: devices.virtio,
+      ...(devices.vfio.length ? { vfio: devices.vfio } : {}),
       acpi,
       ...parseActions(args.action, args),
       timeoutMs: args.timeoutSeconds === undefined ? null : Math.round(args.timeoutSeconds * 1000),

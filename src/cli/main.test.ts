@@ -137,7 +137,7 @@ test('cli: an unknown device is refused with status 2 and the list of devices', 
   assert.is(r.status, ExitStatus.usage);
   assert.match(
     r.stderr,
-    /-device e1000: unknown device \(tsvmm has isa-debug-exit, isa-debugcon, pvpanic, loader, virtio-blk-pci, virtio-net-pci, virtio-rng-pci, virtconsole\)/,
+    /-device e1000: unknown device \(tsvmm has isa-debug-exit, isa-debugcon, pvpanic, loader, virtio-blk-pci, virtio-net-pci, virtio-rng-pci, virtconsole, vfio-pci\)/,
   );
 });
 

@@ -12,6 +12,7 @@ import { Doorbell } from '../runtime/doorbell.js';
 import type { PciBus } from '../../devices/pci/bus.js';
 import { readBootImages, closeBootImages } from './boot.js';
 import { checkDriveImages } from './virtio-plan.js';
+import { checkVfioHost } from './vfio-host.js';
 import type { MachineConfig } from './config.js';
 import { setUpKvm } from './kvm-setup.js';
 import { deviceSpecs } from './device-specs.js';
@@ -77,6 +78,7 @@ export async function buildMachine(config: MachineConfig, options: MachineOption
     const images = config.boot ? readBootImages(config.boot) : null;
     release.add(() => closeBootImages(images));
     checkDriveImages(config.virtio);
+    for (const v of config.vfio ?? []) checkVfioHost(v);
     const { vm, ram, vcpus } = setUpKvm(config, options, release);
 
     // Character backends first: a unix socket server may wait for its client (QEMU's `server` without wait=off).
@@ -84,7 +86,14 @@ export async function buildMachine(config: MachineConfig, options: MachineOption
       chardevs.set(id, await openCharBackend(spec));
       return id;
     };
-    const plan = await deviceSpecs(config, { vmFd: vm.fd, ram, openChardev, taps: options.taps, teardown: release });
+    const plan = await deviceSpecs(config, {
+      vmFd: vm.fd,
+      ram,
+      log,
+      openChardev,
+      taps: options.taps,
+      teardown: release,
+    });
     const { arena, entries } = planDevices(plan.specs);
     const powerOn = readPowerOnState(vm, vcpus);
     const control = new VcpuControl(config.cpus);

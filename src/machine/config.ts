@@ -31,6 +31,16 @@ export type VirtioDeviceConfig = (
   ioeventfd?: false;
 };
 
+/**
+ * A host PCI function passed through with VFIO (`-device vfio-pci,host=0000:00:03.0` or `sysfsdev=PATH`). Host-side
+ * (a checkpoint does not record it yet: CPR with VFIO is its own work).
+ */
+export interface VfioDeviceConfig {
+  id: string;
+  /** The function's sysfs directory, e.g. /sys/bus/pci/devices/0000:00:03.0 (host= is spelled into this). */
+  sysfsdev: string;
+}
+
 export interface MachineConfig {
   name: string;
   memory: MemoryConfig;
@@ -45,6 +55,8 @@ export interface MachineConfig {
   pvpanic: { ioport: number } | null;
   /** virtio-pci devices in PCI slot order. */
   virtio: VirtioDeviceConfig[];
+  /** PCI functions passed through (after the virtio functions on bus 0). Absent: none. */
+  vfio?: VfioDeviceConfig[];
   /** ACPI tables and the ACPI power-management block (-machine acpi=on|off; on by default). */
   acpi: boolean;
   noReboot: boolean;

@@ -11,6 +11,8 @@ import type { FwCfgBlob } from '../../devices/fw-cfg.js';
 import type { PciHostConfig } from '../../devices/pci/host-bridge.js';
 import type { OpenChardev } from '../../devices/registration.js';
 import type { VirtioPciSpec } from '../../devices/virtio/virtio-pci.js';
+import type { VfioPciSpec } from '../../devices/vfio-pci/host.js';
+import { DEFAULT_INTX_ROUTING } from '../../devices/pci/bus.js';
 import type { MachineRam } from '../memory/config.js';
 import { DEVICE_KINDS, type DeviceSpec } from '../runtime/device-kinds.js';
 import { MsiRouter } from '../runtime/msi-router.js';
@@ -19,12 +21,16 @@ import { planPlatform, type Platform } from './platform.js';
 import { buildFwCfg } from './fw-cfg-content.js';
 import { defaultPciHostConfig, ecamRange } from './pci-plan.js';
 import { planVirtioDevices, type VirtioPlan } from './virtio-plan.js';
+import { planVfioDevices } from './vfio-plan.js';
+import { hostVfioApi } from './vfio-api.js';
+import { vmRoutingOps } from '../runtime/msi-router.js';
 import type { MachineConfig } from './config.js';
 import type { Teardown } from './teardown.js';
 
 export interface DeviceSpecsHost {
   readonly vmFd: number;
   readonly ram: Pick<MachineRam, 'regions'>;
+  readonly log?: (line: string) => void;
   /** Opens a chardev and returns its id in the machine's chardev table. */
   readonly openChardev: OpenChardev;
   /** Taps already open, by interface name (cpr-transfer); the plan owns them from now on. */
@@ -54,6 +60,8 @@ export interface DevicePlanContext {
   readonly pciHost: PciHostConfig;
   /** Opens the virtio functions' host resources (images, taps, consoles' chardevs) and places them on bus 0. */
   virtioFunctions(): Promise<readonly VirtioPciSpec[]>;
+  /** Opens the passed-through functions (VFIO container, groups, devices; DMA map) and places them after virtio's. */
+  vfioFunctions(): Promise<readonly VfioPciSpec[]>;
   /** The ACPI PM block the tables describe, or null without ACPI. */
   readonly acpiPm: { readonly base: number; readonly sciIrq: number } | null;
 }
@@ -97,6 +105,19 @@ export async function deviceSpecs(config: MachineConfig, host: DeviceSpecsHost):
       // Taps handed over that no device here uses (a configuration that differs; the restore will say so).
       for (const fd of host.taps?.values() ?? []) if (!planned.fds.includes(fd)) closeSync(fd);
       return planned.specs;
+    },
+    async vfioFunctions() {
+      return planVfioDevices(config.vfio ?? [], {
+        api: hostVfioApi(),
+        msi,
+        windows: pciHost.windows,
+        intx: pciHost.intx ?? DEFAULT_INTX_ROUTING,
+        ram: ram.regions,
+        virtioCount: config.virtio.length,
+        irqfd: (f) => vmRoutingOps(host.vmFd).irqfd(f),
+        teardown,
+        log: host.log,
+      });
     },
     acpiPm: platform.pm,
   };

@@ -12,6 +12,7 @@ import type { SpecOf } from '../../devices/registration.js';
 import { rtcDevice } from '../../devices/rtc.js';
 import { serialDevice } from '../../devices/serial.js';
 import { virtioPciDevice } from '../../devices/virtio/virtio-pci.js';
+import { vfioPciDevice } from '../../devices/vfio-pci/vfio-pci.js';
 
 export const DEVICE_KINDS = [
   serialDevice,
@@ -24,6 +25,7 @@ export const DEVICE_KINDS = [
   virtioPciDevice,
   acpiPmDevice,
   pvpanicDevice,
+  vfioPciDevice,
 ] as const;
 
 /** What the device table holds for one device, of any kind: typed by the kinds' own files. */
