@@ -32,7 +32,8 @@ export type GuestName =
   | 's3'
   | 'virtio-intx'
   | 's3-rtc'
-  | 'realmode-long';
+  | 'realmode-long'
+  | 'edu';
 
 export interface BuiltGuest {
   name: GuestName;
@@ -95,6 +96,11 @@ export const GUESTS: Readonly<Record<GuestName, GuestSpec>> = {
     kind: 'multiboot',
     sources: ['virtio-intx.c', 'lib/pci.c', 'lib/virtio.c', 'lib/irq-wait.c', 'lib/irq-wait.S'],
     headers: ['lib/pci.h', 'lib/virtio.h', 'lib/irq-wait.h'],
+  },
+  edu: {
+    kind: 'multiboot',
+    sources: ['edu.c', 'lib/pci.c', 'lib/irq-wait.c', 'lib/irq-wait.S'],
+    headers: ['lib/pci.h', 'lib/irq-wait.h'],
   },
   'realmode-hello': { kind: 'flat', source: 'realmode-hello.S', arch: 'i386', loadAddress: 0x7c00, mode: 'real' },
   'longmode-hello': { kind: 'flat', source: 'longmode-hello.S', arch: 'x86_64', loadAddress: 0x200000, mode: 'long' },
