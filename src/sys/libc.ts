@@ -30,6 +30,8 @@ const c = {
   eventfd: libc.func('int eventfd(unsigned int initval, int flags)'),
   read: libc.func('intptr_t read(int fd, void *buf, size_t count)'),
   write: libc.func('intptr_t write(int fd, const void *buf, size_t count)'),
+  pread: libc.func('intptr_t pread(int fd, void *buf, size_t count, int64_t offset)'),
+  pwrite: libc.func('intptr_t pwrite(int fd, const void *buf, size_t count, int64_t offset)'),
   fcntl: libc.func('int fcntl(int fd, int cmd, long arg)'),
   getpid: libc.func('int getpid(void)'),
   gettid: libc.func('int gettid(void)'),
@@ -187,6 +189,28 @@ export function write(fd: number, buffer: ArrayBufferView, length = buffer.byteL
     throw new SysError('write', `${fd}, ${length}`, errno);
   }
   return result;
+}
+
+/** pread(2) at a file offset (a VFIO region is an offset range of the device fd); returns bytes read, EINTR retried. */
+export function pread(fd: number, buffer: ArrayBufferView, offset: number, length = buffer.byteLength): number {
+  if (length > buffer.byteLength) throw new RangeError(`pread: length ${length} exceeds buffer ${buffer.byteLength}`);
+  for (;;) {
+    const result = Number(c.pread(fd, buffer, length, offset));
+    if (result >= 0) return result;
+    const errno = koffi.errno();
+    if (errno !== Errno.EINTR) throw new SysError('pread', `${fd}, ${length}, ${hex(offset)}`, errno);
+  }
+}
+
+/** pwrite(2) at a file offset; returns bytes written, EINTR retried. */
+export function pwrite(fd: number, buffer: ArrayBufferView, offset: number, length = buffer.byteLength): number {
+  if (length > buffer.byteLength) throw new RangeError(`pwrite: length ${length} exceeds buffer ${buffer.byteLength}`);
+  for (;;) {
+    const result = Number(c.pwrite(fd, buffer, length, offset));
+    if (result >= 0) return result;
+    const errno = koffi.errno();
+    if (errno !== Errno.EINTR) throw new SysError('pwrite', `${fd}, ${length}, ${hex(offset)}`, errno);
+  }
 }
 
 export function fcntl(fd: number, cmd: number, arg = 0): number {
