@@ -4,7 +4,9 @@
 import * as libc from '../src/sys/libc.js';
 import { Errno, SysError } from '../src/sys/errno.js';
 import * as V from './bindings/ioctls.js';
-import { encode, getU64 } from './bindings/codec.js';
+import { parseIovaRanges } from './bindings/caps.js';
+import { encode, getU32, getU64 } from './bindings/codec.js';
+import type { VfioIommuInfo } from './bindings/types.js';
 import { openFailure, VfioError } from './errors.js';
 import { ioctlBuffer, ioctlValue, isErrno } from './fd-ioctl.js';
 
@@ -103,6 +105,29 @@ export class VfioContainer {
         );
       throw e;
     }
+  }
+
+  /**
+   * VFIO_IOMMU_GET_INFO (after setIommu): the IOMMU's page sizes and the IOVA ranges mappings may use — on x86
+   * everything but the MSI window at 0xfee00000 and the host's reserved regions.
+   */
+  iommuInfo(): VfioIommuInfo {
+    let bytes = 4096;
+    let arg = encode('vfio_iommu_type1_info', {}, bytes);
+    ioctlBuffer(this.fd, V.VFIO_IOMMU_GET_INFO, arg);
+    const needed = getU32(arg, 'vfio_iommu_type1_info', 'argsz');
+    if (needed > bytes && needed <= 1 << 20) {
+      bytes = needed;
+      arg = encode('vfio_iommu_type1_info', {}, bytes);
+      ioctlBuffer(this.fd, V.VFIO_IOMMU_GET_INFO, arg);
+    }
+    const flags = getU32(arg, 'vfio_iommu_type1_info', 'flags');
+    const capOffset = flags & V.VFIO_IOMMU_INFO_CAPS ? getU32(arg, 'vfio_iommu_type1_info', 'cap_offset') : 0;
+    const filled = arg.subarray(0, Math.min(bytes, getU32(arg, 'vfio_iommu_type1_info', 'argsz')));
+    return {
+      pageSizes: flags & V.VFIO_IOMMU_INFO_PGSIZES ? getU64(arg, 'vfio_iommu_type1_info', 'iova_pgsizes') : 0n,
+      iovaRanges: parseIovaRanges(filled, capOffset, "the container's IOMMU info"),
+    };
   }
 
   /** VFIO_IOMMU_MAP_DMA: the device sees `size` bytes at `vaddr` at `iova`. Pins the memory. */

@@ -3,7 +3,7 @@
 // in one clear error rather than a loop or a read past the info.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { parseRegionCaps, VfioCapabilityError, walkCapChain } from './caps.js';
+import { parseIovaRanges, parseRegionCaps, VfioCapabilityError, walkCapChain } from './caps.js';
 import {
   VFIO_REGION_INFO_CAP_MSIX_MAPPABLE,
   VFIO_REGION_INFO_CAP_SPARSE_MMAP,
@@ -138,6 +138,27 @@ test('caps: a walk over any garbage ends within the buffer: at most one step per
       assert.instance(e, VfioCapabilityError);
     }
   }
+});
+
+test("caps: the container's IOVA ranges are read from the type1 info's chain; none means no capability", () => {
+  // x86: everything but the interrupt window 0xfee00000-0xfeefffff.
+  const at = 24; // sizeof(struct vfio_iommu_type1_info)
+  const b = new Uint8Array(at + 16 + 32);
+  const v = new DataView(b.buffer);
+  v.setUint16(at, 1, true); // VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE
+  v.setUint16(at + 2, 1, true);
+  v.setUint32(at + 8, 2, true); // nr_iovas
+  v.setBigUint64(at + 16, 0n, true);
+  v.setBigUint64(at + 24, 0xfedfffffn, true);
+  v.setBigUint64(at + 32, 0xfef00000n, true);
+  v.setBigUint64(at + 40, 0xffffffffffffn, true);
+  assert.equal(parseIovaRanges(b, at, 'iommu'), [
+    { start: 0n, end: 0xfedfffffn },
+    { start: 0xfef00000n, end: 0xffffffffffffn },
+  ]);
+  assert.is(parseIovaRanges(b, 0, 'iommu'), null);
+  v.setUint32(at + 8, 3, true);
+  throwsCap(() => parseIovaRanges(b, at, 'iommu'), /has 3 ranges, which run past the 72 bytes$/);
 });
 
 test.run();

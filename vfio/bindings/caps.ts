@@ -6,12 +6,13 @@
 import { SetupError } from '../../src/util/setup-error.js';
 import { getU32, getU64 } from './codec.js';
 import {
+  VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE,
   VFIO_REGION_INFO_CAP_MSIX_MAPPABLE,
   VFIO_REGION_INFO_CAP_SPARSE_MMAP,
   VFIO_REGION_INFO_CAP_TYPE,
 } from './constants.js';
 import { offsetOf, sizeOf } from './structs.js';
-import type { RegionCapHeader, RegionCaps, SparseMmapArea } from './types.js';
+import type { IovaRange, RegionCapHeader, RegionCaps, SparseMmapArea } from './types.js';
 
 /** A capability chain that does not hold together: says which info and what is wrong, in one line. */
 export class VfioCapabilityError extends SetupError {
@@ -91,4 +92,33 @@ export function parseRegionCaps(info: Uint8Array, capOffset: number, what: strin
     }
   }
   return caps;
+}
+
+const IOVA_CAP = 'vfio_iommu_type1_info_cap_iova_range';
+const IOVA = 'vfio_iova_range';
+
+/**
+ * The IOVA ranges a type1 container accepts mappings in (VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE), from the
+ * vfio_iommu_type1_info the kernel filled; null when it has no such capability (every address then goes).
+ */
+export function parseIovaRanges(info: Uint8Array, capOffset: number, what: string): IovaRange[] | null {
+  const bad = (why: string) => new VfioCapabilityError(`vfio: ${what}: capability chain: ${why}`);
+  const cap = walkCapChain(info, capOffset, sizeOf('vfio_iommu_type1_info'), what).find(
+    (c) => c.id === VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE,
+  );
+  if (!cap) return null;
+  if (cap.offset + sizeOf(IOVA_CAP) > info.length)
+    throw bad(`IOVA-range capability at offset ${cap.offset} is cut off`);
+  const count = getU32(info, IOVA_CAP, 'nr_iovas', cap.offset);
+  const first = cap.offset + offsetOf(IOVA_CAP, 'iova_ranges');
+  if (first + count * sizeOf(IOVA) > info.length)
+    throw bad(
+      `IOVA-range capability at offset ${cap.offset} has ${count} ranges, which run past the ${info.length} bytes`,
+    );
+  const ranges: IovaRange[] = [];
+  for (let i = 0; i < count; i++) {
+    const base = first + i * sizeOf(IOVA);
+    ranges.push({ start: getU64(info, IOVA, 'start', base), end: getU64(info, IOVA, 'end', base) });
+  }
+  return ranges;
 }

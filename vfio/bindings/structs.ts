@@ -56,6 +56,12 @@ const vfio_iommu_type1_info = struct('vfio_iommu_type1_info', [
   ['iova_pgsizes', u64],
   ['cap_offset', u32],
 ]);
+const vfio_iova_range = struct('vfio_iova_range', [...each(u64, 'start', 'end')]);
+const vfio_iommu_type1_info_cap_iova_range = struct('vfio_iommu_type1_info_cap_iova_range', [
+  ['header', vfio_info_cap_header],
+  ...each(u32, 'nr_iovas', 'reserved'),
+  ['iova_ranges', flex(vfio_iova_range)],
+]);
 const vfio_iommu_type1_dma_map = struct('vfio_iommu_type1_dma_map', [
   ...each(u32, 'argsz', 'flags'),
   ...each(u64, 'vaddr', 'iova', 'size'),
@@ -77,6 +83,8 @@ const declarations: AggregateType[] = [
   vfio_irq_info,
   vfio_irq_set,
   vfio_iommu_type1_info,
+  vfio_iova_range,
+  vfio_iommu_type1_info_cap_iova_range,
   vfio_iommu_type1_dma_map,
   vfio_iommu_type1_dma_unmap,
 ];
@@ -92,6 +100,8 @@ export type StructName =
   | 'vfio_irq_info'
   | 'vfio_irq_set'
   | 'vfio_iommu_type1_info'
+  | 'vfio_iova_range'
+  | 'vfio_iommu_type1_info_cap_iova_range'
   | 'vfio_iommu_type1_dma_map'
   | 'vfio_iommu_type1_dma_unmap';
 

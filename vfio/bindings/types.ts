@@ -63,3 +63,16 @@ export interface VfioIrqInfo {
   /** Vectors are enabled as a set (MSI, MSI-X): disable the index to change how many. */
   noresize: boolean;
 }
+
+/** An inclusive range of IO virtual addresses the IOMMU can map ([start, end], as the kernel reports it). */
+export interface IovaRange {
+  start: bigint;
+  end: bigint;
+}
+
+export interface VfioIommuInfo {
+  /** Bitmap of the IOMMU page sizes (bit n: 2^n bytes); 4 KiB is bit 12. */
+  pageSizes: bigint;
+  /** Where mappings may go; null when the kernel does not say (older kernels). */
+  iovaRanges: IovaRange[] | null;
+}
