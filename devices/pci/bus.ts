@@ -142,6 +142,7 @@ export class PciBus {
   configRead(bus: number, device: number, fn: number, offset: number, size: 1 | 2 | 4): number {
     const t = this.target(bus, device, fn);
     if (!t) return ALL_ONES[size];
+    t.fn.configReading?.(offset, size);
     return t.fn.config.read(offset, size);
   }
 

@@ -19,6 +19,8 @@ export interface PciFunction {
   readonly config: PciConfigSpace;
   /** The register handler of BAR i (offsets relative to the BAR's base), for each BAR the config declares. */
   bar(index: number): IoHandler | undefined;
+  /** Before a config read: the function may refresh bytes that live elsewhere (a passed-through device's STATUS). */
+  configReading?(offset: number, size: number): void;
   /** After a config write the generic rules applied (capability side effects: MSI-X enable, function mask). */
   configWritten?(offset: number, size: number): void;
   /** The BARs were moved, enabled or disabled (index → mapping, null = not decoding). */

@@ -7,7 +7,7 @@
 //   power-on). Sizing, relocation and 64-bit halves follow the PCI masks (devices/pci/config-space.ts); the host's
 //   own BAR registers are never written;
 // - COMMAND: IO, MEMORY, MASTER, PARITY, SERR and INTX_DISABLE writable (the model passes them to the device);
-//   STATUS's error bits write-1-to-clear, the rest read-only;
+//   STATUS's error bits write-1-to-clear, INTERRUPT read from the device at each read (device.ts), the rest read-only;
 // - the capability list at the host's offsets: MSI and MSI-X emulated (their enable, mask and message registers
 //   writable here, acted on by the model through VFIO_DEVICE_SET_IRQS); every other standard capability read-only
 //   (the bytes as read at start-up); a list that loops, points into the header or outside 256 bytes is cut there.

@@ -352,6 +352,18 @@ export class VfioPciFunction implements PciFunction {
     }
   }
 
+  /** STATUS.INTERRUPT is the device's: whether it asserts INTx# now (even while INTX_DISABLE holds it back). */
+  configReading(offset: number, size: number): void {
+    if (!touches(offset, size, R.PCI_STATUS, 2) || !this.config.interruptPin) return;
+    const status = this.scratch.subarray(0, 2);
+    try {
+      this.options.ops.read(VFIO_PCI_CONFIG_REGION_INDEX, R.PCI_STATUS, status);
+    } catch {
+      return;
+    }
+    this.config.setStatusBits(R.PCI_STATUS_INTERRUPT, (status[0] & R.PCI_STATUS_INTERRUPT) !== 0);
+  }
+
   configWritten(offset: number, size: number): void {
     if (touches(offset, size, R.PCI_COMMAND, 2)) this.pushCommand();
     const msix = this.msixCap;

@@ -215,6 +215,18 @@ test('vfio-pci command: bus mastering and INTx disable reach the device; other b
   assert.is(cfgRead(R.PCI_COMMAND, 2), PASSED_COMMAND_BITS);
 });
 
+test('vfio-pci status: STATUS.INTERRUPT is read from the device; the capability bit stays the virtual one', () => {
+  const { cfgRead, vfio } = edu();
+  const host = new Uint8Array(256);
+  vfio.memory.set(CONFIG, host);
+  assert.is(cfgRead(R.PCI_STATUS, 2), R.PCI_STATUS_CAP_LIST);
+  host[R.PCI_STATUS] = R.PCI_STATUS_INTERRUPT;
+  assert.is(cfgRead(R.PCI_STATUS, 2), R.PCI_STATUS_CAP_LIST | R.PCI_STATUS_INTERRUPT);
+  assert.is(cfgRead(R.PCI_COMMAND, 4) >>> 16, R.PCI_STATUS_CAP_LIST | R.PCI_STATUS_INTERRUPT, 'a dword read too');
+  host[R.PCI_STATUS] = 0;
+  assert.is(cfgRead(R.PCI_STATUS, 2), R.PCI_STATUS_CAP_LIST);
+});
+
 test('vfio-pci BARs: trapped accesses are forwarded to the region at the BAR offset', () => {
   const { mmioRead, mmioWrite, vfio, spec, fn } = edu();
   const bar0 = spec.barAddresses[0][1];
