@@ -14,6 +14,7 @@ import { Doorbell } from '../runtime/doorbell.js';
 import { pciBusFor } from '../../devices/pci/host-bridge.js';
 import type { MsiRouter } from '../runtime/msi-router.js';
 import type { IoEventRegistry } from '../runtime/ioevent-registry.js';
+import { vfioServices } from '../runtime/vfio-services.js';
 
 export interface MainEnvironmentParts {
   readonly vmFd: number;
@@ -49,6 +50,7 @@ export function mainEnvironment(p: MainEnvironmentParts): { env: DeviceEnvironme
     pci: pciBus,
     msi: p.msi,
     ioEvents: p.ioEvents,
+    vfio: p.entries.some((e) => e.spec.kind === 'vfio-pci') ? vfioServices(p.vmFd) : null,
     log: p.log,
   };
   return { env, pciBus };

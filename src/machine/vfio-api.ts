@@ -1,10 +1,73 @@
-// The VFIO objects the plan opens (vfio/: container, group, device), behind the plan's VfioApi.
-import type { VfioApi } from './vfio-plan.js';
-import { DeviceSetupError } from './virtio-plan.js';
+// The VFIO objects the plan opens (vfio/: one container per machine, a group per IOMMU group, the devices), behind
+// the plan's VfioApi: region indices instead of region objects, so the plan reads as the steps it takes.
+import { VfioContainer } from '../../vfio/container.js';
+import type { VfioDevice, VfioRegion } from '../../vfio/device.js';
+import { VfioGroup } from '../../vfio/group.js';
+import type { VfioApi, VfioPlanContainer, VfioPlanDevice, VfioPlanGroup } from './vfio-plan.js';
+
+class PlanDevice implements VfioPlanDevice {
+  private readonly regions = new Map<number, VfioRegion>();
+  constructor(private readonly device: VfioDevice) {}
+  get fd(): number {
+    return this.device.fd;
+  }
+  info() {
+    return this.device.info();
+  }
+  region(index: number): VfioRegion {
+    let r = this.regions.get(index);
+    if (!r) {
+      r = this.device.region(index);
+      this.regions.set(index, r);
+    }
+    return r;
+  }
+  read(region: number, offset: bigint, bytes: Uint8Array): void {
+    this.device.read(this.region(region), Number(offset), bytes);
+  }
+  mmap(region: number, offset: bigint, size: bigint) {
+    return this.device.mmap(this.region(region), offset, size);
+  }
+  irqInfo(index: number) {
+    return this.device.irqInfo(index);
+  }
+  close(): void {
+    this.device.close();
+  }
+}
+
+class PlanContainer implements VfioPlanContainer {
+  constructor(readonly container: VfioContainer) {}
+  setIommu(): void {
+    this.container.setIommu();
+  }
+  mapDma(m: { iova: bigint; size: bigint; vaddr: bigint }): void {
+    this.container.mapDma({ ...m, read: true, write: true });
+  }
+  unmapDma(iova: bigint, size: bigint): bigint {
+    return this.container.unmapDma(iova, size);
+  }
+  close(): void {
+    this.container.close();
+  }
+}
+
+class PlanGroup implements VfioPlanGroup {
+  constructor(private readonly group: VfioGroup) {}
+  setContainer(container: VfioPlanContainer): void {
+    this.group.setContainer((container as PlanContainer).container);
+  }
+  openDevice(bdf: string): VfioPlanDevice {
+    return new PlanDevice(this.group.openDevice(bdf));
+  }
+  close(): void {
+    this.group.close();
+  }
+}
 
 export function hostVfioApi(): VfioApi {
-  const missing = (): never => {
-    throw new DeviceSetupError('vfio-pci: this tsvmm has no VFIO ioctl layer yet (vfio/ lands with issue 11)');
+  return {
+    openContainer: () => new PlanContainer(VfioContainer.open()),
+    openGroup: (n) => new PlanGroup(VfioGroup.open(n)),
   };
-  return { openContainer: missing, openGroup: missing };
 }

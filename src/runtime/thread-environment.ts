@@ -13,6 +13,7 @@ import { hostClock } from './clock.js';
 import { Doorbell } from './doorbell.js';
 import { MsiRouter, type MsiRouterInit } from './msi-router.js';
 import { IoEventRegistry, type IoEventRegistryInit } from './ioevent-registry.js';
+import { vfioServices } from './vfio-services.js';
 
 export interface ThreadEnvironmentInit {
   readonly vmFd: number;
@@ -55,6 +56,7 @@ export function threadDeviceEnvironment(
     pci: pciBusFor(init.devices, parts.arena, irq),
     msi: init.msi ? MsiRouter.attach(init.msi) : null,
     ioEvents: init.ioEvents ? IoEventRegistry.attach(init.ioEvents) : null,
+    vfio: init.devices.some((d) => d.spec.kind === 'vfio-pci') ? vfioServices(init.vmFd) : null,
     log: (line) => process.stderr.write(`tsvmm: ${line}\n`),
     ioLock: parts.ioLock,
   };

@@ -7,15 +7,38 @@ import * as K from '../../kvm/bindings/ioctls.js';
 import { encodeUserMemoryRegion } from '../../kvm/bindings/codec-vm.js';
 import type { VfioBarSlots, VfioDeviceOps, VfioPciSpec, VfioServices } from '../../devices/vfio-pci/host.js';
 import { VFIO_PCI_INTX_IRQ_INDEX } from '../../devices/vfio-pci/host.js';
+import { VfioDevice, type VfioRegion } from '../../vfio/device.js';
 
-/** The part of vfio/device.ts's VfioDevice these services use. */
+/** The part of vfio/device.ts's VfioDevice these services use, with regions by index. */
 export interface HostVfioDevice {
-  read(region: number, offset: bigint, bytes: Uint8Array): void;
-  write(region: number, offset: bigint, bytes: Uint8Array): void;
+  read(region: number, offset: number, bytes: Uint8Array): void;
+  write(region: number, offset: number, bytes: Uint8Array): void;
   setIrqEventfds(index: number, start: number, fds: number[]): void;
   disableIrqs(index: number): void;
   setIrqResample(index: number, fd: number): void;
   reset(): void;
+}
+
+/** This thread's VfioDevice over a process-wide device fd, its regions' info read once. */
+export function adoptVfioDevice(fd: number, name?: string): HostVfioDevice {
+  const device = VfioDevice.adopt(fd, name);
+  const regions = new Map<number, VfioRegion>();
+  const region = (index: number) => {
+    let r = regions.get(index);
+    if (!r) {
+      r = device.region(index);
+      regions.set(index, r);
+    }
+    return r;
+  };
+  return {
+    read: (index, offset, bytes) => device.read(region(index), offset, bytes),
+    write: (index, offset, bytes) => device.write(region(index), offset, bytes),
+    setIrqEventfds: (index, start, fds) => device.setIrqEventfds(index, start, fds),
+    disableIrqs: (index) => device.disableIrqs(index),
+    setIrqResample: (index, fd) => device.setIrqResample(index, fd),
+    reset: () => device.reset(),
+  };
 }
 
 /** KVM_SET_USER_MEMORY_REGION on the VM fd, for the windows of one function. */
@@ -51,8 +74,8 @@ export function barSlots(vmFd: number, spec: Pick<VfioPciSpec, 'windows'>): Vfio
 
 export function deviceOps(device: HostVfioDevice): VfioDeviceOps {
   return {
-    read: (region, offset, into) => device.read(region, BigInt(offset), into),
-    write: (region, offset, bytes) => device.write(region, BigInt(offset), bytes),
+    read: (region, offset, into) => device.read(region, offset, into),
+    write: (region, offset, bytes) => device.write(region, offset, bytes),
     setIrqs: (index, start, fds) => device.setIrqEventfds(index, start, [...fds]),
     disableIrqs: (index) => device.disableIrqs(index),
     setIntxResample: (fd) => device.setIrqResample(VFIO_PCI_INTX_IRQ_INDEX, fd),
@@ -63,8 +86,8 @@ export function deviceOps(device: HostVfioDevice): VfioDeviceOps {
   };
 }
 
-/** A thread's services: each device adopted once per thread (`adopt`: vfio/device.ts VfioDevice.adopt). */
-export function vfioServices(vmFd: number, adopt: (fd: number) => HostVfioDevice): VfioServices {
+/** A thread's services: each device adopted once per thread. */
+export function vfioServices(vmFd: number, adopt: (fd: number) => HostVfioDevice = adoptVfioDevice): VfioServices {
   const devices = new Map<number, HostVfioDevice>();
   return {
     device(spec) {

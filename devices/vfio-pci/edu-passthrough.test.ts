@@ -1,0 +1,265 @@
+// vfio-pci end to end: QEMU's edu device, bound to vfio-pci on the host (the rig: q35 + intel-iommu), passed
+// through to a tiny 32-bit guest that finds it on bus 0 and drives it — identity and liveness registers through the
+// BAR's memory slot, the factorial unit, an MSI delivered by KVM from VFIO's eventfd, and DMA both ways between guest
+// RAM and the device (guest RAM is mapped in the IOMMU at IOVA = guest-physical). The guest prints what it saw on
+// COM1 and ends through isa-debug-exit.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { assembleFlat } from '../../test/support/asm.js';
+import { testIf } from '../../test/support/skip.js';
+import { runTsvmm } from '../../test/support/tsvmm.js';
+import { requireVfioDevice, vfioMissing } from '../../test/support/vfio-devices.js';
+
+const noEdu = vfioMissing('edu');
+
+/** PCI slot tsvmm gives the first vfio-pci function when there is no virtio device. */
+const SLOT = 1;
+const cfgAddress = (reg: number) => (0x80000000 | (SLOT << 11) | reg) >>> 0;
+
+export const eduGuest = () =>
+  assembleFlat(`.code32
+  mov $0x9000, %esp
+  mov $0x3f8, %dx
+  # BAR 0, and COMMAND = MEMORY | MASTER
+  mov $0x${cfgAddress(0x10).toString(16)}, %eax
+  call cfgread
+  and $0xfffffff0, %eax
+  mov %eax, %esi
+  mov $0x${cfgAddress(0x04).toString(16)}, %eax
+  mov $0xcf8, %dx
+  out %eax, %dx
+  mov $0xcfc, %dx
+  mov $0x0006, %ax
+  out %ax, %dx
+
+  # identity (0x00) and liveness (0x04: reads back inverted)
+  lea s_id, %edi
+  call puts
+  mov 0x00(%esi), %eax
+  call puthex
+  lea s_live, %edi
+  call puts
+  movl $0x12345678, 0x04(%esi)
+  mov 0x04(%esi), %eax
+  call puthex
+
+  # factorial of 5 (0x08), busy while status (0x20) bit 0
+  movl $5, 0x08(%esi)
+1:pause
+  testl $1, 0x20(%esi)
+  jnz 1b
+  lea s_fact, %edi
+  call puts
+  mov 0x08(%esi), %eax
+  call puthex
+
+  # MSI: the capability the list starts with, vector 0x40 to APIC 0; an IDT gate for 0x40; LAPIC on
+  mov $0x${cfgAddress(0x34).toString(16)}, %eax
+  call cfgread
+  and $0xfc, %eax
+  mov %eax, %ebx
+  or $0x${cfgAddress(0).toString(16)}, %ebx
+  mov %ebx, %eax
+  call cfgread
+  cmp $0x05, %al
+  jne fail
+  lea 4(%ebx), %eax
+  mov $0xfee00000, %ecx
+  call cfgwrite
+  lea 8(%ebx), %eax
+  xor %ecx, %ecx
+  call cfgwrite
+  lea 12(%ebx), %eax
+  mov $0x40, %ecx
+  call cfgwrite
+  mov %ebx, %eax
+  mov $0xcf8, %dx
+  out %eax, %dx
+  mov $0xcfe, %dx
+  mov $0x0001, %ax
+  out %ax, %dx
+  lea handler, %eax
+  mov %ax, idt + 0x40 * 8
+  shr $16, %eax
+  mov %ax, idt + 0x40 * 8 + 6
+  mov %cs, %ax
+  mov %ax, idt + 0x40 * 8 + 2
+  movw $0x8e00, idt + 0x40 * 8 + 4
+  lidt idtr
+  orl $0x100, 0xfee000f0
+  sti
+  movl $0x1, 0x60(%esi)
+  mov $200000000, %ecx
+2:cmpl $0, count
+  jne 3f
+  pause
+  loop 2b
+3:cli
+  lea s_msi, %edi
+  call puts
+  mov count, %eax
+  call puthex
+  lea s_status, %edi
+  call puts
+  mov 0x24(%esi), %eax
+  call puthex
+  mov 0x24(%esi), %eax
+  mov %eax, 0x64(%esi)
+
+  # DMA: 8 bytes of RAM into the device's buffer (0x40000), back into other RAM
+  lea pattern, %eax
+  mov %eax, 0x80(%esi)
+  movl $0x40000, 0x88(%esi)
+  movl $8, 0x90(%esi)
+  movl $1, 0x98(%esi)
+4:pause
+  testl $1, 0x98(%esi)
+  jnz 4b
+  movl $0x40000, 0x80(%esi)
+  lea back, %eax
+  mov %eax, 0x88(%esi)
+  movl $8, 0x90(%esi)
+  movl $3, 0x98(%esi)
+5:pause
+  testl $1, 0x98(%esi)
+  jnz 5b
+  lea s_dma, %edi
+  call puts
+  mov back, %eax
+  call puthex
+  lea s_dma2, %edi
+  call puts
+  mov back + 4, %eax
+  call puthex
+  mov $0xf4, %dx
+  mov $0x10, %al
+  out %al, %dx
+  hlt
+fail:
+  mov $0xf4, %dx
+  mov $0x7f, %al
+  out %al, %dx
+  hlt
+
+handler:
+  incl count
+  movl $0, 0xfee000b0
+  iret
+
+# eax = config address register value -> eax = dword
+cfgread:
+  push %edx
+  mov $0xcf8, %dx
+  out %eax, %dx
+  mov $0xcfc, %dx
+  in %dx, %eax
+  pop %edx
+  ret
+# eax = config address, ecx = dword
+cfgwrite:
+  push %edx
+  mov $0xcf8, %dx
+  out %eax, %dx
+  mov $0xcfc, %dx
+  mov %ecx, %eax
+  out %eax, %dx
+  pop %edx
+  ret
+# edi = NUL-terminated string to COM1
+puts:
+  push %eax
+  push %edx
+  mov $0x3f8, %dx
+1:movb (%edi), %al
+  test %al, %al
+  jz 2f
+  out %al, %dx
+  inc %edi
+  jmp 1b
+2:pop %edx
+  pop %eax
+  ret
+# eax as 8 hex digits and a newline
+puthex:
+  push %ecx
+  push %edx
+  push %ebx
+  mov %eax, %ebx
+  mov $0x3f8, %dx
+  mov $8, %ecx
+1:rol $4, %ebx
+  mov %ebx, %eax
+  and $0xf, %eax
+  movb hexdigits(%eax), %al
+  out %al, %dx
+  loop 1b
+  mov $10, %al
+  out %al, %dx
+  pop %ebx
+  pop %edx
+  pop %ecx
+  ret
+
+hexdigits: .ascii "0123456789abcdef"
+s_id: .asciz "id "
+s_live: .asciz "live "
+s_fact: .asciz "fact "
+s_msi: .asciz "msi "
+s_status: .asciz "status "
+s_dma: .asciz "dma "
+s_dma2: .asciz "dma "
+.balign 8
+pattern: .ascii "tsvmm-ok"
+back: .quad 0
+count: .long 0
+.balign 8
+idtr: .word 0x40 * 8 + 7
+  .long idt
+.balign 8
+idt: .fill 0x41 * 8, 1, 0
+`);
+
+testIf(
+  test,
+  noEdu,
+  'vfio-pci edu: identity, liveness, factorial, an MSI and DMA both ways through a passed-through edu device',
+  async () => {
+    const edu = requireVfioDevice('edu');
+    const r = await runTsvmm([
+      '-m',
+      '64M',
+      '-device',
+      'isa-debug-exit',
+      '-device',
+      `vfio-pci,host=${edu.bdf}`,
+      '-device',
+      `loader,file=${eduGuest()},addr=0x1000,mode=protected`,
+      '--timeout',
+      '120',
+    ]);
+    assert.is(
+      r.stdout,
+      [
+        'id 010000ed',
+        'live edcba987',
+        'fact 00000078',
+        'msi 00000001',
+        'status 00000001',
+        'dma 6d767374', // "tsvmm-ok", the RAM the device read, as the device wrote it back
+        'dma 6b6f2d6d',
+        '',
+      ].join('\n'),
+      r.stderr,
+    );
+    assert.is(r.status, (0x10 << 1) | 1, r.stderr);
+  },
+);
+
+testIf(test, noEdu, 'vfio-pci edu: a sysfsdev= that names no device is one line and status 4', async () => {
+  const edu = requireVfioDevice('edu');
+  const r = await runTsvmm(['-m', '16M', '-device', `vfio-pci,sysfsdev=/sys/bus/pci/devices/${edu.bdf}/nope`]);
+  assert.is(r.status, 4);
+  assert.match(r.stderr, /vfio0: no PCI device at \/sys\/bus\/pci\/devices\/.*\/nope/);
+});
+
+test.run();
