@@ -32,28 +32,47 @@ function ownerOf(lockDir: string): number {
   }
 }
 
+/** Takes `lockDir` (mkdir), breaking it if its owner died; false if another live process holds it. */
+function tryAcquire(lockDir: string): boolean {
+  try {
+    mkdirSync(lockDir);
+    writeFileSync(join(lockDir, 'pid'), String(process.pid));
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    const owner = ownerOf(lockDir);
+    // An owner that has not written its pid yet reads as 0: wait for it rather than break a live lock.
+    if (owner > 0 && !pidAlive(owner)) {
+      rmSync(lockDir, { recursive: true, force: true });
+      return tryAcquire(lockDir);
+    }
+    return false;
+  }
+}
+
 /** Runs `fn` holding the lock `lockDir` (its parent must exist); waits up to `waitMs` for another holder. */
 export function withDirLock<T>(lockDir: string, fn: () => T, waitMs = 600_000): T {
   const started = Date.now();
-  for (;;) {
-    try {
-      mkdirSync(lockDir);
-      writeFileSync(join(lockDir, 'pid'), String(process.pid));
-      break;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      const owner = ownerOf(lockDir);
-      // An owner that has not written its pid yet reads as 0: wait for it rather than break a live lock.
-      if (owner > 0 && !pidAlive(owner)) {
-        rmSync(lockDir, { recursive: true, force: true });
-        continue;
-      }
-      if (Date.now() - started > waitMs) throw new LockTimeoutError(lockDir, Date.now() - started);
-      sleepSync(200);
-    }
+  while (!tryAcquire(lockDir)) {
+    if (Date.now() - started > waitMs) throw new LockTimeoutError(lockDir, Date.now() - started);
+    sleepSync(200);
   }
   try {
     return fn();
+  } finally {
+    rmSync(lockDir, { recursive: true, force: true });
+  }
+}
+
+/** withDirLock for an async `fn` (the lock is held until its promise settles); waits without blocking Node. */
+export async function withDirLockAsync<T>(lockDir: string, fn: () => Promise<T>, waitMs = 600_000): Promise<T> {
+  const started = Date.now();
+  while (!tryAcquire(lockDir)) {
+    if (Date.now() - started > waitMs) throw new LockTimeoutError(lockDir, Date.now() - started);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  try {
+    return await fn();
   } finally {
     rmSync(lockDir, { recursive: true, force: true });
   }

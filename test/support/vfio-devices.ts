@@ -3,7 +3,9 @@
 // When there is none, the reason starts with VFIO_MISSING_PREFIX, which the test runner reads as "run this file in
 // the rig, booted as q35 with intel-iommu and the devices bound to vfio-pci".
 import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
+import { withDirLockAsync } from './dir-lock.js';
 import { VFIO_MISSING_PREFIX } from './rig-provides.js';
 
 /** Emulated PCI devices the rig can hand to vfio-pci inside (QEMU's names), with the ids /init binds. */
@@ -77,4 +79,22 @@ export function requireVfioDevice(name: VfioDeviceName): VfioTestDevice {
   const d = vfioDevice(name);
   if ('reason' in d) throw new Error(d.reason);
   return d;
+}
+
+/** The lock directory of the device at `bdf`: held by whoever has it open (a group has one container at a time). */
+export function vfioDeviceLockDir(bdf: string): string {
+  return join(tmpdir(), `tsvmm-vfio-${bdf}.lock`);
+}
+
+/**
+ * Runs `fn` with `name`'s device (as requireVfioDevice) while holding its lock, so tests running side by side (the
+ * rig runs two files at a time) never pass the same device to two VMMs at once. Waits up to `waitMs` for the lock.
+ */
+export function withVfioDevice<T>(
+  name: VfioDeviceName,
+  fn: (device: VfioTestDevice) => Promise<T>,
+  waitMs = 600_000,
+): Promise<T> {
+  const device = requireVfioDevice(name);
+  return withDirLockAsync(vfioDeviceLockDir(device.bdf), () => fn(device), waitMs);
 }
