@@ -286,7 +286,7 @@ export class PciBus {
 
   private gsiLevel(gsi: number): boolean {
     for (const a of this.slots) {
-      if (!a || a.gsi !== gsi) continue;
+      if (!a || a.gsi !== gsi || a.fn.externalIntx) continue;
       const c = a.fn.config;
       if (c.u16(R.PCI_STATUS) & R.PCI_STATUS_INTERRUPT && !(c.command & R.PCI_COMMAND_INTX_DISABLE)) return true;
     }

@@ -19,6 +19,11 @@ export interface PciFunction {
   readonly config: PciConfigSpace;
   /** The register handler of BAR i (offsets relative to the BAR's base), for each BAR the config declares. */
   bar(index: number): IoHandler | undefined;
+  /**
+   * The function's INTx# reaches its GSI without the bus (a passed-through device: VFIO's eventfd on a resampling
+   * irqfd). Its STATUS.INTERRUPT is only reported; the bus never drives the GSI for it.
+   */
+  readonly externalIntx?: boolean;
   /** Before a config read: the function may refresh bytes that live elsewhere (a passed-through device's STATUS). */
   configReading?(offset: number, size: number): void;
   /** After a config write the generic rules applied (capability side effects: MSI-X enable, function mask). */

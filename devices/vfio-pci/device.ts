@@ -63,6 +63,8 @@ export interface VfioPciOptions {
 export class VfioPciFunction implements PciFunction {
   readonly name: string;
   readonly config: PciConfigSpace;
+  /** INTx goes from VFIO to KVM directly; the STATUS.INTERRUPT mirrored from the device must not drive the GSI. */
+  readonly externalIntx = true;
   readonly msiCap: MsiLayout | null;
   readonly msixCap: MsixInfo | null;
   /** Vectors the irqfds cover (MSI-X's table size may exceed what the record or the router holds). */

@@ -227,6 +227,32 @@ test('vfio-pci status: STATUS.INTERRUPT is read from the device; the capability 
   assert.is(cfgRead(R.PCI_STATUS, 2), R.PCI_STATUS_CAP_LIST);
 });
 
+test('vfio-pci status: a mirrored STATUS.INTERRUPT never makes the bus drive the INTx GSI (KVM has it by irqfd)', () => {
+  const lines = new FakeIrqLines();
+  const spec = specFor(eduConfig(), [0x10_0000]);
+  const bus = new PciBus({ mappingGeneration: 0, intxLevels: 0 }, WINDOWS, lines.line);
+  const vfio = new FakeVfio();
+  const fn = new VfioPciFunction(newRecord(vfioPciState), spec, {
+    pci: bus,
+    msi: null,
+    ops: vfio.ops,
+    slots: vfio.slots,
+  });
+  fn.reset();
+  fn.restored();
+  const host = new Uint8Array(256);
+  host[R.PCI_STATUS] = R.PCI_STATUS_INTERRUPT;
+  vfio.memory.set(CONFIG, host);
+  bus.configWrite(0, SLOT, 0, R.PCI_COMMAND, 2, R.PCI_COMMAND_MEMORY | R.PCI_COMMAND_INTX_DISABLE);
+  assert.ok(bus.configRead(0, SLOT, 0, R.PCI_STATUS, 2) & R.PCI_STATUS_INTERRUPT);
+  bus.configWrite(0, SLOT, 0, R.PCI_COMMAND, 2, R.PCI_COMMAND_MEMORY);
+  bus.restored();
+  assert.equal(
+    lines.sets.filter(([, level]) => level),
+    [],
+  );
+});
+
 test('vfio-pci BARs: trapped accesses are forwarded to the region at the BAR offset', () => {
   const { mmioRead, mmioWrite, vfio, spec, fn } = edu();
   const bar0 = spec.barAddresses[0][1];
