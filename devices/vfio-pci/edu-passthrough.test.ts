@@ -8,7 +8,7 @@ import * as assert from 'uvu/assert';
 import { assembleFlat } from '../../test/support/asm.js';
 import { testIf } from '../../test/support/skip.js';
 import { runTsvmm } from '../../test/support/tsvmm.js';
-import { requireVfioDevice, vfioMissing } from '../../test/support/vfio-devices.js';
+import { vfioMissing, withVfioDevice } from '../../test/support/vfio-devices.js';
 
 const noEdu = vfioMissing('edu');
 
@@ -224,19 +224,20 @@ testIf(
   noEdu,
   'vfio-pci edu: identity, liveness, factorial, an MSI and DMA both ways through a passed-through edu device',
   async () => {
-    const edu = requireVfioDevice('edu');
-    const r = await runTsvmm([
-      '-m',
-      '64M',
-      '-device',
-      'isa-debug-exit',
-      '-device',
-      `vfio-pci,host=${edu.bdf}`,
-      '-device',
-      `loader,file=${eduGuest()},addr=0x1000,mode=protected`,
-      '--timeout',
-      '120',
-    ]);
+    const r = await withVfioDevice('edu', (edu) =>
+      runTsvmm([
+        '-m',
+        '64M',
+        '-device',
+        'isa-debug-exit',
+        '-device',
+        `vfio-pci,host=${edu.bdf}`,
+        '-device',
+        `loader,file=${eduGuest()},addr=0x1000,mode=protected`,
+        '--timeout',
+        '120',
+      ]),
+    );
     assert.is(
       r.stdout,
       [
@@ -256,8 +257,9 @@ testIf(
 );
 
 testIf(test, noEdu, 'vfio-pci edu: a sysfsdev= that names no device is one line and status 4', async () => {
-  const edu = requireVfioDevice('edu');
-  const r = await runTsvmm(['-m', '16M', '-device', `vfio-pci,sysfsdev=/sys/bus/pci/devices/${edu.bdf}/nope`]);
+  const r = await withVfioDevice('edu', (edu) =>
+    runTsvmm(['-m', '16M', '-device', `vfio-pci,sysfsdev=/sys/bus/pci/devices/${edu.bdf}/nope`]),
+  );
   assert.is(r.status, 4);
   assert.match(r.stderr, /vfio0: no PCI device at \/sys\/bus\/pci\/devices\/.*\/nope/);
 });

@@ -17,6 +17,7 @@ import {
   type VfioPciSpec,
 } from './host.js';
 import { vfioPciState } from './state.js';
+import { queryPci } from '../../src/qmp/pci-query.js';
 import { FakeVfio, eduConfig, nvmeConfig, type HostConfig } from './testing/fake-host.js';
 import { barWindows } from './windows.js';
 
@@ -371,6 +372,25 @@ test('vfio-pci restore: a copy of the record brings back BAR placement, MSI-X ro
   assert.is(setIrqs.fds[0], 300, 'vector 0 masked: its pending eventfd');
   assert.equal(b.msi.routes.get(1), { address: 0xfee00000n, data: 0x41 });
   assert.ok(calls.some((c) => c.op === 'map' && c.window === 0 && c.gpa === bar0));
+});
+
+test('vfio-pci query-pci: the function shows with the host’s ids and class, its pin and line, BAR 0 where it decodes', () => {
+  const { bus, cfgWrite } = nvme();
+  cfgWrite(R.PCI_BASE_ADDRESS_0, 4, 0xd0000000);
+  const [info] = queryPci(bus);
+  assert.equal(info.devices, [
+    {
+      bus: 0,
+      slot: SLOT,
+      function: 0,
+      class_info: { class: 0x0108 },
+      id: { vendor: 0x1b36, device: 0x0010, subsystem: 0, 'subsystem-vendor': 0 },
+      irq: 19, // INTA# of slot 3: GSI 16 + 3
+      irq_pin: 1,
+      qdev_id: 'hostdev0',
+      regions: [{ bar: 0, type: 'memory', address: 0xd0000000, size: 0x4000, prefetch: false, mem_type_64: true }],
+    },
+  ]);
 });
 
 test('vfio-pci slots: a window KVM refuses stays trapped, with one line', () => {
