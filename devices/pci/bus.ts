@@ -152,7 +152,8 @@ export class PciBus {
     const config = t.fn.config;
     const commandBefore = config.command;
     config.write(offset, size, value);
-    const barsTouched = touches(offset, size, R.PCI_BASE_ADDRESS_0, 4 * R.PCI_NUM_BARS);
+    const barsTouched =
+      touches(offset, size, R.PCI_BASE_ADDRESS_0, 4 * R.PCI_NUM_BARS) || touches(offset, size, R.PCI_ROM_ADDRESS, 4);
     const commandTouched = touches(offset, size, R.PCI_COMMAND, 2);
     if (
       barsTouched ||
@@ -167,7 +168,7 @@ export class PciBus {
 
   // ---- BAR decoding -----------------------------------------------------------------------------------------
 
-  /** Where each of `fn`'s BARs decodes now. */
+  /** Where each of `fn`'s BARs decodes now (and, at index 6, its expansion ROM when it has one). */
   mappedBars(fn: PciFunction): (MappedBar | null)[] {
     const out: (MappedBar | null)[] = [];
     const command = fn.config.command;
@@ -188,6 +189,19 @@ export class PciBus {
           ? inside(this.windows.io)
           : inside(this.windows.mmio32) || (layout.kind === 'mmio64' && inside(this.windows.mmio64)));
       out.push(decodes ? { index: i, kind: layout.kind, address, size: layout.size } : null);
+    }
+    // The expansion ROM, for functions that have one: a 32-bit memory window while enabled and MEMORY is on.
+    const romSize = fn.config.romSize;
+    if (romSize) {
+      const address = fn.config.romAddress();
+      const w = this.windows.mmio32;
+      const decodes =
+        command & R.PCI_COMMAND_MEMORY &&
+        address !== null &&
+        address !== 0 &&
+        address >= w.base &&
+        address + romSize <= w.base + w.size;
+      out.push(decodes ? { index: R.PCI_ROM_SLOT, kind: 'mmio32', address: address!, size: romSize } : null);
     }
     return out;
   }

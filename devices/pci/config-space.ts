@@ -52,6 +52,7 @@ export class PciConfigSpace {
   private readonly wmask = new Uint8Array(R.PCIE_CONFIG_SPACE_SIZE);
   private readonly w1cmask = new Uint8Array(R.PCIE_CONFIG_SPACE_SIZE);
   private readonly bars: (PciBarLayout | undefined)[] = new Array(R.PCI_NUM_BARS).fill(undefined);
+  private romBytes = 0;
   private lastCap = 0;
   private nextCap = R.PCI_STD_HEADER_END;
   private lastExtCap = 0;
@@ -149,6 +150,30 @@ export class PciConfigSpace {
     } else if (address >= 2 ** 32) {
       throw new PciConfigError(`BAR ${index}: a 32-bit BAR cannot sit at 0x${address.toString(16)}`);
     }
+  }
+
+  /**
+   * Declares an expansion ROM of `size` bytes (a power of two, 2 KiB..2 GiB): its BAR at 0x30 sizes as a memory BAR
+   * does, and bit 0 enables decoding (with COMMAND.MEMORY). Power-on: unassigned and disabled.
+   */
+  defineRom(size: number): void {
+    if (!isPowerOfTwo(size) || size < 0x800 || size > 2 ** 31)
+      throw new PciConfigError(`ROM size ${size} must be a power of two in 2 KiB..2 GiB`);
+    this.romBytes = size;
+    this.setImage(R.PCI_ROM_ADDRESS, 4, 0);
+    this.setWritable(R.PCI_ROM_ADDRESS, 4, ((~(size - 1) & R.PCI_ROM_ADDRESS_MASK) | R.PCI_ROM_ADDRESS_ENABLE) >>> 0);
+  }
+
+  /** Bytes of the expansion ROM (0: none). */
+  get romSize(): number {
+    return this.romBytes;
+  }
+
+  /** Where the ROM sits while its enable bit is set (null: no ROM, or disabled); whether it decodes is the bus's call. */
+  romAddress(): number | null {
+    if (!this.romBytes) return null;
+    const value = this.u32(R.PCI_ROM_ADDRESS);
+    return value & R.PCI_ROM_ADDRESS_ENABLE ? (value & R.PCI_ROM_ADDRESS_MASK) >>> 0 : null;
   }
 
   /** BAR i as declared (undefined for unused BARs and the upper half of a 64-bit BAR). */

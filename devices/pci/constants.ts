@@ -22,7 +22,7 @@ export const PCI_BASE_ADDRESS_0 = 0x10; // six u32 BARs, 0x10..0x27
 export const PCI_CARDBUS_CIS = 0x28;
 export const PCI_SUBSYSTEM_VENDOR_ID = 0x2c;
 export const PCI_SUBSYSTEM_ID = 0x2e;
-export const PCI_ROM_ADDRESS = 0x30; // expansion ROM BAR (none here: reads 0)
+export const PCI_ROM_ADDRESS = 0x30; // expansion ROM BAR (reads 0 when the function has no ROM)
 export const PCI_CAPABILITY_LIST = 0x34; // u8 offset of the first capability
 export const PCI_INTERRUPT_LINE = 0x3c; // u8, read-write scratch (the IRQ the OS routed)
 export const PCI_INTERRUPT_PIN = 0x3d; // u8: 0 none, 1 INTA# .. 4 INTD#
@@ -75,6 +75,12 @@ export const PCI_BASE_ADDRESS_MEM_TYPE_64 = 0x04; // bits 2:1 = 10b: 64-bit memo
 export const PCI_BASE_ADDRESS_MEM_PREFETCH = 0x08; // bit 3: prefetchable memory
 export const PCI_BASE_ADDRESS_MEM_MASK = 0xfffffff0; // address bits of a memory BAR's low register
 export const PCI_BASE_ADDRESS_IO_MASK = 0xfffffffc; // address bits of an I/O BAR
+
+// ---- expansion ROM BAR -------------------------------------------------------------------------------------------
+export const PCI_ROM_ADDRESS_ENABLE = 0x01; // bit 0: the ROM decodes (with COMMAND.MEMORY)
+export const PCI_ROM_ADDRESS_MASK = 0xfffff800; // address bits (a ROM is at least 2 KiB)
+/** Where mappedBars() reports the ROM (Linux's PCI_ROM_RESOURCE). */
+export const PCI_ROM_SLOT = 6;
 
 // ---- capabilities -------------------------------------------------------------------------------------------------
 export const PCI_CAP_LIST_ID = 0; // capability id byte

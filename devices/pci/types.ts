@@ -17,7 +17,7 @@ export interface PciFunction {
   /** For messages and bus window names. */
   readonly name: string;
   readonly config: PciConfigSpace;
-  /** The register handler of BAR i (offsets relative to the BAR's base), for each BAR the config declares. */
+  /** The register handler of BAR i (offsets relative to the BAR's base), for each BAR the config declares (6: the ROM). */
   bar(index: number): IoHandler | undefined;
   /**
    * The function's INTx# reaches its GSI without the bus (a passed-through device: VFIO's eventfd on a resampling

@@ -12,7 +12,8 @@
 //   writable here, acted on by the model through VFIO_DEVICE_SET_IRQS); every other standard capability read-only
 //   (the bytes as read at start-up); a list that loops, points into the header or outside 256 bytes is cut there.
 //   Extended capabilities are hidden (the guest sees a 256-byte space);
-// - the expansion ROM BAR reads 0 (no ROM).
+// - the expansion ROM BAR sized from VFIO's ROM region (the guest enables and places it; device.ts reads it through
+//   the region), or reading 0 when the device has none.
 //
 // Everything guest-supplied arrives through PciConfigSpace.read/write, which ignore bytes outside the space.
 import { PciConfigSpace } from '../pci/config-space.js';
@@ -149,6 +150,7 @@ export function virtualConfig(
   host: ArrayLike<number>,
   bars: readonly VfioBarInfo[],
   addresses: ReadonlyMap<number, number>,
+  romSize = 0,
 ): { config: PciConfigSpace; caps: VfioCapabilities } {
   const caps = findCapabilities(host);
   const pin = u8(host, R.PCI_INTERRUPT_PIN);
@@ -181,6 +183,13 @@ export function virtualConfig(
       );
     } catch {
       /* left undeclared */
+    }
+  }
+  if (romSize) {
+    try {
+      config.defineRom(romSize);
+    } catch {
+      /* not a ROM PCI could describe: none */
     }
   }
   config.setImage(R.PCI_CACHE_LINE_SIZE, 1, u8(host, R.PCI_CACHE_LINE_SIZE));

@@ -30,6 +30,7 @@ import {
   VFIO_PCI_INTX_IRQ_INDEX,
   VFIO_PCI_MSI_IRQ_INDEX,
   VFIO_PCI_MSIX_IRQ_INDEX,
+  VFIO_PCI_ROM_REGION_INDEX,
   type VfioBarSlots,
   type VfioDeviceOps,
   type VfioPciSpec,
@@ -80,7 +81,7 @@ export class VfioPciFunction implements PciFunction {
     private readonly options: VfioPciOptions,
   ) {
     this.name = spec.id;
-    const built = virtualConfig(state.config, spec.config, spec.bars, new Map(spec.barAddresses));
+    const built = virtualConfig(state.config, spec.config, spec.bars, new Map(spec.barAddresses), spec.romSize);
     this.config = built.config;
     this.msiCap = built.caps.msi;
     this.msixCap = built.caps.msix;
@@ -91,6 +92,13 @@ export class VfioPciFunction implements PciFunction {
       this.handlers[bar.index] = {
         read: (offset, size) => this.readBar(bar.index, bar.size, offset, size),
         write: (offset, size, value) => this.writeBar(bar.index, bar.size, offset, size, value),
+      };
+    }
+    if (this.config.romSize) {
+      const size = this.config.romSize;
+      this.handlers[R.PCI_ROM_SLOT] = {
+        read: (offset, bytes) => this.readBar(VFIO_PCI_ROM_REGION_INDEX, size, offset, bytes),
+        write: () => {}, // read-only memory
       };
     }
     this.slot = options.pci.attach(spec.slot, this);

@@ -80,6 +80,8 @@ export interface VfioPciSpec {
   /** BAR addresses as firmware would assign them (index → address). */
   readonly barAddresses: readonly (readonly [number, number])[];
   readonly windows: readonly VfioBarWindow[];
+  /** Bytes of the expansion ROM the guest sees (VFIO's ROM region; 0: none, or rombar=0). */
+  readonly romSize: number;
   /** MSI / MSI-X vectors: GSI routes + irqfds, one per vector (the larger of the two capabilities' counts). */
   readonly msi: MsiBlock | null;
   /** The irqfds' eventfds (what VFIO signals for an unmasked vector), per vector. */

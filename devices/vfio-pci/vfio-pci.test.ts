@@ -54,6 +54,7 @@ function specFor(host: HostConfig, regionSizes: number[], extra: Partial<VfioPci
     vectorFds: Array.from({ length: vectors }, (_, v) => 100 + v),
     pendingFds: Array.from({ length: vectors }, (_, v) => 300 + v),
     intx: { trigger: 50, resample: 51 },
+    romSize: 0,
     canReset: true,
     ...extra,
   };
@@ -99,6 +100,27 @@ test('vfio-pci config: identity, class and pin are the host’s; one function, n
   cfgWrite(R.PCI_ROM_ADDRESS, 4, 0xffffffff);
   assert.is(cfgRead(R.PCI_ROM_ADDRESS, 4), 0, 'no ROM: the ROM BAR does not size');
   assert.is(cfgRead(0x100, 4), 0xffffffff, 'no extended configuration space');
+});
+
+test('vfio-pci ROM: the ROM BAR sizes as VFIO’s ROM region, decodes while enabled, and reads the region', () => {
+  const { cfgRead, cfgWrite, mmioRead, mmioWrite, vfio } = machine(eduConfig(), [0x10_0000], { romSize: 0x10000 });
+  cfgWrite(R.PCI_ROM_ADDRESS, 4, 0xfffffffe);
+  assert.is(cfgRead(R.PCI_ROM_ADDRESS, 4), 0xffff0000, '64 KiB, disabled');
+  const rom = new Uint8Array(0x10000);
+  rom.set([0x55, 0xaa, 0x80], 0);
+  vfio.memory.set(6, rom);
+  cfgWrite(R.PCI_ROM_ADDRESS, 4, 0xd0000000);
+  assert.is(mmioRead(0xd0000000, 2), 0xffff, 'not decoding until enabled');
+  cfgWrite(R.PCI_ROM_ADDRESS, 4, 0xd0000001);
+  assert.is(mmioRead(0xd0000000, 4), 0x0080aa55, 'the option ROM signature, through the region');
+  mmioWrite(0xd0000000, 4, 0);
+  assert.is(mmioRead(0xd0000000, 2), 0xaa55, 'read-only');
+  assert.not.ok(
+    vfio.calls.some((c) => c.op === 'map' && c.gpa === 0xd0000000),
+    'never a memory slot',
+  );
+  cfgWrite(R.PCI_COMMAND, 2, 0);
+  assert.is(mmioRead(0xd0000000, 2), 0xffff, 'MEMORY off: no ROM either');
 });
 
 test('vfio-pci config: the capability list keeps the host’s offsets; MSI-X and PCIe follow the host’s order', () => {

@@ -92,13 +92,13 @@ test("config: -device vfio-pci takes QEMU's host=[DDDD:]BB:DD.F or sysfsdev=PATH
     '-device',
     'vfio-pci,sysfsdev=/sys/bus/pci/devices/0000:01:00.0/',
     '-device',
-    'vfio-pci,host=1:0A:1f.7',
+    'vfio-pci,host=1:0A:1f.7,rombar=0',
   );
   assert.equal(c.vfio, [
     { id: 'edu0', sysfsdev: '/sys/bus/pci/devices/0000:00:03.0' },
     { id: 'vfio1', sysfsdev: '/sys/bus/pci/devices/0000:00:04.0' },
     { id: 'vfio2', sysfsdev: '/sys/bus/pci/devices/0000:01:00.0' },
-    { id: 'vfio3', sysfsdev: '/sys/bus/pci/devices/0001:0a:1f.7' },
+    { id: 'vfio3', sysfsdev: '/sys/bus/pci/devices/0001:0a:1f.7', rombar: false },
   ]);
   assert.is(config().vfio, undefined, 'no passthrough: no field');
 });
@@ -118,6 +118,7 @@ test('config: mistakes in -device vfio-pci are one line naming them', () => {
   refused(['-device', 'vfio-pci,sysfsdev=0000:00:03.0'], /must be an absolute path/);
   refused(['-device', 'vfio-pci,host=00:03.0', '-device', 'vfio-pci,host=0000:00:03.0'], /already passed through/);
   refused(['-device', 'vfio-pci,host=00:03.0,x-igd-opregion=on'], /x-igd-opregion/);
+  refused(['-device', 'vfio-pci,host=00:03.0,rombar=2'], /rombar=2 must be 0 or 1/);
 });
 
 test('config: -machine acpi=off turns ACPI off', () => {

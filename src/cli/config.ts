@@ -202,8 +202,8 @@ function parseVfioPci(opts: QemuOpts, index: number): VfioDeviceConfig {
       '-device vfio-pci: No provided host device - Use -device vfio-pci,host=DDDD:BB:DD.F or -device vfio-pci,sysfsdev=PATH_TO_DEVICE',
     );
   if (hasHost && hasSysfs) throw new UsageError('-device vfio-pci: give host= or sysfsdev=, not both');
-  if (opts.has('rombar') && opts.string('rombar') !== '0')
-    throw new UsageError('-device vfio-pci: rombar: tsvmm does not expose expansion ROMs (rombar=0 is accepted)');
+  const rombar = opts.has('rombar') ? opts.string('rombar') : '1';
+  if (rombar !== '0' && rombar !== '1') throw new UsageError(`-device vfio-pci: rombar=${rombar} must be 0 or 1`);
   let sysfsdev: string;
   if (hasHost) {
     const host = opts.string('host');
@@ -218,7 +218,7 @@ function parseVfioPci(opts: QemuOpts, index: number): VfioDeviceConfig {
     if (!sysfsdev.startsWith('/'))
       throw new UsageError(`-device vfio-pci: sysfsdev=${sysfsdev} must be an absolute path`);
   }
-  return { id: opts.string('id', `vfio${index}`), sysfsdev };
+  return { id: opts.string('id', `vfio${index}`), sysfsdev, ...(rombar === '0' ? { rombar: false as const } : {}) };
 }
 
 function parseDevices(args: RunArgs, chardevs: Map<string, CharSpec>): Devices {

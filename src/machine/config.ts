@@ -39,6 +39,8 @@ export interface VfioDeviceConfig {
   id: string;
   /** The function's sysfs directory, e.g. /sys/bus/pci/devices/0000:00:03.0 (host= is spelled into this). */
   sysfsdev: string;
+  /** QEMU's rombar=0: the guest sees no expansion ROM even if the device has one. Absent: the ROM is visible. */
+  rombar?: false;
 }
 
 export interface MachineConfig {

@@ -115,6 +115,7 @@ test('vfio plan: checks, container, IOMMU and DMA of all RAM, then the device pl
       { bar: 0, offset: 0, size: 0x2000, hostAddress: 0x7f0000000000, memslot: FIRST_VFIO_MEMSLOT },
     ]);
     assert.equal(spec.msi, { first: 6, count: 65 });
+    assert.is(spec.romSize, 0, 'no ROM region');
     assert.is(spec.vectorFds.length, 65);
     assert.is(spec.pendingFds.length, 65);
     assert.equal(irqfds, [

@@ -17,6 +17,7 @@ import {
   VFIO_PCI_INTX_IRQ_INDEX,
   VFIO_PCI_MSI_IRQ_INDEX,
   VFIO_PCI_MSIX_IRQ_INDEX,
+  VFIO_PCI_ROM_REGION_INDEX,
   type VfioBarWindow,
   type VfioPciSpec,
 } from '../../devices/vfio-pci/host.js';
@@ -210,6 +211,10 @@ export function planVfioDevices(configs: readonly VfioDeviceConfig[], ctx: VfioP
       intx = { trigger, resample };
     }
 
+    // The expansion ROM, read through VFIO's ROM region when the guest enables it (QEMU's rombar=1 default).
+    const rom = Number(device.region(VFIO_PCI_ROM_REGION_INDEX).size);
+    const romSize = c.rombar !== false && rom >= 0x800 && (rom & (rom - 1)) === 0 ? rom : 0;
+
     return {
       kind: 'vfio-pci',
       id: c.id,
@@ -220,6 +225,7 @@ export function planVfioDevices(configs: readonly VfioDeviceConfig[], ctx: VfioP
       bars,
       barAddresses: [...placed[i]],
       windows,
+      romSize,
       msi: block,
       vectorFds,
       pendingFds,
