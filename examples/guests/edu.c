@@ -441,7 +441,10 @@ static void take_interrupt(int intx, uint32_t before, uint32_t cause, const char
     if (status != cause) fail(code, "the interrupt status does not name the cause");
     if (after != 0) fail(code, "the acknowledge did not clear the interrupt status");
     if (intx) {
-        if (extra > 1) fail(code, "the vector kept coming after the acknowledge lowered the line");
+        if (extra > 1) {
+            print("edu: note intx %s: %u deliveries after the first, at most 1 allowed\n", what, extra);
+            fail(code, "the vector kept coming after the acknowledge lowered the line");
+        }
         uint32_t rte;
         mmio_write32(IOAPIC_BASE + IOAPIC_IOREGSEL, IOAPIC_REDTBL_LO(gsi));
         rte = mmio_read32(IOAPIC_BASE + IOAPIC_IOWIN);
