@@ -14,7 +14,8 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { testIf } from '../../test/support/skip.js';
 import { startVm, scratchDir, removeDir, type VmProcess } from '../../test/support/vm-process.js';
-import { QmpClientError } from '../../test/support/qmp-client.js';
+import { QmpClient, QmpClientError } from '../../test/support/qmp-client.js';
+import { cliPath } from '../../test/support/tsvmm.js';
 import { HANG_GUARD_MS } from '../../test/support/hang-guard.js';
 import { kvmMissing } from '../../kvm/testing/test-guest.js';
 import { buildGuest, toolchainUnavailable } from './build.js';
@@ -293,6 +294,65 @@ testIf(
       const next = await restore(s, vms, 'right');
       assert.is(await exitStatus(next), debugExitProcessStatus(VIRTIO_PROBE_EXIT.ok), context(next));
       assert.match(next.stdout, /^virtio-probe: all ok$/m, context(next));
+    } finally {
+      await cleanup(s, vms);
+    }
+  },
+);
+
+testIf(
+  test,
+  skip,
+  "virtio cpr-exec: a guest between rounds on virtio-blk and virtio-rng is exec'd into a new tsvmm image in the same process; the same queues finish the rounds and the image has every write",
+  async () => {
+    const rounds = 4;
+    let s: Setup | undefined;
+    const vms: VmProcess[] = [];
+    try {
+      s = await setup('exec', rounds, 100, 2);
+      const vm = await startVm(s.args(), { dir: s.dir, name: 'vm', stdin: true });
+      vms.push(vm);
+      const pid = vm.child.pid;
+      await waitForLine(vm, 'virtio-probe: holding after round 2');
+      const command = [
+        process.execPath,
+        cliPath,
+        'run',
+        ...s.args(),
+        '-qmp',
+        `unix:${vm.qmpPath},server=on,wait=off`,
+        '-incoming',
+        `file:${s.checkpoint}`,
+      ];
+      await vm.qmp.execute('migrate-set-parameters', { mode: 'cpr-exec', 'cpr-exec-command': command });
+      await vm.qmp.execute('migrate', { uri: `file:${s.checkpoint}` });
+      const done = await vm.qmp.waitEvent(
+        'MIGRATION',
+        HANG_GUARD_MS,
+        (e) => e.data?.status === 'completed' || e.data?.status === 'failed',
+      );
+      assert.is(done.data?.status, 'completed', context(vm));
+      const deadline = Date.now() + HANG_GUARD_MS;
+      while (!vm.qmp.closed) {
+        if (Date.now() > deadline) assert.unreachable(`no exec${context(vm)}`);
+        await sleep(5);
+      }
+      // The same socket, the same process, now the new image.
+      vm.qmp = await QmpClient.connect(vm.qmpPath);
+      assert.equal(await vm.qmp.execute('query-status'), { running: true, status: 'running' }, context(vm));
+      assert.is(vm.child.pid, pid);
+      // stdin is kept across the exec too: the byte reaches the guest's UART through the new image.
+      vm.child.stdin!.write('g');
+      assert.is(await exitStatus(vm), debugExitProcessStatus(VIRTIO_PROBE_EXIT.ok), `exit status${context(vm)}`);
+      assert.equal(roundsIn(vm.stdout), [1, 2, 3, 4], `every round once, in order${context(vm)}`);
+      assert.equal(
+        virtioProbeProblems(vm.stdout, { devices: DEVICES, capacitySectors: DISK_SECTORS, serial: SERIAL, rounds }),
+        [],
+        context(vm),
+      );
+      const image = readFileSync(s.disk);
+      assert.is(blkPatternMismatch(image), null, 'the pattern in sectors 1-8');
+      assert.is(blkRoundsMismatch(image, rounds), null, `the sectors of rounds 1-${rounds}`);
     } finally {
       await cleanup(s, vms);
     }
