@@ -72,6 +72,21 @@ function fdTable(pid: number): Map<number, { link: string; cloexec: boolean; ino
 
 const ramMemfd = (pid: number) => [...fdTable(pid).values()].filter((f) => f.link.startsWith('/memfd:tsvmm-ram'));
 const kvmVmFds = (pid: number) => [...fdTable(pid).values()].filter((f) => f.link === 'anon_inode:kvm-vm');
+/**
+ * The inodes of the listening unix sockets among the process's fds (/proc/net/unix: flags __SO_ACCEPTCON). Its
+ * path there is the one bound (tsvmm binds in a private directory and renames), so the fds are matched instead.
+ */
+function listeningSockets(pid: number): string[] {
+  const listening = new Set<string>();
+  for (const line of readFileSync('/proc/net/unix', 'utf8').split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f[3] === '00010000') listening.add(f[6]);
+  }
+  return [...fdTable(pid).values()]
+    .map((f) => /^socket:\[(\d+)\]$/.exec(f.link)?.[1])
+    .filter((ino): ino is string => ino !== undefined && listening.has(ino))
+    .sort();
+}
 const cmdline = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
 
 function counterArgs(guest: string, backend: 'memfd' | 'private'): string[] {
@@ -130,6 +145,8 @@ testIf(
       vm = await startVm(args, { dir, name: 'vm' });
       const pid = vm.child.pid!;
       const [ram] = ramMemfd(pid);
+      const qmpSocket = listeningSockets(pid);
+      assert.is(qmpSocket.length, 1, 'one listening socket: QMP');
       assert.ok(ram, 'the RAM memfd is open');
       const initial = await vm.qmp.execute('query-migrate-parameters');
       assert.is(initial.mode, 'normal');
@@ -152,6 +169,7 @@ testIf(
         assert.is(now.length, 1, 'one RAM memfd');
         assert.is(now[0].ino, ram.ino, 'the RAM memfd is the one the first image created');
         assert.is(kvmVmFds(pid).length, 1, "the old image's KVM VM fd was closed by the exec");
+        assert.equal(listeningSockets(pid), qmpSocket, 'the new image serves the very QMP socket the first one bound');
         assert.not.ok(
           [...fdTable(pid).values()].some((f) => f.link.includes('tsvmm-cpr-exec-state')),
           'the state memfd is closed',

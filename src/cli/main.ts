@@ -57,7 +57,10 @@ async function run(argv: string[]): Promise<number> {
     taps: transfer?.taps ?? inherited?.taps,
     yieldCpuWhenEnding: true,
   });
-  const startClock = transfer || inherited ? earlyClock : startClockAfterCreate();
+  const startClock = transfer ? earlyClock : startClockAfterCreate();
+  // cpr-exec: the new image's start-up is timed as a reboot's (process start → machine created), plus the mapping
+  // of the kept RAM it did first.
+  if (inherited) startClock.marks.push(...earlyClock.marks.filter((m) => m.phase === 'map-ram'));
   startupMark('machine-created');
   const loadFile = incoming?.file !== undefined && !transfer ? incoming.file : null;
   const control = await startQmp(machine, args.qmp, {
