@@ -8,7 +8,7 @@
 //                                [--cli PATH] [--state-dir DIR]
 //
 // Environment (for `npm run bench`): TSVMM_BENCH_CPR_RUNS (default 5), TSVMM_BENCH_CPR_SIZES (default
-// 512M,4G,16G), TSVMM_BENCH_CPR_TOUCHED (default all), TSVMM_BENCH_CPR_CLI.
+// 512M,4G,16G), TSVMM_BENCH_CPR_TOUCHED (default all), TSVMM_BENCH_CPR_FLOWS (default all), TSVMM_BENCH_CPR_CLI.
 import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -44,7 +44,7 @@ interface Options {
 function usage(message: string): never {
   process.stderr.write(
     `bench/cpr-pause: ${message}\nusage: node dist/bench/cpr-pause.js [--quick] [--runs N] [--sizes 512M,4G,16G] ` +
-      '[--flows reboot-incoming,reboot-cpr-load,reboot-prestarted,transfer] [--touched SIZES|all|none] [--cli PATH] [--state-dir DIR]\n',
+      '[--flows reboot-incoming,reboot-cpr-load,reboot-prestarted,transfer,exec] [--touched SIZES|all|none] [--cli PATH] [--state-dir DIR]\n',
   );
   process.exit(2);
 }
@@ -67,7 +67,9 @@ function parseOptions(argv: string[]): Options {
     runs: envInt('TSVMM_BENCH_CPR_RUNS', rigDefault(5, 3)),
     // The rig's RAM (16 GiB) holds its own /dev/shm: 16 GiB of guest there does not fit.
     sizes: list(process.env.TSVMM_BENCH_CPR_SIZES || rigDefault(sizesKnown.join(','), '512M,4G'), sizesKnown, 'size'),
-    flows: flowsKnown,
+    flows: (process.env.TSVMM_BENCH_CPR_FLOWS
+      ? list(process.env.TSVMM_BENCH_CPR_FLOWS, flowsKnown, 'flow')
+      : flowsKnown) as FlowId[],
     touched: [],
     cli:
       process.env.TSVMM_BENCH_CPR_CLI ||

@@ -12,6 +12,9 @@
 //                     is told to quit at the same moment).
 //   transfer          cpr-transfer: the new tsvmm started first with -incoming defer plus a cpr channel; the old one
 //                     gets mode=cpr-transfer and migrate with main + cpr channels.
+//   exec              cpr-exec: the old tsvmm gets mode=cpr-exec, a cpr-exec-command (the same tsvmm with the new
+//                     process's arguments, the same QMP socket and -incoming file:PATH) and migrate file:PATH; it
+//                     saves and execs the new image in its own process, which loads the file at start-up.
 //
 // RAM is always a memory-backend-file on /dev/shm with share=on, so every flow and size uses the same backend.
 // "Touched" runs give the OLD process -mem-prealloc: it populates every page of guest RAM and its page tables up
@@ -28,7 +31,7 @@ import { Vmm, waitForPath } from './vmm.js';
 import { startupTrace } from './timeline.js';
 import { guardMs } from '../lib/where.js';
 
-export type FlowId = 'reboot-incoming' | 'reboot-cpr-load' | 'reboot-prestarted' | 'transfer';
+export type FlowId = 'reboot-incoming' | 'reboot-cpr-load' | 'reboot-prestarted' | 'transfer' | 'exec';
 
 export interface FlowInfo {
   id: FlowId;
@@ -68,6 +71,13 @@ export const FLOWS: readonly FlowInfo[] = [
     qemuMs: { '512M': 6, '4G': 3, '16G': 12 },
     target: '≤ 2 ms median',
     targetMs: () => 2,
+  },
+  {
+    id: 'exec',
+    title: 'cpr-exec (the old tsvmm execs the new one in its own process)',
+    qemuMs: null,
+    target: 'as reboot-incoming (no QEMU figure: QEMU 10.2 not measured here)',
+    targetMs: () => null,
   },
 ];
 
@@ -151,9 +161,9 @@ function readCounter(ramPath: string): number {
 }
 
 /** Starts the old VM and lets its guest tick for a while (its RAM touched first when `touched`). */
-async function startOld(s: RunSetup): Promise<Vmm> {
+async function startOld(s: RunSetup, env?: Record<string, string>): Promise<Vmm> {
   const args = [...machineArgs(s, 'old'), ...(s.touched ? ['-mem-prealloc'] : [])];
-  const old = s.cleanup.track(new Vmm({ name: 'old', dir: s.dir, cli: s.cli, args }));
+  const old = s.cleanup.track(new Vmm({ name: 'old', dir: s.dir, cli: s.cli, args, env }));
   await old.connect(s.touched ? PREALLOC_STARTUP_MS : STARTUP_MS);
   await waitForTicks(debugconPath(s, 'old'), s.warmTicks, STARTUP_MS, () => old.failure());
   return old;
@@ -228,6 +238,37 @@ export async function runFlow(flow: FlowId, s: RunSetup): Promise<RunRecord> {
       ev['ctl.spawn'] = next.spawnUs;
       oldQueryMigrate = (await migrateInfo.reply).value;
       oldMarks = (await oldTimings.reply).value.marks;
+    } else if (flow === 'exec') {
+      // The new image inherits the old one's environment: the trace is asked for from the start (the new image's
+      // start-up line is the last one on the shared stderr).
+      old = await startOld(s, TRACE);
+      const oq = old.qmp!;
+      const command = [
+        process.execPath,
+        s.cli,
+        'run',
+        ...base,
+        '-qmp',
+        `unix:${old.qmpPath},server=on,wait=off`,
+        '-incoming',
+        `file:${state}`,
+      ];
+      await oq.execute('migrate-set-parameters', { mode: 'cpr-exec', 'cpr-exec-command': command });
+      const migrate = oq.send('migrate', { uri: `file:${state}` });
+      ev['ctl.save-sent'] = migrate.sentUs;
+      await migrate.reply;
+      const done = await oq.waitEvent(
+        'MIGRATION',
+        guardMs(60_000),
+        (e) => e.data?.status === 'completed' || e.data?.status === 'failed',
+      );
+      ev['ctl.save-done'] = done.atUs;
+      if (done.data?.status !== 'completed')
+        throw new Error(`cpr-exec failed: ${JSON.stringify(await oq.execute('query-migrate'))}`);
+      // The same process goes on as the new image; its QMP connection closes at the exec.
+      oq.close();
+      old.qmp = null;
+      next = old;
     } else {
       const channel = join(s.dir, 'cpr.sock');
       next = s.cleanup.track(
@@ -274,7 +315,7 @@ export async function runFlow(flow: FlowId, s: RunSetup): Promise<RunRecord> {
     await waitForTicks(newLog, s.afterTicks, STARTUP_MS, () => next!.failure());
     const nq = next.qmp ?? (await next.connect(STARTUP_MS));
     const timings = await nq.execute('x-query-cpr-timings');
-    if (oldMarks === null && old.running && old.qmp) {
+    if (oldMarks === null && old !== next && old.running && old.qmp) {
       try {
         oldQueryMigrate = await old.qmp.execute('query-migrate');
         oldMarks = (await old.qmp.execute('x-query-cpr-timings')).marks;

@@ -13,6 +13,7 @@ const COLOURS: Record<FlowId, string> = {
   'reboot-cpr-load': '#9467bd',
   'reboot-prestarted': '#ff7f0e',
   transfer: '#2ca02c',
+  exec: '#d62728',
 };
 
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');

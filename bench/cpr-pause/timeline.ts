@@ -63,6 +63,14 @@ export const CHAINS: Record<FlowId, readonly Step[]> = {
     ['decode + check state (new)', 'new.check-state.end'],
     ...NEW_RESTORE.slice(2),
   ],
+  exec: [
+    ...OLD_WRITE,
+    ['MIGRATION completed to clients, fds set, execve (old)', 'old.exec.start'],
+    ['execve → Node starts (new image)', 'new.process-start.start'],
+    ...NEW_STARTUP.slice(1),
+    ['QMP socket adopted → load starts (new)', 'new.read-verify.start'],
+    ...NEW_RESTORE,
+  ],
 };
 
 export const PAUSE_START = 'old.stop-vcpus.start';
@@ -133,7 +141,8 @@ export function timeline(run: RunRecord): Timeline {
  * ms", ms since its time origin) as instants `new.trace.NAME`, given that origin in µs.
  */
 export function startupTrace(stderr: string, originUs: number): Record<string, number> {
-  const line = /^tsvmm: start-up (.*) ms$/m.exec(stderr);
+  // The last line: after a cpr-exec the old image's start-up line is on the same stderr before the new one's.
+  const line = [...stderr.matchAll(/^tsvmm: start-up (.*) ms$/gm)].at(-1);
   const out: Record<string, number> = {};
   if (!line) return out;
   for (const part of line[1].split(', ')) {
