@@ -34,6 +34,7 @@ import {
   rebootCycle,
   suspendedCycle,
   transferCycle,
+  execCycle,
   type CycleResult,
 } from '../../test/support/linux-cpr-flows.js';
 
@@ -203,6 +204,21 @@ testIf(
     const lost = window.filter((s) => !replies.has(s));
     console.log(`cpr-transfer: ${lost.length} ping(s) lost across the hand-over (seq ${lost.join(', ') || '-'})`);
     assert.ok(lost.length <= 3, `at most a few pings lost across the hand-over: ${lost}`);
+  },
+);
+
+testIf(
+  test,
+  skip,
+  'linux cpr-exec: the tsvmm running the guest execs a new tsvmm image in its own process (same pid) while the guest writes and pings — the counter goes on, no lost write',
+  async () => {
+    const c = guest();
+    await letRun(c, 20);
+    const r = await execCycle(c, 'exec');
+    results.push(r);
+    console.log(describe(r));
+    checkGap(c, r);
+    await letRun(c, 20);
   },
 );
 

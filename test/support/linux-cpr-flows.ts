@@ -9,6 +9,7 @@ import { HANG_GUARD_MS, waitFor } from './hang-guard.js';
 import { imageBlocksMismatch, pingReplies, scenarioLines } from './linux-cpr-guest.js';
 import { within, type GuestChain, type HvcLine } from './linux-cpr-session.js';
 import type { VmProcess } from './vm-process.js';
+import { QmpClient } from './qmp-client.js';
 
 export type Spelling = 'seed' | 'qemu';
 
@@ -208,4 +209,40 @@ export async function transferCycle(chain: GuestChain): Promise<CycleResult & { 
   const before = await quitOld(chain, old);
   const after = await runsOn(chain, before, chain.processes.length - 1, 'cpr-transfer');
   return { ...result('cpr-transfer', timings, before, after), pingsBefore };
+}
+
+/**
+ * cpr-exec: the current process is told (QEMU 10.2's migrate-set-parameters mode=cpr-exec + cpr-exec-command +
+ * migrate file:) to save the guest and exec a new tsvmm image with the same options and -incoming file:. The pid
+ * stays; RAM, the tap and the QMP socket cross the exec; hvc0 reconnects from the new image.
+ */
+export async function execCycle(chain: GuestChain, tag: string): Promise<CycleResult> {
+  const old = chain.current;
+  const pid = old.child.pid;
+  const file = join(chain.dir, `${tag}.state`);
+  const { command, hvc, adopt } = chain.execImage(['-incoming', `file:${file}`]);
+  old.qmp.events.length = 0;
+  await old.qmp.execute('migrate-set-parameters', { mode: 'cpr-exec', 'cpr-exec-command': command });
+  await old.qmp.execute('migrate', { uri: `file:${file}` });
+  const done = await old.qmp.waitEvent(
+    'MIGRATION',
+    HANG_GUARD_MS,
+    (e) => e.data?.status === 'completed' || e.data?.status === 'failed',
+  );
+  assert.is(done.data?.status, 'completed', `cpr-exec: the save${chain.detail()}`);
+  const oldIndex = chain.processes.length - 1;
+  const next = adopt();
+  // The exec closes the old image's hvc0 and QMP connections: every line it delivered is in.
+  await chain.hvc.waitClosed(oldIndex + 1, chain.detail);
+  await waitFor(() => old.qmp.closed, 'the old image closes its QMP connection (the exec)', chain.detail);
+  const before = chain.hvc.lines.findLast((l) => l.process === oldIndex);
+  assert.ok(before, `process ${oldIndex} printed counter lines`);
+  checkBlocks(chain, before!);
+  next.qmp = await QmpClient.connect(next.qmpPath);
+  await within(hvc, 'the new image connects hvc0', chain.detail);
+  assert.is(next.child.pid, pid, 'cpr-exec: the same process');
+  assert.is((await next.qmp.execute('query-status')).status, 'running', 'cpr-exec: the new image runs the guest');
+  const timings = (await next.qmp.execute('x-query-cpr-timings')) as Timings;
+  const after = await runsOn(chain, before!, chain.processes.length - 1, 'cpr-exec');
+  return result('cpr-exec', timings, before!, after);
 }

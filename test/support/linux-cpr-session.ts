@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import * as assert from 'uvu/assert';
 import { startVm, scratchDir, removeDir, type VmProcess } from './vm-process.js';
 import { QmpClient } from './qmp-client.js';
+import { cliPath } from './tsvmm.js';
 import { HANG_GUARD_MS, waitFor } from './hang-guard.js';
 import { COUNT_LINE, realtimeUs, type CountLine } from './linux-cpr-guest.js';
 import type { TapNamespace } from '../../examples/guests/virtio-probe-host.js';
@@ -195,6 +196,48 @@ export class GuestChain {
       listener.close();
       throw e;
     }
+  }
+
+  /**
+   * For a cpr-exec of the current process: the new image's command (the same options with its own hvc0 socket,
+   * `extra`, and the current process's QMP socket, which the exec keeps) with its hvc0 socket listened on, and
+   * `adopt()`, to call once the old image has saved: the chain's entry for the old image keeps its ttyS0 up to
+   * there, and a new entry — the same process — stands for the new image from there on.
+   */
+  execImage(extra: string[]): { command: string[]; hvc: Promise<void>; adopt: () => VmProcess } {
+    const old = this.current;
+    const index = this.processes.length;
+    const listener = this.hvc.listen(this.hvcPath(index), index);
+    const command = [
+      process.execPath,
+      cliPath,
+      'run',
+      ...this.args(index),
+      ...extra,
+      '-qmp',
+      `unix:${old.qmpPath},server=on,wait=off`,
+    ];
+    const adopt = () => {
+      const from = old.stdout.length;
+      const errFrom = old.stderr.length;
+      this.processes[index - 1] = { ...old, stdout: old.stdout.slice(0, from), stderr: old.stderr.slice(0, errFrom) };
+      const image = {
+        child: old.child,
+        qmpPath: old.qmpPath,
+        qmp: old.qmp,
+        exited: old.exited,
+        dispose: () => old.dispose(),
+        get stdout() {
+          return old.stdout.slice(from);
+        },
+        get stderr() {
+          return old.stderr.slice(errFrom);
+        },
+      } as VmProcess;
+      this.processes.push(image);
+      return image;
+    };
+    return { command, hvc: listener.connected, adopt };
   }
 
   /** Connects QMP to `vm` once its socket is there (a cpr-transfer target opens it when it has the guest). */
