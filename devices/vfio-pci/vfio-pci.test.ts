@@ -288,6 +288,38 @@ test('vfio-pci BARs: trapped accesses are forwarded to the region at the BAR off
   assert.is(fn.bar(1), undefined);
 });
 
+test('vfio-pci I/O BARs: sized and placed in the I/O window, every access forwarded to the region (never mapped)', () => {
+  const host = eduConfig().set(R.PCI_BASE_ADDRESS_0 + 4, 4, 0xc001);
+  const m = machine(host, [0x10_0000, 0x20]);
+  assert.equal(
+    m.spec.bars.map((b) => [b.index, b.kind, b.size]),
+    [
+      [0, 'mmio32', 0x10_0000],
+      [1, 'io', 0x20],
+    ],
+  );
+  assert.ok(m.cfgRead(R.PCI_COMMAND, 2) & R.PCI_COMMAND_IO, 'I/O decoding on at power-on');
+  m.cfgWrite(R.PCI_BASE_ADDRESS_0 + 4, 4, 0xffffffff);
+  assert.is(m.cfgRead(R.PCI_BASE_ADDRESS_0 + 4, 4), 0xffffffe1);
+  m.cfgWrite(R.PCI_BASE_ADDRESS_0 + 4, 4, 0xd000);
+  const io = m.bus.regions().find((r) => r.name === 'pci-io')!;
+  const ports = new Uint8Array(0x20);
+  ports[4] = 0x5a;
+  m.vfio.memory.set(1, ports);
+  m.vfio.take();
+  assert.is(io.handler.read(0xd004 - io.base, 1), 0x5a);
+  io.handler.write(0xd010 - io.base, 2, 0xbeef);
+  assert.equal(m.vfio.take(), [
+    { op: 'read', region: 1, offset: 4, bytes: [0x5a] },
+    { op: 'write', region: 1, offset: 0x10, bytes: [0xef, 0xbe] },
+  ]);
+  assert.is(
+    m.spec.windows.every((w) => w.bar === 0),
+    true,
+    'no window of an I/O BAR',
+  );
+});
+
 test('vfio-pci MSI: enabling it switches VFIO from INTx to MSI on the vector’s irqfd, routed to the message', () => {
   const { cfgWrite, cfgRead, vfio, msi } = edu();
   cfgWrite(0x40 + 4, 4, 0xfee01000);
