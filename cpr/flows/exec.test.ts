@@ -291,10 +291,23 @@ testIf(
       const counted = await counterAt(vm.qmp, dir);
       await until(() => counterAt(vm.qmp, dir), counted + 100n, 'the counter after the failed exec');
 
-      // And a good command still works afterwards.
-      await cprExec(vm, execCommand(args, vm, join(dir, 'good.state')), join(dir, 'good.state'));
+      // And a good command still works afterwards — here with -incoming defer, as QEMU's second example: the new
+      // image waits in inmigrate (mode cpr-exec, the kept RAM mapped) until migrate-incoming names the file.
+      const good = join(dir, 'good.state');
+      const deferred = [
+        ...execCommand(args, vm, good).filter((a) => a !== '-incoming' && a !== `file:${good}`),
+        '-incoming',
+        'defer',
+      ];
+      await cprExec(vm, deferred, good);
       assert.is(vm.child.pid, pid);
+      assert.is((await vm.qmp.execute('query-status')).status, 'inmigrate');
+      assert.is((await vm.qmp.execute('query-migrate-parameters')).mode, 'cpr-exec');
+      await vm.qmp.execute('migrate-incoming', { uri: `file:${good}` });
       assert.equal(await vm.qmp.execute('query-status'), { running: true, status: 'running' });
+      const resumed = await counterAt(vm.qmp, dir);
+      assert.ok(resumed >= counted, `the counter carried over (${counted} → ${resumed})`);
+      await until(() => counterAt(vm.qmp, dir), resumed + 100n, 'the counter after the deferred load');
       await vm.qmp.execute('quit');
       assert.is(await vm.exited, 0, vm.stderr);
     } finally {
