@@ -12,7 +12,7 @@
 //        node dist/test/run.js --files F… --json OUT  (exactly these files, relative to dist/; results to OUT)
 // Environment: TSVMM_TEST_JOBS (files at once, default 2), TSVMM_TEST_TIMEOUT_MS (per file), TSVMM_NO_RIG=1 (skip
 // rather than use the rig), TSVMM_RIG_TIMEOUT_S (the whole rig batch).
-import { writeFileSync } from 'node:fs';
+import { renameSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -45,6 +45,12 @@ async function runAll(files: string[], onDone: (r: FileResult) => void): Promise
   return results;
 }
 
+/** Results as JSON, replaced whole (a reader never sees half a file); passing files' output is only noise outside. */
+function writeResults(path: string, results: FileResult[]): void {
+  writeFileSync(`${path}.tmp`, JSON.stringify(results.map((r) => (r.failed ? r : { ...r, output: '' }))));
+  renameSync(`${path}.tmp`, path);
+}
+
 async function main(): Promise<void> {
   const { values, positionals } = parseArgs({
     allowPositionals: true,
@@ -61,7 +67,11 @@ async function main(): Promise<void> {
   const useRig = !inRig && process.env.TSVMM_NO_RIG !== '1';
   const forRig: string[] = [];
   let rigVfio = false;
+  const finished: FileResult[] = [];
   const native = await runAll(files, (r) => {
+    // Written after every file, not only at the end: when the rig times out or dies, the files that finished
+    // before keep their results (the runner outside reads this file) and only the unfinished ones fail.
+    if (values.json) writeResults(values.json, (finished.push(r), finished));
     if (useRig && needsRig(r)) {
       forRig.push(r.file);
       if (r.skips.some(rigNeedsVfio)) rigVfio = true;
@@ -93,10 +103,7 @@ async function main(): Promise<void> {
     }
   }
 
-  if (values.json) {
-    // Passing files' output is only noise outside: keep it for the ones that failed.
-    writeFileSync(values.json, JSON.stringify(results.map((r) => (r.failed ? r : { ...r, output: '' }))));
-  }
+  if (values.json) writeResults(values.json, results);
   const passed = results.reduce((a, r) => a + r.passed, 0);
   const failed = results.reduce((a, r) => a + r.failed, 0);
   const skipped = results.reduce((a, r) => a + r.skipped, 0);
