@@ -28,7 +28,7 @@ import type { BackendRecord } from '../../src/memory/backend.js';
 import { close as closeFd, execve, memfdCreate, write, MFD_CLOEXEC } from '../../src/sys/libc.js';
 import { errnoName } from '../../src/sys/errno.js';
 import { fdsKeptAcrossExec, prepareFdsForExec, setInheritedFds, type NamedFd } from '../../src/sys/exec-fds.js';
-import { CprError, saveToFile, ramNotKeptMessage, type SaveReport } from './reboot.js';
+import { CprError, checkNoPassthrough, saveToFile, ramNotKeptMessage, type SaveReport } from './reboot.js';
 import { PhaseClock, nowUs, type PhaseMark } from './timings.js';
 import type { MigrationController } from './migration.js';
 
@@ -74,6 +74,7 @@ export function checkExecable(machine: Machine, migration: MigrationController):
   if (machine.runState === 'postmigrate') throw new CprError('the VM state was already handed over');
   if (migration.active) throw new CprError('a migration is already in progress');
   const parts = machine.parts();
+  checkNoPassthrough(parts);
   if (!parts.ram.backend.transferable) throw new CprError(ramNotKeptMessage(parts));
   // The obvious exec failures are refused before the guest stops (execve would report them only after the save).
   try {

@@ -4,7 +4,15 @@
 // cpr/flows/transfer.ts; for mode cpr-exec, cpr/flows/exec.ts).
 import type { Machine } from '../../src/machine/machine.js';
 import { CheckpointError } from '../file/checkpoint-file.js';
-import { saveToFile, loadFromFile, warmUpFileIo, CprError, type RamPolicy, type LoadReport } from './reboot.js';
+import {
+  saveToFile,
+  loadFromFile,
+  warmUpFileIo,
+  checkNoPassthrough,
+  CprError,
+  type RamPolicy,
+  type LoadReport,
+} from './reboot.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SnapshotScratch, warmUpRestore, captureSections, WARM_UP_ROUNDS } from './snapshot.js';
@@ -83,6 +91,7 @@ export class MigrationController {
     if (this.mode === 'cpr-transfer')
       throw new CprError('mode cpr-transfer needs migrate with a cpr channel, not a file: URI');
     if (this.mode === 'cpr-exec') throw new CprError('mode cpr-exec saves through cpr/flows/exec.ts');
+    checkNoPassthrough(this.machine.parts()); // refused by migrate itself, as QEMU's blockers are
     this.startedUs = nowUs();
     this.errorDesc = undefined;
     this.set('setup');

@@ -52,6 +52,18 @@ export function ramNotKeptMessage(parts: MachineParts): string {
   );
 }
 
+/**
+ * Throws a CprError when the machine has a passed-through PCI function: its device state lives in the host device and
+ * its DMA in the IOMMU, which no checkpoint carries yet, and a restore without them would lose the device.
+ */
+export function checkNoPassthrough(parts: MachineParts): void {
+  const vfio = parts.config.vfio ?? [];
+  if (vfio.length)
+    throw new CprError(
+      `vfio-pci device '${vfio[0].id}' (${vfio[0].sysfsdev}) cannot be checkpointed: tsvmm does not carry passed-through devices across CPR yet`,
+    );
+}
+
 /** Whether RAM is written into the checkpoint; throws CprError when reboot mode cannot preserve it. */
 export function ramGoesInFile(parts: MachineParts, policy: RamPolicy): boolean {
   const backend = parts.ram.backend;
@@ -147,6 +159,7 @@ export async function saveToFile(
   { keepStopped = false }: { keepStopped?: boolean } = {},
 ): Promise<SaveReport> {
   const parts = machine.parts();
+  checkNoPassthrough(parts);
   const withRam = ramGoesInFile(parts, policy);
   if (machine.runState === 'postmigrate')
     throw new CprError('the VM state was already saved; it cannot be saved again from this process');

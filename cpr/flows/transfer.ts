@@ -24,7 +24,7 @@ import {
   WARM_UP_ROUNDS,
 } from './snapshot.js';
 import { encodeSections, decodeSections } from '../file/sections-codec.js';
-import { CprError } from './reboot.js';
+import { CprError, checkNoPassthrough } from './reboot.js';
 import { PhaseClock, nowUs, type PhaseMark } from './timings.js';
 import type { MigrationController } from './migration.js';
 
@@ -46,6 +46,7 @@ const STEP_TIMEOUT_MS = 60_000;
  */
 /** Throws a CprError when this machine cannot be handed over (checked before `migrate` returns). */
 export function checkTransferable(machine: Machine, migration: MigrationController): void {
+  checkNoPassthrough(machine.parts());
   const backend = machine.parts().ram.backend;
   if (backend.fd < 0 || !backend.record().share) {
     throw new CprError(
