@@ -9,8 +9,9 @@ import { repoRoot } from '../support/cc.js';
 /**
  * Modules /init loads, in this order: virtio transport and console, the host's files (9p, virtiofs or an ext4
  * image on virtio-blk: transport.ts) under a writable
- * overlay, KVM on the emulated SVM, taps for the network tests, loop devices for the block-device tests, and VFIO
- * for devices passed through.
+ * overlay, KVM on the emulated SVM, taps for the network tests, loop devices for the block-device tests, VFIO
+ * for devices passed through, and lpc_ich (q35's ICH9 LPC function: with it bound, vfio/viability.test.ts can make
+ * the ICH9 group non-viable by handing a sibling function to vfio-pci).
  */
 export const RIG_MODULES = [
   'virtio_pci',
@@ -27,6 +28,7 @@ export const RIG_MODULES = [
   'loop',
   'vfio_pci',
   'vfio_iommu_type1',
+  'lpc_ich',
 ] as const;
 
 /** Where /init finds the list of module files to insmod, one archive path per line. */
