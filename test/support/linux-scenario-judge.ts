@@ -142,10 +142,10 @@ export interface AcpiExpect {
 
 /** Everything wrong with an acpi scenario run: S3 and wake-up, the reboot, the panic. */
 export function acpiProblems(run: ScenarioRun, o: AcpiExpect): string[] {
-  const lines = scenarioLines(run.serial);
+  const lines = withoutTolerated(scenarioLines(run.serial));
   const problems = linesProblems(lines, expectedAcpiLines({ cpus: o.cpus }));
   if (run.status !== o.status) problems.push(`exit status ${run.status ?? run.signal}, expected ${o.status}`);
-  for (const w of kernelWarnings(run.serial).filter(
+  for (const w of consoleWarnings(run.serial).filter(
     (l) => !/Kernel panic - not syncing: sysrq triggered crash/.test(l),
   ))
     problems.push(`kernel warning on the console: ${w}`);
