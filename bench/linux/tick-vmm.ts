@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { realtimeUs } from '../cpr-pause/clock.js';
-import { Qmp } from '../cpr-pause/qmp.js';
+import type { Qmp } from '../cpr-pause/qmp.js';
 import { connectQmp } from '../cpr-pause/vmm.js';
 
 export class TickVmm {
