@@ -71,7 +71,8 @@ async function main(): Promise<void> {
   const native = await runAll(files, (r) => {
     // Written after every file, not only at the end: when the rig times out or dies, the files that finished
     // before keep their results (the runner outside reads this file) and only the unfinished ones fail.
-    if (values.json) writeResults(values.json, (finished.push(r), finished));
+    finished.push(r);
+    if (values.json) writeResults(values.json, finished);
     if (useRig && needsRig(r)) {
       forRig.push(r.file);
       if (r.skips.some(rigNeedsVfio)) rigVfio = true;
