@@ -3,11 +3,14 @@
 // BAR's memory slot, the factorial unit, an MSI delivered by KVM from VFIO's eventfd, and DMA both ways between guest
 // RAM and the device (guest RAM is mapped in the IOMMU at IOVA = guest-physical) — then resets the machine and does it
 // all again. The guest prints what it saw on COM1 and ends through isa-debug-exit.
+import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { assembleFlat } from '../../test/support/asm.js';
 import { testIf } from '../../test/support/skip.js';
 import { runTsvmm } from '../../test/support/tsvmm.js';
+import { QmpClientError } from '../../test/support/qmp-client.js';
+import { removeDir, scratchDir, startVm } from '../../test/support/vm-process.js';
 import { vfioMissing, withVfioDevice } from '../../test/support/vfio-devices.js';
 
 const noEdu = vfioMissing('edu');
@@ -269,5 +272,45 @@ testIf(test, noEdu, 'vfio-pci edu: a sysfsdev= that names no device is one line 
   assert.is(r.status, 4);
   assert.match(r.stderr, /vfio0: no PCI device at \/sys\/bus\/pci\/devices\/.*\/nope/);
 });
+
+testIf(
+  test,
+  noEdu,
+  'vfio-pci edu: query-pci shows the passed-through function; cpr-save and migrate to a file are refused in one line, the guest untouched',
+  () =>
+    withVfioDevice('edu', async (edu) => {
+      const dir = scratchDir('tsvmm-vfio-edu-');
+      const vm = await startVm(['-m', '16M', '-S', '-device', `vfio-pci,host=${edu.bdf},id=edu0`], {
+        dir,
+        name: 'edu',
+      });
+      try {
+        const [bus0] = await vm.qmp.execute('query-pci');
+        const fn = bus0.devices.find((d: { qdev_id: string }) => d.qdev_id === 'edu0');
+        assert.ok(fn, JSON.stringify(bus0));
+        assert.equal(fn.id.vendor, 0x1234);
+        assert.equal(fn.id.device, 0x11e8);
+        assert.is(fn.slot, SLOT);
+        assert.equal(fn.regions, [
+          { bar: 0, type: 'memory', address: 0xc0000000, size: 0x100000, prefetch: false, mem_type_64: false },
+        ]);
+        const refused = /vfio-pci device 'edu0' .* cannot be checkpointed: tsvmm does not carry passed-through devices/;
+        for (const [command, args] of [
+          ['cpr-save', { filename: join(dir, 'vm.cpr'), mode: 'reboot' }],
+          ['migrate', { uri: `file:${join(dir, 'vm.mig')}` }],
+        ] as const) {
+          const error = await vm.qmp.execute(command, args).catch((e: unknown) => e);
+          assert.instance(error, QmpClientError, command);
+          assert.match((error as QmpClientError).desc, refused, command);
+        }
+        assert.equal(await vm.qmp.execute('query-status'), { running: false, status: 'prelaunch' });
+        await vm.qmp.execute('quit');
+        assert.is(await vm.exited, 0);
+      } finally {
+        await vm.dispose();
+        removeDir(dir);
+      }
+    }),
+);
 
 test.run();
