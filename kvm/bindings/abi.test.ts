@@ -5,7 +5,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { existsSync } from 'node:fs';
-import { compileC, runC } from '../../test/support/cc.js';
+import { abiMismatches, headerValues, layoutChecks, type AbiCheck } from '../../test/support/abi-check.js';
 import { testIf } from '../../test/support/skip.js';
 import * as ioctls from './ioctls.js';
 import { IOCTLS } from './ioctls.js';
@@ -23,75 +23,28 @@ function exportedNumbers(): Map<string, number> {
   return out;
 }
 
-/** key → expected value, and the C expression that prints the header's value for it. */
-interface Check {
-  key: string;
-  expected: bigint;
-  c: string;
-  guard?: string;
-}
-
-function checks(): Check[] {
-  const list: Check[] = [];
+function checks(): AbiCheck[] {
+  const list: AbiCheck[] = [];
   for (const [name, value] of exportedNumbers()) {
     list.push({ key: `const ${name}`, expected: BigInt(value), c: name, guard: name });
   }
   for (const d of IOCTLS) list.push({ key: `ioctl ${d.name}`, expected: BigInt(d.number), c: d.name, guard: d.name });
-  for (const layout of Object.values(LAYOUTS)) {
-    const t = `struct ${layout.name}`;
-    list.push({ key: `sizeof ${layout.name}`, expected: BigInt(layout.size), c: `sizeof(${t})` });
-    list.push({ key: `alignof ${layout.name}`, expected: BigInt(layout.align), c: `_Alignof(${t})` });
-    for (const [path, f] of Object.entries(layout.fields)) {
-      list.push({ key: `offsetof ${layout.name}.${path}`, expected: BigInt(f.offset), c: `offsetof(${t}, ${path})` });
-      const member = `((${t} *)0)->${path}`;
-      if (f.length !== 0)
-        list.push({ key: `sizeof ${layout.name}.${path}`, expected: BigInt(f.size), c: `sizeof(${member})` });
-      if (f.elementSize !== undefined) {
-        list.push({
-          key: `sizeof ${layout.name}.${path}[0]`,
-          expected: BigInt(f.elementSize),
-          c: `sizeof(${member}[0])`,
-        });
-      }
-    }
-  }
-  return list;
+  return [...list, ...layoutChecks(Object.values(LAYOUTS))];
 }
 
-function program(list: readonly Check[]): string {
-  const lines = [
-    '#include <stddef.h>',
-    '#include <stdio.h>',
-    '#include <string.h>',
-    '#include <linux/kvm.h>',
-    '',
-    '#define P(key, value) printf("%s %llu\\n", key, (unsigned long long)(value))',
-    '',
-    'int main(void) {',
-  ];
-  for (const c of list) {
-    if (c.guard) lines.push(`#ifdef ${c.guard}`);
-    lines.push(`  P(${JSON.stringify(c.key)}, ${c.c});`);
-    if (c.guard) lines.push('#else', `  printf("%s MISSING\\n", ${JSON.stringify(c.key)});`, '#endif');
-  }
-  // The redirection-table bitfields: set one field to all ones and print the 64-bit view.
-  lines.push('  struct kvm_ioapic_state s;');
+/** The header's values for `list`, and the IOAPIC redirection-table bitfields: each set to all ones, the 64-bit view. */
+function kvmHeaderValues(list: readonly AbiCheck[]): Map<string, string> {
+  const extra = ['  struct kvm_ioapic_state s;'];
   for (const [name, [, width]] of Object.entries(IOAPIC_REDIR_FIELDS)) {
-    lines.push(`  memset(&s, 0, sizeof s); s.redirtbl[0].fields.${name} = ${2 ** width - 1}u;`);
-    lines.push(`  P("redir ${name}", s.redirtbl[0].bits);`);
+    extra.push(`  memset(&s, 0, sizeof s); s.redirtbl[0].fields.${name} = ${2 ** width - 1}u;`);
+    extra.push(`  P("redir ${name}", s.redirtbl[0].bits);`);
   }
-  lines.push('  return 0;', '}', '');
-  return lines.join('\n');
-}
-
-function headerValues(list: readonly Check[]): Map<string, string> {
-  const exe = compileC(program(list), { name: 'kvm-abi' });
-  const out = new Map<string, string>();
-  for (const line of runC(exe).trim().split('\n')) {
-    const at = line.lastIndexOf(' ');
-    out.set(line.slice(0, at), line.slice(at + 1));
-  }
-  return out;
+  return headerValues({
+    name: 'kvm-abi',
+    preamble: ['#include <string.h>', '#include <linux/kvm.h>'],
+    checks: list,
+    extra,
+  });
 }
 
 testIf(
@@ -100,14 +53,7 @@ testIf(
   'abi: every ioctl number, constant, struct size, alignment and field offset matches <linux/kvm.h>',
   () => {
     const list = checks();
-    const values = headerValues(list);
-    const wrong: string[] = [];
-    for (const c of list) {
-      const got = values.get(c.key);
-      if (got === undefined) wrong.push(`${c.key}: not printed`);
-      else if (got === 'MISSING') wrong.push(`${c.key}: not defined by the header`);
-      else if (BigInt(got) !== c.expected) wrong.push(`${c.key}: tsvmm ${c.expected}, header ${got}`);
-    }
+    const wrong = abiMismatches(list, kvmHeaderValues(list));
     assert.equal(wrong, [], `mismatches:\n${wrong.join('\n')}`);
     // A sanity floor so a broken generator cannot pass by checking nothing.
     assert.ok(list.length > 400, `only ${list.length} checks generated`);
@@ -115,7 +61,7 @@ testIf(
 );
 
 testIf(test, noHeader, 'abi: the IOAPIC redirection-entry bitfields sit where IOAPIC_REDIR_FIELDS says', () => {
-  const values = headerValues(checks());
+  const values = kvmHeaderValues(checks());
   for (const [name, [lo, width]] of Object.entries(IOAPIC_REDIR_FIELDS)) {
     const expected = ((1n << BigInt(width)) - 1n) << BigInt(lo);
     assert.is(BigInt(values.get(`redir ${name}`) ?? -1), expected, name);

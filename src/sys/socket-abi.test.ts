@@ -6,7 +6,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { existsSync } from 'node:fs';
-import { compileC, runC } from '../../test/support/cc.js';
+import { abiMismatches, headerValues, layoutChecks, type AbiCheck } from '../../test/support/abi-check.js';
 import { testIf } from '../../test/support/skip.js';
 import * as socket from './socket.js';
 import { SOCKET_LAYOUTS, cmsgLen, cmsgSpace, cmsgAlign, CMSG_DATA_OFFSET, SCM_MAX_FD } from './socket.js';
@@ -26,30 +26,14 @@ const derived: Record<string, string> = {
   SCM_MAX_FD: String(SCM_MAX_FD),
 };
 
-interface Check {
-  key: string;
-  expected: bigint;
-  c: string;
-  guard?: string;
-}
-
-function checks(): Check[] {
-  const list: Check[] = [];
+function checks(): AbiCheck[] {
+  const list: AbiCheck[] = [];
   for (const [name, value] of Object.entries(socket)) {
     if (!/^[A-Z][A-Z0-9_]+$/.test(name) || typeof value !== 'number') continue;
     const c = derived[name] ?? name;
     list.push({ key: `const ${name}`, expected: BigInt(value), c, guard: name in derived ? undefined : name });
   }
-  for (const layout of Object.values(SOCKET_LAYOUTS)) {
-    const t = `struct ${layout.name}`;
-    list.push({ key: `sizeof ${layout.name}`, expected: BigInt(layout.size), c: `sizeof(${t})` });
-    list.push({ key: `alignof ${layout.name}`, expected: BigInt(layout.align), c: `_Alignof(${t})` });
-    for (const [path, f] of Object.entries(layout.fields)) {
-      const member = `((${t} *)0)->${path}`;
-      list.push({ key: `offsetof ${layout.name}.${path}`, expected: BigInt(f.offset), c: `offsetof(${t}, ${path})` });
-      list.push({ key: `sizeof ${layout.name}.${path}`, expected: BigInt(f.size), c: `sizeof(${member})` });
-    }
-  }
+  list.push(...layoutChecks(Object.values(SOCKET_LAYOUTS)));
   for (let n = 1; n <= SCM_MAX_FD; n++) {
     const bytes = 4 * n;
     list.push({ key: `CMSG_LEN ${n} fds`, expected: BigInt(cmsgLen(bytes)), c: `CMSG_LEN(${bytes})` });
@@ -61,45 +45,32 @@ function checks(): Check[] {
   return list;
 }
 
-function program(list: readonly Check[]): string {
-  const lines = [
-    '#define _GNU_SOURCE',
-    '#include <stddef.h>',
-    '#include <stdio.h>',
-    '#include <string.h>',
-    '#include <limits.h>',
-    '#include <sys/socket.h>',
-    '#include <sys/un.h>',
-    '#include <sys/uio.h>',
-    '#include <poll.h>',
-    '',
-    '#define P(key, value) printf("%s %llu\\n", key, (unsigned long long)(value))',
-    `static union { struct cmsghdr c; unsigned char bytes[2 * CMSG_SPACE(4 * ${SCM_MAX_FD})]; } probe;`,
-    '/* Lays out a control buffer holding a message of `len` data bytes followed by another, as a sender would. */',
-    'static struct msghdr with(size_t len) {',
-    '  struct msghdr m; memset(&m, 0, sizeof m); memset(&probe, 0, sizeof probe);',
-    '  m.msg_control = probe.bytes; m.msg_controllen = sizeof probe.bytes;',
-    '  struct cmsghdr *c = CMSG_FIRSTHDR(&m); c->cmsg_len = CMSG_LEN(len);',
-    '  c->cmsg_level = SOL_SOCKET; c->cmsg_type = SCM_RIGHTS; return m;',
-    '}',
-    'static size_t next_offset(size_t len) {',
-    '  struct msghdr m = with(len); struct cmsghdr *c = CMSG_FIRSTHDR(&m);',
-    '  struct cmsghdr *n = CMSG_NXTHDR(&m, c); return n ? (size_t)((unsigned char *)n - probe.bytes) : 0;',
-    '}',
-    'static size_t data_offset(size_t len) {',
-    '  struct msghdr m = with(len); struct cmsghdr *c = CMSG_FIRSTHDR(&m);',
-    '  return (size_t)(CMSG_DATA(c) - (unsigned char *)c);',
-    '}',
-    'int main(void) {',
-  ];
-  for (const c of list) {
-    if (c.guard) lines.push(`#ifdef ${c.guard}`);
-    lines.push(`  P(${JSON.stringify(c.key)}, ${c.c});`);
-    if (c.guard) lines.push('#else', `  printf("%s MISSING\\n", ${JSON.stringify(c.key)});`, '#endif');
-  }
-  lines.push('  return 0;', '}', '');
-  return lines.join('\n');
-}
+/** Feature macros, headers, and helpers that lay out a control buffer as a sender would. */
+const PREAMBLE = [
+  '#define _GNU_SOURCE',
+  '#include <string.h>',
+  '#include <limits.h>',
+  '#include <sys/socket.h>',
+  '#include <sys/un.h>',
+  '#include <sys/uio.h>',
+  '#include <poll.h>',
+  `static union { struct cmsghdr c; unsigned char bytes[2 * CMSG_SPACE(4 * ${SCM_MAX_FD})]; } probe;`,
+  '/* Lays out a control buffer holding a message of `len` data bytes followed by another, as a sender would. */',
+  'static struct msghdr with(size_t len) {',
+  '  struct msghdr m; memset(&m, 0, sizeof m); memset(&probe, 0, sizeof probe);',
+  '  m.msg_control = probe.bytes; m.msg_controllen = sizeof probe.bytes;',
+  '  struct cmsghdr *c = CMSG_FIRSTHDR(&m); c->cmsg_len = CMSG_LEN(len);',
+  '  c->cmsg_level = SOL_SOCKET; c->cmsg_type = SCM_RIGHTS; return m;',
+  '}',
+  'static size_t next_offset(size_t len) {',
+  '  struct msghdr m = with(len); struct cmsghdr *c = CMSG_FIRSTHDR(&m);',
+  '  struct cmsghdr *n = CMSG_NXTHDR(&m, c); return n ? (size_t)((unsigned char *)n - probe.bytes) : 0;',
+  '}',
+  'static size_t data_offset(size_t len) {',
+  '  struct msghdr m = with(len); struct cmsghdr *c = CMSG_FIRSTHDR(&m);',
+  '  return (size_t)(CMSG_DATA(c) - (unsigned char *)c);',
+  '}',
+];
 
 testIf(
   test,
@@ -107,19 +78,7 @@ testIf(
   'socket abi: every constant, struct size, alignment, field offset and CMSG_* value matches the system headers',
   () => {
     const list = checks();
-    const exe = compileC(program(list), { name: 'socket-abi' });
-    const values = new Map<string, string>();
-    for (const line of runC(exe).trim().split('\n')) {
-      const at = line.lastIndexOf(' ');
-      values.set(line.slice(0, at), line.slice(at + 1));
-    }
-    const wrong: string[] = [];
-    for (const c of list) {
-      const got = values.get(c.key);
-      if (got === undefined) wrong.push(`${c.key}: not printed`);
-      else if (got === 'MISSING') wrong.push(`${c.key}: not defined by the headers`);
-      else if (BigInt(got) !== c.expected) wrong.push(`${c.key}: tsvmm ${c.expected}, header ${got}`);
-    }
+    const wrong = abiMismatches(list, headerValues({ name: 'socket-abi', preamble: PREAMBLE, checks: list }));
     assert.equal(wrong, [], `mismatches:\n${wrong.join('\n')}`);
   },
 );

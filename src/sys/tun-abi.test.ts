@@ -4,7 +4,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { existsSync } from 'node:fs';
-import { compileC, runC } from '../../test/support/cc.js';
+import { abiMismatches, headerValues, type AbiCheck } from '../../test/support/abi-check.js';
 import { testIf } from '../../test/support/skip.js';
 import * as tun from './tun.js';
 
@@ -19,12 +19,12 @@ const derived: Record<string, string> = {
   VIRTIO_NET_HDR_V1_SIZE: 'sizeof(struct virtio_net_hdr_v1)',
 };
 
-function checks(): { key: string; expected: number; c: string; guard?: string }[] {
+function checks(): AbiCheck[] {
   return Object.entries(tun)
     .filter(([name, value]) => /^[A-Z][A-Z0-9_]+$/.test(name) && typeof value === 'number')
     .map(([name, value]) => ({
       key: name,
-      expected: value as number,
+      expected: BigInt(value as number),
       c: derived[name] ?? name,
       guard: name in derived ? undefined : name,
     }));
@@ -36,31 +36,13 @@ testIf(
   'tun abi: every ioctl number, IFF_/TUN_F_ flag and the ifreq layout match the system headers',
   () => {
     const list = checks();
-    const lines = [
-      '#include <stdio.h>',
-      '#include <stddef.h>',
+    const preamble = [
       '#include <sys/ioctl.h>',
       '#include <net/if.h>',
       '#include <linux/if_tun.h>',
       '#include <linux/virtio_net.h>',
-      'int main(void) {',
     ];
-    for (const c of list) {
-      if (c.guard) lines.push(`#ifdef ${c.guard}`);
-      lines.push(`  printf("%s %llu\\n", "${c.key}", (unsigned long long)(${c.c}));`);
-      if (c.guard) lines.push('#else', `  printf("%s MISSING\\n", "${c.key}");`, '#endif');
-    }
-    lines.push('  return 0;', '}', '');
-    const out = runC(compileC(lines.join('\n'), { name: 'tun-abi' }));
-    const values = new Map(
-      out
-        .trim()
-        .split('\n')
-        .map((l) => l.split(' ') as [string, string]),
-    );
-    const wrong = list
-      .filter((c) => values.get(c.key) !== String(c.expected))
-      .map((c) => `${c.key}: tsvmm ${c.expected}, header ${values.get(c.key)}`);
+    const wrong = abiMismatches(list, headerValues({ name: 'tun-abi', preamble, checks: list }));
     assert.equal(wrong, [], wrong.join('\n'));
     assert.ok(list.length >= 16, 'the check covers the constants');
   },

@@ -5,7 +5,7 @@
 import { existsSync } from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { compileC, runC } from '../../test/support/cc.js';
+import { abiMismatches, headerValues, layoutChecks, type AbiCheck } from '../../test/support/abi-check.js';
 import { testIf } from '../../test/support/skip.js';
 import * as ioctls from './ioctls.js';
 import { IOCTLS, VFIO_ENUMERATORS } from './ioctls.js';
@@ -14,16 +14,8 @@ import { LAYOUTS } from './structs.js';
 const header = '/usr/include/linux/vfio.h';
 const noHeader = existsSync(header) ? null : `${header} is not installed (linux-libc-dev)`;
 
-interface Check {
-  key: string;
-  expected: bigint;
-  c: string;
-  /** A macro to test with #ifdef; C enumerators have none. */
-  guard?: string;
-}
-
-function checks(): Check[] {
-  const list: Check[] = [];
+function checks(): AbiCheck[] {
+  const list: AbiCheck[] = [];
   const enumerators = new Set(VFIO_ENUMERATORS);
   for (const [name, value] of Object.entries(ioctls)) {
     if (!name.startsWith('VFIO_') || typeof value !== 'number') continue;
@@ -34,43 +26,7 @@ function checks(): Check[] {
       guard: enumerators.has(name) ? undefined : name,
     });
   }
-  for (const layout of Object.values(LAYOUTS)) {
-    const t = `struct ${layout.name}`;
-    list.push({ key: `sizeof ${layout.name}`, expected: BigInt(layout.size), c: `sizeof(${t})` });
-    list.push({ key: `alignof ${layout.name}`, expected: BigInt(layout.align), c: `_Alignof(${t})` });
-    for (const [path, f] of Object.entries(layout.fields)) {
-      list.push({ key: `offsetof ${layout.name}.${path}`, expected: BigInt(f.offset), c: `offsetof(${t}, ${path})` });
-      const member = `((${t} *)0)->${path}`;
-      if (f.length !== 0)
-        list.push({ key: `sizeof ${layout.name}.${path}`, expected: BigInt(f.size), c: `sizeof(${member})` });
-      if (f.elementSize !== undefined)
-        list.push({
-          key: `sizeof ${layout.name}.${path}[0]`,
-          expected: BigInt(f.elementSize),
-          c: `sizeof(${member}[0])`,
-        });
-    }
-  }
-  return list;
-}
-
-function program(list: readonly Check[]): string {
-  const lines = [
-    '#include <stddef.h>',
-    '#include <stdio.h>',
-    '#include <linux/vfio.h>',
-    '',
-    '#define P(key, value) printf("%s %llu\\n", key, (unsigned long long)(value))',
-    '',
-    'int main(void) {',
-  ];
-  for (const c of list) {
-    if (c.guard) lines.push(`#ifdef ${c.guard}`);
-    lines.push(`  P(${JSON.stringify(c.key)}, ${c.c});`);
-    if (c.guard) lines.push('#else', `  printf("%s MISSING\\n", ${JSON.stringify(c.key)});`, '#endif');
-  }
-  lines.push('  return 0;', '}', '');
-  return lines.join('\n');
+  return [...list, ...layoutChecks(Object.values(LAYOUTS))];
 }
 
 testIf(
@@ -79,19 +35,10 @@ testIf(
   'abi: every VFIO ioctl number, constant, struct size, alignment and field offset matches <linux/vfio.h>',
   () => {
     const list = checks();
-    const exe = compileC(program(list), { name: 'vfio-abi' });
-    const values = new Map<string, string>();
-    for (const line of runC(exe).trim().split('\n')) {
-      const at = line.lastIndexOf(' ');
-      values.set(line.slice(0, at), line.slice(at + 1));
-    }
-    const wrong: string[] = [];
-    for (const c of list) {
-      const got = values.get(c.key);
-      if (got === undefined) wrong.push(`${c.key}: not printed`);
-      else if (got === 'MISSING') wrong.push(`${c.key}: not defined by the header`);
-      else if (BigInt(got) !== c.expected) wrong.push(`${c.key}: tsvmm ${c.expected}, header ${got}`);
-    }
+    const wrong = abiMismatches(
+      list,
+      headerValues({ name: 'vfio-abi', preamble: ['#include <linux/vfio.h>'], checks: list }),
+    );
     assert.equal(wrong, [], `mismatches:\n${wrong.join('\n')}`);
     // A floor so a broken generator cannot pass by checking nothing.
     assert.ok(list.length > 150, `only ${list.length} checks generated`);
