@@ -193,7 +193,10 @@ export async function runInRig(options: RigOptions): Promise<RigResult> {
     writeRigInitramfs(initrd, kernel.modulesDir);
     mkdirSync(shareDir, { recursive: true, mode: 0o700 });
     rmSync(join(shareDir, 'status'), { force: true });
-    writeFileSync(join(shareDir, 'env'), envScript(options.env ?? process.env, cwd));
+    // The file behind the nvme namespace is the host's, so a test inside can check what a guest wrote (through the
+    // read-only root; drop the page cache before reading it again).
+    const nvmeEnv = vfio.includes('nvme') ? `export TSVMM_RIG_NVME_IMAGE=${shellQuote(nvmeImage)}\n` : '';
+    writeFileSync(join(shareDir, 'env'), envScript(options.env ?? process.env, cwd) + nvmeEnv);
     writeFileSync(join(shareDir, 'cwd'), cwd);
     writeFileSync(join(shareDir, 'vfio-ids'), vfio.map((n) => VFIO_DEVICES[n].id).join('\n'));
     if (interactive) writeFileSync(join(shareDir, 'shell'), '');

@@ -1,0 +1,97 @@
+// The Linux guest on a passed-through NVMe controller (issue 11): Debian's generic kernel with only the nvme module
+// (and its dependencies) in an initramfs whose /init runs a scripted body (linux-guest.ts scenarioInit), booted
+// under tsvmm or under QEMU `-accel kvm -M pc` with `-device vfio-pci,host=BDF` and nothing else but the serial
+// console. Used by src/machine/linux-vfio-nvme.test.ts and bench/vfio.ts.
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, renameSync } from 'node:fs';
+import { join } from 'node:path';
+import { resolveKernelModules } from '../../src/images/kernel-modules.js';
+import { QEMU_BINARY } from '../../examples/guests/qemu-runner.js';
+import { repoRoot } from './cc.js';
+import {
+  type LinuxGuestKernel,
+  SCENARIO_PREFIX,
+  buildLinuxGuestInitramfs,
+  linuxGuestCmdline,
+  scenarioInit,
+} from './linux-guest.js';
+import { cliPath } from './tsvmm.js';
+import { type VmmRun, runVmm } from './vmm-run.js';
+
+export const NVME_MODULES = ['nvme'] as const;
+
+/** Seconds since boot with centisecond resolution (busybox's date has no %N): `t0=$(now)`. */
+export const NOW_FN = 'now() { cut -d" " -f1 /proc/uptime; }';
+
+/**
+ * An initramfs whose /init loads nvme and runs `body`, built once into build/linux-scenarios/ under a name that
+ * hashes its /init and the kernel release (natively: the rig's rerun finds it there).
+ */
+export function nvmeGuestImage(name: string, kernel: LinuxGuestKernel, body: readonly string[]): string {
+  const dir = join(repoRoot, 'build', 'linux-scenarios');
+  mkdirSync(dir, { recursive: true });
+  const modules = resolveKernelModules(kernel.modulesDir, NVME_MODULES).modules.map((m) => m.path);
+  const hash = createHash('sha256')
+    .update(`${kernel.release}\n${scenarioInit(body, modules)}`)
+    .digest('hex')
+    .slice(0, 16);
+  const path = join(dir, `${name}-${hash}.img`);
+  if (existsSync(path)) return path;
+  const tmp = `${path}.tmp-${process.pid}`;
+  buildLinuxGuestInitramfs(tmp, kernel, (m) => scenarioInit(body, m), { modules: NVME_MODULES });
+  renameSync(tmp, path);
+  return path;
+}
+
+export type Vmm = 'tsvmm' | 'qemu';
+
+/** The command line: the same machine in each VMM's spelling (QEMU's pc, which tsvmm's machine imitates). */
+export function nvmeGuestArgv(
+  vmm: Vmm,
+  o: { kernel: LinuxGuestKernel; initrd: string; bdf: string; timeoutS: number },
+) {
+  const common = [
+    '-m',
+    '512M',
+    '-smp',
+    '2',
+    '-kernel',
+    o.kernel.bzImage,
+    '-initrd',
+    o.initrd,
+    '-append',
+    linuxGuestCmdline(),
+    '-serial',
+    'stdio',
+    '-device',
+    `vfio-pci,host=${o.bdf}`,
+    '-no-reboot',
+  ];
+  return vmm === 'tsvmm'
+    ? [process.execPath, cliPath, 'run', ...common, '--timeout', String(o.timeoutS)]
+    : [QEMU_BINARY, '-accel', 'kvm', '-M', 'pc', '-cpu', 'host', '-nodefaults', '-display', 'none', ...common];
+}
+
+export interface NvmeGuestRun extends VmmRun {
+  /** The guest's `scenario:` lines, prefix removed. */
+  lines: string[];
+}
+
+/** Boots the guest once under `vmm` and waits for its end (QEMU gets `timeoutS` as a kill timer). */
+export async function runNvmeGuest(
+  vmm: Vmm,
+  o: { kernel: LinuxGuestKernel; initrd: string; bdf: string; timeoutS: number },
+): Promise<NvmeGuestRun> {
+  const r = await runVmm(nvmeGuestArgv(vmm, o), { timeoutMs: (o.timeoutS + 60) * 1000 });
+  const lines = r.serial
+    .replace(/\r/g, '')
+    .split('\n')
+    .filter((l) => l.startsWith(SCENARIO_PREFIX))
+    .map((l) => l.slice(SCENARIO_PREFIX.length + 1));
+  return { ...r, lines };
+}
+
+/** Status, argv, stderr and the serial output, for an assertion's message. */
+export function nvmeGuestReport(vmm: Vmm, r: VmmRun): string {
+  return `\n${vmm}: status ${r.status}${r.signal ? ` (${r.signal})` : ''}${r.timedOut ? ', timed out' : ''}, ${r.ms} ms\n$ ${r.argv.join(' ')}\nstderr:\n${r.stderr}\nserial:\n${r.serial}`;
+}
