@@ -86,6 +86,11 @@ export function vfioDeviceLockDir(bdf: string): string {
   return join(tmpdir(), `tsvmm-vfio-${bdf}.lock`);
 }
 
+/** The lock of tests that rebind the rig's own functions (ICH9's shared IOMMU group) to make a group unviable. */
+export function vfioRebindLockDir(): string {
+  return join(tmpdir(), 'tsvmm-vfio-rebind.lock');
+}
+
 /**
  * Runs `fn` with `name`'s device (as requireVfioDevice) while holding its lock, so tests running side by side (the
  * rig runs two files at a time) never pass the same device to two VMMs at once. Waits up to `waitMs` for the lock.
