@@ -1,6 +1,6 @@
 // `npm run bench`: every benchmark in sequence, each in its own process (so one bench's JIT, heap and koffi state
 // cannot colour the next one's numbers). Each prints its tables and writes build/bench/<name>.json.
-//   node dist/bench/run.js [name…]      names: exits, startup, cpr-pause, cpr-parts, blk, boot, linux-io, linux-cpr
+//   node dist/bench/run.js [name…]      names: exits, startup, cpr-pause, cpr-parts, blk, boot, linux-io, linux-cpr, vfio
 //                                       (default: all)
 // On a host without a usable /dev/kvm the whole run goes into the rig (test/rig/), one boot for all benches; its
 // lines come out marked `[rig]`, and each bench says there that only its side-by-side ratios are figures to read.
@@ -13,7 +13,7 @@ import { RigSetupError } from '../test/rig/debian.js';
 import { hostKvmUnusable } from '../test/rig/host-kvm.js';
 import { benchOutputDir } from './lib/output.js';
 
-const BENCHES = ['exits', 'startup', 'cpr-pause', 'cpr-parts', 'blk', 'boot', 'linux-io', 'linux-cpr'] as const;
+const BENCHES = ['exits', 'startup', 'cpr-pause', 'cpr-parts', 'blk', 'boot', 'linux-io', 'linux-cpr', 'vfio'] as const;
 
 const wanted = process.argv.slice(2);
 for (const name of wanted) {

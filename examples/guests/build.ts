@@ -33,7 +33,8 @@ export type GuestName =
   | 'virtio-intx'
   | 's3-rtc'
   | 'realmode-long'
-  | 'edu';
+  | 'edu'
+  | 'mmio-bench';
 
 export interface BuiltGuest {
   name: GuestName;
@@ -102,6 +103,7 @@ export const GUESTS: Readonly<Record<GuestName, GuestSpec>> = {
     sources: ['edu.c', 'lib/pci.c', 'lib/irq-wait.c', 'lib/irq-wait.S'],
     headers: ['lib/pci.h', 'lib/irq-wait.h'],
   },
+  'mmio-bench': { kind: 'multiboot', sources: ['mmio-bench.c', 'lib/pci.c'], headers: ['lib/pci.h'] },
   'realmode-hello': { kind: 'flat', source: 'realmode-hello.S', arch: 'i386', loadAddress: 0x7c00, mode: 'real' },
   'longmode-hello': { kind: 'flat', source: 'longmode-hello.S', arch: 'x86_64', loadAddress: 0x200000, mode: 'long' },
   outloop: { kind: 'flat', source: 'outloop.S', arch: 'i386', loadAddress: 0x7c00, mode: 'real' },
