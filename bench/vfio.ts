@@ -139,7 +139,7 @@ export async function benchVfio(): Promise<void> {
   const cycles = (v: Vmm, pick: 'mapped' | 'trapped') => med(mmio.get(v)!.map((s) => s[pick]));
   const mmioRows: Cell[][] = (['mapped', 'trapped'] as const).map((pick) => [
     pick === 'mapped' ? 'BAR0 NVMe CAP (mapped: no exit)' : 'BAR0 MSI-X table (trapped: VMM emulates)',
-    ...vmms.flatMap((v) => [cycles(v, pick), ns(v, pick) === null ? null : round(ns(v, pick)!, 1)]),
+    ...vmms.flatMap((v) => [cycles(v, pick), ns(v, pick) === null ? null : round(ns(v, pick)!)]),
     ...(vmms.includes('qemu') ? [ratio(ns('tsvmm', pick), ns('qemu', pick))] : []),
   ]);
   mmioRows.push([
@@ -153,12 +153,12 @@ export async function benchVfio(): Promise<void> {
   };
   const ddRows: Cell[][] = (['write', 'read'] as const).map((dir) => [
     `dd ${dir}, 1 MiB O_DIRECT${dir === 'write' ? ' + fsync' : ''}`,
-    ...vmms.map((v) => (mibps(v, dir) === null ? null : round(mibps(v, dir)!, 1))),
+    ...vmms.map((v) => (mibps(v, dir) === null ? null : round(mibps(v, dir)!))),
     ...(vmms.includes('qemu') ? [ratio(mibps('tsvmm', dir), mibps('qemu', dir))] : []),
   ]);
   const text = [
     formatTable(
-      `vfio MMIO: examples/guests/mmio-bench.c on QEMU's NVMe passed through, ${READS} reads per case (rdtsc; ns from the TSC rate against the PIT), median of ${RUNS} runs per VMM (QEMU ${qemuVersion ?? 'not run'}, -accel kvm -M pc)\n< 1 in the ratio column: tsvmm's read is quicker`,
+      `vfio MMIO: examples/guests/mmio-bench.c on QEMU's NVMe passed through, ${READS} reads per case (rdtsc; ns from the TSC rate against the PIT), median of ${RUNS} runs per VMM (${qemuVersion ?? 'QEMU not run'}, -accel kvm -M pc)\n< 1 in the ratio column: tsvmm's read is quicker`,
       [
         'read of',
         ...vmms.flatMap((v) => [`${v} cycles`, `${v} ns`]),
