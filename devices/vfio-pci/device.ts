@@ -34,6 +34,7 @@ import {
   type VfioBarSlots,
   type VfioDeviceOps,
   type VfioPciSpec,
+  vfioAdoption,
 } from './host.js';
 import { IRQ_INTX, IRQ_MSI, IRQ_MSIX, IRQ_NONE, VFIO_PCI_MAX_VECTORS, type VfioPciRecord } from './state.js';
 
@@ -354,6 +355,8 @@ export class VfioPciFunction implements PciFunction {
   // ---- config space side effects ------------------------------------------------------------------------------
 
   private pushCommand(): void {
+    // Adopted and not restored yet: the device serves the guest in the old process as that one set it.
+    if (vfioAdoption.phase === 'inherited') return;
     const value = this.config.command & PASSED_COMMAND_BITS;
     try {
       this.options.ops.write(VFIO_PCI_CONFIG_REGION_INDEX, R.PCI_COMMAND, Uint8Array.of(value & 0xff, value >>> 8));
@@ -424,10 +427,13 @@ export class VfioPciFunction implements PciFunction {
       if (this.state.windowGpa[k] !== 0n) this.options.slots.unmap(k);
       this.state.windowGpa[k] = 0n;
     }
-    this.disable(this.state.irqMode);
+    // Adopted from an old process (CPR): the device runs on as it is; only the virtual state starts over, until the
+    // old process's state is restored.
+    const adopted = vfioAdoption.phase !== 'none';
+    if (!adopted) this.disable(this.state.irqMode);
     this.state.irqMode = IRQ_NONE;
     this.state.irqVectors = 0;
-    if (this.spec.canReset) {
+    if (this.spec.canReset && !adopted) {
       try {
         this.options.ops.reset();
       } catch (e) {
@@ -449,6 +455,16 @@ export class VfioPciFunction implements PciFunction {
    */
   restored(): void {
     for (let k = 0; k < this.spec.windows.length; k++) this.state.windowGpa[k] = 0n;
+    if (vfioAdoption.phase === 'inherited') {
+      // A warm-up or power-on restore in a process that adopted a running device: VFIO is not touched.
+      this.slot.configChanged();
+      return;
+    }
+    if (vfioAdoption.phase === 'rewire') {
+      this.rewire();
+      this.slot.configChanged();
+      return;
+    }
     for (const mode of [IRQ_INTX, IRQ_MSI, IRQ_MSIX]) {
       if (mode === this.state.irqMode) this.disable(mode);
     }
@@ -456,6 +472,40 @@ export class VfioPciFunction implements PciFunction {
     this.state.irqVectors = 0;
     this.updateInterrupts();
     this.slot.configChanged();
+  }
+
+  /**
+   * CPR: the device, adopted from the old process, still delivers what the record says (irqMode, irqVectors,
+   * vectorLive) but to the old process's eventfds. VFIO_DEVICE_SET_IRQS on the enabled index swaps each vector's
+   * eventfd without disabling it (vfio_msi_set_block), so the device never sees its interrupts switched off. A vector
+   * the device raised during the pause went to the old VM: each unmasked vector is delivered once (a spurious
+   * interrupt is harmless to a driver, a lost one stalls it).
+   */
+  private rewire(): void {
+    const mode = this.state.irqMode;
+    if (mode === IRQ_INTX) {
+      const intx = this.spec.intx!;
+      this.setIrqs(VFIO_PCI_INTX_IRQ_INDEX, 0, [intx.trigger]);
+      try {
+        this.options.ops.setIntxResample(intx.resample);
+      } catch (e) {
+        this.options.log?.(`${this.name}: INTx unmask eventfd: ${(e as Error).message}`);
+      }
+      return;
+    }
+    if (mode !== IRQ_MSI && mode !== IRQ_MSIX) return;
+    const count = this.state.irqVectors;
+    const fds: number[] = [];
+    for (let v = 0; v < count; v++) {
+      const live = this.isLive(v);
+      fds.push(live ? this.spec.vectorFds[v] : this.spec.pendingFds[v]);
+      if (live) {
+        const { address, data } = this.message(v);
+        this.options.msi?.route(v, address, data);
+      }
+    }
+    if (count > 0) this.setIrqs(IRQ_INDEX[mode], 0, fds);
+    for (let v = 0; v < count; v++) if (this.isLive(v)) this.options.msi?.fire(v);
   }
 
   /** I/O thread: the pending eventfds of masked vectors. */

@@ -93,3 +93,11 @@ export interface VfioPciSpec {
   /** Whether VFIO_DEVICE_RESET works on it. */
   readonly canReset: boolean;
 }
+
+/**
+ * CPR with VFIO, process-wide (src/machine/vfio-cpr.ts sets it): 'inherited' while the functions were adopted from
+ * an old process (cpr-transfer, cpr-exec) and its state is not restored yet — the device runs on, so reset and
+ * restore leave VFIO alone; 'rewire' during that restore — interrupts are moved onto this process's eventfds without
+ * being disabled; 'none' otherwise.
+ */
+export const vfioAdoption: { phase: 'none' | 'inherited' | 'rewire' } = { phase: 'none' };

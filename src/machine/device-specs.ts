@@ -22,6 +22,7 @@ import { buildFwCfg } from './fw-cfg-content.js';
 import { defaultPciHostConfig, ecamRange } from './pci-plan.js';
 import { planVirtioDevices, type VirtioPlan } from './virtio-plan.js';
 import { planVfioDevices } from './vfio-plan.js';
+import { takeInheritedFd } from '../sys/exec-fds.js';
 import { hostVfioApi } from './vfio-api.js';
 import { vmRoutingOps } from '../runtime/msi-router.js';
 import type { MachineConfig } from './config.js';
@@ -116,6 +117,7 @@ export async function deviceSpecs(config: MachineConfig, host: DeviceSpecsHost):
         virtioCount: config.virtio.length,
         irqfd: (f) => vmRoutingOps(host.vmFd).irqfd(f),
         teardown,
+        inherited: takeInheritedFd,
         log: host.log,
       });
     },

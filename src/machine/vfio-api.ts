@@ -1,7 +1,8 @@
 // The VFIO objects the plan opens (vfio/: one container per machine, a group per IOMMU group, the devices), behind
 // the plan's VfioApi: region indices instead of region objects, so the plan reads as the steps it takes.
 import { VfioContainer } from '../../vfio/container.js';
-import type { VfioDevice, VfioRegion } from '../../vfio/device.js';
+import { VfioDevice, type VfioRegion } from '../../vfio/device.js';
+import { VFIO_UPDATE_VADDR } from '../../vfio/bindings/ioctls.js';
 import { VfioGroup } from '../../vfio/group.js';
 import type { VfioApi, VfioPlanContainer, VfioPlanDevice, VfioPlanGroup } from './vfio-plan.js';
 
@@ -38,6 +39,18 @@ class PlanDevice implements VfioPlanDevice {
 
 class PlanContainer implements VfioPlanContainer {
   constructor(readonly container: VfioContainer) {}
+  get fd(): number {
+    return this.container.fd;
+  }
+  invalidateVaddr(iova: bigint, size: bigint): void {
+    this.container.invalidateVaddr(iova, size);
+  }
+  updateVaddr(iova: bigint, size: bigint, vaddr: bigint): void {
+    this.container.updateVaddr(iova, size, vaddr);
+  }
+  canUpdateVaddr(): boolean {
+    return this.container.checkExtension(VFIO_UPDATE_VADDR);
+  }
   setIommu(): void {
     this.container.setIommu();
   }
@@ -54,6 +67,9 @@ class PlanContainer implements VfioPlanContainer {
 
 class PlanGroup implements VfioPlanGroup {
   constructor(private readonly group: VfioGroup) {}
+  get fd(): number {
+    return this.group.fd;
+  }
   setContainer(container: VfioPlanContainer): void {
     this.group.setContainer((container as PlanContainer).container);
   }
@@ -69,5 +85,8 @@ export function hostVfioApi(): VfioApi {
   return {
     openContainer: () => new PlanContainer(VfioContainer.open()),
     openGroup: (n) => new PlanGroup(VfioGroup.open(n)),
+    adoptContainer: (fd) => new PlanContainer(VfioContainer.adopt(fd)),
+    adoptGroup: (fd, n) => new PlanGroup(VfioGroup.adopt(fd, n)),
+    adoptDevice: (fd, bdf) => new PlanDevice(VfioDevice.adopt(fd, bdf)),
   };
 }

@@ -28,6 +28,9 @@ import type { VfioDeviceConfig } from './config.js';
 import { allocateBars, type BarRequest, VIRTIO_PCI_BAR_REQUESTS } from './pci-plan.js';
 import { checkVfioHost, type HostRoots } from './vfio-host.js';
 import { DeviceSetupError, FIRST_VIRTIO_SLOT } from './virtio-plan.js';
+import { forgetAcrossExec, keepAcrossExec, type NamedFd } from '../sys/exec-fds.js';
+import { vfioAdoption } from '../../devices/vfio-pci/host.js';
+import { setVfioHandover, VfioHandover, VFIO_CONTAINER_FD, vfioDeviceFd, vfioGroupFd } from './vfio-cpr.js';
 
 /** KVM memory slots of BAR windows start here (guest RAM takes the first few). */
 export const FIRST_VFIO_MEMSLOT = 32;
@@ -55,14 +58,22 @@ export interface VfioPlanGroup {
   close(): void;
 }
 export interface VfioPlanContainer {
+  readonly fd?: number;
   setIommu(): void;
   mapDma(m: { iova: bigint; size: bigint; vaddr: bigint; read?: boolean; write?: boolean }): void;
   unmapDma(iova: bigint, size: bigint): bigint;
+  invalidateVaddr?(iova: bigint, size: bigint): void;
+  updateVaddr?(iova: bigint, size: bigint, vaddr: bigint): void;
+  canUpdateVaddr?(): boolean;
   close(): void;
 }
 export interface VfioApi {
   openContainer(): VfioPlanContainer;
   openGroup(group: number): VfioPlanGroup;
+  /** CPR: fds an old process handed over (cpr-transfer) or kept across its exec (cpr-exec), taken over as they are. */
+  adoptContainer?(fd: number): VfioPlanContainer;
+  adoptGroup?(fd: number, group: number): VfioPlanGroup & { readonly fd: number };
+  adoptDevice?(fd: number, bdf: string): VfioPlanDevice;
 }
 
 export interface VfioPlanContext {
@@ -76,6 +87,8 @@ export interface VfioPlanContext {
   readonly virtioCount: number;
   /** KVM_IRQFD on the VM fd. */
   irqfd(f: Irqfd): void;
+  /** CPR: the fd an old process handed over under `name` (src/sys/exec-fds.ts takeInheritedFd), or undefined. */
+  inherited?(name: string): number | undefined;
   /** Where releases go, run in reverse order when the machine ends or its build fails. */
   readonly teardown: { add(release: () => void): void };
   readonly roots?: HostRoots;
@@ -92,16 +105,54 @@ export function planVfioDevices(configs: readonly VfioDeviceConfig[], ctx: VfioP
   // Every host first: a wrong address or driver is reported before anything is opened.
   const hosts = configs.map((c) => checkVfioHost(c, ctx.roots));
 
-  const container = ctx.api.openContainer();
+  // CPR (src/machine/vfio-cpr.ts): an old process's container, groups and devices are adopted, not opened: the
+  // device keeps running, its IOMMU mappings stay (re-pointed at this process's RAM during the restore).
+  const inheritedContainer = ctx.inherited?.(VFIO_CONTAINER_FD);
+  const adopting = inheritedContainer !== undefined && ctx.api.adoptContainer !== undefined;
+  const container = adopting ? ctx.api.adoptContainer!(inheritedContainer) : ctx.api.openContainer();
   ctx.teardown.add(() => container.close());
+  const named: NamedFd[] = [];
+  if (container.fd !== undefined) named.push({ name: VFIO_CONTAINER_FD, fd: container.fd });
+  const ranges = ctx.ram.map((r) => ({ iova: BigInt(r.gpa), size: BigInt(r.size), vaddr: BigInt(r.hostAddress) }));
+  const handover = new VfioHandover(
+    {
+      invalidateVaddr: (iova, size) => container.invalidateVaddr?.(iova, size),
+      updateVaddr: (iova, size, vaddr) => container.updateVaddr?.(iova, size, vaddr),
+      canUpdateVaddr: () => container.canUpdateVaddr?.() ?? false,
+    },
+    ranges,
+    named,
+    adopting,
+  );
+  setVfioHandover(handover);
+  ctx.teardown.add(() => setVfioHandover(null));
+  if (adopting) {
+    vfioAdoption.phase = 'inherited';
+    for (const r of ranges)
+      ctx.teardown.add(() => {
+        if (handover.ownsDma) container.unmapDma(r.iova, r.size);
+      });
+  }
   const groups = new Map<number, VfioPlanGroup>();
   let memslot = FIRST_VFIO_MEMSLOT;
   const opened: { device: VfioPlanDevice; config: Uint8Array; requests: BarRequest[] }[] = [];
   for (const [i, host] of hosts.entries()) {
     const c = configs[i];
     let group = groups.get(host.group);
+    const inheritedGroup = adopting ? ctx.inherited?.(vfioGroupFd(host.group)) : undefined;
+    if (!group && adopting) {
+      if (inheritedGroup === undefined)
+        throw new DeviceSetupError(`${c.id}: the old process handed over no fd for IOMMU group ${host.group}`);
+      const g = ctx.api.adoptGroup!(inheritedGroup, host.group);
+      ctx.teardown.add(() => g.close());
+      named.push({ name: vfioGroupFd(host.group), fd: g.fd });
+      groups.set(host.group, g);
+      group = g;
+    }
     if (!group) {
       group = ctx.api.openGroup(host.group);
+      const fd = (group as { fd?: number }).fd;
+      if (fd !== undefined) named.push({ name: vfioGroupFd(host.group), fd });
       const g = group;
       ctx.teardown.add(() => g.close());
       g.setContainer(container);
@@ -116,12 +167,20 @@ export function planVfioDevices(configs: readonly VfioDeviceConfig[], ctx: VfioP
               `${c.id}: cannot map guest RAM for DMA (${errnoOf(e)}${errnoOf(e) === 'ENOMEM' ? ': raise the locked-memory limit, ulimit -l' : ''})`,
             );
           }
-          ctx.teardown.add(() => container.unmapDma(BigInt(r.gpa), BigInt(r.size)));
+          ctx.teardown.add(() => {
+            if (handover.ownsDma) container.unmapDma(BigInt(r.gpa), BigInt(r.size));
+          });
         }
       }
       groups.set(host.group, g);
     }
-    const device = group.openDevice(host.bdf);
+    let device: VfioPlanDevice;
+    if (adopting) {
+      const fd = ctx.inherited?.(vfioDeviceFd(host.bdf));
+      if (fd === undefined) throw new DeviceSetupError(`${c.id}: the old process handed over no fd for ${host.bdf}`);
+      device = ctx.api.adoptDevice!(fd, host.bdf);
+    } else device = group.openDevice(host.bdf);
+    named.push({ name: vfioDeviceFd(host.bdf), fd: device.fd });
     ctx.teardown.add(() => device.close());
     if (!device.info().isPci) throw new DeviceSetupError(`${c.id}: ${host.bdf} is not a PCI device to VFIO`);
     const config = new Uint8Array(256);
@@ -132,6 +191,12 @@ export function planVfioDevices(configs: readonly VfioDeviceConfig[], ctx: VfioP
       .map((b) => ({ index: b.index, kind: b.kind, size: Math.max(b.size, b.kind === 'io' ? 4 : 16) }));
     opened.push({ device, config, requests });
   }
+
+  // cpr-exec keeps these across the exec (cpr-transfer sends them: cpr/flows/transfer.ts).
+  for (const n of named) keepAcrossExec(n.name, n.fd);
+  ctx.teardown.add(() => {
+    for (const n of named) forgetAcrossExec(n.name);
+  });
 
   // BAR addresses: the same allocation as the virtio functions', continued (their requests first).
   const virtio = Array.from({ length: ctx.virtioCount }, () => VIRTIO_PCI_BAR_REQUESTS);
