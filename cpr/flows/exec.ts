@@ -28,7 +28,8 @@ import type { BackendRecord } from '../../src/memory/backend.js';
 import { close as closeFd, execve, memfdCreate, write, MFD_CLOEXEC } from '../../src/sys/libc.js';
 import { errnoName } from '../../src/sys/errno.js';
 import { fdsKeptAcrossExec, prepareFdsForExec, setInheritedFds, type NamedFd } from '../../src/sys/exec-fds.js';
-import { CprError, checkNoPassthrough, saveToFile, ramNotKeptMessage, type SaveReport } from './reboot.js';
+import { vfioHandover } from '../../src/machine/vfio-cpr.js';
+import { CprError, saveToFile, ramNotKeptMessage, type SaveReport } from './reboot.js';
 import { PhaseClock, nowUs, type PhaseMark } from './timings.js';
 import type { MigrationController } from './migration.js';
 
@@ -74,7 +75,11 @@ export function checkExecable(machine: Machine, migration: MigrationController):
   if (machine.runState === 'postmigrate') throw new CprError('the VM state was already handed over');
   if (migration.active) throw new CprError('a migration is already in progress');
   const parts = machine.parts();
-  checkNoPassthrough(parts);
+  try {
+    vfioHandover()?.check();
+  } catch (e) {
+    throw new CprError(`cpr-exec: ${(e as Error).message}`);
+  }
   if (!parts.ram.backend.transferable) throw new CprError(ramNotKeptMessage(parts));
   // The obvious exec failures are refused before the guest stops (execve would report them only after the save).
   try {
@@ -108,7 +113,7 @@ export async function execOut(
   migration.beginTransfer();
   let report: SaveReport;
   try {
-    report = await saveToFile(machine, path, 'kept', migration.scratch, { keepStopped: true });
+    report = await saveToFile(machine, path, 'kept', migration.scratch, { keepStopped: true, vfioKept: true });
   } catch (e) {
     // saveToFile put the guest back as it was.
     migration.recordTransfer([], false, (e as Error).message);
@@ -165,7 +170,19 @@ function execImage(machine: Machine, command: string[], marks: PhaseMark[], cloc
       .map(([k, v]) => `${k}=${v}`);
     env.push(`${CPR_EXEC_ENV}=${stateFd}`);
     const table = prepareFdsForExec([...fds.map((f) => f.fd), stateFd]);
+    // Passed-through functions: the IOMMU keeps their DMA mappings across the exec, this image's addresses go
+    // (the new image gives its own before it restores the devices).
+    const vfio = vfioHandover();
+    if (vfio) {
+      try {
+        clock.time('vfio-invalidate-vaddr', () => vfio.invalidate());
+      } catch (e) {
+        table.restore();
+        throw e;
+      }
+    }
     const errno = execve(command[0], command, env);
+    vfio?.revalidate();
     table.restore();
     clock.mark('exec-failed', execUs, nowUs());
     return `execve ${command[0]} failed: ${errnoName(errno)} (errno ${errno})`;

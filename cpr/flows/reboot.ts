@@ -4,6 +4,7 @@
 // process while looking shared — that is refused with the way out named.
 import { performance } from 'node:perf_hooks';
 import type { Machine, MachineParts } from '../../src/machine/machine.js';
+import { vfioHandover } from '../../src/machine/vfio-cpr.js';
 import { rmSync } from 'node:fs';
 import {
   writeCheckpoint,
@@ -156,10 +157,17 @@ export async function saveToFile(
   path: string,
   policy: RamPolicy,
   scratch = new SnapshotScratch(),
-  { keepStopped = false }: { keepStopped?: boolean } = {},
+  {
+    keepStopped = false,
+    vfioKept = false,
+  }: {
+    keepStopped?: boolean;
+    /** cpr-exec: passed-through functions stay open across the exec (cpr/flows/exec.ts), not in the file. */
+    vfioKept?: boolean;
+  } = {},
 ): Promise<SaveReport> {
   const parts = machine.parts();
-  checkNoPassthrough(parts);
+  if (!vfioKept) checkNoPassthrough(parts);
   const withRam = ramGoesInFile(parts, policy);
   if (machine.runState === 'postmigrate')
     throw new CprError('the VM state was already saved; it cannot be saved again from this process');
@@ -265,7 +273,14 @@ export function loadFromFile(
       }
     });
   }
-  prepared.commit(clock);
+  // cpr-exec: functions adopted from the old image get their DMA addresses and interrupts back during the restore.
+  const vfio = vfioHandover();
+  if (vfio) clock.time('vfio-update-vaddr', () => vfio.beginAdoption());
+  try {
+    prepared.commit(clock);
+  } finally {
+    vfio?.endAdoption();
+  }
   machine.markRestored();
   if (prepared.runState === 'running' && !stayPaused) clock.time('resume', () => machine.resume());
   else machine.setPausedState(prepared.runState === 'suspended' ? 'suspended' : 'paused');

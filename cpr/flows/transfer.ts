@@ -24,7 +24,9 @@ import {
   WARM_UP_ROUNDS,
 } from './snapshot.js';
 import { encodeSections, decodeSections } from '../file/sections-codec.js';
-import { CprError, checkNoPassthrough } from './reboot.js';
+import { CprError } from './reboot.js';
+import { vfioHandover } from '../../src/machine/vfio-cpr.js';
+import { setInheritedFds } from '../../src/sys/exec-fds.js';
 import { PhaseClock, nowUs, type PhaseMark } from './timings.js';
 import type { MigrationController } from './migration.js';
 
@@ -46,7 +48,11 @@ const STEP_TIMEOUT_MS = 60_000;
  */
 /** Throws a CprError when this machine cannot be handed over (checked before `migrate` returns). */
 export function checkTransferable(machine: Machine, migration: MigrationController): void {
-  checkNoPassthrough(machine.parts());
+  try {
+    vfioHandover()?.check();
+  } catch (e) {
+    throw new CprError(`cpr-transfer: ${(e as Error).message}`);
+  }
   const backend = machine.parts().ram.backend;
   if (backend.fd < 0 || !backend.record().share) {
     throw new CprError(
@@ -74,6 +80,9 @@ export async function transferOut(
   let channel: CprChannel | null = null;
   let stateSent = false;
   const wasRunning = machine.runState === 'running';
+  // Passed-through functions: their container, group and device fds go with the RAM; their DMA stays mapped.
+  const vfio = vfioHandover();
+  const vfioFds = vfio?.fds ?? [];
   try {
     channel = clock.time('connect', () => CprChannel.connect(channelPath));
     // The RAM and the configuration go first, while the guest runs: the new tsvmm maps the RAM and checks that its
@@ -83,8 +92,13 @@ export async function transferOut(
     clock.time('send-ram', () =>
       channel!.send({
         type: 'ram',
-        header: { protocol: PROTOCOL, record: backend.record(), taps: parts.taps.map((t) => t.ifname) },
-        fds: [backend.fd, ...parts.taps.map((t) => t.fd)],
+        header: {
+          protocol: PROTOCOL,
+          record: backend.record(),
+          taps: parts.taps.map((t) => t.ifname),
+          vfio: vfioFds.map((f) => f.name),
+        },
+        fds: [backend.fd, ...parts.taps.map((t) => t.fd), ...vfioFds.map((f) => f.fd)],
         payload: encodeSections([configSection(parts, scratch)]),
       }),
     );
@@ -100,6 +114,9 @@ export async function transferOut(
     await clock.timeAsync('stop-vcpus', () => machine.pause('finish-migrate', { sync: true, capture: true }));
     const sections = captureSections(parts, runState, scratch, clock);
     const payload = clock.time('encode', () => encodeSections(sections));
+    // Just before the hand-over: the IOMMU keeps every mapping (the device's DMA goes on), this process's addresses
+    // are forgotten; the new process gives them its own before it restores the devices.
+    if (vfio) clock.time('vfio-invalidate-vaddr', () => vfio.invalidate());
     clock.time('send-state', () => channel!.send({ type: 'state', header: { marks: clock.marks }, payload }));
     stateSent = true;
     const done = channel.receiveSync(STEP_TIMEOUT_MS);
@@ -108,6 +125,7 @@ export async function transferOut(
       throw new CprError(
         `the new tsvmm could not restore the guest: ${(done.header as { error?: string } | undefined)?.error ?? done.type}`,
       );
+    if (vfio) vfio.handedOver = true;
     machine.setPausedState('postmigrate');
     migration.recordTransfer([...clock.marks, ...newMarks], true);
   } catch (e) {
@@ -116,6 +134,11 @@ export async function transferOut(
     // the state was sent and the answer was lost, the guest may be running there: keep it stopped here.
     const state = machine.runState as string;
     if (state === 'finish-migrate' && (!stateSent || message.includes('could not restore'))) {
+      try {
+        vfio?.revalidate();
+      } catch (r) {
+        process.stderr.write(`tsvmm: cpr-transfer: DMA addresses not given back: ${(r as Error).message}\n`);
+      }
       machine.setPausedState('paused');
       if (wasRunning) machine.resume();
     }
@@ -152,20 +175,26 @@ export async function transferIn(
   const taps = new Map<string, number>();
   try {
     const first = await channel.receive(STEP_TIMEOUT_MS);
-    const header = first.header as { protocol?: number; record?: BackendRecord; taps?: unknown } | undefined;
-    const tapNames =
-      Array.isArray(header?.taps) && header.taps.every((t) => typeof t === 'string') ? (header.taps as string[]) : null;
+    const header = first.header as
+      | { protocol?: number; record?: BackendRecord; taps?: unknown; vfio?: unknown }
+      | undefined;
+    const names = (v: unknown) => (Array.isArray(v) && v.every((t) => typeof t === 'string') ? (v as string[]) : null);
+    const tapNames = names(header?.taps);
+    const vfioNames = header?.vfio === undefined ? [] : names(header.vfio);
     if (
       first.type !== 'ram' ||
       header?.protocol !== PROTOCOL ||
       !header.record ||
       !tapNames ||
-      first.fds.length !== 1 + tapNames.length
+      !vfioNames ||
+      first.fds.length !== 1 + tapNames.length + vfioNames.length
     ) {
       for (const fd of first.fds) closeFd(fd);
       throw new CprError(`cpr channel: expected the RAM hand-over (protocol ${PROTOCOL}), got '${first.type}'`);
     }
     for (const [i, name] of tapNames.entries()) taps.set(name, first.fds[1 + i]);
+    // The VFIO container, groups and devices: the machine's plan adopts them (src/machine/vfio-plan.ts).
+    setInheritedFds(vfioNames.map((name, i) => ({ name, fd: first.fds[1 + tapNames.length + i] })));
     config = first.payload ?? new Uint8Array(0);
     try {
       ram = clock.time('map-ram', () => openGuestRamFromRecord(header.record!, { fd: first.fds[0] }));
@@ -205,7 +234,13 @@ export async function transferIn(
         const prepared = clock.time('check-state', () =>
           prepareRestore(parts, sections, scratch, { configChecked: true }),
         );
-        prepared.commit(clock);
+        const vfio = vfioHandover();
+        if (vfio) clock.time('vfio-update-vaddr', () => vfio.beginAdoption());
+        try {
+          prepared.commit(clock);
+        } finally {
+          vfio?.endAdoption();
+        }
         machine.markRestored();
         if (prepared.runState === 'running' && !stayPaused) clock.time('resume', () => machine.resume());
         else machine.setPausedState(prepared.runState === 'suspended' ? 'suspended' : 'paused');
