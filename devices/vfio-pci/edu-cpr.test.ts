@@ -1,0 +1,384 @@
+// CPR with VFIO, end to end in the rig: QEMU's edu device passed through to a small 32-bit guest that DMAs a
+// pattern into the device and back in a loop, each DMA ending in an MSI, and prints a line per round:
+//   round RRRRRRRR msi MMMMMMMM
+// (it stops with "BAD" when a round reads back other bytes than it wrote, "LOST" when an MSI never comes). The guest
+// crosses a cpr-transfer into a new tsvmm (container, group and device fds over SCM_RIGHTS, DMA addresses
+// invalidated and updated, interrupts re-wired — no reset, no re-open) and then a cpr-exec of that one; the rounds
+// go on, in order, and so do the MSIs.
+import { join } from 'node:path';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { assembleFlat } from '../../test/support/asm.js';
+import { testIf } from '../../test/support/skip.js';
+import { cliPath } from '../../test/support/tsvmm.js';
+import { repoRoot } from '../../test/support/cc.js';
+import { QmpClient } from '../../test/support/qmp-client.js';
+import { HANG_GUARD_MS, waitFor } from '../../test/support/hang-guard.js';
+import { removeDir, scratchDir, startVm, type VmProcess } from '../../test/support/vm-process.js';
+import { vfioMissing, withVfioDevice } from '../../test/support/vfio-devices.js';
+
+const noEdu = vfioMissing('edu');
+const SLOT = 1;
+const cfgAddress = (reg: number) => (0x80000000 | (SLOT << 11) | reg) >>> 0;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The loop guest (32-bit, loaded at 0x1000). */
+export const eduLoopGuest = () =>
+  assembleFlat(`.code32
+  mov $0x9000, %esp
+  # BAR 0, and COMMAND = MEMORY | MASTER
+  mov $0x${cfgAddress(0x10).toString(16)}, %eax
+  call cfgread
+  and $0xfffffff0, %eax
+  mov %eax, %esi
+  mov $0x${cfgAddress(0x04).toString(16)}, %eax
+  mov $0x6, %ecx
+  call cfgwrite
+  # MSI (the first capability): address 0xfee00000, data vector 0x40, enabled
+  mov $0x${cfgAddress(0x34).toString(16)}, %eax
+  call cfgread
+  and $0xfc, %eax
+  mov %eax, %ebx
+  or $0x${cfgAddress(0).toString(16)}, %ebx
+  lea 4(%ebx), %eax
+  mov $0xfee00000, %ecx
+  call cfgwrite
+  lea 8(%ebx), %eax
+  xor %ecx, %ecx
+  call cfgwrite
+  lea 12(%ebx), %eax
+  mov $0x40, %ecx
+  call cfgwrite
+  mov %ebx, %eax
+  mov $0xcf8, %dx
+  out %eax, %dx
+  mov $0xcfe, %dx
+  mov $0x0001, %ax
+  out %ax, %dx
+  lea handler, %eax
+  mov %ax, idt + 0x40 * 8
+  shr $16, %eax
+  mov %ax, idt + 0x40 * 8 + 6
+  mov %cs, %ax
+  mov %ax, idt + 0x40 * 8 + 2
+  movw $0x8e00, idt + 0x40 * 8 + 4
+  lidt idtr
+  orl $0x100, 0xfee000f0
+  sti
+
+round:
+  # the pattern: the round number and its complement-ish
+  mov rounds, %eax
+  mov %eax, pattern
+  xor $0x5a5a5a5a, %eax
+  mov %eax, pattern + 4
+  movl $0, back
+  movl $0, back + 4
+  # RAM -> device (0x40000), with an interrupt at the end
+  lea pattern, %eax
+  mov %eax, 0x80(%esi)
+  movl $0x40000, 0x88(%esi)
+  movl $8, 0x90(%esi)
+  movl $5, 0x98(%esi)
+1:pause
+  testl $1, 0x98(%esi)
+  jnz 1b
+  # device -> RAM, with an interrupt
+  movl $0x40000, 0x80(%esi)
+  lea back, %eax
+  mov %eax, 0x88(%esi)
+  movl $8, 0x90(%esi)
+  movl $7, 0x98(%esi)
+2:pause
+  testl $1, 0x98(%esi)
+  jnz 2b
+  mov back, %eax
+  cmp pattern, %eax
+  jne bad
+  mov back + 4, %eax
+  cmp pattern + 4, %eax
+  jne bad
+  # both MSIs (a spurious one after a hand-over only adds)
+  incl rounds
+  mov rounds, %eax
+  shl $1, %eax
+  mov $400000000, %ecx
+3:cmp count, %eax
+  jbe 4f
+  pause
+  loop 3b
+  lea s_lost, %edi
+  call puts
+  jmp fail
+4:lea s_round, %edi
+  call puts
+  mov rounds, %eax
+  call puthex8
+  lea s_msi, %edi
+  call puts
+  mov count, %eax
+  call puthex
+  jmp round
+
+bad:
+  lea s_bad, %edi
+  call puts
+fail:
+  mov $0xf4, %dx
+  mov $0x7f, %al
+  out %al, %dx
+  hlt
+
+handler:
+  push %eax
+  mov 0x24(%esi), %eax
+  mov %eax, 0x64(%esi)
+  incl count
+  movl $0, 0xfee000b0
+  pop %eax
+  iret
+
+cfgread:
+  push %edx
+  mov $0xcf8, %dx
+  out %eax, %dx
+  mov $0xcfc, %dx
+  in %dx, %eax
+  pop %edx
+  ret
+cfgwrite:
+  push %edx
+  mov $0xcf8, %dx
+  out %eax, %dx
+  mov $0xcfc, %dx
+  mov %ecx, %eax
+  out %eax, %dx
+  pop %edx
+  ret
+puts:
+  push %eax
+  push %edx
+  mov $0x3f8, %dx
+1:movb (%edi), %al
+  test %al, %al
+  jz 2f
+  out %al, %dx
+  inc %edi
+  jmp 1b
+2:pop %edx
+  pop %eax
+  ret
+# eax as 8 hex digits, then a newline (puthex) or not (puthex8)
+puthex:
+  call puthex8
+  push %eax
+  push %edx
+  mov $0x3f8, %dx
+  mov $10, %al
+  out %al, %dx
+  pop %edx
+  pop %eax
+  ret
+puthex8:
+  push %eax
+  push %ecx
+  push %edx
+  push %ebx
+  mov %eax, %ebx
+  mov $0x3f8, %dx
+  mov $8, %ecx
+1:rol $4, %ebx
+  mov %ebx, %eax
+  and $0xf, %eax
+  movb hexdigits(%eax), %al
+  out %al, %dx
+  loop 1b
+  pop %ebx
+  pop %edx
+  pop %ecx
+  pop %eax
+  ret
+
+hexdigits: .ascii "0123456789abcdef"
+s_round: .asciz "round "
+s_msi: .asciz " msi "
+s_bad: .asciz "BAD\\n"
+s_lost: .asciz "LOST\\n"
+.balign 8
+pattern: .quad 0
+back: .quad 0
+rounds: .long 0
+count: .long 0
+.balign 8
+idtr: .word 0x40 * 8 + 7
+  .long idt
+.balign 8
+idt: .fill 0x41 * 8, 1, 0
+`);
+
+interface Round {
+  round: number;
+  msi: number;
+}
+const rounds = (out: string): Round[] =>
+  [...out.matchAll(/round ([0-9a-f]{8}) msi ([0-9a-f]{8})\r?\n/g)].map((m) => ({
+    round: Number.parseInt(m[1], 16),
+    msi: Number.parseInt(m[2], 16),
+  }));
+
+async function roundsReach(vm: VmProcess, n: number, what: string): Promise<void> {
+  const deadline = Date.now() + HANG_GUARD_MS;
+  for (;;) {
+    const r = rounds(vm.stdout);
+    if (r.length && r[r.length - 1].round >= n) return;
+    if (/BAD|LOST/.test(vm.stdout) || vm.child.exitCode !== null || Date.now() > deadline)
+      assert.unreachable(`${what}: the guest stopped at ${JSON.stringify(r.at(-1))}\n${vm.stdout}\n${vm.stderr}`);
+    await sleep(50);
+  }
+}
+
+const lastRound = (vm: VmProcess) => rounds(vm.stdout).at(-1)?.round ?? 0;
+
+/** The pause and its phases, kept in build/timings/ (the runner shows a passing file's output to nobody). */
+async function pauseTable(vm: VmProcess, mode: string): Promise<number> {
+  const t = await vm.qmp.execute('x-query-cpr-timings');
+  const text = `edu ${mode}: pause ${t['pause-us']} us\n${t.table}\n`;
+  console.log(text);
+  const dir = join(repoRoot, 'build', 'timings');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, `vfio-edu-${mode}.txt`), text);
+  assert.type(t['pause-us'], 'number');
+  return t['pause-us'];
+}
+
+/** The rounds seen by one process, then the next: each process's rounds continue the previous one's, in order. */
+function checkRounds(outs: string[]): void {
+  const all = outs.flatMap(rounds);
+  assert.ok(all.length >= 6, outs.join('\n---\n'));
+  for (const [i, r] of all.entries()) {
+    assert.is(r.round, all[0].round + i, `round ${r.round} in order (${JSON.stringify(all)})`);
+    assert.ok(r.msi >= 2 * r.round, `round ${r.round}: both MSIs of every round came (${r.msi})`);
+  }
+}
+
+testIf(
+  test,
+  noEdu,
+  'vfio cpr: the edu loop guest (DMA both ways + an MSI each) crosses a cpr-transfer and then a cpr-exec: the device is not reset, rounds go on in order, data intact, every MSI delivered',
+  () =>
+    withVfioDevice('edu', async (edu) => {
+      const dir = scratchDir('tsvmm-vfio-cpr-');
+      const args = [
+        '-m',
+        '64M',
+        '-object',
+        'memory-backend-memfd,id=ram0,size=64M,share=on',
+        '-machine',
+        'memory-backend=ram0',
+        '-serial',
+        'stdio',
+        '-device',
+        'isa-debug-exit',
+        '-device',
+        `vfio-pci,host=${edu.bdf},id=edu0`,
+        '-device',
+        `loader,file=${eduLoopGuest()},addr=0x1000,mode=protected`,
+      ];
+      let old: VmProcess | undefined;
+      let next: VmProcess | undefined;
+      try {
+        old = await startVm(args, { dir, name: 'old' });
+        await roundsReach(old, 3, 'before the transfer');
+
+        // cpr-transfer
+        const channel = join(dir, 'cpr.sock');
+        next = await startVm(
+          [
+            ...args,
+            '-incoming',
+            'defer',
+            '-incoming',
+            JSON.stringify({ 'channel-type': 'cpr', addr: { transport: 'socket', type: 'unix', path: channel } }),
+          ],
+          { dir, name: 'new', connect: false },
+        );
+        await waitFor(
+          () => existsSync(channel),
+          'the cpr channel appears',
+          () => next!.stderr,
+        );
+        await old.qmp.execute('migrate-set-parameters', { mode: 'cpr-transfer' });
+        await old.qmp.execute('migrate', {
+          channels: [
+            { 'channel-type': 'main', addr: { transport: 'socket', type: 'unix', path: join(dir, 'main.sock') } },
+            { 'channel-type': 'cpr', addr: { transport: 'socket', type: 'unix', path: channel } },
+          ],
+        });
+        await old.qmp.waitEvent(
+          'MIGRATION',
+          HANG_GUARD_MS,
+          (e) => e.data?.status === 'completed' || e.data?.status === 'failed',
+        );
+        const info = await old.qmp.execute('query-migrate');
+        assert.is(info.status, 'completed', `${JSON.stringify(info)}\nold:\n${old.stderr}\nnew:\n${next.stderr}`);
+        await waitFor(
+          () => existsSync(next!.qmpPath),
+          "the new tsvmm's QMP socket appears",
+          () => next!.stderr,
+        );
+        next.qmp = await QmpClient.connect(next.qmpPath);
+        assert.is((await next.qmp.execute('query-status')).status, 'running');
+        await pauseTable(old, 'cpr-transfer');
+        const handedAt = lastRound(old);
+        await old.qmp.execute('quit').catch(() => {});
+        await old.exited;
+        // The old process is gone: its teardown must not have unmapped the DMA or reset the device.
+        await roundsReach(next, handedAt + 4, 'after the transfer');
+
+        // cpr-exec of the new process
+        const state = join(dir, 'exec.state');
+        const command = [
+          process.execPath,
+          cliPath,
+          'run',
+          ...args,
+          '-qmp',
+          `unix:${next.qmpPath},server=on,wait=off`,
+          '-incoming',
+          `file:${state}`,
+        ];
+        await next.qmp.execute('migrate-set-parameters', { mode: 'cpr-exec', 'cpr-exec-command': command });
+        await next.qmp.execute('migrate', { uri: `file:${state}` });
+        const done = await next.qmp.waitEvent(
+          'MIGRATION',
+          HANG_GUARD_MS,
+          (e) => e.data?.status === 'completed' || e.data?.status === 'failed',
+        );
+        assert.is(done.data?.status, 'completed', next.stderr);
+        const oldQmp = next.qmp;
+        const deadline = Date.now() + HANG_GUARD_MS;
+        while (!oldQmp.closed) {
+          if (Date.now() > deadline) assert.unreachable(`the old image did not exec:\n${next.stderr}`);
+          await sleep(5);
+        }
+        next.qmp = await QmpClient.connect(next.qmpPath);
+        assert.is((await next.qmp.execute('query-status')).status, 'running', next.stderr);
+        await pauseTable(next, 'cpr-exec');
+        const execAt = lastRound(next);
+        await roundsReach(next, execAt + 4, 'after the exec');
+
+        assert.not.match(old.stdout + next.stdout, /BAD|LOST/);
+        checkRounds([old.stdout, next.stdout]);
+        assert.not.match(next.stderr, /VFIO_DEVICE_SET_IRQS|DMA|failed/, next.stderr);
+        await next.qmp.execute('quit');
+        assert.is(await next.exited, 0);
+      } finally {
+        await next?.dispose();
+        await old?.dispose();
+        removeDir(dir);
+      }
+    }),
+);
+
+test.run();
