@@ -91,7 +91,7 @@ export class MigrationController {
     if (this.mode === 'cpr-transfer')
       throw new CprError('mode cpr-transfer needs migrate with a cpr channel, not a file: URI');
     if (this.mode === 'cpr-exec') throw new CprError('mode cpr-exec saves through cpr/flows/exec.ts');
-    checkNoPassthrough(this.machine.parts()); // refused by migrate itself, as QEMU's blockers are
+    checkNoPassthrough(this.machine.parts(), this.machine.runState); // refused by migrate itself, as QEMU's blockers are
     this.startedUs = nowUs();
     this.errorDesc = undefined;
     this.set('setup');

@@ -53,16 +53,22 @@ export function ramNotKeptMessage(parts: MachineParts): string {
   );
 }
 
+/** QEMU's refusal (hw/vfio/cpr.c, its cpr-reboot migration notifier) while the guest is not suspended. */
+export const VFIO_REBOOT_NOT_SUSPENDED = 'VFIO device only supports cpr-reboot for runstate suspended';
+
 /**
- * Throws a CprError when the machine has a passed-through PCI function: its device state lives in the host device and
- * its DMA in the IOMMU, which no checkpoint carries yet, and a restore without them would lose the device.
+ * Reboot mode (cpr-save, migrate to a file) and a passed-through PCI function: its state is in the host device and
+ * its DMA in the IOMMU, which a file does not carry. QEMU accepts it only with the guest suspended (ACPI S3: its
+ * driver quiesced the device), with the text above otherwise. tsvmm refuses it while suspended too, in one line:
+ * reopening the device from a checkpoint is not done yet (cpr-transfer and cpr-exec carry passed-through devices).
  */
-export function checkNoPassthrough(parts: MachineParts): void {
+export function checkNoPassthrough(parts: MachineParts, runState: string): void {
   const vfio = parts.config.vfio ?? [];
-  if (vfio.length)
-    throw new CprError(
-      `vfio-pci device '${vfio[0].id}' (${vfio[0].sysfsdev}) cannot be checkpointed: tsvmm does not carry passed-through devices across CPR yet`,
-    );
+  if (!vfio.length) return;
+  if (runState !== 'suspended') throw new CprError(VFIO_REBOOT_NOT_SUSPENDED);
+  throw new CprError(
+    `vfio-pci device '${vfio[0].id}' (${vfio[0].sysfsdev}) cannot be saved in reboot mode yet: tsvmm does not reopen a passed-through device from a checkpoint (cpr-transfer and cpr-exec carry it)`,
+  );
 }
 
 /** Whether RAM is written into the checkpoint; throws CprError when reboot mode cannot preserve it. */
@@ -167,7 +173,7 @@ export async function saveToFile(
   } = {},
 ): Promise<SaveReport> {
   const parts = machine.parts();
-  if (!vfioKept) checkNoPassthrough(parts);
+  if (!vfioKept) checkNoPassthrough(parts, machine.runState);
   const withRam = ramGoesInFile(parts, policy);
   if (machine.runState === 'postmigrate')
     throw new CprError('the VM state was already saved; it cannot be saved again from this process');
