@@ -465,8 +465,14 @@ export class VfioPciFunction implements PciFunction {
       this.slot.configChanged();
       return;
     }
+    // What VFIO has enabled is not necessarily the record's kind any more (a load replaced the record; the power-on
+    // restore enabled INTx): every kind is disabled, those not enabled refuse quietly (EINVAL).
     for (const mode of [IRQ_INTX, IRQ_MSI, IRQ_MSIX]) {
-      if (mode === this.state.irqMode) this.disable(mode);
+      try {
+        this.options.ops.disableIrqs(IRQ_INDEX[mode]);
+      } catch {
+        /* not enabled */
+      }
     }
     this.state.irqMode = IRQ_NONE;
     this.state.irqVectors = 0;
