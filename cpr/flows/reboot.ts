@@ -58,17 +58,12 @@ export const VFIO_REBOOT_NOT_SUSPENDED = 'VFIO device only supports cpr-reboot f
 
 /**
  * Reboot mode (cpr-save, migrate to a file) and a passed-through PCI function: its state is in the host device and
- * its DMA in the IOMMU, which a file does not carry. QEMU accepts it only with the guest suspended (ACPI S3: its
- * driver quiesced the device), with the text above otherwise. tsvmm refuses it while suspended too, in one line:
- * reopening the device from a checkpoint is not done yet (cpr-transfer and cpr-exec carry passed-through devices).
+ * its DMA in the IOMMU, which a file does not carry. As QEMU, only with the guest suspended (ACPI S3: its driver
+ * quiesced the device and re-initialises it on resume); the new tsvmm opens the device afresh (reset) and restores
+ * its virtual config (BARs, COMMAND, MSI/MSI-X) from the vfio-pci record.
  */
 export function checkNoPassthrough(parts: MachineParts, runState: string): void {
-  const vfio = parts.config.vfio ?? [];
-  if (!vfio.length) return;
-  if (runState !== 'suspended') throw new CprError(VFIO_REBOOT_NOT_SUSPENDED);
-  throw new CprError(
-    `vfio-pci device '${vfio[0].id}' (${vfio[0].sysfsdev}) cannot be saved in reboot mode yet: tsvmm does not reopen a passed-through device from a checkpoint (cpr-transfer and cpr-exec carry it)`,
-  );
+  if ((parts.config.vfio ?? []).length && runState !== 'suspended') throw new CprError(VFIO_REBOOT_NOT_SUSPENDED);
 }
 
 /** Whether RAM is written into the checkpoint; throws CprError when reboot mode cannot preserve it. */
