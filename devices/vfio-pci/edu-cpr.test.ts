@@ -1,31 +1,39 @@
 // CPR with VFIO, end to end in the rig: QEMU's edu device passed through to a small 32-bit guest that DMAs a
 // pattern into the device and back in a loop, each DMA ending in an MSI, and prints a line per round:
 //   round RRRRRRRR msi MMMMMMMM
-// (it stops with "BAD" when a round reads back other bytes than it wrote, "LOST" when an MSI never comes). The guest
+// (it stops with "BAD" when a round reads back other bytes than it wrote, "LOST" when an MSI never comes, "STUCK"
+// when a DMA never ends). The guest
 // crosses a cpr-transfer into a new tsvmm (container, group and device fds over SCM_RIGHTS, DMA addresses
 // invalidated and updated, interrupts re-wired — no reset, no re-open) and then a cpr-exec of that one; the rounds
 // go on, in order, and so do the MSIs.
 import { join } from 'node:path';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { assembleFlat } from '../../test/support/asm.js';
 import { testIf } from '../../test/support/skip.js';
 import { cliPath } from '../../test/support/tsvmm.js';
-import { repoRoot } from '../../test/support/cc.js';
-import { QmpClient } from '../../test/support/qmp-client.js';
+import { QmpClient, QmpClientError } from '../../test/support/qmp-client.js';
 import { HANG_GUARD_MS, waitFor } from '../../test/support/hang-guard.js';
 import { removeDir, scratchDir, startVm, type VmProcess } from '../../test/support/vm-process.js';
 import { vfioMissing, withVfioDevice } from '../../test/support/vfio-devices.js';
+import { ACPI_PM_DEFAULT_BASE, PM1_CNT_OFFSET, SLP_TYP_S3 } from '../acpi-pm.js';
 
 const noEdu = vfioMissing('edu');
 const SLOT = 1;
 const cfgAddress = (reg: number) => (0x80000000 | (SLOT << 11) | reg) >>> 0;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** The loop guest (32-bit, loaded at 0x1000). */
-export const eduLoopGuest = () =>
+/**
+ * The loop guest (32-bit, loaded at 0x1000). With `suspendAt`, after that round it suspends to RAM (ACPI S3) once:
+ * it finds the FACS through RSDP → RSDT → FADT, sets its waking vector to a real-mode stub that re-enters protected
+ * mode and starts over from the top (BAR, COMMAND, MSI, IDT, LAPIC set again, as a driver's resume does), prints
+ * "suspending" and writes SLP_TYP | SLP_EN to PM1a_CNT. The round and MSI counters live on in RAM.
+ */
+export const eduLoopGuest = (suspendAt = 0) =>
   assembleFlat(`.code32
+start:
+  cli
   mov $0x9000, %esp
   # BAR 0, and COMMAND = MEMORY | MASTER
   mov $0x${cfgAddress(0x10).toString(16)}, %eax
@@ -81,18 +89,26 @@ round:
   movl $0x40000, 0x88(%esi)
   movl $8, 0x90(%esi)
   movl $5, 0x98(%esi)
-1:pause
-  testl $1, 0x98(%esi)
-  jnz 1b
+  mov $400000000, %ecx
+1:testl $1, 0x98(%esi)
+  jz 1f
+  pause
+  loop 1b
+  jmp stuck
+1:
   # device -> RAM, with an interrupt
   movl $0x40000, 0x80(%esi)
   lea back, %eax
   mov %eax, 0x88(%esi)
   movl $8, 0x90(%esi)
   movl $7, 0x98(%esi)
-2:pause
-  testl $1, 0x98(%esi)
-  jnz 2b
+  mov $400000000, %ecx
+2:testl $1, 0x98(%esi)
+  jz 2f
+  pause
+  loop 2b
+  jmp stuck
+2:
   mov back, %eax
   cmp pattern, %eax
   jne bad
@@ -119,8 +135,74 @@ round:
   call puts
   mov count, %eax
   call puthex
-  jmp round
+  cmpl $${suspendAt}, rounds
+  jne round
+  cmpl $0, suspended
+  jne round
+  movl $1, suspended
+  jmp suspend
 
+suspend:
+  # the RSDP: "RSD PTR " on a 16-byte boundary in 0xe0000-0xfffff
+  mov $0xe0000, %edi
+6:cmpl $0x20445352, (%edi)
+  jne 7f
+  cmpl $0x20525450, 4(%edi)
+  je 8f
+7:add $16, %edi
+  cmp $0x100000, %edi
+  jb 6b
+  jmp fail
+8:mov 16(%edi), %ebx
+  mov 4(%ebx), %ecx
+  add %ebx, %ecx
+  lea 36(%ebx), %edx
+9:cmp %ecx, %edx
+  jae fail
+  mov (%edx), %eax
+  cmpl $0x50434146, (%eax)
+  je 10f
+  add $4, %edx
+  jmp 9b
+10:mov 36(%eax), %ebx
+  movl $wake16, 12(%ebx)
+  lea s_susp, %edi
+  call puts
+  mov $0x${(ACPI_PM_DEFAULT_BASE + PM1_CNT_OFFSET).toString(16)}, %dx
+  mov $0x${((SLP_TYP_S3 << 10) | 0x2000).toString(16)}, %ax
+  out %ax, %dx
+11:hlt
+  jmp 11b
+
+# the waking vector: real mode, CS = wake16 >> 4, IP = 0
+.balign 16
+wake16:
+.code16
+  cli
+  xor %ax, %ax
+  mov %ax, %ds
+  lgdtl gdtr
+  mov %cr0, %eax
+  or $1, %eax
+  mov %eax, %cr0
+  ljmpl $0x08, $wake32
+.code32
+wake32:
+  mov $0x10, %ax
+  mov %ax, %ds
+  mov %ax, %es
+  mov %ax, %ss
+  mov %ax, %fs
+  mov %ax, %gs
+  mov $0x9000, %esp
+  lea s_woke, %edi
+  call puts
+  jmp start
+
+stuck:
+  lea s_stuck, %edi
+  call puts
+  jmp fail
 bad:
   lea s_bad, %edi
   call puts
@@ -205,6 +287,14 @@ s_round: .asciz "round "
 s_msi: .asciz " msi "
 s_bad: .asciz "BAD\\n"
 s_lost: .asciz "LOST\\n"
+s_susp: .asciz "suspending\\n"
+s_stuck: .asciz "STUCK\\n"
+s_woke: .asciz "woke\\n"
+.balign 8
+gdt: .quad 0, 0x00cf9a000000ffff, 0x00cf92000000ffff
+gdtr: .word 23
+  .long gdt
+suspended: .long 0
 .balign 8
 pattern: .quad 0
 back: .quad 0
@@ -232,7 +322,7 @@ async function roundsReach(vm: VmProcess, n: number, what: string): Promise<void
   for (;;) {
     const r = rounds(vm.stdout);
     if (r.length && r[r.length - 1].round >= n) return;
-    if (/BAD|LOST/.test(vm.stdout) || vm.child.exitCode !== null || Date.now() > deadline)
+    if (/BAD|LOST|STUCK/.test(vm.stdout) || vm.child.exitCode !== null || Date.now() > deadline)
       assert.unreachable(`${what}: the guest stopped at ${JSON.stringify(r.at(-1))}\n${vm.stdout}\n${vm.stderr}`);
     await sleep(50);
   }
@@ -240,21 +330,20 @@ async function roundsReach(vm: VmProcess, n: number, what: string): Promise<void
 
 const lastRound = (vm: VmProcess) => rounds(vm.stdout).at(-1)?.round ?? 0;
 
-/** The pause and its phases, kept in build/timings/ (the runner shows a passing file's output to nobody). */
-async function pauseTable(vm: VmProcess, mode: string): Promise<number> {
+/** The pause and its phases (x-query-cpr-timings), on the test's output (the runner shows it when a file fails). */
+async function pauseTable(vm: VmProcess, mode: string): Promise<number | null> {
   const t = await vm.qmp.execute('x-query-cpr-timings');
-  const text = `edu ${mode}: pause ${t['pause-us']} us\n${t.table}\n`;
-  console.log(text);
-  const dir = join(repoRoot, 'build', 'timings');
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, `vfio-edu-${mode}.txt`), text);
-  assert.type(t['pause-us'], 'number');
+  console.log(`edu ${mode}: pause ${t['pause-us']} us\n${t.table}\n`);
   return t['pause-us'];
 }
 
-/** The rounds seen by one process, then the next: each process's rounds continue the previous one's, in order. */
+/**
+ * The rounds seen by one process, then the next: each process's rounds continue the previous one's, in order. The
+ * outputs are joined first: a line the guest was writing when it was handed over starts in one process's COM1 and
+ * ends in the next one's.
+ */
 function checkRounds(outs: string[]): void {
-  const all = outs.flatMap(rounds);
+  const all = rounds(outs.join(''));
   assert.ok(all.length >= 6, outs.join('\n---\n'));
   for (const [i, r] of all.entries()) {
     assert.is(r.round, all[0].round + i, `round ${r.round} in order (${JSON.stringify(all)})`);
@@ -329,7 +418,7 @@ testIf(
         );
         next.qmp = await QmpClient.connect(next.qmpPath);
         assert.is((await next.qmp.execute('query-status')).status, 'running');
-        await pauseTable(old, 'cpr-transfer');
+        assert.type(await pauseTable(old, 'cpr-transfer'), 'number');
         const handedAt = lastRound(old);
         await old.qmp.execute('quit').catch(() => {});
         await old.exited;
@@ -364,13 +453,76 @@ testIf(
         }
         next.qmp = await QmpClient.connect(next.qmpPath);
         assert.is((await next.qmp.execute('query-status')).status, 'running', next.stderr);
-        await pauseTable(next, 'cpr-exec');
+        assert.type(await pauseTable(next, 'cpr-exec'), 'number');
         const execAt = lastRound(next);
         await roundsReach(next, execAt + 4, 'after the exec');
 
-        assert.not.match(old.stdout + next.stdout, /BAD|LOST/);
+        assert.not.match(old.stdout + next.stdout, /BAD|LOST|STUCK/);
         checkRounds([old.stdout, next.stdout]);
         assert.not.match(next.stderr, /VFIO_DEVICE_SET_IRQS|DMA|failed/, next.stderr);
+        await next.qmp.execute('quit');
+        assert.is(await next.exited, 0);
+      } finally {
+        await next?.dispose();
+        await old?.dispose();
+        removeDir(dir);
+      }
+    }),
+);
+
+testIf(
+  test,
+  noEdu,
+  "vfio cpr-reboot: refused with QEMU's text while the edu guest runs; in S3 cpr-save is accepted, a new tsvmm opens the device afresh, cpr-load + system_wakeup, and the guest's DMA and MSIs work again",
+  () =>
+    withVfioDevice('edu', async (edu) => {
+      const dir = scratchDir('tsvmm-vfio-s3-');
+      const file = join(dir, 'vm.cpr');
+      const args = [
+        '-m',
+        '64M',
+        '-serial',
+        'stdio',
+        '-device',
+        'isa-debug-exit',
+        '-device',
+        `vfio-pci,host=${edu.bdf},id=edu0`,
+        '-device',
+        `loader,file=${eduLoopGuest(3)},addr=0x1000,mode=protected`,
+      ];
+      let old: VmProcess | undefined;
+      let next: VmProcess | undefined;
+      try {
+        old = await startVm(args, { dir, name: 'old' });
+        await roundsReach(old, 1, 'before the refusal');
+        const refused = await old.qmp.execute('cpr-save', { filename: file, mode: 'reboot' }).catch((e: unknown) => e);
+        assert.instance(refused, QmpClientError);
+        assert.is((refused as QmpClientError).desc, 'VFIO device only supports cpr-reboot for runstate suspended');
+        assert.is((await old.qmp.execute('query-status')).status, 'running');
+        await waitFor(
+          () => old!.stdout.includes('suspending'),
+          'the guest suspends',
+          () => old!.stdout + old!.stderr,
+        );
+        const deadline = Date.now() + HANG_GUARD_MS;
+        while ((await old.qmp.execute('query-status')).status !== 'suspended') {
+          if (Date.now() > deadline) assert.unreachable(`not suspended:\n${old.stderr}`);
+          await sleep(20);
+        }
+        await old.qmp.execute('cpr-save', { filename: file, mode: 'reboot' });
+        await pauseTable(old, 'cpr-reboot-save');
+        await old.qmp.execute('quit').catch(() => {});
+        await old.exited;
+
+        next = await startVm([...args, '-S'], { dir, name: 'new' });
+        await next.qmp.execute('cpr-load', { filename: file, mode: 'reboot' });
+        assert.is((await next.qmp.execute('query-status')).status, 'suspended', next.stderr);
+        await next.qmp.execute('system_wakeup');
+        await roundsReach(next, 3 + 4, 'after the wake-up');
+        assert.match(next.stdout, /^woke\r?\n/, next.stdout);
+        assert.not.match(old.stdout + next.stdout, /BAD|LOST|STUCK/);
+        checkRounds([old.stdout, next.stdout]);
+        await pauseTable(next, 'cpr-reboot'); // no pause figure: the guest sleeps in S3 between save and wake-up
         await next.qmp.execute('quit');
         assert.is(await next.exited, 0);
       } finally {

@@ -35,6 +35,10 @@ export const eduGuest = () =>
   mov $0x0006, %ax
   out %ax, %dx
 
+  # an interrupt a previous user of the device left raised (edu's reset does not clear its status): acknowledged
+  mov 0x24(%esi), %eax
+  mov %eax, 0x64(%esi)
+
   # identity (0x00) and liveness (0x04: reads back inverted)
   lea s_id, %edi
   call puts
