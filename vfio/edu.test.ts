@@ -11,7 +11,7 @@ import * as assert from 'uvu/assert';
 import { Errno } from '../src/sys/errno.js';
 import * as libc from '../src/sys/libc.js';
 import { testIf } from '../test/support/skip.js';
-import { requireVfioDevice, vfioMissing } from '../test/support/vfio-devices.js';
+import { holdVfioDevice, requireVfioDevice, vfioMissing } from '../test/support/vfio-devices.js';
 import * as V from './bindings/ioctls.js';
 import { VfioContainer } from './container.js';
 import type { VfioDevice, VfioRegion } from './device.js';
@@ -20,6 +20,15 @@ import { VfioGroup } from './group.js';
 import { iommufdMissing } from './iommufd.js';
 
 const skip = vfioMissing('edu');
+
+// Other rig files (a VMM passing edu through) run beside this one: the device is this file's from start to end.
+let letGo: (() => Promise<void>) | undefined;
+test.before(async () => {
+  if (!skip) letGo = await holdVfioDevice('edu');
+});
+test.after(async () => {
+  await letGo?.();
+});
 
 const EDU = {
   ID: 0x00,

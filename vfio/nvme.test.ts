@@ -7,7 +7,7 @@ import * as assert from 'uvu/assert';
 import { Errno } from '../src/sys/errno.js';
 import * as libc from '../src/sys/libc.js';
 import { testIf } from '../test/support/skip.js';
-import { requireVfioDevice, vfioMissing } from '../test/support/vfio-devices.js';
+import { holdVfioDevice, requireVfioDevice, vfioMissing } from '../test/support/vfio-devices.js';
 import { encode } from './bindings/codec.js';
 import * as V from './bindings/ioctls.js';
 import { VfioContainer } from './container.js';
@@ -15,6 +15,15 @@ import { ioctlBuffer } from './fd-ioctl.js';
 import { VfioGroup } from './group.js';
 
 const skip = vfioMissing('nvme');
+
+// Other rig files (a VMM passing nvme through) run beside this one: the device is this file's from start to end.
+let letGo: (() => Promise<void>) | undefined;
+test.before(async () => {
+  if (!skip) letGo = await holdVfioDevice('nvme');
+});
+test.after(async () => {
+  await letGo?.();
+});
 const PCI_CAP_ID_MSIX = 0x11;
 
 testIf(

@@ -103,3 +103,29 @@ export function withVfioDevice<T>(
   const device = requireVfioDevice(name);
   return withDirLockAsync(vfioDeviceLockDir(device.bdf), () => fn(device), waitMs);
 }
+
+/**
+ * Takes the device's lock for a whole test file (from test.before to test.after), for files whose tests share one
+ * open device: resolves once it is held, to the function that lets it go.
+ */
+export async function holdVfioDevice(name: VfioDeviceName, waitMs = 600_000): Promise<() => Promise<void>> {
+  let release!: () => void;
+  let acquired!: () => void;
+  const held = new Promise<void>((r) => {
+    acquired = r;
+  });
+  const done = withVfioDevice(
+    name,
+    () =>
+      new Promise<void>((r) => {
+        release = r;
+        acquired();
+      }),
+    waitMs,
+  );
+  await Promise.race([held, done]);
+  return async () => {
+    release?.();
+    await done;
+  };
+}
