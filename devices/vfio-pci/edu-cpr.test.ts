@@ -11,6 +11,7 @@ import { existsSync } from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { assembleFlat } from '../../test/support/asm.js';
+import { EDU_GUEST_ROUTINES, EDU_IDT, EDU_MSI_TO_VECTOR_0X40, eduCfgAddress } from './testing/edu-asm.js';
 import { testIf } from '../../test/support/skip.js';
 import { cliPath } from '../../test/support/tsvmm.js';
 import { QmpClient, QmpClientError } from '../../test/support/qmp-client.js';
@@ -20,8 +21,6 @@ import { vfioMissing, withVfioDevice } from '../../test/support/vfio-devices.js'
 import { ACPI_PM_DEFAULT_BASE, PM1_CNT_OFFSET, SLP_TYP_S3 } from '../acpi-pm.js';
 
 const noEdu = vfioMissing('edu');
-const SLOT = 1;
-const cfgAddress = (reg: number) => (0x80000000 | (SLOT << 11) | reg) >>> 0;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
@@ -36,45 +35,20 @@ start:
   cli
   mov $0x9000, %esp
   # BAR 0, and COMMAND = MEMORY | MASTER
-  mov $0x${cfgAddress(0x10).toString(16)}, %eax
+  mov $0x${eduCfgAddress(0x10).toString(16)}, %eax
   call cfgread
   and $0xfffffff0, %eax
   mov %eax, %esi
-  mov $0x${cfgAddress(0x04).toString(16)}, %eax
+  mov $0x${eduCfgAddress(0x04).toString(16)}, %eax
   mov $0x6, %ecx
   call cfgwrite
   # MSI (the first capability): address 0xfee00000, data vector 0x40, enabled
-  mov $0x${cfgAddress(0x34).toString(16)}, %eax
+  mov $0x${eduCfgAddress(0x34).toString(16)}, %eax
   call cfgread
   and $0xfc, %eax
   mov %eax, %ebx
-  or $0x${cfgAddress(0).toString(16)}, %ebx
-  lea 4(%ebx), %eax
-  mov $0xfee00000, %ecx
-  call cfgwrite
-  lea 8(%ebx), %eax
-  xor %ecx, %ecx
-  call cfgwrite
-  lea 12(%ebx), %eax
-  mov $0x40, %ecx
-  call cfgwrite
-  mov %ebx, %eax
-  mov $0xcf8, %dx
-  out %eax, %dx
-  mov $0xcfe, %dx
-  mov $0x0001, %ax
-  out %ax, %dx
-  lea handler, %eax
-  mov %ax, idt + 0x40 * 8
-  shr $16, %eax
-  mov %ax, idt + 0x40 * 8 + 6
-  mov %cs, %ax
-  mov %ax, idt + 0x40 * 8 + 2
-  movw $0x8e00, idt + 0x40 * 8 + 4
-  lidt idtr
-  orl $0x100, 0xfee000f0
-  sti
-
+  or $0x${eduCfgAddress(0).toString(16)}, %ebx
+${EDU_MSI_TO_VECTOR_0X40}
 round:
   # the pattern: the round number and its complement-ish
   mov rounds, %eax
@@ -221,69 +195,7 @@ handler:
   pop %eax
   iret
 
-cfgread:
-  push %edx
-  mov $0xcf8, %dx
-  out %eax, %dx
-  mov $0xcfc, %dx
-  in %dx, %eax
-  pop %edx
-  ret
-cfgwrite:
-  push %edx
-  mov $0xcf8, %dx
-  out %eax, %dx
-  mov $0xcfc, %dx
-  mov %ecx, %eax
-  out %eax, %dx
-  pop %edx
-  ret
-puts:
-  push %eax
-  push %edx
-  mov $0x3f8, %dx
-1:movb (%edi), %al
-  test %al, %al
-  jz 2f
-  out %al, %dx
-  inc %edi
-  jmp 1b
-2:pop %edx
-  pop %eax
-  ret
-# eax as 8 hex digits, then a newline (puthex) or not (puthex8)
-puthex:
-  call puthex8
-  push %eax
-  push %edx
-  mov $0x3f8, %dx
-  mov $10, %al
-  out %al, %dx
-  pop %edx
-  pop %eax
-  ret
-puthex8:
-  push %eax
-  push %ecx
-  push %edx
-  push %ebx
-  mov %eax, %ebx
-  mov $0x3f8, %dx
-  mov $8, %ecx
-1:rol $4, %ebx
-  mov %ebx, %eax
-  and $0xf, %eax
-  movb hexdigits(%eax), %al
-  out %al, %dx
-  loop 1b
-  pop %ebx
-  pop %edx
-  pop %ecx
-  pop %eax
-  ret
-
-hexdigits: .ascii "0123456789abcdef"
-s_round: .asciz "round "
+${EDU_GUEST_ROUTINES}s_round: .asciz "round "
 s_msi: .asciz " msi "
 s_bad: .asciz "BAD\\n"
 s_lost: .asciz "LOST\\n"
@@ -300,12 +212,7 @@ pattern: .quad 0
 back: .quad 0
 rounds: .long 0
 count: .long 0
-.balign 8
-idtr: .word 0x40 * 8 + 7
-  .long idt
-.balign 8
-idt: .fill 0x41 * 8, 1, 0
-`);
+${EDU_IDT}`);
 
 interface Round {
   round: number;

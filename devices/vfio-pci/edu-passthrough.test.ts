@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { assembleFlat } from '../../test/support/asm.js';
+import { EDU_GUEST_ROUTINES, EDU_IDT, EDU_MSI_TO_VECTOR_0X40, EDU_SLOT, eduCfgAddress } from './testing/edu-asm.js';
 import { testIf } from '../../test/support/skip.js';
 import { runTsvmm } from '../../test/support/tsvmm.js';
 import { QmpClientError } from '../../test/support/qmp-client.js';
@@ -15,20 +16,16 @@ import { vfioMissing, withVfioDevice } from '../../test/support/vfio-devices.js'
 
 const noEdu = vfioMissing('edu');
 
-/** PCI slot tsvmm gives the first vfio-pci function when there is no virtio device. */
-const SLOT = 1;
-const cfgAddress = (reg: number) => (0x80000000 | (SLOT << 11) | reg) >>> 0;
-
 export const eduGuest = () =>
   assembleFlat(`.code32
   mov $0x9000, %esp
   mov $0x3f8, %dx
   # BAR 0, and COMMAND = MEMORY | MASTER
-  mov $0x${cfgAddress(0x10).toString(16)}, %eax
+  mov $0x${eduCfgAddress(0x10).toString(16)}, %eax
   call cfgread
   and $0xfffffff0, %eax
   mov %eax, %esi
-  mov $0x${cfgAddress(0x04).toString(16)}, %eax
+  mov $0x${eduCfgAddress(0x04).toString(16)}, %eax
   mov $0xcf8, %dx
   out %eax, %dx
   mov $0xcfc, %dx
@@ -61,41 +58,16 @@ export const eduGuest = () =>
   call puthex
 
   # MSI: the capability the list starts with, vector 0x40 to APIC 0; an IDT gate for 0x40; LAPIC on
-  mov $0x${cfgAddress(0x34).toString(16)}, %eax
+  mov $0x${eduCfgAddress(0x34).toString(16)}, %eax
   call cfgread
   and $0xfc, %eax
   mov %eax, %ebx
-  or $0x${cfgAddress(0).toString(16)}, %ebx
+  or $0x${eduCfgAddress(0).toString(16)}, %ebx
   mov %ebx, %eax
   call cfgread
   cmp $0x05, %al
   jne fail
-  lea 4(%ebx), %eax
-  mov $0xfee00000, %ecx
-  call cfgwrite
-  lea 8(%ebx), %eax
-  xor %ecx, %ecx
-  call cfgwrite
-  lea 12(%ebx), %eax
-  mov $0x40, %ecx
-  call cfgwrite
-  mov %ebx, %eax
-  mov $0xcf8, %dx
-  out %eax, %dx
-  mov $0xcfe, %dx
-  mov $0x0001, %ax
-  out %ax, %dx
-  lea handler, %eax
-  mov %ax, idt + 0x40 * 8
-  shr $16, %eax
-  mov %ax, idt + 0x40 * 8 + 6
-  mov %cs, %ax
-  mov %ax, idt + 0x40 * 8 + 2
-  movw $0x8e00, idt + 0x40 * 8 + 4
-  lidt idtr
-  orl $0x100, 0xfee000f0
-  sti
-  movl $0x1, 0x60(%esi)
+${EDU_MSI_TO_VECTOR_0X40}  movl $0x1, 0x60(%esi)
   mov $200000000, %ecx
 2:cmpl $0, count
   jne 3f
@@ -162,62 +134,7 @@ handler:
   movl $0, 0xfee000b0
   iret
 
-# eax = config address register value -> eax = dword
-cfgread:
-  push %edx
-  mov $0xcf8, %dx
-  out %eax, %dx
-  mov $0xcfc, %dx
-  in %dx, %eax
-  pop %edx
-  ret
-# eax = config address, ecx = dword
-cfgwrite:
-  push %edx
-  mov $0xcf8, %dx
-  out %eax, %dx
-  mov $0xcfc, %dx
-  mov %ecx, %eax
-  out %eax, %dx
-  pop %edx
-  ret
-# edi = NUL-terminated string to COM1
-puts:
-  push %eax
-  push %edx
-  mov $0x3f8, %dx
-1:movb (%edi), %al
-  test %al, %al
-  jz 2f
-  out %al, %dx
-  inc %edi
-  jmp 1b
-2:pop %edx
-  pop %eax
-  ret
-# eax as 8 hex digits and a newline
-puthex:
-  push %ecx
-  push %edx
-  push %ebx
-  mov %eax, %ebx
-  mov $0x3f8, %dx
-  mov $8, %ecx
-1:rol $4, %ebx
-  mov %ebx, %eax
-  and $0xf, %eax
-  movb hexdigits(%eax), %al
-  out %al, %dx
-  loop 1b
-  mov $10, %al
-  out %al, %dx
-  pop %ebx
-  pop %edx
-  pop %ecx
-  ret
-
-hexdigits: .ascii "0123456789abcdef"
-s_id: .asciz "id "
+${EDU_GUEST_ROUTINES}s_id: .asciz "id "
 s_live: .asciz "live "
 s_fact: .asciz "fact "
 s_msi: .asciz "msi "
@@ -228,12 +145,7 @@ s_dma2: .asciz "dma "
 pattern: .ascii "tsvmm-ok"
 back: .quad 0
 count: .long 0
-.balign 8
-idtr: .word 0x40 * 8 + 7
-  .long idt
-.balign 8
-idt: .fill 0x41 * 8, 1, 0
-`);
+${EDU_IDT}`);
 
 testIf(
   test,
@@ -294,7 +206,7 @@ testIf(
         assert.ok(fn, JSON.stringify(bus0));
         assert.equal(fn.id.vendor, 0x1234);
         assert.equal(fn.id.device, 0x11e8);
-        assert.is(fn.slot, SLOT);
+        assert.is(fn.slot, EDU_SLOT);
         assert.equal(fn.regions, [
           { bar: 0, type: 'memory', address: 0xc0000000, size: 0x100000, prefetch: false, mem_type_64: false },
         ]);
