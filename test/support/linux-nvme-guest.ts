@@ -2,19 +2,9 @@
 // (and its dependencies) in an initramfs whose /init runs a scripted body (linux-guest.ts scenarioInit), booted
 // under tsvmm or under QEMU `-accel kvm -M pc` with `-device vfio-pci,host=BDF` and nothing else but the serial
 // console. Used by src/machine/linux-vfio-nvme.test.ts and bench/vfio.ts.
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, renameSync } from 'node:fs';
-import { join } from 'node:path';
-import { resolveKernelModules } from '../../src/images/kernel-modules.js';
 import { QEMU_BINARY } from '../../examples/guests/qemu-runner.js';
-import { repoRoot } from './cc.js';
-import {
-  type LinuxGuestKernel,
-  SCENARIO_PREFIX,
-  buildLinuxGuestInitramfs,
-  linuxGuestCmdline,
-  scenarioInit,
-} from './linux-guest.js';
+import { type LinuxGuestKernel, SCENARIO_PREFIX, linuxGuestCmdline } from './linux-guest.js';
+import { scenarioImage } from './linux-scenario-run.js';
 import { cliPath } from './tsvmm.js';
 import { type VmmRun, runVmm } from './vmm-run.js';
 
@@ -23,24 +13,9 @@ export const NVME_MODULES = ['nvme'] as const;
 /** Seconds since boot with centisecond resolution (busybox's date has no %N): `t0=$(now)`. */
 export const NOW_FN = 'now() { cut -d" " -f1 /proc/uptime; }';
 
-/**
- * An initramfs whose /init loads nvme and runs `body`, built once into build/linux-scenarios/ under a name that
- * hashes its /init and the kernel release (natively: the rig's rerun finds it there).
- */
+/** An initramfs whose /init loads nvme and runs `body` (built once, as every scenario image). */
 export function nvmeGuestImage(name: string, kernel: LinuxGuestKernel, body: readonly string[]): string {
-  const dir = join(repoRoot, 'build', 'linux-scenarios');
-  mkdirSync(dir, { recursive: true });
-  const modules = resolveKernelModules(kernel.modulesDir, NVME_MODULES).modules.map((m) => m.path);
-  const hash = createHash('sha256')
-    .update(`${kernel.release}\n${scenarioInit(body, modules)}`)
-    .digest('hex')
-    .slice(0, 16);
-  const path = join(dir, `${name}-${hash}.img`);
-  if (existsSync(path)) return path;
-  const tmp = `${path}.tmp-${process.pid}`;
-  buildLinuxGuestInitramfs(tmp, kernel, (m) => scenarioInit(body, m), { modules: NVME_MODULES });
-  renameSync(tmp, path);
-  return path;
+  return scenarioImage(name, kernel, body, NVME_MODULES);
 }
 
 export type Vmm = 'tsvmm' | 'qemu';

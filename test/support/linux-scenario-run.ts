@@ -312,14 +312,19 @@ export const readDisk = (path: string, bytes?: number): Buffer => {
 };
 
 /**
- * The initramfs for a scenario body, built once by `tsvmm initramfs` into build/linux-scenarios/ under a name that
+ * The initramfs for a scenario body (with `moduleNames` loaded first), built once by `tsvmm initramfs` into build/linux-scenarios/ under a name that
  * hashes its /init and the kernel release: a test file builds it at load time natively, and its rerun inside the
  * rig (which sees the host's build/) finds it there.
  */
-export function scenarioImage(name: string, kernel: LinuxGuestKernel, body: readonly string[]): string {
+export function scenarioImage(
+  name: string,
+  kernel: LinuxGuestKernel,
+  body: readonly string[],
+  moduleNames: readonly string[] = LINUX_GUEST_MODULES,
+): string {
   const dir = join(repoRoot, 'build', 'linux-scenarios');
   mkdirSync(dir, { recursive: true });
-  const modules = resolveKernelModules(kernel.modulesDir, LINUX_GUEST_MODULES).modules.map((m) => m.path);
+  const modules = resolveKernelModules(kernel.modulesDir, moduleNames).modules.map((m) => m.path);
   const hash = createHash('sha256')
     .update(`${kernel.release}\n${scenarioInit(body, modules)}`)
     .digest('hex')
@@ -327,7 +332,7 @@ export function scenarioImage(name: string, kernel: LinuxGuestKernel, body: read
   const path = join(dir, `${name}-${hash}.img`);
   if (existsSync(path)) return path;
   const tmp = `${path}.tmp-${process.pid}`;
-  buildLinuxGuestInitramfs(tmp, kernel, (m) => scenarioInit(body, m));
+  buildLinuxGuestInitramfs(tmp, kernel, (m) => scenarioInit(body, m), { modules: moduleNames });
   renameSync(tmp, path);
   return path;
 }
