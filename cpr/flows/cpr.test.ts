@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync, rmSync, existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { testIf } from '../../test/support/skip.js';
-import { startVm, scratchDir, removeDir, type VmProcess } from '../../test/support/vm-process.js';
+import { cprTransfer, startVm, scratchDir, removeDir, type VmProcess } from '../../test/support/vm-process.js';
 import { QmpClientError } from '../../test/support/qmp-client.js';
 import { HANG_GUARD_MS, waitFor } from '../../test/support/hang-guard.js';
 import { runTsvmm } from '../../test/support/tsvmm.js';
@@ -297,33 +297,6 @@ async function startTransferTarget(
   return { next, channel };
 }
 
-/** QMP migrate in cpr-transfer mode from `old` to `next`; checks it completed and connects QMP to `next`. */
-async function transfer(old: VmProcess, next: VmProcess, channel: string, dir: string): Promise<void> {
-  await old.qmp.execute('migrate-set-parameters', { mode: 'cpr-transfer' });
-  await old.qmp.execute('migrate', {
-    channels: [
-      { 'channel-type': 'main', addr: { transport: 'socket', type: 'unix', path: join(dir, 'main.sock') } },
-      { 'channel-type': 'cpr', addr: { transport: 'socket', type: 'unix', path: channel } },
-    ],
-  });
-  await old.qmp.waitEvent(
-    'MIGRATION',
-    HANG_GUARD_MS,
-    (e) => e.data?.status === 'completed' || e.data?.status === 'failed',
-  );
-  const info = await old.qmp.execute('query-migrate');
-  assert.is(info.status, 'completed', `${JSON.stringify(info)}\nnew:\n${next.stderr}`);
-  assert.is((await old.qmp.execute('query-status')).status, 'postmigrate');
-  await waitFor(
-    () => existsSync(next.qmpPath),
-    "the new tsvmm's QMP socket appears",
-    () => next.stderr,
-  );
-  const { QmpClient } = await import('../../test/support/qmp-client.js');
-  next.qmp = await QmpClient.connect(next.qmpPath);
-  assert.is((await next.qmp.execute('query-status')).status, 'running');
-}
-
 testIf(
   test,
   skip,
@@ -353,7 +326,7 @@ testIf(
       vms.push(next);
       await sleep(300);
       const ramBefore = await guestRam(old, dir);
-      await transfer(old, next, channel, dir);
+      await cprTransfer(old, next, channel, dir);
       const startTicks = readSmpCounters(await guestRam(next, dir), 2);
       assert.ok(
         startTicks.every((t, i) => t >= readSmpCounters(ramBefore, 2)[i]),
@@ -409,7 +382,7 @@ testIf(
       vms.push(old);
       const { next, channel } = await startTransferTarget(args, dir, tap.ns);
       vms.push(next);
-      await transfer(old, next, channel, dir);
+      await cprTransfer(old, next, channel, dir);
       const counted = counterIn(await guestRam(next, dir));
       await until(
         async () => counterIn(await guestRam(next, dir, STATE_PAGE_END)),

@@ -16,7 +16,7 @@ import { testIf } from '../../test/support/skip.js';
 import { cliPath } from '../../test/support/tsvmm.js';
 import { QmpClient, QmpClientError } from '../../test/support/qmp-client.js';
 import { HANG_GUARD_MS, waitFor } from '../../test/support/hang-guard.js';
-import { removeDir, scratchDir, startVm, type VmProcess } from '../../test/support/vm-process.js';
+import { cprTransfer, removeDir, scratchDir, startVm, type VmProcess } from '../../test/support/vm-process.js';
 import { vfioMissing, withVfioDevice } from '../../test/support/vfio-devices.js';
 import { ACPI_PM_DEFAULT_BASE, PM1_CNT_OFFSET, SLP_TYP_S3 } from '../acpi-pm.js';
 
@@ -304,27 +304,7 @@ testIf(
           'the cpr channel appears',
           () => next!.stderr,
         );
-        await old.qmp.execute('migrate-set-parameters', { mode: 'cpr-transfer' });
-        await old.qmp.execute('migrate', {
-          channels: [
-            { 'channel-type': 'main', addr: { transport: 'socket', type: 'unix', path: join(dir, 'main.sock') } },
-            { 'channel-type': 'cpr', addr: { transport: 'socket', type: 'unix', path: channel } },
-          ],
-        });
-        await old.qmp.waitEvent(
-          'MIGRATION',
-          HANG_GUARD_MS,
-          (e) => e.data?.status === 'completed' || e.data?.status === 'failed',
-        );
-        const info = await old.qmp.execute('query-migrate');
-        assert.is(info.status, 'completed', `${JSON.stringify(info)}\nold:\n${old.stderr}\nnew:\n${next.stderr}`);
-        await waitFor(
-          () => existsSync(next!.qmpPath),
-          "the new tsvmm's QMP socket appears",
-          () => next!.stderr,
-        );
-        next.qmp = await QmpClient.connect(next.qmpPath);
-        assert.is((await next.qmp.execute('query-status')).status, 'running');
+        await cprTransfer(old, next, channel, dir);
         assert.type(await pauseTable(old, 'cpr-transfer'), 'number');
         const handedAt = lastRound(old);
         await old.qmp.execute('quit').catch(() => {});

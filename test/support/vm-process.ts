@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cliPath } from './tsvmm.js';
 import { QmpClient } from './qmp-client.js';
-import { HANG_GUARD_MS } from './hang-guard.js';
+import { HANG_GUARD_MS, waitFor } from './hang-guard.js';
+import * as assert from 'uvu/assert';
 
 export interface VmProcess {
   readonly child: ChildProcess;
@@ -73,4 +74,30 @@ export async function startVm(
 
 export function removeDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
+}
+
+/** QMP migrate in cpr-transfer mode from `old` to `next`; checks it completed and connects QMP to `next`. */
+export async function cprTransfer(old: VmProcess, next: VmProcess, channel: string, dir: string): Promise<void> {
+  await old.qmp.execute('migrate-set-parameters', { mode: 'cpr-transfer' });
+  await old.qmp.execute('migrate', {
+    channels: [
+      { 'channel-type': 'main', addr: { transport: 'socket', type: 'unix', path: join(dir, 'main.sock') } },
+      { 'channel-type': 'cpr', addr: { transport: 'socket', type: 'unix', path: channel } },
+    ],
+  });
+  await old.qmp.waitEvent(
+    'MIGRATION',
+    HANG_GUARD_MS,
+    (e) => e.data?.status === 'completed' || e.data?.status === 'failed',
+  );
+  const info = await old.qmp.execute('query-migrate');
+  assert.is(info.status, 'completed', `${JSON.stringify(info)}\nold:\n${old.stderr}\nnew:\n${next.stderr}`);
+  assert.is((await old.qmp.execute('query-status')).status, 'postmigrate');
+  await waitFor(
+    () => existsSync(next.qmpPath),
+    "the new tsvmm's QMP socket appears",
+    () => next.stderr,
+  );
+  next.qmp = await QmpClient.connect(next.qmpPath);
+  assert.is((await next.qmp.execute('query-status')).status, 'running');
 }
