@@ -152,6 +152,39 @@ test('config difference: the device set and its ports are named (serial, debugco
   );
 });
 
+test('config difference: passed-through functions must match in number and ROM; which host function is informative', () => {
+  const edu = { id: 'edu0', sysfsdev: '/sys/bus/pci/devices/0000:00:03.0' };
+  const withEdu = (s: SavedMachineConfig) => {
+    s.config.vfio = [{ ...edu }];
+  };
+  assert.is(
+    differenceAfter(withEdu),
+    'vfio-pci devices differ: checkpoint has no vfio-pci devices, this VM has vfio-pci edu0',
+  );
+  const saved = typical();
+  withEdu(saved);
+  assert.is(
+    describeConfigDifference(saved, typical()),
+    'vfio-pci devices differ: checkpoint has vfio-pci edu0, this VM has no vfio-pci devices',
+  );
+  const noRom = typical();
+  noRom.config.vfio = [{ ...edu, rombar: false }];
+  assert.is(
+    describeConfigDifference(saved, noRom),
+    'vfio-pci devices differ: checkpoint has vfio-pci edu0, this VM has vfio-pci edu0 (rombar=0)',
+  );
+  const moved = typical();
+  moved.config.vfio = [{ id: 'nic0', sysfsdev: '/sys/bus/pci/devices/0000:00:05.0' }];
+  assert.is(describeConfigDifference(saved, moved), null, 'another host address (a host reboot may move it)');
+  assert.equal(configDifferences(saved, moved), [
+    {
+      message:
+        'vfio-pci device 0 differs: checkpoint edu0 at /sys/bus/pci/devices/0000:00:03.0, this VM nic0 at /sys/bus/pci/devices/0000:00:05.0',
+      blocksRestore: false,
+    },
+  ]);
+});
+
 test('config difference: `none` leaves a COM port out, so it equals having no entry', () => {
   assert.is(
     differenceAfter((s) => {
@@ -303,6 +336,7 @@ function mustMatch(s: SavedMachineConfig): string {
     c.debugcon.map((d) => d.iobase).sort((x, y) => x - y),
     c.debugExit && [c.debugExit.iobase, c.debugExit.iosize],
     c.pvpanic?.ioport,
+    (c.vfio ?? []).map((v) => v.rombar ?? true),
   ]);
 }
 
@@ -351,6 +385,9 @@ function mutate(base: SavedMachineConfig, seed: number): SavedMachineConfig {
       s.config.pvpanic = clone(other.config.pvpanic);
     },
     () => {
+      s.config.vfio = clone(other.config.vfio);
+    },
+    () => {
       s.config.boot = clone(other.config.boot);
       s.config.name = other.config.name;
     },
@@ -376,7 +413,11 @@ test('config difference: over 3000 generated pairs, a restore is refused exactly
     if (message === null) fits++;
     else {
       refused++;
-      assert.match(message, /^(RAM size|RAM backend|vCPU count|CPU model|device list) differs: /, `seed ${seed}`);
+      assert.match(
+        message,
+        /^(RAM size|RAM backend|vCPU count|CPU model|device list) differs: |^vfio-pci devices differ: /,
+        `seed ${seed}`,
+      );
     }
     assert.is(describeConfigDifference(saved, clone(saved)), null, `seed ${seed}: a config fits itself`);
   }

@@ -10,14 +10,16 @@
 //   - the CPU model (the guest already probed CPUID; the vCPU sections carry the table, and the policy decides it
 //     for any vCPU state that does not);
 //   - the guest-visible device set and its ports: which COM ports exist, the isa-debugcon ports, isa-debug-exit's
-//     port and size (each is a device section, and the guest's drivers know the ports).
+//     port and size (each is a device section, and the guest's drivers know the ports), the virtio functions' kinds
+//     and the passed-through (vfio-pci) functions' number and whether each shows its expansion ROM.
 // What is informative only (reported, never refused):
 //   - the boot configuration (kernel, initrd, command line, flat image): a restored guest does not boot again;
 //     a later system_reset boots what this process was given;
 //   - where character devices write (stdio, a file, a socket) and debugcon timestamps: host-side plumbing;
 //   - the VM name, the backend's -object id, prealloc, huge pages (hugetlb, its page size, THP), memfd sealing:
 //     host-side choices that do not change what the guest sees;
-//   - -no-reboot, the timeout and -S: how this process runs the guest.
+//   - -no-reboot, the timeout and -S: how this process runs the guest;
+//   - which host function a vfio-pci device is (its sysfs path) and its id.
 // Not compared at all: the RAM fd number (every process numbers its own fds).
 import { COM_PORTS } from '../../devices/serial.js';
 import { formatBytes, type BackendRecord } from '../../src/memory/backend.js';
@@ -128,6 +130,14 @@ export function configDifferences(saved: SavedMachineConfig, current: SavedMachi
       .join(', ') || 'no virtio devices';
   if (virtioText(a) !== virtioText(b))
     blocking.push(`virtio devices differ: checkpoint has ${virtioText(a)}, this VM has ${virtioText(b)}`);
+  // Passed-through functions follow the virtio ones on bus 0 (a vfio-pci section each, in order); whether the guest
+  // sees an expansion ROM (rombar=0) is part of its config space.
+  const vfioText = (c: typeof a) =>
+    (c.vfio ?? []).map((v) => `vfio-pci ${v.id}${v.rombar === false ? ' (rombar=0)' : ''}`).join(', ') ||
+    'no vfio-pci devices';
+  const vfioShape = (c: typeof a) => (c.vfio ?? []).map((v) => (v.rombar === false ? 'norom' : 'rom')).join(',');
+  if (vfioShape(a) !== vfioShape(b))
+    blocking.push(`vfio-pci devices differ: checkpoint has ${vfioText(a)}, this VM has ${vfioText(b)}`);
   differs(blocking, 'ACPI', a.acpi ? 'on' : 'off', b.acpi ? 'on' : 'off');
 
   // Informative.
@@ -135,6 +145,15 @@ export function configDifferences(saved: SavedMachineConfig, current: SavedMachi
     const w = b.virtio[i];
     if (w && w.kind === v.kind && canonical(v) !== canonical(w))
       informative.push(`virtio device ${i} options differ: checkpoint ${canonical(v)}, this VM ${canonical(w)}`);
+  }
+  // Which host function: in reboot mode the new process opens it afresh (reset) and the guest's driver sets it up
+  // again on resume, so it may sit at another address after a host reboot; the id is a name.
+  for (const [i, v] of (a.vfio ?? []).entries()) {
+    const w = b.vfio?.[i];
+    if (w && (v.sysfsdev !== w.sysfsdev || v.id !== w.id))
+      informative.push(
+        `vfio-pci device ${i} differs: checkpoint ${v.id} at ${v.sysfsdev}, this VM ${w.id} at ${w.sysfsdev}`,
+      );
   }
   if (canonical(a.boot) !== canonical(b.boot)) {
     informative.push(

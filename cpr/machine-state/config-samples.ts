@@ -1,6 +1,6 @@
 // Test support for the config tests: a seeded generator of machine configurations and RAM backend records that
 // covers every kind, every optional property present and absent, and awkward strings. Not used outside tests.
-import type { VirtioDeviceConfig, MachineConfig, BootConfig } from '../../src/machine/config.js';
+import type { VirtioDeviceConfig, VfioDeviceConfig, MachineConfig, BootConfig } from '../../src/machine/config.js';
 import type { BackendSpec } from '../../src/memory/backends.js';
 import type { BackendRecord } from '../../src/memory/backend.js';
 import type { CharSpec } from '../../src/chardev/spec.js';
@@ -154,6 +154,13 @@ function randomVirtio(r: Random, i: number): VirtioDeviceConfig {
   }
 }
 
+/** A passed-through function as the CLI gives it: host= spelled into its sysfs path, rombar=0 or no key. */
+export function randomVfio(r: Random, i: number): VfioDeviceConfig {
+  const bdf = `0000:${r.int(0, 255).toString(16).padStart(2, '0')}:${r.int(0, 31).toString(16).padStart(2, '0')}.${r.int(0, 7)}`;
+  const sysfsdev = r.chance(0.8) ? `/sys/bus/pci/devices/${bdf}` : path(r);
+  return withOptional({ id: `vfio${i}${randomText(r, 2)}`, sysfsdev }, { rombar: maybe(r, () => false as const) });
+}
+
 export function randomSaved(r: Random): SavedMachineConfig {
   const size = r.int(1, 2 ** 23) * 8192; // up to 64 GiB, QEMU's 8 KiB granularity
   const ports = new Set<number>();
@@ -180,7 +187,11 @@ export function randomSaved(r: Random): SavedMachineConfig {
     virtio: Array.from({ length: r.int(0, 4) }, (_, i) => randomVirtio(r, i)),
     pvpanic: r.chance() ? null : { ioport: r.int(0, 0xffff) },
   };
-  return { config, ram: randomRamRecord(r, size) };
+  const ram = randomRamRecord(r, size);
+  // Drawn last, so every earlier part is what the same seed gave before vfio-pci was in the record. None: no key.
+  const vfio = Array.from({ length: r.chance() ? 0 : r.int(1, 3) }, (_, i) => randomVfio(r, i));
+  if (vfio.length) config.vfio = vfio;
+  return { config, ram };
 }
 
 /** A deep copy of plain data (structuredClone keeps exactly the keys that are there). */

@@ -2,12 +2,14 @@
 // generated configs), strings are UTF-8 with their limits checked, and a corrupt record is refused by field name.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { newRecord, layoutOf } from '../vmstate/vmstate.js';
+import { newRecord, layoutOf, recordBytes, type Descriptor } from '../vmstate/vmstate.js';
+import { encodeRecord, prepareDecode } from '../vmstate/stream.js';
 import {
   machineConfigDescriptor,
   machineConfigToRecord,
   recordToMachineConfig,
   MAX_SERIAL,
+  MAX_VFIO,
   type MachineConfigRecord,
 } from './machine-config.js';
 import { PATH_MAX } from '../kvm-state/checked.js';
@@ -60,6 +62,40 @@ test(`machine config: ${CASES} generated configurations round-trip exactly, into
     assert.equal(roundTrip(s), want, `seed ${seed}`);
     assert.equal(roundTrip(s, reused), want, `seed ${seed}, reused record`);
   }
+});
+
+test('machine config: passed-through functions (-device vfio-pci) round-trip: id, host sysfs path, rombar=0; none has no key', () => {
+  const s = typical();
+  s.config.vfio = [
+    { id: 'edu0', sysfsdev: '/sys/bus/pci/devices/0000:00:03.0' }, // -device vfio-pci,host=0000:00:03.0,id=edu0
+    { id: 'vfio1', sysfsdev: '/sys/devices/pci0000:00/0000:00:04.0', rombar: false }, // sysfsdev=…,rombar=0
+  ];
+  const back = roundTrip(s);
+  assert.equal(back, s);
+  assert.not.ok('rombar' in back.config.vfio![0], 'rombar=1 (the default) is no key, as the CLI gives it');
+  assert.not.ok('vfio' in roundTrip(typical()).config, 'no passed-through function: no key, as the CLI gives it');
+  const many = typical();
+  many.config.vfio = Array.from({ length: MAX_VFIO + 1 }, (_, i) => ({ id: `v${i}`, sysfsdev: `/x/${i}` }));
+  assert.throws(() => machineConfigToRecord(many.config, many.ram), /config vfio: 33 devices, at most 32/);
+});
+
+test('machine config: a version 1 record (written before vfio-pci was in it) has no passed-through function, even decoded into a record that held some', () => {
+  // Version 1 is version 2's fields without those since 2; the fields before them lie where they did.
+  const v1: Descriptor = {
+    ...machineConfigDescriptor,
+    version: 1,
+    fields: machineConfigDescriptor.fields.filter((f) => (f.since ?? 1) === 1),
+  };
+  assert.is(machineConfigDescriptor.version, 2);
+  const s = typical();
+  const old = newRecord(v1, false);
+  recordBytes(old).set(recordBytes(machineConfigToRecord(s.config, s.ram)).subarray(0, layoutOf(v1).size));
+  const stream = encodeRecord(v1, old);
+  const withEdu = clone(s);
+  withEdu.config.vfio = [{ id: 'edu0', sysfsdev: '/sys/bus/pci/devices/0000:00:03.0' }];
+  const reused = machineConfigToRecord(withEdu.config, withEdu.ram);
+  prepareDecode(machineConfigDescriptor, stream, 1, reused)();
+  assert.equal(recordToMachineConfig(reused), s);
 });
 
 test('machine config: optional properties keep their absence (no key) and their presence (false, 0, "")', () => {
@@ -175,6 +211,12 @@ test('machine config: a corrupt record is refused with the field named, never re
   );
   assert.throws(
     corrupt((r) => {
+      r.vfioCount = 33;
+    }),
+    /vfio: count 33 exceeds the capacity of 32/,
+  );
+  assert.throws(
+    corrupt((r) => {
       r.nameLength = 10_000;
     }),
     /name: length 10000 is outside its buffer of 256 bytes/,
@@ -224,12 +266,15 @@ test('machine config: the descriptor names every part of the configuration', () 
     'startPaused',
     'ramBackend',
     'pvpanic',
+    'vfio',
   ]) {
     assert.ok(layout.byName.has(name), name);
   }
   const ram = layout.byName.get('ramBackend')!.layout!;
   for (const name of ['kind', 'size', 'offset', 'share', 'hugetlb', 'hugetlbSize', 'path', 'fd'])
     assert.ok(ram.byName.has(name), `ramBackend.${name}`);
+  const vfio = layout.byName.get('vfio')!.layout!;
+  for (const name of ['id', 'sysfsdev', 'romHidden']) assert.ok(vfio.byName.has(name), `vfio.${name}`);
 });
 
 test.run();

@@ -25,7 +25,13 @@ import {
   type StateOf,
   type StringFieldName,
 } from '../vmstate/vmstate.js';
-import type { MachineConfig, BootConfig, DebugconConfig, VirtioDeviceConfig } from '../../src/machine/config.js';
+import type {
+  MachineConfig,
+  BootConfig,
+  DebugconConfig,
+  VirtioDeviceConfig,
+  VfioDeviceConfig,
+} from '../../src/machine/config.js';
 import type { MemoryConfig } from '../../src/memory/config.js';
 import type { BackendSpec } from '../../src/memory/backends.js';
 import type { BackendRecord, BackendKind } from '../../src/memory/backend.js';
@@ -46,6 +52,8 @@ export const MAX_SERIAL = 4;
 export const MAX_DEBUGCON = 16;
 /** Most virtio-pci devices a configuration may have. */
 export const MAX_VIRTIO = 32;
+/** Most vfio-pci devices a record holds (bus 0's slots; the plan refuses more than fit after the virtio ones). */
+export const MAX_VFIO = 32;
 
 export const BACKEND_KINDS: readonly BackendKind[] = ['anon', 'memfd', 'file', 'devdax'];
 export const CPU_MODELS: readonly CpuidPolicy[] = ['host', 'pvm-safe'];
@@ -169,6 +177,19 @@ export const virtioDeviceConfigDescriptor = {
   ],
 } as const satisfies Descriptor;
 
+/**
+ * A passed-through PCI function (VfioDeviceConfig, `-device vfio-pci,host=…|sysfsdev=…[,id=…][,rombar=0]`): host=
+ * is spelled into sysfsdev by the CLI, so the sysfs path is the whole address. A reboot-mode restore from the file
+ * alone (Machine.restore) opens the function afresh from it.
+ */
+export const vfioDeviceConfigDescriptor = {
+  name: 'vfio-device-config',
+  version: 1,
+  minVersion: 1,
+  subsections: [],
+  fields: [...str('id', NAME_MAX), ...str('sysfsdev', PATH_MAX), bool('romHidden')],
+} as const satisfies Descriptor;
+
 /** BackendRecord: what a new process needs to map the same RAM again. */
 export const ramBackendRecordDescriptor = {
   name: 'ram-backend',
@@ -188,12 +209,20 @@ export const ramBackendRecordDescriptor = {
   ],
 } as const satisfies Descriptor;
 
-/** The CONFIG section: the whole MachineConfig and the RAM backend record. */
+/**
+ * The CONFIG section: the whole MachineConfig and the RAM backend record. Version 2 added the vfio-pci devices; a
+ * version 1 stream (written before) has none.
+ */
 export const machineConfigDescriptor = {
   name: 'machine-config',
-  version: 1,
+  version: 2,
   minVersion: 1,
   subsections: [],
+  // The decoder leaves fields a stream does not have as the record held them, and records are reused (a warm-up
+  // decodes this VM's own configuration first): a version 1 stream must not inherit another's devices.
+  postLoad: (state: { vfioCount: number }, streamVersion: number) => {
+    if (streamVersion < 2) state.vfioCount = 0;
+  },
   fields: [
     ...str('name', NAME_MAX),
     struct('memory', memoryConfigDescriptor),
@@ -214,6 +243,8 @@ export const machineConfigDescriptor = {
     u32('virtioCount'),
     structArray('virtio', virtioDeviceConfigDescriptor, MAX_VIRTIO, { lengthField: 'virtioCount' }),
     struct('pvpanic', pvpanicConfigDescriptor),
+    u32('vfioCount', { since: 2 }),
+    structArray('vfio', vfioDeviceConfigDescriptor, MAX_VFIO, { lengthField: 'vfioCount', since: 2 }),
   ],
 } as const satisfies Descriptor;
 
@@ -226,6 +257,7 @@ type DebugconRecord = StateOf<typeof debugconConfigDescriptor>;
 type DebugExitRecord = StateOf<typeof debugExitConfigDescriptor>;
 type RamBackendRecord = StateOf<typeof ramBackendRecordDescriptor>;
 type VirtioRecord = StateOf<typeof virtioDeviceConfigDescriptor>;
+type VfioRecord = StateOf<typeof vfioDeviceConfigDescriptor>;
 
 /** What the CONFIG section holds: the configuration and the RAM it mapped. */
 export interface SavedMachineConfig {
@@ -298,7 +330,27 @@ export function machineConfigToRecord(
   for (const [i, v] of config.virtio.entries()) virtioToRecord(v, r.virtio[i], `config virtio[${i}]`);
   r.pvpanic.present = config.pvpanic !== null;
   if (config.pvpanic !== null) r.pvpanic.ioport = int(config.pvpanic.ioport, 0xffff, 'config pvpanic ioport');
+  const vfio = config.vfio ?? [];
+  if (vfio.length > MAX_VFIO) throw new RangeError(`config vfio: ${vfio.length} devices, at most ${MAX_VFIO}`);
+  r.vfioCount = vfio.length;
+  for (const [i, v] of vfio.entries()) vfioToRecord(v, r.vfio[i], `config vfio[${i}]`);
   return r;
+}
+
+function vfioToRecord(v: VfioDeviceConfig, r: VfioRecord, what: string): void {
+  setText(r, 'id', v.id, `${what} id`);
+  setText(r, 'sysfsdev', v.sysfsdev, `${what} sysfsdev`);
+  if (v.rombar !== undefined && v.rombar !== false)
+    throw new TypeError(`${what} rombar: expected false or absent, got ${String(v.rombar)}`);
+  r.romHidden = v.rombar === false;
+}
+
+function recordToVfio(r: VfioRecord, what: string): VfioDeviceConfig {
+  return {
+    id: getText(r, 'id', `${what} id`),
+    sysfsdev: getText(r, 'sysfsdev', `${what} sysfsdev`),
+    ...(r.romHidden ? { rombar: false as const } : {}),
+  };
 }
 
 const VIRTIO_KINDS = ['blk', 'net', 'rng', 'console'] as const;
@@ -474,6 +526,11 @@ export function recordToMachineConfig(r: MachineConfigRecord): SavedMachineConfi
       .map((v, i) => recordToVirtio(v, `config record virtio[${i}]`)),
     pvpanic: r.pvpanic.present ? { ioport: r.pvpanic.ioport } : null,
   };
+  // As the CLI gives it: no key when there is no passed-through function.
+  const vfio = r.vfio
+    .slice(0, checkedCount(r.vfioCount, MAX_VFIO, 'config record vfio'))
+    .map((v, i) => recordToVfio(v, `config record vfio[${i}]`));
+  if (vfio.length) config.vfio = vfio;
   return { config, ram: recordToRamBackend(r.ramBackend) };
 }
 

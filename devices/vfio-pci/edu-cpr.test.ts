@@ -19,6 +19,7 @@ import { HANG_GUARD_MS, waitFor } from '../../test/support/hang-guard.js';
 import { cprTransfer, removeDir, scratchDir, startVm, type VmProcess } from '../../test/support/vm-process.js';
 import { vfioMissing, withVfioDevice } from '../../test/support/vfio-devices.js';
 import { ACPI_PM_DEFAULT_BASE, PM1_CNT_OFFSET, SLP_TYP_S3 } from '../acpi-pm.js';
+import { Machine } from '../../src/api/index.js';
 
 const noEdu = vfioMissing('edu');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -224,16 +225,32 @@ const rounds = (out: string): Round[] =>
     msi: Number.parseInt(m[2], 16),
   }));
 
-async function roundsReach(vm: VmProcess, n: number, what: string): Promise<void> {
+/** Waits for round `n` on a guest's COM1 (`out()`), failing as soon as it reports a fault or its VMM ends. */
+async function roundsReachIn(
+  out: () => string,
+  ended: () => boolean,
+  n: number,
+  what: string,
+  log = '',
+): Promise<void> {
   const deadline = Date.now() + HANG_GUARD_MS;
   for (;;) {
-    const r = rounds(vm.stdout);
+    const r = rounds(out());
     if (r.length && r[r.length - 1].round >= n) return;
-    if (/BAD|LOST|STUCK/.test(vm.stdout) || vm.child.exitCode !== null || Date.now() > deadline)
-      assert.unreachable(`${what}: the guest stopped at ${JSON.stringify(r.at(-1))}\n${vm.stdout}\n${vm.stderr}`);
+    if (/BAD|LOST|STUCK/.test(out()) || ended() || Date.now() > deadline)
+      assert.unreachable(`${what}: the guest stopped at ${JSON.stringify(r.at(-1))}\n${out()}\n${log}`);
     await sleep(50);
   }
 }
+
+const roundsReach = (vm: VmProcess, n: number, what: string) =>
+  roundsReachIn(
+    () => vm.stdout,
+    () => vm.child.exitCode !== null,
+    n,
+    what,
+    vm.stderr,
+  );
 
 const lastRound = (vm: VmProcess) => rounds(vm.stdout).at(-1)?.round ?? 0;
 
@@ -360,7 +377,7 @@ testIf(
 testIf(
   test,
   noEdu,
-  "vfio cpr-reboot: refused with QEMU's text while the edu guest runs; in S3 cpr-save is accepted, a new tsvmm opens the device afresh, cpr-load + system_wakeup, and the guest's DMA and MSIs work again",
+  "vfio cpr-reboot: refused with QEMU's text while the edu guest runs; in S3 cpr-save is accepted; a new tsvmm (same -device) opens the device afresh, cpr-load + system_wakeup, and the guest's DMA and MSIs work again; so does Machine.restore(file) from the file alone (the function taken from its CONFIG record)",
   () =>
     withVfioDevice('edu', async (edu) => {
       const dir = scratchDir('tsvmm-vfio-s3-');
@@ -379,6 +396,8 @@ testIf(
       ];
       let old: VmProcess | undefined;
       let next: VmProcess | undefined;
+      let restored: Machine | undefined;
+      let restoredEnded = false;
       try {
         old = await startVm(args, { dir, name: 'old' });
         await roundsReach(old, 1, 'before the refusal');
@@ -412,7 +431,33 @@ testIf(
         await pauseTable(next, 'cpr-reboot'); // no pause figure: the guest sleeps in S3 between save and wake-up
         await next.qmp.execute('quit');
         assert.is(await next.exited, 0);
+
+        // The same checkpoint (RAM in it: -m 64M is anonymous) from the file alone, in this process: the Node
+        // library rebuilds the machine from the CONFIG record, edu included, and the guest wakes up on it again.
+        restored = await Machine.restore(file);
+        let out = '';
+        restored.serial.setEncoding('utf8');
+        restored.serial.on('data', (d: string) => {
+          out += d;
+        });
+        void restored.exited.then(() => {
+          restoredEnded = true;
+        });
+        assert.is(restored.status, 'suspended');
+        restored.start();
+        await restored.wakeup();
+        await roundsReachIn(
+          () => out,
+          () => restoredEnded,
+          3 + 4,
+          'Machine.restore: after the wake-up',
+        );
+        assert.match(out, /^woke\r?\n/, out);
+        assert.not.match(out, /BAD|LOST|STUCK/);
+        checkRounds([old.stdout, out]);
+        assert.equal(await restored.quit(), { status: 0, reason: 'quit' });
       } finally {
+        if (restored && !restoredEnded) await restored.quit().catch(() => {});
         await next?.dispose();
         await old?.dispose();
         removeDir(dir);

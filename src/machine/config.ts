@@ -32,8 +32,9 @@ export type VirtioDeviceConfig = (
 };
 
 /**
- * A host PCI function passed through with VFIO (`-device vfio-pci,host=0000:00:03.0` or `sysfsdev=PATH`). Host-side
- * (a checkpoint does not record it yet: CPR with VFIO is its own work).
+ * A host PCI function passed through with VFIO (`-device vfio-pci,host=0000:00:03.0` or `sysfsdev=PATH`). A
+ * checkpoint's CONFIG record carries it (cpr/machine-state/machine-config.ts), so a restore from the file alone
+ * (Machine.restore) opens the same function.
  */
 export interface VfioDeviceConfig {
   id: string;
