@@ -282,6 +282,7 @@ export function loadFromFile(
   } finally {
     vfio?.endAdoption();
   }
+  vfio?.completeAdoption();
   machine.markRestored();
   if (prepared.runState === 'running' && !stayPaused) clock.time('resume', () => machine.resume());
   else machine.setPausedState(prepared.runState === 'suspended' ? 'suspended' : 'paused');

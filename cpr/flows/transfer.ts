@@ -241,6 +241,7 @@ export async function transferIn(
         } finally {
           vfio?.endAdoption();
         }
+        vfio?.completeAdoption();
         machine.markRestored();
         if (prepared.runState === 'running' && !stayPaused) clock.time('resume', () => machine.resume());
         else machine.setPausedState(prepared.runState === 'suspended' ? 'suspended' : 'paused');

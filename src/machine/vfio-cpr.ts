@@ -12,10 +12,15 @@
 //                eventfds (devices/vfio-pci: vfioAdoption) and re-creates the BAR memory slots.
 //
 // One machine per process has passed-through functions; its hand-over state is this module's.
+import { Errno } from '../sys/errno.js';
 import type { NamedFd } from '../sys/exec-fds.js';
 import { vfioAdoption } from '../../devices/vfio-pci/host.js';
 
-/** The container operations a hand-over needs (vfio/container.ts). */
+/**
+ * The container operations a hand-over needs (vfio/container.ts). The kernel's rules (vfio_iommu_type1.c): an
+ * invalidate needs every mapping of the range valid, an update needs the mapping invalid and exactly its range;
+ * otherwise each fails with EINVAL (an error carrying `errno`), changing nothing.
+ */
 export interface VfioCprContainer {
   invalidateVaddr(iova: bigint, size: bigint): void;
   updateVaddr(iova: bigint, size: bigint, vaddr: bigint): void;
@@ -36,6 +41,11 @@ export class VfioHandover {
   handedOver = false;
   /** New process: the mappings still point at the old process's addresses (adopted, not yet updated). */
   private pendingUpdate: boolean;
+  /**
+   * New process: the guest was not restored here (yet). The old process may take the mappings back (a failed
+   * hand-over), so this one must not unmap them at its teardown; closing its container fd only drops a reference.
+   */
+  private adoptionPending: boolean;
 
   constructor(
     private readonly container: VfioCprContainer,
@@ -46,6 +56,7 @@ export class VfioHandover {
     adopted: boolean,
   ) {
     this.pendingUpdate = adopted;
+    this.adoptionPending = adopted;
   }
 
   /** Throws (one line) when the kernel cannot re-point DMA at a new process's mapping. */
@@ -71,16 +82,35 @@ export class VfioHandover {
     this.invalid = true;
   }
 
-  /** Old process, the hand-over failed: the mappings point at this process's RAM again. */
+  /**
+   * Old process, the hand-over failed: the mappings point at this process's RAM again. The new process may have
+   * given some of them its own addresses before it failed (cpr-transfer: it updates them before it restores the
+   * devices), and the kernel takes a new address only for an invalid one (EINVAL otherwise): such a mapping is
+   * invalidated again, then updated. Every range is tried; the first failure is thrown after.
+   */
   revalidate(): void {
     if (!this.invalid) return;
-    for (const r of this.ranges) this.container.updateVaddr(r.iova, r.size, r.vaddr);
+    let failure: unknown = null;
+    for (const r of this.ranges) {
+      try {
+        try {
+          this.container.updateVaddr(r.iova, r.size, r.vaddr);
+        } catch (e) {
+          if ((e as { errno?: unknown }).errno !== Errno.EINVAL) throw e;
+          this.container.invalidateVaddr(r.iova, r.size);
+          this.container.updateVaddr(r.iova, r.size, r.vaddr);
+        }
+      } catch (e) {
+        failure ??= e;
+      }
+    }
+    if (failure !== null) throw failure;
     this.invalid = false;
   }
 
-  /** Whether teardown may unmap the DMA (not once another process owns it). */
+  /** Whether teardown may unmap the DMA (not once another process owns it, nor before an adoption completed). */
   get ownsDma(): boolean {
-    return !this.handedOver;
+    return !this.handedOver && !this.adoptionPending;
   }
 
   /**
@@ -96,9 +126,14 @@ export class VfioHandover {
     return true;
   }
 
-  /** After the restore: the functions are this process's like any other. */
+  /** After the restore, whether it succeeded or not: the devices' reset and restore drive VFIO as usual again. */
   endAdoption(): void {
     vfioAdoption.phase = 'none';
+  }
+
+  /** The guest was restored here: the functions and their DMA are this process's like any other. */
+  completeAdoption(): void {
+    this.adoptionPending = false;
   }
 }
 
