@@ -125,7 +125,7 @@ export async function execOut(
   try {
     await clock.timeAsync('flush', () => hooks.flush());
     if (machine.ended) throw new CprError('the VM was ended before the exec');
-    error = execImage(machine, command, [...report.marks, ...clock.marks], clock);
+    error = execImage(machine, command, report.marks, clock);
   } catch (e) {
     error = (e as Error).message;
   }
@@ -138,52 +138,63 @@ export async function execOut(
   throw new CprError(error);
 }
 
-/** Writes the state memfd, sets the fd table and execs. Returns the error text if execve returned. */
-function execImage(machine: Machine, command: string[], marks: PhaseMark[], clock: PhaseClock): string {
+/**
+ * Writes the state memfd, sets the fd table and execs. Returns the error text if execve returned. `saved` are the
+ * save's marks; `clock`'s (the flush, the DMA addresses' invalidation) follow them into the new image.
+ */
+function execImage(machine: Machine, command: string[], saved: PhaseMark[], clock: PhaseClock): string {
   const parts = machine.parts();
   const fds: NamedFd[] = [
     { name: 'ram', fd: parts.ram.backend.fd },
     ...parts.taps.map((t) => ({ name: `tap:${t.ifname}`, fd: t.fd })),
     ...fdsKeptAcrossExec(),
   ];
-  const execUs = nowUs();
-  const state: ExecState = {
-    magic: MAGIC,
-    version: VERSION,
-    pid: process.pid,
-    fds: fds.map(({ name, fd }) => {
-      const st = fstatSync(fd, { bigint: true });
-      return { name, fd, dev: String(st.dev), ino: String(st.ino) };
-    }),
-    ram: parts.ram.backend.record(),
-    marks: [...marks, { phase: 'exec', process: 'old', startUs: execUs, endUs: execUs }],
-  };
+  const kept = fds.map(({ name, fd }) => {
+    const st = fstatSync(fd, { bigint: true });
+    return { name, fd, dev: String(st.dev), ino: String(st.ino) };
+  });
   const stateFd = memfdCreate(STATE_NAME, MFD_CLOEXEC);
   try {
-    const bytes = Buffer.from(JSON.stringify(state));
-    for (let at = 0; at < bytes.length; ) {
-      const n = write(stateFd, bytes.subarray(at));
-      if (n > 0) at += n;
-    }
     const env = Object.entries(process.env)
       .filter(([k, v]) => k !== CPR_EXEC_ENV && v !== undefined)
       .map(([k, v]) => `${k}=${v}`);
     env.push(`${CPR_EXEC_ENV}=${stateFd}`);
     const table = prepareFdsForExec([...fds.map((f) => f.fd), stateFd]);
     // Passed-through functions: the IOMMU keeps their DMA mappings across the exec, this image's addresses go
-    // (the new image gives its own before it restores the devices).
+    // (the new image gives its own before it restores the devices). Before the state memfd is written, so that
+    // its marks — the new image's x-query-cpr-timings — have this phase, as cpr-transfer's state message does.
     const vfio = vfioHandover();
-    if (vfio) {
+    // The exec did not happen: this image keeps the guest, with its DMA addresses and fd flags as before.
+    const undo = () => {
       try {
-        clock.time('vfio-invalidate-vaddr', () => vfio.invalidate());
-      } catch (e) {
+        vfio?.revalidate();
+      } finally {
         table.restore();
-        throw e;
       }
+    };
+    let execUs: number;
+    try {
+      if (vfio) clock.time('vfio-invalidate-vaddr', () => vfio.invalidate());
+      execUs = nowUs();
+      const state: ExecState = {
+        magic: MAGIC,
+        version: VERSION,
+        pid: process.pid,
+        fds: kept,
+        ram: parts.ram.backend.record(),
+        marks: [...saved, ...clock.marks, { phase: 'exec', process: 'old', startUs: execUs, endUs: execUs }],
+      };
+      const bytes = Buffer.from(JSON.stringify(state));
+      for (let at = 0; at < bytes.length; ) {
+        const n = write(stateFd, bytes.subarray(at));
+        if (n > 0) at += n;
+      }
+    } catch (e) {
+      undo();
+      throw e;
     }
     const errno = execve(command[0], command, env);
-    vfio?.revalidate();
-    table.restore();
+    undo();
     clock.mark('exec-failed', execUs, nowUs());
     return `execve ${command[0]} failed: ${errnoName(errno)} (errno ${errno})`;
   } finally {

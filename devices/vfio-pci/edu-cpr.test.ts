@@ -254,11 +254,22 @@ const roundsReach = (vm: VmProcess, n: number, what: string) =>
 
 const lastRound = (vm: VmProcess) => rounds(vm.stdout).at(-1)?.round ?? 0;
 
-/** The pause and its phases (x-query-cpr-timings), on the test's output (the runner shows it when a file fails). */
-async function pauseTable(vm: VmProcess, mode: string): Promise<number | null> {
+/**
+ * The pause and its phases (x-query-cpr-timings), on the test's output (the runner shows it when a file fails); the
+ * phases as "old vfio-invalidate-vaddr", "new resume", ….
+ */
+async function pauseTable(vm: VmProcess, mode: string): Promise<{ pause: number | null; phases: string[] }> {
   const t = await vm.qmp.execute('x-query-cpr-timings');
   console.log(`edu ${mode}: pause ${t['pause-us']} us\n${t.table}\n`);
-  return t['pause-us'];
+  const marks = t.marks as { process: string; phase: string }[];
+  return { pause: t['pause-us'], phases: marks.map((m) => `${m.process} ${m.phase}`) };
+}
+
+/** A hand-over with the device kept: a pause, and the DMA addresses forgotten by one image and given by the next. */
+function checkHandOverPhases(t: { pause: number | null; phases: string[] }, mode: string): void {
+  assert.type(t.pause, 'number', mode);
+  for (const phase of ['old vfio-invalidate-vaddr', 'new vfio-update-vaddr'])
+    assert.ok(t.phases.includes(phase), `${mode}: ${phase} in ${JSON.stringify(t.phases)}`);
 }
 
 /**
@@ -322,7 +333,7 @@ testIf(
           () => next!.stderr,
         );
         await cprTransfer(old, next, channel, dir);
-        assert.type(await pauseTable(old, 'cpr-transfer'), 'number');
+        checkHandOverPhases(await pauseTable(old, 'cpr-transfer'), 'cpr-transfer');
         const handedAt = lastRound(old);
         await old.qmp.execute('quit').catch(() => {});
         await old.exited;
@@ -357,7 +368,7 @@ testIf(
         }
         next.qmp = await QmpClient.connect(next.qmpPath);
         assert.is((await next.qmp.execute('query-status')).status, 'running', next.stderr);
-        assert.type(await pauseTable(next, 'cpr-exec'), 'number');
+        checkHandOverPhases(await pauseTable(next, 'cpr-exec'), 'cpr-exec');
         const execAt = lastRound(next);
         await roundsReach(next, execAt + 4, 'after the exec');
 
