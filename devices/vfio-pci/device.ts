@@ -493,6 +493,9 @@ export class VfioPciFunction implements PciFunction {
       const intx = this.spec.intx!;
       this.setIrqs(VFIO_PCI_INTX_IRQ_INDEX, 0, [intx.trigger]);
       try {
+        // VFIO holds one unmask eventfd per INTx enable and refuses another (EBUSY): the old process's, signalled by
+        // the old VM's resampler, goes first. Nothing is lost in between: the guest is paused, so no EOI comes.
+        this.options.ops.setIntxResample(-1);
         this.options.ops.setIntxResample(intx.resample);
       } catch (e) {
         this.options.log?.(`${this.name}: INTx unmask eventfd: ${(e as Error).message}`);

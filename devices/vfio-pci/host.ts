@@ -26,7 +26,7 @@ export interface VfioDeviceOps {
   setIrqs(index: number, start: number, fds: readonly number[]): void;
   /** VFIO_DEVICE_SET_IRQS, DATA_NONE | ACTION_TRIGGER, count 0: the index disabled. */
   disableIrqs(index: number): void;
-  /** INTx's unmask eventfd (KVM's resample fd: the guest's EOI unmasks the line in the kernel). */
+  /** INTx's unmask eventfd (KVM's resample fd: the guest's EOI unmasks the line in the kernel); -1: none. */
   setIntxResample(fd: number): void;
   /** VFIO_DEVICE_RESET (false when the device cannot reset). */
   reset(): boolean;

@@ -15,10 +15,11 @@ import {
   VFIO_PCI_MSI_IRQ_INDEX as MSI,
   VFIO_PCI_MSIX_IRQ_INDEX as MSIX,
   type VfioPciSpec,
+  vfioAdoption,
 } from './host.js';
 import { vfioPciState } from './state.js';
 import { queryPci } from '../../src/qmp/pci-query.js';
-import { FakeVfio, eduConfig, nvmeConfig, type HostConfig } from './testing/fake-host.js';
+import { FakeVfio, eduConfig, nvmeConfig, type FakeIrqKernel, type HostConfig } from './testing/fake-host.js';
 import { barWindows } from './windows.js';
 
 const WINDOWS: PciWindows = {
@@ -60,12 +61,17 @@ function specFor(host: HostConfig, regionSizes: number[], extra: Partial<VfioPci
   };
 }
 
-function machine(host: HostConfig, regionSizes: number[], extra: Partial<VfioPciSpec> = {}) {
+function machine(
+  host: HostConfig,
+  regionSizes: number[],
+  extra: Partial<VfioPciSpec> = {},
+  kernel: FakeIrqKernel | null = null,
+) {
   const spec = specFor(host, regionSizes, extra);
   const record = newRecord(vfioPciState);
   const busRecord = { mappingGeneration: 0, intxLevels: 0 };
   const bus = new PciBus(busRecord, WINDOWS, new FakeIrqLines().line);
-  const vfio = new FakeVfio();
+  const vfio = new FakeVfio(kernel);
   const msi = new FakeMsi(spec.msi?.count ?? 0);
   const log: string[] = [];
   const fn = new VfioPciFunction(record, spec, {
@@ -426,6 +432,67 @@ test('vfio-pci restore: a copy of the record brings back BAR placement, MSI-X ro
   assert.is(setIrqs.fds[0], 300, 'vector 0 masked: its pending eventfd');
   assert.equal(b.msi.routes.get(1), { address: 0xfee00000n, data: 0x41 });
   assert.ok(calls.some((c) => c.op === 'map' && c.window === 0 && c.gpa === bar0));
+});
+
+/** The edu guest's MSI set-up: address, data (vector 0x40), then enable. */
+function eduMsi(cfgWrite: (offset: number, size: 1 | 2 | 4, value: number) => void): void {
+  cfgWrite(0x40 + 4, 4, 0xfee00000);
+  cfgWrite(0x40 + 8, 4, 0);
+  cfgWrite(0x40 + 12, 2, 0x40);
+  cfgWrite(0x40 + 2, 2, 1);
+}
+
+test('vfio-pci reboot-mode load, against the kernel’s SET_IRQS rules: power-on, warm-ups, the load of a guest in MSI, the wake-up’s reset and the guest’s MSI again — not one refusal', () => {
+  const old = machine(eduConfig(), [0x10_0000], {}, { enabled: null, unmaskFd: false });
+  eduMsi(old.cfgWrite);
+  const saved = recordBytes(old.record).slice();
+  // The new process: the function opened afresh, its power-on restore (INTx, with its unmask eventfd) done.
+  const kernel: FakeIrqKernel = { enabled: null, unmaskFd: false };
+  const m = machine(eduConfig(), [0x10_0000], {}, kernel);
+  assert.equal(kernel, { enabled: INTX, unmaskFd: true });
+  for (let i = 0; i < 3; i++) {
+    recordBytes(m.record).set(recordBytes(m.record).slice()); // warm-up: its own state back into itself
+    m.fn.restored();
+  }
+  recordBytes(m.record).set(saved); // cpr-load: the record says MSI, VFIO has INTx
+  m.fn.restored();
+  assert.equal(kernel, { enabled: MSI, unmaskFd: false });
+  m.fn.reset(); // system_wakeup resets the devices, as firmware does
+  m.fn.restored();
+  assert.equal(kernel, { enabled: INTX, unmaskFd: true });
+  eduMsi(m.cfgWrite); // the guest's driver sets it up again
+  assert.equal(kernel, { enabled: MSI, unmaskFd: false });
+  assert.equal(m.log, [], 'nothing refused, nothing logged');
+});
+
+test('vfio-pci adoption (cpr-transfer, cpr-exec) of a function in INTx: the old process’s unmask eventfd is replaced by this one’s, not doubled (EBUSY)', () => {
+  const old = machine(eduConfig(), [0x10_0000], {}, { enabled: null, unmaskFd: false });
+  const saved = recordBytes(old.record).slice(); // INTx since power-on
+  const kernel: FakeIrqKernel = { enabled: INTX, unmaskFd: true }; // as the old process left it
+  vfioAdoption.phase = 'inherited';
+  try {
+    const m = machine(eduConfig(), [0x10_0000], {}, kernel);
+    assert.not.ok(
+      m.vfio.calls.some((c) => c.op !== 'map' && c.op !== 'unmap' && c.op !== 'write'),
+      'the build leaves the adopted device’s interrupts alone',
+    );
+    m.vfio.take();
+    recordBytes(m.record).set(saved);
+    vfioAdoption.phase = 'rewire';
+    m.fn.restored();
+    assert.equal(
+      m.vfio.take().filter((c) => c.op === 'setIrqs' || c.op === 'resample' || c.op === 'disableIrqs'),
+      [
+        { op: 'setIrqs', index: INTX, start: 0, fds: [50] },
+        { op: 'resample', fd: -1 },
+        { op: 'resample', fd: 51 },
+      ],
+    );
+    assert.equal(kernel, { enabled: INTX, unmaskFd: true });
+    assert.equal(m.log, []);
+  } finally {
+    vfioAdoption.phase = 'none';
+  }
 });
 
 test('vfio-pci query-pci: the function shows with the host’s ids and class, its pin and line, BAR 0 where it decodes', () => {

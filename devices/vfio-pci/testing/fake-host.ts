@@ -77,8 +77,28 @@ export type VfioCall =
   | { op: 'map'; window: number; gpa: number }
   | { op: 'unmap'; window: number };
 
+/**
+ * What the kernel holds of a device's interrupts (vfio_pci_intrs.c), for FakeVfio's `kernel` mode: the one index
+ * enabled (null: none) and whether INTx has its unmask eventfd.
+ */
+export interface FakeIrqKernel {
+  enabled: number | null;
+  unmaskFd: boolean;
+}
+
+/** A kernel refusal, as vfio/device.ts throws it: the message carries the errno's name. */
+const refused = (call: string, code: 'EINVAL' | 'EBUSY') =>
+  Object.assign(new Error(`VFIO_DEVICE_SET_IRQS (${call}): ${code}`), { code });
+
 /** A device and slots that log every call in one list (so tests see their order) and answer reads from `memory`. */
 export class FakeVfio {
+  /**
+   * With `kernel`, SET_IRQS follows the kernel's rules too: one index enabled at a time (another's trigger is
+   * EINVAL, so is disabling one that is not enabled), INTx disabled drops its unmask eventfd, and a second unmask
+   * eventfd while one is set is EBUSY (vfio_virqfd_enable). Calls are logged either way.
+   */
+  constructor(readonly kernel: FakeIrqKernel | null = null) {}
+
   readonly calls: VfioCall[] = [];
   /** What a trapped BAR read returns, per region and offset (bytes). */
   readonly memory = new Map<number, Uint8Array>();
@@ -95,9 +115,30 @@ export class FakeVfio {
       if (m) m.set(bytes, offset);
       this.calls.push({ op: 'write', region, offset, bytes: [...bytes] });
     },
-    setIrqs: (index, start, fds) => void this.calls.push({ op: 'setIrqs', index, start, fds: [...fds] }),
-    disableIrqs: (index) => void this.calls.push({ op: 'disableIrqs', index }),
-    setIntxResample: (fd) => void this.calls.push({ op: 'resample', fd }),
+    setIrqs: (index, start, fds) => {
+      this.calls.push({ op: 'setIrqs', index, start, fds: [...fds] });
+      const k = this.kernel;
+      if (!k || k.enabled === index) return;
+      if (k.enabled !== null) throw refused(`index ${index} while ${k.enabled} is enabled`, 'EINVAL');
+      k.enabled = index;
+    },
+    disableIrqs: (index) => {
+      this.calls.push({ op: 'disableIrqs', index });
+      const k = this.kernel;
+      if (!k) return;
+      if (k.enabled !== index) throw refused(`disable ${index}, not enabled`, 'EINVAL');
+      k.enabled = null;
+      k.unmaskFd = false;
+    },
+    setIntxResample: (fd) => {
+      this.calls.push({ op: 'resample', fd });
+      const k = this.kernel;
+      if (!k) return;
+      if (k.enabled !== 0) throw refused('INTx unmask without INTx', 'EINVAL');
+      if (fd < 0) k.unmaskFd = false;
+      else if (k.unmaskFd) throw refused('a second INTx unmask eventfd', 'EBUSY');
+      else k.unmaskFd = true;
+    },
     reset: () => {
       this.calls.push({ op: 'reset' });
       return true;
