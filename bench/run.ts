@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { RigSetupError } from '../test/rig/debian.js';
 import { hostKvmUnusable } from '../test/rig/host-kvm.js';
 import { benchOutputDir } from './lib/output.js';
+import { RIG_VFIO_DEVICES } from '../test/support/rig-provides.js';
 
 const BENCHES = ['exits', 'startup', 'cpr-pause', 'cpr-parts', 'blk', 'boot', 'linux-io', 'linux-cpr', 'vfio'] as const;
 
@@ -65,6 +66,8 @@ async function runInTheRig(why: string): Promise<number> {
     const r = await runInRig({
       command: [process.execPath, fileURLToPath(import.meta.url), ...wanted],
       memory: '16G',
+      // bench/vfio passes QEMU's edu and nvme through: the rig boots q35 + intel-iommu with them bound to vfio-pci.
+      vfio: wanted.length === 0 || wanted.includes('vfio') ? [...RIG_VFIO_DEVICES] : [],
       output: mark,
       shareDir,
     });

@@ -1,6 +1,6 @@
 // bench/vfio: what a passed-through PCI function costs, tsvmm against QEMU `-accel kvm -M pc`, side by side in one run
-// (issue 11, item 5), on QEMU's NVMe controller bound to vfio-pci (in the rig: `npm run rig -- --vfio nvme -- node
-// dist/bench/vfio.js`; natively it needs such a device and otherwise says why and does nothing):
+// (issue 11, item 5), on QEMU's NVMe controller bound to vfio-pci (without /dev/kvm, `npm run bench vfio` boots the
+// rig with one; natively it needs such a device and otherwise says why and does nothing):
 //   - MMIO round trip: the C guest examples/guests/mmio-bench.c reads BAR0's NVMe CAP register (mapped into the
 //     guest: no exit) and an MSI-X table entry (trapped: an exit to the VMM, which emulates the table) N times each,
 //     timed with rdtsc;
