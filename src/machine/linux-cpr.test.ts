@@ -35,6 +35,8 @@ import {
   suspendedCycle,
   transferCycle,
   execCycle,
+  checkGap,
+  describeCycle,
   type CycleResult,
 } from '../../test/support/linux-cpr-flows.js';
 
@@ -72,59 +74,7 @@ let tap: TapNamespace | undefined;
 let chain: GuestChain | undefined;
 const results: CycleResult[] = [];
 
-/** The chain, or a failure saying an earlier step left none. */
-function guest(): GuestChain {
-  assert.ok(chain && chain.current.child.exitCode === null, 'the guest from the earlier steps is running');
-  return chain!;
-}
-
-const ms = (us: number) => (us / 1000).toFixed(1);
-const describe = (r: CycleResult) =>
-  `${r.flow.padEnd(52)} pause ${ms(r.pauseUs).padStart(8)} ms, counter gap ${ms(r.gapUs).padStart(8)} ms, ` +
-  `guest clock ${ms(r.guestGapUs).padStart(8)} ms, last line → stop ${ms(r.lastLineToStopUs)} ms, ` +
-  `resume → first line ${ms(r.resumeToFirstLineUs)} ms, blocks ${r.blocks}`;
-
-/**
- * A restored guest's first steps are slow: the new process maps RAM afresh, so KVM faults the guest's working set
- * back into its page tables on first touch, and the new process's vCPU and I/O threads run their exit and virtio
- * code cold. Measured in the rig (nested KVM under TCG) over 20 cycles: 0.18-0.56 s from the resume mark to the
- * first counter line in both modes, where the last line before the stop came one ordinary interval (≤ 0.17 s)
- * before it; once, with the 2-core host loaded by other work, 3.2 s after the resume and 0.73 s before the stop.
- * So the bound allows 5 s: it is a hang guard on the restored guest (a lost interrupt or kick stalls it for good),
- * and the test prints each cycle's numbers.
- */
-const WARM_UP_US = 5_000_000;
-
-/**
- * The most the counter may stop for across a checkpoint, as the host sees it: the pause (old stop-vcpus → new
- * resume) plus at most one counter interval on each side — the last line before the stop may have been printed up
- * to one interval earlier, the first after the resume comes up to one interval later — plus the warm-up above. An
- * interval is what the guest's loop takes while it runs normally (10 ms asleep plus a fork, the shell and hvc0; far
- * more on a loaded nested-KVM machine), so the bound takes twice the longest gap seen between two lines of one
- * process, plus 50 ms for the test's own event loop reading two sockets.
- */
-function gapBoundUs(c: GuestChain, pauseUs: number): number {
-  let longest = 0;
-  const lines = c.hvc.lines;
-  for (let i = 1; i < lines.length; i++)
-    if (lines[i].process === lines[i - 1].process) longest = Math.max(longest, lines[i].hostUs - lines[i - 1].hostUs);
-  return pauseUs + 2 * longest + 50_000 + WARM_UP_US;
-}
-
-function checkGap(c: GuestChain, r: CycleResult): void {
-  const bound = gapBoundUs(c, r.pauseUs);
-  assert.ok(
-    r.gapUs <= bound,
-    `${r.flow}: the counter stopped for ${ms(r.gapUs)} ms, the pause was ${ms(r.pauseUs)} ms (bound ${ms(bound)} ms)`,
-  );
-  // kvmclock goes on by the time the VM was stopped: the guest's clock moves across the checkpoint by about what
-  // the host's did — no jump beyond it (/proc/uptime has 10 ms steps), never back.
-  assert.ok(r.guestGapUs >= 0, `${r.flow}: the guest's clock went back by ${ms(-r.guestGapUs)} ms`);
-  assert.ok(
-    r.guestGapUs <= bound + 10_000,
-    `${r.flow}: the guest's clock jumped ${ms(r.guestGapUs)} ms where the host saw ${ms(r.gapUs)} ms`,
-  );
-}
+const guest = (): GuestChain => GuestChain.running(chain);
 
 testIf(
   test,
@@ -142,9 +92,7 @@ testIf(
       ram: '256M',
       smp: 2,
     });
-    const { hvc } = await chain.start([]);
-    await within(hvc, 'tsvmm connects hvc0', chain.detail);
-    await chain.waitCount(50);
+    await chain.boot();
     chain.hvc.send('ping');
     await chain.until(() => pingReplies(chain!.serial).length >= 3, 'ping replies from the host');
     await letRun(chain, 20);
@@ -166,7 +114,7 @@ testIf(
       await letRun(c, 10 + ((i * 7) % 13));
       const r = await rebootCycle(c, i % 2 === 0 ? 'seed' : 'qemu', `reboot-${i}`);
       results.push(r);
-      console.log(describe(r));
+      console.log(describeCycle(r));
       checkGap(c, r);
     }
   },
@@ -193,7 +141,7 @@ testIf(
     await letRun(c, 20);
     const r = await transferCycle(c);
     results.push(r);
-    console.log(describe(r));
+    console.log(describeCycle(r));
     checkGap(c, r);
     // The pings sent around the hand-over: the ten after the last reply seen before it. Once a later one is
     // answered, any of them still unanswered is lost (a reply never takes a second here).
@@ -216,7 +164,7 @@ testIf(
     await letRun(c, 20);
     const r = await execCycle(c, 'exec');
     results.push(r);
-    console.log(describe(r));
+    console.log(describeCycle(r));
     checkGap(c, r);
     await letRun(c, 20);
   },
@@ -247,7 +195,7 @@ testIf(
     console.log(
       `ping: ${answered} of ${sent} answered over the whole run (${sent - answered} lost, ${replies.length - answered} duplicate replies)`,
     );
-    for (const r of results) console.log(describe(r));
+    for (const r of results) console.log(describeCycle(r));
   },
 );
 

@@ -9,7 +9,6 @@
 // Natively (no NVMe bound to vfio-pci) the test skips with vfio-devices.ts's reason, and the runner reruns the file
 // in the rig. The device goes to one VMM at a time (withVfioDevice).
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { qemuUnavailable } from '../../examples/guests/qemu-runner.js';
@@ -20,6 +19,7 @@ import {
   NOW_FN,
   type NvmeGuestRun,
   type Vmm,
+  nvmeBackingFile,
   nvmeGuestImage,
   nvmeGuestReport,
   runNvmeGuest,
@@ -55,17 +55,10 @@ const body = [
 const initrd = imageReason === null ? nvmeGuestImage('vfio-nvme', found.kernel!, body) : null;
 const reason = vfioMissing('nvme') ?? linuxUserSpaceUnreachable() ?? imageReason;
 
-/**
- * The rig's file behind the namespace, read past this machine's page cache (the 9p root is cache=loose: a second
- * read would otherwise see the first run's bytes). Null where there is no such file (a real host's NVMe).
- */
+/** The md5 of what the namespace's file on the rig's host holds (null: no such file here). */
 function backingFileMd5(): string | null {
-  const path = process.env.TSVMM_RIG_NVME_IMAGE;
-  if (!path || !existsSync(path)) return null;
-  writeFileSync('/proc/sys/vm/drop_caches', '3');
-  return createHash('md5')
-    .update(readFileSync(path).subarray(0, MIB << 20))
-    .digest('hex');
+  const data = nvmeBackingFile(MIB << 20);
+  return data && createHash('md5').update(data).digest('hex');
 }
 
 interface Judged {

@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import * as assert from 'uvu/assert';
 import { HANG_GUARD_MS, waitFor } from './hang-guard.js';
-import { imageBlocksMismatch, pingReplies, scenarioLines } from './linux-cpr-guest.js';
+import { blocksMismatch, pingReplies, scenarioLines } from './linux-cpr-guest.js';
 import { within, type GuestChain, type HvcLine } from './linux-cpr-session.js';
 import type { VmProcess } from './vm-process.js';
 import { QmpClient } from './qmp-client.js';
@@ -30,6 +30,9 @@ export interface CycleResult {
   lastLineToStopUs: number;
   /** From the new process's resume mark to its first counter line, µs. */
   resumeToFirstLineUs: number;
+  /** x-query-cpr-timings' phases of the cycle (both processes), and its table of them. */
+  marks: Timings['marks'];
+  phases: string;
 }
 
 /** Lines the counter must print in the new process before a flow counts as done (the guest runs on). */
@@ -55,7 +58,11 @@ async function quitOld(chain: GuestChain, old: VmProcess): Promise<HvcLine> {
 
 /** Checks what the guest synced before the save is intact, while no process has the disk. */
 function checkBlocks(chain: GuestChain, last: HvcLine): void {
-  assert.is(imageBlocksMismatch(chain.disk, last.blocks), null, `the ${last.blocks} blocks synced before the save`);
+  assert.is(
+    blocksMismatch(chain.diskContents(), last.blocks),
+    null,
+    `the ${last.blocks} blocks synced before the save`,
+  );
 }
 
 /** The new process runs the guest on: RUN_ON_LINES more counter lines, numbered on from the old process's last. */
@@ -89,6 +96,8 @@ function result(flow: string, timings: Timings, before: HvcLine, after: HvcLine)
     gapUs: after.hostUs - before.hostUs,
     guestGapUs: Math.round((after.uptime - before.uptime) * 1e6),
     blocks: before.blocks,
+    marks: timings.marks,
+    phases: timings.table,
   };
 }
 
@@ -245,4 +254,54 @@ export async function execCycle(chain: GuestChain, tag: string): Promise<CycleRe
   const timings = (await next.qmp.execute('x-query-cpr-timings')) as Timings;
   const after = await runsOn(chain, before!, chain.processes.length - 1, 'cpr-exec');
   return result('cpr-exec', timings, before!, after);
+}
+
+const ms = (us: number) => (us / 1000).toFixed(1);
+/** One line per cycle: the pause, the gaps the host and the guest saw, the warm-up either side. */
+export const describeCycle = (r: CycleResult) =>
+  `${r.flow.padEnd(52)} pause ${ms(r.pauseUs).padStart(8)} ms, counter gap ${ms(r.gapUs).padStart(8)} ms, ` +
+  `guest clock ${ms(r.guestGapUs).padStart(8)} ms, last line → stop ${ms(r.lastLineToStopUs)} ms, ` +
+  `resume → first line ${ms(r.resumeToFirstLineUs)} ms, blocks ${r.blocks}`;
+
+/**
+ * A restored guest's first steps are slow: the new process maps RAM afresh, so KVM faults the guest's working set
+ * back into its page tables on first touch, and the new process's vCPU and I/O threads run their exit and virtio
+ * code cold. Measured in the rig (nested KVM under TCG) over 20 cycles: 0.18-0.56 s from the resume mark to the
+ * first counter line in both modes, where the last line before the stop came one ordinary interval (≤ 0.17 s)
+ * before it; once, with the 2-core host loaded by other work, 3.2 s after the resume and 0.73 s before the stop.
+ * So the bound allows 5 s: it is a hang guard on the restored guest (a lost interrupt or kick stalls it for good),
+ * and the test prints each cycle's numbers.
+ */
+const WARM_UP_US = 5_000_000;
+
+/**
+ * The most the counter may stop for across a checkpoint, as the host sees it: the pause (old stop-vcpus → new
+ * resume) plus at most one counter interval on each side — the last line before the stop may have been printed up
+ * to one interval earlier, the first after the resume comes up to one interval later — plus the warm-up above. An
+ * interval is what the guest's loop takes while it runs normally (10 ms asleep plus a fork, the shell and hvc0; far
+ * more on a loaded nested-KVM machine), so the bound takes twice the longest gap seen between two lines of one
+ * process, plus 50 ms for the test's own event loop reading two sockets.
+ */
+function gapBoundUs(c: GuestChain, pauseUs: number): number {
+  let longest = 0;
+  const lines = c.hvc.lines;
+  for (let i = 1; i < lines.length; i++)
+    if (lines[i].process === lines[i - 1].process) longest = Math.max(longest, lines[i].hostUs - lines[i - 1].hostUs);
+  return pauseUs + 2 * longest + 50_000 + WARM_UP_US;
+}
+
+/** The counter's gap across the cycle within gapBoundUs, and the guest's clock neither back nor jumping. */
+export function checkGap(c: GuestChain, r: CycleResult): void {
+  const bound = gapBoundUs(c, r.pauseUs);
+  assert.ok(
+    r.gapUs <= bound,
+    `${r.flow}: the counter stopped for ${ms(r.gapUs)} ms, the pause was ${ms(r.pauseUs)} ms (bound ${ms(bound)} ms)`,
+  );
+  // kvmclock goes on by the time the VM was stopped: the guest's clock moves across the checkpoint by about what
+  // the host's did — no jump beyond it (/proc/uptime has 10 ms steps), never back.
+  assert.ok(r.guestGapUs >= 0, `${r.flow}: the guest's clock went back by ${ms(-r.guestGapUs)} ms`);
+  assert.ok(
+    r.guestGapUs <= bound + 10_000,
+    `${r.flow}: the guest's clock jumped ${ms(r.guestGapUs)} ms where the host saw ${ms(r.gapUs)} ms`,
+  );
 }

@@ -5,6 +5,9 @@
 //   - a writer: 4 KiB blocks appended to /dev/vda, each `BLK<index> <md5 of the rest>\n` + random bytes, written
 //     with fsync (the block is on the host's image when dd returns), a short rest between blocks;
 //   - a ping to the host end of the tap every 100 ms (when the host asks for it), its lines on ttyS0;
+//   - with `readBack` (the passed-through NVMe of src/machine/linux-vfio-nvme-cpr.test.ts, with `disk` and no
+//     network): a reader re-reading random synced blocks past the page cache and checking them, the writer writing
+//     with O_DIRECT, and at the end every block read back and checked by the guest;
 // and reads commands from hvc0: `suspend` (ACPI S3: `echo mem > /sys/power/state`, what QEMU's guest agent does
 // for guest-suspend-ram), `ping` (start pinging), `finish` (stop the writer, report, power off).
 // Scenario lines go to ttyS0 with the `scenario:` prefix.
@@ -25,19 +28,39 @@ const WRITER_REST_US = 50_000;
 /** The ping's interval. */
 export const PING_INTERVAL_S = 0.1;
 
+export interface LinuxCprGuestOptions {
+  diskBlocks: number;
+  /** The block device the writer appends to (default /dev/vda: virtio-blk). */
+  disk?: string;
+  /** Bring up eth0 for the ping (default true: virtio-net over a tap). */
+  net?: boolean;
+  /**
+   * Also re-read a random synced block with O_DIRECT in a loop and check it (the device's DMA in both directions
+   * all the time), and at `finish` read every block back past the page cache; the writer writes with O_DIRECT too.
+   */
+  readBack?: boolean;
+}
+
 /** The body of /init (after the modules are loaded): see the file's comment. */
-export function linuxCprBody(o: { diskBlocks: number }): string[] {
+export function linuxCprBody(o: LinuxCprGuestOptions): string[] {
+  const disk = o.disk ?? '/dev/vda';
+  const net = o.net ?? true;
+  const direct = o.readBack ? ' oflag=direct' : '';
   return [
     'wait_for /dev/hvc0 || fail "no /dev/hvc0"',
-    'wait_for /dev/vda || fail "no /dev/vda"',
-    'wait_for /sys/class/net/eth0 || fail "no eth0"',
+    `wait_for ${disk} || fail "no ${disk}"`,
+    ...(net ? ['wait_for /sys/class/net/eth0 || fail "no eth0"'] : []),
     '# hvc0 carries bytes both ways: no echo of the commands, no CR before LF. Held open on fd 3 throughout: the hvc',
     '# driver resets its termios when the last opener closes.',
     'exec 3<>/dev/hvc0 || fail "open hvc0"',
     'stty raw -echo <&3 || fail "stty hvc0"',
-    'ip link set lo up',
-    'ip link set eth0 up || fail "ip link set eth0 up"',
-    `ip addr add ${GUEST_IP}/24 dev eth0 || fail "ip addr add"`,
+    ...(net
+      ? [
+          'ip link set lo up',
+          'ip link set eth0 up || fail "ip link set eth0 up"',
+          `ip addr add ${GUEST_IP}/24 dev eth0 || fail "ip addr add"`,
+        ]
+      : []),
     'echo 0 > /tmp/blocks',
     '# The writer: block i at i*4096, header with the md5 of its random payload; BLOCKS counts the synced ones.',
     'writer() {',
@@ -46,12 +69,13 @@ export function linuxCprBody(o: { diskBlocks: number }): string[] {
     `    head -c ${BLOCK_BYTES - HEADER_BYTES} /dev/urandom > /tmp/payload`,
     '    s=$(md5sum < /tmp/payload)',
     '    { printf \'BLK%012d %s\\n\' $i "${s%% *}"; cat /tmp/payload; } > /tmp/block',
-    `    dd if=/tmp/block of=/dev/vda bs=${BLOCK_BYTES} seek=$i count=1 conv=notrunc,fsync 2>/dev/null || fail "write block $i"`,
+    `    dd if=/tmp/block of=${disk} bs=${BLOCK_BYTES} seek=$i count=1 conv=notrunc,fsync${direct} 2>/dev/null || fail "write block $i"`,
     '    i=$((i+1))',
     '    echo $i > /tmp/blocks.new && mv /tmp/blocks.new /tmp/blocks',
     `    usleep ${WRITER_REST_US}`,
     '  done',
     '}',
+    ...(o.readBack ? readBackFunctions(disk) : []),
     '# The counter: shell built-ins but usleep, so one line costs one fork.',
     'counter() {',
     '  n=0',
@@ -64,6 +88,7 @@ export function linuxCprBody(o: { diskBlocks: number }): string[] {
     '  done >&3',
     '}',
     'writer & wpid=$!',
+    ...(o.readBack ? ['reader & rpid=$!'] : []),
     'counter & cpid=$!',
     'say "running: writer $wpid counter $cpid"',
     'ppid=',
@@ -82,12 +107,48 @@ export function linuxCprBody(o: { diskBlocks: number }): string[] {
     'done <&3',
     'touch /tmp/stop',
     'wait $wpid',
+    ...(o.readBack ? ['wait $rpid', 'say "reads $(cat /tmp/reads)"', `verify_all ${disk}`] : []),
     '[ -n "$ppid" ] && kill -INT $ppid && wait $ppid',
     'kill $cpid',
     'sync',
     'say "blocks $(cat /tmp/blocks)"',
+    ...(o.readBack ? [`dmesg | grep -iE '${IO_TROUBLE}' | while read l; do say "io trouble: $l"; done`] : []),
     'say "powering off"',
     'poweroff -f',
+  ];
+}
+
+/** Kernel lines of a block device in trouble (nvme's time-outs, resets and aborts; the block layer's I/O errors). */
+const IO_TROUBLE = 'nvme.*(timeout|reset|abort|error)|I/O error|blk_update_request';
+
+/**
+ * `check_block DEV I`: block I read past the page cache, its header's index and checksum verified (fails the
+ * scenario otherwise); the reader loop doing it to random synced blocks until the writer stops, counting its reads;
+ * and `verify_all DEV`, every synced block checked the same way, saying "verified N".
+ */
+function readBackFunctions(disk: string): string[] {
+  return [
+    'check_block() {',
+    `  dd if=$1 of=/tmp/rblock bs=${BLOCK_BYTES} skip=$2 count=1 iflag=direct 2>/dev/null || fail "read block $2"`,
+    `  h=$(head -c ${HEADER_BYTES - 1} /tmp/rblock)`,
+    `  s=$(tail -c ${BLOCK_BYTES - HEADER_BYTES} /tmp/rblock | md5sum)`,
+    '  [ "$h" = "$(printf \'BLK%012d %s\' $2 "${s%% *}")" ] || fail "block $2 read back as: $h"',
+    '}',
+    'echo 0 > /tmp/reads',
+    'reader() {',
+    '  r=0',
+    '  while [ ! -e /tmp/stop ]; do',
+    '    read b < /tmp/blocks',
+    `    if [ $b -gt 0 ]; then check_block ${disk} $((RANDOM % b)); r=$((r+1)); echo $r > /tmp/reads; fi`,
+    `    usleep ${WRITER_REST_US}`,
+    '  done',
+    '}',
+    'verify_all() {',
+    '  read b < /tmp/blocks',
+    '  k=0',
+    '  while [ $k -lt $b ]; do check_block $1 $k; k=$((k+1)); done',
+    '  say "verified $b"',
+    '}',
   ];
 }
 

@@ -7,7 +7,7 @@
 // process resumes it (a listening tsvmm drops output while nobody is connected, and in cpr-transfer the new
 // process opens its chardevs only once the old one has handed the guest over).
 import net from 'node:net';
-import { existsSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as assert from 'uvu/assert';
 import { startVm, scratchDir, removeDir, type VmProcess } from './vm-process.js';
@@ -102,10 +102,16 @@ export interface ChainOptions {
   kernel: string;
   initrd: string;
   cmdline: string;
-  tap: TapNamespace;
+  /** virtio-net over this tap (tsvmm runs in its namespace); none: no NIC. */
+  tap?: TapNamespace;
   diskBytes: number;
   ram: string;
   smp: number;
+  /**
+   * The guest's disk is a passed-through PCI function (`-device vfio-pci,host=BDF`) instead of virtio-blk on the
+   * chain's image, and `image()` gives what its backing store holds.
+   */
+  vfio?: { host: string; image: () => Buffer };
 }
 
 /** The chain: its scratch files, its processes (the last one runs the guest), hvc0 and ttyS0. */
@@ -120,6 +126,11 @@ export class GuestChain {
     // A sparse image (zeros): the writer fills it from the start.
     writeFileSync(this.disk, '');
     truncateSync(this.disk, o.diskBytes);
+  }
+
+  /** What the guest's disk holds on the host: the chain's image, or the passed-through device's backing store. */
+  diskContents(): Buffer {
+    return this.o.vfio ? this.o.vfio.image() : readFileSync(this.disk);
   }
 
   get current(): VmProcess {
@@ -154,14 +165,12 @@ export class GuestChain {
       '-append',
       o.cmdline,
       '-no-reboot',
-      '-drive',
-      `file=${this.disk},if=none,id=d0,format=raw`,
-      '-device',
-      'virtio-blk-pci,drive=d0',
-      '-netdev',
-      `tap,id=n0,ifname=${o.tap.tap},script=no,downscript=no`,
-      '-device',
-      'virtio-net-pci,netdev=n0',
+      ...(o.vfio
+        ? ['-device', `vfio-pci,host=${o.vfio.host}`]
+        : ['-drive', `file=${this.disk},if=none,id=d0,format=raw`, '-device', 'virtio-blk-pci,drive=d0']),
+      ...(o.tap
+        ? ['-netdev', `tap,id=n0,ifname=${o.tap.tap},script=no,downscript=no`, '-device', 'virtio-net-pci,netdev=n0']
+        : []),
       '-device',
       'virtio-serial-pci',
       '-chardev',
@@ -186,7 +195,7 @@ export class GuestChain {
       const vm = await startVm([...this.args(index), ...extra], {
         dir: this.dir,
         name: `p${index}`,
-        netns: this.o.tap.ns,
+        netns: this.o.tap?.ns,
         connect: o.connect,
         stdin: false,
       });
@@ -265,6 +274,19 @@ export class GuestChain {
       what,
       this.detail,
     );
+  }
+
+  /** Starts the first process and waits until the guest has booted and counts on hvc0 (50 lines). */
+  async boot(): Promise<void> {
+    const { hvc } = await this.start([]);
+    await within(hvc, 'tsvmm connects hvc0', this.detail);
+    await this.waitCount(50);
+  }
+
+  /** `chain`, or a failure saying an earlier step (each test of a chain's file is one) left no running guest. */
+  static running(chain: GuestChain | undefined): GuestChain {
+    assert.ok(chain && chain.current.child.exitCode === null, 'the guest from the earlier steps is running');
+    return chain!;
   }
 
   /** Waits until the counter on hvc0 reached `n`. */

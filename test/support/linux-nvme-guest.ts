@@ -2,6 +2,7 @@
 // (and its dependencies) in an initramfs whose /init runs a scripted body (linux-guest.ts scenarioInit), booted
 // under tsvmm or under QEMU `-accel kvm -M pc` with `-device vfio-pci,host=BDF` and nothing else but the serial
 // console. Used by src/machine/linux-vfio-nvme.test.ts and bench/vfio.ts.
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { QEMU_BINARY } from '../../examples/guests/qemu-runner.js';
 import { type LinuxGuestKernel, SCENARIO_PREFIX, linuxGuestCmdline } from './linux-guest.js';
 import { scenarioImage } from './linux-scenario-run.js';
@@ -19,6 +20,19 @@ export function nvmeGuestImage(name: string, kernel: LinuxGuestKernel, body: rea
 }
 
 export type Vmm = 'tsvmm' | 'qemu';
+
+/**
+ * The first `bytes` of the rig's file behind the NVMe namespace (TSVMM_RIG_NVME_IMAGE: the outer QEMU's drive on the
+ * host, seen inside through the read-only 9p root), read past this machine's page cache — the 9p root is
+ * cache=loose, so a second read would otherwise see the first one's bytes. Null where there is no such file (a
+ * real host's NVMe).
+ */
+export function nvmeBackingFile(bytes: number): Buffer | null {
+  const path = process.env.TSVMM_RIG_NVME_IMAGE;
+  if (!path || !existsSync(path)) return null;
+  writeFileSync('/proc/sys/vm/drop_caches', '3');
+  return readFileSync(path).subarray(0, bytes);
+}
 
 /** The command line: the same machine in each VMM's spelling (QEMU's pc, which tsvmm's machine imitates). */
 export function nvmeGuestArgv(
