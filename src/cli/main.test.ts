@@ -30,12 +30,24 @@ testIf(
   },
 );
 
-testIf(test, noKvm, 'cli: --timeout ends a guest that never finishes with status 124 and says so', async () => {
-  const guest = realMode('  cli\n  hlt');
-  const r = await runTsvmm([...base, ...loader(guest), '--timeout', '0.5']);
-  assert.is(r.status, ExitStatus.timeout);
-  assert.match(r.stderr, /timeout: the guest did not finish within 0.5 s/);
-});
+testIf(
+  test,
+  noKvm,
+  'cli: --timeout ends a guest that never finishes with status 124, says so, and says where each vCPU was (halted in KVM_RUN: no exits)',
+  async () => {
+    const guest = realMode('  cli\n  hlt');
+    const r = await runTsvmm([...base, ...loader(guest), '--timeout', '0.5']);
+    assert.is(r.status, ExitStatus.timeout);
+    assert.match(r.stderr, /timeout: the guest did not finish within 0.5 s/);
+    // On a loaded machine the vCPU thread may not have started within the 0.5 s: the report says that instead.
+    assert.match(
+      r.stderr,
+      /timeout: vcpu 0: (running, in KVM_RUN, 0 exits in 200 ms \(\d+ in all\)|starting, its thread has not entered the guest yet)\n/,
+      r.stderr,
+    );
+    assert.match(r.stderr, /timeout: the machine lock is free/, r.stderr);
+  },
+);
 
 // A triple fault: with an empty IDT, #UD cannot be delivered (→ #GP → #DF → shutdown). Protected mode, because
 // KVM's real-mode emulation on some hosts ignores the IDT limit.

@@ -74,6 +74,47 @@ testIf(
   },
 );
 
+// A guest that enables kvmclock (MSR_KVM_SYSTEM_TIME_NEW: its pvclock_vcpu_time_info at 0x5000) and spins.
+const PVCLOCK = 0x5000;
+/** pvclock_vcpu_time_info.flags: version, pad, tsc_timestamp, system_time, mul (4), shift (1), then flags. */
+const PVCLOCK_FLAGS = PVCLOCK + 29;
+const PVCLOCK_GUEST_STOPPED = 2;
+const kvmclockGuest = assembleFlat(`.code16
+  mov $0x4b564d01, %ecx
+  mov $${PVCLOCK | 1}, %eax
+  xor %edx, %edx
+  wrmsr
+spin:
+  pause
+  jmp spin
+`);
+
+testIf(
+  test,
+  kvmMissing(),
+  "machine: after a host pause the guest's kvmclock says it was stopped (PVCLOCK_GUEST_STOPPED, as QEMU's resume sets with KVM_KVMCLOCK_CTRL): its watchdogs do not count the pause as a lockup",
+  async () => {
+    const config = machineConfigFromArgs(
+      parseRunArgs(['-m', '16M', '-device', `loader,file=${kvmclockGuest},addr=0x1000`, '-serial', 'null']),
+    );
+    const machine = await Machine.create(config, { log: () => {} });
+    machine.start();
+    const ram = machine.guestMemory;
+    try {
+      await waitFor(() => ram.readU32(PVCLOCK) !== 0, 'KVM writes the guest its kvmclock');
+      assert.is(ram.readU8(PVCLOCK_FLAGS) & PVCLOCK_GUEST_STOPPED, 0, 'not stopped yet');
+      await machine.pause();
+      machine.resume();
+      await waitFor(
+        () => (ram.readU8(PVCLOCK_FLAGS) & PVCLOCK_GUEST_STOPPED) !== 0,
+        'PVCLOCK_GUEST_STOPPED in the kvmclock after the pause',
+      );
+    } finally {
+      await machine.finish(0);
+    }
+  },
+);
+
 // A real-mode echo loop on COM1: wait for LSR.DR, read RBR, write it back, stop after a newline.
 const echo = assembleFlat(`.code16
   mov $0x3f8, %dx

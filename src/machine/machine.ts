@@ -118,7 +118,7 @@ export class Machine {
     if (this.started) throw new Error('machine already started');
     this.started = true;
     this.built.connectInput();
-    this.built.timers.start(this.config.timeoutMs, () => void this.finish(ExitStatus.timeout));
+    this.built.timers.start(this.config.timeoutMs, () => void this.timedOut());
     this.life.to(state);
     if (!paused) this.resume();
   }
@@ -131,8 +131,8 @@ export class Machine {
       if (this.life.stoppedByHost && next !== 'paused') this.life.to(next);
       return;
     }
-    this.built.capture.request(capture);
     await this.built.threads.pause(sync);
+    await this.built.capture.collect(capture, sync);
     this.life.to(next);
     this.events.emit({ event: 'STOP' });
   }
@@ -144,12 +144,29 @@ export class Machine {
   resume({ announce = true }: { announce?: boolean } = {}): void {
     if (this.life.running || this.life.ending) return;
     this.life.check('running');
-    this.built.power.bootOnce();
+    const booted = this.built.power.bootOnce();
+    if (announce && !booted) this.tellGuestItWasStopped();
     this.life.to('running');
     this.built.capture.clear();
     this.built.threads.resume();
     // The event goes out after the caller's work (a restore timing its resume must not time QMP writes).
     if (announce) queueMicrotask(() => this.events.emit({ event: 'RESUME' }));
+  }
+
+  /**
+   * KVM_KVMCLOCK_CTRL on every vCPU before a stopped guest runs again, as QEMU does on every resume: kvmclock's
+   * PVCLOCK_GUEST_STOPPED flag tells the guest's soft-lockup and RCU-stall detectors that the time its CPUs did not
+   * run was the host's pause, not theirs (a checkpoint in a loaded machine pauses for seconds). KVM refuses it
+   * (EINVAL) for a guest that has not enabled kvmclock, which then has no such detectors to fool: ignored.
+   */
+  private tellGuestItWasStopped(): void {
+    for (const vcpu of this.built.parts.vcpus) {
+      try {
+        vcpu.kvmclockCtrl();
+      } catch {
+        /* no kvmclock in this guest (or no KVM_CAP_KVMCLOCK_CTRL) */
+      }
+    }
   }
 
   /** Sets the state a parked machine reports (cpr: inmigrate → paused after a load that stays paused). */
@@ -216,6 +233,20 @@ export class Machine {
    * Ends the machine: stop every thread, release guest RAM and KVM fds, flush output. Resolves `finished` with
    * `status`. Safe to call more than once (the first status wins).
    */
+  /**
+   * --timeout expired: where each vCPU is goes to the log first (a guest that hangs is told apart from a VMM that
+   * does: a vCPU stuck in one exit handler, or in KVM_RUN making no exits), then the machine ends.
+   */
+  private async timedOut(): Promise<void> {
+    try {
+      const lines = await this.built.threads.whereAreTheVcpus();
+      for (const line of lines) this.built.log(`timeout: ${line}`);
+      this.built.log(`timeout: the machine lock is ${this.built.lock.held ? 'held' : 'free'}`);
+    } finally {
+      await this.finish(ExitStatus.timeout);
+    }
+  }
+
   async finish(status: number, { event }: { event?: { guest: boolean; reason: string } } = {}): Promise<number> {
     if (this.life.ending) return this.finished;
     if (event) this.events.emit({ event: 'SHUTDOWN', data: event });

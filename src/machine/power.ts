@@ -75,9 +75,11 @@ export class PowerControl {
     this.booted = false;
   }
 
-  /** Boots the guest unless it has booted or been restored since the last reset. */
-  bootOnce(): void {
-    if (!this.booted) this.boot();
+  /** Boots the guest unless it has booted or been restored since the last reset; true if it booted now. */
+  bootOnce(): boolean {
+    if (this.booted) return false;
+    this.boot();
+    return true;
   }
 
   /** Writes the guest image into RAM and points the boot vCPU at it. */

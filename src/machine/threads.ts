@@ -1,11 +1,12 @@
 // The machine's threads: one worker per vCPU and, when a device has host I/O, the I/O thread. They start parked; the
 // main thread parks, kicks, resumes and stops them together, and they report to it through one callback.
+import { exitReasonName } from '../../kvm/run.js';
 import { setPriority } from 'node:os';
 import { takeVcpuThread, discardVcpuThreads, type VcpuThread } from '../vcpu/threads.js';
 import type { Vcpu } from '../../kvm/vcpu.js';
 import type { VcpuFeatures } from '../../kvm/vcpu-features.js';
 import { getpid, tgkill, SIGUSR2 } from '../sys/libc.js';
-import type { VcpuControl } from '../vcpu/control.js';
+import { VcpuRunState, type VcpuControl } from '../vcpu/control.js';
 import type { VcpuEvent, VcpuThreadInit } from '../vcpu/messages.js';
 import { IoThread } from '../io/thread.js';
 import type { IoThreadEvent } from '../io/messages.js';
@@ -132,6 +133,27 @@ export class MachineThreads {
   /** Parks the I/O thread alone (the vCPUs are parked already). */
   async pauseIo(): Promise<void> {
     await this.io?.pause();
+  }
+
+  /**
+   * One line per vCPU saying where its thread is (for a guest that did not finish): parked or running, in KVM_RUN or
+   * handling which exit, and how many exits it made in `sampleMs` — 0 while running means stuck in one place.
+   */
+  async whereAreTheVcpus(sampleMs = 200): Promise<string[]> {
+    const control = this.plan.control;
+    const ids = this.plan.vcpus.map((v) => v.id);
+    const before = ids.map((id) => control.where(id).exits);
+    await new Promise((r) => setTimeout(r, sampleMs));
+    return ids.map((id, i) => {
+      const w = control.where(id);
+      if (w.state === VcpuRunState.Starting) return `vcpu ${id}: starting, its thread has not entered the guest yet`;
+      const place = w.inGuest
+        ? 'in KVM_RUN'
+        : w.exitReason < 0
+          ? 'back from an interrupted KVM_RUN'
+          : `handling a ${exitReasonName(w.exitReason)} exit`;
+      return `vcpu ${id}: ${VcpuRunState[w.state].toLowerCase()}, ${place}, ${(w.exits - before[i]) >>> 0} exits in ${sampleMs} ms (${w.exits} in all)`;
+    });
   }
 
   resume(): void {

@@ -15,8 +15,8 @@ export interface LoopContext {
   lock: MachineLock;
   pio: PioBus;
   mmio: MmioBus;
-  /** Runs when the vCPU is about to park with its state complete (saves it if the main thread asked). */
-  beforePark?: () => void;
+  /** Runs while the vCPU is parked, its state complete, whenever it wakes unresumed (saves it if asked). */
+  whileParked?: () => void;
 }
 
 /** Why the loop stopped of its own accord (anything else — a pause or stop request — is handled inside). */
@@ -38,14 +38,15 @@ export function runLoop(ctx: LoopContext): LoopEnd {
     // whose exit we handled last (an IN stores its result, RIP moves past an OUT; KVM API doc, "immediate_exit")
     // and then returns EINTR without running the guest, so a parked vCPU's state is complete for any reader.
     if (control.interrupted) run.immediateExit = 1;
+    control.enteringGuest(vcpu.id);
     const result = vcpu.runRaw();
+    control.leftGuest(vcpu.id, result < 0 ? -1 : run.exitReason);
     if (result < 0) {
       // EINTR: a kick (immediate_exit or the signal); EAGAIN: try again.
       if (result !== -Errno.EINTR && result !== -Errno.EAGAIN) return { kind: 'run-error', errno: -result };
       run.immediateExit = 0;
       if (control.interrupted) {
-        ctx.beforePark?.();
-        if (!control.park(vcpu.id)) return { kind: 'stopped' };
+        if (!control.park(vcpu.id, ctx.whileParked)) return { kind: 'stopped' };
       }
       continue;
     }

@@ -156,9 +156,9 @@ const INTERNAL_ERRORS: Record<number, string> = {
   [K.KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON]: 'unexpected hardware exit reason',
 };
 
-// A checkpoint asks each vCPU to save its own state as it parks: in parallel, on the thread it last ran on.
+// A checkpoint asks each parked vCPU to save its own state: in parallel, on the thread it last ran on.
 const stateRecord = makeRecord(vcpuStateDescriptor, init.stateRecord) as VcpuRecord;
-const beforePark = () => {
+const whileParked = () => {
   if (!control.captureWanted(id)) return;
   try {
     vcpuStateToRecord(vcpu.getState(), stateRecord);
@@ -178,7 +178,7 @@ control.announce(id, gettid());
 // Run until the machine stops. After an event the loop parks at once; the main thread either ends the machine or
 // (after a reset) resumes us, and the loop goes on running the guest.
 for (;;) {
-  const end = runLoop({ vcpu, control, lock, pio, mmio, beforePark });
+  const end = runLoop({ vcpu, control, lock, pio, mmio, whileParked });
   if (end.kind === 'stopped') break;
   post(eventFor(end));
 }
