@@ -107,7 +107,7 @@ export function linuxCprBody(o: LinuxCprGuestOptions): string[] {
     'done <&3',
     'touch /tmp/stop',
     'wait $wpid',
-    ...(o.readBack ? ['wait $rpid', 'say "reads $(cat /tmp/reads)"', `verify_all ${disk}`] : []),
+    ...(o.readBack ? ['wait $rpid', 'say "reads $(cat /tmp/reads)"', `read_all ${disk}`] : []),
     '[ -n "$ppid" ] && kill -INT $ppid && wait $ppid',
     'kill $cpid',
     'sync',
@@ -124,7 +124,8 @@ const IO_TROUBLE = 'nvme.*(timeout|reset|abort|error)|I/O error|blk_update_reque
 /**
  * `check_block DEV I`: block I read past the page cache, its header's index and checksum verified (fails the
  * scenario otherwise); the reader loop doing it to random synced blocks until the writer stops, counting its reads;
- * and `verify_all DEV`, every synced block checked the same way, saying "verified N".
+ * and `read_all DEV`: every synced block read back past the page cache in one go, saying "read back N blocks, md5
+ * M" for the host to compare with its own file (one block at a time here costs ~6 forks each: minutes under TCG).
  */
 function readBackFunctions(disk: string): string[] {
   return [
@@ -143,11 +144,10 @@ function readBackFunctions(disk: string): string[] {
     `    usleep ${WRITER_REST_US}`,
     '  done',
     '}',
-    'verify_all() {',
+    'read_all() {',
     '  read b < /tmp/blocks',
-    '  k=0',
-    '  while [ $k -lt $b ]; do check_block $1 $k; k=$((k+1)); done',
-    '  say "verified $b"',
+    `  s=$(dd if=$1 bs=${BLOCK_BYTES} count=$b iflag=direct 2>/dev/null | md5sum) || fail "read back"`,
+    '  say "read back $b blocks, md5 ${s%% *}"',
     '}',
   ];
 }
