@@ -4,7 +4,7 @@
 // process while looking shared — that is refused with the way out named.
 import { performance } from 'node:perf_hooks';
 import type { Machine, MachineParts } from '../../src/machine/machine.js';
-import { vfioHandover } from '../../src/machine/vfio-cpr.js';
+import { applyRestore } from './apply-restore.js';
 import { rmSync } from 'node:fs';
 import {
   writeCheckpoint,
@@ -274,18 +274,7 @@ export function loadFromFile(
       }
     });
   }
-  // cpr-exec: functions adopted from the old image get their DMA addresses and interrupts back during the restore.
-  const vfio = vfioHandover();
-  if (vfio) clock.time('vfio-update-vaddr', () => vfio.beginAdoption());
-  try {
-    prepared.commit(clock);
-  } finally {
-    vfio?.endAdoption();
-  }
-  vfio?.completeAdoption();
-  machine.markRestored();
-  if (prepared.runState === 'running' && !stayPaused) clock.time('resume', () => machine.resume());
-  else machine.setPausedState(prepared.runState === 'suspended' ? 'suspended' : 'paused');
+  applyRestore(machine, prepared, clock, stayPaused);
   return {
     path,
     runState: prepared.runState,

@@ -26,6 +26,7 @@ import {
 import { encodeSections, decodeSections } from '../file/sections-codec.js';
 import { CprError } from './reboot.js';
 import { vfioHandover } from '../../src/machine/vfio-cpr.js';
+import { applyRestore } from './apply-restore.js';
 import { setInheritedFds } from '../../src/sys/exec-fds.js';
 import { PhaseClock, nowUs, type PhaseMark } from './timings.js';
 import type { MigrationController } from './migration.js';
@@ -234,17 +235,7 @@ export async function transferIn(
         const prepared = clock.time('check-state', () =>
           prepareRestore(parts, sections, scratch, { configChecked: true }),
         );
-        const vfio = vfioHandover();
-        if (vfio) clock.time('vfio-update-vaddr', () => vfio.beginAdoption());
-        try {
-          prepared.commit(clock);
-        } finally {
-          vfio?.endAdoption();
-        }
-        vfio?.completeAdoption();
-        machine.markRestored();
-        if (prepared.runState === 'running' && !stayPaused) clock.time('resume', () => machine.resume());
-        else machine.setPausedState(prepared.runState === 'suspended' ? 'suspended' : 'paused');
+        applyRestore(machine, prepared, clock, stayPaused);
         channel.send({ type: 'resumed', header: { marks: clock.marks } });
         return [...oldMarks, ...clock.marks];
       } catch (e) {
