@@ -29,12 +29,15 @@ import {
   FORMAT_VERSION,
   SECTION_KINDS,
   MAX_SECTION_BYTES,
+  MAX_SECTIONS,
+  MAX_RETAINED_BYTES,
   crc32,
   type Section,
   type RamSource,
 } from './checkpoint-file.js';
 import { tableCrc32, crc32Zeros } from './format.js';
-import { rawCheckpoint, CONFIG, withFixedChecksum, concat } from '../testing/checkpoint-bytes.js';
+import { rawCheckpoint, rawSectionBytes, CONFIG, withFixedChecksum, concat } from '../testing/checkpoint-bytes.js';
+import { decodeSections, encodeSections } from './sections-codec.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tsvmm-cpr-file-'));
 let fileNo = 0;
@@ -315,6 +318,51 @@ test('file: a non-RAM section above the size limit is refused before it is read'
   ftruncateSync(fd, head.length + MAX_SECTION_BYTES + 1 + 23 + 4);
   closeSync(fd);
   refused(path, /device section 'big' \(at byte \d+\): payload of 67108865 bytes exceeds the 64 MiB section limit/);
+});
+
+test('file: more sections than MAX_SECTIONS are refused, however small each is', () => {
+  const tiny = (instance: number) => ({ code: SECTION_KINDS.device, name: 'd', instance });
+  const atLimit = Array.from({ length: MAX_SECTIONS - 1 }, (_, i) => tiny(i));
+  readCheckpoint(writeRaw(rawCheckpoint([CONFIG(), ...atLimit]))); // config + 4095 devices: accepted
+  refused(
+    writeRaw(rawCheckpoint([CONFIG(), ...atLimit, tiny(MAX_SECTIONS)])),
+    new RegExp(`^device section 'd' \\(at byte \\d+\\): more than ${MAX_SECTIONS} sections`),
+  );
+});
+
+test('file: sections that together would keep more than MAX_RETAINED_BYTES in memory are refused', () => {
+  // A sparse file of sections each within the per-section limit: two of 64 MiB fill the budget, the third byte
+  // over it is refused before its payload is read.
+  const path = freshPath();
+  const fd = openSync(path, 'w');
+  let at = 0;
+  const put = (bytes: Uint8Array) => {
+    writeSync(fd, bytes, 0, bytes.length, at);
+    at += bytes.length;
+  };
+  put(rawCheckpoint([CONFIG()], { end: false, trailer: false }));
+  const configBytes = CONFIG().payload!.length;
+  for (const [i, length] of [MAX_SECTION_BYTES - configBytes, MAX_SECTION_BYTES, 1].entries()) {
+    put(rawSectionBytes({ code: SECTION_KINDS.device, name: `big${i}`, claimedLength: BigInt(length) }));
+    at += length;
+  }
+  ftruncateSync(fd, at + 23 + 4);
+  closeSync(fd);
+  assert.is(2 * MAX_SECTION_BYTES, MAX_RETAINED_BYTES, 'the test fills the budget with two full sections');
+  refused(
+    path,
+    /^device section 'big2' \(at byte \d+\): the sections so far hold 134217729 bytes, over the 128 MiB a checkpoint may keep in memory$/,
+  );
+});
+
+test('sections codec: a transferred state claiming more than MAX_SECTIONS sections is refused', () => {
+  const one = { kind: 'device' as const, name: 'd', instance: 0, version: 1, payload: new Uint8Array(0) };
+  const many = encodeSections(Array.from({ length: MAX_SECTIONS + 1 }, (_, i) => ({ ...one, instance: i })));
+  assert.throws(
+    () => decodeSections(many),
+    (e: Error) => e instanceof CheckpointError && /at most 4096/.test(e.message),
+  );
+  assert.is(decodeSections(encodeSections([one, { ...one, instance: 1 }])).length, 2);
 });
 
 test('file: duplicate sections are refused (same kind, name and instance; or a second RAM section)', () => {

@@ -5,6 +5,8 @@ export {
   MAGIC,
   SECTION_KINDS,
   MAX_SECTION_BYTES,
+  MAX_SECTIONS,
+  MAX_RETAINED_BYTES,
   jsonSection,
   parseJsonSection,
   crc32,

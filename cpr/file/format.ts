@@ -20,6 +20,18 @@ export const TRAILER_BYTES = 4;
 /** Device, vCPU, config… sections are small; refusing huge ones keeps a hostile file from forcing a big allocation. */
 export const MAX_SECTION_BYTES = 64 << 20;
 export const MAX_NAME_BYTES = 0xffff;
+/**
+ * Most sections (RAM and the end marker aside) a checkpoint may hold. A real one has a config, one per device
+ * (dozens), one per vCPU (at most 255), six `kvm`, timings and a description: well under 300. The cap keeps a
+ * hostile file of millions of empty sections from costing a header allocation and a map entry each.
+ */
+export const MAX_SECTIONS = 4096;
+/**
+ * Most payload bytes a reader keeps in memory over all sections (the RAM section is streamed, never kept). A real
+ * checkpoint keeps under 8 MiB (255 vCPUs of XSAVE, MSRs and CPUID are the bulk); without this cap a file of many
+ * sections each just under MAX_SECTION_BYTES would make the reader hold gigabytes before its checksum is known.
+ */
+export const MAX_RETAINED_BYTES = 128 << 20;
 
 /** What a section holds. Codes are part of the format: never renumber, only add. */
 export const SECTION_KINDS = {

@@ -8,7 +8,9 @@ import {
   FORMAT_VERSION,
   HEADER_BYTES,
   MAGIC,
+  MAX_RETAINED_BYTES,
   MAX_SECTION_BYTES,
+  MAX_SECTIONS,
   MIN_FORMAT_VERSION,
   TRAILER_BYTES,
   crc32,
@@ -132,6 +134,7 @@ export function readCheckpoint(path: string): Checkpoint {
     let ram: RamLocation | undefined;
     const seen = new Set<string>();
     let configs = 0;
+    let retained = 0;
     for (;;) {
       const at = scan.pos;
       const head = new DataView(scan.take(3, 'a section header').buffer);
@@ -173,6 +176,13 @@ export function readCheckpoint(path: string): Checkpoint {
       if (length > MAX_SECTION_BYTES)
         throw new CheckpointError(
           `${what}: payload of ${length} bytes exceeds the ${MAX_SECTION_BYTES >> 20} MiB section limit`,
+        );
+      if (sections.length >= MAX_SECTIONS)
+        throw new CheckpointError(`${what}: more than ${MAX_SECTIONS} sections (the limit a checkpoint may hold)`);
+      retained += length;
+      if (retained > MAX_RETAINED_BYTES)
+        throw new CheckpointError(
+          `${what}: the sections so far hold ${retained} bytes, over the ${MAX_RETAINED_BYTES >> 20} MiB a checkpoint may keep in memory`,
         );
       if (kind === 'config') configs++;
       sections.push({ kind, name, instance, version, payload: scan.take(length, `the payload of ${what}`) });

@@ -1,6 +1,6 @@
 // Sections in one buffer, for cpr-transfer (state goes over a socket, not into a file): count, then per section its
 // kind code, name, instance, version and payload. Decoding checks every length against the buffer before use.
-import { SECTION_KINDS, kindOfCode, CheckpointError, type Section } from './format.js';
+import { SECTION_KINDS, MAX_SECTIONS, kindOfCode, CheckpointError, type Section } from './format.js';
 
 const utf8 = new TextEncoder();
 const fromUtf8 = new TextDecoder('utf-8', { fatal: true });
@@ -42,6 +42,8 @@ export function decodeSections(bytes: Uint8Array): Section[] {
   at = 4;
   if (count > bytes.length)
     throw new CheckpointError(`transferred state claims ${count} sections in ${bytes.length} bytes`);
+  if (count > MAX_SECTIONS)
+    throw new CheckpointError(`transferred state claims ${count} sections; at most ${MAX_SECTIONS} are accepted`);
   const out: Section[] = [];
   for (let i = 0; i < count; i++) {
     need(3, `section ${i}`);
