@@ -14,6 +14,7 @@ import { startVm, scratchDir, removeDir, type VmProcess } from './vm-process.js'
 import { QmpClient } from './qmp-client.js';
 import { cliPath } from './tsvmm.js';
 import { HANG_GUARD_MS, waitFor } from './hang-guard.js';
+import { vcpuReport } from './vcpu-report.js';
 import { COUNT_LINE, realtimeUs, type CountLine } from './linux-cpr-guest.js';
 import type { TapNamespace } from '../../examples/guests/virtio-probe-host.js';
 
@@ -121,6 +122,8 @@ export class GuestChain {
   readonly shm = join('/dev/shm', `${this.dir.split('/').pop()}-ram`);
   readonly hvc = new HvcStream();
   readonly processes: VmProcess[] = [];
+  /** The first process's guest reached its counting loop (later steps of a chain's file need that). */
+  booted = false;
 
   constructor(readonly o: ChainOptions) {
     // A sparse image (zeros): the writer fills it from the start.
@@ -264,16 +267,24 @@ export class GuestChain {
    * guest powered off, crashed, or tsvmm failed) fails the wait at once, with ttyS0 and its stderr.
    */
   async until(ready: () => boolean, what: string): Promise<void> {
-    await waitFor(
-      () => {
-        const vm = this.current;
-        if (vm.child.exitCode !== null || vm.child.signalCode !== null)
-          throw new Error(`${what}: tsvmm ended (${vm.child.exitCode ?? vm.child.signalCode}) first${this.detail()}`);
-        return ready();
-      },
-      what,
-      this.detail,
-    );
+    let ended = false;
+    try {
+      await waitFor(
+        () => {
+          const vm = this.current;
+          ended = vm.child.exitCode !== null || vm.child.signalCode !== null;
+          if (ended)
+            throw new Error(`${what}: tsvmm ended (${vm.child.exitCode ?? vm.child.signalCode}) first${this.detail()}`);
+          return ready();
+        },
+        what,
+        this.detail,
+      );
+    } catch (e) {
+      // A hang: say what the vCPU threads are doing (a halted guest waiting for an interrupt, or one spinning).
+      if (!ended && this.current.qmp) (e as Error).message += `\n${await vcpuReport(this.current)}`;
+      throw e;
+    }
   }
 
   /** Starts the first process and waits until the guest has booted and counts on hvc0 (50 lines). */
@@ -281,11 +292,15 @@ export class GuestChain {
     const { hvc } = await this.start([]);
     await within(hvc, 'tsvmm connects hvc0', this.detail);
     await this.waitCount(50);
+    this.booted = true;
   }
 
   /** `chain`, or a failure saying an earlier step (each test of a chain's file is one) left no running guest. */
   static running(chain: GuestChain | undefined): GuestChain {
-    assert.ok(chain && chain.current.child.exitCode === null, 'the guest from the earlier steps is running');
+    assert.ok(
+      chain?.booted && chain.current.child.exitCode === null,
+      'the guest from the earlier steps booted and is running',
+    );
     return chain!;
   }
 
