@@ -26,8 +26,9 @@ import {
 import { encodeSections, decodeSections } from '../file/sections-codec.js';
 import { CprError } from './reboot.js';
 import { vfioHandover } from '../../src/machine/vfio-cpr.js';
+import { DRIVE_FD_PREFIX } from '../../src/machine/virtio-plan.js';
 import { applyRestore } from './apply-restore.js';
-import { setInheritedFds } from '../../src/sys/exec-fds.js';
+import { fdsKeptAcrossExec, setInheritedFds } from '../../src/sys/exec-fds.js';
 import { PhaseClock, nowUs, type PhaseMark } from './timings.js';
 import type { MigrationController } from './migration.js';
 
@@ -84,6 +85,8 @@ export async function transferOut(
   // Passed-through functions: their container, group and device fds go with the RAM; their DMA stays mapped.
   const vfio = vfioHandover();
   const vfioFds = vfio?.fds ?? [];
+  // The disk images go too: their fds carry this process's image locks, which a fresh open there would collide with.
+  const driveFds = fdsKeptAcrossExec().filter((f) => f.name.startsWith(DRIVE_FD_PREFIX));
   try {
     channel = clock.time('connect', () => CprChannel.connect(channelPath));
     // The RAM and the configuration go first, while the guest runs: the new tsvmm maps the RAM and checks that its
@@ -98,8 +101,9 @@ export async function transferOut(
           record: backend.record(),
           taps: parts.taps.map((t) => t.ifname),
           vfio: vfioFds.map((f) => f.name),
+          drives: driveFds.map((f) => f.name),
         },
-        fds: [backend.fd, ...parts.taps.map((t) => t.fd), ...vfioFds.map((f) => f.fd)],
+        fds: [backend.fd, ...parts.taps.map((t) => t.fd), ...vfioFds.map((f) => f.fd), ...driveFds.map((f) => f.fd)],
         payload: encodeSections([configSection(parts, scratch)]),
       }),
     );
@@ -177,18 +181,20 @@ export async function transferIn(
   try {
     const first = await channel.receive(STEP_TIMEOUT_MS);
     const header = first.header as
-      | { protocol?: number; record?: BackendRecord; taps?: unknown; vfio?: unknown }
+      | { protocol?: number; record?: BackendRecord; taps?: unknown; vfio?: unknown; drives?: unknown }
       | undefined;
     const names = (v: unknown) => (Array.isArray(v) && v.every((t) => typeof t === 'string') ? (v as string[]) : null);
     const tapNames = names(header?.taps);
     const vfioNames = header?.vfio === undefined ? [] : names(header.vfio);
+    const driveNames = header?.drives === undefined ? [] : names(header.drives);
     if (
       first.type !== 'ram' ||
       header?.protocol !== PROTOCOL ||
       !header.record ||
       !tapNames ||
       !vfioNames ||
-      first.fds.length !== 1 + tapNames.length + vfioNames.length
+      !driveNames?.every((name) => name.startsWith(DRIVE_FD_PREFIX)) ||
+      first.fds.length !== 1 + tapNames.length + vfioNames.length + driveNames.length
     ) {
       for (const fd of first.fds) closeFd(fd);
       throw new CprError(`cpr channel: expected the RAM hand-over (protocol ${PROTOCOL}), got '${first.type}'`);
@@ -196,6 +202,9 @@ export async function transferIn(
     for (const [i, name] of tapNames.entries()) taps.set(name, first.fds[1 + i]);
     // The VFIO container, groups and devices: the machine's plan adopts them (src/machine/vfio-plan.ts).
     setInheritedFds(vfioNames.map((name, i) => ({ name, fd: first.fds[1 + tapNames.length + i] })));
+    // The disk images: the machine's virtio plan adopts them with their locks (src/machine/virtio-plan.ts).
+    const drivesAt = 1 + tapNames.length + vfioNames.length;
+    setInheritedFds(driveNames.map((name, i) => ({ name, fd: first.fds[drivesAt + i] })));
     config = first.payload ?? new Uint8Array(0);
     try {
       ram = clock.time('map-ram', () => openGuestRamFromRecord(header.record!, { fd: first.fds[0] }));

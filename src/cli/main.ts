@@ -79,7 +79,8 @@ async function run(argv: string[]): Promise<number> {
       migration.incomingFromFile(loadFile, startClock, args.startPaused);
     },
   });
-  if (inherited) (await import('../sys/exec-fds.js')).closeUnclaimedInheritedFds();
+  // Fds a cpr-exec or cpr-transfer left that no device here took (a configuration that differs) hold nothing open.
+  if (inherited || transfer) (await import('../sys/exec-fds.js')).closeUnclaimedInheritedFds();
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.on(signal, () => {
       process.stderr.write(`tsvmm: terminating on signal ${signal}\n`);

@@ -22,7 +22,7 @@ import { buildFwCfg } from './fw-cfg-content.js';
 import { defaultPciHostConfig, ecamRange } from './pci-plan.js';
 import { planVirtioDevices, type VirtioPlan } from './virtio-plan.js';
 import { planVfioDevices } from './vfio-plan.js';
-import { takeInheritedFd } from '../sys/exec-fds.js';
+import { forgetAcrossExec, takeInheritedFd } from '../sys/exec-fds.js';
 import { hostVfioApi } from './vfio-api.js';
 import { vmRoutingOps } from '../runtime/msi-router.js';
 import type { MachineConfig } from './config.js';
@@ -83,7 +83,7 @@ export async function deviceSpecs(config: MachineConfig, host: DeviceSpecsHost):
     ecam: ecam ? { base: ecam.base, endBus: ecam.endBus } : undefined,
   });
 
-  let virtio: VirtioPlan = { specs: [], fds: [], inputs: [], taps: [] };
+  let virtio: VirtioPlan = { specs: [], fds: [], inputs: [], taps: [], kept: [] };
   const context: DevicePlanContext = {
     config,
     ram: ram.regions,
@@ -100,6 +100,7 @@ export async function deviceSpecs(config: MachineConfig, host: DeviceSpecsHost):
       });
       virtio = planned;
       teardown.add(() => {
+        for (const name of planned.kept) forgetAcrossExec(name);
         for (const fd of planned.fds) closeSync(fd);
         for (const i of planned.inputs) i.ring.close();
       });

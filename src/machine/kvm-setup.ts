@@ -26,6 +26,10 @@ export function setUpKvm(
   { kvmPath, ram: givenRam }: { kvmPath?: string; ram?: MachineRam },
   release: Teardown,
 ): KvmMachine {
+  // RAM first: a RAM file tsvmm refuses (not its user's, writable by others, a symlink, locked by another VM) is
+  // reported on any host, and RAM outlives the VM that maps it (the teardown runs newest first).
+  const ram = givenRam ?? createGuestRam(config.memory);
+  release.add(() => ram.close());
   const kvm = Kvm.open(kvmPath);
   release.add(() => kvm.close());
   const vm = kvm.createVm();
@@ -35,8 +39,6 @@ export function setUpKvm(
   vm.createIrqchip();
   vm.createPit2(KVM_PIT_SPEAKER_DUMMY);
 
-  const ram = givenRam ?? createGuestRam(config.memory);
-  release.add(() => ram.close());
   for (const [slot, r] of ram.regions.entries())
     vm.setUserMemoryRegion({ slot, guestPhysAddr: r.gpa, memorySize: r.size, userspaceAddr: r.hostAddress });
 

@@ -3,9 +3,10 @@
 // new process maps the same RAM by path. Device DAX only supports MAP_SHARED and mappings aligned to the device's
 // alignment (2 MiB at least); MAP_SYNC asks the kernel to refuse the mapping unless CPU stores reach persistence
 // without an fsync, and MAP_SHARED_VALIDATE makes a kernel that does not know MAP_SYNC say so instead of ignoring it.
-import { readFileSync, statSync } from 'node:fs';
+import { fstatSync, readFileSync, statSync } from 'node:fs';
 import * as libc from '../sys/libc.js';
 import { Errno, SysError } from '../sys/errno.js';
+import { heldElsewhereText, lockWholeFile } from '../sys/file-lock.js';
 import {
   MappedRam,
   RamBackendError,
@@ -61,11 +62,17 @@ export function createDevdaxBackend(options: DevdaxOptions): RamBackend {
 
   let fd: number;
   try {
-    fd = options.fd ?? libc.open(path, libc.O_RDWR | libc.O_CLOEXEC);
+    fd = options.fd ?? libc.open(path, libc.O_RDWR | libc.O_CLOEXEC | libc.O_NOFOLLOW);
   } catch (e) {
     throw new RamBackendError(`${what}: ${errorText(e)}`, { cause: e });
   }
   try {
+    // The opened node is the device that was checked by path, and no other VM maps it (an fd handed over by a
+    // cpr-transfer or kept by a cpr-exec carries the old process's lock, so taking it again succeeds).
+    if (!fstatSync(fd).isCharacterDevice())
+      throw new RamBackendError(`${what}: not a character device (device DAX is /dev/daxX.Y)`);
+    if (lockWholeFile(fd, 'exclusive') === 'held-elsewhere')
+      throw new RamBackendError(`${what}: ${heldElsewhereText('exclusive')}`);
     const align = Math.max(info.align, DEVDAX_ALIGN);
     let address: bigint;
     try {

@@ -3,11 +3,14 @@
 // again by path with the content intact. A missing file is created and sized with ftruncate (sparse: untouched RAM
 // costs nothing); an existing one is reopened and must have exactly the expected size. A directory gets a fresh
 // temp file that is unlinked at once, as QEMU's -mem-path does: only its fd reaches that RAM afterwards.
-import { fstatSync, statSync, statfsSync, unlinkSync } from 'node:fs';
+// An existing file is trusted only when it is a regular file of this user that nobody else can write, reached without
+// a symlink; the file is locked (src/sys/file-lock.ts) so that two VMs never map the same RAM.
+import { fstatSync, lstatSync, statSync, statfsSync, unlinkSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import * as libc from '../sys/libc.js';
 import { Errno, SysError } from '../sys/errno.js';
+import { heldElsewhereText, lockWholeFile } from '../sys/file-lock.js';
 import {
   HUGETLBFS_MAGIC,
   MappedRam,
@@ -40,6 +43,10 @@ export interface FileOptions {
   fd?: number;
 }
 
+const OPEN_FLAGS = libc.O_RDWR | libc.O_CLOEXEC;
+/** What tsvmm creates is its own: never through a planted symlink, never an existing file, readable by its user only. */
+const CREATE_FLAGS = OPEN_FLAGS | libc.O_CREAT | libc.O_EXCL | libc.O_NOFOLLOW;
+
 interface Opened {
   fd: number;
   path: string | null;
@@ -68,6 +75,13 @@ export function createFileBackend(options: FileOptions): RamBackend {
   };
 
   try {
+    // Before the file is grown or mapped: one RAM file, one VM. Exclusive when the guest writes the file (share=on),
+    // shared when it only reads it under a private mapping (writes by another VM would show through there too).
+    // An fd handed over by cpr-transfer or kept by cpr-exec carries the old process's lock: taking it again succeeds.
+    // (An unlinked temp file has no path another VM could open: nothing to lock.)
+    const mode = share ? 'exclusive' : 'shared';
+    if (opened.path !== null && lockWholeFile(opened.fd, mode) === 'held-elsewhere')
+      throw new RamBackendError(`${what}: ${heldElsewhereText(mode)}`);
     // On hugetlbfs the file system's block size is the huge page size, and everything must be a multiple of it.
     const hugePage = hugetlbfsPageSize(`/proc/self/fd/${opened.fd}`);
     if (hugePage !== 0) {
@@ -121,49 +135,67 @@ export function createFileBackend(options: FileOptions): RamBackend {
 }
 
 function openOrCreate(path: string, what: string, mustExist: boolean): Opened {
-  const flags = libc.O_RDWR | libc.O_CLOEXEC;
   let isDirectory = false;
   try {
-    const st = statSync(path);
-    isDirectory = st.isDirectory();
-    if (!isDirectory && !st.isFile()) throw new RamBackendError(`${what}: not a regular file or a directory`);
+    // Followed on purpose: a directory reached through a symlink is still fine, the temp file in it is ours alone.
+    isDirectory = statSync(path).isDirectory();
   } catch (e) {
-    if (e instanceof RamBackendError) throw e;
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT')
       throw new RamBackendError(`${what}: ${(e as Error).message}`, { cause: e });
-    if (mustExist) throw new RamBackendError(`${what}: the file does not exist (the RAM it held is gone)`);
+    if (mustExist && lstatQuietly(path) === null)
+      throw new RamBackendError(`${what}: the file does not exist (the RAM it held is gone)`);
   }
 
   if (isDirectory) {
     if (mustExist)
       throw new RamBackendError(`${what}: is a directory; an unlinked temp file can only be reopened through its fd`);
     const temp = join(path, `tsvmm_back_mem.${process.pid}.${randomBytes(6).toString('hex')}`);
-    const fd = wrapOpen(what, () => libc.open(temp, flags | libc.O_CREAT | libc.O_EXCL, 0o600));
+    const fd = wrapOpen(what, () => libc.open(temp, CREATE_FLAGS, 0o600));
     unlinkQuietly(temp); // nobody else should find it; the fd keeps it alive
     return { fd, path: null, created: true, createdPath: null, adopted: false };
   }
 
   for (;;) {
     try {
-      return { fd: libc.open(path, flags), path, created: false, createdPath: null, adopted: false };
+      // O_NOFOLLOW: a symlink planted at the path is refused (ELOOP), not followed to someone else's file;
+      // O_NONBLOCK: a FIFO planted there cannot block the open (it is refused below as not a regular file).
+      const fd = libc.open(path, OPEN_FLAGS | libc.O_NOFOLLOW | libc.O_NONBLOCK);
+      refuseUntrusted(fd, what);
+      return { fd, path, created: false, createdPath: null, adopted: false };
     } catch (e) {
+      if (e instanceof RamBackendError) throw e;
+      if (e instanceof SysError && e.errno === Errno.ELOOP)
+        throw new RamBackendError(`${what}: refused: the path is a symbolic link (give the file itself)`, { cause: e });
       if (!(e instanceof SysError) || e.errno !== Errno.ENOENT || mustExist)
         throw new RamBackendError(`${what}: ${errorText(e)}`, { cause: e });
     }
     try {
-      return {
-        fd: libc.open(path, flags | libc.O_CREAT | libc.O_EXCL, 0o600),
-        path,
-        created: true,
-        createdPath: path,
-        adopted: false,
-      };
+      return { fd: libc.open(path, CREATE_FLAGS, 0o600), path, created: true, createdPath: path, adopted: false };
     } catch (e) {
-      // Lost a race with another creator: go round and open theirs.
+      // Lost a race with another creator: go round and open (and check) theirs.
       if (!(e instanceof SysError) || e.errno !== Errno.EEXIST)
         throw new RamBackendError(`${what}: ${errorText(e)}`, { cause: e });
     }
   }
+}
+
+/**
+ * An existing file becomes guest RAM only if nobody else can read it through a door we did not open: it must be a
+ * regular file owned by this user and writable by nobody else (QEMU trusts the file; a 0666 /dev/shm/vm0 planted
+ * by another local user would let that user read and write the guest's memory). Checked on the opened fd, so the
+ * file checked is the file mapped. A refused file is closed untouched. Throws RamBackendError.
+ */
+function refuseUntrusted(fd: number, what: string): void {
+  const st = fstatSync(fd);
+  const mode = `0${(st.mode & 0o7777).toString(8).padStart(3, '0')}`;
+  const uid = process.geteuid?.() ?? st.uid;
+  let why: string | null = null;
+  if (!st.isFile()) why = `not a regular file or a directory (mode ${(st.mode >>> 0).toString(8)})`;
+  else if (st.uid !== uid || (st.mode & 0o022) !== 0)
+    why = `refused: the file is owned by uid ${st.uid} with mode ${mode}; guest RAM must be a file owned by this user (uid ${uid}) that no one else can write (chmod 600)`;
+  if (why === null) return;
+  closeQuietly(fd);
+  throw new RamBackendError(`${what}: ${why}`);
 }
 
 function adopt(fd: number, path: string | null, what: string): Opened {
@@ -191,6 +223,15 @@ function hugetlbfsPageSize(path: string): number {
     return fs.type === HUGETLBFS_MAGIC ? fs.bsize : 0;
   } catch {
     return 0;
+  }
+}
+
+/** The path's own status (a symlink's, not its target's), or null when nothing is there. */
+function lstatQuietly(path: string): Stats | null {
+  try {
+    return lstatSync(path);
+  } catch {
+    return null;
   }
 }
 

@@ -52,6 +52,11 @@ export function takeInheritedFd(name: string): number | undefined {
   return fd;
 }
 
+/** Whether the old image (or process) left an fd under `name` that nobody has taken yet. */
+export function hasInheritedFd(name: string): boolean {
+  return inherited.has(name);
+}
+
 /** Closes the inherited fds nobody took; returns their names. */
 export function closeUnclaimedInheritedFds(): string[] {
   const names = [...inherited.keys()];

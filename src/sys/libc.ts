@@ -33,6 +33,7 @@ const c = {
   pread: libc.func('intptr_t pread(int fd, void *buf, size_t count, int64_t offset)'),
   pwrite: libc.func('intptr_t pwrite(int fd, const void *buf, size_t count, int64_t offset)'),
   fcntl: libc.func('int fcntl(int fd, int cmd, long arg)'),
+  fcntlPointer: libc.func('int fcntl(int fd, int cmd, void *arg)'),
   getpid: libc.func('int getpid(void)'),
   gettid: libc.func('int gettid(void)'),
   tgkill: libc.func('int tgkill(int tgid, int tid, int sig)'),
@@ -56,6 +57,7 @@ export const O_EXCL = 0o200;
 export const O_TRUNC = 0o1000;
 export const O_NONBLOCK = 0o4000;
 export const O_CLOEXEC = 0o2000000;
+export const O_NOFOLLOW = 0o400000;
 
 export const PROT_NONE = 0;
 export const PROT_READ = 1;
@@ -215,6 +217,11 @@ export function pwrite(fd: number, buffer: ArrayBufferView, offset: number, leng
 
 export function fcntl(fd: number, cmd: number, arg = 0): number {
   return check('fcntl', () => `${fd}, ${cmd}, ${arg}`, c.fcntl(fd, cmd, arg) as number);
+}
+
+/** fcntl with a pointer argument (struct flock for the record locks). */
+export function fcntlPtr(fd: number, cmd: number, arg: Memory): number {
+  return check('fcntl', () => `${fd}, ${cmd}`, c.fcntlPointer(fd, cmd, arg) as number);
 }
 
 export function getpid(): number {
