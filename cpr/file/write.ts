@@ -1,8 +1,19 @@
 // Writing a checkpoint file atomically: everything goes to `<path>.tmp-<pid>` in the same directory, which is
 // fsynced, renamed over `path`, and the directory fsynced. A failure at any point removes the temp file, so `path`
-// holds either the previous checkpoint or the complete new one, never a torn file.
-import { closeSync, constants, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import { dirname } from 'node:path';
+// holds either the previous checkpoint or the complete new one, never a torn file. A writer that was killed cannot
+// remove its temp file; the next save to the same path does (removeDeadWritersTemps).
+import {
+  closeSync,
+  constants,
+  fsyncSync,
+  lstatSync,
+  openSync,
+  readdirSync,
+  renameSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import {
   CheckpointError,
   FORMAT_VERSION,
@@ -118,6 +129,7 @@ export function writeCheckpoint(path: string, contents: CheckpointContents): Wri
   let fd: number | undefined;
   try {
     removeIfPresent(temp); // a stale temp file of an earlier attempt by a process with the same pid
+    removeDeadWritersTemps(path);
     fd = openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
     writeAll(fd, prefix, 0);
     let position = prefix.length;
@@ -274,6 +286,43 @@ function syncDirectory(dir: string): void {
     fsyncSync(fd);
   } finally {
     closeSync(fd);
+  }
+}
+
+/**
+ * Removes `<path>.tmp-<pid>` files whose writer is gone (killed mid-save: nothing else removes them). Only regular
+ * files owned by this user; a temp whose pid is alive is another save in progress and is left alone (a pid reused
+ * since only delays the clean-up).
+ */
+function removeDeadWritersTemps(path: string): void {
+  const dir = dirname(path);
+  const prefix = `${basename(path)}.tmp-`;
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return; // the open of the new temp file reports an unusable directory
+  }
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    const pid = Number(name.slice(prefix.length));
+    if (!Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid || processExists(pid)) continue;
+    const temp = join(dir, name);
+    try {
+      const st = lstatSync(temp);
+      if (st.isFile() && st.uid === process.getuid?.()) unlinkSync(temp);
+    } catch {
+      // Gone already, or not ours to remove: the save goes on either way.
+    }
+  }
+}
+
+function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM'; // alive, owned by someone else
   }
 }
 
