@@ -10,6 +10,8 @@ import { openCharBackend } from './backend.js';
 import { openCharOut } from './char-out.js';
 import { charSpecFromChardev } from './spec.js';
 
+/** Hang guard for a write that must not block (generous: a loaded machine is slow; a blocked one never ends). */
+const HANG_GUARD_MS = 10_000;
 const dir = mkdtempSync(join(tmpdir(), 'tsvmm-chardev-'));
 const text = (s: string) => new TextEncoder().encode(s);
 
@@ -132,6 +134,27 @@ test('chardev: pipe: PATH.in feeds input and PATH.out receives output', async ()
   closeSync(writer);
   await until('pipe input', () => got.length === 15);
   assert.is(Buffer.from(got).toString(), 'from the writer');
+  await backend.close();
+});
+
+test('chardev: pipe: with nobody reading PATH.out, 1 MiB of output is written without blocking: the FIFO takes what fits, the rest is dropped and counted', async () => {
+  const base = join(dir, 'unread');
+  execFileSync('mkfifo', [`${base}.in`, `${base}.out`]);
+  const backend = await openCharBackend(`pipe:${base}`);
+  // A vCPU thread writes as the UART does, holding the machine lock; a blocking write(2) would never return.
+  // The guard is only a hang guard (a blocked writer never finishes); the stall limit is 100 ms.
+  const chunk = 'x'.repeat(4096);
+  const wrote = writeFromWorker(backend.transferable(), chunk, 256).then(() => 'written' as const);
+  const guard = sleep(HANG_GUARD_MS).then(() => 'still blocked' as const);
+  assert.is(await Promise.race([wrote, guard]), 'written');
+  assert.ok(backend.droppedBytes > 0, 'what did not fit was dropped');
+  assert.ok(backend.droppedBytes < 1 << 20, 'what fits in the FIFO was kept');
+  const { openSync, readSync, closeSync, constants } = await import('node:fs');
+  const reader = openSync(`${base}.out`, constants.O_RDONLY | constants.O_NONBLOCK);
+  const buffer = Buffer.alloc(1 << 20);
+  const n = readSync(reader, buffer);
+  closeSync(reader);
+  assert.is(n + backend.droppedBytes, 1 << 20, 'every byte is either in the FIFO or counted as dropped');
   await backend.close();
 });
 

@@ -81,7 +81,9 @@ class PipeBackend extends BackendBase {
     const inFd = sysOpen(inPath, O_RDWR | O_NONBLOCK | O_CLOEXEC);
     let outFd: number;
     try {
-      outFd = split ? sysOpen(outPath, O_RDWR | O_CLOEXEC) : fcntl(inFd, F_DUPFD_CLOEXEC, 3);
+      // Non-blocking, as inFd (which the dup shares): with nobody reading, a blocking write would hold the
+      // machine lock forever once the FIFO's 64 KiB are full (see char-out.ts for what happens to the bytes).
+      outFd = split ? sysOpen(outPath, O_RDWR | O_NONBLOCK | O_CLOEXEC) : fcntl(inFd, F_DUPFD_CLOEXEC, 3);
     } catch (error) {
       sysClose(inFd);
       throw error;

@@ -11,7 +11,7 @@ export interface CharBackendOptions {
   onInput?: InputHandler;
   /** Ctrl-a x on a stdio terminal. Without it, tsvmm restores the terminal and sends itself SIGTERM. */
   onQuit?: () => void;
-  /** How long output waits for a reader that does not read before it is dropped (default 2000 ms). */
+  /** How long output waits for a reader that does not read before it is dropped (default 100 ms). */
   stallLimitMs?: number;
   /** One-line notices: waiting for a socket client, client connected/left. Default: stderr. */
   log?: (message: string) => void;

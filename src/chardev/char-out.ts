@@ -13,10 +13,14 @@
 // and all of these are sequentially consistent Atomics, so a writer either sees the new fd or is counted and waited
 // for: a closed fd (whose number the kernel may reuse) is never written to.
 //
-// Non-blocking fds (sockets, and stdout when Node made it non-blocking): on EAGAIN the writer sleeps 1 ms
-// (Atomics.wait) and retries, for at most `stallLimitMs` without progress; past that the rest of the buffer is
-// dropped, so a reader that stops reading slows the guest for a while and then loses output rather than freezing
-// the VM (the writer holds the machine lock). Short writes are continued; EINTR is retried at once.
+// Every fd a backend hands out is non-blocking (sockets, FIFOs opened O_NONBLOCK, stdout reopened so when it is a
+// pipe; regular files do not block): a writer holds the machine lock, and a write(2) that waits for a reader who
+// never comes would wedge the whole VM (stop, cpr-save, quit). The bounded buffer is the kernel's (a pipe's 64 KiB,
+// a socket's send buffer); once it is full, on EAGAIN the writer sleeps 1 ms (Atomics.wait) and retries, for at
+// most `stallLimitMs` (100 ms by default) without progress; past that the rest is dropped and counted (DROPPED),
+// and further writes to that fd are dropped at once until it takes bytes again — so a reader that stops reading
+// costs the guest one short stall, then loses output, rather than freezing the VM. Short writes are continued;
+// EINTR is retried at once.
 import { write as sysWrite } from '../sys/libc.js';
 import { Errno, SysError } from '../sys/errno.js';
 
@@ -35,7 +39,8 @@ export interface CharOutTransfer {
   readonly label: string;
 }
 
-export const DEFAULT_STALL_LIMIT_MS = 2000;
+/** Short next to the 1 s a QMP stop may take: a vCPU stalled here holds the machine lock. */
+export const DEFAULT_STALL_LIMIT_MS = 100;
 
 /** Shared by every writer of this thread: the cell Atomics.wait sleeps on (never notified). */
 const sleepCell = new Int32Array(new SharedArrayBuffer(4));

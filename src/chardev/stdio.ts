@@ -1,7 +1,9 @@
 // The stdio backend: guest output to fd 1, input from stdin. On a terminal, stdin goes to raw mode (keys reach the
 // guest unprocessed — Ctrl-C too) and QEMU's Ctrl-a escape applies (escape.ts); the terminal is restored on
 // close(), and on process exit if close() was never called. Only one backend may own stdio at a time.
+import { fstatSync } from 'node:fs';
 import type { Readable } from 'node:stream';
+import { open, O_CLOEXEC, O_NONBLOCK, O_WRONLY } from '../sys/libc.js';
 import { BackendBase, type CharBackendOptions } from './base.js';
 import { EscapeFilter, ESCAPE_HELP } from './escape.js';
 
@@ -16,6 +18,8 @@ export class StdioBackend extends BackendBase {
     unref?: () => void;
   };
   private readonly rawTerminal: boolean;
+  /** stdout reopened non-blocking (a pipe), or null when fd 1 itself is written. */
+  private readonly ownOutput: number | null;
   private readonly onData: (chunk: Uint8Array) => void;
   private readonly onError: (error: Error) => void;
   private readonly restoreOnExit = () => this.restoreTerminal();
@@ -24,7 +28,8 @@ export class StdioBackend extends BackendBase {
     super({ kind: 'stdio' }, 'stdio', options);
     if (owner !== null) throw new Error('stdio is already used by another character device');
     owner = this;
-    this.replaceOutputFd(STDOUT_FD, false);
+    this.ownOutput = nonBlockingStdout();
+    this.replaceOutputFd(this.ownOutput ?? STDOUT_FD, false);
     this.stdin = process.stdin;
     this.rawTerminal = this.stdin.isTTY === true && typeof this.stdin.setRawMode === 'function';
     let escapeFilter: EscapeFilter | null = null;
@@ -67,11 +72,26 @@ export class StdioBackend extends BackendBase {
     this.stdin.unref?.(); // a paused pipe or terminal still holds the event loop open until unref'd
     this.restoreTerminal();
     process.off('exit', this.restoreOnExit);
-    this.replaceOutputFd(-1, false); // fd 1 belongs to the process
+    this.replaceOutputFd(-1, this.ownOutput !== null); // fd 1 belongs to the process; our reopened pipe is ours
     if (owner === this) owner = null;
   }
 
   private restoreTerminal(): void {
     if (this.rawTerminal) this.stdin.setRawMode!(false);
+  }
+}
+
+/**
+ * When stdout is a pipe, a new open file description of it (through /proc/self/fd/1) that is non-blocking: a pipe
+ * nobody reads must not block a writer holding the machine lock, and setting O_NONBLOCK on fd 1 itself would
+ * change the description the parent shell and other processes share. Null (fd 1 used as it is) for a terminal or a
+ * file, which do not block for long, or when the reopen fails (a socket cannot be reopened so; nobody reading yet).
+ */
+function nonBlockingStdout(): number | null {
+  try {
+    if (!fstatSync(STDOUT_FD).isFIFO()) return null;
+    return open('/proc/self/fd/1', O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+  } catch {
+    return null;
   }
 }
