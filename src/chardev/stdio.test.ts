@@ -105,5 +105,62 @@ testIf(
   },
 );
 
+// A child that writes 1 MiB of guest output to stdout through the backend (as a vCPU holding the machine lock does)
+// while nobody reads its stdout, then says on stderr what it wrote and dropped.
+const flooder = join(dir, 'flooder.mjs');
+writeFileSync(
+  flooder,
+  `
+  const { openCharBackend } = await import(${JSON.stringify(backendUrl)});
+  const backend = await openCharBackend('stdio');
+  const chunk = new Uint8Array(4096).fill(0x41);
+  for (let i = 0; i < 256; i++) backend.out.write(chunk);
+  process.stderr.write('wrote 1048576 dropped ' + backend.droppedBytes + '\\n');
+  await backend.close();
+  process.exit(0);
+`,
+);
+
+/** Runs the flooder with `stdout` as its fd 1; resolves with its stderr once it exits (or says it hung). */
+function flood(stdout: 'pipe' | number): Promise<string> {
+  const proc = spawn(process.execPath, [flooder], { stdio: ['ignore', stdout, 'pipe'] });
+  proc.stdout?.pause(); // nobody reads: the socket and Node's buffer fill up
+  let err = '';
+  proc.stderr!.on('data', (d) => {
+    err += d;
+  });
+  // A hang guard, not a budget: a blocked write(2) never returns.
+  const guard = setTimeout(() => proc.kill('SIGKILL'), 60_000);
+  return new Promise((resolve) =>
+    proc.on('close', (code, signal) => {
+      clearTimeout(guard);
+      proc.stdout?.destroy();
+      resolve(signal ? `hung (killed): ${err}` : err);
+    }),
+  );
+}
+
+test('chardev stdio: with stdout a pipe nobody reads, 1 MiB of output never blocks the writer; the excess is dropped and counted', async () => {
+  const fifo = join(dir, 'unread-stdout');
+  spawnSync('mkfifo', [fifo]);
+  const { openSync, closeSync, constants } = await import('node:fs');
+  const reader = openSync(fifo, constants.O_RDWR); // keeps the FIFO open, never reads
+  try {
+    const said = await flood(reader);
+    const m = /wrote 1048576 dropped (\d+)/.exec(said);
+    assert.ok(m, said);
+    assert.ok(Number(m![1]) > 0, 'what did not fit in the pipe was dropped');
+  } finally {
+    closeSync(reader);
+  }
+});
+
+test('chardev stdio: with stdout a socket nobody reads (a child_process pipe), 1 MiB of output never blocks the writer', async () => {
+  const said = await flood('pipe');
+  const m = /wrote 1048576 dropped (\d+)/.exec(said);
+  assert.ok(m, said);
+  assert.ok(Number(m![1]) > 0, 'what did not fit was dropped');
+});
+
 test.after(() => rmSync(dir, { recursive: true, force: true }));
 test.run();

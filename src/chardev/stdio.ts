@@ -3,7 +3,7 @@
 // close(), and on process exit if close() was never called. Only one backend may own stdio at a time.
 import { fstatSync } from 'node:fs';
 import type { Readable } from 'node:stream';
-import { open, O_CLOEXEC, O_NONBLOCK, O_WRONLY } from '../sys/libc.js';
+import { fcntl, open, F_GETFL, F_SETFL, O_CLOEXEC, O_NONBLOCK, O_WRONLY } from '../sys/libc.js';
 import { BackendBase, type CharBackendOptions } from './base.js';
 import { EscapeFilter, ESCAPE_HELP } from './escape.js';
 
@@ -82,14 +82,20 @@ export class StdioBackend extends BackendBase {
 }
 
 /**
- * When stdout is a pipe, a new open file description of it (through /proc/self/fd/1) that is non-blocking: a pipe
- * nobody reads must not block a writer holding the machine lock, and setting O_NONBLOCK on fd 1 itself would
- * change the description the parent shell and other processes share. Null (fd 1 used as it is) for a terminal or a
- * file, which do not block for long, or when the reopen fails (a socket cannot be reopened so; nobody reading yet).
+ * stdout as a writer holding the machine lock may use it: never blocking. A pipe gets a new open file description
+ * of its own (through /proc/self/fd/1) that is non-blocking — setting O_NONBLOCK on fd 1 itself would change the
+ * description the parent shell and the pipeline share. A socket (what Node's child_process gives a child for
+ * 'pipe') cannot be reopened so: fd 1 itself is made non-blocking, as libuv does for any socket it writes. Null
+ * (fd 1 used as it is) for a terminal or a file, which do not block for long, or when the reopen fails.
  */
 function nonBlockingStdout(): number | null {
   try {
-    if (!fstatSync(STDOUT_FD).isFIFO()) return null;
+    const stat = fstatSync(STDOUT_FD);
+    if (stat.isSocket()) {
+      fcntl(STDOUT_FD, F_SETFL, fcntl(STDOUT_FD, F_GETFL, 0) | O_NONBLOCK);
+      return null;
+    }
+    if (!stat.isFIFO()) return null;
     return open('/proc/self/fd/1', O_WRONLY | O_NONBLOCK | O_CLOEXEC);
   } catch {
     return null;
