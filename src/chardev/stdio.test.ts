@@ -132,7 +132,7 @@ function flood(stdout: 'pipe' | number): Promise<string> {
   // A hang guard, not a budget: a blocked write(2) never returns.
   const guard = setTimeout(() => proc.kill('SIGKILL'), 60_000);
   return new Promise((resolve) =>
-    proc.on('close', (code, signal) => {
+    proc.on('close', (_code, signal) => {
       clearTimeout(guard);
       proc.stdout?.destroy();
       resolve(signal ? `hung (killed): ${err}` : err);
