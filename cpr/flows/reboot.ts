@@ -6,6 +6,8 @@ import { performance } from 'node:perf_hooks';
 import type { Machine, MachineParts } from '../../src/machine/machine.js';
 import { applyRestore } from './apply-restore.js';
 import { rmSync } from 'node:fs';
+import { syncImages } from './sync-images.js';
+import { CprError } from './cpr-error.js';
 import {
   writeCheckpoint,
   readCheckpoint,
@@ -26,12 +28,9 @@ import {
   type SavedRunState,
 } from './snapshot.js';
 import { PhaseClock, type PhaseMark } from './timings.js';
-import { SetupError } from '../../src/util/setup-error.js';
 
 /** A CPR request that cannot be carried out; the message is one line for the QMP client. */
-export class CprError extends SetupError {
-  override readonly name = 'CprError';
-}
+export { CprError };
 
 export const TIMINGS_SECTION = 'cpr-timings';
 
@@ -182,6 +181,9 @@ export async function saveToFile(
   });
   await clock.timeAsync('stop-vcpus', () => machine.pause('finish-migrate', { sync: true, capture: true }));
   try {
+    // The I/O thread parked between batches, so every request it took from a ring has completed. What the guest
+    // was told is written must now survive the host rebooting (the point of this mode): page cache does not.
+    clock.time('sync-images', () => syncImages(parts.images));
     const sections = captureSections(parts, runState, scratch, clock);
     const write = clock.time('write', () =>
       writeCheckpoint(path, {

@@ -20,6 +20,7 @@ import { HANG_GUARD_MS } from '../../test/support/hang-guard.js';
 import { kvmMissing } from '../../kvm/testing/test-guest.js';
 import { buildGuest, toolchainUnavailable } from './build.js';
 import { debugExitProcessStatus } from './qemu-runner.js';
+import { parseJsonSection, readCheckpoint } from '../../cpr/file/checkpoint-file.js';
 import {
   blkPatternMismatch,
   blkRoundsMismatch,
@@ -124,6 +125,12 @@ async function checkpointAfter(
   await old.qmp.execute('quit');
   assert.is(await old.exited, 0, `the checkpointed tsvmm exits 0 after quit${context(old)}`);
   assert.ok(existsSync(s.checkpoint), 'the checkpoint file exists');
+  const timings = readCheckpoint(s.checkpoint).sections.find((x) => x.kind === 'timings');
+  const phases = (parseJsonSection(timings!) as { phase: string }[]).map((m) => m.phase);
+  assert.ok(
+    phases.indexOf('sync-images') >= 0 && phases.indexOf('sync-images') < phases.indexOf('collect-config'),
+    `the save synced the disk image (its writes durable across a host reboot) before it captured the state: ${phases}`,
+  );
   const roundsBefore = roundsIn(old.stdout);
   assert.not.match(
     old.stdout,

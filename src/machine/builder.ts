@@ -153,7 +153,7 @@ export async function buildMachine(config: MachineConfig, options: MachineOption
     // The guest runs only once its device backends can serve it. A hang guard, not a budget.
     await threads.ready(guardMs);
 
-    const taps = plan.virtio.taps;
+    const { taps, images: diskImages } = plan.virtio;
     const capturedVcpuState = (i: number) => capture.stateOf(i);
     return {
       config,
@@ -163,7 +163,7 @@ export async function buildMachine(config: MachineConfig, options: MachineOption
       memory,
       chardevs,
       pciBus,
-      parts: { config, vm, vcpus, ram, arena, entries, devices, lock, capturedVcpuState, taps },
+      parts: { config, vm, vcpus, ram, arena, entries, devices, lock, capturedVcpuState, taps, images: diskImages },
       power,
       capture,
       threads,

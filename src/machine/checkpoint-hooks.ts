@@ -9,6 +9,7 @@ import { newRecord, type StateArena } from '../../cpr/vmstate/vmstate.js';
 import { vcpuStateDescriptor, type VcpuRecord } from '../../cpr/kvm-state/vcpu.js';
 import type { DeviceEntry, MachineDevice } from '../runtime/device-table.js';
 import type { MachineConfig } from './config.js';
+import type { DiskImage } from './virtio-plan.js';
 
 /** What checkpoint/restart needs to reach inside the machine (cpr/ only). */
 export interface MachineParts {
@@ -24,6 +25,8 @@ export interface MachineParts {
   capturedVcpuState(i: number): VcpuRecord | null;
   /** The virtio-net devices' taps, by interface name (cpr-transfer hands them to the new process). */
   readonly taps: readonly { ifname: string; fd: number }[];
+  /** The virtio-blk devices' images (a cpr-save syncs the writable ones before it writes the state). */
+  readonly images: readonly DiskImage[];
 }
 
 /** Each vCPU's own saved state, in memory its thread shares, and the capture request it answers. */

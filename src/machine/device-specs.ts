@@ -83,7 +83,7 @@ export async function deviceSpecs(config: MachineConfig, host: DeviceSpecsHost):
     ecam: ecam ? { base: ecam.base, endBus: ecam.endBus } : undefined,
   });
 
-  let virtio: VirtioPlan = { specs: [], fds: [], inputs: [], taps: [], kept: [] };
+  let virtio: VirtioPlan = { specs: [], fds: [], inputs: [], taps: [], kept: [], images: [] };
   const context: DevicePlanContext = {
     config,
     ram: ram.regions,

@@ -55,6 +55,14 @@ export interface VirtioPlan {
   readonly taps: { ifname: string; fd: number }[];
   /** Names of the fds registered to be kept across a cpr-exec (the images): forgetAcrossExec them when closed. */
   readonly kept: string[];
+  /** The disk images among `fds` (a cpr-save makes the writable ones durable: the host may reboot next). */
+  readonly images: DiskImage[];
+}
+
+export interface DiskImage {
+  readonly id: string;
+  readonly fd: number;
+  readonly readOnly: boolean;
 }
 
 /** The name a drive's image fd goes by across a cpr-exec and a cpr-transfer (src/sys/exec-fds.ts). */
@@ -160,6 +168,7 @@ export async function planVirtioDevices(
   const inputs: ConsoleInput[] = [];
   const taps: VirtioPlan['taps'] = [];
   const kept: string[] = [];
+  const images: DiskImage[] = [];
   try {
     const bars = allocateBars(
       configs.map(() => VIRTIO_PCI_BAR_REQUESTS),
@@ -172,6 +181,7 @@ export async function planVirtioDevices(
         // Kept open across a cpr-exec, and handed over by a cpr-transfer, with its lock.
         keepAcrossExec(driveFdName(c.id), backend.fd);
         kept.push(driveFdName(c.id));
+        images.push({ id: c.id, fd: backend.fd, readOnly: backend.readOnly });
       }
       const queues = virtioQueueCount(backend.type);
       specs.push({
@@ -187,7 +197,7 @@ export async function planVirtioDevices(
         },
       });
     }
-    return { specs, fds, inputs, taps, kept };
+    return { specs, fds, inputs, taps, kept, images };
   } catch (e) {
     for (const name of kept) forgetAcrossExec(name);
     for (const fd of fds) closeSync(fd);
