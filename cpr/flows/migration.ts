@@ -14,7 +14,6 @@ import {
   type LoadReport,
 } from './reboot.js';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { SnapshotScratch, warmUpRestore, captureSections, WARM_UP_ROUNDS } from './snapshot.js';
 import { PhaseClock, nowUs, pauseUs, type PhaseMark } from './timings.js';
 
@@ -150,15 +149,17 @@ export class MigrationController {
       !this.active &&
       this.status === 'none' &&
       (this.machine.runState === 'inmigrate' || this.machine.runState === 'prelaunch');
-    for (let i = 0; i < WARM_UP_ROUNDS && stillWaiting(); i++) {
-      warmUpRestore(parts, this.scratch, new PhaseClock('new'));
-      await new Promise((resolve) => setImmediate(resolve));
+    // Never rejects: the caller starts it and goes on (src/cli/main.ts), so a throw here would be an unhandled
+    // rejection ending tsvmm; a warm-up that fails only leaves the real restore slower.
+    try {
+      for (let i = 0; i < WARM_UP_ROUNDS && stillWaiting(); i++) {
+        warmUpRestore(parts, this.scratch, new PhaseClock('new'));
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      if (stillWaiting()) warmUpFileIo(tmpdir(), captureSections(parts, 'paused', this.scratch, new PhaseClock('new')));
+    } catch {
+      // nothing to undo: a warm-up round restores the very state it has just captured
     }
-    if (stillWaiting())
-      warmUpFileIo(
-        join(tmpdir(), `tsvmm-warm-up-${process.pid}.cpr`),
-        captureSections(parts, 'paused', this.scratch, new PhaseClock('new')),
-      );
     clock.mark('warm-up', startUs, nowUs());
   }
 

@@ -5,9 +5,10 @@
 import { performance } from 'node:perf_hooks';
 import type { Machine, MachineParts } from '../../src/machine/machine.js';
 import { applyRestore } from './apply-restore.js';
-import { rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { syncImages } from './sync-images.js';
 import { CprError } from './cpr-error.js';
+import { withPrivateDir } from '../../src/sys/private-dir.js';
 import {
   writeCheckpoint,
   readCheckpoint,
@@ -122,19 +123,22 @@ function ramSource(parts: MachineParts): RamSource {
 }
 
 /**
- * Writes and reads back a throwaway checkpoint beside the real one, so the file code (and the file system's
- * metadata paths) are warm when the guest is stopped.
+ * Writes and reads back a throwaway checkpoint in `dir` (beside the real one: the same file system), so the file code
+ * (and the file system's metadata paths) are warm when the guest is stopped. The throwaway lives in a private
+ * directory of its own (mkdtemp, 0700: no predictable name to plant a symlink or a directory at), removed after. A
+ * warm-up never throws, not even from its clean-up: callers run it from promises nobody awaits.
  */
-export function warmUpFileIo(path: string, sections: Section[], rounds = 3): void {
+export function warmUpFileIo(dir: string, sections: Section[], rounds = 3): void {
   try {
-    for (let i = 0; i < rounds; i++) {
-      writeCheckpoint(path, { sections: [...sections, jsonSection('timings', TIMINGS_SECTION, [])] });
-      readCheckpoint(path);
-    }
+    withPrivateDir(dir, '.tsvmm-warm-up-', (scratch) => {
+      const path = join(scratch, 'warm-up.cpr');
+      for (let i = 0; i < rounds; i++) {
+        writeCheckpoint(path, { sections: [...sections, jsonSection('timings', TIMINGS_SECTION, [])] });
+        readCheckpoint(path);
+      }
+    });
   } catch {
     // Only a warm-up: the real write reports any problem with the directory.
-  } finally {
-    rmSync(path, { force: true });
   }
 }
 
@@ -177,7 +181,7 @@ export async function saveToFile(
   clock.time('warm-up', () => {
     let sections: Section[] = [];
     for (let i = 0; i < WARM_UP_ROUNDS; i++) sections = warmUpCapture(parts, scratch, machine.powerOnStates());
-    warmUpFileIo(`${path}.warm-up-${process.pid}`, sections);
+    warmUpFileIo(dirname(path), sections);
   });
   await clock.timeAsync('stop-vcpus', () => machine.pause('finish-migrate', { sync: true, capture: true }));
   try {

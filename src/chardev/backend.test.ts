@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
@@ -56,6 +56,29 @@ test('chardev: file: output lands in the file, truncating what was there', async
   await backend.close();
   assert.is(readFileSync(path, 'utf8'), 'hello file\n');
   assert.is(backend.droppedBytes, 0);
+});
+
+test("chardev: file: a new log file is its user's alone (0600 whatever the umask); a planted symlink is refused", async () => {
+  const path = join(dir, 'private.log');
+  const old = process.umask(0);
+  try {
+    await (await openCharBackend(`file:${path}`)).close();
+  } finally {
+    process.umask(old);
+  }
+  assert.is(statSync(path).mode & 0o7777, 0o600);
+
+  const victim = join(dir, 'victim');
+  writeFileSync(victim, "not the guest's to truncate\n");
+  const link = join(dir, 'planted.log');
+  symlinkSync(victim, link);
+  try {
+    await openCharBackend(`file:${link}`);
+    assert.unreachable('a symlink was followed');
+  } catch (e) {
+    assert.is((e as Error).message, `file:${link}: refused: the path is a symbolic link (give the file itself)`);
+  }
+  assert.is(readFileSync(victim, 'utf8'), "not the guest's to truncate\n");
 });
 
 test('chardev: -chardev file,append=on appends', async () => {

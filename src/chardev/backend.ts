@@ -13,7 +13,10 @@ import {
   O_TRUNC,
   O_CLOEXEC,
   O_NONBLOCK,
+  O_NOFOLLOW,
 } from '../sys/libc.js';
+import { Errno, SysError } from '../sys/errno.js';
+import { SetupError } from '../util/setup-error.js';
 import { BackendBase, type CharBackend, type CharBackendOptions } from './base.js';
 import { parseCharSpec, type CharSpec } from './spec.js';
 import { StdioBackend } from './stdio.js';
@@ -22,7 +25,8 @@ import { UnixClientBackend, UnixServerBackend } from './unix.js';
 const O_APPEND = 0o2000;
 const F_DUPFD_CLOEXEC = 1030;
 /** QEMU creates file backends with 0666 (less the umask). */
-const FILE_MODE = 0o666;
+/** A guest's console log is the guest's business: its user's alone, as QEMU's own log files should be. */
+const FILE_MODE = 0o600;
 
 export async function openCharBackend(spec: string | CharSpec, options: CharBackendOptions = {}): Promise<CharBackend> {
   const parsed = typeof spec === 'string' ? parseCharSpec(spec) : spec;
@@ -54,7 +58,16 @@ class NullBackend extends BackendBase {
 class FileBackend extends BackendBase {
   constructor(spec: Extract<CharSpec, { kind: 'file' }>, options: CharBackendOptions) {
     super(spec, `file:${spec.path}`, options);
-    const fd = sysOpen(spec.path, O_WRONLY | O_CREAT | O_CLOEXEC | (spec.append ? O_APPEND : O_TRUNC), FILE_MODE);
+    // O_NOFOLLOW: a symlink planted at the path (a shared /tmp) is refused, not followed to truncate someone's file.
+    const flags = O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | (spec.append ? O_APPEND : O_TRUNC);
+    let fd: number;
+    try {
+      fd = sysOpen(spec.path, flags, FILE_MODE);
+    } catch (e) {
+      if (e instanceof SysError && e.errno === Errno.ELOOP)
+        throw new SetupError(`file:${spec.path}: refused: the path is a symbolic link (give the file itself)`);
+      throw e;
+    }
     this.replaceOutputFd(fd);
   }
 

@@ -1,7 +1,7 @@
 // The machine's QMP commands: run state, reset/power, CPU and VM queries, and checkpoint/restart in both spellings
 // (the seed's cpr-save/cpr-load and QEMU's migrate-set-parameters mode=cpr-reboot|cpr-transfer|cpr-exec + migrate).
 // Thin: the work is in src/machine and cpr/.
-import { openSync, writeSync, closeSync } from 'node:fs';
+import { openSync, writeSync, closeSync, constants as fsConstants } from 'node:fs';
 import { QmpError, defineCommand, type QmpHandlers, type ExtraCommand } from './server.js';
 import type { RunState as QmpRunState, MigrationCapabilityStatus, MigrationParameters } from './schema.js';
 import type { Machine, RunState } from '../machine/machine.js';
@@ -145,7 +145,12 @@ export function machineCommands(o: MachineCommandsOptions): {
           `Invalid addr 0x${BigInt(val).toString(16)}/size ${size} specified: not inside one RAM region`,
         );
       }
-      const fd = openSync(filename, 'w', 0o600);
+      // Truncated as QEMU does, but never through a planted symlink, and readable by this user only (guest memory).
+      const fd = openSync(
+        filename,
+        fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC | fsConstants.O_NOFOLLOW,
+        0o600,
+      );
       try {
         const chunk = 16 << 20;
         for (let at = 0; at < length; at += chunk)
