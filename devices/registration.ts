@@ -54,7 +54,15 @@ export interface DeviceEnvironment {
   /** One-line notices (a device the guest broke). */
   log?: (line: string) => void;
   /** The I/O thread only: the machine lock it holds while devices run, for host I/O done without it. */
-  ioLock?: { lock(): void; unlock(): void };
+  ioLock?: IoThreadHold;
+}
+
+/** The I/O thread's hold on the machine: its lock (released around host I/O) and whether it must park soon. */
+export interface IoThreadHold {
+  lock(): void;
+  unlock(): void;
+  /** The main thread asked the I/O thread to park or stop: queue work stops at its next safe point. */
+  parkRequested(): boolean;
 }
 
 /**

@@ -183,10 +183,13 @@ export async function saveToFile(
     for (let i = 0; i < WARM_UP_ROUNDS; i++) sections = warmUpCapture(parts, scratch, machine.powerOnStates());
     warmUpFileIo(dirname(path), sections);
   });
-  await clock.timeAsync('stop-vcpus', () => machine.pause('finish-migrate', { sync: true, capture: true }));
   try {
-    // The I/O thread parked between batches, so every request it took from a ring has completed. What the guest
-    // was told is written must now survive the host rebooting (the point of this mode): page cache does not.
+    // Inside the try: a pause that fails leaves the guest running (Machine.pause is all or nothing), and the
+    // clean-up below must then leave it alone.
+    await clock.timeAsync('stop-vcpus', () => machine.pause('finish-migrate', { sync: true, capture: true }));
+    // The I/O thread parked between requests, so every request it took from a ring has completed (or was given
+    // back to the ring whole). What the guest was told is written must now survive the host rebooting (the point
+    // of this mode): page cache does not.
     clock.time('sync-images', () => syncImages(parts.images));
     const sections = captureSections(parts, runState, scratch, clock);
     const write = clock.time('write', () =>
@@ -206,8 +209,10 @@ export async function saveToFile(
     if (!keepStopped) machine.setPausedState('postmigrate');
     return { path, bytes: write.bytes, ramWritten: withRam, runState, marks: clock.marks, write: write.timings };
   } catch (e) {
-    machine.setPausedState(runState === 'suspended' ? 'suspended' : 'paused');
-    if (runState === 'running') machine.resume();
+    if (!machine.running) {
+      machine.setPausedState(runState === 'suspended' ? 'suspended' : 'paused');
+      if (runState === 'running') machine.resume();
+    }
     throw e;
   }
 }

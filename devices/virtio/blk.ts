@@ -12,8 +12,8 @@
 // do not wait for the disk; a request whose device was reset meanwhile is dropped (QueueAbandoned), not completed.
 // The rest (reading the header, GET_ID, DISCARD, WRITE_ZEROES, completing the request) runs with the lock held, as
 // everything does where the transport has no lock to release. The device has no mutable state of its own — each
-// request is completed or dropped before notify() returns — so it has no vmstate record; the fd and the options are
-// configuration that a new process re-opens.
+// request is completed, dropped, or (when the thread must park mid-request: QueueYield) given back to the ring to be
+// done again — so it has no vmstate record; the fd and the options are configuration that a new process re-opens.
 //
 // Guest errors never escape: a request that is malformed but has a status byte completes with IOERR (or UNSUPP for
 // an unknown type or flag); a chain without any writable byte cannot be answered and fails the device
@@ -21,7 +21,7 @@
 import { fdatasyncSync, fstatSync, readSync, writeSync } from 'node:fs';
 import type { Descriptor } from '../../cpr/vmstate/vmstate.js';
 import { fallocate } from '../../src/sys/libc.js';
-import { forEachSegment, serveQueue, QueueAbandoned, VirtqueueError } from './queue.js';
+import { forEachSegment, serveQueue, QueueAbandoned, QueueYield, VirtqueueError } from './queue.js';
 import {
   VIRTIO_ID_BLOCK,
   readConfigImage,
@@ -98,6 +98,12 @@ export const BLK_DISCARD_ALIGNMENT_SECTORS = 8; // 4 KiB: the host page cache an
 export const BLK_MAX_DISCARD_SECTORS = (1 << 22) - 1;
 export const BLK_MAX_WRITE_ZEROES_SECTORS = 1 << 16; // 32 MiB: bounds the write-a-buffer-of-zeroes fallback
 export const BLK_MAX_SEGMENTS = 16; // discard / write-zeroes segments per request
+/**
+ * Reads and writes go to the file in pieces of at most this many bytes, with a park check before each: a chain can
+ * describe 4 GiB (1024 descriptors onto one 4 MiB buffer), and a pause must not wait for all of it. An interrupted
+ * request is given back to the ring and done again from the start later (the driver has not seen it complete).
+ */
+export const HOST_IO_PIECE = 1 << 20;
 const ZERO_CHUNK = 1 << 20;
 
 export interface VirtioBlkOptions {
@@ -286,7 +292,8 @@ export class VirtioBlk implements VirtioBackend {
       const into = memory.slice(gpa, n);
       let done = 0;
       while (done < n) {
-        const got = readSync(this.fd, into, done, n - done, position + at + done);
+        yieldIfParkRequested(context);
+        const got = readSync(this.fd, into, done, Math.min(n - done, HOST_IO_PIECE), position + at + done);
         if (got === 0) {
           into.fill(0, done);
           break;
@@ -305,7 +312,10 @@ export class VirtioBlk implements VirtioBackend {
     forEachSegment(chain.readable, VIRTIO_BLK_REQ_HEADER_SIZE, length, (gpa, n, at) => {
       const from = memory.slice(gpa, n);
       let done = 0;
-      while (done < n) done += writeSync(this.fd, from, done, n - done, position + at + done);
+      while (done < n) {
+        yieldIfParkRequested(context);
+        done += writeSync(this.fd, from, done, Math.min(n - done, HOST_IO_PIECE), position + at + done);
+      }
     });
     this.stableUnlessFlushNegotiated(context);
   }
@@ -427,3 +437,8 @@ export const virtioBlkBackend: VirtioBackendRegistration<VirtioBlkSpec, unknown>
     }),
   }),
 };
+
+/** Between pieces of a request's host I/O: stop it (to be redone after the pause) once the thread must park. */
+function yieldIfParkRequested(context: VirtioContext): void {
+  if (context.parkRequested()) throw new QueueYield('virtio-blk request queue');
+}

@@ -14,6 +14,7 @@ import { serveQueue } from './queue.js';
 import { CheckedMemory } from './testing/checked-memory.js';
 import { DriverQueue, GuestAllocator } from './testing/driver.js';
 import { QueueAbandoned } from './queue.js';
+import type { IoThreadHold } from '../registration.js';
 import {
   readConfigImage,
   VIRTIO_F_RING_EVENT_IDX,
@@ -107,6 +108,10 @@ class Machine {
   readonly ioLock = {
     held: false,
     events: [] as string[],
+    parkWanted: false,
+    parkRequested() {
+      return this.parkWanted;
+    },
     lock() {
       this.held = true;
       this.events.push('lock');
@@ -142,7 +147,7 @@ class Machine {
     }
   }
 
-  private thread(ioLock?: { lock(): void; unlock(): void }): Thread {
+  private thread(ioLock?: IoThreadHold): Thread {
     const bus = new PciBus(this.hostState, WINDOWS, this.irqs.line);
     const host = new PciHostBridge(this.hostState, { windows: WINDOWS, ecam: { base: ECAM, buses: 1 } }, bus);
     const backend = new EchoBackend(this.echo);

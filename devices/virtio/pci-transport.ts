@@ -34,6 +34,7 @@ import { PciConfigSpace, touches } from '../pci/config-space.js';
 import { MsixCapability, msixFields } from '../pci/msix.js';
 import type { MappedBar, PciFunction, PciSlot } from '../pci/types.js';
 import * as P from '../pci/constants.js';
+import type { IoThreadHold } from '../registration.js';
 import {
   VIRTIO_F_RING_EVENT_IDX,
   VIRTIO_F_RING_INDIRECT_DESC,
@@ -214,7 +215,7 @@ export interface VirtioPciOptions {
    * The machine lock, in the thread that runs queue work (the I/O thread), which holds it while a back end runs:
    * VirtioContext.outsideLock releases it around slow host I/O. Elsewhere absent (the I/O runs with the lock held).
    */
-  readonly ioLock?: { lock(): void; unlock(): void };
+  readonly ioLock?: IoThreadHold;
   /**
    * False (QEMU's ioeventfd=off): queue notifications are never bound to eventfds in the kernel; every one exits to
    * the notify region's handler, which signals the same eventfd. Default true.
@@ -324,6 +325,9 @@ export class VirtioPciTransport implements PciFunction {
       configChanged: () => this.configChanged(),
       fail: (reason) => this.needsReset(reason),
       outsideLock: (io) => this.outsideLock(io),
+      parkRequested: () => this.options.ioLock?.parkRequested() ?? false,
+      // The queue's own notification eventfd: the I/O loop sees it in its next batch, after a pause if one is asked.
+      serveLater: (index) => this.options.notify.signal(index),
     };
     this.slot = options.pci.attach(options.slot, this);
   }

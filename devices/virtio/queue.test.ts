@@ -8,6 +8,7 @@ import {
   virtqueueStateDescriptor,
   vringNeedEvent,
   serveQueue,
+  SERVE_MAX_CHAINS,
   VIRTQ_DESC_F_INDIRECT,
   VIRTQ_DESC_F_NEXT,
   VIRTQ_DESC_F_WRITE,
@@ -454,6 +455,35 @@ test('virtqueue: serveQueue serves every chain, interrupts once, and turns a mal
   assert.is(t.failures.length, 1);
   assert.match(t.failures[0], /virtqueue 0: available ring entry names descriptor 200/);
   assert.equal(t.takeInterrupts(), []);
+});
+
+test('virtqueue: serveQueue stops after SERVE_MAX_CHAINS, or at once when a park is asked, and asks to be served again', () => {
+  const backend: VirtioBackend = {
+    deviceType: 99,
+    queueMaxSizes: [64],
+    deviceFeatures: 0n,
+    configSize: 0,
+    readConfig: () => 0,
+    writeConfig: () => {},
+    activate: () => {},
+    reset: () => {},
+    notify: () => {},
+  };
+  const t = new FakeTransport(backend);
+  const d = t.drivers[0];
+  for (let i = 0; i < SERVE_MAX_CHAINS + 3; i++) d.add([{ length: 4, write: true }]);
+  assert.ok(serveQueue(t, 0, () => 4));
+  assert.is(d.takeUsed().length, SERVE_MAX_CHAINS);
+  assert.equal(t.servedLater.splice(0), [0]);
+  assert.equal(t.takeInterrupts(), [0], 'what was done is announced');
+  t.parkWanted = () => true;
+  assert.ok(serveQueue(t, 0, () => 4));
+  assert.equal(d.takeUsed(), [], 'nothing is started once the thread must park');
+  assert.equal(t.servedLater.splice(0), [0]);
+  t.parkWanted = () => false;
+  assert.ok(serveQueue(t, 0, () => 4));
+  assert.is(d.takeUsed().length, 3);
+  assert.equal(t.servedLater, [], 'the queue is empty: nothing left for later');
 });
 
 test('virtqueue: the state descriptor has the fields a checkpoint needs', () => {

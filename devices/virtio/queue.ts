@@ -429,10 +429,28 @@ export class QueueAbandoned extends Error {
   }
 }
 
+/** Thrown by a back end whose thread was asked to park mid-request: the chain is given back and served later. */
+export class QueueYield extends Error {
+  constructor(what: string) {
+    super(`${what}: the request was interrupted to let the thread park; it is served again later`);
+    this.name = 'QueueYield';
+  }
+}
+
 /**
- * Serves every chain available on queue `index`: `handle(chain)` returns the bytes written into the chain (the
- * used length). Interrupts the driver once at the end if it wants one. A VirtqueueError (a malformed chain) marks
- * the device broken through `context.fail` and stops; returns false then.
+ * How much one serveQueue call does before it lets the thread go on (other devices' watches, a pause request):
+ * a guest can make 256 chains of up to 4 GiB available at once, and the I/O thread parks only between batches.
+ */
+export const SERVE_MAX_CHAINS = 32;
+export const SERVE_MAX_BYTES = 16 << 20;
+
+/**
+ * Serves the chains available on queue `index`, a bounded amount per call: `handle(chain)` returns the bytes
+ * written into the chain (the used length). It stops after SERVE_MAX_CHAINS chains or SERVE_MAX_BYTES bytes of
+ * chains, or as soon as the thread is asked to park (before the next chain, or mid-request when the back end throws
+ * QueueYield: that chain goes back to the ring), and then asks for the queue to be served again later
+ * (context.serveLater), so nothing is lost. Interrupts the driver once at the end if it wants one. A VirtqueueError
+ * (a malformed chain) marks the device broken through `context.fail` and stops; returns false then.
  */
 export function serveQueue(
   context: VirtioContext,
@@ -441,10 +459,27 @@ export function serveQueue(
 ): boolean {
   const queue = context.queue(index);
   let pushed = 0;
+  let bytes = 0;
   try {
-    for (let chain = queue.pop(); chain; chain = queue.pop()) {
-      queue.push(chain, handle(chain, queue));
+    for (;;) {
+      if (pushed >= SERVE_MAX_CHAINS || bytes >= SERVE_MAX_BYTES || context.parkRequested()) {
+        context.serveLater(index);
+        break;
+      }
+      const chain = queue.pop();
+      if (!chain) break;
+      let written: number;
+      try {
+        written = handle(chain, queue);
+      } catch (e) {
+        if (!(e instanceof QueueYield)) throw e;
+        queue.rewind(1);
+        context.serveLater(index);
+        break;
+      }
+      queue.push(chain, written);
       pushed++;
+      bytes += chain.readableBytes + chain.writableBytes;
     }
   } catch (e) {
     // The device was reset under a request (QueueAbandoned): its queues are gone, nothing more is pushed.

@@ -94,6 +94,14 @@ export interface VirtioContext {
    * QueueAbandoned). An exception from `io` is rethrown once the lock is held again (unless the device went away).
    */
   outsideLock(io: () => void): boolean;
+  /**
+   * True once the thread serving the queues has been asked to park (a pause, a checkpoint, a reset): long work
+   * stops at its next safe point — between chains, or between pieces of a request's host I/O (throw QueueYield) —
+   * so a guest cannot keep the VMM from stopping it. Safe to call inside outsideLock's `io`.
+   */
+  parkRequested(): boolean;
+  /** Queue `index` still has chains this turn left (bounded work, or a park): serve it again in a later turn. */
+  serveLater(index: number): void;
 }
 
 /** A virtio device back end. */

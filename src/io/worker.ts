@@ -11,7 +11,7 @@ import { Doorbell } from '../runtime/doorbell.js';
 import { MachineRequests } from '../runtime/machine-control.js';
 import { threadDeviceEnvironment } from '../runtime/thread-environment.js';
 import type { IoWatch } from '../bus/pci-types.js';
-import { IoThreadControl } from './control.js';
+import { IoRequest, IoThreadControl } from './control.js';
 import { runIoLoop } from './loop.js';
 import type { IoThreadEvent, IoThreadInit } from './messages.js';
 
@@ -33,7 +33,12 @@ const { env, closeOutputs } = threadDeviceEnvironment(init, {
   memory: ram,
   doorbell,
   machine,
-  ioLock: lock,
+  ioLock: {
+    lock: () => lock.lock(),
+    unlock: () => lock.unlock(),
+    // Any request but Run (a pause, or stop) means: finish what is safe to finish and get back to the loop.
+    parkRequested: () => control.request !== IoRequest.Run,
+  },
 });
 
 /** The I/O work a device asks for (MachineDevice.ioWatches, optional). */

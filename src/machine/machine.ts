@@ -123,7 +123,11 @@ export class Machine {
     if (!paused) this.resume();
   }
 
-  /** Parks every vCPU (kicking any in KVM_RUN) and the I/O thread; the VM reports `next` (STOP is sent). */
+  /**
+   * Parks every vCPU (kicking any in KVM_RUN) and the I/O thread; the VM reports `next` (STOP is sent). All or
+   * nothing: when a thread does not park in time (or the vCPU states cannot be captured) the threads run on, the
+   * run state stays `running`, and the error is thrown — query-status tells the truth either way.
+   */
   async pause(next: RunState = 'paused', { sync = false, capture = false } = {}): Promise<void> {
     if (!this.life.running) {
       this.built.capture.clear();
@@ -132,7 +136,13 @@ export class Machine {
       return;
     }
     await this.built.threads.pause(sync);
-    await this.built.capture.collect(capture, sync);
+    try {
+      await this.built.capture.collect(capture, sync);
+    } catch (e) {
+      this.built.capture.clear();
+      this.built.threads.resume();
+      throw e;
+    }
     this.life.to(next);
     this.events.emit({ event: 'STOP' });
   }

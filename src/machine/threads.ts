@@ -111,23 +111,40 @@ export class MachineThreads {
     }
   }
 
-  /** Parks every vCPU (kicking those in KVM_RUN), then the I/O thread: no device code runs until they resume. */
+  /**
+   * Parks every vCPU (kicking those in KVM_RUN), then the I/O thread: no device code runs until they resume. All or
+   * nothing: if a thread does not park in time, every thread is let go again before the error is thrown, so the
+   * machine runs on as its run state says (a half-parked VM that reports `running` could never be resumed).
+   */
   async park(why: string): Promise<void> {
-    this.plan.control.requestPause();
-    this.kickAll();
-    if (!(await this.plan.control.waitAllParked(5000))) throw new Error(`vCPUs did not stop ${why}`);
-    await this.io?.pause();
+    await this.parkOrUndo(async () => {
+      this.plan.control.requestPause();
+      this.kickAll();
+      if (!(await this.plan.control.waitAllParked(5000))) throw new Error(`vCPUs did not stop ${why}`);
+      await this.io?.pause();
+    });
   }
 
   /** As park(); `sync` blocks this thread instead (~0.1-0.3 ms), for a checkpoint inside the guest's pause. */
   async pause(sync: boolean): Promise<void> {
-    const control = this.plan.control;
-    control.requestPause();
-    this.kickAll();
-    const parked = sync ? control.waitAllParkedSync(5000) : await control.waitAllParked(5000);
-    if (!parked) throw new Error('vCPUs did not stop within 5 s');
-    if (sync) this.io?.pauseSync();
-    else await this.io?.pause();
+    await this.parkOrUndo(async () => {
+      const control = this.plan.control;
+      control.requestPause();
+      this.kickAll();
+      const parked = sync ? control.waitAllParkedSync(5000) : await control.waitAllParked(5000);
+      if (!parked) throw new Error('vCPUs did not stop within 5 s');
+      if (sync) this.io?.pauseSync();
+      else await this.io?.pause();
+    });
+  }
+
+  private async parkOrUndo(park: () => Promise<void>): Promise<void> {
+    try {
+      await park();
+    } catch (e) {
+      this.resume();
+      throw e;
+    }
   }
 
   /** Parks the I/O thread alone (the vCPUs are parked already). */

@@ -100,6 +100,19 @@ export class FakeTransport implements VirtioContext {
   outsideLockCalls = 0;
   duringOutsideLock: (() => boolean) | null = null;
 
+  /** Plays the main thread asking for a park: parkRequested() answers it (a test sets it, or a function of time). */
+  parkWanted: () => boolean = () => false;
+  /** Queues serveQueue asked to serve again later, in order. */
+  readonly servedLater: number[] = [];
+
+  parkRequested(): boolean {
+    return this.parkWanted();
+  }
+
+  serveLater(index: number): void {
+    this.servedLater.push(index);
+  }
+
   outsideLock(io: () => void): boolean {
     this.outsideLockCalls++;
     io();
