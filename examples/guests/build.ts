@@ -29,6 +29,7 @@ export type GuestName =
   | 'smp-counter'
   | 'virtio-probe'
   | 'virtio-blk-bench'
+  | 'blk-flood'
   | 's3'
   | 'virtio-intx'
   | 's3-rtc'
@@ -91,6 +92,11 @@ export const GUESTS: Readonly<Record<GuestName, GuestSpec>> = {
   'virtio-blk-bench': {
     kind: 'multiboot',
     sources: ['virtio-blk-bench.c', 'lib/pci.c', 'lib/virtio.c', 'lib/irq-wait.c', 'lib/irq-wait.S'],
+    headers: ['lib/pci.h', 'lib/virtio.h', 'lib/irq-wait.h'],
+  },
+  'blk-flood': {
+    kind: 'multiboot',
+    sources: ['blk-flood.c', 'lib/pci.c', 'lib/virtio.c', 'lib/irq-wait.c', 'lib/irq-wait.S'],
     headers: ['lib/pci.h', 'lib/virtio.h', 'lib/irq-wait.h'],
   },
   'virtio-intx': {
