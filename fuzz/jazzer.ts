@@ -116,7 +116,9 @@ export async function runTarget(run: FuzzRun): Promise<FuzzResult> {
     child.stdout.on('data', take);
     child.stderr.on('data', take);
     child.on('close', (code) => {
-      const executions = Number(/Done (\d+) runs/.exec(output)?.[1] ?? 0);
+      // "Done N runs" ends a normal run; the last status line ("#N\tpulse …") counts when it is missing
+      const statusLines = [...output.matchAll(/^#(\d+)\t/gm)];
+      const executions = Number(/Done (\d+) runs/.exec(output)?.[1] ?? statusLines.at(-1)?.[1] ?? 0);
       const cov = [...output.matchAll(/cov: (\d+) ft: (\d+)/g)].at(-1);
       const crash = /Test unit written to (\S+)/.exec(output)?.[1] ?? null;
       resolve({
