@@ -21,11 +21,14 @@ import { tmpdir } from 'node:os';
 import { assembleFlat } from '../../test/support/asm.js';
 import { testIf } from '../../test/support/skip.js';
 import { runTsvmm } from '../../test/support/tsvmm.js';
+import { startVm } from '../../test/support/vm-process.js';
+import { kvmMissing } from '../../kvm/testing/test-guest.js';
 import { lockWholeFile, type LockMode } from '../sys/file-lock.js';
 import { ExitStatus } from '../util/exit-status.js';
 
 const MiB = 1024 * 1024;
 const NOBODY = 65534;
+const noKvm = kvmMissing();
 const notRoot = process.geteuid?.() === 0 ? null : 'needs root to hand a file to another owner (chown)';
 const NO_KVM = { TSVMM_KVM_DEVICE: '/nonexistent/kvm' };
 const KVM_MISSING = 'tsvmm: /nonexistent/kvm: no such device — is the kvm module loaded?';
@@ -158,5 +161,40 @@ test('host files: a disk image another process writes is refused with status 4; 
   const shared = await whileLocked(image, 'shared', () => runTsvmm([...base, ...drive(true)], { env: NO_KVM }));
   assert.is(shared.stderr.trim(), KVM_MISSING);
 });
+
+testIf(
+  test,
+  noKvm,
+  'host files: a second tsvmm on the RAM file or the disk image of a running one is refused with one line; once the first quits, it starts',
+  async () => {
+    const dir = scratchDir();
+    const ram = join(dir, 'vm0');
+    const image = join(dir, 'disk.img');
+    writeFileSync(image, Buffer.alloc(MiB));
+    const drive = ['-drive', `file=${image},if=virtio,format=raw`];
+    const first = await startVm([...ramFile(ram), ...guest(), ...drive, '-S'], { dir, name: 'first' });
+    try {
+      const sameRam = await runTsvmm([...ramFile(ram), ...guest()], { env: NO_KVM });
+      assert.is(sameRam.status, ExitStatus.setupFailed, sameRam.stderr);
+      assert.is(
+        sameRam.stderr,
+        `tsvmm: memory-backend-file ${ram}: another process holds a lock on it (failed to get the write lock: is another tsvmm or QEMU using it?)\n`,
+      );
+      const sameImage = await runTsvmm(['-m', '16M', ...guest(), ...drive], { env: NO_KVM });
+      assert.is(sameImage.status, ExitStatus.setupFailed, sameImage.stderr);
+      assert.match(
+        sameImage.stderr,
+        /^tsvmm: \S+: drive image '[^']+disk\.img': another process holds a lock on it \(failed to get the write lock[^\n]*\n$/,
+      );
+      await first.qmp.execute('quit');
+      assert.is(await first.exited, 0, first.stderr);
+    } finally {
+      await first.dispose();
+    }
+    // The locks went with the first process: the same files get as far as the (missing) KVM device.
+    const after = await runTsvmm([...ramFile(ram), ...guest(), ...drive], { env: NO_KVM });
+    assert.is(after.stderr.trim(), KVM_MISSING);
+  },
+);
 
 test.run();
