@@ -3,7 +3,7 @@
 // seeds are `fuzz/corpus/NAME/`; inputs the fuzzer finds interesting go to a scratch directory, not the repository,
 // unless the caller asks (run.ts --grow-corpus).
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -121,6 +121,8 @@ export async function runTarget(run: FuzzRun): Promise<FuzzResult> {
       const executions = Number(/Done (\d+) runs/.exec(output)?.[1] ?? statusLines.at(-1)?.[1] ?? 0);
       const cov = [...output.matchAll(/cov: (\d+) ft: (\d+)/g)].at(-1);
       const crash = /Test unit written to (\S+)/.exec(output)?.[1] ?? null;
+      // The scratch directory goes unless it holds the crashing input the caller is told about.
+      if (crash === null || run.artifactDir !== undefined) rmSync(scratch, { recursive: true, force: true });
       resolve({
         ok: code === 0 && crash === null,
         executions,
