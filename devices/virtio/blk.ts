@@ -18,6 +18,12 @@
 // Guest errors never escape: a request that is malformed but has a status byte completes with IOERR (or UNSUPP for
 // an unknown type or flag); a chain without any writable byte cannot be answered and fails the device
 // (context.fail via serveQueue). Sectors are checked against the capacity with 64-bit arithmetic.
+//
+// Host errors are reported to the guest, never to the VMM (QEMU's werror=report,rerror=report): a read, write or
+// flush whose pread/pwrite/fdatasync fails (EIO from a failing disk, ENOSPC from a full file system under a sparse
+// image) completes with IOERR, the VM keeps running and the next request is served as usual. Once a flush has
+// failed, every later flush fails too (see flush()). QEMU's default for writes, werror=enospc (pause the VM on
+// ENOSPC until `cont`), is not offered: README "Disk errors".
 import { fdatasyncSync, fstatSync, readSync, writeSync } from 'node:fs';
 import type { Descriptor } from '../../cpr/vmstate/vmstate.js';
 import { fallocate } from '../../src/sys/libc.js';
@@ -142,6 +148,11 @@ export class VirtioBlk implements VirtioBackend {
   private context: VirtioContext | null = null;
   /** Last request failure (for logs and tests); not guest-visible state. */
   lastError: string | null = null;
+  /**
+   * Why the image's fdatasync failed, once it has: the host page cache may then differ from the disk for good (see
+   * flush()). A condition of this process's fd, not device state: a new process re-opens the image.
+   */
+  private flushFailure: string | null = null;
 
   constructor(options: VirtioBlkOptions) {
     this.fd = options.fd;
@@ -320,8 +331,20 @@ export class VirtioBlk implements VirtioBackend {
     this.stableUnlessFlushNegotiated(context);
   }
 
+  /**
+   * fdatasync, failing for good once it has failed: after a failed writeback Linux marks the pages clean (their data
+   * never reached the disk) and reports the error to one fdatasync only, so the next one "succeeds" over lost
+   * writes. As QEMU's file-posix (page_cache_inconsistent), every later flush fails too: the guest is never told
+   * that a write is stable when it may not be.
+   */
   private flush(): void {
-    fdatasyncSync(this.fd);
+    if (this.flushFailure !== null) throw new HostIoFailure(`an earlier flush failed (${this.flushFailure})`);
+    try {
+      fdatasyncSync(this.fd);
+    } catch (e) {
+      if (isHostIoError(e)) this.flushFailure = (e as Error).message;
+      throw e;
+    }
   }
 
   /**
@@ -329,7 +352,7 @@ export class VirtioBlk implements VirtioBackend {
    * case 1 of the write-stability rule).
    */
   private stableUnlessFlushNegotiated(context: VirtioContext): void {
-    if ((context.features & (1n << VIRTIO_BLK_F_FLUSH)) === 0n) fdatasyncSync(this.fd);
+    if ((context.features & (1n << VIRTIO_BLK_F_FLUSH)) === 0n) this.flush();
   }
 
   private discardOrZero(context: VirtioContext, chain: DescriptorChain, queue: VirtQueue, type: number): void {
@@ -398,6 +421,11 @@ export class VirtioBlk implements VirtioBackend {
       done += writeSync(this.fd, zeroes, 0, Math.min(zeroes.length, length - done), position + done);
     }
   }
+}
+
+/** A host I/O failure found by the device itself (a flush refused because an earlier one failed). */
+class HostIoFailure extends Error {
+  readonly code = 'EIO';
 }
 
 /** An error from the host's I/O calls (node:fs errors carry `code`, SysError carries `errno`). */
