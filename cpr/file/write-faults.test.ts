@@ -12,6 +12,7 @@ import { CheckpointError, readCheckpoint, readRam } from './checkpoint-file.js';
 import { writePatternCheckpoint } from '../testing/big-checkpoint-writer.js';
 import { testIf } from '../../test/support/skip.js';
 import { HANG_GUARD_MS } from '../../test/support/hang-guard.js';
+import { failingExt4, hostLacksFailingDisks } from '../../test/support/failing-disk.js';
 
 const GIB = 1 << 30;
 const writerScript = fileURLToPath(new URL('../testing/big-checkpoint-writer.js', import.meta.url));
@@ -122,6 +123,29 @@ testIf(
     );
     assertGood(path);
     assert.equal(readdirSync(dir), ['vm.cpr']);
+  },
+);
+
+testIf(
+  test,
+  hostLacksFailingDisks(),
+  'a save onto a disk that fails under its file system (ext4 on a loop device over a full tmpfs: the fsync reports the lost writeback) fails with a clear error naming it; the previous checkpoint still verifies from the disk, and no temp file is left',
+  () => {
+    const disk = failingExt4(10 << 20); // room for ext4's metadata and the 4 MiB checkpoint, not for 16 MiB more
+    try {
+      const path = join(disk.path, 'vm.cpr');
+      writeGood(path);
+      assert.throws(
+        () => writePatternCheckpoint(path, 16 << 20),
+        (e: Error) => e instanceof CheckpointError && /EIO|ENOSPC|I\/O error|no space/i.test(e.message),
+      );
+      assert.equal(readdirSync(disk.path).sort(), ['lost+found', 'vm.cpr']);
+      disk.remount(); // what follows is read from the disk, not from the page cache
+      assertGood(path);
+      assert.equal(readdirSync(disk.path).sort(), ['lost+found', 'vm.cpr']);
+    } finally {
+      disk.cleanup();
+    }
   },
 );
 
