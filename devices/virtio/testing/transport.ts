@@ -27,6 +27,11 @@ export interface FakeTransportOptions {
   withoutFeatures?: bigint;
   /** Queue sizes the driver chooses (default: each queue's maximum, capped at 64 to keep tests small). */
   queueSizes?: readonly number[];
+  /**
+   * A transport in a new process after a checkpoint: the guest's RAM (kept, as a shared RAM file is) and the queue
+   * records loaded from the saved state. The driver side is the guest's, already in that RAM: no drivers are made.
+   */
+  restoredFrom?: { readonly memory: CheckedMemory; readonly records: VirtqueueState[] };
 }
 
 export class FakeTransport implements VirtioContext {
@@ -44,11 +49,16 @@ export class FakeTransport implements VirtioContext {
     readonly backend: VirtioBackend,
     options: FakeTransportOptions = {},
   ) {
-    const ramSize = options.ramSize ?? 4 << 20;
-    this.memory = new CheckedMemory(ramSize);
+    const ramSize = options.restoredFrom?.memory.totalSize ?? options.ramSize ?? 4 << 20;
+    this.memory = options.restoredFrom?.memory ?? new CheckedMemory(ramSize);
     this.allocator = new GuestAllocator(0x1000, ramSize);
     const offered = backend.deviceFeatures | TRANSPORT_FEATURES;
     this.features = options.features ?? offered & ~(options.withoutFeatures ?? 0n);
+    if (options.restoredFrom) {
+      this.records = options.restoredFrom.records;
+      this.drivers = [];
+      return;
+    }
     this.records = backend.queueMaxSizes.map((max) => {
       const r = newRecord(virtqueueStateDescriptor);
       resetVirtqueueState(r, max);
