@@ -279,6 +279,37 @@ test('file: a newer format version is refused naming both versions; an older one
   );
 });
 
+test('file: format 1 (before the padding section) still loads, RAM included', () => {
+  const ramBytes = new Uint8Array(8192).map((_, i) => (i * 7) | 1);
+  const path = writeRaw(
+    rawCheckpoint([CONFIG(), { code: SECTION_KINDS.ram, name: 'ram', payload: ramBytes }], { formatVersion: 1 }),
+  );
+  const cp = readCheckpoint(path);
+  assert.is(cp.formatVersion, 1);
+  const back = new Uint8Array(ramBytes.length);
+  readRam(cp, 0, back.length, back);
+  assert.equal(back, ramBytes);
+});
+
+test('file: the padding section aligns RAM and is not kept; one only, at most 1 MiB, and not in format 1', () => {
+  const pad = (length: number) => ({
+    code: SECTION_KINDS.padding,
+    name: '',
+    version: 0,
+    payload: new Uint8Array(length),
+  });
+  const ram = { code: SECTION_KINDS.ram, name: 'ram', payload: new Uint8Array(4096).fill(0x5a) };
+  const cp = readCheckpoint(writeRaw(rawCheckpoint([CONFIG(), pad(100), ram])));
+  assert.equal(
+    cp.sections.map((s) => s.kind),
+    ['config'],
+  );
+  assert.is(cp.ram!.length, 4096);
+  refused(writeRaw(rawCheckpoint([CONFIG(), pad(1), ram], { formatVersion: 1 })), /padding is not part of format 1$/);
+  refused(writeRaw(rawCheckpoint([CONFIG(), pad(1), pad(2), ram])), /a second padding section$/);
+  refused(writeRaw(rawCheckpoint([CONFIG(), pad((1 << 20) + 1), ram])), /1048577 bytes of padding, over the 1048576/);
+});
+
 test('file: an unknown section kind is refused with its code and offset', () => {
   refused(writeRaw(rawCheckpoint([CONFIG(), { code: 42, name: 'future' }])), /^unknown section kind 42 at byte \d+$/);
 });

@@ -17,9 +17,11 @@ export {
   writeCheckpoint,
   type CheckpointContents,
   type RamSource,
+  type WriteOptions,
   type WriteResult,
   type WriteTimings,
 } from './write.js';
+export type { RamIo } from './ram-writer.js';
 export {
   readCheckpoint,
   readRam,

@@ -3,6 +3,8 @@
 //   header   "TSVMMCPR" (8 bytes), format version u32
 //   section  kind u8, name length u16, name (UTF-8), instance u32, version u32, payload length u64, payload
 //            … repeated; exactly one `config`, at most one `ram`; (kind, name, instance) unique …
+//            (format 2) at most one `padding` section, zeros, so that the RAM payload after it starts at an offset
+//            aligned for O_DIRECT writes (see ram-writer.ts); it is checksummed like the rest and otherwise ignored
 //   end      a section of kind `end` with an empty name, instance 0, version 0 and no payload
 //   trailer  CRC-32 (u32) of every byte before it
 // All integers little-endian. A reader checks every length against the file size before it allocates anything.
@@ -10,8 +12,11 @@ import zlib from 'node:zlib';
 import { SetupError } from '../../src/util/setup-error.js';
 
 export const MAGIC = new TextEncoder().encode('TSVMMCPR');
-/** The format this tsvmm writes; it reads versions MIN_FORMAT_VERSION..FORMAT_VERSION. */
-export const FORMAT_VERSION = 1;
+/**
+ * The format this tsvmm writes; it reads versions MIN_FORMAT_VERSION..FORMAT_VERSION. 2 added the padding section
+ * (a format-1 reader would refuse it as an unknown kind; the version says why in its words).
+ */
+export const FORMAT_VERSION = 2;
 export const MIN_FORMAT_VERSION = 1;
 export const HEADER_BYTES = MAGIC.length + 4;
 /** kind, name length, (name), instance, version, payload length. */
@@ -43,9 +48,12 @@ export const SECTION_KINDS = {
   ram: 5, // guest RAM, when it is not on a persistent shared backend
   timings: 6, // per-phase timestamps of the save (JSON)
   description: 7, // optional human-readable layout (JSON)
+  padding: 9, // zeros aligning the RAM section's payload in the file (format 2); not kept by the reader
 } as const;
 
-export type SectionKind = Exclude<keyof typeof SECTION_KINDS, 'end'>;
+export type SectionKind = Exclude<keyof typeof SECTION_KINDS, 'end' | 'padding'>;
+/** The most padding a reader accepts (the largest RAM alignment, plus nothing). */
+export const MAX_PADDING_BYTES = 1 << 20;
 
 const kindByCode = new Map<number, keyof typeof SECTION_KINDS>(
   Object.entries(SECTION_KINDS).map(([k, v]) => [v, k as keyof typeof SECTION_KINDS]),

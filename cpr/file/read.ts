@@ -8,6 +8,7 @@ import {
   FORMAT_VERSION,
   HEADER_BYTES,
   MAGIC,
+  MAX_PADDING_BYTES,
   MAX_RETAINED_BYTES,
   MAX_SECTION_BYTES,
   MAX_SECTIONS,
@@ -135,6 +136,7 @@ export function readCheckpoint(path: string): Checkpoint {
     const seen = new Set<string>();
     let configs = 0;
     let retained = 0;
+    let padded = false;
     for (;;) {
       const at = scan.pos;
       const head = new DataView(scan.take(3, 'a section header').buffer);
@@ -164,6 +166,15 @@ export function readCheckpoint(path: string): Checkpoint {
         );
       }
       const length = Number(length64);
+      if (kind === 'padding') {
+        if (formatVersion < 2) throw new CheckpointError(`${what}: padding is not part of format ${formatVersion}`);
+        if (padded) throw new CheckpointError(`${what}: a second padding section`);
+        if (length > MAX_PADDING_BYTES)
+          throw new CheckpointError(`${what}: ${length} bytes of padding, over the ${MAX_PADDING_BYTES} allowed`);
+        padded = true;
+        scan.skip(length, `the payload of ${what}`);
+        continue;
+      }
       const key = `${kind}\0${name}\0${instance}`;
       if (seen.has(key) || (kind === 'ram' && ram))
         throw new CheckpointError(`duplicate ${kind} section '${printable(name)}' instance ${instance} at byte ${at}`);

@@ -49,7 +49,7 @@ export function decodeSections(bytes: Uint8Array): Section[] {
     need(3, `section ${i}`);
     const kind = kindOfCode(d.getUint8(at));
     at += 1;
-    if (kind === undefined || kind === 'end' || kind === 'ram')
+    if (kind === undefined || kind === 'end' || kind === 'ram' || kind === 'padding')
       throw new CheckpointError(`transferred section ${i} has kind code ${d.getUint8(at - 1)}`);
     const nameLength = d.getUint16(at, true);
     at += 2;

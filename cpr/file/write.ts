@@ -1,19 +1,12 @@
 // Writing a checkpoint file atomically: everything goes to `<path>.tmp-<pid>` in the same directory, which is
 // fsynced, renamed over `path`, and the directory fsynced. A failure at any point removes the temp file, so `path`
 // holds either the previous checkpoint or the complete new one, never a torn file. A writer that was killed cannot
-// remove its temp file; the next save to the same path does (removeDeadWritersTemps).
-import {
-  closeSync,
-  constants,
-  fsyncSync,
-  lstatSync,
-  openSync,
-  readdirSync,
-  renameSync,
-  unlinkSync,
-  writeSync,
-} from 'node:fs';
+// remove its temp file; the next save to the same path does (removeDeadWritersTemps). The RAM section goes out
+// with O_DIRECT where the file system allows it (ram-writer.ts); the header, small sections and trailer through
+// the page cache.
+import { closeSync, constants, fsyncSync, lstatSync, openSync, readdirSync, renameSync, unlinkSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { RamWriter, writeAll, type RamIo } from './ram-writer.js';
 import {
   CheckpointError,
   FORMAT_VERSION,
@@ -62,6 +55,8 @@ export interface WriteTimings {
 export interface WriteResult {
   readonly bytes: number;
   readonly timings: WriteTimings;
+  /** How the RAM section was written (direct or buffered, and why), when there was one. */
+  readonly ramIo?: RamIo;
 }
 
 /** RAM is streamed in chunks of this size: large enough to amortise syscalls, small enough to stay in cache. */
@@ -78,7 +73,12 @@ interface PlannedSection {
   readonly length: number;
 }
 
-export function writeCheckpoint(path: string, contents: CheckpointContents): WriteResult {
+export interface WriteOptions {
+  /** Write the RAM section with O_DIRECT where the file system allows it (default); false: through the page cache. */
+  readonly directIo?: boolean;
+}
+
+export function writeCheckpoint(path: string, contents: CheckpointContents, options: WriteOptions = {}): WriteResult {
   let t = now();
   let serializeNs = 0n;
   let writeNs = 0n;
@@ -96,24 +96,6 @@ export function writeCheckpoint(path: string, contents: CheckpointContents): Wri
   const planned = sections.map(checkSection);
   checkUnique(sections);
   const ram = contents.ram && checkRam(contents.ram);
-
-  // Header and every small section in one buffer, so they take one write.
-  let prefixBytes = HEADER_BYTES;
-  for (let i = 0; i < sections.length; i++)
-    prefixBytes += SECTION_HEADER_BYTES + planned[i].name.length + planned[i].length;
-  if (ram) prefixBytes += SECTION_HEADER_BYTES + ram.name.length;
-  const prefix = new Uint8Array(prefixBytes);
-  const view = new DataView(prefix.buffer);
-  prefix.set(MAGIC, 0);
-  view.setUint32(MAGIC.length, FORMAT_VERSION, true);
-  let at = HEADER_BYTES;
-  for (let i = 0; i < sections.length; i++) {
-    at = putSectionHeader(prefix, view, at, planned[i]);
-    prefix.set(sections[i].payload, at);
-    at += planned[i].length;
-  }
-  if (ram) at = putSectionHeader(prefix, view, at, ram);
-  let crc = crc32(prefix);
   const endAndTrailer = new Uint8Array(SECTION_HEADER_BYTES + TRAILER_BYTES);
   const tailView = new DataView(endAndTrailer.buffer);
   putSectionHeader(endAndTrailer, tailView, 0, {
@@ -127,25 +109,32 @@ export function writeCheckpoint(path: string, contents: CheckpointContents): Wri
 
   const temp = `${path}.tmp-${process.pid}`;
   let fd: number | undefined;
+  let ramWriter: RamWriter | undefined;
   try {
     removeIfPresent(temp); // a stale temp file of an earlier attempt by a process with the same pid
     removeDeadWritersTemps(path);
     fd = openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+    if (ram) ramWriter = new RamWriter(temp, fd, options.directIo ?? true);
+    writeNs += lap();
+    const prefix = serializePrefix(sections, planned, ram, ramWriter?.alignment ?? 1);
+    let crc = crc32(prefix);
+    serializeNs += lap();
     writeAll(fd, prefix, 0);
     let position = prefix.length;
     writeNs += lap();
-    if (ram) {
+    if (ram && ramWriter) {
       for (let offset = 0; offset < ram.source.size; offset += RAM_CHUNK) {
         const length = Math.min(RAM_CHUNK, ram.source.size - offset);
         const chunk = readRamChunk(ram.source, offset, length);
         const { crc: next, zero } = crc32Chunk(chunk, crc);
         crc = next;
         serializeNs += lap();
-        if (!zero) writeAll(fd, chunk, position); // all-zero chunks stay a hole in the file: it reads back as zeros
+        if (!zero) ramWriter.write(chunk, position); // all-zero chunks stay a hole in the file: it reads back as zeros
         position += length;
         writeNs += lap();
       }
     }
+    const ramIo = ramWriter?.finish();
     crc = crc32(endAndTrailer.subarray(0, SECTION_HEADER_BYTES), crc);
     tailView.setUint32(SECTION_HEADER_BYTES, crc, true);
     serializeNs += lap();
@@ -176,8 +165,14 @@ export function writeCheckpoint(path: string, contents: CheckpointContents): Wri
         fsyncNs: Number(fsyncNs),
         renameNs: Number(renameNs),
       },
+      ...(ramIo ? { ramIo } : {}),
     };
   } catch (e) {
+    try {
+      ramWriter?.closeDirect();
+    } catch {
+      /* already failing */
+    }
     if (fd !== undefined)
       try {
         closeSync(fd);
@@ -192,6 +187,42 @@ export function writeCheckpoint(path: string, contents: CheckpointContents): Wri
     if (e instanceof CheckpointError) throw e;
     throw new CheckpointError(`cannot write checkpoint ${path}: ${(e as Error).message}`, { cause: e });
   }
+}
+
+/**
+ * The header and every small section in one buffer, so they take one write; with RAM, then a padding section and
+ * the RAM section's header, the padding sized so that the RAM payload starts at a multiple of `ramAlignment`.
+ */
+function serializePrefix(
+  sections: readonly Section[],
+  planned: readonly PlannedSection[],
+  ram: PlannedSection | undefined,
+  ramAlignment: number,
+): Uint8Array {
+  let bytes = HEADER_BYTES;
+  for (let i = 0; i < sections.length; i++) bytes += SECTION_HEADER_BYTES + planned[i].name.length + planned[i].length;
+  let padding: PlannedSection | undefined;
+  if (ram) {
+    const unpadded = bytes + SECTION_HEADER_BYTES + SECTION_HEADER_BYTES + ram.name.length;
+    const length = (ramAlignment - (unpadded % ramAlignment)) % ramAlignment;
+    padding = { code: SECTION_KINDS.padding, name: new Uint8Array(0), instance: 0, version: 0, length };
+    bytes = unpadded + length;
+  }
+  const prefix = new Uint8Array(bytes); // zeroed: the padding payload is zeros
+  const view = new DataView(prefix.buffer);
+  prefix.set(MAGIC, 0);
+  view.setUint32(MAGIC.length, FORMAT_VERSION, true);
+  let at = HEADER_BYTES;
+  for (let i = 0; i < sections.length; i++) {
+    at = putSectionHeader(prefix, view, at, planned[i]);
+    prefix.set(sections[i].payload, at);
+    at += planned[i].length;
+  }
+  if (ram && padding) {
+    at = putSectionHeader(prefix, view, at, padding) + padding.length;
+    putSectionHeader(prefix, view, at, ram);
+  }
+  return prefix;
 }
 
 function checkSection(s: Section): PlannedSection {
@@ -272,12 +303,6 @@ function readRamChunk(source: RamSource, offset: number, length: number): Uint8A
     );
   }
   return chunk;
-}
-
-function writeAll(fd: number, data: Uint8Array, position: number): void {
-  for (let done = 0; done < data.length; ) {
-    done += writeSync(fd, data, done, Math.min(data.length - done, 1 << 30), position + done);
-  }
 }
 
 function syncDirectory(dir: string): void {

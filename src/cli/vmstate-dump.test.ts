@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { u8, u64, bytes, newRecord, type Descriptor } from '../../cpr/vmstate/vmstate.js';
 import { encodeRecord } from '../../cpr/vmstate/stream.js';
-import { writeCheckpoint, jsonSection, CheckpointError } from '../../cpr/file/checkpoint-file.js';
+import { writeCheckpoint, jsonSection, CheckpointError, FORMAT_VERSION } from '../../cpr/file/checkpoint-file.js';
 import { vmstateDump, sectionKey } from './vmstate-dump.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tsvmm-dump-'));
@@ -38,7 +38,7 @@ function sample(): string {
 test('vmstate dump: known sections are decoded field by field, JSON sections shown as JSON, others as size and hex, RAM as size', () => {
   const path = sample();
   const dump = JSON.parse(vmstateDump(path, new Map([[sectionKey('device', 'uart'), uart]])));
-  assert.is(dump.formatVersion, 1);
+  assert.is(dump.formatVersion, FORMAT_VERSION);
   assert.match(dump.checksum, /^crc32:[0-9a-f]{8}$/);
   const [config, dev, mystery, timings, description, ram] = dump.sections;
   assert.equal(config.json, { cpus: 1 });

@@ -32,6 +32,8 @@ const c = {
   write: libc.func('intptr_t write(int fd, const void *buf, size_t count)'),
   pread: libc.func('intptr_t pread(int fd, void *buf, size_t count, int64_t offset)'),
   pwrite: libc.func('intptr_t pwrite(int fd, const void *buf, size_t count, int64_t offset)'),
+  statx: libc.func('int statx(int dirfd, const char *path, int flags, unsigned int mask, _Out_ uint8_t *buf)'),
+  mincore: libc.func('int mincore(void *addr, size_t length, _Out_ uint8_t *vec)'),
   fcntl: libc.func('int fcntl(int fd, int cmd, long arg)'),
   fcntlPointer: libc.func('int fcntl(int fd, int cmd, void *arg)'),
   getpid: libc.func('int getpid(void)'),
@@ -58,6 +60,9 @@ export const O_TRUNC = 0o1000;
 export const O_NONBLOCK = 0o4000;
 export const O_CLOEXEC = 0o2000000;
 export const O_NOFOLLOW = 0o400000;
+
+export const AT_EMPTY_PATH = 0x1000;
+export const STATX_BYTES = 256;
 
 export const PROT_NONE = 0;
 export const PROT_READ = 1;
@@ -213,6 +218,17 @@ export function pwrite(fd: number, buffer: ArrayBufferView, offset: number, leng
     const errno = koffi.errno();
     if (errno !== Errno.EINTR) throw new SysError('pwrite', `${fd}, ${length}, ${hex(offset)}`, errno);
   }
+}
+
+/** statx(2) of an open file (AT_EMPTY_PATH) into `buffer` (struct statx, 256 bytes); fields outside `mask` may be 0. */
+export function statxFd(fd: number, mask: number, buffer: Uint8Array): void {
+  if (buffer.byteLength < STATX_BYTES) throw new RangeError(`statx: buffer of ${buffer.byteLength} < ${STATX_BYTES}`);
+  check('statx', () => `${fd}, mask ${hex(mask)}`, c.statx(fd, '', AT_EMPTY_PATH, mask, buffer) as number);
+}
+
+/** mincore(2): one byte per page of the mapping at `addr`, bit 0 set when the page is resident. */
+export function mincore(addr: Pointer, length: number, vec: Uint8Array): void {
+  check('mincore', () => `${hex(addr)}, ${length}`, c.mincore(addr, length, vec) as number);
 }
 
 export function fcntl(fd: number, cmd: number, arg = 0): number {
