@@ -7,6 +7,7 @@
 import { closeSync, writeSync } from 'node:fs';
 import {
   DEFAULT_DIRECT_ALIGNMENT,
+  DIRECT_REFUSED,
   alignedBuffer,
   directIoAlignment,
   isAligned,
@@ -100,9 +101,10 @@ export class RamWriter {
     } catch (e) {
       // Some file systems accept the open and refuse the write (an alignment they do not report); fall back once,
       // before anything went direct. A later failure (ENOSPC, EIO) is the save's failure.
-      if ((e as NodeJS.ErrnoException).code !== 'EINVAL' || this.directBytes > 0) throw e;
+      const code = (e as NodeJS.ErrnoException).code ?? '';
+      if (!DIRECT_REFUSED.has(code) || this.directBytes > 0) throw e;
       this.closeDirect();
-      this.reason = 'the file system refused an aligned O_DIRECT write (EINVAL)';
+      this.reason = `the file system refused an aligned O_DIRECT write (${code})`;
       return 0;
     }
     this.directBytes += data.length;

@@ -9,6 +9,8 @@ const STATX_DIOALIGN = 0x2000;
 const STX_MASK = 0;
 const STX_DIO_MEM_ALIGN = 152;
 const STX_DIO_OFFSET_ALIGN = 156;
+/** What a file system answers to direct I/O it does not do: EINVAL (open(2)), EOPNOTSUPP (some FUSE and 9p). */
+export const DIRECT_REFUSED: ReadonlySet<string> = new Set(['EINVAL', 'EOPNOTSUPP', 'ENOTSUP']);
 /** What to assume when the kernel does not say: a page, which every block size this side of 64 KiB pages divides. */
 export const DEFAULT_DIRECT_ALIGNMENT = 4096;
 
@@ -47,7 +49,8 @@ export function openDirect(path: string, fd: number): number | string {
   try {
     direct = openSync(path, constants.O_WRONLY | constants.O_DIRECT | constants.O_NOFOLLOW);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'EINVAL') return 'the file system refuses O_DIRECT (EINVAL on open)';
+    const code = (e as NodeJS.ErrnoException).code ?? '';
+    if (DIRECT_REFUSED.has(code)) return `the file system refuses O_DIRECT (${code} on open)`;
     throw e;
   }
   const a = fstatSync(fd, { bigint: true });
