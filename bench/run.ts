@@ -1,6 +1,7 @@
 // `npm run bench`: every benchmark in sequence, each in its own process (so one bench's JIT, heap and koffi state
 // cannot colour the next one's numbers). Each prints its tables and writes build/bench/<name>.json.
-//   node dist/bench/run.js [name…]      names: exits, startup, cpr-pause, cpr-parts, blk, boot, linux-io, linux-cpr, vfio
+//   node dist/bench/run.js [name…]      names: exits, startup, cpr-pause, cpr-parts, cpr-file, blk, boot, linux-io,
+//                                       linux-cpr, vfio
 //                                       (default: all)
 // On a host without a usable /dev/kvm the whole run goes into the rig (test/rig/), one boot for all benches; its
 // lines come out marked `[rig]`, and each bench says there that only its side-by-side ratios are figures to read.
@@ -14,7 +15,18 @@ import { hostKvmUnusable } from '../test/rig/host-kvm.js';
 import { benchOutputDir } from './lib/output.js';
 import { RIG_VFIO_DEVICES } from '../test/support/rig-provides.js';
 
-const BENCHES = ['exits', 'startup', 'cpr-pause', 'cpr-parts', 'blk', 'boot', 'linux-io', 'linux-cpr', 'vfio'] as const;
+const BENCHES = [
+  'exits',
+  'startup',
+  'cpr-pause',
+  'cpr-parts',
+  'cpr-file',
+  'blk',
+  'boot',
+  'linux-io',
+  'linux-cpr',
+  'vfio',
+] as const;
 
 const wanted = process.argv.slice(2);
 for (const name of wanted) {

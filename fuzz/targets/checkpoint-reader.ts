@@ -54,6 +54,8 @@ export const seeds = (): Uint8Array[] => {
     rawCheckpoint([config]),
     rawCheckpoint([config, ...devices, section(SECTION_KINDS.kvm, pitStateDescriptor)]),
     rawCheckpoint([config, section(SECTION_KINDS.device, serialState), ram]),
+    // What the writer makes since format 2: a padding section aligning the RAM payload (here to 512 bytes).
+    rawCheckpoint([config, { code: SECTION_KINDS.padding, name: '', version: 0, payload: new Uint8Array(300) }, ram]),
     rawCheckpoint([
       config,
       section(SECTION_KINDS.vcpu, vcpuStateDescriptor),
