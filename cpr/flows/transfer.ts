@@ -39,8 +39,14 @@ const PROTOCOL = 1;
  * the old process needs), not spinning at all 6-7 ms, a short spin ~5 ms.
  */
 const STATE_SPIN_MICROS = Number(process.env.TSVMM_CPR_SPIN_US ?? 200);
-/** How long each side waits for the other's next step (the new process builds its VM in between). */
+/** How long each side waits for the other's next step inside the hand-over (milliseconds of work on either side). */
 const STEP_TIMEOUT_MS = 60_000;
+/**
+ * How long the old process waits for `ready`: the new one checks the configuration and warms its restore path up
+ * first, which a loaded host slows a lot (a starved nested-KVM rig took over 60 s). The guest runs meanwhile, so a
+ * long wait costs nothing; a new process that dies closes the socket and ends the wait at once.
+ */
+const READY_TIMEOUT_MS = 10 * 60_000;
 
 // ---- old process -------------------------------------------------------------------------------------------
 
@@ -107,7 +113,7 @@ export async function transferOut(
         payload: encodeSections([configSection(parts, scratch)]),
       }),
     );
-    const ready = await channel.receive(STEP_TIMEOUT_MS);
+    const ready = await channel.receive(READY_TIMEOUT_MS);
     if (ready.type !== 'ready')
       throw new CprError(
         `the new tsvmm refused the hand-over: ${(ready.header as { error?: string } | undefined)?.error ?? ready.type}`,
