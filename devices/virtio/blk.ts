@@ -24,9 +24,10 @@
 // image) completes with IOERR, the VM keeps running and the next request is served as usual. Once a flush has
 // failed, every later flush fails too (see flush()). QEMU's default for writes, werror=enospc (pause the VM on
 // ENOSPC until `cont`), is not offered: README "Disk errors".
-import { fdatasyncSync, fstatSync, readSync, writeSync } from 'node:fs';
+import { fstatSync, readSync, writeSync } from 'node:fs';
 import type { Descriptor } from '../../cpr/vmstate/vmstate.js';
 import { fallocate } from '../../src/sys/libc.js';
+import { ImageSync } from '../../src/sys/image-sync.js';
 import { forEachSegment, serveQueue, QueueAbandoned, QueueYield, VirtqueueError } from './queue.js';
 import {
   VIRTIO_ID_BLOCK,
@@ -122,6 +123,8 @@ export interface VirtioBlkOptions {
   readonly sizeBytes?: number;
   /** Offer DISCARD and WRITE_ZEROES (default true; never on a read-only device). */
   readonly discard?: boolean;
+  /** The image's sync-failure flag (src/sys/image-sync.ts), shared with the machine's cpr-save (default: own). */
+  readonly syncFailure?: SharedArrayBuffer;
 }
 
 /** A request the guest got wrong but that can still be answered through its status byte. */
@@ -149,13 +152,14 @@ export class VirtioBlk implements VirtioBackend {
   /** Last request failure (for logs and tests); not guest-visible state. */
   lastError: string | null = null;
   /**
-   * Why the image's fdatasync failed, once it has: the host page cache may then differ from the disk for good (see
-   * flush()). A condition of this process's fd, not device state: a new process re-opens the image.
+   * The image's fdatasync, shared with the machine's other syncs of the fd: once one failed, all fail (the host
+   * page cache may differ from the disk for good). A condition of this process's fd, not device state.
    */
-  private flushFailure: string | null = null;
+  private readonly sync: ImageSync;
 
   constructor(options: VirtioBlkOptions) {
     this.fd = options.fd;
+    this.sync = new ImageSync(options.fd, options.syncFailure);
     this.readOnly = options.readOnly ?? false;
     const bytes = options.sizeBytes ?? fstatSync(options.fd).size;
     this.capacity = BigInt(Math.floor(bytes / SECTOR_SIZE));
@@ -332,19 +336,12 @@ export class VirtioBlk implements VirtioBackend {
   }
 
   /**
-   * fdatasync, failing for good once it has failed: after a failed writeback Linux marks the pages clean (their data
-   * never reached the disk) and reports the error to one fdatasync only, so the next one "succeeds" over lost
-   * writes. As QEMU's file-posix (page_cache_inconsistent), every later flush fails too: the guest is never told
-   * that a write is stable when it may not be.
+   * fdatasync, failing for good once it has failed (here or in a cpr-save's sync of the image): after a failed
+   * writeback Linux marks the pages clean and reports the error to one fdatasync only, so the next one "succeeds"
+   * over lost writes. The guest is never told that a write is stable when it may not be (src/sys/image-sync.ts).
    */
   private flush(): void {
-    if (this.flushFailure !== null) throw new HostIoFailure(`an earlier flush failed (${this.flushFailure})`);
-    try {
-      fdatasyncSync(this.fd);
-    } catch (e) {
-      if (isHostIoError(e)) this.flushFailure = (e as Error).message;
-      throw e;
-    }
+    this.sync.sync();
   }
 
   /**
@@ -423,11 +420,6 @@ export class VirtioBlk implements VirtioBackend {
   }
 }
 
-/** A host I/O failure found by the device itself (a flush refused because an earlier one failed). */
-class HostIoFailure extends Error {
-  readonly code = 'EIO';
-}
-
 /** An error from the host's I/O calls (node:fs errors carry `code`, SysError carries `errno`). */
 function isHostIoError(e: unknown): boolean {
   return typeof e === 'object' && e !== null && ('errno' in e || 'code' in e) && !(e instanceof RangeError);
@@ -448,6 +440,8 @@ export interface VirtioBlkSpec {
   readonly readOnly: boolean;
   readonly serial: string | null;
   readonly sizeBytes: number;
+  /** Shared with the machine's DiskImage: a failed sync of the image, seen by either, fails both from then on. */
+  readonly syncFailure: SharedArrayBuffer;
 }
 
 /** -device virtio-blk-pci,drive=… (or -drive if=virtio): one request queue, as QEMU's default. */
@@ -462,6 +456,7 @@ export const virtioBlkBackend: VirtioBackendRegistration<VirtioBlkSpec, unknown>
       readOnly: spec.readOnly,
       serial: spec.serial ?? undefined,
       sizeBytes: spec.sizeBytes,
+      syncFailure: spec.syncFailure,
     }),
   }),
 };

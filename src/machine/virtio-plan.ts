@@ -8,6 +8,7 @@ import type { PciWindows } from '../../devices/pci/bus.js';
 import { VIRTIO_PCI_MSIX_BAR, VIRTIO_PCI_MODERN_BAR } from '../../devices/virtio/pci-transport.js';
 import { openTap } from '../sys/tun.js';
 import { blockDeviceSize } from '../sys/blockdev.js';
+import { newImageSyncFlag } from '../sys/image-sync.js';
 import { hasInheritedFd, keepAcrossExec, forgetAcrossExec, takeInheritedFd } from '../sys/exec-fds.js';
 import { heldElsewhereText, lockWholeFile } from '../sys/file-lock.js';
 import { ByteRing } from '../chardev/byte-ring.js';
@@ -63,6 +64,8 @@ export interface DiskImage {
   readonly id: string;
   readonly fd: number;
   readonly readOnly: boolean;
+  /** The image's sync-failure flag, shared with its virtio-blk back end (src/sys/image-sync.ts). */
+  readonly syncFailure: SharedArrayBuffer;
 }
 
 /** The name a drive's image fd goes by across a cpr-exec and a cpr-transfer (src/sys/exec-fds.ts). */
@@ -132,7 +135,14 @@ function openVirtioBackend(
     case 'blk': {
       const { fd, size } = openImage(c, true);
       fds.push(fd);
-      return { type: 'blk', fd, readOnly: c.readOnly, serial: c.serial, sizeBytes: size };
+      return {
+        type: 'blk',
+        fd,
+        readOnly: c.readOnly,
+        serial: c.serial,
+        sizeBytes: size,
+        syncFailure: newImageSyncFlag(),
+      };
     }
     case 'net': {
       let fd = ctx.taps?.get(c.ifname);
@@ -181,7 +191,7 @@ export async function planVirtioDevices(
         // Kept open across a cpr-exec, and handed over by a cpr-transfer, with its lock.
         keepAcrossExec(driveFdName(c.id), backend.fd);
         kept.push(driveFdName(c.id));
-        images.push({ id: c.id, fd: backend.fd, readOnly: backend.readOnly });
+        images.push({ id: c.id, fd: backend.fd, readOnly: backend.readOnly, syncFailure: backend.syncFailure });
       }
       const queues = virtioQueueCount(backend.type);
       specs.push({
