@@ -304,13 +304,16 @@ export const QMP_COMMANDS = {
   'migrate-incoming': { args: { '*uri': Q.str, '*channels': Q.array(MigrationChannel), '*exit-on-error': Q.bool } },
   migrate_cancel: {},
   'query-migrate': {},
+  // Descriptors passed with SCM_RIGHTS (QEMU's monitor/fds.c): built into the server.
+  getfd: { args: { fdname: Q.str } },
+  closefd: { args: { fdname: Q.str } },
   'query-migrate-parameters': {},
   'query-migrate-capabilities': {},
 } as const satisfies Record<string, CommandSchema>;
 
 export type QmpCommandName = keyof typeof QMP_COMMANDS;
 /** Commands the server answers itself. */
-export type BuiltinCommandName = 'qmp_capabilities' | 'query-commands' | 'query-version';
+export type BuiltinCommandName = 'qmp_capabilities' | 'query-commands' | 'query-version' | 'getfd' | 'closefd';
 /** Commands the machine provides handlers for. */
 export type MachineCommandName = Exclude<QmpCommandName, BuiltinCommandName>;
 
@@ -345,6 +348,8 @@ export interface QmpCommandReturns {
   'query-migrate': MigrationInfo;
   'query-migrate-parameters': MigrationParameters;
   'query-migrate-capabilities': MigrationCapabilityStatus[];
+  getfd: void;
+  closefd: void;
 }
 
 // ---- events --------------------------------------------------------------------------------------------------

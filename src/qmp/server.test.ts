@@ -561,6 +561,8 @@ test('qmp: query-commands lists exactly the registered commands; a schema comman
       { name: 'qmp_capabilities' },
       { name: 'query-commands' },
       { name: 'query-version' },
+      { name: 'getfd' },
+      { name: 'closefd' },
       { name: 'query-status' },
     ],
   });

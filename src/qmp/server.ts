@@ -41,6 +41,8 @@ import {
   type VersionTriple,
 } from './schema.js';
 import { QmpSession, type ReplyHooks, type SessionHost } from './session.js';
+import { FdReadiness } from '../sys/fd-readiness.js';
+import { closeAll } from '../sys/socket.js';
 import { adoptSocketFile, listenSocketFile, type SocketFile } from '../sys/socket-file.js';
 import { parseQmpSpec, type QmpSpec } from './spec.js';
 
@@ -54,6 +56,8 @@ export type * from './schema.js';
 export const QEMU_COMPAT_VERSION: VersionTriple = { major: 10, minor: 0, micro: 0 };
 /** Largest request accepted, in bytes. */
 export const MAX_MESSAGE_BYTES = 1024 * 1024;
+/** Named descriptors (getfd) one server keeps at most: a client cannot make it hoard fds. */
+export const MAX_NAMED_FDS = 64;
 
 /** What a handler gets besides its arguments. */
 export interface CommandContext {
@@ -64,6 +68,11 @@ export interface CommandContext {
    * then ends the process, as QEMU does.
    */
   afterReply(fn: () => void): void;
+  /**
+   * The descriptor a client stored with getfd under `name`, handed over: the server forgets it and the caller owns
+   * (and must close) it — QEMU's monitor_get_fd. Undefined when there is none by that name.
+   */
+  takeNamedFd(name: string): number | undefined;
 }
 
 export type QmpHandler<N extends MachineCommandName> = (
@@ -114,7 +123,7 @@ interface Registered {
   readonly run: RunFn;
 }
 
-const BUILTINS = new Set(['qmp_capabilities', 'query-commands', 'query-version']);
+const BUILTINS = new Set(['qmp_capabilities', 'query-commands', 'query-version', 'getfd', 'closefd']);
 /** Capabilities offered in the greeting; qmp_capabilities refuses any other. */
 const OFFERED_CAPABILITIES: readonly string[] = [];
 
@@ -132,7 +141,14 @@ export class QmpServer {
   private resolveFirstClient!: () => void;
   private readonly commands = new Map<string, Registered>();
   private readonly sessions = new Set<QmpSession>();
-  private readonly netServer = net.createServer({ allowHalfOpen: true });
+  // Paused: libuv must never read a connection (it would drop SCM_RIGHTS fds); connection-input.ts reads them.
+  private readonly netServer = net.createServer({ allowHalfOpen: true, pauseOnConnect: true });
+  private readonly readiness = new FdReadiness();
+  /**
+   * getfd's descriptors by name. Per server, as QEMU keeps them per monitor: they outlive the connection that sent
+   * them (libvirt may reconnect between getfd and migrate) and are closed with the server.
+   */
+  private readonly namedFds = new Map<string, number>();
   private socketFile: SocketFile | undefined;
   private nextClientId = 1;
   private commandTail: Promise<unknown> = Promise.resolve();
@@ -185,6 +201,7 @@ export class QmpServer {
     this.host = {
       limits: { maxMessageBytes: options.maxMessageBytes ?? MAX_MESSAGE_BYTES, maxDepth: DEFAULT_MAX_DEPTH },
       greeting: { QMP: { version: this.versionInfo, capabilities: OFFERED_CAPABILITIES } },
+      readiness: this.readiness,
       dispatch: (session, request, hooks) => this.dispatch(session, request, hooks),
       sessionClosed: (session) => {
         this.sessions.delete(session);
@@ -196,7 +213,14 @@ export class QmpServer {
         socket.destroy();
         return;
       }
-      this.sessions.add(new QmpSession(this.nextClientId++, socket, this.host));
+      try {
+        this.sessions.add(new QmpSession(this.nextClientId++, socket, this.host));
+      } catch (error) {
+        // Out of fds (EMFILE on the duplicate it reads): this client is refused, the server goes on.
+        this.log(`QMP: cannot serve a new connection: ${(error as Error).message}`);
+        socket.destroy();
+        return;
+      }
       this.resolveFirstClient();
     });
     this.netServer.on('error', (error) => this.log(`QMP server: ${error.message}`));
@@ -239,6 +263,8 @@ export class QmpServer {
     this.closing ??= (async () => {
       await Promise.all([...this.sessions].map((s) => s.stop()));
       await this.socketFile?.close();
+      closeAll([...this.namedFds.values()]);
+      this.namedFds.clear();
       this.resolveFirstClient();
     })();
     return this.closing;
@@ -258,6 +284,43 @@ export class QmpServer {
     });
     this.commands.set('query-commands', { args: {}, run: () => this.commandNames().map((name) => ({ name })) });
     this.commands.set('query-version', { args: {}, run: () => this.versionInfo });
+    // QEMU's monitor/fds.c, its error texts included.
+    this.commands.set('getfd', {
+      args: QMP_COMMANDS.getfd.args,
+      run: (args, _ctx, session) => {
+        const name = args.fdname as string;
+        const fd = session.takeReceivedFd();
+        if (fd === undefined) throw new QmpError('GenericError', 'No file descriptor supplied via SCM_RIGHTS');
+        let refusal: string | undefined;
+        if (/^[0-9]/.test(name)) refusal = "Parameter 'fdname' expects a name not starting with a digit";
+        else if (!this.namedFds.has(name) && this.namedFds.size >= MAX_NAMED_FDS)
+          refusal = `too many named file descriptors (${MAX_NAMED_FDS}): closefd one first`;
+        if (refusal !== undefined) {
+          closeAll([fd]);
+          throw new QmpError('GenericError', refusal);
+        }
+        const old = this.namedFds.get(name);
+        if (old !== undefined) closeAll([old]); // the same name again replaces (and closes) the old one
+        this.namedFds.set(name, fd);
+      },
+    });
+    this.commands.set('closefd', {
+      args: QMP_COMMANDS.closefd.args,
+      run: (args) => {
+        const name = args.fdname as string;
+        const fd = this.namedFds.get(name);
+        if (fd === undefined) throw new QmpError('GenericError', `File descriptor named '${name}' not found`);
+        this.namedFds.delete(name);
+        closeAll([fd]);
+      },
+    });
+  }
+
+  /** See CommandContext.takeNamedFd. */
+  private takeNamedFd(name: string): number | undefined {
+    const fd = this.namedFds.get(name);
+    this.namedFds.delete(name);
+    return fd;
   }
 
   /** One command at a time across all clients. */
@@ -296,7 +359,11 @@ export class QmpServer {
       const command = this.commands.get(name);
       if (command === undefined) throw new QmpError('CommandNotFound', `The command ${name} has not been found`);
       const args = validateArguments(command.args, (request.arguments ?? {}) as Record<string, unknown>);
-      const ctx: CommandContext = { clientId: session.id, afterReply: (fn) => hooks.afterReply(fn) };
+      const ctx: CommandContext = {
+        clientId: session.id,
+        afterReply: (fn) => hooks.afterReply(fn),
+        takeNamedFd: (fdname) => this.takeNamedFd(fdname),
+      };
       const result = await this.exclusive(() => command.run(args, ctx, session));
       return success(result === undefined ? {} : result);
     } catch (error) {

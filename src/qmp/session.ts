@@ -10,6 +10,9 @@
 // MAX_PENDING_OUTPUT bytes are waiting for it is disconnected (with a log line) rather than holding memory.
 
 import type net from 'node:net';
+import type { FdReadiness } from '../sys/fd-readiness.js';
+import { closeAll } from '../sys/socket.js';
+import { ConnectionInput } from './connection-input.js';
 import { JsonStreamer, type StreamLimits } from './json-stream.js';
 import { parseMessage } from './json-parse.js';
 import { formatQmpJson } from './json-format.js';
@@ -17,6 +20,11 @@ import { formatQmpJson } from './json-format.js';
 /** QEMU's QMP_REQ_QUEUE_LEN_MAX. */
 export const MAX_QUEUED_REQUESTS = 8;
 export const MAX_PENDING_OUTPUT = 16 * 1024 * 1024;
+/**
+ * Descriptors a client sent (SCM_RIGHTS) that no getfd has taken yet, per connection; an older one is closed when a
+ * newer one would exceed this. As many as requests may wait, so every queued getfd can have its fd.
+ */
+export const MAX_RECEIVED_FDS = MAX_QUEUED_REQUESTS;
 /** How long close() lets a client take its last replies before the connection is cut. */
 const CLOSE_GRACE_MS = 1000;
 
@@ -29,6 +37,8 @@ export interface ReplyHooks {
 export interface SessionHost {
   readonly limits: StreamLimits;
   readonly greeting: object;
+  /** Where connections wait for input (they are read with recvmsg, see connection-input.ts). */
+  readonly readiness: FdReadiness;
   /** Carries out one parsed request; resolves to the reply object (never rejects). */
   dispatch(session: QmpSession, request: unknown, hooks: ReplyHooks): Promise<Record<string, unknown>>;
   sessionClosed(session: QmpSession): void;
@@ -46,6 +56,9 @@ export class QmpSession {
   private inputPaused = false;
   private gone = false;
   private stopping = false;
+  private readonly input: ConnectionInput;
+  /** Received descriptors, oldest first, for getfd (takeReceivedFd). */
+  private readonly receivedFds: number[] = [];
 
   constructor(
     readonly id: number,
@@ -53,14 +66,21 @@ export class QmpSession {
     private readonly host: SessionHost,
   ) {
     this.streamer = new JsonStreamer(host.limits);
-    socket.on('data', (chunk) => this.received(chunk));
-    socket.on('end', () => this.inputEnded());
+    this.input = new ConnectionInput(socket, host.readiness, {
+      data: (chunk, fds) => {
+        this.keepFds(fds);
+        this.received(chunk);
+      },
+      end: () => this.inputEnded(),
+    });
     socket.on('error', (error) => {
       const code = (error as NodeJS.ErrnoException).code;
       if (code !== 'EPIPE' && code !== 'ECONNRESET') host.log(`QMP client ${id}: ${error.message}`);
     });
     socket.on('close', () => {
       this.gone = true;
+      this.input.close();
+      closeAll(this.receivedFds.splice(0)); // QEMU closes a monitor connection's unclaimed fds with it, too
       host.sessionClosed(this);
     });
     this.writeLine(formatQmpJson(host.greeting));
@@ -82,6 +102,21 @@ export class QmpSession {
         resolve();
       });
     });
+  }
+
+  /** The oldest descriptor this client sent that nobody has taken (getfd), now the caller's; undefined if none. */
+  takeReceivedFd(): number | undefined {
+    return this.receivedFds.shift();
+  }
+
+  private keepFds(fds: number[]): void {
+    if (this.gone) {
+      closeAll(fds);
+      return;
+    }
+    this.receivedFds.push(...fds);
+    if (this.receivedFds.length > MAX_RECEIVED_FDS)
+      closeAll(this.receivedFds.splice(0, this.receivedFds.length - MAX_RECEIVED_FDS));
   }
 
   /** Ends the connection: queued requests are dropped, written replies still go out for a short while. */
@@ -116,7 +151,11 @@ export class QmpSession {
       this.host.log(`QMP client ${this.id}: connection closed in the middle of a message; it was dropped`);
     // The client will send nothing more: finish its queue, then close our side.
     this.chain = this.chain.then(() => {
-      if (!this.gone) this.socket.end();
+      if (this.gone) return;
+      // Node never saw the end of the input (it does not read: connection-input.ts does), so it would keep the
+      // socket half-open; once our side is written out, the connection is over.
+      this.socket.once('finish', () => this.socket.destroy());
+      this.socket.end();
     });
   }
 
@@ -124,7 +163,7 @@ export class QmpSession {
     this.queued++;
     if (this.queued >= MAX_QUEUED_REQUESTS && !this.inputPaused) {
       this.inputPaused = true;
-      this.socket.pause();
+      this.input.pause();
     }
     this.chain = this.chain.then(async () => {
       try {
@@ -140,7 +179,7 @@ export class QmpSession {
         this.queued--;
         if (this.inputPaused && this.queued < MAX_QUEUED_REQUESTS && !this.gone) {
           this.inputPaused = false;
-          this.socket.resume();
+          this.input.resume();
         }
       }
     });
