@@ -16,6 +16,9 @@ import {
 import { tmpdir } from 'node:os';
 import { SnapshotScratch, warmUpRestore, captureSections, WARM_UP_ROUNDS } from './snapshot.js';
 import { PhaseClock, nowUs, pauseUs, type PhaseMark } from './timings.js';
+import { maxCheckpointBytes, receiveToFile, releaseEnd, saveToStream } from './stream-reboot.js';
+import type { StreamEnd } from './stream-transport.js';
+import type { SaveReport } from './reboot.js';
 
 export type MigMode = 'normal' | 'cpr-reboot' | 'cpr-transfer' | 'cpr-exec';
 export type MigrationStatus = 'none' | 'setup' | 'active' | 'completed' | 'failed' | 'cancelled';
@@ -28,16 +31,6 @@ export interface MigrationReport {
   'setup-time'?: number;
   'error-desc'?: string;
   ram?: { transferred: number; total: number; remaining: number };
-}
-
-/** A `file:` URI's path; other transports are refused with the ones we have. */
-export function fileUriPath(uri: string): string {
-  if (!uri.startsWith('file:'))
-    throw new CprError(`migration URI '${uri}' is not supported: use file:PATH (or the cpr channel for cpr-transfer)`);
-  const rest = uri.slice('file:'.length);
-  if (rest === '') throw new CprError(`migration URI '${uri}' has no path`);
-  if (/,offset=/.test(rest)) throw new CprError(`migration URI '${uri}': offset= is not supported`);
-  return rest;
 }
 
 export class MigrationController {
@@ -86,16 +79,39 @@ export class MigrationController {
    * (cpr-save always keeps persistent shared RAM out of the file).
    */
   startOutgoing(path: string, policy: RamPolicy = this.ramPolicy()): Promise<void> {
+    this.checkOutgoing('a file: URI');
+    return this.runOutgoing(() => saveToFile(this.machine, path, policy, this.scratch));
+  }
+
+  /**
+   * Outgoing migration into a stream (`migrate {uri: "fd:NAME"}` or `"exec:COMMAND"`), started as startOutgoing;
+   * the fd of an fd: end is the controller's from here on (closed when done or refused).
+   */
+  startOutgoingStream(to: StreamEnd): Promise<void> {
+    try {
+      this.checkOutgoing(`an ${to.kind}: URI`);
+    } catch (e) {
+      releaseEnd(to);
+      throw e;
+    }
+    return this.runOutgoing(() => saveToStream(this.machine, to, this.ramPolicy(), this.scratch));
+  }
+
+  /** What refuses a reboot-mode save at once, before the migration starts. */
+  private checkOutgoing(what: string): void {
     if (this.active) throw new CprError('a migration is already in progress');
     if (this.mode === 'cpr-transfer')
-      throw new CprError('mode cpr-transfer needs migrate with a cpr channel, not a file: URI');
+      throw new CprError(`mode cpr-transfer needs migrate with a cpr channel, not ${what}`);
     if (this.mode === 'cpr-exec') throw new CprError('mode cpr-exec saves through cpr/flows/exec.ts');
     checkNoPassthrough(this.machine.parts(), this.machine.runState); // refused by migrate itself, as QEMU's blockers are
+  }
+
+  private runOutgoing(save: () => Promise<SaveReport>): Promise<void> {
     this.startedUs = nowUs();
     this.errorDesc = undefined;
     this.set('setup');
     this.set('active');
-    return saveToFile(this.machine, path, policy, this.scratch).then(
+    return save().then(
       (report) => {
         this.marks = report.marks;
         this.bytes = report.bytes;
@@ -111,6 +127,48 @@ export class MigrationController {
     );
   }
 
+  /**
+   * Incoming migration from a stream (fd:/exec:): received into a private file, then loaded as incomingFromFile
+   * does. Settles when the load is done; the fd of an fd: end is the controller's from here on.
+   */
+  async incomingFromStream(from: StreamEnd, clock: PhaseClock, stayPaused: boolean): Promise<LoadReport> {
+    if (this.active) {
+      releaseEnd(from);
+      throw new CprError('a migration is already in progress');
+    }
+    this.startedUs = nowUs();
+    this.errorDesc = undefined;
+    this.set('setup');
+    this.set('active');
+    try {
+      const report = await receiveToFile(
+        from,
+        maxCheckpointBytes(this.machine),
+        (path) => this.load(path, clock, stayPaused),
+        (receive) => clock.timeAsync('receive', receive),
+      );
+      this.endedUs = nowUs();
+      this.set('completed');
+      return report;
+    } catch (e) {
+      this.errorDesc = (e as Error).message;
+      this.endedUs = nowUs();
+      this.set('failed');
+      throw e;
+    }
+  }
+
+  private load(path: string, clock: PhaseClock, stayPaused: boolean): LoadReport {
+    const report = loadFromFile(this.machine, path, clock, {
+      stayPaused,
+      scratch: this.scratch,
+      inherited: this.inherited,
+    });
+    this.inherited = undefined;
+    this.marks = report.marks;
+    return report;
+  }
+
   /** Incoming migration from a file: verify, restore, and resume the guest if it was running (unless `stayPaused`). */
   incomingFromFile(path: string, clock: PhaseClock, stayPaused: boolean): LoadReport {
     if (this.active) throw new CprError('a migration is already in progress');
@@ -119,13 +177,7 @@ export class MigrationController {
     this.set('setup');
     this.set('active');
     try {
-      const report = loadFromFile(this.machine, path, clock, {
-        stayPaused,
-        scratch: this.scratch,
-        inherited: this.inherited,
-      });
-      this.inherited = undefined;
-      this.marks = report.marks;
+      const report = this.load(path, clock, stayPaused);
       this.endedUs = nowUs();
       this.set('completed');
       return report;

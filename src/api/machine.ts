@@ -195,12 +195,13 @@ export class Machine extends EventEmitter<MachineEvents> {
   /** Runs QMP command `name` as a client's request would; its error is an Error with QMP's description. */
   async #command<N extends CommandName>(name: N, args: CommandArgs<N>): Promise<void> {
     const handler = this.#controlOrThrow().commands[name] as
-      | ((args: unknown, ctx: { clientId: number; afterReply(fn: () => void): void }) => unknown)
+      | ((args: unknown, ctx: import('../qmp/server.js').CommandContext) => unknown)
       | undefined;
     if (!handler) throw new Error(`QMP command ${name} is not available`);
     const afterReply: (() => void)[] = [];
     try {
-      await handler(args, { clientId: 0, afterReply: (fn) => afterReply.push(fn) });
+      // No socket, so no descriptors passed with getfd: a migrate to fd:NAME finds none by that name.
+      await handler(args, { clientId: 0, afterReply: (fn) => afterReply.push(fn), takeNamedFd: () => undefined });
     } catch (e) {
       throw e instanceof QmpError ? new Error(e.desc) : e;
     }

@@ -107,7 +107,7 @@ const FLAGS: Record<string, FlagSpec> = {
     kind: 'list',
     key: 'incoming',
     arg: 'URI',
-    help: 'receive a checkpoint: defer | file:PATH | a cpr channel (JSON)',
+    help: 'receive a checkpoint: defer | file:PATH | fd:N | exec:COMMAND | a cpr channel (JSON)',
   },
   'no-reboot': { kind: 'flag', key: 'noReboot', help: 'a guest reset ends tsvmm (status 0) instead of rebooting' },
   'no-shutdown': { kind: 'flag', key: 'noShutdown', help: 'stop instead of exiting when the guest powers off' },

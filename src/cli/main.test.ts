@@ -153,6 +153,19 @@ test('cli: an unknown device is refused with status 2 and the list of devices', 
   );
 });
 
+test('cli: -incoming takes defer, file:PATH, fd:N or exec:COMMAND; another URI, or two, is status 2 naming them', async () => {
+  for (const [incoming, message] of [
+    [['tcp:0:4444'], '-incoming tcp:0:4444: use defer, file:PATH, fd:N, exec:COMMAND or a cpr channel (JSON)'],
+    [['fd:mig'], '-incoming fd:mig: use defer'], // on the command line fd: is an inherited fd's number
+    [['exec:'], '-incoming exec:: use defer'],
+    [['fd:3', 'exec:cat f'], '-incoming: only one main channel (defer, file:PATH, fd:N or exec:COMMAND)'],
+  ] as const) {
+    const r = await runTsvmm(['run', ...incoming.flatMap((v) => ['-incoming', v])]);
+    assert.is(r.status, ExitStatus.usage, incoming.join(' '));
+    assert.match(r.stderr, message);
+  }
+});
+
 test('cli: a missing kernel file is one clear line and status 4', async () => {
   const r = await runTsvmm(['run', '-kernel', '/nonexistent/kernel']);
   assert.is(r.status, ExitStatus.setupFailed);

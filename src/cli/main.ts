@@ -105,6 +105,9 @@ async function run(argv: string[]): Promise<number> {
         const marks = await transfer.complete(machine, args.startPaused);
         control.migration.recordTransfer(marks, true);
       }
+      // -incoming fd:N / exec:CMD: QMP is open meanwhile (query-migrate shows it active); a failed load ends
+      // tsvmm, as a failed -incoming file: does.
+      if (incoming.stream) await control.migration.incomingFromStream(incoming.stream, startClock, args.startPaused);
     } catch (e) {
       await machine.finish(ExitStatus.setupFailed);
       await control.close();
@@ -148,9 +151,11 @@ async function execInherited(
   return inherited;
 }
 
-/** What -incoming asked for: wait (defer), a checkpoint file to load, and/or a cpr-transfer channel to listen on. */
+/** What -incoming asked for: wait (defer), a checkpoint file or stream to load, and/or a cpr-transfer channel. */
 interface Incoming {
   file?: string;
+  /** fd:N (an inherited fd number) or exec:COMMAND (its stdout): received, then loaded as a file. */
+  stream?: import('../../cpr/flows/stream-transport.js').StreamEnd;
   cprChannel?: string;
 }
 
@@ -190,12 +195,18 @@ function parseIncoming(values: readonly string[]): Incoming | null {
     } else if (value.startsWith('file:') && value.length > 5) {
       main++;
       out.file = value.slice(5);
+    } else if (/^fd:[0-9]+$/.test(value)) {
+      main++;
+      out.stream = { kind: 'fd', fd: Number(value.slice(3)), label: value };
+    } else if (value.startsWith('exec:') && value.slice(5).trim() !== '') {
+      main++;
+      out.stream = { kind: 'exec', argv: ['/bin/sh', '-c', value.slice(5)], label: value };
     } else {
-      throw new UsageError(`-incoming ${value}: use defer, file:PATH or a cpr channel (JSON)`);
+      throw new UsageError(`-incoming ${value}: use defer, file:PATH, fd:N, exec:COMMAND or a cpr channel (JSON)`);
     }
   }
-  if (main > 1) throw new UsageError('-incoming: only one main channel (defer or file:PATH)');
-  if (out.file !== undefined && out.cprChannel !== undefined)
+  if (main > 1) throw new UsageError('-incoming: only one main channel (defer, file:PATH, fd:N or exec:COMMAND)');
+  if ((out.file !== undefined || out.stream !== undefined) && out.cprChannel !== undefined)
     throw new UsageError(
       '-incoming: with a cpr channel the state comes over the channel; use defer as the main channel',
     );

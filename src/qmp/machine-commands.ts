@@ -5,7 +5,10 @@ import { openSync, writeSync, closeSync, constants as fsConstants } from 'node:f
 import { QmpError, defineCommand, type QmpHandlers, type ExtraCommand } from './server.js';
 import type { RunState as QmpRunState, MigrationCapabilityStatus, MigrationParameters } from './schema.js';
 import type { Machine, RunState } from '../machine/machine.js';
-import { type MigrationController, fileUriPath } from '../../cpr/flows/migration.js';
+import type { MigrationController } from '../../cpr/flows/migration.js';
+import { channelUri, describeUri, parseMigrationUri, type MigrationUri } from '../../cpr/flows/migration-uri.js';
+import type { StreamEnd } from '../../cpr/flows/stream-transport.js';
+import type { MigrationChannel } from './schema.js';
 import { CprError } from '../../cpr/flows/reboot.js';
 import { CheckpointError } from '../../cpr/file/checkpoint-file.js';
 import { formatTimings, pauseUs, type PhaseMark } from '../../cpr/flows/timings.js';
@@ -201,7 +204,7 @@ export function machineCommands(o: MachineCommandsOptions): {
       }) as MigrationParameters,
     'query-migrate-capabilities': () =>
       [...migration.capabilities].map(([capability, state]) => ({ capability, state }) as MigrationCapabilityStatus),
-    migrate: ({ uri, channels }) =>
+    migrate: ({ uri, channels }, ctx) =>
       asQmp(() => {
         if ((uri === undefined) === (channels === undefined))
           throw new CprError('migrate needs exactly one of uri and channels');
@@ -220,43 +223,42 @@ export function machineCommands(o: MachineCommandsOptions): {
           });
           return;
         }
-        let target = uri;
-        if (channels) {
-          const main = channels.find((c) => c['channel-type'] === 'main');
-          if (main?.addr.transport !== 'file')
-            throw new CprError(
-              'migrate: the main channel must be a file address ({"transport": "file", "filename": …})',
-            );
-          target = `file:${(main.addr as { filename: string }).filename}`;
-        }
-        const path = fileUriPath(target!);
+        const target = mainTarget('migrate', uri, channels);
         if (migration.mode === 'cpr-exec') {
+          if (target.transport !== 'file')
+            throw new CprError('mode cpr-exec needs a file: URI: the new image reads the state from that file');
           if (!o.exec) throw new CprError('cpr-exec is not available in this tsvmm');
           o.exec.check();
           // As QEMU: migrate returns at once; the save, the exec (or its failure) follow.
-          void o.exec.outgoing(path).catch(() => {
+          void o.exec.outgoing(target.path).catch(() => {
             /* reported through query-migrate and MIGRATION failed */
           });
           return;
         }
         // Like QEMU, migrate returns at once; the outcome is in query-migrate and the MIGRATION events.
-        void migration.startOutgoing(path).catch(() => {
+        const started =
+          target.transport === 'file'
+            ? migration.startOutgoing(target.path)
+            : migration.startOutgoingStream(streamEnd(target, ctx.takeNamedFd));
+        void started.catch(() => {
           /* reported through query-migrate */
         });
       }),
-    'migrate-incoming': ({ uri, channels }) =>
+    'migrate-incoming': ({ uri, channels }, ctx) =>
       asQmp(() => {
         if (machine.runState !== 'inmigrate') throw new CprError("'-incoming' was not specified on the command line");
-        if ((uri === undefined) === (channels === undefined))
-          throw new CprError('migrate-incoming needs exactly one of uri and channels');
-        let target = uri;
-        if (channels) {
-          const main = channels.find((c) => c['channel-type'] === 'main');
-          if (main?.addr.transport !== 'file')
-            throw new CprError('migrate-incoming: the main channel must be a file address');
-          target = `file:${(main.addr as { filename: string }).filename}`;
+        const target = mainTarget('migrate-incoming', uri, channels);
+        if (target.transport === 'file') {
+          migration.incomingFromFile(target.path, o.startClock(), o.startPaused);
+          return;
         }
-        migration.incomingFromFile(fileUriPath(target!), o.startClock(), o.startPaused);
+        // A stream may take its time (a command, a slow peer): as QEMU's, migrate-incoming returns once the load
+        // has started, and query-migrate and the MIGRATION events tell the rest — QMP stays free meanwhile.
+        void migration
+          .incomingFromStream(streamEnd(target, ctx.takeNamedFd), o.startClock(), o.startPaused)
+          .catch(() => {
+            /* reported through query-migrate */
+          });
       }),
     migrate_cancel: () => {
       /* saves and loads here are not cancellable half-way; nothing to do when none runs */
@@ -269,6 +271,32 @@ export function machineCommands(o: MachineCommandsOptions): {
     'x-query-cpr-timings': defineCommand({}, () => cprTimings(migration.marks)),
   };
   return { commands, extraCommands };
+}
+
+/** The main stream of migrate / migrate-incoming: a URI, or the address of the `main` channel. */
+function mainTarget(command: string, uri: string | undefined, channels: MigrationChannel[] | undefined): MigrationUri {
+  if ((uri === undefined) === (channels === undefined))
+    throw new CprError(`${command} needs exactly one of uri and channels`);
+  if (uri !== undefined) return parseMigrationUri(uri);
+  const main = channels?.find((c) => c['channel-type'] === 'main');
+  if (!main) throw new CprError(`${command}: no main channel`);
+  return channelUri(main.addr as Parameters<typeof channelUri>[0]);
+}
+
+/**
+ * An fd: or exec: target as the stream to use. Over QMP, fd: takes a name given to getfd (the fd is handed over
+ * and closed when the migration ends); a number is refused: it would be any fd of this process.
+ */
+function streamEnd(
+  target: Exclude<MigrationUri, { transport: 'file' }>,
+  takeNamedFd: (name: string) => number | undefined,
+): StreamEnd {
+  if (target.transport === 'exec') return { kind: 'exec', argv: target.argv, label: describeUri(target) };
+  if (/^[0-9]/.test(target.fd))
+    throw new CprError(`fd:${target.fd}: over QMP, fd: takes the name of a descriptor passed with getfd`);
+  const fd = takeNamedFd(target.fd);
+  if (fd === undefined) throw new CprError(`File descriptor named '${target.fd}' has not been found`);
+  return { kind: 'fd', fd, label: `fd:${target.fd}` };
 }
 
 export function cprTimings(marks: readonly PhaseMark[]): {
