@@ -107,7 +107,8 @@ async function run(argv: string[]): Promise<number> {
       }
       // -incoming fd:N / exec:CMD: QMP is open meanwhile (query-migrate shows it active); a failed load ends
       // tsvmm, as a failed -incoming file: does.
-      if (incoming.stream) await control.migration.incomingFromStream(incoming.stream, startClock, args.startPaused);
+      if (incoming.stream)
+        await control.migration.incomingFromStream(await stdioKept(incoming.stream), startClock, args.startPaused);
     } catch (e) {
       await machine.finish(ExitStatus.setupFailed);
       await control.close();
@@ -149,6 +150,19 @@ async function execInherited(
     );
   }
   return inherited;
+}
+
+/**
+ * -incoming fd:0 (a pipe on stdin, say) is read through a duplicate, which the load closes when done: fds 0-2
+ * stay open, so nothing opened later can take their numbers.
+ */
+async function stdioKept(
+  end: import('../../cpr/flows/stream-transport.js').StreamEnd,
+): Promise<import('../../cpr/flows/stream-transport.js').StreamEnd> {
+  if (end.kind !== 'fd' || end.fd > 2) return end;
+  const { fcntl } = await import('../sys/libc.js');
+  const F_DUPFD_CLOEXEC = 1030; // <fcntl.h>: F_LINUX_SPECIFIC_BASE + 6
+  return { ...end, fd: fcntl(end.fd, F_DUPFD_CLOEXEC, 3) };
 }
 
 /** What -incoming asked for: wait (defer), a checkpoint file or stream to load, and/or a cpr-transfer channel. */
