@@ -29,10 +29,18 @@ export interface DirectIoAlignment {
  */
 export function directIoAlignment(fd: number): DirectIoAlignment | string {
   const buffer = new Uint8Array(STATX_BYTES);
-  statxFd(fd, STATX_DIOALIGN, buffer);
+  const assumed: DirectIoAlignment = {
+    memory: DEFAULT_DIRECT_ALIGNMENT,
+    offset: DEFAULT_DIRECT_ALIGNMENT,
+    source: 'default',
+  };
+  try {
+    statxFd(fd, STATX_DIOALIGN, buffer);
+  } catch {
+    return assumed; // no statx at all (before Linux 4.11, or a seccomp filter refusing it): as an old kernel
+  }
   const view = new DataView(buffer.buffer);
-  if ((view.getUint32(STX_MASK, true) & STATX_DIOALIGN) === 0)
-    return { memory: DEFAULT_DIRECT_ALIGNMENT, offset: DEFAULT_DIRECT_ALIGNMENT, source: 'default' };
+  if ((view.getUint32(STX_MASK, true) & STATX_DIOALIGN) === 0) return assumed;
   const memory = view.getUint32(STX_DIO_MEM_ALIGN, true);
   const offset = view.getUint32(STX_DIO_OFFSET_ALIGN, true);
   if (memory === 0 || offset === 0) return 'the file system reports no direct I/O support (statx dio alignment 0)';
