@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { SnapshotScratch, warmUpRestore, captureSections, WARM_UP_ROUNDS } from './snapshot.js';
 import { PhaseClock, nowUs, pauseUs, type PhaseMark } from './timings.js';
 import { maxCheckpointBytes, receiveToFile, releaseEnd, saveToStream } from './stream-reboot.js';
-import type { StreamEnd } from './stream-transport.js';
+import { StreamCancelled, type StreamEnd } from './stream-transport.js';
 import type { SaveReport } from './reboot.js';
 
 export type MigMode = 'normal' | 'cpr-reboot' | 'cpr-transfer' | 'cpr-exec';
@@ -53,6 +53,8 @@ export class MigrationController {
   /** Phase marks of the last save or load (both processes' for a load). */
   marks: PhaseMark[] = [];
   readonly scratch = new SnapshotScratch();
+  /** Gives up the stream of the fd:/exec: migration in progress (migrate_cancel). */
+  private streamAbort: AbortController | undefined;
 
   constructor(
     private readonly machine: Machine,
@@ -94,7 +96,22 @@ export class MigrationController {
       releaseEnd(to);
       throw e;
     }
-    return this.runOutgoing(() => saveToStream(this.machine, to, this.ramPolicy(), this.scratch));
+    const abort = new AbortController();
+    this.streamAbort = abort;
+    return this.runOutgoing(() =>
+      saveToStream(this.machine, to, this.ramPolicy(), this.scratch, abort.signal).finally(() => {
+        this.streamAbort = undefined;
+      }),
+    );
+  }
+
+  /**
+   * QMP migrate_cancel: an fd:/exec: migration in progress gives up its stream at once (a command is killed), and
+   * ends `cancelled` with the guest running on (outgoing) or still waiting (incoming). A file save or load is not
+   * cancellable half-way; nothing happens then, as nothing happens when no migration runs.
+   */
+  cancel(): void {
+    this.streamAbort?.abort();
   }
 
   /** What refuses a reboot-mode save at once, before the migration starts. */
@@ -121,7 +138,7 @@ export class MigrationController {
       (e: Error) => {
         this.errorDesc = e.message;
         this.endedUs = nowUs();
-        this.set('failed');
+        this.set(e instanceof StreamCancelled ? 'cancelled' : 'failed');
         throw e;
       },
     );
@@ -140,12 +157,15 @@ export class MigrationController {
     this.errorDesc = undefined;
     this.set('setup');
     this.set('active');
+    const abort = new AbortController();
+    this.streamAbort = abort;
     try {
       const report = await receiveToFile(
         from,
         maxCheckpointBytes(this.machine),
         (path) => this.load(path, clock, stayPaused),
         (receive) => clock.timeAsync('receive', receive),
+        abort.signal,
       );
       this.endedUs = nowUs();
       this.set('completed');
@@ -153,8 +173,10 @@ export class MigrationController {
     } catch (e) {
       this.errorDesc = (e as Error).message;
       this.endedUs = nowUs();
-      this.set('failed');
+      this.set(e instanceof StreamCancelled ? 'cancelled' : 'failed');
       throw e;
+    } finally {
+      this.streamAbort = undefined;
     }
   }
 

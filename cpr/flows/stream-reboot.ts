@@ -32,6 +32,7 @@ export async function saveToStream(
   to: StreamEnd,
   policy: RamPolicy,
   scratch: SnapshotScratch,
+  signal?: AbortSignal,
 ): Promise<SaveReport> {
   let dir: string | undefined;
   let sending = false;
@@ -43,7 +44,7 @@ export async function saveToStream(
     const startUs = nowUs();
     sending = true;
     try {
-      await sendFile(path, to);
+      await sendFile(path, to, signal);
     } catch (e) {
       if (!machine.running) {
         machine.setPausedState(report.runState === 'suspended' ? 'suspended' : 'paused');
@@ -72,6 +73,7 @@ export async function receiveToFile<T>(
   maxBytes: number,
   load: (path: string) => T,
   receiveTimed: (fn: () => Promise<number>) => Promise<number> = (fn) => fn(),
+  signal?: AbortSignal,
 ): Promise<T> {
   let dir: string | undefined;
   let receiving = false;
@@ -79,7 +81,7 @@ export async function receiveToFile<T>(
     dir = makePrivateDir(tmpdir(), 'tsvmm-incoming-');
     const path = join(dir, 'checkpoint.cpr');
     receiving = true;
-    await receiveTimed(() => receiveFile(from, path, maxBytes));
+    await receiveTimed(() => receiveFile(from, path, maxBytes, signal));
     return load(path);
   } finally {
     if (!receiving) releaseEnd(from);

@@ -9,7 +9,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CprError } from './cpr-error.js';
-import { receiveFile, sendFile, type StreamEnd } from './stream-transport.js';
+import { StreamCancelled, receiveFile, sendFile, type StreamEnd } from './stream-transport.js';
 import { close } from '../../src/sys/libc.js';
 import { sendWithFds, socketPair, shutdownSocket, SHUT_WR } from '../../src/sys/socket.js';
 
@@ -114,6 +114,28 @@ test('fd: a socket passed in carries the file both ways and is closed after, suc
   await new Promise((r) => setTimeout(r, 50));
   assert.is(openFds(), before, 'every fd handed in was closed');
   assert.ok(existsSync(target));
+});
+
+test('cancel (migrate_cancel): a command that never reads, never exits or never writes is given up at once and killed', async () => {
+  const { path } = checkpointLike();
+  // Each would hang for 100 s; the 5 s bound still fails before cancelling worked, and holds on a loaded host.
+  for (const [what, start] of [
+    ['send to sleep 100', (signal: AbortSignal) => sendFile(path, sh('sleep 100'), signal)],
+    [
+      'send to cat > /dev/null; sleep 100',
+      (signal: AbortSignal) => sendFile(path, sh('cat > /dev/null; sleep 100'), signal),
+    ],
+    ['receive from sleep 100', (signal: AbortSignal) => receiveFile(sh('sleep 100'), fresh(), 1 << 20, signal)],
+  ] as const) {
+    const abort = new AbortController();
+    const t0 = Date.now();
+    const running = start(abort.signal);
+    setTimeout(() => abort.abort(), 200);
+    const message = await refusal(running);
+    assert.match(message, 'cancelled (migrate_cancel)', what);
+    await running.catch((e) => assert.instance(e, StreamCancelled));
+    assert.ok(Date.now() - t0 < 5000, `${what}: cancelled in ${Date.now() - t0} ms`);
+  }
 });
 
 test('fd: a number that is no open fd is refused by name', async () => {

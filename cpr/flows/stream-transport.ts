@@ -24,9 +24,17 @@ const EXIT_GRACE_MS = 30_000;
 /** After a broken stream: how long to wait for the command's own status, which says more than EPIPE. */
 const FAILED_EXIT_GRACE_MS = 1000;
 
-/** Copies the file at `path` to `to`; resolves once every byte was taken and (exec:) the command exited with 0. */
-export async function sendFile(path: string, to: StreamEnd): Promise<number> {
-  const child = to.kind === 'exec' ? run(to.argv, ['pipe', 'ignore', 'inherit']) : undefined;
+/** The stream was given up by request (QMP migrate_cancel): the command, if any, was killed. */
+export class StreamCancelled extends CprError {}
+
+const cancelled = (label: string) => new StreamCancelled(`${label}: cancelled (migrate_cancel)`);
+
+/**
+ * Copies the file at `path` to `to`; resolves once every byte was taken and (exec:) the command exited with 0.
+ * `signal` gives up at once, however stuck the peer is (StreamCancelled).
+ */
+export async function sendFile(path: string, to: StreamEnd, signal?: AbortSignal): Promise<number> {
+  const child = to.kind === 'exec' ? run(to.argv, ['pipe', 'ignore', 'inherit'], to.label) : undefined;
   const sink = child ? (child.process.stdin as Writable) : fdWritable(to as Extract<StreamEnd, { kind: 'fd' }>);
   let sent = 0;
   const counter = new Transform({
@@ -36,16 +44,20 @@ export async function sendFile(path: string, to: StreamEnd): Promise<number> {
     },
   });
   try {
-    await pipeline(createReadStream(path), counter, sink);
+    await pipeline(createReadStream(path), counter, sink, { signal });
   } catch (e) {
     destroyQuietly(sink);
+    if (signal?.aborted) {
+      child?.kill();
+      throw cancelled(to.label);
+    }
     // A command that exited early says more by its status than the broken pipe does.
     if (child) await child.exited(FAILED_EXIT_GRACE_MS, false).then(assertSuccess(to.label), () => {});
     throw new CprError(`${to.label}: the stream broke after ${sent} bytes: ${(e as Error).message}`, { cause: e });
   } finally {
     if (!child) destroyQuietly(sink); // closes the fd
   }
-  if (child) assertSuccess(to.label)(await child.exited(EXIT_GRACE_MS, false));
+  if (child) assertSuccess(to.label)(await child.exited(EXIT_GRACE_MS, false, signal));
   return sent;
 }
 
@@ -53,8 +65,13 @@ export async function sendFile(path: string, to: StreamEnd): Promise<number> {
  * Copies what `from` gives, up to its end, into a new file at `path` (0600, O_EXCL); refuses a stream that is
  * empty, longer than `maxBytes`, or (exec:) whose command fails.
  */
-export async function receiveFile(from: StreamEnd, path: string, maxBytes: number): Promise<number> {
-  const child = from.kind === 'exec' ? run(from.argv, ['ignore', 'pipe', 'inherit']) : undefined;
+export async function receiveFile(
+  from: StreamEnd,
+  path: string,
+  maxBytes: number,
+  signal?: AbortSignal,
+): Promise<number> {
+  const child = from.kind === 'exec' ? run(from.argv, ['ignore', 'pipe', 'inherit'], from.label) : undefined;
   const source = child ? (child.process.stdout as Readable) : fdReadable(from as Extract<StreamEnd, { kind: 'fd' }>);
   let received = 0;
   const counter = new Transform({
@@ -70,13 +87,14 @@ export async function receiveFile(from: StreamEnd, path: string, maxBytes: numbe
     },
   });
   try {
-    await pipeline(source, counter, createWriteStream(path, { flags: 'wx', mode: 0o600 }));
+    await pipeline(source, counter, createWriteStream(path, { flags: 'wx', mode: 0o600 }), { signal });
   } catch (e) {
     destroyQuietly(source);
     if (child) {
-      child.process.kill('SIGKILL');
+      child.kill();
       await child.exited(EXIT_GRACE_MS, true).catch(() => {});
     }
+    if (signal?.aborted) throw cancelled(from.label);
     if (e instanceof CprError) throw e;
     throw new CprError(`${from.label}: reading the stream failed after ${received} bytes: ${(e as Error).message}`, {
       cause: e,
@@ -84,7 +102,7 @@ export async function receiveFile(from: StreamEnd, path: string, maxBytes: numbe
   } finally {
     if (!child) destroyQuietly(source);
   }
-  if (child) assertSuccess(from.label)(await child.exited(EXIT_GRACE_MS, false));
+  if (child) assertSuccess(from.label)(await child.exited(EXIT_GRACE_MS, false, signal));
   if (received === 0) throw new CprError(`${from.label}: the stream was empty (no checkpoint came)`);
   return received;
 }
@@ -98,14 +116,31 @@ interface ExitStatus {
 
 interface Running {
   readonly process: ChildProcess;
-  /** Resolves to how the command ended; after `graceMs` (at once if `kill`) it is killed and this rejects. */
-  exited(graceMs: number, kill: boolean): Promise<ExitStatus>;
+  /** SIGKILL to the command and everything it started (its own process group): a `sleep` under sh holds the pipe too. */
+  kill(): void;
+  /**
+   * Resolves to how the command ended; after `graceMs` (at once if `kill`) it is killed and this rejects, and so
+   * when `signal` aborts meanwhile (StreamCancelled).
+   */
+  exited(graceMs: number, kill: boolean, signal?: AbortSignal): Promise<ExitStatus>;
 }
 
-function run(argv: readonly string[], stdio: ['pipe' | 'ignore', 'pipe' | 'ignore', 'inherit']): Running {
+function run(
+  argv: readonly string[],
+  stdio: ['pipe' | 'ignore', 'pipe' | 'ignore', 'inherit'],
+  label: string,
+): Running {
   // No shell of our own: exec:CMD is already ['/bin/sh', '-c', CMD]. Every fd tsvmm opens is close-on-exec, so
   // the command inherits nothing but these three.
-  const child = spawn(argv[0], argv.slice(1), { stdio });
+  // In a process group of its own (detached), so that a kill reaches what the shell started as well.
+  const child = spawn(argv[0], argv.slice(1), { stdio, detached: true });
+  const killGroup = () => {
+    try {
+      if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+    } catch {
+      child.kill('SIGKILL'); // the group is gone already, or never was
+    }
+  };
   const done = new Promise<ExitStatus>((resolve) => {
     child.once('error', (error) => resolve({ code: null, signal: null, error }));
     child.once('exit', (code, signal) => resolve({ code, signal }));
@@ -115,16 +150,27 @@ function run(argv: readonly string[], stdio: ['pipe' | 'ignore', 'pipe' | 'ignor
   child.stdout?.on('error', () => {});
   return {
     process: child,
-    exited(graceMs, kill) {
-      if (kill) child.kill('SIGKILL');
+    kill: killGroup,
+    exited(graceMs, kill, signal) {
+      if (kill) killGroup();
       let timer: NodeJS.Timeout | undefined;
+      let onAbort: (() => void) | undefined;
       const timeout = new Promise<never>((_, reject) => {
         timer = setTimeout(() => {
-          child.kill('SIGKILL');
+          killGroup();
           reject(new CprError(`the command did not exit within ${graceMs / 1000} s of the end of its stream`));
         }, graceMs);
+        onAbort = () => {
+          killGroup();
+          reject(cancelled(label));
+        };
+        if (signal?.aborted) onAbort();
+        else signal?.addEventListener('abort', onAbort, { once: true });
       });
-      return Promise.race([done, timeout]).finally(() => clearTimeout(timer));
+      return Promise.race([done, timeout]).finally(() => {
+        clearTimeout(timer);
+        if (onAbort) signal?.removeEventListener('abort', onAbort);
+      });
     },
   };
 }

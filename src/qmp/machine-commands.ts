@@ -261,7 +261,9 @@ export function machineCommands(o: MachineCommandsOptions): {
           });
       }),
     migrate_cancel: () => {
-      /* saves and loads here are not cancellable half-way; nothing to do when none runs */
+      // An fd:/exec: stream is given up at once (the guest runs on); file saves and loads are not cancellable
+      // half-way, and with none running there is nothing to do.
+      migration.cancel();
     },
     'query-migrate': () => migration.report(),
   };
