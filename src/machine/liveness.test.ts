@@ -12,14 +12,9 @@ import { join } from 'node:path';
 import { testIf } from '../../test/support/skip.js';
 import { startVm, scratchDir, removeDir, type VmProcess } from '../../test/support/vm-process.js';
 import { waitFor } from '../../test/support/hang-guard.js';
+import { expectCounting, expectPaused } from '../../test/support/counter-ticks.js';
 import { kvmMissing } from '../../kvm/testing/test-guest.js';
-import {
-  buildGuest,
-  patchOutloop,
-  toolchainUnavailable,
-  writeGuestVariant,
-  COUNTER_STATE_ADDR,
-} from '../../examples/guests/build.js';
+import { buildGuest, patchOutloop, toolchainUnavailable, writeGuestVariant } from '../../examples/guests/build.js';
 
 const skip = kvmMissing() ?? (await toolchainUnavailable());
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -27,22 +22,12 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const PROMPT_MS = 10_000;
 
 const dir = scratchDir('tsvmm-liveness-');
-let fileSeq = 0;
 
 /** Runs `act` and returns how long it took in ms. */
 async function timed(act: () => Promise<unknown>): Promise<number> {
   const started = performance.now();
   await act();
   return performance.now() - started;
-}
-
-/** The guest's tick count (u64 at 0x101000), through QMP pmemsave: works whether the guest runs or not. */
-async function ticks(vm: VmProcess): Promise<bigint> {
-  const file = join(dir, `ticks-${fileSeq++}.bin`);
-  await vm.qmp.execute('pmemsave', { val: COUNTER_STATE_ADDR, size: 8, filename: file });
-  const value = readFileSync(file).readBigUInt64LE(0);
-  rmSync(file);
-  return value;
 }
 
 async function quitPromptly(vm: VmProcess): Promise<void> {
@@ -89,17 +74,9 @@ testIf(
       await sleep(100);
       const stopTook = await timed(() => vm.qmp.execute('stop', undefined, PROMPT_MS));
       assert.ok(stopTook < PROMPT_MS, `stop took ${stopTook} ms`);
-      assert.equal(await vm.qmp.execute('query-status'), { running: false, status: 'paused' });
-      const stopped = await ticks(vm);
-      await sleep(300);
-      assert.is(await ticks(vm), stopped, 'the guest is really stopped');
+      const stopped = await expectPaused(vm, dir, 300);
       await vm.qmp.execute('cont', undefined, PROMPT_MS);
-      assert.equal(await vm.qmp.execute('query-status'), { running: true, status: 'running' });
-      const deadline = Date.now() + PROMPT_MS;
-      while ((await ticks(vm)) < stopped + 10n) {
-        if (Date.now() > deadline) assert.unreachable(`the counter stayed at ${stopped} after cont:\n${vm.stderr}`);
-        await sleep(20);
-      }
+      await expectCounting(vm, dir, stopped, 10n, PROMPT_MS);
       // Still serving the flood (nothing was lost or failed: the device is not broken), and stoppable again.
       assert.not.match(vm.stderr, /needs reset|failed/);
       assert.ok((await timed(() => vm.qmp.execute('stop', undefined, PROMPT_MS))) < PROMPT_MS);

@@ -6,7 +6,7 @@
 // power itself off while a client watches.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { testIf } from '../../test/support/skip.js';
 import { startVm, scratchDir, removeDir, type VmProcess } from '../../test/support/vm-process.js';
@@ -14,7 +14,8 @@ import { QmpClient, QmpClientError, type QmpEvent } from '../../test/support/qmp
 import { HANG_GUARD_MS, waitFor } from '../../test/support/hang-guard.js';
 import { repoRoot } from '../../test/support/cc.js';
 import { kvmMissing } from '../../kvm/testing/test-guest.js';
-import { buildGuest, toolchainUnavailable, COUNTER_STATE_ADDR } from '../../examples/guests/build.js';
+import { buildGuest, toolchainUnavailable } from '../../examples/guests/build.js';
+import { counterTicks, expectCounting, expectPaused, ticksReach as reach } from '../../test/support/counter-ticks.js';
 import type { PciInfo } from './pci-query.js';
 
 const skip = kvmMissing() ?? (await toolchainUnavailable());
@@ -26,7 +27,6 @@ const dir = scratchDir('tsvmm-qmp-machine-');
 const serialFile = join(dir, 'serial.txt');
 const secondQmpPath = join(dir, 'second.qmp');
 let session: { vm: VmProcess; second: QmpClient } | null = null;
-let fileSeq = 0;
 
 /** The session's VM, started by the first test that needs it. */
 async function sessionVm(): Promise<{ vm: VmProcess; second: QmpClient }> {
@@ -58,25 +58,9 @@ async function sessionVm(): Promise<{ vm: VmProcess; second: QmpClient }> {
   return session;
 }
 
-/** The guest's tick count, read from guest RAM with pmemsave (works whether the guest runs or not). */
-async function ticks(vm: VmProcess): Promise<bigint> {
-  const file = join(dir, `ticks-${fileSeq++}.bin`);
-  await vm.qmp.execute('pmemsave', { val: COUNTER_STATE_ADDR, size: 8, filename: file });
-  const value = readFileSync(file).readBigUInt64LE(0);
-  rmSync(file);
-  return value;
-}
-
-/** Waits until the tick count reaches `value`; returns it. */
-async function ticksReach(vm: VmProcess, value: bigint, timeoutMs = HANG_GUARD_MS): Promise<bigint> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const now = await ticks(vm);
-    if (now >= value) return now;
-    if (Date.now() > deadline) throw new Error(`the counter stayed at ${now}, wanted ${value}:\n${vm.stderr}`);
-    await sleep(20);
-  }
-}
+// The counter helpers, bound to this file's scratch directory.
+const ticks = (vm: VmProcess) => counterTicks(vm, dir);
+const ticksReach = (vm: VmProcess, value: bigint) => reach(vm, dir, value);
 
 /** The QMP error a command fails with (the test fails if it succeeds). */
 async function refusal(vm: VmProcess, command: string, args?: Record<string, unknown>): Promise<QmpClientError> {
@@ -127,10 +111,7 @@ testIf(
     await vm.qmp.execute('stop');
     await eventAfter(vm.qmp, marks[0], 'STOP');
     await eventAfter(second, marks[1], 'STOP');
-    assert.equal(await vm.qmp.execute('query-status'), { running: false, status: 'paused' });
-    const paused = await ticks(vm);
-    await sleep(150); // 150 PIT periods
-    assert.is(await ticks(vm), paused, 'no tick while paused');
+    await expectPaused(vm, dir);
   },
 );
 
@@ -141,8 +122,7 @@ testIf(test, skip, 'qmp machine: cont sends RESUME to every QMP socket and the c
   await vm.qmp.execute('cont');
   await eventAfter(vm.qmp, marks[0], 'RESUME');
   await eventAfter(second, marks[1], 'RESUME');
-  assert.equal(await vm.qmp.execute('query-status'), { running: true, status: 'running' });
-  await ticksReach(vm, paused + 50n);
+  await expectCounting(vm, dir, paused, 50n);
 });
 
 testIf(
