@@ -10,6 +10,7 @@ import { testIf } from '../../test/support/skip.js';
 import { cprTransfer, startVm, scratchDir, removeDir, type VmProcess } from '../../test/support/vm-process.js';
 import { QmpClientError } from '../../test/support/qmp-client.js';
 import { HANG_GUARD_MS, waitFor } from '../../test/support/hang-guard.js';
+import { vcpuReport } from '../../test/support/vcpu-report.js';
 import { runTsvmm } from '../../test/support/tsvmm.js';
 import { kvmMissing } from '../../kvm/testing/test-guest.js';
 import { buildGuest, toolchainUnavailable, COUNTER_STATE_ADDR, readSmpCounters } from '../../examples/guests/build.js';
@@ -332,15 +333,21 @@ testIf(
         startTicks.every((t, i) => t >= readSmpCounters(ramBefore, 2)[i]),
         'the counts carried over',
       );
-      // Every vCPU counts on: the smaller of the two counts' progress reaches 1.
+      // Every vCPU counts on: the smaller of the two counts' progress reaches 1. A failure says each vCPU's progress
+      // and what its thread was doing (halted in KVM, spinning in the guest, or outside KVM_RUN): seen once in CI.
+      let progress: bigint[] = [];
       await until(
         async () => {
           const later = readSmpCounters(await guestRam(next, dir, STATE_PAGE_END), 2);
-          return later.map((t, i) => t - startTicks[i]).reduce(minBig);
+          progress = later.map((t, i) => t - startTicks[i]);
+          return progress.reduce(minBig);
         },
         1n,
         `the least progress of the vCPUs' counts after ${startTicks}`,
-      );
+      ).catch(async (e: Error) => {
+        e.message += ` (progress per vCPU: ${progress})\n${await vcpuReport(next)}`;
+        throw e;
+      });
       const timings = await next.qmp.execute('x-query-cpr-timings');
       assert.type(timings['pause-us'], 'number');
       await quit(old);
