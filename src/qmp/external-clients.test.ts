@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { testIf } from '../../test/support/skip.js';
+import { HANG_GUARD_MS } from '../../test/support/hang-guard.js';
 import { QmpServer } from './server.js';
 import { connectRaw, type RawClient } from './test-client.js';
 
@@ -177,8 +178,24 @@ const SAME_AS_QEMU: Array<string | Buffer> = [
   '{"execute": "stop", "arguments": {}}',
 ];
 
+/**
+ * Connects once the socket listens. QEMU creates its socket file (bind) a moment before it listens, and a connect in
+ * between is refused: on a loaded machine startQemu's wait for the file ends inside that window.
+ */
+async function connectWhenListening(path: string): Promise<RawClient> {
+  const deadline = Date.now() + HANG_GUARD_MS;
+  for (;;) {
+    try {
+      return await connectRaw(path);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ECONNREFUSED' || Date.now() > deadline) throw e;
+      await sleep(10);
+    }
+  }
+}
+
 async function transcript(path: string): Promise<string[]> {
-  const client: RawClient = await connectRaw(path);
+  const client: RawClient = await connectWhenListening(path);
   const lines: string[] = [];
   await client.nextLine(10_000); // greetings differ by design
   for (const input of SAME_AS_QEMU) {
