@@ -8,9 +8,10 @@
 // The guest's pause is therefore steps 3 only: no process start-up, no RAM mapping, no file I/O.
 import type { Machine } from '../../src/machine/machine.js';
 import type { MachineRam } from '../../src/memory/config.js';
-import { openGuestRamFromRecord } from '../../src/memory/config.js';
-import type { BackendRecord } from '../../src/memory/backend.js';
-import { close as closeFd } from '../../src/sys/libc.js';
+import { attachGuestRam } from '../../src/memory/config.js';
+import { openBackendFromRecord } from '../../src/memory/backends.js';
+import type { BackendRecord, RamBackend } from '../../src/memory/backend.js';
+import { closeAll } from '../../src/sys/socket.js';
 import { collectGarbage } from '../../src/sys/gc.js';
 import { CprChannel } from './channel.js';
 import {
@@ -28,7 +29,7 @@ import { CprError } from './reboot.js';
 import { vfioHandover } from '../../src/machine/vfio-cpr.js';
 import { DRIVE_FD_PREFIX } from '../../src/machine/virtio-plan.js';
 import { applyRestore } from './apply-restore.js';
-import { fdsKeptAcrossExec, setInheritedFds } from '../../src/sys/exec-fds.js';
+import { closeUnclaimedInheritedFds, fdsKeptAcrossExec, setInheritedFds } from '../../src/sys/exec-fds.js';
 import { PhaseClock, nowUs, type PhaseMark } from './timings.js';
 import type { MigrationController } from './migration.js';
 
@@ -202,9 +203,29 @@ export async function transferIn(
       !driveNames?.every((name) => name.startsWith(DRIVE_FD_PREFIX)) ||
       first.fds.length !== 1 + tapNames.length + vfioNames.length + driveNames.length
     ) {
-      for (const fd of first.fds) closeFd(fd);
+      closeAll(first.fds);
       throw new CprError(`cpr channel: expected the RAM hand-over (protocol ${PROTOCOL}), got '${first.type}'`);
     }
+    // Until the RAM is mapped every fd received is this function's to close on failure: a refused hand-over leaves
+    // the process with the fds it had (the backend takes the RAM fd only once it is created, see openBackendFromRecord).
+    let backend: RamBackend;
+    try {
+      if (header.record.kind === 'anon')
+        throw new CprError('cpr channel: the RAM record is anonymous memory, which no file descriptor carries');
+      backend = clock.time('map-ram', () => openBackendFromRecord(header.record!, { fd: first.fds[0] }));
+    } catch (e) {
+      closeAll(first.fds);
+      throw e;
+    }
+    // attachGuestRam closes the backend (and its fd) itself if it fails.
+    ram = (() => {
+      try {
+        return attachGuestRam(backend);
+      } catch (e) {
+        closeAll(first.fds.slice(1));
+        throw e;
+      }
+    })();
     for (const [i, name] of tapNames.entries()) taps.set(name, first.fds[1 + i]);
     // The VFIO container, groups and devices: the machine's plan adopts them (src/machine/vfio-plan.ts).
     setInheritedFds(vfioNames.map((name, i) => ({ name, fd: first.fds[1 + tapNames.length + i] })));
@@ -212,12 +233,6 @@ export async function transferIn(
     const drivesAt = 1 + tapNames.length + vfioNames.length;
     setInheritedFds(driveNames.map((name, i) => ({ name, fd: first.fds[drivesAt + i] })));
     config = first.payload ?? new Uint8Array(0);
-    try {
-      ram = clock.time('map-ram', () => openGuestRamFromRecord(header.record!, { fd: first.fds[0] }));
-    } catch (e) {
-      for (const fd of taps.values()) closeFd(fd);
-      throw e;
-    }
   } catch (e) {
     channel.close();
     throw e;
@@ -242,6 +257,8 @@ export async function transferIn(
         // Blocking, spinning first: the state follows within a few milliseconds, nothing else should run before it is
         // applied, and a sleeping thread's wake-up would add to the guest's pause.
         const state = channel.receiveSync(STEP_TIMEOUT_MS, STATE_SPIN_MICROS);
+        // The state carries no fds; any that came with it are the old process's mistake, not this one's to keep.
+        closeAll(state.fds);
         if (state.type !== 'state' || !state.payload)
           throw new CprError(`cpr channel: expected the guest state, got '${state.type}'`);
         const oldMarks = (state.header as { marks?: PhaseMark[] } | undefined)?.marks ?? [];
@@ -254,6 +271,8 @@ export async function transferIn(
         channel.send({ type: 'resumed', header: { marks: clock.marks } });
         return [...oldMarks, ...clock.marks];
       } catch (e) {
+        // Passed-through functions' fds the machine did not adopt (it has no such device) go with the refusal.
+        closeUnclaimedInheritedFds();
         try {
           channel.send({ type: 'failed', header: { error: (e as Error).message } });
         } catch {
