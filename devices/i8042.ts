@@ -6,7 +6,16 @@
 // the way QEMU's do, so guests probing the keyboard and the mouse (Linux i8042/atkbd/psmouse) see real hardware.
 // The controller's pulse-reset line is wired to MachineControl.reset. The A20 gate is recorded in the output port
 // only: under KVM A20 is always enabled.
-import { array, bool, u8, clearRecord, type Descriptor, type StateOf } from '../cpr/vmstate/vmstate.js';
+import {
+  array,
+  bool,
+  u8,
+  clearRecord,
+  within,
+  withHooks,
+  type Descriptor,
+  type StateOf,
+} from '../cpr/vmstate/vmstate.js';
 import type { AccessSize, IoHandler, IoRegion, IrqLine, MachineControl } from '../src/bus/types.js';
 import { singleRecordDevice } from './registration.js';
 
@@ -134,43 +143,55 @@ const CTRL_AUX = 2; // delivered as mouse data (IRQ 12)
 const NO_PENDING_COMMAND = 0; // no command waits for its data byte (0 is never such a command)
 
 /** What the controller and both PS/2 devices remember. */
-export const i8042State = {
-  name: 'i8042',
-  version: 1,
-  minVersion: 1,
-  fields: [
-    u8('status'), // status register
-    u8('mode'), // controller command byte
-    u8('outport'), // output port (reset line, A20)
-    u8('writeCmd'), // controller command waiting for its byte at 0x60
-    u8('ctrlPending'), // CTRL_*: a controller reply waits
-    u8('ctrlData'), // that reply
-    u8('obSource'), // SRC_*: source of the byte signalled by STAT_OBF
-    u8('obData'), // last byte read from 0x60 (read again when nothing new is there)
-    bool('kbdIrqLevel'), // levels driven on IRQ 1 and IRQ 12
-    bool('auxIrqLevel'),
-    // PS/2 keyboard
-    array('kbdQueue', 'u8', KBD_RING),
-    u8('kbdHead'),
-    u8('kbdCount'),
-    u8('kbdReplies'), // how many bytes at the head are replies to the last command
-    u8('kbdWriteCmd'), // keyboard command waiting for its parameter byte
-    bool('kbdScanEnabled'),
-    u8('kbdScancodeSet'), // 1, 2 or 3
-    u8('kbdLeds'),
-    // PS/2 mouse
-    array('auxQueue', 'u8', AUX_RING),
-    u8('auxHead'),
-    u8('auxCount'),
-    u8('auxWriteCmd'), // mouse command waiting for its parameter byte
-    u8('auxStatus'), // AUX_STATUS_* bits
-    u8('auxResolution'),
-    u8('auxSampleRate'),
-    bool('auxWrap'),
-    u8('auxType'), // 0 = PS/2, 3 = IMPS/2, 4 = IMEX
-    u8('auxDetectState'), // progress through the IntelliMouse knock sequence
-  ],
-} as const satisfies Descriptor;
+export const i8042State = withHooks(
+  {
+    name: 'i8042',
+    version: 1,
+    minVersion: 1,
+    fields: [
+      u8('status'), // status register
+      u8('mode'), // controller command byte
+      u8('outport'), // output port (reset line, A20)
+      u8('writeCmd'), // controller command waiting for its byte at 0x60
+      u8('ctrlPending'), // CTRL_*: a controller reply waits
+      u8('ctrlData'), // that reply
+      u8('obSource'), // SRC_*: source of the byte signalled by STAT_OBF
+      u8('obData'), // last byte read from 0x60 (read again when nothing new is there)
+      bool('kbdIrqLevel'), // levels driven on IRQ 1 and IRQ 12
+      bool('auxIrqLevel'),
+      // PS/2 keyboard
+      array('kbdQueue', 'u8', KBD_RING),
+      u8('kbdHead'),
+      u8('kbdCount'),
+      u8('kbdReplies'), // how many bytes at the head are replies to the last command
+      u8('kbdWriteCmd'), // keyboard command waiting for its parameter byte
+      bool('kbdScanEnabled'),
+      u8('kbdScancodeSet'), // 1, 2 or 3
+      u8('kbdLeds'),
+      // PS/2 mouse
+      array('auxQueue', 'u8', AUX_RING),
+      u8('auxHead'),
+      u8('auxCount'),
+      u8('auxWriteCmd'), // mouse command waiting for its parameter byte
+      u8('auxStatus'), // AUX_STATUS_* bits
+      u8('auxResolution'),
+      u8('auxSampleRate'),
+      bool('auxWrap'),
+      u8('auxType'), // 0 = PS/2, 3 = IMPS/2, 4 = IMEX
+      u8('auxDetectState'), // progress through the IntelliMouse knock sequence
+    ],
+  } as const satisfies Descriptor,
+  {
+    // Both queues are rings indexed by head and count: out of range they would read and write past the ring.
+    check(s) {
+      within(s.kbdHead, KBD_RING - 1, 'kbdHead', `the keyboard ring holds ${KBD_RING} bytes`);
+      within(s.kbdCount, KBD_RING, 'kbdCount', `the keyboard ring holds ${KBD_RING} bytes`);
+      within(s.kbdReplies, s.kbdCount, 'kbdReplies', 'replies are bytes in the keyboard ring');
+      within(s.auxHead, AUX_RING - 1, 'auxHead', `the mouse ring holds ${AUX_RING} bytes`);
+      within(s.auxCount, AUX_RING, 'auxCount', `the mouse ring holds ${AUX_RING} bytes`);
+    },
+  },
+);
 
 export type I8042State = StateOf<typeof i8042State>;
 

@@ -11,7 +11,17 @@
 // happened in (checkedNs, now]. So nothing needs a host timer unless an interrupt is enabled, and then
 // `pollTimers` says when the next one is due. Several events that fall between two polls coalesce into one flag,
 // as QEMU's default lost-tick policy ("discard") does.
-import { array, bool, i64, u8, clearRecord, type Descriptor, type StateOf } from '../cpr/vmstate/vmstate.js';
+import {
+  array,
+  bool,
+  i64,
+  u8,
+  clearRecord,
+  within,
+  withHooks,
+  type Descriptor,
+  type StateOf,
+} from '../cpr/vmstate/vmstate.js';
 import type { AccessSize, HostClock, IoHandler, IoRegion, IrqLine } from '../src/bus/types.js';
 import { KiB, MiB } from '../src/util/sizes.js';
 import { singleRecordDevice } from './registration.js';
@@ -110,19 +120,27 @@ const CMOS_CHECKSUM_HI = 0x2e; // ... and is stored big-endian at 0x2E/0x2F
 const CMOS_CHECKSUM_LO = 0x2f;
 
 /** What the RTC remembers. Everything mutable is here: each thread's `Rtc` instance is only a view. */
-export const rtcState = {
-  name: 'mc146818rtc',
-  version: 1,
-  minVersion: 1,
-  fields: [
-    array('cmos', 'u8', CMOS_SIZE), // CMOS bytes; clock registers hold the frozen time while the clock is stopped
-    u8('index'), // the byte selected through port 0x70
-    bool('nmiDisabled'), // bit 7 of the last index write
-    bool('eventsPrimed'), // false until checkedNs has been set from a clock reading
-    i64('offsetNs'), // guest RTC time = host CLOCK_REALTIME + offsetNs
-    i64('checkedNs'), // guest time up to which PF/UF/AF in register C are current
-  ],
-} as const satisfies Descriptor;
+export const rtcState = withHooks(
+  {
+    name: 'mc146818rtc',
+    version: 1,
+    minVersion: 1,
+    fields: [
+      array('cmos', 'u8', CMOS_SIZE), // CMOS bytes; clock registers hold the frozen time while the clock is stopped
+      u8('index'), // the byte selected through port 0x70
+      bool('nmiDisabled'), // bit 7 of the last index write
+      bool('eventsPrimed'), // false until checkedNs has been set from a clock reading
+      i64('offsetNs'), // guest RTC time = host CLOCK_REALTIME + offsetNs
+      i64('checkedNs'), // guest time up to which PF/UF/AF in register C are current
+    ],
+  } as const satisfies Descriptor,
+  {
+    // Port 0x70 keeps only the index bits (the NMI bit is its own field): a larger index is past the CMOS bytes.
+    check(s) {
+      within(s.index, INDEX_MASK, 'index', `the CMOS has ${CMOS_SIZE} bytes`);
+    },
+  },
+);
 
 export type RtcState = StateOf<typeof rtcState>;
 

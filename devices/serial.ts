@@ -23,7 +23,18 @@
 // IRQ: QEMU raises the line whenever an enabled interrupt is pending and ignores MCR.OUT2; that is the default here.
 // `out2GatesIrq: true` models a real PC board instead, where OUT2 enables the IRQ driver (and loopback disconnects
 // OUT2 from the pin, so no IRQ reaches the PIC in loopback mode).
-import { u8, u16, u64, bool, bytes, clearRecord, type Descriptor, type StateOf } from '../cpr/vmstate/vmstate.js';
+import {
+  u8,
+  u16,
+  u64,
+  bool,
+  bytes,
+  clearRecord,
+  within,
+  withHooks,
+  type Descriptor,
+  type StateOf,
+} from '../cpr/vmstate/vmstate.js';
 import type { AccessSize, CharOut, HostClock, IoHandler, IrqLine } from '../src/bus/types.js';
 import type { CharSpec } from '../src/chardev/spec.js';
 import { type OpenChardev, pioRegion, singleRecordDevice } from './registration.js';
@@ -126,30 +137,39 @@ export const COM_PORTS = [
 ] as const;
 
 /** Everything a checkpoint needs to resume the UART exactly. */
-export const serialState = {
-  name: 'serial-16550a',
-  version: 1,
-  minVersion: 1,
-  fields: [
-    u8('rbr'), // receive buffer when the FIFO is disabled
-    u8('ier'),
-    u8('fcr'), // the sticky FCR bits
-    u8('lcr'),
-    u8('mcr'),
-    u8('lsr'),
-    u8('msr'), // modem inputs (high nibble) and delta bits (low nibble)
-    u8('scr'),
-    u16('divisor'),
-    u8('rxHead'), // index of the oldest byte in rxFifo
-    u8('rxCount'), // bytes in rxFifo
-    bytes('rxFifo', FIFO_SIZE), // circular: all 16 bytes are saved
-    bool('thrIPending'), // THR-empty interrupt latched (cleared by an IIR read that reports it, or a THR write)
-    bool('timeoutIPending'), // character-timeout interrupt latched (cleared by an RBR read)
-    bool('timeoutArmed'), // a character-timeout deadline is running
-    bool('irqLevel'), // the level we last drove on the IRQ line
-    u64('timeoutDeadlineNs'), // CLOCK_MONOTONIC deadline; re-based by restored() in a new process
-  ],
-} as const satisfies Descriptor;
+export const serialState = withHooks(
+  {
+    name: 'serial-16550a',
+    version: 1,
+    minVersion: 1,
+    fields: [
+      u8('rbr'), // receive buffer when the FIFO is disabled
+      u8('ier'),
+      u8('fcr'), // the sticky FCR bits
+      u8('lcr'),
+      u8('mcr'),
+      u8('lsr'),
+      u8('msr'), // modem inputs (high nibble) and delta bits (low nibble)
+      u8('scr'),
+      u16('divisor'),
+      u8('rxHead'), // index of the oldest byte in rxFifo
+      u8('rxCount'), // bytes in rxFifo
+      bytes('rxFifo', FIFO_SIZE), // circular: all 16 bytes are saved
+      bool('thrIPending'), // THR-empty interrupt latched (cleared by an IIR read that reports it, or a THR write)
+      bool('timeoutIPending'), // character-timeout interrupt latched (cleared by an RBR read)
+      bool('timeoutArmed'), // a character-timeout deadline is running
+      bool('irqLevel'), // the level we last drove on the IRQ line
+      u64('timeoutDeadlineNs'), // CLOCK_MONOTONIC deadline; re-based by restored() in a new process
+    ],
+  } as const satisfies Descriptor,
+  {
+    // The FIFO is indexed with these: a head past it would read undefined, a count past it a negative room.
+    check(s) {
+      within(s.rxHead, FIFO_SIZE - 1, 'rxHead', `the FIFO holds ${FIFO_SIZE} bytes`);
+      within(s.rxCount, FIFO_SIZE, 'rxCount', `the FIFO holds ${FIFO_SIZE} bytes`);
+    },
+  },
+);
 
 export type SerialState = StateOf<typeof serialState>;
 

@@ -265,6 +265,8 @@ interface DecodeContext {
   readonly dst: Uint8Array;
   /** postLoad hooks to run on the live record, in order: where the state is (steps from the root) and the version. */
   readonly hooks: { hooks: Hooks; steps: readonly (string | number)[]; version: number }[];
+  /** check hooks to run on the decoded scratch record before anything is committed (same shape). */
+  readonly checks: { hooks: Hooks; steps: readonly (string | number)[]; version: number }[];
 }
 
 function fail(ctx: DecodeContext, path: string, problem: string): never {
@@ -332,14 +334,25 @@ export function prepareDecode<D extends Descriptor>(
     undefined,
     scratch.record,
   );
+  for (const { hooks, steps, version } of ctx.checks) {
+    try {
+      hooks.check!(stateAt(scratch.record, steps), version);
+    } catch (e) {
+      const where = steps.length ? ` at ${steps.join('.')}` : '';
+      throw new VmstateError(`vmstate ${descriptor.name}${where}: ${(e as Error).message}`);
+    }
+  }
   return () => {
     live.set(scratch.bytes);
-    for (const { hooks, steps, version } of ctx.hooks) {
-      let state: unknown = rec;
-      for (const step of steps) state = (state as Record<string, unknown>)[step];
-      hooks.postLoad!(state, version);
-    }
+    for (const { hooks, steps, version } of ctx.hooks) hooks.postLoad!(stateAt(rec, steps), version);
   };
+}
+
+/** The nested state `steps` lead to from a record (a struct field, a struct array element). */
+function stateAt(rec: unknown, steps: readonly (string | number)[]): unknown {
+  let state = rec;
+  for (const step of steps) state = (state as Record<string, unknown>)[step];
+  return state;
 }
 
 /** The stream as plain JSON: bigints as numbers when safe else strings, byte arrays as hex, subsections by name. */
@@ -375,7 +388,14 @@ function decodeScratch(
 ): DecodeContext {
   const layout = layoutOf(descriptor);
   checkDescriptor(layout);
-  const ctx: DecodeContext = { root: descriptor.name, src: bytes, pos: 0, dst: new Uint8Array(scratch), hooks: [] };
+  const ctx: DecodeContext = {
+    root: descriptor.name,
+    src: bytes,
+    pos: 0,
+    dst: new Uint8Array(scratch),
+    hooks: [],
+    checks: [],
+  };
   if (!Number.isInteger(streamVersion)) fail(ctx, '', `stream version ${streamVersion} is not an integer`);
   checkVersion(ctx, '', descriptor.name, streamVersion, descriptor.minVersion, descriptor.version);
   decodeBody(
@@ -448,8 +468,10 @@ function decodeBody(
       (json.$subsections as Json)[name] = subJson;
     }
     if (entry.subsection.postLoad) ctx.hooks.push({ hooks: entry.subsection, steps, version: subVersion });
+    if (entry.subsection.check) ctx.checks.push({ hooks: entry.subsection, steps, version: subVersion });
   }
   if (layout.descriptor.postLoad) ctx.hooks.push({ hooks: layout.descriptor, steps, version });
+  if (layout.descriptor.check) ctx.checks.push({ hooks: layout.descriptor, steps, version });
 }
 
 function decodeFields(

@@ -72,6 +72,18 @@ export interface Hooks<S = any> {
   readonly preSave?: (state: S) => void;
   /** Runs after a stream was fully validated and copied into the record; `streamVersion` is what wrote it. */
   readonly postLoad?: (state: S, streamVersion: number) => void;
+  /**
+   * Refuses a record that decoded but cannot be right — an index beyond its array, a count beyond its capacity —
+   * by throwing (see `within`). It sees the decoded copy before the live record changes, so a refused checkpoint
+   * leaves the device as it was: a restore checks every section this way before it commits any.
+   */
+  readonly check?: (state: S, streamVersion: number) => void;
+}
+
+/** For `check` hooks: refuses `value` unless it is an integer in 0..max, naming the field and the limit's reason. */
+export function within(value: number, max: number, field: string, why: string): void {
+  if (!Number.isInteger(value) || value < 0 || value > max)
+    throw new VmstateError(`field '${field}' is ${value}, beyond ${max} (${why})`);
 }
 
 export interface Descriptor<

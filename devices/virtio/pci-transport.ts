@@ -24,6 +24,8 @@ import {
   bytes,
   struct,
   structArray,
+  within,
+  withHooks,
   type Descriptor,
   type StateOf,
 } from '../../cpr/vmstate/vmstate.js';
@@ -157,29 +159,43 @@ export const VIRTIO_PCI_TRANSPORT_FEATURES =
 
 // ---- state ------------------------------------------------------------------------------------------------------
 
-export const virtioPciState = {
-  name: 'virtio-pci',
-  version: 1,
-  minVersion: 1,
-  fields: [
-    bytes('config', P.PCIE_CONFIG_SPACE_SIZE),
-    ...msixFields(VIRTIO_PCI_MAX_VECTORS),
-    u32('deviceFeatureSelect'),
-    u32('driverFeatureSelect'),
-    u64('driverFeatures'),
-    u8('status'),
-    u8('configGeneration'),
-    u8('isr'),
-    u16('configMsixVector'),
-    u16('queueSelect'),
-    // Bumped on every activation, reset and failure: the I/O thread (re)builds its queues when it moves.
-    u32('activation'),
-    bool('active'),
-    // Each queue's configuration and ring progress (devices/virtio/queue.ts's record) and its MSI-X vector.
-    structArray('queues', virtqueueStateDescriptor, VIRTIO_PCI_MAX_QUEUES),
-    array('queueMsixVectors', 'u16', VIRTIO_PCI_MAX_QUEUES),
-  ],
-} as const satisfies Descriptor;
+export const virtioPciState = withHooks(
+  {
+    name: 'virtio-pci',
+    version: 1,
+    minVersion: 1,
+    fields: [
+      bytes('config', P.PCIE_CONFIG_SPACE_SIZE),
+      ...msixFields(VIRTIO_PCI_MAX_VECTORS),
+      u32('deviceFeatureSelect'),
+      u32('driverFeatureSelect'),
+      u64('driverFeatures'),
+      u8('status'),
+      u8('configGeneration'),
+      u8('isr'),
+      u16('configMsixVector'),
+      u16('queueSelect'),
+      // Bumped on every activation, reset and failure: the I/O thread (re)builds its queues when it moves.
+      u32('activation'),
+      bool('active'),
+      // Each queue's configuration and ring progress (devices/virtio/queue.ts's record) and its MSI-X vector.
+      structArray('queues', virtqueueStateDescriptor, VIRTIO_PCI_MAX_QUEUES),
+      array('queueMsixVectors', 'u16', VIRTIO_PCI_MAX_QUEUES),
+    ],
+  } as const satisfies Descriptor,
+  {
+    // The driver can only select a vector of the MSI-X table (the register write keeps NO_VECTOR otherwise), and
+    // an interrupt is sent to the vector a record names.
+    check(s) {
+      const vector = (v: number, field: string) => {
+        if (v !== VIRTIO_MSI_NO_VECTOR)
+          within(v, VIRTIO_PCI_MAX_VECTORS - 1, field, `the MSI-X table has at most ${VIRTIO_PCI_MAX_VECTORS} vectors`);
+      };
+      vector(s.configMsixVector, 'configMsixVector');
+      s.queueMsixVectors.forEach((v, q) => vector(v, `queueMsixVectors[${q}]`));
+    },
+  },
+);
 
 export type VirtioPciRecord = StateOf<typeof virtioPciState>;
 

@@ -24,7 +24,17 @@
 // used index we read `used_event`/flags to decide on an interrupt, and after publishing `avail_event` we re-read
 // the available index. Both places call `fullBarrier()`, an Atomics read-modify-write on a private
 // SharedArrayBuffer, which V8 compiles to a locked instruction (a full fence on x86).
-import { u16, u64, bool, clearRecord, type Descriptor, type StateOf } from '../../cpr/vmstate/vmstate.js';
+import {
+  u16,
+  u64,
+  bool,
+  clearRecord,
+  within,
+  withHooks,
+  VmstateError,
+  type Descriptor,
+  type StateOf,
+} from '../../cpr/vmstate/vmstate.js';
 import type { GuestMemory } from '../../src/memory/guest-memory.js';
 import {
   VIRTIO_F_RING_EVENT_IDX,
@@ -85,22 +95,35 @@ export function vringNeedEvent(eventIdx: number, newIdx: number, oldIdx: number)
  * configuration (queue_size, queue_enable, queue_desc/driver/device) and embeds this descriptor, e.g. as
  * `structArray('queues', virtqueueStateDescriptor, n)`.
  */
-export const virtqueueStateDescriptor = {
-  name: 'virtqueue',
-  version: 1,
-  minVersion: 1,
-  fields: [
-    u64('descAddr'), // guest-physical address of the descriptor table (queue_desc)
-    u64('availAddr'), // the available ring (queue_driver)
-    u64('usedAddr'), // the used ring (queue_device)
-    u16('size'), // queue size the driver chose (queue_size)
-    u16('lastAvailIdx'), // free-running count of available entries consumed by the device
-    u16('usedIdx'), // free-running used index the device has published
-    u16('signalledUsed'), // usedIdx when the last interrupt decision was taken (EVENT_IDX's old_idx)
-    bool('ready'), // queue_enable was written 1
-    bool('signalledUsedValid'), // signalledUsed means something (false after reset: the first push always interrupts)
-  ],
-} as const satisfies Descriptor;
+export const virtqueueStateDescriptor = withHooks(
+  {
+    name: 'virtqueue',
+    version: 1,
+    minVersion: 1,
+    fields: [
+      u64('descAddr'), // guest-physical address of the descriptor table (queue_desc)
+      u64('availAddr'), // the available ring (queue_driver)
+      u64('usedAddr'), // the used ring (queue_device)
+      u16('size'), // queue size the driver chose (queue_size)
+      u16('lastAvailIdx'), // free-running count of available entries consumed by the device
+      u16('usedIdx'), // free-running used index the device has published
+      u16('signalledUsed'), // usedIdx when the last interrupt decision was taken (EVENT_IDX's old_idx)
+      bool('ready'), // queue_enable was written 1
+      bool('signalledUsedValid'), // signalledUsed means something (false after reset: the first push always interrupts)
+    ],
+  } as const satisfies Descriptor,
+  {
+    // An enabled queue was checked when the driver enabled it (layout()): its size is a power of two, and the
+    // device never has more chains taken and not yet used than the ring holds. A disabled one may hold anything
+    // the driver wrote; layout() checks it when it is enabled.
+    check(s) {
+      if (!s.ready) return;
+      if (!isPowerOfTwo(s.size) || s.size > VIRTQ_MAX_SIZE)
+        throw new VmstateError(`field 'size' is ${s.size}: an enabled queue's is a power of two ≤ ${VIRTQ_MAX_SIZE}`);
+      within((s.lastAvailIdx - s.usedIdx) & 0xffff, s.size, 'lastAvailIdx - usedIdx', 'chains in flight fit the ring');
+    },
+  },
+);
 
 export type VirtqueueState = StateOf<typeof virtqueueStateDescriptor>;
 
