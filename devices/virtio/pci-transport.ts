@@ -192,7 +192,7 @@ export const virtioPciState = withHooks(
           within(v, VIRTIO_PCI_MAX_VECTORS - 1, field, `the MSI-X table has at most ${VIRTIO_PCI_MAX_VECTORS} vectors`);
       };
       vector(s.configMsixVector, 'configMsixVector');
-      s.queueMsixVectors.forEach((v, q) => vector(v, `queueMsixVectors[${q}]`));
+      for (const [q, v] of s.queueMsixVectors.entries()) vector(v, `queueMsixVectors[${q}]`);
     },
   },
 );
