@@ -117,6 +117,33 @@ export interface RestoreOptions {
   cpuid?: boolean;
 }
 
+/**
+ * Refuses (VcpuStateError) a state this vCPU cannot take, without changing the vCPU: what restoreVcpuState would
+ * otherwise find out only half-way, after the registers before it are set — an MSR that KVM does not list
+ * (KVM_GET_MSR_INDEX_LIST: KVM_SET_MSRS refuses it), a TSC rate KVM cannot scale to, a LAPIC without an in-kernel
+ * irqchip. Values within an MSR KVM lists are KVM's to judge: a restore that
+ * KVM still refuses is undone by its caller (cpr/flows/snapshot.ts).
+ */
+export function checkVcpuState(v: VcpuRegisters, s: VcpuState): void {
+  const listed = new Set(v.features.msrIndices);
+  const unknown = s.msrs.filter((m) => !listed.has(m.index)).map((m) => m.index);
+  if (unknown.length > 0)
+    throw new VcpuStateError(
+      v.id,
+      `the state has MSR${unknown.length > 1 ? 's' : ''} ${unknown.slice(0, 8).map(hex).join(', ')}${unknown.length > 8 ? ', …' : ''}, which this KVM does not list (KVM_GET_MSR_INDEX_LIST)`,
+    );
+  if (s.tscKhz !== null && v.features.getTscKhz && !v.features.tscControl) {
+    const current = v.getTscKhz();
+    if (Math.abs(current - s.tscKhz) > Math.round(s.tscKhz * TSC_KHZ_TOLERANCE))
+      throw new VcpuStateError(
+        v.id,
+        `guest TSC runs at ${s.tscKhz} kHz, this host at ${current} kHz, and KVM cannot scale it`,
+      );
+  }
+  if (s.lapic && v.tryGetLapic() === null)
+    throw new VcpuStateError(v.id, 'state has a LAPIC but this VM has no in-kernel irqchip');
+}
+
 export function restoreVcpuState(v: VcpuRegisters, s: VcpuState, { cpuid = true }: RestoreOptions = {}): void {
   const f = v.features;
 

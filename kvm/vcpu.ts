@@ -31,7 +31,13 @@ import {
   XSAVE_MIN_SIZE,
 } from './bindings/codec-vcpu.js';
 import { encodeEnableCap } from './bindings/codec-vm.js';
-import { saveVcpuState, restoreVcpuState, type RestoreOptions, type VcpuRegisters } from './vcpu-state.js';
+import {
+  saveVcpuState,
+  restoreVcpuState,
+  checkVcpuState,
+  type RestoreOptions,
+  type VcpuRegisters,
+} from './vcpu-state.js';
 import type { VcpuFeatures } from './vcpu-features.js';
 import type {
   Regs,
@@ -375,6 +381,11 @@ export class Vcpu implements VcpuRegisters {
    */
   setState(state: VcpuState, options?: RestoreOptions): void {
     restoreVcpuState(this, state, options);
+  }
+
+  /** Refuses a state setState would fail on part-way (see checkVcpuState); changes nothing. */
+  checkState(state: VcpuState): void {
+    checkVcpuState(this, state);
   }
 
   // ---- teardown ---------------------------------------------------------------------------------------------

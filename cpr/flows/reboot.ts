@@ -259,7 +259,9 @@ export function loadFromFile(
   }
   const parts = machine.parts();
   const checkpoint = clock.time('read-verify', () => readCheckpoint(path));
-  const prepared = clock.time('check-state', () => prepareRestore(parts, checkpoint.sections, scratch));
+  const prepared = clock.time('check-state', () =>
+    prepareRestore(parts, checkpoint.sections, scratch, { loadRam: (clock) => loadRam(clock) }),
+  );
   if (!checkpoint.ram && !parts.ram.backend.shared && !inherited) {
     throw new CheckpointError(
       `checkpoint ${path} has no RAM section, and this VM's RAM (${parts.ram.backend.kind}) does not hold the guest's memory: use the same persistent shared memory backend as the saving VM`,
@@ -267,7 +269,9 @@ export function loadFromFile(
   }
   const old = checkpoint.sections.find((s) => s.kind === 'timings' && s.name === TIMINGS_SECTION);
   const oldMarks = inherited?.marks ?? (old ? (parseJsonSection(old) as PhaseMark[]) : []);
-  if (checkpoint.ram) {
+  // Guest RAM is written inside the commit, once KVM took the vCPUs and chips (see RestoreOptions.loadRam).
+  function loadRam(clock: PhaseClock): void {
+    if (!checkpoint.ram) return;
     clock.time('load-ram', () => {
       const reader = openRam(checkpoint);
       try {

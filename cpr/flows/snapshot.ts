@@ -31,6 +31,7 @@ import {
   describeConfigDifference,
 } from '../machine-state/index.js';
 import type { PhaseClock } from './timings.js';
+import { undoPoint, type UndoPoint } from './undo-point.js';
 import type { VcpuState, IrqchipState, PitState2 } from '../../kvm/bindings/types.js';
 import { warmVcpuStateDecoders } from '../../kvm/vcpu-state.js';
 
@@ -165,10 +166,25 @@ export function configSection(parts: MachineParts, scratch: SnapshotScratch): Se
   return scratch.configSection.section;
 }
 
-/** A checked restore, ready to apply: `commit()` changes the machine and cannot fail on bad input any more. */
+/**
+ * A checked restore, ready to apply. `commit()` changes the machine; should KVM still refuse a value part-way, it
+ * puts the machine back as it was (see undo-point.ts) and throws a CheckpointError saying so.
+ */
 export interface PreparedRestore {
   readonly runState: SavedRunState;
   commit(clock: PhaseClock): void;
+}
+
+export interface RestoreOptions {
+  /** cpr-transfer checked the configuration before the pause (checkConfigSection). */
+  readonly configChecked?: boolean;
+  /** The state to go back to if the commit fails, read beforehand (cpr-transfer: outside the pause); else read at commit. */
+  readonly undo?: UndoPoint;
+  /**
+   * Reboot mode: guest RAM from the file, written once KVM took the chips, vCPUs and clock (a restore refused
+   * before leaves RAM untouched) and before the device records, whose restored() may look at guest memory.
+   */
+  readonly loadRam?: (clock: PhaseClock) => void;
 }
 
 /**
@@ -180,10 +196,10 @@ export function prepareRestore(
   parts: MachineParts,
   sections: readonly Section[],
   scratch = new SnapshotScratch(),
-  { configChecked = false } = {},
+  options: RestoreOptions = {},
 ): PreparedRestore {
   try {
-    return checkSections(parts, sections, scratch, configChecked);
+    return checkSections(parts, sections, scratch, options);
   } catch (e) {
     // Converters report impossible values (a count beyond capacity, an unknown chip id) as RangeErrors.
     if (e instanceof CheckpointError) throw e;
@@ -195,7 +211,7 @@ function checkSections(
   parts: MachineParts,
   sections: readonly Section[],
   scratch: SnapshotScratch,
-  configChecked: boolean,
+  { configChecked = false, undo, loadRam }: RestoreOptions,
 ): PreparedRestore {
   const used = new Set<Section>();
   const take = (kind: Exclude<SectionKind, 'ram'>, name: string, instance = 0): Section => {
@@ -231,6 +247,8 @@ function checkSections(
     return record;
   });
   const vcpuStates = vcpuRecords.map((r) => recordToVcpuState(r));
+  // What KVM would refuse half-way through a vCPU (an MSR it does not list, a TSC rate it cannot scale to): now.
+  for (const [i, vcpu] of parts.vcpus.entries()) vcpu.checkState(vcpuStates[i]);
 
   const picRecords = [0, 1].map((chip) => {
     const record = scratch.pic(chip);
@@ -261,26 +279,43 @@ function checkSections(
   return {
     runState,
     commit(clock) {
-      // Order: in-kernel chips before the vCPUs (the LAPICs refer to them), the vCPUs (regs, LAPIC, MSRs, events),
-      // then the clock, then the device records, whose restored() re-drives their IRQ lines into the restored chips.
-      clock.time('restore-kvm', () => {
-        parts.vm.setIrqchip(picRecords[0]);
-        parts.vm.setIrqchip(picRecords[1]);
-        parts.vm.setIrqchip({ chipId: KVM_IRQCHIP_IOAPIC, ioapic });
-        parts.vm.setPit2(pit);
-      });
-      clock.time('restore-vcpus', () => {
-        for (const [i, vcpu] of parts.vcpus.entries()) vcpu.setState(vcpuStates[i]);
-      });
-      clock.time('restore-clock', () => parts.vm.setClock({ clock: vmClock.clock }));
-      clock.time('restore-devices', () => {
-        parts.lock.with(() => {
-          for (const commit of deviceCommits) commit();
-          for (const d of parts.devices) d.restored();
-        });
-      });
+      const back = undo ?? clock.time('undo-point', () => undoPoint(parts));
+      try {
+        apply(clock);
+      } catch (e) {
+        const problems = back.undo();
+        const why = (e as Error).message;
+        throw new CheckpointError(
+          problems.length === 0
+            ? `the restore was refused part-way (${why}); the VM is back in its state before the restore`
+            : `the restore was refused part-way (${why}), and putting the VM back failed too: ${problems.join('; ')}`,
+          { cause: e },
+        );
+      }
     },
   };
+
+  function apply(clock: PhaseClock): void {
+    // Order: in-kernel chips before the vCPUs (the LAPICs refer to them), the vCPUs (regs, LAPIC, MSRs, events),
+    // then the clock, then the device records, whose restored() re-drives their IRQ lines into the restored chips.
+    clock.time('restore-kvm', () => {
+      parts.vm.setIrqchip(picRecords[0]);
+      parts.vm.setIrqchip(picRecords[1]);
+      parts.vm.setIrqchip({ chipId: KVM_IRQCHIP_IOAPIC, ioapic });
+      parts.vm.setPit2(pit);
+    });
+    clock.time('restore-vcpus', () => {
+      for (const [i, vcpu] of parts.vcpus.entries()) vcpu.setState(vcpuStates[i]);
+    });
+    clock.time('restore-clock', () => parts.vm.setClock({ clock: vmClock.clock }));
+    loadRam?.(clock);
+    clock.time('restore-devices', () => {
+      parts.lock.with(() => {
+        for (const commit of deviceCommits) commit();
+        for (const d of parts.devices) d.restored();
+      });
+    });
+  }
 }
 
 /**

@@ -29,6 +29,7 @@ import { CprError } from './reboot.js';
 import { vfioHandover } from '../../src/machine/vfio-cpr.js';
 import { DRIVE_FD_PREFIX } from '../../src/machine/virtio-plan.js';
 import { applyRestore } from './apply-restore.js';
+import { undoPoint } from './undo-point.js';
 import { closeUnclaimedInheritedFds, fdsKeptAcrossExec, setInheritedFds } from '../../src/sys/exec-fds.js';
 import { PhaseClock, nowUs, type PhaseMark } from './timings.js';
 import type { MigrationController } from './migration.js';
@@ -252,6 +253,9 @@ export async function transferIn(
         clock.time('warm-up', () => {
           for (let i = 0; i < WARM_UP_ROUNDS; i++) warmUpRestore(parts, scratch, new PhaseClock('new'));
         });
+        // What a restore that KVM refuses part-way goes back to, read now rather than inside the guest's pause (the
+        // VM is parked and has not run: its state stays this until the restore).
+        const undo = clock.time('undo-point', () => undoPoint(parts));
         clock.time('gc', collectGarbage);
         channel.send({ type: 'ready' });
         // Blocking, spinning first: the state follows within a few milliseconds, nothing else should run before it is
@@ -265,7 +269,7 @@ export async function transferIn(
         clock.mark('state-received', nowUs());
         const sections = clock.time('decode', () => decodeSections(state.payload!));
         const prepared = clock.time('check-state', () =>
-          prepareRestore(parts, sections, scratch, { configChecked: true }),
+          prepareRestore(parts, sections, scratch, { configChecked: true, undo }),
         );
         applyRestore(machine, prepared, clock, stayPaused);
         channel.send({ type: 'resumed', header: { marks: clock.marks } });
