@@ -9,6 +9,7 @@ export {
   MAX_RETAINED_BYTES,
   jsonSection,
   parseJsonSection,
+  printable,
   crc32,
   type Section,
   type SectionKind,

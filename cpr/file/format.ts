@@ -48,6 +48,7 @@ export const SECTION_KINDS = {
   ram: 5, // guest RAM, when it is not on a persistent shared backend
   timings: 6, // per-phase timestamps of the save (JSON)
   description: 7, // optional human-readable layout (JSON)
+  generation: 8, // the generation of the guest RAM left in its file that the checkpoint describes (JSON)
   padding: 9, // zeros aligning the RAM section's payload in the file (format 2); not kept by the reader
 } as const;
 

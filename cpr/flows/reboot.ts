@@ -13,8 +13,10 @@ import {
   writeCheckpoint,
   readCheckpoint,
   openRam,
+  type Checkpoint,
   jsonSection,
   parseJsonSection,
+  printable,
   CheckpointError,
   type RamSource,
   type WriteTimings,
@@ -29,11 +31,14 @@ import {
   type SavedRunState,
 } from './snapshot.js';
 import { PhaseClock, type PhaseMark } from './timings.js';
+import { readRamGeneration, ramGenerationForSave } from '../../src/memory/ram-generation.js';
 
 /** A CPR request that cannot be carried out; the message is one line for the QMP client. */
 export { CprError };
 
 export const TIMINGS_SECTION = 'cpr-timings';
+/** The `generation` section: which state of the RAM left in its file the checkpoint describes (src/memory/ram-generation.ts). */
+export const RAM_GENERATION_SECTION = 'ram';
 
 /** How RAM goes into the checkpoint. */
 export type RamPolicy =
@@ -192,6 +197,9 @@ export async function saveToFile(
     // of this mode): page cache does not.
     clock.time('sync-images', () => syncImages(parts.images));
     const sections = captureSections(parts, runState, scratch, clock);
+    // RAM left in its file is tied to the checkpoint by the file's generation (which the next run replaces).
+    const generation = withRam ? undefined : ramGenerationForSave(parts.ram.backend);
+    if (generation !== undefined) sections.push(jsonSection('generation', RAM_GENERATION_SECTION, generation));
     const write = clock.time('write', () =>
       writeCheckpoint(path, {
         sections: [...sections, jsonSection('timings', TIMINGS_SECTION, clock.marks)],
@@ -267,6 +275,7 @@ export function loadFromFile(
       `checkpoint ${path} has no RAM section, and this VM's RAM (${parts.ram.backend.kind}) does not hold the guest's memory: use the same persistent shared memory backend as the saving VM`,
     );
   }
+  if (!checkpoint.ram) checkRamGeneration(parts, checkpoint, path);
   const old = checkpoint.sections.find((s) => s.kind === 'timings' && s.name === TIMINGS_SECTION);
   const oldMarks = inherited?.marks ?? (old ? (parseJsonSection(old) as PhaseMark[]) : []);
   // Guest RAM is written inside the commit, once KVM took the vCPUs and chips (see RestoreOptions.loadRam).
@@ -296,4 +305,23 @@ export function loadFromFile(
     ramLoaded: checkpoint.ram !== undefined,
     marks: [...oldMarks, ...clock.marks],
   };
+}
+
+/**
+ * Refuses a checkpoint whose RAM (left in its file) has moved on since the save: the file's generation is replaced
+ * whenever a guest starts running on it, so a checkpoint loaded once and run on, or older than the last boot, no
+ * longer matches. Checkpoints without a generation (RAM on a file system without user xattrs, or an older tsvmm's)
+ * and RAM that cannot carry one are not checked.
+ */
+function checkRamGeneration(parts: MachineParts, checkpoint: Checkpoint, path: string): void {
+  const section = checkpoint.sections.find((s) => s.kind === 'generation' && s.name === RAM_GENERATION_SECTION);
+  if (!section) return;
+  const saved = parseJsonSection(section);
+  if (typeof saved !== 'string') throw new CheckpointError(`checkpoint ${path}: its RAM generation is not a string`);
+  const current = readRamGeneration(parts.ram.backend);
+  if (current === undefined || current === saved) return;
+  const ram = parts.ram.backend.record().path ?? 'the RAM file';
+  throw new CheckpointError(
+    `checkpoint ${path} describes generation ${printable(saved)} of guest RAM, but ${ram} is at ${current === null ? 'no generation' : `generation ${current}`}: a guest has run on that RAM since the save (the checkpoint was loaded already, or the VM booted), and loading it again would corrupt the guest; load a checkpoint saved since`,
+  );
 }

@@ -270,7 +270,10 @@ function checkSections(
   if (runState === undefined)
     throw new CheckpointError(`section kvm '${runStateDescriptor.name}': unknown run state ${runStateRecord.state}`);
 
-  const unknown = sections.find((s) => !used.has(s) && s.kind !== 'timings' && s.kind !== 'description');
+  // timings and description are for people; the RAM generation is checked by the reboot-mode load (reboot.ts).
+  const unknown = sections.find(
+    (s) => !used.has(s) && s.kind !== 'timings' && s.kind !== 'description' && s.kind !== 'generation',
+  );
   if (unknown)
     throw new CheckpointError(
       `checkpoint has a ${unknown.kind} section '${unknown.name}' instance ${unknown.instance} that this VM has no place for`,

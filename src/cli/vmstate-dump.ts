@@ -14,7 +14,7 @@ export const sectionKey = (kind: SectionKind, name: string): string => `${kind}:
 
 /** Bytes of an undecodable payload shown in hex. */
 const HEX_PREFIX_BYTES = 64;
-const JSON_KINDS: ReadonlySet<SectionKind> = new Set(['config', 'timings', 'description']);
+const JSON_KINDS: ReadonlySet<SectionKind> = new Set(['config', 'timings', 'description', 'generation']);
 
 export function vmstateDump(path: string, registry: DescriptorRegistry): string {
   const checkpoint = readCheckpoint(path);

@@ -6,6 +6,7 @@ import type { WakeReason } from '../../devices/acpi-pm.js';
 import type { PciBus } from '../../devices/pci/bus.js';
 import type { MachineLock } from '../sync/lock.js';
 import type { MachineRam } from '../memory/config.js';
+import { newRamGeneration } from '../memory/ram-generation.js';
 import type { WakeEventSource } from '../bus/types.js';
 import { ExitStatus } from '../util/exit-status.js';
 import type { MachineConfig } from './config.js';
@@ -158,6 +159,7 @@ export class Machine {
     if (announce && !booted) this.tellGuestItWasStopped();
     this.life.to('running');
     this.built.capture.clear();
+    this.renewRamGeneration();
     this.built.threads.resume();
     // The event goes out after the caller's work (a restore timing its resume must not time QMP writes).
     if (announce) queueMicrotask(() => this.events.emit({ event: 'RESUME' }));
@@ -176,6 +178,18 @@ export class Machine {
       } catch {
         /* no kvmclock in this guest (or no KVM_CAP_KVMCLOCK_CTRL) */
       }
+    }
+  }
+
+  /**
+   * A guest about to run changes its RAM: a checkpoint of the RAM file as it was no longer fits it, so the file gets
+   * a new generation (src/memory/ram-generation.ts). Failing to set one does not stop the guest; it is reported.
+   */
+  private renewRamGeneration(): void {
+    try {
+      newRamGeneration(this.built.parts.ram.backend);
+    } catch (e) {
+      this.built.log(`guest RAM: cannot renew its generation: ${(e as Error).message}`);
     }
   }
 

@@ -41,6 +41,8 @@ const c = {
   tgkill: libc.func('int tgkill(int tgid, int tid, int sig)'),
   clockGettime: libc.func('int clock_gettime(int clockid, _Out_ int64_t *ts)'),
   execve: libc.func('int execve(const char *path, const char **argv, const char **envp)'),
+  fgetxattr: libc.func('intptr_t fgetxattr(int fd, const char *name, void *value, size_t size)'),
+  fsetxattr: libc.func('int fsetxattr(int fd, const char *name, const void *value, size_t size, int flags)'),
 };
 
 function check(call: string, argument: () => string, result: number): number {
@@ -362,3 +364,13 @@ export const epollCalls = {
   wait: (epfd: number, events: Uint8Array, maxEvents: number, timeoutMs: number): number =>
     raw(ep.wait(epfd, events, maxEvents, timeoutMs)),
 };
+
+/** An extended attribute's value into `buffer`; returns its length. */
+export function fgetxattr(fd: number, name: string, buffer: Uint8Array): number {
+  return check('fgetxattr', () => `${fd}, ${name}`, Number(c.fgetxattr(fd, name, buffer, buffer.byteLength)));
+}
+
+/** Sets an extended attribute (created or replaced). */
+export function fsetxattr(fd: number, name: string, value: Uint8Array): void {
+  check('fsetxattr', () => `${fd}, ${name}`, c.fsetxattr(fd, name, value, value.byteLength, 0) as number);
+}
