@@ -31,7 +31,7 @@ import {
   describeConfigDifference,
 } from '../machine-state/index.js';
 import type { PhaseClock } from './timings.js';
-import { undoPoint, type UndoPoint } from './undo-point.js';
+import { undoPoint, type RestoredPart, type UndoPoint } from './undo-point.js';
 import type { VcpuState, IrqchipState, PitState2 } from '../../kvm/bindings/types.js';
 import { warmVcpuStateDecoders } from '../../kvm/vcpu-state.js';
 
@@ -283,10 +283,11 @@ function checkSections(
     runState,
     commit(clock) {
       const back = undo ?? clock.time('undo-point', () => undoPoint(parts));
+      const touched = new Set<RestoredPart>();
       try {
-        apply(clock);
+        apply(clock, touched);
       } catch (e) {
-        const problems = back.undo();
+        const problems = back.undo(touched);
         const why = (e as Error).message;
         throw new CheckpointError(
           problems.length === 0
@@ -298,20 +299,24 @@ function checkSections(
     },
   };
 
-  function apply(clock: PhaseClock): void {
+  function apply(clock: PhaseClock, touched: Set<RestoredPart>): void {
     // Order: in-kernel chips before the vCPUs (the LAPICs refer to them), the vCPUs (regs, LAPIC, MSRs, events),
     // then the clock, then the device records, whose restored() re-drives their IRQ lines into the restored chips.
+    touched.add('kvm');
     clock.time('restore-kvm', () => {
       parts.vm.setIrqchip(picRecords[0]);
       parts.vm.setIrqchip(picRecords[1]);
       parts.vm.setIrqchip({ chipId: KVM_IRQCHIP_IOAPIC, ioapic });
       parts.vm.setPit2(pit);
     });
+    touched.add('vcpus');
     clock.time('restore-vcpus', () => {
       for (const [i, vcpu] of parts.vcpus.entries()) vcpu.setState(vcpuStates[i]);
     });
+    touched.add('clock');
     clock.time('restore-clock', () => parts.vm.setClock({ clock: vmClock.clock }));
     loadRam?.(clock);
+    touched.add('devices');
     clock.time('restore-devices', () => {
       parts.lock.with(() => {
         for (const commit of deviceCommits) commit();

@@ -7,9 +7,15 @@ import type { MachineParts } from '../../src/machine/machine.js';
 import { KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, KVM_IRQCHIP_IOAPIC } from '../../kvm/bindings/constants.js';
 import type { IrqchipState, PitState2, VcpuState } from '../../kvm/bindings/types.js';
 
+/** The parts of the machine a restore changes, in the order it changes them. */
+export type RestoredPart = 'kvm' | 'vcpus' | 'clock' | 'devices';
+
 export interface UndoPoint {
-  /** Puts every part back; returns what could not be put back (empty when all was). */
-  undo(): string[];
+  /**
+   * Puts back the parts the restore had begun to change, and only those (a device left alone is not re-driven);
+   * returns what could not be put back (empty when all was).
+   */
+  undo(touched: ReadonlySet<RestoredPart>): string[];
 }
 
 /** Reads the state to go back to (call with the machine parked, before the restore changes anything). */
@@ -25,7 +31,7 @@ export function undoPoint(parts: MachineParts): UndoPoint {
     new Uint8Array(d.state.$buffer, d.state.$offset, d.state.$layout.size).slice(),
   );
   return {
-    undo() {
+    undo(touched) {
       const problems: string[] = [];
       const attempt = (what: string, put: () => void) => {
         try {
@@ -34,16 +40,19 @@ export function undoPoint(parts: MachineParts): UndoPoint {
           problems.push(`${what}: ${(e as Error).message}`);
         }
       };
-      for (const chip of chips) attempt(`irqchip ${chip.chipId}`, () => vm.setIrqchip(chip));
-      attempt('PIT', () => vm.setPit2(pit));
+      // The PIT first: it is what raises interrupts on its own (into the chips) until it is put back.
+      if (touched.has('kvm')) attempt('PIT', () => vm.setPit2(pit));
       // The vCPUs have not run: each takes its old CPUID back too (a restore may have set the checkpoint's).
-      for (const [i, v] of parts.vcpus.entries()) attempt(`vcpu ${i}`, () => v.setState(vcpus[i]));
-      attempt('clock', () => vm.setClock({ clock }));
-      parts.lock.with(() => {
-        for (const [i, d] of parts.devices.entries())
-          new Uint8Array(d.state.$buffer, d.state.$offset, d.state.$layout.size).set(devices[i]);
-        for (const d of parts.devices) attempt(`device ${d.descriptor.name}`, () => d.restored());
-      });
+      if (touched.has('vcpus'))
+        for (const [i, v] of parts.vcpus.entries()) attempt(`vcpu ${i}`, () => v.setState(vcpus[i]));
+      if (touched.has('clock')) attempt('clock', () => vm.setClock({ clock }));
+      if (touched.has('kvm')) for (const chip of chips) attempt(`irqchip ${chip.chipId}`, () => vm.setIrqchip(chip));
+      if (touched.has('devices'))
+        parts.lock.with(() => {
+          for (const [i, d] of parts.devices.entries())
+            new Uint8Array(d.state.$buffer, d.state.$offset, d.state.$layout.size).set(devices[i]);
+          for (const d of parts.devices) attempt(`device ${d.descriptor.name}`, () => d.restored());
+        });
       return problems;
     },
   };
