@@ -315,7 +315,10 @@ function checkSections(
     });
     touched.add('clock');
     clock.time('restore-clock', () => parts.vm.setClock({ clock: vmClock.clock }));
-    loadRam?.(clock);
+    if (loadRam) {
+      touched.add('ram');
+      loadRam(clock);
+    }
     touched.add('devices');
     clock.time('restore-devices', () => {
       parts.lock.with(() => {

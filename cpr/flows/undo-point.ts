@@ -8,7 +8,7 @@ import { KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, KVM_IRQCHIP_IOAPIC } fro
 import type { IrqchipState, PitState2, VcpuState } from '../../kvm/bindings/types.js';
 
 /** The parts of the machine a restore changes, in the order it changes them. */
-export type RestoredPart = 'kvm' | 'vcpus' | 'clock' | 'devices';
+export type RestoredPart = 'kvm' | 'vcpus' | 'clock' | 'ram' | 'devices';
 
 export interface UndoPoint {
   /**
@@ -47,6 +47,8 @@ export function undoPoint(parts: MachineParts): UndoPoint {
         for (const [i, v] of parts.vcpus.entries()) attempt(`vcpu ${i}`, () => v.setState(vcpus[i]));
       if (touched.has('clock')) attempt('clock', () => vm.setClock({ clock }));
       if (touched.has('kvm')) for (const chip of chips) attempt(`irqchip ${chip.chipId}`, () => vm.setIrqchip(chip));
+      // RAM is not kept: once its load began (only an I/O error stops it, or a device after it), say the VM is not back.
+      if (touched.has('ram')) problems.push('guest RAM: overwritten (wholly or in part) from the checkpoint, not kept');
       if (touched.has('devices'))
         parts.lock.with(() => {
           for (const [i, d] of parts.devices.entries())
