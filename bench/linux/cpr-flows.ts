@@ -66,11 +66,16 @@ async function migrateOld(old: TickVmm, args: Record<string, unknown>, timeoutMs
   const q = old.qmp!;
   // QEMU sends MIGRATION events only with this capability on (tsvmm always does; it takes the capability).
   await q.execute('migrate-set-capabilities', { capabilities: [{ capability: 'events', state: true }] });
+  // Only this migration's events count: a process that was itself loaded by migrate-incoming has already sent a
+  // MIGRATION completed (tsvmm sends it without the capability, QEMU not), and taking that one for this
+  // migration's is what once quit tsvmm's old process in the middle of a cpr-transfer.
+  q.events.length = 0;
   await q.execute('migrate', args);
   const done = await q.waitEvent('MIGRATION', timeoutMs, completed);
-  const info = await q.execute('query-migrate');
-  if (done.data?.status !== 'completed') throw new Error(`migrate failed: ${JSON.stringify(info)}`);
-  return info as { downtime?: number };
+  const info = (await q.execute('query-migrate')) as { status?: string; downtime?: number };
+  if (done.data?.status !== 'completed' || info.status !== 'completed')
+    throw new Error(`migrate failed: ${JSON.stringify(info)}`);
+  return info;
 }
 
 /** Moves the guest from `old` (running, QMP connected) to a new process; returns it with the run's record. */
@@ -127,10 +132,8 @@ export async function runLinuxFlow(
         },
         s.timeoutMs,
       );
-      // The old process is quit once the guest runs in the new one (for both VMMs; the pause is measured from the
-      // ticks, so this order does not move it). Quitting tsvmm's old process as soon as MIGRATION 'completed'
-      // arrives (QEMU's recipe) cut the transfer in the rig: the new process got ECONNRESET on the cpr channel.
-      await next.waitTicks(1, s.timeoutMs);
+      // QEMU's (and libvirt's) recipe: `completed` on the old side means the new process owns the guest, so the old
+      // one is quit at once.
       await old.qmp!.execute('quit');
     }
     await next.waitTicks(s.afterTicks, s.timeoutMs);

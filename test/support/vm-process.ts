@@ -76,8 +76,19 @@ export function removeDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
 }
 
-/** QMP migrate in cpr-transfer mode from `old` to `next`; checks it completed and connects QMP to `next`. */
-export async function cprTransfer(old: VmProcess, next: VmProcess, channel: string, dir: string): Promise<void> {
+/**
+ * QMP migrate in cpr-transfer mode from `old` to `next`; checks it completed and connects QMP to `next`. With
+ * `quitOldAtCompleted`, the old process is quit the moment its MIGRATION completed arrives (QEMU's and libvirt's
+ * recipe: `completed` means the new process owns the guest) and must exit 0.
+ */
+export async function cprTransfer(
+  old: VmProcess,
+  next: VmProcess,
+  channel: string,
+  dir: string,
+  o: { quitOldAtCompleted?: boolean } = {},
+): Promise<void> {
+  old.qmp.events.length = 0; // only this migration's MIGRATION events count
   await old.qmp.execute('migrate-set-parameters', { mode: 'cpr-transfer' });
   await old.qmp.execute('migrate', {
     channels: [
@@ -85,14 +96,19 @@ export async function cprTransfer(old: VmProcess, next: VmProcess, channel: stri
       { 'channel-type': 'cpr', addr: { transport: 'socket', type: 'unix', path: channel } },
     ],
   });
-  await old.qmp.waitEvent(
+  const done = await old.qmp.waitEvent(
     'MIGRATION',
     HANG_GUARD_MS,
     (e) => e.data?.status === 'completed' || e.data?.status === 'failed',
   );
-  const info = await old.qmp.execute('query-migrate');
-  assert.is(info.status, 'completed', `${JSON.stringify(info)}\nold:\n${old.stderr}\nnew:\n${next.stderr}`);
-  assert.is((await old.qmp.execute('query-status')).status, 'postmigrate');
+  if (o.quitOldAtCompleted && done.data?.status === 'completed') {
+    await old.qmp.execute('quit');
+    assert.is(await old.exited, 0, `the old tsvmm quit at completed:\n${old.stderr}`);
+  } else {
+    const info = await old.qmp.execute('query-migrate');
+    assert.is(info.status, 'completed', `${JSON.stringify(info)}\nold:\n${old.stderr}\nnew:\n${next.stderr}`);
+    assert.is((await old.qmp.execute('query-status')).status, 'postmigrate');
+  }
   await waitFor(
     () => existsSync(next.qmpPath),
     "the new tsvmm's QMP socket appears",
