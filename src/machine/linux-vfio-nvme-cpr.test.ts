@@ -18,7 +18,12 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { busyboxMissing } from '../images/testing/host-tools.js';
 import { linuxUserSpaceUnreachable } from '../../test/support/kvm-backend.js';
-import { kernelWarnings, linuxGuestCmdline, linuxGuestKernel } from '../../test/support/linux-guest.js';
+import {
+  kernelWarnings,
+  linuxGuestCmdline,
+  linuxGuestKernel,
+  SCENARIO_PREFIX,
+} from '../../test/support/linux-guest.js';
 import { BLOCK_BYTES, blocksMismatch, linuxCprBody, scenarioLines } from '../../test/support/linux-cpr-guest.js';
 import { GuestChain, within } from '../../test/support/linux-cpr-session.js';
 import {
@@ -168,7 +173,12 @@ testIf(
       [],
       'no read, write or check failed; the kernel logged no nvme time-out, reset or I/O error',
     );
-    assert.equal(kernelWarnings(c.serial), [], 'no kernel warning in the whole run');
+    // (The guest's own `scenario: kernel log:` report of its dmesg is left out here: this file's check is the console.)
+    assert.equal(
+      kernelWarnings(c.serial).filter((l) => !l.startsWith(SCENARIO_PREFIX)),
+      [],
+      'no kernel warning in the whole run',
+    );
     assert.equal(c.hvc.other, [], 'hvc0 held only counter lines');
     assert.is(blocksMismatch(disk, blocks), null, `all ${blocks} blocks on the backing file`);
     for (const r of results) console.log(describeCycle(r));

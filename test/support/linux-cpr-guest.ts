@@ -9,12 +9,13 @@
 //     network): a reader re-reading random synced blocks past the page cache and checking them, the writer writing
 //     with O_DIRECT, and at the end every block read back and checked by the guest;
 // and reads commands from hvc0: `suspend` (ACPI S3: `echo mem > /sys/power/state`, what QEMU's guest agent does
-// for guest-suspend-ram), `ping` (start pinging), `finish` (stop the writer, report, power off).
+// for guest-suspend-ram), `ping` (start pinging), `finish` (stop the writer, report its blocks and the kernel log's
+// warnings from dmesg, power off).
 // Scenario lines go to ttyS0 with the `scenario:` prefix.
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { GUEST_IP, HOST_IP } from '../../examples/guests/virtio-probe-host.js';
-import { SCENARIO_PREFIX } from './linux-guest.js';
+import { KERNEL_WARNING_ERE, SCENARIO_PREFIX } from './linux-guest.js';
 
 export { GUEST_IP, HOST_IP };
 
@@ -113,6 +114,10 @@ export function linuxCprBody(o: LinuxCprGuestOptions): string[] {
     'sync',
     'say "blocks $(cat /tmp/blocks)"',
     ...(o.readBack ? [`dmesg | grep -iE '${IO_TROUBLE}' | while read l; do say "io trouble: $l"; done`] : []),
+    "# The whole run's kernel warnings, from dmesg: the console shows only errors (linux-guest.ts quiets it).",
+    `dmesg | grep -E '${KERNEL_WARNING_ERE}' > /tmp/warnings`,
+    'say "kernel log: $(wc -l < /tmp/warnings) warning lines"',
+    'while read -r l; do say "kernel log: $l"; done < /tmp/warnings',
     'say "powering off"',
     'poweroff -f',
   ];

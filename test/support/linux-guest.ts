@@ -141,8 +141,12 @@ export function linuxGuestCmdline(extra = ''): string {
   return `console=ttyS0 panic=-1${extra ? ` ${extra}` : ''}`;
 }
 
-/** Kernel log lines that mean trouble (the issue's list): any one is a failure. */
-const WARNING = /WARNING:|BUG:|rcu: INFO|soft lockup|clocksource .*unstable|Oops|Kernel panic/;
+/**
+ * Kernel log lines that mean trouble (the issue's list): any one is a failure. As an ERE for the guest's
+ * `dmesg | grep -E` (the console shows only errors once /init runs: warnings are read from dmesg) and as a RegExp.
+ */
+export const KERNEL_WARNING_ERE = 'WARNING:|BUG:|rcu: INFO|soft lockup|clocksource .*unstable|Oops|Kernel panic';
+const WARNING = new RegExp(KERNEL_WARNING_ERE);
 
 /** The lines of a kernel log that mean trouble. */
 export function kernelWarnings(log: string): string[] {

@@ -11,7 +11,7 @@
 // Every line a scenario prints starts with `scenario:` (linux-guest.ts SCENARIO_PREFIX); scenarioLines() picks them
 // out of a serial log and comparableLines() removes what may differ between runs (checksums of random data, times).
 import { createHash } from 'node:crypto';
-import { SCENARIO_PREFIX } from './linux-guest.js';
+import { KERNEL_WARNING_ERE, SCENARIO_PREFIX } from './linux-guest.js';
 import { GUEST_IP, HOST_IP } from '../../examples/guests/virtio-probe-host.js';
 
 export { GUEST_IP, HOST_IP };
@@ -37,9 +37,6 @@ export const REBOOT_MARKER = 'tsvmm-scenario-rebooted';
 
 export type ScenarioEnd = 'poweroff' | 'reboot' | 'powerbutton';
 
-/** The kernel log's warning lines, as an ERE for the guest's grep (linux-guest.ts kernelWarnings() has the same). */
-const WARNING_ERE = 'WARNING:|BUG:|rcu: INFO|soft lockup|clocksource .*unstable|Oops|Kernel panic';
-
 /**
  * Shell helpers for both scenarios: `say` also writes to hvc0 once it is open (fd 3), `arg NAME` reads
  * `scenario.NAME=` from the kernel command line, `cpu_and_clock` reports what SMP and kvmclock must show.
@@ -54,7 +51,7 @@ const common = [
   '}',
   '# The kernel log is read with dmesg: the console shows only errors (linux-guest.ts quiets it).',
   'kernel_warnings() {',
-  `  dmesg | grep -E '${WARNING_ERE}' > /tmp/warnings`,
+  `  dmesg | grep -E '${KERNEL_WARNING_ERE}' > /tmp/warnings`,
   '  say "kernel log: $(wc -l < /tmp/warnings) warning lines"',
   '  while read -r l; do say "kernel log: $l"; done < /tmp/warnings',
   '}',
