@@ -1,6 +1,7 @@
 // The Node library against real KVM: a machine built from typed options boots a test guest, its serial port is a
-// stream, pause/resume/quit are QMP's stop/cont/quit with QMP's events, `exited` says what the CLI's exit status
-// says, and a checkpoint restores into a new machine from the file alone, with RAM in the file or left on /dev/shm.
+// stream, pause/resume/quit/reset/powerdown/wakeup are QMP's stop/cont/quit/system_reset/system_powerdown/
+// system_wakeup with QMP's events (a pvpanic write is 'panic'), `exited` says what the CLI's exit status says, and a
+// checkpoint restores into a new machine from the file alone, with RAM in the file or left on /dev/shm.
 // Bad options and a missing /dev/kvm reject with the command line's own message (these run without KVM).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -175,5 +176,107 @@ for (const ram of ['in-file', 'shared'] as const) {
     },
   );
 }
+
+/** Resolves with the machine's first `name` event, or rejects if the machine ends first. */
+function next(machine: Machine, name: 'suspend' | 'panic'): Promise<unknown> {
+  return Promise.race([
+    new Promise((resolve) => machine.once(name, resolve)),
+    machine.exited.then((exit) => Promise.reject(new Error(`ended before '${name}': ${JSON.stringify(exit)}`))),
+  ]);
+}
+
+testIf(
+  test,
+  skip,
+  "panic guest: a pvpanic PANICKED write emits 'panic' { action: 'poweroff' } and ends with 126, reason panic",
+  async () => {
+    const machine = await Machine.create({
+      kernel: (await buildGuest('panic')).path,
+      memory: 64,
+      debugExit: true,
+      args: ['-device', 'pvpanic'],
+    });
+    const serial = capture(machine);
+    const panicked = next(machine, 'panic');
+    machine.start();
+    assert.equal(await panicked, { action: 'poweroff' });
+    assert.equal(await machine.exited, { status: 126, reason: 'panic' });
+    assert.match(serial.text, /panic: reporting a panic\n/);
+  },
+);
+
+testIf(
+  test,
+  skip,
+  "counter: reset() emits 'reset' (host-qmp-system-reset) and the guest boots again, printing its start line twice",
+  async () => {
+    const machine = await counter();
+    const resets: unknown[] = [];
+    machine.on('reset', (data) => resets.push(data));
+    const serial = capture(machine);
+    machine.start();
+    await waitFor(
+      () => lastCount(serial.text) >= 200,
+      'counter: 200',
+      () => serial.text,
+    );
+    await machine.reset();
+    await waitFor(
+      () => serial.text.match(/counter: state at/g)?.length === 2,
+      'the start line again',
+      () => serial.text,
+    );
+    assert.equal(resets, [{ guest: false, reason: 'host-qmp-system-reset' }]);
+    assert.equal(await machine.quit(), { status: 0, reason: 'quit' });
+  },
+);
+
+/**
+ * The s3 guest (examples/guests/s3.S) from its real-mode loader, running until it has suspended itself to RAM:
+ * `wake` (wakeup() or powerdown()) then resumes it at its waking vector, and it exits through isa-debug-exit.
+ */
+async function suspendedS3Guest(): Promise<{ machine: Machine; events: string[]; serial: { readonly text: string } }> {
+  const image = (await buildGuest('s3')).path;
+  const machine = await Machine.create({
+    memory: 64,
+    debugExit: true,
+    timeout: 60,
+    args: ['-device', `loader,file=${image},addr=0x7c00,mode=real`],
+  });
+  const events: string[] = [];
+  for (const name of ['suspend', 'powerdown', 'wakeup'] as const) machine.on(name, () => events.push(name));
+  const serial = capture(machine);
+  const suspended = next(machine, 'suspend');
+  machine.start();
+  await suspended;
+  assert.is(machine.status, 'suspended');
+  return { machine, events, serial };
+}
+
+testIf(
+  test,
+  skip,
+  "s3 guest: suspended to RAM ('suspend'), wakeup() resumes it at its waking vector ('wakeup'); it exits 33",
+  async () => {
+    const { machine, events, serial } = await suspendedS3Guest();
+    await machine.wakeup();
+    assert.equal(await machine.exited, { status: (0x10 << 1) | 1, reason: 'guest-exit' });
+    assert.equal(events, ['suspend', 'wakeup']);
+    assert.match(serial.text, /^S3: woke, marker intact$/m);
+  },
+);
+
+testIf(
+  test,
+  skip,
+  "s3 guest: powerdown() presses the ACPI power button ('powerdown'), which wakes it with PWRBTN_STS; it exits 35",
+  async () => {
+    const { machine, events, serial } = await suspendedS3Guest();
+    await machine.powerdown();
+    assert.equal(await machine.exited, { status: (0x11 << 1) | 1, reason: 'guest-exit' });
+    assert.equal(events, ['suspend', 'powerdown', 'wakeup']);
+    assert.match(serial.text, /^S3: PWRBTN_STS set: woken by the power button$/m);
+  },
+);
 
 test.run();
