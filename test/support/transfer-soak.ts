@@ -188,6 +188,20 @@ export async function runTransferSoak(o: SoakOptions): Promise<SoakReport> {
       lastRound,
       imageProblem: blkPatternMismatch(image) ?? blkRoundsMismatch(image, lastRound),
     };
+  } catch (e) {
+    // Say what became of every process still in the chain: a soak failure is most often one of them ending early.
+    const report = await Promise.all(
+      live.map(async (vm) => {
+        const status = await Promise.race([
+          vm.exited,
+          new Promise((resolve) => setTimeout(() => resolve('running'), 100)),
+        ]);
+        const signal = vm.child.signalCode ? ` (signal ${vm.child.signalCode})` : '';
+        return `pid ${vm.child.pid}: ${status === 'running' ? 'running' : `exited ${status}${signal}`}, stderr: ${vm.stderr.slice(-1500) || '(none)'}`;
+      }),
+    );
+    (e as Error).message += `\nprocesses in the chain:\n${report.join('\n')}`;
+    throw e;
   } finally {
     await pending?.catch(() => undefined);
     for (const vm of live) await vm.dispose();
