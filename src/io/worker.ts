@@ -2,7 +2,7 @@
 // — and runs the epoll loop over the devices' watches: queue-notification eventfds, host fds the back ends read,
 // and the control eventfd. Handlers run under the machine lock.
 import { parentPort, workerData } from 'node:worker_threads';
-import { gettid } from '../sys/libc.js';
+import { gettid, setThreadName } from '../sys/libc.js';
 import { StateArena } from '../../cpr/vmstate/vmstate.js';
 import { GuestRam } from '../memory/guest-ram.js';
 import { MachineLock } from '../sync/lock.js';
@@ -48,6 +48,7 @@ const watchesOf = (d: MachineDevice): readonly IoWatch[] =>
 const watches: IoWatch[] = [];
 for (const entry of init.devices) watches.push(...watchesOf(instantiate(entry, arena, env)));
 
+setThreadName('tsvmm I/O');
 control.announce(gettid());
 try {
   runIoLoop({

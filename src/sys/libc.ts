@@ -38,6 +38,7 @@ const c = {
   fcntlPointer: libc.func('int fcntl(int fd, int cmd, void *arg)'),
   getpid: libc.func('int getpid(void)'),
   gettid: libc.func('int gettid(void)'),
+  prctl: libc.func('int prctl(int option, ...)'),
   tgkill: libc.func('int tgkill(int tgid, int tid, int sig)'),
   clockGettime: libc.func('int clock_gettime(int clockid, _Out_ int64_t *ts)'),
   execve: libc.func('int execve(const char *path, const char **argv, const char **envp)'),
@@ -248,6 +249,16 @@ export function getpid(): number {
 
 export function gettid(): number {
   return c.gettid() as number;
+}
+
+const PR_SET_NAME = 15;
+
+/**
+ * Names the calling thread (prctl PR_SET_NAME; at most 15 bytes are kept), as QEMU names its vCPU threads
+ * `CPU n/KVM`: what ps, top and /proc/PID/task/TID/comm show.
+ */
+export function setThreadName(name: string): void {
+  check('prctl', () => `PR_SET_NAME, ${name}`, c.prctl(PR_SET_NAME, 'const char *', name.slice(0, 15)) as number);
 }
 
 /**

@@ -2,7 +2,7 @@
 // the KVM_RUN loop, and reports how it ended. One per vCPU; started by src/vcpu/threads.ts.
 import { parentPort, workerData, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { SIGNAL_INIT_POSTED, SIGNAL_LOADED, type VcpuThreadData } from './threads.js';
-import { gettid } from '../sys/libc.js';
+import { gettid, setThreadName } from '../sys/libc.js';
 import { Vcpu } from '../../kvm/vcpu.js';
 import { exitReasonName } from '../../kvm/run.js';
 import * as K from '../../kvm/bindings/constants.js';
@@ -174,6 +174,7 @@ if (init.warmCapture) {
   for (let i = 0; i < 10; i++) vcpuStateToRecord(vcpu.getState(), stateRecord);
 }
 
+setThreadName(`CPU ${id}/KVM`); // QEMU's name: ps and /proc tell the vCPU threads apart
 control.announce(id, gettid());
 // Run until the machine stops. After an event the loop parks at once; the main thread either ends the machine or
 // (after a reset) resumes us, and the loop goes on running the guest.
