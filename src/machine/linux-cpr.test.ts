@@ -194,7 +194,7 @@ testIf(
     assert.equal(
       withoutTolerated(said.filter((l) => l.startsWith('kernel log: ')).map((l) => `${SCENARIO_PREFIX} ${l}`)),
       [`${SCENARIO_PREFIX} kernel log: 0 warning lines`],
-      `no kernel warning in the whole run (dmesg)${c.detail()}`,
+      `no kernel warning in the whole run (dmesg)\n${said.filter((l) => l.startsWith('kernel trace: ')).join('\n')}${c.detail()}`,
     );
     assert.equal(
       kernelWarnings(c.serial).filter((l) => !l.startsWith(SCENARIO_PREFIX)),

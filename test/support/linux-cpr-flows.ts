@@ -8,7 +8,7 @@ import * as assert from 'uvu/assert';
 import { HANG_GUARD_MS, waitFor } from './hang-guard.js';
 import { blocksMismatch, pingReplies, scenarioLines } from './linux-cpr-guest.js';
 import { within, type GuestChain, type HvcLine } from './linux-cpr-session.js';
-import type { VmProcess } from './vm-process.js';
+import { transferTargetArgs, type VmProcess } from './vm-process.js';
 import { QmpClient } from './qmp-client.js';
 
 export type Spelling = 'seed' | 'qemu';
@@ -180,15 +180,7 @@ export async function suspendedCycle(chain: GuestChain, tag: string): Promise<{ 
 export async function transferCycle(chain: GuestChain): Promise<CycleResult & { pingsBefore: number[] }> {
   const old = chain.current;
   const channel = join(chain.dir, 'cpr.sock');
-  const { vm: next, hvc } = await chain.start(
-    [
-      '-incoming',
-      'defer',
-      '-incoming',
-      JSON.stringify({ 'channel-type': 'cpr', addr: { transport: 'socket', type: 'unix', path: channel } }),
-    ],
-    { connect: false },
-  );
+  const { vm: next, hvc } = await chain.start(transferTargetArgs(channel), { connect: false });
   await waitFor(
     () => existsSync(channel),
     'the cpr channel of the new tsvmm',
@@ -281,20 +273,29 @@ const WARM_UP_US = 5_000_000;
  * more on a loaded nested-KVM machine), so the bound takes twice the longest gap seen between two lines of one
  * process, plus 50 ms for the test's own event loop reading two sockets.
  */
-function gapBoundUs(c: GuestChain, pauseUs: number): number {
+function gapBoundUs(c: GuestChain, pauseUs: number): { boundUs: number; longest: string } {
   let longest = 0;
+  let at = 0;
   const lines = c.hvc.lines;
   for (let i = 1; i < lines.length; i++)
-    if (lines[i].process === lines[i - 1].process) longest = Math.max(longest, lines[i].hostUs - lines[i - 1].hostUs);
-  return pauseUs + 2 * longest + 50_000 + WARM_UP_US;
+    if (lines[i].process === lines[i - 1].process && lines[i].hostUs - lines[i - 1].hostUs > longest) {
+      longest = lines[i].hostUs - lines[i - 1].hostUs;
+      at = i;
+    }
+  const where = at
+    ? `${ms(longest)} ms between counts ${lines[at - 1].n} and ${lines[at].n} in process ${lines[at].process} (guest clock ${ms(Math.round((lines[at].uptime - lines[at - 1].uptime) * 1e6))} ms)`
+    : 'none';
+  return { boundUs: pauseUs + 2 * longest + 50_000 + WARM_UP_US, longest: where };
 }
 
 /** The counter's gap across the cycle within gapBoundUs, and the guest's clock neither back nor jumping. */
 export function checkGap(c: GuestChain, r: CycleResult): void {
-  const bound = gapBoundUs(c, r.pauseUs);
+  const { boundUs: bound, longest } = gapBoundUs(c, r.pauseUs);
+  // On failure: the longest stall inside one process, the phases of the pause, and the guest's own log (a guest
+  // that stalls says so there: RCU stalls, soft lockups).
   assert.ok(
     r.gapUs <= bound,
-    `${r.flow}: the counter stopped for ${ms(r.gapUs)} ms, the pause was ${ms(r.pauseUs)} ms (bound ${ms(bound)} ms)`,
+    `${r.flow}: the counter stopped for ${ms(r.gapUs)} ms, the pause was ${ms(r.pauseUs)} ms (bound ${ms(bound)} ms; longest stall within one process: ${longest})\n${r.phases}${c.detail()}`,
   );
   // kvmclock goes on by the time the VM was stopped: the guest's clock moves across the checkpoint by about what
   // the host's did — no jump beyond it (/proc/uptime has 10 ms steps), never back.

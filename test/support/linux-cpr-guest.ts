@@ -118,6 +118,9 @@ export function linuxCprBody(o: LinuxCprGuestOptions): string[] {
     `dmesg | grep -E '${KERNEL_WARNING_ERE}' > /tmp/warnings`,
     'say "kernel log: $(wc -l < /tmp/warnings) warning lines"',
     'while read -r l; do say "kernel log: $l"; done < /tmp/warnings',
+    '# What a stalled CPU was doing (the soft lockup and RCU stall reports carry its registers and stack): for the',
+    '# failure message of the test.',
+    'dmesg | grep -A 40 -E \'soft lockup|detected stalls\' | while read -r l; do say "kernel trace: $l"; done',
     'say "powering off"',
     'poweroff -f',
   ];

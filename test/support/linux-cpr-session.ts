@@ -15,6 +15,7 @@ import { QmpClient } from './qmp-client.js';
 import { cliPath } from './tsvmm.js';
 import { HANG_GUARD_MS, waitFor } from './hang-guard.js';
 import { vcpuReport } from './vcpu-report.js';
+import { threadStates } from './thread-states.js';
 import { COUNT_LINE, realtimeUs, type CountLine } from './linux-cpr-guest.js';
 import type { TapNamespace } from '../../examples/guests/virtio-probe-host.js';
 
@@ -33,6 +34,10 @@ export async function within<T>(promise: Promise<T>, what: string, detail: () =>
     clearTimeout(timer);
   }
 }
+
+/** A counter silent this long is stalled (its loop prints every 10 ms; a loaded rig's worst seen is ~5 s). */
+const STALL_SNAPSHOT_AFTER_MS = 3000;
+const STALL_SNAPSHOTS = 12;
 
 /** A counter line with the process (index in the chain) whose socket delivered its newline. */
 export interface HvcLine extends CountLine {
@@ -124,6 +129,12 @@ export class GuestChain {
   readonly processes: VmProcess[] = [];
   /** The first process's guest reached its counting loop (later steps of a chain's file need that). */
   booted = false;
+  /**
+   * While the counter is silent for over STALL_SNAPSHOT_AFTER_MS, what the current process's threads do, once a
+   * second (the last STALL_SNAPSHOTS kept): a failure shows whether the guest's vCPUs ran, waited or were starved.
+   */
+  private readonly stallSnapshots: string[] = [];
+  private readonly stallWatch = setInterval(() => this.watchStall(), 1000).unref();
 
   constructor(readonly o: ChainOptions) {
     // A sparse image (zeros): the writer fills it from the start.
@@ -145,9 +156,22 @@ export class GuestChain {
     return this.processes.map((p) => p.stdout).join('');
   }
 
-  /** What to show when something fails: the tail of ttyS0 and the current process's stderr. */
+  /** What to show when something fails: the tail of ttyS0, the current process's stderr, stall snapshots. */
   detail = (): string =>
-    `\nttyS0 (tail):\n${this.serial.slice(-3000)}\nstderr of process ${this.processes.length - 1}:\n${this.current?.stderr ?? ''}`;
+    `\nttyS0 (tail):\n${this.serial.slice(-3000)}\nstderr of process ${this.processes.length - 1}:\n${this.current?.stderr ?? ''}` +
+    (this.stallSnapshots.length ? `\nthreads while the counter was silent:\n${this.stallSnapshots.join('\n')}` : '');
+
+  private watchStall(): void {
+    const last = this.hvc.last;
+    const vm = this.processes.at(-1);
+    if (!last || !vm?.child.pid || vm.child.exitCode !== null) return;
+    const silentMs = (realtimeUs() - last.hostUs) / 1000;
+    if (silentMs < STALL_SNAPSHOT_AFTER_MS) return;
+    this.stallSnapshots.push(
+      `${new Date().toISOString()}: no counter line for ${(silentMs / 1000).toFixed(1)} s (last: ${last.n} from process ${last.process}); process ${this.processes.length - 1}:\n${threadStates(vm.child.pid)}`,
+    );
+    if (this.stallSnapshots.length > STALL_SNAPSHOTS) this.stallSnapshots.shift();
+  }
 
   /** The command line of process `index`: all the same but for the socket hvc0 connects to. */
   args(index: number): string[] {
@@ -311,6 +335,7 @@ export class GuestChain {
   }
 
   async dispose(): Promise<void> {
+    clearInterval(this.stallWatch);
     this.hvc.close();
     for (const vm of this.processes) await vm.dispose();
     rmSync(this.shm, { force: true });

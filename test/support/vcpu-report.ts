@@ -1,34 +1,10 @@
 // What each vCPU thread of a tsvmm that stopped making progress is doing, as the host kernel sees it: a guest that
 // hangs halted (the thread sleeps in KVM waiting for an interrupt) is told apart from one spinning in guest mode (the
 // thread runs, burning CPU) and from a VMM stuck outside KVM_RUN. For a hang guard's failure message.
-import { readFileSync } from 'node:fs';
+import { threadSample as sample } from './thread-states.js';
 import type { VmProcess } from './vm-process.js';
 
 const SAMPLE_MS = 1000;
-
-interface ThreadSample {
-  state: string;
-  cpuTicks: number;
-  wchan: string;
-}
-
-function sample(pid: number, tid: number): ThreadSample | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'latin1');
-    // Fields after the command name (which may hold spaces) start after its closing parenthesis.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const cpuTicks = Number(fields[11]) + Number(fields[12]); // utime + stime
-    let wchan = '';
-    try {
-      wchan = readFileSync(`/proc/${pid}/task/${tid}/wchan`, 'latin1');
-    } catch {
-      // wchan is hidden on some kernels: the state alone still says sleeping or running.
-    }
-    return { state: fields[0], cpuTicks, wchan };
-  } catch {
-    return null;
-  }
-}
 
 /** One line per vCPU thread: its state, where it sleeps, and the CPU it used over a second. Never throws. */
 export async function vcpuReport(vm: VmProcess): Promise<string> {
