@@ -7,9 +7,16 @@ import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync, rmSync, existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { testIf } from '../../test/support/skip.js';
-import { cprTransfer, startVm, scratchDir, removeDir, type VmProcess } from '../../test/support/vm-process.js';
+import {
+  cprTransfer,
+  startTransferTarget,
+  startVm,
+  scratchDir,
+  removeDir,
+  type VmProcess,
+} from '../../test/support/vm-process.js';
 import { QmpClientError } from '../../test/support/qmp-client.js';
-import { HANG_GUARD_MS, waitFor } from '../../test/support/hang-guard.js';
+import { HANG_GUARD_MS } from '../../test/support/hang-guard.js';
 import { vcpuReport } from '../../test/support/vcpu-report.js';
 import { runTsvmm } from '../../test/support/tsvmm.js';
 import { kvmMissing } from '../../kvm/testing/test-guest.js';
@@ -273,31 +280,6 @@ testIf(
   },
 );
 
-/** A new tsvmm waiting for a cpr-transfer of `args`' VM on a channel in `dir` (started; QMP not connected yet). */
-async function startTransferTarget(
-  args: string[],
-  dir: string,
-  netns?: string,
-): Promise<{ next: VmProcess; channel: string }> {
-  const channel = join(dir, 'cpr.sock');
-  const next = await startVm(
-    [
-      ...args,
-      '-incoming',
-      'defer',
-      '-incoming',
-      JSON.stringify({ 'channel-type': 'cpr', addr: { transport: 'socket', type: 'unix', path: channel } }),
-    ],
-    { dir, name: 'new', connect: false, netns },
-  );
-  await waitFor(
-    () => existsSync(channel),
-    'the cpr channel appears',
-    () => next.stderr,
-  );
-  return { next, channel };
-}
-
 testIf(
   test,
   skip,
@@ -323,7 +305,7 @@ testIf(
       ];
       const old = await startVm(args, { dir, name: 'old' });
       vms.push(old);
-      const { next, channel } = await startTransferTarget(args, dir);
+      const { next, channel } = await startTransferTarget(args, { dir, name: 'new' });
       vms.push(next);
       await sleep(300);
       const ramBefore = await guestRam(old, dir);
@@ -387,7 +369,7 @@ testIf(
       ];
       const old = await startVm(args, { dir, name: 'old', netns: tap.ns });
       vms.push(old);
-      const { next, channel } = await startTransferTarget(args, dir, tap.ns);
+      const { next, channel } = await startTransferTarget(args, { dir, name: 'new', netns: tap.ns });
       vms.push(next);
       await cprTransfer(old, next, channel, dir, { quitOldAtCompleted: true });
       const counted = counterIn(await guestRam(next, dir));

@@ -7,7 +7,6 @@
 // invalidated and updated, interrupts re-wired — no reset, no re-open) and then a cpr-exec of that one; the rounds
 // go on, in order, and so do the MSIs.
 import { join } from 'node:path';
-import { existsSync } from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { assembleFlat } from '../../test/support/asm.js';
@@ -16,7 +15,14 @@ import { testIf } from '../../test/support/skip.js';
 import { cliPath } from '../../test/support/tsvmm.js';
 import { QmpClient, QmpClientError } from '../../test/support/qmp-client.js';
 import { HANG_GUARD_MS, waitFor } from '../../test/support/hang-guard.js';
-import { cprTransfer, removeDir, scratchDir, startVm, type VmProcess } from '../../test/support/vm-process.js';
+import {
+  cprTransfer,
+  removeDir,
+  startTransferTarget,
+  scratchDir,
+  startVm,
+  type VmProcess,
+} from '../../test/support/vm-process.js';
 import { vfioMissing, withVfioDevice } from '../../test/support/vfio-devices.js';
 import { ACPI_PM_DEFAULT_BASE, PM1_CNT_OFFSET, SLP_TYP_S3 } from '../acpi-pm.js';
 import { Machine } from '../../src/api/index.js';
@@ -316,22 +322,10 @@ testIf(
         await roundsReach(old, 3, 'before the transfer');
 
         // cpr-transfer
-        const channel = join(dir, 'cpr.sock');
-        next = await startVm(
-          [
-            ...args,
-            '-incoming',
-            'defer',
-            '-incoming',
-            JSON.stringify({ 'channel-type': 'cpr', addr: { transport: 'socket', type: 'unix', path: channel } }),
-          ],
-          { dir, name: 'new', connect: false },
-        );
-        await waitFor(
-          () => existsSync(channel),
-          'the cpr channel appears',
-          () => next!.stderr,
-        );
+        // Assigned at the spawn: the finally below disposes of it even if it never listens.
+        const target = await startTransferTarget(args, { dir, name: 'new', onSpawn: (vm) => (next = vm) });
+        next = target.next;
+        const channel = target.channel;
         await cprTransfer(old, next, channel, dir);
         checkHandOverPhases(await pauseTable(old, 'cpr-transfer'), 'cpr-transfer');
         const handedAt = lastRound(old);

@@ -4,7 +4,7 @@
 // records what would show a leak down the chain: the new process's fds (count and kinds), its RSS and the old one's,
 // the guest's rounds so far, and how long the hand-over took. The judge (transfer-soak-judge.ts) says whether that
 // is flat. Used by bench/soak.ts (`npm run soak`, 200 by default).
-import { closeSync, existsSync, openSync, readSync, truncateSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readSync, truncateSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildGuest } from '../../examples/guests/build.js';
 import {
@@ -14,9 +14,9 @@ import {
   SECTOR_BYTES,
   virtioProbeCommonArgs,
 } from '../../examples/guests/virtio-probe-host.js';
-import { HANG_GUARD_MS, waitFor } from './hang-guard.js';
+import { HANG_GUARD_MS } from './hang-guard.js';
 import { processSample, type ProcessSample } from './proc-sample.js';
-import { cprTransfer, removeDir, scratchDir, startVm, type VmProcess } from './vm-process.js';
+import { cprTransfer, removeDir, scratchDir, startTransferTarget, startVm, type VmProcess } from './vm-process.js';
 import type { SoakGeneration, SoakReport } from './transfer-soak-judge.js';
 import { roundsIn } from './transfer-soak-rounds.js';
 
@@ -104,23 +104,12 @@ export async function runTransferSoak(o: SoakOptions): Promise<SoakReport> {
   // A new process waiting on its cpr channel for generation k, and how long it took to get there.
   const startTarget = async (k: number): Promise<{ next: VmProcess; channel: string; startMs: number }> => {
     const t0 = performance.now();
-    const channel = join(dir, `cpr-${k}.sock`);
-    const next = await startVm(
-      [
-        ...args,
-        '-incoming',
-        'defer',
-        '-incoming',
-        JSON.stringify({ 'channel-type': 'cpr', addr: { transport: 'socket', type: 'unix', path: channel } }),
-      ],
-      { dir, name: `gen${k}`, connect: false },
-    );
-    live.push(next);
-    await waitFor(
-      () => existsSync(channel),
-      'the cpr channel appears',
-      () => next.stderr,
-    );
+    const { next, channel } = await startTransferTarget(args, {
+      dir,
+      name: `gen${k}`,
+      channel: `cpr-${k}.sock`,
+      onSpawn: (vm) => live.push(vm),
+    });
     return { next, channel, startMs: performance.now() - t0 };
   };
   // Handled at once (a failed start is thrown where it is awaited, not as an unhandled rejection meanwhile).

@@ -76,6 +76,41 @@ export function removeDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
 }
 
+/** The arguments that make `tsvmm run` a cpr-transfer target: wait for the state (-incoming defer) on `channel`. */
+export function transferTargetArgs(channel: string): string[] {
+  return [
+    '-incoming',
+    'defer',
+    '-incoming',
+    JSON.stringify({ 'channel-type': 'cpr', addr: { transport: 'socket', type: 'unix', path: channel } }),
+  ];
+}
+
+/**
+ * Starts a cpr-transfer target with `args` plus transferTargetArgs(DIR/`channel`) (QMP not connected yet: the
+ * hand-over does that) and waits until it listens on the channel. `onSpawn` sees the process at once, so a caller
+ * can account for it even if the wait fails.
+ */
+export async function startTransferTarget(
+  args: string[],
+  o: { dir: string; name: string; channel?: string; netns?: string; onSpawn?: (vm: VmProcess) => void },
+): Promise<{ next: VmProcess; channel: string }> {
+  const channel = join(o.dir, o.channel ?? 'cpr.sock');
+  const next = await startVm([...args, ...transferTargetArgs(channel)], {
+    dir: o.dir,
+    name: o.name,
+    connect: false,
+    netns: o.netns,
+  });
+  o.onSpawn?.(next);
+  await waitFor(
+    () => existsSync(channel),
+    'the cpr channel appears',
+    () => next.stderr,
+  );
+  return { next, channel };
+}
+
 /**
  * QMP migrate in cpr-transfer mode from `old` to `next`; checks it completed and connects QMP to `next`. With
  * `quitOldAtCompleted`, the old process is quit the moment its MIGRATION completed arrives (QEMU's and libvirt's
