@@ -124,21 +124,15 @@ export class MigrationController {
   }
 
   private runOutgoing(save: () => Promise<SaveReport>): Promise<void> {
-    this.startedUs = nowUs();
-    this.errorDesc = undefined;
-    this.set('setup');
-    this.set('active');
+    this.begin();
     return save().then(
       (report) => {
         this.marks = report.marks;
         this.bytes = report.bytes;
-        this.endedUs = nowUs();
-        this.set('completed');
+        this.end();
       },
       (e: Error) => {
-        this.errorDesc = e.message;
-        this.endedUs = nowUs();
-        this.set(e instanceof StreamCancelled ? 'cancelled' : 'failed');
+        this.end(e);
         throw e;
       },
     );
@@ -153,10 +147,7 @@ export class MigrationController {
       releaseEnd(from);
       throw new CprError('a migration is already in progress');
     }
-    this.startedUs = nowUs();
-    this.errorDesc = undefined;
-    this.set('setup');
-    this.set('active');
+    this.begin();
     const abort = new AbortController();
     this.streamAbort = abort;
     try {
@@ -167,13 +158,10 @@ export class MigrationController {
         (receive) => clock.timeAsync('receive', receive),
         abort.signal,
       );
-      this.endedUs = nowUs();
-      this.set('completed');
+      this.end();
       return report;
     } catch (e) {
-      this.errorDesc = (e as Error).message;
-      this.endedUs = nowUs();
-      this.set(e instanceof StreamCancelled ? 'cancelled' : 'failed');
+      this.end(e as Error);
       throw e;
     } finally {
       this.streamAbort = undefined;
@@ -194,19 +182,13 @@ export class MigrationController {
   /** Incoming migration from a file: verify, restore, and resume the guest if it was running (unless `stayPaused`). */
   incomingFromFile(path: string, clock: PhaseClock, stayPaused: boolean): LoadReport {
     if (this.active) throw new CprError('a migration is already in progress');
-    this.startedUs = nowUs();
-    this.errorDesc = undefined;
-    this.set('setup');
-    this.set('active');
+    this.begin();
     try {
       const report = this.load(path, clock, stayPaused);
-      this.endedUs = nowUs();
-      this.set('completed');
+      this.end();
       return report;
     } catch (e) {
-      this.errorDesc = (e as Error).message;
-      this.endedUs = nowUs();
-      this.set('failed');
+      this.end(e as Error);
       throw e;
     }
   }
@@ -237,6 +219,21 @@ export class MigrationController {
     clock.mark('warm-up', startUs, nowUs());
   }
 
+  /** A migration starts: `setup`, then `active` (QEMU's MIGRATION events for both). */
+  private begin(): void {
+    this.startedUs = nowUs();
+    this.errorDesc = undefined;
+    this.set('setup');
+    this.set('active');
+  }
+
+  /** It ended: `completed`, or with `error` `failed` (`cancelled` when migrate_cancel stopped it). */
+  private end(error?: Error): void {
+    this.endedUs = nowUs();
+    if (error) this.errorDesc = error.message;
+    this.set(error === undefined ? 'completed' : error instanceof StreamCancelled ? 'cancelled' : 'failed');
+  }
+
   /** Records a finished transfer- or exec-mode migration (cpr/flows/transfer.ts, exec.ts run them). */
   recordTransfer(marks: PhaseMark[], ok: boolean, error?: string): void {
     this.marks = marks;
@@ -249,15 +246,11 @@ export class MigrationController {
   recordSaved(marks: PhaseMark[], bytes: number): void {
     this.marks = marks;
     this.bytes = bytes;
-    this.endedUs = nowUs();
-    this.set('completed');
+    this.end();
   }
 
   beginTransfer(): void {
-    this.startedUs = nowUs();
-    this.errorDesc = undefined;
-    this.set('setup');
-    this.set('active');
+    this.begin();
   }
 
   report(): MigrationReport {
