@@ -19,6 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { RIG_VFIO_DEVICES, rigCanLift, rigNeedsVfio } from './support/rig-provides.js';
 import { describe, findTests, runTestFile, type FileResult } from './runner/test-file.js';
+import { nextFile, runOrder } from './runner/schedule.js';
 
 const distRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 const inRig = process.env.TSVMM_IN_RIG === '1';
@@ -30,15 +31,32 @@ const seconds = (ms: number): string =>
   ms < 120_000 ? `${Math.round(ms / 1000)} s` : `${Math.floor(ms / 60_000)} min ${Math.round((ms % 60_000) / 1000)} s`;
 const needsRig = (r: FileResult): boolean => r.skips.some(rigCanLift);
 
-/** Runs `files` `parallel` at a time; `onDone` sees each result as it finishes. */
+/**
+ * Runs `files` `parallel` at a time, Linux-guest files one at a time and first (test/runner/schedule.ts); `onDone`
+ * sees each result as it finishes.
+ */
 async function runAll(files: string[], onDone: (r: FileResult) => void): Promise<FileResult[]> {
   const results: FileResult[] = [];
-  let next = 0;
+  const pending = runOrder(files);
+  const running: string[] = [];
+  // Resolved whenever a file finishes: a slot that had to wait looks again.
+  let finished: () => void = () => {};
+  let oneFinished = new Promise<void>((resolve) => (finished = resolve));
   const worker = async () => {
-    while (next < files.length) {
-      const r = await runTestFile(distRoot, files[next++], fileTimeoutMs);
+    while (pending.length > 0) {
+      const i = nextFile(pending, running);
+      if (i < 0) {
+        await oneFinished;
+        continue;
+      }
+      const [file] = pending.splice(i, 1);
+      running.push(file);
+      const r = await runTestFile(distRoot, file, fileTimeoutMs);
+      running.splice(running.indexOf(file), 1);
       results.push(r);
       onDone(r);
+      finished();
+      oneFinished = new Promise<void>((resolve) => (finished = resolve));
     }
   };
   await Promise.all(Array.from({ length: parallel }, worker));

@@ -3,7 +3,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
-import { gettid, getpid, setThreadName } from './libc.js';
+import { gettid, getpid } from './libc.js';
 
 const comm = (tid: number) => readFileSync(`/proc/${getpid()}/task/${tid}/comm`, 'utf8').trim();
 
