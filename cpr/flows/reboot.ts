@@ -19,6 +19,7 @@ import {
   printable,
   CheckpointError,
   type RamSource,
+  type RamIo,
   type WriteTimings,
   type Section,
 } from '../file/checkpoint-file.js';
@@ -154,6 +155,8 @@ export interface SaveReport {
   readonly runState: SavedRunState;
   readonly marks: PhaseMark[];
   readonly write: WriteTimings;
+  /** How RAM went into the file (O_DIRECT or the page cache, and why), when it did. */
+  readonly ramIo?: RamIo;
 }
 
 /**
@@ -213,9 +216,20 @@ export async function saveToFile(
         },
       }),
     );
+    // Not silently: a RAM save through the page cache evicts as much of the host's cache as the guest has RAM.
+    if (write.ramIo?.mode === 'buffered')
+      process.stderr.write(`tsvmm: ${path}: guest RAM written through the page cache: ${write.ramIo.reason}\n`);
     // cpr-exec leaves the VM in finish-migrate: it execs at once, or resumes the guest if the exec fails.
     if (!keepStopped) machine.setPausedState('postmigrate');
-    return { path, bytes: write.bytes, ramWritten: withRam, runState, marks: clock.marks, write: write.timings };
+    return {
+      path,
+      bytes: write.bytes,
+      ramWritten: withRam,
+      runState,
+      marks: clock.marks,
+      write: write.timings,
+      ...(write.ramIo ? { ramIo: write.ramIo } : {}),
+    };
   } catch (e) {
     if (!machine.running) {
       machine.setPausedState(runState === 'suspended' ? 'suspended' : 'paused');
