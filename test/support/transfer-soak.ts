@@ -186,7 +186,8 @@ export async function runTransferSoak(o: SoakOptions): Promise<SoakReport> {
           new Promise((resolve) => setTimeout(() => resolve('running'), 100)),
         ]);
         const signal = vm.child.signalCode ? ` (signal ${vm.child.signalCode})` : '';
-        return `pid ${vm.child.pid}: ${status === 'running' ? 'running' : `exited ${status}${signal}`}, stderr: ${vm.stderr.slice(-1500) || '(none)'}`;
+        // COM1 too: a guest that failed a round says so there and ends tsvmm through isa-debug-exit.
+        return `pid ${vm.child.pid}: ${status === 'running' ? 'running' : `exited ${status}${signal}`}, stderr: ${vm.stderr.slice(-1500) || '(none)'}\nCOM1 (tail): ${vm.stdout.slice(-1500) || '(none)'}`;
       }),
     );
     (e as Error).message += `\nprocesses in the chain:\n${report.join('\n')}`;
