@@ -2,7 +2,7 @@
 // another file could run.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { bootsLinux, nextFile, runOrder } from './schedule.js';
+import { bootsLinux, nextFile, runOrder, runsAlone } from './schedule.js';
 
 test('schedule: a file named linux-*.test.js boots a Linux guest; others do not', () => {
   assert.ok(bootsLinux('/x/dist/src/machine/linux-cpr.test.js'));
@@ -30,6 +30,19 @@ test('schedule: with a Linux-guest file running, a free slot skips the others an
 test('schedule: only Linux-guest files left and one running — the slot waits (-1); nothing left — -1', () => {
   assert.is(nextFile(['linux-b.test.js'], ['linux-a.test.js']), -1);
   assert.is(nextFile([], ['linux-a.test.js']), -1);
+});
+
+test('schedule: linux-cpr runs alone — nothing starts beside it, and it waits for the other slot to empty', () => {
+  assert.ok(runsAlone('/x/dist/src/machine/linux-cpr.test.js'));
+  assert.not.ok(runsAlone('/x/dist/src/machine/linux-devices.test.js'));
+  assert.is(nextFile(['a.test.js'], ['/d/src/machine/linux-cpr.test.js']), -1);
+  assert.is(
+    nextFile(['/d/src/machine/linux-cpr.test.js', 'a.test.js'], ['b.test.js']),
+    1,
+    'another file takes the slot',
+  );
+  assert.is(nextFile(['/d/src/machine/linux-cpr.test.js'], ['b.test.js']), -1, 'it waits for b');
+  assert.is(nextFile(['/d/src/machine/linux-cpr.test.js', 'a.test.js'], []), 0);
 });
 
 test.run();
