@@ -1,5 +1,6 @@
-// The test runner behind `npm test`: runs every compiled `*.test.js` in its own process, two at a time, and ends
-// with the line `N passed, N failed` that CI reads.
+// The test runner behind `npm test`: runs every compiled `*.test.js` in its own process, two at a time (files that
+// boot a Linux guest one at a time, linux-cpr alone: test/runner/schedule.ts), and ends with the line
+// `N passed, N failed` that CI reads.
 //
 // Where /dev/kvm is missing or unusable, a file whose tests skip for that reason (or another the rig can lift, see
 // test/support/rig-provides.ts: KVM that is PVM, no huge pages, no device bound to vfio-pci) is run again, whole, inside the rig (test/rig/: a
