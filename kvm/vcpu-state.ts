@@ -32,6 +32,7 @@ import type {
   Xcr,
 } from './bindings/types.js';
 import { hex } from '../src/util/hex.js';
+import { describeSregs, sregsRuleBroken } from './sregs-rules.js';
 
 /** A restored TSC frequency within this tolerance of the host's needs no scaling (QEMU/Firecracker: 250 ppm). */
 const TSC_KHZ_TOLERANCE = 250e-6;
@@ -121,8 +122,8 @@ export interface RestoreOptions {
  * Refuses (VcpuStateError) a state this vCPU cannot take, without changing the vCPU: what restoreVcpuState would
  * otherwise find out only half-way, after the registers before it are set — an MSR that KVM does not list
  * (KVM_GET_MSR_INDEX_LIST: KVM_SET_MSRS refuses it), a TSC rate KVM cannot scale to, a LAPIC without an in-kernel
- * irqchip. Values within an MSR KVM lists are KVM's to judge: a restore that
- * KVM still refuses is undone by its caller (cpr/flows/snapshot.ts).
+ * irqchip, special registers that break KVM's own consistency rules (sregs-rules.ts). Values within an MSR KVM
+ * lists are KVM's to judge: a restore that KVM still refuses is undone by its caller (cpr/flows/snapshot.ts).
  */
 export function checkVcpuState(v: VcpuRegisters, s: VcpuState): void {
   const listed = new Set(v.features.msrIndices);
@@ -142,6 +143,9 @@ export function checkVcpuState(v: VcpuRegisters, s: VcpuState): void {
   }
   if (s.lapic && v.tryGetLapic() === null)
     throw new VcpuStateError(v.id, 'state has a LAPIC but this VM has no in-kernel irqchip');
+  const broken = sregsRuleBroken(s.sregs);
+  if (broken !== null)
+    throw new VcpuStateError(v.id, `KVM would refuse the special registers (${broken}): ${describeSregs(s.sregs)}`);
 }
 
 export function restoreVcpuState(v: VcpuRegisters, s: VcpuState, { cpuid = true }: RestoreOptions = {}): void {
@@ -188,12 +192,7 @@ export function restoreVcpuState(v: VcpuRegisters, s: VcpuState, { cpuid = true 
   } catch (e) {
     if (!isErrno(e, Errno.EINVAL)) throw e;
     // KVM checks these against each other and against the CPUID set in step 1: name them, so the refusal says why.
-    const r = s.sregs;
-    throw new VcpuStateError(
-      v.id,
-      `KVM refused the special registers (EINVAL): cr0=${hex(r.cr0)} cr3=${hex(r.cr3)} ` +
-        `cr4=${hex(r.cr4)} efer=${hex(r.efer)} apic_base=${hex(r.apicBase)} cs=${hex(r.cs.selector)} l=${r.cs.l} db=${r.cs.db}`,
-    );
+    throw new VcpuStateError(v.id, `KVM refused the special registers (EINVAL): ${describeSregs(s.sregs)}`);
   }
 
   // 6. FPU/SSE/AVX state. The XSAVE area contains the legacy FXSAVE image kvm_fpu describes, so with XSAVE the

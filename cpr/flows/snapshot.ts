@@ -34,6 +34,7 @@ import type { PhaseClock } from './timings.js';
 import { undoPoint, type RestoredPart, type UndoPoint } from './undo-point.js';
 import type { VcpuState, IrqchipState, PitState2 } from '../../kvm/bindings/types.js';
 import { warmVcpuStateDecoders } from '../../kvm/vcpu-state.js';
+import { keptByKvmRules } from './capture-check.js';
 
 /** What the guest was doing when its state was saved: a restore brings it back to the same. */
 export type SavedRunState = 'running' | 'paused' | 'suspended';
@@ -118,7 +119,14 @@ export function captureSections(
     // Each vCPU thread saved its own state while parking when the pause asked it to (in parallel); read the rest.
     parts.vcpus.forEach((vcpu, i) => {
       const record = parts.capturedVcpuState(i) ?? vcpuStateToRecord(vcpu.getState(), scratch.vcpu(i));
-      sections.push(section('vcpu', vcpuStateDescriptor, record, i));
+      sections.push(
+        section(
+          'vcpu',
+          vcpuStateDescriptor,
+          keptByKvmRules(i, record, () => vcpuStateToRecord(vcpu.getState(), scratch.vcpu(i))),
+          i,
+        ),
+      );
     });
   });
   clock.time('collect-kvm', () => {

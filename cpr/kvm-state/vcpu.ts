@@ -574,7 +574,8 @@ function recordToSegment(r: SegmentRecord): Segment {
   };
 }
 
-function recordToSregs(r: SregsRecord): Sregs {
+/** The special registers a vCPU record holds (the checks before a capture is sent look at them alone). */
+export function recordToSregs(r: SregsRecord): Sregs {
   const b = r.interruptBitmap;
   return {
     cs: recordToSegment(r.cs),

@@ -12,6 +12,7 @@ export {
   segmentDescriptor,
   dtableDescriptor,
   sregsDescriptor,
+  recordToSregs,
   fpuDescriptor,
   xcrDescriptor,
   debugregsDescriptor,
