@@ -30,6 +30,7 @@ import { readTicks, waitForTicks, medianInterval } from './ticks.js';
 import { Vmm, waitForPath } from './vmm.js';
 import { startupTrace } from './timeline.js';
 import { guardMs } from '../lib/where.js';
+import { cprIncomingArg, cprTransferChannels } from '../../test/support/cpr-channels.js';
 
 export type FlowId = 'reboot-incoming' | 'reboot-cpr-load' | 'reboot-prestarted' | 'transfer' | 'exec';
 
@@ -277,13 +278,7 @@ export async function runFlow(flow: FlowId, s: RunSetup): Promise<RunRecord> {
           dir: s.dir,
           cli: s.cli,
           env: TRACE,
-          args: [
-            ...base,
-            '-incoming',
-            'defer',
-            '-incoming',
-            JSON.stringify({ 'channel-type': 'cpr', addr: { transport: 'socket', type: 'unix', path: channel } }),
-          ],
+          args: [...base, '-incoming', 'defer', '-incoming', cprIncomingArg(channel)],
         }),
       );
       old = await startOld(s);
@@ -291,10 +286,7 @@ export async function runFlow(flow: FlowId, s: RunSetup): Promise<RunRecord> {
       const oq = old.qmp!;
       await oq.execute('migrate-set-parameters', { mode: 'cpr-transfer' });
       const migrate = oq.send('migrate', {
-        channels: [
-          { 'channel-type': 'main', addr: { transport: 'socket', type: 'unix', path: join(s.dir, 'main.sock') } },
-          { 'channel-type': 'cpr', addr: { transport: 'socket', type: 'unix', path: channel } },
-        ],
+        channels: cprTransferChannels(join(s.dir, 'main.sock'), channel),
       });
       ev['ctl.save-sent'] = migrate.sentUs;
       await migrate.reply;

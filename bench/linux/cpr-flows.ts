@@ -13,6 +13,7 @@
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { guardMs } from '../lib/where.js';
+import { cprIncomingArg, cprTransferChannels } from '../../test/support/cpr-channels.js';
 import { waitForPath } from '../cpr-pause/vmm.js';
 import { TickVmm } from './tick-vmm.js';
 
@@ -109,12 +110,7 @@ export async function runLinuxFlow(
     } else {
       const cpr = join(s.dir, `${name}-cpr.sock`);
       const main = join(s.dir, `${name}-main.sock`);
-      next = spawnNext([
-        '-incoming',
-        s.kind.transferMain(main),
-        '-incoming',
-        JSON.stringify({ 'channel-type': 'cpr', addr: { transport: 'socket', type: 'unix', path: cpr } }),
-      ]);
+      next = spawnNext(['-incoming', s.kind.transferMain(main), '-incoming', cprIncomingArg(cpr)]);
       await waitForPath(cpr, s.timeoutMs, () => next!.failure());
       await old.qmp!.execute('migrate-set-parameters', { mode: 'cpr-transfer' });
       // A process that came from a reboot flow still has x-ignore-shared on; cpr-transfer never copies shared RAM,
@@ -125,10 +121,7 @@ export async function runLinuxFlow(
       info = await migrateOld(
         old,
         {
-          channels: [
-            { 'channel-type': 'main', addr: { transport: 'socket', type: 'unix', path: main } },
-            { 'channel-type': 'cpr', addr: { transport: 'socket', type: 'unix', path: cpr } },
-          ],
+          channels: cprTransferChannels(main, cpr),
         },
         s.timeoutMs,
       );

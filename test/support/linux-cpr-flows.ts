@@ -10,6 +10,7 @@ import { blocksMismatch, pingReplies, scenarioLines } from './linux-cpr-guest.js
 import { within, type GuestChain, type HvcLine } from './linux-cpr-session.js';
 import { transferTargetArgs, type VmProcess } from './vm-process.js';
 import { QmpClient } from './qmp-client.js';
+import { cprTransferChannels } from './cpr-channels.js';
 
 export type Spelling = 'seed' | 'qemu';
 
@@ -190,10 +191,7 @@ export async function transferCycle(chain: GuestChain): Promise<CycleResult & { 
   old.qmp.events.length = 0;
   await old.qmp.execute('migrate-set-parameters', { mode: 'cpr-transfer' });
   await old.qmp.execute('migrate', {
-    channels: [
-      { 'channel-type': 'main', addr: { transport: 'socket', type: 'unix', path: join(chain.dir, 'main.sock') } },
-      { 'channel-type': 'cpr', addr: { transport: 'socket', type: 'unix', path: channel } },
-    ],
+    channels: cprTransferChannels(join(chain.dir, 'main.sock'), channel),
   });
   const done = await old.qmp.waitEvent(
     'MIGRATION',

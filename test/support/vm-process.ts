@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { cliPath } from './tsvmm.js';
 import { QmpClient } from './qmp-client.js';
 import { HANG_GUARD_MS, waitFor } from './hang-guard.js';
+import { cprIncomingArg, cprTransferChannels } from './cpr-channels.js';
 import * as assert from 'uvu/assert';
 
 export interface VmProcess {
@@ -78,12 +79,7 @@ export function removeDir(dir: string): void {
 
 /** The arguments that make `tsvmm run` a cpr-transfer target: wait for the state (-incoming defer) on `channel`. */
 export function transferTargetArgs(channel: string): string[] {
-  return [
-    '-incoming',
-    'defer',
-    '-incoming',
-    JSON.stringify({ 'channel-type': 'cpr', addr: { transport: 'socket', type: 'unix', path: channel } }),
-  ];
+  return ['-incoming', 'defer', '-incoming', cprIncomingArg(channel)];
 }
 
 /**
@@ -126,10 +122,7 @@ export async function cprTransfer(
   old.qmp.events.length = 0; // only this migration's MIGRATION events count
   await old.qmp.execute('migrate-set-parameters', { mode: 'cpr-transfer' });
   await old.qmp.execute('migrate', {
-    channels: [
-      { 'channel-type': 'main', addr: { transport: 'socket', type: 'unix', path: join(dir, 'main.sock') } },
-      { 'channel-type': 'cpr', addr: { transport: 'socket', type: 'unix', path: channel } },
-    ],
+    channels: cprTransferChannels(join(dir, 'main.sock'), channel),
   });
   const done = await old.qmp.waitEvent(
     'MIGRATION',
