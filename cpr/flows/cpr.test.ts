@@ -19,8 +19,9 @@ import { QmpClientError } from '../../test/support/qmp-client.js';
 import { HANG_GUARD_MS } from '../../test/support/hang-guard.js';
 import { vcpuReport } from '../../test/support/vcpu-report.js';
 import { runTsvmm } from '../../test/support/tsvmm.js';
+import { COUNTER_RAM, counterVmArgs, shmRamFile } from '../../test/support/counter-vm.js';
 import { kvmMissing } from '../../kvm/testing/test-guest.js';
-import { buildGuest, toolchainUnavailable, COUNTER_STATE_ADDR, readSmpCounters } from '../../examples/guests/build.js';
+import { toolchainUnavailable, COUNTER_STATE_ADDR, readSmpCounters } from '../../examples/guests/build.js';
 import { createTapNamespace, tapUnavailable } from '../../examples/guests/virtio-probe-host.js';
 
 const skip =
@@ -28,7 +29,6 @@ const skip =
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const sha = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
 const minBig = (a: bigint, b: bigint) => (a < b ? a : b);
-const RAM = '64M';
 
 /**
  * Waits until `read()` reaches at least `value`. A guest that must make progress is given until it does, not a
@@ -66,18 +66,6 @@ async function quit(vm: VmProcess): Promise<void> {
   assert.is(await vm.exited, 0, `tsvmm should exit 0 after quit:\n${vm.stderr}`);
 }
 
-async function counterArgs(dir: string, ram: 'shm' | 'private' | 'memfd', extra: string[] = []): Promise<string[]> {
-  const guest = await buildGuest('counter');
-  const backend =
-    ram === 'shm'
-      ? `memory-backend-file,id=ram0,size=${RAM},mem-path=${join('/dev/shm', `${dir.split('/').pop()}-ram`)},share=on`
-      : ram === 'memfd'
-        ? `memory-backend-memfd,id=ram0,size=${RAM},share=on`
-        : `memory-backend-ram,id=ram0,size=${RAM}`;
-  return ['-m', RAM, '-kernel', guest.path, '-object', backend, '-machine', 'memory-backend=ram0', ...extra];
-}
-
-const shmFile = (dir: string) => join('/dev/shm', `${dir.split('/').pop()}-ram`);
 /**
  * How many of a process's fds are /dev/net/tun: the device number, not the link's text, which names the path as the
  * opener's mount namespace saw it (inside the rig `/newroot/dev/net/tun`).
@@ -103,10 +91,10 @@ testIf(
     const dir = scratchDir();
     const vms: VmProcess[] = [];
     try {
-      const args = await counterArgs(dir, 'shm');
+      const args = await counterVmArgs(dir, 'shm');
       const old = await startVm([...args, '-serial', `file:${join(dir, 'old.serial')}`], { dir, name: 'old' });
       vms.push(old);
-      const ramFile = shmFile(dir);
+      const ramFile = shmRamFile(dir);
       await until(() => counterIn(readFileSync(ramFile)), 250n);
       await old.qmp.execute('cpr-save', { filename: join(dir, 'vm.cpr'), mode: 'reboot' });
       assert.equal(await old.qmp.execute('query-status'), { running: false, status: 'postmigrate' });
@@ -167,7 +155,7 @@ testIf(
       await quit(next);
     } finally {
       for (const vm of vms) await vm.dispose();
-      rmSync(shmFile(dir), { force: true });
+      rmSync(shmRamFile(dir), { force: true });
       removeDir(dir);
     }
   },
@@ -181,7 +169,7 @@ testIf(
     const dir = scratchDir();
     const vms: VmProcess[] = [];
     try {
-      const args = await counterArgs(dir, 'private', ['-serial', 'null']);
+      const args = await counterVmArgs(dir, 'private', ['-serial', 'null']);
       const old = await startVm(args, { dir, name: 'old' });
       vms.push(old);
       await until(async () => counterIn(await guestRam(old, dir, STATE_PAGE_END)), 1n, 'the counter before the stop');
@@ -220,23 +208,9 @@ testIf(
   async () => {
     const dir = scratchDir();
     const vms: VmProcess[] = [];
-    const ramFile = shmFile(dir);
+    const ramFile = shmRamFile(dir);
     try {
-      const guest = await buildGuest('smp-counter');
-      const args = [
-        '-m',
-        RAM,
-        '-smp',
-        '2',
-        '-kernel',
-        guest.path,
-        '-serial',
-        'null',
-        '-object',
-        `memory-backend-file,id=ram0,size=${RAM},mem-path=${ramFile},share=on`,
-        '-machine',
-        'memory-backend=ram0',
-      ];
+      const args = await counterVmArgs(dir, 'shm', ['-smp', '2', '-serial', 'null'], 'smp-counter');
       const old = await startVm(args, { dir, name: 'old' });
       vms.push(old);
       // Zeros until the guest has written its state page.
@@ -288,21 +262,7 @@ testIf(
     const dir = scratchDir();
     const vms: VmProcess[] = [];
     try {
-      const guest = await buildGuest('smp-counter');
-      const args = [
-        '-m',
-        RAM,
-        '-smp',
-        '2',
-        '-kernel',
-        guest.path,
-        '-serial',
-        'null',
-        '-object',
-        `memory-backend-memfd,id=ram0,size=${RAM},share=on`,
-        '-machine',
-        'memory-backend=ram0',
-      ];
+      const args = await counterVmArgs(dir, 'memfd', ['-smp', '2', '-serial', 'null'], 'smp-counter');
       const old = await startVm(args, { dir, name: 'old' });
       vms.push(old);
       const { next, channel } = await startTransferTarget(args, { dir, name: 'new' });
@@ -350,23 +310,14 @@ testIf(
     const vms: VmProcess[] = [];
     const tap = createTapNamespace();
     try {
-      const guest = await buildGuest('counter');
-      const args = [
-        '-m',
-        RAM,
-        '-kernel',
-        guest.path,
+      const args = await counterVmArgs(dir, 'memfd', [
         '-serial',
         'null',
-        '-object',
-        `memory-backend-memfd,id=ram0,size=${RAM},share=on`,
-        '-machine',
-        'memory-backend=ram0',
         '-netdev',
         `tap,id=n0,ifname=${tap.tap},script=no,downscript=no`,
         '-device',
         'virtio-net-pci,netdev=n0',
-      ];
+      ]);
       const old = await startVm(args, { dir, name: 'old', netns: tap.ns });
       vms.push(old);
       const { next, channel } = await startTransferTarget(args, { dir, name: 'new', netns: tap.ns });
@@ -397,7 +348,7 @@ testIf(
     const dir = scratchDir();
     const vms: VmProcess[] = [];
     try {
-      const memfdVm = await startVm(await counterArgs(dir, 'memfd', ['-serial', 'null']), { dir, name: 'memfd' });
+      const memfdVm = await startVm(await counterVmArgs(dir, 'memfd', ['-serial', 'null']), { dir, name: 'memfd' });
       vms.push(memfdVm);
       const refused = await memfdVm.qmp
         .execute('cpr-save', { filename: join(dir, 'x.cpr'), mode: 'reboot' })
@@ -408,7 +359,7 @@ testIf(
       assert.not.ok(existsSync(join(dir, 'x.cpr')));
       await quit(memfdVm);
 
-      const args = await counterArgs(dir, 'private', ['-serial', 'null']);
+      const args = await counterVmArgs(dir, 'private', ['-serial', 'null']);
       const old = await startVm(args, { dir, name: 'old' });
       vms.push(old);
       await old.qmp.execute('cpr-save', { filename: join(dir, 'vm.cpr'), mode: 'reboot' });
@@ -416,7 +367,7 @@ testIf(
       const good = readFileSync(join(dir, 'vm.cpr'));
 
       const bigger = await startVm(
-        [...args.map((a) => a.replace(`size=${RAM}`, 'size=128M')).map((a) => (a === RAM ? '128M' : a)), '-S'],
+        [...args.map((a) => a.replace(`size=${COUNTER_RAM}`, 'size=128M')).map((a) => (a === COUNTER_RAM ? '128M' : a)), '-S'],
         { dir, name: 'bigger' },
       );
       vms.push(bigger);

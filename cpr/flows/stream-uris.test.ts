@@ -11,14 +11,14 @@ import { testIf } from '../../test/support/skip.js';
 import { startVm, scratchDir, removeDir, type VmProcess } from '../../test/support/vm-process.js';
 import { QmpClientError } from '../../test/support/qmp-client.js';
 import { HANG_GUARD_MS } from '../../test/support/hang-guard.js';
+import { counterVmArgs, shmRamFile } from '../../test/support/counter-vm.js';
 import { kvmMissing } from '../../kvm/testing/test-guest.js';
-import { buildGuest, toolchainUnavailable, COUNTER_STATE_ADDR } from '../../examples/guests/build.js';
+import { toolchainUnavailable, COUNTER_STATE_ADDR } from '../../examples/guests/build.js';
 import { sendWithFds } from '../../src/sys/socket.js';
 
 const skip =
   kvmMissing() ?? (await toolchainUnavailable()) ?? (existsSync('/dev/shm') ? null : 'no /dev/shm on this host');
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-const RAM = '64M';
 
 /** Waits until `read()` reaches `value`; the time limit only guards against a hang. */
 async function until(read: () => bigint, value: bigint, what: string): Promise<bigint> {
@@ -64,7 +64,7 @@ testIf(
   'cpr reboot over streams: migrate exec:cat > F, -incoming exec:cat F, migrate fd: (getfd), -incoming fd:0 — the counter goes on; bad URIs, unknown fds and failing commands are refused with the VM running',
   async () => {
     const dir = scratchDir();
-    const ramFile = join('/dev/shm', `${dir.split('/').pop()}-ram`);
+    const ramFile = shmRamFile(dir);
     const vms: VmProcess[] = [];
     const counter = () => {
       try {
@@ -80,19 +80,7 @@ testIf(
       });
     };
     try {
-      const guest = await buildGuest('counter');
-      const args = [
-        '-m',
-        RAM,
-        '-kernel',
-        guest.path,
-        '-serial',
-        'null',
-        '-object',
-        `memory-backend-file,id=ram0,size=${RAM},mem-path=${ramFile},share=on`,
-        '-machine',
-        'memory-backend=ram0',
-      ];
+      const args = await counterVmArgs(dir, 'shm', ['-serial', 'null']);
       const old = await startVm(args, { dir, name: 'old' });
       vms.push(old);
       await until(counter, 100n, 'the counter');
