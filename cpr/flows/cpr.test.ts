@@ -367,7 +367,12 @@ testIf(
       const good = readFileSync(join(dir, 'vm.cpr'));
 
       const bigger = await startVm(
-        [...args.map((a) => a.replace(`size=${COUNTER_RAM}`, 'size=128M')).map((a) => (a === COUNTER_RAM ? '128M' : a)), '-S'],
+        [
+          ...args
+            .map((a) => a.replace(`size=${COUNTER_RAM}`, 'size=128M'))
+            .map((a) => (a === COUNTER_RAM ? '128M' : a)),
+          '-S',
+        ],
         { dir, name: 'bigger' },
       );
       vms.push(bigger);
