@@ -12,7 +12,9 @@ import { join } from 'node:path';
 import { testIf } from '../../test/support/skip.js';
 import { startVm, scratchDir, removeDir, type VmProcess } from '../../test/support/vm-process.js';
 import { waitFor } from '../../test/support/hang-guard.js';
-import { expectCounting, expectPaused } from '../../test/support/counter-ticks.js';
+import { counterTicks, expectCounting, expectPaused, ticksReach } from '../../test/support/counter-ticks.js';
+import { QmpClientError } from '../../test/support/qmp-client.js';
+import { stopThread } from '../sys/libc.js';
 import { kvmMissing } from '../../kvm/testing/test-guest.js';
 import { buildGuest, patchOutloop, toolchainUnavailable, writeGuestVariant } from '../../examples/guests/build.js';
 
@@ -123,6 +125,48 @@ testIf(
       const stopTook = await timed(() => vm.qmp.execute('stop', undefined, PROMPT_MS));
       assert.ok(stopTook < PROMPT_MS, `stop took ${stopTook} ms`);
       assert.equal(await vm.qmp.execute('query-status'), { running: false, status: 'paused' });
+      await quitPromptly(vm);
+    } finally {
+      await vm.dispose();
+    }
+  },
+);
+
+testIf(
+  test,
+  skip,
+  'liveness: a vCPU that cannot park (its thread stopped with ptrace) fails QMP stop after the 5 s park time-out; the VM stays running and says so, and once the thread goes on, stop and cont work',
+  async () => {
+    const guest = await buildGuest('counter');
+    const vm = await startVm(['-m', '16M', '-smp', '2', '-kernel', guest.path, '-serial', 'null'], {
+      dir,
+      name: 'stuck-vcpu',
+    });
+    try {
+      await ticksReach(vm, dir, 50n);
+      const cpus = (await vm.qmp.execute('query-cpus-fast')) as { 'cpu-index': number; 'thread-id': number }[];
+      const tid = cpus.find((c) => c['cpu-index'] === 0)!['thread-id'];
+      const stuck = stopThread(tid);
+      let resumed = false;
+      try {
+        const error = await vm.qmp.execute('stop', undefined, PROMPT_MS).then(
+          () => null,
+          (e: unknown) => e,
+        );
+        assert.instance(error, QmpClientError, 'stop fails');
+        assert.match((error as QmpClientError).desc, /vCPUs did not stop within 5 s/);
+        // All or nothing: the other vCPU and the I/O thread were let go again, and the VM says what it is.
+        assert.equal(await vm.qmp.execute('query-status'), { running: true, status: 'running' });
+        stuck.resume();
+        resumed = true;
+      } finally {
+        if (!resumed) stuck.resume();
+      }
+      await expectCounting(vm, dir, await counterTicks(vm, dir), 20n, PROMPT_MS);
+      await vm.qmp.execute('stop', undefined, PROMPT_MS);
+      const stopped = await expectPaused(vm, dir);
+      await vm.qmp.execute('cont', undefined, PROMPT_MS);
+      await expectCounting(vm, dir, stopped, 20n, PROMPT_MS);
       await quitPromptly(vm);
     } finally {
       await vm.dispose();

@@ -40,6 +40,8 @@ const c = {
   gettid: libc.func('int gettid(void)'),
   prctl: libc.func('int prctl(int option, ...)'),
   tgkill: libc.func('int tgkill(int tgid, int tid, int sig)'),
+  ptrace: libc.func('long ptrace(int request, int pid, void *addr, void *data)'),
+  waitpid: libc.func('int waitpid(int pid, int *status, int options)'),
   clockGettime: libc.func('int clock_gettime(int clockid, _Out_ int64_t *ts)'),
   execve: libc.func('int execve(const char *path, const char **argv, const char **envp)'),
   fgetxattr: libc.func('intptr_t fgetxattr(int fd, const char *name, void *value, size_t size)'),
@@ -272,6 +274,30 @@ export function execve(path: string, argv: readonly string[], envp: readonly str
 
 export function tgkill(tgid: number, tid: number, signal: number): void {
   check('tgkill', () => `${tgid}, ${tid}, ${signal}`, c.tgkill(tgid, tid, signal) as number);
+}
+
+/**
+ * Stops one thread of another process and lets it go again, the rest of the process running on: what tests use to
+ * make a thread that cannot get to its next instruction — a vCPU that cannot park (ptrace(2): PTRACE_SEIZE, then
+ * PTRACE_INTERRUPT, waitpid(__WALL) for the stop; PTRACE_DETACH resumes it). Needs CAP_SYS_PTRACE or a child.
+ */
+export function stopThread(tid: number): { resume(): void } {
+  const PTRACE_SEIZE = 0x4206;
+  const PTRACE_INTERRUPT = 0x4207;
+  const PTRACE_DETACH = 17;
+  const WALL = 0x40000000;
+  check('ptrace', () => `PTRACE_SEIZE, ${tid}`, Number(c.ptrace(PTRACE_SEIZE, tid, null, null)));
+  try {
+    check('ptrace', () => `PTRACE_INTERRUPT, ${tid}`, Number(c.ptrace(PTRACE_INTERRUPT, tid, null, null)));
+    const status = new Int32Array(1);
+    check('waitpid', () => `${tid}, __WALL`, c.waitpid(tid, status, WALL) as number);
+  } catch (e) {
+    c.ptrace(PTRACE_DETACH, tid, null, null);
+    throw e;
+  }
+  return {
+    resume: () => void check('ptrace', () => `PTRACE_DETACH, ${tid}`, Number(c.ptrace(PTRACE_DETACH, tid, null, null))),
+  };
 }
 
 /**
