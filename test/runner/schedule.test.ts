@@ -32,9 +32,10 @@ test('schedule: only Linux-guest files left and one running — the slot waits (
   assert.is(nextFile([], ['linux-a.test.js']), -1);
 });
 
-test('schedule: linux-cpr runs alone — nothing starts beside it, and it waits for the other slot to empty', () => {
+test('schedule: linux-cpr (and the transfer soak) run alone — nothing starts beside it, and it waits for the other slot to empty', () => {
   assert.ok(runsAlone('/x/dist/src/machine/linux-cpr.test.js'));
   assert.not.ok(runsAlone('/x/dist/src/machine/linux-devices.test.js'));
+  assert.ok(runsAlone('/x/dist/examples/guests/transfer-soak.test.js'), 'the soak runs alone too');
   assert.is(nextFile(['a.test.js'], ['/d/src/machine/linux-cpr.test.js']), -1);
   assert.is(
     nextFile(['/d/src/machine/linux-cpr.test.js', 'a.test.js'], ['b.test.js']),
