@@ -7,7 +7,8 @@
 // QEMU machine whose Linux has a real, SVM-backed /dev/kvm and reserved huge pages), all such files in one boot;
 // its native result is dropped and the rig's counts instead. When any of them skipped for want of a vfio-pci device,
 // that one boot is a q35 with intel-iommu and QEMU's edu and nvme bound to vfio-pci (RIG_VFIO_DEVICES). Inside the rig this runner runs only the files it is
-// given and writes their results as JSON for the runner outside.
+// given and writes their results as JSON for the runner outside; a file that failed because the rig lost a guest's
+// CPU state (test/runner/rig-state-loss.ts) runs once more there.
 //
 // Usage: node dist/test/run.js [filter …]            (a filter is a substring of the test file's path)
 //        node dist/test/run.js --files F… --json OUT  (exactly these files, relative to dist/; results to OUT)
@@ -21,6 +22,7 @@ import { parseArgs } from 'node:util';
 import { RIG_VFIO_DEVICES, rigCanLift, rigNeedsVfio } from './support/rig-provides.js';
 import { describe, findTests, runTestFile, type FileResult } from './runner/test-file.js';
 import { nextFile, runOrder } from './runner/schedule.js';
+import { rigStateLoss } from './runner/rig-state-loss.js';
 
 const distRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 const inRig = process.env.TSVMM_IN_RIG === '1';
@@ -52,7 +54,12 @@ async function runAll(files: string[], onDone: (r: FileResult) => void): Promise
       }
       const [file] = pending.splice(i, 1);
       running.push(file);
-      const r = await runTestFile(distRoot, file, fileTimeoutMs);
+      let r = await runTestFile(distRoot, file, fileTimeoutMs);
+      const lost = inRig && r.failed ? rigStateLoss(r.output) : null;
+      if (lost) {
+        console.log(`rig: ${r.file} met the rig losing a guest's CPU state, so it runs once more: ${lost.trim()}`);
+        r = await runTestFile(distRoot, file, fileTimeoutMs);
+      }
       running.splice(running.indexOf(file), 1);
       results.push(r);
       onDone(r);
