@@ -4,14 +4,8 @@
 // it before it changes anything (vcpu-state.ts). The CPUID-dependent checks (reserved CR4 bits, the guest's
 // physical address width for CR3) stay KVM's.
 import type { Sregs } from './bindings/types.js';
-
-const CR0_PE = 1n << 0n;
-const CR0_NW = 1n << 29n;
-const CR0_CD = 1n << 30n;
-const CR0_PG = 1n << 31n;
-const CR4_PAE = 1n << 5n;
-const EFER_LME = 1n << 8n;
-const EFER_LMA = 1n << 10n;
+import { CR0_CD, CR0_NW, CR0_PE, CR0_PG, CR4_PAE, EFER_LME, EFER_LMA } from './bindings/x86-control-bits.js';
+import { hex } from '../src/util/hex.js';
 
 /** The first of KVM's CPUID-independent rules that `s` breaks, in words, or null when it keeps them all. */
 export function sregsRuleBroken(s: Sregs): string | null {
@@ -30,9 +24,8 @@ export function sregsRuleBroken(s: Sregs): string | null {
 
 /** The registers sregsRuleBroken looks at, for a message. */
 export function describeSregs(s: Sregs): string {
-  const h = (n: bigint) => `0x${n.toString(16)}`;
   return (
-    `cr0=${h(s.cr0)} cr3=${h(s.cr3)} cr4=${h(s.cr4)} efer=${h(s.efer)} apic_base=${h(s.apicBase)} ` +
-    `cs=0x${s.cs.selector.toString(16)} l=${s.cs.l} db=${s.cs.db}`
+    `cr0=${hex(s.cr0)} cr3=${hex(s.cr3)} cr4=${hex(s.cr4)} efer=${hex(s.efer)} apic_base=${hex(s.apicBase)} ` +
+    `cs=${hex(s.cs.selector)} l=${s.cs.l} db=${s.cs.db}`
   );
 }

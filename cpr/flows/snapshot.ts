@@ -118,15 +118,9 @@ export function captureSections(
   clock.time('collect-vcpus', () => {
     // Each vCPU thread saved its own state while parking when the pause asked it to (in parallel); read the rest.
     parts.vcpus.forEach((vcpu, i) => {
-      const record = parts.capturedVcpuState(i) ?? vcpuStateToRecord(vcpu.getState(), scratch.vcpu(i));
-      sections.push(
-        section(
-          'vcpu',
-          vcpuStateDescriptor,
-          keptByKvmRules(i, record, () => vcpuStateToRecord(vcpu.getState(), scratch.vcpu(i))),
-          i,
-        ),
-      );
+      const read = () => vcpuStateToRecord(vcpu.getState(), scratch.vcpu(i));
+      const record = parts.capturedVcpuState(i) ?? read();
+      sections.push(section('vcpu', vcpuStateDescriptor, keptByKvmRules(i, record, read), i));
     });
   });
   clock.time('collect-kvm', () => {

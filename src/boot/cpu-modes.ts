@@ -13,6 +13,7 @@
 // that reloads a selector (e.g. `mov $0x18, %ax; mov %ax, %ds`) gets exactly the state it started with.
 import type { Regs, Segment, Sregs } from '../../kvm/bindings/types.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
+import { CR0_ET, CR0_NE, CR0_PE, CR0_PG, CR4_PAE, EFER_LMA, EFER_LME } from '../../kvm/bindings/x86-control-bits.js';
 
 /** The vCPU state a loader hands to the machine: merged over KVM's reset state. */
 export interface BootCpuState {
@@ -72,20 +73,8 @@ export const TSS_SIZE = 0x68;
 
 // ---- Control-register and flag bits ----------------------------------------------------------------------------
 
-/** CR0.PE: protection enable. */
-export const CR0_PE = 1n << 0n;
-/** CR0.ET: extension type (hard-wired to 1 on every CPU since the 486). */
-export const CR0_ET = 1n << 4n;
-/** CR0.NE: report x87 errors as #MF (the modern setting; VMX requires it in the hardware CR0 anyway). */
-export const CR0_NE = 1n << 5n;
-/** CR0.PG: paging. */
-export const CR0_PG = 1n << 31n;
-/** CR4.PAE: physical address extension (required for long mode). */
-export const CR4_PAE = 1n << 5n;
-/** EFER.LME: long mode enable. */
-export const EFER_LME = 1n << 8n;
-/** EFER.LMA: long mode active (set by the CPU when paging is turned on with LME; KVM wants it given). */
-export const EFER_LMA = 1n << 10n;
+// The control-register and EFER bits live in kvm/bindings/x86-control-bits.ts, below every layer that uses them.
+export { CR0_PE, CR0_ET, CR0_NE, CR0_PG, CR4_PAE, EFER_LME, EFER_LMA };
 /** RFLAGS bit 1 is reserved and always 1; everything else (IF included) starts clear. */
 export const RFLAGS_RESERVED = 0x2n;
 

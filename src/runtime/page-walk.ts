@@ -3,12 +3,8 @@
 // Handles no paging, 32-bit paging (with 4 MiB pages when PSE), PAE and 4-level long-mode paging (2 MiB / 1 GiB
 // pages). 5-level paging (CR4.LA57) is reported as untranslatable.
 import type { GuestMemory } from '../memory/guest-memory.js';
+import { CR0_PG, CR4_LA57, CR4_PAE, CR4_PSE, EFER_LMA } from '../../kvm/bindings/x86-control-bits.js';
 
-const CR0_PG = 1n << 31n;
-const CR4_PSE = 1n << 4n;
-const CR4_PAE = 1n << 5n;
-const CR4_LA57 = 1n << 12n;
-const EFER_LMA = 1n << 10n;
 const PRESENT = 1n;
 const PAGE_SIZE_BIT = 1n << 7n;
 const ADDR_MASK_64 = 0x000f_ffff_ffff_f000n;
